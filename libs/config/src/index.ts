@@ -1,0 +1,4 @@
+export * from './spark-config.js';
+export { defaultArchitectures, machineIdOf, readHostname, uuidV5 } from './machine.js';
+export { nearestName } from './nearest-name.js';
+export * from './service-cli.js';

@@ -1,0 +1,472 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, TomlError } from 'smol-toml';
+import { architectureSchema, DEFAULT_QUEUE_PREFIX, JOB_KINDS, LIGHTHOUSE_REPLY_TIMEOUT_MS, JOB_STATUS_INTERVAL_MS } from '@spark/protocol';
+import { defaultArchitectures, machineIdOf, readHostname } from './machine.js';
+import { nearestName } from './nearest-name.js';
+
+/** Where spark and this project read their configuration by default. */
+export const DEFAULT_CONFIG_FILE = '/etc/laniakea/spark.toml';
+/** spark's workspace root default (spark/config.py). */
+export const DEFAULT_WORKSPACE_ROOT = '/var/lib/lkspark/';
+/** Directory of the Curve keys as spark and Laniakea's Ansible setup place them. */
+export const DEFAULT_CURVE_KEYS_DIR = '/etc/laniakea/keys/curve';
+/** Redis the services share on one host. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** Settings of the connector (`[connector]` table). Durations in seconds in the file, ms here. */
+export interface ConnectorSettings {
+  /** ms to wait for a Lighthouse reply before retrying on a fresh socket (`ReplyTimeout`, default 15 s as spark). */
+  replyTimeoutMs: number;
+  /** ms between job requests while idle (`PollInterval`, default 5 s). */
+  pollIntervalMs: number;
+  /** ms between `archive-info` refreshes (`ArchiveInfoInterval`, default 300 s). */
+  archiveInfoIntervalMs: number;
+  /** ms a fetched job may wait for a builder before it is rejected back (`StartTimeout`, default 600 s). */
+  startTimeoutMs: number;
+}
+
+/** Settings of the builder (`[builder]` table). */
+export interface BuilderSettings {
+  /** ms between log excerpts sent to Lighthouse (`StatusInterval`, default 15 s as spark). */
+  statusIntervalMs: number;
+  /** Hard time limit of one job in ms (`MaxBuildTime`, default 24 h). */
+  maxBuildTimeMs: number;
+  /** ms without a line of output before a build is killed (`IdleOutputTimeout`, default 150 min as sbuild). */
+  idleOutputTimeoutMs: number;
+  /** ms to let running jobs finish on shutdown before they are killed and rejected (`DrainTimeout`, default 600 s). */
+  drainTimeoutMs: number;
+  /** `debspawn` executable (`Debspawn`, default `debspawn` from PATH). */
+  debspawn: string;
+}
+
+/** Settings of the signer (`[signer]` table). */
+export interface SignerSettings {
+  /** File holding the secret key's passphrase (`PassphraseFile`), or null for an unprotected key. */
+  passphraseFile: string | null;
+  /** Append-only log of every signature (`AuditLog`, default `<WorkspaceRoot>/audit/signer.log`). */
+  auditLog: string;
+}
+
+/** Settings of the uploader (`[uploader]` table). */
+export interface UploaderSettings {
+  /** ms allowed for one file's upload (`FileTimeout`, default 600 s). */
+  fileTimeoutMs: number;
+  /** How many times a failed upload is tried (`Attempts`, default 8). */
+  attempts: number;
+}
+
+/** The effective worker configuration: spark's keys with spark's defaults, plus this project's. */
+export interface SparkConfig {
+  /** The file it was read from. */
+  file: string;
+  /** ZeroMQ endpoint of Lighthouse, e.g. `tcp://master.example.org:5570` (`LighthouseServer`, required). */
+  lighthouseServer: string;
+  /** Job kinds this worker takes (`AcceptedJobs`, required, non-empty). */
+  acceptedJobs: string[];
+  /** Owner sent with job requests (`MachineOwner`, default empty). */
+  machineOwner: string;
+  /** Name Lighthouse knows the worker by (`MachineName`, default `/etc/hostname` trimmed). */
+  machineName: string;
+  /** UUIDv5 of `machineName` in spark's namespace: the worker's identity at Lighthouse. */
+  machineId: string;
+  /** OpenPGP key (fingerprint or key id) the signer signs with (`GpgKeyID`, required). */
+  gpgKeyId: string;
+  /** Concurrent jobs per builder (`MaxJobs`, default 1, at least 1). */
+  maxJobs: number;
+  /** Root of workspaces and logs (`WorkspaceRoot`, default `/var/lib/lkspark/`). */
+  workspaceRoot: string;
+  /** `<WorkspaceRoot>/workspaces`: one directory per job uuid. */
+  workspacesDir: string;
+  /** `<WorkspaceRoot>/logs`: one `<uuid>.log` per job. */
+  logsDir: string;
+  /** Architectures built here (`Architectures`, default from the machine, as spark maps it). */
+  architectures: string[];
+  /** Directory of the Curve keys (`CurveKeysDir`, default `/etc/laniakea/keys/curve`). */
+  curveKeysDir: string;
+  /** `<CurveKeysDir>/secret/<machine>-spark_private.sec`: the worker's Curve secret key. */
+  curveSecretKeyFile: string;
+  /** `<CurveKeysDir>/<machine>_lighthouse-server.pub`: Lighthouse's Curve public key. */
+  lighthouseServerKeyFile: string;
+  /** Redis shared by this host's services (`RedisUrl`, default `redis://127.0.0.1:6379`). */
+  redisUrl: string;
+  /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
+  queuePrefix: string;
+  /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
+  gpgSecretKeyFile: string | null;
+  connector: ConnectorSettings;
+  builder: BuilderSettings;
+  signer: SignerSettings;
+  uploader: UploaderSettings;
+}
+
+/** One problem found in a config file. `line` is 1-based where known. */
+export interface ConfigProblem {
+  severity: 'error' | 'warning';
+  file: string;
+  key: string | null;
+  line: number | null;
+  message: string;
+}
+
+/** `spark.toml:3: MaxJobs: must be at least 1, got 0`. */
+export function formatProblem(problem: ConfigProblem): string {
+  const where = problem.line === null ? problem.file : `${problem.file}:${problem.line}`;
+  const prefix = problem.severity === 'warning' ? 'warning: ' : '';
+  return `${where}: ${prefix}${problem.key ? `${problem.key}: ` : ''}${problem.message}`;
+}
+
+/** Thrown when a config file has errors; `problems` lists each (warnings included), `message` all of them. */
+export class ConfigError extends Error {
+  constructor(readonly problems: ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+/** A config loaded without errors, with any warnings (unknown keys) found on the way. */
+export interface LoadedConfig {
+  config: SparkConfig;
+  warnings: ConfigProblem[];
+}
+
+/** Machine facts the defaults come from; tests replace them. */
+export interface ConfigEnvironment {
+  hostname: () => string;
+  architectures: () => string[];
+}
+
+const systemEnvironment: ConfigEnvironment = {
+  hostname: () => readHostname(),
+  architectures: () => defaultArchitectures(),
+};
+
+type Value = unknown;
+type Table = Record<string, Value>;
+
+/** Keys spark reads, plus the legacy `DputHost` that old spark configs carry (unused: `archive-info` gives upload targets). */
+const TOP_LEVEL_KEYS = [
+  'LighthouseServer',
+  'AcceptedJobs',
+  'MachineOwner',
+  'MachineName',
+  'GpgKeyID',
+  'MaxJobs',
+  'WorkspaceRoot',
+  'Architectures',
+  'DputHost',
+  'CurveKeysDir',
+  'RedisUrl',
+  'QueuePrefix',
+  'GpgSecretKeyFile',
+] as const;
+
+const SERVICE_KEYS = {
+  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout'],
+  builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn'],
+  signer: ['PassphraseFile', 'AuditLog'],
+  uploader: ['FileTimeout', 'Attempts'],
+} as const;
+
+/** Reads and checks a spark.toml; throws {@link ConfigError} naming file, key and line for every problem. */
+export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: ConfigEnvironment = systemEnvironment): LoadedConfig {
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw new ConfigError([{ severity: 'error', file, key: null, line: null, message: `cannot read config: ${reason}` }]);
+  }
+  return parseConfig(source, file, env);
+}
+
+/** Checks spark.toml text as {@link loadConfig} does; `file` is only used in messages and defaults. */
+export function parseConfig(source: string, file: string, env: ConfigEnvironment = systemEnvironment): LoadedConfig {
+  let data: Table;
+  try {
+    data = parse(source);
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const message = (error.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
+      throw new ConfigError([
+        { severity: 'error', file, key: null, line: error.line, message: `TOML syntax error at column ${error.column}: ${message}` },
+      ]);
+    }
+    throw error;
+  }
+
+  const problems: ConfigProblem[] = [];
+  const reader = new TableReader(source, file, problems);
+
+  reader.checkUnknown(data, null, [...TOP_LEVEL_KEYS, ...Object.keys(SERVICE_KEYS)]);
+
+  const lighthouseServer = reader.string(data, null, 'LighthouseServer', { required: true });
+  if (lighthouseServer !== undefined && !/^(tcp|ipc|inproc):\/\/\S+$/.test(lighthouseServer)) {
+    reader.error(null, 'LighthouseServer', `expected a ZeroMQ endpoint like "tcp://master.example.org:5570", got ${JSON.stringify(lighthouseServer)}`);
+  }
+  const acceptedJobs = reader.stringArray(data, null, 'AcceptedJobs', { required: true, nonEmpty: true });
+  for (const kind of acceptedJobs ?? []) {
+    if (!(JOB_KINDS as readonly string[]).includes(kind)) {
+      reader.warning(null, 'AcceptedJobs', `unknown job kind ${JSON.stringify(kind)} (known: ${JOB_KINDS.join(', ')}); it is advertised but no builder runs it`);
+    }
+  }
+  const machineOwner = reader.string(data, null, 'MachineOwner') ?? '';
+  let machineName = reader.string(data, null, 'MachineName');
+  if (machineName === undefined || machineName === '') {
+    try {
+      machineName = env.hostname();
+    } catch (error) {
+      reader.error(null, 'MachineName', `not set, and the host name could not be read: ${(error as Error).message}`);
+    }
+  }
+  const gpgKeyId = reader.string(data, null, 'GpgKeyID', { required: true });
+  if (gpgKeyId !== undefined && !/^(0x)?([0-9A-Fa-f]{8}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$/.test(gpgKeyId.replace(/\s+/g, ''))) {
+    // A warning, not an error: the seed guide's own example holds a placeholder, and
+    // only the signer needs the key (it refuses to start unless the key matches).
+    reader.warning(null, 'GpgKeyID', `${JSON.stringify(gpgKeyId)} is not a key id or fingerprint (8, 16, 40 or 64 hex digits); the signer will refuse to start until it names its key`);
+  }
+  const maxJobs = reader.integer(data, null, 'MaxJobs', { min: 1, max: 256 }) ?? 1;
+  const workspaceRoot = reader.path(data, null, 'WorkspaceRoot') ?? DEFAULT_WORKSPACE_ROOT;
+  let architectures = reader.stringArray(data, null, 'Architectures');
+  if (architectures === undefined || architectures.length === 0) {
+    architectures = env.architectures();
+  }
+  for (const name of architectures) {
+    if (!architectureSchema.safeParse(name).success) {
+      reader.error(null, 'Architectures', `${JSON.stringify(name)} is not a Debian architecture name`);
+    }
+  }
+  reader.string(data, null, 'DputHost');
+  const curveKeysDir = reader.path(data, null, 'CurveKeysDir') ?? DEFAULT_CURVE_KEYS_DIR;
+  const redisUrl = reader.string(data, null, 'RedisUrl') ?? DEFAULT_REDIS_URL;
+  if (!/^(rediss?:\/\/\S+|unix:\/\/?\S+|\/\S+)$/.test(redisUrl)) {
+    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(redisUrl)}`);
+  }
+  const queuePrefix = reader.string(data, null, 'QueuePrefix') ?? DEFAULT_QUEUE_PREFIX;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
+    reader.error(null, 'QueuePrefix', 'expected 1 to 64 letters, digits, "_" or "-"');
+  }
+  const gpgSecretKeyFile = reader.path(data, null, 'GpgSecretKeyFile') ?? null;
+
+  const service = (name: keyof typeof SERVICE_KEYS): Table => {
+    const value = data[name];
+    if (value === undefined) return {};
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      reader.error(null, name, `expected a table [${name}], got ${describeType(value)}`);
+      return {};
+    }
+    reader.checkUnknown(value as Table, name, SERVICE_KEYS[name]);
+    return value as Table;
+  };
+  const connectorTable = service('connector');
+  const builderTable = service('builder');
+  const signerTable = service('signer');
+  const uploaderTable = service('uploader');
+  const seconds = (table: Table, section: string, key: string, fallbackMs: number, min = 0.001) => {
+    const value = reader.number(table, section, key, { min });
+    return value === undefined ? fallbackMs : Math.round(value * 1000);
+  };
+
+  const connector: ConnectorSettings = {
+    replyTimeoutMs: seconds(connectorTable, 'connector', 'ReplyTimeout', LIGHTHOUSE_REPLY_TIMEOUT_MS),
+    pollIntervalMs: seconds(connectorTable, 'connector', 'PollInterval', 5_000),
+    archiveInfoIntervalMs: seconds(connectorTable, 'connector', 'ArchiveInfoInterval', 300_000),
+    startTimeoutMs: seconds(connectorTable, 'connector', 'StartTimeout', 600_000),
+  };
+  const builder: BuilderSettings = {
+    statusIntervalMs: seconds(builderTable, 'builder', 'StatusInterval', JOB_STATUS_INTERVAL_MS),
+    maxBuildTimeMs: seconds(builderTable, 'builder', 'MaxBuildTime', 24 * 3600_000),
+    idleOutputTimeoutMs: seconds(builderTable, 'builder', 'IdleOutputTimeout', 150 * 60_000),
+    drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
+    debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
+  };
+  const signer: SignerSettings = {
+    passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
+    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(workspaceRoot, 'audit', 'signer.log'),
+  };
+  const uploader: UploaderSettings = {
+    fileTimeoutMs: seconds(uploaderTable, 'uploader', 'FileTimeout', 600_000),
+    attempts: reader.integer(uploaderTable, 'uploader', 'Attempts', { min: 1, max: 100 }) ?? 8,
+  };
+
+  const errors = problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0 || lighthouseServer === undefined || acceptedJobs === undefined || gpgKeyId === undefined || machineName === undefined) {
+    throw new ConfigError(problems);
+  }
+  const config: SparkConfig = {
+    file,
+    lighthouseServer,
+    acceptedJobs,
+    machineOwner,
+    machineName,
+    machineId: machineIdOf(machineName),
+    gpgKeyId: gpgKeyId.replace(/\s+/g, ''),
+    maxJobs,
+    workspaceRoot,
+    workspacesDir: join(workspaceRoot, 'workspaces'),
+    logsDir: join(workspaceRoot, 'logs'),
+    architectures,
+    curveKeysDir,
+    curveSecretKeyFile: join(curveKeysDir, 'secret', `${machineName}-spark_private.sec`),
+    lighthouseServerKeyFile: join(curveKeysDir, `${machineName}_lighthouse-server.pub`),
+    redisUrl,
+    queuePrefix,
+    gpgSecretKeyFile,
+    connector,
+    builder,
+    signer,
+    uploader,
+  };
+  return { config, warnings: problems };
+}
+
+function describeType(value: Value): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  if (value instanceof Date) return 'a date';
+  if (typeof value === 'object') return 'a table';
+  if (typeof value === 'number' && Number.isInteger(value)) return `the integer ${value}`;
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (typeof value === 'number') return `the float ${value}`;
+  return `the ${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** Typed reads of a parsed TOML table that record a problem (with its line) instead of throwing. */
+class TableReader {
+  private readonly lines: string[];
+
+  constructor(
+    source: string,
+    private readonly file: string,
+    private readonly problems: ConfigProblem[],
+  ) {
+    this.lines = source.split('\n');
+  }
+
+  error(section: string | null, key: string, message: string): void {
+    this.problems.push({ severity: 'error', file: this.file, key: qualified(section, key), line: this.lineOf(section, key), message });
+  }
+
+  warning(section: string | null, key: string, message: string): void {
+    this.problems.push({ severity: 'warning', file: this.file, key: qualified(section, key), line: this.lineOf(section, key), message });
+  }
+
+  checkUnknown(table: Table, section: string | null, known: readonly string[]): void {
+    for (const key of Object.keys(table)) {
+      if (known.includes(key)) continue;
+      const suggestion = nearestName(key, known);
+      this.warning(section, key, `unknown key, ignored${suggestion ? ` (did you mean ${qualified(section, suggestion)}?)` : ''}`);
+    }
+  }
+
+  string(table: Table, section: string | null, key: string, opts: { required?: boolean } = {}): string | undefined {
+    const value = table[key];
+    if (value === undefined) {
+      if (opts.required) this.missing(section, key);
+      return undefined;
+    }
+    if (typeof value !== 'string') {
+      this.error(section, key, `expected a string, got ${describeType(value)}`);
+      return undefined;
+    }
+    if (opts.required && value.trim() === '') {
+      this.error(section, key, 'must not be empty');
+      return undefined;
+    }
+    return value;
+  }
+
+  path(table: Table, section: string | null, key: string): string | undefined {
+    const value = this.string(table, section, key);
+    if (value !== undefined && !value.startsWith('/')) {
+      this.error(section, key, `expected an absolute path, got ${JSON.stringify(value)}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  stringArray(table: Table, section: string | null, key: string, opts: { required?: boolean; nonEmpty?: boolean } = {}): string[] | undefined {
+    const value = table[key];
+    if (value === undefined) {
+      if (opts.required) this.missing(section, key);
+      return undefined;
+    }
+    if (!Array.isArray(value) || value.some((item) => typeof item !== 'string')) {
+      this.error(section, key, `expected an array of strings, got ${describeType(value)}`);
+      return undefined;
+    }
+    if (opts.nonEmpty && value.length === 0) {
+      this.error(section, key, 'must list at least one entry');
+      return undefined;
+    }
+    return value as string[];
+  }
+
+  integer(table: Table, section: string | null, key: string, range: { min: number; max: number }): number | undefined {
+    const value = table[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'number' || !Number.isInteger(value)) {
+      this.error(section, key, `expected an integer, got ${describeType(value)}`);
+      return undefined;
+    }
+    if (value < range.min || value > range.max) {
+      this.error(section, key, `must be between ${range.min} and ${range.max}, got ${value}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  number(table: Table, section: string | null, key: string, range: { min: number }): number | undefined {
+    const value = table[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      this.error(section, key, `expected a number of seconds, got ${describeType(value)}`);
+      return undefined;
+    }
+    if (value < range.min) {
+      this.error(section, key, `must be at least ${range.min}, got ${value}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  private missing(section: string | null, key: string): void {
+    this.problems.push({
+      severity: 'error',
+      file: this.file,
+      key: qualified(section, key),
+      line: null,
+      message: 'required key is missing',
+    });
+  }
+
+  /** Line of `key = …` in `[section]` (or before any table for top-level keys), when written plainly. */
+  private lineOf(section: string | null, key: string): number | null {
+    let current: string | null = null;
+    const keyPattern = new RegExp(`^\\s*(?:${escapeRegExp(key)}|"${escapeRegExp(key)}"|'${escapeRegExp(key)}')\\s*=`);
+    for (let i = 0; i < this.lines.length; i++) {
+      const line = this.lines[i] as string;
+      const header = /^\s*\[\s*([^\]]+?)\s*\]/.exec(line);
+      if (header) {
+        current = header[1] as string;
+        continue;
+      }
+      if (current === section && keyPattern.test(line)) return i + 1;
+    }
+    if (section === null) {
+      const tableLine = this.lines.findIndex((line) => new RegExp(`^\\s*\\[\\s*${escapeRegExp(key)}\\s*\\]`).test(line));
+      if (tableLine !== -1) return tableLine + 1;
+    }
+    return null;
+  }
+}
+
+function qualified(section: string | null, key: string): string {
+  return section === null ? key : `${section}.${key}`;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

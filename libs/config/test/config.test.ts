@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, defaultArchitectures, loadConfig, machineIdOf, nearestName, type ConfigEnvironment } from '@spark/config';
+
+const seedFile = fileURLToPath(new URL('./fixtures/seed-spark.toml', import.meta.url));
+const env: ConfigEnvironment = { hostname: () => 'hydrogen', architectures: () => ['amd64'] };
+const dir = mkdtempSync(join(tmpdir(), 'spark-config-test-'));
+let counter = 0;
+
+function writeConfig(text: string): string {
+  const file = join(dir, `spark-${counter++}.toml`);
+  writeFileSync(file, text);
+  return file;
+}
+
+const minimal = `LighthouseServer = 'tcp://lh.example.org:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\n`;
+
+function problemsOf(text: string): string[] {
+  const file = writeConfig(text);
+  try {
+    loadConfig(file, env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error.message.split('\n').map((line) => line.replace(`${file}`, 'FILE'));
+  }
+  assert.fail('config loaded although it should not');
+}
+
+describe('loadConfig', () => {
+  it('loads the seed guide spark.toml unchanged, with spark defaults', () => {
+    const { config, warnings } = loadConfig(seedFile, env);
+    assert.equal(config.lighthouseServer, 'tcp://master.example.org:5570');
+    assert.deepEqual(config.acceptedJobs, ['package-build', 'os-image-build']);
+    assert.equal(config.machineOwner, 'ACME Inc.');
+    assert.equal(config.machineName, 'hydrogen');
+    // uuid.uuid5(UUID('d44a99a2-0b5d-415b-808a-790ad4684309'), 'hydrogen') in Python
+    assert.equal(config.machineId, 'c05c855f-f940-5c59-abb6-b5c63d7d78e6');
+    assert.equal(config.maxJobs, 1);
+    assert.equal(config.workspaceRoot, '/var/lib/lkspark/');
+    assert.equal(config.workspacesDir, '/var/lib/lkspark/workspaces');
+    assert.equal(config.logsDir, '/var/lib/lkspark/logs');
+    assert.deepEqual(config.architectures, ['amd64']);
+    assert.equal(config.curveSecretKeyFile, '/etc/laniakea/keys/curve/secret/hydrogen-spark_private.sec');
+    assert.equal(config.lighthouseServerKeyFile, '/etc/laniakea/keys/curve/hydrogen_lighthouse-server.pub');
+    assert.equal(config.redisUrl, 'redis://127.0.0.1:6379');
+    assert.equal(config.gpgSecretKeyFile, null);
+    assert.equal(config.connector.replyTimeoutMs, 15_000);
+    assert.equal(config.builder.statusIntervalMs, 15_000);
+    // The seed's GpgKeyID is a placeholder: a warning, since only the signer needs it.
+    assert.deepEqual(
+      warnings.map((w) => [w.key, w.line]),
+      [['GpgKeyID', 7]],
+    );
+  });
+
+  it('derives machine_id from MachineName exactly as Python uuid.uuid5 does, for non-ASCII names too', () => {
+    assert.equal(machineIdOf('bördeland-build01'), 'ef15d65c-6a9f-5cbf-92c1-27ec3c720079');
+  });
+
+  it('reads every key spark reads and the new ones', () => {
+    const file = writeConfig(`${minimal}
+MachineName = 'helium'
+MachineOwner = 'Wayne Enterprises'
+MaxJobs = 4
+WorkspaceRoot = '/srv/spark'
+Architectures = ['amd64', 'i386']
+CurveKeysDir = '/srv/keys'
+RedisUrl = 'redis://127.0.0.1:6390/2'
+GpgSecretKeyFile = '/etc/laniakea/keys/helium_secret.gpg'
+DputHost = 'legacy'
+
+[connector]
+ReplyTimeout = 2.5
+PollInterval = 1
+
+[builder]
+StatusInterval = 3
+IdleOutputTimeout = 60
+
+[signer]
+PassphraseFile = '/run/credentials/spark-signer.service/passphrase'
+
+[uploader]
+Attempts = 3
+`);
+    const { config, warnings } = loadConfig(file, env);
+    assert.deepEqual(warnings, []);
+    assert.equal(config.machineName, 'helium');
+    assert.equal(config.maxJobs, 4);
+    assert.equal(config.logsDir, '/srv/spark/logs');
+    assert.deepEqual(config.architectures, ['amd64', 'i386']);
+    assert.equal(config.curveSecretKeyFile, '/srv/keys/secret/helium-spark_private.sec');
+    assert.equal(config.lighthouseServerKeyFile, '/srv/keys/helium_lighthouse-server.pub');
+    assert.equal(config.redisUrl, 'redis://127.0.0.1:6390/2');
+    assert.equal(config.connector.replyTimeoutMs, 2500);
+    assert.equal(config.connector.pollIntervalMs, 1000);
+    assert.equal(config.builder.idleOutputTimeoutMs, 60_000);
+    assert.equal(config.signer.passphraseFile, '/run/credentials/spark-signer.service/passphrase');
+    assert.equal(config.signer.auditLog, '/srv/spark/audit/signer.log');
+    assert.equal(config.uploader.attempts, 3);
+  });
+
+  it('reports a TOML syntax error with file and line', () => {
+    const [message] = problemsOf(`LighthouseServer = 'tcp://a:1'\nAcceptedJobs = ['package-build'\nGpgKeyID = 'x'\n`);
+    assert.match(message ?? '', /^FILE:\d+: TOML syntax error at column \d+: /);
+  });
+
+  it('reports a truncated file as a syntax error', () => {
+    const [message] = problemsOf(`LighthouseServer = 'tcp://a:1'\nAcceptedJobs = ['package-bu`);
+    assert.match(message ?? '', /^FILE:\d+: TOML syntax error at column \d+: unfinished array/);
+  });
+
+  it('names each missing required key', () => {
+    assert.deepEqual(problemsOf(`MachineOwner = 'x'\n`), [
+      'FILE: LighthouseServer: required key is missing',
+      'FILE: AcceptedJobs: required key is missing',
+      'FILE: GpgKeyID: required key is missing',
+    ]);
+  });
+
+  it('rejects MaxJobs = 0 with its line', () => {
+    assert.deepEqual(problemsOf(`${minimal}MaxJobs = 0\n`), ['FILE:4: MaxJobs: must be between 1 and 256, got 0']);
+  });
+
+  it('rejects wrong types with key, line and what was found', () => {
+    assert.deepEqual(problemsOf(`${minimal}MaxJobs = 'four'\nArchitectures = 'amd64'\n`), [
+      'FILE:4: MaxJobs: expected an integer, got the string "four"',
+      'FILE:5: Architectures: expected an array of strings, got the string "amd64"',
+    ]);
+  });
+
+  it('rejects an empty AcceptedJobs, since a worker that accepts nothing is pointless', () => {
+    assert.deepEqual(
+      problemsOf(`LighthouseServer = 'tcp://a:1'\nAcceptedJobs = []\nGpgKeyID = 'DEADBEEF'\n`),
+      ['FILE:2: AcceptedJobs: must list at least one entry'],
+    );
+  });
+
+  it('rejects a LighthouseServer that is not a ZeroMQ endpoint', () => {
+    assert.deepEqual(problemsOf(minimal.replace("'tcp://lh.example.org:5570'", "'master.example.org'")), [
+      'FILE:1: LighthouseServer: expected a ZeroMQ endpoint like "tcp://master.example.org:5570", got "master.example.org"',
+    ]);
+  });
+
+  it('rejects a relative WorkspaceRoot and an architecture that could become a path', () => {
+    assert.deepEqual(problemsOf(`${minimal}WorkspaceRoot = 'spark'\nArchitectures = ['../amd64']\n`), [
+      'FILE:4: WorkspaceRoot: expected an absolute path, got "spark"',
+      'FILE:5: Architectures: "../amd64" is not a Debian architecture name',
+    ]);
+  });
+
+  it('rejects bad values inside a service table with the qualified key', () => {
+    assert.deepEqual(problemsOf(`${minimal}\n[connector]\nReplyTimeout = -1\n`), [
+      'FILE:6: connector.ReplyTimeout: must be at least 0.001, got -1',
+    ]);
+  });
+
+  it('warns about an unknown key and suggests the nearest known one', () => {
+    const file = writeConfig(`${minimal}AcceptedJob = ['package-build']\n\n[builder]\nStatusIntervall = 5\n`);
+    const { warnings } = loadConfig(file, env);
+    assert.deepEqual(
+      warnings.map((w) => [w.key, w.line, w.message]),
+      [
+        ['AcceptedJob', 4, 'unknown key, ignored (did you mean AcceptedJobs?)'],
+        ['builder.StatusIntervall', 7, 'unknown key, ignored (did you mean builder.StatusInterval?)'],
+      ],
+    );
+  });
+
+  it('says when the file cannot be read', () => {
+    assert.throws(() => loadConfig(join(dir, 'missing.toml'), env), /missing\.toml: cannot read config: file not found/);
+    if (process.getuid?.() !== 0) {
+      const file = writeConfig(minimal);
+      chmodSync(file, 0);
+      assert.throws(() => loadConfig(file, env), /permission denied/);
+    }
+  });
+
+  it('falls back to the host name when MachineName is absent', () => {
+    const file = writeConfig(minimal);
+    assert.equal(loadConfig(file, { ...env, hostname: () => 'lithium' }).config.machineName, 'lithium');
+  });
+});
+
+describe('defaultArchitectures', () => {
+  it('maps machine strings as spark does', () => {
+    assert.deepEqual(defaultArchitectures('x86_64'), ['amd64']);
+    assert.deepEqual(defaultArchitectures('i686'), ['i386']);
+    assert.deepEqual(defaultArchitectures('aarch64'), ['arm64']);
+    assert.deepEqual(defaultArchitectures('riscv64'), ['riscv64']);
+  });
+});
+
+describe('nearestName', () => {
+  it('suggests only plausible typos', () => {
+    assert.equal(nearestName('maxjobs', ['MaxJobs', 'MachineName']), 'MaxJobs');
+    assert.equal(nearestName('Completely', ['MaxJobs', 'MachineName']), null);
+  });
+});

@@ -1,0 +1,4 @@
+export * from './debian-names.js';
+export * from './lighthouse.js';
+export * from './queues.js';
+export * from './deb822.js';

@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { fileNameSchema, repoNameSchema, sha256Schema, uuidSchema } from './debian-names.js';
+import { jobSchema } from './lighthouse.js';
+
+/** The BullMQ queues of the pipeline, in the order a job passes them (DESIGN.md, Shape). */
+export const QueueName = {
+  build: 'build',
+  sign: 'sign',
+  upload: 'upload',
+  report: 'report',
+} as const;
+/** One of the pipeline's queues. */
+export type QueueName = (typeof QueueName)[keyof typeof QueueName];
+
+/** Every queue name, for startup checks that each has exactly one handler. */
+export const QUEUE_NAMES: readonly QueueName[] = Object.values(QueueName);
+
+/** Default BullMQ key prefix; tests use a random one so they never share keys. */
+export const DEFAULT_QUEUE_PREFIX = 'spark';
+
+/**
+ * The deterministic BullMQ job id of a job in a stage's queue, so that a
+ * retried stage never adds the next stage's job twice. DESIGN.md writes these
+ * as `<uuid>:sign`; BullMQ 5 refuses `:` in custom job ids, so we use `.`.
+ */
+export function stageJobId(uuid: string, stage: Exclude<QueueName, 'report'>): string {
+  return stage === 'build' ? uuid : `${uuid}.${stage}`;
+}
+
+/** Payload of the `build` queue: the checked Lighthouse job and when the connector got it. */
+export const buildPayloadSchema = z.object({
+  job: jobSchema,
+  /** ms since the epoch at which the connector received the job. */
+  receivedAt: z.number().int().nonnegative(),
+});
+/** Payload of a `build` job. */
+export type BuildPayload = z.infer<typeof buildPayloadSchema>;
+
+/** Build results as the `.dud` `X-Spark-Result` field names them (DESIGN.md). */
+export const BUILD_RESULTS = ['success', 'failure', 'depwait'] as const;
+/** The outcome of a build. */
+export type BuildResult = (typeof BUILD_RESULTS)[number];
+
+/** One artifact in a manifest: a plain file name inside the job's workspace, its size and SHA-256. */
+export const manifestEntrySchema = z.object({
+  name: fileNameSchema,
+  size: z.number().int().nonnegative(),
+  sha256: sha256Schema,
+});
+/** One artifact in a manifest. */
+export type ManifestEntry = z.infer<typeof manifestEntrySchema>;
+
+/**
+ * What a build produced, handed from builder to signer and from signer to
+ * uploader. Files live in `WorkspaceRoot/workspaces/<uuid>/`; `changes` and
+ * `dud` name the control files among `files`.
+ */
+export const manifestSchema = z
+  .object({
+    uuid: uuidSchema,
+    repo: repoNameSchema,
+    result: z.enum(BUILD_RESULTS),
+    files: z.array(manifestEntrySchema).min(1).max(10_000),
+    changes: fileNameSchema.nullable(),
+    dud: fileNameSchema,
+  })
+  .superRefine((manifest, ctx) => {
+    const names = new Set<string>();
+    for (const entry of manifest.files) {
+      if (names.has(entry.name)) {
+        ctx.addIssue({ code: 'custom', path: ['files'], message: `${entry.name} is listed twice` });
+      }
+      names.add(entry.name);
+    }
+    for (const key of ['changes', 'dud'] as const) {
+      const name = manifest[key];
+      if (name !== null && !names.has(name)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `${name} is not among the manifest's files` });
+      }
+    }
+  });
+/** What a build produced. */
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** Payload of the `sign` queue: the builder's manifest. */
+export const signPayloadSchema = z.object({ manifest: manifestSchema });
+/** Payload of a `sign` job. */
+export type SignPayload = z.infer<typeof signPayloadSchema>;
+
+/** Payload of the `upload` queue: the manifest after signing (sizes and digests of the signed files). */
+export const uploadPayloadSchema = z.object({ manifest: manifestSchema });
+/** Payload of an `upload` job. */
+export type UploadPayload = z.infer<typeof uploadPayloadSchema>;
+
+/** Longest log excerpt in characters that a `job-status` report carries (the tail is kept). */
+export const MAX_LOG_EXCERPT_CHARS = 64 * 1024;
+
+/** Longest human-readable reason in a report. */
+const reasonSchema = z.string().max(4096);
+
+/**
+ * Payload of the `report` queue: what a stage has to tell Lighthouse about a
+ * job. The connector relays these as `job-accepted`, `job-status`,
+ * `job-rejected`, `job-success`, `job-failed`, in order per job.
+ */
+export const reportPayloadSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('accepted'), uuid: uuidSchema, at: z.number().int() }),
+  z.object({
+    kind: z.literal('status'),
+    uuid: uuidSchema,
+    at: z.number().int(),
+    logExcerpt: z.string().max(MAX_LOG_EXCERPT_CHARS + 256),
+  }),
+  z.object({ kind: z.literal('rejected'), uuid: uuidSchema, at: z.number().int(), reason: reasonSchema }),
+  z.object({ kind: z.literal('success'), uuid: uuidSchema, at: z.number().int() }),
+  z.object({ kind: z.literal('failed'), uuid: uuidSchema, at: z.number().int(), reason: reasonSchema }),
+]);
+/** Payload of a `report` job. */
+export type ReportPayload = z.infer<typeof reportPayloadSchema>;
+/** The kind of a report. */
+export type ReportKind = ReportPayload['kind'];
+
+/** The Lighthouse request each report kind is relayed as. */
+export const REPORT_REQUEST = {
+  accepted: 'job-accepted',
+  status: 'job-status',
+  rejected: 'job-rejected',
+  success: 'job-success',
+  failed: 'job-failed',
+} as const satisfies Record<ReportKind, string>;
+
+/**
+ * BullMQ job id of a report: one `accepted` and one terminal report per job
+ * (a retried stage cannot report twice); status excerpts are numbered.
+ */
+export function reportJobId(report: ReportPayload, statusSeq = 0): string {
+  switch (report.kind) {
+    case 'accepted':
+      return `${report.uuid}.accepted`;
+    case 'status':
+      return `${report.uuid}.status.${statusSeq}`;
+    case 'rejected':
+    case 'success':
+    case 'failed':
+      return `${report.uuid}.final`;
+  }
+}

@@ -1,0 +1,3 @@
+export * from './redis-server.js';
+export * from './source-package.js';
+export * from './run-entry.js';

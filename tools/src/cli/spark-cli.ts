@@ -1,0 +1,65 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
+
+/** Where the CLI writes. */
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+const USAGE = `usage: spark <command> [options]
+
+commands:
+  config check [--config FILE]   check spark.toml and print the effective config as JSON
+                                 (exit 0 when valid, 2 with one message per problem)
+
+--config defaults to ${DEFAULT_CONFIG_FILE}.`;
+
+/** Exit code for a command line we cannot understand. */
+export const EXIT_USAGE = 64;
+
+/** Runs the `spark` operator CLI; resolves to the process exit code. */
+export async function runSparkCli(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'config':
+      return configCommand(rest, io);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      io.stdout.write(`${USAGE}\n`);
+      return command === undefined ? EXIT_USAGE : 0;
+    default:
+      io.stderr.write(`spark: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+      return EXIT_USAGE;
+  }
+}
+
+function configCommand(argv: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'check') {
+    io.stderr.write(`spark config: expected "check", got ${JSON.stringify(sub ?? '')}\n${USAGE}\n`);
+    return Promise.resolve(EXIT_USAGE);
+  }
+  let file: string;
+  try {
+    const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
+    file = values.config ?? DEFAULT_CONFIG_FILE;
+  } catch (error) {
+    io.stderr.write(`spark config check: ${(error as Error).message}\n`);
+    return Promise.resolve(EXIT_USAGE);
+  }
+  try {
+    const { config, warnings } = loadConfig(file);
+    for (const warning of warnings) io.stderr.write(`${formatProblem(warning)}\n`);
+    io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    return Promise.resolve(0);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr.write(`${error.message}\n`);
+      return Promise.resolve(EXIT_CONFIG);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,1 @@
+export { runSparkCli, type CliIo } from './cli/spark-cli.js';
