@@ -2,3 +2,5 @@ export * from './debian-names.js';
 export * from './lighthouse.js';
 export * from './queues.js';
 export * from './deb822.js';
+export * from './redis-keys.js';
+export * from './workspace.js';

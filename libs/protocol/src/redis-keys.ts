@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { archiveInfoReplySchema, JOB_KINDS } from './lighthouse.js';
+import { architectureSchema } from './debian-names.js';
+
+/*
+ * Plain Redis keys the services share besides the BullMQ queues, all under the
+ * configured queue prefix (`QueuePrefix`, default `spark`).
+ */
+
+/** `<prefix>:archive-targets`: the last `archive-info` reply the connector stored, as JSON. */
+export function archiveTargetsKey(prefix: string): string {
+  return `${prefix}:archive-targets`;
+}
+
+/** What `<prefix>:archive-targets` holds: Lighthouse's reply and when it was received (ms since the epoch). */
+export const storedArchiveTargetsSchema = archiveInfoReplySchema.extend({ receivedAt: z.number().int() });
+/** The upload targets as the connector stored them. */
+export type StoredArchiveTargets = z.infer<typeof storedArchiveTargetsSchema>;
+
+/** `<prefix>:builders:<id>`: one live builder's heartbeat (JSON, with a TTL of {@link BUILDER_HEARTBEAT_TTL_MS}). */
+export function builderHeartbeatKey(prefix: string, builderId: string): string {
+  return `${prefix}:builders:${builderId}`;
+}
+
+/** Pattern matching every builder heartbeat key under `prefix`, for SCAN. */
+export function builderHeartbeatPattern(prefix: string): string {
+  return `${prefix}:builders:*`;
+}
+
+/** How often a builder refreshes its heartbeat, in ms. */
+export const BUILDER_HEARTBEAT_INTERVAL_MS = 2_000;
+/** Lifetime of a heartbeat key in ms: a builder silent this long is gone. */
+export const BUILDER_HEARTBEAT_TTL_MS = 10_000;
+
+/** A builder's heartbeat: how many jobs it can run, how many it runs, what it can build. */
+export const builderHeartbeatSchema = z.object({
+  /** Unique per builder process: `<hostname>:<pid>` or the systemd instance name. */
+  id: z.string().min(1).max(128).regex(/^[A-Za-z0-9@._:-]+$/),
+  slots: z.number().int().nonnegative(),
+  busy: z.number().int().nonnegative(),
+  kinds: z.array(z.enum(JOB_KINDS)),
+  architectures: z.array(architectureSchema),
+  /** False while the builder drains before shutdown: it takes no new jobs. */
+  accepting: z.boolean(),
+  /** ms since the epoch. */
+  at: z.number().int(),
+});
+/** A builder's heartbeat. */
+export type BuilderHeartbeat = z.infer<typeof builderHeartbeatSchema>;

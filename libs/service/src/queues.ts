@@ -1,0 +1,60 @@
+import { Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Redis } from 'ioredis';
+import { QUEUE_NAMES, type QueueName } from '@spark/protocol';
+
+/** Completed jobs kept for the dashboard and `spark status` (count / seconds). */
+export const KEEP_COMPLETED = { count: 1000, age: 7 * 24 * 3600 };
+/** Failed jobs are kept until an operator acts on them (`spark retry-upload` etc.). */
+export const KEEP_FAILED = false;
+
+/** Opens a pipeline queue for adding jobs, with an `error` listener that logs. */
+export function openQueue(name: QueueName, connection: Redis, prefix: string, logger: Logger): Queue {
+  const queue = new Queue(name, {
+    connection,
+    prefix,
+    defaultJobOptions: { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
+  });
+  queue.on('error', (err) => logger.error({ err, queue: name }, `queue ${name}: Redis error`));
+  return queue;
+}
+
+/**
+ * Starts the one handler of a pipeline queue, with an `error` listener that
+ * logs. `connection` must be a `worker` connection (maxRetriesPerRequest: null).
+ */
+export function openWorker<T>(
+  name: QueueName,
+  processor: Processor<T>,
+  connection: Redis,
+  prefix: string,
+  logger: Logger,
+  options: Omit<WorkerOptions, 'connection' | 'prefix'> = {},
+): Worker<T> {
+  const worker = new Worker<T>(name, processor, { connection, prefix, ...options });
+  worker.on('error', (err) => logger.error({ err, queue: name }, `worker for ${name}: Redis error`));
+  return worker;
+}
+
+/** Opens a QueueEvents listener with an `error` listener that logs. */
+export function openQueueEvents(name: QueueName, connection: Redis, prefix: string, logger: Logger): QueueEvents {
+  const events = new QueueEvents(name, { connection, prefix });
+  events.on('error', (err) => logger.error({ err, queue: name }, `events of ${name}: Redis error`));
+  return events;
+}
+
+/**
+ * Startup check that every pipeline queue has exactly one handler among the
+ * given services' handlers (immich does this for its job names). Throws naming
+ * the queue that has none or several.
+ */
+export function checkQueueHandlers(handlers: Readonly<Record<string, readonly QueueName[]>>): void {
+  for (const queue of QUEUE_NAMES) {
+    const owners = Object.entries(handlers)
+      .filter(([, queues]) => queues.includes(queue))
+      .map(([service]) => service);
+    if (owners.length !== 1) {
+      throw new Error(`queue ${queue} must have exactly one handler, has ${owners.length === 0 ? 'none' : owners.join(', ')}`);
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+export { Redis } from 'ioredis';
+
+/**
+ * How a connection is used, as BullMQ's production guide distinguishes them:
+ * `worker` connections (Worker, QueueEvents, blocking reads) retry forever
+ * (`maxRetriesPerRequest: null`); `producer` connections (Queue.add from a
+ * request path) fail fast while Redis is down (`enableOfflineQueue: false`) so
+ * the caller can keep the work and try again.
+ */
+export type RedisRole = 'worker' | 'producer';
+
+/** Opens a Redis connection from `RedisUrl` (`redis://`, `rediss://`, `unix:///path` or `/path`). */
+export function connectRedis(url: string, role: RedisRole, extra: RedisOptions = {}): Redis {
+  const roleOptions: RedisOptions =
+    role === 'worker' ? { maxRetriesPerRequest: null } : { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
+  const options: RedisOptions = {
+    ...roleOptions,
+    // Reconnect with a capped backoff: a Redis restart must not kill the service.
+    retryStrategy: (times) => Math.min(200 * times, 5_000),
+    ...extra,
+  };
+  const socket = url.startsWith('unix://') ? url.slice('unix://'.length) : url.startsWith('/') ? url : null;
+  return socket ? new Redis({ ...options, path: socket }) : new Redis(url, options);
+}
+
+/** Resolves once the connection is ready for commands (a `producer` connection refuses them before). */
+export function redisReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error(`Redis not ready after ${timeoutMs} ms (status ${redis.status})`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
+}

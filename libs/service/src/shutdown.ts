@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+
+/** One step of a service's `close()`: a name for the logs and what to do. */
+export type CloseStep = readonly [name: string, run: () => Promise<unknown> | unknown];
+
+/**
+ * Runs every step in order, each even if an earlier one failed (BullMQ's
+ * `Worker.close` is the model), and logs each failure. Resolves to the errors.
+ */
+export async function runCloseSteps(steps: readonly CloseStep[], logger: Logger): Promise<Error[]> {
+  const errors: Error[] = [];
+  for (const [name, run] of steps) {
+    try {
+      await run();
+    } catch (error) {
+      const err = error instanceof Error ? error : new Error(String(error));
+      logger.error({ err, step: name }, `shutdown step "${name}" failed; continuing with the next`);
+      errors.push(err);
+    }
+  }
+  return errors;
+}
+
+/** Makes `close` safe to call twice: every call gets the first call's promise. */
+export function once(close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | null = null;
+  return () => (closing ??= close());
+}
+
+/** Options of {@link installShutdown}. */
+export interface ShutdownOptions {
+  /** Hard limit in ms for `close()` after SIGTERM/SIGINT before the process exits 1 (default 30 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * SIGTERM and SIGINT call `close()` once, then exit 0 (1 if it failed or took
+ * longer than the timeout); a second signal exits at once. An uncaught
+ * exception or unhandled rejection is logged and exits 1, so systemd restarts
+ * the service: never "log and carry on".
+ */
+export function installShutdown(logger: Logger, close: () => Promise<void>, options: ShutdownOptions = {}): void {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info({ signal }, 'shutting down: no new work is taken; waiting for work in flight');
+    const timer = setTimeout(() => {
+      logger.error({ timeoutMs }, 'shutdown took too long; exiting');
+      process.exit(1);
+    }, timeoutMs);
+    timer.unref();
+    close().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const fatal = (kind: string) => (error: unknown) => {
+    logger.fatal({ err: error }, `${kind}: exiting so that the service manager restarts the service`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled promise rejection'));
+}

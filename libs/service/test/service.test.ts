@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { Job } from 'bullmq';
+import {
+  checkQueueHandlers,
+  connectRedis,
+  redisReady,
+  createLogger,
+  once,
+  openQueue,
+  openWorker,
+  runCloseSteps,
+} from '@spark/service';
+import {
+  randomQueuePrefix,
+  startRedisServer,
+  type RedisServer,
+} from '@spark/testing';
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { lines, logger: createLogger('test', stream) };
+}
+
+describe('runCloseSteps', () => {
+  it('runs every step even when an earlier one fails, and logs the failure', async () => {
+    const { lines, logger } = capture();
+    const ran: string[] = [];
+    const errors = await runCloseSteps(
+      [
+        ['intake', () => ran.push('intake')],
+        ['in-flight', () => Promise.reject(new Error('boom'))],
+        ['redis', () => ran.push('redis')],
+      ],
+      logger,
+    );
+    assert.deepEqual(ran, ['intake', 'redis']);
+    assert.equal(errors[0]?.message, 'boom');
+    assert.equal(
+      lines[0]?.['msg'],
+      'shutdown step "in-flight" failed; continuing with the next',
+    );
+    assert.equal(lines[0]?.['service'], 'test');
+  });
+
+  it('once() makes close safe to call twice', async () => {
+    let calls = 0;
+    const close = once(async () => {
+      calls++;
+      await Promise.resolve();
+    });
+    await Promise.all([close(), close()]);
+    await close();
+    assert.equal(calls, 1);
+  });
+});
+
+describe('checkQueueHandlers', () => {
+  it('accepts exactly one handler per queue and names a queue with none or two', () => {
+    checkQueueHandlers({
+      connector: ['report'],
+      builder: ['build'],
+      signer: ['sign'],
+      uploader: ['upload'],
+    });
+    assert.throws(
+      () =>
+        checkQueueHandlers({
+          connector: ['report'],
+          builder: ['build'],
+          signer: ['sign'],
+        }),
+      /queue upload must have exactly one handler, has none/,
+    );
+    assert.throws(
+      () =>
+        checkQueueHandlers({
+          connector: ['report', 'build'],
+          builder: ['build'],
+          signer: ['sign'],
+          uploader: ['upload'],
+        }),
+      /queue build must have exactly one handler, has connector, builder/,
+    );
+  });
+});
+
+describe('queues on a real Redis', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedisServer();
+  });
+  after(() => redis.stop());
+
+  it('hands a job from a queue to its worker', async () => {
+    const { logger } = capture();
+    const prefix = randomQueuePrefix();
+    const producer = connectRedis(redis.url, 'producer');
+    const consumer = connectRedis(redis.url, 'worker');
+    await redisReady(producer);
+    const queue = openQueue('sign', producer, prefix, logger);
+    const seen: unknown[] = [];
+    let resolveDone = () => {};
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const worker = openWorker<{ n: number }>(
+      'sign',
+      async (job: Job<{ n: number }>) => {
+        seen.push(job.data.n);
+        resolveDone();
+        return Promise.resolve();
+      },
+      consumer,
+      prefix,
+      logger,
+    );
+    await queue.add('x', { n: 7 }, { jobId: 'a.sign' });
+    await done;
+    assert.deepEqual(seen, [7]);
+    await worker.close();
+    await queue.close();
+    producer.disconnect();
+    consumer.disconnect();
+  });
+
+  it('a producer connection fails fast while Redis is unreachable', async () => {
+    const producer = connectRedis('redis://127.0.0.1:1', 'producer', {
+      retryStrategy: () => null,
+    });
+    producer.on('error', () => {});
+    await assert.rejects(
+      producer.set('k', 'v'),
+      /Stream isn't writeable|Connection is closed|enableOfflineQueue/,
+    );
+    producer.disconnect();
+  });
+});
