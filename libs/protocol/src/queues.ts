@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { fileNameSchema, repoNameSchema, sha256Schema, uuidSchema } from './debian-names.js';
 import { jobSchema } from './lighthouse.js';
-import type { jobArtifactsDir } from './workspace.js';
 
 /** The BullMQ queues of the pipeline, in the order a job passes them (DESIGN.md, Shape). */
 export const QueueName = {
@@ -53,7 +52,7 @@ export type ManifestEntry = z.infer<typeof manifestEntrySchema>;
 
 /**
  * What a build produced, handed from builder to signer and from signer to
- * uploader. Files live in the job's artifacts dir ({@link jobArtifactsDir});
+ * uploader. Files live in the job's artifacts dir (`jobArtifactsDir`);
  * `changes` and `dud` name the control files among `files`.
  */
 export const manifestSchema = z
