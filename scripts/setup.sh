@@ -23,6 +23,7 @@ apt_packages=(
   dpkg-dev build-essential fakeroot             # dpkg-source/dpkg-buildpackage for test packages
   dput-ng                 # reference uploader the tests compare against
   python3-zmq             # pyzmq: checks our Curve key files as Laniakea reads them
+  sudo                    # the builder runs debspawn through sudo when not root
   git ca-certificates curl
 )
 
@@ -65,7 +66,8 @@ step "debspawn image for $suite"
 if [ ! -S /run/dbus/system_bus_socket ]; then
   export PATH="$root/tools/nspawn-wrapper:$PATH"
 fi
-if $sudo debspawn list 2>/dev/null | grep -q "^\[$suite-"; then
+images=$($sudo debspawn list 2>/dev/null || true)
+if grep -q "^\[$suite-" <<<"$images"; then
   echo "image $suite exists (update it with: debspawn update $suite)"
 else
   echo "creating image $suite (about a minute)…"
