@@ -47,3 +47,22 @@ export const builderHeartbeatSchema = z.object({
 });
 /** A builder's heartbeat. */
 export type BuilderHeartbeat = z.infer<typeof builderHeartbeatSchema>;
+
+/** `<prefix>:lighthouse`: the connector's view of its link to Lighthouse, for `spark status` (JSON). */
+export function lighthouseStatusKey(prefix: string): string {
+  return `${prefix}:lighthouse`;
+}
+
+/** What `<prefix>:lighthouse` holds. Times in ms since the epoch. */
+export const lighthouseStatusSchema = z.object({
+  /** Endpoint the connector talks to. */
+  server: z.string(),
+  /** Last reply received from Lighthouse, or null before the first. */
+  lastContactAt: z.number().int().nullable(),
+  /** Start of the current outage (no reply since), or null while Lighthouse answers. */
+  outageSince: z.number().int().nullable(),
+  /** Why the last request failed, while in an outage. */
+  lastError: z.string().nullable(),
+});
+/** The connector's view of its link to Lighthouse. */
+export type LighthouseStatus = z.infer<typeof lighthouseStatusSchema>;
