@@ -25,18 +25,38 @@ export function connectRedis(url: string, role: RedisRole, extra: RedisOptions =
   return socket ? new Redis({ ...options, path: socket }) : new Redis(url, options);
 }
 
-/** Resolves once the connection is ready for commands (a `producer` connection refuses them before). */
+/**
+ * Resolves once the connection is ready for commands (a `producer` connection
+ * refuses them before). Rejects after `timeoutMs`, or at once when the
+ * connection ends for good (no retry strategy), with the last connection error.
+ */
 export function redisReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      redis.off('ready', onReady);
-      reject(new Error(`Redis not ready after ${timeoutMs} ms (status ${redis.status})`));
-    }, timeoutMs);
-    const onReady = () => {
+    let lastError = '';
+    const cleanup = () => {
       clearTimeout(timer);
+      redis.off('ready', onReady);
+      redis.off('error', onError);
+      redis.off('end', onEnd);
+    };
+    const onReady = () => {
+      cleanup();
       resolve();
     };
-    redis.once('ready', onReady);
+    const onError = (error: Error) => {
+      lastError = error.message;
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new Error(`Redis connection closed${lastError ? `: ${lastError}` : ''}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`Redis not ready after ${timeoutMs} ms${lastError ? `: ${lastError}` : ` (status ${redis.status})`}`));
+    }, timeoutMs);
+    redis.on('ready', onReady);
+    redis.on('error', onError);
+    redis.on('end', onEnd);
   });
 }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 
 /** One step of a service's `close()`: a name for the logs and what to do. */
-export type CloseStep = readonly [name: string, run: () => Promise<unknown> | unknown];
+export type CloseStep = readonly [name: string, run: () => unknown];
 
 /**
  * Runs every step in order, each even if an earlier one failed (BullMQ's

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { Job } from 'bullmq';
+import { type Job } from 'bullmq';
 import {
   checkQueueHandlers,
   connectRedis,
