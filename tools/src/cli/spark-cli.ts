@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
+import { KEYTOOL_USAGE, runKeytool } from '../keytool/keytool-cli.js';
 
 /** Where the CLI writes. */
 export interface CliIo {
@@ -12,6 +13,7 @@ const USAGE = `usage: spark <command> [options]
 commands:
   config check [--config FILE]   check spark.toml and print the effective config as JSON
                                  (exit 0 when valid, 2 with one message per problem)
+${KEYTOOL_USAGE}
 
 --config defaults to ${DEFAULT_CONFIG_FILE}.`;
 
@@ -24,6 +26,8 @@ export async function runSparkCli(argv: string[], io: CliIo): Promise<number> {
   switch (command) {
     case 'config':
       return configCommand(rest, io);
+    case 'keytool':
+      return runKeytool(rest, io);
     case undefined:
     case 'help':
     case '--help':
