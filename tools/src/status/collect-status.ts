@@ -1,0 +1,144 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  builderHeartbeatPattern,
+  builderHeartbeatSchema,
+  lighthouseStatusKey,
+  lighthouseStatusSchema,
+  QUEUE_NAMES,
+  type BuilderHeartbeat,
+  type LighthouseStatus,
+  type QueueName,
+} from '@spark/protocol';
+
+/** Job counts of one queue. */
+export interface QueueCounts {
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+  completed: number;
+}
+
+/** A job somewhere between `build` and the end of `upload`. */
+export interface JobInFlight {
+  uuid: string;
+  stage: Exclude<QueueName, 'report'>;
+  state: 'waiting' | 'active' | 'delayed' | 'failed';
+  /** ms since the job entered this stage. */
+  ageMs: number;
+  attemptsMade: number;
+  failedReason: string | null;
+}
+
+/** Everything `spark status` shows for one host. */
+export interface HostStatus {
+  redis: string;
+  prefix: string;
+  queues: Record<QueueName, QueueCounts>;
+  builders: (BuilderHeartbeat & { ageMs: number })[];
+  lighthouse: LighthouseStatus | null;
+  jobs: JobInFlight[];
+}
+
+const STAGES = ['build', 'sign', 'upload'] as const;
+const STATES = ['active', 'waiting', 'delayed', 'failed'] as const;
+
+/** Reads queue counts, live builders, the Lighthouse link and every job in flight from one host's Redis. */
+export async function collectStatus(
+  redis: Redis,
+  redisLabel: string,
+  prefix: string,
+  now = Date.now(),
+): Promise<HostStatus> {
+  const queues = {} as Record<QueueName, QueueCounts>;
+  const jobs: JobInFlight[] = [];
+  for (const name of QUEUE_NAMES) {
+    const queue = new Queue(name, { connection: redis, prefix });
+    queue.on('error', () => {});
+    try {
+      const counts = await queue.getJobCounts(
+        'waiting',
+        'active',
+        'delayed',
+        'failed',
+        'completed',
+        'prioritized',
+        'waiting-children',
+      );
+      queues[name] = {
+        waiting:
+          (counts['waiting'] ?? 0) +
+          (counts['prioritized'] ?? 0) +
+          (counts['waiting-children'] ?? 0),
+        active: counts['active'] ?? 0,
+        delayed: counts['delayed'] ?? 0,
+        failed: counts['failed'] ?? 0,
+        completed: counts['completed'] ?? 0,
+      };
+      if ((STAGES as readonly string[]).includes(name)) {
+        for (const state of STATES) {
+          for (const job of await queue.getJobs([state], 0, 199)) {
+            if (!job?.id) continue;
+            jobs.push({
+              uuid: job.id.split('.')[0] as string,
+              stage: name as JobInFlight['stage'],
+              state,
+              ageMs: Math.max(0, now - job.timestamp),
+              attemptsMade: job.attemptsMade,
+              failedReason: job.failedReason || null,
+            });
+          }
+        }
+      }
+    } finally {
+      await queue.close();
+    }
+  }
+
+  const builders: HostStatus['builders'] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(
+      cursor,
+      'MATCH',
+      builderHeartbeatPattern(prefix),
+      'COUNT',
+      100,
+    );
+    cursor = next;
+    for (const key of keys) {
+      const parsed = builderHeartbeatSchema.safeParse(
+        parseJson(await redis.get(key)),
+      );
+      if (parsed.success)
+        builders.push({
+          ...parsed.data,
+          ageMs: Math.max(0, now - parsed.data.at),
+        });
+    }
+  } while (cursor !== '0');
+  builders.sort((a, b) => a.id.localeCompare(b.id));
+
+  const link = lighthouseStatusSchema.safeParse(
+    parseJson(await redis.get(lighthouseStatusKey(prefix))),
+  );
+  jobs.sort((a, b) => b.ageMs - a.ageMs);
+  return {
+    redis: redisLabel,
+    prefix,
+    queues,
+    builders,
+    lighthouse: link.success ? link.data : null,
+    jobs,
+  };
+}
+
+function parseJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
+}

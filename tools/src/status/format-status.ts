@@ -1,0 +1,72 @@
+import { QUEUE_NAMES } from '@spark/protocol';
+import type { HostStatus } from './collect-status.js';
+
+/** `1h 02m`, `3m 05s`, `12s`. */
+export function formatDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${String(m % 60).padStart(2, '0')}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+/** The plain-text view of `spark status` for people. */
+export function formatStatus(
+  hosts: readonly HostStatus[],
+  now = Date.now(),
+): string {
+  const out: string[] = [];
+  for (const host of hosts) {
+    out.push(`== ${host.redis} (prefix ${host.prefix})`);
+    out.push('queue     waiting  active  delayed  failed');
+    for (const name of QUEUE_NAMES) {
+      const q = host.queues[name];
+      out.push(
+        `${name.padEnd(8)} ${String(q.waiting).padStart(8)} ${String(q.active).padStart(7)} ${String(q.delayed).padStart(8)} ${String(q.failed).padStart(7)}`,
+      );
+    }
+    if (host.builders.length === 0) {
+      out.push(
+        'builders: none alive (no heartbeat): the connector asks Lighthouse for nothing',
+      );
+    } else {
+      out.push('builders:');
+      for (const b of host.builders) {
+        out.push(
+          `  ${b.id}: ${b.busy}/${b.slots} slots busy, ${b.architectures.join(' ')}, ${b.kinds.join(' ')}${b.accepting ? '' : ', draining'} (seen ${formatDuration(b.ageMs)} ago)`,
+        );
+      }
+    }
+    const link = host.lighthouse;
+    if (!link) {
+      out.push('lighthouse: no contact recorded (is spark-connector running?)');
+    } else {
+      const last =
+        link.lastContactAt === null
+          ? 'never'
+          : `${formatDuration(now - link.lastContactAt)} ago`;
+      out.push(`lighthouse: ${link.server}, last reply ${last}`);
+      if (link.outageSince !== null) {
+        out.push(
+          `  OUTAGE for ${formatDuration(now - link.outageSince)}: ${link.lastError ?? 'no reply'}`,
+        );
+      }
+    }
+    if (host.jobs.length === 0) {
+      out.push('jobs in flight: none');
+    } else {
+      out.push('jobs in flight:');
+      for (const job of host.jobs) {
+        const failed =
+          job.state === 'failed' ? ` — ${job.failedReason ?? 'failed'}` : '';
+        out.push(
+          `  ${job.uuid}  ${job.stage}/${job.state}  ${formatDuration(job.ageMs)}${job.attemptsMade > 0 ? `  (attempts ${job.attemptsMade})` : ''}${failed}`,
+        );
+      }
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,90 @@
+import { parseArgs } from 'node:util';
+import {
+  ConfigError,
+  DEFAULT_CONFIG_FILE,
+  EXIT_CONFIG,
+  loadConfig,
+} from '@spark/config';
+import { connectRedis, redisReady } from '@spark/service';
+import { collectStatus, type HostStatus } from './collect-status.js';
+import { formatStatus } from './format-status.js';
+
+/** Where a CLI command writes. */
+export interface StatusIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/** Exit code when a host's Redis cannot be reached. */
+export const EXIT_UNAVAILABLE = 69;
+
+/**
+ * `spark status [--config FILE] [--redis URL]… [--prefix P] [--json]`: one
+ * section per host; `--redis` (repeatable) watches other hosts' Redis, with
+ * the config's prefix unless `--prefix` is given.
+ */
+export async function statusCommand(
+  argv: string[],
+  io: StatusIo,
+): Promise<number> {
+  let values: {
+    config?: string | undefined;
+    redis?: string[] | undefined;
+    prefix?: string | undefined;
+    json?: boolean | undefined;
+  };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        redis: { type: 'string', multiple: true },
+        prefix: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    io.stderr.write(`spark status: ${(error as Error).message}\n`);
+    return 64;
+  }
+  let urls = values.redis ?? [];
+  let prefix = values.prefix;
+  if (urls.length === 0 || prefix === undefined) {
+    try {
+      const { config } = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
+      if (urls.length === 0) urls = [config.redisUrl];
+      prefix ??= config.queuePrefix;
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        io.stderr.write(`${error.message}\n`);
+        return EXIT_CONFIG;
+      }
+      throw error;
+    }
+  }
+  const hosts: HostStatus[] = [];
+  let code = 0;
+  for (const url of urls) {
+    const redis = connectRedis(url, 'producer', {
+      retryStrategy: () => null,
+      connectTimeout: 3_000,
+    });
+    redis.on('error', () => {});
+    try {
+      await redisReady(redis, 5_000);
+      hosts.push(await collectStatus(redis, url, prefix ?? 'spark'));
+    } catch (error) {
+      io.stderr.write(
+        `spark status: cannot read ${url}: ${(error as Error).message}\n`,
+      );
+      code = EXIT_UNAVAILABLE;
+    } finally {
+      redis.disconnect();
+    }
+  }
+  io.stdout.write(
+    values.json ? `${JSON.stringify(hosts, null, 2)}\n` : formatStatus(hosts),
+  );
+  return code;
+}
