@@ -1,7 +1,28 @@
 #!/usr/bin/env node
-import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
+import { EXIT_CONFIG, loadConfigOrExit, parseServiceArgs } from '@spark/config';
+import { createLogger, installShutdown } from '@spark/service';
+import { openAuditLog } from './audit-log.js';
+import { createSigner } from './signer.js';
+import { loadSigningKey, SigningKeyError, type SigningKey } from './signing-key.js';
 
-// Until the signer stage is built, the service loads and checks its config and says so.
 const args = parseServiceArgs('spark-signer');
 const { config } = loadConfigOrExit(args.configFile);
-process.stdout.write(`spark-signer: config ${config.file} is valid (machine ${config.machineName}, id ${config.machineId}); the signer stage is not implemented yet\n`);
+const logger = createLogger('spark-signer');
+
+let signingKey: SigningKey;
+try {
+  signingKey = await loadSigningKey({
+    keyFile: config.gpgSecretKeyFile,
+    keyId: config.gpgKeyId,
+    passphraseFile: config.signer.passphraseFile,
+    credentialsDir: process.env['CREDENTIALS_DIRECTORY'],
+  });
+} catch (error) {
+  if (!(error instanceof SigningKeyError)) throw error;
+  process.stderr.write(`spark-signer: ${error.message}\n`);
+  process.exit(EXIT_CONFIG);
+}
+const audit = await openAuditLog(config.signer.auditLog);
+const signer = createSigner({ config, logger, signingKey, audit });
+installShutdown(logger, signer.close);
+await signer.start();

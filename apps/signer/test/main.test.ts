@@ -7,10 +7,10 @@ const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
 
 describe('spark-signer', () => {
-  it('loads and checks the config named by --config', async () => {
+  it('refuses to start, exit 2, on the seed config, which names no secret key file', async () => {
     const result = await runTsEntry(main, ['--config', seed]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /config .*seed-spark\.toml is valid/);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /^spark-signer: GpgSecretKeyFile is not set: the signer needs the armored secret key/m);
   });
 
   it('exits 2 naming the file when the config is missing', async () => {

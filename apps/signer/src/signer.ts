@@ -1,0 +1,101 @@
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import type { SparkConfig } from '@spark/config';
+import {
+  QueueName,
+  reportJobId,
+  signPayloadSchema,
+  stageJobId,
+  uuidSchema,
+  type Manifest,
+  type ReportPayload,
+  type UploadPayload,
+} from '@spark/protocol';
+import { connectRedis, once, openQueue, openWorker, redisReady, runCloseSteps, type Logger } from '@spark/service';
+import { ArtifactError } from './artifact-error.js';
+import type { AuditLog } from './audit-log.js';
+import { signArtifacts } from './sign-artifacts.js';
+import type { SigningKey } from './signing-key.js';
+
+/** What the signer service is made of. */
+export interface SignerDeps {
+  config: Pick<SparkConfig, 'redisUrl' | 'queuePrefix' | 'workspacesDir'>;
+  logger: Logger;
+  signingKey: SigningKey;
+  audit: AuditLog;
+}
+
+/** The running signer. */
+export interface Signer {
+  /** Waits for Redis, then starts taking `sign` jobs. */
+  start(): Promise<void>;
+  /** Stops taking jobs, waits for the one in flight, closes queues and Redis. Safe to call twice. */
+  close: () => Promise<void>;
+}
+
+function uuidOf(data: unknown): string | null {
+  const uuid = (data as { manifest?: { uuid?: unknown } } | null)?.manifest?.uuid;
+  return uuidSchema.safeParse(uuid).success ? (uuid as string) : null;
+}
+
+/**
+ * The signer stage: takes `sign` jobs, verifies and signs the job's files
+ * (see `signArtifacts`), and adds the `upload` job (id `<uuid>.upload`) with
+ * the signed manifest. A job whose files fail verification is reported
+ * `failed` to `report` and fails without retries, nothing signed.
+ */
+export function createSigner(deps: SignerDeps): Signer {
+  const { config, logger } = deps;
+  const workerRedis = connectRedis(config.redisUrl, 'worker');
+  const producerRedis = connectRedis(config.redisUrl, 'producer');
+  const uploadQueue = openQueue(QueueName.upload, producerRedis, config.queuePrefix, logger);
+  const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
+  let worker: Worker | null = null;
+
+  const fail = async (uuid: string, reason: string): Promise<never> => {
+    const report: ReportPayload = { kind: 'failed', uuid, at: Date.now(), reason: reason.slice(0, 4096) };
+    await reportQueue.add(report.kind, report, { jobId: reportJobId(report) });
+    throw new UnrecoverableError(reason);
+  };
+
+  const handle = async (job: Job): Promise<void> => {
+    const parsed = signPayloadSchema.safeParse(job.data);
+    const uuid = uuidOf(job.data);
+    if (!parsed.success) {
+      const reason = `signer refused the sign job: invalid payload: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`;
+      logger.error({ jobId: job.id }, reason);
+      if (uuid) await fail(uuid, reason);
+      throw new UnrecoverableError(reason);
+    }
+    const { manifest } = parsed.data;
+    const log = logger.child({ jobId: manifest.uuid });
+    let signed: Manifest;
+    try {
+      signed = await signArtifacts({ workspacesDir: config.workspacesDir, signingKey: deps.signingKey, audit: deps.audit }, manifest);
+    } catch (error) {
+      if (!(error instanceof ArtifactError)) throw error;
+      log.warn({ file: error.file, reason: error.reason }, `refused to sign: ${error.message}`);
+      return fail(manifest.uuid, `signer refused the build results, nothing was signed: ${error.message}`);
+    }
+    await uploadQueue.add(QueueName.upload, { manifest: signed } satisfies UploadPayload, { jobId: stageJobId(manifest.uuid, 'upload') });
+    log.info({ files: signed.files.length, changes: signed.changes, dud: signed.dud }, 'signed; handed to upload');
+  };
+
+  return {
+    async start() {
+      await redisReady(producerRedis);
+      worker = openWorker(QueueName.sign, handle, workerRedis, config.queuePrefix, logger, { concurrency: 1 });
+      logger.info({ fingerprint: deps.signingKey.fingerprint }, 'taking sign jobs');
+    },
+    close: once(async () => {
+      await runCloseSteps(
+        [
+          ['stop taking sign jobs', () => worker?.close()],
+          ['close upload queue', () => uploadQueue.close()],
+          ['close report queue', () => reportQueue.close()],
+          ['close Redis', () => Promise.all([workerRedis.quit(), producerRedis.quit()])],
+        ],
+        logger,
+      );
+    }),
+  };
+}

@@ -1,0 +1,129 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as openpgp from 'openpgp';
+
+/** Name of the systemd credential (`LoadCredential=gpg-passphrase:…`) read when `[signer] PassphraseFile` is unset. */
+export const PASSPHRASE_CREDENTIAL = 'gpg-passphrase';
+
+/** A key the signer cannot use; the message says which file or key and what to do. */
+export class SigningKeyError extends Error {
+  override readonly name = 'SigningKeyError';
+}
+
+/** The unlocked secret key and how it is named in logs and the audit log. */
+export interface SigningKey {
+  /** The decrypted key. Never logged, never put in Redis, never passed to a child process. */
+  key: openpgp.PrivateKey;
+  /** Fingerprint of the primary key, uppercase hex (as gpg prints it). */
+  fingerprint: string;
+}
+
+/** Where the key and its passphrase come from (from `spark.toml`). */
+export interface SigningKeySource {
+  /** `GpgSecretKeyFile`: the armored secret key, as `gpg --export-secret-key -a` writes it. */
+  keyFile: string | null;
+  /** `GpgKeyID`: a full fingerprint or a long (16) or short (8 hex digit) key id. */
+  keyId: string;
+  /** `[signer] PassphraseFile`, or null. */
+  passphraseFile: string | null;
+  /** systemd's `$CREDENTIALS_DIRECTORY`, looked into when there is no passphrase file. */
+  credentialsDir?: string | undefined;
+  /** The time the key must be valid at (default now). */
+  now?: Date;
+}
+
+async function readSecretFile(file: string, what: string): Promise<string> {
+  let mode: number;
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw new SigningKeyError(`${file}: ${what} is not a regular file`);
+    mode = info.mode;
+  } catch (error) {
+    if (error instanceof SigningKeyError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new SigningKeyError(code === 'ENOENT' ? `${file}: ${what} not found` : `${file}: cannot read ${what}: ${code ?? String(error)}`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new SigningKeyError(
+      `${file}: ${what} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod go-rwx ${file}`,
+    );
+  }
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new SigningKeyError(`${file}: cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+/** True when `keyId` (fingerprint, long or short id; `0x` and spaces allowed) names `fingerprint`. */
+export function keyIdMatches(keyId: string, fingerprint: string): boolean {
+  const wanted = keyId.replace(/\s+/g, '').replace(/^0x/i, '').toLowerCase();
+  const fpr = fingerprint.toLowerCase();
+  if (!/^([0-9a-f]{8}|[0-9a-f]{16}|[0-9a-f]{40}|[0-9a-f]{64})$/.test(wanted)) return false;
+  // v4 key ids are the fingerprint's tail, v6 ones its head (RFC 9580 §5.5.4).
+  return wanted.length >= 40 ? wanted === fpr : fpr.endsWith(wanted) || (fpr.length === 64 && fpr.startsWith(wanted));
+}
+
+async function readPassphrase(source: SigningKeySource): Promise<{ passphrase: string; from: string } | null> {
+  const file = source.passphraseFile ?? (source.credentialsDir ? join(source.credentialsDir, PASSPHRASE_CREDENTIAL) : null);
+  if (file === null) return null;
+  if (source.passphraseFile === null) {
+    try {
+      await stat(file);
+    } catch {
+      return null;
+    }
+  }
+  const text = await readSecretFile(file, 'passphrase file');
+  return { passphrase: text.replace(/\r?\n$/, ''), from: file };
+}
+
+/**
+ * Loads and unlocks the signing key, refusing (with a {@link SigningKeyError})
+ * a missing or group/other-accessible file, a key that is not `GpgKeyID`, an
+ * expired, revoked or sign-incapable key, and a missing or wrong passphrase.
+ */
+export async function loadSigningKey(source: SigningKeySource): Promise<SigningKey> {
+  if (source.keyFile === null) {
+    throw new SigningKeyError(
+      'GpgSecretKeyFile is not set: the signer needs the armored secret key (gpg --export-secret-key -a <GpgKeyID> > name_secret.gpg)',
+    );
+  }
+  const armored = await readSecretFile(source.keyFile, 'secret key file');
+  let key: openpgp.PrivateKey;
+  try {
+    key = await openpgp.readPrivateKey({ armoredKey: armored });
+  } catch (error) {
+    throw new SigningKeyError(`${source.keyFile}: not an armored OpenPGP secret key (${(error as Error).message})`);
+  }
+  const fingerprint = key.getFingerprint().toUpperCase();
+  const named = [key.getFingerprint(), ...key.getSubkeys().map((subkey) => subkey.getFingerprint())];
+  if (!named.some((fpr) => keyIdMatches(source.keyId, fpr))) {
+    throw new SigningKeyError(`${source.keyFile}: holds key ${fingerprint}, which is not GpgKeyID ${source.keyId}`);
+  }
+  const now = source.now ?? new Date();
+  if (await key.isRevoked(undefined, undefined, now)) {
+    throw new SigningKeyError(`key ${fingerprint} is revoked; make a new key and register it at the archive`);
+  }
+  const expires = await key.getExpirationTime();
+  if (expires instanceof Date && expires.getTime() <= now.getTime()) {
+    throw new SigningKeyError(`key ${fingerprint} expired on ${expires.toISOString()}; extend it (gpg --quick-set-expire) and export it again`);
+  }
+  try {
+    await key.getSigningKey(undefined, now);
+  } catch (error) {
+    throw new SigningKeyError(`key ${fingerprint} cannot sign: ${(error as Error).message}`);
+  }
+  if (key.isDecrypted()) return { key, fingerprint };
+  const passphrase = await readPassphrase(source);
+  if (passphrase === null) {
+    throw new SigningKeyError(
+      `key ${fingerprint} is passphrase-protected: set [signer] PassphraseFile or pass the systemd credential ${PASSPHRASE_CREDENTIAL}`,
+    );
+  }
+  try {
+    return { key: await openpgp.decryptKey({ privateKey: key, passphrase: passphrase.passphrase }), fingerprint };
+  } catch {
+    throw new SigningKeyError(`${passphrase.from}: wrong passphrase for key ${fingerprint}`);
+  }
+}

@@ -1,0 +1,98 @@
+import { constants } from 'node:fs';
+import { open, realpath, type FileHandle } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { jobArtifactsDir, type Manifest, type ManifestEntry } from '@spark/protocol';
+import { ArtifactError } from './artifact-error.js';
+import { digestBuffer, digestStream, type FileDigests } from './file-digests.js';
+
+/** Control files are read whole (they are signed from memory); anything larger is not a control file. */
+export const MAX_CONTROL_FILE_BYTES = 16 * 1024 * 1024;
+
+const CONTROL_SUFFIXES = ['.changes', '.dud', '.dsc', '.buildinfo'];
+
+/** A manifest file that exists in the artifacts dir with the manifest's size and SHA-256. */
+export interface VerifiedArtifact {
+  entry: ManifestEntry;
+  digests: FileDigests;
+  /** A control file's bytes as verified, so what is signed is exactly what was checked. */
+  content: Buffer | null;
+}
+
+/** The job's artifacts dir (resolved) and its verified files by name. */
+export interface VerifiedArtifacts {
+  dir: string;
+  files: Map<string, VerifiedArtifact>;
+}
+
+/** True for the files read whole and possibly signed (`.changes`, `.dud`, `.dsc`, `.buildinfo`). */
+export function isControlFileName(name: string): boolean {
+  return CONTROL_SUFFIXES.some((suffix) => name.endsWith(suffix));
+}
+
+async function resolveArtifactsDir(workspacesDir: string, uuid: string): Promise<string> {
+  const dir = jobArtifactsDir(workspacesDir, uuid);
+  let root: string;
+  let real: string;
+  try {
+    root = await realpath(workspacesDir);
+    real = await realpath(dir);
+  } catch (error) {
+    throw new ArtifactError('artifacts', `cannot open ${dir}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  if (!real.startsWith(root + sep)) {
+    throw new ArtifactError('artifacts', `${dir} resolves to ${real}, outside the workspaces dir ${root}`);
+  }
+  return real;
+}
+
+async function openNoFollow(path: string, name: string): Promise<FileHandle> {
+  try {
+    return await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ArtifactError(name, 'missing from the job workspace');
+    if (code === 'ELOOP') throw new ArtifactError(name, 'is a symbolic link; only regular files in the workspace are signed');
+    throw new ArtifactError(name, `cannot open: ${code ?? String(error)}`);
+  }
+}
+
+async function verifyEntry(dir: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
+  const handle = await openNoFollow(join(dir, entry.name), entry.name);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new ArtifactError(entry.name, 'is not a regular file');
+    if (info.size !== entry.size) {
+      throw new ArtifactError(entry.name, `is ${info.size} bytes, the manifest says ${entry.size}`);
+    }
+    const control = isControlFileName(entry.name);
+    if (control && info.size > MAX_CONTROL_FILE_BYTES) {
+      throw new ArtifactError(entry.name, `is ${info.size} bytes, more than a control file may be (${MAX_CONTROL_FILE_BYTES})`);
+    }
+    const content = control ? await handle.readFile() : null;
+    const digests = content ? digestBuffer(content) : await digestStream(handle.createReadStream({ autoClose: false }));
+    if (digests.size !== entry.size) {
+      throw new ArtifactError(entry.name, `changed while it was read (${digests.size} bytes read, the manifest says ${entry.size})`);
+    }
+    if (digests.sha256 !== entry.sha256) {
+      throw new ArtifactError(entry.name, `SHA-256 is ${digests.sha256}, the manifest says ${entry.sha256}`);
+    }
+    return { entry, digests, content };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Checks every manifest file inside the job's artifacts dir: the dir must
+ * resolve inside `workspacesDir`, each file must be a regular file (symbolic
+ * links are not followed) with the manifest's size and SHA-256. Throws an
+ * {@link ArtifactError} naming the first file that fails.
+ */
+export async function verifyArtifacts(workspacesDir: string, manifest: Manifest): Promise<VerifiedArtifacts> {
+  const dir = await resolveArtifactsDir(workspacesDir, manifest.uuid);
+  const files = new Map<string, VerifiedArtifact>();
+  for (const entry of manifest.files) {
+    files.set(entry.name, await verifyEntry(dir, entry));
+  }
+  return { dir, files };
+}
