@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
+import { createLogger, installShutdown } from '@spark/service';
+import { createUploader } from './uploader.js';
 
-// Until the uploader stage is built, the service loads and checks its config and says so.
-const args = parseServiceArgs('spark-uploader');
-const { config } = loadConfigOrExit(args.configFile);
-process.stdout.write(`spark-uploader: config ${config.file} is valid (machine ${config.machineName}, id ${config.machineId}); the uploader stage is not implemented yet\n`);
+const { config } = loadConfigOrExit(parseServiceArgs('spark-uploader').configFile);
+const logger = createLogger('spark-uploader');
+const uploader = createUploader({ config, logger });
+installShutdown(logger, () => uploader.close());
+await uploader.start();

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
 import { KEYTOOL_USAGE, runKeytool } from '../keytool/keytool-cli.js';
+import { RETRY_UPLOAD_USAGE, runRetryUpload } from './retry-upload.js';
 
 /** Where the CLI writes. */
 export interface CliIo {
@@ -14,6 +15,7 @@ commands:
   config check [--config FILE]   check spark.toml and print the effective config as JSON
                                  (exit 0 when valid, 2 with one message per problem)
 ${KEYTOOL_USAGE}
+${RETRY_UPLOAD_USAGE}
 
 --config defaults to ${DEFAULT_CONFIG_FILE}.`;
 
@@ -28,6 +30,8 @@ export async function runSparkCli(argv: string[], io: CliIo): Promise<number> {
       return configCommand(rest, io);
     case 'keytool':
       return runKeytool(rest, io);
+    case 'retry-upload':
+      return runRetryUpload(rest, io);
     case undefined:
     case 'help':
     case '--help':

@@ -1,0 +1,59 @@
+import { createReadStream } from 'node:fs';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+/** What the archive answered to one PUT. */
+export interface PutAnswer {
+  status: number;
+  /** The answer's body as text, at most {@link MAX_ANSWER_CHARS} characters, trimmed. */
+  message: string;
+}
+
+/** The longest part of an answer's body we keep (it ends up in logs and the job's failure reason). */
+export const MAX_ANSWER_CHARS = 2000;
+
+/**
+ * PUTs the file at `path` (`size` bytes) to `url`, streaming it from disk so
+ * memory stays bounded whatever its size, as dput-ng's http method does (no
+ * authentication, `Content-Length` set). Rejects on network errors and when
+ * the whole exchange takes longer than `timeoutMs`.
+ */
+export function putFile(url: string, path: string, size: number, timeoutMs: number): Promise<PutAnswer> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const file = createReadStream(path);
+    let settled = false;
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      file.destroy();
+      req.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    const req = send(target, {
+      method: 'PUT',
+      headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' },
+    });
+    req.on('error', fail);
+    req.on('response', (res: IncomingMessage) => {
+      let message = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (message.length < MAX_ANSWER_CHARS) message += chunk;
+      });
+      res.on('error', fail);
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        file.destroy();
+        resolve({ status: res.statusCode ?? 0, message: message.slice(0, MAX_ANSWER_CHARS).trim() });
+      });
+    });
+    file.on('error', fail);
+    file.pipe(req);
+  });
+}

@@ -1,0 +1,83 @@
+import type { Queue, Worker } from 'bullmq';
+import type { SparkConfig } from '@spark/config';
+import { QueueName } from '@spark/protocol';
+import { connectRedis, once, openQueue, openWorker, redisReady, runCloseSteps, type Logger, type Redis } from '@spark/service';
+import { exponentialBackoff, type UploadPolicy } from './upload-files.js';
+import { createUploadProcessor } from './upload-processor.js';
+
+/** What the uploader service needs. */
+export interface UploaderDeps {
+  config: SparkConfig;
+  logger: Logger;
+  /** Override the retry pause (tests); default 1 s doubling to 60 s. */
+  retryDelayMs?: UploadPolicy['retryDelayMs'];
+}
+
+/** The uploader service. */
+export interface Uploader {
+  /** Connects to Redis and starts taking `upload` jobs. */
+  start(): Promise<void>;
+  /** Stops taking jobs, waits for the one in flight, closes the queue and Redis. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/*
+ * A killed uploader's job is picked up again once its lock expires: a short
+ * lock (renewed every lockDuration/2 while a file streams) makes a restart
+ * resume within seconds; a few stalls are tolerated since each resume skips
+ * what is done.
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_INTERVAL_MS = 5_000;
+const MAX_STALLED_COUNT = 5;
+
+/** Creates the uploader: the one handler of the `upload` queue. */
+export function createUploader(deps: UploaderDeps): Uploader {
+  const { config, logger } = deps;
+  let workerRedis: Redis | null = null;
+  let redis: Redis | null = null;
+  let reports: Queue | null = null;
+  let worker: Worker | null = null;
+  return {
+    async start() {
+      workerRedis = connectRedis(config.redisUrl, 'worker');
+      redis = connectRedis(config.redisUrl, 'worker');
+      for (const connection of [workerRedis, redis]) {
+        connection.on('error', (err) => logger.warn({ err }, `Redis ${config.redisUrl}: ${err.message}; reconnecting`));
+      }
+      await redisReady(redis);
+      reports = openQueue(QueueName.report, redis, config.queuePrefix, logger);
+      const processor = createUploadProcessor(
+        {
+          redis,
+          prefix: config.queuePrefix,
+          reports,
+          workspacesDir: config.workspacesDir,
+          policy: {
+            fileTimeoutMs: config.uploader.fileTimeoutMs,
+            attempts: config.uploader.attempts,
+            retryDelayMs: deps.retryDelayMs ?? exponentialBackoff(),
+          },
+        },
+        logger,
+      );
+      worker = openWorker(QueueName.upload, processor, workerRedis, config.queuePrefix, logger, {
+        concurrency: 1,
+        lockDuration: LOCK_DURATION_MS,
+        stalledInterval: STALLED_INTERVAL_MS,
+        maxStalledCount: MAX_STALLED_COUNT,
+      });
+      logger.info({ queue: QueueName.upload }, 'uploader started: taking upload jobs');
+    },
+    close: once(async () => {
+      await runCloseSteps(
+        [
+          ['stop taking jobs and finish the one in flight', () => worker?.close()],
+          ['close the report queue', () => reports?.close()],
+          ['disconnect from Redis', () => Promise.all([redis?.quit(), workerRedis?.quit()])],
+        ],
+        logger,
+      );
+    }),
+  };
+}

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startHarness, type Harness } from './harness.js';
+import { expectedOrder, makeSignedJob, makeSigningKey } from './signed-job.js';
+
+const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+
+function startUploader(configFile: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, output: () => output };
+}
+
+describe('spark-uploader killed mid-job', () => {
+  let h: Harness;
+  let gnupgHome: string;
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
+  });
+  after(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await h.close();
+    await rm(gnupgHome, { recursive: true, force: true });
+  });
+
+  it('completes the job after a restart with every file stored exactly once and byte-identical', { timeout: 120_000 }, async () => {
+    const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, { debSize: 4 * 1024 * 1024 });
+    h.receiver.options.answerDelayMs = 1_500;
+    const first = startUploader(h.configFile);
+    children.push(first.child);
+    await h.addUpload(job.manifest);
+    const stored = async () => (await readdir(join(h.archiveDir, 'master')).catch(() => [])).filter((f) => !f.startsWith('.'));
+    const deadline = Date.now() + 60_000;
+    while ((await stored()).length < 3) {
+      assert.ok(Date.now() < deadline, `the uploader stored fewer than 3 files in 60 s:\n${first.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The third file is stored and its answer held back: the uploader dies not knowing it arrived.
+    first.child.kill('SIGKILL');
+    await first.exited;
+    h.receiver.options.answerDelayMs = 0;
+    assert.equal(await h.uploads.getJobState(`${job.uuid}.upload`), 'active');
+
+    const second = startUploader(h.configFile);
+    children.push(second.child);
+    assert.equal(await h.settled(job.uuid, 90_000), 'completed', second.output());
+
+    for (const [name, data] of job.contents) {
+      assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), data, `${name} differs`);
+    }
+    const created = h.receiver.requests.filter((r) => r.status === 201).map((r) => r.url.split('/').pop());
+    assert.deepEqual(created, expectedOrder(job), 'each file created exactly once, in order');
+    const third = expectedOrder(job)[2] as string;
+    assert.deepEqual(
+      h.receiver.requests.filter((r) => r.status !== 201).map((r) => [r.url.split('/').pop(), r.status]),
+      [[third, 403]],
+      'the restarted uploader re-sent only the file whose answer it never saw, and took 403 as done',
+    );
+    assert.match(second.output(), /is already in the archive from an earlier attempt of this job/);
+    assert.equal(((await h.reports.getJob(`${job.uuid}.final`))?.data as { kind: string }).kind, 'success');
+
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0);
+  });
+});

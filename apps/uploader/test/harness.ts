@@ -1,0 +1,110 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Queue } from 'bullmq';
+import { loadConfig, type SparkConfig } from '@spark/config';
+import { archiveTargetsKey, QueueName, stageJobId, type ArchiveTarget, type Manifest } from '@spark/protocol';
+import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
+import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { startUploadReceiver, type UploadReceiver } from '@spark/tools';
+
+/** Everything an uploader test runs against: Redis, a receiver, a spark.toml, the queues. */
+export interface Harness {
+  redisServer: RedisServer;
+  redis: Redis;
+  prefix: string;
+  root: string;
+  configFile: string;
+  config: SparkConfig;
+  receiver: UploadReceiver;
+  archiveDir: string;
+  uploads: Queue;
+  reports: Queue;
+  /** What the services under test logged (JSON lines). */
+  logLines: string[];
+  logger: Logger;
+  setTargets(repos: Record<string, ArchiveTarget>): Promise<void>;
+  /** The target pointing at this harness's receiver. */
+  target: ArchiveTarget;
+  addUpload(manifest: Manifest): Promise<void>;
+  /** Waits until the job's upload is completed or failed; returns the state. */
+  settled(uuid: string, timeoutMs?: number): Promise<'completed' | 'failed'>;
+  close(): Promise<void>;
+}
+
+/** Starts a private Redis, a receiver at `/_upload` knowing `master`, and writes a spark.toml using both. */
+export async function startHarness(options: { attempts?: number } = {}): Promise<Harness> {
+  const redisServer = await startRedisServer();
+  const redis = connectRedis(redisServer.url, 'worker');
+  await redisReady(redis);
+  const prefix = randomQueuePrefix();
+  const root = await mkdtemp(join(tmpdir(), 'spark-uploader-'));
+  const archiveDir = join(root, 'archive');
+  await mkdir(archiveDir);
+  const receiver = await startUploadReceiver({ dir: archiveDir, repos: ['master'], pathPrefix: '/_upload' });
+  const configFile = join(root, 'spark.toml');
+  await writeFile(
+    configFile,
+    [
+      "LighthouseServer = 'tcp://127.0.0.1:5570'",
+      "AcceptedJobs = ['package-build']",
+      "GpgKeyID = 'DEADBEEF'",
+      "MachineName = 'uploader-test'",
+      `WorkspaceRoot = '${join(root, 'lkspark')}'`,
+      `RedisUrl = '${redisServer.url}'`,
+      `QueuePrefix = '${prefix}'`,
+      '[uploader]',
+      'FileTimeout = 20',
+      `Attempts = ${options.attempts ?? 8}`,
+      '',
+    ].join('\n'),
+  );
+  const { config } = loadConfig(configFile);
+  const uploads = new Queue(QueueName.upload, { connection: redis, prefix });
+  const reports = new Queue(QueueName.report, { connection: redis, prefix });
+  const logLines: string[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (chunk: Buffer) => logLines.push(...chunk.toString().split('\n').filter(Boolean)));
+  const target: ArchiveTarget = { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'http' };
+  const setTargets = (repos: Record<string, ArchiveTarget>) =>
+    redis.set(archiveTargetsKey(prefix), JSON.stringify({ archive_repos: repos, receivedAt: Date.now() })).then(() => undefined);
+  await setTargets({ master: target });
+  return {
+    redisServer,
+    redis,
+    prefix,
+    root,
+    configFile,
+    config,
+    receiver,
+    archiveDir,
+    uploads,
+    reports,
+    logLines,
+    logger: createLogger('spark-uploader', sink),
+    setTargets,
+    target,
+    async addUpload(manifest) {
+      await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest.uuid, 'upload') });
+    },
+    async settled(uuid, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      const id = stageJobId(uuid, 'upload');
+      while (Date.now() < deadline) {
+        const state = await uploads.getJobState(id);
+        if (state === 'completed' || state === 'failed') return state;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error(`upload ${id} did not settle within ${timeoutMs} ms`);
+    },
+    async close() {
+      await receiver.close();
+      await uploads.close();
+      await reports.close();
+      await redis.quit();
+      await redisServer.stop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { access, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { jobLogFile, jobWorkspaceDir, stageJobId } from '@spark/protocol';
+import { runSparkCli } from '@spark/tools';
+import { createUploader, type Uploader } from '../src/uploader.js';
+import { startHarness, type Harness } from './harness.js';
+import { expectedOrder, makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe('spark-uploader', () => {
+  let h: Harness;
+  let gnupgHome: string;
+  let uploader: Uploader;
+
+  before(async () => {
+    [h, gnupgHome] = await Promise.all([startHarness({ attempts: 3 }), makeSigningKey()]);
+    uploader = createUploader({ config: h.config, logger: h.logger, retryDelayMs: () => 20 });
+    await uploader.start();
+  });
+  after(async () => {
+    await uploader.close();
+    await h.close();
+    await rm(gnupgHome, { recursive: true, force: true });
+  });
+
+  const newJob = (options: Parameters<typeof makeSignedJob>[3] = {}) => makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, options);
+  const urlsOf = (job: SignedJob) => h.receiver.requests.filter((r) => r.url.includes(job.source));
+  const assertArchived = async (job: SignedJob, repo = 'master') => {
+    for (const [name, data] of job.contents) {
+      assert.deepEqual(await readFile(join(h.archiveDir, repo, name)), data, `${name} differs in the archive`);
+    }
+  };
+  const finalReport = async (job: SignedJob) => (await h.reports.getJob(`${job.uuid}.final`))?.data as Record<string, unknown> | undefined;
+  const retryUpload = async (uuid: string) => {
+    const out = new PassThrough();
+    const err = new PassThrough();
+    let text = '';
+    out.on('data', (c: Buffer) => (text += c.toString()));
+    err.on('data', (c: Buffer) => (text += c.toString()));
+    const code = await runSparkCli(['retry-upload', uuid, '--config', h.configFile], { stdout: out, stderr: err });
+    return { code, text };
+  };
+
+  it("uploads a signed job's files in dput-ng order to <fqdn path>/<repo>/, byte-identical, reports success, removes the workspace and keeps the log", async () => {
+    const job = await newJob();
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'completed');
+    const requests = urlsOf(job);
+    assert.deepEqual(
+      requests.map((r) => [r.url, r.status]),
+      expectedOrder(job).map((name) => [`/_upload/master/${name}`, 201]),
+    );
+    await assertArchived(job);
+    assert.deepEqual(await finalReport(job), { kind: 'success', uuid: job.uuid, at: (await finalReport(job))?.['at'] });
+    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.uuid)), false);
+    assert.equal(await exists(jobLogFile(h.config.logsDir, job.uuid)), true);
+  });
+
+  it('ends with every file exactly once when the archive fails half the PUTs with 503', async () => {
+    const job = await newJob();
+    h.receiver.options.failFraction = 0.5;
+    try {
+      await h.addUpload(job.manifest);
+      assert.equal(await h.settled(job.uuid), 'completed');
+    } finally {
+      h.receiver.options.failFraction = 0;
+    }
+    const requests = urlsOf(job);
+    assert.ok(requests.filter((r) => r.status === 503).length >= expectedOrder(job).length / 2 - 1);
+    const created = requests.filter((r) => r.status === 201).map((r) => r.url.split('/').pop());
+    assert.deepEqual(created, expectedOrder(job));
+    await assertArchived(job);
+    assert.equal((await finalReport(job))?.['kind'], 'success');
+  });
+
+  it("fails the job with the archive's words on 422, keeps its files, and spark retry-upload completes it once the archive accepts", async () => {
+    const job = await newJob({ repo: 'extra' });
+    await h.setTargets({ master: h.target, extra: h.target });
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'failed');
+    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    assert.match(failed?.failedReason ?? '', new RegExp(`^upload failed: the archive refused ${job.source}_1\\.0-1\\.dsc \\(PUT http://127\\.0\\.0\\.1:\\d+/_upload/extra/${job.source}_1\\.0-1\\.dsc\\): 422 unknown repository: extra$`));
+    assert.equal(urlsOf(job).length, 1, 'a refused file is not retried');
+    assert.equal(await exists(job.artifactsDir), true);
+    assert.equal(await finalReport(job), undefined);
+
+    h.receiver.options.repos = ['master', 'extra'];
+    const retried = await retryUpload(job.uuid);
+    assert.equal(retried.code, 0, retried.text);
+    assert.match(retried.text, /^re-queued upload of job /);
+    assert.equal(await h.settled(job.uuid), 'completed');
+    await assertArchived(job, 'extra');
+    assert.equal((await finalReport(job))?.['kind'], 'success');
+  });
+
+  it('gives up after Attempts tries leaving the job failed, and spark retry-upload resumes without sending any file twice', async () => {
+    const job = await newJob();
+    h.receiver.options.failFiles = new Map([[`${job.source}_1.0-1_amd64.deb`, { status: 502, message: 'bad gateway' }]]);
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'failed');
+    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    assert.match(failed?.failedReason ?? '', new RegExp(`gave up uploading ${job.source}_1\\.0-1_amd64\\.deb .* after 3 attempts; last: 502 bad gateway$`));
+    assert.equal(urlsOf(job).filter((r) => r.url.endsWith('.deb')).length, 3);
+    assert.equal(await exists(job.artifactsDir), true);
+
+    h.receiver.options.failFiles = new Map();
+    assert.equal((await retryUpload(job.uuid)).code, 0);
+    assert.equal(await h.settled(job.uuid), 'completed');
+    const created = urlsOf(job)
+      .filter((r) => r.status === 201)
+      .map((r) => r.url.split('/').pop());
+    assert.deepEqual(created, expectedOrder(job));
+    assert.equal(urlsOf(job).filter((r) => r.status === 403).length, 0);
+    await assertArchived(job);
+    const again = await retryUpload(job.uuid);
+    assert.deepEqual([again.code, again.text.trim()], [1, `spark retry-upload: the upload of job ${job.uuid} completed already; nothing to retry`]);
+  });
+
+  it("reports failed for an FTBFS after uploading only the .dud's files and the .dud", async () => {
+    const job = await newJob({ result: 'failure' });
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'completed');
+    assert.deepEqual(
+      urlsOf(job).map((r) => r.url.split('/').pop()),
+      expectedOrder(job),
+    );
+    assert.equal(expectedOrder(job).length, 3);
+    const report = await finalReport(job);
+    assert.equal(report?.['kind'], 'failed');
+    assert.match(String(report?.['reason']), /X-Spark-Result: failure/);
+  });
+
+  it('reports failed naming depwait for a build waiting on dependencies', async () => {
+    const job = await newJob({ result: 'depwait' });
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'completed');
+    assert.match(String((await finalReport(job))?.['reason']), /depwait/);
+  });
+
+  it('uploads nothing of a job whose .changes lists a path, and fails it saying so', async () => {
+    const job = await newJob({ extraChangesNames: ['../../etc/passwd'] });
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'failed');
+    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    assert.equal(failed?.failedReason, `upload failed: ${job.source}_1.0-1_amd64.changes lists "../../etc/passwd", which is not a plain file name`);
+    assert.equal(urlsOf(job).length, 0);
+  });
+
+  it('fails a job whose repository has no upload target, keeping its files', async () => {
+    const job = await newJob({ repo: 'nowhere' });
+    await h.addUpload(job.manifest);
+    assert.equal(await h.settled(job.uuid), 'failed');
+    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    assert.match(failed?.failedReason ?? '', /^upload failed: Lighthouse names no upload target for repository nowhere \(known: master, extra\)$/);
+    assert.equal(await exists(job.artifactsDir), true);
+  });
+
+  it('fails a job whose payload is not a manifest, naming the problem', async () => {
+    await h.uploads.add('upload', { manifest: { uuid: '../../etc' } }, { jobId: 'bogus' });
+    const deadline = Date.now() + 10_000;
+    while ((await h.uploads.getJobState('bogus')) !== 'failed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const failed = await h.uploads.getJob('bogus');
+    assert.match(failed?.failedReason ?? '', /^invalid upload payload: manifest\.uuid: "\.\.\/\.\.\/etc" is not a valid UUID/);
+  });
+});
