@@ -1,0 +1,304 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID, createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { Queue, type Job } from 'bullmq';
+import {
+  jobArtifactsDir,
+  parseControlFile,
+  parseFileList,
+  QueueName,
+  reportJobId,
+  stageJobId,
+  type Manifest,
+  type ReportPayload,
+  type UploadPayload,
+} from '@spark/protocol';
+import { connectRedis, createLogger, type Redis } from '@spark/service';
+import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { openAuditLog, type AuditEntry } from '../src/audit-log.js';
+import { createSigner, type Signer } from '../src/signer.js';
+import { loadSigningKey } from '../src/signing-key.js';
+import { makeGpgHome, type GpgHome } from './gpg-home.js';
+
+const run = promisify(execFile);
+const spec = { name: 'hello-signer', version: '1.0' };
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('spark-signer on the sign queue', () => {
+  let redis: RedisServer;
+  let gpg: GpgHome;
+  let tmp: string;
+  let workspacesDir: string;
+  let auditFile: string;
+  let keyring: string;
+  let fingerprint: string;
+  let binaryChanges: string[];
+  let sourceChanges: string[];
+  let connection: Redis;
+  let signQueue: Queue;
+  let uploadQueue: Queue;
+  let reportQueue: Queue;
+  let signer: Signer;
+
+  before(async () => {
+    redis = await startRedisServer();
+    gpg = await makeGpgHome();
+    tmp = await mkdtemp(join(tmpdir(), 'spark-signer-'));
+    workspacesDir = join(tmp, 'root', 'workspaces');
+    auditFile = join(tmp, 'root', 'audit', 'signer.log');
+    keyring = join(tmp, 'worker.gpg');
+    fingerprint = await gpg.generate({ uid: 'Spark Worker <worker@example.org>', algo: 'rsa4096', usage: 'sign' });
+    await gpg.exportSecret(fingerprint, join(tmp, 'worker_secret.gpg'));
+    await gpg.exportKeyring([fingerprint], keyring);
+
+    const pkgDir = join(tmp, 'pkg');
+    await mkdir(pkgDir);
+    const pkg = await makeSourcePackage(pkgDir, spec);
+    const changes = await buildBinaryLocally(pkg, spec);
+    const full = join(pkgDir, `${spec.name}_${spec.version}_source+amd64.changes`);
+    await run('dpkg-genchanges', ['-sa', `-O${full}`], { cwd: join(pkgDir, `${spec.name}-${spec.version}`) });
+    const listed = async (file: string) => [
+      file,
+      ...parseFileList(parseControlFile(await readFile(file, 'utf8')).paragraphs[0]?.get('Files')).map((entry) => join(pkgDir, entry.name)),
+    ];
+    binaryChanges = await listed(changes);
+    sourceChanges = await listed(full);
+
+    const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const prefix = randomQueuePrefix();
+    signer = createSigner({
+      config: { redisUrl: redis.url, queuePrefix: prefix, workspacesDir },
+      logger: createLogger('spark-signer', quiet),
+      signingKey: await loadSigningKey({ keyFile: join(tmp, 'worker_secret.gpg'), keyId: fingerprint, passphraseFile: null }),
+      audit: await openAuditLog(auditFile),
+    });
+    await signer.start();
+    connection = connectRedis(redis.url, 'worker');
+    signQueue = new Queue(QueueName.sign, { connection, prefix });
+    uploadQueue = new Queue(QueueName.upload, { connection, prefix });
+    reportQueue = new Queue(QueueName.report, { connection, prefix });
+  });
+
+  after(async () => {
+    await signer.close();
+    await Promise.all([signQueue.close(), uploadQueue.close(), reportQueue.close()]);
+    await connection.quit();
+    await redis.stop();
+    await gpg.close();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  /** Copies build results into a new job's artifacts dir, adds a log and a `.dud` listing it; returns the manifest. */
+  async function stage(files: string[]): Promise<{ manifest: Manifest; dir: string }> {
+    const uuid = randomUUID();
+    const dir = jobArtifactsDir(workspacesDir, uuid);
+    await mkdir(dir, { recursive: true });
+    for (const file of files) await copyFile(file, join(dir, basename(file)));
+    const logName = `${spec.name}_${spec.version}_amd64.log`;
+    const log = Buffer.from('dpkg-buildpackage: info: binary-only upload\n');
+    await writeFile(join(dir, logName), log);
+    const md5 = createHash('md5').update(log).digest('hex');
+    const sha1 = createHash('sha1').update(log).digest('hex');
+    const dudName = `${spec.name}_${spec.version}_amd64.dud`;
+    await writeFile(
+      join(dir, dudName),
+      [
+        'Format: 1.8',
+        'Date: Thu, 26 Nov 2026 00:00:00 +0000',
+        'Architecture: amd64',
+        `X-Spark-Job: ${uuid}`,
+        'X-Spark-Result: success',
+        'Files:',
+        ` ${md5} ${log.length} spark spark ${logName}`,
+        'Checksums-Sha1:',
+        ` ${sha1} ${log.length} ${logName}`,
+        'Checksums-Sha256:',
+        ` ${sha256(log)} ${log.length} ${logName}`,
+        '',
+      ].join('\n'),
+    );
+    const names = [...files.map((file) => basename(file)), logName, dudName];
+    const entries = await Promise.all(
+      names.map(async (name) => {
+        const data = await readFile(join(dir, name));
+        return { name, size: data.length, sha256: sha256(data) };
+      }),
+    );
+    const changes = names.find((name) => name.endsWith('.changes')) ?? null;
+    return { manifest: { uuid, repo: 'master', result: 'success', files: entries, changes, dud: dudName }, dir };
+  }
+
+  async function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
+    for (let i = 0; i < 300; i++) {
+      const job = (await queue.getJob(id)) as Job<T> | undefined;
+      if (job) return job;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`no job ${id} in ${queue.name} after 30 s`);
+  }
+
+  async function sign(manifest: Manifest): Promise<Job<UploadPayload>> {
+    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest.uuid, 'sign') });
+    return waitForJob<UploadPayload>(uploadQueue, stageJobId(manifest.uuid, 'upload'));
+  }
+
+  async function auditEntries(uuid: string): Promise<AuditEntry[]> {
+    const lines = (await readFile(auditFile, 'utf8')).split('\n').filter((line) => line !== '');
+    return lines.map((line) => JSON.parse(line) as AuditEntry).filter((entry) => entry.uuid === uuid);
+  }
+
+  const gpgv = (file: string) => run('gpgv', ['--keyring', keyring, file]);
+  const dscverify = (dir: string, file: string) =>
+    run('dscverify', ['--no-conf', '--no-default-keyrings', '--keyring', keyring, file], { cwd: dir });
+
+  async function assertManifestMatchesDisk(dir: string, manifest: Manifest): Promise<void> {
+    for (const entry of manifest.files) {
+      const data = await readFile(join(dir, entry.name));
+      assert.deepEqual({ name: entry.name, size: data.length, sha256: sha256(data) }, entry);
+    }
+  }
+
+  it('signs a dpkg-made binary .changes, its .buildinfo and the .dud so that gpgv and dscverify accept them', async () => {
+    const { manifest, dir } = await stage(binaryChanges);
+    const upload = await sign(manifest);
+    const signed = upload.data.manifest;
+    assert.deepEqual(signed.files.map((entry) => entry.name), manifest.files.map((entry) => entry.name));
+    await assertManifestMatchesDisk(dir, signed);
+
+    const changes = signed.changes ?? assert.fail('no .changes');
+    const buildinfo = signed.files.find((entry) => entry.name.endsWith('.buildinfo')) ?? assert.fail('no .buildinfo');
+    for (const name of [changes, buildinfo.name, signed.dud]) {
+      const { stderr } = await gpgv(join(dir, name));
+      assert.match(stderr, new RegExp(`Good signature from "Spark Worker <worker@example.org>"`), name);
+      assert.match(await readFile(join(dir, name), 'utf8'), /^-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n/);
+    }
+    const { stdout } = await dscverify(dir, changes);
+    assert.match(stdout, /validating .*\.deb\n/);
+    assert.match(stdout, /validating .*\.buildinfo\n/);
+    assert.match(stdout, /All files validated successfully\./);
+
+    const deb = signed.files.find((entry) => entry.name.endsWith('.deb')) ?? assert.fail('no .deb');
+    assert.deepEqual(deb, manifest.files.find((entry) => entry.name === deb.name), 'the .deb is handed on unchanged');
+    const audit = await auditEntries(manifest.uuid);
+    assert.deepEqual(audit.map((entry) => entry.file), [buildinfo.name, changes, signed.dud]);
+    for (const entry of audit) {
+      assert.equal(entry.fingerprint, fingerprint);
+      assert.equal(entry.sha256, signed.files.find((file) => file.name === entry.file)?.sha256);
+    }
+  });
+
+  it('signs the .dsc of a source+binary .changes too, as debsign does', async () => {
+    const { manifest, dir } = await stage(sourceChanges);
+    const signed = (await sign(manifest)).data.manifest;
+    await assertManifestMatchesDisk(dir, signed);
+    const dsc = signed.files.find((entry) => entry.name.endsWith('.dsc')) ?? assert.fail('no .dsc');
+    await gpgv(join(dir, dsc.name));
+    const { stdout } = await dscverify(dir, signed.changes ?? assert.fail('no .changes'));
+    assert.match(stdout, /validating .*\.dsc\n/);
+    assert.match(stdout, /validating .*\.tar\.xz\n/);
+    assert.match(stdout, /All files validated successfully\./);
+  });
+
+  it('replaces the signatures of files that were signed before, leaving one signature each', async () => {
+    const first = await stage(binaryChanges);
+    const signedOnce = (await sign(first.manifest)).data.manifest;
+    const again = await stage(signedOnce.files.filter((entry) => !entry.name.endsWith('.dud') && !entry.name.endsWith('.log')).map((entry) => join(first.dir, entry.name)));
+    const signedTwice = (await sign(again.manifest)).data.manifest;
+    await assertManifestMatchesDisk(again.dir, signedTwice);
+    for (const name of [signedTwice.changes ?? assert.fail('no .changes'), signedTwice.dud]) {
+      const text = await readFile(join(again.dir, name), 'utf8');
+      assert.equal(text.split('-----BEGIN PGP SIGNED MESSAGE-----').length, 2, `${name} has one signed message`);
+      assert.equal(text.split('-----BEGIN PGP SIGNATURE-----').length, 2, `${name} has one signature`);
+      await gpgv(join(again.dir, name));
+    }
+    const { stdout } = await dscverify(again.dir, signedTwice.changes ?? '');
+    assert.match(stdout, /All files validated successfully\./);
+  });
+
+  describe('refuses, signs nothing and reports failed when', () => {
+    const debOf = (manifest: Manifest) => manifest.files.find((entry) => entry.name.endsWith('.deb'))?.name ?? assert.fail('no .deb');
+    const cases: { name: string; spoil: (manifest: Manifest, dir: string) => Promise<Manifest>; reason: (deb: string, manifest: Manifest) => RegExp }[] = [
+      {
+        name: 'a .deb was changed after the build',
+        spoil: async (manifest, dir) => {
+          const file = join(dir, debOf(manifest));
+          const data = await readFile(file);
+          data.writeUInt8((data.readUInt8(data.length - 1) ^ 0xff) & 0xff, data.length - 1);
+          await writeFile(file, data);
+          return manifest;
+        },
+        reason: (deb) => new RegExp(`: ${escape(deb)}: SHA-256 is [0-9a-f]{64}, the manifest says [0-9a-f]{64}$`),
+      },
+      {
+        name: 'a file of the manifest is missing',
+        spoil: async (manifest, dir) => {
+          await rm(join(dir, debOf(manifest)));
+          return manifest;
+        },
+        reason: (deb) => new RegExp(`: ${escape(deb)}: missing from the job workspace$`),
+      },
+      {
+        name: 'the .changes lists a file that is not in the manifest',
+        spoil: (manifest) => Promise.resolve({ ...manifest, files: manifest.files.filter((entry) => entry.name !== debOf(manifest)) }),
+        reason: (deb, manifest) => new RegExp(`: ${escape(deb)}: is listed in ${escape(manifest.changes ?? '')} but not in the manifest$`),
+      },
+      {
+        name: 'a file is a symbolic link out of the workspace',
+        spoil: async (manifest, dir) => {
+          const deb = debOf(manifest);
+          const outside = join(tmp, `outside-${manifest.uuid}.deb`);
+          await copyFile(join(dir, deb), outside);
+          await rm(join(dir, deb));
+          await symlink(outside, join(dir, deb));
+          return manifest;
+        },
+        reason: (deb) => new RegExp(`: ${escape(deb)}: is a symbolic link; only regular files in the workspace are signed$`),
+      },
+      {
+        name: 'the .changes checksums do not match a file the manifest agrees with',
+        spoil: async (manifest, dir) => {
+          const deb = debOf(manifest);
+          const data = Buffer.concat([await readFile(join(dir, deb)), Buffer.from('x')]);
+          await writeFile(join(dir, deb), data);
+          return { ...manifest, files: manifest.files.map((entry) => (entry.name === deb ? { name: deb, size: data.length, sha256: sha256(data) } : entry)) };
+        },
+        reason: (deb, manifest) => new RegExp(`: ${escape(deb)}: ${escape(manifest.changes ?? '')} Files says [0-9a-f]{32} \\d+, the file has [0-9a-f]{32} \\d+$`),
+      },
+    ];
+
+    for (const testCase of cases) {
+      it(testCase.name, async () => {
+        const staged = await stage(binaryChanges);
+        const manifest = await testCase.spoil(staged.manifest, staged.dir);
+        const before = new Map(await Promise.all((await readdir(staged.dir)).map(async (name) => [name, await readFile(join(staged.dir, name)).catch(() => null)] as const)));
+        await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest.uuid, 'sign') });
+        const failed: ReportPayload = { kind: 'failed', uuid: manifest.uuid, at: 0, reason: '' };
+        const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(failed));
+        assert.equal(report.data.kind, 'failed');
+        assert.match((report.data as { reason: string }).reason, /^signer refused the build results, nothing was signed: /);
+        assert.match((report.data as { reason: string }).reason, testCase.reason(debOf(staged.manifest), manifest));
+
+        for (const [name, data] of before) {
+          assert.deepEqual(await readFile(join(staged.dir, name)).catch(() => null), data, `${name} is unchanged`);
+        }
+        assert.deepEqual(await readdir(staged.dir), [...before.keys()]);
+        assert.deepEqual(await auditEntries(manifest.uuid), []);
+        assert.equal(await uploadQueue.getJob(stageJobId(manifest.uuid, 'upload')), undefined);
+        const signJob = await waitForJob(signQueue, stageJobId(manifest.uuid, 'sign'));
+        for (let i = 0; i < 50 && !(await signJob.isFailed()); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(await signQueue.getJobState(stageJobId(manifest.uuid, 'sign')), 'failed');
+      });
+    }
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
