@@ -24,6 +24,7 @@ apt_packages=(
   dput-ng                 # reference uploader the tests compare against
   python3-zmq             # pyzmq: checks our Curve key files as Laniakea reads them
   sudo                    # the builder runs debspawn through sudo when not root
+  chromium                # the dashboard test opens the page in headless Chromium
   git ca-certificates curl
 )
 

@@ -24,6 +24,8 @@ export interface ConnectorSettings {
   archiveInfoIntervalMs: number;
   /** ms a fetched job may wait for a builder before it is rejected back (`StartTimeout`, default 600 s). */
   startTimeoutMs: number;
+  /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9621; 0 turns it off). */
+  metricsPort: number;
 }
 
 /** Settings of the builder (`[builder]` table). */
@@ -38,6 +40,8 @@ export interface BuilderSettings {
   drainTimeoutMs: number;
   /** `debspawn` executable (`Debspawn`, default `debspawn` from PATH). */
   debspawn: string;
+  /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9622, plus the instance number − 1 for `spark-builder@N`; 0 turns it off). */
+  metricsPort: number;
 }
 
 /** Settings of the signer (`[signer]` table). */
@@ -46,6 +50,8 @@ export interface SignerSettings {
   passphraseFile: string | null;
   /** Append-only log of every signature (`AuditLog`, default `<WorkspaceRoot>/audit/signer.log`). */
   auditLog: string;
+  /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9623; 0 turns it off). */
+  metricsPort: number;
 }
 
 /** Settings of the uploader (`[uploader]` table). */
@@ -54,6 +60,8 @@ export interface UploaderSettings {
   fileTimeoutMs: number;
   /** How many times a failed upload is tried (`Attempts`, default 8). */
   attempts: number;
+  /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9624; 0 turns it off). */
+  metricsPort: number;
 }
 
 /** The effective worker configuration: spark's keys with spark's defaults, plus this project's. */
@@ -162,10 +170,10 @@ const TOP_LEVEL_KEYS = [
 ] as const;
 
 const SERVICE_KEYS = {
-  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout'],
-  builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn'],
-  signer: ['PassphraseFile', 'AuditLog'],
-  uploader: ['FileTimeout', 'Attempts'],
+  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'MetricsPort'],
+  builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn', 'MetricsPort'],
+  signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
+  uploader: ['FileTimeout', 'Attempts', 'MetricsPort'],
 } as const;
 
 /** Reads and checks a spark.toml; throws {@link ConfigError} naming file, key and line for every problem. */
@@ -268,12 +276,15 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     const value = reader.number(table, section, key, { min });
     return value === undefined ? fallbackMs : Math.round(value * 1000);
   };
+  const metricsPort = (table: Table, section: string, fallback: number) =>
+    reader.integer(table, section, 'MetricsPort', { min: 0, max: 65535 }) ?? fallback;
 
   const connector: ConnectorSettings = {
     replyTimeoutMs: seconds(connectorTable, 'connector', 'ReplyTimeout', LIGHTHOUSE_REPLY_TIMEOUT_MS),
     pollIntervalMs: seconds(connectorTable, 'connector', 'PollInterval', 5_000),
     archiveInfoIntervalMs: seconds(connectorTable, 'connector', 'ArchiveInfoInterval', 300_000),
     startTimeoutMs: seconds(connectorTable, 'connector', 'StartTimeout', 600_000),
+    metricsPort: metricsPort(connectorTable, 'connector', 9621),
   };
   const builder: BuilderSettings = {
     statusIntervalMs: seconds(builderTable, 'builder', 'StatusInterval', JOB_STATUS_INTERVAL_MS),
@@ -281,14 +292,17 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     idleOutputTimeoutMs: seconds(builderTable, 'builder', 'IdleOutputTimeout', 150 * 60_000),
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
+    metricsPort: metricsPort(builderTable, 'builder', 9622),
   };
   const signer: SignerSettings = {
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
     auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(workspaceRoot, 'audit', 'signer.log'),
+    metricsPort: metricsPort(signerTable, 'signer', 9623),
   };
   const uploader: UploaderSettings = {
     fileTimeoutMs: seconds(uploaderTable, 'uploader', 'FileTimeout', 600_000),
     attempts: reader.integer(uploaderTable, 'uploader', 'Attempts', { min: 1, max: 100 }) ?? 8,
+    metricsPort: metricsPort(uploaderTable, 'uploader', 9624),
   };
 
   const errors = problems.filter((p) => p.severity === 'error');

@@ -2,3 +2,4 @@ export * from './logger.js';
 export * from './redis.js';
 export * from './shutdown.js';
 export * from './queues.js';
+export * from './metrics.js';
