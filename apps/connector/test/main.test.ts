@@ -1,21 +1,98 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runTsEntry } from '@spark/testing';
+import { curveKeyPair } from 'zeromq';
+import { runTsEntry, startRedisServer, randomQueuePrefix, type RedisServer } from '@spark/testing';
+import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/tools';
+import { MACHINE, writeKeyFile } from './harness.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
-const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
 
-describe('spark-connector', () => {
-  it('loads and checks the config named by --config', async () => {
-    const result = await runTsEntry(main, ['--config', seed]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /config .*seed-spark\.toml is valid/);
+describe('spark-connector (the command)', () => {
+  let dir: string;
+  let redis: RedisServer;
+  let standIn: LighthouseStandIn;
+  let config: string;
+  const secretFile = () => join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`);
+  const serverFile = () => join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`);
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'spark-connector-main-'));
+    redis = await startRedisServer();
+    const server = curveKeyPair();
+    const worker = curveKeyPair();
+    await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
+    standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+    await writeKeyFile(secretFile(), worker, true);
+    await writeKeyFile(serverFile(), server, false);
+    config = join(dir, 'spark.toml');
+    await writeFile(
+      config,
+      `LighthouseServer = '${standIn.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${randomQueuePrefix()}'\n[connector]\nReplyTimeout = 0.5\n`,
+    );
+  });
+  after(async () => {
+    standIn.close();
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('exits 2 naming the file when the config is missing', async () => {
     const result = await runTsEntry(main, ['--config', '/nonexistent/spark.toml']);
     assert.equal(result.code, 2);
     assert.equal(result.stderr.trim(), '/nonexistent/spark.toml: cannot read config: file not found');
+  });
+
+  it('refuses to start when the secret key file is readable by others', async () => {
+    await chmod(secretFile(), 0o644);
+    try {
+      const result = await runTsEntry(main, ['--config', config]);
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr.trim(),
+        `spark-connector: ${secretFile()}: the secret key is readable by group or others (mode 0644); run: chmod 600 ${secretFile()}`,
+      );
+    } finally {
+      await chmod(secretFile(), 0o600);
+    }
+  });
+
+  it('refuses to start when a key file is missing or malformed', async () => {
+    await writeFile(join(dir, 'bad.toml'), (await readFile(config, 'utf8')).replace(`MachineName = '${MACHINE}'`, "MachineName = 'nokeys'"));
+    const missing = await runTsEntry(main, ['--config', join(dir, 'bad.toml')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /nokeys-spark_private\.sec: cannot read the worker's Curve secret key: file not found/);
+
+    const original = await readFile(serverFile(), 'utf8');
+    await writeFile(serverFile(), 'curve\n    public-key = "not-a-key"\n');
+    try {
+      const malformed = await runTsEntry(main, ['--config', config]);
+      assert.equal(malformed.code, 2);
+      assert.match(malformed.stderr, /_lighthouse-server\.pub: not a usable Lighthouse server's public key: line 2: curve public-key is not a 40-character Z85 key/);
+    } finally {
+      await writeFile(serverFile(), original);
+    }
+  });
+
+  it('talks to Lighthouse, and on SIGTERM stops and exits 0', async () => {
+    const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await standIn.waitFor((requests) => requests.some((r) => r.request === 'archive-info'), 20_000);
+      child.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000))]);
+      assert.equal(code, 0, stdout);
+      assert.match(stdout, /"msg":"stopped"/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   });
 });

@@ -1,0 +1,121 @@
+import type { SparkConfig } from '@spark/config';
+import { connectRedis, once, openQueue, redisReady, runCloseSteps, type Logger } from '@spark/service';
+import { lighthouseStatusKey, QueueName } from '@spark/protocol';
+import type { ConnectorKeys } from './curve-keys.js';
+import { createLighthouseLink } from './lighthouse-link.js';
+import { refreshArchiveTargets } from './archive-targets.js';
+import { runJobFetcher } from './job-fetcher.js';
+import { startReportRelay, type ReportRelay } from './report-relay.js';
+import { runStartTimeout } from './start-timeout.js';
+import { DEFAULT_BACKOFF, pause, type Backoff } from './backoff.js';
+
+/** What {@link createConnector} needs. */
+export interface ConnectorDeps {
+  config: SparkConfig;
+  keys: ConnectorKeys;
+  logger: Logger;
+  /** Backoff while Lighthouse is unreachable (default 0.5 s doubling to 30 s). */
+  backoff?: Backoff;
+  /** Called when a background loop fails unexpectedly; main makes it fatal (systemd restarts us). */
+  onFatal: (error: unknown) => void;
+}
+
+/** The connector service. */
+export interface Connector {
+  /** Connects Redis, starts the report relay, asks `archive-info`, then asks for jobs while builders have room. */
+  start(): Promise<void>;
+  /** Stops asking for jobs, lets the relay finish its report in flight, closes Lighthouse and Redis. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Builds the connector from its config and keys. */
+export function createConnector(deps: ConnectorDeps): Connector {
+  const { config, logger } = deps;
+  const settings = config.connector;
+  const backoff = deps.backoff ?? DEFAULT_BACKOFF;
+  const prefix = config.queuePrefix;
+  const producer = connectRedis(config.redisUrl, 'producer');
+  const workerConnection = connectRedis(config.redisUrl, 'worker');
+  producer.on('error', (err) => logger.error({ err }, 'Redis connection error'));
+  workerConnection.on('error', (err) => logger.error({ err }, 'Redis connection error (report relay)'));
+  const buildQueue = openQueue(QueueName.build, producer, prefix, logger);
+  const reportQueue = openQueue(QueueName.report, producer, prefix, logger);
+  const link = createLighthouseLink({
+    endpoint: config.lighthouseServer,
+    keys: deps.keys,
+    identity: { machine_name: config.machineName, machine_id: config.machineId },
+    replyTimeoutMs: settings.replyTimeoutMs,
+    backoff,
+    serverKeyFile: config.lighthouseServerKeyFile,
+    logger,
+    onStatus: (status) => {
+      producer.set(lighthouseStatusKey(prefix), JSON.stringify(status)).catch(() => undefined);
+    },
+  });
+  const stop = new AbortController();
+  const loops: Promise<void>[] = [];
+  let relay: ReportRelay | null = null;
+
+  const background = (name: string, loop: () => Promise<void>) => {
+    loops.push(
+      loop().catch((error: unknown) => {
+        if (stop.signal.aborted) return;
+        logger.fatal({ err: error, loop: name }, `${name} failed`);
+        deps.onFatal(error);
+      }),
+    );
+  };
+
+  return {
+    async start() {
+      await redisReady(producer);
+      relay = startReportRelay({ link, connection: workerConnection, prefix, logger });
+      background('upload targets and job fetching', async () => {
+        // Upload targets must be known before a job is taken (DESIGN.md).
+        while (!(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal))) {
+          if (!(await pause(settings.archiveInfoIntervalMs, stop.signal))) return;
+        }
+        background('archive-info refresh', async () => {
+          while (await pause(settings.archiveInfoIntervalMs, stop.signal)) {
+            await refreshArchiveTargets(link, producer, prefix, logger, stop.signal).catch((error: unknown) => {
+              if (!stop.signal.aborted) logger.error({ err: error }, 'cannot refresh the upload targets');
+            });
+          }
+        });
+        await runJobFetcher(
+          {
+            link,
+            redis: producer,
+            prefix,
+            buildQueue,
+            reportQueue,
+            logger,
+            acceptedJobs: config.acceptedJobs,
+            architectures: config.architectures,
+            owner: config.machineOwner,
+            pollIntervalMs: settings.pollIntervalMs,
+            backoff,
+          },
+          stop.signal,
+        );
+      });
+      background('start timeout', () =>
+        runStartTimeout(buildQueue, reportQueue, settings.startTimeoutMs, Math.max(50, Math.min(settings.startTimeoutMs / 4, 10_000)), logger, stop.signal),
+      );
+      logger.info({ server: config.lighthouseServer, machine: config.machineName, machineId: config.machineId }, 'connector started');
+    },
+    close: once(async () => {
+      stop.abort();
+      await runCloseSteps(
+        [
+          ['stop asking for jobs', () => Promise.all(loops)],
+          ['finish the report in flight', () => relay?.close()],
+          ['close the Lighthouse link', () => link.close()],
+          ['close queues', () => Promise.all([buildQueue.close(), reportQueue.close()])],
+          ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit()])],
+        ],
+        logger,
+      );
+    }),
+  };
+}

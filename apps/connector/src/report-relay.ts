@@ -1,0 +1,89 @@
+import { WaitingError, type Job, type Worker } from 'bullmq';
+import { openWorker, type Logger, type Redis } from '@spark/service';
+import {
+  ackReplySchema,
+  describeIssues,
+  QueueName,
+  REPORT_REQUEST,
+  reportPayloadSchema,
+  type ReportPayload,
+} from '@spark/protocol';
+import { LinkAborted, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
+
+/** What the report relay needs. */
+export interface ReportRelayDeps {
+  link: LighthouseLink;
+  /** A `worker` Redis connection (maxRetriesPerRequest: null). */
+  connection: Redis;
+  prefix: string;
+  logger: Logger;
+}
+
+/** The running relay. */
+export interface ReportRelay {
+  /** Stops taking reports; the report in flight gets its current try, then goes back to the head of the queue unanswered. */
+  close(): Promise<void>;
+}
+
+/** The Lighthouse request a report is relayed as. */
+export function reportRequest(report: ReportPayload): RequestBody {
+  const request = REPORT_REQUEST[report.kind];
+  return request === 'job-status'
+    ? { request, uuid: report.uuid, log_excerpt: report.kind === 'status' ? report.logExcerpt : '' }
+    : { request, uuid: report.uuid };
+}
+
+/**
+ * Relays the `report` queue to Lighthouse: one report at a time, in queue
+ * order, each retried until Lighthouse answers, so no report of a job ever
+ * overtakes an earlier one. The queue lives in Redis, so reports survive a
+ * connector restart; on shutdown an unanswered report goes back to the head
+ * of the queue. A report that fails validation is logged and dropped: it can
+ * never be delivered and must not block the ones behind it.
+ */
+export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
+  const stop = new AbortController();
+  const processor = async (job: Job, token?: string): Promise<string> => {
+    const parsed = reportPayloadSchema.safeParse(job.data);
+    if (!parsed.success) {
+      deps.logger.error({ report: job.id }, `dropping a malformed report: ${describeIssues(parsed.error)}`);
+      return 'dropped: malformed';
+    }
+    const report = parsed.data;
+    const log = deps.logger.child({ jobId: report.uuid });
+    let reply: unknown;
+    try {
+      reply = await deps.link.requestUntilAnswered(reportRequest(report), stop.signal);
+    } catch (error) {
+      if (error instanceof LinkAborted) {
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (error instanceof UnreadableReply) {
+        log.warn(`${REPORT_REQUEST[report.kind]}: ${error.message}; counting it as delivered`);
+        return 'delivered: unreadable reply';
+      }
+      throw error;
+    }
+    if (report.kind === 'rejected') log.info(`rejected the job back to Lighthouse: ${report.reason}`);
+    if (report.kind !== 'status') {
+      const ack = ackReplySchema.safeParse(reply);
+      if (!ack.success) {
+        log.warn(`${REPORT_REQUEST[report.kind]}: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)}`);
+      } else if (ack.data !== true) {
+        // Lighthouse's no (e.g. an unknown job) will not change on a retry.
+        log.warn(`Lighthouse refused ${REPORT_REQUEST[report.kind]}: ${ack.data.error}`);
+        return `refused: ${ack.data.error}`;
+      }
+    }
+    log.info(`relayed ${REPORT_REQUEST[report.kind]} to Lighthouse`);
+    return 'delivered';
+  };
+  const worker: Worker = openWorker(QueueName.report, processor, deps.connection, deps.prefix, deps.logger, { concurrency: 1 });
+  return {
+    async close() {
+      stop.abort();
+      await worker.close();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import type { Queue } from 'bullmq';
+import type { Logger } from '@spark/service';
+import { queueRejection } from './reject-job.js';
+import { pause } from './backoff.js';
+
+/**
+ * Rejects back to Lighthouse every job that has waited in `build` longer than
+ * `startTimeoutMs` without a builder starting it, so another worker can take
+ * it. The job is removed first: BullMQ refuses to remove a job a builder has
+ * just locked, and then it is not rejected.
+ */
+export async function rejectStaleJobs(buildQueue: Queue, reportQueue: Queue, startTimeoutMs: number, logger: Logger): Promise<number> {
+  const now = Date.now();
+  let rejected = 0;
+  for (const job of await buildQueue.getJobs(['waiting', 'prioritized', 'delayed', 'paused'])) {
+    if (!job.id || now - job.timestamp < startTimeoutMs) continue;
+    try {
+      await job.remove();
+    } catch {
+      continue;
+    }
+    const reason = `no builder started the job within ${startTimeoutMs / 1000} s`;
+    logger.warn({ jobId: job.id }, `${reason}; rejecting it back to Lighthouse`);
+    await queueRejection(reportQueue, job.id, reason);
+    rejected++;
+  }
+  return rejected;
+}
+
+/** Runs {@link rejectStaleJobs} every `intervalMs` until `signal` aborts; Redis errors are logged and retried. */
+export async function runStartTimeout(
+  buildQueue: Queue,
+  reportQueue: Queue,
+  startTimeoutMs: number,
+  intervalMs: number,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  while (await pause(intervalMs, signal)) {
+    try {
+      await rejectStaleJobs(buildQueue, reportQueue, startTimeoutMs, logger);
+    } catch (error) {
+      logger.error({ err: error }, 'cannot check the build queue for jobs no builder started');
+    }
+  }
+}

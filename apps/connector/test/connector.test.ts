@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import {
+  archiveTargetsKey,
+  buildPayloadSchema,
+  lighthouseStatusSchema,
+  lighthouseStatusKey,
+  reportJobId,
+  storedArchiveTargetsSchema,
+  type ReportPayload,
+} from '@spark/protocol';
+import { startRedisServer, type RedisServer } from '@spark/testing';
+import { startLighthouseStandIn } from '@spark/tools';
+import { MACHINE, packageJob, startWorld, waitUntil, type World } from './harness.js';
+
+function messages(world: World): string[] {
+  return world.logs.map((line) => String(line['msg']));
+}
+
+async function report(world: World, payload: ReportPayload, seq = 0): Promise<void> {
+  await world.reportQueue.add(payload.kind, payload, { jobId: reportJobId(payload, seq) });
+}
+
+describe('spark-connector against the Lighthouse stand-in', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedisServer();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('stores the upload targets, then puts a handed-out job on build with its uuid as job id', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 2 });
+      await world.connector.start();
+      await waitUntil('the job is in build', async () => (await world.buildQueue.getJob(uuid)) !== undefined);
+      const job = await world.buildQueue.getJob(uuid);
+      const payload = buildPayloadSchema.parse(job?.data);
+      assert.equal(payload.job.uuid, uuid);
+      assert.equal(payload.job.kind === 'package-build' ? payload.job.data.package_name : null, 'hello');
+
+      const stored = storedArchiveTargetsSchema.parse(JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null'));
+      assert.deepEqual(stored.archive_repos, { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' } });
+
+      const requests = world.standIn?.requests ?? [];
+      assert.equal(requests[0]?.request, 'archive-info', 'archive-info is the first request');
+      const jobRequest = requests.find((r) => r.request === 'job');
+      assert.deepEqual(jobRequest, {
+        request: 'job',
+        owner: 'tests',
+        accepts: ['package-build'],
+        architectures: ['amd64'],
+        machine_name: MACHINE,
+        machine_id: world.config.machineId,
+      });
+      assert.equal(world.standIn?.board.get(uuid)?.status, 'SCHEDULED');
+      const status = lighthouseStatusSchema.parse(JSON.parse((await world.redis.get(lighthouseStatusKey(world.prefix))) ?? 'null'));
+      assert.equal(status.outageSince, null);
+      assert.ok(status.lastContactAt !== null);
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('asks for no job while no builder has a free slot, and for one once a slot frees up', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 1, busy: 1 });
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
+      await sleep(400);
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'job').length, 0, 'no job request without capacity');
+      assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
+
+      await world.heartbeat({ slots: 1, busy: 0 });
+      await waitUntil('the job is in build', async () => (await world.buildQueue.getJob(uuid)) !== undefined);
+      // The job now waits in build and fills the only slot: no more requests.
+      const count = world.standIn?.requests.filter((r) => r.request === 'job').length ?? 0;
+      await sleep(300);
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'job').length, count, 'no hoarding');
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('relays each report kind to Lighthouse in queue order, and Lighthouse moves the job through its states', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    try {
+      const uuid = randomUUID();
+      const other = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      world.standIn?.addJob(packageJob(other));
+      world.standIn?.board.assign(['package-build'], ['amd64'], 'w');
+      world.standIn?.board.assign(['package-build'], ['amd64'], 'w');
+      await report(world, { kind: 'accepted', uuid, at: 1 });
+      await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'first' }, 1);
+      await report(world, { kind: 'accepted', uuid: other, at: 3 });
+      await report(world, { kind: 'status', uuid, at: 4, logExcerpt: 'second' }, 2);
+      await report(world, { kind: 'success', uuid, at: 5 });
+      await report(world, { kind: 'rejected', uuid: other, at: 6, reason: 'image missing' });
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.filter((r) => String(r.request).startsWith('job-')).length === 6);
+      const relayed = world.standIn?.requests
+        .filter((r) => String(r.request).startsWith('job-'))
+        .map((r) => [r.request, r['uuid'] === uuid ? 'A' : 'B', r['log_excerpt']]);
+      assert.deepEqual(relayed, [
+        ['job-accepted', 'A', undefined],
+        ['job-status', 'A', 'first'],
+        ['job-accepted', 'B', undefined],
+        ['job-status', 'A', 'second'],
+        ['job-success', 'A', undefined],
+        ['job-rejected', 'B', undefined],
+      ]);
+      assert.deepEqual([world.standIn?.board.get(uuid)?.status, world.standIn?.board.get(uuid)?.result], ['DONE', 'success']);
+      assert.equal(world.standIn?.board.get(other)?.status, 'WAITING');
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('never enqueues a hostile or malformed job: rejects it by uuid when usable, logs why, keeps running', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    try {
+      const traversal = randomUUID();
+      const wrongTypes = randomUUID();
+      const unknownKind = randomUUID();
+      const noRepo = randomUUID();
+      const good = randomUUID();
+      const hostile = [
+        JSON.stringify(packageJob('../../etc/passwd')),
+        JSON.stringify(packageJob(traversal, { data: { ...(packageJob(traversal)['data'] as object), package_name: '../../../root' } })),
+        JSON.stringify(packageJob(wrongTypes, { architecture: 42 })),
+        JSON.stringify(packageJob(unknownKind, { kind: 'rm-rf' })),
+        JSON.stringify(packageJob(noRepo, { repo: null })),
+        JSON.stringify({ error: 'database is on fire' }),
+        'this is not json',
+        '[1,2,3]',
+      ];
+      for (const frame of hostile) world.standIn?.replyNext('job', frame);
+      world.standIn?.addJob(packageJob(good));
+      await world.heartbeat({ slots: 1 });
+      await world.connector.start();
+      await waitUntil('the good job after the hostile ones is in build', async () => (await world.buildQueue.getJob(good)) !== undefined);
+      await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-rejected').length === 4);
+
+      const rejected = world.standIn?.requests.filter((r) => r.request === 'job-rejected').map((r) => r['uuid']);
+      assert.deepEqual(rejected, [traversal, wrongTypes, unknownKind, noRepo]);
+      const counts = await world.buildQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      assert.equal(Object.values(counts).reduce((a, b) => a + b, 0), 1, 'only the good job was enqueued');
+      const log = messages(world).join('\n');
+      assert.match(log, /ignoring a job reply without a usable uuid \(cannot reject it\): malformed job: uuid: "\.\.\/\.\.\/etc\/passwd" is not a valid UUID/);
+      assert.match(log, /rejecting a job Lighthouse handed out: malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name/);
+      assert.match(log, /rejecting a job Lighthouse handed out: unknown job kind "rm-rf"/);
+      assert.match(log, /rejecting a job Lighthouse handed out: job names no repository to upload to/);
+      assert.match(log, /Lighthouse answered the job request with an error: database is on fire/);
+      assert.match(log, /job request: Lighthouse sent an unreadable reply: reply is not JSON/);
+      assert.deepEqual(world.fatal, []);
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('holds reports while Lighthouse is down, logs the outage once, and delivers them in order when it is back', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      world.standIn?.board.assign(['package-build'], ['amd64'], 'w');
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
+      const board = world.standIn?.board;
+      const endpoint = world.standIn?.endpoint ?? '';
+      world.standIn?.close();
+
+      await report(world, { kind: 'accepted', uuid, at: 1 });
+      await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'building' }, 1);
+      await report(world, { kind: 'failed', uuid, at: 3, reason: 'FTBFS' });
+      await sleep(1500);
+      const revived = await startLighthouseStandIn({
+        endpoint,
+        serverKeys: world.serverKeys,
+        trustedKeysDir: world.trustedDir,
+        ...(board ? { board } : {}),
+      });
+      try {
+        await revived.waitFor((requests) => requests.some((r) => r.request === 'job-failed'));
+        assert.deepEqual(
+          revived.requests.filter((r) => String(r.request).startsWith('job-')).map((r) => r.request),
+          ['job-accepted', 'job-status', 'job-failed'],
+        );
+        assert.deepEqual([board?.get(uuid)?.status, board?.get(uuid)?.result], ['DONE', 'failure']);
+        const outage = messages(world).filter((msg) => msg.startsWith('Lighthouse unreachable'));
+        assert.equal(outage.length, 1, `outage logged once: ${outage.join(' | ')}`);
+        assert.match(outage[0] ?? '', /no reply from Lighthouse at tcp:\/\/127\.0\.0\.1:\d+ within 300 ms/);
+        assert.ok(messages(world).includes('Lighthouse answers again'));
+      } finally {
+        revived.close();
+      }
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('with a wrong server public key: says so, takes no job', async () => {
+    const world = await startWorld({ redisUrl: redis.url, wrongServerKey: true });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 1 });
+      await world.connector.start();
+      await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
+      const outage = messages(world).find((msg) => msg.startsWith('Lighthouse unreachable')) ?? '';
+      assert.match(outage, /the CURVE handshake did not complete.*the server public key in .*hydrogen_lighthouse-server\.pub is probably not Lighthouse's/);
+      assert.equal(world.standIn?.requests.length, 0);
+      assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
+      assert.equal(await world.buildQueue.getJob(uuid), undefined);
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('with a worker key Lighthouse does not trust: refused by the ZAP handler, says so, takes no job', async () => {
+    const world = await startWorld({ redisUrl: redis.url, untrusted: true });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 1 });
+      await world.connector.start();
+      await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
+      const outage = messages(world).find((msg) => msg.startsWith('Lighthouse unreachable')) ?? '';
+      assert.match(outage, /Lighthouse refused this worker's Curve key \(ZAP status 400\)/);
+      assert.ok(world.standIn?.refused.includes(world.workerKeys.publicKey));
+      assert.equal(world.standIn?.requests.length, 0);
+      assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('rejects back a job no builder started within StartTimeout', async () => {
+    const world = await startWorld({ redisUrl: redis.url, connectorToml: 'StartTimeout = 0.3' });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 1 });
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-rejected' && r['uuid'] === uuid));
+      assert.equal(await world.buildQueue.getJob(uuid), undefined, 'the job left the build queue');
+      assert.match(messages(world).join('\n'), /no builder started the job within 0\.3 s; rejecting it back to Lighthouse/);
+    } finally {
+      await world.close();
+    }
+  });
+});

@@ -1,0 +1,187 @@
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue } from 'bullmq';
+import { curveKeyPair } from 'zeromq';
+import { parseConfig, type SparkConfig } from '@spark/config';
+import { builderHeartbeatKey, formatCurveKeyFile, type BuilderHeartbeat } from '@spark/protocol';
+import { connectRedis, createLogger, type Redis } from '@spark/service';
+import { randomQueuePrefix } from '@spark/testing';
+import { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/tools';
+import { createConnector, type Connector } from '../src/connector.js';
+import { loadConnectorKeys } from '../src/curve-keys.js';
+
+/** A Curve keypair in Z85. */
+export type KeyPair = { publicKey: string; secretKey: string };
+
+/** Writes a Laniakea keyfile holding `keys` (secret part only when `secret`). */
+export async function writeKeyFile(file: string, keys: KeyPair, secret: boolean, mode = secret ? 0o600 : 0o644): Promise<void> {
+  await mkdir(join(file, '..'), { recursive: true });
+  await writeFile(
+    file,
+    formatCurveKeyFile({ metadata: { id: 'test' }, curvePublicKey: keys.publicKey, curveSecretKey: secret ? keys.secretKey : null, edVerifyKey: null, edSigningKey: null }),
+  );
+  await chmod(file, mode);
+}
+
+/** Options of {@link startWorld}. */
+export interface WorldOptions {
+  redisUrl: string;
+  /** Extra `[connector]` TOML lines (durations in s). */
+  connectorToml?: string;
+  /** Leave the worker's key out of the stand-in's trusted keys. */
+  untrusted?: boolean;
+  /** Give the connector a server key that is not the stand-in's. */
+  wrongServerKey?: boolean;
+  /** Start no stand-in; the config points at `endpoint`. */
+  endpoint?: string;
+  standIn?: Partial<StandInOptions>;
+}
+
+/** A stand-in Lighthouse, a connector configured for it, and helpers, all closed by `close()`. */
+export interface World {
+  dir: string;
+  config: SparkConfig;
+  prefix: string;
+  serverKeys: KeyPair;
+  workerKeys: KeyPair;
+  trustedDir: string;
+  standIn: LighthouseStandIn | null;
+  connector: Connector;
+  redis: Redis;
+  buildQueue: Queue;
+  reportQueue: Queue;
+  /** Every log line the connector wrote, parsed. */
+  logs: Array<Record<string, unknown>>;
+  fatal: unknown[];
+  /** Publishes a builder heartbeat as the builder does. */
+  heartbeat(beat: Partial<BuilderHeartbeat>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MACHINE = 'hydrogen';
+
+/** Sets up keys, config, a stand-in (unless `endpoint`) and a connector (not started). */
+export async function startWorld(options: WorldOptions): Promise<World> {
+  const dir = await mkdtemp(join(tmpdir(), 'spark-connector-'));
+  const serverKeys = curveKeyPair();
+  const workerKeys = curveKeyPair();
+  const curveDir = join(dir, 'curve');
+  const trustedDir = join(dir, 'trusted');
+  await mkdir(trustedDir);
+  await writeKeyFile(join(curveDir, 'secret', `${MACHINE}-spark_private.sec`), workerKeys, true);
+  await writeKeyFile(join(curveDir, `${MACHINE}_lighthouse-server.pub`), options.wrongServerKey ? curveKeyPair() : serverKeys, false);
+  if (!options.untrusted) await writeKeyFile(join(trustedDir, `${MACHINE}.pub.key`), workerKeys, false);
+  const standIn = options.endpoint
+    ? null
+    : await startLighthouseStandIn({ serverKeys, trustedKeysDir: trustedDir, ...options.standIn });
+  const prefix = randomQueuePrefix();
+  const toml = `LighthouseServer = '${options.endpoint ?? standIn?.endpoint ?? ''}'
+AcceptedJobs = ['package-build', 'os-image-build']
+GpgKeyID = 'DEADBEEF'
+MachineName = '${MACHINE}'
+MachineOwner = 'tests'
+Architectures = ['amd64', 'arm64']
+CurveKeysDir = '${curveDir}'
+RedisUrl = '${options.redisUrl}'
+QueuePrefix = '${prefix}'
+WorkspaceRoot = '${dir}/ws'
+[connector]
+ReplyTimeout = 0.3
+PollInterval = 0.05
+${options.connectorToml ?? ''}
+`;
+  const configFile = join(dir, 'spark.toml');
+  await writeFile(configFile, toml);
+  const { config } = parseConfig(toml, configFile);
+  const logs: Array<Record<string, unknown>> = [];
+  const stream = new PassThrough();
+  let pending = '';
+  stream.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  const fatal: unknown[] = [];
+  const connector = createConnector({
+    config,
+    keys: loadConnectorKeys(config),
+    logger: createLogger('connector', stream),
+    backoff: { initialMs: 50, maxMs: 300 },
+    onFatal: (error) => fatal.push(error),
+  });
+  const redis = connectRedis(options.redisUrl, 'worker');
+  const buildQueue = new Queue('build', { connection: redis, prefix });
+  const reportQueue = new Queue('report', { connection: redis, prefix });
+  return {
+    dir,
+    config,
+    prefix,
+    serverKeys,
+    workerKeys,
+    trustedDir,
+    standIn,
+    connector,
+    redis,
+    buildQueue,
+    reportQueue,
+    logs,
+    fatal,
+    async heartbeat(beat) {
+      const full: BuilderHeartbeat = {
+        id: 'b1',
+        slots: 1,
+        busy: 0,
+        kinds: ['package-build'],
+        architectures: ['amd64'],
+        accepting: true,
+        at: Date.now(),
+        ...beat,
+      };
+      await redis.set(builderHeartbeatKey(prefix, full.id), JSON.stringify(full), 'PX', 10_000);
+    },
+    async close() {
+      await connector.close();
+      standIn?.close();
+      await buildQueue.close();
+      await reportQueue.close();
+      await redis.quit();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `predicate` every 20 ms; rejects with `what` after `timeoutMs`. */
+export async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 8_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A valid package-build job as Lighthouse hands it out. */
+export function packageJob(uuid: string, overrides: Record<string, unknown> = {}): Record<string, unknown> & { uuid: string; kind: string; architecture: string } {
+  return {
+    uuid,
+    module: 'core',
+    kind: 'package-build',
+    version: '1.0-1',
+    architecture: 'amd64',
+    time_created: '2026-11-26T00:00:00',
+    repo: 'master',
+    data: {
+      package_name: 'hello',
+      package_version: '1.0-1',
+      maintainer: 'A <a@example.org>',
+      suite: 'bookworm',
+      dsc_url: 'https://archive.example.org/master/pool/h/hello/hello_1.0-1.dsc',
+      sha256sum: 'a'.repeat(64),
+      do_indep: false,
+    },
+    ...overrides,
+  };
+}
