@@ -8,6 +8,9 @@ import { digestBuffer, digestStream, type FileDigests } from './file-digests.js'
 /** Control files are read whole (they are signed from memory); anything larger is not a control file. */
 export const MAX_CONTROL_FILE_BYTES = 16 * 1024 * 1024;
 
+/** Read size for hashing: larger than the 64 KiB default, fewer round trips per GiB. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
 const CONTROL_SUFFIXES = ['.changes', '.dud', '.dsc', '.buildinfo'];
 
 /** A manifest file that exists in the artifacts dir with the manifest's size and SHA-256. */
@@ -69,7 +72,7 @@ async function verifyEntry(dir: string, entry: ManifestEntry): Promise<VerifiedA
       throw new ArtifactError(entry.name, `is ${info.size} bytes, more than a control file may be (${MAX_CONTROL_FILE_BYTES})`);
     }
     const content = control ? await handle.readFile() : null;
-    const digests = content ? digestBuffer(content) : await digestStream(handle.createReadStream({ autoClose: false }));
+    const digests = content ? digestBuffer(content) : await digestStream(handle.createReadStream({ autoClose: false, highWaterMark: READ_CHUNK_BYTES }));
     if (digests.size !== entry.size) {
       throw new ArtifactError(entry.name, `changed while it was read (${digests.size} bytes read, the manifest says ${entry.size})`);
     }

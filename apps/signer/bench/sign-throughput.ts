@@ -1,0 +1,116 @@
+/*
+ * Signing throughput: verifies and signs a .changes listing 2 GiB of .debs
+ * (sparse files in a temp dir: hashing costs the same for any content, and
+ * sparse files keep the disk out of the figure), compares with `sha256sum`
+ * over the same files, and prints the signer's peak RSS. Run: npm run bench.
+ */
+import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import * as openpgp from 'openpgp';
+import { jobArtifactsDir, type Manifest } from '@spark/protocol';
+import { openAuditLog } from '../src/audit-log.js';
+import { digestBuffer, digestStream } from '../src/file-digests.js';
+import { signArtifacts } from '../src/sign-artifacts.js';
+import { loadSigningKey } from '../src/signing-key.js';
+
+const run = promisify(execFile);
+const DEB_COUNT = 4;
+const DEB_BYTES = 512 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+const tmp = await mkdtemp(join(tmpdir(), 'spark-signer-bench-'));
+try {
+  const { privateKey } = await openpgp.generateKey({
+    type: 'rsa',
+    rsaBits: 4096,
+    userIDs: [{ name: 'Bench Worker', email: 'bench@example.org' }],
+    format: 'armored',
+  });
+  const keyFile = join(tmp, 'bench_secret.gpg');
+  await writeFile(keyFile, privateKey, { mode: 0o600 });
+  const fingerprint = (await openpgp.readPrivateKey({ armoredKey: privateKey })).getFingerprint();
+  const signingKey = await loadSigningKey({ keyFile, keyId: fingerprint, passphraseFile: null });
+
+  const uuid = randomUUID();
+  const workspacesDir = join(tmp, 'workspaces');
+  const dir = jobArtifactsDir(workspacesDir, uuid);
+  await mkdir(dir, { recursive: true });
+  const debs = Array.from({ length: DEB_COUNT }, (_, i) => `bench${i}_1.0_amd64.deb`);
+  for (const name of debs) {
+    const handle = await open(join(dir, name), 'w');
+    await handle.truncate(DEB_BYTES);
+    await handle.close();
+  }
+  // All .debs are the same zeros: hash one for the .changes.
+  const debDigests = await digestStream(createReadStream(join(dir, debs[0] ?? '')));
+  const buildinfoName = 'bench_1.0_amd64.buildinfo';
+  const buildinfo = Buffer.from(`Format: 1.0\nSource: bench\nBinary: ${debs.map((d) => d.split('_')[0]).join(' ')}\nArchitecture: amd64\nVersion: 1.0\n`);
+  await writeFile(join(dir, buildinfoName), buildinfo);
+  const biDigests = digestBuffer(buildinfo);
+  const listed = [...debs.map((name) => ({ name, d: debDigests })), { name: buildinfoName, d: biDigests }];
+  const changesName = 'bench_1.0_amd64.changes';
+  const changes = Buffer.from(
+    [
+      'Format: 1.8',
+      'Date: Thu, 26 Nov 2026 00:00:00 +0000',
+      'Source: bench',
+      'Architecture: amd64',
+      'Version: 1.0',
+      'Distribution: bookworm',
+      'Checksums-Sha1:',
+      ...listed.map(({ name, d }) => ` ${d.sha1} ${d.size} ${name}`),
+      'Checksums-Sha256:',
+      ...listed.map(({ name, d }) => ` ${d.sha256} ${d.size} ${name}`),
+      'Files:',
+      ...listed.map(({ name, d }) => ` ${d.md5} ${d.size} misc optional ${name}`),
+      '',
+    ].join('\n'),
+  );
+  await writeFile(join(dir, changesName), changes);
+  const dudName = 'bench_1.0_amd64.dud';
+  const dud = Buffer.from(
+    `Format: 1.8\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nFiles:\n ${biDigests.md5} ${biDigests.size} spark spark ${buildinfoName}\n`,
+  );
+  await writeFile(join(dir, dudName), dud);
+  const manifest: Manifest = {
+    uuid,
+    repo: 'master',
+    result: 'success',
+    files: [
+      ...listed.map(({ name, d }) => ({ name, size: d.size, sha256: d.sha256 })),
+      { name: changesName, size: changes.length, sha256: digestBuffer(changes).sha256 },
+      { name: dudName, size: dud.length, sha256: digestBuffer(dud).sha256 },
+    ],
+    changes: changesName,
+    dud: dudName,
+  };
+  const totalBytes = manifest.files.reduce((sum, entry) => sum + entry.size, 0);
+  const audit = await openAuditLog(join(tmp, 'audit', 'signer.log'));
+
+  const rssBefore = process.resourceUsage().maxRSS;
+  const signStart = process.hrtime.bigint();
+  await signArtifacts({ workspacesDir, signingKey, audit }, manifest);
+  const signSeconds = Number(process.hrtime.bigint() - signStart) / 1e9;
+  const rssPeak = process.resourceUsage().maxRSS;
+
+  const shaStart = process.hrtime.bigint();
+  await run('sha256sum', debs.map((name) => join(dir, name)));
+  const shaSeconds = Number(process.hrtime.bigint() - shaStart) / 1e9;
+
+  const rate = (seconds: number) => (totalBytes / MiB / seconds).toFixed(0);
+  process.stdout.write(
+    [
+      `signer: verified (size, MD5, SHA-1, SHA-256) and signed a .changes listing ${(totalBytes / MiB).toFixed(0)} MiB in ${signSeconds.toFixed(2)} s: ${rate(signSeconds)} MiB/s`,
+      `sha256sum over the same .debs: ${shaSeconds.toFixed(2)} s: ${rate(shaSeconds)} MiB/s`,
+      `peak RSS: ${(rssPeak / 1024).toFixed(0)} MiB (${(rssBefore / 1024).toFixed(0)} MiB before signing)`,
+      '',
+    ].join('\n'),
+  );
+} finally {
+  await rm(tmp, { recursive: true, force: true });
+}
