@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
+import { createLogger, installShutdown } from '@spark/service';
+import { createBuilder } from './builder.js';
 
-// Until the builder stage is built, the service loads and checks its config and says so.
 const args = parseServiceArgs('spark-builder');
 const { config } = loadConfigOrExit(args.configFile);
-process.stdout.write(`spark-builder: config ${config.file} is valid (machine ${config.machineName}, id ${config.machineId}); the builder stage is not implemented yet\n`);
+const logger = createLogger('spark-builder');
+const builder = createBuilder({ config, logger });
+// Draining may take DrainTimeout, then stopped builds get their kill grace period.
+installShutdown(logger, () => builder.close(), { timeoutMs: config.builder.drainTimeoutMs + 60_000 });
+await builder.start();

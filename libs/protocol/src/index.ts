@@ -5,3 +5,4 @@ export * from './deb822.js';
 export * from './redis-keys.js';
 export * from './workspace.js';
 export * from './curve-keyfile.js';
+export * from './builder-control.js';

@@ -1,0 +1,47 @@
+/** One GCC or Clang warning found in a build log. */
+export interface CompilerWarning {
+  file: string;
+  line: number;
+  column: number | null;
+  /** The function GCC named in the `In function ‘…’:` line before it, if any. */
+  function: string | null;
+  message: string;
+  /** The option that enabled it, e.g. `-Wunused-variable`, or null. */
+  option: string | null;
+}
+
+// `hello.c:2:22: warning: unused variable ‘x’ [-Wunused-variable]` (GCC and Clang alike).
+const WARNING = /^(?<file>[^\s:][^:]*):(?<line>\d+):(?:(?<column>\d+):)? warning: (?<message>.*?)(?: \[(?<option>-W[^\]]+)\])?\s*$/;
+// `hello.c: In function ‘main’:` — quotes are ‘’ in UTF-8 locales, '' in C.
+const IN_FUNCTION = /^(?<file>[^\s:][^:]*): In (?:member )?function [‘'`](?<name>[^’']+)[’']:/;
+
+/** Longest warning list kept per job: a pathological build cannot grow the report without bound. */
+export const MAX_WARNINGS = 10_000;
+
+/** Collects warnings from plain log lines (terminal escapes removed), one line at a time. */
+export function createWarningCollector(maxWarnings = MAX_WARNINGS): { line(text: string): void; readonly warnings: CompilerWarning[] } {
+  const warnings: CompilerWarning[] = [];
+  let currentFunction: { file: string; name: string } | null = null;
+  return {
+    warnings,
+    line(text) {
+      const inFunction = IN_FUNCTION.exec(text);
+      if (inFunction?.groups) {
+        currentFunction = { file: inFunction.groups['file'] as string, name: inFunction.groups['name'] as string };
+        return;
+      }
+      const match = WARNING.exec(text);
+      if (!match?.groups || warnings.length >= maxWarnings) return;
+      const file = match.groups['file'] as string;
+      const column = match.groups['column'];
+      warnings.push({
+        file,
+        line: Number(match.groups['line']),
+        column: column === undefined ? null : Number(column),
+        function: currentFunction?.file === file ? currentFunction.name : null,
+        message: match.groups['message'] as string,
+        option: match.groups['option'] ?? null,
+      });
+    },
+  };
+}

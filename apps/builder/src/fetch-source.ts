@@ -1,0 +1,131 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { fileURLToPath } from 'node:url';
+import { isSafeFileName, parseControlFile, parseFileList } from '@spark/protocol';
+import type { JobLog } from './job-log.js';
+
+/** Largest `.dsc` we read, in bytes: a `.dsc` is a few kB. */
+export const MAX_DSC_BYTES = 1024 * 1024;
+
+/** The source package was not fetched as the job describes it: the build must not run. */
+export class SourceFetchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SourceFetchError';
+  }
+}
+
+/** A fetched, verified source package. */
+export interface FetchedSource {
+  /** Absolute path of the `.dsc`. */
+  dsc: string;
+  /** `Source` and `Version` of the `.dsc`. */
+  source: string;
+  version: string;
+}
+
+/**
+ * Downloads the `.dsc` at `dscUrl` and every file it lists (relative to its
+ * URL) into `dir`, as `dget -u -d` does, but verified: the `.dsc` against the
+ * job's SHA-256, each file's size and SHA-256 against the `.dsc`'s
+ * `Checksums-Sha256`. File names must be plain Debian file names.
+ */
+export async function fetchSource(dscUrl: string, sha256: string, dir: string, log: JobLog, signal: AbortSignal): Promise<FetchedSource> {
+  const url = new URL(dscUrl);
+  const dscName = decodeURIComponent(url.pathname.split('/').pop() ?? '');
+  if (!dscName.endsWith('.dsc') || !isSafeFileName(dscName)) {
+    throw new SourceFetchError(`dsc_url ${dscUrl} does not end in a plain .dsc file name`);
+  }
+  const dscPath = join(dir, dscName);
+  log.note(`downloading ${url.href}`);
+  const dscDigest = await download(url, dscPath, MAX_DSC_BYTES, signal);
+  if (dscDigest.sha256 !== sha256) {
+    await rm(dscPath, { force: true });
+    throw new SourceFetchError(`${dscName}: SHA-256 is ${dscDigest.sha256}, the job expects ${sha256}`);
+  }
+  const text = await readFile(dscPath, 'utf8');
+  let source: string | undefined;
+  let version: string | undefined;
+  let entries;
+  try {
+    const paragraph = parseControlFile(text).paragraphs[0];
+    source = paragraph?.get('Source');
+    version = paragraph?.get('Version');
+    entries = parseFileList(paragraph?.get('Checksums-Sha256'));
+  } catch (error) {
+    throw new SourceFetchError(`${dscName} is not a readable .dsc: ${(error as Error).message}`);
+  }
+  if (!source || !version) {
+    throw new SourceFetchError(`${dscName} lacks a Source or Version field`);
+  }
+  if (entries.length === 0) {
+    throw new SourceFetchError(`${dscName} lists no files in Checksums-Sha256`);
+  }
+  for (const entry of entries) {
+    if (!isSafeFileName(entry.name) || entry.name === dscName) {
+      throw new SourceFetchError(`${dscName} lists ${JSON.stringify(entry.name)}, which is not a plain Debian file name`);
+    }
+  }
+  for (const entry of entries) {
+    const fileUrl = new URL(entry.name, url);
+    const path = join(dir, entry.name);
+    log.note(`downloading ${fileUrl.href} (${entry.size} bytes)`);
+    const digest = await download(fileUrl, path, entry.size, signal);
+    if (digest.size !== entry.size || digest.sha256 !== entry.digest.toLowerCase()) {
+      await rm(path, { force: true });
+      throw new SourceFetchError(
+        `${entry.name}: got ${digest.size} bytes with SHA-256 ${digest.sha256}; ${dscName} says ${entry.size} bytes with SHA-256 ${entry.digest}`,
+      );
+    }
+  }
+  log.note(`verified ${dscName} and its ${entries.length} file(s)`);
+  return { dsc: dscPath, source, version };
+}
+
+async function download(url: URL, path: string, maxBytes: number, signal: AbortSignal): Promise<{ size: number; sha256: string }> {
+  let body: Readable;
+  if (url.protocol === 'file:') {
+    body = createReadStream(fileURLToPath(url));
+  } else if (url.protocol === 'http:' || url.protocol === 'https:') {
+    let response: Response;
+    try {
+      response = await fetch(url, { signal, redirect: 'follow' });
+    } catch (error) {
+      throw new SourceFetchError(`cannot download ${url.href}: ${(error as Error).message}`);
+    }
+    if (!response.ok || !response.body) {
+      throw new SourceFetchError(`cannot download ${url.href}: HTTP ${response.status} ${response.statusText}`);
+    }
+    body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+  } else {
+    throw new SourceFetchError(`cannot download ${url.href}: unsupported protocol`);
+  }
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    await pipeline(
+      body,
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          size += chunk.length;
+          // One byte over is enough to know the file is not the one described.
+          if (size > maxBytes + 1) throw new SourceFetchError(`${url.href} is larger than the expected ${maxBytes} bytes`);
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(path, { mode: 0o644 }),
+      { signal },
+    );
+  } catch (error) {
+    await rm(path, { force: true });
+    if (error instanceof SourceFetchError) throw error;
+    throw new SourceFetchError(`cannot download ${url.href}: ${(error as Error).message}`);
+  }
+  return { size, sha256: hash.digest('hex') };
+}

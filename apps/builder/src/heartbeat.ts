@@ -1,0 +1,55 @@
+import { hostname } from 'node:os';
+import type { Logger, Redis } from '@spark/service';
+import {
+  BUILDER_HEARTBEAT_INTERVAL_MS,
+  BUILDER_HEARTBEAT_TTL_MS,
+  builderHeartbeatKey,
+  builderHeartbeatSchema,
+  type BuilderHeartbeat,
+} from '@spark/protocol';
+
+/** This builder's heartbeat id: `SPARK_BUILDER_ID` (e.g. the systemd instance) or `<hostname>:<pid>`. */
+export function builderId(env: NodeJS.ProcessEnv = process.env): string {
+  const raw = env['SPARK_BUILDER_ID'] ?? `${hostname()}:${process.pid}`;
+  return raw.replace(/[^A-Za-z0-9@._:-]/g, '_').slice(0, 128);
+}
+
+/** A running heartbeat. */
+export interface Heartbeat {
+  /** Writes the heartbeat now (e.g. after the busy count changed). */
+  beat(): Promise<void>;
+  /** Stops beating and deletes the key, so the connector stops counting this builder at once. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Writes `state()` to `<prefix>:builders:<id>` every
+ * {@link BUILDER_HEARTBEAT_INTERVAL_MS} with a TTL of
+ * {@link BUILDER_HEARTBEAT_TTL_MS}: a builder that dies vanishes by itself.
+ */
+export function startHeartbeat(redis: Redis, prefix: string, state: () => BuilderHeartbeat, logger: Logger): Heartbeat {
+  let stopped = false;
+  let failing = false;
+  const beat = async () => {
+    if (stopped) return;
+    const heartbeat = builderHeartbeatSchema.parse(state());
+    try {
+      await redis.set(builderHeartbeatKey(prefix, heartbeat.id), JSON.stringify(heartbeat), 'PX', BUILDER_HEARTBEAT_TTL_MS);
+      if (failing) logger.info('heartbeat written again');
+      failing = false;
+    } catch (err) {
+      if (!failing) logger.error({ err }, 'cannot write the builder heartbeat; the connector will not send jobs here until Redis is back');
+      failing = true;
+    }
+  };
+  const timer = setInterval(() => void beat(), BUILDER_HEARTBEAT_INTERVAL_MS);
+  void beat();
+  return {
+    beat,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await redis.del(builderHeartbeatKey(prefix, state().id));
+    },
+  };
+}

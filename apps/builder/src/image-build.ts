@@ -1,0 +1,106 @@
+import { access, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { OsImageBuildJob } from '@spark/protocol';
+import { debspawnCommand } from './debspawn-command.js';
+import { stopReason } from './job-stop.js';
+import { runLogged, type RunOutcome } from './run-logged.js';
+import type { RunnerContext, RunnerOutcome } from './runner.js';
+
+/** debspawn's host-wide settings. */
+export const DEBSPAWN_GLOBAL_CONFIG = '/etc/debspawn/global.toml';
+
+/** Whether debspawn lets containers have kvm (spark asks for it on every image build; debspawn exits 9 when not allowed). */
+async function unsafePermissionsAllowed(): Promise<boolean> {
+  const text = await readFile(DEBSPAWN_GLOBAL_CONFIG, 'utf8').catch(() => '');
+  return /^\s*AllowUnsafePermissions\s*=\s*true\s*$/m.test(text);
+}
+
+/** Single-quotes a value for sh. */
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The script run in the container: spark's `IB_*` environment, then the recipe's `build.sh` (spark/runners/image_build.py). */
+export function imageBuildScript(job: OsImageBuildJob): string {
+  return [
+    '#!/bin/sh',
+    'set -e',
+    'export DEBIAN_FRONTEND=noninteractive',
+    `export IB_SUITE=${shellQuote(job.data.suite)}`,
+    `export IB_ENVIRONMENT=${shellQuote(job.data.environment)}`,
+    `export IB_IMAGE_STYLE=${shellQuote(job.data.style ?? '')}`,
+    `export IB_TARGET_ARCH=${shellQuote(job.data.architecture)}`,
+    // Minimal images lack systemd; a recipe that needs a machine id gets one where possible.
+    'if command -v systemd-machine-id-setup >/dev/null; then systemd-machine-id-setup; fi',
+    'cd /srv/build',
+    'exec ./build.sh',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Runs an OS image build as spark does: clones the recipe (`git clone
+ * --depth=1`), runs its `prepare.sh` (cached per format, environment and
+ * style) and `build.sh` in `debspawn run`, and collects what the recipe left
+ * in `/srv/artifacts`.
+ */
+export async function runImageBuild(ctx: RunnerContext<OsImageBuildJob>): Promise<RunnerOutcome> {
+  const { job, log, workspace, signal } = ctx;
+  const recipe = join(workspace, 'ib');
+  const output = join(workspace, 'image');
+  await mkdir(output, { recursive: true });
+  const limits = { idleOutputTimeoutMs: ctx.idleOutputTimeoutMs, killGraceMs: ctx.killGraceMs, signal };
+
+  const clone = await runLogged(
+    { file: 'git', args: ['clone', '--depth=1', '--', job.data.git_url, recipe], env: { GIT_TERMINAL_PROMPT: '0' } },
+    log,
+    { ...limits, cwd: workspace },
+  );
+  if (clone.stopped || clone.exitCode !== 0) return ended(clone, signal, `cannot clone the recipe ${job.data.git_url}`);
+  if (!(await isFile(join(recipe, 'build.sh')))) {
+    return { type: 'built', result: 'failure', reason: 'the recipe has no build.sh', changes: null, files: [] };
+  }
+
+  const script = join(workspace, 'build-command.sh');
+  await writeFile(script, imageBuildScript(job), { mode: 0o755 });
+  const args = ['run', '--external-command', `--arch=${job.architecture}`, '--artifacts-out', output, '--build-dir', recipe];
+  if (await unsafePermissionsAllowed()) args.push('--allow=kvm,read-kmods');
+  else log.note(`running without kvm: debspawn refuses extra permissions unless AllowUnsafePermissions is set in ${DEBSPAWN_GLOBAL_CONFIG}`);
+  if (await isFile(join(recipe, 'prepare.sh'))) {
+    const init = join(workspace, 'prepare-command.sh');
+    await writeFile(init, ['#!/bin/sh', 'set -e', 'export DEBIAN_FRONTEND=noninteractive', 'cd /srv/build', 'exec ./prepare.sh', ''].join('\n'), {
+      mode: 0o755,
+    });
+    const cacheKey = `${job.data.suite}-mkimage-${job.data.image_format}-${job.data.environment || 'any'}-${job.data.style || 'any'}`;
+    args.push('--cachekey', cacheKey, '--init-command', init);
+  }
+  args.push(`--header=${job.data.distribution} ${job.data.image_format.toUpperCase()} image build for ${job.data.suite} ${job.data.environment} [${job.data.style ?? ''}]`);
+  args.push(job.data.suite, script);
+
+  const run = await runLogged(debspawnCommand(ctx.debspawn, args), log, { ...limits, cwd: workspace });
+  if (run.stopped || run.exitCode !== 0) return ended(run, signal, `the image build exited with code ${run.exitCode}`);
+
+  const files: string[] = [];
+  for (const name of (await readdir(output)).sort()) {
+    if ((await stat(join(output, name))).isFile()) files.push(join(output, name));
+    else log.note(`not uploading ${name}: only plain files in the artifacts directory are collected`);
+  }
+  if (files.length === 0) return { type: 'built', result: 'failure', reason: 'the recipe left no artifacts', changes: null, files: [] };
+  log.note(`collected ${files.length} image artifact(s)`);
+  return { type: 'built', result: 'success', reason: null, changes: null, files };
+}
+
+function ended(run: RunOutcome, signal: AbortSignal, failure: string): RunnerOutcome {
+  const stop = run.stopped ?? (signal.aborted ? stopReason(signal) : null);
+  if (stop?.rejectsJob) return { type: 'rejected', reason: stop.message };
+  return { type: 'built', result: 'failure', reason: stop ? `build stopped: ${stop.message}` : failure, changes: null, files: [] };
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}

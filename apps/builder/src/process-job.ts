@@ -1,0 +1,194 @@
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { Queue } from 'bullmq';
+import type { Logger } from '@spark/service';
+import {
+  isSafeFileName,
+  jobArtifactsDir,
+  jobLogFile,
+  jobWorkspaceDir,
+  manifestSchema,
+  readJobReply,
+  stageJobId,
+  type Job,
+  type JobKind,
+  type Manifest,
+} from '@spark/protocol';
+import { writeDud } from './dud.js';
+import { fileDigests } from './file-digests.js';
+import { openJobLog, type JobLog } from './job-log.js';
+import { JobStop } from './job-stop.js';
+import { reportReason, sendReport } from './reports.js';
+import type { RunnerContext, RunnerOutcome } from './runner.js';
+
+/** Runs one kind of job. */
+export type Runner = (ctx: RunnerContext) => Promise<RunnerOutcome>;
+
+/** What processing a `build` job needs. */
+export interface JobDeps {
+  workspacesDir: string;
+  logsDir: string;
+  /** Architectures built here; `all` is built on any of them. */
+  architectures: readonly string[];
+  /** The runner of each job kind this builder takes. */
+  runners: Partial<Record<JobKind, Runner>>;
+  reportQueue: Queue;
+  signQueue: Queue;
+  logger: Logger;
+  statusIntervalMs: number;
+  maxBuildTimeMs: number;
+  /** Everything of RunnerContext that is not per job. */
+  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs'>;
+}
+
+/** How a `build` job ended, as the BullMQ job's return value. */
+export type JobSummary =
+  | { outcome: 'dropped'; reason: string }
+  | { outcome: 'rejected'; reason: string }
+  | { outcome: 'built'; result: Manifest['result']; files: number };
+
+/**
+ * Processes one `build` job: checks it again, prepares the workspace and log,
+ * reports `accepted`, runs it, and hands its artifacts and `.dud` to the
+ * `sign` queue — or reports `rejected` with the reason. Never throws for a
+ * problem of the job; `running` maps each running job's uuid to its stopper.
+ */
+export async function processBuildJob(data: unknown, deps: JobDeps, running: Map<string, AbortController>): Promise<JobSummary> {
+  const reply = readJobReply(typeof data === 'object' && data !== null ? (data as Record<string, unknown>)['job'] : undefined);
+  if (reply.type !== 'job') {
+    const reason = reply.type === 'invalid' ? reply.reason : 'build job carries no Lighthouse job';
+    if (reply.type === 'invalid' && reply.uuid !== null) {
+      return reject(deps, reply.uuid, reason, deps.logger.child({ jobId: reply.uuid }));
+    }
+    deps.logger.error({ reason }, 'dropping a build job without a usable uuid: it cannot be rejected back to Lighthouse');
+    return { outcome: 'dropped', reason };
+  }
+  const job = reply.job;
+  const uuid = job.uuid.toLowerCase();
+  const logger = deps.logger.child({ jobId: uuid });
+  const runner = deps.runners[job.kind];
+  if (!runner) return reject(deps, uuid, `this builder does not run ${job.kind} jobs`, logger);
+  if (job.architecture !== 'all' && !deps.architectures.includes(job.architecture)) {
+    return reject(deps, uuid, `this builder builds ${deps.architectures.join(', ')}, not ${job.architecture}`, logger);
+  }
+  if (running.has(uuid)) {
+    logger.warn('job is already running here; ignoring the duplicate');
+    return { outcome: 'dropped', reason: 'already running' };
+  }
+
+  const stopper = new AbortController();
+  running.set(uuid, stopper);
+  const timeLimit = setTimeout(
+    () => stopper.abort(new JobStop('time-limit', `job exceeded its time limit of ${Math.round(deps.maxBuildTimeMs / 1000)} s`)),
+    deps.maxBuildTimeMs,
+  );
+  try {
+    return await runJob(job, uuid, deps, stopper.signal, logger);
+  } finally {
+    clearTimeout(timeLimit);
+    running.delete(uuid);
+  }
+}
+
+async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal, logger: Logger): Promise<JobSummary> {
+  const workspace = jobWorkspaceDir(deps.workspacesDir, uuid);
+  const artifacts = jobArtifactsDir(deps.workspacesDir, uuid);
+  let log: JobLog;
+  try {
+    // A job retried after a crash starts from a clean workspace.
+    await rm(workspace, { recursive: true, force: true });
+    await mkdir(artifacts, { recursive: true });
+    await mkdir(deps.logsDir, { recursive: true });
+    log = await openJobLog(jobLogFile(deps.logsDir, uuid));
+  } catch (error) {
+    await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
+    return reject(deps, uuid, `cannot prepare the workspace: ${(error as Error).message}`, logger);
+  }
+  await sendReport(deps.reportQueue, { kind: 'accepted', uuid, at: Date.now() });
+  logger.info({ kind: job.kind, architecture: job.architecture }, 'job accepted');
+  log.note(`job ${uuid}: ${job.kind} for ${job.architecture}, repository ${job.repo}`);
+
+  let statusSeq = 0;
+  let statusChain = Promise.resolve();
+  const sendStatus = () => {
+    const excerpt = log.takeExcerpt();
+    if (excerpt === null) return statusChain;
+    const seq = ++statusSeq;
+    statusChain = statusChain
+      .then(() => sendReport(deps.reportQueue, { kind: 'status', uuid, at: Date.now(), logExcerpt: excerpt }, seq))
+      .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
+    return statusChain;
+  };
+  const statusTimer = setInterval(() => void sendStatus(), deps.statusIntervalMs);
+
+  let outcome: RunnerOutcome;
+  try {
+    const run = deps.runners[job.kind] as Runner;
+    outcome = await run({ job, workspace, log, signal, ...deps.runnerSettings });
+  } catch (error) {
+    logger.error({ err: error }, 'runner failed');
+    outcome = { type: 'rejected', reason: `the builder failed running the job: ${(error as Error).message}` };
+  }
+  if (outcome.type === 'rejected') log.note(`job rejected back to Lighthouse: ${outcome.reason}`);
+  else log.note(`job finished: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
+  clearInterval(statusTimer);
+  await log.close().catch((err: unknown) => logger.error({ err }, 'cannot finish writing the job log'));
+  await sendStatus();
+
+  if (outcome.type === 'rejected') {
+    await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
+    return reject(deps, uuid, outcome.reason, logger);
+  }
+  try {
+    const manifest = await collectArtifacts(job, uuid, outcome, artifacts, log.path);
+    await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(uuid, 'sign') });
+    logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
+    return { outcome: 'built', result: manifest.result, files: manifest.files.length };
+  } catch (error) {
+    return reject(deps, uuid, `cannot hand over the job's artifacts: ${(error as Error).message}`, logger);
+  }
+}
+
+/**
+ * Copies the `.changes` and its files, the log and the runner's other files
+ * into the flat artifacts dir, writes the `.dud` over everything but the
+ * `.changes` set, and returns the manifest of all of it.
+ */
+async function collectArtifacts(
+  job: Job,
+  uuid: string,
+  outcome: Extract<RunnerOutcome, { type: 'built' }>,
+  artifacts: string,
+  logPath: string,
+): Promise<Manifest> {
+  const names: string[] = [];
+  const place = async (from: string, name: string) => {
+    if (!isSafeFileName(name)) throw new Error(`artifact ${JSON.stringify(name)} is not a plain file name`);
+    if (names.includes(name)) throw new Error(`two artifacts are named ${name}`);
+    if (from !== join(artifacts, name)) await copyFile(from, join(artifacts, name));
+    names.push(name);
+  };
+  if (outcome.changes) {
+    for (const name of outcome.changes.files) await place(join(outcome.changes.dir, name), name);
+    await place(join(outcome.changes.dir, outcome.changes.name), outcome.changes.name);
+  }
+  const dudFiles: string[] = [];
+  for (const [from, name] of [[logPath, `${uuid}.log`], ...outcome.files.map((file) => [file, basename(file)])] as [string, string][]) {
+    await place(from, name);
+    dudFiles.push(name);
+  }
+  const dud = await writeDud(artifacts, { uuid, architecture: job.architecture, result: outcome.result, files: dudFiles });
+  names.push(dud);
+  const files = [];
+  for (const name of names) {
+    const digests = await fileDigests(join(artifacts, name));
+    files.push({ name, size: digests.size, sha256: digests.sha256 });
+  }
+  return manifestSchema.parse({ uuid, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });
+}
+
+async function reject(deps: JobDeps, uuid: string, reason: string, logger: Logger): Promise<JobSummary> {
+  logger.warn({ reason }, 'job rejected back to Lighthouse');
+  await sendReport(deps.reportQueue, { kind: 'rejected', uuid, at: Date.now(), reason: reportReason(reason) });
+  return { outcome: 'rejected', reason };
+}

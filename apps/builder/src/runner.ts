@@ -1,0 +1,43 @@
+import type { BuildResult, Job } from '@spark/protocol';
+import type { DebspawnEnvironment } from './debspawn-command.js';
+import type { JobLog } from './job-log.js';
+
+/** What a runner needs for one job. */
+export interface RunnerContext<J extends Job = Job> {
+  job: J;
+  /** The job's workspace directory (exists, empty but for `artifacts/`). */
+  workspace: string;
+  log: JobLog;
+  /** Aborted with a JobStop when the job must stop (time limit, cancel, shutdown). */
+  signal: AbortSignal;
+  debspawn: DebspawnEnvironment;
+  idleOutputTimeoutMs: number;
+  killGraceMs: number;
+}
+
+/** A control file and the files it lists, all in one directory. */
+export interface ControlFileSet {
+  /** Directory holding the control file and its files. */
+  dir: string;
+  /** The control file's name (a `.changes`). */
+  name: string;
+  /** The names it lists. */
+  files: readonly string[];
+}
+
+/**
+ * How a runner ended: the job goes back to Lighthouse (`rejected`), or it ran
+ * and its artifacts go on to be signed and uploaded (`built`).
+ */
+export type RunnerOutcome =
+  | { type: 'rejected'; reason: string }
+  | {
+      type: 'built';
+      result: BuildResult;
+      /** Why a build did not succeed, for the builder's log; null on success. */
+      reason: string | null;
+      /** The `.changes` and its files (package builds that succeeded). */
+      changes: ControlFileSet | null;
+      /** Further files (absolute paths) for the `.dud`: the Firehose report, image artifacts. */
+      files: readonly string[];
+    };

@@ -1,0 +1,59 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { parseConfig, type SparkConfig } from '@spark/config';
+
+/** A static file server over a directory, on a free loopback port: the archive the `.dsc` comes from. */
+export async function serveDirectory(dir: string): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    const name = decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname);
+    const path = join(dir, name);
+    stat(path).then(
+      (info) => {
+        response.writeHead(200, { 'content-length': info.size });
+        createReadStream(path).pipe(response);
+      },
+      () => {
+        response.writeHead(404);
+        response.end('not found');
+      },
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('server has no port');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A builder config for tests: its own workspace root, Redis and queue prefix. */
+export function testConfig(options: { workspaceRoot: string; redisUrl: string; prefix: string; builder?: string }): SparkConfig {
+  const toml = `LighthouseServer = "tcp://127.0.0.1:5570"
+AcceptedJobs = ["package-build", "os-image-build"]
+GpgKeyID = "0123456789ABCDEF0123456789ABCDEF01234567"
+MachineName = "builder-test"
+MaxJobs = 2
+Architectures = ["amd64"]
+WorkspaceRoot = "${options.workspaceRoot}"
+RedisUrl = "${options.redisUrl}"
+QueuePrefix = "${options.prefix}"
+[builder]
+StatusInterval = 1
+${options.builder ?? ''}
+`;
+  return parseConfig(toml, 'test-spark.toml').config;
+}
+
+/** Polls `check` until it returns a value, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | null | undefined>, timeoutMs = 180_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== null && value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Queue } from 'bullmq';
+import { pino } from 'pino';
+import {
+  builderControlChannel,
+  builderHeartbeatKey,
+  jobLogFile,
+  reportPayloadSchema,
+  signPayloadSchema,
+  stageJobId,
+} from '@spark/protocol';
+import { connectRedis, type Redis } from '@spark/service';
+import { makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { createBuilder, type Builder } from '../src/builder.js';
+import { serveDirectory, testConfig, waitFor } from './fixtures.js';
+
+/*
+ * Limits are about stopping a process tree, not about debspawn: a stand-in
+ * `debspawn` (set through `[builder] Debspawn`) that stays silent or talks
+ * forever, with a child process whose death proves the whole tree was stopped.
+ */
+const FAKE_DEBSPAWN = `#!/bin/sh
+if [ "$1" = "--version" ]; then echo 0.0-test; exit 0; fi
+echo "stand-in debspawn $*"
+sleep 300 &
+echo $! > "$SPARK_TEST_PIDS/$$.child"
+case "$*" in
+  *silent*) wait ;;
+  *) while true; do echo "still building"; sleep 0.1; done ;;
+esac
+`;
+
+describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_000 }, () => {
+  let redis: RedisServer;
+  let connection: Redis;
+  let root: string;
+  let pids: string;
+  let http: Awaited<ReturnType<typeof serveDirectory>>;
+  let buildQueue: Queue;
+  let signQueue: Queue;
+  let reportQueue: Queue;
+  let dscUrl: string;
+  let dscSha256: string;
+  const builders: Builder[] = [];
+  const prefix = randomQueuePrefix();
+
+  const startBuilder = async (id: string, builderToml: string) => {
+    const config = testConfig({
+      workspaceRoot: join(root, 'ws'),
+      redisUrl: redis.url,
+      prefix,
+      builder: `Debspawn = "${join(root, 'debspawn')}"\n${builderToml}`,
+    });
+    const builder = createBuilder({ config, logger: pino({ level: 'silent' }), id, killGraceMs: 500 });
+    builders.push(builder);
+    await builder.start();
+    return { builder, config };
+  };
+  const addJob = async (uuid: string, suite: string, overrides: Record<string, unknown> = {}) => {
+    const jobId = uuid.replace(/[^0-9a-z-]/g, 'x');
+    await buildQueue.add(
+      'build',
+      {
+        job: {
+          uuid,
+          module: 'default',
+          kind: 'package-build',
+          architecture: 'amd64',
+          repo: 'master',
+          data: { package_name: 'limited', package_version: '1.0', suite, dsc_url: dscUrl, sha256sum: dscSha256, do_indep: false },
+          ...overrides,
+        },
+        receivedAt: Date.now(),
+      },
+      { jobId },
+    );
+    return jobId;
+  };
+  const finalReport = (uuid: string) =>
+    waitFor(`the final report of ${uuid}`, async () => {
+      const job = await reportQueue.getJob(`${uuid}.final`);
+      return job ? reportPayloadSchema.parse(job.data) : null;
+    }, 30_000);
+  const manifestOf = (uuid: string) =>
+    waitFor(`the sign job of ${uuid}`, async () => {
+      const job = await signQueue.getJob(stageJobId(uuid, 'sign'));
+      return job ? signPayloadSchema.parse(job.data).manifest : null;
+    }, 30_000);
+  const logOf = (uuid: string) => readFile(jobLogFile(join(root, 'ws', 'logs'), uuid), 'utf8');
+  const logShows = (uuid: string, pattern: RegExp) =>
+    waitFor(`${String(pattern)} in the log of ${uuid}`, async () => (pattern.test(await logOf(uuid).catch(() => '')) ? true : null), 30_000);
+  const childrenAlive = async () => {
+    const alive: number[] = [];
+    for (const file of await readdir(pids)) {
+      const pid = Number(await readFile(join(pids, file), 'utf8'));
+      const state = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+      if (state !== null && !/^\d+ \(.*\) Z/.test(state)) alive.push(pid);
+    }
+    return alive;
+  };
+
+  before(async () => {
+    redis = await startRedisServer();
+    connection = connectRedis(redis.url, 'worker');
+    root = await mkdtemp(join(tmpdir(), 'spark-builder-limits-'));
+    pids = join(root, 'pids');
+    await mkdir(pids);
+    process.env['SPARK_TEST_PIDS'] = pids;
+    await writeFile(join(root, 'debspawn'), FAKE_DEBSPAWN);
+    await chmod(join(root, 'debspawn'), 0o755);
+    await mkdir(join(root, 'archive'));
+    const pkg = await makeSourcePackage(join(root, 'archive'), { name: 'limited', version: '1.0' });
+    http = await serveDirectory(join(root, 'archive'));
+    dscUrl = `${http.url}/limited_1.0.dsc`;
+    dscSha256 = createHash('sha256').update(await readFile(pkg.dsc)).digest('hex');
+    buildQueue = new Queue('build', { connection, prefix });
+    signQueue = new Queue('sign', { connection, prefix });
+    reportQueue = new Queue('report', { connection, prefix });
+  });
+
+  after(async () => {
+    for (const builder of builders) await builder.close();
+    await buildQueue?.close();
+    await signQueue?.close();
+    await reportQueue?.close();
+    await connection?.quit();
+    await http?.close();
+    await redis?.stop();
+    delete process.env['SPARK_TEST_PIDS'];
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('rejects a job of an unknown kind and drops one whose uuid is a path', async () => {
+    await startBuilder('limits-a', 'IdleOutputTimeout = 1');
+    const unknown = randomUUID();
+    await addJob(unknown, 'silent', { kind: 'firmware-build' });
+    const report = await finalReport(unknown);
+    assert.equal(report.kind, 'rejected');
+    assert.match(report.kind === 'rejected' ? report.reason : '', /unknown job kind "firmware-build"/);
+
+    const jobId = await addJob('../../etc', 'silent');
+    const dropped = await waitFor('the path-uuid job to complete', async () => {
+      const job = await buildQueue.getJob(jobId);
+      return (await job?.isCompleted()) ? job : null;
+    });
+    const summary = dropped.returnvalue as { outcome: string; reason: string };
+    assert.equal(summary.outcome, 'dropped');
+    assert.match(summary.reason, /not a valid UUID/);
+    assert.equal(await reportQueue.getJob('../../etc.final'), undefined);
+    assert.ok(!existsSync(join(root, 'etc')));
+  });
+
+  it('stops a build that prints nothing for IdleOutputTimeout, whole process tree, and fails it with the reason', async () => {
+    const uuid = randomUUID();
+    await addJob(uuid, 'silent');
+    const manifest = await manifestOf(uuid);
+    assert.equal(manifest.result, 'failure');
+    const log = await logOf(uuid);
+    assert.match(log, /stopping the command: no output for 1 s/);
+    assert.match(log, /job finished: failure \(build stopped: no output for 1 s\)/);
+    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+  });
+
+  it('cancels a running job on operator request and rejects it back', async () => {
+    const uuid = randomUUID();
+    await addJob(uuid, 'chatty');
+    await logShows(uuid, /still building/);
+    await connection.publish(builderControlChannel(prefix), JSON.stringify({ action: 'cancel', uuid, reason: 'requested by test' }));
+    const report = await finalReport(uuid);
+    assert.equal(report.kind, 'rejected');
+    assert.equal(report.kind === 'rejected' ? report.reason : '', 'cancelled by operator: requested by test');
+    assert.match(await logOf(uuid), /job rejected back to Lighthouse: cancelled by operator/);
+    assert.equal(await signQueue.getJob(stageJobId(uuid, 'sign')), undefined);
+    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+  });
+
+  it('drains on close: stops taking jobs, then stops and rejects what still runs after DrainTimeout', async () => {
+    const first = builders.pop() as Builder;
+    await first.close();
+    const { builder } = await startBuilder('limits-b', 'DrainTimeout = 0.5\nIdleOutputTimeout = 60');
+    const uuid = randomUUID();
+    await addJob(uuid, 'chatty');
+    await logShows(uuid, /still building/);
+    await waitFor('the heartbeat to count the running job', async () => {
+      const heartbeat = JSON.parse((await connection.get(builderHeartbeatKey(prefix, 'limits-b'))) ?? '{}') as { busy?: number };
+      return heartbeat.busy === 1 ? true : null;
+    });
+    await builder.close();
+    builders.pop();
+    const report = await finalReport(uuid);
+    assert.equal(report.kind, 'rejected');
+    assert.equal(report.kind === 'rejected' ? report.reason : '', 'the builder is shutting down');
+    assert.equal(await connection.get(builderHeartbeatKey(prefix, 'limits-b')), null, 'heartbeat removed');
+    assert.deepEqual(await childrenAlive(), []);
+  });
+
+  it('fails a job that exceeds MaxBuildTime', async () => {
+    await startBuilder('limits-c', 'MaxBuildTime = 1.5\nIdleOutputTimeout = 60');
+    const uuid = randomUUID();
+    await addJob(uuid, 'chatty');
+    const manifest = await manifestOf(uuid);
+    assert.equal(manifest.result, 'failure');
+    assert.match(await logOf(uuid), /job finished: failure \(build stopped: job exceeded its time limit of 2 s\)/);
+  });
+});
