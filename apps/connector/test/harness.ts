@@ -38,6 +38,8 @@ export interface WorldOptions {
   /** Start no stand-in; the config points at `endpoint`. */
   endpoint?: string;
   standIn?: Partial<StandInOptions>;
+  /** Installs the worker's secret key and Lighthouse's public key into `curveDir` instead of generated ones. */
+  installKeys?: (config: SparkConfig) => Promise<void>;
 }
 
 /** A stand-in Lighthouse, a connector configured for it, and helpers, all closed by `close()`. */
@@ -71,8 +73,10 @@ export async function startWorld(options: WorldOptions): Promise<World> {
   const curveDir = join(dir, 'curve');
   const trustedDir = join(dir, 'trusted');
   await mkdir(trustedDir);
-  await writeKeyFile(join(curveDir, 'secret', `${MACHINE}-spark_private.sec`), workerKeys, true);
-  await writeKeyFile(join(curveDir, `${MACHINE}_lighthouse-server.pub`), options.wrongServerKey ? curveKeyPair() : serverKeys, false);
+  if (!options.installKeys) {
+    await writeKeyFile(join(curveDir, 'secret', `${MACHINE}-spark_private.sec`), workerKeys, true);
+    await writeKeyFile(join(curveDir, `${MACHINE}_lighthouse-server.pub`), options.wrongServerKey ? curveKeyPair() : serverKeys, false);
+  }
   if (!options.untrusted) await writeKeyFile(join(trustedDir, `${MACHINE}.pub.key`), workerKeys, false);
   const standIn = options.endpoint
     ? null
@@ -96,6 +100,7 @@ ${options.connectorToml ?? ''}
   const configFile = join(dir, 'spark.toml');
   await writeFile(configFile, toml);
   const { config } = parseConfig(toml, configFile);
+  await options.installKeys?.(config);
   const logs: Array<Record<string, unknown>> = [];
   const stream = new PassThrough();
   let pending = '';
