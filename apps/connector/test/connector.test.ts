@@ -209,6 +209,32 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
+  it('on shutdown puts the undelivered report back at the head of the queue without waiting for Lighthouse', async () => {
+    const world = await startWorld({ redisUrl: redis.url, endpoint: 'tcp://127.0.0.1:9' });
+    try {
+      const uuid = randomUUID();
+      await report(world, { kind: 'accepted', uuid, at: 1 });
+      await report(world, { kind: 'success', uuid, at: 2 });
+      await world.connector.start();
+      await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
+      const started = Date.now();
+      await world.connector.close();
+      assert.ok(Date.now() - started < 3000, 'close does not wait for Lighthouse');
+      assert.deepEqual(await world.reportQueue.getJobCounts('waiting', 'active', 'failed', 'completed', 'delayed'), {
+        waiting: 2,
+        active: 0,
+        failed: 0,
+        completed: 0,
+        delayed: 0,
+        paused: 0,
+      });
+      const [head] = await world.reportQueue.getJobs(['waiting'], 0, 0, true);
+      assert.equal(head?.id, `${uuid}.accepted`, 'the accepted report is still first in line');
+    } finally {
+      await world.close();
+    }
+  });
+
   it('with a wrong server public key: says so, takes no job', async () => {
     const world = await startWorld({ redisUrl: redis.url, wrongServerKey: true });
     try {
@@ -252,6 +278,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
+      await waitUntil('the job is in build', async () => (await world.buildQueue.getJob(uuid)) !== undefined);
+      // The builder is now busy with something else: the rejected job is not fetched again.
+      await world.heartbeat({ slots: 1, busy: 1 });
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-rejected' && r['uuid'] === uuid));
       assert.equal(await world.buildQueue.getJob(uuid), undefined, 'the job left the build queue');
       assert.match(messages(world).join('\n'), /no builder started the job within 0\.3 s; rejecting it back to Lighthouse/);
