@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { ArchiveTarget } from '@spark/protocol';
+import { createUploader } from '../src/uploader.js';
+import { dputUploadUrl } from '../src/upload-url.js';
+import { startHarness, type Harness } from './harness.js';
+import { makeSignedJob, makeSigningKey } from './signed-job.js';
+
+const run = promisify(execFile);
+
+/** dput-ng's own URL forming (dput/uploaders/http.py), run by Debian's python3 for each profile. */
+async function dputBaseUrls(profiles: { fqdn: string; method: string; incoming: string }[]): Promise<string[]> {
+  const script = `
+import json, sys
+from dput.uploaders.http import HTTPUploader
+class Quiet:
+    def shutdown(self): pass
+out = []
+for p in json.load(sys.stdin):
+    u = HTTPUploader.__new__(HTTPUploader)
+    u.interface = Quiet()
+    u._config = dict(p)
+    u.initialize()
+    out.append(u._baseurl)
+print(json.dumps(out))
+`;
+  const child = execFile('/usr/bin/python3', ['-c', script]);
+  child.stdin?.end(JSON.stringify(profiles));
+  let stdout = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0);
+  return JSON.parse(stdout) as string[];
+}
+
+describe('dput-ng compatibility', () => {
+  let h: Harness;
+  let gnupgHome: string;
+  let home: string;
+
+  before(async () => {
+    [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
+    home = await mkdtemp(join(tmpdir(), 'spark-dput-home-'));
+  });
+  after(async () => {
+    await h.close();
+    await rm(gnupgHome, { recursive: true, force: true });
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('forms the same URLs as dput-ng for hosts with ports, paths and trailing slashes', async () => {
+    const cases: { target: ArchiveTarget; repo: string }[] = [
+      { target: { upload_fqdn: 'Laniakea.Example.org/_upload', upload_method: 'https' }, repo: 'master' },
+      { target: { upload_fqdn: 'archive.example.org:8080/_upload', upload_method: 'http' }, repo: 'extra' },
+      { target: { upload_fqdn: 'archive.example.org', upload_method: 'https' }, repo: 'master' },
+      { target: { upload_fqdn: 'archive.example.org/', upload_method: 'https' }, repo: 'master' },
+      { target: { upload_fqdn: 'archive.example.org:0443/a/b', upload_method: 'https' }, repo: 'r-1.x' },
+    ];
+    const theirs = await dputBaseUrls(cases.map(({ target, repo }) => ({ fqdn: target.upload_fqdn, method: target.upload_method, incoming: repo })));
+    assert.deepEqual(
+      cases.map(({ target, repo }) => dputUploadUrl(target, repo, 'hello_1.0-1.dsc')),
+      theirs.map((base) => `${base}hello_1.0-1.dsc`),
+    );
+  });
+
+  it('PUTs the same URLs in the same order as real dput run on the .changes and then the .dud, as spark does', { timeout: 60_000 }, async () => {
+    const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir);
+    const dputArchive = join(h.root, 'dput-archive');
+    await mkdir(dputArchive);
+    h.receiver.options.dir = dputArchive;
+    // The profile spark writes (DESIGN.md: Upload), but unsigned uploads allowed: the throwaway key is in no keyring dput checks.
+    const dputCf = join(home, 'dput.cf');
+    await writeFile(
+      dputCf,
+      `[laniakea]\nfqdn = ${h.target.upload_fqdn}\nmethod = ${h.target.upload_method}\nincoming = master\nlogin = anonymous\nallow_unsigned_uploads = 1\n`,
+    );
+    for (const control of [job.manifest.changes as string, job.manifest.dud]) {
+      await run('dput', ['--no-upload-log', '-c', dputCf, 'laniakea', join(job.artifactsDir, control)], { env: { ...process.env, HOME: home } });
+    }
+    const byDput = h.receiver.requests.splice(0);
+    assert.equal(byDput.length, job.contents.size);
+
+    h.receiver.options.dir = h.archiveDir;
+    const uploader = createUploader({ config: h.config, logger: h.logger });
+    await uploader.start();
+    try {
+      await h.addUpload(job.manifest);
+      assert.equal(await h.settled(job.uuid), 'completed');
+    } finally {
+      await uploader.close();
+    }
+    assert.deepEqual(h.receiver.requests, byDput);
+    for (const [name, data] of job.contents) {
+      assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), await readFile(join(dputArchive, 'master', name)), name);
+      assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), data, name);
+    }
+  });
+});
