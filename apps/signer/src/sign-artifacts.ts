@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { splitClearsigned, type Manifest } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
@@ -38,12 +38,12 @@ function artifactOf(files: ReadonlyMap<string, VerifiedArtifact>, name: string, 
  * `.changes`/`.dud`, then signs as `debsign` does: the `.dsc`/`.buildinfo` the
  * `.changes` lists, their new sizes and digests written into the `.changes`
  * (and the `.dud`), the `.changes`, then the `.dud`. Signed files replace the
- * originals only once every signature is made; each signature gets an audit
- * line. Returns the manifest with the signed files' sizes and SHA-256.
+ * originals only once every signature is made (the originals are kept, see
+ * `ORIGINALS_DIR`); each signature gets an audit line. Returns the manifest with the signed files' sizes and SHA-256.
  * Throws {@link ArtifactError}, having signed nothing, when a check fails.
  */
 export async function signArtifacts(deps: SignDeps, manifest: Manifest): Promise<Manifest> {
-  const { dir, files } = await verifyArtifacts(deps.workspacesDir, manifest);
+  const { dir, originalsDir, files } = await verifyArtifacts(deps.workspacesDir, manifest);
   const changes = manifest.changes === null ? null : readControlFile(artifactOf(files, manifest.changes, '.changes'));
   const dud = readControlFile(artifactOf(files, manifest.dud, '.dud'));
   for (const control of [changes, dud]) {
@@ -80,6 +80,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest): Promise
   }
   await signControl(dud);
 
+  await keepOriginals(originalsDir, signatures.map((signature) => artifactOf(files, signature.name, 'signed file')));
   await replaceFiles(dir, signatures);
   const signed = new Map(signatures.map((signature) => [signature.name, signature.digests]));
   return {
@@ -89,6 +90,19 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest): Promise
       return digests ? { ...entry, size: digests.size, sha256: digests.sha256 } : entry;
     }),
   };
+}
+
+/** Keeps each control file as verified, once: a retry must not keep the signed file it left behind. */
+async function keepOriginals(originalsDir: string, artifacts: readonly VerifiedArtifact[]): Promise<void> {
+  await mkdir(originalsDir, { recursive: true, mode: 0o755 });
+  for (const { entry, content } of artifacts) {
+    if (!content) continue;
+    try {
+      await writeFile(join(originalsDir, entry.name), content, { mode: 0o644, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
 }
 
 async function replaceFiles(dir: string, signatures: readonly Signature[]): Promise<void> {

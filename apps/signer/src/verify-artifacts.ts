@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
-import { open, realpath, type FileHandle } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 import { jobArtifactsDir, type Manifest, type ManifestEntry } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
 import { digestBuffer, digestStream, type FileDigests } from './file-digests.js';
@@ -24,8 +24,17 @@ export interface VerifiedArtifact {
 /** The job's artifacts dir (resolved) and its verified files by name. */
 export interface VerifiedArtifacts {
   dir: string;
+  /** Where the control files are kept as the builder made them once they are signed ({@link ORIGINALS_DIR}). */
+  originalsDir: string;
   files: Map<string, VerifiedArtifact>;
 }
+
+/**
+ * Directory beside `artifacts` in the job's workspace where the signer keeps
+ * each control file as it was before signing, so that a retried job (say, the
+ * hand-off to `upload` failed) verifies and signs the same bytes again.
+ */
+export const ORIGINALS_DIR = 'signer-originals';
 
 /** True for the files read whole and possibly signed (`.changes`, `.dud`, `.dsc`, `.buildinfo`). */
 export function isControlFileName(name: string): boolean {
@@ -59,8 +68,27 @@ async function openNoFollow(path: string, name: string): Promise<FileHandle> {
   }
 }
 
-async function verifyEntry(dir: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
-  const handle = await openNoFollow(join(dir, entry.name), entry.name);
+async function verifyEntry(dir: string, originalsDir: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
+  try {
+    return await verifyFile(join(dir, entry.name), entry);
+  } catch (error) {
+    if (!(error instanceof ArtifactError) || !isControlFileName(entry.name) || !(await isPlainDir(originalsDir))) throw error;
+    const kept = await verifyFile(join(originalsDir, entry.name), entry).catch(() => null);
+    if (kept) return kept;
+    throw error;
+  }
+}
+
+async function isPlainDir(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
+  const handle = await openNoFollow(path, entry.name);
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw new ArtifactError(entry.name, 'is not a regular file');
@@ -89,13 +117,15 @@ async function verifyEntry(dir: string, entry: ManifestEntry): Promise<VerifiedA
  * Checks every manifest file inside the job's artifacts dir: the dir must
  * resolve inside `workspacesDir`, each file must be a regular file (symbolic
  * links are not followed) with the manifest's size and SHA-256. Throws an
- * {@link ArtifactError} naming the first file that fails.
+ * {@link ArtifactError} naming the first file that fails. A control file
+ * signed by an earlier attempt is verified by its kept original.
  */
 export async function verifyArtifacts(workspacesDir: string, manifest: Manifest): Promise<VerifiedArtifacts> {
   const dir = await resolveArtifactsDir(workspacesDir, manifest.uuid);
+  const originalsDir = join(dirname(dir), ORIGINALS_DIR);
   const files = new Map<string, VerifiedArtifact>();
   for (const entry of manifest.files) {
-    files.set(entry.name, await verifyEntry(dir, entry));
+    files.set(entry.name, await verifyEntry(dir, originalsDir, entry));
   }
-  return { dir, files };
+  return { dir, originalsDir, files };
 }

@@ -222,6 +222,23 @@ describe('spark-signer on the sign queue', () => {
     assert.match(stdout, /All files validated successfully\./);
   });
 
+  it('signs again from the kept originals when a job is retried after its files were signed', async () => {
+    const { manifest, dir } = await stage(binaryChanges);
+    const first = await sign(manifest);
+    // As if the hand-off had failed: no upload job, and BullMQ runs the sign job again.
+    await first.remove();
+    await (await waitForJob(signQueue, stageJobId(manifest.uuid, 'sign'))).remove();
+    const signed = (await sign(manifest)).data.manifest;
+    await assertManifestMatchesDisk(dir, signed);
+    for (const name of [signed.changes ?? assert.fail('no .changes'), signed.dud]) {
+      const text = await readFile(join(dir, name), 'utf8');
+      assert.equal(text.split('-----BEGIN PGP SIGNATURE-----').length, 2, `${name} has one signature`);
+    }
+    const { stdout } = await dscverify(dir, signed.changes ?? '');
+    assert.match(stdout, /All files validated successfully\./);
+    assert.equal((await auditEntries(manifest.uuid)).length, 6);
+  });
+
   describe('refuses, signs nothing and reports failed when', () => {
     const debOf = (manifest: Manifest) => manifest.files.find((entry) => entry.name.endsWith('.deb'))?.name ?? assert.fail('no .deb');
     const cases: { name: string; spoil: (manifest: Manifest, dir: string) => Promise<Manifest>; reason: (deb: string, manifest: Manifest) => RegExp }[] = [
