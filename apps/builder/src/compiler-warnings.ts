@@ -25,6 +25,8 @@ export function createWarningCollector(maxWarnings = MAX_WARNINGS): { line(text:
   return {
     warnings,
     line(text) {
+      // Most lines are neither; skip the regular expressions for them.
+      if (!text.includes(': warning: ') && !text.includes(': In ')) return;
       const inFunction = IN_FUNCTION.exec(text);
       if (inFunction?.groups) {
         currentFunction = { file: inFunction.groups['file'] as string, name: inFunction.groups['name'] as string };

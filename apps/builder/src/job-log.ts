@@ -36,11 +36,10 @@ export async function openJobLog(path: string): Promise<JobLog> {
   let closed: Promise<void> | null = null;
 
   const handleLines = (completed: readonly string[]) => {
-    for (const raw of completed) {
-      const line = plainText(raw);
-      excerpt.append(`${line}\n`);
-      for (const listener of listeners) listener(line);
-    }
+    if (completed.length === 0) return;
+    const plain = completed.map(plainText);
+    excerpt.append(`${plain.join('\n')}\n`);
+    for (const listener of listeners) for (const line of plain) listener(line);
   };
 
   return {

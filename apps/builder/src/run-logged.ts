@@ -75,7 +75,7 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
   try {
     const result = await child;
     // A tree member that outlived its leader must not keep running after the job ends.
-    if (stopped) signalTree(child.pid, 'SIGKILL');
+    signalTree(child.pid, 'SIGKILL');
     if (result.failed && result.exitCode === undefined && !stopped && result.signal === undefined) {
       log.note(`the command could not be run: ${result.shortMessage}`);
       return { stopped: null, exitCode: 127 };

@@ -10,6 +10,7 @@ const ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[
 
 /** `text` without terminal escape sequences and carriage returns. */
 export function plainText(text: string): string {
+  if (!text.includes('\x1b') && !text.includes('\r')) return text;
   return text.replace(ESCAPES, '').replace(/\r/g, '');
 }
 

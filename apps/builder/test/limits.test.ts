@@ -11,6 +11,7 @@ import {
   builderControlChannel,
   builderHeartbeatKey,
   jobLogFile,
+  MAX_LOG_EXCERPT_CHARS,
   reportPayloadSchema,
   signPayloadSchema,
   stageJobId,
@@ -28,6 +29,9 @@ import { serveDirectory, testConfig, waitFor } from './fixtures.js';
 const FAKE_DEBSPAWN = `#!/bin/sh
 if [ "$1" = "--version" ]; then echo 0.0-test; exit 0; fi
 echo "stand-in debspawn $*"
+case "$*" in
+  *flood*) head -c 30000000 /dev/zero | tr '\\0' x | fold -w 99; echo "flood done"; exit 1 ;;
+esac
 sleep 300 &
 echo $! > "$SPARK_TEST_PIDS/$$.child"
 case "$*" in
@@ -165,6 +169,22 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.match(log, /stopping the command: no output for 1 s/);
     assert.match(log, /job finished: failure \(build stopped: no output for 1 s\)/);
     await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+  });
+
+  it('keeps all of a 30 MB build output in the log file but sends only bounded excerpts', async () => {
+    const uuid = randomUUID();
+    await addJob(uuid, 'flood');
+    const manifest = await manifestOf(uuid);
+    assert.equal(manifest.result, 'failure');
+    const log = await logOf(uuid);
+    assert.ok(log.length > 30_000_000, `log holds ${log.length} characters`);
+    assert.match(log, /flood done/);
+    const reports = (await reportQueue.getJobs(['waiting'])).map((job) => reportPayloadSchema.parse(job.data));
+    const excerpts = reports.flatMap((report) => (report.uuid === uuid && report.kind === 'status' ? [report.logExcerpt] : []));
+    assert.ok(excerpts.length > 0);
+    for (const excerpt of excerpts) assert.ok(excerpt.length <= MAX_LOG_EXCERPT_CHARS + 256, `excerpt of ${excerpt.length} characters`);
+    assert.ok(excerpts.some((excerpt) => /^\[… \d+ characters of output left out; the full log is kept on the worker …\]\n/.test(excerpt)));
+    assert.match(excerpts.join(''), /flood done/);
   });
 
   it('cancels a running job on operator request and rejects it back', async () => {
