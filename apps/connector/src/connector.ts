@@ -69,7 +69,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
   return {
     async start() {
       await redisReady(producer);
-      relay = startReportRelay({ link, connection: workerConnection, prefix, logger });
+      relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueue, backoff, logger });
       background('upload targets and job fetching', async () => {
         // Upload targets must be known before a job is taken (DESIGN.md).
         while (!(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal))) {

@@ -1,4 +1,4 @@
-import { WaitingError, type Job, type Worker } from 'bullmq';
+import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
 import { openWorker, type Logger, type Redis } from '@spark/service';
 import {
   ackReplySchema,
@@ -8,7 +8,8 @@ import {
   reportPayloadSchema,
   type ReportPayload,
 } from '@spark/protocol';
-import { LinkAborted, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
+import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
+import { backoffDelay, pause, type Backoff } from './backoff.js';
 
 /** What the report relay needs. */
 export interface ReportRelayDeps {
@@ -16,6 +17,9 @@ export interface ReportRelayDeps {
   /** A `worker` Redis connection (maxRetriesPerRequest: null). */
   connection: Redis;
   prefix: string;
+  /** The `report` queue, to look for newer status excerpts of a job. */
+  reportQueue: Queue;
+  backoff: Backoff;
   logger: Logger;
 }
 
@@ -34,12 +38,26 @@ export function reportRequest(report: ReportPayload): RequestBody {
 }
 
 /**
+ * True when a newer status excerpt of the same job is queued: Lighthouse keeps
+ * only the latest excerpt, so this one need not be sent. Status reports are
+ * numbered by `reportJobId(report, seq)`; terminal reports are never skipped.
+ */
+export async function isSupersededStatus(reportQueue: Queue, jobId: string | undefined): Promise<boolean> {
+  const match = /^(.+)\.status\.(\d+)$/.exec(jobId ?? '');
+  if (!match) return false;
+  const next = await reportQueue.getJob(`${match[1]}.status.${Number(match[2]) + 1}`);
+  return next !== undefined;
+}
+
+/**
  * Relays the `report` queue to Lighthouse: one report at a time, in queue
  * order, each retried until Lighthouse answers, so no report of a job ever
  * overtakes an earlier one. The queue lives in Redis, so reports survive a
  * connector restart; on shutdown an unanswered report goes back to the head
  * of the queue. A report that fails validation is logged and dropped: it can
- * never be delivered and must not block the ones behind it.
+ * never be delivered and must not block the ones behind it. A status excerpt
+ * that a newer one of the same job superseded while Lighthouse was away is
+ * dropped too.
  */
 export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
   const stop = new AbortController();
@@ -52,18 +70,26 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     const report = parsed.data;
     const log = deps.logger.child({ jobId: report.uuid });
     let reply: unknown;
-    try {
-      reply = await deps.link.requestUntilAnswered(reportRequest(report), stop.signal);
-    } catch (error) {
-      if (error instanceof LinkAborted) {
+    for (let tries = 0; ; tries++) {
+      if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueue, job.id))) {
+        log.info('dropping a status excerpt that a newer one superseded');
+        return 'superseded';
+      }
+      try {
+        reply = await deps.link.request(reportRequest(report));
+        break;
+      } catch (error) {
+        if (error instanceof UnreadableReply) {
+          log.warn(`${REPORT_REQUEST[report.kind]}: ${error.message}; counting it as delivered`);
+          return 'delivered: unreadable reply';
+        }
+        if (!(error instanceof LighthouseUnreachable)) throw error;
+      }
+      if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) {
+        // Shutting down: the report goes back to the head of the queue, undelivered.
         await job.moveToWait(token);
         throw new WaitingError();
       }
-      if (error instanceof UnreadableReply) {
-        log.warn(`${REPORT_REQUEST[report.kind]}: ${error.message}; counting it as delivered`);
-        return 'delivered: unreadable reply';
-      }
-      throw error;
     }
     if (report.kind === 'rejected') log.info(`rejected the job back to Lighthouse: ${report.reason}`);
     if (report.kind !== 'status') {

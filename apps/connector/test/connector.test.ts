@@ -103,11 +103,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await report(world, { kind: 'accepted', uuid, at: 1 });
       await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'first' }, 1);
       await report(world, { kind: 'accepted', uuid: other, at: 3 });
-      await report(world, { kind: 'status', uuid, at: 4, logExcerpt: 'second' }, 2);
       await report(world, { kind: 'success', uuid, at: 5 });
       await report(world, { kind: 'rejected', uuid: other, at: 6, reason: 'image missing' });
       await world.connector.start();
-      await world.standIn?.waitFor((requests) => requests.filter((r) => String(r.request).startsWith('job-')).length === 6);
+      await world.standIn?.waitFor((requests) => requests.filter((r) => String(r.request).startsWith('job-')).length === 5);
       const relayed = world.standIn?.requests
         .filter((r) => String(r.request).startsWith('job-'))
         .map((r) => [r.request, r['uuid'] === uuid ? 'A' : 'B', r['log_excerpt']]);
@@ -115,7 +114,6 @@ describe('spark-connector against the Lighthouse stand-in', () => {
         ['job-accepted', 'A', undefined],
         ['job-status', 'A', 'first'],
         ['job-accepted', 'B', undefined],
-        ['job-status', 'A', 'second'],
         ['job-success', 'A', undefined],
         ['job-rejected', 'B', undefined],
       ]);
@@ -168,7 +166,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
-  it('holds reports while Lighthouse is down, logs the outage once, and delivers them in order when it is back', async () => {
+  it('holds reports while Lighthouse is down, logs the outage once, and delivers them in order when it is back (superseded excerpts coalesced)', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     try {
       const uuid = randomUUID();
@@ -181,8 +179,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.close();
 
       await report(world, { kind: 'accepted', uuid, at: 1 });
-      await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'building' }, 1);
-      await report(world, { kind: 'failed', uuid, at: 3, reason: 'FTBFS' });
+      await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'one' }, 1);
+      await report(world, { kind: 'status', uuid, at: 3, logExcerpt: 'two' }, 2);
+      await report(world, { kind: 'status', uuid, at: 4, logExcerpt: 'three' }, 3);
+      await report(world, { kind: 'failed', uuid, at: 5, reason: 'FTBFS' });
       await sleep(1500);
       const revived = await startLighthouseStandIn({
         endpoint,
@@ -192,9 +192,14 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       });
       try {
         await revived.waitFor((requests) => requests.some((r) => r.request === 'job-failed'));
+        // The excerpts superseded during the outage are coalesced into the latest; Lighthouse keeps only that one.
         assert.deepEqual(
-          revived.requests.filter((r) => String(r.request).startsWith('job-')).map((r) => r.request),
-          ['job-accepted', 'job-status', 'job-failed'],
+          revived.requests.filter((r) => String(r.request).startsWith('job-')).map((r) => [r.request, r['log_excerpt']]),
+          [
+            ['job-accepted', undefined],
+            ['job-status', 'three'],
+            ['job-failed', undefined],
+          ],
         );
         assert.deepEqual([board?.get(uuid)?.status, board?.get(uuid)?.result], ['DONE', 'failure']);
         const outage = messages(world).filter((msg) => msg.startsWith('Lighthouse unreachable'));
