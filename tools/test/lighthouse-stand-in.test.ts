@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { curveKeyPair, Request } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/protocol';
-import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/tools';
+import { loadJobsFile, startLighthouseStandIn, type LighthouseStandIn } from '@spark/tools';
 
 const identity = { machine_name: 'hydrogen', machine_id: '2b1ba1a9-7a8e-5c1f-8f5e-0e4a3e4e7f10' };
 const JOB = {
@@ -110,5 +110,13 @@ describe('lighthouse stand-in', () => {
     } finally {
       socket.close();
     }
+  });
+
+  it('loads jobs from a JSON file, and names the file and job when one is unusable', async () => {
+    const file = join(trusted, 'jobs.json');
+    await writeFile(file, JSON.stringify([JOB]));
+    assert.deepEqual(await loadJobsFile(file), [JOB]);
+    await writeFile(file, JSON.stringify([JOB, { uuid: 'x' }]));
+    await assert.rejects(loadJobsFile(file), { message: `${file}: job 1 needs string uuid, kind and architecture` });
   });
 });
