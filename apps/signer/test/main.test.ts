@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runTsEntry } from '@spark/testing';
+import { randomQueuePrefix, runTsEntry, startRedisServer } from '@spark/testing';
+import { makeGpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
@@ -17,5 +22,55 @@ describe('spark-signer', () => {
     const result = await runTsEntry(main, ['--config', '/nonexistent/spark.toml']);
     assert.equal(result.code, 2);
     assert.equal(result.stderr.trim(), '/nonexistent/spark.toml: cannot read config: file not found');
+  });
+
+  it('starts with a valid key, logs its fingerprint but no key material, and stops on SIGTERM with exit 0', async () => {
+    const redis = await startRedisServer();
+    const gpg = await makeGpgHome();
+    const dir = await mkdtemp(join(tmpdir(), 'spark-signer-main-'));
+    try {
+      const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
+      await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
+      const config = join(dir, 'spark.toml');
+      const audit = join(dir, 'root', 'audit', 'signer.log');
+      await writeFile(
+        config,
+        [
+          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
+          `AcceptedJobs = ['package-build']`,
+          `GpgKeyID = '${fingerprint.slice(-16)}'`,
+          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
+          `WorkspaceRoot = '${join(dir, 'root')}'`,
+          `RedisUrl = '${redis.url}'`,
+          `QueuePrefix = '${randomQueuePrefix()}'`,
+        ].join('\n'),
+      );
+      const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`spark-signer did not start: ${stderr}`)), 20_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          if (stdout.includes('taking sign jobs')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+      const started = stdout.split('\n').find((line) => line.includes('taking sign jobs')) ?? '';
+      assert.equal((JSON.parse(started) as { fingerprint: string }).fingerprint, fingerprint);
+      assert.doesNotMatch(stdout + stderr, /PRIVATE KEY|PGP/);
+      assert.match(stdout, /"msg":"stopped"/);
+      assert.equal((await stat(audit)).mode & 0o777, 0o600);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await gpg.close();
+      await redis.stop();
+    }
   });
 });

@@ -239,6 +239,15 @@ describe('spark-signer on the sign queue', () => {
     assert.equal((await auditEntries(manifest.uuid)).length, 6);
   });
 
+  it('refuses a sign job whose manifest names a path, reporting why', async () => {
+    const uuid = randomUUID();
+    const manifest = { uuid, repo: 'master', result: 'success', files: [{ name: '../../etc/passwd', size: 1, sha256: '0'.repeat(64) }], changes: null, dud: '../../etc/passwd' };
+    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(uuid, 'sign') });
+    const report = await waitForJob<ReportPayload>(reportQueue, `${uuid}.final`);
+    assert.equal(report.data.kind, 'failed');
+    assert.match((report.data as { reason: string }).reason, /^signer refused the sign job: invalid payload: files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/);
+  });
+
   describe('refuses, signs nothing and reports failed when', () => {
     const debOf = (manifest: Manifest) => manifest.files.find((entry) => entry.name.endsWith('.deb'))?.name ?? assert.fail('no .deb');
     const cases: { name: string; spoil: (manifest: Manifest, dir: string) => Promise<Manifest>; reason: (deb: string, manifest: Manifest) => RegExp }[] = [
