@@ -45,8 +45,12 @@ export function reportRequest(report: ReportPayload): RequestBody {
 export async function isSupersededStatus(reportQueue: Queue, jobId: string | undefined): Promise<boolean> {
   const match = /^(.+)\.status\.(\d+)$/.exec(jobId ?? '');
   if (!match) return false;
-  const next = await reportQueue.getJob(`${match[1]}.status.${Number(match[2]) + 1}`);
-  return next !== undefined;
+  try {
+    return (await reportQueue.getJob(`${match[1]}.status.${Number(match[2]) + 1}`)) !== undefined;
+  } catch {
+    // Redis trouble: sending a stale excerpt is harmless, failing the report is not.
+    return false;
+  }
 }
 
 /**
