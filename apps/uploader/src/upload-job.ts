@@ -56,6 +56,10 @@ export async function uploadJob(manifest: Manifest, deps: UploadJobDeps, logger:
       size: sizes.get(name) ?? 0,
       url: dputUploadUrl(target, manifest.repo, name),
     }));
+    const unlisted = manifest.files.map((entry) => entry.name).filter((name) => !items.some((item) => item.name === name));
+    if (unlisted.length > 0) {
+      logger.warn({ unlisted }, `not uploading ${unlisted.join(', ')}: listed in neither the .changes nor the .dud`);
+    }
     logger.info({ files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo }, `uploading ${items.length} files to ${manifest.repo}`);
     await uploadFiles(items, progress, deps.policy, logger);
     const report = reportPayloadSchema.parse(finalReport(manifest, Date.now()));

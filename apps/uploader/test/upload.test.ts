@@ -164,6 +164,15 @@ describe('spark-uploader', () => {
     assert.equal(await exists(job.artifactsDir), true);
   });
 
+  it('spark retry-upload refuses what is not a job uuid and says when there is no such upload job', async () => {
+    const bad = await retryUpload('../../etc');
+    assert.equal(bad.code, 64);
+    assert.match(bad.text, /^spark retry-upload: expected one job uuid, got "\.\.\/\.\.\/etc"/);
+    const uuid = '0b7e4c1a-54f4-4f1c-9d2e-3a3c1f6a9e01';
+    const missing = await retryUpload(uuid);
+    assert.deepEqual([missing.code, missing.text.trim()], [1, `spark retry-upload: no upload job ${uuid}.upload in queue ${h.prefix}:upload`]);
+  });
+
   it('fails a job whose payload is not a manifest, naming the problem', async () => {
     await h.uploads.add('upload', { manifest: { uuid: '../../etc' } }, { jobId: 'bogus' });
     const deadline = Date.now() + 10_000;

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { access, link, mkdir, unlink } from 'node:fs/promises';
@@ -42,11 +43,13 @@ export interface UploadReceiverOptions {
   host?: string;
   /** Port (default 0: a free one). */
   port?: number;
+  /** Serve HTTPS with this PEM key and certificate instead of HTTP. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 /** A running receiver. */
 export interface UploadReceiver {
-  /** `http://127.0.0.1:<port>`. */
+  /** `http://127.0.0.1:<port>` (`https://` with `tls`). */
   readonly url: string;
   readonly port: number;
   /** The live options: tests change the failure switches while it runs. */
@@ -141,12 +144,13 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
     answer(req, res, 201, `stored ${repo}/${name}`);
   };
 
-  const server: Server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((error: unknown) => {
       if (!res.headersSent) answer(req, res, 500, `receiver error: ${(error as Error).message}`);
       else res.destroy();
     });
-  });
+  };
+  const server: Server = options.tls ? createTlsServer(options.tls, listener) : createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
@@ -157,7 +161,7 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | null = null;
   return {
-    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${options.host ?? '127.0.0.1'}:${port}`,
     port,
     options,
     requests,
