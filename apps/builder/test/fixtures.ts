@@ -29,9 +29,18 @@ export async function serveDirectory(dir: string): Promise<{ url: string; close(
   };
 }
 
-/** A builder config for tests: its own workspace root, Redis and queue prefix. */
-export function testConfig(options: { workspaceRoot: string; redisUrl: string; prefix: string; builder?: string }): SparkConfig {
-  const toml = `LighthouseServer = "tcp://127.0.0.1:5570"
+/** Options of a test config. */
+export interface TestConfigOptions {
+  workspaceRoot: string;
+  redisUrl: string;
+  prefix: string;
+  /** Extra lines of the `[builder]` table. */
+  builder?: string;
+}
+
+/** spark.toml text for tests: their own workspace root, Redis and queue prefix. */
+export function testConfigToml(options: TestConfigOptions): string {
+  return `LighthouseServer = "tcp://127.0.0.1:5570"
 AcceptedJobs = ["package-build", "os-image-build"]
 GpgKeyID = "0123456789ABCDEF0123456789ABCDEF01234567"
 MachineName = "builder-test"
@@ -44,7 +53,11 @@ QueuePrefix = "${options.prefix}"
 StatusInterval = 1
 ${options.builder ?? ''}
 `;
-  return parseConfig(toml, 'test-spark.toml').config;
+}
+
+/** The loaded config of {@link testConfigToml}. */
+export function testConfig(options: TestConfigOptions): SparkConfig {
+  return parseConfig(testConfigToml(options), 'test-spark.toml').config;
 }
 
 /** Polls `check` until it returns a value, or fails after `timeoutMs`. */

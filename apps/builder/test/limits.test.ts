@@ -17,9 +17,13 @@ import {
   stageJobId,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { makeSourcePackage, randomQueuePrefix, runTsEntry, startRedisServer, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
-import { serveDirectory, testConfig, waitFor } from './fixtures.js';
+import { fileURLToPath } from 'node:url';
+import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.js';
+
+/** The operator CLI, run as operators run it. */
+const spark = fileURLToPath(new URL('../../../tools/src/spark.ts', import.meta.url));
 
 /*
  * Limits are about stopping a process tree, not about debspawn: a stand-in
@@ -187,11 +191,24 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.match(excerpts.join(''), /flood done/);
   });
 
-  it('cancels a running job on operator request and rejects it back', async () => {
+  it('spark cancel stops a running job and rejects it back; spark logs -f follows it to the end', async () => {
     const uuid = randomUUID();
     await addJob(uuid, 'chatty');
     await logShows(uuid, /still building/);
-    await connection.publish(builderControlChannel(prefix), JSON.stringify({ action: 'cancel', uuid, reason: 'requested by test' }));
+    const configFile = join(root, 'spark.toml');
+    await writeFile(configFile, testConfigToml({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix }));
+    const following = runTsEntry(spark, ['logs', '-f', uuid, '--config', configFile]);
+    const cancel = await runTsEntry(spark, ['cancel', uuid, '--reason', 'requested by test', '--config', configFile]);
+    assert.equal(cancel.code, 0, cancel.stderr);
+    assert.equal(cancel.stdout, `job ${uuid} rejected back to Lighthouse: cancelled by operator: requested by test\n`);
+    const followed = await following;
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.match(followed.stdout, /still building/);
+    assert.match(followed.stdout, /job rejected back to Lighthouse: cancelled by operator: requested by test\n$/);
+    const again = await runTsEntry(spark, ['cancel', uuid, '--config', configFile]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, new RegExp(`job ${uuid} is not running on a builder`));
+    await connection.publish(builderControlChannel(prefix), '{"action":"cancel","uuid":"not-a-uuid"}');
     const report = await finalReport(uuid);
     assert.equal(report.kind, 'rejected');
     assert.equal(report.kind === 'rejected' ? report.reason : '', 'cancelled by operator: requested by test');

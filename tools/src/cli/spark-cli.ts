@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
 import { KEYTOOL_USAGE, runKeytool } from '../keytool/keytool-cli.js';
 import { RETRY_UPLOAD_USAGE, runRetryUpload } from './retry-upload.js';
+import { CANCEL_USAGE, runCancel } from './cancel.js';
+import { LOGS_USAGE, runLogs } from './logs.js';
 
 /** Where the CLI writes. */
 export interface CliIo {
@@ -16,6 +18,8 @@ commands:
                                  (exit 0 when valid, 2 with one message per problem)
 ${KEYTOOL_USAGE}
 ${RETRY_UPLOAD_USAGE}
+${CANCEL_USAGE}
+${LOGS_USAGE}
 
 --config defaults to ${DEFAULT_CONFIG_FILE}.`;
 
@@ -32,6 +36,10 @@ export async function runSparkCli(argv: string[], io: CliIo): Promise<number> {
       return runKeytool(rest, io);
     case 'retry-upload':
       return runRetryUpload(rest, io);
+    case 'cancel':
+      return runCancel(rest, io);
+    case 'logs':
+      return runLogs(rest, io);
     case undefined:
     case 'help':
     case '--help':

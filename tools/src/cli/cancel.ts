@@ -1,0 +1,93 @@
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
+import { builderControlChannel, QueueName, reportPayloadSchema, UUID, type BuilderControlMessage } from '@spark/protocol';
+import { connectRedis, redisReady } from '@spark/service';
+import type { CliIo } from './spark-cli.js';
+
+/** Usage lines of `spark cancel`, for the CLI's help. */
+export const CANCEL_USAGE = `  cancel <uuid> [--reason TEXT] [--config FILE]
+                                 stop a running build (its whole process tree) and reject
+                                 the job back to Lighthouse`;
+
+/** How long `spark cancel` waits for the builder to confirm, in ms. */
+const CONFIRM_TIMEOUT_MS = 60_000;
+
+/**
+ * `spark cancel <uuid>`: asks the builders to stop a running job. Exit 0 once
+ * the builder has rejected it back to Lighthouse, 1 when no builder runs it
+ * or none confirmed in time, 64 on a bad command line, 2 on a bad config.
+ */
+export async function runCancel(argv: string[], io: CliIo): Promise<number> {
+  let file: string;
+  let uuid: string;
+  let reason: string;
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, reason: { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length !== 1 || !UUID.test(positionals[0] as string)) {
+      throw new Error(`expected one job uuid, got ${JSON.stringify(positionals.join(' '))}`);
+    }
+    uuid = (positionals[0] as string).toLowerCase();
+    file = values.config ?? DEFAULT_CONFIG_FILE;
+    reason = (values.reason ?? 'spark cancel').slice(0, 512);
+  } catch (error) {
+    io.stderr.write(`spark cancel: ${(error as Error).message}\nusage:\n${CANCEL_USAGE}\n`);
+    return 64;
+  }
+  let config;
+  try {
+    const loaded = loadConfig(file);
+    for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
+    config = loaded.config;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr.write(`${error.message}\n`);
+      return EXIT_CONFIG;
+    }
+    throw error;
+  }
+  const redis = connectRedis(config.redisUrl, 'producer');
+  redis.on('error', () => undefined);
+  const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
+  const report = new Queue(QueueName.report, { connection: redis, prefix: config.queuePrefix });
+  build.on('error', () => undefined);
+  report.on('error', () => undefined);
+  try {
+    await redisReady(redis, 5_000).catch((error: Error) => {
+      throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
+    });
+    const job = await build.getJob(uuid);
+    const state = job ? await job.getState() : 'unknown';
+    if (state !== 'active') {
+      io.stderr.write(`spark cancel: job ${uuid} is not running on a builder (build job state: ${state})\n`);
+      return 1;
+    }
+    const message: BuilderControlMessage = { action: 'cancel', uuid, reason };
+    await redis.publish(builderControlChannel(config.queuePrefix), JSON.stringify(message));
+    const deadline = Date.now() + CONFIRM_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const final = await report.getJob(`${uuid}.final`);
+      const parsed = final ? reportPayloadSchema.safeParse(final.data) : null;
+      if (parsed?.success) {
+        const outcome = parsed.data.kind === 'rejected' ? `rejected back to Lighthouse: ${parsed.data.reason}` : `ended as ${parsed.data.kind}`;
+        io.stdout.write(`job ${uuid} ${outcome}\n`);
+        return parsed.data.kind === 'rejected' ? 0 : 1;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    io.stderr.write(`spark cancel: no builder confirmed stopping job ${uuid} within ${CONFIRM_TIMEOUT_MS / 1000} s\n`);
+    return 1;
+  } catch (error) {
+    io.stderr.write(`spark cancel: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    await build.close().catch(() => undefined);
+    await report.close().catch(() => undefined);
+    redis.disconnect();
+  }
+}

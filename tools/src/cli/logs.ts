@@ -1,0 +1,99 @@
+import { open } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
+import { jobLogFile, QueueName, UUID } from '@spark/protocol';
+import { connectRedis, redisReady } from '@spark/service';
+import type { CliIo } from './spark-cli.js';
+
+/** Usage lines of `spark logs`, for the CLI's help. */
+export const LOGS_USAGE = `  logs [-f] <uuid> [--config FILE]
+                                 print a job's build log; -f follows it while the job runs`;
+
+/** How often a followed log is read for new output, in ms. */
+const FOLLOW_INTERVAL_MS = 250;
+
+/**
+ * `spark logs [-f] <uuid>`: prints `<WorkspaceRoot>/logs/<uuid>.log`; with
+ * `-f`, keeps printing what is appended until the job's build ends. Exit 0,
+ * 1 when there is no log, 64 on a bad command line, 2 on a bad config.
+ */
+export async function runLogs(argv: string[], io: CliIo): Promise<number> {
+  let file: string;
+  let uuid: string;
+  let follow: boolean;
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, follow: { type: 'boolean', short: 'f' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length !== 1 || !UUID.test(positionals[0] as string)) {
+      throw new Error(`expected one job uuid, got ${JSON.stringify(positionals.join(' '))}`);
+    }
+    uuid = (positionals[0] as string).toLowerCase();
+    file = values.config ?? DEFAULT_CONFIG_FILE;
+    follow = values.follow ?? false;
+  } catch (error) {
+    io.stderr.write(`spark logs: ${(error as Error).message}\nusage:\n${LOGS_USAGE}\n`);
+    return 64;
+  }
+  let config;
+  try {
+    const loaded = loadConfig(file);
+    for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
+    config = loaded.config;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr.write(`${error.message}\n`);
+      return EXIT_CONFIG;
+    }
+    throw error;
+  }
+  const path = jobLogFile(config.logsDir, uuid);
+  const handle = await open(path, 'r').catch(() => null);
+  if (!handle) {
+    io.stderr.write(`spark logs: job ${uuid} has no log at ${path}\n`);
+    return 1;
+  }
+  let offset = 0;
+  const copyNew = async () => {
+    const buffer = Buffer.alloc(1024 * 1024);
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+      if (bytesRead === 0) return;
+      offset += bytesRead;
+      io.stdout.write(Buffer.from(buffer.subarray(0, bytesRead)));
+    }
+  };
+  if (!follow) {
+    await copyNew();
+    await handle.close();
+    return 0;
+  }
+  const redis = connectRedis(config.redisUrl, 'producer');
+  redis.on('error', () => undefined);
+  const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
+  build.on('error', () => undefined);
+  try {
+    await redisReady(redis, 5_000).catch((error: Error) => {
+      throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
+    });
+    for (;;) {
+      const job = await build.getJob(uuid);
+      const running = job ? (await job.getState()) === 'active' : false;
+      await copyNew();
+      // The builder closes the log before its build job completes, so nothing follows once it is not active.
+      if (!running) return 0;
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_INTERVAL_MS));
+    }
+  } catch (error) {
+    io.stderr.write(`spark logs: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    await handle.close();
+    await build.close().catch(() => undefined);
+    redis.disconnect();
+  }
+}
