@@ -245,7 +245,7 @@ describe('spark-signer on the sign queue', () => {
     await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(uuid, 'sign') });
     const report = await waitForJob<ReportPayload>(reportQueue, `${uuid}.final`);
     assert.equal(report.data.kind, 'failed');
-    assert.match((report.data as { reason: string }).reason, /^signer refused the sign job: invalid payload: files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/);
+    assert.match((report.data as { reason: string }).reason, /^signer refused the sign job: invalid payload: manifest\.files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/);
   });
 
   describe('refuses, signs nothing and reports failed when', () => {
