@@ -43,6 +43,8 @@ export interface UploadReceiverOptions {
   host?: string;
   /** Port (default 0: a free one). */
   port?: number;
+  /** Called with each request as it is recorded (the demo prints them). */
+  onRequest?: (request: ReceivedRequest) => void;
   /** Serve HTTPS with this PEM key and certificate instead of HTTP. */
   tls?: { key: string | Buffer; cert: string | Buffer };
 }
@@ -72,8 +74,12 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
   const requests: ReceivedRequest[] = [];
   let putCount = 0;
 
+  const record = (request: ReceivedRequest) => {
+    requests.push(request);
+    options.onRequest?.(request);
+  };
   const answer = (req: IncomingMessage, res: ServerResponse, status: number, message: string): void => {
-    requests.push({ method: req.method ?? '', url: req.url ?? '', status });
+    record({ method: req.method ?? '', url: req.url ?? '', status });
     res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${message}\n`);
   };
   // An early answer must not leave the client's body half-sent: drain it first (bounded memory: it is discarded).
@@ -126,7 +132,7 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
       await pipeline(req, createWriteStream(temp, { flags: 'wx' }));
     } catch {
       await unlink(temp).catch(() => undefined);
-      requests.push({ method: 'PUT', url: req.url ?? '', status: 0 });
+      record({ method: 'PUT', url: req.url ?? '', status: 0 });
       res.destroy();
       return;
     }
