@@ -63,7 +63,7 @@ export async function runImageBuild(ctx: RunnerContext<OsImageBuildJob>): Promis
 
   const script = join(workspace, 'build-command.sh');
   await writeFile(script, imageBuildScript(job), { mode: 0o755 });
-  const args = ['run', '--external-command', `--arch=${job.architecture}`, '--artifacts-out', output, '--build-dir', recipe];
+  const args = ['run', '--external-command', `--arch=${ctx.containerArchitecture}`, '--artifacts-out', output, '--build-dir', recipe];
   if (await unsafePermissionsAllowed()) args.push('--allow=kvm,read-kmods');
   else log.note(`running without kvm: debspawn refuses extra permissions unless AllowUnsafePermissions is set in ${DEBSPAWN_GLOBAL_CONFIG}`);
   if (await isFile(join(recipe, 'prepare.sh'))) {

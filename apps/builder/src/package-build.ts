@@ -21,9 +21,9 @@ export function debspawnOnly(architecture: string, doIndep: boolean): 'arch' | '
   return doIndep ? 'binary' : 'arch';
 }
 
-/** The arguments of `debspawn build` for a job whose `.dsc` is at `dsc`. */
-export function debspawnBuildArgs(job: PackageBuildJob, dsc: string, resultsDir: string): string[] {
-  const args = ['build', '--no-buildlog', `--arch=${job.architecture}`, `--results-dir=${resultsDir}`, `--only=${debspawnOnly(job.architecture, job.data.do_indep)}`];
+/** The arguments of `debspawn build` for a job whose `.dsc` is at `dsc`, built in a `containerArchitecture` image. */
+export function debspawnBuildArgs(job: PackageBuildJob, containerArchitecture: string, dsc: string, resultsDir: string): string[] {
+  const args = ['build', '--no-buildlog', `--arch=${containerArchitecture}`, `--results-dir=${resultsDir}`, `--only=${debspawnOnly(job.architecture, job.data.do_indep)}`];
   if (job.data.maintainer) args.push(`--maintainer=${job.data.maintainer}`);
   args.push(job.data.suite, dsc);
   return args;
@@ -60,7 +60,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   });
 
   const started = Date.now();
-  const run = await runLogged(debspawnCommand(ctx.debspawn, debspawnBuildArgs(job, fetched.dsc, resultsDir)), log, {
+  const run = await runLogged(debspawnCommand(ctx.debspawn, debspawnBuildArgs(job, ctx.containerArchitecture, fetched.dsc, resultsDir)), log, {
     cwd: workspace,
     idleOutputTimeoutMs: ctx.idleOutputTimeoutMs,
     killGraceMs: ctx.killGraceMs,

@@ -124,7 +124,8 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
   let outcome: RunnerOutcome;
   try {
     const run = deps.runners[job.kind] as Runner;
-    outcome = await run({ job, workspace, log, signal, ...deps.runnerSettings });
+    const containerArchitecture = job.architecture === 'all' ? (deps.architectures[0] ?? 'all') : job.architecture;
+    outcome = await run({ job, workspace, log, signal, containerArchitecture, ...deps.runnerSettings });
   } catch (error) {
     logger.error({ err: error }, 'runner failed');
     outcome = { type: 'rejected', reason: `the builder failed running the job: ${(error as Error).message}` };

@@ -2,6 +2,13 @@ import { execa } from 'execa';
 import type { JobLog } from './job-log.js';
 import { JobStop, stopReason } from './job-stop.js';
 
+// Commands lead their own process groups, so they would outlive a builder that
+// exits abruptly (an uncaught exception); kill them on any exit.
+const liveGroups = new Set<number>();
+process.on('exit', () => {
+  for (const pid of liveGroups) signalTree(pid, 'SIGKILL');
+});
+
 /** A command line with the environment it needs on top of the builder's. */
 export interface Command {
   file: string;
@@ -44,6 +51,7 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
     detached: true,
     cleanup: true,
   });
+  if (child.pid !== undefined) liveGroups.add(child.pid);
   let stopped: JobStop | null = null;
   let killTimer: NodeJS.Timeout | undefined;
   const stop = (reason: JobStop) => {
@@ -83,6 +91,7 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
     if (stopped) return { stopped, exitCode: result.exitCode ?? null };
     return { stopped: null, exitCode: result.exitCode ?? 128 };
   } finally {
+    if (child.pid !== undefined) liveGroups.delete(child.pid);
     clearTimeout(idleTimer);
     clearTimeout(killTimer);
     signal.removeEventListener('abort', onAbort);

@@ -8,6 +8,8 @@ export interface RunnerContext<J extends Job = Job> {
   /** The job's workspace directory (exists, empty but for `artifacts/`). */
   workspace: string;
   log: JobLog;
+  /** The container architecture: the job's, or this host's first for an `all` job (debspawn has no `all` image). */
+  containerArchitecture: string;
   /** Aborted with a JobStop when the job must stop (time limit, cancel, shutdown). */
   signal: AbortSignal;
   debspawn: DebspawnEnvironment;
