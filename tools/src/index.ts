@@ -1,5 +1,4 @@
 export { runSparkCli, type CliIo } from './cli/spark-cli.js';
-export * from './supervisor/supervisor.js';
 export {
   startUploadReceiver,
   type FileFailure,
@@ -7,6 +6,7 @@ export {
   type UploadReceiver,
   type UploadReceiverOptions,
 } from './upload-receiver/upload-receiver.js';
+export * from './supervisor/supervisor.js';
 export { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions, type RecordedRequest } from './lighthouse-standin/lighthouse-stand-in.js';
 export { JobBoard, loadJobsFile, type StandInJob, type StandInJobStatus, type BoardEntry } from './lighthouse-standin/job-board.js';
 export { startZapHandler, loadTrustedKeys, ZAP_ENDPOINT, type ZapHandler } from './lighthouse-standin/zap-handler.js';

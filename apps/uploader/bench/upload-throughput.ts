@@ -18,9 +18,7 @@ import { Queue } from 'bullmq';
 import { archiveTargetsKey, jobArtifactsDir, QueueName, stageJobId, type Manifest } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
 // A benchmark, like a test, runs on the test support and the receiver stand-in (the lint rule's test override covers test/ only).
-// eslint-disable-next-line @nx/enforce-module-boundaries
 import { randomQueuePrefix, startRedisServer } from '@spark/testing';
-// eslint-disable-next-line @nx/enforce-module-boundaries
 import { startUploadReceiver } from '@spark/tools';
 
 const SIZE = 1024 ** 3;

@@ -4,6 +4,9 @@ import { KEYTOOL_USAGE, runKeytool } from '../keytool/keytool-cli.js';
 import { RETRY_UPLOAD_USAGE, runRetryUpload } from './retry-upload.js';
 import { CANCEL_USAGE, runCancel } from './cancel.js';
 import { LOGS_USAGE, runLogs } from './logs.js';
+import { dashboardCommand } from '../dashboard/dashboard-command.js';
+import { statusCommand } from '../status/status-command.js';
+import { runCommand } from '../supervisor/run-command.js';
 
 /** Where the CLI writes. */
 export interface CliIo {
@@ -16,6 +19,13 @@ const USAGE = `usage: spark <command> [options]
 commands:
   config check [--config FILE]   check spark.toml and print the effective config as JSON
                                  (exit 0 when valid, 2 with one message per problem)
+  run [--config FILE]            run the four services under one supervisor (restarts
+                                 crashed ones with backoff; SIGTERM stops all)
+  status [--config FILE] [--redis [LABEL=]URL]... [--prefix P] [--json]
+                                 queues, live builders, Lighthouse link, jobs in flight
+  dashboard [--config FILE] [--redis [LABEL=]URL]... [--prefix P] [--bind ADDR]
+            [--port N] [--read-write] [--token-file FILE]
+                                 queue dashboard (bull-board), 127.0.0.1:3000 by default
 ${KEYTOOL_USAGE}
 ${RETRY_UPLOAD_USAGE}
 ${CANCEL_USAGE}
@@ -32,6 +42,12 @@ export async function runSparkCli(argv: string[], io: CliIo): Promise<number> {
   switch (command) {
     case 'config':
       return configCommand(rest, io);
+    case 'run':
+      return runCommand(rest, io);
+    case 'status':
+      return statusCommand(rest, io);
+    case 'dashboard':
+      return dashboardCommand(rest, io.stderr);
     case 'keytool':
       return runKeytool(rest, io);
     case 'retry-upload':

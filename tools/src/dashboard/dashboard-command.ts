@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, loadConfig } from '@spark/config';
 import { createLogger, installShutdown, once } from '@spark/service';
+import { parseRedisTargets } from '../cli/redis-targets.js';
 import { startDashboard, type DashboardHost } from './dashboard.js';
 
 /**
@@ -38,7 +38,6 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
     stderr.write(`spark dashboard: ${(error as Error).message}\n`);
     return 64;
   }
-  let hosts: DashboardHost[];
   let prefix = values.prefix;
   try {
     if (!values.redis?.length || prefix === undefined) {
@@ -53,14 +52,7 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
     }
     throw error;
   }
-  hosts = (values.redis ?? []).map((entry) => {
-    const eq = entry.indexOf('=');
-    const label = eq > 0 ? entry.slice(0, eq) : hostname();
-    return { label, url: eq > 0 ? entry.slice(eq + 1) : entry, prefix: prefix ?? 'spark' };
-  });
-  if (new Set(hosts.map((h) => h.label)).size !== hosts.length) {
-    hosts = hosts.map((h, i) => ({ ...h, label: `${h.label}-${i + 1}` }));
-  }
+  const hosts: DashboardHost[] = parseRedisTargets(values.redis ?? []).map((target) => ({ ...target, prefix: prefix ?? 'spark' }));
   const port = values.port === undefined ? 3000 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     stderr.write(`spark dashboard: --port must be 0..65535, got ${values.port}\n`);

@@ -6,6 +6,7 @@ import {
   loadConfig,
 } from '@spark/config';
 import { connectRedis, redisReady } from '@spark/service';
+import { parseRedisTargets } from '../cli/redis-targets.js';
 import { collectStatus, type HostStatus } from './collect-status.js';
 import { formatStatus } from './format-status.js';
 
@@ -19,7 +20,7 @@ export interface StatusIo {
 export const EXIT_UNAVAILABLE = 69;
 
 /**
- * `spark status [--config FILE] [--redis URL]… [--prefix P] [--json]`: one
+ * `spark status [--config FILE] [--redis [LABEL=]URL]… [--prefix P] [--json]`: one
  * section per host; `--redis` (repeatable) watches other hosts' Redis, with
  * the config's prefix unless `--prefix` is given.
  */
@@ -65,7 +66,7 @@ export async function statusCommand(
   }
   const hosts: HostStatus[] = [];
   let code = 0;
-  for (const url of urls) {
+  for (const { label, url } of parseRedisTargets(urls)) {
     const redis = connectRedis(url, 'producer', {
       retryStrategy: () => null,
       connectTimeout: 3_000,
@@ -73,7 +74,7 @@ export async function statusCommand(
     redis.on('error', () => {});
     try {
       await redisReady(redis, 5_000);
-      hosts.push(await collectStatus(redis, url, prefix ?? 'spark'));
+      hosts.push(await collectStatus(redis, urls.length > 1 ? `${label} ${url}` : url, prefix ?? 'spark'));
     } catch (error) {
       io.stderr.write(
         `spark status: cannot read ${url}: ${(error as Error).message}\n`,
