@@ -1,0 +1,214 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { curveKeyPair } from 'zeromq';
+import { loadConfig, type SparkConfig } from '@spark/config';
+import { formatCurveKeyFile } from '@spark/protocol';
+import { startRedisServer, type RedisServer } from '@spark/testing';
+import { installServerKey, installWorkerKey } from '../keytool/install-key.js';
+import { createKeyFiles } from '../keytool/key-new.js';
+import { startLighthouseStandIn, type LighthouseStandIn } from '../lighthouse-standin/lighthouse-stand-in.js';
+import { JobBoard } from '../lighthouse-standin/job-board.js';
+import { SERVICES, serviceCommands } from '../supervisor/run-command.js';
+import { startUploadReceiver, type UploadReceiver, type UploadReceiverOptions } from '../upload-receiver/upload-receiver.js';
+import { makeThrowawayKey, type ThrowawayKey } from './openpgp-key.js';
+import { startPackageArchive, type PackageArchive } from './package-archive.js';
+
+/** One of the four services. */
+export type ServiceName = (typeof SERVICES)[number];
+
+/** The debspawn stand-in that builds on the host (tools/host-runner). */
+export const HOST_RUNNER = fileURLToPath(new URL('../../host-runner/debspawn', import.meta.url));
+
+/** Options of {@link startChain}. */
+export interface ChainOptions {
+  /** `debspawn` for real container builds, `host` for the fast host runner (default `host`). */
+  runner?: 'debspawn' | 'host';
+  /** Redis with an append-only file, so it can be restarted without losing jobs (default false). */
+  appendOnly?: boolean;
+  /** `MaxJobs` (default 1). */
+  maxJobs?: number;
+  /** Extra receiver switches (failure fraction, delays). */
+  receiver?: Partial<Pick<UploadReceiverOptions, 'failFraction' | 'failFiles' | 'answerDelayMs'>>;
+  /** Extra TOML appended to the generated spark.toml (its tables). */
+  extraToml?: string;
+  /** Called with every log line of every service (JSON text). Default: dropped. */
+  onLog?: (service: ServiceName, line: string) => void;
+  /** Root directory (default: a new temp dir, removed by close()). */
+  dir?: string;
+}
+
+/** A whole worker on this machine against local stand-ins: Redis, Lighthouse, archive, upload receiver, keys, the four services. */
+export interface Chain {
+  dir: string;
+  configFile: string;
+  config: SparkConfig;
+  redis: RedisServer;
+  standIn: LighthouseStandIn;
+  receiver: UploadReceiver;
+  archive: PackageArchive;
+  key: ThrowawayKey;
+  /** Directory where the receiver stores uploads per repository (`<uploads>/master/<file>`). */
+  uploadsDir: string;
+  /** Starts a service (all four when none is named). */
+  start(...names: ServiceName[]): void;
+  /** Sends `signal` to a service and waits until it has exited. */
+  stop(name: ServiceName, signal?: NodeJS.Signals): Promise<void>;
+  /** True while the service's process runs. */
+  running(name: ServiceName): boolean;
+  /** Stops the Lighthouse stand-in (the job board is kept). */
+  stopLighthouse(): void;
+  /** Starts the stand-in again on the same endpoint with the same jobs. */
+  startLighthouse(): Promise<void>;
+  /** Stops every service (SIGTERM), the stand-ins and Redis, and removes the directory it made. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Sets up and starts a complete worker on this machine, the way an operator
+ * would with the keytool and spark.toml, but against local stand-ins. The
+ * services run as separate processes, so they can be killed and restarted.
+ */
+export async function startChain(options: ChainOptions = {}): Promise<Chain> {
+  const ownDir = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'spark-chain-')));
+  const steps: (() => Promise<void> | void)[] = [];
+  const undo = async () => {
+    for (const step of steps.reverse()) await Promise.resolve(step()).catch(() => {});
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const redis = await startRedisServer({ appendOnly: options.appendOnly ?? false });
+    steps.push(() => redis.stop());
+
+    // Keys as an operator makes them: the worker's with key-new, installed where the connector looks.
+    const machine = 'spark-demo';
+    const keysDir = join(dir, 'keys');
+    const curveKeysDir = join(keysDir, 'curve');
+    const trustedDir = join(dir, 'lighthouse', 'trusted');
+    await mkdir(trustedDir, { recursive: true });
+    const worker = await createKeyFiles({ id: machine, name: 'Spark Demo Worker', email: 'spark-demo@example.invalid' }, join(dir, 'keytool-out'));
+    await installWorkerKey(worker.secretFile, join(curveKeysDir, 'secret', `${machine}-spark_private.sec`), true);
+    await writeFile(join(trustedDir, `${machine}.key`), formatCurveKeyFile({ metadata: { id: machine }, curvePublicKey: worker.curvePublicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }));
+    const serverKeys = curveKeyPair();
+    const serverPublicFile = join(dir, 'lighthouse', 'lighthouse-server.key');
+    await writeFile(serverPublicFile, formatCurveKeyFile({ metadata: { id: 'lighthouse' }, curvePublicKey: serverKeys.publicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }));
+    await installServerKey(serverPublicFile, join(curveKeysDir, `${machine}_lighthouse-server.pub`), true);
+
+    const uploadsDir = join(dir, 'uploads');
+    const receiver = await startUploadReceiver({ dir: uploadsDir, repos: ['master'], pathPrefix: '/_upload', ...options.receiver });
+    steps.push(() => receiver.close());
+    const board = new JobBoard();
+    const archiveRepos = { master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'http' as const } };
+    let standIn = await startLighthouseStandIn({ serverKeys, trustedKeysDir: trustedDir, archiveRepos, board });
+    const endpoint = standIn.endpoint;
+    steps.push(() => standIn.close());
+    const archive = await startPackageArchive(join(dir, 'archive'));
+    steps.push(() => archive.close());
+    const key = await makeThrowawayKey(join(dir, 'openpgp'));
+
+    const configFile = join(dir, 'spark.toml');
+    const debspawn = (options.runner ?? 'host') === 'host' ? HOST_RUNNER : 'debspawn';
+    await writeFile(
+      configFile,
+      `# Written by the spark chain harness (tools/src/chain).
+LighthouseServer = '${endpoint}'
+AcceptedJobs = ['package-build']
+MachineOwner = 'Spark demo'
+MachineName = '${machine}'
+GpgKeyID = '${key.fingerprint}'
+MaxJobs = ${options.maxJobs ?? 1}
+WorkspaceRoot = '${join(dir, 'lkspark')}'
+Architectures = ['amd64']
+CurveKeysDir = '${curveKeysDir}'
+RedisUrl = '${redis.url}'
+GpgSecretKeyFile = '${key.secretKeyFile}'
+
+[connector]
+ReplyTimeout = 2
+PollInterval = 0.2
+MetricsPort = 0
+
+[builder]
+StatusInterval = 1
+DrainTimeout = 5
+Debspawn = '${debspawn}'
+MetricsPort = 0
+
+[signer]
+MetricsPort = 0
+
+[uploader]
+FileTimeout = 30
+MetricsPort = 0
+${options.extraToml ?? ''}`,
+    );
+    const { config } = loadConfig(configFile);
+
+    const commands = new Map(serviceCommands(configFile).map((spec) => [spec.name as ServiceName, spec]));
+    const children = new Map<ServiceName, ChildProcess>();
+    const start = (...names: ServiceName[]) => {
+      for (const name of names.length > 0 ? names : SERVICES) {
+        if (children.has(name)) continue;
+        const spec = commands.get(name);
+        if (!spec) throw new Error(`unknown service ${name}`);
+        const child = spawn(spec.command, spec.args, {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, SPARK_BUILDER_ID: `${machine}@1`, SPARK_LOG_LEVEL: process.env['SPARK_LOG_LEVEL'] ?? 'info' },
+        });
+        children.set(name, child);
+        for (const stream of [child.stdout, child.stderr]) {
+          createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => options.onLog?.(name, line));
+        }
+        child.once('exit', () => {
+          if (children.get(name) === child) children.delete(name);
+        });
+      }
+    };
+    const stop = async (name: ServiceName, signal: NodeJS.Signals = 'SIGTERM') => {
+      const child = children.get(name);
+      if (!child || child.exitCode !== null || child.signalCode !== null) {
+        children.delete(name);
+        return;
+      }
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+      children.delete(name);
+    };
+    steps.push(async () => {
+      await Promise.all(SERVICES.map((name) => stop(name)));
+    });
+
+    let closed: Promise<void> | null = null;
+    return {
+      dir,
+      configFile,
+      config,
+      redis,
+      get standIn() {
+        return standIn;
+      },
+      receiver,
+      archive,
+      key,
+      uploadsDir,
+      start,
+      stop,
+      running: (name) => children.has(name),
+      stopLighthouse: () => standIn.close(),
+      async startLighthouse() {
+        standIn = await startLighthouseStandIn({ endpoint, serverKeys, trustedKeysDir: trustedDir, archiveRepos, board });
+      },
+      close: () => (closed ??= undo()),
+    };
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+}
