@@ -23,10 +23,15 @@ export type ServiceName = (typeof SERVICES)[number];
 /** The debspawn stand-in that builds on the host (tools/host-runner). */
 export const HOST_RUNNER = fileURLToPath(new URL('../../host-runner/debspawn', import.meta.url));
 
+/** The debspawn stand-in that copies prebuilt results from `$SPARK_PREBUILT_DIR/<dsc name>/` (tools/host-runner). */
+export const NOOP_RUNNER = fileURLToPath(new URL('../../host-runner/noop-debspawn', import.meta.url));
+
 /** Options of {@link startChain}. */
 export interface ChainOptions {
-  /** `debspawn` for real container builds, `host` for the fast host runner (default `host`). */
-  runner?: 'debspawn' | 'host';
+  /** `debspawn` for real container builds, `host` for the fast host runner, `noop` for {@link NOOP_RUNNER} (default `host`). */
+  runner?: 'debspawn' | 'host' | 'noop';
+  /** `[connector] PollInterval` in seconds (default 0.2). */
+  pollInterval?: number;
   /** Redis with an append-only file, so it can be restarted without losing jobs (default false). */
   appendOnly?: boolean;
   /** `MaxJobs` (default 1). */
@@ -59,6 +64,8 @@ export interface Chain {
   stop(name: ServiceName, signal?: NodeJS.Signals): Promise<void>;
   /** True while the service's process runs. */
   running(name: ServiceName): boolean;
+  /** The process id of a running service, or undefined. */
+  pid(name: ServiceName): number | undefined;
   /** Stops the Lighthouse stand-in (the job board is kept). */
   stopLighthouse(): void;
   /** Starts the stand-in again on the same endpoint with the same jobs. */
@@ -111,7 +118,7 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
     const key = await makeThrowawayKey(join(dir, 'openpgp'));
 
     const configFile = join(dir, 'spark.toml');
-    const debspawn = (options.runner ?? 'host') === 'host' ? HOST_RUNNER : 'debspawn';
+    const debspawn = { host: HOST_RUNNER, noop: NOOP_RUNNER, debspawn: 'debspawn' }[options.runner ?? 'host'];
     await writeFile(
       configFile,
       `# Written by the spark chain harness (tools/src/chain).
@@ -129,7 +136,7 @@ GpgSecretKeyFile = '${key.secretKeyFile}'
 
 [connector]
 ReplyTimeout = 2
-PollInterval = 0.2
+PollInterval = ${options.pollInterval ?? 0.2}
 MetricsPort = 0
 
 [builder]
@@ -201,6 +208,7 @@ ${options.extraToml ?? ''}`,
       start,
       stop,
       running: (name) => children.has(name),
+      pid: (name) => children.get(name)?.pid,
       stopLighthouse: () => standIn.close(),
       async startLighthouse() {
         standIn = await startLighthouseStandIn({ endpoint, serverKeys, trustedKeysDir: trustedDir, archiveRepos, board });

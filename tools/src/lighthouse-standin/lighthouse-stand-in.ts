@@ -29,6 +29,8 @@ export interface LighthouseStandIn {
   readonly board: JobBoard;
   /** Every request received, in order. */
   readonly requests: RecordedRequest[];
+  /** When each of {@link LighthouseStandIn.requests} arrived (same index), in ms since the epoch with sub-ms precision. */
+  readonly receivedAt: number[];
   /** Z85 public keys the ZAP handler refused. */
   readonly refused: string[];
   /** Adds a job in state WAITING. */
@@ -67,6 +69,7 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
   const board = options.board ?? new JobBoard();
   for (const job of options.jobs ?? []) board.add(job);
   const requests: RecordedRequest[] = [];
+  const receivedAt: number[] = [];
   const overrides = new Map<string, string[]>();
   const archiveRepos = options.archiveRepos ?? { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' } };
 
@@ -109,6 +112,7 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
     for await (const frames of socket) {
       const [address, , data] = frames;
       if (frames.length !== 3 || !address || !data) continue;
+      const arrived = performance.timeOrigin + performance.now();
       let request: RecordedRequest;
       try {
         const value = JSON.parse(data.toString('utf8')) as unknown;
@@ -116,9 +120,11 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
       } catch {
         // Lighthouse ignores requests that are not JSON, leaving the worker to time out.
         requests.push({ raw: data.toString('utf8') });
+        receivedAt.push(arrived);
         continue;
       }
       requests.push(request);
+      receivedAt.push(arrived);
       await socket.send([address, '', answer(request)]);
     }
   };
@@ -129,6 +135,7 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
     endpoint: socket.lastEndpoint ?? options.endpoint ?? '',
     board,
     requests,
+    receivedAt,
     refused: zap.refused,
     addJob: (job) => board.add(job),
     replyNext(request, frame) {
