@@ -5,15 +5,18 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { startChain, type Chain } from '../src/chain/chain.js';
+import { freePort } from '@spark/testing';
+import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 
 const run = promisify(execFile);
 
 describe('the whole chain (host runner)', () => {
   let chain: Chain;
   const logs: string[] = [];
+  const ports: Record<ServiceName, number> = { connector: 0, builder: 0, signer: 0, uploader: 0 };
   before(async () => {
-    chain = await startChain({ onLog: (service, line) => logs.push(`${service}: ${line}`) });
+    for (const name of Object.keys(ports) as ServiceName[]) ports[name] = await freePort();
+    chain = await startChain({ metricsPorts: ports, onLog: (service, line) => logs.push(`${service}: ${line}`) });
   });
   after(() => chain.close());
 
@@ -40,5 +43,28 @@ describe('the whole chain (host runner)', () => {
       await run('gpgv', ['--keyring', chain.key.keyring, join(chain.uploadsDir, 'master', file)]);
     }
     for (const job of jobs) assert.equal(existsSync(join(chain.config.workspacesDir, job.uuid)), false, 'workspace removed');
+  });
+
+  it('serves Prometheus metrics from each service, with the figures of the jobs just run', async () => {
+    const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/;
+    const expected: Record<ServiceName, RegExp> = {
+      connector: /^spark_lighthouse_roundtrip_seconds_count\{[^}]*request="job"[^}]*\} [1-9]/m,
+      builder: /^spark_jobs_total\{[^}]*stage="build"[^}]*\} 2$/m,
+      signer: /^spark_jobs_total\{[^}]*stage="sign"[^}]*\} 2$/m,
+      uploader: /^spark_upload_bytes_total\{service="uploader"\} [1-9]/m,
+    };
+    for (const name of Object.keys(ports) as ServiceName[]) {
+      const response = await fetch(`http://127.0.0.1:${ports[name]}/metrics`);
+      assert.equal(response.status, 200, name);
+      const text = await response.text();
+      for (const line of text.split('\n')) {
+        if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+        assert.match(line, sample, `${name}: not a Prometheus sample line`);
+      }
+      assert.match(text, expected[name], `${name} metrics`);
+      assert.match(text, new RegExp(`^spark_process_resident_memory_bytes\\{service="${name}"\\} \\d+$`, 'm'));
+    }
+    const connector = await (await fetch(`http://127.0.0.1:${ports.connector}/metrics`)).text();
+    assert.match(connector, /^spark_queue_jobs\{queue="build",state="waiting",service="connector"\} 0$/m);
   });
 });

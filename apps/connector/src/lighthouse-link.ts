@@ -1,5 +1,5 @@
 import { Request } from 'zeromq';
-import type { Logger } from '@spark/service';
+import { currentMetrics, type Logger } from '@spark/service';
 import { parseReplyFrame, type LighthouseRequest, type LighthouseStatus } from '@spark/protocol';
 import type { ConnectorKeys } from './curve-keys.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
@@ -128,10 +128,13 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
   const attempt = async (body: RequestBody): Promise<unknown> => {
     if (closed) throw new LighthouseUnreachable('the link to Lighthouse is closed');
     const current = (socket ??= open());
+    const sentAt = performance.now();
     try {
       await current.send(JSON.stringify({ ...body, ...options.identity }));
       const [frame] = await current.receive();
       const parsed = parseReplyFrame(frame ?? '');
+      currentMetrics()?.lighthouseRoundTrip.observe({ request: body.request }, (performance.now() - sentAt) / 1000);
+      if (!parsed.ok) currentMetrics()?.lighthouseErrors.inc({ request: body.request, reason: 'unreadable' });
       status.lastContactAt = Date.now();
       if (status.outageSince !== null) {
         logger.info({ outageMs: status.lastContactAt - status.outageSince }, 'Lighthouse answers again');
@@ -144,6 +147,7 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
     } catch (error) {
       if (error instanceof UnreadableReply) throw error;
       // Timeout or socket error: this socket may hold a stale request; the next try gets a fresh one.
+      currentMetrics()?.lighthouseErrors.inc({ request: body.request, reason: 'no-reply' });
       current.close();
       if (socket === current) socket = null;
       const reason = closed ? 'the link to Lighthouse is closed' : explain();

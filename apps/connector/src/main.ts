@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
-import { createLogger, installShutdown } from '@spark/service';
+import { QUEUE_NAMES } from '@spark/protocol';
+import { connectRedis, createLogger, installShutdown, openQueue, processMetrics, serveMetrics } from '@spark/service';
 import { KeySetupError, loadConnectorKeys } from './curve-keys.js';
 import { createConnector } from './connector.js';
 
@@ -23,5 +24,16 @@ const connector = createConnector({
     throw error;
   },
 });
-installShutdown(logger, () => connector.close());
+const metrics = processMetrics('connector');
+// The connector reports every queue's depth: one scrape target shows the whole pipeline.
+const metricsRedis = connectRedis(config.redisUrl, 'worker');
+const depthQueues = QUEUE_NAMES.map((name) => openQueue(name, metricsRedis, config.queuePrefix, logger));
+metrics.watchQueues(depthQueues);
+const metricsEndpoint = await serveMetrics(metrics, config.connector.metricsPort, logger);
+installShutdown(logger, async () => {
+  await connector.close();
+  await metricsEndpoint.close();
+  await Promise.allSettled(depthQueues.map((queue) => queue.close()));
+  metricsRedis.disconnect();
+});
 await connector.start();

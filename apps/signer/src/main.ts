@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 import { EXIT_CONFIG, loadConfigOrExit, parseServiceArgs } from '@spark/config';
-import { createLogger, installShutdown } from '@spark/service';
+import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
 import { openAuditLog } from './audit-log.js';
 import { createSigner } from './signer.js';
 import { loadSigningKey, SigningKeyError, type SigningKey } from './signing-key.js';
 
 const args = parseServiceArgs('spark-signer');
 const { config } = loadConfigOrExit(args.configFile);
-const logger = createLogger('spark-signer');
+const logger = createLogger('signer');
 
 let signingKey: SigningKey;
 try {
@@ -24,5 +24,9 @@ try {
 }
 const audit = await openAuditLog(config.signer.auditLog);
 const signer = createSigner({ config, logger, signingKey, audit });
-installShutdown(logger, signer.close);
+const metricsEndpoint = await serveMetrics(processMetrics('signer'), config.signer.metricsPort, logger);
+installShutdown(logger, async () => {
+  await signer.close();
+  await metricsEndpoint.close();
+});
 await signer.start();

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
-import { createLogger, installShutdown } from '@spark/service';
+import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
 import { createUploader } from './uploader.js';
 
 const { config } = loadConfigOrExit(parseServiceArgs('spark-uploader').configFile);
-const logger = createLogger('spark-uploader');
+const logger = createLogger('uploader');
 const uploader = createUploader({ config, logger });
-installShutdown(logger, () => uploader.close());
+const metricsEndpoint = await serveMetrics(processMetrics('uploader'), config.uploader.metricsPort, logger);
+installShutdown(logger, async () => {
+  await uploader.close();
+  await metricsEndpoint.close();
+});
 await uploader.start();

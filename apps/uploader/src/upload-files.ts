@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '@spark/service';
+import { currentMetrics, type Logger } from '@spark/service';
 import { putFile, type PutAnswer } from './put-file.js';
 import type { UploadProgress } from './upload-progress.js';
 
@@ -89,6 +89,7 @@ export async function uploadFiles(
       throw new Error(`gave up uploading ${item.name} to ${item.url} after ${policy.attempts} attempts; last: ${lastProblem}`);
     }
     await progress.markDone(item.name);
+    currentMetrics()?.uploadBytes.inc(item.size);
     logger.info({ file: item.name, url: item.url, bytes: item.size }, `uploaded ${item.name}`);
   }
 }

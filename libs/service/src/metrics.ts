@@ -68,6 +68,23 @@ export function createMetrics(service: string): SparkMetrics {
   };
 }
 
+let current: SparkMetrics | null = null;
+
+/**
+ * The metric set of this process: created on first call with the service's
+ * name. Stage code records into it through {@link currentMetrics}, so metrics
+ * need no extra parameters threaded through every function.
+ */
+export function processMetrics(service: string): SparkMetrics {
+  current ??= createMetrics(service);
+  return current;
+}
+
+/** This process's metric set, or null when the service did not turn metrics on (tests, tools). */
+export function currentMetrics(): SparkMetrics | null {
+  return current;
+}
+
 /** A running `/metrics` endpoint. */
 export interface MetricsServer {
   /** `http://127.0.0.1:<port>/metrics`, or null when turned off or the port was taken. */

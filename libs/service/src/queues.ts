@@ -2,6 +2,7 @@ import { Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from '
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import { QUEUE_NAMES, type QueueName } from '@spark/protocol';
+import { currentMetrics } from './metrics.js';
 
 /** Completed jobs kept for the dashboard and `spark status` (count / seconds). */
 export const KEEP_COMPLETED = { count: 1000, age: 7 * 24 * 3600 };
@@ -33,6 +34,20 @@ export function openWorker<T>(
 ): Worker<T> {
   const worker = new Worker<T>(name, processor, { connection, prefix, ...options });
   worker.on('error', (err) => logger.error({ err, queue: name }, `worker for ${name}: Redis error`));
+  const metrics = currentMetrics();
+  if (metrics) {
+    // Every stage's jobs and durations, counted in one place: a job's result is
+    // what its processor returned when that is a `{ result }` object, else `done`.
+    const record = (job: { processedOn?: number | undefined; finishedOn?: number | undefined } | undefined, result: string) => {
+      metrics.jobsTotal.inc({ stage: name, result });
+      if (job?.processedOn && job.finishedOn) metrics.stageDuration.observe({ stage: name }, (job.finishedOn - job.processedOn) / 1000);
+    };
+    worker.on('completed', (job, value: unknown) => {
+      const result = typeof value === 'object' && value !== null && typeof (value as { result?: unknown }).result === 'string' ? (value as { result: string }).result : 'done';
+      record(job, result);
+    });
+    worker.on('failed', (job) => record(job, 'failed'));
+  }
   return worker;
 }
 

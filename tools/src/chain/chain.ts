@@ -1,21 +1,24 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { loadConfig, type SparkConfig } from '@spark/config';
 import { formatCurveKeyFile } from '@spark/protocol';
 import { startRedisServer, type RedisServer } from '@spark/testing';
 import { installServerKey, installWorkerKey } from '../keytool/install-key.js';
 import { createKeyFiles } from '../keytool/key-new.js';
-import { startLighthouseStandIn, type LighthouseStandIn } from '../lighthouse-standin/lighthouse-stand-in.js';
+import { startLighthouseStandIn, type LighthouseStandIn, type RecordedRequest } from '../lighthouse-standin/lighthouse-stand-in.js';
 import { JobBoard } from '../lighthouse-standin/job-board.js';
 import { SERVICES, serviceCommands } from '../supervisor/run-command.js';
 import { startUploadReceiver, type UploadReceiver, type UploadReceiverOptions } from '../upload-receiver/upload-receiver.js';
 import { makeThrowawayKey, type ThrowawayKey } from './openpgp-key.js';
 import { startPackageArchive, type PackageArchive } from './package-archive.js';
+
+const run = promisify(execFile);
 
 /** One of the four services. */
 export type ServiceName = (typeof SERVICES)[number];
@@ -40,10 +43,14 @@ export interface ChainOptions {
   receiver?: Partial<Pick<UploadReceiverOptions, 'failFraction' | 'failFiles' | 'answerDelayMs'>>;
   /** Extra TOML appended to the generated spark.toml (its tables). */
   extraToml?: string;
+  /** `MetricsPort` of each service (default 0: no metrics endpoints). */
+  metricsPorts?: Partial<Record<ServiceName, number>>;
   /** Called with every log line of every service (JSON text). Default: dropped. */
   onLog?: (service: ServiceName, line: string) => void;
   /** Root directory (default: a new temp dir, removed by close()). */
   dir?: string;
+  /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root; unmounted by close()). */
+  workspaceSizeBytes?: number;
 }
 
 /** A whole worker on this machine against local stand-ins: Redis, Lighthouse, archive, upload receiver, keys, the four services. */
@@ -66,6 +73,8 @@ export interface Chain {
   running(name: ServiceName): boolean;
   /** The process id of a running service, or undefined. */
   pid(name: ServiceName): number | undefined;
+  /** Every request any stand-in of this chain received, across Lighthouse restarts, in order. */
+  lighthouseRequests(): RecordedRequest[];
   /** Stops the Lighthouse stand-in (the job board is kept). */
   stopLighthouse(): void;
   /** Starts the stand-in again on the same endpoint with the same jobs. */
@@ -137,23 +146,28 @@ GpgSecretKeyFile = '${key.secretKeyFile}'
 [connector]
 ReplyTimeout = 2
 PollInterval = ${options.pollInterval ?? 0.2}
-MetricsPort = 0
+MetricsPort = ${options.metricsPorts?.connector ?? 0}
 
 [builder]
 StatusInterval = 1
 DrainTimeout = 5
 Debspawn = '${debspawn}'
-MetricsPort = 0
+MetricsPort = ${options.metricsPorts?.builder ?? 0}
 
 [signer]
-MetricsPort = 0
+MetricsPort = ${options.metricsPorts?.signer ?? 0}
 
 [uploader]
 FileTimeout = 30
-MetricsPort = 0
+MetricsPort = ${options.metricsPorts?.uploader ?? 0}
 ${options.extraToml ?? ''}`,
     );
     const { config } = loadConfig(configFile);
+    if (options.workspaceSizeBytes !== undefined) {
+      await mkdir(config.workspacesDir, { recursive: true });
+      await run('mount', ['-t', 'tmpfs', '-o', `size=${options.workspaceSizeBytes}`, 'spark-chaos', config.workspacesDir]);
+      steps.push(() => run('umount', ['-l', config.workspacesDir]).then(() => undefined));
+    }
 
     const commands = new Map(serviceCommands(configFile).map((spec) => [spec.name as ServiceName, spec]));
     const children = new Map<ServiceName, ChildProcess>();
@@ -192,6 +206,7 @@ ${options.extraToml ?? ''}`,
       await Promise.all(SERVICES.map((name) => stop(name)));
     });
 
+    const earlierRequests: RecordedRequest[] = [];
     let closed: Promise<void> | null = null;
     return {
       dir,
@@ -209,8 +224,11 @@ ${options.extraToml ?? ''}`,
       stop,
       running: (name) => children.has(name),
       pid: (name) => children.get(name)?.pid,
+      lighthouseRequests: () => [...earlierRequests, ...standIn.requests],
       stopLighthouse: () => standIn.close(),
       async startLighthouse() {
+        standIn.close();
+        earlierRequests.push(...standIn.requests);
         standIn = await startLighthouseStandIn({ endpoint, serverKeys, trustedKeysDir: trustedDir, archiveRepos, board });
       },
       close: () => (closed ??= undo()),
