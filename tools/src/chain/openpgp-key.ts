@@ -32,5 +32,7 @@ export async function makeThrowawayKey(dir: string, uid = 'Spark Worker <spark-w
   const keyring = join(dir, 'worker-keyring.gpg');
   const exported = await run('gpg', ['--batch', '--export', fingerprint], { env, encoding: 'buffer' });
   await writeFile(keyring, exported.stdout);
+  // gpg started an agent for the key generation; the key now lives in files, so stop it.
+  await run('gpgconf', ['--homedir', home, '--kill', 'gpg-agent'], { env }).catch(() => undefined);
   return { home, fingerprint, secretKeyFile, keyring };
 }
