@@ -54,6 +54,18 @@ export async function isSupersededStatus(reportQueue: Queue, jobId: string | und
 }
 
 /**
+ * The start of a reply for a log line. A hostile reply can nest deeper than
+ * JSON.stringify recurses; that must not fail the report it answered.
+ */
+function replyPreview(reply: unknown): string {
+  try {
+    return String(JSON.stringify(reply)).slice(0, 200);
+  } catch (error) {
+    return `(not printable: ${(error as Error).message})`;
+  }
+}
+
+/**
  * Relays the `report` queue to Lighthouse: one report at a time, in queue
  * order, each retried until Lighthouse answers, so no report of a job ever
  * overtakes an earlier one. The queue lives in Redis, so reports survive a
@@ -99,7 +111,7 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     if (report.kind !== 'status') {
       const ack = ackReplySchema.safeParse(reply);
       if (!ack.success) {
-        log.warn(`${REPORT_REQUEST[report.kind]}: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)}`);
+        log.warn(`${REPORT_REQUEST[report.kind]}: unexpected reply ${replyPreview(reply)}`);
       } else if (ack.data !== true) {
         // Lighthouse's no (e.g. an unknown job) will not change on a retry.
         log.warn(`Lighthouse refused ${REPORT_REQUEST[report.kind]}: ${ack.data.error}`);

@@ -124,6 +124,23 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
+  it('completes a report whose reply nests too deep to print (the log says so; the report does not end up failed)', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.replyNext('job-accepted', '['.repeat(300_000) + ']'.repeat(300_000));
+      await report(world, { kind: 'accepted', uuid, at: 1 });
+      await world.connector.start();
+      await waitUntil('the report is completed', async () => (await world.reportQueue.getJobState(reportJobId({ kind: 'accepted', uuid, at: 1 }))) === 'completed');
+      assert.equal(await world.reportQueue.getFailedCount(), 0);
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-accepted').length, 1, 'sent once');
+      assert.match(messages(world).join('\n'), /job-accepted: unexpected reply \(not printable: Maximum call stack size exceeded\)/);
+      assert.deepEqual(world.fatal, []);
+    } finally {
+      await world.close();
+    }
+  });
+
   it('never enqueues a hostile or malformed job: rejects it by uuid when usable, logs why, keeps running', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     try {
