@@ -57,9 +57,13 @@ declare -A bins=(
   [spark-uploader]=apps/uploader/dist/main.js
 )
 for name in "${!bins[@]}"; do
-  chmod +x "$root/${bins[$name]}"
-  $sudo ln -sfn "$root/${bins[$name]}" "$bindir/$name"
-  echo "$bindir/$name -> $root/${bins[$name]}"
+  # A small launcher rather than a symlink: a rebuild rewrites dist/ (and drops
+  # the executable bit), the launcher keeps working.
+  launcher=$(mktemp)
+  printf '#!/bin/sh\nexec node %q "$@"\n' "$root/${bins[$name]}" > "$launcher"
+  $sudo install -m 0755 "$launcher" "$bindir/$name"
+  rm -f "$launcher"
+  echo "$bindir/$name runs $root/${bins[$name]}"
 done
 
 step "debspawn image for $suite"

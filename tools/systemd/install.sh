@@ -24,7 +24,10 @@ done
 
 # Directories: workspaces and logs shared by the group (setgid, so new files
 # stay in lkspark); the audit log is the signer's alone.
-effective=$(spark config check --config "$config" 2>/dev/null || echo '{}')
+effective='{}'
+if [ -f "$config" ]; then
+  effective=$(spark config check --config "$config") || { echo "install.sh: fix $config first (spark config check above)" >&2; exit 2; }
+fi
 field() { printf '%s' "$effective" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1') or '')"; }
 workspace_root=$(field workspaceRoot)
 workspace_root=${workspace_root:-/var/lib/lkspark/}
@@ -49,6 +52,6 @@ if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   if $enable; then systemctl enable --now spark.target; fi
 else
-  echo "systemd is not running here: start the services with 'systemctl start spark.target' on the real host, or 'spark run' (when available)"
+  echo "systemd is not running here: on the real host run 'systemctl enable --now spark.target'; without systemd, 'spark run'"
 fi
 echo "spark services installed from $root"
