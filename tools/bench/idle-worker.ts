@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { median, percentile, procStatusKiB } from '@spark/testing';
+import { startChain, type Chain } from '../src/chain/chain.js';
+import { SERVICES } from '../src/supervisor/run-command.js';
+import { openIdealPoller } from './ideal-poller.js';
+import { chainJobs, requestIndex, type Prebuilt } from './prebuilt-jobs.js';
+
+const POLLER = 'ideal-poller';
+/** Epoch ms on the clock the stand-in stamps requests with. */
+export const now = (): number => performance.timeOrigin + performance.now();
+const ms = (value: number) => `${value.toFixed(0)} ms`;
+
+/** Resolves once the chain's connector has asked for a job (its builders are up). */
+export async function untilPolling(chain: Chain): Promise<void> {
+  await chain.standIn.waitFor((requests) => requests.some((r) => r.request === 'job' && r['machine_name'] === chain.config.machineName), 60_000);
+}
+
+/** Empties the receiver's repository, so the next job may upload the same file names again. */
+export async function clearUploads(chain: Chain): Promise<void> {
+  const repo = join(chain.uploadsDir, 'master');
+  for (const name of await readdir(repo).catch(() => [])) await rm(join(repo, name), { force: true });
+}
+
+/** Waits for a job's terminal report and returns its index; throws when the job did not succeed. */
+export async function untilSuccess(chain: Chain, uuid: string, from: number): Promise<number> {
+  const terminal = (r: Record<string, unknown>) => r['uuid'] === uuid && ['job-success', 'job-failed', 'job-rejected'].includes(String(r['request']));
+  await chain.standIn.waitFor((requests) => requests.slice(from).some(terminal), 120_000);
+  const index = requestIndex(chain, from, terminal);
+  const request = chain.standIn.requests[index];
+  if (request?.request !== 'job-success') throw new Error(`job ${uuid} ended with ${String(request?.request)}`);
+  return index;
+}
+
+/** Requests per second from `machineName` that arrived in [from, to] (epoch ms). */
+function rate(chain: Chain, machineName: string, from: number, to: number): number {
+  const { requests, receivedAt } = chain.standIn;
+  const count = requests.filter((r, i) => r['machine_name'] === machineName && (receivedAt[i] ?? 0) >= from && (receivedAt[i] ?? 0) <= to).length;
+  return count / ((to - from) / 1000);
+}
+
+/** Counts both pollers' requests over `seconds` while neither has work. */
+async function idleRates(chain: Chain, seconds: number): Promise<{ ours: number; ideal: number }> {
+  const from = now();
+  await sleep(seconds * 1000);
+  const to = now();
+  return { ours: rate(chain, chain.config.machineName, from, to), ideal: rate(chain, POLLER, from, to) };
+}
+
+/** An idle node process started like the services (tsx loader) and a bare one, for the RSS baseline. */
+async function idleNodes(dir: string): Promise<{ pids: { bare: number; tsx: number }; stop: () => Promise<void> }> {
+  const script = join(dir, 'idle.ts');
+  await writeFile(script, 'setInterval(() => undefined, 1000);\n');
+  const bare = spawn(process.execPath, ['-e', 'setInterval(() => undefined, 1000)'], { stdio: 'ignore' });
+  const tsx = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', script], { stdio: 'ignore' });
+  return {
+    pids: { bare: bare.pid ?? 0, tsx: tsx.pid ?? 0 },
+    async stop() {
+      for (const child of [bare, tsx]) {
+        const exited = once(child, 'exit');
+        child.kill();
+        await exited;
+      }
+    },
+  };
+}
+
+/**
+ * Idle worker: request rate to Lighthouse and pickup latency against an ideal
+ * poller (ideal-poller.ts) on the same stand-in; services' idle RSS against an
+ * idle node process. `samples` timed pickups after one warm-up.
+ */
+export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Promise<string[]> {
+  const out: string[] = [];
+  const pollMs = 200;
+
+  // Part 1: the chain's PollInterval (0.2 s), where the worker's own reaction time is visible.
+  let chain = await startChain({ runner: 'noop', pollInterval: pollMs / 1000 });
+  try {
+    chain.start();
+    await untilPolling(chain);
+    const poller = await openIdealPoller(chain.config, POLLER);
+    try {
+      poller.poll(pollMs);
+      await sleep(2000);
+      const fast = await idleRates(chain, 10);
+      await poller.stopPolling();
+      out.push(`idle request rate at PollInterval 0.2 s: ${fast.ours.toFixed(2)}/s, ideal poller ${fast.ideal.toFixed(2)}/s (×${(fast.ours / fast.ideal).toFixed(2)})`);
+
+      const specs = Array.from({ length: samples + 1 }, (_, i) => prebuilt.specs[i % prebuilt.specs.length] ?? { name: 'bench0', version: '1.0' });
+      const pickup: number[] = [];
+      const reaction: number[] = [];
+      // Jobs are made just before they are added: remaking a package changes its .dsc, and an earlier job's checksum with it.
+      for (const [i, spec] of specs.entries()) {
+        const [job] = await chainJobs(chain, [spec]);
+        if (!job) continue;
+        await sleep(Math.random() * pollMs);
+        const from = chain.standIn.requests.length;
+        const added = now();
+        chain.standIn.addJob(job);
+        await chain.standIn.waitFor((requests) => requests.slice(from).some((r) => r.request === 'job-accepted' && r['uuid'] === job.uuid), 60_000);
+        const accepted = requestIndex(chain, from, (r) => r.request === 'job-accepted' && r['uuid'] === job.uuid);
+        // The stand-in answers each request as it records it, so the first job request recorded after addJob got the job.
+        const handOut = requestIndex(chain, from, (r) => r.request === 'job' && r['machine_name'] === chain.config.machineName);
+        await untilSuccess(chain, job.uuid, from);
+        await clearUploads(chain);
+        if (i === 0) continue;
+        pickup.push((chain.standIn.receivedAt[accepted] ?? NaN) - added);
+        reaction.push((chain.standIn.receivedAt[accepted] ?? NaN) - (chain.standIn.receivedAt[handOut] ?? NaN));
+      }
+
+      await chain.stop('connector');
+      poller.poll(pollMs);
+      const idealPickup: number[] = [];
+      for (const spec of specs.slice(0, samples)) {
+        const [job] = await chainJobs(chain, [spec]);
+        if (!job) continue;
+        await sleep(Math.random() * pollMs);
+        const from = chain.standIn.requests.length;
+        const added = now();
+        chain.standIn.addJob(job);
+        await chain.standIn.waitFor((requests) => requests.slice(from).some((r) => r.request === 'job-accepted' && r['uuid'] === job.uuid), 60_000);
+        idealPickup.push((chain.standIn.receivedAt[requestIndex(chain, from, (r) => r.request === 'job-accepted' && r['uuid'] === job.uuid)] ?? NaN) - added);
+      }
+      await poller.stopPolling();
+      const rtt = await poller.roundTrips(200);
+      out.push(
+        `pickup latency (job added → job-accepted), PollInterval 0.2 s, ${samples} jobs: median ${ms(median(pickup))}, p95 ${ms(percentile(pickup, 95))}; ideal poller median ${ms(median(idealPickup))}, p95 ${ms(percentile(idealPickup, 95))} (×${(median(pickup) / median(idealPickup)).toFixed(2)} median, ×${(percentile(pickup, 95) / percentile(idealPickup, 95)).toFixed(2)} p95)`,
+        `  of which hand-out → job-accepted (the worker's own reaction): median ${ms(median(reaction))}, p95 ${ms(percentile(reaction, 95))}; bare CURVE REQ round trip median ${median(rtt).toFixed(2)} ms (×${(median(reaction) / median(rtt)).toFixed(0)})`,
+      );
+      poller.close();
+    } catch (error) {
+      poller.close();
+      throw error;
+    }
+  } finally {
+    await chain.close();
+  }
+
+  // Part 2: the default PollInterval (5 s), as a worker runs in production; and idle RSS.
+  chain = await startChain({ runner: 'noop', pollInterval: 5 });
+  const baseline = await idleNodes(chain.dir);
+  try {
+    chain.start();
+    await untilPolling(chain);
+    const poller = await openIdealPoller(chain.config, POLLER);
+    try {
+      poller.poll(5000);
+      await sleep(3000);
+      const slow = await idleRates(chain, 30);
+      await poller.stopPolling();
+      out.push(`idle request rate at PollInterval 5 s (default): ${slow.ours.toFixed(2)}/s, ideal poller ${slow.ideal.toFixed(2)}/s (×${(slow.ours / slow.ideal).toFixed(2)}), over 30 s`);
+    } finally {
+      poller.close();
+    }
+    const bare = await procStatusKiB(baseline.pids.bare, 'VmRSS');
+    const tsx = await procStatusKiB(baseline.pids.tsx, 'VmRSS');
+    const rss: string[] = [];
+    for (const name of SERVICES) {
+      const kib = await procStatusKiB(chain.pid(name) ?? 0, 'VmRSS');
+      rss.push(`${name} ${(kib / 1024).toFixed(0)} MiB (×${(kib / tsx).toFixed(1)})`);
+    }
+    out.push(
+      `idle RSS after ~35 s idle (VmRSS; services run from source through tsx): ${rss.join(', ')}; ×: against an idle node process with the same tsx loader, ${(tsx / 1024).toFixed(0)} MiB (bare node: ${(bare / 1024).toFixed(0)} MiB)`,
+    );
+  } finally {
+    await baseline.stop();
+    await chain.close();
+  }
+  return out;
+}
