@@ -1,7 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSafeFileName, parseControlFile, parseFileList } from '@spark/protocol';
-import { fileDigests } from './file-digests.js';
+import { digestFile } from '@spark/service';
 import type { ControlFileSet } from './runner.js';
 
 /**
@@ -19,7 +19,7 @@ export async function readChangesSet(dir: string, source: string, versionNoEpoch
   if (entries.length === 0) throw new Error(`${name} lists no files`);
   for (const entry of entries) {
     if (!isSafeFileName(entry.name)) throw new Error(`${name} lists ${JSON.stringify(entry.name)}, not a plain file name`);
-    const actual = await fileDigests(join(dir, entry.name)).catch(() => null);
+    const actual = await digestFile(join(dir, entry.name)).catch(() => null);
     if (!actual) throw new Error(`${name} lists ${entry.name}, which debspawn did not leave in ${dir}`);
     if (actual.size !== entry.size || actual.sha256 !== entry.digest.toLowerCase()) {
       throw new Error(`${entry.name} does not match ${name} (size ${actual.size}, SHA-256 ${actual.sha256})`);

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Deb822Paragraph, formatFileList, writeDeb822, type BuildResult } from '@spark/protocol';
-import { fileDigests, type FileDigests } from './file-digests.js';
+import { digestFile, type FileDigests } from '@spark/service';
 
 /** `<uuid>.dud`, as spark names it (spark/worker.py). */
 export function dudFileName(uuid: string): string {
@@ -32,7 +32,7 @@ export interface DudContent {
  */
 export async function writeDud(dir: string, content: DudContent): Promise<string> {
   const digests: [string, FileDigests][] = [];
-  for (const name of content.files) digests.push([name, await fileDigests(join(dir, name))]);
+  for (const name of content.files) digests.push([name, await digestFile(join(dir, name))]);
   const paragraph = new Deb822Paragraph([
     ['Format', '1.8'],
     ['Date', rfc2822Date(content.date ?? new Date())],

@@ -1,7 +1,6 @@
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Queue } from 'bullmq';
-import type { Logger } from '@spark/service';
 import {
   isSafeFileName,
   jobArtifactsDir,
@@ -15,7 +14,7 @@ import {
   type Manifest,
 } from '@spark/protocol';
 import { writeDud } from './dud.js';
-import { fileDigests } from './file-digests.js';
+import { digestFile, type Logger } from '@spark/service';
 import { openJobLog, type JobLog } from './job-log.js';
 import { JobStop } from './job-stop.js';
 import { reportReason, sendReport } from './reports.js';
@@ -182,7 +181,7 @@ async function collectArtifacts(
   names.push(dud);
   const files = [];
   for (const name of names) {
-    const digests = await fileDigests(join(artifacts, name));
+    const digests = await digestFile(join(artifacts, name));
     files.push({ name, size: digests.size, sha256: digests.sha256 });
   }
   return manifestSchema.parse({ uuid, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });

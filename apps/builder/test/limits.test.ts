@@ -155,7 +155,8 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     const jobId = await addJob('../../etc', 'silent');
     const dropped = await waitFor('the path-uuid job to complete', async () => {
       const job = await buildQueue.getJob(jobId);
-      return (await job?.isCompleted()) ? job : null;
+      // Read it again once completed: the first read may predate its return value.
+      return (await job?.isCompleted()) ? ((await buildQueue.getJob(jobId)) ?? null) : null;
     });
     const summary = dropped.returnvalue as { outcome: string; reason: string };
     assert.equal(summary.outcome, 'dropped');

@@ -7,7 +7,7 @@ import {
   type FileListEntry,
 } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
-import type { FileDigests } from './file-digests.js';
+import type { FileDigests } from '@spark/service';
 import type { VerifiedArtifact } from './verify-artifacts.js';
 
 /** The file lists of a `.changes`/`.dud` and the digest each one carries. */

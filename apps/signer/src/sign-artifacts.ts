@@ -6,7 +6,7 @@ import { ArtifactError } from './artifact-error.js';
 import type { AuditLog } from './audit-log.js';
 import { clearsign } from './clearsign.js';
 import { checkListedFiles, controlFileText, listedFileNames, readControlFile, updateListedFile, type ControlFile } from './control-file.js';
-import { digestBuffer, type FileDigests } from './file-digests.js';
+import { digestBuffer, type FileDigests } from '@spark/service';
 import type { SigningKey } from './signing-key.js';
 import { verifyArtifacts, type VerifiedArtifact } from './verify-artifacts.js';
 

@@ -3,7 +3,7 @@ import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { jobArtifactsDir, type Manifest, type ManifestEntry } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
-import { digestBuffer, digestStream, type FileDigests } from './file-digests.js';
+import { digestBuffer, digestStream, type FileDigests } from '@spark/service';
 
 /** Control files are read whole (they are signed from memory); anything larger is not a control file. */
 export const MAX_CONTROL_FILE_BYTES = 16 * 1024 * 1024;

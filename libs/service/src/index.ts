@@ -3,3 +3,4 @@ export * from './redis.js';
 export * from './shutdown.js';
 export * from './queues.js';
 export * from './metrics.js';
+export * from './file-digests.js';

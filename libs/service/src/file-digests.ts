@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 
 /** Size and the digests Debian control files list (`Files`, `Checksums-Sha1`, `Checksums-Sha256`), lowercase hex. */
@@ -23,6 +24,11 @@ export async function digestStream(stream: Readable): Promise<FileDigests> {
     size += chunk.length;
   }
   return { size, md5: md5.digest('hex'), sha1: sha1.digest('hex'), sha256: sha256.digest('hex') };
+}
+
+/** Reads the file at `path` once, in 1 MiB chunks, for its size and digests. */
+export function digestFile(path: string): Promise<FileDigests> {
+  return digestStream(createReadStream(path, { highWaterMark: 1024 * 1024 }));
 }
 
 /** Digests of bytes already in memory (a control file). */
