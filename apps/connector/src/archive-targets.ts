@@ -1,13 +1,13 @@
 import type { Redis } from '@spark/service';
 import type { Logger } from '@spark/service';
 import { archiveInfoReplySchema, archiveTargetsKey, describeIssues, errorReplySchema, type StoredArchiveTargets } from '@spark/protocol';
-import type { LighthouseLink } from './lighthouse-link.js';
+import { UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
 
 /**
  * Asks Lighthouse for `archive-info` until it answers and stores a valid
  * reply at `<prefix>:archive-targets` for the uploader. Resolves true when
- * targets were stored; an error or malformed reply is logged and leaves the
- * stored targets as they were (false).
+ * targets were stored; an error, malformed or unreadable reply is logged and
+ * leaves the stored targets as they were (false).
  */
 export async function refreshArchiveTargets(
   link: LighthouseLink,
@@ -16,7 +16,15 @@ export async function refreshArchiveTargets(
   logger: Logger,
   signal: AbortSignal,
 ): Promise<boolean> {
-  const reply = await link.requestUntilAnswered({ request: 'archive-info' }, signal);
+  let reply: unknown;
+  try {
+    reply = await link.requestUntilAnswered({ request: 'archive-info' }, signal);
+  } catch (error) {
+    // Lighthouse answered, but with a frame we cannot read: like a malformed reply, not a reason to exit.
+    if (!(error instanceof UnreadableReply)) throw error;
+    logger.error(`archive-info: ${error.message}; keeping the stored upload targets`);
+    return false;
+  }
   const error = errorReplySchema.safeParse(reply);
   if (error.success) {
     logger.error(`Lighthouse refused archive-info: ${error.data.error}`);

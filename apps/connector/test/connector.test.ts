@@ -141,6 +141,23 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
+  it('keeps running when Lighthouse answers archive-info with a frame that is not JSON or too large, and stores the targets of the next good reply', async () => {
+    const world = await startWorld({ redisUrl: redis.url, connectorToml: 'ArchiveInfoInterval = 0.2' });
+    try {
+      world.standIn?.replyNext('archive-info', 'not json');
+      world.standIn?.replyNext('archive-info', JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }));
+      await world.connector.start();
+      await waitUntil('the upload targets are stored', async () => (await world.redis.get(archiveTargetsKey(world.prefix))) !== null);
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'archive-info').length, 3);
+      const log = messages(world).join('\n');
+      assert.match(log, /archive-info: Lighthouse sent an unreadable reply: reply is not JSON/);
+      assert.match(log, /archive-info: Lighthouse sent an unreadable reply: reply of \d+ bytes exceeds the 1048576-byte limit/);
+      assert.deepEqual(world.fatal, []);
+    } finally {
+      await world.close();
+    }
+  });
+
   it('never enqueues a hostile or malformed job: rejects it by uuid when usable, logs why, keeps running', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     try {
