@@ -1,0 +1,326 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { parseControlFile, parseFileList, QUEUE_NAMES } from '@spark/protocol';
+import type { SourcePackageSpec } from '@spark/testing';
+import { HOST_RUNNER, startChain, type Chain, type ChainOptions, type ServiceName } from '../src/chain/chain.js';
+import type { StandInJob } from '../src/lighthouse-standin/job-board.js';
+import type { RecordedRequest } from '../src/lighthouse-standin/lighthouse-stand-in.js';
+
+const run = promisify(execFile);
+
+/** A seeded pseudo-random source (mulberry32), so a failing run can be replayed with `--seed`. */
+export interface Random {
+  /** A float in [0, 1). */
+  next(): number;
+  /** An integer in [min, max]. */
+  int(min: number, max: number): number;
+  pick<T>(items: readonly T[]): T;
+}
+
+/** Makes the random source of one scenario from the suite's seed. */
+export function seededRandom(seed: number): Random {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (min, max) => min + Math.floor(next() * (max - min + 1)),
+    pick: (items) => items[Math.floor(next() * items.length)] as (typeof items)[number],
+  };
+}
+
+/** What one scenario found, one row of the final table. */
+export interface ScenarioResult {
+  jobs: number;
+  files: number;
+  duplicates: number;
+  lost: number;
+  /** Everything that went wrong; empty when the scenario passed. */
+  problems: string[];
+  /** Extra figures for the log (kills made, cases run…). */
+  notes: string[];
+}
+
+/** A scenario of the suite. */
+export interface Scenario {
+  name: string;
+  /** Hard bound of the whole scenario, setup and checks included. */
+  timeoutMs: number;
+  run(random: Random, say: (line: string) => void): Promise<ScenarioResult>;
+}
+
+/** How a job is expected to end at Lighthouse. */
+export type Ending = 'job-success' | 'job-failed';
+
+/** A job the suite submitted, with the reference build of its `.deb`. */
+export interface ChaosJob {
+  job: StandInJob;
+  spec: SourcePackageSpec;
+  /** sha256 of the `.deb` the host runner makes from the same `.dsc`, built beside the chain (undefined when not compared; null when that build failed). */
+  reference: Promise<string | null | undefined>;
+}
+
+/** A chain with its service logs kept, and the checks every scenario makes. */
+export interface ChaosChain {
+  chain: Chain;
+  /** Service log lines, oldest first (bounded). */
+  logs: string[];
+  /**
+   * Makes `count` jobs of distinct tiny packages and puts them on the Lighthouse
+   * board; `reference: false` skips the reference build (a container build's
+   * toolchain may differ from the host's).
+   */
+  submit(count: number, label: string, spec?: Partial<SourcePackageSpec>, options?: { reference?: boolean }): Promise<ChaosJob[]>;
+  /** Resolves once every job has a terminal report at Lighthouse; rejects with the last log lines after `timeoutMs`. */
+  waitForEnd(jobs: readonly ChaosJob[], timeoutMs: number): Promise<void>;
+  /** Lighthouse's requests about one job, across stand-in restarts. */
+  requestsOf(uuid: string): RecordedRequest[];
+  /** Job counts per queue state in the chain's Redis. */
+  queueCounts(): Promise<Record<string, Record<string, number>>>;
+  /** Checks every job (reports, uploaded files, workspace) and the queues; fills `result`. */
+  verify(jobs: readonly ChaosJob[], ending: Ending, result: ScenarioResult, allowedFailed?: Partial<Record<string, number>>): Promise<void>;
+  /** Makes sure each service runs (restarting the ones that died) and reports those that had to be restarted. */
+  ensureRunning(): ServiceName[];
+  close(): Promise<void>;
+}
+
+let packageCounter = 0;
+
+/** Starts a chain for one scenario (the four services not yet started). */
+export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain> {
+  const logs: string[] = [];
+  const chain = await startChain({
+    appendOnly: true,
+    ...options,
+    onLog: (service, line) => {
+      logs.push(`${service}: ${line}`);
+      if (logs.length > 20_000) logs.splice(0, 5_000);
+      options.onLog?.(service, line);
+    },
+  });
+  const referenceDir = await mkdtemp(join(tmpdir(), 'spark-chaos-ref-'));
+  const references: Promise<unknown>[] = [];
+  let referenceChain: Promise<unknown> = Promise.resolve();
+
+  const requestsOf = (uuid: string) => chain.lighthouseRequests().filter((request) => request['uuid'] === uuid);
+
+  const referenceBuild = (dsc: string, name: string): Promise<string | null> => {
+    // One reference build at a time: they compete with the chain for the two cores.
+    const result = referenceChain.then(async () => {
+      const out = join(referenceDir, name);
+      await run(HOST_RUNNER, ['build', `--results-dir=${out}`, dsc], { env: { ...process.env, TMPDIR: referenceDir } });
+      const deb = (await readdir(out)).find((file) => file.endsWith('.deb'));
+      return deb ? sha256(await readFile(join(out, deb))) : null;
+    });
+    referenceChain = result.catch(() => undefined);
+    references.push(referenceChain);
+    return result.catch(() => null);
+  };
+
+  const queueCounts = async () => {
+    const connection = new Redis(chain.redis.url, { maxRetriesPerRequest: 3, lazyConnect: true });
+    try {
+      await connection.connect();
+      const counts: Record<string, Record<string, number>> = {};
+      for (const name of QUEUE_NAMES) {
+        const queue = new Queue(name, { connection, prefix: chain.config.queuePrefix });
+        counts[name] = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'paused', 'prioritized', 'waiting-children');
+        await queue.close();
+      }
+      return counts;
+    } finally {
+      connection.disconnect();
+    }
+  };
+
+  return {
+    chain,
+    logs,
+    requestsOf,
+    queueCounts,
+    async submit(count, label, spec = {}, options = {}) {
+      const jobs: ChaosJob[] = [];
+      for (let i = 0; i < count; i++) {
+        const full: SourcePackageSpec = { name: `chaos-${label}-${++packageCounter}`, version: `1.${i}`, ...spec };
+        const job = await chain.archive.packageJob(full);
+        const dsc = join(chain.dir, 'archive', basename(String((job['data'] as { dsc_url: string }).dsc_url)));
+        jobs.push({ job, spec: full, reference: options.reference === false ? Promise.resolve(undefined) : referenceBuild(dsc, job.uuid) });
+        chain.standIn.addJob(job);
+      }
+      return jobs;
+    },
+    async waitForEnd(jobs, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      const ended = (job: ChaosJob) => requestsOf(job.job.uuid).some((request) => request.request === 'job-success' || request.request === 'job-failed');
+      while (!jobs.every(ended)) {
+        if (Date.now() > deadline) {
+          const open = jobs.filter((job) => !ended(job)).map((job) => job.job.uuid);
+          throw new Error(`no terminal report within ${timeoutMs} ms for ${open.join(', ')}\n${logs.slice(-30).join('\n')}`);
+        }
+        await sleep(100);
+      }
+    },
+    async verify(jobs, ending, result, allowedFailed = {}) {
+      await Promise.all(references);
+      // A moment for the uploader to remove the last workspace after its final report.
+      await sleep(500);
+      const stored = new Map<string, number>();
+      for (const request of chain.receiver.requests) {
+        if (request.method === 'PUT' && request.status === 201) {
+          const name = decodeURIComponent(request.url.split('/').pop() ?? '');
+          stored.set(name, (stored.get(name) ?? 0) + 1);
+        }
+      }
+      result.jobs += jobs.length;
+      for (const { job, reference } of jobs) {
+        const uuid = job.uuid;
+        const problems: string[] = [];
+        const requests = requestsOf(uuid);
+        const events = requests.map((request) => String(request.request));
+        const accepted = events.filter((event) => event === 'job-accepted').length;
+        const terminal = events.filter((event) => event === 'job-success' || event === 'job-failed' || event === 'job-rejected');
+        if (terminal.length === 0) result.lost += 1;
+        result.duplicates += Math.max(0, accepted - 1) + Math.max(0, terminal.length - 1);
+        if (accepted !== 1 || terminal.length !== 1 || terminal[0] !== ending) {
+          problems.push(`reports ${events.filter((event) => event !== 'job-status').join(',')} (expected job-accepted once, then ${ending} once)`);
+        }
+        const first = events.indexOf('job-accepted');
+        const last = events.findIndex((event) => event === ending);
+        if (events.some((event, index) => event === 'job-status' && (index < first || index > last))) {
+          problems.push(`a job-status outside accepted…${ending}: ${events.join(',')}`);
+        }
+        if (existsSync(join(chain.config.workspacesDir, uuid))) problems.push('workspace left behind');
+        const files = await checkUploads(chain, job, ending, stored, await reference, problems);
+        result.files += files.count;
+        result.duplicates += files.duplicates;
+        if (files.missing > 0 && terminal.length > 0) result.lost += 1;
+        result.problems.push(...problems.map((problem) => `${uuid}: ${problem}`));
+      }
+      const counts = await queueCounts();
+      for (const [queue, states] of Object.entries(counts)) {
+        for (const [state, count] of Object.entries(states)) {
+          const allowed = state === 'failed' ? (allowedFailed[queue] ?? 0) : 0;
+          if (count !== allowed) result.problems.push(`queue ${queue}: ${count} ${state} (expected ${allowed})`);
+        }
+      }
+    },
+    ensureRunning() {
+      const restarted = (['connector', 'builder', 'signer', 'uploader'] as const).filter((name) => !chain.running(name));
+      if (restarted.length > 0) chain.start(...restarted);
+      return restarted;
+    },
+    async close() {
+      await chain.close();
+      await rm(referenceDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * The job's files at the receiver: its `.dud` and the files it lists, and on
+ * success its `.changes` and the files that lists; each stored by exactly one
+ * PUT, matching the SHA-256 its control file gives, control files and
+ * `.buildinfo` verifying with gpgv, the `.deb` identical to the reference build.
+ */
+async function checkUploads(
+  chain: Chain,
+  job: StandInJob,
+  ending: Ending,
+  stored: ReadonlyMap<string, number>,
+  referenceDeb: string | null | undefined,
+  problems: string[],
+): Promise<{ count: number; duplicates: number; missing: number }> {
+  const dir = join(chain.uploadsDir, 'master');
+  let count = 0;
+  let duplicates = 0;
+  let missing = 0;
+  const data = job['data'] as { package_name: string; package_version: string };
+  const controls = [`${job.uuid}.dud`];
+  if (ending === 'job-success') controls.push(`${data.package_name}_${data.package_version}_amd64.changes`);
+  for (const control of controls) {
+    const names = [control];
+    let text: string;
+    try {
+      text = await readFile(join(dir, control), 'utf8');
+    } catch {
+      problems.push(`${control} not uploaded`);
+      missing += 1;
+      continue;
+    }
+    const paragraph = parseControlFile(text).paragraphs[0];
+    for (const entry of parseFileList(paragraph?.get('Checksums-Sha256'))) {
+      names.push(entry.name);
+      const path = join(dir, entry.name);
+      if (!existsSync(path)) continue;
+      const digest = sha256(await readFile(path));
+      if (digest !== entry.digest) problems.push(`${entry.name}: stored SHA-256 ${digest}, ${control} says ${entry.digest}`);
+      if (entry.name.endsWith('.deb') && typeof referenceDeb === 'string' && digest !== referenceDeb) {
+        problems.push(`${entry.name}: SHA-256 ${digest} differs from the reference build's ${referenceDeb}`);
+      }
+      if (entry.name.endsWith('.deb') && referenceDeb === null) problems.push(`${entry.name}: the reference build failed`);
+    }
+    for (const name of names) {
+      const puts = stored.get(name) ?? 0;
+      if (puts === 0) {
+        problems.push(`${name} not stored`);
+        missing += 1;
+      } else {
+        count += 1;
+        if (puts > 1) {
+          problems.push(`${name} stored ${puts} times`);
+          duplicates += puts - 1;
+        }
+      }
+      if (/\.(changes|dud|buildinfo)$/.test(name) && puts > 0) {
+        await run('gpgv', ['--keyring', chain.key.keyring, join(dir, name)]).catch((error: unknown) =>
+          problems.push(`${name}: gpgv refused the signature: ${(error as { stderr?: string }).stderr ?? String(error)}`),
+        );
+      }
+    }
+  }
+  return { count, duplicates, missing };
+}
+
+/** Waits until `predicate` holds, polling every 50 ms; throws `message` after `timeoutMs`. */
+export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`${message} (waited ${timeoutMs} ms)`);
+    await sleep(50);
+  }
+}
+
+/** A fresh result row. */
+export function emptyResult(): ScenarioResult {
+  return { jobs: 0, files: 0, duplicates: 0, lost: 0, problems: [], notes: [] };
+}
+
+/**
+ * Waits for Lighthouse to get `job-rejected` for `uuid`, then takes the job
+ * off the board (as an operator would), so it is not handed out again and
+ * again; returns how many rejections arrived by then.
+ */
+export async function retireWhenRejected(chaos: ChaosChain, uuid: string, timeoutMs: number): Promise<number> {
+  const rejected = () => chaos.requestsOf(uuid).filter((request) => request.request === 'job-rejected').length;
+  await until(() => rejected() > 0, timeoutMs, `job-rejected for ${uuid}`);
+  const entry = chaos.chain.standIn.board.get(uuid);
+  if (entry) entry.status = 'DONE';
+  return rejected();
+}

@@ -1,0 +1,42 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServiceName } from '../../src/chain/chain.js';
+import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+
+const SERVICES: readonly ServiceName[] = ['connector', 'builder', 'signer', 'uploader'];
+
+/**
+ * Scenario 1: `kill -9` of a random service at a random moment, again and
+ * again while jobs flow; the test restarts it after a random pause. Every
+ * service is killed at least once. Every job must still end in exactly one
+ * success, with its files uploaded exactly once.
+ */
+export const killScenario: Scenario = {
+  name: 'kill-9',
+  timeoutMs: 240_000,
+  async run(random, say) {
+    const result = emptyResult();
+    const chaos = await chaosChain();
+    try {
+      const jobs = await chaos.submit(6, 'kill');
+      chaos.chain.start();
+      const victims = [...SERVICES, ...Array.from({ length: 6 }, () => random.pick(SERVICES))];
+      const kills: string[] = [];
+      for (const victim of victims) {
+        await sleep(random.int(300, 2500));
+        await chaos.chain.stop(victim, 'SIGKILL');
+        kills.push(victim);
+        await sleep(random.int(100, 1500));
+        chaos.chain.start(victim);
+      }
+      say(`killed ${kills.join(', ')}`);
+      result.notes.push(`${kills.length} kills: ${kills.join(' ')}`);
+      await chaos.waitForEnd(jobs, 150_000);
+      const restarted = chaos.ensureRunning();
+      if (restarted.length > 0) result.problems.push(`services died on their own: ${restarted.join(', ')}`);
+      await chaos.verify(jobs, 'job-success', result);
+    } finally {
+      await chaos.close();
+    }
+    return result;
+  },
+};

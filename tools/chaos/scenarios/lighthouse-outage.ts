@@ -1,0 +1,34 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
+
+/**
+ * Scenario 2: the Lighthouse stand-in goes away for a long spell (many reply
+ * timeouts) while the first job builds, then comes back on the same endpoint:
+ * every report is delivered afterwards, in order, none twice.
+ */
+export const lighthouseOutageScenario: Scenario = {
+  name: 'lighthouse-outage',
+  timeoutMs: 120_000,
+  async run(random, say) {
+    const result = emptyResult();
+    const chaos = await chaosChain();
+    try {
+      const jobs = await chaos.submit(3, 'outage');
+      chaos.chain.start();
+      const first = jobs[0]?.job.uuid ?? '';
+      await until(() => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), 30_000, 'first job accepted');
+      chaos.chain.stopLighthouse();
+      const spell = random.int(12_000, 18_000);
+      say(`Lighthouse down for ${spell} ms`);
+      await sleep(spell);
+      const heardDuringOutage = chaos.chain.lighthouseRequests().length;
+      await chaos.chain.startLighthouse();
+      await chaos.waitForEnd(jobs, 60_000);
+      result.notes.push(`outage of ${spell} ms; ${chaos.chain.lighthouseRequests().length - heardDuringOutage} requests after it`);
+      await chaos.verify(jobs, 'job-success', result);
+    } finally {
+      await chaos.close();
+    }
+    return result;
+  },
+};
