@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
-import { builderControlChannel, QueueName, reportPayloadSchema, UUID, type BuilderControlMessage } from '@spark/protocol';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { builderControlChannel, QueueName, reportPayloadSchema, type BuilderControlMessage } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
+import { jobUuidArgument, loadCliConfig } from './cli-config.js';
 import type { CliIo } from './spark-cli.js';
 
 /** Usage lines of `spark cancel`, for the CLI's help. */
@@ -29,28 +30,15 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
       allowPositionals: true,
       strict: true,
     });
-    if (positionals.length !== 1 || !UUID.test(positionals[0] as string)) {
-      throw new Error(`expected one job uuid, got ${JSON.stringify(positionals.join(' '))}`);
-    }
-    uuid = (positionals[0] as string).toLowerCase();
+    uuid = jobUuidArgument(positionals);
     file = values.config ?? DEFAULT_CONFIG_FILE;
     reason = (values.reason ?? 'spark cancel').slice(0, 512);
   } catch (error) {
     io.stderr.write(`spark cancel: ${(error as Error).message}\nusage:\n${CANCEL_USAGE}\n`);
     return 64;
   }
-  let config;
-  try {
-    const loaded = loadConfig(file);
-    for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
-    config = loaded.config;
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      io.stderr.write(`${error.message}\n`);
-      return EXIT_CONFIG;
-    }
-    throw error;
-  }
+  const config = loadCliConfig(file, io.stderr);
+  if (!config) return EXIT_CONFIG;
   const redis = connectRedis(config.redisUrl, 'producer');
   redis.on('error', () => undefined);
   const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });

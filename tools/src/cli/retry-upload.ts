@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
-import { QueueName, stageJobId, UUID } from '@spark/protocol';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { QueueName, stageJobId } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
+import { jobUuidArgument, loadCliConfig } from './cli-config.js';
 import type { CliIo } from './spark-cli.js';
 
 /** Usage lines of `spark retry-upload`, for the CLI's help. */
@@ -26,27 +27,14 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
       allowPositionals: true,
       strict: true,
     });
-    if (positionals.length !== 1 || !UUID.test(positionals[0] as string)) {
-      throw new Error(`expected one job uuid, got ${JSON.stringify(positionals.join(' '))}`);
-    }
-    uuid = (positionals[0] as string).toLowerCase();
+    uuid = jobUuidArgument(positionals);
     file = values.config ?? DEFAULT_CONFIG_FILE;
   } catch (error) {
     io.stderr.write(`spark retry-upload: ${(error as Error).message}\nusage:\n${RETRY_UPLOAD_USAGE}\n`);
     return 64;
   }
-  let config;
-  try {
-    const loaded = loadConfig(file);
-    for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
-    config = loaded.config;
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      io.stderr.write(`${error.message}\n`);
-      return EXIT_CONFIG;
-    }
-    throw error;
-  }
+  const config = loadCliConfig(file, io.stderr);
+  if (!config) return EXIT_CONFIG;
   const redis = connectRedis(config.redisUrl, 'producer');
   redis.on('error', () => undefined);
   const queue = new Queue(QueueName.upload, { connection: redis, prefix: config.queuePrefix });

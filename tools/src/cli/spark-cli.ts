@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, formatProblem, loadConfig } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { loadCliConfig } from './cli-config.js';
 import { KEYTOOL_USAGE, runKeytool } from '../keytool/keytool-cli.js';
 import { RETRY_UPLOAD_USAGE, runRetryUpload } from './retry-upload.js';
 import { CANCEL_USAGE, runCancel } from './cancel.js';
@@ -82,16 +83,8 @@ function configCommand(argv: string[], io: CliIo): Promise<number> {
     io.stderr.write(`spark config check: ${(error as Error).message}\n`);
     return Promise.resolve(EXIT_USAGE);
   }
-  try {
-    const { config, warnings } = loadConfig(file);
-    for (const warning of warnings) io.stderr.write(`${formatProblem(warning)}\n`);
-    io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
-    return Promise.resolve(0);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      io.stderr.write(`${error.message}\n`);
-      return Promise.resolve(EXIT_CONFIG);
-    }
-    throw error;
-  }
+  const config = loadCliConfig(file, io.stderr);
+  if (!config) return Promise.resolve(EXIT_CONFIG);
+  io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  return Promise.resolve(0);
 }

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, loadConfig } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { createLogger, installShutdown, once } from '@spark/service';
+import { loadCliConfig } from '../cli/cli-config.js';
 import { parseRedisTargets } from '../cli/redis-targets.js';
 import { startDashboard, type DashboardHost } from './dashboard.js';
 
@@ -39,18 +40,11 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
     return 64;
   }
   let prefix = values.prefix;
-  try {
-    if (!values.redis?.length || prefix === undefined) {
-      const { config } = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
-      prefix ??= config.queuePrefix;
-      values.redis ??= [config.redisUrl];
-    }
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      stderr.write(`${error.message}\n`);
-      return EXIT_CONFIG;
-    }
-    throw error;
+  if (!values.redis?.length || prefix === undefined) {
+    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, stderr);
+    if (!config) return EXIT_CONFIG;
+    prefix ??= config.queuePrefix;
+    values.redis ??= [config.redisUrl];
   }
   const hosts: DashboardHost[] = parseRedisTargets(values.redis ?? []).map((target) => ({ ...target, prefix: prefix ?? 'spark' }));
   const port = values.port === undefined ? 3000 : Number(values.port);

@@ -1,11 +1,7 @@
 import { parseArgs } from 'node:util';
-import {
-  ConfigError,
-  DEFAULT_CONFIG_FILE,
-  EXIT_CONFIG,
-  loadConfig,
-} from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { connectRedis, redisReady } from '@spark/service';
+import { loadCliConfig } from '../cli/cli-config.js';
 import { parseRedisTargets } from '../cli/redis-targets.js';
 import { collectStatus, type HostStatus } from './collect-status.js';
 import { formatStatus } from './format-status.js';
@@ -52,17 +48,10 @@ export async function statusCommand(
   let urls = values.redis ?? [];
   let prefix = values.prefix;
   if (urls.length === 0 || prefix === undefined) {
-    try {
-      const { config } = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
-      if (urls.length === 0) urls = [config.redisUrl];
-      prefix ??= config.queuePrefix;
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        io.stderr.write(`${error.message}\n`);
-        return EXIT_CONFIG;
-      }
-      throw error;
-    }
+    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
+    if (!config) return EXIT_CONFIG;
+    if (urls.length === 0) urls = [config.redisUrl];
+    prefix ??= config.queuePrefix;
   }
   const hosts: HostStatus[] = [];
   let code = 0;

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, loadConfig } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { loadCliConfig } from '../cli/cli-config.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
 
 /** The four services, in pipeline order. */
@@ -34,15 +35,7 @@ export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableSt
     io.stderr.write(`spark run: ${(error as Error).message}\n`);
     return 64;
   }
-  try {
-    loadConfig(configFile);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      io.stderr.write(`${error.message}\n`);
-      return EXIT_CONFIG;
-    }
-    throw error;
-  }
+  if (!loadCliConfig(configFile, io.stderr)) return EXIT_CONFIG;
   const supervisor = superviseChildren(serviceCommands(configFile), { out: io.stdout });
   let signals = 0;
   const onSignal = () => {
