@@ -3,6 +3,7 @@ import type { Logger, Redis } from '@spark/service';
 import { readJobReply, stageJobId, type BuildPayload, type Job, type JobReply } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
 import { readBuilderCapacity } from './builder-capacity.js';
+import { clearRejectedRound } from './rejected-round.js';
 import { queueRejection } from './reject-job.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
 
@@ -88,6 +89,7 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
     case 'invalid':
       if (outcome.uuid) {
         logger.error({ jobId: outcome.uuid }, `rejecting a job Lighthouse handed out: ${outcome.reason}`);
+        await clearRejectedRound(deps.buildQueue, deps.reportQueue, outcome.uuid, logger);
         await queueRejection(deps.reportQueue, outcome.uuid, outcome.reason);
       } else {
         logger.error(`ignoring a job reply without a usable uuid (cannot reject it): ${outcome.reason}`);
@@ -95,6 +97,7 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
       await pause(deps.pollIntervalMs, signal);
       break;
     case 'job':
+      await clearRejectedRound(deps.buildQueue, deps.reportQueue, outcome.job.uuid, logger);
       await enqueueBuild(deps, outcome.job);
       break;
   }

@@ -2,11 +2,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { Worker } from 'bullmq';
+import { Redis as IORedis } from 'ioredis';
 import {
   archiveTargetsKey,
   buildPayloadSchema,
   lighthouseStatusSchema,
   lighthouseStatusKey,
+  QueueName,
   reportJobId,
   storedArchiveTargetsSchema,
   type ReportPayload,
@@ -306,6 +309,46 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       assert.equal(world.standIn?.requests.length, 0);
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
     } finally {
+      await world.close();
+    }
+  });
+
+  it('takes a job it rejected before as a new job when Lighthouse hands it out again, and relays the reports of the new round', async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
+    const uuid = randomUUID();
+    let round = 0;
+    // A stand-in builder: rejects the first round (say, a full disk), builds the second.
+    const builder = new Worker(
+      QueueName.build,
+      async () => {
+        round += 1;
+        await report(world, { kind: 'accepted', uuid, at: Date.now() });
+        await report(world, { kind: 'status', uuid, at: Date.now(), logExcerpt: `round ${round}` }, 1);
+        await report(world, round === 1 ? { kind: 'rejected', uuid, at: Date.now(), reason: 'disk full' } : { kind: 'success', uuid, at: Date.now() });
+      },
+      { connection, prefix: world.prefix },
+    );
+    try {
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 1 });
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 15_000);
+      const relayed = world.standIn?.requests.filter((r) => String(r.request).startsWith('job-')).map((r) => [r.request, r['log_excerpt']]);
+      assert.deepEqual(relayed, [
+        ['job-accepted', undefined],
+        ['job-status', 'round 1'],
+        ['job-rejected', undefined],
+        ['job-accepted', undefined],
+        ['job-status', 'round 2'],
+        ['job-success', undefined],
+      ]);
+      assert.deepEqual([world.standIn?.board.get(uuid)?.status, world.standIn?.board.get(uuid)?.result], ['DONE', 'success']);
+      assert.equal(round, 2);
+      assert.match(messages(world).join('\n'), /handed out again a job this worker rejected before/);
+    } finally {
+      await builder.close();
+      connection.disconnect();
       await world.close();
     }
   });
