@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { machineDescription, median } from '@spark/testing';
 import { benchIdleWorker } from './idle-worker.js';
 import { benchJobOverhead, benchThroughput } from './job-overhead.js';
-import { prebuild } from './prebuilt-jobs.js';
+import { prebuild } from './chain-jobs.js';
 
 const PACKAGES = 12;
 const PICKUPS = 25;

@@ -1,40 +1,16 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { median, percentile, procStatusKiB } from '@spark/testing';
 import { startChain, type Chain } from '../src/chain/chain.js';
 import { SERVICES } from '../src/supervisor/run-command.js';
 import { openIdealPoller } from './ideal-poller.js';
-import { chainJobs, requestIndex, type Prebuilt } from './prebuilt-jobs.js';
+import { chainJobs, clearUploads, now, requestIndex, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
 
 const POLLER = 'ideal-poller';
-/** Epoch ms on the clock the stand-in stamps requests with. */
-export const now = (): number => performance.timeOrigin + performance.now();
 const ms = (value: number) => `${value.toFixed(0)} ms`;
-
-/** Resolves once the chain's connector has asked for a job (its builders are up). */
-export async function untilPolling(chain: Chain): Promise<void> {
-  await chain.standIn.waitFor((requests) => requests.some((r) => r.request === 'job' && r['machine_name'] === chain.config.machineName), 60_000);
-}
-
-/** Empties the receiver's repository, so the next job may upload the same file names again. */
-export async function clearUploads(chain: Chain): Promise<void> {
-  const repo = join(chain.uploadsDir, 'master');
-  for (const name of await readdir(repo).catch(() => [])) await rm(join(repo, name), { force: true });
-}
-
-/** Waits for a job's terminal report and returns its index; throws when the job did not succeed. */
-export async function untilSuccess(chain: Chain, uuid: string, from: number): Promise<number> {
-  const terminal = (r: Record<string, unknown>) => r['uuid'] === uuid && ['job-success', 'job-failed', 'job-rejected'].includes(String(r['request']));
-  await chain.standIn.waitFor((requests) => requests.slice(from).some(terminal), 120_000);
-  const index = requestIndex(chain, from, terminal);
-  const request = chain.standIn.requests[index];
-  if (request?.request !== 'job-success') throw new Error(`job ${uuid} ended with ${String(request?.request)}`);
-  return index;
-}
-
 /** Requests per second from `machineName` that arrived in [from, to] (epoch ms). */
 function rate(chain: Chain, machineName: string, from: number, to: number): number {
   const { requests, receivedAt } = chain.standIn;

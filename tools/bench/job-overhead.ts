@@ -1,7 +1,6 @@
 import { median, percentile } from '@spark/testing';
 import { startChain } from '../src/chain/chain.js';
-import { clearUploads, now, untilPolling, untilSuccess } from './idle-worker.js';
-import { chainJobs, requestIndex, type Prebuilt } from './prebuilt-jobs.js';
+import { chainJobs, clearUploads, now, requestIndex, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
 
 /**
  * Per-job overhead: `count` jobs one after another through the whole chain

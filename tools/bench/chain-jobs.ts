@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeSourcePackage, timeCommand, type SourcePackageSpec } from '@spark/testing';
 import { HOST_RUNNER, type Chain } from '../src/chain/chain.js';
@@ -43,4 +43,28 @@ export function requestIndex(chain: Chain, from: number, predicate: (request: Re
   const { requests } = chain.standIn;
   for (let i = from; i < requests.length; i++) if (predicate(requests[i] ?? {})) return i;
   return -1;
+}
+
+/** Epoch ms on the clock the stand-in stamps requests with. */
+export const now = (): number => performance.timeOrigin + performance.now();
+
+/** Resolves once the chain's connector has asked for a job (its builders are up). */
+export async function untilPolling(chain: Chain): Promise<void> {
+  await chain.standIn.waitFor((requests) => requests.some((r) => r.request === 'job' && r['machine_name'] === chain.config.machineName), 60_000);
+}
+
+/** Empties the receiver's repository, so the next job may upload the same file names again. */
+export async function clearUploads(chain: Chain): Promise<void> {
+  const repo = join(chain.uploadsDir, 'master');
+  for (const name of await readdir(repo).catch(() => [])) await rm(join(repo, name), { force: true });
+}
+
+/** Waits for a job's terminal report and returns its index; throws when the job did not succeed. */
+export async function untilSuccess(chain: Chain, uuid: string, from: number): Promise<number> {
+  const terminal = (r: Record<string, unknown>) => r['uuid'] === uuid && ['job-success', 'job-failed', 'job-rejected'].includes(String(r['request']));
+  await chain.standIn.waitFor((requests) => requests.slice(from).some(terminal), 120_000);
+  const index = requestIndex(chain, from, terminal);
+  const request = chain.standIn.requests[index];
+  if (request?.request !== 'job-success') throw new Error(`job ${uuid} ended with ${String(request?.request)}`);
+  return index;
 }
