@@ -21,6 +21,7 @@ import {
 import { detectDebspawnEnvironment, type DebspawnEnvironment } from './debspawn-command.js';
 import { debspawnVersionOnce } from './debspawn-version.js';
 import { builderId, startHeartbeat, type Heartbeat } from './heartbeat.js';
+import { rejectFailedBuild } from './failed-job.js';
 import { runImageBuild } from './image-build.js';
 import { JobStop } from './job-stop.js';
 import { runPackageBuild } from './package-build.js';
@@ -51,6 +52,17 @@ export interface Builder {
    */
   close(): Promise<void>;
 }
+
+/*
+ * A killed builder's job is picked up again once its lock expires: a short
+ * lock (renewed every lockDuration/2 while the build runs) lets a restarted
+ * builder resume it within seconds instead of a minute. A few kills are
+ * tolerated — a crashed host is rarely the job's fault — and a job that went
+ * through more is rejected back to Lighthouse (see rejectFailedBuild).
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_INTERVAL_MS = 5_000;
+const MAX_STALLED_COUNT = 3;
 
 /** Creates the builder: `build` queue consumer, heartbeat and operator cancel channel. */
 export function createBuilder(deps: BuilderDeps): Builder {
@@ -177,8 +189,19 @@ export function createBuilder(deps: BuilderDeps): Builder {
         workerRedis,
         config.queuePrefix,
         logger,
-        { concurrency: config.maxJobs, removeOnComplete: KEEP_COMPLETED },
+        {
+          concurrency: config.maxJobs,
+          removeOnComplete: KEEP_COMPLETED,
+          lockDuration: LOCK_DURATION_MS,
+          stalledInterval: STALLED_INTERVAL_MS,
+          maxStalledCount: MAX_STALLED_COUNT,
+        },
       );
+      worker.on('failed', (job, error) => {
+        rejectFailedBuild({ reportQueue, workspacesDir: config.workspacesDir, logger }, job?.id, error).catch((err: unknown) =>
+          logger.error({ err, jobId: job?.id }, 'cannot reject a failed build job back to Lighthouse'),
+        );
+      });
       logger.info({ id, kinds, architectures: config.architectures, slots: config.maxJobs, debspawn }, 'builder started');
     },
     close,

@@ -238,6 +238,26 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.deepEqual(await childrenAlive(), []);
   });
 
+  it('rejects back and cleans up a job BullMQ failed because builders were killed while running it too often', async () => {
+    const { builder } = await startBuilder('limits-stalled', '');
+    const uuid = randomUUID();
+    const leftover = join(root, 'ws', 'workspaces', uuid);
+    await mkdir(leftover, { recursive: true });
+    await writeFile(join(leftover, 'half-built.deb'), 'x');
+    await buildQueue.pause();
+    const jobId = await addJob(uuid, 'bookworm');
+    // What BullMQ's stalled-job check writes once a job stalled more than maxStalledCount times.
+    await connection.hset(`${prefix}:build:${jobId}`, 'defa', 'job stalled more than allowable limit');
+    await buildQueue.resume();
+    const report = await finalReport(uuid);
+    assert.equal(report.kind, 'rejected');
+    assert.match(report.kind === 'rejected' ? report.reason : '', /the builder could not finish the job: job stalled more than allowable limit/);
+    await waitFor('the leftover workspace to be removed', () => Promise.resolve(existsSync(leftover) ? null : true), 10_000);
+    // The next test's job must go to its own builder.
+    builders.splice(builders.indexOf(builder), 1);
+    await builder.close();
+  });
+
   it('fails a job that exceeds MaxBuildTime', async () => {
     await startBuilder('limits-c', 'MaxBuildTime = 1.5\nIdleOutputTimeout = 60');
     const uuid = randomUUID();
