@@ -313,13 +313,14 @@ export function emptyResult(): ScenarioResult {
 }
 
 /**
- * Waits for Lighthouse to get `job-rejected` for `uuid`, then takes the job
- * off the board (as an operator would), so it is not handed out again and
- * again; returns how many rejections arrived by then.
+ * Waits for Lighthouse to get `job-rejected` for `uuid` `times` times (it
+ * hands a rejected job out again), then takes the job off the board (as an
+ * operator would), so it is not handed out again and again; returns how many
+ * rejections arrived by then.
  */
-export async function retireWhenRejected(chaos: ChaosChain, uuid: string, timeoutMs: number): Promise<number> {
+export async function retireWhenRejected(chaos: ChaosChain, uuid: string, timeoutMs: number, times = 1): Promise<number> {
   const rejected = () => chaos.requestsOf(uuid).filter((request) => request.request === 'job-rejected').length;
-  await until(() => rejected() > 0, timeoutMs, `job-rejected for ${uuid}`);
+  await until(() => rejected() >= times, timeoutMs, `job-rejected ${times} time(s) for ${uuid}`);
   const entry = chaos.chain.standIn.board.get(uuid);
   if (entry) entry.status = 'DONE';
   return rejected();

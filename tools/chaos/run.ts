@@ -79,6 +79,8 @@ const widths = header.map((title, column) => Math.max(title.length, ...table.map
 const line = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ');
 process.stdout.write(`\n${line(header)}\n${line(widths.map((width) => '-'.repeat(width)))}\n${table.map(line).join('\n')}\n`);
 const failed = rows.filter((row) => row.result.problems.length > 0);
-process.stdout.write(`\nseed ${seed}; ${rows.length} scenarios in ${((Date.now() - started) / 1000).toFixed(0)} s; ${failed.length === 0 ? 'all passed' : `${failed.length} failed`}\n`);
+process.stdout.write(
+  `\nchaos: seed ${seed}, ${rows.length} scenarios, ${((Date.now() - started) / 1000).toFixed(0)} s: ${failed.length === 0 ? 'all passed' : `FAILED: ${failed.map((row) => row.name).join(', ')}`}\n`,
+);
 // Leftover handles (a socket of a killed chain) must not keep the suite alive.
 process.exit(failed.length === 0 ? 0 : 1);

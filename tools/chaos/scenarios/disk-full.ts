@@ -9,6 +9,7 @@ const WORKSPACE_BYTES = 2 * 1024 * 1024;
  * Scenario 4b: the workspace is a 2 MiB tmpfs and a job's source does not
  * fit: the job is given back to Lighthouse with the disk-full reason, its
  * partial files are removed, and the builder goes on to build the next job.
+ * Lighthouse hands the job out again; it is tried and given back again.
  */
 export const diskFullScenario: Scenario = {
   name: 'disk-full',
@@ -25,7 +26,8 @@ export const diskFullScenario: Scenario = {
       const small = await chaos.submit(2, 'small');
       if (!big) throw new Error('no big job');
       chaos.chain.start();
-      const rejections = await retireWhenRejected(chaos, big.job.uuid, 60_000);
+      // Lighthouse hands a rejected job out again: the second hand-out must be tried (and refused) again, not dropped.
+      const rejections = await retireWhenRejected(chaos, big.job.uuid, 60_000, 2);
       await chaos.waitForEnd(small, 60_000);
       say(`big job rejected ${rejections} time(s); small jobs done`);
       const events = chaos.requestsOf(big.job.uuid).map((request) => String(request.request));

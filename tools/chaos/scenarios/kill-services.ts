@@ -1,14 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServiceName } from '../../src/chain/chain.js';
-import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
 
 const SERVICES: readonly ServiceName[] = ['connector', 'builder', 'signer', 'uploader'];
 
 /**
  * Scenario 1: `kill -9` of a random service at a random moment, again and
  * again while jobs flow; the test restarts it after a random pause. Every
- * service is killed at least once. Every job must still end in exactly one
- * success, with its files uploaded exactly once.
+ * service is killed at least once, and then one build twice in a row. Every
+ * job must still end in exactly one success, with its files uploaded exactly
+ * once.
  */
 export const killScenario: Scenario = {
   name: 'kill-9',
@@ -28,7 +29,20 @@ export const killScenario: Scenario = {
         await sleep(random.int(100, 1500));
         chaos.chain.start(victim);
       }
-      say(`killed ${kills.join(', ')}`);
+      // The same build killed twice in a row: it must be resumed each time, not dropped.
+      const starts = () => chaos.logs.filter((line) => line.startsWith('builder: ') && line.includes('"msg":"job accepted"')).length;
+      const before = starts();
+      const target = await chaos.submit(1, 'kill-twice');
+      jobs.push(...target);
+      const uuid = target[0]?.job.uuid ?? '';
+      for (let round = 1; round <= 2; round++) {
+        await until(() => chaos.logs.filter((line) => line.startsWith('builder: ') && line.includes(uuid) && line.includes('"msg":"job accepted"')).length >= round, 90_000, `build ${round} of ${uuid}`);
+        await sleep(random.int(100, 600));
+        await chaos.chain.stop('builder', 'SIGKILL');
+        kills.push('builder');
+        chaos.chain.start('builder');
+      }
+      say(`killed ${kills.join(', ')} (the last two during the same build; ${starts() - before} builds started meanwhile)`);
       result.notes.push(`${kills.length} kills: ${kills.join(' ')}`);
       await chaos.waitForEnd(jobs, 150_000);
       const restarted = chaos.ensureRunning();
