@@ -53,6 +53,17 @@ export async function isSupersededStatus(reportQueue: Queue, jobId: string | und
   }
 }
 
+/*
+ * A report in flight when the connector is killed (during an outage it is in
+ * flight for as long as the outage lasts) is taken up again once its lock
+ * expires: a short lock makes that seconds, and no number of kills may make
+ * BullMQ fail it as stalled — a report dropped is a job Lighthouse never
+ * hears the end of, while sending one twice is harmless.
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_INTERVAL_MS = 5_000;
+const MAX_STALLED_COUNT = 1_000_000;
+
 /**
  * The start of a reply for a log line. A hostile reply can nest deeper than
  * JSON.stringify recurses; that must not fail the report it answered.
@@ -121,7 +132,12 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     log.info(`relayed ${REPORT_REQUEST[report.kind]} to Lighthouse`);
     return 'delivered';
   };
-  const worker: Worker = openWorker(QueueName.report, processor, deps.connection, deps.prefix, deps.logger, { concurrency: 1 });
+  const worker: Worker = openWorker(QueueName.report, processor, deps.connection, deps.prefix, deps.logger, {
+    concurrency: 1,
+    lockDuration: LOCK_DURATION_MS,
+    stalledInterval: STALLED_INTERVAL_MS,
+    maxStalledCount: MAX_STALLED_COUNT,
+  });
   return {
     async close() {
       stop.abort();

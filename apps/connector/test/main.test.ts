@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
+import { Redis as IORedis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
-import { runTsEntry, startRedisServer, randomQueuePrefix, type RedisServer } from '@spark/testing';
+import { QueueName, reportJobId, type ReportPayload } from '@spark/protocol';
+import { freePort, runTsEntry, startRedisServer, randomQueuePrefix, type RedisServer } from '@spark/testing';
 import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/tools';
 import { MACHINE, writeKeyFile } from './harness.js';
 
@@ -93,6 +98,70 @@ describe('spark-connector (the command)', () => {
       assert.match(stdout, /"msg":"stopped"/);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('spark-connector killed while a report waits for Lighthouse', () => {
+  it('delivers the report after two kill -9 in a row (its job is not failed as stalled)', { timeout: 120_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spark-connector-kill-'));
+    const redis = await startRedisServer();
+    const prefix = randomQueuePrefix();
+    const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
+    const reports = new Queue(QueueName.report, { connection, prefix });
+    const children: ChildProcess[] = [];
+    let standIn: LighthouseStandIn | null = null;
+    try {
+      const server = curveKeyPair();
+      const worker = curveKeyPair();
+      await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
+      await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
+      await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
+      // Lighthouse is away the whole time the connector is killed: the report stays in flight.
+      const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+      const config = join(dir, 'spark.toml');
+      await writeFile(
+        config,
+        `LighthouseServer = '${endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n[connector]\nReplyTimeout = 0.5\n`,
+      );
+      const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), at: Date.now() };
+      const id = reportJobId(report);
+      await reports.add(report.kind, report, { jobId: id });
+      const start = () => {
+        const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], { stdio: 'ignore' });
+        children.push(child);
+        return child;
+      };
+      const startedTimes = async (times: number) => {
+        const deadline = Date.now() + 60_000;
+        while (((await reports.getJob(id))?.attemptsStarted ?? 0) < times) {
+          if (Date.now() > deadline) throw new Error(`the report was not taken up ${times} times`);
+          await sleep(100);
+        }
+      };
+      for (let run = 1; run <= 2; run++) {
+        const child = start();
+        await startedTimes(run);
+        await sleep(300);
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      start();
+      await startedTimes(3);
+      standIn = await startLighthouseStandIn({ endpoint, serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+      await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' && r['uuid'] === report.uuid), 30_000);
+      const deadline = Date.now() + 10_000;
+      while ((await reports.getJobState(id)) !== 'completed' && Date.now() < deadline) await sleep(100);
+      assert.equal(await reports.getJobState(id), 'completed');
+      assert.equal(standIn.requests.filter((r) => r.request === 'job-accepted').length, 1);
+    } finally {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      standIn?.close();
+      await reports.close();
+      connection.disconnect();
+      await redis.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
