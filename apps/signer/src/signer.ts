@@ -32,6 +32,16 @@ export interface Signer {
   close: () => Promise<void>;
 }
 
+/*
+ * A killed signer's job is picked up again once its lock expires (seconds,
+ * with a short lock). A few kills are tolerated; a job that went through more
+ * fails in BullMQ without reaching `handle`, and is then reported failed so
+ * Lighthouse does not wait for it for ever.
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_INTERVAL_MS = 5_000;
+const MAX_STALLED_COUNT = 3;
+
 function uuidOf(data: unknown): string | null {
   const uuid = (data as { manifest?: { uuid?: unknown } } | null)?.manifest?.uuid;
   return uuidSchema.safeParse(uuid).success ? (uuid as string) : null;
@@ -83,7 +93,19 @@ export function createSigner(deps: SignerDeps): Signer {
   return {
     async start() {
       await redisReady(producerRedis);
-      worker = openWorker(QueueName.sign, handle, workerRedis, config.queuePrefix, logger, { concurrency: 1 });
+      worker = openWorker(QueueName.sign, handle, workerRedis, config.queuePrefix, logger, {
+        concurrency: 1,
+        lockDuration: LOCK_DURATION_MS,
+        stalledInterval: STALLED_INTERVAL_MS,
+        maxStalledCount: MAX_STALLED_COUNT,
+      });
+      worker.on('failed', (job, error) => {
+        // The signer's own refusals have reported already (same report id); this catches the rest.
+        const uuid = uuidOf(job?.data);
+        if (!uuid) return;
+        const report: ReportPayload = { kind: 'failed', uuid, at: Date.now(), reason: `the signer could not finish the job: ${error.message}`.slice(0, 4096) };
+        reportQueue.add(report.kind, report, { jobId: reportJobId(report) }).catch((err: unknown) => logger.error({ err, jobId: uuid }, 'cannot report a failed sign job'));
+      });
       logger.info({ fingerprint: deps.signingKey.fingerprint }, 'taking sign jobs');
     },
     close: once(async () => {

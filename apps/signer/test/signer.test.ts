@@ -248,6 +248,20 @@ describe('spark-signer on the sign queue', () => {
     assert.match((report.data as { reason: string }).reason, /^signer refused the sign job: invalid payload: manifest\.files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/);
   });
 
+  it('reports failed a sign job BullMQ failed because signers were killed while signing it too often', async () => {
+    const { manifest } = await stage(binaryChanges);
+    const id = stageJobId(manifest.uuid, 'sign');
+    await signQueue.pause();
+    await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
+    // What BullMQ's stalled-job check writes once a job stalled more than maxStalledCount times.
+    await connection.hset(`${signQueue.opts.prefix ?? ''}:${QueueName.sign}:${id}`, 'defa', 'job stalled more than allowable limit');
+    await signQueue.resume();
+    const report = await waitForJob<ReportPayload>(reportQueue, `${manifest.uuid}.final`);
+    assert.equal(report.data.kind, 'failed');
+    assert.equal((report.data as { reason: string }).reason, 'the signer could not finish the job: job stalled more than allowable limit');
+    assert.equal(await uploadQueue.getJob(stageJobId(manifest.uuid, 'upload')), undefined, 'nothing handed to upload');
+  });
+
   describe('refuses, signs nothing and reports failed when', () => {
     const debOf = (manifest: Manifest) => manifest.files.find((entry) => entry.name.endsWith('.deb'))?.name ?? assert.fail('no .deb');
     const cases: { name: string; spoil: (manifest: Manifest, dir: string) => Promise<Manifest>; reason: (deb: string, manifest: Manifest) => RegExp }[] = [
