@@ -64,6 +64,35 @@ const LOCK_DURATION_MS = 10_000;
 const STALLED_INTERVAL_MS = 5_000;
 const MAX_STALLED_COUNT = 1_000_000;
 
+/** ms between looks for a report a killed connector still holds. */
+const ORPHAN_RECHECK_MS = 500;
+
+/**
+ * Resolves once no report is active. Called before the relay takes its first
+ * report: the relay takes one at a time and one connector runs per host, so an
+ * active report then is one a killed connector held. BullMQ's stalled check
+ * gives it back to the head of the queue once its lock expires; starting
+ * before that would send later reports of its job first (a success before its
+ * accepted). Resolves false if `signal` aborts first.
+ */
+async function orphanedReportsReturned(reportQueue: Queue, logger: Logger, signal: AbortSignal): Promise<boolean> {
+  let logged = false;
+  for (;;) {
+    let active: number;
+    try {
+      active = await reportQueue.getActiveCount();
+    } catch {
+      active = 1;
+    }
+    if (active === 0) return true;
+    if (!logged) {
+      logger.info('waiting for the report a previous connector held when it stopped, so reports stay in order');
+      logged = true;
+    }
+    if (!(await pause(ORPHAN_RECHECK_MS, signal))) return false;
+  }
+}
+
 /**
  * The start of a reply for a log line. A hostile reply can nest deeper than
  * JSON.stringify recurses; that must not fail the report it answered.
@@ -137,10 +166,19 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS,
     maxStalledCount: MAX_STALLED_COUNT,
+    autorun: false,
   });
+  const started = worker
+    .startStalledCheckTimer()
+    .then(() => orphanedReportsReturned(deps.reportQueue, deps.logger, stop.signal))
+    .then((go) => {
+      if (go) void worker.run().catch((err: unknown) => deps.logger.error({ err }, 'report relay stopped'));
+    })
+    .catch((err: unknown) => deps.logger.error({ err }, 'cannot start the report relay'));
   return {
     async close() {
       stop.abort();
+      await started;
       await worker.close();
     },
   };

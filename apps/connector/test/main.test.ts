@@ -103,7 +103,7 @@ describe('spark-connector (the command)', () => {
 });
 
 describe('spark-connector killed while a report waits for Lighthouse', () => {
-  it('delivers the report after two kill -9 in a row (its job is not failed as stalled)', { timeout: 120_000 }, async () => {
+  it('delivers the report after two kill -9 in a row (its job is not failed as stalled), and the next report only after it', { timeout: 120_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'spark-connector-kill-'));
     const redis = await startRedisServer();
     const prefix = randomQueuePrefix();
@@ -127,6 +127,8 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
       const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), at: Date.now() };
       const id = reportJobId(report);
       await reports.add(report.kind, report, { jobId: id });
+      const success: ReportPayload = { kind: 'success', uuid: report.uuid, at: Date.now() };
+      await reports.add(success.kind, success, { jobId: reportJobId(success) });
       const start = () => {
         const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], { stdio: 'ignore' });
         children.push(child);
@@ -154,7 +156,12 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
       const deadline = Date.now() + 10_000;
       while ((await reports.getJobState(id)) !== 'completed' && Date.now() < deadline) await sleep(100);
       assert.equal(await reports.getJobState(id), 'completed');
-      assert.equal(standIn.requests.filter((r) => r.request === 'job-accepted').length, 1);
+      await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
+      // The later report waited for the one the killed connectors held.
+      assert.deepEqual(
+        standIn.requests.filter((r) => r['uuid'] === report.uuid).map((r) => r.request),
+        ['job-accepted', 'job-success'],
+      );
     } finally {
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       standIn?.close();
