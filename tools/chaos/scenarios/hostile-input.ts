@@ -208,7 +208,7 @@ function lighthouseReplyCases(chaos: ChaosChain, template: StandInJob, random: R
       const hostile: Record<string, unknown> = { ...template, uuid, data };
       change(hostile, data);
       chaos.chain.standIn.replyNext('job', JSON.stringify(hostile).replace(`"${DEEP}"`, deep(200_000)));
-      return Promise.resolve({ rejects: uuid, log: /reject/i });
+      return Promise.resolve({ rejects: uuid, log: /rejecting a job Lighthouse handed out: \S|"msg":"job rejected back to Lighthouse"/ });
     },
   });
   const valid = () => uuidFrom(random);

@@ -18,9 +18,9 @@ export const killScenario: Scenario = {
     const result = emptyResult();
     const chaos = await chaosChain();
     try {
-      const jobs = await chaos.submit(6, 'kill');
+      const jobs = await chaos.submit(8, 'kill');
       chaos.chain.start();
-      const victims = [...SERVICES, ...Array.from({ length: 6 }, () => random.pick(SERVICES))];
+      const victims = [...SERVICES, ...Array.from({ length: 10 }, () => random.pick(SERVICES))];
       const kills: string[] = [];
       for (const victim of victims) {
         await sleep(random.int(300, 2500));

@@ -3,8 +3,9 @@ import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
 
 /**
  * Scenario 2: the Lighthouse stand-in goes away for a long spell (many reply
- * timeouts) while the first job builds, then comes back on the same endpoint:
- * every report is delivered afterwards, in order, none twice.
+ * timeouts) while the first job builds, and the connector is killed twice
+ * meanwhile; then Lighthouse comes back on the same endpoint: every report is
+ * delivered afterwards, in order, none twice.
  */
 export const lighthouseOutageScenario: Scenario = {
   name: 'lighthouse-outage',
@@ -19,8 +20,15 @@ export const lighthouseOutageScenario: Scenario = {
       await until(() => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), 30_000, 'first job accepted');
       chaos.chain.stopLighthouse();
       const spell = random.int(12_000, 18_000);
-      say(`Lighthouse down for ${spell} ms`);
-      await sleep(spell);
+      say(`Lighthouse down for ${spell} ms; the connector killed twice meanwhile`);
+      // Reports pile up in flight meanwhile; killing the connector must not drop the one it holds.
+      const kills = [random.int(2_000, 5_000), random.int(2_000, 5_000)];
+      for (const pause of kills) {
+        await sleep(pause);
+        await chaos.chain.stop('connector', 'SIGKILL');
+        chaos.chain.start('connector');
+      }
+      await sleep(Math.max(0, spell - kills[0]! - kills[1]!));
       const heardDuringOutage = chaos.chain.lighthouseRequests().length;
       await chaos.chain.startLighthouse();
       await chaos.waitForEnd(jobs, 60_000);

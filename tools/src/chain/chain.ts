@@ -49,7 +49,7 @@ export interface ChainOptions {
   onLog?: (service: ServiceName, line: string) => void;
   /** Root directory (default: a new temp dir, removed by close()). */
   dir?: string;
-  /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root; unmounted by close()). */
+  /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root or password-less sudo; unmounted by close()). */
   workspaceSizeBytes?: number;
 }
 
@@ -165,8 +165,10 @@ ${options.extraToml ?? ''}`,
     const { config } = loadConfig(configFile);
     if (options.workspaceSizeBytes !== undefined) {
       await mkdir(config.workspacesDir, { recursive: true });
-      await run('mount', ['-t', 'tmpfs', '-o', `size=${options.workspaceSizeBytes}`, 'spark-chaos', config.workspacesDir]);
-      steps.push(() => run('umount', ['-l', config.workspacesDir]).then(() => undefined));
+      // As root (CI, setup.sh) directly; otherwise through sudo, which must not ask for a password.
+      const asRoot = (command: string, args: string[]) => (process.getuid?.() === 0 ? run(command, args) : run('sudo', ['-n', command, ...args]));
+      await asRoot('mount', ['-t', 'tmpfs', '-o', `size=${options.workspaceSizeBytes}`, 'spark-chaos', config.workspacesDir]);
+      steps.push(() => asRoot('umount', ['-l', config.workspacesDir]).then(() => undefined));
     }
 
     const commands = new Map(serviceCommands(configFile).map((spec) => [spec.name as ServiceName, spec]));
