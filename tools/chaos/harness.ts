@@ -175,8 +175,6 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
     },
     async verify(jobs, ending, result, allowedFailed = {}) {
       await Promise.all(references);
-      // A moment for the uploader to remove the last workspace after its final report.
-      await sleep(500);
       const stored = new Map<string, number>();
       for (const request of chain.receiver.requests) {
         if (request.method === 'PUT' && request.status === 201) {
@@ -202,20 +200,28 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
         if (events.some((event, index) => event === 'job-status' && (index < first || index > last))) {
           problems.push(`a job-status outside accepted…${ending}: ${events.join(',')}`);
         }
-        if (existsSync(join(chain.config.workspacesDir, uuid))) problems.push('workspace left behind');
+        // The uploader removes the workspace just after queueing the final report.
+        const workspace = join(chain.config.workspacesDir, uuid);
+        if (!(await settles(() => !existsSync(workspace)))) problems.push('workspace left behind');
         const files = await checkUploads(chain, job, ending, stored, await reference, problems);
         result.files += files.count;
         result.duplicates += files.duplicates;
         if (files.missing > 0 && terminal.length > 0) result.lost += 1;
         result.problems.push(...problems.map((problem) => `${uuid}: ${problem}`));
       }
-      const counts = await queueCounts();
-      for (const [queue, states] of Object.entries(counts)) {
-        for (const [state, count] of Object.entries(states)) {
-          const allowed = state === 'failed' ? (allowedFailed[queue] ?? 0) : 0;
-          if (count !== allowed) result.problems.push(`queue ${queue}: ${count} ${state} (expected ${allowed})`);
-        }
+      const stuck = (counts: Record<string, Record<string, number>>) =>
+        Object.entries(counts).flatMap(([queue, states]) =>
+          Object.entries(states)
+            .filter(([state, count]) => count !== (state === 'failed' ? (allowedFailed[queue] ?? 0) : 0))
+            .map(([state, count]) => `queue ${queue}: ${count} ${state} (expected ${state === 'failed' ? (allowedFailed[queue] ?? 0) : 0})`),
+        );
+      // A last report may still be on its way to completed.
+      let left = stuck(await queueCounts());
+      for (let tries = 0; left.length > 0 && tries < 25; tries++) {
+        await sleep(200);
+        left = stuck(await queueCounts());
       }
+      result.problems.push(...left);
     },
     ensureRunning() {
       const restarted = (['connector', 'builder', 'signer', 'uploader'] as const).filter((name) => !chain.running(name));
@@ -227,6 +233,15 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
       await rm(referenceDir, { recursive: true, force: true });
     },
   };
+}
+
+/** True once `condition` holds, polling for up to 5 s. */
+async function settles(condition: () => boolean): Promise<boolean> {
+  for (let tries = 0; tries < 50; tries++) {
+    if (condition()) return true;
+    await sleep(100);
+  }
+  return condition();
 }
 
 function sha256(data: Buffer | string): string {
