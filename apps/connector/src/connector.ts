@@ -7,7 +7,7 @@ import { refreshArchiveTargets } from './archive-targets.js';
 import { runJobFetcher } from './job-fetcher.js';
 import { startReportRelay, type ReportRelay } from './report-relay.js';
 import { runStartTimeout } from './start-timeout.js';
-import { DEFAULT_BACKOFF, pause, type Backoff } from './backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF, pause, type Backoff } from './backoff.js';
 
 /** What {@link createConnector} needs. */
 export interface ConnectorDeps {
@@ -72,8 +72,10 @@ export function createConnector(deps: ConnectorDeps): Connector {
       relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueue, backoff, logger });
       background('upload targets and job fetching', async () => {
         // Upload targets must be known before a job is taken (DESIGN.md).
-        while (!(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal))) {
-          if (!(await pause(settings.archiveInfoIntervalMs, stop.signal))) return;
+        for (let tries = 0; !(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal)); tries++) {
+          // A refused or malformed answer is often a moment's trouble at Lighthouse: ask again
+          // with backoff rather than idling a whole refresh interval without taking jobs.
+          if (!(await pause(Math.min(backoffDelay(backoff, tries), settings.archiveInfoIntervalMs), stop.signal))) return;
         }
         background('archive-info refresh', async () => {
           while (await pause(settings.archiveInfoIntervalMs, stop.signal)) {
