@@ -1,4 +1,6 @@
 import { hostname } from 'node:os';
+import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { loadCliConfig } from './cli-config.js';
 
 /** One host's Redis named on the command line. */
 export interface RedisTarget {
@@ -22,4 +24,37 @@ export function parseRedisTargets(entries: readonly string[]): RedisTarget[] {
     seen.set(target.label, count);
     return count === 1 ? target : { ...target, label: `${target.label}-${count}` };
   });
+}
+
+/** `parseArgs` options of the commands that watch one or several hosts' Redis. */
+export const WATCH_OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  redis: { type: 'string', multiple: true },
+  prefix: { type: 'string' },
+} as const;
+
+/** A host to watch: its Redis and the BullMQ prefix of its queues. */
+export interface WatchedHost extends RedisTarget {
+  prefix: string;
+}
+
+/**
+ * The hosts `--redis` names (default: this host's `RedisUrl`), with `--prefix`
+ * (default: `QueuePrefix`). Null when the config was needed and is unusable
+ * (its problems are written to `stderr`).
+ */
+export function watchedHosts(
+  values: { config?: string | undefined; redis?: string[] | undefined; prefix?: string | undefined },
+  stderr: NodeJS.WritableStream,
+): WatchedHost[] | null {
+  let urls = values.redis ?? [];
+  let prefix = values.prefix;
+  if (urls.length === 0 || prefix === undefined) {
+    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, stderr);
+    if (!config) return null;
+    if (urls.length === 0) urls = [config.redisUrl];
+    prefix ??= config.queuePrefix;
+  }
+  const hostPrefix = prefix;
+  return parseRedisTargets(urls).map((target) => ({ ...target, prefix: hostPrefix }));
 }

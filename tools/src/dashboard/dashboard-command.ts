@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { EXIT_CONFIG } from '@spark/config';
 import { createLogger, installShutdown, once } from '@spark/service';
-import { loadCliConfig } from '../cli/cli-config.js';
-import { parseRedisTargets } from '../cli/redis-targets.js';
+import { WATCH_OPTIONS, watchedHosts } from '../cli/redis-targets.js';
 import { startDashboard, type DashboardHost } from './dashboard.js';
 
 /**
@@ -25,9 +24,7 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
     ({ values } = parseArgs({
       args: argv,
       options: {
-        config: { type: 'string', short: 'c' },
-        redis: { type: 'string', multiple: true },
-        prefix: { type: 'string' },
+        ...WATCH_OPTIONS,
         bind: { type: 'string' },
         port: { type: 'string' },
         'read-write': { type: 'boolean' },
@@ -39,14 +36,8 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
     stderr.write(`spark dashboard: ${(error as Error).message}\n`);
     return 64;
   }
-  let prefix = values.prefix;
-  if (!values.redis?.length || prefix === undefined) {
-    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, stderr);
-    if (!config) return EXIT_CONFIG;
-    prefix ??= config.queuePrefix;
-    values.redis ??= [config.redisUrl];
-  }
-  const hosts: DashboardHost[] = parseRedisTargets(values.redis ?? []).map((target) => ({ ...target, prefix: prefix ?? 'spark' }));
+  const hosts: DashboardHost[] | null = watchedHosts(values, stderr);
+  if (!hosts) return EXIT_CONFIG;
   const port = values.port === undefined ? 3000 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     stderr.write(`spark dashboard: --port must be 0..65535, got ${values.port}\n`);

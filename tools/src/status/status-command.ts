@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { EXIT_CONFIG } from '@spark/config';
 import { connectRedis, redisReady } from '@spark/service';
-import { loadCliConfig } from '../cli/cli-config.js';
-import { parseRedisTargets } from '../cli/redis-targets.js';
+import { WATCH_OPTIONS, watchedHosts } from '../cli/redis-targets.js';
 import { collectStatus, type HostStatus } from './collect-status.js';
 import { formatStatus } from './format-status.js';
 
@@ -34,9 +33,7 @@ export async function statusCommand(
     ({ values } = parseArgs({
       args: argv,
       options: {
-        config: { type: 'string', short: 'c' },
-        redis: { type: 'string', multiple: true },
-        prefix: { type: 'string' },
+        ...WATCH_OPTIONS,
         json: { type: 'boolean' },
       },
       strict: true,
@@ -45,17 +42,11 @@ export async function statusCommand(
     io.stderr.write(`spark status: ${(error as Error).message}\n`);
     return 64;
   }
-  let urls = values.redis ?? [];
-  let prefix = values.prefix;
-  if (urls.length === 0 || prefix === undefined) {
-    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
-    if (!config) return EXIT_CONFIG;
-    if (urls.length === 0) urls = [config.redisUrl];
-    prefix ??= config.queuePrefix;
-  }
+  const watched = watchedHosts(values, io.stderr);
+  if (!watched) return EXIT_CONFIG;
   const hosts: HostStatus[] = [];
   let code = 0;
-  for (const { label, url } of parseRedisTargets(urls)) {
+  for (const { label, url, prefix } of watched) {
     const redis = connectRedis(url, 'producer', {
       retryStrategy: () => null,
       connectTimeout: 3_000,
@@ -63,7 +54,7 @@ export async function statusCommand(
     redis.on('error', () => {});
     try {
       await redisReady(redis, 5_000);
-      hosts.push(await collectStatus(redis, urls.length > 1 ? `${label} ${url}` : url, prefix ?? 'spark'));
+      hosts.push(await collectStatus(redis, watched.length > 1 ? `${label} ${url}` : url, prefix));
     } catch (error) {
       io.stderr.write(
         `spark status: cannot read ${url}: ${(error as Error).message}\n`,
