@@ -81,7 +81,9 @@ export function createBuilder(deps: BuilderDeps): Builder {
   }
 
   const workerRedis: Redis = connectRedis(config.redisUrl, 'worker');
-  const producerRedis: Redis = connectRedis(config.redisUrl, 'producer');
+  // Hand-offs happen inside job processing: while Redis is away they must wait for it
+  // (a 'worker' connection queues commands), not fail the job as a fail-fast producer would.
+  const producerRedis: Redis = connectRedis(config.redisUrl, 'worker');
   const controlRedis: Redis = connectRedis(config.redisUrl, 'worker');
   for (const redis of [workerRedis, producerRedis, controlRedis]) {
     redis.on('error', (err) => logger.warn({ err }, 'Redis connection error; reconnecting'));

@@ -34,7 +34,9 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const settings = config.connector;
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
   const prefix = config.queuePrefix;
-  const producer = connectRedis(config.redisUrl, 'producer');
+  // A job Lighthouse handed out must reach the build queue even if Redis is restarting:
+  // this connection waits for Redis (queues commands) rather than failing fast.
+  const producer = connectRedis(config.redisUrl, 'worker');
   const workerConnection = connectRedis(config.redisUrl, 'worker');
   producer.on('error', (err) => logger.error({ err }, 'Redis connection error'));
   workerConnection.on('error', (err) => logger.error({ err }, 'Redis connection error (report relay)'));

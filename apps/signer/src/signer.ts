@@ -56,7 +56,9 @@ function uuidOf(data: unknown): string | null {
 export function createSigner(deps: SignerDeps): Signer {
   const { config, logger } = deps;
   const workerRedis = connectRedis(config.redisUrl, 'worker');
-  const producerRedis = connectRedis(config.redisUrl, 'producer');
+  // Hand-offs happen inside job processing: while Redis is away they must wait for it
+  // (a 'worker' connection queues commands), not fail the job as a fail-fast producer would.
+  const producerRedis = connectRedis(config.redisUrl, 'worker');
   const uploadQueue = openQueue(QueueName.upload, producerRedis, config.queuePrefix, logger);
   const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
   let worker: Worker | null = null;

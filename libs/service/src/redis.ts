@@ -4,10 +4,11 @@ export { Redis } from 'ioredis';
 
 /**
  * How a connection is used, as BullMQ's production guide distinguishes them:
- * `worker` connections (Worker, QueueEvents, blocking reads) retry forever
- * (`maxRetriesPerRequest: null`); `producer` connections (Queue.add from a
- * request path) fail fast while Redis is down (`enableOfflineQueue: false`) so
- * the caller can keep the work and try again.
+ * `worker` connections retry forever (`maxRetriesPerRequest: null`) and queue
+ * commands while Redis is away — every connection of the services, whose
+ * hand-offs happen while processing a job and must wait for Redis rather than
+ * fail the job; `producer` connections fail fast while Redis is down
+ * (`enableOfflineQueue: false`), for operator commands that should say so at once.
  */
 export type RedisRole = 'worker' | 'producer';
 

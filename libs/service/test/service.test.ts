@@ -130,6 +130,28 @@ describe('queues on a real Redis', () => {
     consumer.disconnect();
   });
 
+  it('a worker connection holds a hand-off while Redis restarts and delivers it once, instead of failing the job', async () => {
+    const { logger } = capture();
+    const restarting = await startRedisServer({ appendOnly: true });
+    const connection = connectRedis(restarting.url, 'worker', { retryStrategy: () => 50 });
+    connection.on('error', () => {});
+    try {
+      await redisReady(connection);
+      const queue = openQueue('upload', connection, randomQueuePrefix(), logger);
+      await restarting.kill();
+      const handOff = queue.add('upload', { n: 1 }, { jobId: 'a.upload' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await restarting.restart();
+      const job = await handOff;
+      assert.equal(job.id, 'a.upload');
+      assert.equal(await queue.count(), 1);
+      await queue.close();
+    } finally {
+      connection.disconnect();
+      await restarting.stop();
+    }
+  });
+
   it('a producer connection fails fast while Redis is unreachable', async () => {
     const producer = connectRedis('redis://127.0.0.1:1', 'producer', {
       retryStrategy: () => null,
