@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { median, percentile, procStatusKiB } from '@spark/testing';
 import { startChain, type Chain } from '../src/chain/chain.js';
+import type { StandInJob } from '../src/lighthouse-standin/job-board.js';
+import type { RecordedRequest } from '../src/lighthouse-standin/lighthouse-stand-in.js';
 import { SERVICES } from '../src/supervisor/run-command.js';
 import { openIdealPoller } from './ideal-poller.js';
 import { chainJobs, clearUploads, now, requestIndex, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
@@ -49,6 +51,20 @@ async function idleNodes(dir: string): Promise<{ pids: { bare: number; tsx: numb
  * poller (ideal-poller.ts) on the same stand-in; services' idle RSS against an
  * idle node process. `samples` timed pickups after one warm-up.
  */
+/**
+ * Adds `job` at the stand-in and waits until a worker accepts it. Returns the
+ * index of the first request recorded after the add, the time of the add, and
+ * the index of the `job-accepted` request.
+ */
+async function addUntilAccepted(chain: Chain, job: StandInJob): Promise<{ from: number; added: number; accepted: number }> {
+  const from = chain.standIn.requests.length;
+  const added = now();
+  chain.standIn.addJob(job);
+  const isAccepted = (r: RecordedRequest) => r.request === 'job-accepted' && r['uuid'] === job.uuid;
+  await chain.standIn.waitFor((requests) => requests.slice(from).some(isAccepted), 60_000);
+  return { from, added, accepted: requestIndex(chain, from, isAccepted) };
+}
+
 export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Promise<string[]> {
   const out: string[] = [];
   const pollMs = 200;
@@ -74,11 +90,7 @@ export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Prom
         const [job] = await chainJobs(chain, [spec]);
         if (!job) continue;
         await sleep(Math.random() * pollMs);
-        const from = chain.standIn.requests.length;
-        const added = now();
-        chain.standIn.addJob(job);
-        await chain.standIn.waitFor((requests) => requests.slice(from).some((r) => r.request === 'job-accepted' && r['uuid'] === job.uuid), 60_000);
-        const accepted = requestIndex(chain, from, (r) => r.request === 'job-accepted' && r['uuid'] === job.uuid);
+        const { from, added, accepted } = await addUntilAccepted(chain, job);
         // The stand-in answers each request as it records it, so the first job request recorded after addJob got the job.
         const handOut = requestIndex(chain, from, (r) => r.request === 'job' && r['machine_name'] === chain.config.machineName);
         await untilSuccess(chain, job.uuid, from);
@@ -95,11 +107,8 @@ export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Prom
         const [job] = await chainJobs(chain, [spec]);
         if (!job) continue;
         await sleep(Math.random() * pollMs);
-        const from = chain.standIn.requests.length;
-        const added = now();
-        chain.standIn.addJob(job);
-        await chain.standIn.waitFor((requests) => requests.slice(from).some((r) => r.request === 'job-accepted' && r['uuid'] === job.uuid), 60_000);
-        idealPickup.push((chain.standIn.receivedAt[requestIndex(chain, from, (r) => r.request === 'job-accepted' && r['uuid'] === job.uuid)] ?? NaN) - added);
+        const { added, accepted } = await addUntilAccepted(chain, job);
+        idealPickup.push((chain.standIn.receivedAt[accepted] ?? NaN) - added);
       }
       await poller.stopPolling();
       const rtt = await poller.roundTrips(200);
