@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: lint, typecheck and build every project, then run every
+// `npm test`: check formatting (prettier), lint, typecheck and build every project, then run every
 // project's tests, all through Nx; then add up node's TAP results of all
 // projects and end with node's own closing lines and one plain
 // "N passed, N failed" line.
@@ -20,7 +20,8 @@ const nx = (targets, extra = []) =>
     env,
   }).status;
 
-const checks = nx(['lint', 'typecheck', 'build']);
+const formatted = spawnSync('npx', ['prettier', '--check', '.'], { cwd: root, stdio: 'inherit', env }).status;
+const checks = formatted === 0 ? nx(['lint', 'typecheck', 'build']) : 1;
 const tests = checks === 0 ? nx(['test'], ['--parallel=1']) : 1;
 
 const totals = { tests: 0, pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };

@@ -20,7 +20,9 @@ try {
   process.stdout.write(`chain benchmarks; ${await machineDescription()}\n`);
   const prebuilt = await prebuild(dir, PACKAGES);
   process.env['SPARK_PREBUILT_DIR'] = prebuilt.dir;
-  process.stdout.write(`prebuilt ${PACKAGES} hello packages with the host runner (dpkg-buildpackage): median ${median(prebuilt.buildSeconds).toFixed(2)} s each\n`);
+  process.stdout.write(
+    `prebuilt ${PACKAGES} hello packages with the host runner (dpkg-buildpackage): median ${median(prebuilt.buildSeconds).toFixed(2)} s each\n`,
+  );
   for (const line of await benchIdleWorker(prebuilt, PICKUPS)) process.stdout.write(`${line}\n`);
   for (const line of await benchJobOverhead(prebuilt, JOBS)) process.stdout.write(`${line}\n`);
   for (const line of await benchThroughput(prebuilt, [1, 2, 4], 3)) process.stdout.write(`${line}\n`);

@@ -50,7 +50,10 @@ export const now = (): number => performance.timeOrigin + performance.now();
 
 /** Resolves once the chain's connector has asked for a job (its builders are up). */
 export async function untilPolling(chain: Chain): Promise<void> {
-  await chain.standIn.waitFor((requests) => requests.some((r) => r.request === 'job' && r['machine_name'] === chain.config.machineName), 60_000);
+  await chain.standIn.waitFor(
+    (requests) => requests.some((r) => r.request === 'job' && r['machine_name'] === chain.config.machineName),
+    60_000,
+  );
 }
 
 /** Empties the receiver's repository, so the next job may upload the same file names again. */
@@ -61,7 +64,8 @@ export async function clearUploads(chain: Chain): Promise<void> {
 
 /** Waits for a job's terminal report and returns its index; throws when the job did not succeed. */
 export async function untilSuccess(chain: Chain, uuid: string, from: number): Promise<number> {
-  const terminal = (r: Record<string, unknown>) => r['uuid'] === uuid && ['job-success', 'job-failed', 'job-rejected'].includes(String(r['request']));
+  const terminal = (r: Record<string, unknown>) =>
+    r['uuid'] === uuid && ['job-success', 'job-failed', 'job-rejected'].includes(String(r['request']));
   await chain.standIn.waitFor((requests) => requests.slice(from).some(terminal), 120_000);
   const index = requestIndex(chain, from, terminal);
   const request = chain.standIn.requests[index];

@@ -16,7 +16,9 @@ const ms = (value: number) => `${value.toFixed(0)} ms`;
 /** Requests per second from `machineName` that arrived in [from, to] (epoch ms). */
 function rate(chain: Chain, machineName: string, from: number, to: number): number {
   const { requests, receivedAt } = chain.standIn;
-  const count = requests.filter((r, i) => r['machine_name'] === machineName && (receivedAt[i] ?? 0) >= from && (receivedAt[i] ?? 0) <= to).length;
+  const count = requests.filter(
+    (r, i) => r['machine_name'] === machineName && (receivedAt[i] ?? 0) >= from && (receivedAt[i] ?? 0) <= to,
+  ).length;
   return count / ((to - from) / 1000);
 }
 
@@ -80,9 +82,14 @@ export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Prom
       await sleep(2000);
       const fast = await idleRates(chain, 10);
       await poller.stopPolling();
-      out.push(`idle request rate at PollInterval 0.2 s: ${fast.ours.toFixed(2)}/s, ideal poller ${fast.ideal.toFixed(2)}/s (×${(fast.ours / fast.ideal).toFixed(2)})`);
+      out.push(
+        `idle request rate at PollInterval 0.2 s: ${fast.ours.toFixed(2)}/s, ideal poller ${fast.ideal.toFixed(2)}/s (×${(fast.ours / fast.ideal).toFixed(2)})`,
+      );
 
-      const specs = Array.from({ length: samples + 1 }, (_, i) => prebuilt.specs[i % prebuilt.specs.length] ?? { name: 'bench0', version: '1.0' });
+      const specs = Array.from(
+        { length: samples + 1 },
+        (_, i) => prebuilt.specs[i % prebuilt.specs.length] ?? { name: 'bench0', version: '1.0' },
+      );
       const pickup: number[] = [];
       const reaction: number[] = [];
       // Jobs are made just before they are added: remaking a package changes its .dsc, and an earlier job's checksum with it.
@@ -137,7 +144,9 @@ export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Prom
       await sleep(3000);
       const slow = await idleRates(chain, 30);
       await poller.stopPolling();
-      out.push(`idle request rate at PollInterval 5 s (default): ${slow.ours.toFixed(2)}/s, ideal poller ${slow.ideal.toFixed(2)}/s (×${(slow.ours / slow.ideal).toFixed(2)}), over 30 s`);
+      out.push(
+        `idle request rate at PollInterval 5 s (default): ${slow.ours.toFixed(2)}/s, ideal poller ${slow.ideal.toFixed(2)}/s (×${(slow.ours / slow.ideal).toFixed(2)}), over 30 s`,
+      );
     } finally {
       poller.close();
     }

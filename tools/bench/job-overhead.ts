@@ -14,7 +14,10 @@ export async function benchJobOverhead(prebuilt: Prebuilt, count: number): Promi
   try {
     chain.start();
     await untilPolling(chain);
-    const specs = Array.from({ length: count + 2 }, (_, i) => prebuilt.specs[i % prebuilt.specs.length] ?? { name: 'bench0', version: '1.0' });
+    const specs = Array.from(
+      { length: count + 2 },
+      (_, i) => prebuilt.specs[i % prebuilt.specs.length] ?? { name: 'bench0', version: '1.0' },
+    );
     const overhead: number[] = [];
     for (const [i, spec] of specs.entries()) {
       // Made just before it is added: remaking a package changes its .dsc, and an earlier job's checksum with it.
@@ -73,7 +76,10 @@ export async function benchThroughput(prebuilt: Prebuilt, slots: readonly number
   const one = results[0]?.perMinute ?? NaN;
   return [
     `throughput, ${prebuilt.specs.length} jobs at once (no-op runner), median of ${runs} batches: ${results
-      .map((r) => `MaxJobs ${r.slots}: ${r.perMinute.toFixed(0)} jobs/min (×${(r.perMinute / one).toFixed(2)} of MaxJobs 1; batches ${r.seconds.map((s) => s.toFixed(1)).join(' ')} s)`)
+      .map(
+        (r) =>
+          `MaxJobs ${r.slots}: ${r.perMinute.toFixed(0)} jobs/min (×${(r.perMinute / one).toFixed(2)} of MaxJobs 1; batches ${r.seconds.map((s) => s.toFixed(1)).join(' ')} s)`,
+      )
       .join('; ')}`,
   ];
 }

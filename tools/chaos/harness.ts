@@ -164,7 +164,8 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
     },
     async waitForEnd(jobs, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
-      const ended = (job: ChaosJob) => requestsOf(job.job.uuid).some((request) => request.request === 'job-success' || request.request === 'job-failed');
+      const ended = (job: ChaosJob) =>
+        requestsOf(job.job.uuid).some((request) => request.request === 'job-success' || request.request === 'job-failed');
       while (!jobs.every(ended)) {
         if (Date.now() > deadline) {
           const open = jobs.filter((job) => !ended(job)).map((job) => job.job.uuid);
@@ -193,7 +194,9 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
         if (terminal.length === 0) result.lost += 1;
         result.duplicates += Math.max(0, accepted - 1) + Math.max(0, terminal.length - 1);
         if (accepted !== 1 || terminal.length !== 1 || terminal[0] !== ending) {
-          problems.push(`reports ${events.filter((event) => event !== 'job-status').join(',')} (expected job-accepted once, then ${ending} once)`);
+          problems.push(
+            `reports ${events.filter((event) => event !== 'job-status').join(',')} (expected job-accepted once, then ${ending} once)`,
+          );
         }
         const first = events.indexOf('job-accepted');
         const last = events.findIndex((event) => event === ending);
@@ -213,7 +216,9 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
         Object.entries(counts).flatMap(([queue, states]) =>
           Object.entries(states)
             .filter(([state, count]) => count !== (state === 'failed' ? (allowedFailed[queue] ?? 0) : 0))
-            .map(([state, count]) => `queue ${queue}: ${count} ${state} (expected ${state === 'failed' ? (allowedFailed[queue] ?? 0) : 0})`),
+            .map(
+              ([state, count]) => `queue ${queue}: ${count} ${state} (expected ${state === 'failed' ? (allowedFailed[queue] ?? 0) : 0})`,
+            ),
         );
       // A last report may still be on its way to completed.
       let left = stuck(await queueCounts());

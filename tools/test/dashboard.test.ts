@@ -76,9 +76,20 @@ describe('queue dashboard', () => {
       for (const text of ['hydrogen', 'helium', 'build', 'sign', 'upload', 'report']) {
         assert.ok(dom.includes(text), `dashboard page does not show ${text}`);
       }
-      const api = (await (await fetch(new URL('api/queues', dashboard.url))).json()) as { queues: { name: string; readOnlyMode: boolean; counts: Record<string, number> }[] };
+      const api = (await (await fetch(new URL('api/queues', dashboard.url))).json()) as {
+        queues: { name: string; readOnlyMode: boolean; counts: Record<string, number> }[];
+      };
       const names = api.queues.map((q) => q.name).sort();
-      assert.deepEqual(names, ['helium:build', 'helium:report', 'helium:sign', 'helium:upload', 'hydrogen:build', 'hydrogen:report', 'hydrogen:sign', 'hydrogen:upload']);
+      assert.deepEqual(names, [
+        'helium:build',
+        'helium:report',
+        'helium:sign',
+        'helium:upload',
+        'hydrogen:build',
+        'hydrogen:report',
+        'hydrogen:sign',
+        'hydrogen:upload',
+      ]);
       assert.ok(api.queues.every((q) => q.readOnlyMode));
       assert.equal(api.queues.find((q) => q.name === 'hydrogen:build')?.counts['waiting'], 1);
     } finally {
@@ -94,7 +105,13 @@ describe('queue dashboard', () => {
   });
 
   it('answers 401 without the token and serves with it', async () => {
-    const dashboard = await startDashboard({ hosts: [{ label: 'h', url: server.url, prefix: hostA }], bind: '0.0.0.0', port: 0, token: 's3cret', logger });
+    const dashboard = await startDashboard({
+      hosts: [{ label: 'h', url: server.url, prefix: hostA }],
+      bind: '0.0.0.0',
+      port: 0,
+      token: 's3cret',
+      logger,
+    });
     try {
       const port = new URL(dashboard.url).port;
       const denied = await fetch(`http://127.0.0.1:${port}/api/queues`);

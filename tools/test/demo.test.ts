@@ -24,7 +24,13 @@ describe('npm start (the demo)', () => {
     const dir = /everything is kept in (\/\S+)/.exec(output)?.[1];
     t.after(() => (dir ? rm(dir, { recursive: true, force: true }) : undefined));
     assert.equal(code, 0, output.slice(-4000));
-    for (const stage of ['job-accepted received', 'artifacts handed to the sign queue', 'signed; handed to upload', 'upload complete', 'job-success received']) {
+    for (const stage of [
+      'job-accepted received',
+      'artifacts handed to the sign queue',
+      'signed; handed to upload',
+      'upload complete',
+      'job-success received',
+    ]) {
       assert.ok(output.includes(stage), `the demo did not show "${stage}"`);
     }
     assert.match(output, /_amd64\.changes {2}— {2}gpgv: Good signature from "Spark Worker/);

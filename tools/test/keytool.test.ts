@@ -39,8 +39,13 @@ describe('spark keytool', () => {
   it('key-new writes ID.key and ID.key_secret (0600) in the Laniakea keyfile format', async () => {
     const out = join(dir, 'out');
     const result = await runTsEntry(spark, [
-      'keytool', 'key-new', '--id=hydrogen', "--name=Hydrogen Worker", '--email=hydrogen@workers.example.org',
-      '--organization=Wayne Enterprises', out,
+      'keytool',
+      'key-new',
+      '--id=hydrogen',
+      '--name=Hydrogen Worker',
+      '--email=hydrogen@workers.example.org',
+      '--organization=Wayne Enterprises',
+      out,
     ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /hydrogen\.key_secret \(secret, mode 0600\)/);
@@ -51,10 +56,7 @@ describe('spark keytool', () => {
     assert.match(publicText, /^#\n# Laniakea Messaging Public Certificate\n/);
     const secret = parseCurveKeyFile(secretText);
     const pub = parseCurveKeyFile(publicText);
-    assert.deepEqual(
-      Object.keys(secret.metadata),
-      ['id', 'name', 'email', 'organization', 'created-by', 'date-created'],
-    );
+    assert.deepEqual(Object.keys(secret.metadata), ['id', 'name', 'email', 'organization', 'created-by', 'date-created']);
     assert.equal(secret.metadata['name'], 'Hydrogen Worker');
     assert.equal(secret.metadata['created-by'], 'Laniakea Keytool');
     assert.equal(pub.curvePublicKey, secret.curvePublicKey);

@@ -47,7 +47,13 @@ describe('lighthouse stand-in', () => {
     trusted = await mkdtemp(join(tmpdir(), 'spark-trusted-'));
     await writeFile(
       join(trusted, 'hydrogen.pub.key'),
-      formatCurveKeyFile({ metadata: { id: 'hydrogen' }, curvePublicKey: worker.publicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }),
+      formatCurveKeyFile({
+        metadata: { id: 'hydrogen' },
+        curvePublicKey: worker.publicKey,
+        curveSecretKey: null,
+        edVerifyKey: null,
+        edSigningKey: null,
+      }),
     );
     standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: trusted, jobs: [JOB] });
   });

@@ -33,7 +33,9 @@ describe('spark run', () => {
   let output = '';
   before(async () => {
     chain = await startChain();
-    supervisor = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', spark, 'run', '--config', chain.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    supervisor = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', spark, 'run', '--config', chain.configFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     supervisor.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     supervisor.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   });
@@ -42,7 +44,8 @@ describe('spark run', () => {
     await chain.close();
   });
 
-  const success = (uuid: string) => chain.standIn.waitFor((requests) => requests.some((r) => r['request'] === 'job-success' && r['uuid'] === uuid), 90_000);
+  const success = (uuid: string) =>
+    chain.standIn.waitFor((requests) => requests.some((r) => r['request'] === 'job-success' && r['uuid'] === uuid), 90_000);
 
   it('survives kill -9 of every child and keeps building; SIGTERM stops all of them', async () => {
     const first = await chain.archive.packageJob({ name: 'run-one', version: '1.0' });

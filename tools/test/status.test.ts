@@ -2,17 +2,9 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
-import {
-  builderHeartbeatKey,
-  lighthouseStatusKey,
-  stageJobId,
-} from '@spark/protocol';
+import { builderHeartbeatKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
 import { connectRedis, redisReady, type Redis } from '@spark/service';
-import {
-  randomQueuePrefix,
-  startRedisServer,
-  type RedisServer,
-} from '@spark/testing';
+import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { statusCommand } from '../src/status/status-command.js';
 
 const uuidA = '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1';
@@ -46,11 +38,7 @@ describe('spark status', () => {
   it('shows a job moving through the stages, live builders and the Lighthouse link', async () => {
     const build = new Queue('build', { connection: redis, prefix });
     const sign = new Queue('sign', { connection: redis, prefix });
-    await build.add(
-      'package-build',
-      { x: 1 },
-      { jobId: stageJobId(uuidA, 'build') },
-    );
+    await build.add('package-build', { x: 1 }, { jobId: stageJobId(uuidA, 'build') });
     await redis.set(
       builderHeartbeatKey(prefix, 'hydrogen@1'),
       JSON.stringify({
@@ -76,13 +64,7 @@ describe('spark status', () => {
       }),
     );
 
-    let result = await status([
-      '--redis',
-      server.url,
-      '--prefix',
-      prefix,
-      '--json',
-    ]);
+    let result = await status(['--redis', server.url, '--prefix', prefix, '--json']);
     assert.equal(result.code, 0, result.err);
     let [host] = JSON.parse(result.out) as {
       queues: Record<string, { waiting: number }>;
@@ -105,18 +87,8 @@ describe('spark status', () => {
     // The builder hands the job on: it is now in sign.
     await build.remove(uuidA);
     await sign.add('sign', { x: 1 }, { jobId: stageJobId(uuidA, 'sign') });
-    await sign.add(
-      'sign',
-      { x: 2 },
-      { jobId: stageJobId(uuidB, 'sign'), delay: 60_000 },
-    );
-    result = await status([
-      '--redis',
-      server.url,
-      '--prefix',
-      prefix,
-      '--json',
-    ]);
+    await sign.add('sign', { x: 2 }, { jobId: stageJobId(uuidB, 'sign'), delay: 60_000 });
+    result = await status(['--redis', server.url, '--prefix', prefix, '--json']);
     [host] = JSON.parse(result.out) as (typeof host)[];
     assert.deepEqual(host?.jobs.map((j) => [j.uuid, j.stage, j.state]).sort(), [
       [uuidA, 'sign', 'waiting'],
@@ -125,34 +97,17 @@ describe('spark status', () => {
 
     result = await status(['--redis', server.url, '--prefix', prefix]);
     assert.match(result.out, /^sign\s+1\s+0\s+1\s+0$/m);
-    assert.match(
-      result.out,
-      /hydrogen@1: 1\/2 slots busy, amd64, package-build \(seen 0s ago\)/,
-    );
-    assert.match(
-      result.out,
-      /lighthouse: tcp:\/\/lh:5570, last reply 5s ago\n {2}OUTAGE for 4s: no reply within 15000 ms/,
-    );
+    assert.match(result.out, /hydrogen@1: 1\/2 slots busy, amd64, package-build \(seen 0s ago\)/);
+    assert.match(result.out, /lighthouse: tcp:\/\/lh:5570, last reply 5s ago\n {2}OUTAGE for 4s: no reply within 15000 ms/);
     assert.match(result.out, new RegExp(`${uuidA} {2}sign/waiting`));
     await build.close();
     await sign.close();
   });
 
   it('watches several hosts at once and says which Redis it cannot read', async () => {
-    const result = await status([
-      '--redis',
-      server.url,
-      '--redis',
-      'redis://127.0.0.1:1',
-      '--prefix',
-      prefix,
-      '--json',
-    ]);
+    const result = await status(['--redis', server.url, '--redis', 'redis://127.0.0.1:1', '--prefix', prefix, '--json']);
     assert.equal(result.code, 69);
-    assert.match(
-      result.err,
-      /^spark status: cannot read redis:\/\/127\.0\.0\.1:1: Redis connection closed: connect ECONNREFUSED/,
-    );
+    assert.match(result.err, /^spark status: cannot read redis:\/\/127\.0\.0\.1:1: Redis connection closed: connect ECONNREFUSED/);
     assert.equal((JSON.parse(result.out) as unknown[]).length, 1);
   });
 });

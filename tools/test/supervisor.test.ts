@@ -67,7 +67,11 @@ describe('superviseChildren', () => {
 
   it('stops everything with code 2 when a child reports a configuration error', async () => {
     const { out, lines } = collect();
-    const broken: ChildSpec = { name: 'builder', command: process.execPath, args: ['-e', 'console.error("spark.toml:3: MaxJobs: bad"); process.exit(2)'] };
+    const broken: ChildSpec = {
+      name: 'builder',
+      command: process.execPath,
+      args: ['-e', 'console.error("spark.toml:3: MaxJobs: bad"); process.exit(2)'],
+    };
     const supervisor = superviseChildren([broken, serviceLike('signer')], { out, initialBackoffMs: 50 });
     assert.equal(await supervisor.done, 2);
     assert.equal(supervisor.starts('builder'), 1, 'a config error is not restarted');

@@ -46,7 +46,13 @@ describe('systemd units', () => {
       ({ stderr }) => ({ code: 0, stderr }),
       (error: { code: number; stderr: string }) => ({ code: error.code, stderr: error.stderr }),
     );
-    const problems = result.stderr.split('\n').filter((line) => line.trim() !== '' && !/Failed to connect to bus|is not a directory|No such file or directory.*(redis-server|network-online)/.test(line));
+    const problems = result.stderr
+      .split('\n')
+      .filter(
+        (line) =>
+          line.trim() !== '' &&
+          !/Failed to connect to bus|is not a directory|No such file or directory.*(redis-server|network-online)/.test(line),
+      );
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(problems, []);
   });

@@ -14,9 +14,13 @@ const serve = fileURLToPath(new URL('../src/upload-receiver/serve.ts', import.me
 describe('upload receiver as a process', () => {
   it('serves PUTs under its prefix, prints each request as a JSON line, and stops on SIGTERM', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'spark-receiver-serve-'));
-    const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', serve, '--dir', dir, '--repo', 'master', '--prefix', '/_upload'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@spark/source', '--import', 'tsx', serve, '--dir', dir, '--repo', 'master', '--prefix', '/_upload'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = once(child, 'exit');

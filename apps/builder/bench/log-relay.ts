@@ -71,12 +71,15 @@ async function throughBuilder(): Promise<number> {
   const seconds = secondsSince(start);
   if (outcome.exitCode !== 0) throw new Error(`the generator exited with ${outcome.exitCode}`);
   const size = (await stat(path)).size;
-  if (size < BYTES || warnings.warnings.length === 0) throw new Error(`the job log is short (${size} bytes, ${warnings.warnings.length} warnings)`);
+  if (size < BYTES || warnings.warnings.length === 0)
+    throw new Error(`the job log is short (${size} bytes, ${warnings.warnings.length} warnings)`);
   return seconds;
 }
 
 try {
-  process.stdout.write(`log relay: ${BYTES / MB} MB of build output, ${RUNS} runs after a warm-up, medians; ${await machineDescription()}\n`);
+  process.stdout.write(
+    `log relay: ${BYTES / MB} MB of build output, ${RUNS} runs after a warm-up, medians; ${await machineDescription()}\n`,
+  );
   await throughBuilder();
   await plain('/dev/null');
   const builder: number[] = [];

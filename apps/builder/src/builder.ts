@@ -1,12 +1,6 @@
 import type { Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
-import {
-  builderControlChannel,
-  builderControlMessageSchema,
-  JOB_KINDS,
-  QueueName,
-  type JobKind,
-} from '@spark/protocol';
+import { builderControlChannel, builderControlMessageSchema, JOB_KINDS, QueueName, type JobKind } from '@spark/protocol';
 import {
   connectRedis,
   KEEP_COMPLETED,
@@ -74,7 +68,8 @@ export function createBuilder(deps: BuilderDeps): Builder {
   const kinds = JOB_KINDS.filter((kind) => config.acceptedJobs.includes(kind));
   const runners: Partial<Record<JobKind, Runner>> = {};
   if (kinds.includes('package-build')) {
-    runners['package-build'] = (ctx) => runPackageBuild(ctx as RunnerContext<Extract<typeof ctx.job, { kind: 'package-build' }>>, debspawnVersion);
+    runners['package-build'] = (ctx) =>
+      runPackageBuild(ctx as RunnerContext<Extract<typeof ctx.job, { kind: 'package-build' }>>, debspawnVersion);
   }
   if (kinds.includes('os-image-build')) {
     runners['os-image-build'] = (ctx) => runImageBuild(ctx as RunnerContext<Extract<typeof ctx.job, { kind: 'os-image-build' }>>);

@@ -65,16 +65,23 @@ export async function runImageBuild(ctx: RunnerContext<OsImageBuildJob>): Promis
   await writeFile(script, imageBuildScript(job), { mode: 0o755 });
   const args = ['run', '--external-command', `--arch=${ctx.containerArchitecture}`, '--artifacts-out', output, '--build-dir', recipe];
   if (await unsafePermissionsAllowed()) args.push('--allow=kvm,read-kmods');
-  else log.note(`running without kvm: debspawn refuses extra permissions unless AllowUnsafePermissions is set in ${DEBSPAWN_GLOBAL_CONFIG}`);
+  else
+    log.note(`running without kvm: debspawn refuses extra permissions unless AllowUnsafePermissions is set in ${DEBSPAWN_GLOBAL_CONFIG}`);
   if (await isFile(join(recipe, 'prepare.sh'))) {
     const init = join(workspace, 'prepare-command.sh');
-    await writeFile(init, ['#!/bin/sh', 'set -e', 'export DEBIAN_FRONTEND=noninteractive', 'cd /srv/build', 'exec ./prepare.sh', ''].join('\n'), {
-      mode: 0o755,
-    });
+    await writeFile(
+      init,
+      ['#!/bin/sh', 'set -e', 'export DEBIAN_FRONTEND=noninteractive', 'cd /srv/build', 'exec ./prepare.sh', ''].join('\n'),
+      {
+        mode: 0o755,
+      },
+    );
     const cacheKey = `${job.data.suite}-mkimage-${job.data.image_format}-${job.data.environment || 'any'}-${job.data.style || 'any'}`;
     args.push('--cachekey', cacheKey, '--init-command', init);
   }
-  args.push(`--header=${job.data.distribution} ${job.data.image_format.toUpperCase()} image build for ${job.data.suite} ${job.data.environment} [${job.data.style ?? ''}]`);
+  args.push(
+    `--header=${job.data.distribution} ${job.data.image_format.toUpperCase()} image build for ${job.data.suite} ${job.data.environment} [${job.data.style ?? ''}]`,
+  );
   args.push(job.data.suite, script);
 
   const run = await runLogged(debspawnCommand(ctx.debspawn, args), log, { ...limits, cwd: workspace });

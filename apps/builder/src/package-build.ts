@@ -23,7 +23,13 @@ export function debspawnOnly(architecture: string, doIndep: boolean): 'arch' | '
 
 /** The arguments of `debspawn build` for a job whose `.dsc` is at `dsc`, built in a `containerArchitecture` image. */
 export function debspawnBuildArgs(job: PackageBuildJob, containerArchitecture: string, dsc: string, resultsDir: string): string[] {
-  const args = ['build', '--no-buildlog', `--arch=${containerArchitecture}`, `--results-dir=${resultsDir}`, `--only=${debspawnOnly(job.architecture, job.data.do_indep)}`];
+  const args = [
+    'build',
+    '--no-buildlog',
+    `--arch=${containerArchitecture}`,
+    `--results-dir=${resultsDir}`,
+    `--only=${debspawnOnly(job.architecture, job.data.do_indep)}`,
+  ];
   if (job.data.maintainer) args.push(`--maintainer=${job.data.maintainer}`);
   args.push(job.data.suite, dsc);
   return args;
@@ -60,12 +66,16 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   });
 
   const started = Date.now();
-  const run = await runLogged(debspawnCommand(ctx.debspawn, debspawnBuildArgs(job, ctx.containerArchitecture, fetched.dsc, resultsDir)), log, {
-    cwd: workspace,
-    idleOutputTimeoutMs: ctx.idleOutputTimeoutMs,
-    killGraceMs: ctx.killGraceMs,
-    signal,
-  });
+  const run = await runLogged(
+    debspawnCommand(ctx.debspawn, debspawnBuildArgs(job, ctx.containerArchitecture, fetched.dsc, resultsDir)),
+    log,
+    {
+      cwd: workspace,
+      idleOutputTimeoutMs: ctx.idleOutputTimeoutMs,
+      killGraceMs: ctx.killGraceMs,
+      signal,
+    },
+  );
   const wallClockSeconds = (Date.now() - started) / 1000;
   if (run.stopped?.rejectsJob) return { type: 'rejected', reason: run.stopped.message };
   if (seen.missingImage !== null && run.exitCode !== 0) {
@@ -88,7 +98,10 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
       return { type: 'rejected', reason: `debspawn succeeded but its results are unusable: ${(error as Error).message}` };
     }
     if (!changes) {
-      return { type: 'rejected', reason: `debspawn succeeded but left no ${fetched.source}_${versionWithoutEpoch(fetched.version)}_*.changes` };
+      return {
+        type: 'rejected',
+        reason: `debspawn succeeded but left no ${fetched.source}_${versionWithoutEpoch(fetched.version)}_*.changes`,
+      };
     }
   }
 

@@ -64,7 +64,15 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
       architecture: 'amd64',
       time_created: '2026-11-26T00:00:00',
       repo: 'master',
-      data: { package_name: name, package_version: '1.0', maintainer: null, suite, dsc_url: served.dscUrl, sha256sum: served.sha256, do_indep: true },
+      data: {
+        package_name: name,
+        package_version: '1.0',
+        maintainer: null,
+        suite,
+        dsc_url: served.dscUrl,
+        sha256sum: served.sha256,
+        do_indep: true,
+      },
     },
     receivedAt: Date.now(),
   });
@@ -114,7 +122,10 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
       assert.equal(md5s.find((e) => e.name === entry.name)?.digest, createHash('md5').update(bytes).digest('hex'));
       assert.equal(md5s.find((e) => e.name === entry.name)?.section, 'spark');
       assert.equal(sha1s.find((e) => e.name === entry.name)?.digest, createHash('sha1').update(bytes).digest('hex'));
-      assert.ok(manifest.files.some((file) => file.name === entry.name), `${entry.name} is in the manifest`);
+      assert.ok(
+        manifest.files.some((file) => file.name === entry.name),
+        `${entry.name} is in the manifest`,
+      );
     }
     return sha256s.map((entry) => entry.name);
   };
@@ -151,7 +162,10 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
 
     const recipe = join(root, 'recipe');
     await mkdir(recipe);
-    await writeFile(join(recipe, 'build.sh'), '#!/bin/sh\necho "image for $IB_SUITE $IB_ENVIRONMENT $IB_TARGET_ARCH"\necho disk > "/srv/artifacts/test-image_${IB_TARGET_ARCH}.img"\n');
+    await writeFile(
+      join(recipe, 'build.sh'),
+      '#!/bin/sh\necho "image for $IB_SUITE $IB_ENVIRONMENT $IB_TARGET_ARCH"\necho disk > "/srv/artifacts/test-image_${IB_TARGET_ARCH}.img"\n',
+    );
     await chmod(join(recipe, 'build.sh'), 0o755);
     await run('git', ['init', '-q', recipe]);
     await run('git', ['-C', recipe, 'add', '.']);
@@ -173,7 +187,15 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
           kind: 'os-image-build',
           architecture: 'amd64',
           repo: 'master',
-          data: { image_format: 'img', git_url: `file://${recipe}`, distribution: 'debian', suite: 'bookworm', environment: 'minimal', style: null, architecture: 'amd64' },
+          data: {
+            image_format: 'img',
+            git_url: `file://${recipe}`,
+            distribution: 'debian',
+            suite: 'bookworm',
+            environment: 'minimal',
+            style: null,
+            architecture: 'amd64',
+          },
         },
         receivedAt: Date.now(),
       },
@@ -206,7 +228,10 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
   it('refuses a tampered source file before debspawn runs', async () => {
     const report = await finalReport(jobs.tampered);
     assert.equal(report.kind, 'rejected');
-    assert.match(report.kind === 'rejected' ? report.reason : '', /source refused: tampered_1\.0\.tar\.xz: got \d+ bytes with SHA-256 [0-9a-f]{64}; tampered_1\.0\.dsc says/);
+    assert.match(
+      report.kind === 'rejected' ? report.reason : '',
+      /source refused: tampered_1\.0\.tar\.xz: got \d+ bytes with SHA-256 [0-9a-f]{64}; tampered_1\.0\.dsc says/,
+    );
     const log = await readFile(jobLogFile(config.logsDir, jobs.tampered), 'utf8');
     assert.doesNotMatch(log, /\$ debspawn/);
     assert.match(log, /job rejected back to Lighthouse: source refused/);
@@ -215,10 +240,13 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     assert.ok((await reportsOf(jobs.tampered)).some((r) => r.kind === 'accepted'));
   });
 
-  it('rejects a job whose suite has no image on this host, with debspawn\'s message', async () => {
+  it("rejects a job whose suite has no image on this host, with debspawn's message", async () => {
     const report = await finalReport(jobs.noImage);
     assert.equal(report.kind, 'rejected');
-    assert.match(report.kind === 'rejected' ? report.reason : '', /missing an environment: ERROR: The container image for "sparknoimage-buildd-amd64" does not exist/);
+    assert.match(
+      report.kind === 'rejected' ? report.reason : '',
+      /missing an environment: ERROR: The container image for "sparknoimage-buildd-amd64" does not exist/,
+    );
     const log = await readFile(jobLogFile(config.logsDir, jobs.noImage), 'utf8');
     assert.match(log, /ERROR: The container image for/);
     assert.equal(await signQueue.getJob(stageJobId(jobs.noImage, 'sign')), undefined);
@@ -230,7 +258,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const dudFiles = await checkManifestAndDud(manifest, 'success');
     assert.equal(manifest.changes, 'hellow_1.0_amd64.changes');
     const changes = parseControlFile(await readFile(artifact(uuid, 'hellow_1.0_amd64.changes'), 'utf8')).paragraphs[0];
-    const listed = parseFileList(changes?.get('Checksums-Sha256')).map((entry) => entry.name).sort();
+    const listed = parseFileList(changes?.get('Checksums-Sha256'))
+      .map((entry) => entry.name)
+      .sort();
     assert.deepEqual(listed, ['hellow_1.0_amd64.buildinfo', 'hellow_1.0_amd64.deb']);
     assert.deepEqual(
       manifest.files.map((file) => file.name).sort(),
@@ -241,7 +271,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const issues = await parseXmlIssues(artifact(uuid, firehoseName));
     assert.deepEqual(issues.generator, 'spark-ts/debspawn');
     assert.equal(issues.sut, 'hellow 1.0');
-    assert.deepEqual(issues.issues, [{ testId: '-Wunused-variable', file: 'hello.c', fn: 'main', line: '2', column: '22', message: 'unused variable ‘unused’' }]);
+    assert.deepEqual(issues.issues, [
+      { testId: '-Wunused-variable', file: 'hello.c', fn: 'main', line: '2', column: '22', message: 'unused variable ‘unused’' },
+    ]);
     const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');
     assert.match(log, /gcc -Wall -Wextra/);
     assert.equal(await readFile(artifact(uuid, `${uuid}.log`), 'utf8'), log);
@@ -278,7 +310,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const manifest = await manifestOf(uuid);
     assert.equal(manifest.result, 'success');
     const dud = parseControlFile(await readFile(artifact(uuid, `${uuid}.dud`), 'utf8')).paragraphs[0];
-    const names = parseFileList(dud?.get('Checksums-Sha256')).map((entry) => entry.name).sort();
+    const names = parseFileList(dud?.get('Checksums-Sha256'))
+      .map((entry) => entry.name)
+      .sort();
     assert.deepEqual(names, [`${uuid}.log`, 'test-image_amd64.img']);
     assert.equal(await readFile(artifact(uuid, 'test-image_amd64.img'), 'utf8'), 'disk\n');
     const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');

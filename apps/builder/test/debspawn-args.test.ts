@@ -10,13 +10,27 @@ const job = (architecture: string, doIndep: boolean, maintainer: string | null =
   kind: 'package-build',
   architecture,
   repo: 'master',
-  data: { package_name: 'hello', package_version: '1:2.0-1', maintainer, suite: 'bookworm', dsc_url: 'http://x/hello_2.0-1.dsc', sha256sum: 'a'.repeat(64), do_indep: doIndep },
+  data: {
+    package_name: 'hello',
+    package_version: '1:2.0-1',
+    maintainer,
+    suite: 'bookworm',
+    dsc_url: 'http://x/hello_2.0-1.dsc',
+    sha256sum: 'a'.repeat(64),
+    do_indep: doIndep,
+  },
 });
 
 describe('debspawn command line', () => {
   it('builds arch:all jobs with --only=indep in the host architecture image', () => {
     assert.deepEqual(debspawnBuildArgs(job('all', true), 'amd64', '/w/hello.dsc', '/w/results'), [
-      'build', '--no-buildlog', '--arch=amd64', '--results-dir=/w/results', '--only=indep', 'bookworm', '/w/hello.dsc',
+      'build',
+      '--no-buildlog',
+      '--arch=amd64',
+      '--results-dir=/w/results',
+      '--only=indep',
+      'bookworm',
+      '/w/hello.dsc',
     ]);
   });
 
@@ -28,7 +42,10 @@ describe('debspawn command line', () => {
   });
 
   it('runs through sudo -n when not root, and puts the nspawn wrapper first on PATH otherwise', () => {
-    assert.deepEqual(debspawnCommand({ debspawn: 'debspawn', useSudo: true, pathPrefix: null }, ['list']), { file: 'sudo', args: ['-n', 'debspawn', 'list'] });
+    assert.deepEqual(debspawnCommand({ debspawn: 'debspawn', useSudo: true, pathPrefix: null }, ['list']), {
+      file: 'sudo',
+      args: ['-n', 'debspawn', 'list'],
+    });
     const direct = debspawnCommand({ debspawn: 'debspawn', useSudo: false, pathPrefix: '/opt/wrapper' }, ['list']);
     assert.equal(direct.file, 'debspawn');
     assert.match(direct.env?.['PATH'] ?? '', /^\/opt\/wrapper:/);

@@ -91,18 +91,30 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     return jobId;
   };
   const finalReport = (uuid: string) =>
-    waitFor(`the final report of ${uuid}`, async () => {
-      const job = await reportQueue.getJob(`${uuid}.final`);
-      return job ? reportPayloadSchema.parse(job.data) : null;
-    }, 30_000);
+    waitFor(
+      `the final report of ${uuid}`,
+      async () => {
+        const job = await reportQueue.getJob(`${uuid}.final`);
+        return job ? reportPayloadSchema.parse(job.data) : null;
+      },
+      30_000,
+    );
   const manifestOf = (uuid: string) =>
-    waitFor(`the sign job of ${uuid}`, async () => {
-      const job = await signQueue.getJob(stageJobId(uuid, 'sign'));
-      return job ? signPayloadSchema.parse(job.data).manifest : null;
-    }, 30_000);
+    waitFor(
+      `the sign job of ${uuid}`,
+      async () => {
+        const job = await signQueue.getJob(stageJobId(uuid, 'sign'));
+        return job ? signPayloadSchema.parse(job.data).manifest : null;
+      },
+      30_000,
+    );
   const logOf = (uuid: string) => readFile(jobLogFile(join(root, 'ws', 'logs'), uuid), 'utf8');
   const logShows = (uuid: string, pattern: RegExp) =>
-    waitFor(`${String(pattern)} in the log of ${uuid}`, async () => (pattern.test(await logOf(uuid).catch(() => '')) ? true : null), 30_000);
+    waitFor(
+      `${String(pattern)} in the log of ${uuid}`,
+      async () => (pattern.test(await logOf(uuid).catch(() => '')) ? true : null),
+      30_000,
+    );
   const childrenAlive = async () => {
     const alive: number[] = [];
     for (const file of await readdir(pids)) {
@@ -126,7 +138,9 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     const pkg = await makeSourcePackage(join(root, 'archive'), { name: 'limited', version: '1.0' });
     http = await serveDirectory(join(root, 'archive'));
     dscUrl = `${http.url}/limited_1.0.dsc`;
-    dscSha256 = createHash('sha256').update(await readFile(pkg.dsc)).digest('hex');
+    dscSha256 = createHash('sha256')
+      .update(await readFile(pkg.dsc))
+      .digest('hex');
     buildQueue = new Queue('build', { connection, prefix });
     signQueue = new Queue('sign', { connection, prefix });
     reportQueue = new Queue('report', { connection, prefix });
@@ -251,7 +265,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await buildQueue.resume();
     const report = await finalReport(uuid);
     assert.equal(report.kind, 'rejected');
-    assert.match(report.kind === 'rejected' ? report.reason : '', /the builder could not finish the job: job stalled more than allowable limit/);
+    assert.match(
+      report.kind === 'rejected' ? report.reason : '',
+      /the builder could not finish the job: job stalled more than allowable limit/,
+    );
     await waitFor('the leftover workspace to be removed', () => Promise.resolve(existsSync(leftover) ? null : true), 10_000);
     // The next test's job must go to its own builder.
     builders.splice(builders.indexOf(builder), 1);

@@ -104,7 +104,14 @@ export function createConnector(deps: ConnectorDeps): Connector {
         );
       });
       background('start timeout', () =>
-        runStartTimeout(buildQueue, reportQueue, settings.startTimeoutMs, Math.max(50, Math.min(settings.startTimeoutMs / 4, 10_000)), logger, stop.signal),
+        runStartTimeout(
+          buildQueue,
+          reportQueue,
+          settings.startTimeoutMs,
+          Math.max(50, Math.min(settings.startTimeoutMs / 4, 10_000)),
+          logger,
+          stop.signal,
+        ),
       );
       logger.info({ server: config.lighthouseServer, machine: config.machineName, machineId: config.machineId }, 'connector started');
     },

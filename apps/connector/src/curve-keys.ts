@@ -54,7 +54,9 @@ export function loadConnectorKeys(config: Pick<SparkConfig, 'curveSecretKeyFile'
   }
   const server = readKeyFile(config.lighthouseServerKeyFile, "Lighthouse server's public key");
   if (server.curvePublicKey === null) {
-    throw new KeySetupError(`${config.lighthouseServerKeyFile}: holds no Curve public key; install Lighthouse's public key file with "spark keytool install-server-key"`);
+    throw new KeySetupError(
+      `${config.lighthouseServerKeyFile}: holds no Curve public key; install Lighthouse's public key file with "spark keytool install-server-key"`,
+    );
   }
   return { publicKey: worker.curvePublicKey, secretKey: worker.curveSecretKey, serverKey: server.curvePublicKey };
 }

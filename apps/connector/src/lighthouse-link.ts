@@ -5,7 +5,11 @@ import type { ConnectorKeys } from './curve-keys.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
 
 /** A Lighthouse request without the identity fields every request carries. */
-export type RequestBody = LighthouseRequest extends infer R ? (R extends LighthouseRequest ? Omit<R, 'machine_name' | 'machine_id'> : never) : never;
+export type RequestBody = LighthouseRequest extends infer R
+  ? R extends LighthouseRequest
+    ? Omit<R, 'machine_name' | 'machine_id'>
+    : never
+  : never;
 
 /** Thrown when Lighthouse gave no usable reply in time; `message` says why as far as we can tell. */
 export class LighthouseUnreachable extends Error {
@@ -102,7 +106,8 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
           seen.handshakeOk = true;
           seen.authError = null;
         } else if (event.type === 'handshake:error:auth') seen.authError = `ZAP status ${event.error.status}`;
-        else if (event.type === 'handshake:error:protocol' || event.type === 'handshake:error:other') seen.protocolError = event.error.message;
+        else if (event.type === 'handshake:error:protocol' || event.type === 'handshake:error:other')
+          seen.protocolError = event.error.message;
       }
     };
     // The event stream ends when the socket closes.

@@ -1,13 +1,6 @@
 import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
 import { openWorker, type Logger, type Redis } from '@spark/service';
-import {
-  ackReplySchema,
-  describeIssues,
-  QueueName,
-  REPORT_REQUEST,
-  reportPayloadSchema,
-  type ReportPayload,
-} from '@spark/protocol';
+import { ackReplySchema, describeIssues, QueueName, REPORT_REQUEST, reportPayloadSchema, type ReportPayload } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
 

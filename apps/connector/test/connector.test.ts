@@ -134,7 +134,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.replyNext('job-accepted', '['.repeat(300_000) + ']'.repeat(300_000));
       await report(world, { kind: 'accepted', uuid, at: 1 });
       await world.connector.start();
-      await waitUntil('the report is completed', async () => (await world.reportQueue.getJobState(reportJobId({ kind: 'accepted', uuid, at: 1 }))) === 'completed');
+      await waitUntil(
+        'the report is completed',
+        async () => (await world.reportQueue.getJobState(reportJobId({ kind: 'accepted', uuid, at: 1 }))) === 'completed',
+      );
       assert.equal(await world.reportQueue.getFailedCount(), 0);
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-accepted').length, 1, 'sent once');
       assert.match(messages(world).join('\n'), /job-accepted: unexpected reply \(not printable: Maximum call stack size exceeded\)/);
@@ -189,10 +192,20 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       const rejected = world.standIn?.requests.filter((r) => r.request === 'job-rejected').map((r) => r['uuid']);
       assert.deepEqual(rejected, [traversal, wrongTypes, unknownKind, noRepo]);
       const counts = await world.buildQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      assert.equal(Object.values(counts).reduce((a, b) => a + b, 0), 1, 'only the good job was enqueued');
+      assert.equal(
+        Object.values(counts).reduce((a, b) => a + b, 0),
+        1,
+        'only the good job was enqueued',
+      );
       const log = messages(world).join('\n');
-      assert.match(log, /ignoring a job reply without a usable uuid \(cannot reject it\): malformed job: uuid: "\.\.\/\.\.\/etc\/passwd" is not a valid UUID/);
-      assert.match(log, /rejecting a job Lighthouse handed out: malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name/);
+      assert.match(
+        log,
+        /ignoring a job reply without a usable uuid \(cannot reject it\): malformed job: uuid: "\.\.\/\.\.\/etc\/passwd" is not a valid UUID/,
+      );
+      assert.match(
+        log,
+        /rejecting a job Lighthouse handed out: malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name/,
+      );
       assert.match(log, /rejecting a job Lighthouse handed out: unknown job kind "rm-rf"/);
       assert.match(log, /rejecting a job Lighthouse handed out: job names no repository to upload to/);
       assert.match(log, /Lighthouse answered the job request with an error: database is on fire/);
@@ -286,7 +299,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await world.connector.start();
       await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
       const outage = messages(world).find((msg) => msg.startsWith('Lighthouse unreachable')) ?? '';
-      assert.match(outage, /the CURVE handshake did not complete.*the server public key in .*hydrogen_lighthouse-server\.pub is probably not Lighthouse's/);
+      assert.match(
+        outage,
+        /the CURVE handshake did not complete.*the server public key in .*hydrogen_lighthouse-server\.pub is probably not Lighthouse's/,
+      );
       assert.equal(world.standIn?.requests.length, 0);
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
       assert.equal(await world.buildQueue.getJob(uuid), undefined);
@@ -325,7 +341,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
         round += 1;
         await report(world, { kind: 'accepted', uuid, at: Date.now() });
         await report(world, { kind: 'status', uuid, at: Date.now(), logExcerpt: `round ${round}` }, 1);
-        await report(world, round === 1 ? { kind: 'rejected', uuid, at: Date.now(), reason: 'disk full' } : { kind: 'success', uuid, at: Date.now() });
+        await report(
+          world,
+          round === 1 ? { kind: 'rejected', uuid, at: Date.now(), reason: 'disk full' } : { kind: 'success', uuid, at: Date.now() },
+        );
       },
       { connection, prefix: world.prefix },
     );

@@ -21,7 +21,13 @@ export async function writeKeyFile(file: string, keys: KeyPair, secret: boolean,
   await mkdir(join(file, '..'), { recursive: true });
   await writeFile(
     file,
-    formatCurveKeyFile({ metadata: { id: 'test' }, curvePublicKey: keys.publicKey, curveSecretKey: secret ? keys.secretKey : null, edVerifyKey: null, edSigningKey: null }),
+    formatCurveKeyFile({
+      metadata: { id: 'test' },
+      curvePublicKey: keys.publicKey,
+      curveSecretKey: secret ? keys.secretKey : null,
+      edVerifyKey: null,
+      edSigningKey: null,
+    }),
   );
   await chmod(file, mode);
 }
@@ -78,9 +84,7 @@ export async function startWorld(options: WorldOptions): Promise<World> {
     await writeKeyFile(join(curveDir, `${MACHINE}_lighthouse-server.pub`), options.wrongServerKey ? curveKeyPair() : serverKeys, false);
   }
   if (!options.untrusted) await writeKeyFile(join(trustedDir, `${MACHINE}.pub.key`), workerKeys, false);
-  const standIn = options.endpoint
-    ? null
-    : await startLighthouseStandIn({ serverKeys, trustedKeysDir: trustedDir, ...options.standIn });
+  const standIn = options.endpoint ? null : await startLighthouseStandIn({ serverKeys, trustedKeysDir: trustedDir, ...options.standIn });
   const prefix = randomQueuePrefix();
   const toml = `LighthouseServer = '${options.endpoint ?? standIn?.endpoint ?? ''}'
 AcceptedJobs = ['package-build', 'os-image-build']
@@ -169,7 +173,10 @@ export async function waitUntil(what: string, predicate: () => boolean | Promise
 }
 
 /** A valid package-build job as Lighthouse hands it out. */
-export function packageJob(uuid: string, overrides: Record<string, unknown> = {}): Record<string, unknown> & { uuid: string; kind: string; architecture: string } {
+export function packageJob(
+  uuid: string,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> & { uuid: string; kind: string; architecture: string } {
   return {
     uuid,
     module: 'core',

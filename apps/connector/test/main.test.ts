@@ -67,7 +67,10 @@ describe('spark-connector (the command)', () => {
   });
 
   it('refuses to start when a key file is missing or malformed', async () => {
-    await writeFile(join(dir, 'bad.toml'), (await readFile(config, 'utf8')).replace(`MachineName = '${MACHINE}'`, "MachineName = 'nokeys'"));
+    await writeFile(
+      join(dir, 'bad.toml'),
+      (await readFile(config, 'utf8')).replace(`MachineName = '${MACHINE}'`, "MachineName = 'nokeys'"),
+    );
     const missing = await runTsEntry(main, ['--config', join(dir, 'bad.toml')]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nokeys-spark_private\.sec: cannot read the worker's Curve secret key: file not found/);
@@ -77,7 +80,10 @@ describe('spark-connector (the command)', () => {
     try {
       const malformed = await runTsEntry(main, ['--config', config]);
       assert.equal(malformed.code, 2);
-      assert.match(malformed.stderr, /_lighthouse-server\.pub: not a usable Lighthouse server's public key: line 2: curve public-key is not a 40-character Z85 key/);
+      assert.match(
+        malformed.stderr,
+        /_lighthouse-server\.pub: not a usable Lighthouse server's public key: line 2: curve public-key is not a 40-character Z85 key/,
+      );
     } finally {
       await writeFile(serverFile(), original);
     }
@@ -103,72 +109,78 @@ describe('spark-connector (the command)', () => {
 });
 
 describe('spark-connector killed while a report waits for Lighthouse', () => {
-  it('delivers the report after two kill -9 in a row (its job is not failed as stalled), and the next report only after it', { timeout: 120_000 }, async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'spark-connector-kill-'));
-    const redis = await startRedisServer();
-    const prefix = randomQueuePrefix();
-    const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
-    const reports = new Queue(QueueName.report, { connection, prefix });
-    const children: ChildProcess[] = [];
-    let standIn: LighthouseStandIn | null = null;
-    try {
-      const server = curveKeyPair();
-      const worker = curveKeyPair();
-      await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
-      await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
-      await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
-      // Lighthouse is away the whole time the connector is killed: the report stays in flight.
-      const endpoint = `tcp://127.0.0.1:${await freePort()}`;
-      const config = join(dir, 'spark.toml');
-      await writeFile(
-        config,
-        `LighthouseServer = '${endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n[connector]\nReplyTimeout = 0.5\n`,
-      );
-      const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), at: Date.now() };
-      const id = reportJobId(report);
-      await reports.add(report.kind, report, { jobId: id });
-      const success: ReportPayload = { kind: 'success', uuid: report.uuid, at: Date.now() };
-      await reports.add(success.kind, success, { jobId: reportJobId(success) });
-      const start = () => {
-        const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], { stdio: 'ignore' });
-        children.push(child);
-        return child;
-      };
-      const startedTimes = async (times: number) => {
-        const deadline = Date.now() + 60_000;
-        while (((await reports.getJob(id))?.attemptsStarted ?? 0) < times) {
-          if (Date.now() > deadline) throw new Error(`the report was not taken up ${times} times`);
-          await sleep(100);
+  it(
+    'delivers the report after two kill -9 in a row (its job is not failed as stalled), and the next report only after it',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'spark-connector-kill-'));
+      const redis = await startRedisServer();
+      const prefix = randomQueuePrefix();
+      const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
+      const reports = new Queue(QueueName.report, { connection, prefix });
+      const children: ChildProcess[] = [];
+      let standIn: LighthouseStandIn | null = null;
+      try {
+        const server = curveKeyPair();
+        const worker = curveKeyPair();
+        await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
+        await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
+        await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
+        // Lighthouse is away the whole time the connector is killed: the report stays in flight.
+        const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+        const config = join(dir, 'spark.toml');
+        await writeFile(
+          config,
+          `LighthouseServer = '${endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n[connector]\nReplyTimeout = 0.5\n`,
+        );
+        const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), at: Date.now() };
+        const id = reportJobId(report);
+        await reports.add(report.kind, report, { jobId: id });
+        const success: ReportPayload = { kind: 'success', uuid: report.uuid, at: Date.now() };
+        await reports.add(success.kind, success, { jobId: reportJobId(success) });
+        const start = () => {
+          const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+            stdio: 'ignore',
+          });
+          children.push(child);
+          return child;
+        };
+        const startedTimes = async (times: number) => {
+          const deadline = Date.now() + 60_000;
+          while (((await reports.getJob(id))?.attemptsStarted ?? 0) < times) {
+            if (Date.now() > deadline) throw new Error(`the report was not taken up ${times} times`);
+            await sleep(100);
+          }
+        };
+        for (let run = 1; run <= 2; run++) {
+          const child = start();
+          await startedTimes(run);
+          await sleep(300);
+          const exited = new Promise((resolve) => child.once('exit', resolve));
+          child.kill('SIGKILL');
+          await exited;
         }
-      };
-      for (let run = 1; run <= 2; run++) {
-        const child = start();
-        await startedTimes(run);
-        await sleep(300);
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGKILL');
-        await exited;
+        start();
+        await startedTimes(3);
+        standIn = await startLighthouseStandIn({ endpoint, serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+        await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' && r['uuid'] === report.uuid), 30_000);
+        const deadline = Date.now() + 10_000;
+        while ((await reports.getJobState(id)) !== 'completed' && Date.now() < deadline) await sleep(100);
+        assert.equal(await reports.getJobState(id), 'completed');
+        await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
+        // The later report waited for the one the killed connectors held.
+        assert.deepEqual(
+          standIn.requests.filter((r) => r['uuid'] === report.uuid).map((r) => r.request),
+          ['job-accepted', 'job-success'],
+        );
+      } finally {
+        for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        standIn?.close();
+        await reports.close();
+        connection.disconnect();
+        await redis.stop();
+        await rm(dir, { recursive: true, force: true });
       }
-      start();
-      await startedTimes(3);
-      standIn = await startLighthouseStandIn({ endpoint, serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
-      await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' && r['uuid'] === report.uuid), 30_000);
-      const deadline = Date.now() + 10_000;
-      while ((await reports.getJobState(id)) !== 'completed' && Date.now() < deadline) await sleep(100);
-      assert.equal(await reports.getJobState(id), 'completed');
-      await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
-      // The later report waited for the one the killed connectors held.
-      assert.deepEqual(
-        standIn.requests.filter((r) => r['uuid'] === report.uuid).map((r) => r.request),
-        ['job-accepted', 'job-success'],
-      );
-    } finally {
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      standIn?.close();
-      await reports.close();
-      connection.disconnect();
-      await redis.stop();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 });

@@ -50,7 +50,9 @@ try {
   // All .debs are the same zeros: hash one for the .changes.
   const debDigests = await digestStream(createReadStream(join(dir, debs[0] ?? '')));
   const buildinfoName = 'bench_1.0_amd64.buildinfo';
-  const buildinfo = Buffer.from(`Format: 1.0\nSource: bench\nBinary: ${debs.map((d) => d.split('_')[0]).join(' ')}\nArchitecture: amd64\nVersion: 1.0\n`);
+  const buildinfo = Buffer.from(
+    `Format: 1.0\nSource: bench\nBinary: ${debs.map((d) => d.split('_')[0]).join(' ')}\nArchitecture: amd64\nVersion: 1.0\n`,
+  );
   await writeFile(join(dir, buildinfoName), buildinfo);
   const biDigests = digestBuffer(buildinfo);
   const listed = [...debs.map((name) => ({ name, d: debDigests })), { name: buildinfoName, d: biDigests }];
@@ -100,7 +102,11 @@ try {
     await signArtifacts({ workspacesDir, signingKey, audit }, manifest);
     return secondsSince(start);
   };
-  const sha256sum = () => timeCommand('sha256sum', debs.map((name) => join(dir, name)));
+  const sha256sum = () =>
+    timeCommand(
+      'sha256sum',
+      debs.map((name) => join(dir, name)),
+    );
   await sign();
   await sha256sum();
   const signRuns: number[] = [];

@@ -1,11 +1,4 @@
-import {
-  formatFileList,
-  parseControlFile,
-  parseFileList,
-  writeDeb822,
-  type Deb822Paragraph,
-  type FileListEntry,
-} from '@spark/protocol';
+import { formatFileList, parseControlFile, parseFileList, writeDeb822, type Deb822Paragraph, type FileListEntry } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
 import type { FileDigests } from '@spark/service';
 import type { VerifiedArtifact } from './verify-artifacts.js';

@@ -80,7 +80,10 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest): Promise
   }
   await signControl(dud);
 
-  await keepOriginals(originalsDir, signatures.map((signature) => artifactOf(files, signature.name, 'signed file')));
+  await keepOriginals(
+    originalsDir,
+    signatures.map((signature) => artifactOf(files, signature.name, 'signed file')),
+  );
   await replaceFiles(dir, signatures);
   const signed = new Map(signatures.map((signature) => [signature.name, signature.digests]));
   return {

@@ -105,8 +105,15 @@ export function createSigner(deps: SignerDeps): Signer {
         // The signer's own refusals have reported already (same report id); this catches the rest.
         const uuid = uuidOf(job?.data);
         if (!uuid) return;
-        const report: ReportPayload = { kind: 'failed', uuid, at: Date.now(), reason: `the signer could not finish the job: ${error.message}`.slice(0, 4096) };
-        reportQueue.add(report.kind, report, { jobId: reportJobId(report) }).catch((err: unknown) => logger.error({ err, jobId: uuid }, 'cannot report a failed sign job'));
+        const report: ReportPayload = {
+          kind: 'failed',
+          uuid,
+          at: Date.now(),
+          reason: `the signer could not finish the job: ${error.message}`.slice(0, 4096),
+        };
+        reportQueue
+          .add(report.kind, report, { jobId: reportJobId(report) })
+          .catch((err: unknown) => logger.error({ err, jobId: uuid }, 'cannot report a failed sign job'));
       });
       logger.info({ fingerprint: deps.signingKey.fingerprint }, 'taking sign jobs');
     },

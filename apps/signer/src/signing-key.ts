@@ -107,7 +107,9 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
   }
   const expires = await key.getExpirationTime();
   if (expires instanceof Date && expires.getTime() <= now.getTime()) {
-    throw new SigningKeyError(`key ${fingerprint} expired on ${expires.toISOString()}; extend it (gpg --quick-set-expire) and export it again`);
+    throw new SigningKeyError(
+      `key ${fingerprint} expired on ${expires.toISOString()}; extend it (gpg --quick-set-expire) and export it again`,
+    );
   }
   try {
     await key.getSigningKey(undefined, now);

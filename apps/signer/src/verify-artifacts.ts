@@ -100,7 +100,9 @@ async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedA
       throw new ArtifactError(entry.name, `is ${info.size} bytes, more than a control file may be (${MAX_CONTROL_FILE_BYTES})`);
     }
     const content = control ? await handle.readFile() : null;
-    const digests = content ? digestBuffer(content) : await digestStream(handle.createReadStream({ autoClose: false, highWaterMark: READ_CHUNK_BYTES }));
+    const digests = content
+      ? digestBuffer(content)
+      : await digestStream(handle.createReadStream({ autoClose: false, highWaterMark: READ_CHUNK_BYTES }));
     if (digests.size !== entry.size) {
       throw new ArtifactError(entry.name, `changed while it was read (${digests.size} bytes read, the manifest says ${entry.size})`);
     }

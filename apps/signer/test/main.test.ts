@@ -45,7 +45,9 @@ describe('spark-signer', () => {
           `QueuePrefix = '${randomQueuePrefix()}'`,
         ].join('\n'),
       );
-      const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -169,7 +169,10 @@ describe('spark-signer on the sign queue', () => {
     const { manifest, dir } = await stage(binaryChanges);
     const upload = await sign(manifest);
     const signed = upload.data.manifest;
-    assert.deepEqual(signed.files.map((entry) => entry.name), manifest.files.map((entry) => entry.name));
+    assert.deepEqual(
+      signed.files.map((entry) => entry.name),
+      manifest.files.map((entry) => entry.name),
+    );
     await assertManifestMatchesDisk(dir, signed);
 
     const changes = signed.changes ?? assert.fail('no .changes');
@@ -185,9 +188,16 @@ describe('spark-signer on the sign queue', () => {
     assert.match(stdout, /All files validated successfully\./);
 
     const deb = signed.files.find((entry) => entry.name.endsWith('.deb')) ?? assert.fail('no .deb');
-    assert.deepEqual(deb, manifest.files.find((entry) => entry.name === deb.name), 'the .deb is handed on unchanged');
+    assert.deepEqual(
+      deb,
+      manifest.files.find((entry) => entry.name === deb.name),
+      'the .deb is handed on unchanged',
+    );
     const audit = await auditEntries(manifest.uuid);
-    assert.deepEqual(audit.map((entry) => entry.file), [buildinfo.name, changes, signed.dud]);
+    assert.deepEqual(
+      audit.map((entry) => entry.file),
+      [buildinfo.name, changes, signed.dud],
+    );
     for (const entry of audit) {
       assert.equal(entry.fingerprint, fingerprint);
       assert.equal(entry.sha256, signed.files.find((file) => file.name === entry.file)?.sha256);
@@ -209,7 +219,11 @@ describe('spark-signer on the sign queue', () => {
   it('replaces the signatures of files that were signed before, leaving one signature each', async () => {
     const first = await stage(binaryChanges);
     const signedOnce = (await sign(first.manifest)).data.manifest;
-    const again = await stage(signedOnce.files.filter((entry) => !entry.name.endsWith('.dud') && !entry.name.endsWith('.log')).map((entry) => join(first.dir, entry.name)));
+    const again = await stage(
+      signedOnce.files
+        .filter((entry) => !entry.name.endsWith('.dud') && !entry.name.endsWith('.log'))
+        .map((entry) => join(first.dir, entry.name)),
+    );
     const signedTwice = (await sign(again.manifest)).data.manifest;
     await assertManifestMatchesDisk(again.dir, signedTwice);
     for (const name of [signedTwice.changes ?? assert.fail('no .changes'), signedTwice.dud]) {
@@ -241,11 +255,21 @@ describe('spark-signer on the sign queue', () => {
 
   it('refuses a sign job whose manifest names a path, reporting why', async () => {
     const uuid = randomUUID();
-    const manifest = { uuid, repo: 'master', result: 'success', files: [{ name: '../../etc/passwd', size: 1, sha256: '0'.repeat(64) }], changes: null, dud: '../../etc/passwd' };
+    const manifest = {
+      uuid,
+      repo: 'master',
+      result: 'success',
+      files: [{ name: '../../etc/passwd', size: 1, sha256: '0'.repeat(64) }],
+      changes: null,
+      dud: '../../etc/passwd',
+    };
     await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(uuid, 'sign') });
     const report = await waitForJob<ReportPayload>(reportQueue, `${uuid}.final`);
     assert.equal(report.data.kind, 'failed');
-    assert.match((report.data as { reason: string }).reason, /^signer refused the sign job: invalid payload: manifest\.files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/);
+    assert.match(
+      (report.data as { reason: string }).reason,
+      /^signer refused the sign job: invalid payload: manifest\.files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/,
+    );
   });
 
   it('reports failed a sign job BullMQ failed because signers were killed while signing it too often', async () => {
@@ -264,7 +288,11 @@ describe('spark-signer on the sign queue', () => {
 
   describe('refuses, signs nothing and reports failed when', () => {
     const debOf = (manifest: Manifest) => manifest.files.find((entry) => entry.name.endsWith('.deb'))?.name ?? assert.fail('no .deb');
-    const cases: { name: string; spoil: (manifest: Manifest, dir: string) => Promise<Manifest>; reason: (deb: string, manifest: Manifest) => RegExp }[] = [
+    const cases: {
+      name: string;
+      spoil: (manifest: Manifest, dir: string) => Promise<Manifest>;
+      reason: (deb: string, manifest: Manifest) => RegExp;
+    }[] = [
       {
         name: 'a .deb was changed after the build',
         spoil: async (manifest, dir) => {
@@ -307,9 +335,13 @@ describe('spark-signer on the sign queue', () => {
           const deb = debOf(manifest);
           const data = Buffer.concat([await readFile(join(dir, deb)), Buffer.from('x')]);
           await writeFile(join(dir, deb), data);
-          return { ...manifest, files: manifest.files.map((entry) => (entry.name === deb ? { name: deb, size: data.length, sha256: sha256(data) } : entry)) };
+          return {
+            ...manifest,
+            files: manifest.files.map((entry) => (entry.name === deb ? { name: deb, size: data.length, sha256: sha256(data) } : entry)),
+          };
         },
-        reason: (deb, manifest) => new RegExp(`: ${escape(deb)}: ${escape(manifest.changes ?? '')} Files says [0-9a-f]{32} \\d+, the file has [0-9a-f]{32} \\d+$`),
+        reason: (deb, manifest) =>
+          new RegExp(`: ${escape(deb)}: ${escape(manifest.changes ?? '')} Files says [0-9a-f]{32} \\d+, the file has [0-9a-f]{32} \\d+$`),
       },
     ];
 
@@ -317,7 +349,11 @@ describe('spark-signer on the sign queue', () => {
       it(testCase.name, async () => {
         const staged = await stage(binaryChanges);
         const manifest = await testCase.spoil(staged.manifest, staged.dir);
-        const before = new Map(await Promise.all((await readdir(staged.dir)).map(async (name) => [name, await readFile(join(staged.dir, name)).catch(() => null)] as const)));
+        const before = new Map(
+          await Promise.all(
+            (await readdir(staged.dir)).map(async (name) => [name, await readFile(join(staged.dir, name)).catch(() => null)] as const),
+          ),
+        );
         await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest.uuid, 'sign') });
         const failed: ReportPayload = { kind: 'failed', uuid: manifest.uuid, at: 0, reason: '' };
         const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(failed));

@@ -23,7 +23,13 @@ describe('signing key', () => {
     fpr['rsa'] = await gpg.generate({ uid: 'RSA Worker <rsa@example.org>', algo: 'rsa4096', usage: 'sign' });
     fpr['ed'] = await gpg.generate({ uid: 'Ed Worker <ed@example.org>', algo: 'ed25519', usage: 'sign' });
     fpr['protected'] = await gpg.generate({ uid: 'Pw <pw@example.org>', algo: 'ed25519', usage: 'sign', passphrase: 'correct horse' });
-    fpr['expired'] = await gpg.generate({ uid: 'Old <old@example.org>', algo: 'ed25519', usage: 'sign', expire: '1y', fakedTime: '20200101T000000' });
+    fpr['expired'] = await gpg.generate({
+      uid: 'Old <old@example.org>',
+      algo: 'ed25519',
+      usage: 'sign',
+      expire: '1y',
+      fakedTime: '20200101T000000',
+    });
     fpr['revoked'] = await gpg.generate({ uid: 'Revoked <rev@example.org>', algo: 'ed25519', usage: 'sign' });
     fpr['certonly'] = await gpg.generate({ uid: 'Cert <cert@example.org>', algo: 'ed25519', usage: 'cert' });
     await gpg.revoke(fingerprint('revoked'));
@@ -53,7 +59,11 @@ describe('signing key', () => {
   });
 
   it('unlocks a protected key with the passphrase file or the systemd credential', async () => {
-    const fromFile = await loadSigningKey({ keyFile: file('protected'), keyId: fingerprint('protected'), passphraseFile: join(dir, 'passphrase') });
+    const fromFile = await loadSigningKey({
+      keyFile: file('protected'),
+      keyId: fingerprint('protected'),
+      passphraseFile: join(dir, 'passphrase'),
+    });
     assert.equal(fromFile.key.isDecrypted(), true);
     const credentials = await mkdtemp(join(tmpdir(), 'spark-signer-cred-'));
     try {
@@ -115,15 +125,24 @@ describe('signing key', () => {
     });
 
     it('the key has expired', async () => {
-      assert.match(await startWith(file('expired'), fingerprint('expired')), new RegExp(`^spark-signer: key ${fingerprint('expired')} expired on 2020-12-31T00:00:00.000Z; extend it`));
+      assert.match(
+        await startWith(file('expired'), fingerprint('expired')),
+        new RegExp(`^spark-signer: key ${fingerprint('expired')} expired on 2020-12-31T00:00:00.000Z; extend it`),
+      );
     });
 
     it('the key is revoked', async () => {
-      assert.match(await startWith(file('revoked'), fingerprint('revoked')), new RegExp(`^spark-signer: key ${fingerprint('revoked')} is revoked`));
+      assert.match(
+        await startWith(file('revoked'), fingerprint('revoked')),
+        new RegExp(`^spark-signer: key ${fingerprint('revoked')} is revoked`),
+      );
     });
 
     it('the key cannot sign', async () => {
-      assert.match(await startWith(file('certonly'), fingerprint('certonly')), new RegExp(`^spark-signer: key ${fingerprint('certonly')} cannot sign: `));
+      assert.match(
+        await startWith(file('certonly'), fingerprint('certonly')),
+        new RegExp(`^spark-signer: key ${fingerprint('certonly')} cannot sign: `),
+      );
     });
 
     it('the key is protected and no passphrase is configured', async () => {

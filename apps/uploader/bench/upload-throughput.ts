@@ -57,14 +57,22 @@ try {
   const master = join(root, 'artifact.tar');
   process.stdout.write(`writing a 1 GiB artifact in ${root} …\n`);
   const bigSha = await writeBigFile(master);
-  await redis.set(archiveTargetsKey(prefix), JSON.stringify({ archive_repos: { master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'http' } }, receivedAt: Date.now() }));
+  await redis.set(
+    archiveTargetsKey(prefix),
+    JSON.stringify({
+      archive_repos: { master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'http' } },
+      receivedAt: Date.now(),
+    }),
+  );
   const configFile = join(root, 'spark.toml');
   await writeFile(
     configFile,
     `LighthouseServer = 'tcp://127.0.0.1:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = 'bench'\nWorkspaceRoot = '${join(root, 'lkspark')}'\nRedisUrl = '${redisServer.url}'\nQueuePrefix = '${prefix}'\n`,
   );
 
-  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const exited = once(child, 'exit');
   let log = '';
   child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
@@ -111,7 +119,16 @@ try {
   let curls = 0;
   const curlOnce = async (): Promise<{ seconds: number; peakRssKiB: number }> => {
     const name = `curl-copy-${curls++}.tar`;
-    const result = await timeCommand('curl', ['-sS', '-T', master, '-o', '/dev/null', '-w', '%{http_code}', `${receiver.url}/_upload/master/${name}`]);
+    const result = await timeCommand('curl', [
+      '-sS',
+      '-T',
+      master,
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `${receiver.url}/_upload/master/${name}`,
+    ]);
     if (result.stdout !== '201') throw new Error(`curl -T got ${result.stdout}`);
     await rm(join(root, 'archive', 'master', name));
     return result;

@@ -75,11 +75,17 @@ export async function uploadFiles(
       if (answer.status >= 200 && answer.status < 300) {
         uploaded = true;
       } else if (answer.status === 403 && sentBefore) {
-        logger.info({ file: item.name }, `${item.name} is already in the archive from an earlier attempt of this job; counting it as uploaded`);
+        logger.info(
+          { file: item.name },
+          `${item.name} is already in the archive from an earlier attempt of this job; counting it as uploaded`,
+        );
         uploaded = true;
       } else if (transient(answer)) {
         lastProblem = `${answer.status} ${answer.message}`;
-        logger.warn({ file: item.name, url: item.url, attempt, status: answer.status }, `PUT ${item.url} answered ${lastProblem}; will retry`);
+        logger.warn(
+          { file: item.name, url: item.url, attempt, status: answer.status },
+          `PUT ${item.url} answered ${lastProblem}; will retry`,
+        );
       } else {
         throw new UploadRefusedError(`the archive refused ${item.name} (PUT ${item.url}): ${answer.status} ${answer.message}`);
       }

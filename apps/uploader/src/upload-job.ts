@@ -29,9 +29,19 @@ export function finalReport(manifest: Manifest, at: number): ReportPayload {
     case 'success':
       return { kind: 'success', uuid: manifest.uuid, at };
     case 'failure':
-      return { kind: 'failed', uuid: manifest.uuid, at, reason: 'the build failed (X-Spark-Result: failure); its log and .dud are uploaded' };
+      return {
+        kind: 'failed',
+        uuid: manifest.uuid,
+        at,
+        reason: 'the build failed (X-Spark-Result: failure); its log and .dud are uploaded',
+      };
     case 'depwait':
-      return { kind: 'failed', uuid: manifest.uuid, at, reason: 'the build is waiting for dependencies (X-Spark-Result: depwait); its log and .dud are uploaded' };
+      return {
+        kind: 'failed',
+        uuid: manifest.uuid,
+        at,
+        reason: 'the build is waiting for dependencies (X-Spark-Result: depwait); its log and .dud are uploaded',
+      };
   }
 }
 
@@ -60,7 +70,10 @@ export async function uploadJob(manifest: Manifest, deps: UploadJobDeps, logger:
     if (unlisted.length > 0) {
       logger.warn({ unlisted }, `not uploading ${unlisted.join(', ')}: listed in neither the .changes nor the .dud`);
     }
-    logger.info({ files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo }, `uploading ${items.length} files to ${manifest.repo}`);
+    logger.info(
+      { files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo },
+      `uploading ${items.length} files to ${manifest.repo}`,
+    );
     await uploadFiles(items, progress, deps.policy, logger);
     const report = reportPayloadSchema.parse(finalReport(manifest, Date.now()));
     await deps.reports.add(report.kind, report, { jobId: reportJobId(report) });

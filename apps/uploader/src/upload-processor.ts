@@ -30,7 +30,10 @@ export function createUploadProcessor(deps: UploadJobDeps, logger: Logger): (job
       await uploadJob(manifest, deps, log);
     } catch (error) {
       const message = `upload failed: ${(error as Error).message}`;
-      log.error({ err: error }, `${message} — the files stay in the workspace; fix the cause, then run: spark retry-upload ${manifest.uuid}`);
+      log.error(
+        { err: error },
+        `${message} — the files stay in the workspace; fix the cause, then run: spark retry-upload ${manifest.uuid}`,
+      );
       const permanent = error instanceof UploadRefusedError || error instanceof UploadPlanError || error instanceof NoUploadTargetError;
       throw permanent ? new UnrecoverableError(message) : new Error(message, { cause: error });
     }

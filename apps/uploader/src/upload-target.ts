@@ -15,7 +15,9 @@ export async function lookUpTarget(redis: Redis, prefix: string, repo: string): 
   const key = archiveTargetsKey(prefix);
   const raw = await redis.get(key);
   if (raw === null) {
-    throw new NoUploadTargetError(`no upload targets known yet (${key} is empty: the connector stores them from Lighthouse's archive-info)`);
+    throw new NoUploadTargetError(
+      `no upload targets known yet (${key} is empty: the connector stores them from Lighthouse's archive-info)`,
+    );
   }
   let parsed: unknown;
   try {
@@ -25,12 +27,16 @@ export async function lookUpTarget(redis: Redis, prefix: string, repo: string): 
   }
   const stored = storedArchiveTargetsSchema.safeParse(parsed);
   if (!stored.success) {
-    throw new NoUploadTargetError(`${key} does not hold valid upload targets: ${stored.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
+    throw new NoUploadTargetError(
+      `${key} does not hold valid upload targets: ${stored.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+    );
   }
   const target = stored.data.archive_repos[repo];
   if (!target) {
     const known = Object.keys(stored.data.archive_repos);
-    throw new NoUploadTargetError(`Lighthouse names no upload target for repository ${repo} (known: ${known.length ? known.join(', ') : 'none'})`);
+    throw new NoUploadTargetError(
+      `Lighthouse names no upload target for repository ${repo} (known: ${known.length ? known.join(', ') : 'none'})`,
+    );
   }
   return target;
 }

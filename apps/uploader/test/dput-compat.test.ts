@@ -61,43 +61,51 @@ describe('dput-ng compatibility', () => {
       { target: { upload_fqdn: 'archive.example.org/', upload_method: 'https' }, repo: 'master' },
       { target: { upload_fqdn: 'archive.example.org:0443/a/b', upload_method: 'https' }, repo: 'r-1.x' },
     ];
-    const theirs = await dputBaseUrls(cases.map(({ target, repo }) => ({ fqdn: target.upload_fqdn, method: target.upload_method, incoming: repo })));
+    const theirs = await dputBaseUrls(
+      cases.map(({ target, repo }) => ({ fqdn: target.upload_fqdn, method: target.upload_method, incoming: repo })),
+    );
     assert.deepEqual(
       cases.map(({ target, repo }) => dputUploadUrl(target, repo, 'hello_1.0-1.dsc')),
       theirs.map((base) => `${base}hello_1.0-1.dsc`),
     );
   });
 
-  it('PUTs the same URLs in the same order as real dput run on the .changes and then the .dud, as spark does', { timeout: 60_000 }, async () => {
-    const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir);
-    const dputArchive = join(h.root, 'dput-archive');
-    await mkdir(dputArchive);
-    h.receiver.options.dir = dputArchive;
-    // The profile spark writes (DESIGN.md: Upload), but unsigned uploads allowed: the throwaway key is in no keyring dput checks.
-    const dputCf = join(home, 'dput.cf');
-    await writeFile(
-      dputCf,
-      `[laniakea]\nfqdn = ${h.target.upload_fqdn}\nmethod = ${h.target.upload_method}\nincoming = master\nlogin = anonymous\nallow_unsigned_uploads = 1\n`,
-    );
-    for (const control of [job.manifest.changes as string, job.manifest.dud]) {
-      await run('dput', ['--no-upload-log', '-c', dputCf, 'laniakea', join(job.artifactsDir, control)], { env: { ...process.env, HOME: home } });
-    }
-    const byDput = h.receiver.requests.splice(0);
-    assert.equal(byDput.length, job.contents.size);
+  it(
+    'PUTs the same URLs in the same order as real dput run on the .changes and then the .dud, as spark does',
+    { timeout: 60_000 },
+    async () => {
+      const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir);
+      const dputArchive = join(h.root, 'dput-archive');
+      await mkdir(dputArchive);
+      h.receiver.options.dir = dputArchive;
+      // The profile spark writes (DESIGN.md: Upload), but unsigned uploads allowed: the throwaway key is in no keyring dput checks.
+      const dputCf = join(home, 'dput.cf');
+      await writeFile(
+        dputCf,
+        `[laniakea]\nfqdn = ${h.target.upload_fqdn}\nmethod = ${h.target.upload_method}\nincoming = master\nlogin = anonymous\nallow_unsigned_uploads = 1\n`,
+      );
+      for (const control of [job.manifest.changes as string, job.manifest.dud]) {
+        await run('dput', ['--no-upload-log', '-c', dputCf, 'laniakea', join(job.artifactsDir, control)], {
+          env: { ...process.env, HOME: home },
+        });
+      }
+      const byDput = h.receiver.requests.splice(0);
+      assert.equal(byDput.length, job.contents.size);
 
-    h.receiver.options.dir = h.archiveDir;
-    const uploader = createUploader({ config: h.config, logger: h.logger });
-    await uploader.start();
-    try {
-      await h.addUpload(job.manifest);
-      assert.equal(await h.settled(job.uuid), 'completed');
-    } finally {
-      await uploader.close();
-    }
-    assert.deepEqual(h.receiver.requests, byDput);
-    for (const [name, data] of job.contents) {
-      assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), await readFile(join(dputArchive, 'master', name)), name);
-      assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), data, name);
-    }
-  });
+      h.receiver.options.dir = h.archiveDir;
+      const uploader = createUploader({ config: h.config, logger: h.logger });
+      await uploader.start();
+      try {
+        await h.addUpload(job.manifest);
+        assert.equal(await h.settled(job.uuid), 'completed');
+      } finally {
+        await uploader.close();
+      }
+      assert.deepEqual(h.receiver.requests, byDput);
+      for (const [name, data] of job.contents) {
+        assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), await readFile(join(dputArchive, 'master', name)), name);
+        assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), data, name);
+      }
+    },
+  );
 });

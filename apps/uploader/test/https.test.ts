@@ -23,7 +23,25 @@ describe('spark-uploader over https', () => {
     [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
     const keyFile = join(h.root, 'receiver.key');
     certFile = join(h.root, 'receiver.pem');
-    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
     await mkdir(join(h.root, 'tls-archive'));
     receiver = await startUploadReceiver({
       dir: join(h.root, 'tls-archive'),

@@ -11,7 +11,20 @@ const run = promisify(execFile);
 /** A throwaway OpenPGP key in its own GNUPGHOME, to clearsign control files as the signer would. */
 export async function makeSigningKey(): Promise<string> {
   const home = await mkdtemp(join(tmpdir(), 'spark-gpg-'));
-  await run('gpg', ['--homedir', home, '--batch', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-gen-key', 'Spark Tests <spark-tests@example.org>', 'ed25519', 'sign', 'never']);
+  await run('gpg', [
+    '--homedir',
+    home,
+    '--batch',
+    '--pinentry-mode',
+    'loopback',
+    '--passphrase',
+    '',
+    '--quick-gen-key',
+    'Spark Tests <spark-tests@example.org>',
+    'ed25519',
+    'sign',
+    'never',
+  ]);
   return home;
 }
 
@@ -26,7 +39,9 @@ function digest(algorithm: string, data: Buffer): string {
 
 function fileLists(files: ReadonlyMap<string, Buffer>, section: string, priority: string): string {
   const lines = (algorithm: string, withSection: boolean) =>
-    [...files].map(([name, data]) => ` ${digest(algorithm, data)} ${data.length}${withSection ? ` ${section} ${priority}` : ''} ${name}`).join('\n');
+    [...files]
+      .map(([name, data]) => ` ${digest(algorithm, data)} ${data.length}${withSection ? ` ${section} ${priority}` : ''} ${name}`)
+      .join('\n');
   return `Checksums-Sha1:\n${lines('sha1', false)}\nChecksums-Sha256:\n${lines('sha256', false)}\nFiles:\n${lines('md5', true)}\n`;
 }
 
@@ -58,7 +73,12 @@ export interface SignedJobOptions {
  * `failure`/`depwait` result has no `.changes`, as an FTBFS has none. Also
  * writes the job log to `logsDir`.
  */
-export async function makeSignedJob(gnupgHome: string, workspacesDir: string, logsDir: string, options: SignedJobOptions = {}): Promise<SignedJob> {
+export async function makeSignedJob(
+  gnupgHome: string,
+  workspacesDir: string,
+  logsDir: string,
+  options: SignedJobOptions = {},
+): Promise<SignedJob> {
   const uuid = randomUUID();
   // Each job its own source name: the archive refuses a file name it already has.
   const source = `hello${uuid.slice(0, 8)}`;

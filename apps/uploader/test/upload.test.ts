@@ -32,7 +32,8 @@ describe('spark-uploader', () => {
     await rm(gnupgHome, { recursive: true, force: true });
   });
 
-  const newJob = (options: Parameters<typeof makeSignedJob>[3] = {}) => makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, options);
+  const newJob = (options: Parameters<typeof makeSignedJob>[3] = {}) =>
+    makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, options);
   const urlsOf = (job: SignedJob) => h.receiver.requests.filter((r) => r.url.includes(job.source));
   const assertArchived = async (job: SignedJob, repo = 'master') => {
     for (const [name, data] of job.contents) {
@@ -88,7 +89,12 @@ describe('spark-uploader', () => {
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
     const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
-    assert.match(failed?.failedReason ?? '', new RegExp(`^upload failed: the archive refused ${job.source}_1\\.0-1\\.dsc \\(PUT http://127\\.0\\.0\\.1:\\d+/_upload/extra/${job.source}_1\\.0-1\\.dsc\\): 422 unknown repository: extra$`));
+    assert.match(
+      failed?.failedReason ?? '',
+      new RegExp(
+        `^upload failed: the archive refused ${job.source}_1\\.0-1\\.dsc \\(PUT http://127\\.0\\.0\\.1:\\d+/_upload/extra/${job.source}_1\\.0-1\\.dsc\\): 422 unknown repository: extra$`,
+      ),
+    );
     assert.equal(urlsOf(job).length, 1, 'a refused file is not retried');
     assert.equal(await exists(job.artifactsDir), true);
     assert.equal(await finalReport(job), undefined);
@@ -108,7 +114,10 @@ describe('spark-uploader', () => {
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
     const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
-    assert.match(failed?.failedReason ?? '', new RegExp(`gave up uploading ${job.source}_1\\.0-1_amd64\\.deb .* after 3 attempts; last: 502 bad gateway$`));
+    assert.match(
+      failed?.failedReason ?? '',
+      new RegExp(`gave up uploading ${job.source}_1\\.0-1_amd64\\.deb .* after 3 attempts; last: 502 bad gateway$`),
+    );
     assert.equal(urlsOf(job).filter((r) => r.url.endsWith('.deb')).length, 3);
     assert.equal(await exists(job.artifactsDir), true);
 
@@ -122,7 +131,10 @@ describe('spark-uploader', () => {
     assert.equal(urlsOf(job).filter((r) => r.status === 403).length, 0);
     await assertArchived(job);
     const again = await retryUpload(job.uuid);
-    assert.deepEqual([again.code, again.text.trim()], [1, `spark retry-upload: the upload of job ${job.uuid} completed already; nothing to retry`]);
+    assert.deepEqual(
+      [again.code, again.text.trim()],
+      [1, `spark retry-upload: the upload of job ${job.uuid} completed already; nothing to retry`],
+    );
   });
 
   it("reports failed for an FTBFS after uploading only the .dud's files and the .dud", async () => {
@@ -151,7 +163,10 @@ describe('spark-uploader', () => {
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
     const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
-    assert.equal(failed?.failedReason, `upload failed: ${job.source}_1.0-1_amd64.changes lists "../../etc/passwd", which is not a plain file name`);
+    assert.equal(
+      failed?.failedReason,
+      `upload failed: ${job.source}_1.0-1_amd64.changes lists "../../etc/passwd", which is not a plain file name`,
+    );
     assert.equal(urlsOf(job).length, 0);
   });
 
@@ -160,7 +175,10 @@ describe('spark-uploader', () => {
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
     const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
-    assert.match(failed?.failedReason ?? '', /^upload failed: Lighthouse names no upload target for repository nowhere \(known: master, extra\)$/);
+    assert.match(
+      failed?.failedReason ?? '',
+      /^upload failed: Lighthouse names no upload target for repository nowhere \(known: master, extra\)$/,
+    );
     assert.equal(await exists(job.artifactsDir), true);
   });
 
@@ -170,7 +188,10 @@ describe('spark-uploader', () => {
     assert.match(bad.text, /^spark retry-upload: expected one job uuid, got "\.\.\/\.\.\/etc"/);
     const uuid = '0b7e4c1a-54f4-4f1c-9d2e-3a3c1f6a9e01';
     const missing = await retryUpload(uuid);
-    assert.deepEqual([missing.code, missing.text.trim()], [1, `spark retry-upload: no upload job ${uuid}.upload in queue ${h.prefix}:upload`]);
+    assert.deepEqual(
+      [missing.code, missing.text.trim()],
+      [1, `spark retry-upload: no upload job ${uuid}.upload in queue ${h.prefix}:upload`],
+    );
   });
 
   it('fails a job whose payload is not a manifest, naming the problem', async () => {

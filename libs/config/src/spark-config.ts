@@ -183,8 +183,7 @@ export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: ConfigEnviro
     source = readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    const reason = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
     throw new ConfigError([{ severity: 'error', file, key: null, line: null, message: `cannot read config: ${reason}` }]);
   }
   return parseConfig(source, file, env);
@@ -212,12 +211,20 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
 
   const lighthouseServer = reader.string(data, null, 'LighthouseServer', { required: true });
   if (lighthouseServer !== undefined && !/^(tcp|ipc|inproc):\/\/\S+$/.test(lighthouseServer)) {
-    reader.error(null, 'LighthouseServer', `expected a ZeroMQ endpoint like "tcp://master.example.org:5570", got ${JSON.stringify(lighthouseServer)}`);
+    reader.error(
+      null,
+      'LighthouseServer',
+      `expected a ZeroMQ endpoint like "tcp://master.example.org:5570", got ${JSON.stringify(lighthouseServer)}`,
+    );
   }
   const acceptedJobs = reader.stringArray(data, null, 'AcceptedJobs', { required: true, nonEmpty: true });
   for (const kind of acceptedJobs ?? []) {
     if (!(JOB_KINDS as readonly string[]).includes(kind)) {
-      reader.warning(null, 'AcceptedJobs', `unknown job kind ${JSON.stringify(kind)} (known: ${JOB_KINDS.join(', ')}); it is advertised but no builder runs it`);
+      reader.warning(
+        null,
+        'AcceptedJobs',
+        `unknown job kind ${JSON.stringify(kind)} (known: ${JOB_KINDS.join(', ')}); it is advertised but no builder runs it`,
+      );
     }
   }
   const machineOwner = reader.string(data, null, 'MachineOwner') ?? '';
@@ -230,10 +237,17 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     }
   }
   const gpgKeyId = reader.string(data, null, 'GpgKeyID', { required: true });
-  if (gpgKeyId !== undefined && !/^(0x)?([0-9A-Fa-f]{8}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$/.test(gpgKeyId.replace(/\s+/g, ''))) {
+  if (
+    gpgKeyId !== undefined &&
+    !/^(0x)?([0-9A-Fa-f]{8}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$/.test(gpgKeyId.replace(/\s+/g, ''))
+  ) {
     // A warning, not an error: the seed guide's own example holds a placeholder, and
     // only the signer needs the key (it refuses to start unless the key matches).
-    reader.warning(null, 'GpgKeyID', `${JSON.stringify(gpgKeyId)} is not a key id or fingerprint (8, 16, 40 or 64 hex digits); the signer will refuse to start until it names its key`);
+    reader.warning(
+      null,
+      'GpgKeyID',
+      `${JSON.stringify(gpgKeyId)} is not a key id or fingerprint (8, 16, 40 or 64 hex digits); the signer will refuse to start until it names its key`,
+    );
   }
   const maxJobs = reader.integer(data, null, 'MaxJobs', { min: 1, max: 256 }) ?? 1;
   const workspaceRoot = reader.path(data, null, 'WorkspaceRoot') ?? DEFAULT_WORKSPACE_ROOT;
@@ -306,7 +320,13 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   };
 
   const errors = problems.filter((p) => p.severity === 'error');
-  if (errors.length > 0 || lighthouseServer === undefined || acceptedJobs === undefined || gpgKeyId === undefined || machineName === undefined) {
+  if (
+    errors.length > 0 ||
+    lighthouseServer === undefined ||
+    acceptedJobs === undefined ||
+    gpgKeyId === undefined ||
+    machineName === undefined
+  ) {
     throw new ConfigError(problems);
   }
   const config: SparkConfig = {
@@ -401,7 +421,12 @@ class TableReader {
     return value;
   }
 
-  stringArray(table: Table, section: string | null, key: string, opts: { required?: boolean; nonEmpty?: boolean } = {}): string[] | undefined {
+  stringArray(
+    table: Table,
+    section: string | null,
+    key: string,
+    opts: { required?: boolean; nonEmpty?: boolean } = {},
+  ): string[] | undefined {
     const value = table[key];
     if (value === undefined) {
       if (opts.required) this.missing(section, key);

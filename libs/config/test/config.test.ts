@@ -134,10 +134,9 @@ Attempts = 3
   });
 
   it('rejects an empty AcceptedJobs, since a worker that accepts nothing is pointless', () => {
-    assert.deepEqual(
-      problemsOf(`LighthouseServer = 'tcp://a:1'\nAcceptedJobs = []\nGpgKeyID = 'DEADBEEF'\n`),
-      ['FILE:2: AcceptedJobs: must list at least one entry'],
-    );
+    assert.deepEqual(problemsOf(`LighthouseServer = 'tcp://a:1'\nAcceptedJobs = []\nGpgKeyID = 'DEADBEEF'\n`), [
+      'FILE:2: AcceptedJobs: must list at least one entry',
+    ]);
   });
 
   it('rejects a LighthouseServer that is not a ZeroMQ endpoint', () => {

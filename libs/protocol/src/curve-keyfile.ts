@@ -16,7 +16,8 @@ export function z85Encode(data: Uint8Array): string {
   if (data.length % 4 !== 0) throw new Error(`Z85 needs a multiple of 4 bytes, got ${data.length}`);
   let out = '';
   for (let offset = 0; offset < data.length; offset += 4) {
-    let value = (((data[offset] ?? 0) << 24) | ((data[offset + 1] ?? 0) << 16) | ((data[offset + 2] ?? 0) << 8) | (data[offset + 3] ?? 0)) >>> 0;
+    let value =
+      (((data[offset] ?? 0) << 24) | ((data[offset + 1] ?? 0) << 16) | ((data[offset + 2] ?? 0) << 8) | (data[offset + 3] ?? 0)) >>> 0;
     const chunk: string[] = [];
     for (let i = 0; i < 5; i++) {
       chunk.unshift(Z85_ALPHABET[value % 85] ?? '');
@@ -97,7 +98,10 @@ export function parseCurveKeyFile(text: string): CurveKeyFile {
     const eq = line.indexOf('=');
     if (eq === -1) throw new KeyFileError(`line ${index + 1}: expected "name = value"`);
     const name = line.slice(0, eq).trim();
-    const value = line.slice(eq + 1).trim().replace(/^["']|["']$/g, '');
+    const value = line
+      .slice(eq + 1)
+      .trim()
+      .replace(/^["']|["']$/g, '');
     if (section === 'metadata') {
       result.metadata[name] = value;
     } else if (section === 'curve' && (name === 'public-key' || name === 'secret-key')) {
@@ -119,7 +123,13 @@ export function formatCurveKeyFile(keys: CurveKeyFile): string {
   const secret = keys.curveSecretKey !== null || keys.edSigningKey !== null;
   const lines = secret
     ? ['#', '# Laniakea Messaging **Secret** Certificate', '# DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.', '#']
-    : ['#', '# Laniakea Messaging Public Certificate', '# Exchange securely, or use a secure mechanism to verify the contents', '# of this file after exchange.', '#'];
+    : [
+        '#',
+        '# Laniakea Messaging Public Certificate',
+        '# Exchange securely, or use a secure mechanism to verify the contents',
+        '# of this file after exchange.',
+        '#',
+      ];
   lines.push('', 'metadata');
   for (const [name, value] of Object.entries(keys.metadata)) {
     lines.push(`    ${name.replace(/ /g, '_')} = "${value.replace(/"/g, "'")}"`);

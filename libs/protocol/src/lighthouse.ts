@@ -110,7 +110,11 @@ export const osImageBuildDataSchema = z.object({
   distribution: z.string().regex(/^[A-Za-z0-9._-]+$/, 'is not a distribution name'),
   suite: suiteSchema,
   environment: z.string().regex(/^[A-Za-z0-9._+-]+$/, 'is not an environment name'),
-  style: z.string().regex(/^[A-Za-z0-9._+-]*$/, 'is not a style name').optional().nullable(),
+  style: z
+    .string()
+    .regex(/^[A-Za-z0-9._+-]*$/, 'is not a style name')
+    .optional()
+    .nullable(),
   architecture: architectureSchema,
 });
 /** What an OS image build needs to know. */
@@ -200,8 +204,7 @@ export function readJobReply(value: unknown): JobReply {
   if (asError.success) {
     return { type: 'error', message: asError.data.error };
   }
-  const rawUuid =
-    typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>)['uuid'] : undefined;
+  const rawUuid = typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>)['uuid'] : undefined;
   const uuid = uuidSchema.safeParse(rawUuid).success ? (rawUuid as string) : null;
   const envelope = jobEnvelopeSchema.safeParse(value);
   if (!envelope.success) {

@@ -35,7 +35,11 @@ export const BUILDER_HEARTBEAT_TTL_MS = 10_000;
 /** A builder's heartbeat: how many jobs it can run, how many it runs, what it can build. */
 export const builderHeartbeatSchema = z.object({
   /** Unique per builder process: `<hostname>:<pid>` or the systemd instance name. */
-  id: z.string().min(1).max(128).regex(/^[A-Za-z0-9@._:-]+$/),
+  id: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9@._:-]+$/),
   slots: z.number().int().nonnegative(),
   busy: z.number().int().nonnegative(),
   kinds: z.array(z.enum(JOB_KINDS)),

@@ -82,7 +82,10 @@ describe('deb822 parsing', () => {
       ['Source', 'hello'],
     ]);
     p.set('source', 'bye');
-    assert.deepEqual(p.fields.map((f) => f.name), ['Format', 'Source']);
+    assert.deepEqual(
+      p.fields.map((f) => f.name),
+      ['Format', 'Source'],
+    );
     assert.equal(p.get('SOURCE'), 'bye');
     assert.equal(p.delete('format'), true);
     assert.equal(writeDeb822([p]), 'Source: bye\n');

@@ -1,12 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  archiveInfoReplySchema,
-  lighthouseRequestSchema,
-  MAX_REPLY_BYTES,
-  parseReplyFrame,
-  readJobReply,
-} from '@spark/protocol';
+import { archiveInfoReplySchema, lighthouseRequestSchema, MAX_REPLY_BYTES, parseReplyFrame, readJobReply } from '@spark/protocol';
 
 const uuid = '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1';
 const identity = { machine_name: 'hydrogen', machine_id: 'c05c855f-f940-5c59-abb6-b5c63d7d78e6' };
@@ -73,22 +67,47 @@ describe('readJobReply', () => {
   });
 
   const hostile: [string, unknown, RegExp, string | null][] = [
-    ['rejects a job whose uuid is a path', packageJob({ uuid: '../../etc/passwd' }), /uuid: "\.\.\/\.\.\/etc\/passwd" is not a valid UUID/, null],
+    [
+      'rejects a job whose uuid is a path',
+      packageJob({ uuid: '../../etc/passwd' }),
+      /uuid: "\.\.\/\.\.\/etc\/passwd" is not a valid UUID/,
+      null,
+    ],
     ['rejects a uuid with a newline', packageJob({ uuid: `${uuid}\n` }), /uuid: .* is not a valid UUID/, null],
     ['rejects a numeric uuid', packageJob({ uuid: 42 }), /uuid: /, null],
     ['rejects an unknown kind by its uuid', packageJob({ kind: 'rm-rf' }), /unknown job kind "rm-rf"/, uuid],
     ['rejects a job without repo', packageJob({ repo: null }), /names no repository/, uuid],
-    ['rejects a package name with a slash', packageJob({}, { package_name: 'hello/../../x' }), /data.package_name: .* is not a valid Debian package name/, uuid],
+    [
+      'rejects a package name with a slash',
+      packageJob({}, { package_name: 'hello/../../x' }),
+      /data.package_name: .* is not a valid Debian package name/,
+      uuid,
+    ],
     ['rejects a suite with traversal', packageJob({}, { suite: '../sid' }), /data.suite: .* is not a valid suite name/, uuid],
-    ['rejects an architecture with a NUL byte', packageJob({ architecture: 'amd64\u0000' }), /architecture: .* is not a valid Debian architecture name/, uuid],
+    [
+      'rejects an architecture with a NUL byte',
+      packageJob({ architecture: 'amd64\u0000' }),
+      /architecture: .* is not a valid Debian architecture name/,
+      uuid,
+    ],
     ['rejects a version with spaces', packageJob({}, { package_version: '1.0 --rm' }), /package_version/, uuid],
-    ['rejects a dsc_url that is not http(s)', packageJob({}, { dsc_url: 'ftp://x/y.dsc' }), /dsc_url: is not an http\(s\) or file URL/, uuid],
+    [
+      'rejects a dsc_url that is not http(s)',
+      packageJob({}, { dsc_url: 'ftp://x/y.dsc' }),
+      /dsc_url: is not an http\(s\) or file URL/,
+      uuid,
+    ],
     ['rejects a sha256sum of the wrong length', packageJob({}, { sha256sum: 'abc' }), /sha256sum/, uuid],
     ['rejects do_indep as a string', packageJob({}, { do_indep: 'yes' }), /do_indep/, uuid],
     ['rejects data that is not an object', packageJob({ data: 'x' }), /data: /, uuid],
     ['rejects a reply that is an array', [packageJob()], /malformed job/, null],
     ['rejects a reply that is a number', 7, /malformed job/, null],
-    ['rejects an os-image job whose git_url carries spaces', { ...imageJob, data: { ...imageJob.data, git_url: 'https://x --upload-pack=touch' } }, /git_url/, uuid],
+    [
+      'rejects an os-image job whose git_url carries spaces',
+      { ...imageJob, data: { ...imageJob.data, git_url: 'https://x --upload-pack=touch' } },
+      /git_url/,
+      uuid,
+    ],
     ['rejects a repo name with a slash', packageJob({ repo: 'master/../x' }), /repo: .* is not a valid repository name/, uuid],
   ];
   for (const [name, value, reason, expectedUuid] of hostile) {

@@ -48,7 +48,12 @@ export function createMetrics(service: string): SparkMetrics {
       },
     }),
     watchQueues: (queues) => void watched.push(...queues),
-    jobsTotal: new Counter({ name: 'spark_jobs_total', help: 'Jobs finished by a stage, by result', labelNames: ['stage', 'result'], registers: [registry] }),
+    jobsTotal: new Counter({
+      name: 'spark_jobs_total',
+      help: 'Jobs finished by a stage, by result',
+      labelNames: ['stage', 'result'],
+      registers: [registry],
+    }),
     stageDuration: new Histogram({
       name: 'spark_stage_duration_seconds',
       help: 'Time a job spent in a stage',
@@ -63,7 +68,12 @@ export function createMetrics(service: string): SparkMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
       registers: [registry],
     }),
-    lighthouseErrors: new Counter({ name: 'spark_lighthouse_errors_total', help: 'Lighthouse requests without a usable reply', labelNames: ['request', 'reason'], registers: [registry] }),
+    lighthouseErrors: new Counter({
+      name: 'spark_lighthouse_errors_total',
+      help: 'Lighthouse requests without a usable reply',
+      labelNames: ['request', 'reason'],
+      registers: [registry],
+    }),
     uploadBytes: new Counter({ name: 'spark_upload_bytes_total', help: 'Bytes uploaded to the archive', registers: [registry] }),
   };
 }
@@ -114,7 +124,10 @@ export async function serveMetrics(metrics: SparkMetrics, port: number, logger: 
   });
   const listening = await new Promise<boolean>((resolve) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
-      logger.warn({ port, code: error.code }, `metrics: cannot listen on ${bind}:${port} (${error.code ?? error.message}); running without /metrics`);
+      logger.warn(
+        { port, code: error.code },
+        `metrics: cannot listen on ${bind}:${port} (${error.code ?? error.message}); running without /metrics`,
+      );
       resolve(false);
     });
     server.listen(port, bind, () => resolve(true));

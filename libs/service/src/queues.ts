@@ -43,7 +43,10 @@ export function openWorker<T>(
       if (job?.processedOn && job.finishedOn) metrics.stageDuration.observe({ stage: name }, (job.finishedOn - job.processedOn) / 1000);
     };
     worker.on('completed', (job, value: unknown) => {
-      const result = typeof value === 'object' && value !== null && typeof (value as { result?: unknown }).result === 'string' ? (value as { result: string }).result : 'done';
+      const result =
+        typeof value === 'object' && value !== null && typeof (value as { result?: unknown }).result === 'string'
+          ? (value as { result: string }).result
+          : 'done';
       record(job, result);
     });
     worker.on('failed', (job) => record(job, 'failed'));

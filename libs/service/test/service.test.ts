@@ -2,28 +2,14 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { type Job } from 'bullmq';
-import {
-  checkQueueHandlers,
-  connectRedis,
-  redisReady,
-  createLogger,
-  once,
-  openQueue,
-  openWorker,
-  runCloseSteps,
-} from '@spark/service';
-import {
-  randomQueuePrefix,
-  startRedisServer,
-  type RedisServer,
-} from '@spark/testing';
+import { checkQueueHandlers, connectRedis, redisReady, createLogger, once, openQueue, openWorker, runCloseSteps } from '@spark/service';
+import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean))
-        lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
       done();
     },
   });
@@ -44,10 +30,7 @@ describe('runCloseSteps', () => {
     );
     assert.deepEqual(ran, ['intake', 'redis']);
     assert.equal(errors[0]?.message, 'boom');
-    assert.equal(
-      lines[0]?.['msg'],
-      'shutdown step "in-flight" failed; continuing with the next',
-    );
+    assert.equal(lines[0]?.['msg'], 'shutdown step "in-flight" failed; continuing with the next');
     assert.equal(lines[0]?.['service'], 'test');
   });
 
@@ -157,10 +140,7 @@ describe('queues on a real Redis', () => {
       retryStrategy: () => null,
     });
     producer.on('error', () => {});
-    await assert.rejects(
-      producer.set('k', 'v'),
-      /Stream isn't writeable|Connection is closed|enableOfflineQueue/,
-    );
+    await assert.rejects(producer.set('k', 'v'), /Stream isn't writeable|Connection is closed|enableOfflineQueue/);
     producer.disconnect();
   });
 });

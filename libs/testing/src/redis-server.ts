@@ -48,15 +48,24 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     for (let attempt = 0; attempt < 20; attempt++) {
       const candidate = port || 20000 + Math.floor(Math.random() * 40000);
       const args = [
-        '--port', String(candidate),
-        '--bind', '127.0.0.1',
-        '--dir', dir,
-        '--save', '',
-        '--appendonly', options.appendOnly ? 'yes' : 'no',
-        '--appendfsync', 'always',
-        '--maxmemory-policy', 'noeviction',
-        '--daemonize', 'no',
-        '--logfile', join(dir, 'redis.log'),
+        '--port',
+        String(candidate),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        options.appendOnly ? 'yes' : 'no',
+        '--appendfsync',
+        'always',
+        '--maxmemory-policy',
+        'noeviction',
+        '--daemonize',
+        'no',
+        '--logfile',
+        join(dir, 'redis.log'),
       ];
       const proc = spawn(binary, args, { stdio: 'ignore' });
       const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));

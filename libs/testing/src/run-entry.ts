@@ -13,7 +13,11 @@ export interface CommandResult {
  * the way tests run everything: node with tsx and the `@spark/source`
  * condition, so no build is needed. Resolves when the process exits.
  */
-export function runTsEntry(entry: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+export function runTsEntry(
+  entry: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', entry, ...args], {
       env: { ...process.env, ...options.env },

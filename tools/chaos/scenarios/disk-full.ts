@@ -32,9 +32,12 @@ export const diskFullScenario: Scenario = {
       say(`big job rejected ${rejections} time(s); small jobs done`);
       const events = chaos.requestsOf(big.job.uuid).map((request) => String(request.request));
       if (events.includes('job-success') || events.includes('job-failed')) result.problems.push(`the big job ended ${events.join(',')}`);
-      const reason = chaos.logs.find((line) => line.includes(big.job.uuid) && /job rejected back to Lighthouse/.test(line) && /no space left on device/i.test(line));
+      const reason = chaos.logs.find(
+        (line) => line.includes(big.job.uuid) && /job rejected back to Lighthouse/.test(line) && /no space left on device/i.test(line),
+      );
       if (!reason) result.problems.push('no builder log line gives "no space left on device" as the reason of the rejection');
-      else result.notes.push(`reason: ${(JSON.parse(reason.slice(reason.indexOf('{'))) as { reason?: string }).reason ?? ''}`.slice(0, 200));
+      else
+        result.notes.push(`reason: ${(JSON.parse(reason.slice(reason.indexOf('{'))) as { reason?: string }).reason ?? ''}`.slice(0, 200));
       if (existsSync(join(chaos.chain.config.workspacesDir, big.job.uuid))) result.problems.push('the big job left its workspace behind');
       result.jobs += 1;
       if (!chaos.chain.running('builder')) result.problems.push('the builder died');

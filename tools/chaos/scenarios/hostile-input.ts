@@ -9,7 +9,17 @@ import { Redis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile, jobArtifactsDir, QueueName } from '@spark/protocol';
 import type { StandInJob } from '../../src/lighthouse-standin/job-board.js';
-import { chaosChain, emptyResult, retireWhenRejected, until, type ChaosChain, type ChaosJob, type Random, type Scenario, type ScenarioResult } from '../harness.js';
+import {
+  chaosChain,
+  emptyResult,
+  retireWhenRejected,
+  until,
+  type ChaosChain,
+  type ChaosJob,
+  type Random,
+  type Scenario,
+  type ScenarioResult,
+} from '../harness.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -111,17 +121,29 @@ async function runCase(chaos: ChaosChain, hostile: Case, completed: ChaosJob[]):
   try {
     if ('rejects' in expectation) {
       await retireWhenRejected(chaos, expectation.rejects, 20_000);
-      await until(() => newLogs().some((line) => line.includes(expectation.rejects) && expectation.log.test(line)), 5_000, `a log line matching ${expectation.log}`);
+      await until(
+        () => newLogs().some((line) => line.includes(expectation.rejects) && expectation.log.test(line)),
+        5_000,
+        `a log line matching ${expectation.log}`,
+      );
     } else if ('completes' in expectation) {
       completed.push(expectation.completes);
       await chaos.waitForEnd([expectation.completes], 30_000);
       await until(() => newLogs().some((line) => expectation.log.test(line)), 5_000, `a log line matching ${expectation.log}`);
     } else if ('fails' in expectation) {
-      await until(() => chaos.requestsOf(expectation.fails).some((request) => request.request === 'job-failed'), 20_000, 'job-failed at Lighthouse');
+      await until(
+        () => chaos.requestsOf(expectation.fails).some((request) => request.request === 'job-failed'),
+        20_000,
+        'job-failed at Lighthouse',
+      );
       await until(() => newLogs().some((line) => expectation.log.test(line)), 5_000, `a log line matching ${expectation.log}`);
       if (chaos.requestsOf(expectation.fails).some((request) => request.request === 'job-success')) return 'reported success';
     } else {
-      await until(() => newLogs().some((line) => line.startsWith(`${expectation.service}: `) && expectation.log.test(line)), 20_000, `a ${expectation.service} log line matching ${expectation.log}`);
+      await until(
+        () => newLogs().some((line) => line.startsWith(`${expectation.service}: `) && expectation.log.test(line)),
+        20_000,
+        `a ${expectation.service} log line matching ${expectation.log}`,
+      );
       await expectation.afterwards?.();
     }
   } catch (error) {
@@ -162,8 +184,16 @@ function archiveInfoCases(chaos: ChaosChain): Case[] {
     answered('2 MiB of JSON', JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }), /archive-info.*exceeds the/),
     answered('an error', '{"error": "archive on fire"}', /Lighthouse refused archive-info: archive on fire/),
     answered('a repository named "../master"', JSON.stringify({ archive_repos: { '../master': target } }), /malformed archive-info reply/),
-    answered('an upload_fqdn with a space', JSON.stringify({ archive_repos: { master: { ...target, upload_fqdn: 'evil host/x' } } }), /malformed archive-info reply/),
-    answered('an upload_method "ftp"', JSON.stringify({ archive_repos: { master: { ...target, upload_method: 'ftp' } } }), /malformed archive-info reply/),
+    answered(
+      'an upload_fqdn with a space',
+      JSON.stringify({ archive_repos: { master: { ...target, upload_fqdn: 'evil host/x' } } }),
+      /malformed archive-info reply/,
+    ),
+    answered(
+      'an upload_method "ftp"',
+      JSON.stringify({ archive_repos: { master: { ...target, upload_method: 'ftp' } } }),
+      /malformed archive-info reply/,
+    ),
   ];
 }
 
@@ -181,7 +211,12 @@ function reportReplyCases(chaos: ChaosChain): Case[] {
   return [
     answered('job-accepted', 'a value nested 300000 deep', () => deep(300_000), /job-accepted: unexpected reply/),
     answered('job-accepted', 'not JSON', () => 'no', /job-accepted: Lighthouse sent an unreadable reply/),
-    answered('job-success', '2 MiB of JSON', () => JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }), /job-success: Lighthouse sent an unreadable reply/),
+    answered(
+      'job-success',
+      '2 MiB of JSON',
+      () => JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }),
+      /job-success: Lighthouse sent an unreadable reply/,
+    ),
     answered('job-success', 'an error', () => '{"error": "no such job"}', /Lighthouse refused job-success: no such job/),
     answered('job-status', 'an object nested 300000 deep', () => deep(300_000), /relayed job-status|job-status/),
   ];
@@ -196,7 +231,11 @@ function lighthouseReplyCases(chaos: ChaosChain, template: StandInJob, random: R
       const asked = chaos.chain.lighthouseRequests().filter((request) => request.request === 'job').length;
       chaos.chain.standIn.replyNext('job', frame());
       // Served once the connector asks again; a further request proves it carried on.
-      await until(() => chaos.chain.lighthouseRequests().filter((request) => request.request === 'job').length >= asked + 2, 20_000, 'the connector asking for jobs again');
+      await until(
+        () => chaos.chain.lighthouseRequests().filter((request) => request.request === 'job').length >= asked + 2,
+        20_000,
+        'the connector asking for jobs again',
+      );
       return { log, service: 'connector' };
     },
   });
@@ -257,7 +296,11 @@ function sourceCases(chaos: ChaosChain, template: StandInJob, random: Random): C
   const archiveDir = join(chaos.chain.dir, 'archive');
   const data = template['data'] as { dsc_url: string; sha256sum: string };
   const dscName = basename(data.dsc_url);
-  const source = (name: string, make: (dsc: string, file: string) => { text: string | Buffer; extra?: [string, string | Buffer][]; sha256?: string }, log: RegExp): Case => ({
+  const source = (
+    name: string,
+    make: (dsc: string, file: string) => { text: string | Buffer; extra?: [string, string | Buffer][]; sha256?: string },
+    log: RegExp,
+  ): Case => ({
     name: `hostile .dsc: ${name}`,
     async send() {
       const uuid = uuidFrom(random);
@@ -269,7 +312,11 @@ function sourceCases(chaos: ChaosChain, template: StandInJob, random: Random): C
       chaos.chain.standIn.addJob({
         ...template,
         uuid,
-        data: { ...(template['data'] as object), dsc_url: `${chaos.chain.archive.url}/${file}`, sha256sum: made.sha256 ?? sha256(made.text) },
+        data: {
+          ...(template['data'] as object),
+          dsc_url: `${chaos.chain.archive.url}/${file}`,
+          sha256sum: made.sha256 ?? sha256(made.text),
+        },
       });
       return { rejects: uuid, log };
     },
@@ -279,20 +326,43 @@ function sourceCases(chaos: ChaosChain, template: StandInJob, random: Random): C
   const refused = /source refused/;
   return [
     source('checksum differs from the job', (dsc) => ({ text: dsc, sha256: '0'.repeat(64) }), /source refused: .*SHA-256 is/),
-    source('lists "../../../etc/passwd"', (dsc) => ({ text: files(dsc, `${'a'.repeat(64)} 10 ../../../etc/passwd`) }), /not a plain Debian file name/),
+    source(
+      'lists "../../../etc/passwd"',
+      (dsc) => ({ text: files(dsc, `${'a'.repeat(64)} 10 ../../../etc/passwd`) }),
+      /not a plain Debian file name/,
+    ),
     source('lists "/etc/passwd"', (dsc) => ({ text: files(dsc, `${'a'.repeat(64)} 10 /etc/passwd`) }), /not a plain Debian file name/),
-    source('lists "sub/dir.tar.xz"', (dsc) => ({ text: files(dsc, `${'a'.repeat(64)} 10 sub/dir.tar.xz`) }), /not a plain Debian file name/),
+    source(
+      'lists "sub/dir.tar.xz"',
+      (dsc) => ({ text: files(dsc, `${'a'.repeat(64)} 10 sub/dir.tar.xz`) }),
+      /not a plain Debian file name/,
+    ),
     source('lists itself', (dsc, file) => ({ text: files(dsc, `${'a'.repeat(64)} 10 ${file}`) }), /not a plain Debian file name/),
-    source('tarball checksum wrong', (dsc) => {
-      const match = tarLine(dsc);
-      return { text: dsc.replace(match?.[1] ?? '', 'b'.repeat(64)) };
-    }, /source refused: .*SHA-256/),
-    source('tarball larger than listed', (dsc) => {
-      const match = tarLine(dsc);
-      const name = `big-${random.int(0, 1e9)}.tar.xz`;
-      return { text: files(dsc, `${match?.[1] ?? ''} ${match?.[2] ?? ''} ${name}`), extra: [[name, Buffer.alloc(Number(match?.[2] ?? 0) + 4096)]] };
-    }, /source refused: .*larger than the expected/),
-    source('listed file missing (404)', (dsc) => ({ text: files(dsc, `${'c'.repeat(64)} 100 missing_1.0.tar.xz`) }), /source refused: .*HTTP 404/),
+    source(
+      'tarball checksum wrong',
+      (dsc) => {
+        const match = tarLine(dsc);
+        return { text: dsc.replace(match?.[1] ?? '', 'b'.repeat(64)) };
+      },
+      /source refused: .*SHA-256/,
+    ),
+    source(
+      'tarball larger than listed',
+      (dsc) => {
+        const match = tarLine(dsc);
+        const name = `big-${random.int(0, 1e9)}.tar.xz`;
+        return {
+          text: files(dsc, `${match?.[1] ?? ''} ${match?.[2] ?? ''} ${name}`),
+          extra: [[name, Buffer.alloc(Number(match?.[2] ?? 0) + 4096)]],
+        };
+      },
+      /source refused: .*larger than the expected/,
+    ),
+    source(
+      'listed file missing (404)',
+      (dsc) => ({ text: files(dsc, `${'c'.repeat(64)} 100 missing_1.0.tar.xz`) }),
+      /source refused: .*HTTP 404/,
+    ),
     source('no Checksums-Sha256', (dsc) => ({ text: dsc.replace(/^Checksums-Sha256:\n(?: .*\n)+/m, '') }), /lists no files/),
     source('no Source field', (dsc) => ({ text: dsc.replace(/^Source: .*\n/m, '') }), /lacks a Source or Version/),
     source('binary garbage', () => ({ text: Buffer.from(Array.from({ length: 4096 }, () => random.int(0, 255))) }), refused),
@@ -316,7 +386,12 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
     `Format: 1.8\nDate: Thu, 26 Nov 2026 00:00:00 +0000\nArchitecture: amd64\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nChecksums-Sha256:\n${listed.map((f) => ` ${f.sha256} ${f.size} ${f.name}`).join('\n')}\n`;
   const changesText = (listed: { name: string; size: number; sha256: string }[]) =>
     `Format: 1.8\nSource: hostile\nBinary: hostile\nArchitecture: amd64\nVersion: 1.0\nDistribution: bookworm\nMaintainer: Spark Tests <spark-tests@example.org>\nChanges:\n hostile\nChecksums-Sha256:\n${listed.map((f) => ` ${f.sha256} ${f.size} ${f.name}`).join('\n')}\nFiles:\n${listed.map((f) => ` ${'0'.repeat(32)} ${f.size} misc optional ${f.name}`).join('\n')}\n`;
-  const manifestCase = (name: string, build: (uuid: string, dir: string) => Promise<unknown>, expect: 'fails' | 'silent', log: RegExp): Case => ({
+  const manifestCase = (
+    name: string,
+    build: (uuid: string, dir: string) => Promise<unknown>,
+    expect: 'fails' | 'silent',
+    log: RegExp,
+  ): Case => ({
     name: `signer: ${name}`,
     async send() {
       signerCaseCount += 1;
@@ -329,7 +404,9 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
     },
   });
   const withLog = async (uuid: string, dir: string) => entry(dir, `${uuid}.log`, 'build log\n');
-  const manifestOf = (uuid: string, files: unknown[], changes: string | null) => ({ manifest: { uuid, repo: 'master', result: 'success', files, changes, dud: `${uuid}.dud` } });
+  const manifestOf = (uuid: string, files: unknown[], changes: string | null) => ({
+    manifest: { uuid, repo: 'master', result: 'success', files, changes, dud: `${uuid}.dud` },
+  });
   const hostileName = (label: string, name: string): Case =>
     manifestCase(
       `file name ${label}`,
@@ -343,7 +420,12 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
     );
   return [
     manifestCase('payload not an object', () => Promise.resolve('just a string'), 'silent', /invalid payload/),
-    manifestCase('uuid "../../etc"', () => Promise.resolve({ manifest: { uuid: '../../etc', repo: 'master', result: 'success', files: [], changes: null, dud: 'x.dud' } }), 'silent', /invalid payload/),
+    manifestCase(
+      'uuid "../../etc"',
+      () => Promise.resolve({ manifest: { uuid: '../../etc', repo: 'master', result: 'success', files: [], changes: null, dud: 'x.dud' } }),
+      'silent',
+      /invalid payload/,
+    ),
     hostileName('"../x.deb"', '../x.deb'),
     hostileName('with "/"', 'a/b.deb'),
     hostileName('with NUL', 'a\u0000.deb'),
@@ -450,8 +532,11 @@ async function configCases(chaos: ChaosChain, random: Random): Promise<[string, 
     new Promise<{ code: number | null; output: string }>((resolve) => {
       const entry = join(REPO, 'apps', name, 'src', 'main.ts');
       let output = '';
-      const child = execFile(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', entry, '--config', config], { timeout: 30_000 }, (error) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, output }),
+      const child = execFile(
+        process.execPath,
+        ['--conditions=@spark/source', '--import', 'tsx', entry, '--config', config],
+        { timeout: 30_000 },
+        (error) => resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, output }),
       );
       const watch = (chunk: Buffer | string) => {
         output += chunk.toString();
@@ -462,7 +547,10 @@ async function configCases(chaos: ChaosChain, random: Random): Promise<[string, 
     });
   const exitsWith = async (name: string, service_: string, config: string, message: RegExp) => {
     const { code, output } = await service(service_, config);
-    outcomes.push([name, code === 2 && message.test(output) ? null : `exit ${code}, expected 2 and ${message}; said: ${output.slice(0, 400)}`]);
+    outcomes.push([
+      name,
+      code === 2 && message.test(output) ? null : `exit ${code}, expected 2 and ${message}; said: ${output.slice(0, 400)}`,
+    ]);
   };
   // A config cut off in the middle of a line: every service names the file and line.
   const cut = text.indexOf('[builder]') + 4;
@@ -490,7 +578,9 @@ async function configCases(chaos: ChaosChain, random: Random): Promise<[string, 
   const wrongKey = await variant('wrong-openpgp.toml', (toml) => toml.replace(/^GpgKeyID = .*$/m, `GpgKeyID = '${otherFingerprint}'`));
   const notAKeyFile = join(dir, 'not-a-key.asc');
   await writeFile(notAKeyFile, '-----BEGIN PGP PRIVATE KEY BLOCK-----\n\ngarbage\n-----END PGP PRIVATE KEY BLOCK-----\n', { mode: 0o600 });
-  const notAKey = await variant('not-a-key.toml', (toml) => toml.replace(/^GpgSecretKeyFile = .*$/m, `GpgSecretKeyFile = '${notAKeyFile}'`));
+  const notAKey = await variant('not-a-key.toml', (toml) =>
+    toml.replace(/^GpgSecretKeyFile = .*$/m, `GpgSecretKeyFile = '${notAKeyFile}'`),
+  );
   checks.push(exitsWith('GpgKeyID of another key (signer)', 'signer', wrongKey, new RegExp(otherFingerprint.slice(-16), 'i')));
   checks.push(exitsWith('secret key file holding no key (signer)', 'signer', notAKey, /key/i));
   await Promise.all(checks.splice(0));
@@ -502,14 +592,23 @@ async function configCases(chaos: ChaosChain, random: Random): Promise<[string, 
   await mkdir(join(badServerDir, 'secret'), { recursive: true });
   await copyFile(join(curveDir, 'secret', `${machine}-spark_private.sec`), join(badServerDir, 'secret', `${machine}-spark_private.sec`));
   const stranger = curveKeyPair();
-  await writeFile(join(badServerDir, `${machine}_lighthouse-server.pub`), formatCurveKeyFile({ metadata: {}, curvePublicKey: stranger.publicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }));
+  await writeFile(
+    join(badServerDir, `${machine}_lighthouse-server.pub`),
+    formatCurveKeyFile({ metadata: {}, curvePublicKey: stranger.publicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }),
+  );
   const badWorkerDir = join(dir, 'curve-untrusted');
   await mkdir(join(badWorkerDir, 'secret'), { recursive: true });
   await copyFile(join(curveDir, `${machine}_lighthouse-server.pub`), join(badWorkerDir, `${machine}_lighthouse-server.pub`));
   const untrusted = curveKeyPair();
   await writeFile(
     join(badWorkerDir, 'secret', `${machine}-spark_private.sec`),
-    formatCurveKeyFile({ metadata: {}, curvePublicKey: untrusted.publicKey, curveSecretKey: untrusted.secretKey, edVerifyKey: null, edSigningKey: null }),
+    formatCurveKeyFile({
+      metadata: {},
+      curvePublicKey: untrusted.publicKey,
+      curveSecretKey: untrusted.secretKey,
+      edVerifyKey: null,
+      edSigningKey: null,
+    }),
     { mode: 0o600 },
   );
   const keyed = (file: string, keys: string) =>
@@ -519,8 +618,16 @@ async function configCases(chaos: ChaosChain, random: Random): Promise<[string, 
     outcomes.push([name, message.test(output) ? null : `expected ${message} in the log; said: ${output.slice(-600)}`]);
   };
   await Promise.all([
-    runsAndSays('Lighthouse server key of another server (connector)', await keyed('bad-server.toml', badServerDir), /probably not Lighthouse's/),
-    runsAndSays('worker Curve key Lighthouse does not trust (connector)', await keyed('untrusted.toml', badWorkerDir), /refused this worker's Curve key/),
+    runsAndSays(
+      'Lighthouse server key of another server (connector)',
+      await keyed('bad-server.toml', badServerDir),
+      /probably not Lighthouse's/,
+    ),
+    runsAndSays(
+      'worker Curve key Lighthouse does not trust (connector)',
+      await keyed('untrusted.toml', badWorkerDir),
+      /refused this worker's Curve key/,
+    ),
   ]);
   return outcomes;
 }

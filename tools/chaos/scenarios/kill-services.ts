@@ -36,7 +36,13 @@ export const killScenario: Scenario = {
       jobs.push(...target);
       const uuid = target[0]?.job.uuid ?? '';
       for (let round = 1; round <= 2; round++) {
-        await until(() => chaos.logs.filter((line) => line.startsWith('builder: ') && line.includes(uuid) && line.includes('"msg":"job accepted"')).length >= round, 90_000, `build ${round} of ${uuid}`);
+        await until(
+          () =>
+            chaos.logs.filter((line) => line.startsWith('builder: ') && line.includes(uuid) && line.includes('"msg":"job accepted"'))
+              .length >= round,
+          90_000,
+          `build ${round} of ${uuid}`,
+        );
         await sleep(random.int(100, 600));
         await chaos.chain.stop('builder', 'SIGKILL');
         kills.push('builder');

@@ -106,12 +106,33 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
     const curveKeysDir = join(keysDir, 'curve');
     const trustedDir = join(dir, 'lighthouse', 'trusted');
     await mkdir(trustedDir, { recursive: true });
-    const worker = await createKeyFiles({ id: machine, name: 'Spark Demo Worker', email: 'spark-demo@example.invalid' }, join(dir, 'keytool-out'));
+    const worker = await createKeyFiles(
+      { id: machine, name: 'Spark Demo Worker', email: 'spark-demo@example.invalid' },
+      join(dir, 'keytool-out'),
+    );
     await installWorkerKey(worker.secretFile, join(curveKeysDir, 'secret', `${machine}-spark_private.sec`), true);
-    await writeFile(join(trustedDir, `${machine}.key`), formatCurveKeyFile({ metadata: { id: machine }, curvePublicKey: worker.curvePublicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }));
+    await writeFile(
+      join(trustedDir, `${machine}.key`),
+      formatCurveKeyFile({
+        metadata: { id: machine },
+        curvePublicKey: worker.curvePublicKey,
+        curveSecretKey: null,
+        edVerifyKey: null,
+        edSigningKey: null,
+      }),
+    );
     const serverKeys = curveKeyPair();
     const serverPublicFile = join(dir, 'lighthouse', 'lighthouse-server.key');
-    await writeFile(serverPublicFile, formatCurveKeyFile({ metadata: { id: 'lighthouse' }, curvePublicKey: serverKeys.publicKey, curveSecretKey: null, edVerifyKey: null, edSigningKey: null }));
+    await writeFile(
+      serverPublicFile,
+      formatCurveKeyFile({
+        metadata: { id: 'lighthouse' },
+        curvePublicKey: serverKeys.publicKey,
+        curveSecretKey: null,
+        edVerifyKey: null,
+        edSigningKey: null,
+      }),
+    );
     await installServerKey(serverPublicFile, join(curveKeysDir, `${machine}_lighthouse-server.pub`), true);
 
     const uploadsDir = join(dir, 'uploads');
@@ -166,7 +187,8 @@ ${options.extraToml ?? ''}`,
     if (options.workspaceSizeBytes !== undefined) {
       await mkdir(config.workspacesDir, { recursive: true });
       // As root (CI, setup.sh) directly; otherwise through sudo, which must not ask for a password.
-      const asRoot = (command: string, args: string[]) => (process.getuid?.() === 0 ? run(command, args) : run('sudo', ['-n', command, ...args]));
+      const asRoot = (command: string, args: string[]) =>
+        process.getuid?.() === 0 ? run(command, args) : run('sudo', ['-n', command, ...args]);
       await asRoot('mount', ['-t', 'tmpfs', '-o', `size=${options.workspaceSizeBytes}`, 'spark-chaos', config.workspacesDir]);
       steps.push(() => asRoot('umount', ['-l', config.workspacesDir]).then(() => undefined));
     }

@@ -38,7 +38,9 @@ export async function startPackageArchive(dir: string): Promise<PackageArchive> 
     url,
     async packageJob(spec, options = {}) {
       const pkg = await makeSourcePackage(dir, spec);
-      const sha256sum = createHash('sha256').update(await readFile(pkg.dsc)).digest('hex');
+      const sha256sum = createHash('sha256')
+        .update(await readFile(pkg.dsc))
+        .digest('hex');
       const uuid = options.uuid ?? randomUUID();
       return {
         uuid,

@@ -62,7 +62,8 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
       const final = await report.getJob(`${uuid}.final`);
       const parsed = final ? reportPayloadSchema.safeParse(final.data) : null;
       if (parsed?.success) {
-        const outcome = parsed.data.kind === 'rejected' ? `rejected back to Lighthouse: ${parsed.data.reason}` : `ended as ${parsed.data.kind}`;
+        const outcome =
+          parsed.data.kind === 'rejected' ? `rejected back to Lighthouse: ${parsed.data.reason}` : `ended as ${parsed.data.kind}`;
         io.stdout.write(`job ${uuid} ${outcome}\n`);
         return parsed.data.kind === 'rejected' ? 0 : 1;
       }

@@ -58,9 +58,22 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
   }
   const logger = createLogger('dashboard');
   try {
-    const dashboard = await startDashboard({ hosts, bind: values.bind ?? '127.0.0.1', port, readWrite: values['read-write'] ?? false, token, logger });
-    logger.info({ url: dashboard.url, hosts: hosts.map((h) => h.label), readWrite: values['read-write'] ?? false }, `dashboard on ${dashboard.url}`);
-    installShutdown(logger, once(() => dashboard.close()));
+    const dashboard = await startDashboard({
+      hosts,
+      bind: values.bind ?? '127.0.0.1',
+      port,
+      readWrite: values['read-write'] ?? false,
+      token,
+      logger,
+    });
+    logger.info(
+      { url: dashboard.url, hosts: hosts.map((h) => h.label), readWrite: values['read-write'] ?? false },
+      `dashboard on ${dashboard.url}`,
+    );
+    installShutdown(
+      logger,
+      once(() => dashboard.close()),
+    );
     return await new Promise<number>(() => {});
   } catch (error) {
     stderr.write(`spark dashboard: ${(error as Error).message}\n`);

@@ -20,7 +20,8 @@ import { startChain, type Chain, type ServiceName } from '../chain/chain.js';
 const run = promisify(execFile);
 const SUITE = 'bookworm';
 const started = Date.now();
-const out = (who: string, text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${who.padEnd(10)} ${text}\n`);
+const out = (who: string, text: string) =>
+  process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${who.padEnd(10)} ${text}\n`);
 
 async function ensureImage(): Promise<void> {
   const { stdout } = await run('debspawn', ['list']).catch(() => ({ stdout: '' }));
@@ -33,7 +34,9 @@ async function ensureImage(): Promise<void> {
   const code = await new Promise<number | null>((resolve) => creating.once('exit', resolve));
   clearInterval(ticker);
   if (code !== 0) {
-    throw new Error(`debspawn create ${SUITE} failed (exit ${code}); run "sudo debspawn create ${SUITE}" by hand to see why (bash scripts/setup.sh does it too)`);
+    throw new Error(
+      `debspawn create ${SUITE} failed (exit ${code}); run "sudo debspawn create ${SUITE}" by hand to see why (bash scripts/setup.sh does it too)`,
+    );
   }
 }
 
@@ -63,7 +66,11 @@ async function main(): Promise<number> {
   try {
     out('demo', `setting up in ${dir}: Redis, Lighthouse stand-in (CURVE), upload receiver, keys`);
     chain = await startChain({ dir, runner: 'debspawn', onLog: printLog });
-    const job = await chain.archive.packageJob({ name: 'spark-demo-hello', version: '1.0', cSource: '#include <stdio.h>\nint main(void) { int unused; puts("hello from spark-ts"); return 0; }\n' });
+    const job = await chain.archive.packageJob({
+      name: 'spark-demo-hello',
+      version: '1.0',
+      cSource: '#include <stdio.h>\nint main(void) { int unused; puts("hello from spark-ts"); return 0; }\n',
+    });
     chain.standIn.addJob(job);
     out('lighthouse', `job ${job.uuid} waiting: package-build of spark-demo-hello 1.0 for amd64 (${SUITE})`);
     chain.start();
@@ -89,7 +96,10 @@ async function main(): Promise<number> {
 
     const landed = join(chain.uploadsDir, 'master');
     const files = existsSync(landed) ? (await readdir(landed)).sort() : [];
-    out('demo', `${outcome === 'job-success' ? 'done' : `the job ended with ${outcome}`}; the archive received ${files.length} file(s) in ${landed}:`);
+    out(
+      'demo',
+      `${outcome === 'job-success' ? 'done' : `the job ended with ${outcome}`}; the archive received ${files.length} file(s) in ${landed}:`,
+    );
     let verified = true;
     for (const file of files) {
       if (!/\.(changes|dud|buildinfo)$/.test(file)) {
@@ -105,7 +115,10 @@ async function main(): Promise<number> {
       );
       out('archive', `${file}  —  ${verdict}`);
     }
-    out('demo', `build log: ${join(chain.config.logsDir, `${job.uuid}.log`)}; everything is kept in ${dir} (remove it with: rm -rf ${dir})`);
+    out(
+      'demo',
+      `build log: ${join(chain.config.logsDir, `${job.uuid}.log`)}; everything is kept in ${dir} (remove it with: rm -rf ${dir})`,
+    );
     return outcome === 'job-success' && verified && files.length > 0 ? 0 : 1;
   } finally {
     out('demo', 'stopping the services, the stand-ins and Redis');

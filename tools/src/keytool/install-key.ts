@@ -10,7 +10,9 @@ export async function readKeyFile(file: string): Promise<CurveKeyFile> {
     text = await readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message}`);
+    throw new Error(
+      `${file}: ${code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message}`,
+    );
   }
   try {
     return parseCurveKeyFile(text);

@@ -80,7 +80,9 @@ async function keyNew(argv: string[], io: KeytoolIo): Promise<number> {
   if (!dir || extra.length > 0) throw new UsageError('expected exactly one directory to write the key files to');
   const { id = '', name = '', email = '', organization } = values;
   const files = await createKeyFiles({ id, name, email, organization }, dir);
-  io.stdout.write(`wrote ${files.publicFile} (public) and ${files.secretFile} (secret, mode 0600)\ncurve public key: ${files.curvePublicKey}\n`);
+  io.stdout.write(
+    `wrote ${files.publicFile} (public) and ${files.secretFile} (secret, mode 0600)\ncurve public key: ${files.curvePublicKey}\n`,
+  );
   return 0;
 }
 
@@ -108,10 +110,12 @@ async function installTrusted(argv: string[], io: KeytoolIo): Promise<number> {
   );
   const [name, source, ...extra] = positionals;
   if (!name || !source || extra.length > 0 || !values.dir) throw new UsageError('expected --dir DIR NAME KEYFILE');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]*$/.test(name) || name.includes('..')) throw new UsageError(`${JSON.stringify(name)} cannot be a file name`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]*$/.test(name) || name.includes('..'))
+    throw new UsageError(`${JSON.stringify(name)} cannot be a file name`);
   const keys = await readKeyFile(source);
   if (keys.curvePublicKey === null) throw new Error(`${source}: holds no Curve public key`);
-  if (keys.curveSecretKey !== null) throw new Error(`${source}: holds a secret key, which must never leave the worker; pass its public <id>.key file`);
+  if (keys.curveSecretKey !== null)
+    throw new Error(`${source}: holds a secret key, which must never leave the worker; pass its public <id>.key file`);
   const dir = values.dir;
   await mkdir(dir, { recursive: true });
   const target = join(dir, `${name}.pub.key`);

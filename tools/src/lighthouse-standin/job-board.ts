@@ -48,7 +48,9 @@ export class JobBoard {
       for (const arch of architectures) {
         const entry = this.entries.find(
           (candidate) =>
-            candidate.status === 'WAITING' && candidate.job.kind === kind && (candidate.job.architecture === arch || candidate.job.architecture === 'any'),
+            candidate.status === 'WAITING' &&
+            candidate.job.kind === kind &&
+            (candidate.job.architecture === arch || candidate.job.architecture === 'any'),
         );
         if (entry) {
           entry.status = 'SCHEDULED';

@@ -116,7 +116,10 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
       let request: RecordedRequest;
       try {
         const value = JSON.parse(data.toString('utf8')) as unknown;
-        request = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as RecordedRequest) : { raw: data.toString('utf8') };
+        request =
+          value !== null && typeof value === 'object' && !Array.isArray(value)
+            ? (value as RecordedRequest)
+            : { raw: data.toString('utf8') };
       } catch {
         // Lighthouse ignores requests that are not JSON, leaving the worker to time out.
         requests.push({ raw: data.toString('utf8') });
@@ -145,7 +148,9 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
       const deadline = Date.now() + timeoutMs;
       while (!predicate(requests)) {
         if (Date.now() > deadline) {
-          throw new Error(`stand-in: condition not met within ${timeoutMs} ms; requests: ${JSON.stringify(requests.map((r) => r.request ?? r['raw']))}`);
+          throw new Error(
+            `stand-in: condition not met within ${timeoutMs} ms; requests: ${JSON.stringify(requests.map((r) => r.request ?? r['raw']))}`,
+          );
         }
         await sleep(20);
       }

@@ -45,32 +45,16 @@ const STAGES = ['build', 'sign', 'upload'] as const;
 const STATES = ['active', 'waiting', 'delayed', 'failed'] as const;
 
 /** Reads queue counts, live builders, the Lighthouse link and every job in flight from one host's Redis. */
-export async function collectStatus(
-  redis: Redis,
-  redisLabel: string,
-  prefix: string,
-  now = Date.now(),
-): Promise<HostStatus> {
+export async function collectStatus(redis: Redis, redisLabel: string, prefix: string, now = Date.now()): Promise<HostStatus> {
   const queues = {} as Record<QueueName, QueueCounts>;
   const jobs: JobInFlight[] = [];
   for (const name of QUEUE_NAMES) {
     const queue = new Queue(name, { connection: redis, prefix });
     queue.on('error', () => {});
     try {
-      const counts = await queue.getJobCounts(
-        'waiting',
-        'active',
-        'delayed',
-        'failed',
-        'completed',
-        'prioritized',
-        'waiting-children',
-      );
+      const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children');
       queues[name] = {
-        waiting:
-          (counts['waiting'] ?? 0) +
-          (counts['prioritized'] ?? 0) +
-          (counts['waiting-children'] ?? 0),
+        waiting: (counts['waiting'] ?? 0) + (counts['prioritized'] ?? 0) + (counts['waiting-children'] ?? 0),
         active: counts['active'] ?? 0,
         delayed: counts['delayed'] ?? 0,
         failed: counts['failed'] ?? 0,
@@ -99,18 +83,10 @@ export async function collectStatus(
   const builders: HostStatus['builders'] = [];
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(
-      cursor,
-      'MATCH',
-      builderHeartbeatPattern(prefix),
-      'COUNT',
-      100,
-    );
+    const [next, keys] = await redis.scan(cursor, 'MATCH', builderHeartbeatPattern(prefix), 'COUNT', 100);
     cursor = next;
     for (const key of keys) {
-      const parsed = builderHeartbeatSchema.safeParse(
-        parseJson(await redis.get(key)),
-      );
+      const parsed = builderHeartbeatSchema.safeParse(parseJson(await redis.get(key)));
       if (parsed.success)
         builders.push({
           ...parsed.data,
@@ -120,9 +96,7 @@ export async function collectStatus(
   } while (cursor !== '0');
   builders.sort((a, b) => a.id.localeCompare(b.id));
 
-  const link = lighthouseStatusSchema.safeParse(
-    parseJson(await redis.get(lighthouseStatusKey(prefix))),
-  );
+  const link = lighthouseStatusSchema.safeParse(parseJson(await redis.get(lighthouseStatusKey(prefix))));
   jobs.sort((a, b) => b.ageMs - a.ageMs);
   return {
     redis: redisLabel,

@@ -13,10 +13,7 @@ export function formatDuration(ms: number): string {
 }
 
 /** The plain-text view of `spark status` for people. */
-export function formatStatus(
-  hosts: readonly HostStatus[],
-  now = Date.now(),
-): string {
+export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): string {
   const out: string[] = [];
   for (const host of hosts) {
     out.push(`== ${host.redis} (prefix ${host.prefix})`);
@@ -28,9 +25,7 @@ export function formatStatus(
       );
     }
     if (host.builders.length === 0) {
-      out.push(
-        'builders: none alive (no heartbeat): the connector asks Lighthouse for nothing',
-      );
+      out.push('builders: none alive (no heartbeat): the connector asks Lighthouse for nothing');
     } else {
       out.push('builders:');
       for (const b of host.builders) {
@@ -43,15 +38,10 @@ export function formatStatus(
     if (!link) {
       out.push('lighthouse: no contact recorded (is spark-connector running?)');
     } else {
-      const last =
-        link.lastContactAt === null
-          ? 'never'
-          : `${formatDuration(now - link.lastContactAt)} ago`;
+      const last = link.lastContactAt === null ? 'never' : `${formatDuration(now - link.lastContactAt)} ago`;
       out.push(`lighthouse: ${link.server}, last reply ${last}`);
       if (link.outageSince !== null) {
-        out.push(
-          `  OUTAGE for ${formatDuration(now - link.outageSince)}: ${link.lastError ?? 'no reply'}`,
-        );
+        out.push(`  OUTAGE for ${formatDuration(now - link.outageSince)}: ${link.lastError ?? 'no reply'}`);
       }
     }
     if (host.jobs.length === 0) {
@@ -59,8 +49,7 @@ export function formatStatus(
     } else {
       out.push('jobs in flight:');
       for (const job of host.jobs) {
-        const failed =
-          job.state === 'failed' ? ` — ${job.failedReason ?? 'failed'}` : '';
+        const failed = job.state === 'failed' ? ` — ${job.failedReason ?? 'failed'}` : '';
         out.push(
           `  ${job.uuid}  ${job.stage}/${job.state}  ${formatDuration(job.ageMs)}${job.attemptsMade > 0 ? `  (attempts ${job.attemptsMade})` : ''}${failed}`,
         );

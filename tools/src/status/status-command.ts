@@ -19,10 +19,7 @@ export const EXIT_UNAVAILABLE = 69;
  * section per host; `--redis` (repeatable) watches other hosts' Redis, with
  * the config's prefix unless `--prefix` is given.
  */
-export async function statusCommand(
-  argv: string[],
-  io: StatusIo,
-): Promise<number> {
+export async function statusCommand(argv: string[], io: StatusIo): Promise<number> {
   let values: {
     config?: string | undefined;
     redis?: string[] | undefined;
@@ -56,16 +53,12 @@ export async function statusCommand(
       await redisReady(redis, 5_000);
       hosts.push(await collectStatus(redis, watched.length > 1 ? `${label} ${url}` : url, prefix));
     } catch (error) {
-      io.stderr.write(
-        `spark status: cannot read ${url}: ${(error as Error).message}\n`,
-      );
+      io.stderr.write(`spark status: cannot read ${url}: ${(error as Error).message}\n`);
       code = EXIT_UNAVAILABLE;
     } finally {
       redis.disconnect();
     }
   }
-  io.stdout.write(
-    values.json ? `${JSON.stringify(hosts, null, 2)}\n` : formatStatus(hosts),
-  );
+  io.stdout.write(values.json ? `${JSON.stringify(hosts, null, 2)}\n` : formatStatus(hosts));
   return code;
 }

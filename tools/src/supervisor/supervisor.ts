@@ -58,7 +58,9 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
   const stableAfterMs = options.stableAfterMs ?? 60_000;
   const stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
   const fatal = new Set(options.fatalExitCodes ?? [2]);
-  const slots = new Map<string, Slot>(specs.map((spec) => [spec.name, { spec, child: null, starts: 0, backoffMs: initialBackoffMs, timer: null }]));
+  const slots = new Map<string, Slot>(
+    specs.map((spec) => [spec.name, { spec, child: null, starts: 0, backoffMs: initialBackoffMs, timer: null }]),
+  );
   let stopping = false;
   let exitCode = 0;
   let resolveDone: (code: number) => void = () => {};
@@ -106,7 +108,10 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
         return;
       }
       if (Date.now() - startedAt >= stableAfterMs) slot.backoffMs = initialBackoffMs;
-      log(50, slot.spec.name, `${slot.spec.name} exited (${signal ?? `code ${code}`}); restarting in ${slot.backoffMs} ms`, { code, signal });
+      log(50, slot.spec.name, `${slot.spec.name} exited (${signal ?? `code ${code}`}); restarting in ${slot.backoffMs} ms`, {
+        code,
+        signal,
+      });
       slot.timer = setTimeout(() => start(slot), slot.backoffMs);
       slot.backoffMs = Math.min(slot.backoffMs * 2, maxBackoffMs);
     });

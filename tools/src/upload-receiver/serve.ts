@@ -8,7 +8,8 @@ import { startUploadReceiver } from './upload-receiver.js';
  * [--prefix /_upload] [--port 8080] [--host 127.0.0.1] [--fail-fraction 0.5]`.
  * Prints one JSON line per request; SIGTERM/SIGINT stop it.
  */
-const USAGE = 'usage: upload-receiver --dir DIR --repo NAME [--repo NAME …] [--prefix /PATH] [--port N] [--host ADDR] [--fail-fraction 0..1]';
+const USAGE =
+  'usage: upload-receiver --dir DIR --repo NAME [--repo NAME …] [--prefix /PATH] [--port N] [--host ADDR] [--fail-fraction 0..1]';
 
 let values;
 try {
@@ -30,8 +31,16 @@ try {
 const port = Number(values.port ?? '0');
 const failFraction = Number(values['fail-fraction'] ?? '0');
 const prefix = values.prefix ?? '';
-if (!values.dir || !values.repo?.length || !Number.isInteger(port) || !(failFraction >= 0 && failFraction <= 1) || (prefix !== '' && !/^\/[A-Za-z0-9._~/-]*[^/]$/.test(prefix))) {
-  process.stderr.write(`upload-receiver: --dir and --repo are required; --port an integer, --fail-fraction within 0..1, --prefix like /_upload\n${USAGE}\n`);
+if (
+  !values.dir ||
+  !values.repo?.length ||
+  !Number.isInteger(port) ||
+  !(failFraction >= 0 && failFraction <= 1) ||
+  (prefix !== '' && !/^\/[A-Za-z0-9._~/-]*[^/]$/.test(prefix))
+) {
+  process.stderr.write(
+    `upload-receiver: --dir and --repo are required; --port an integer, --fail-fraction within 0..1, --prefix like /_upload\n${USAGE}\n`,
+  );
   process.exit(64);
 }
 const receiver = await startUploadReceiver({
