@@ -50,7 +50,7 @@ NX_DAEMON=false NX_TUI=false npx nx run-many -t build --outputStyle=static
 
 step "commands on PATH ($bindir)"
 declare -A bins=(
-  [spark]=tools/dist/spark.js
+  [spark]=apps/cli/dist/main.js
   [spark-connector]=apps/connector/dist/main.js
   [spark-builder]=apps/builder/dist/main.js
   [spark-signer]=apps/signer/dist/main.js
@@ -67,9 +67,9 @@ for name in "${!bins[@]}"; do
 done
 
 step "debspawn image for $suite"
-# Hosts without a system bus need systemd-nspawn --keep-unit (see tools/nspawn-wrapper).
+# Hosts without a system bus need systemd-nspawn --keep-unit (apps/builder/nspawn-wrapper).
 if [ ! -S /run/dbus/system_bus_socket ]; then
-  export PATH="$root/tools/nspawn-wrapper:$PATH"
+  export PATH="$root/apps/builder/nspawn-wrapper:$PATH"
 fi
 images=$($sudo debspawn list 2>/dev/null || true)
 if grep -q "^\[$suite-" <<<"$images"; then

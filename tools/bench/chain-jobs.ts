@@ -2,7 +2,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeSourcePackage, timeCommand, type SourcePackageSpec } from '@spark/testing';
 import { HOST_RUNNER, type Chain } from '../src/chain/chain.js';
-import type { StandInJob } from '../src/lighthouse-standin/job-board.js';
+import type { StandInJob } from '@spark/testing';
 
 /** Tiny packages built once with the host runner, for the no-op runner to hand out again. */
 export interface Prebuilt {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Request } from 'zeromq';
 import type { SparkConfig } from '@spark/config';
-import { readKeyFile } from '../src/keytool/install-key.js';
+import { readKeyFile } from '@spark/keys';
 
 /** The least a Lighthouse worker can do: poll on one CURVE REQ socket and accept at once. */
 export interface IdealPoller {

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { median, percentile, procStatusKiB } from '@spark/testing';
 import { startChain, type Chain } from '../src/chain/chain.js';
-import type { StandInJob } from '../src/lighthouse-standin/job-board.js';
-import type { RecordedRequest } from '../src/lighthouse-standin/lighthouse-stand-in.js';
-import { SERVICES } from '../src/supervisor/run-command.js';
+import type { StandInJob } from '@spark/testing';
+import type { RecordedRequest } from '@spark/testing';
+import { SERVICES } from '@spark/cli';
 import { openIdealPoller } from './ideal-poller.js';
 import { chainJobs, clearUploads, now, requestIndex, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
 

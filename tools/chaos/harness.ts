@@ -11,8 +11,8 @@ import { Redis } from 'ioredis';
 import { parseControlFile, parseFileList, QUEUE_NAMES } from '@spark/protocol';
 import type { SourcePackageSpec } from '@spark/testing';
 import { HOST_RUNNER, startChain, type Chain, type ChainOptions, type ServiceName } from '../src/chain/chain.js';
-import type { StandInJob } from '../src/lighthouse-standin/job-board.js';
-import type { RecordedRequest } from '../src/lighthouse-standin/lighthouse-stand-in.js';
+import type { StandInJob } from '@spark/testing';
+import type { RecordedRequest } from '@spark/testing';
 
 const run = promisify(execFile);
 

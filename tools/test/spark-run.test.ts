@@ -5,10 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startChain, type Chain } from '../src/chain/chain.js';
-import { SERVICES } from '../src/supervisor/run-command.js';
+import { SERVICES } from '@spark/cli';
 
 const run = promisify(execFile);
-const spark = fileURLToPath(new URL('../src/spark.ts', import.meta.url));
+const spark = fileURLToPath(import.meta.resolve('@spark/cli/main'));
 
 /** Pids of this chain's service processes (their command line names the chain's config file). */
 async function servicePid(name: string, configFile: string): Promise<number | null> {

@@ -7,11 +7,11 @@ import type { Command } from './run-logged.js';
 export const SYSTEM_BUS_SOCKET = '/run/dbus/system_bus_socket';
 
 /**
- * The repository's `tools/nspawn-wrapper` (a `systemd-nspawn` that adds
- * `--keep-unit`), found from this file: `apps/builder/{src,dist}/` sit at the
+ * The builder's own `nspawn-wrapper/` (a `systemd-nspawn` that adds
+ * `--keep-unit`), shipped with this package: `src/` and `dist/` sit at the
  * same depth, so the same relative path serves dev runs and the installed build.
  */
-export const NSPAWN_WRAPPER_DIR = fileURLToPath(new URL('../../../tools/nspawn-wrapper/', import.meta.url));
+export const NSPAWN_WRAPPER_DIR = fileURLToPath(new URL('../nspawn-wrapper/', import.meta.url));
 
 /** How debspawn is started on this host. */
 export interface DebspawnEnvironment {

@@ -17,13 +17,11 @@ import {
   stageJobId,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { makeSourcePackage, randomQueuePrefix, runTsEntry, startRedisServer, type RedisServer } from '@spark/testing';
+import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
-import { fileURLToPath } from 'node:url';
 import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.js';
 
 /** The operator CLI, run as operators run it. */
-const spark = fileURLToPath(new URL('../../../tools/src/spark.ts', import.meta.url));
 
 /*
  * Limits are about stopping a process tree, not about debspawn: a stand-in
@@ -212,15 +210,15 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await logShows(uuid, /still building/);
     const configFile = join(root, 'spark.toml');
     await writeFile(configFile, testConfigToml({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix }));
-    const following = runTsEntry(spark, ['logs', '-f', uuid, '--config', configFile]);
-    const cancel = await runTsEntry(spark, ['cancel', uuid, '--reason', 'requested by test', '--config', configFile]);
+    const following = runSparkCommand(['logs', '-f', uuid, '--config', configFile]);
+    const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'requested by test', '--config', configFile]);
     assert.equal(cancel.code, 0, cancel.stderr);
     assert.equal(cancel.stdout, `job ${uuid} rejected back to Lighthouse: cancelled by operator: requested by test\n`);
     const followed = await following;
     assert.equal(followed.code, 0, followed.stderr);
     assert.match(followed.stdout, /still building/);
     assert.match(followed.stdout, /job rejected back to Lighthouse: cancelled by operator: requested by test\n$/);
-    const again = await runTsEntry(spark, ['cancel', uuid, '--config', configFile]);
+    const again = await runSparkCommand(['cancel', uuid, '--config', configFile]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, new RegExp(`job ${uuid} is not running on a builder`));
     await connection.publish(builderControlChannel(prefix), '{"action":"cancel","uuid":"not-a-uuid"}');

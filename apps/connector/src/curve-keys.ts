@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { KeyFileError, parseCurveKeyFile, type CurveKeyFile } from '@spark/protocol';
+import { KeyFileError, parseCurveKeyFile, type CurveKeyFile } from '@spark/keys';
 import type { SparkConfig } from '@spark/config';
 
 /** The Curve keys the connector talks to Lighthouse with (Z85). */

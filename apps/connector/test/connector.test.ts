@@ -15,7 +15,7 @@ import {
   type ReportPayload,
 } from '@spark/protocol';
 import { startRedisServer, type RedisServer } from '@spark/testing';
-import { startLighthouseStandIn } from '@spark/tools';
+import { startLighthouseStandIn } from '@spark/testing';
 import { MACHINE, packageJob, startWorld, waitUntil, type World } from './harness.js';
 
 function messages(world: World): string[] {

@@ -6,10 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { curveKeyPair } from 'zeromq';
 import { parseConfig, type SparkConfig } from '@spark/config';
-import { builderHeartbeatKey, formatCurveKeyFile, type BuilderHeartbeat } from '@spark/protocol';
+import { builderHeartbeatKey, type BuilderHeartbeat } from '@spark/protocol';
+import { formatCurveKeyFile } from '@spark/keys';
 import { connectRedis, createLogger, type Redis } from '@spark/service';
 import { randomQueuePrefix } from '@spark/testing';
-import { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/tools';
+import { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
 import { createConnector, type Connector } from '../src/connector.js';
 import { loadConnectorKeys } from '../src/curve-keys.js';
 

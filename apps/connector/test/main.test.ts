@@ -12,7 +12,7 @@ import { Redis as IORedis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
 import { QueueName, reportJobId, type ReportPayload } from '@spark/protocol';
 import { freePort, runTsEntry, startRedisServer, randomQueuePrefix, type RedisServer } from '@spark/testing';
-import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/tools';
+import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/testing';
 import { MACHINE, writeKeyFile } from './harness.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));

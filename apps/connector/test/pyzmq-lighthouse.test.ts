@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { archiveTargetsKey, storedArchiveTargetsSchema } from '@spark/protocol';
 import { startRedisServer, type RedisServer } from '@spark/testing';
-import { createKeyFiles, installServerKey, installWorkerKey } from '@spark/tools';
+import { createKeyFiles, installServerKey, installWorkerKey } from '@spark/keys';
 import { MACHINE, startWorld, waitUntil } from './harness.js';
 
 // Debian's python3 with python3-zmq; the server is set up as Laniakea's

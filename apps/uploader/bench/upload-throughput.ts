@@ -20,7 +20,7 @@ import { archiveTargetsKey, jobArtifactsDir, QueueName, stageJobId, type Manifes
 import { connectRedis, redisReady } from '@spark/service';
 // A benchmark, like a test, runs on the test support and the receiver stand-in (the lint rule's test override covers test/ only).
 import { machineDescription, median, procStatusKiB, randomQueuePrefix, startRedisServer, timeCommand } from '@spark/testing';
-import { startUploadReceiver } from '@spark/tools';
+import { startUploadReceiver } from '@spark/testing';
 
 const SIZE = 1024 ** 3;
 const RUNS = 3;

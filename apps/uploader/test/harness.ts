@@ -7,7 +7,7 @@ import { loadConfig, type SparkConfig } from '@spark/config';
 import { archiveTargetsKey, QueueName, stageJobId, type ArchiveTarget, type Manifest } from '@spark/protocol';
 import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
-import { startUploadReceiver, type UploadReceiver } from '@spark/tools';
+import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
 
 /** Everything an uploader test runs against: Redis, a receiver, a spark.toml, the queues. */
 export interface Harness {

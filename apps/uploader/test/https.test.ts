@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startUploadReceiver, type UploadReceiver } from '@spark/tools';
+import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
 import { startHarness, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey } from './signed-job.js';
 

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { jobLogFile, jobWorkspaceDir, stageJobId } from '@spark/protocol';
-import { runSparkCli } from '@spark/tools';
+import { runSparkCommand } from '@spark/testing';
 import { createUploader, type Uploader } from '../src/uploader.js';
 import { startHarness, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
@@ -42,13 +41,8 @@ describe('spark-uploader', () => {
   };
   const finalReport = async (job: SignedJob) => (await h.reports.getJob(`${job.uuid}.final`))?.data as Record<string, unknown> | undefined;
   const retryUpload = async (uuid: string) => {
-    const out = new PassThrough();
-    const err = new PassThrough();
-    let text = '';
-    out.on('data', (c: Buffer) => (text += c.toString()));
-    err.on('data', (c: Buffer) => (text += c.toString()));
-    const code = await runSparkCli(['retry-upload', uuid, '--config', h.configFile], { stdout: out, stderr: err });
-    return { code, text };
+    const { code, stdout, stderr } = await runSparkCommand(['retry-upload', uuid, '--config', h.configFile]);
+    return { code, text: stdout + stderr };
   };
 
   it("uploads a signed job's files in dput-ng order to <fqdn path>/<repo>/, byte-identical, reports success, removes the workspace and keeps the log", async () => {

@@ -4,5 +4,4 @@ export * from './queues.js';
 export * from './deb822.js';
 export * from './redis-keys.js';
 export * from './workspace.js';
-export * from './curve-keyfile.js';
 export * from './builder-control.js';

@@ -3,3 +3,7 @@ export * from './source-package.js';
 export * from './run-entry.js';
 export * from './free-port.js';
 export * from './bench-stats.js';
+export * from './lighthouse-standin/lighthouse-stand-in.js';
+export * from './lighthouse-standin/job-board.js';
+export * from './lighthouse-standin/zap-handler.js';
+export * from './upload-receiver/upload-receiver.js';

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 /** What a finished command printed and how it ended. */
 export interface CommandResult {
@@ -34,4 +35,12 @@ export function runTsEntry(
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * Runs the operator's `spark` command (the `@spark/cli` package's `./main`
+ * entry, resolved by package name) from source, as a test would type it.
+ */
+export function runSparkCommand(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+  return runTsEntry(fileURLToPath(import.meta.resolve('@spark/cli/main')), args, options);
 }

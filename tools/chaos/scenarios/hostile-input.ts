@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
-import { formatCurveKeyFile, jobArtifactsDir, QueueName } from '@spark/protocol';
-import type { StandInJob } from '../../src/lighthouse-standin/job-board.js';
+import { formatCurveKeyFile } from '@spark/keys';
+import { jobArtifactsDir, QueueName } from '@spark/protocol';
+import type { StandInJob } from '@spark/testing';
 import {
   chaosChain,
   emptyResult,

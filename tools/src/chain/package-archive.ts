@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { basename, join } from 'node:path';
 import { isSafeFileName } from '@spark/protocol';
 import { makeSourcePackage, type SourcePackageSpec } from '@spark/testing';
-import type { StandInJob } from '../lighthouse-standin/job-board.js';
+import type { StandInJob } from '@spark/testing';
 
 /** A tiny archive serving source packages over HTTP, and the package-build jobs that point at them. */
 export interface PackageArchive {

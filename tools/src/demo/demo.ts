@@ -3,7 +3,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startChain, type Chain, type ServiceName } from '../chain/chain.js';
@@ -27,7 +27,7 @@ async function ensureImage(): Promise<void> {
   const { stdout } = await run('debspawn', ['list']).catch(() => ({ stdout: '' }));
   if (stdout.split('\n').some((line) => line.startsWith(`[${SUITE}-`))) return;
   out('demo', `no debspawn image for ${SUITE} yet: creating it with "debspawn create ${SUITE}" (about a minute)…`);
-  const wrapper = fileURLToPath(new URL('../../nspawn-wrapper/', import.meta.url));
+  const wrapper = dirname(fileURLToPath(import.meta.resolve('@spark/builder/nspawn-wrapper')));
   const env = existsSync('/run/dbus/system_bus_socket') ? process.env : { ...process.env, PATH: `${wrapper}:${process.env['PATH'] ?? ''}` };
   const creating = spawn('debspawn', ['create', SUITE], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   const ticker = setInterval(() => out('demo', 'still creating the image…'), 15_000);

@@ -1,0 +1,125 @@
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, loadConfig } from '@spark/config';
+import { readFile, mkdir } from 'node:fs/promises';
+import { createKeyFiles, writeNew } from '@spark/keys';
+import { installServerKey, installWorkerKey, readKeyFile } from '@spark/keys';
+
+/** Where a CLI command writes. */
+export interface KeytoolIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/** Usage of `spark keytool`, also shown in `spark --help`. */
+export const KEYTOOL_USAGE = `  keytool key-new --id=ID --name=NAME --email=EMAIL [--organization=ORG] DIR
+                                 write DIR/ID.key and DIR/ID.key_secret (Laniakea keyfiles, as lk-keytool)
+  keytool install-worker-key [--config FILE] [--force] KEYFILE
+                                 install this worker's ID.key_secret as its Curve secret key
+  keytool install-server-key [--config FILE] [--force] KEYFILE
+                                 install Lighthouse's public key file for this worker
+  keytool install-trusted-key [--force] --dir DIR NAME KEYFILE
+                                 trust a worker's public key on a Lighthouse (or stand-in): DIR/NAME.pub.key`;
+
+const EXIT_USAGE = 64;
+const EXIT_FAILED = 1;
+
+/** Runs `spark keytool <subcommand>`; resolves to the exit code. */
+export async function runKeytool(argv: string[], io: KeytoolIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    switch (sub) {
+      case 'key-new':
+        return await keyNew(rest, io);
+      case 'install-worker-key':
+      case 'install-server-key':
+        return await installForWorker(sub, rest, io);
+      case 'install-trusted-key':
+        return await installTrusted(rest, io);
+      case undefined:
+      default:
+        io.stderr.write(`spark keytool: unknown subcommand ${JSON.stringify(sub ?? '')}\nusage:\n${KEYTOOL_USAGE}\n`);
+        return EXIT_USAGE;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`spark keytool ${sub}: ${error.message}\nusage:\n${KEYTOOL_USAGE}\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof ConfigError) {
+      io.stderr.write(`${error.message}\n`);
+      return EXIT_CONFIG;
+    }
+    io.stderr.write(`spark keytool ${sub}: ${(error as Error).message}\n`);
+    return EXIT_FAILED;
+  }
+}
+
+class UsageError extends Error {}
+
+/** Runs a `parseArgs` call, turning its complaints into usage errors. */
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+async function keyNew(argv: string[], io: KeytoolIo): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      options: { id: { type: 'string' }, name: { type: 'string' }, email: { type: 'string' }, organization: { type: 'string' } },
+      allowPositionals: true,
+    }),
+  );
+  const missing = (['id', 'name', 'email'] as const).filter((key) => !values[key]);
+  if (missing.length > 0) throw new UsageError(`missing ${missing.map((key) => `--${key}`).join(', ')}`);
+  const [dir, ...extra] = positionals;
+  if (!dir || extra.length > 0) throw new UsageError('expected exactly one directory to write the key files to');
+  const { id = '', name = '', email = '', organization } = values;
+  const files = await createKeyFiles({ id, name, email, organization }, dir);
+  io.stdout.write(
+    `wrote ${files.publicFile} (public) and ${files.secretFile} (secret, mode 0600)\ncurve public key: ${files.curvePublicKey}\n`,
+  );
+  return 0;
+}
+
+async function installForWorker(sub: 'install-worker-key' | 'install-server-key', argv: string[], io: KeytoolIo): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, force: { type: 'boolean' } }, allowPositionals: true }),
+  );
+  const [source, ...extra] = positionals;
+  if (!source || extra.length > 0) throw new UsageError('expected exactly one key file');
+  const { config } = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
+  const force = values.force === true;
+  if (sub === 'install-worker-key') {
+    await installWorkerKey(source, config.curveSecretKeyFile, force);
+    io.stdout.write(`installed ${source} as ${config.curveSecretKeyFile} (mode 0600)\n`);
+  } else {
+    await installServerKey(source, config.lighthouseServerKeyFile, force);
+    io.stdout.write(`installed ${source} as ${config.lighthouseServerKeyFile} (mode 0644)\n`);
+  }
+  return 0;
+}
+
+async function installTrusted(argv: string[], io: KeytoolIo): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({ args: argv, options: { dir: { type: 'string' }, force: { type: 'boolean' } }, allowPositionals: true }),
+  );
+  const [name, source, ...extra] = positionals;
+  if (!name || !source || extra.length > 0 || !values.dir) throw new UsageError('expected --dir DIR NAME KEYFILE');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]*$/.test(name) || name.includes('..'))
+    throw new UsageError(`${JSON.stringify(name)} cannot be a file name`);
+  const keys = await readKeyFile(source);
+  if (keys.curvePublicKey === null) throw new Error(`${source}: holds no Curve public key`);
+  if (keys.curveSecretKey !== null)
+    throw new Error(`${source}: holds a secret key, which must never leave the worker; pass its public <id>.key file`);
+  const dir = values.dir;
+  await mkdir(dir, { recursive: true });
+  const target = join(dir, `${name}.pub.key`);
+  await writeNew(target, await readFile(source, 'utf8'), 0o644, values.force === true);
+  io.stdout.write(`installed ${source} as ${target}\n`);
+  return 0;
+}

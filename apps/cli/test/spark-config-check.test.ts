@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { runTsEntry } from '@spark/testing';
+
+const spark = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'spark-cli-test-'));
+
+describe('spark config check', () => {
+  it('prints the effective config of the seed spark.toml as JSON, machine_id included, exit 0', async () => {
+    const result = await runTsEntry(spark, ['config', 'check', '--config', seed]);
+    assert.equal(result.code, 0, result.stderr);
+    const config = JSON.parse(result.stdout) as Record<string, unknown>;
+    assert.equal(config['lighthouseServer'], 'tcp://master.example.org:5570');
+    assert.match(String(config['machineId']), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(config['maxJobs'], 1);
+    assert.match(result.stderr, /seed-spark\.toml:7: warning: GpgKeyID: /);
+  });
+
+  it('prints each problem with file, line and key, exit 2', async () => {
+    const file = join(dir, 'bad.toml');
+    writeFileSync(file, "LighthouseServer = 'tcp://lh:5570'\nAcceptedJob = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMaxJobs = 0\n");
+    const result = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      [
+        `${file}:2: warning: AcceptedJob: unknown key, ignored (did you mean AcceptedJobs?)`,
+        `${file}: AcceptedJobs: required key is missing`,
+        `${file}:4: MaxJobs: must be between 1 and 256, got 0`,
+        '',
+      ].join('\n'),
+    );
+    assert.equal(result.stdout, '');
+  });
+
+  it('refuses an unknown command with usage, exit 64', async () => {
+    const result = await runTsEntry(spark, ['frobnicate']);
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /unknown command "frobnicate"/);
+  });
+});

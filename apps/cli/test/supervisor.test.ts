@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { superviseChildren, type ChildSpec } from '@spark/cli';
+
+/** A child that logs like a service and runs until SIGTERM, then exits 0. */
+function serviceLike(name: string): ChildSpec {
+  const script = `
+    console.log(JSON.stringify({ level: 30, service: ${JSON.stringify(name)}, msg: 'started' }));
+    console.error('plain text on stderr');
+    process.on('SIGTERM', () => { console.log(JSON.stringify({ level: 30, service: ${JSON.stringify(name)}, msg: 'stopped' })); process.exit(0); });
+    setInterval(() => {}, 1000);`;
+  return { name, command: process.execPath, args: ['-e', script] };
+}
+
+function collect() {
+  const out = new PassThrough();
+  const lines: Record<string, unknown>[] = [];
+  let buffer = '';
+  out.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const parts = buffer.split('\n');
+    buffer = parts.pop() ?? '';
+    for (const part of parts) lines.push(JSON.parse(part) as Record<string, unknown>);
+  });
+  return { out, lines };
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('superviseChildren', () => {
+  it('restarts a child killed with SIGKILL and keeps the others running', async () => {
+    const { out, lines } = collect();
+    const supervisor = superviseChildren([serviceLike('connector'), serviceLike('signer')], { out, initialBackoffMs: 50 });
+    await until(() => lines.filter((l) => l['msg'] === 'started').length === 2, 'both children to start');
+    const signerPid = supervisor.pid('signer');
+    const connectorPid = supervisor.pid('connector');
+    assert.ok(connectorPid);
+    process.kill(connectorPid, 'SIGKILL');
+    await until(() => lines.filter((l) => l['msg'] === 'started').length === 3, 'the connector to restart');
+    assert.equal(supervisor.starts('connector'), 2);
+    assert.notEqual(supervisor.pid('connector'), connectorPid);
+    assert.equal(supervisor.pid('signer'), signerPid);
+    assert.ok(lines.some((l) => l['child'] === 'connector' && /connector exited \(SIGKILL\); restarting in 50 ms/.test(String(l['msg']))));
+    assert.equal(await supervisor.stop(), 0);
+    assert.equal(lines.filter((l) => l['msg'] === 'stopped').length, 2, 'SIGTERM is forwarded to every child');
+  });
+
+  it('wraps plain output in JSON lines that name the service', async () => {
+    const { out, lines } = collect();
+    const supervisor = superviseChildren([serviceLike('uploader')], { out });
+    await until(() => lines.some((l) => l['msg'] === 'plain text on stderr'), 'stderr line');
+    assert.deepEqual(
+      lines.filter((l) => l['msg'] === 'plain text on stderr').map((l) => [l['service'], l['level']]),
+      [['uploader', 50]],
+    );
+    await supervisor.stop();
+    await supervisor.stop();
+  });
+
+  it('stops everything with code 2 when a child reports a configuration error', async () => {
+    const { out, lines } = collect();
+    const broken: ChildSpec = {
+      name: 'builder',
+      command: process.execPath,
+      args: ['-e', 'console.error("spark.toml:3: MaxJobs: bad"); process.exit(2)'],
+    };
+    const supervisor = superviseChildren([broken, serviceLike('signer')], { out, initialBackoffMs: 50 });
+    assert.equal(await supervisor.done, 2);
+    assert.equal(supervisor.starts('builder'), 1, 'a config error is not restarted');
+    assert.ok(lines.some((l) => l['msg'] === 'spark.toml:3: MaxJobs: bad' && l['service'] === 'builder'));
+  });
+
+  it('kills a child that ignores SIGTERM after the stop timeout', async () => {
+    const { out } = collect();
+    const stubborn: ChildSpec = {
+      name: 'builder',
+      command: process.execPath,
+      args: ['-e', 'process.on("SIGTERM", () => {}); console.log("{}"); setInterval(() => {}, 1000)'],
+    };
+    const supervisor = superviseChildren([stubborn], { out, stopTimeoutMs: 200 });
+    await until(() => supervisor.pid('builder') !== null, 'start');
+    await sleep(100);
+    assert.equal(await supervisor.stop(), 0);
+    assert.equal(supervisor.pid('builder'), null);
+  });
+});

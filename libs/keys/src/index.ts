@@ -1,0 +1,3 @@
+export * from './curve-keyfile.js';
+export * from './key-new.js';
+export * from './install-key.js';

@@ -1,4 +1,0 @@
-#!/usr/bin/env node
-import { runSparkCli } from './cli/spark-cli.js';
-
-process.exitCode = await runSparkCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr });
