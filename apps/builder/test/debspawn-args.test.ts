@@ -41,10 +41,10 @@ describe('debspawn command line', () => {
     assert.ok(args.includes('--maintainer=Jane <jane@example.org>'));
   });
 
-  it('runs through sudo -n when not root, and puts the nspawn wrapper first on PATH otherwise', () => {
-    assert.deepEqual(debspawnCommand({ debspawn: 'debspawn', useSudo: true, pathPrefix: null }, ['list']), {
+  it('runs the build helper through sudo -n when not root, and puts the nspawn wrapper first on PATH otherwise', () => {
+    assert.deepEqual(debspawnCommand({ debspawn: 'debspawn', useSudo: true, pathPrefix: null }, ['--version']), {
       file: 'sudo',
-      args: ['-n', 'debspawn', 'list'],
+      args: ['-n', '/usr/local/sbin/spark-build-helper', '--version'],
     });
     const direct = debspawnCommand({ debspawn: 'debspawn', useSudo: false, pathPrefix: '/opt/wrapper' }, ['list']);
     assert.equal(direct.file, 'debspawn');
