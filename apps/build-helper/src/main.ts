@@ -8,6 +8,10 @@ import { parseHelperOptions } from './helper-options.js';
 
 const say = (message: string) => process.stderr.write(`spark-build-helper: ${message}\n`);
 
+// debspawn and what it starts get the usual root umask, not the caller's (the
+// builder unit's UMask=0007 through sudo would make dpkg-deb refuse its DEBIAN/).
+process.umask(0o022);
+
 try {
   if (process.getuid?.() !== 0) throw new RefusedRequest('runs as root only: spark-builder calls it through sudo');
   const { options, request: args } = parseHelperOptions(process.argv.slice(2), process.env);

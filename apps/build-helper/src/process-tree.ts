@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** ms between SIGTERM and SIGKILL when the helper stops a run (default 20000). */
-export const DEFAULT_KILL_GRACE_MS = 20_000;
+/** ms between SIGTERM and SIGKILL when the helper stops a run (default 5000: within the builder's own 10 s grace for sudo). */
+export const DEFAULT_KILL_GRACE_MS = 5_000;
 
 /** One process as /proc shows it: its parent and start time (so a reused pid is not mistaken for it). */
 interface ProcEntry {

@@ -97,7 +97,9 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest): Promise
 
 /** Keeps each control file as verified, once: a retry must not keep the signed file it left behind. */
 async function keepOriginals(originalsDir: string, artifacts: readonly VerifiedArtifact[]): Promise<void> {
-  await mkdir(originalsDir, { recursive: true, mode: 0o755 });
+  // Group-writable like the rest of the workspace: the uploader (group lkspark)
+  // removes the workspace once it is uploaded, this directory included.
+  await mkdir(originalsDir, { recursive: true, mode: 0o770 });
   for (const { entry, content } of artifacts) {
     if (!content) continue;
     try {

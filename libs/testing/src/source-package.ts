@@ -19,6 +19,8 @@ export interface SourcePackageSpec {
   architecture?: string;
   /** Distribution in the changelog (default `bookworm`). */
   distribution?: string;
+  /** Seconds the build sleeps before compiling, for tests that stop a build while it runs (default 0). */
+  buildSeconds?: number;
 }
 
 /** The files a source package build made. */
@@ -76,7 +78,7 @@ DESTDIR := debian/$(PKG)
 
 build: build-arch build-indep
 build-arch build-indep:
-\tgcc -Wall -Wextra -O2 -o hello hello.c
+${spec.buildSeconds ? `\tsleep ${spec.buildSeconds}\n` : ''}\tgcc -Wall -Wextra -O2 -o hello hello.c
 
 clean:
 \trm -rf hello debian/$(PKG) debian/files debian/substvars
