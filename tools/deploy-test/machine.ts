@@ -89,7 +89,11 @@ export async function bootMachine(options: BootOptions, timeoutMs = 90_000): Pro
       const child = execFile(
         'nsenter',
         ['-t', String(leader), '-a', '--', ...command],
-        { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024, env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' } },
+        {
+          timeout: opts.timeoutMs ?? 120_000,
+          maxBuffer: 64 * 1024 * 1024,
+          env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' },
+        },
         (error, stdout, stderr) => {
           const code = error ? (typeof error.code === 'number' ? error.code : 255) : 0;
           resolve({ code, stdout: String(stdout), stderr: String(stderr) });

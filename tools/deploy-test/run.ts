@@ -193,7 +193,9 @@ MetricsPort = ${uploaderPort}
         `spark keytool key-new --id=${MACHINE} --name='Deploy Test Worker' --email=${MACHINE}@example.invalid --organization='Spark' ${SHARE}/keys`,
       );
       await m.sh(`spark keytool install-worker-key ${SHARE}/keys/${MACHINE}.key_secret`);
-      await m.sh(`install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`);
+      await m.sh(
+        `install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`,
+      );
       await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
       // Test only: the host runner is the debspawn the helper runs (README, "Deployment test").
       await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
@@ -206,18 +208,21 @@ MetricsPort = ${uploaderPort}
     const mainPid = async (unit: string) => Number((await m.sh(`systemctl show -p MainPID --value ${unit}`)).trim());
     const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
     await check('spark.target starts all four services, each as its own user', async () => {
-      await until(
-        'the four services active',
-        async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0,
-        30_000,
-      );
-      const users: string[] = [];
-      for (const unit of units) {
-        const pid = await mainPid(unit);
-        users.push((await m.sh(`ps -o user= -p ${pid}`)).trim());
-      }
+      await until('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, 30_000);
+      // A unit is "active" from its fork on; its user is set up just before exec.
       const expected = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'];
-      if (users.join() !== expected.join()) throw new Error(`users ${users.join()} instead of ${expected.join()}`);
+      let users: string[] = [];
+      await until(
+        'each service running as its user',
+        async () => {
+          users = [];
+          for (const unit of units) users.push((await m.exec(['ps', '-o', 'user=', '-p', String(await mainPid(unit))])).stdout.trim());
+          return users.join() === expected.join();
+        },
+        20_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}: users ${users.join()}`);
+      });
       return users.join(', ');
     });
 
@@ -227,22 +232,86 @@ MetricsPort = ${uploaderPort}
       if (!/NoNewPrivs:\s*0/.test(status)) throw new Error(`spark-builder@1 runs with ${status.trim()}`);
       // Inside the unit's own context (same unit settings), as the builder does it.
       const inUnit = await m.exec([
-        'systemd-run', '--wait', '--pipe', '--quiet', '-p', 'User=spark-builder', '-p', 'Group=lkspark',
+        'systemd-run',
+        '--wait',
+        '--pipe',
+        '--quiet',
+        '-p',
+        'User=spark-builder',
+        '-p',
+        'Group=lkspark',
         ...(await unitProperties(m, 'spark-builder@1')),
         // stdin from /dev/null: the helper stops what it runs when a piped stdin closes.
-        '/bin/sh', '-c', 'exec sudo -n /usr/local/sbin/spark-build-helper --version </dev/null',
+        '/bin/sh',
+        '-c',
+        'exec sudo -n /usr/local/sbin/spark-build-helper --version </dev/null',
       ]);
       if (inUnit.code !== 0) throw new Error(`sudo helper --version in the unit's settings: exit ${inUnit.code} ${inUnit.stderr}`);
-      const login = await m.exec(['runuser', '-u', 'spark-builder', '--', 'sudo', '-n', '/usr/local/sbin/spark-build-helper', 'login', 'bookworm']);
+      const login = await m.exec([
+        'runuser',
+        '-u',
+        'spark-builder',
+        '--',
+        'sudo',
+        '-n',
+        '/usr/local/sbin/spark-build-helper',
+        'login',
+        'bookworm',
+      ]);
       if (login.code !== 64 || !/not allowed/.test(login.stderr)) throw new Error(`helper login: exit ${login.code} ${login.stderr}`);
       const escape = await m.exec([
-        'runuser', '-u', 'spark-builder', '--', 'sudo', '-n', '/usr/local/sbin/spark-build-helper',
-        'run', '--external-command', '--arch=amd64', '--artifacts-out', '/tmp', '--build-dir', '/etc/laniakea', '--header=x', 'bookworm', '/bin/sh',
+        'runuser',
+        '-u',
+        'spark-builder',
+        '--',
+        'sudo',
+        '-n',
+        '/usr/local/sbin/spark-build-helper',
+        'run',
+        '--external-command',
+        '--arch=amd64',
+        '--artifacts-out',
+        '/tmp',
+        '--build-dir',
+        '/etc/laniakea',
+        '--header=x',
+        'bookworm',
+        '/bin/sh',
       ]);
       if (escape.code !== 64) throw new Error(`helper run --build-dir /etc/laniakea: exit ${escape.code} ${escape.stderr}`);
       const direct = await m.exec(['runuser', '-u', 'spark-builder', '--', 'sudo', '-n', '/usr/bin/debspawn', 'list']);
       if (direct.code === 0) throw new Error('sudo let spark-builder run debspawn itself');
       return `helper --version: ${inUnit.stdout.trim()}; login and --build-dir /etc/laniakea refused (64); sudo debspawn refused`;
+    });
+
+    await check('spark-builder@2 serves its metrics on MetricsPort + 1, beside @1 and the other services', async () => {
+      await m.sh('systemctl start spark-builder@2');
+      try {
+        const ports = {
+          'spark-builder@1': builderPort,
+          'spark-builder@2': builderPort + 1,
+          connector: connectorPort,
+          signer: signerPort,
+          uploader: uploaderPort,
+        };
+        const seen: string[] = [];
+        for (const [name, port] of Object.entries(ports)) {
+          const text = await until(
+            `${name} metrics on ${port}`,
+            () =>
+              fetch(`http://127.0.0.1:${port}/metrics`).then(
+                (r) => (r.ok ? r.text() : null),
+                () => null,
+              ),
+            20_000,
+          );
+          if (!text.includes('spark_process_')) throw new Error(`${name} on ${port} answered without process metrics`);
+          seen.push(`${name} ${port}`);
+        }
+        return seen.join(', ');
+      } finally {
+        await m.sh('systemctl stop spark-builder@2');
+      }
     });
 
     // --- Jobs through the chain.
@@ -298,7 +367,8 @@ MetricsPort = ${uploaderPort}
       await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
       await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
       const log = await m.sh(`cat /var/lib/lkspark/logs/${success.uuid}*.log`);
-      if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build')) throw new Error('the build log shows no build through sudo and the helper');
+      if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build'))
+        throw new Error('the build log shows no build through sudo and the helper');
       return `${changes}, ${dud.name} verified with gpgv; built through sudo and the helper`;
     });
 
@@ -325,13 +395,12 @@ MetricsPort = ${uploaderPort}
 
     const leftovers = async () =>
       (await m.exec(['pgrep', '-a', '-f', 'spark-build-helper|host-runner|dpkg-buildpackage|sleep [0-9]'])).stdout.trim();
-    const buildRunning = (seconds: number) => async () =>
-      (await m.exec(['pgrep', '-f', `^sleep ${seconds}$`])).code === 0;
+    const buildRunning = (seconds: number) => async () => (await m.exec(['pgrep', '-f', `^sleep ${seconds}$`])).code === 0;
 
     await check('systemctl stop spark-builder@1 mid-build drains: the job is rejected back, nothing is left running', async () => {
-      const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildSeconds: 41 });
+      const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildSeconds: 20 });
       standIn.addJob(slow);
-      await until('the slow build running', buildRunning(41), 120_000);
+      await until('the slow build running', buildRunning(20), 120_000);
       const t0 = Date.now();
       await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
       const stopSeconds = ((Date.now() - t0) / 1000).toFixed(1);
@@ -347,17 +416,22 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('kill -9 of each service mid-job: systemd restarts it, the job still succeeds once', async () => {
-      const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildSeconds: 6 });
+      const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildSeconds: 8 });
       standIn.addJob(job);
-      await until('the build running', buildRunning(6), 120_000);
+      await until('the build running', buildRunning(8), 120_000);
       const restarted: string[] = [];
-      for (const unit of ['spark-connector', 'spark-signer', 'spark-uploader', 'spark-builder@1']) {
+      // The builder first, while its build runs: the helper must end the build when its caller is gone.
+      for (const unit of ['spark-builder@1', 'spark-connector', 'spark-signer', 'spark-uploader']) {
         const before = await mainPid(unit);
         await m.sh(`kill -9 ${before}`);
-        await until(`${unit} restarted`, async () => {
-          const now = await mainPid(unit);
-          return now !== 0 && now !== before && (await m.exec(['systemctl', 'is-active', unit])).code === 0;
-        }, 60_000);
+        await until(
+          `${unit} restarted`,
+          async () => {
+            const now = await mainPid(unit);
+            return now !== 0 && now !== before && (await m.exec(['systemctl', 'is-active', unit])).code === 0;
+          },
+          60_000,
+        );
         restarted.push(unit);
       }
       await until('the job done', async () => ended(job.uuid), 300_000);
@@ -404,11 +478,14 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('service logs carry their severity to journald (journalctl -p warning shows warnings and errors only)', async () => {
-      const lines = (await m.sh("journalctl -u 'spark-*' -p warning -o cat --no-pager | grep '^{' || true")).trim().split('\n').filter(Boolean);
+      const lines = (await m.sh("journalctl -u 'spark-*' -p warning -o cat --no-pager | grep '^{' || true"))
+        .trim()
+        .split('\n')
+        .filter(Boolean);
       if (lines.length === 0) throw new Error('no warning or error lines from the services (a drain and kill -9 should have left some)');
       const levels = lines.map((line) => (JSON.parse(line) as { level: number }).level);
       if (levels.some((level) => level < 40)) throw new Error(`journalctl -p warning shows levels ${[...new Set(levels)].join(', ')}`);
-      const info = (await m.sh("journalctl -u spark-connector -p info -o cat --no-pager | grep -c '^{\"level\":30' || true")).trim();
+      const info = (await m.sh('journalctl -u spark-connector -p info -o cat --no-pager | grep -c \'^{"level":30\' || true')).trim();
       if (info === '0') throw new Error('no info lines from the connector');
       return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
     });
@@ -433,7 +510,8 @@ MetricsPort = ${uploaderPort}
 async function unitProperties(m: Machine, unit: string): Promise<string[]> {
   const fragment = (await m.sh(`systemctl show -p FragmentPath --value ${unit}`)).trim();
   const text = await m.sh(`cat ${fragment}`);
-  const skip = /^(Type|ExecStart|Restart|RestartSec|TimeoutStopSec|KillMode|User|Group|Environment|Description|Documentation|After|Wants|PartOf|WantedBy)=/;
+  const skip =
+    /^(Type|ExecStart|Restart|RestartSec|TimeoutStopSec|KillMode|User|Group|Environment|Description|Documentation|After|Wants|PartOf|WantedBy)=/;
   const props: string[] = [];
   for (const line of text.split('\n')) {
     if (/^[A-Z][A-Za-z]+=/.test(line) && !skip.test(line)) props.push('-p', line);

@@ -1,3 +1,3 @@
 export { runSparkCli, type CliIo } from './spark-cli.js';
 export { superviseChildren, type ChildSpec, type Supervisor } from './supervisor/supervisor.js';
-export { SERVICES, serviceCommands } from './supervisor/run-command.js';
+export { SERVICES, builderStopTimeoutMs, serviceCommands } from './supervisor/run-command.js';
