@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
-import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, type RecordedRequest, type StandInJob } from '@spark/testing';
+import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, type RecordedRequest } from '@spark/testing';
 import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
 import { startPackageArchive } from '../src/chain/package-archive.js';
 import { bootMachine, type Machine } from './machine.js';
@@ -58,7 +58,11 @@ async function check(name: string, body: () => Promise<string | void>): Promise<
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs: number): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -327,7 +331,7 @@ MetricsPort = ${uploaderPort}
     // A rejected job goes back to WAITING and would be handed out again at once; take it off the board.
     void until(
       'the refused job rejected',
-      async () => {
+      () => {
         if (!requestsFor(standIn.requests, refused.uuid).includes('job-rejected')) return false;
         const entry = board.get(refused.uuid);
         if (entry) entry.status = 'DONE';
@@ -357,7 +361,7 @@ MetricsPort = ${uploaderPort}
     };
 
     await check('a package build succeeds: reported at Lighthouse, signed .changes and .dud in the archive', async () => {
-      await until('job-success', async () => ended(success.uuid), 180_000);
+      await until('job-success', () => ended(success.uuid), 180_000);
       const seen = requestsFor(standIn.requests, success.uuid);
       if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       const dud = await until('the .dud in the archive', () => dudFor(success.uuid), 60_000);
@@ -373,7 +377,7 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('a build failure is reported failed, with only its signed .dud uploaded', async () => {
-      await until('job-failed', async () => ended(ftbfs.uuid), 180_000);
+      await until('job-failed', () => ended(ftbfs.uuid), 180_000);
       const seen = requestsFor(standIn.requests, ftbfs.uuid);
       if (!seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       const dud = await until('the .dud in the archive', () => dudFor(ftbfs.uuid), 60_000);
@@ -385,7 +389,7 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('a job whose source does not match its hash is rejected back, nothing uploaded', async () => {
-      await until('job-rejected', async () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), 120_000);
+      await until('job-rejected', () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), 120_000);
       const seen = requestsFor(standIn.requests, refused.uuid);
       if (seen.includes('job-success') || seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       if (await dudFor(refused.uuid)) throw new Error('a rejected job uploaded a .dud');
@@ -409,7 +413,7 @@ MetricsPort = ${uploaderPort}
       const seen = requestsFor(standIn.requests, slow.uuid);
       if (!seen.includes('job-rejected') && !seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       await m.sh('systemctl start spark-builder@1');
-      await until('the slow job done after the builder is back', async () => ended(slow.uuid), 180_000);
+      await until('the slow job done after the builder is back', () => ended(slow.uuid), 180_000);
       const after = requestsFor(standIn.requests, slow.uuid);
       if (!after.includes('job-success')) throw new Error(`Lighthouse saw ${after.join(', ')}`);
       return `stopped in ${stopSeconds} s (DrainTimeout 5 s); ${seen.includes('job-rejected') ? 'rejected back' : 'finished'}, then built again: ${after.join(' → ')}`;
@@ -434,7 +438,7 @@ MetricsPort = ${uploaderPort}
         );
         restarted.push(unit);
       }
-      await until('the job done', async () => ended(job.uuid), 300_000);
+      await until('the job done', () => ended(job.uuid), 300_000);
       const seen = requestsFor(standIn.requests, job.uuid);
       if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       const signed = await verified(job.uuid);
@@ -449,7 +453,7 @@ MetricsPort = ${uploaderPort}
       standIn.addJob(job);
       await until('the build running', buildRunning(3), 120_000);
       await m.sh('systemctl restart spark-signer');
-      await until('the job done', async () => ended(job.uuid), 180_000);
+      await until('the job done', () => ended(job.uuid), 180_000);
       const seen = requestsFor(standIn.requests, job.uuid);
       if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       const dud = await until('the .dud', () => dudFor(job.uuid), 60_000);

@@ -161,8 +161,8 @@ function parseImageRun(args: readonly string[]): ImageRunRequest {
 /**
  * Reads the helper's arguments — exactly what the builder would pass to
  * debspawn — into a request, or throws {@link RefusedRequest}. Path arguments
- * are only checked for their form here; {@link checkWorkspacePaths} checks
- * them on disk.
+ * are only checked for their form here; `checkWorkspacePath` checks them on
+ * disk.
  */
 export function parseRequest(args: readonly string[]): HelperRequest {
   const [subcommand, ...rest] = args;
@@ -174,6 +174,7 @@ export function parseRequest(args: readonly string[]): HelperRequest {
     case '--version':
       if (rest.length > 0) throw new RefusedRequest('--version takes no arguments');
       return { kind: 'version' };
+    case undefined:
     default:
       throw new RefusedRequest(
         `debspawn ${JSON.stringify(subcommand ?? '')} is not allowed: the helper runs only 'build', the image 'run' and '--version'`,
