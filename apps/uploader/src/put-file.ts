@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { archiveRequest } from './archive-connection.js';
 
 /** What the archive answered to one PUT. */
 export interface PutAnswer {
@@ -18,17 +18,22 @@ export const MAX_ANSWER_CHARS = 2000;
  * authentication, `Content-Length` set). An answer that comes before the body
  * is sent (a refusal) stops the sending and is returned as it is. Rejects on
  * network errors and when the whole exchange takes longer than `timeoutMs`.
+ * HTTPS verifies against the host's CA store; proxies come from the
+ * environment (see archive-connection.ts).
  */
-export function putFile(url: string, path: string, size: number, timeoutMs: number): Promise<PutAnswer> {
+export async function putFile(url: string, path: string, size: number, timeoutMs: number): Promise<PutAnswer> {
+  const req = await archiveRequest(
+    url,
+    { method: 'PUT', headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' } },
+    timeoutMs,
+  );
+  return sendFile(req, path, timeoutMs);
+}
+
+function sendFile(req: ClientRequest, path: string, timeoutMs: number): Promise<PutAnswer> {
   return new Promise((resolve, reject) => {
-    const target = new URL(url);
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
     // 1 MiB reads: fewer, larger writes to the socket; memory stays a few chunks whatever the file size.
     const file = createReadStream(path, { highWaterMark: 1024 * 1024 });
-    const req = send(target, {
-      method: 'PUT',
-      headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' },
-    });
     let answered = false;
     let settled = false;
     const finish = (outcome: () => void) => {
