@@ -20,6 +20,8 @@ export const ROOTFS_PACKAGES = [
   'systemd-sysv',
   'dbus',
   'procps',
+  // resolves the machine's own host name, as on any installed Debian host (sudo looks it up)
+  'libnss-myhostname',
   // deploy/install.sh's runtime packages
   'redis-server',
   'debspawn',

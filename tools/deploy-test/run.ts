@@ -467,18 +467,29 @@ MetricsPort = ${uploaderPort}
       return status.stdout.split('\n').slice(0, 3).join(' | ');
     });
 
-    await check('uploaded workspaces are removed, nothing is left in the queues', async () => {
-      const left = await until(
-        'workspaces removed',
-        async () => {
-          const names = (await m.sh('ls -A /var/lib/lkspark/workspaces')).trim();
-          return names === '' ? 'none' : null;
+    await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
+      await until('workspaces removed', async () => (await m.sh('ls -A /var/lib/lkspark/workspaces')).trim() === '', 60_000).catch(
+        async (error: Error) => {
+          throw new Error(`${error.message}: ${(await m.sh('ls -la /var/lib/lkspark/workspaces/*')).trim()}`);
         },
-        60_000,
-      ).catch(async (error: Error) => {
-        throw new Error(`${error.message}: ${(await m.sh('ls -la /var/lib/lkspark/workspaces/*')).trim()}`);
+      );
+      let hosts: { jobs: unknown[]; queues: Record<string, { waiting: number; active: number; delayed: number; failed: number }> }[] = [];
+      await until(
+        'the queues drained',
+        async () => {
+          hosts = JSON.parse(await m.sh('spark status --json --config /etc/laniakea/spark.toml')) as typeof hosts;
+          const host = hosts[0];
+          return (
+            host !== undefined &&
+            host.jobs.length === 0 &&
+            Object.values(host.queues).every((q) => q.waiting + q.active + q.delayed + q.failed === 0)
+          );
+        },
+        30_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}: ${JSON.stringify(hosts[0]?.queues)} ${JSON.stringify(hosts[0]?.jobs)}`);
       });
-      return `workspaces left: ${left}`;
+      return `queues ${Object.keys(hosts[0]?.queues ?? {}).join(', ')}: nothing waiting, active, delayed or failed`;
     });
 
     await check('service logs carry their severity to journald (journalctl -p warning shows warnings and errors only)', async () => {
