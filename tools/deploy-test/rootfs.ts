@@ -84,5 +84,12 @@ export async function cachedRootfs(log: (line: string) => void): Promise<string>
   await run('sed', ['-i', '-E', 's/^port [0-9]+$/port 0/', join(partial, 'etc/redis/redis.conf')]);
   await writeFile(join(partial, 'etc', 'spark-deploy-test-rootfs'), `${args.join(' ')}\n`);
   await rename(partial, dir);
+  // Root file systems for older package lists are not used again.
+  for (const name of await readdir(ROOTFS_CACHE)) {
+    if (name.startsWith('bookworm-') && join(ROOTFS_CACHE, name) !== dir) {
+      log(`root file system: removing the outdated ${name}`);
+      await rm(join(ROOTFS_CACHE, name), { recursive: true, force: true });
+    }
+  }
   return dir;
 }

@@ -473,6 +473,8 @@ MetricsPort = ${uploaderPort}
           throw new Error(`${error.message}: ${(await m.sh('ls -la /var/lib/lkspark/workspaces/*')).trim()}`);
         },
       );
+      const helperState = (await m.sh('ls -A /var/lib/spark-build-helper')).trim();
+      if (helperState !== '') throw new Error(`the build helper left ${helperState} in /var/lib/spark-build-helper`);
       let hosts: { jobs: unknown[]; queues: Record<string, { waiting: number; active: number; delayed: number; failed: number }> }[] = [];
       await until(
         'the queues drained',
