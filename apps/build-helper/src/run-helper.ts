@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSafeFileName, parseControlFile, parseFileList } from '@spark/protocol';
-import { readAsCaller, writeAsCaller, type Caller } from './hand-over.js';
+import { copyTreeAsCaller, readAsCaller, writeAsCaller, type Caller } from './hand-over.js';
 import { loadHelperConfig, SECURE_PATH, type HelperConfig } from './helper-config.js';
 import { runOwned } from './process-tree.js';
 import { RefusedRequest, type HelperRequest, type ImageRunRequest, type PackageBuildRequest } from './request.js';
@@ -136,7 +134,10 @@ async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: 
     const script = join(work, IMAGE_LAYOUT.script);
     await readAsCaller(ctx.caller, request.script, script);
     await chmod(script, 0o755);
-    const args = ['run', '--external-command', `--arch=${request.arch}`, '--artifacts-out', artifacts, '--build-dir', request.buildDir];
+    // The recipe checkout, copied with the caller's rights: debspawn mounts the copy, which the caller cannot swap.
+    const recipe = join(work, IMAGE_LAYOUT.buildDir);
+    await copyTreeAsCaller(ctx.caller, request.buildDir, recipe);
+    const args = ['run', '--external-command', `--arch=${request.arch}`, '--artifacts-out', artifacts, '--build-dir', recipe];
     if (request.allowKvm) args.push('--allow=kvm,read-kmods');
     if (request.init) {
       const init = join(work, IMAGE_LAYOUT.init);
@@ -146,11 +147,6 @@ async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: 
     }
     args.push(`--header=${request.header}`, request.suite, script);
     const code = await run(ctx, config, args, work);
-    if (ctx.caller) {
-      // The container wrote into the recipe checkout as root: give it back (chown -R follows no links).
-      const chown = spawn('chown', ['-R', `${ctx.caller.uid}:${ctx.caller.gid}`, '--', request.buildDir], { stdio: 'inherit' });
-      await once(chown, 'close');
-    }
     await handBack(ctx, artifacts, request.artifactsOut);
     return code;
   } finally {

@@ -169,50 +169,48 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     assert.match(stderr, /must be owned by root and not writable by group or others/);
   });
 
-  it(
-    'runs the image build with private copies of its scripts, hands the artifacts back and returns the recipe',
-    { timeout: 60_000 },
-    async () => {
-      const image = join(dir, 'image-debspawn');
-      // Records its arguments, leaves an artifact and a root-made file in the recipe checkout.
-      await writeFile(
-        image,
-        `#!/bin/sh\necho "$@" > ${dir}/image-args\nwhile [ $# -gt 0 ]; do case "$1" in --artifacts-out) out=$2; shift;; --build-dir) build=$2; shift;; esac; shift; done\necho disk > "$out/disk.img"\ntouch "$build/made-by-root"\n`,
-        { mode: 0o755 },
-      );
-      const imageConfig = join(dir, 'image.toml');
-      await writeFile(imageConfig, `WorkspaceRoot = '${root}'\n[builder]\nDebspawn = "${image}"\n`, { mode: 0o644 });
-      for (const name of ['image', 'ib']) {
-        await mkdir(join(ws, name), { recursive: true });
-        await chown(join(ws, name), NOBODY, NOBODY);
-      }
-      await writeFile(join(ws, 'build-command.sh'), '#!/bin/sh\nexec ./build.sh\n');
-      const { code, stderr } = await startHelper([
-        ...own(imageConfig),
-        '--owner',
-        `${NOBODY}:${NOBODY}`,
-        'run',
-        '--external-command',
-        '--arch=amd64',
-        '--artifacts-out',
-        join(ws, 'image'),
-        '--build-dir',
-        join(ws, 'ib'),
-        '--header=Test image build',
-        'bookworm',
-        join(ws, 'build-command.sh'),
-      ]).outcome;
-      assert.equal(code, 0, stderr);
-      const args = await readFile(join(dir, 'image-args'), 'utf8');
-      assert.match(
-        args,
-        new RegExp(`--build-dir ${join(ws, 'ib')} --header=Test image build bookworm ${dir}/state/run-[^/]+/build-command.sh`),
-      );
-      assert.equal(await readFile(join(ws, 'image', 'disk.img'), 'utf8'), 'disk\n');
-      assert.equal((await stat(join(ws, 'image', 'disk.img'))).uid, NOBODY);
-      assert.equal((await stat(join(ws, 'ib', 'made-by-root'))).uid, NOBODY, 'the recipe checkout is given back');
-    },
-  );
+  it('runs the image build on private copies of its recipe and scripts and hands the artifacts back', { timeout: 60_000 }, async () => {
+    const image = join(dir, 'image-debspawn');
+    // Records its arguments, leaves an artifact and a root-made file in the recipe checkout.
+    await writeFile(
+      image,
+      `#!/bin/sh\necho "$@" > ${dir}/image-args\nwhile [ $# -gt 0 ]; do case "$1" in --artifacts-out) out=$2; shift;; --build-dir) build=$2; shift;; esac; shift; done\necho disk > "$out/disk.img"\ncp "$build/build.sh" "$out/recipe-seen"\n`,
+      { mode: 0o755 },
+    );
+    const imageConfig = join(dir, 'image.toml');
+    await writeFile(imageConfig, `WorkspaceRoot = '${root}'\n[builder]\nDebspawn = "${image}"\n`, { mode: 0o644 });
+    for (const name of ['image', 'ib']) {
+      await mkdir(join(ws, name), { recursive: true });
+      await chown(join(ws, name), NOBODY, NOBODY);
+    }
+    await writeFile(join(ws, 'build-command.sh'), '#!/bin/sh\nexec ./build.sh\n');
+    await writeFile(join(ws, 'ib', 'build.sh'), 'echo building\n');
+    await symlink('/etc/shadow', join(ws, 'ib', 'planted'));
+    const { code, stderr } = await startHelper([
+      ...own(imageConfig),
+      '--owner',
+      `${NOBODY}:${NOBODY}`,
+      'run',
+      '--external-command',
+      '--arch=amd64',
+      '--artifacts-out',
+      join(ws, 'image'),
+      '--build-dir',
+      join(ws, 'ib'),
+      '--header=Test image build',
+      'bookworm',
+      join(ws, 'build-command.sh'),
+    ]).outcome;
+    assert.equal(code, 0, stderr);
+    const args = await readFile(join(dir, 'image-args'), 'utf8');
+    assert.match(
+      args,
+      new RegExp(`--build-dir ${dir}/state/run-[^/ ]+/ib --header=Test image build bookworm ${dir}/state/run-[^/]+/build-command.sh`),
+    );
+    assert.equal(await readFile(join(ws, 'image', 'disk.img'), 'utf8'), 'disk\n');
+    assert.equal((await stat(join(ws, 'image', 'disk.img'))).uid, NOBODY);
+    assert.equal(await readFile(join(ws, 'image', 'recipe-seen'), 'utf8'), 'echo building\n', 'debspawn got the recipe');
+  });
 
   async function startTree(options: { stdin?: 'pipe' | 'ignore' } = {}) {
     await rm(pidsFile, { force: true });
