@@ -91,7 +91,7 @@ export async function copyTreeAsCaller(caller: Caller, source: string, target: s
   let stderr = '';
   for (const child of [reader, writer]) child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   writer.stdin?.on('error', () => undefined);
-  reader.stdout?.pipe(writer.stdin!);
+  reader.stdout?.pipe(writer.stdin);
   const [[readCode], [writeCode]] = (await Promise.all([once(reader, 'close'), once(writer, 'close')])) as [
     [number | null],
     [number | null],
