@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,14 +39,33 @@ function debspawnEnv(): Record<string, string> {
   return { PATH: path, LANG: 'C.UTF-8', HOME: '/root', TERM: 'dumb' };
 }
 
-/** A fresh directory only root can enter, in a state directory that must be root's alone. */
+/** True while `pid` is a running build helper (its private directory is still in use). */
+function helperRunning(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('build-helper');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A fresh directory only root can enter (`run-<pid>-XXXXXX`), in a state
+ * directory that must be root's alone. Directories of helpers that no longer
+ * run (killed with their unit's control group) are removed first.
+ */
 async function privateDir(stateDir: string): Promise<string> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const info = await lstat(stateDir);
   if (!info.isDirectory() || info.uid !== 0 || (info.mode & 0o077) !== 0) {
     throw new Error(`${stateDir} must be a directory owned by root with mode 0700`);
   }
-  return mkdtemp(join(stateDir, 'run-'));
+  for (const name of await readdir(stateDir)) {
+    const pid = /^run-([0-9]+)-/.exec(name)?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid && !helperRunning(Number(pid))) {
+      await rm(join(stateDir, name), { recursive: true, force: true });
+    }
+  }
+  return mkdtemp(join(stateDir, `run-${process.pid}-`));
 }
 
 /** Hands every regular file of `from` to the caller in `to`; reports what it skipped. */

@@ -117,6 +117,23 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     assert.deepEqual(await readdir(join(dir, 'state')), [], 'the private copies are gone');
   });
 
+  it(
+    'removes the private directories killed helpers left behind (their pid gone, or another program now)',
+    { timeout: 120_000 },
+    async () => {
+      const other = spawn('sleep', ['60']);
+      try {
+        await mkdir(join(dir, 'state', 'run-999999999-left'), { recursive: true });
+        await mkdir(join(dir, 'state', `run-${other.pid}-reused`), { recursive: true });
+        const { code, stderr } = await startHelper([...own(config), ...buildArgs(dsc, join(ws, 'results'))]).outcome;
+        assert.equal(code, 0, stderr);
+        assert.deepEqual(await readdir(join(dir, 'state')), []);
+      } finally {
+        other.kill();
+      }
+    },
+  );
+
   it('refuses a path through a symbolic link, and says which component', async () => {
     const linked = join(root, 'workspaces', 'linked');
     await symlink(ws, linked);
