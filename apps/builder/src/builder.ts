@@ -1,8 +1,10 @@
 import type { Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
-import { builderControlChannel, builderControlMessageSchema, JOB_KINDS, QueueName, type JobKind } from '@spark/protocol';
+import { rm } from 'node:fs/promises';
+import { builderControlChannel, builderControlMessageSchema, JOB_KINDS, jobWorkspaceDir, QueueName, type JobKind } from '@spark/protocol';
 import {
   connectRedis,
+  giveUpWhenFailed,
   KEEP_COMPLETED,
   once,
   openQueue,
@@ -15,7 +17,6 @@ import {
 import { detectDebspawnEnvironment, type DebspawnEnvironment } from './debspawn-command.js';
 import { debspawnVersionOnce } from './debspawn-version.js';
 import { builderId, startHeartbeat, type Heartbeat } from './heartbeat.js';
-import { rejectFailedBuild } from './failed-job.js';
 import { runImageBuild } from './image-build.js';
 import { JobStop } from './job-stop.js';
 import { runPackageBuild } from './package-build.js';
@@ -52,7 +53,7 @@ export interface Builder {
  * lock (renewed every lockDuration/2 while the build runs) lets a restarted
  * builder resume it within seconds instead of a minute. A few kills are
  * tolerated — a crashed host is rarely the job's fault — and a job that went
- * through more is rejected back to Lighthouse (see rejectFailedBuild).
+ * through more is rejected back to Lighthouse (see giveUpWhenFailed).
  */
 const LOCK_DURATION_MS = 10_000;
 const STALLED_INTERVAL_MS = 5_000;
@@ -194,11 +195,16 @@ export function createBuilder(deps: BuilderDeps): Builder {
           maxStalledCount: MAX_STALLED_COUNT,
         },
       );
-      worker.on('failed', (job, error) => {
-        rejectFailedBuild({ reportQueue, workspacesDir: config.workspacesDir, logger }, job?.id, error).catch((err: unknown) =>
-          logger.error({ err, jobId: job?.id }, 'cannot reject a failed build job back to Lighthouse'),
-        );
-      });
+      giveUpWhenFailed(
+        worker,
+        reportQueue,
+        {
+          outcome: 'rejected',
+          stage: 'builder',
+          cleanUp: (round) => rm(jobWorkspaceDir(config.workspacesDir, round), { recursive: true, force: true }),
+        },
+        logger,
+      );
       logger.info({ id, kinds, architectures: config.architectures, slots: config.maxJobs, debspawn }, 'builder started');
     },
     close,

@@ -15,7 +15,7 @@ export const MISSING_IMAGE_PREFIX = 'ERROR: The container image for';
 /** apt's line when build dependencies cannot be installed: the build waits for them (depwait). */
 export const UNMET_DEPENDENCIES = 'The following packages have unmet dependencies:';
 
-/** debspawn's `--only` for a job: `indep` for `all`, `arch` without `do_indep`, else `binary` (DESIGN.md). */
+/** debspawn's `--only` for a job: `indep` for `all`, `arch` without `do_indep`, else `binary` (as laniakea-spark's worker does). */
 export function debspawnOnly(architecture: string, doIndep: boolean): 'arch' | 'indep' | 'binary' {
   if (architecture === 'all') return 'indep';
   return doIndep ? 'binary' : 'arch';

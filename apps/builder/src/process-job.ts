@@ -8,16 +8,17 @@ import {
   jobWorkspaceDir,
   manifestSchema,
   readJobReply,
+  roundSchema,
   stageJobId,
+  type JobRound,
   type Job,
   type JobKind,
   type Manifest,
 } from '@spark/protocol';
 import { writeDud } from './dud.js';
-import { digestFile, type Logger } from '@spark/service';
+import { digestFile, giveUp, sendReport, type Logger } from '@spark/service';
 import { openJobLog, type JobLog } from './job-log.js';
 import { JobStop } from './job-stop.js';
-import { reportReason, sendReport } from './reports.js';
 import type { RunnerContext, RunnerOutcome } from './runner.js';
 
 /** Runs one kind of job. */
@@ -53,57 +54,60 @@ export type JobSummary =
  * problem of the job; `running` maps each running job's uuid to its stopper.
  */
 export async function processBuildJob(data: unknown, deps: JobDeps, running: Map<string, AbortController>): Promise<JobSummary> {
-  const reply = readJobReply(typeof data === 'object' && data !== null ? (data as Record<string, unknown>)['job'] : undefined);
-  if (reply.type !== 'job') {
-    const reason = reply.type === 'invalid' ? reply.reason : 'build job carries no Lighthouse job';
-    if (reply.type === 'invalid' && reply.uuid !== null) {
-      return reject(deps, reply.uuid, reason, deps.logger.child({ jobId: reply.uuid }));
-    }
-    deps.logger.error({ reason }, 'dropping a build job without a usable uuid: it cannot be rejected back to Lighthouse');
+  const fields = typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {};
+  const reply = readJobReply(fields['job']);
+  const roundField = roundSchema.safeParse(fields['round']);
+  const uuidOf = reply.type === 'job' ? reply.job.uuid : reply.type === 'invalid' ? reply.uuid : null;
+  if (uuidOf === null || !roundField.success) {
+    const reason =
+      reply.type === 'invalid' ? reply.reason : roundField.success ? 'build job carries no Lighthouse job' : 'build job names no round';
+    deps.logger.error({ reason }, 'dropping a build job without a usable uuid and round: it cannot be reported to Lighthouse');
     return { outcome: 'dropped', reason };
   }
+  const round: JobRound = { uuid: uuidOf.toLowerCase(), round: roundField.data };
+  const logger = deps.logger.child({ jobId: round.uuid, round: round.round });
+  if (reply.type !== 'job') return reject(deps, round, reply.type === 'invalid' ? reply.reason : 'no job', logger);
   const job = reply.job;
-  const uuid = job.uuid.toLowerCase();
-  const logger = deps.logger.child({ jobId: uuid });
   const runner = deps.runners[job.kind];
-  if (!runner) return reject(deps, uuid, `this builder does not run ${job.kind} jobs`, logger);
+  if (!runner) return reject(deps, round, `this builder does not run ${job.kind} jobs`, logger);
   if (job.architecture !== 'all' && !deps.architectures.includes(job.architecture)) {
-    return reject(deps, uuid, `this builder builds ${deps.architectures.join(', ')}, not ${job.architecture}`, logger);
+    return reject(deps, round, `this builder builds ${deps.architectures.join(', ')}, not ${job.architecture}`, logger);
   }
-  if (running.has(uuid)) {
+  if (running.has(round.uuid)) {
     logger.warn('job is already running here; ignoring the duplicate');
     return { outcome: 'dropped', reason: 'already running' };
   }
 
   const stopper = new AbortController();
-  running.set(uuid, stopper);
+  running.set(round.uuid, stopper);
   const timeLimit = setTimeout(
     () => stopper.abort(new JobStop('time-limit', `job exceeded its time limit of ${Math.round(deps.maxBuildTimeMs / 1000)} s`)),
     deps.maxBuildTimeMs,
   );
   try {
-    return await runJob(job, uuid, deps, stopper.signal, logger);
+    return await runJob(job, round, deps, stopper.signal, logger);
   } finally {
     clearTimeout(timeLimit);
-    running.delete(uuid);
+    running.delete(round.uuid);
   }
 }
 
-async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal, logger: Logger): Promise<JobSummary> {
-  const workspace = jobWorkspaceDir(deps.workspacesDir, uuid);
-  const artifacts = jobArtifactsDir(deps.workspacesDir, uuid);
+async function runJob(job: Job, round: JobRound, deps: JobDeps, signal: AbortSignal, logger: Logger): Promise<JobSummary> {
+  const { uuid } = round;
+  const workspace = jobWorkspaceDir(deps.workspacesDir, round);
+  const artifacts = jobArtifactsDir(deps.workspacesDir, round);
   let log: JobLog;
   try {
     // A job retried after a crash starts from a clean workspace.
     await rm(workspace, { recursive: true, force: true });
     await mkdir(artifacts, { recursive: true });
     await mkdir(deps.logsDir, { recursive: true });
-    log = await openJobLog(jobLogFile(deps.logsDir, uuid));
+    log = await openJobLog(jobLogFile(deps.logsDir, round));
   } catch (error) {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
-    return reject(deps, uuid, `cannot prepare the workspace: ${(error as Error).message}`, logger);
+    return reject(deps, round, `cannot prepare the workspace: ${(error as Error).message}`, logger);
   }
-  await sendReport(deps.reportQueue, { kind: 'accepted', uuid, at: Date.now() });
+  await sendReport(deps.reportQueue, { kind: 'accepted', ...round, at: Date.now() });
   logger.info({ kind: job.kind, architecture: job.architecture }, 'job accepted');
   log.note(`job ${uuid}: ${job.kind} for ${job.architecture}, repository ${job.repo}`);
 
@@ -114,7 +118,7 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
     if (excerpt === null) return statusChain;
     const seq = ++statusSeq;
     statusChain = statusChain
-      .then(() => sendReport(deps.reportQueue, { kind: 'status', uuid, at: Date.now(), logExcerpt: excerpt }, seq))
+      .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq))
       .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
     return statusChain;
   };
@@ -137,15 +141,16 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
 
   if (outcome.type === 'rejected') {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
-    return reject(deps, uuid, outcome.reason, logger);
+    return reject(deps, round, outcome.reason, logger);
   }
   try {
-    const manifest = await collectArtifacts(job, uuid, outcome, artifacts, log.path);
-    await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(uuid, 'sign') });
+    const manifest = await collectArtifacts(job, round, outcome, artifacts, log.path);
+    await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(round, 'sign') });
     logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
     return { outcome: 'built', result: manifest.result, files: manifest.files.length };
   } catch (error) {
-    return reject(deps, uuid, `cannot hand over the job's artifacts: ${(error as Error).message}`, logger);
+    await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
+    return reject(deps, round, `cannot hand over the job's artifacts: ${(error as Error).message}`, logger);
   }
 }
 
@@ -156,7 +161,7 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
  */
 async function collectArtifacts(
   job: Job,
-  uuid: string,
+  { uuid, round }: JobRound,
   outcome: Extract<RunnerOutcome, { type: 'built' }>,
   artifacts: string,
   logPath: string,
@@ -184,11 +189,10 @@ async function collectArtifacts(
     const digests = await digestFile(join(artifacts, name));
     files.push({ name, size: digests.size, sha256: digests.sha256 });
   }
-  return manifestSchema.parse({ uuid, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });
+  return manifestSchema.parse({ uuid, round, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });
 }
 
-async function reject(deps: JobDeps, uuid: string, reason: string, logger: Logger): Promise<JobSummary> {
-  logger.warn({ reason }, 'job rejected back to Lighthouse');
-  await sendReport(deps.reportQueue, { kind: 'rejected', uuid, at: Date.now(), reason: reportReason(reason) });
+async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger): Promise<JobSummary> {
+  await giveUp(deps.reportQueue, round, 'rejected', reason, logger);
   return { outcome: 'rejected', reason };
 }

@@ -8,6 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import {
+  jobRecordKey,
+  reportJobId,
+  UUID,
+  type JobRecord,
   builderControlChannel,
   builderHeartbeatKey,
   jobLogFile,
@@ -28,6 +32,8 @@ import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.
  * `debspawn` (set through `[builder] Debspawn`) that stays silent or talks
  * forever, with a child process whose death proves the whole tree was stopped.
  */
+/** The round of every job these tests hand the builder (as the connector would number it). */
+const R = '1764405000000';
 const FAKE_DEBSPAWN = `#!/bin/sh
 if [ "$1" = "--version" ]; then echo 0.0-test; exit 0; fi
 echo "stand-in debspawn $*"
@@ -69,7 +75,22 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     return { builder, config };
   };
   const addJob = async (uuid: string, suite: string, overrides: Record<string, unknown> = {}) => {
-    const jobId = uuid.replace(/[^0-9a-z-]/g, 'x');
+    const jobId = UUID.test(uuid) ? stageJobId({ uuid, round: R }, 'build') : uuid.replace(/[^0-9a-z-]/g, 'x');
+    if (UUID.test(uuid)) {
+      // As the connector records each hand-out: `spark cancel <uuid>` finds the round through it.
+      const record: JobRecord = {
+        uuid,
+        round: R,
+        kind: 'package-build',
+        architecture: 'amd64',
+        repo: 'master',
+        package: 'limited',
+        version: '1.0',
+        suite,
+        receivedAt: 0,
+      };
+      await connection.set(jobRecordKey(prefix, uuid), JSON.stringify(record));
+    }
     await buildQueue.add(
       'build',
       {
@@ -82,6 +103,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
           data: { package_name: 'limited', package_version: '1.0', suite, dsc_url: dscUrl, sha256sum: dscSha256, do_indep: false },
           ...overrides,
         },
+        round: R,
         receivedAt: Date.now(),
       },
       { jobId },
@@ -92,7 +114,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     waitFor(
       `the final report of ${uuid}`,
       async () => {
-        const job = await reportQueue.getJob(`${uuid}.final`);
+        const job = await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' }));
         return job ? reportPayloadSchema.parse(job.data) : null;
       },
       30_000,
@@ -101,12 +123,12 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     waitFor(
       `the sign job of ${uuid}`,
       async () => {
-        const job = await signQueue.getJob(stageJobId(uuid, 'sign'));
+        const job = await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign'));
         return job ? signPayloadSchema.parse(job.data).manifest : null;
       },
       30_000,
     );
-  const logOf = (uuid: string) => readFile(jobLogFile(join(root, 'ws', 'logs'), uuid), 'utf8');
+  const logOf = (uuid: string) => readFile(jobLogFile(join(root, 'ws', 'logs'), { uuid, round: R }), 'utf8');
   const logShows = (uuid: string, pattern: RegExp) =>
     waitFor(
       `${String(pattern)} in the log of ${uuid}`,
@@ -226,7 +248,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.equal(report.kind, 'rejected');
     assert.equal(report.kind === 'rejected' ? report.reason : '', 'cancelled by operator: requested by test');
     assert.match(await logOf(uuid), /job rejected back to Lighthouse: cancelled by operator/);
-    assert.equal(await signQueue.getJob(stageJobId(uuid, 'sign')), undefined);
+    assert.equal(await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign')), undefined);
     await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
   });
 
@@ -253,7 +275,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
   it('rejects back and cleans up a job BullMQ failed because builders were killed while running it too often', async () => {
     const { builder } = await startBuilder('limits-stalled', '');
     const uuid = randomUUID();
-    const leftover = join(root, 'ws', 'workspaces', uuid);
+    const leftover = join(root, 'ws', 'workspaces', `${uuid}.${R}`);
     await mkdir(leftover, { recursive: true });
     await writeFile(join(leftover, 'half-built.deb'), 'x');
     await buildQueue.pause();

@@ -38,7 +38,7 @@ describe('spark status', () => {
   it('shows a job moving through the stages, live builders and the Lighthouse link', async () => {
     const build = new Queue('build', { connection: redis, prefix });
     const sign = new Queue('sign', { connection: redis, prefix });
-    await build.add('package-build', { x: 1 }, { jobId: stageJobId(uuidA, 'build') });
+    await build.add('package-build', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'build') });
     await redis.set(
       builderHeartbeatKey(prefix, 'hydrogen@1'),
       JSON.stringify({
@@ -85,9 +85,9 @@ describe('spark status', () => {
     assert.equal(host.lighthouse.outageSince, now - 4_000);
 
     // The builder hands the job on: it is now in sign.
-    await build.remove(uuidA);
-    await sign.add('sign', { x: 1 }, { jobId: stageJobId(uuidA, 'sign') });
-    await sign.add('sign', { x: 2 }, { jobId: stageJobId(uuidB, 'sign'), delay: 60_000 });
+    await build.remove(stageJobId({ uuid: uuidA, round: '1' }, 'build'));
+    await sign.add('sign', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'sign') });
+    await sign.add('sign', { x: 2 }, { jobId: stageJobId({ uuid: uuidB, round: '1' }, 'sign'), delay: 60_000 });
     result = await status(['--redis', server.url, '--prefix', prefix, '--json']);
     [host] = JSON.parse(result.out) as (typeof host)[];
     assert.deepEqual(host?.jobs.map((j) => [j.uuid, j.stage, j.state]).sort(), [

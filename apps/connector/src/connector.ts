@@ -73,7 +73,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
       await redisReady(producer);
       relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueue, backoff, logger });
       background('upload targets and job fetching', async () => {
-        // Upload targets must be known before a job is taken (DESIGN.md).
+        // Upload targets must be known before a job is taken (docs/architecture.md, The pipeline).
         for (let tries = 0; !(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal)); tries++) {
           // A refused or malformed answer is often a moment's trouble at Lighthouse: ask again
           // with backoff rather than idling a whole refresh interval without taking jobs.

@@ -1,10 +1,8 @@
 import type { Queue } from 'bullmq';
-import type { Logger, Redis } from '@spark/service';
-import { readJobReply, stageJobId, type BuildPayload, type Job, type JobReply } from '@spark/protocol';
+import { giveUp, recordHandOut, type Logger, type Redis } from '@spark/service';
+import { newRound, readJobReply, stageJobId, type BuildPayload, type Job, type JobReply } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
 import { readBuilderCapacity } from './builder-capacity.js';
-import { clearRejectedRound } from './rejected-round.js';
-import { queueRejection } from './reject-job.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
 
 /** What the job fetcher needs. */
@@ -28,8 +26,8 @@ export interface JobFetcherDeps {
 
 /**
  * Asks Lighthouse for jobs while live builders have free capacity, and puts
- * each valid job on `build` with its uuid as job id (a job handed out twice is
- * enqueued once). Advertises only the kinds and architectures that builders
+ * each valid job on `build` as a new round (job-ids.ts): every hand-out is
+ * one, so a uuid handed out again after it ended here is built again. Advertises only the kinds and architectures that builders
  * with a free slot serve. A malformed or hostile job is never enqueued: it is
  * rejected back when its uuid is usable. Runs until `signal` aborts; a request
  * on the wire is finished first, so a job handed out is never dropped.
@@ -88,16 +86,13 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
       break;
     case 'invalid':
       if (outcome.uuid) {
-        logger.error({ jobId: outcome.uuid }, `rejecting a job Lighthouse handed out: ${outcome.reason}`);
-        await clearRejectedRound(deps.buildQueue, deps.reportQueue, outcome.uuid, logger);
-        await queueRejection(deps.reportQueue, outcome.uuid, outcome.reason);
+        await giveUp(deps.reportQueue, newRound(outcome.uuid, Date.now()), 'rejected', outcome.reason, logger);
       } else {
         logger.error(`ignoring a job reply without a usable uuid (cannot reject it): ${outcome.reason}`);
       }
       await pause(deps.pollIntervalMs, signal);
       break;
     case 'job':
-      await clearRejectedRound(deps.buildQueue, deps.reportQueue, outcome.job.uuid, logger);
       await enqueueBuild(deps, outcome.job);
       break;
   }
@@ -105,21 +100,17 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
 
 async function enqueueBuild(deps: JobFetcherDeps, job: Job): Promise<void> {
   const log = deps.logger.child({ jobId: job.uuid });
-  const id = stageJobId(job.uuid, 'build');
-  if (await deps.buildQueue.getJob(id)) {
-    log.warn('Lighthouse handed out a job we already hold; not enqueuing it twice');
-    return;
-  }
-  const payload: BuildPayload = { job, receivedAt: Date.now() };
+  const receivedAt = Date.now();
   try {
-    await deps.buildQueue.add(job.kind, payload, { jobId: id });
+    const { round } = await recordHandOut(deps.redis, deps.prefix, job, receivedAt);
+    const payload: BuildPayload = { job, round, receivedAt };
+    await deps.buildQueue.add(job.kind, payload, { jobId: stageJobId({ uuid: job.uuid, round }, 'build') });
+    log.info({ kind: job.kind, architecture: job.architecture, round }, 'job queued for a builder');
   } catch (error) {
     // Redis is down: give the job straight back so another worker can take it.
     log.error({ err: error }, 'cannot queue the job in Redis; rejecting it back to Lighthouse');
     await deps.link.request({ request: 'job-rejected', uuid: job.uuid }).catch((rejectError: unknown) => {
       log.error({ err: rejectError }, 'could not reject the job either; Lighthouse will keep it scheduled for this worker');
     });
-    return;
   }
-  log.info({ kind: job.kind, architecture: job.architecture }, 'job queued for a builder');
 }

@@ -1,6 +1,15 @@
 import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
-import { openWorker, type Logger, type Redis } from '@spark/service';
-import { ackReplySchema, describeIssues, QueueName, REPORT_REQUEST, reportPayloadSchema, type ReportPayload } from '@spark/protocol';
+import { isCurrentRound, openWorker, type Logger, type Redis } from '@spark/service';
+import {
+  ackReplySchema,
+  describeIssues,
+  parseJobId,
+  QueueName,
+  REPORT_REQUEST,
+  reportJobId,
+  reportPayloadSchema,
+  type ReportPayload,
+} from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
 
@@ -31,15 +40,15 @@ export function reportRequest(report: ReportPayload): RequestBody {
 }
 
 /**
- * True when a newer status excerpt of the same job is queued: Lighthouse keeps
- * only the latest excerpt, so this one need not be sent. Status reports are
- * numbered by `reportJobId(report, seq)`; terminal reports are never skipped.
+ * True when a newer status excerpt of the same round is queued: Lighthouse keeps
+ * only the latest excerpt, so this one need not be sent. Terminal reports are
+ * never skipped.
  */
 export async function isSupersededStatus(reportQueue: Queue, jobId: string | undefined): Promise<boolean> {
-  const match = /^(.+)\.status\.(\d+)$/.exec(jobId ?? '');
-  if (!match) return false;
+  const id = parseJobId(jobId);
+  if (id?.type !== 'report' || id.slot.kind !== 'status') return false;
   try {
-    return (await reportQueue.getJob(`${match[1]}.status.${Number(match[2]) + 1}`)) !== undefined;
+    return (await reportQueue.getJob(reportJobId(id, { kind: 'status', seq: id.slot.seq + 1 }))) !== undefined;
   } catch {
     // Redis trouble: sending a stale excerpt is harmless, failing the report is not.
     return false;
@@ -117,7 +126,12 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
       return 'dropped: malformed';
     }
     const report = parsed.data;
-    const log = deps.logger.child({ jobId: report.uuid });
+    const log = deps.logger.child({ jobId: report.uuid, round: report.round });
+    if (!(await isCurrentRound(deps.connection, deps.prefix, report).catch(() => true))) {
+      // Lighthouse handed the job out again since: what this round says is about a hand-out it has forgotten.
+      log.warn(`dropping ${REPORT_REQUEST[report.kind]} of an earlier round: Lighthouse has handed the job out again since`);
+      return 'superseded round';
+    }
     let reply: unknown;
     for (let tries = 0; ; tries++) {
       if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueue, job.id))) {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { archiveInfoReplySchema, JOB_KINDS } from './lighthouse.js';
-import { architectureSchema } from './debian-names.js';
+import { architectureSchema, uuidSchema } from './debian-names.js';
+import { roundSchema } from './job-ids.js';
 
 /*
  * Plain Redis keys the services share besides the BullMQ queues, all under the
@@ -70,3 +71,35 @@ export const lighthouseStatusSchema = z.object({
 });
 /** The connector's view of its link to Lighthouse. */
 export type LighthouseStatus = z.infer<typeof lighthouseStatusSchema>;
+
+/**
+ * `<prefix>:jobs:<uuid>`: the job as Lighthouse last handed it out to this
+ * worker (JSON, {@link JobRecord}), written by the connector alone when it takes
+ * the hand-out. Names the job's current round: `spark` commands find a job by
+ * its uuid through it, and a later stage can check what it handles against
+ * what Lighthouse handed out.
+ */
+export function jobRecordKey(prefix: string, uuid: string): string {
+  return `${prefix}:jobs:${uuid.toLowerCase()}`;
+}
+
+/** How long a job record is kept after its last hand-out, in seconds (30 days: past any retry of its upload). */
+export const JOB_RECORD_TTL_S = 30 * 24 * 3600;
+
+/** What `<prefix>:jobs:<uuid>` holds. */
+export const jobRecordSchema = z.object({
+  uuid: uuidSchema,
+  /** The current round (see job-ids.ts). */
+  round: roundSchema,
+  kind: z.string(),
+  architecture: architectureSchema,
+  repo: z.string(),
+  /** Source package, version and suite of a package build; null for other kinds. */
+  package: z.string().nullable(),
+  version: z.string().nullable(),
+  suite: z.string().nullable(),
+  /** ms since the epoch at which the connector received the hand-out. */
+  receivedAt: z.number().int(),
+});
+/** The job as Lighthouse handed it out to this worker, in its current round. */
+export type JobRecord = z.infer<typeof jobRecordSchema>;

@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
-import { jobArtifactsDir, QueueName } from '@spark/protocol';
+import { jobArtifactsDir, QueueName, stageJobId } from '@spark/protocol';
 import type { StandInJob } from '@spark/testing';
 import {
   chaosChain,
@@ -40,6 +40,9 @@ interface Case {
   /** Sends the hostile input; returns what must follow. */
   send(): Promise<Expectation>;
 }
+
+/** The round of the hostile sign and upload jobs put straight on their queues (as a builder would name it). */
+const HOSTILE_ROUND = '1764405000000';
 
 function uuidFrom(random: Random): string {
   const hex = Array.from({ length: 32 }, () => random.int(0, 15).toString(16)).join('');
@@ -397,16 +400,16 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
     async send() {
       signerCaseCount += 1;
       const uuid = uuidFrom(random);
-      const dir = jobArtifactsDir(workspaces, uuid);
+      const dir = jobArtifactsDir(workspaces, { uuid, round: HOSTILE_ROUND });
       await mkdir(dir, { recursive: true });
       const payload = await build(uuid, dir);
-      await queue.add('sign', payload, { jobId: `${uuid}.sign` });
+      await queue.add('sign', payload, { jobId: stageJobId({ uuid, round: HOSTILE_ROUND }, 'sign') });
       return expect === 'fails' ? { fails: uuid, log } : { log, service: 'signer' };
     },
   });
   const withLog = async (uuid: string, dir: string) => entry(dir, `${uuid}.log`, 'build log\n');
   const manifestOf = (uuid: string, files: unknown[], changes: string | null) => ({
-    manifest: { uuid, repo: 'master', result: 'success', files, changes, dud: `${uuid}.dud` },
+    manifest: { uuid, round: HOSTILE_ROUND, repo: 'master', result: 'success', files, changes, dud: `${uuid}.dud` },
   });
   const hostileName = (label: string, name: string): Case =>
     manifestCase(
@@ -505,12 +508,12 @@ function uploaderCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] 
     async send() {
       uploaderCaseCount += 1;
       const uuid = uuidFrom(random);
-      await queue.add('upload', payload(uuid), { jobId: `${uuid}.upload` });
+      await queue.add('upload', payload(uuid), { jobId: stageJobId({ uuid, round: HOSTILE_ROUND }, 'upload') });
       return { log, service: 'uploader' };
     },
   });
   const manifest = (uuid: string, files: unknown[], extra: Record<string, unknown> = {}) => ({
-    manifest: { uuid, repo: 'master', result: 'success', files, changes: null, dud: `${uuid}.dud`, ...extra },
+    manifest: { uuid, round: HOSTILE_ROUND, repo: 'master', result: 'success', files, changes: null, dud: `${uuid}.dud`, ...extra },
   });
   const dud = (uuid: string) => ({ name: `${uuid}.dud`, size: 10, sha256: 'a'.repeat(64) });
   return [

@@ -5,6 +5,7 @@ import {
   builderHeartbeatSchema,
   lighthouseStatusKey,
   lighthouseStatusSchema,
+  parseJobId,
   QUEUE_NAMES,
   type BuilderHeartbeat,
   type LighthouseStatus,
@@ -23,6 +24,8 @@ export interface QueueCounts {
 /** A job somewhere between `build` and the end of `upload`. */
 export interface JobInFlight {
   uuid: string;
+  /** Which hand-out of the job this is (job-ids.ts). */
+  round: string;
   stage: Exclude<QueueName, 'report'>;
   state: 'waiting' | 'active' | 'delayed' | 'failed';
   /** ms since the job entered this stage. */
@@ -63,9 +66,11 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
       if ((STAGES as readonly string[]).includes(name)) {
         for (const state of STATES) {
           for (const job of await queue.getJobs([state], 0, 199)) {
-            if (!job?.id) continue;
+            const id = parseJobId(job?.id);
+            if (!job || id?.type !== 'stage') continue;
             jobs.push({
-              uuid: job.id.split('.')[0] as string,
+              uuid: id.uuid,
+              round: id.round,
               stage: name as JobInFlight['stage'],
               state,
               ageMs: Math.max(0, now - job.timestamp),

@@ -1,0 +1,42 @@
+import type { Redis } from 'ioredis';
+import { JOB_RECORD_TTL_S, jobRecordKey, jobRecordSchema, newRound, type Job, type JobRecord, type JobRound } from '@spark/protocol';
+
+/**
+ * Records a hand-out of `job` received at `at` (ms) as its new round and
+ * returns that round. The round is the hand-out time, made later than the
+ * round recorded before when the clock has not moved past it (job-ids.ts).
+ */
+export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: number): Promise<JobRecord> {
+  const previous = await readJobRecord(redis, prefix, job.uuid);
+  const { round } = newRound(job.uuid, at, previous?.round);
+  const record: JobRecord = {
+    uuid: job.uuid.toLowerCase(),
+    round,
+    kind: job.kind,
+    architecture: job.architecture,
+    repo: job.repo,
+    package: job.kind === 'package-build' ? job.data.package_name : null,
+    version: job.kind === 'package-build' ? job.data.package_version : null,
+    suite: job.data.suite,
+    receivedAt: at,
+  };
+  await redis.set(jobRecordKey(prefix, job.uuid), JSON.stringify(record), 'EX', JOB_RECORD_TTL_S);
+  return record;
+}
+
+/** The job record of `uuid`, or null when there is none or it is unreadable. */
+export async function readJobRecord(redis: Redis, prefix: string, uuid: string): Promise<JobRecord | null> {
+  const text = await redis.get(jobRecordKey(prefix, uuid));
+  if (text === null) return null;
+  try {
+    return jobRecordSchema.parse(JSON.parse(text));
+  } catch {
+    return null;
+  }
+}
+
+/** True when `round` is the job's latest hand-out here (or no record says otherwise). */
+export async function isCurrentRound(redis: Redis, prefix: string, round: JobRound): Promise<boolean> {
+  const record = await readJobRecord(redis, prefix, round.uuid);
+  return record === null || record.round === round.round;
+}
