@@ -4,6 +4,7 @@ import { debspawnScenario } from './scenarios/debspawn-build.js';
 import { diskFullScenario } from './scenarios/disk-full.js';
 import { hostileInputScenario } from './scenarios/hostile-input.js';
 import { killScenario } from './scenarios/kill-services.js';
+import { lifecycleScenario } from './scenarios/lifecycle.js';
 import { lighthouseOutageScenario } from './scenarios/lighthouse-outage.js';
 import { receiverFailuresScenario } from './scenarios/receiver-failures.js';
 import { redisRestartScenario } from './scenarios/redis-restart.js';
@@ -26,6 +27,7 @@ const scenarios: Scenario[] = [
   receiverFailuresScenario,
   diskFullScenario,
   hostileInputScenario,
+  lifecycleScenario,
   debspawnScenario,
 ];
 const only = values.only?.split(',');

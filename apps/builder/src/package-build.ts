@@ -79,7 +79,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   const wallClockSeconds = (Date.now() - started) / 1000;
   if (run.stopped?.rejectsJob) return { type: 'rejected', reason: run.stopped.message };
   if (seen.missingImage !== null && run.exitCode !== 0) {
-    return { type: 'rejected', reason: `this worker is missing an environment: ${seen.missingImage}` };
+    return { type: 'rejected', reason: `this worker is missing an environment: ${seen.missingImage}`, needsOperator: true };
   }
 
   let result: BuildResult = 'success';

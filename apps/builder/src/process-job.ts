@@ -141,7 +141,7 @@ async function runJob(job: Job, round: JobRound, deps: JobDeps, signal: AbortSig
 
   if (outcome.type === 'rejected') {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
-    return reject(deps, round, outcome.reason, logger);
+    return reject(deps, round, outcome.reason, logger, outcome.needsOperator);
   }
   try {
     const manifest = await collectArtifacts(job, round, outcome, artifacts, log.path);
@@ -192,7 +192,7 @@ async function collectArtifacts(
   return manifestSchema.parse({ uuid, round, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });
 }
 
-async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger): Promise<JobSummary> {
-  await giveUp(deps.reportQueue, round, 'rejected', reason, logger);
+async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger, needsOperator = false): Promise<JobSummary> {
+  await giveUp(deps.reportQueue, round, 'rejected', reason, logger, needsOperator ? { needsOperator } : {});
   return { outcome: 'rejected', reason };
 }

@@ -32,7 +32,7 @@ export interface ControlFileSet {
  * and its artifacts go on to be signed and uploaded (`built`).
  */
 export type RunnerOutcome =
-  | { type: 'rejected'; reason: string }
+  | { type: 'rejected'; reason: string; needsOperator?: boolean }
   | {
       type: 'built';
       result: BuildResult;

@@ -11,7 +11,7 @@ import {
   jobRecordKey,
   reportJobId,
   UUID,
-  type JobRecord,
+  type NewJobRecord,
   builderControlChannel,
   builderHeartbeatKey,
   jobLogFile,
@@ -78,7 +78,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     const jobId = UUID.test(uuid) ? stageJobId({ uuid, round: R }, 'build') : uuid.replace(/[^0-9a-z-]/g, 'x');
     if (UUID.test(uuid)) {
       // As the connector records each hand-out: `spark cancel <uuid>` finds the round through it.
-      const record: JobRecord = {
+      const record: NewJobRecord = {
         uuid,
         round: R,
         kind: 'package-build',

@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Queue } from 'bullmq';
 import { loadConfig, type SparkConfig } from '@spark/config';
-import { archiveTargetsKey, jobRecordKey, QueueName, stageJobId, type ArchiveTarget, type JobRecord, type Manifest } from '@spark/protocol';
+import {
+  archiveTargetsKey,
+  jobRecordKey,
+  QueueName,
+  stageJobId,
+  type ArchiveTarget,
+  type NewJobRecord,
+  type Manifest,
+} from '@spark/protocol';
 import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
@@ -90,7 +98,7 @@ export async function startHarness(options: { attempts?: number } = {}): Promise
     target,
     async addUpload(manifest) {
       // As the connector records each hand-out: `spark retry-upload <uuid>` finds the round through it.
-      const record: JobRecord = {
+      const record: NewJobRecord = {
         uuid: manifest.uuid,
         round: manifest.round,
         kind: 'package-build',

@@ -24,6 +24,12 @@ export interface ConnectorSettings {
   archiveInfoIntervalMs: number;
   /** ms a fetched job may wait for a builder before it is rejected back (`StartTimeout`, default 600 s). */
   startTimeoutMs: number;
+  /**
+   * ms after its first rejection here at which a job that keeps coming back for a
+   * reason only an operator can fix (no debspawn image for its suite) is reported
+   * failed instead of rejected again (`GiveUpRejectedAfter`, default 12 h).
+   */
+  giveUpRejectedAfterMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9621; 0 turns it off). */
   metricsPort: number;
 }
@@ -170,7 +176,7 @@ const TOP_LEVEL_KEYS = [
 ] as const;
 
 const SERVICE_KEYS = {
-  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'MetricsPort'],
+  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'GiveUpRejectedAfter', 'MetricsPort'],
   builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn', 'MetricsPort'],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
   uploader: ['FileTimeout', 'Attempts', 'MetricsPort'],
@@ -298,6 +304,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     pollIntervalMs: seconds(connectorTable, 'connector', 'PollInterval', 5_000),
     archiveInfoIntervalMs: seconds(connectorTable, 'connector', 'ArchiveInfoInterval', 300_000),
     startTimeoutMs: seconds(connectorTable, 'connector', 'StartTimeout', 600_000),
+    giveUpRejectedAfterMs: seconds(connectorTable, 'connector', 'GiveUpRejectedAfter', 12 * 3600_000),
     metricsPort: metricsPort(connectorTable, 'connector', 9621),
   };
   const builder: BuilderSettings = {
