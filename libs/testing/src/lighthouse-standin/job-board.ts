@@ -48,6 +48,12 @@ export class JobBoard {
     Object.assign(entry, { status: 'WAITING', worker: null, result: null });
   }
 
+  /** Deletes a job (as an admin deleting it in Laniakea): later reports about it get the unknown-job error. */
+  remove(uuid: string): void {
+    const index = this.entries.findIndex((entry) => entry.job.uuid === uuid);
+    if (index !== -1) this.entries.splice(index, 1);
+  }
+
   /** The entry of a job, or undefined. */
   get(uuid: string): BoardEntry | undefined {
     return this.entries.find((entry) => entry.job.uuid === uuid);
