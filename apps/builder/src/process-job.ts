@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Queue } from 'bullmq';
@@ -16,7 +17,7 @@ import {
 import { writeDud } from './dud.js';
 import { digestFile, type Logger } from '@spark/service';
 import { openJobLog, type JobLog } from './job-log.js';
-import { JobStop } from './job-stop.js';
+import { JobStop, stopReason } from './job-stop.js';
 import { reportReason, sendReport } from './reports.js';
 import type { RunnerContext, RunnerOutcome } from './runner.js';
 
@@ -36,9 +37,34 @@ export interface JobDeps {
   logger: Logger;
   statusIntervalMs: number;
   maxBuildTimeMs: number;
+  /** Bytes of build output a job's log may hold (`[builder] MaxLogSize`). */
+  maxLogBytes: number;
   /** Everything of RunnerContext that is not per job. */
-  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs'>;
+  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs' | 'downloadTimeouts'>;
 }
+
+/**
+ * This attempt at a `build` job, as the queue knows it. A job BullMQ hands
+ * out again (its builder was killed, or lost its lock) is a new attempt that
+ * must continue where reports of the earlier ones stopped.
+ */
+export interface BuildAttempt {
+  /** The last status sequence number an earlier attempt got onto the report queue (0: none). */
+  lastStatusSeq: number;
+  /** Records that status report `seq` reached the report queue. */
+  statusSent(seq: number): Promise<void>;
+  /** False once this builder no longer holds the job's lock: another builder owns the job. */
+  holdsLock(): Promise<boolean>;
+  /** Aborted when renewing the job's lock failed: the build stops at once and reports nothing. */
+  lockLost: AbortSignal;
+}
+
+const FIRST_ATTEMPT: BuildAttempt = {
+  lastStatusSeq: 0,
+  statusSent: () => Promise.resolve(),
+  holdsLock: () => Promise.resolve(true),
+  lockLost: new AbortController().signal,
+};
 
 /** How a `build` job ended, as the BullMQ job's return value. */
 export type JobSummary =
@@ -52,7 +78,12 @@ export type JobSummary =
  * `sign` queue — or reports `rejected` with the reason. Never throws for a
  * problem of the job; `running` maps each running job's uuid to its stopper.
  */
-export async function processBuildJob(data: unknown, deps: JobDeps, running: Map<string, AbortController>): Promise<JobSummary> {
+export async function processBuildJob(
+  data: unknown,
+  deps: JobDeps,
+  running: Map<string, AbortController>,
+  attempt: BuildAttempt = FIRST_ATTEMPT,
+): Promise<JobSummary> {
   const reply = readJobReply(typeof data === 'object' && data !== null ? (data as Record<string, unknown>)['job'] : undefined);
   if (reply.type !== 'job') {
     const reason = reply.type === 'invalid' ? reply.reason : 'build job carries no Lighthouse job';
@@ -77,28 +108,45 @@ export async function processBuildJob(data: unknown, deps: JobDeps, running: Map
 
   const stopper = new AbortController();
   running.set(uuid, stopper);
+  const onLockLost = () =>
+    stopper.abort(new JobStop('lock-lost', 'the job lock could not be renewed: another builder may run the job now'));
+  if (attempt.lockLost.aborted) onLockLost();
+  attempt.lockLost.addEventListener('abort', onLockLost, { once: true });
   const timeLimit = setTimeout(
     () => stopper.abort(new JobStop('time-limit', `job exceeded its time limit of ${Math.round(deps.maxBuildTimeMs / 1000)} s`)),
     deps.maxBuildTimeMs,
   );
   try {
-    return await runJob(job, uuid, deps, stopper.signal, logger);
+    return await runJob(job, uuid, deps, stopper.signal, logger, attempt);
   } finally {
     clearTimeout(timeLimit);
+    attempt.lockLost.removeEventListener('abort', onLockLost);
     running.delete(uuid);
   }
 }
 
-async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal, logger: Logger): Promise<JobSummary> {
+async function runJob(
+  job: Job,
+  uuid: string,
+  deps: JobDeps,
+  signal: AbortSignal,
+  logger: Logger,
+  attempt: BuildAttempt,
+): Promise<JobSummary> {
   const workspace = jobWorkspaceDir(deps.workspacesDir, uuid);
   const artifacts = jobArtifactsDir(deps.workspacesDir, uuid);
+  // This run's own directory: a run that lost the job to another builder may still be
+  // stopping while the new one starts, and must not write where the new one builds.
+  const runDir = join(workspace, `run-${randomUUID()}`);
+  const lockLost = () => signal.aborted && stopReason(signal).kind === 'lock-lost';
   let log: JobLog;
   try {
     // A job retried after a crash starts from a clean workspace.
     await rm(workspace, { recursive: true, force: true });
     await mkdir(artifacts, { recursive: true });
+    await mkdir(runDir);
     await mkdir(deps.logsDir, { recursive: true });
-    log = await openJobLog(jobLogFile(deps.logsDir, uuid));
+    log = await openJobLog(jobLogFile(deps.logsDir, uuid), { maxOutputBytes: deps.maxLogBytes });
   } catch (error) {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
     return reject(deps, uuid, `cannot prepare the workspace: ${(error as Error).message}`, logger);
@@ -107,14 +155,16 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
   logger.info({ kind: job.kind, architecture: job.architecture }, 'job accepted');
   log.note(`job ${uuid}: ${job.kind} for ${job.architecture}, repository ${job.repo}`);
 
-  let statusSeq = 0;
+  // Sequences continue after the earlier attempts' (a reused one would be dropped as a duplicate).
+  let statusSeq = attempt.lastStatusSeq;
   let statusChain = Promise.resolve();
   const sendStatus = () => {
     const excerpt = log.takeExcerpt();
-    if (excerpt === null) return statusChain;
+    if (excerpt === null || lockLost()) return statusChain;
     const seq = ++statusSeq;
     statusChain = statusChain
       .then(() => sendReport(deps.reportQueue, { kind: 'status', uuid, at: Date.now(), logExcerpt: excerpt }, seq))
+      .then(() => attempt.statusSent(seq))
       .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
     return statusChain;
   };
@@ -124,7 +174,7 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
   try {
     const run = deps.runners[job.kind] as Runner;
     const containerArchitecture = job.architecture === 'all' ? (deps.architectures[0] ?? 'all') : job.architecture;
-    outcome = await run({ job, workspace, log, signal, containerArchitecture, ...deps.runnerSettings });
+    outcome = await run({ job, workspace: runDir, log, signal, containerArchitecture, ...deps.runnerSettings });
   } catch (error) {
     logger.error({ err: error }, 'runner failed');
     outcome = { type: 'rejected', reason: `the builder failed running the job: ${(error as Error).message}` };
@@ -133,6 +183,12 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
   else log.note(`job finished: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
   clearInterval(statusTimer);
   await log.close().catch((err: unknown) => logger.error({ err }, 'cannot finish writing the job log'));
+  if (lockLost() || !(await attempt.holdsLock().catch(() => false))) {
+    // Another builder owns the job now: its workspace and its reports are that builder's.
+    await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
+    logger.warn('lost the job to another builder (its BullMQ lock expired); reporting nothing');
+    return { outcome: 'dropped', reason: 'lost the job lock to another builder' };
+  }
   await sendStatus();
 
   if (outcome.type === 'rejected') {
@@ -145,6 +201,7 @@ async function runJob(job: Job, uuid: string, deps: JobDeps, signal: AbortSignal
     logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
     return { outcome: 'built', result: manifest.result, files: manifest.files.length };
   } catch (error) {
+    await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
     return reject(deps, uuid, `cannot hand over the job's artifacts: ${(error as Error).message}`, logger);
   }
 }
