@@ -203,7 +203,8 @@ export function createBuilder(deps: BuilderDeps): Builder {
             void heartbeat?.beat();
             return await summary;
           } finally {
-            lockWatch.delete(jobId);
+            // A later attempt at the same job (its lock lost here) may have registered its own watch meanwhile.
+            if (lockWatch.get(jobId) === lockLost) lockWatch.delete(jobId);
             void heartbeat?.beat();
           }
         },

@@ -118,7 +118,9 @@ async function download(
   if (url.protocol === 'file:') {
     body = createReadStream(fileURLToPath(url));
   } else if (url.protocol === 'http:' || url.protocol === 'https:') {
-    ({ body, received } = await openHttp(url, timeouts, signal, MAX_REDIRECTS));
+    const response = await openHttp(url, timeouts, signal, MAX_REDIRECTS);
+    body = response.body;
+    received = () => response.received();
   } else {
     throw new SourceFetchError(`cannot download ${url.href}: unsupported protocol`);
   }

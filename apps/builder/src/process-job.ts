@@ -101,13 +101,21 @@ export async function processBuildJob(
   if (job.architecture !== 'all' && !deps.architectures.includes(job.architecture)) {
     return reject(deps, uuid, `this builder builds ${deps.architectures.join(', ')}, not ${job.architecture}`, logger);
   }
-  if (running.has(uuid)) {
+  const earlier = running.get(uuid);
+  if (earlier && !(earlier.signal.aborted && stopReason(earlier.signal).kind === 'lock-lost')) {
     logger.warn('job is already running here; ignoring the duplicate');
     return { outcome: 'dropped', reason: 'already running' };
   }
 
   const stopper = new AbortController();
   running.set(uuid, stopper);
+  let ended = () => {};
+  runEnded.set(stopper, new Promise<void>((resolve) => (ended = resolve)));
+  if (earlier) {
+    // This builder's own earlier run lost the lock and is stopping (within its kill grace): this run is the job's now.
+    logger.info('job handed out again after its lock was lost here; waiting for the earlier run to stop');
+    await runEnded.get(earlier);
+  }
   const onLockLost = () =>
     stopper.abort(new JobStop('lock-lost', 'the job lock could not be renewed: another builder may run the job now'));
   if (attempt.lockLost.aborted) onLockLost();
@@ -121,9 +129,13 @@ export async function processBuildJob(
   } finally {
     clearTimeout(timeLimit);
     attempt.lockLost.removeEventListener('abort', onLockLost);
-    running.delete(uuid);
+    if (running.get(uuid) === stopper) running.delete(uuid);
+    ended();
   }
 }
+
+/** Settles when the run behind a stopper (a value of `running`) has ended. */
+const runEnded = new WeakMap<AbortController, Promise<void>>();
 
 async function runJob(
   job: Job,
@@ -183,7 +195,9 @@ async function runJob(
   else log.note(`job finished: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
   clearInterval(statusTimer);
   await log.close().catch((err: unknown) => logger.error({ err }, 'cannot finish writing the job log'));
-  if (lockLost() || !(await attempt.holdsLock().catch(() => false))) {
+  // Renewal failed or not, only the lock says whose job it is: a job still ours is reported (a stopped
+  // run is rejected back), never dropped — nobody else would report it. A Redis error is no proof.
+  if (!(await attempt.holdsLock().catch(() => true))) {
     // Another builder owns the job now: its workspace and its reports are that builder's.
     await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     logger.warn('lost the job to another builder (its BullMQ lock expired); reporting nothing');
@@ -199,6 +213,8 @@ async function runJob(
     const manifest = await collectArtifacts(job, uuid, outcome, artifacts, log.path);
     await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(uuid, 'sign') });
     logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
+    // Sources and build trees are not needed past this point; the artifacts stay for the signer and the uploader.
+    await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     return { outcome: 'built', result: manifest.result, files: manifest.files.length };
   } catch (error) {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
