@@ -317,6 +317,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     assert.equal(await readFile(artifact(uuid, 'test-image_amd64.img'), 'utf8'), 'disk\n');
     const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');
     assert.match(log, /image for bookworm minimal amd64/);
+    // As spark's log: the recipe commit, then the command file traced by `set -x` through debspawn.
+    assert.match(log, /\$ git log --pretty=oneline -1\n[0-9a-f]{40} /);
+    assert.match(log, /^\+ exec \.\/build\.sh$/m);
   });
 });
 
