@@ -37,6 +37,9 @@ if [ "$1" = "--version" ]; then echo 0.0-test; exit 0; fi
 echo "stand-in debspawn $*"
 case "$*" in
   *flood*) head -c 30000000 /dev/zero | tr '\\0' x | fold -w 99; echo "flood done"; exit 1 ;;
+  *handover*)
+    for arg in "$@"; do case "$arg" in --results-dir=*) results=\${arg#--results-dir=} ;; esac; done
+    ws=$(dirname "$(dirname "$results")"); mkdir -p "$ws/artifacts/$(basename "$ws").log"; echo "artifacts dir blocked"; exit 1 ;;
   *hungpipe*) sleep 600 & echo $! > "$SPARK_TEST_PIDS/$$.child"; echo "leader exits; its child keeps the pipe"; exit 1 ;;
   *endless*) sleep 600 & echo $! > "$SPARK_TEST_PIDS/$$.child"; yes "an endless build log line" ;;
   *lockloss*)
@@ -338,6 +341,16 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.match(log, /leader exits; its child keeps the pipe/);
     assert.match(log, /job finished: failure \(debspawn exited with code 1\)/);
     assert.deepEqual(await childrenAlive(), []);
+  });
+
+  it('removes the workspace of a job whose artifacts cannot be handed over, and rejects it back', async () => {
+    const uuid = randomUUID();
+    await addJob(uuid, 'handover');
+    const report = await finalReport(uuid);
+    assert.equal(report.kind, 'rejected');
+    assert.match(report.kind === 'rejected' ? report.reason : '', /^cannot hand over the job's artifacts: EISDIR/);
+    assert.equal(existsSync(jobWorkspaceDir(join(root, 'ws', 'workspaces'), uuid)), false, 'workspace removed');
+    assert.equal(await signQueue.getJob(stageJobId(uuid, 'sign')), undefined);
   });
 
   it('rejects back a job whose archive accepts the connection and then stalls, naming the URL and the time waited', async () => {

@@ -195,6 +195,41 @@ describe('runLogged: every way a command ends ends its whole tree, in bounded ti
     });
   }
 
+  for (const [kind, message] of [
+    ['cancelled', 'cancelled by operator: helper test'],
+    ['draining', 'the builder is shutting down'],
+  ] as const) {
+    it(`a ${kind} stop reaches a command through its own signalTree, as a privileged helper is stopped: SIGTERM to it alone, it ends what it started`, async () => {
+      const log = await open(`helper-${kind}.log`);
+      const pidFile = join(root, `helper-${kind}.pids`);
+      // The helper's child runs in a session of its own, out of reach of a process-group signal: only the helper can end it.
+      const helper = `setsid sleep 600 & child=$!; echo $child > ${pidFile}; trap 'kill $child; exit 143' TERM; while :; do echo working; sleep 0.1; done`;
+      const sent: NodeJS.Signals[] = [];
+      const stopper = new AbortController();
+      setTimeout(() => stopper.abort(new JobStop(kind, message)), 300);
+      const outcome = await runLogged(
+        {
+          file: 'sh',
+          args: ['-c', helper],
+          signalTree: (pid, signal) => {
+            sent.push(signal);
+            try {
+              process.kill(pid, signal);
+            } catch {
+              // Gone already.
+            }
+          },
+        },
+        log,
+        limits({ signal: stopper.signal }),
+      );
+      await log.close();
+      assert.equal(outcome.stopped?.kind, kind);
+      assert.deepEqual(sent, ['SIGTERM']);
+      assert.deepEqual(await aliveOf(await pidsIn(pidFile)), []);
+    });
+  }
+
   it('reports a command that cannot be run with exit code 127 and the reason in the log', async () => {
     const log = await open('missing.log');
     const outcome = await runLogged({ file: '/nonexistent/debspawn', args: ['build'] }, log, limits());
