@@ -191,18 +191,20 @@ async function runJob(
     logger.error({ err: error }, 'runner failed');
     outcome = { type: 'rejected', reason: `the builder failed running the job: ${(error as Error).message}` };
   }
-  if (outcome.type === 'rejected') log.note(`job rejected back to Lighthouse: ${outcome.reason}`);
-  else log.note(`job finished: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
   clearInterval(statusTimer);
-  await log.close().catch((err: unknown) => logger.error({ err }, 'cannot finish writing the job log'));
   // Renewal failed or not, only the lock says whose job it is: a job still ours is reported (a stopped
   // run is rejected back), never dropped — nobody else would report it. A Redis error is no proof.
   if (!(await attempt.holdsLock().catch(() => true))) {
     // Another builder owns the job now: its workspace and its reports are that builder's.
+    log.note('this builder lost the job (its lock expired, another builder may run it): nothing is reported from here');
+    await log.close().catch(() => undefined);
     await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     logger.warn('lost the job to another builder (its BullMQ lock expired); reporting nothing');
     return { outcome: 'dropped', reason: 'lost the job lock to another builder' };
   }
+  if (outcome.type === 'rejected') log.note(`job rejected back to Lighthouse: ${outcome.reason}`);
+  else log.note(`job finished: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
+  await log.close().catch((err: unknown) => logger.error({ err }, 'cannot finish writing the job log'));
   await sendStatus();
 
   if (outcome.type === 'rejected') {
