@@ -11,7 +11,7 @@ import { makeSourcePackage } from '@spark/testing';
 import { fetchSource, SourceFetchError } from '../src/fetch-source.js';
 import { openJobLog, type JobLog } from '../src/job-log.js';
 import { serveDirectory } from './fixtures.js';
-import { startStallingServer, type StallingServer } from './stalls.js';
+import { startStallingServer, type StallingServer } from './faults.js';
 
 /*
  * A listener that never accepts, with a backlog of one already taken: the

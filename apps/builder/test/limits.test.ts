@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import {
@@ -22,10 +20,8 @@ import {
 import { connectRedis, type Redis } from '@spark/service';
 import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
-import { redisServerPid, startStallingServer } from './stalls.js';
+import { mountTinyDisk, redisServerPid, startStallingServer } from './faults.js';
 import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.js';
-
-const run = promisify(execFile);
 
 /*
  * Limits are about stopping a process tree, not about debspawn: a stand-in
@@ -382,7 +378,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await closeBuilders();
     const tinyRoot = join(root, 'tiny');
     await mkdir(join(tinyRoot, 'logs'), { recursive: true });
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', join(tinyRoot, 'logs')]);
+    const unmount = await mountTinyDisk(join(tinyRoot, 'logs'), 256 * 1024);
     try {
       await startBuilder('limits-e', 'IdleOutputTimeout = 60', tinyRoot);
       const uuid = randomUUID();
@@ -397,7 +393,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
       assert.deepEqual(await childrenAlive(), []);
       await closeBuilders();
     } finally {
-      await run('umount', ['-l', join(tinyRoot, 'logs')]);
+      await unmount();
     }
   });
 

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { openJobLog, type JobLog } from '../src/job-log.js';
 import { JobStop } from '../src/job-stop.js';
 import { runLogged, type RunLoggedOptions } from '../src/run-logged.js';
+import { mountTinyDisk } from './faults.js';
 
 const run = promisify(execFile);
 
@@ -116,7 +117,7 @@ describe('runLogged: every way a command ends ends its whole tree, in bounded ti
   it('a log on a full disk (ENOSPC on a tiny tmpfs) stops the command with the write error instead of hanging it', async () => {
     const mountPoint = join(root, 'tiny');
     await mkdir(mountPoint);
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mountPoint]);
+    const unmount = await mountTinyDisk(mountPoint, 256 * 1024);
     try {
       const log = await openJobLog(join(mountPoint, 'full.log'));
       const pidFile = join(root, 'full.pids');
@@ -133,7 +134,7 @@ describe('runLogged: every way a command ends ends its whole tree, in bounded ti
       await assert.rejects(log.close(), /ENOSPC/);
       assert.deepEqual(await aliveOf(await pidsIn(pidFile)), []);
     } finally {
-      await run('umount', ['-l', mountPoint]);
+      await unmount();
     }
   });
 
