@@ -14,9 +14,19 @@ export const DEBSPAWN_GLOBAL_CONFIG = '/etc/debspawn/global.toml';
 
 /**
  * `SPARK_ID` exported by every command file, as spark exports `<appname>-<version>`
- * (spark/utils/workspace.py); `src/` and `dist/` sit at the same depth below package.json.
+ * (spark/utils/workspace.py): `spark-ts-<version of this package>`.
  */
-export const SPARK_ID = `spark-ts-${(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
+export const SPARK_ID = `spark-ts-${packageVersion()}`;
+
+/** This package's version; `src/` and `dist/` sit at the same depth below package.json. */
+function packageVersion(): string {
+  try {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 /**
  * Whether debspawn lets containers have kvm (spark asks for it on every image
