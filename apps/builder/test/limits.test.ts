@@ -28,13 +28,14 @@ import { createBuilder, type Builder } from '../src/builder.js';
 import { mountTinyDisk, redisServerPid, startStallingServer } from './faults.js';
 import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.js';
 
+/** The round of every job these tests hand the builder (as the connector would number it). */
+const R = '1764405000000';
+
 /*
  * Limits are about stopping a process tree, not about debspawn: a stand-in
  * `debspawn` (set through `[builder] Debspawn`) that stays silent or talks
  * forever, with a child process whose death proves the whole tree was stopped.
  */
-/** The round of every job these tests hand the builder (as the connector would number it). */
-const R = '1764405000000';
 const FAKE_DEBSPAWN = `#!/bin/sh
 if [ "$1" = "--version" ]; then echo 0.0-test; exit 0; fi
 echo "stand-in debspawn $*"
@@ -42,7 +43,7 @@ case "$*" in
   *flood*) head -c 30000000 /dev/zero | tr '\\0' x | fold -w 99; echo "flood done"; exit 1 ;;
   *handover*)
     for arg in "$@"; do case "$arg" in --results-dir=*) results=\${arg#--results-dir=} ;; esac; done
-    ws=$(dirname "$(dirname "$results")"); mkdir -p "$ws/artifacts/$(basename "$ws").log"; echo "artifacts dir blocked"; exit 1 ;;
+    ws=$(dirname "$(dirname "$results")"); mkdir -p "$ws/artifacts/$(basename "$ws" | cut -d. -f1).log"; echo "artifacts dir blocked"; exit 1 ;;
   *hungpipe*) sleep 600 & echo $! > "$SPARK_TEST_PIDS/$$.child"; echo "leader exits; its child keeps the pipe"; exit 1 ;;
   *endless*) sleep 600 & echo $! > "$SPARK_TEST_PIDS/$$.child"; yes "an endless build log line" ;;
   *lockloss*)
