@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { emptyResult, seededRandom, type Scenario, type ScenarioResult } from './harness.js';
+import { hungPipeScenario, logFloodScenario } from './scenarios/build-limits.js';
 import { debspawnScenario } from './scenarios/debspawn-build.js';
 import { diskFullScenario } from './scenarios/disk-full.js';
 import { hostileInputScenario } from './scenarios/hostile-input.js';
@@ -28,6 +29,8 @@ const scenarios: Scenario[] = [
   diskFullScenario,
   hostileInputScenario,
   lifecycleScenario,
+  hungPipeScenario,
+  logFloodScenario,
   debspawnScenario,
 ];
 const only = values.only?.split(',');
