@@ -52,12 +52,13 @@ export async function refreshArchiveTargets(
     else
       logger.error({ repo }, `archive-info: skipping repository ${JSON.stringify(repo).slice(0, 200)}: ${describeIssues(checked.error)}`);
   }
-  const stored: StoredArchiveTargets = { archive_repos: usable, receivedAt: Date.now() };
-  await redis.set(archiveTargetsKey(prefix), JSON.stringify(stored));
   if (Object.keys(usable).length === 0) {
-    logger.error('archive-info names no repository with a usable upload target: taking no jobs until it does');
+    // Uploads in flight keep the targets stored before (if any); without any, no job is taken.
+    logger.error('archive-info names no repository with a usable upload target: keeping the stored upload targets, if any');
     return false;
   }
+  const stored: StoredArchiveTargets = { archive_repos: usable, receivedAt: Date.now() };
+  await redis.set(archiveTargetsKey(prefix), JSON.stringify(stored));
   logger.info({ repos: Object.keys(usable) }, 'stored the upload targets from archive-info');
   return true;
 }

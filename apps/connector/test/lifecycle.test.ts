@@ -3,7 +3,15 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Worker, type Job } from 'bullmq';
 import { Redis as IORedis } from 'ioredis';
-import { blockedKindsKey, buildPayloadSchema, QueueName, reportJobId, reportSlot, type ReportPayload } from '@spark/protocol';
+import {
+  archiveTargetsKey,
+  blockedKindsKey,
+  buildPayloadSchema,
+  QueueName,
+  reportJobId,
+  reportSlot,
+  type ReportPayload,
+} from '@spark/protocol';
 import { startRedisServer, type RedisServer } from '@spark/testing';
 import { packageJob, startWorld, type World } from './harness.js';
 
@@ -202,6 +210,30 @@ describe('the job lifecycle Laniakea really has', () => {
         await builder.close();
       }
     });
+  });
+
+  it('skips an archive repository with an unusable upload target and keeps the others', async () => {
+    const world = await startWorld({
+      redisUrl: redis.url,
+      standIn: {
+        archiveRepos: {
+          master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' },
+          odd: { upload_fqdn: 'archive.example.org', upload_method: 'ftp' },
+        },
+      },
+    });
+    try {
+      await world.connector.start();
+      let stored: unknown = null;
+      for (let tries = 0; tries < 100 && stored === null; tries++) {
+        stored = JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual(Object.keys((stored as { archive_repos: object }).archive_repos), ['master']);
+      assert.match(world.logs.map((line) => String(line['msg'])).join('\n'), /archive-info: skipping repository "odd": .*upload_method/);
+    } finally {
+      await world.close();
+    }
   });
 
   it('is the one connector of its Redis: a second one waits until the first stops', async () => {
