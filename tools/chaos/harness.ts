@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -17,6 +17,11 @@ import type { RecordedRequest } from '@spark/testing';
 const run = promisify(execFile);
 
 /** A seeded pseudo-random source (mulberry32), so a failing run can be replayed with `--seed`. */
+/** True while a workspace of any round of job `uuid` (`<uuid>.<round>`) is in `workspacesDir`. */
+export function workspaceLeft(workspacesDir: string, uuid: string): boolean {
+  return existsSync(workspacesDir) && readdirSync(workspacesDir).some((name) => name.startsWith(`${uuid}.`));
+}
+
 export interface Random {
   /** A float in [0, 1). */
   next(): number;
@@ -204,8 +209,7 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
           problems.push(`a job-status outside accepted…${ending}: ${events.join(',')}`);
         }
         // The uploader removes the workspace just after queueing the final report.
-        const workspace = join(chain.config.workspacesDir, uuid);
-        if (!(await settles(() => !existsSync(workspace)))) problems.push('workspace left behind');
+        if (!(await settles(() => !workspaceLeft(chain.config.workspacesDir, uuid)))) problems.push('workspace left behind');
         const files = await checkUploads(chain, job, ending, stored, await reference, problems);
         result.files += files.count;
         result.duplicates += files.duplicates;
@@ -341,7 +345,8 @@ export function emptyResult(): ScenarioResult {
 export async function retireWhenRejected(chaos: ChaosChain, uuid: string, timeoutMs: number, times = 1): Promise<number> {
   const rejected = () => chaos.requestsOf(uuid).filter((request) => request.request === 'job-rejected').length;
   await until(() => rejected() >= times, timeoutMs, `job-rejected ${times} time(s) for ${uuid}`);
-  const entry = chaos.chain.standIn.board.get(uuid);
-  if (entry) entry.status = 'DONE';
+  // Retire it for good: a rejection still on its way (one handed straight back within its cool-down)
+  // must not put it back to WAITING, as it would at Lighthouse.
+  chaos.chain.standIn.board.remove(uuid);
   return rejected();
 }

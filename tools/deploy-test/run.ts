@@ -402,7 +402,7 @@ MetricsPort = ${uploaderPort}
     const buildRunning = (seconds: number) => async () => (await m.exec(['pgrep', '-f', `^sleep ${seconds}$`])).code === 0;
 
     await check('systemctl stop spark-builder@1 mid-build drains: the job is rejected back, nothing is left running', async () => {
-      const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildSeconds: 20 });
+      const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildCommands: ['sleep 20'] });
       standIn.addJob(slow);
       await until('the slow build running', buildRunning(20), 120_000);
       const t0 = Date.now();
@@ -420,7 +420,7 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('kill -9 of each service mid-job: systemd restarts it, the job still succeeds once', async () => {
-      const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildSeconds: 8 });
+      const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildCommands: ['sleep 8'] });
       standIn.addJob(job);
       await until('the build running', buildRunning(8), 120_000);
       const restarted: string[] = [];
@@ -449,7 +449,7 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('systemctl restart spark-signer mid-job: the job is signed and uploaded once', async () => {
-      const job = await archive.packageJob({ name: 'resigned-deploy', version: '1.0', buildSeconds: 3 });
+      const job = await archive.packageJob({ name: 'resigned-deploy', version: '1.0', buildCommands: ['sleep 3'] });
       standIn.addJob(job);
       await until('the build running', buildRunning(3), 120_000);
       await m.sh('systemctl restart spark-signer');

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import {
+  reportJobId,
   builderHeartbeatKey,
   builderHeartbeatSchema,
   jobArtifactsDir,
@@ -26,8 +27,14 @@ import {
 import { connectRedis, type Redis } from '@spark/service';
 import { makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
+import { debspawnCommand, detectDebspawnEnvironment } from '../src/debspawn-command.js';
+import { openJobLog } from '../src/job-log.js';
+import { JobStop } from '../src/job-stop.js';
+import { runLogged } from '../src/run-logged.js';
 import { serveDirectory, testConfig, waitFor } from './fixtures.js';
 
+/** The round of every job these tests hand the builder (as the connector would number it). */
+const R = '1764405000000';
 const run = promisify(execFile);
 
 interface Served {
@@ -74,24 +81,25 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
         do_indep: true,
       },
     },
+    round: R,
     receivedAt: Date.now(),
   });
 
   const manifestOf = (uuid: string) =>
     waitFor(`the sign job of ${uuid}`, async () => {
-      const job = await signQueue.getJob(stageJobId(uuid, 'sign'));
+      const job = await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign'));
       return job ? signPayloadSchema.parse(job.data).manifest : null;
     });
   const finalReport = (uuid: string) =>
     waitFor(`the final report of ${uuid}`, async () => {
-      const job = await reportQueue.getJob(`${uuid}.final`);
+      const job = await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' }));
       return job ? reportPayloadSchema.parse(job.data) : null;
     });
   const reportsOf = async (uuid: string): Promise<ReportPayload[]> => {
     const jobs = await reportQueue.getJobs(['waiting', 'delayed', 'completed']);
     return jobs.map((job) => reportPayloadSchema.parse(job.data)).filter((report) => report.uuid === uuid);
   };
-  const artifact = (uuid: string, name: string) => join(jobArtifactsDir(config.workspacesDir, uuid), name);
+  const artifact = (uuid: string, name: string) => join(jobArtifactsDir(config.workspacesDir, { uuid, round: R }), name);
 
   /** Checks every manifest entry against the file on disk, and the `.dud` fields and checksums. */
   const checkManifestAndDud = async (manifest: Manifest, result: string) => {
@@ -173,11 +181,19 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
 
     builder = createBuilder({ config, logger: pino({ level: 'silent' }), id: 'builder-test' });
     await builder.start();
-    await buildQueue.add('build', packageJob(jobs.success, 'hellow', success), { jobId: jobs.success });
-    await buildQueue.add('build', packageJob(jobs.tampered, 'tampered', tampered), { jobId: jobs.tampered });
-    await buildQueue.add('build', packageJob(jobs.noImage, 'noimage', noImage, 'sparknoimage'), { jobId: jobs.noImage });
-    await buildQueue.add('build', packageJob(jobs.ftbfs, 'broken', ftbfs), { jobId: jobs.ftbfs });
-    await buildQueue.add('build', packageJob(jobs.depwait, 'waiting', depwait), { jobId: jobs.depwait });
+    await buildQueue.add('build', packageJob(jobs.success, 'hellow', success), {
+      jobId: stageJobId({ uuid: jobs.success, round: R }, 'build'),
+    });
+    await buildQueue.add('build', packageJob(jobs.tampered, 'tampered', tampered), {
+      jobId: stageJobId({ uuid: jobs.tampered, round: R }, 'build'),
+    });
+    await buildQueue.add('build', packageJob(jobs.noImage, 'noimage', noImage, 'sparknoimage'), {
+      jobId: stageJobId({ uuid: jobs.noImage, round: R }, 'build'),
+    });
+    await buildQueue.add('build', packageJob(jobs.ftbfs, 'broken', ftbfs), { jobId: stageJobId({ uuid: jobs.ftbfs, round: R }, 'build') });
+    await buildQueue.add('build', packageJob(jobs.depwait, 'waiting', depwait), {
+      jobId: stageJobId({ uuid: jobs.depwait, round: R }, 'build'),
+    });
     await buildQueue.add(
       'build',
       {
@@ -197,9 +213,10 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
             architecture: 'amd64',
           },
         },
+        round: R,
         receivedAt: Date.now(),
       },
-      { jobId: jobs.image },
+      { jobId: stageJobId({ uuid: jobs.image, round: R }, 'build') },
     );
   });
 
@@ -232,11 +249,11 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
       report.kind === 'rejected' ? report.reason : '',
       /source refused: tampered_1\.0\.tar\.xz: got \d+ bytes with SHA-256 [0-9a-f]{64}; tampered_1\.0\.dsc says/,
     );
-    const log = await readFile(jobLogFile(config.logsDir, jobs.tampered), 'utf8');
+    const log = await readFile(jobLogFile(config.logsDir, { uuid: jobs.tampered, round: R }), 'utf8');
     assert.doesNotMatch(log, /\$ debspawn/);
     assert.match(log, /job rejected back to Lighthouse: source refused/);
-    assert.equal(await signQueue.getJob(stageJobId(jobs.tampered, 'sign')), undefined);
-    assert.ok(!existsSync(jobWorkspaceDir(config.workspacesDir, jobs.tampered)), 'workspace removed');
+    assert.equal(await signQueue.getJob(stageJobId({ uuid: jobs.tampered, round: R }, 'sign')), undefined);
+    assert.ok(!existsSync(jobWorkspaceDir(config.workspacesDir, { uuid: jobs.tampered, round: R })), 'workspace removed');
     assert.ok((await reportsOf(jobs.tampered)).some((r) => r.kind === 'accepted'));
   });
 
@@ -247,9 +264,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
       report.kind === 'rejected' ? report.reason : '',
       /missing an environment: ERROR: The container image for "sparknoimage-buildd-amd64" does not exist/,
     );
-    const log = await readFile(jobLogFile(config.logsDir, jobs.noImage), 'utf8');
+    const log = await readFile(jobLogFile(config.logsDir, { uuid: jobs.noImage, round: R }), 'utf8');
     assert.match(log, /ERROR: The container image for/);
-    assert.equal(await signQueue.getJob(stageJobId(jobs.noImage, 'sign')), undefined);
+    assert.equal(await signQueue.getJob(stageJobId({ uuid: jobs.noImage, round: R }, 'sign')), undefined);
   });
 
   it('builds a package: .changes with .deb and .buildinfo, warnings in the Firehose report, .dud, manifest to sign', async () => {
@@ -274,7 +291,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     assert.deepEqual(issues.issues, [
       { testId: '-Wunused-variable', file: 'hello.c', fn: 'main', line: '2', column: '22', message: 'unused variable ‘unused’' },
     ]);
-    const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');
+    const log = await readFile(jobLogFile(config.logsDir, { uuid: uuid, round: R }), 'utf8');
     assert.match(log, /gcc -Wall -Wextra/);
     assert.equal(await readFile(artifact(uuid, `${uuid}.log`), 'utf8'), log);
     const reports = await reportsOf(uuid);
@@ -291,7 +308,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const dudFiles = await checkManifestAndDud(manifest, 'failure');
     assert.equal(manifest.changes, null);
     assert.deepEqual(manifest.files.map((file) => file.name).sort(), [...dudFiles, `${uuid}.dud`].sort());
-    const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');
+    const log = await readFile(jobLogFile(config.logsDir, { uuid: uuid, round: R }), 'utf8');
     assert.match(log, /no_such_symbol/);
     assert.match(log, /job finished: failure \(debspawn exited with code \d+\)/);
   });
@@ -301,8 +318,34 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const manifest = await manifestOf(uuid);
     await checkManifestAndDud(manifest, 'depwait');
     assert.equal(manifest.changes, null);
-    const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');
+    const log = await readFile(jobLogFile(config.logsDir, { uuid: uuid, round: R }), 'utf8');
     assert.match(log, /spark-no-such-package/);
+  });
+
+  it('a cancel stops a real debspawn container run at once, and nothing of the container is left running', async () => {
+    const dir = await mkdtemp(join(root, 'cancel-'));
+    // Odd durations, to find these processes (and only these) afterwards.
+    const script = join(dir, 'command.sh');
+    await writeFile(script, '#!/bin/sh\necho "inside the container"\nsleep 4321 &\nsleep 4322\n');
+    await chmod(script, 0o755);
+    const log = await openJobLog(join(dir, 'run.log'));
+    const stopper = new AbortController();
+    const seen = new Promise<void>((resolve) => log.onLine((line) => line.includes('inside the container') && resolve()));
+    const running = runLogged(
+      debspawnCommand(detectDebspawnEnvironment('debspawn'), ['run', '--external-command', 'bookworm', script]),
+      log,
+      { idleOutputTimeoutMs: 120_000, killGraceMs: 10_000, signal: stopper.signal },
+    );
+    await seen;
+    const cancelled = Date.now();
+    stopper.abort(new JobStop('cancelled', 'cancelled by operator: test'));
+    const outcome = await running;
+    await log.close();
+    assert.equal(outcome.stopped?.kind, 'cancelled');
+    assert.ok(Date.now() - cancelled < 10_000, `stopped ${Date.now() - cancelled} ms after the cancel`);
+    const { stdout } = await run('ps', ['-eo', 'stat=,args=']);
+    const left = stdout.split('\n').filter((line) => /\bsleep 432[12]\b/.test(line) && !line.startsWith('Z'));
+    assert.deepEqual(left, []);
   });
 
   it('runs an os-image-build recipe in debspawn and collects its artifact', async () => {
@@ -315,8 +358,11 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
       .sort();
     assert.deepEqual(names, [`${uuid}.log`, 'test-image_amd64.img']);
     assert.equal(await readFile(artifact(uuid, 'test-image_amd64.img'), 'utf8'), 'disk\n');
-    const log = await readFile(jobLogFile(config.logsDir, uuid), 'utf8');
+    const log = await readFile(jobLogFile(config.logsDir, { uuid: uuid, round: R }), 'utf8');
     assert.match(log, /image for bookworm minimal amd64/);
+    // As spark's log: the recipe commit, then the command file traced by `set -x` through debspawn.
+    assert.match(log, /\$ git log --pretty=oneline -1\n[0-9a-f]{40} /);
+    assert.match(log, /^\+ exec \.\/build\.sh$/m);
   });
 });
 

@@ -1,15 +1,17 @@
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
-import { builderControlChannel, QueueName, reportPayloadSchema, type BuilderControlMessage } from '@spark/protocol';
+import {
+  builderControlChannel,
+  QueueName,
+  reportJobId,
+  reportPayloadSchema,
+  stageJobId,
+  type BuilderControlMessage,
+} from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
-import { jobUuidArgument, loadCliConfig } from './cli-config.js';
-import type { CliIo } from './spark-cli.js';
-
-/** Usage lines of `spark cancel`, for the CLI's help. */
-export const CANCEL_USAGE = `  cancel <uuid> [--reason TEXT] [--config FILE]
-                                 stop a running build (its whole process tree) and reject
-                                 the job back to Lighthouse`;
+import { currentRound, jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { usageError, type CliIo } from './commands.js';
 
 /** How long `spark cancel` waits for the builder to confirm, in ms. */
 const CONFIRM_TIMEOUT_MS = 60_000;
@@ -34,8 +36,7 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
     file = values.config ?? DEFAULT_CONFIG_FILE;
     reason = (values.reason ?? 'spark cancel').slice(0, 512);
   } catch (error) {
-    io.stderr.write(`spark cancel: ${(error as Error).message}\nusage:\n${CANCEL_USAGE}\n`);
-    return 64;
+    return usageError(io, 'cancel', (error as Error).message);
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
@@ -49,7 +50,8 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
     await redisReady(redis, 5_000).catch((error: Error) => {
       throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
     });
-    const job = await build.getJob(uuid);
+    const round = await currentRound(redis, config.queuePrefix, uuid);
+    const job = await build.getJob(stageJobId(round, 'build'));
     const state = job ? await job.getState() : 'unknown';
     if (state !== 'active') {
       io.stderr.write(`spark cancel: job ${uuid} is not running on a builder (build job state: ${state})\n`);
@@ -59,7 +61,7 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
     await redis.publish(builderControlChannel(config.queuePrefix), JSON.stringify(message));
     const deadline = Date.now() + CONFIRM_TIMEOUT_MS;
     while (Date.now() < deadline) {
-      const final = await report.getJob(`${uuid}.final`);
+      const final = await report.getJob(reportJobId(round, { kind: 'final' }));
       const parsed = final ? reportPayloadSchema.safeParse(final.data) : null;
       if (parsed?.success) {
         const outcome =

@@ -1,5 +1,6 @@
 import { ConfigError, formatProblem, loadConfig, type SparkConfig } from '@spark/config';
-import { UUID } from '@spark/protocol';
+import { UUID, type JobRound } from '@spark/protocol';
+import { readJobRecord, type Redis } from '@spark/service';
 
 /**
  * Loads spark.toml for a CLI command: warnings go to `stderr`; on errors it
@@ -26,4 +27,14 @@ export function jobUuidArgument(positionals: readonly string[]): string {
     throw new Error(`expected one job uuid, got ${JSON.stringify(positionals.join(' '))}`);
   }
   return uuid.toLowerCase();
+}
+
+/**
+ * The latest round of job `uuid` on this host, from the connector's job record;
+ * throws a message for the operator when this worker holds no such job.
+ */
+export async function currentRound(redis: Redis, prefix: string, uuid: string): Promise<JobRound> {
+  const record = await readJobRecord(redis, prefix, uuid);
+  if (!record) throw new Error(`job ${uuid} was not handed out to this worker (no record of it under ${prefix}:jobs:)`);
+  return { uuid: record.uuid, round: record.round };
 }

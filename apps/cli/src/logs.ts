@@ -1,21 +1,28 @@
-import { open } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
-import { jobLogFile, QueueName } from '@spark/protocol';
+import { jobLogFile, parseJobId, QueueName, stageJobId, type JobRound } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
 import { jobUuidArgument, loadCliConfig } from './cli-config.js';
-import type { CliIo } from './spark-cli.js';
-
-/** Usage lines of `spark logs`, for the CLI's help. */
-export const LOGS_USAGE = `  logs [-f] <uuid> [--config FILE]
-                                 print a job's build log; -f follows it while the job runs`;
+import { usageError, type CliIo } from './commands.js';
 
 /** How often a followed log is read for new output, in ms. */
 const FOLLOW_INTERVAL_MS = 250;
 
+/** The latest round of `uuid` with a log in `logsDir` (`<uuid>.<round>.log`), or null. */
+async function latestLoggedRound(logsDir: string, uuid: string): Promise<JobRound | null> {
+  const rounds = (await readdir(logsDir).catch(() => []))
+    .map((name) => (name.endsWith('.log') ? parseJobId(name.slice(0, -'.log'.length)) : null))
+    .filter((id) => id?.uuid === uuid && id.type === 'stage' && id.stage === 'build')
+    .map((id) => id?.round ?? '');
+  const latest = rounds.sort((a, b) => Number(b) - Number(a))[0];
+  return latest ? { uuid, round: latest } : null;
+}
+
 /**
- * `spark logs [-f] <uuid>`: prints `<WorkspaceRoot>/logs/<uuid>.log`; with
+ * `spark logs [-f] <uuid>`: prints the log of the job's latest round,
+ * `<WorkspaceRoot>/logs/<uuid>.<round>.log`; with
  * `-f`, keeps printing what is appended until the job's build ends. Exit 0,
  * 1 when there is no log, 64 on a bad command line, 2 on a bad config.
  */
@@ -34,15 +41,15 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
     file = values.config ?? DEFAULT_CONFIG_FILE;
     follow = values.follow ?? false;
   } catch (error) {
-    io.stderr.write(`spark logs: ${(error as Error).message}\nusage:\n${LOGS_USAGE}\n`);
-    return 64;
+    return usageError(io, 'logs', (error as Error).message);
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
-  const path = jobLogFile(config.logsDir, uuid);
-  const handle = await open(path, 'r').catch(() => null);
-  if (!handle) {
-    io.stderr.write(`spark logs: job ${uuid} has no log at ${path}\n`);
+  const round = await latestLoggedRound(config.logsDir, uuid);
+  const path = round ? jobLogFile(config.logsDir, round) : null;
+  const handle = path ? await open(path, 'r').catch(() => null) : null;
+  if (!round || !handle) {
+    io.stderr.write(`spark logs: job ${uuid} has no log in ${config.logsDir}\n`);
     return 1;
   }
   let offset = 0;
@@ -69,7 +76,7 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
       throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
     });
     for (;;) {
-      const job = await build.getJob(uuid);
+      const job = await build.getJob(stageJobId(round, 'build'));
       const running = job ? (await job.getState()) === 'active' : false;
       await copyNew();
       // The builder closes the log before its build job completes, so nothing follows once it is not active.

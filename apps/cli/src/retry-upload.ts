@@ -3,13 +3,8 @@ import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { QueueName, stageJobId } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
-import { jobUuidArgument, loadCliConfig } from './cli-config.js';
-import type { CliIo } from './spark-cli.js';
-
-/** Usage lines of `spark retry-upload`, for the CLI's help. */
-export const RETRY_UPLOAD_USAGE = `  retry-upload <uuid> [--config FILE]
-                                 re-queue a job whose upload failed (its files are still
-                                 in its workspace); files already uploaded are not sent again`;
+import { currentRound, jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { usageError, type CliIo } from './commands.js';
 
 /**
  * `spark retry-upload <uuid>`: moves the job's failed `upload` job back to the
@@ -30,8 +25,7 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
     uuid = jobUuidArgument(positionals);
     file = values.config ?? DEFAULT_CONFIG_FILE;
   } catch (error) {
-    io.stderr.write(`spark retry-upload: ${(error as Error).message}\nusage:\n${RETRY_UPLOAD_USAGE}\n`);
-    return 64;
+    return usageError(io, 'retry-upload', (error as Error).message);
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
@@ -43,7 +37,7 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
     await redisReady(redis, 5_000).catch((error: Error) => {
       throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
     });
-    const jobId = stageJobId(uuid, 'upload');
+    const jobId = stageJobId(await currentRound(redis, config.queuePrefix, uuid), 'upload');
     const job = await queue.getJob(jobId);
     if (!job) {
       io.stderr.write(`spark retry-upload: no upload job ${jobId} in queue ${config.queuePrefix}:${QueueName.upload}\n`);

@@ -53,7 +53,7 @@ describe('queue dashboard', () => {
     redis = connectRedis(server.url, 'producer');
     await redisReady(redis);
     const build = new Queue('build', { connection: redis, prefix: hostA });
-    await build.add('package-build', { job: 'x' }, { jobId: stageJobId(uuid, 'build') });
+    await build.add('package-build', { job: 'x' }, { jobId: stageJobId({ uuid, round: '1' }, 'build') });
     await build.close();
   });
   after(async () => {

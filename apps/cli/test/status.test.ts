@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
-import { builderHeartbeatKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
+import { blockedKindsKey, builderHeartbeatKey, lighthouseStatusKey, stageJobId, type BlockedKind } from '@spark/protocol';
 import { connectRedis, redisReady, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { statusCommand } from '../src/status/status-command.js';
@@ -38,7 +38,7 @@ describe('spark status', () => {
   it('shows a job moving through the stages, live builders and the Lighthouse link', async () => {
     const build = new Queue('build', { connection: redis, prefix });
     const sign = new Queue('sign', { connection: redis, prefix });
-    await build.add('package-build', { x: 1 }, { jobId: stageJobId(uuidA, 'build') });
+    await build.add('package-build', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'build') });
     await redis.set(
       builderHeartbeatKey(prefix, 'hydrogen@1'),
       JSON.stringify({
@@ -85,9 +85,9 @@ describe('spark status', () => {
     assert.equal(host.lighthouse.outageSince, now - 4_000);
 
     // The builder hands the job on: it is now in sign.
-    await build.remove(uuidA);
-    await sign.add('sign', { x: 1 }, { jobId: stageJobId(uuidA, 'sign') });
-    await sign.add('sign', { x: 2 }, { jobId: stageJobId(uuidB, 'sign'), delay: 60_000 });
+    await build.remove(stageJobId({ uuid: uuidA, round: '1' }, 'build'));
+    await sign.add('sign', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'sign') });
+    await sign.add('sign', { x: 2 }, { jobId: stageJobId({ uuid: uuidB, round: '1' }, 'sign'), delay: 60_000 });
     result = await status(['--redis', server.url, '--prefix', prefix, '--json']);
     [host] = JSON.parse(result.out) as (typeof host)[];
     assert.deepEqual(host?.jobs.map((j) => [j.uuid, j.stage, j.state]).sort(), [
@@ -102,6 +102,26 @@ describe('spark status', () => {
     assert.match(result.out, new RegExp(`${uuidA} {2}sign/waiting`));
     await build.close();
     await sign.close();
+  });
+
+  it('shows a job kind left out of requests, the job that came back rejected and why', async () => {
+    const own = randomQueuePrefix();
+    const block: BlockedKind = {
+      kind: 'package-build',
+      until: Date.now() + 90_000,
+      uuid: uuidB,
+      reason: 'this worker is missing an environment: bookworm',
+      needsOperator: true,
+    };
+    await redis.hset(blockedKindsKey(own), block.kind, JSON.stringify(block));
+    const result = await status(['--redis', server.url, '--prefix', own]);
+    assert.equal(result.code, 0, result.err);
+    assert.match(
+      result.out,
+      new RegExp(
+        `not asking for package-build jobs for 1m \\d+s: job ${uuidB} came back after this worker rejected it: this worker is missing an environment: bookworm \\(an operator must fix this host`,
+      ),
+    );
   });
 
   it('watches several hosts at once and says which Redis it cannot read', async () => {

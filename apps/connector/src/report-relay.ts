@@ -1,6 +1,16 @@
 import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
-import { openWorker, type Logger, type Redis } from '@spark/service';
-import { ackReplySchema, describeIssues, QueueName, REPORT_REQUEST, reportPayloadSchema, type ReportPayload } from '@spark/protocol';
+import { isCurrentRound, openWorker, recordRoundEnd, type Logger, type Redis } from '@spark/service';
+import {
+  ackReplySchema,
+  describeIssues,
+  parseJobId,
+  QueueName,
+  REPORT_REQUEST,
+  reportJobId,
+  reportPayloadSchema,
+  UNKNOWN_JOB_ERROR,
+  type ReportPayload,
+} from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
 
@@ -31,15 +41,15 @@ export function reportRequest(report: ReportPayload): RequestBody {
 }
 
 /**
- * True when a newer status excerpt of the same job is queued: Lighthouse keeps
- * only the latest excerpt, so this one need not be sent. Status reports are
- * numbered by `reportJobId(report, seq)`; terminal reports are never skipped.
+ * True when a newer status excerpt of the same round is queued: Lighthouse keeps
+ * only the latest excerpt, so this one need not be sent. Terminal reports are
+ * never skipped.
  */
 export async function isSupersededStatus(reportQueue: Queue, jobId: string | undefined): Promise<boolean> {
-  const match = /^(.+)\.status\.(\d+)$/.exec(jobId ?? '');
-  if (!match) return false;
+  const id = parseJobId(jobId);
+  if (id?.type !== 'report' || id.slot.kind !== 'status') return false;
   try {
-    return (await reportQueue.getJob(`${match[1]}.status.${Number(match[2]) + 1}`)) !== undefined;
+    return (await reportQueue.getJob(reportJobId(id, { kind: 'status', seq: id.slot.seq + 1 }))) !== undefined;
   } catch {
     // Redis trouble: sending a stale excerpt is harmless, failing the report is not.
     return false;
@@ -117,22 +127,36 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
       return 'dropped: malformed';
     }
     const report = parsed.data;
-    const log = deps.logger.child({ jobId: report.uuid });
+    const log = deps.logger.child({ jobId: report.uuid, round: report.round });
+    if (!(await isCurrentRound(deps.connection, deps.prefix, report).catch(() => true))) {
+      // Lighthouse handed the job out again since: what this round says is about a hand-out it has forgotten.
+      log.warn(`dropping ${REPORT_REQUEST[report.kind]} of an earlier round: Lighthouse has handed the job out again since`);
+      return 'superseded round';
+    }
     let reply: unknown;
     for (let tries = 0; ; tries++) {
       if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueue, job.id))) {
         log.info('dropping a status excerpt that a newer one superseded');
         return 'superseded';
       }
+      let passing: string | null = null;
       try {
         reply = await deps.link.request(reportRequest(report));
-        break;
+        const ack = report.kind === 'status' ? null : ackReplySchema.safeParse(reply);
+        if (ack?.success && ack.data !== true && ack.data.error !== UNKNOWN_JOB_ERROR) passing = ack.data.error;
+        if (passing === null) break;
       } catch (error) {
         if (error instanceof UnreadableReply) {
           log.warn(`${REPORT_REQUEST[report.kind]}: ${error.message}; counting it as delivered`);
           return 'delivered: unreadable reply';
         }
         if (!(error instanceof LighthouseUnreachable)) throw error;
+      }
+      if (passing !== null) {
+        // A database hiccup at Lighthouse ("Failed to handle request: …"): the report is not lost,
+        // it is asked again, and the reports behind it wait, so their order holds.
+        const level = tries < 3 ? 'warn' : 'error';
+        log[level](`Lighthouse answered ${REPORT_REQUEST[report.kind]} with an error (${passing}); asking again (try ${tries + 1})`);
       }
       if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) {
         // Shutting down: the report goes back to the head of the queue, undelivered.
@@ -146,9 +170,17 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
       if (!ack.success) {
         log.warn(`${REPORT_REQUEST[report.kind]}: unexpected reply ${replyPreview(reply)}`);
       } else if (ack.data !== true) {
-        // Lighthouse's no (e.g. an unknown job) will not change on a retry.
+        // The job is unknown to Lighthouse: no retry will change that.
         log.warn(`Lighthouse refused ${REPORT_REQUEST[report.kind]}: ${ack.data.error}`);
         return `refused: ${ack.data.error}`;
+      }
+      const end =
+        report.kind === 'rejected' ? { kind: report.kind, reason: report.reason, needsOperator: report.needsOperator ?? false } : report;
+      // A bounced rejection handed the job back without a try: it says nothing new about the job.
+      if (end.kind !== 'accepted' && !(report.kind === 'rejected' && report.bounced)) {
+        await recordRoundEnd(deps.connection, deps.prefix, report, end, Date.now()).catch((err: unknown) =>
+          log.warn({ err }, 'cannot note the end of the round in the job record'),
+        );
       }
     }
     log.info(`relayed ${REPORT_REQUEST[report.kind]} to Lighthouse`);

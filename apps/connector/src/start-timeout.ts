@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
-import type { Logger } from '@spark/service';
-import { queueRejection } from './reject-job.js';
+import { giveUp, type Logger } from '@spark/service';
+import { parseJobId } from '@spark/protocol';
 import { pause } from './backoff.js';
 
 /**
@@ -13,15 +13,14 @@ export async function rejectStaleJobs(buildQueue: Queue, reportQueue: Queue, sta
   const now = Date.now();
   let rejected = 0;
   for (const job of await buildQueue.getJobs(['waiting', 'prioritized', 'delayed', 'paused'])) {
-    if (!job.id || now - job.timestamp < startTimeoutMs) continue;
+    const round = parseJobId(job.id);
+    if (!round || now - job.timestamp < startTimeoutMs) continue;
     try {
       await job.remove();
     } catch {
       continue;
     }
-    const reason = `no builder started the job within ${startTimeoutMs / 1000} s`;
-    logger.warn({ jobId: job.id }, `${reason}; rejecting it back to Lighthouse`);
-    await queueRejection(reportQueue, job.id, reason);
+    await giveUp(reportQueue, round, 'rejected', `no builder started the job within ${startTimeoutMs / 1000} s`, logger);
     rejected++;
   }
   return rejected;

@@ -11,19 +11,31 @@ import {
   lighthouseStatusKey,
   QueueName,
   reportJobId,
+  reportSlot,
+  stageJobId,
   storedArchiveTargetsSchema,
   type ReportPayload,
 } from '@spark/protocol';
+import { readJobRecord } from '@spark/service';
 import { startRedisServer, type RedisServer } from '@spark/testing';
 import { startLighthouseStandIn } from '@spark/testing';
 import { MACHINE, packageJob, startWorld, waitUntil, type World } from './harness.js';
+
+/** The round the tests' own reports belong to (no job record names another, so the relay takes it as current). */
+const R = '1';
+
+/** The build job of the latest hand-out of `uuid`, as the connector recorded it. */
+async function buildJob(world: World, uuid: string) {
+  const record = await readJobRecord(world.redis, world.prefix, uuid);
+  return record ? world.buildQueue.getJob(stageJobId(record, 'build')) : undefined;
+}
 
 function messages(world: World): string[] {
   return world.logs.map((line) => String(line['msg']));
 }
 
 async function report(world: World, payload: ReportPayload, seq = 0): Promise<void> {
-  await world.reportQueue.add(payload.kind, payload, { jobId: reportJobId(payload, seq) });
+  await world.reportQueue.add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
 }
 
 describe('spark-connector against the Lighthouse stand-in', () => {
@@ -42,8 +54,8 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 2 });
       await world.connector.start();
-      await waitUntil('the job is in build', async () => (await world.buildQueue.getJob(uuid)) !== undefined);
-      const job = await world.buildQueue.getJob(uuid);
+      await waitUntil('the job is in build', async () => (await buildJob(world, uuid)) !== undefined);
+      const job = await buildJob(world, uuid);
       const payload = buildPayloadSchema.parse(job?.data);
       assert.equal(payload.job.uuid, uuid);
       assert.equal(payload.job.kind === 'package-build' ? payload.job.data.package_name : null, 'hello');
@@ -84,7 +96,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
 
       await world.heartbeat({ slots: 1, busy: 0 });
-      await waitUntil('the job is in build', async () => (await world.buildQueue.getJob(uuid)) !== undefined);
+      await waitUntil('the job is in build', async () => (await buildJob(world, uuid)) !== undefined);
       // The job now waits in build and fills the only slot: no more requests.
       const count = world.standIn?.requests.filter((r) => r.request === 'job').length ?? 0;
       await sleep(300);
@@ -103,11 +115,11 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(other));
       world.standIn?.board.assign(['package-build'], ['amd64'], 'w');
       world.standIn?.board.assign(['package-build'], ['amd64'], 'w');
-      await report(world, { kind: 'accepted', uuid, at: 1 });
-      await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'first' }, 1);
-      await report(world, { kind: 'accepted', uuid: other, at: 3 });
-      await report(world, { kind: 'success', uuid, at: 5 });
-      await report(world, { kind: 'rejected', uuid: other, at: 6, reason: 'image missing' });
+      await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
+      await report(world, { kind: 'status', uuid, round: R, at: 2, logExcerpt: 'first' }, 1);
+      await report(world, { kind: 'accepted', uuid: other, round: R, at: 3 });
+      await report(world, { kind: 'success', uuid, round: R, at: 5 });
+      await report(world, { kind: 'rejected', uuid: other, round: R, at: 6, reason: 'image missing' });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.filter((r) => String(r.request).startsWith('job-')).length === 5);
       const relayed = world.standIn?.requests
@@ -132,11 +144,11 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     try {
       const uuid = randomUUID();
       world.standIn?.replyNext('job-accepted', '['.repeat(300_000) + ']'.repeat(300_000));
-      await report(world, { kind: 'accepted', uuid, at: 1 });
+      await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
       await world.connector.start();
       await waitUntil(
         'the report is completed',
-        async () => (await world.reportQueue.getJobState(reportJobId({ kind: 'accepted', uuid, at: 1 }))) === 'completed',
+        async () => (await world.reportQueue.getJobState(reportJobId({ uuid, round: R }, { kind: 'accepted' }))) === 'completed',
       );
       assert.equal(await world.reportQueue.getFailedCount(), 0);
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-accepted').length, 1, 'sent once');
@@ -164,7 +176,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
-  it('never enqueues a hostile or malformed job: rejects it by uuid when usable, logs why, keeps running', async () => {
+  it('never enqueues a hostile or malformed job: fails it by uuid when usable, with the reason as its log excerpt, logs why, keeps running', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     try {
       const traversal = randomUUID();
@@ -186,11 +198,15 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(good));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('the good job after the hostile ones is in build', async () => (await world.buildQueue.getJob(good)) !== undefined);
-      await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-rejected').length === 4);
+      await waitUntil('the good job after the hostile ones is in build', async () => (await buildJob(world, good)) !== undefined);
+      await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-failed').length === 4);
 
-      const rejected = world.standIn?.requests.filter((r) => r.request === 'job-rejected').map((r) => r['uuid']);
-      assert.deepEqual(rejected, [traversal, wrongTypes, unknownKind, noRepo]);
+      // Malformed beyond use: no worker can run it, so it is failed (rejecting would put it first in line again).
+      const failed = world.standIn?.requests.filter((r) => r.request === 'job-failed').map((r) => r['uuid']);
+      assert.deepEqual(failed, [traversal, wrongTypes, unknownKind, noRepo]);
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-rejected').length, 0);
+      const excerpt = world.standIn?.requests.find((r) => r.request === 'job-status' && r['uuid'] === noRepo)?.['log_excerpt'];
+      assert.equal(excerpt, 'this worker cannot run the job: job names no repository to upload to');
       const counts = await world.buildQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
       assert.equal(
         Object.values(counts).reduce((a, b) => a + b, 0),
@@ -204,10 +220,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       );
       assert.match(
         log,
-        /rejecting a job Lighthouse handed out: malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name/,
+        /malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name; reporting it failed to Lighthouse/,
       );
-      assert.match(log, /rejecting a job Lighthouse handed out: unknown job kind "rm-rf"/);
-      assert.match(log, /rejecting a job Lighthouse handed out: job names no repository to upload to/);
+      assert.match(log, /unknown job kind "rm-rf"; reporting it failed to Lighthouse/);
+      assert.match(log, /job names no repository to upload to; reporting it failed to Lighthouse/);
       assert.match(log, /Lighthouse answered the job request with an error: database is on fire/);
       assert.match(log, /job request: Lighthouse sent an unreadable reply: reply is not JSON/);
       assert.deepEqual(world.fatal, []);
@@ -228,11 +244,11 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       const endpoint = world.standIn?.endpoint ?? '';
       world.standIn?.close();
 
-      await report(world, { kind: 'accepted', uuid, at: 1 });
-      await report(world, { kind: 'status', uuid, at: 2, logExcerpt: 'one' }, 1);
-      await report(world, { kind: 'status', uuid, at: 3, logExcerpt: 'two' }, 2);
-      await report(world, { kind: 'status', uuid, at: 4, logExcerpt: 'three' }, 3);
-      await report(world, { kind: 'failed', uuid, at: 5, reason: 'FTBFS' });
+      await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
+      await report(world, { kind: 'status', uuid, round: R, at: 2, logExcerpt: 'one' }, 1);
+      await report(world, { kind: 'status', uuid, round: R, at: 3, logExcerpt: 'two' }, 2);
+      await report(world, { kind: 'status', uuid, round: R, at: 4, logExcerpt: 'three' }, 3);
+      await report(world, { kind: 'failed', uuid, round: R, at: 5, reason: 'FTBFS' });
       await sleep(1500);
       const revived = await startLighthouseStandIn({
         endpoint,
@@ -268,8 +284,8 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     const world = await startWorld({ redisUrl: redis.url, endpoint: 'tcp://127.0.0.1:9' });
     try {
       const uuid = randomUUID();
-      await report(world, { kind: 'accepted', uuid, at: 1 });
-      await report(world, { kind: 'success', uuid, at: 2 });
+      await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
+      await report(world, { kind: 'success', uuid, round: R, at: 2 });
       await world.connector.start();
       await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
       const started = Date.now();
@@ -284,7 +300,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
         paused: 0,
       });
       const [head] = await world.reportQueue.getJobs(['waiting'], 0, 0, true);
-      assert.equal(head?.id, `${uuid}.accepted`, 'the accepted report is still first in line');
+      assert.equal(head?.id, reportJobId({ uuid, round: R }, { kind: 'accepted' }), 'the accepted report is still first in line');
     } finally {
       await world.close();
     }
@@ -305,7 +321,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       );
       assert.equal(world.standIn?.requests.length, 0);
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
-      assert.equal(await world.buildQueue.getJob(uuid), undefined);
+      assert.equal(await buildJob(world, uuid), undefined);
     } finally {
       await world.close();
     }
@@ -329,21 +345,26 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
-  it('takes a job it rejected before as a new job when Lighthouse hands it out again, and relays the reports of the new round', async () => {
+  it('takes a job it rejected before again once its cool-down has passed, as a new round, and relays the reports of the new round', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
     const uuid = randomUUID();
-    let round = 0;
+    let handOuts = 0;
+    const rounds: string[] = [];
     // A stand-in builder: rejects the first round (say, a full disk), builds the second.
     const builder = new Worker(
       QueueName.build,
-      async () => {
-        round += 1;
-        await report(world, { kind: 'accepted', uuid, at: Date.now() });
-        await report(world, { kind: 'status', uuid, at: Date.now(), logExcerpt: `round ${round}` }, 1);
+      async (job) => {
+        handOuts += 1;
+        const { round } = buildPayloadSchema.parse(job.data);
+        rounds.push(round);
+        await report(world, { kind: 'accepted', uuid, round, at: Date.now() });
+        await report(world, { kind: 'status', uuid, round, at: Date.now(), logExcerpt: `round ${handOuts}` }, 1);
         await report(
           world,
-          round === 1 ? { kind: 'rejected', uuid, at: Date.now(), reason: 'disk full' } : { kind: 'success', uuid, at: Date.now() },
+          handOuts === 1
+            ? { kind: 'rejected', uuid, round, at: Date.now(), reason: 'disk full' }
+            : { kind: 'success', uuid, round, at: Date.now() },
         );
       },
       { connection, prefix: world.prefix },
@@ -354,17 +375,23 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 15_000);
       const relayed = world.standIn?.requests.filter((r) => String(r.request).startsWith('job-')).map((r) => [r.request, r['log_excerpt']]);
-      assert.deepEqual(relayed, [
-        ['job-accepted', undefined],
-        ['job-status', 'round 1'],
-        ['job-rejected', undefined],
-        ['job-accepted', undefined],
-        ['job-status', 'round 2'],
-        ['job-success', undefined],
-      ]);
+      // Hand-outs within the cool-down after the rejection go straight back (bounced, not built).
+      const bounced =
+        relayed?.filter(([request], index) => request === 'job-rejected' && relayed[index - 1]?.[0] === 'job-rejected').length ?? 0;
+      assert.deepEqual(
+        relayed?.filter(([request], index) => !(request === 'job-rejected' && relayed[index - 1]?.[0] === 'job-rejected')),
+        [
+          ['job-accepted', undefined],
+          ['job-status', 'round 1'],
+          ['job-rejected', undefined],
+          ['job-accepted', undefined],
+          ['job-status', 'round 2'],
+          ['job-success', undefined],
+        ],
+      );
       assert.deepEqual([world.standIn?.board.get(uuid)?.status, world.standIn?.board.get(uuid)?.result], ['DONE', 'success']);
-      assert.equal(round, 2);
-      assert.match(messages(world).join('\n'), /handed out again a job this worker rejected before/);
+      assert.equal(handOuts, 2, `built twice (and bounced ${bounced} hand-outs within the cool-down)`);
+      assert.equal(new Set(rounds).size, 2, 'each hand-out is a round of its own');
     } finally {
       await builder.close();
       connection.disconnect();
@@ -379,11 +406,11 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('the job is in build', async () => (await world.buildQueue.getJob(uuid)) !== undefined);
+      await waitUntil('the job is in build', async () => (await buildJob(world, uuid)) !== undefined);
       // The builder is now busy with something else: the rejected job is not fetched again.
       await world.heartbeat({ slots: 1, busy: 1 });
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-rejected' && r['uuid'] === uuid));
-      assert.equal(await world.buildQueue.getJob(uuid), undefined, 'the job left the build queue');
+      assert.equal(await buildJob(world, uuid), undefined, 'the job left the build queue');
       assert.match(messages(world).join('\n'), /no builder started the job within 0\.3 s; rejecting it back to Lighthouse/);
     } finally {
       await world.close();

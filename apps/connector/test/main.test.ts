@@ -133,11 +133,11 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
           config,
           `LighthouseServer = '${endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n[connector]\nReplyTimeout = 0.5\n`,
         );
-        const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), at: Date.now() };
-        const id = reportJobId(report);
+        const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), round: '1', at: Date.now() };
+        const id = reportJobId(report, { kind: 'accepted' });
         await reports.add(report.kind, report, { jobId: id });
-        const success: ReportPayload = { kind: 'success', uuid: report.uuid, at: Date.now() };
-        await reports.add(success.kind, success, { jobId: reportJobId(success) });
+        const success: ReportPayload = { kind: 'success', uuid: report.uuid, round: '1', at: Date.now() };
+        await reports.add(success.kind, success, { jobId: reportJobId(success, { kind: 'final' }) });
         const start = () => {
           const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
             stdio: 'ignore',

@@ -38,8 +38,9 @@ try {
   const signingKey = await loadSigningKey({ keyFile, keyId: fingerprint, passphraseFile: null });
 
   const uuid = randomUUID();
+  const round = String(Date.now());
   const workspacesDir = join(tmp, 'workspaces');
-  const dir = jobArtifactsDir(workspacesDir, uuid);
+  const dir = jobArtifactsDir(workspacesDir, { uuid, round });
   await mkdir(dir, { recursive: true });
   const debs = Array.from({ length: DEB_COUNT }, (_, i) => `bench${i}_1.0_amd64.deb`);
   for (const name of debs) {
@@ -82,6 +83,7 @@ try {
   await writeFile(join(dir, dudName), dud);
   const manifest: Manifest = {
     uuid,
+    round,
     repo: 'master',
     result: 'success',
     files: [

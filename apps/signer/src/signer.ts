@@ -1,16 +1,17 @@
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
+import { parseJobId, QueueName, signPayloadSchema, stageJobId, type Manifest, type UploadPayload } from '@spark/protocol';
 import {
-  QueueName,
-  reportJobId,
-  signPayloadSchema,
-  stageJobId,
-  uuidSchema,
-  type Manifest,
-  type ReportPayload,
-  type UploadPayload,
-} from '@spark/protocol';
-import { connectRedis, once, openQueue, openWorker, redisReady, runCloseSteps, type Logger } from '@spark/service';
+  connectRedis,
+  giveUp,
+  giveUpWhenFailed,
+  once,
+  openQueue,
+  openWorker,
+  redisReady,
+  runCloseSteps,
+  type Logger,
+} from '@spark/service';
 import { ArtifactError } from './artifact-error.js';
 import type { AuditLog } from './audit-log.js';
 import { signArtifacts } from './sign-artifacts.js';
@@ -42,15 +43,10 @@ const LOCK_DURATION_MS = 10_000;
 const STALLED_INTERVAL_MS = 5_000;
 const MAX_STALLED_COUNT = 3;
 
-function uuidOf(data: unknown): string | null {
-  const uuid = (data as { manifest?: { uuid?: unknown } } | null)?.manifest?.uuid;
-  return uuidSchema.safeParse(uuid).success ? (uuid as string) : null;
-}
-
 /**
  * The signer stage: takes `sign` jobs, verifies and signs the job's files
- * (see `signArtifacts`), and adds the `upload` job (id `<uuid>.upload`) with
- * the signed manifest. A job whose files fail verification is reported
+ * (see `signArtifacts`), and adds the round's `upload` job with the signed
+ * manifest. A job whose files fail verification is reported
  * `failed` to `report` and fails without retries, nothing signed.
  */
 export function createSigner(deps: SignerDeps): Signer {
@@ -63,32 +59,40 @@ export function createSigner(deps: SignerDeps): Signer {
   const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
   let worker: Worker | null = null;
 
-  const fail = async (uuid: string, reason: string): Promise<never> => {
-    const report: ReportPayload = { kind: 'failed', uuid, at: Date.now(), reason: reason.slice(0, 4096) };
-    await reportQueue.add(report.kind, report, { jobId: reportJobId(report) });
+  /** Reports the round failed (once: the report id is fixed per round) and fails the queue job without retries. */
+  const fail = async (jobId: string | undefined, reason: string): Promise<never> => {
+    const round = parseJobId(jobId);
+    if (round) await giveUp(reportQueue, round, 'failed', reason, logger);
+    else logger.error({ queueJobId: jobId }, `${reason}; the sign job names no job to report it by`);
     throw new UnrecoverableError(reason);
   };
 
   const handle = async (job: Job): Promise<void> => {
     const parsed = signPayloadSchema.safeParse(job.data);
-    const uuid = uuidOf(job.data);
     if (!parsed.success) {
-      const reason = `signer refused the sign job: invalid payload: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`;
-      logger.error({ jobId: job.id }, reason);
-      if (uuid) await fail(uuid, reason);
-      throw new UnrecoverableError(reason);
+      return fail(
+        job.id,
+        `signer refused the sign job: invalid payload: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+      );
     }
     const { manifest } = parsed.data;
-    const log = logger.child({ jobId: manifest.uuid });
+    const id = parseJobId(job.id);
+    if (id?.uuid !== manifest.uuid || id.round !== manifest.round) {
+      return fail(
+        job.id,
+        `signer refused the sign job: its manifest is for ${manifest.uuid}.${manifest.round}, not for the job it was queued as`,
+      );
+    }
+    const log = logger.child({ jobId: manifest.uuid, round: manifest.round });
     let signed: Manifest;
     try {
       signed = await signArtifacts({ workspacesDir: config.workspacesDir, signingKey: deps.signingKey, audit: deps.audit }, manifest);
     } catch (error) {
       if (!(error instanceof ArtifactError)) throw error;
       log.warn({ file: error.file, reason: error.reason }, `refused to sign: ${error.message}`);
-      return fail(manifest.uuid, `signer refused the build results, nothing was signed: ${error.message}`);
+      return fail(job.id, `signer refused the build results, nothing was signed: ${error.message}`);
     }
-    await uploadQueue.add(QueueName.upload, { manifest: signed } satisfies UploadPayload, { jobId: stageJobId(manifest.uuid, 'upload') });
+    await uploadQueue.add(QueueName.upload, { manifest: signed } satisfies UploadPayload, { jobId: stageJobId(manifest, 'upload') });
     log.info({ files: signed.files.length, changes: signed.changes, dud: signed.dud }, 'signed; handed to upload');
   };
 
@@ -101,20 +105,8 @@ export function createSigner(deps: SignerDeps): Signer {
         stalledInterval: STALLED_INTERVAL_MS,
         maxStalledCount: MAX_STALLED_COUNT,
       });
-      worker.on('failed', (job, error) => {
-        // The signer's own refusals have reported already (same report id); this catches the rest.
-        const uuid = uuidOf(job?.data);
-        if (!uuid) return;
-        const report: ReportPayload = {
-          kind: 'failed',
-          uuid,
-          at: Date.now(),
-          reason: `the signer could not finish the job: ${error.message}`.slice(0, 4096),
-        };
-        reportQueue
-          .add(report.kind, report, { jobId: reportJobId(report) })
-          .catch((err: unknown) => logger.error({ err, jobId: uuid }, 'cannot report a failed sign job'));
-      });
+      // The signer's own refusals have reported already (same report id); this catches the rest.
+      giveUpWhenFailed(worker, reportQueue, { outcome: 'failed', stage: 'signer' }, logger);
       logger.info({ fingerprint: deps.signingKey.fingerprint }, 'taking sign jobs');
     },
     close: once(async () => {

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
-import { jobArtifactsDir, type Manifest, type ManifestEntry } from '@spark/protocol';
+import { jobArtifactsDir, type JobRound, type Manifest, type ManifestEntry } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
 import { digestBuffer, digestStream, type FileDigests } from '@spark/service';
 
@@ -41,8 +41,8 @@ export function isControlFileName(name: string): boolean {
   return CONTROL_SUFFIXES.some((suffix) => name.endsWith(suffix));
 }
 
-async function resolveArtifactsDir(workspacesDir: string, uuid: string): Promise<string> {
-  const dir = jobArtifactsDir(workspacesDir, uuid);
+async function resolveArtifactsDir(workspacesDir: string, round: JobRound): Promise<string> {
+  const dir = jobArtifactsDir(workspacesDir, round);
   let root: string;
   let real: string;
   try {
@@ -123,7 +123,7 @@ async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedA
  * signed by an earlier attempt is verified by its kept original.
  */
 export async function verifyArtifacts(workspacesDir: string, manifest: Manifest): Promise<VerifiedArtifacts> {
-  const dir = await resolveArtifactsDir(workspacesDir, manifest.uuid);
+  const dir = await resolveArtifactsDir(workspacesDir, manifest);
   const originalsDir = join(dirname(dir), ORIGINALS_DIR);
   const files = new Map<string, VerifiedArtifact>();
   for (const entry of manifest.files) {

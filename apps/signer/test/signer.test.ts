@@ -26,6 +26,8 @@ import { createSigner, type Signer } from '../src/signer.js';
 import { loadSigningKey } from '../src/signing-key.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
+/** The round of every job these tests hand the signer. */
+const R = '1764405000000';
 const run = promisify(execFile);
 const spec = { name: 'hello-signer', version: '1.0' };
 
@@ -98,7 +100,7 @@ describe('spark-signer on the sign queue', () => {
   /** Copies build results into a new job's artifacts dir, adds a log and a `.dud` listing it; returns the manifest. */
   async function stage(files: string[]): Promise<{ manifest: Manifest; dir: string }> {
     const uuid = randomUUID();
-    const dir = jobArtifactsDir(workspacesDir, uuid);
+    const dir = jobArtifactsDir(workspacesDir, { uuid, round: R });
     await mkdir(dir, { recursive: true });
     for (const file of files) await copyFile(file, join(dir, basename(file)));
     const logName = `${spec.name}_${spec.version}_amd64.log`;
@@ -132,7 +134,7 @@ describe('spark-signer on the sign queue', () => {
       }),
     );
     const changes = names.find((name) => name.endsWith('.changes')) ?? null;
-    return { manifest: { uuid, repo: 'master', result: 'success', files: entries, changes, dud: dudName }, dir };
+    return { manifest: { uuid, round: R, repo: 'master', result: 'success', files: entries, changes, dud: dudName }, dir };
   }
 
   async function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
@@ -145,8 +147,8 @@ describe('spark-signer on the sign queue', () => {
   }
 
   async function sign(manifest: Manifest): Promise<Job<UploadPayload>> {
-    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest.uuid, 'sign') });
-    return waitForJob<UploadPayload>(uploadQueue, stageJobId(manifest.uuid, 'upload'));
+    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest, 'sign') });
+    return waitForJob<UploadPayload>(uploadQueue, stageJobId(manifest, 'upload'));
   }
 
   async function auditEntries(uuid: string): Promise<AuditEntry[]> {
@@ -241,7 +243,7 @@ describe('spark-signer on the sign queue', () => {
     const first = await sign(manifest);
     // As if the hand-off had failed: no upload job, and BullMQ runs the sign job again.
     await first.remove();
-    await (await waitForJob(signQueue, stageJobId(manifest.uuid, 'sign'))).remove();
+    await (await waitForJob(signQueue, stageJobId(manifest, 'sign'))).remove();
     const signed = (await sign(manifest)).data.manifest;
     await assertManifestMatchesDisk(dir, signed);
     for (const name of [signed.changes ?? assert.fail('no .changes'), signed.dud]) {
@@ -257,14 +259,15 @@ describe('spark-signer on the sign queue', () => {
     const uuid = randomUUID();
     const manifest = {
       uuid,
+      round: R,
       repo: 'master',
       result: 'success',
       files: [{ name: '../../etc/passwd', size: 1, sha256: '0'.repeat(64) }],
       changes: null,
       dud: '../../etc/passwd',
     };
-    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(uuid, 'sign') });
-    const report = await waitForJob<ReportPayload>(reportQueue, `${uuid}.final`);
+    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId({ uuid, round: R }, 'sign') });
+    const report = await waitForJob<ReportPayload>(reportQueue, reportJobId({ uuid, round: R }, { kind: 'final' }));
     assert.equal(report.data.kind, 'failed');
     assert.match(
       (report.data as { reason: string }).reason,
@@ -274,16 +277,16 @@ describe('spark-signer on the sign queue', () => {
 
   it('reports failed a sign job BullMQ failed because signers were killed while signing it too often', async () => {
     const { manifest } = await stage(binaryChanges);
-    const id = stageJobId(manifest.uuid, 'sign');
+    const id = stageJobId(manifest, 'sign');
     await signQueue.pause();
     await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
     // What BullMQ's stalled-job check writes once a job stalled more than maxStalledCount times.
     await connection.hset(`${signQueue.opts.prefix ?? ''}:${QueueName.sign}:${id}`, 'defa', 'job stalled more than allowable limit');
     await signQueue.resume();
-    const report = await waitForJob<ReportPayload>(reportQueue, `${manifest.uuid}.final`);
+    const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(manifest, { kind: 'final' }));
     assert.equal(report.data.kind, 'failed');
     assert.equal((report.data as { reason: string }).reason, 'the signer could not finish the job: job stalled more than allowable limit');
-    assert.equal(await uploadQueue.getJob(stageJobId(manifest.uuid, 'upload')), undefined, 'nothing handed to upload');
+    assert.equal(await uploadQueue.getJob(stageJobId(manifest, 'upload')), undefined, 'nothing handed to upload');
   });
 
   describe('refuses, signs nothing and reports failed when', () => {
@@ -354,9 +357,8 @@ describe('spark-signer on the sign queue', () => {
             (await readdir(staged.dir)).map(async (name) => [name, await readFile(join(staged.dir, name)).catch(() => null)] as const),
           ),
         );
-        await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest.uuid, 'sign') });
-        const failed: ReportPayload = { kind: 'failed', uuid: manifest.uuid, at: 0, reason: '' };
-        const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(failed));
+        await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest, 'sign') });
+        const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(manifest, { kind: 'final' }));
         assert.equal(report.data.kind, 'failed');
         assert.match((report.data as { reason: string }).reason, /^signer refused the build results, nothing was signed: /);
         assert.match((report.data as { reason: string }).reason, testCase.reason(debOf(staged.manifest), manifest));
@@ -366,10 +368,10 @@ describe('spark-signer on the sign queue', () => {
         }
         assert.deepEqual(await readdir(staged.dir), [...before.keys()]);
         assert.deepEqual(await auditEntries(manifest.uuid), []);
-        assert.equal(await uploadQueue.getJob(stageJobId(manifest.uuid, 'upload')), undefined);
-        const signJob = await waitForJob(signQueue, stageJobId(manifest.uuid, 'sign'));
+        assert.equal(await uploadQueue.getJob(stageJobId(manifest, 'upload')), undefined);
+        const signJob = await waitForJob(signQueue, stageJobId(manifest, 'sign'));
         for (let i = 0; i < 50 && !(await signJob.isFailed()); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-        assert.equal(await signQueue.getJobState(stageJobId(manifest.uuid, 'sign')), 'failed');
+        assert.equal(await signQueue.getJobState(stageJobId(manifest, 'sign')), 'failed');
       });
     }
   });

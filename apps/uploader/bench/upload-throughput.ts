@@ -85,7 +85,8 @@ try {
   // One upload job: the artifact hard-linked into a fresh workspace (the uploader removes the workspace).
   const uploadOnce = async (): Promise<{ seconds: number; received: string }> => {
     const uuid = randomUUID();
-    const artifacts = jobArtifactsDir(workspacesDir, uuid);
+    const round = String(Date.now());
+    const artifacts = jobArtifactsDir(workspacesDir, { uuid, round });
     await mkdir(artifacts, { recursive: true });
     const big = `big_1.0-1_amd64.${uuid}.tar`;
     await link(master, join(artifacts, big));
@@ -94,6 +95,7 @@ try {
     await writeFile(join(artifacts, dud), dudText);
     const manifest: Manifest = {
       uuid,
+      round,
       repo: 'master',
       result: 'success',
       files: [
@@ -104,11 +106,12 @@ try {
       dud,
     };
     const started = process.hrtime.bigint();
-    await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(uuid, 'upload') });
+    await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest, 'upload') });
     let state = '';
     while (state !== 'completed') {
-      state = await uploads.getJobState(stageJobId(uuid, 'upload'));
-      if (state === 'failed') throw new Error(`upload failed: ${(await uploads.getJob(stageJobId(uuid, 'upload')))?.failedReason ?? '?'}`);
+      state = await uploads.getJobState(stageJobId(manifest, 'upload'));
+      if (state === 'failed')
+        throw new Error(`upload failed: ${(await uploads.getJob(stageJobId(manifest, 'upload')))?.failedReason ?? '?'}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -2,8 +2,8 @@ import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Logger } from '@spark/service';
-import { jobArtifactsDir, jobWorkspaceDir, reportJobId, reportPayloadSchema, type Manifest, type ReportPayload } from '@spark/protocol';
+import { sendReport, type Logger } from '@spark/service';
+import { jobArtifactsDir, jobWorkspaceDir, type Manifest, type ReportPayload } from '@spark/protocol';
 import { uploadFiles, type UploadPolicy } from './upload-files.js';
 import { UploadPlanError, uploadOrder } from './upload-order.js';
 import { uploadProgress } from './upload-progress.js';
@@ -27,11 +27,12 @@ export interface UploadJobDeps {
 export function finalReport(manifest: Manifest, at: number): ReportPayload {
   switch (manifest.result) {
     case 'success':
-      return { kind: 'success', uuid: manifest.uuid, at };
+      return { kind: 'success', uuid: manifest.uuid, round: manifest.round, at };
     case 'failure':
       return {
         kind: 'failed',
         uuid: manifest.uuid,
+        round: manifest.round,
         at,
         reason: 'the build failed (X-Spark-Result: failure); its log and .dud are uploaded',
       };
@@ -39,6 +40,7 @@ export function finalReport(manifest: Manifest, at: number): ReportPayload {
       return {
         kind: 'failed',
         uuid: manifest.uuid,
+        round: manifest.round,
         at,
         reason: 'the build is waiting for dependencies (X-Spark-Result: depwait); its log and .dud are uploaded',
       };
@@ -53,11 +55,11 @@ export function finalReport(manifest: Manifest, at: number): ReportPayload {
  * Throws on failure with the workspace left in place for `spark retry-upload`.
  */
 export async function uploadJob(manifest: Manifest, deps: UploadJobDeps, logger: Logger): Promise<void> {
-  const progress = uploadProgress(deps.redis, deps.prefix, manifest.uuid);
-  const workspace = jobWorkspaceDir(deps.workspacesDir, manifest.uuid);
+  const progress = uploadProgress(deps.redis, deps.prefix, manifest);
+  const workspace = jobWorkspaceDir(deps.workspacesDir, manifest);
   if (!(await progress.isReported())) {
     const target = await lookUpTarget(deps.redis, deps.prefix, manifest.repo);
-    const dir = jobArtifactsDir(deps.workspacesDir, manifest.uuid);
+    const dir = jobArtifactsDir(deps.workspacesDir, manifest);
     await checkArtifacts(manifest, dir);
     const sizes = new Map(manifest.files.map((entry) => [entry.name, entry.size]));
     const items = (await uploadOrder(manifest, dir)).map((name) => ({
@@ -75,8 +77,8 @@ export async function uploadJob(manifest: Manifest, deps: UploadJobDeps, logger:
       `uploading ${items.length} files to ${manifest.repo}`,
     );
     await uploadFiles(items, progress, deps.policy, logger);
-    const report = reportPayloadSchema.parse(finalReport(manifest, Date.now()));
-    await deps.reports.add(report.kind, report, { jobId: reportJobId(report) });
+    const report = finalReport(manifest, Date.now());
+    await sendReport(deps.reports, report);
     await progress.markReported();
     logger.info({ report: report.kind }, `upload complete; reported ${report.kind} to Lighthouse`);
   }

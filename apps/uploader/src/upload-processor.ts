@@ -22,9 +22,10 @@ export function createUploadProcessor(deps: UploadJobDeps, logger: Logger): (job
       throw new UnrecoverableError(`invalid upload payload: ${problems}`);
     }
     const { manifest } = parsed.data;
-    const log = logger.child({ jobId: manifest.uuid });
-    if (job.id !== stageJobId(manifest.uuid, 'upload')) {
-      log.warn({ queueJobId: job.id }, `upload job id ${job.id ?? '?'} is not ${stageJobId(manifest.uuid, 'upload')}; uploading anyway`);
+    const log = logger.child({ jobId: manifest.uuid, round: manifest.round });
+    if (job.id !== stageJobId(manifest, 'upload')) {
+      log.error({ queueJobId: job.id }, `upload job id ${job.id ?? '?'} is not ${stageJobId(manifest, 'upload')}: not uploading it`);
+      throw new UnrecoverableError(`upload job ${job.id ?? '?'} carries the manifest of another job`);
     }
     try {
       await uploadJob(manifest, deps, log);

@@ -1,15 +1,16 @@
 import type { Redis } from 'ioredis';
+import { roundKey, type JobRound } from '@spark/protocol';
 
 /**
- * `<prefix>:upload-progress:<uuid>`: a hash recording, per file name, that
- * this job has `sent` it (a PUT was started: the archive may have stored it
+ * `<prefix>:upload-progress:<uuid>.<round>`: a hash recording, per file name, that
+ * this round has `sent` it (a PUT was started: the archive may have stored it
  * even if we never saw the answer) or that it is `done` (the archive has it),
  * and under `:reported` that the final report is queued. Lives in Redis so a
  * killed uploader resumes where it was instead of sending files twice. File
  * names start with an alphanumeric (FILE_NAME), so `:reported` never clashes.
  */
-export function uploadProgressKey(prefix: string, uuid: string): string {
-  return `${prefix}:upload-progress:${uuid}`;
+export function uploadProgressKey(prefix: string, round: JobRound): string {
+  return `${prefix}:upload-progress:${roundKey(round)}`;
 }
 
 const REPORTED = ':reported';
@@ -26,9 +27,9 @@ export interface UploadProgress {
   markReported(): Promise<void>;
 }
 
-/** The progress record of job `uuid`. */
-export function uploadProgress(redis: Redis, prefix: string, uuid: string): UploadProgress {
-  const key = uploadProgressKey(prefix, uuid);
+/** The progress record of a round. */
+export function uploadProgress(redis: Redis, prefix: string, round: JobRound): UploadProgress {
+  const key = uploadProgressKey(prefix, round);
   const set = async (field: string, value: string) => {
     await redis.multi().hset(key, field, value).expire(key, PROGRESS_TTL_SECONDS).exec();
   };

@@ -4,6 +4,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { reportJobId, stageJobId } from '@spark/protocol';
 import { startHarness, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey } from './signed-job.js';
 
@@ -50,7 +51,7 @@ describe('spark-uploader killed mid-job', () => {
     first.child.kill('SIGKILL');
     await first.exited;
     h.receiver.options.answerDelayMs = 0;
-    assert.equal(await h.uploads.getJobState(`${job.uuid}.upload`), 'active');
+    assert.equal(await h.uploads.getJobState(stageJobId(job.manifest, 'upload')), 'active');
 
     const second = startUploader(h.configFile);
     children.push(second.child);
@@ -68,7 +69,7 @@ describe('spark-uploader killed mid-job', () => {
       'the restarted uploader re-sent only the file whose answer it never saw, and took 403 as done',
     );
     assert.match(second.output(), /is already in the archive from an earlier attempt of this job/);
-    assert.equal(((await h.reports.getJob(`${job.uuid}.final`))?.data as { kind: string }).kind, 'success');
+    assert.equal(((await h.reports.getJob(reportJobId(job.manifest, { kind: 'final' })))?.data as { kind: string }).kind, 'success');
 
     second.child.kill('SIGTERM');
     assert.equal(await second.exited, 0);

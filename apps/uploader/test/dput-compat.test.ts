@@ -78,7 +78,7 @@ describe('dput-ng compatibility', () => {
       const dputArchive = join(h.root, 'dput-archive');
       await mkdir(dputArchive);
       h.receiver.options.dir = dputArchive;
-      // The profile spark writes (DESIGN.md: Upload), but unsigned uploads allowed: the throwaway key is in no keyring dput checks.
+      // The profile spark writes (as laniakea-spark writes it), but unsigned uploads allowed: the throwaway key is in no keyring dput checks.
       const dputCf = join(home, 'dput.cf');
       await writeFile(
         dputCf,

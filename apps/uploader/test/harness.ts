@@ -4,12 +4,23 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Queue } from 'bullmq';
 import { loadConfig, type SparkConfig } from '@spark/config';
-import { archiveTargetsKey, QueueName, stageJobId, type ArchiveTarget, type Manifest } from '@spark/protocol';
+import {
+  archiveTargetsKey,
+  jobRecordKey,
+  QueueName,
+  stageJobId,
+  type ArchiveTarget,
+  type NewJobRecord,
+  type Manifest,
+} from '@spark/protocol';
 import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
 
 /** Everything an uploader test runs against: Redis, a receiver, a spark.toml, the queues. */
+/** The round of every job these tests hand the uploader. */
+export const TEST_ROUND = '1764405000000';
+
 export interface Harness {
   redisServer: RedisServer;
   redis: Redis;
@@ -86,11 +97,24 @@ export async function startHarness(options: { attempts?: number } = {}): Promise
     setTargets,
     target,
     async addUpload(manifest) {
-      await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest.uuid, 'upload') });
+      // As the connector records each hand-out: `spark retry-upload <uuid>` finds the round through it.
+      const record: NewJobRecord = {
+        uuid: manifest.uuid,
+        round: manifest.round,
+        kind: 'package-build',
+        architecture: 'amd64',
+        repo: manifest.repo,
+        package: null,
+        version: null,
+        suite: 'bookworm',
+        receivedAt: Number(manifest.round),
+      };
+      await redis.set(jobRecordKey(prefix, manifest.uuid), JSON.stringify(record));
+      await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest, 'upload') });
     },
     async settled(uuid, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
-      const id = stageJobId(uuid, 'upload');
+      const id = stageJobId({ uuid, round: TEST_ROUND }, 'upload');
       while (Date.now() < deadline) {
         const state = await uploads.getJobState(id);
         if (state === 'completed' || state === 'failed') return state;

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jobArtifactsDir, jobLogFile, type BuildResult, type Manifest } from '@spark/protocol';
+import { TEST_ROUND } from './harness.js';
 
 const run = promisify(execFile);
 
@@ -83,7 +84,7 @@ export async function makeSignedJob(
   // Each job its own source name: the archive refuses a file name it already has.
   const source = `hello${uuid.slice(0, 8)}`;
   const result = options.result ?? 'success';
-  const dir = jobArtifactsDir(workspacesDir, uuid);
+  const dir = jobArtifactsDir(workspacesDir, { uuid, round: TEST_ROUND });
   await mkdir(dir, { recursive: true });
   const contents = new Map<string, Buffer>();
   const changesFiles = new Map<string, Buffer>();
@@ -118,9 +119,10 @@ export async function makeSignedJob(
   await clearsign(gnupgHome, join(dir, dud));
   contents.set(dud, await readFile(join(dir, dud)));
   await mkdir(logsDir, { recursive: true });
-  await writeFile(jobLogFile(logsDir, uuid), 'build log\n');
+  await writeFile(jobLogFile(logsDir, { uuid, round: TEST_ROUND }), 'build log\n');
   const manifest: Manifest = {
     uuid,
+    round: TEST_ROUND,
     repo: options.repo ?? 'master',
     result,
     files: [...contents].map(([name, data]) => ({ name, size: data.length, sha256: digest('sha256', data) })),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { jobLogFile, jobWorkspaceDir, stageJobId } from '@spark/protocol';
+import { jobLogFile, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
 import { runSparkCommand } from '@spark/testing';
 import { createUploader, type Uploader } from '../src/uploader.js';
 import { startHarness, type Harness } from './harness.js';
@@ -39,7 +39,8 @@ describe('spark-uploader', () => {
       assert.deepEqual(await readFile(join(h.archiveDir, repo, name)), data, `${name} differs in the archive`);
     }
   };
-  const finalReport = async (job: SignedJob) => (await h.reports.getJob(`${job.uuid}.final`))?.data as Record<string, unknown> | undefined;
+  const finalReport = async (job: SignedJob) =>
+    (await h.reports.getJob(reportJobId(job.manifest, { kind: 'final' })))?.data as Record<string, unknown> | undefined;
   const retryUpload = async (uuid: string) => {
     const { code, stdout, stderr } = await runSparkCommand(['retry-upload', uuid, '--config', h.configFile]);
     return { code, text: stdout + stderr };
@@ -55,9 +56,14 @@ describe('spark-uploader', () => {
       expectedOrder(job).map((name) => [`/_upload/master/${name}`, 201]),
     );
     await assertArchived(job);
-    assert.deepEqual(await finalReport(job), { kind: 'success', uuid: job.uuid, at: (await finalReport(job))?.['at'] });
-    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.uuid)), false);
-    assert.equal(await exists(jobLogFile(h.config.logsDir, job.uuid)), true);
+    assert.deepEqual(await finalReport(job), {
+      kind: 'success',
+      uuid: job.uuid,
+      round: job.manifest.round,
+      at: (await finalReport(job))?.['at'],
+    });
+    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.manifest)), false);
+    assert.equal(await exists(jobLogFile(h.config.logsDir, job.manifest)), true);
   });
 
   it('ends with every file exactly once when the archive fails half the PUTs with 503', async () => {
@@ -82,7 +88,7 @@ describe('spark-uploader', () => {
     await h.setTargets({ master: h.target, extra: h.target });
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
     assert.match(
       failed?.failedReason ?? '',
       new RegExp(
@@ -107,7 +113,7 @@ describe('spark-uploader', () => {
     h.receiver.options.failFiles = new Map([[`${job.source}_1.0-1_amd64.deb`, { status: 502, message: 'bad gateway' }]]);
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
     assert.match(
       failed?.failedReason ?? '',
       new RegExp(`gave up uploading ${job.source}_1\\.0-1_amd64\\.deb .* after 3 attempts; last: 502 bad gateway$`),
@@ -156,7 +162,7 @@ describe('spark-uploader', () => {
     const job = await newJob({ extraChangesNames: ['../../etc/passwd'] });
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
     assert.equal(
       failed?.failedReason,
       `upload failed: ${job.source}_1.0-1_amd64.changes lists "../../etc/passwd", which is not a plain file name`,
@@ -168,7 +174,7 @@ describe('spark-uploader', () => {
     const job = await newJob({ repo: 'nowhere' });
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.uuid, 'upload'));
+    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
     assert.match(
       failed?.failedReason ?? '',
       /^upload failed: Lighthouse names no upload target for repository nowhere \(known: master, extra\)$/,
@@ -184,7 +190,7 @@ describe('spark-uploader', () => {
     const missing = await retryUpload(uuid);
     assert.deepEqual(
       [missing.code, missing.text.trim()],
-      [1, `spark retry-upload: no upload job ${uuid}.upload in queue ${h.prefix}:upload`],
+      [1, `spark retry-upload: job ${uuid} was not handed out to this worker (no record of it under ${h.prefix}:jobs:)`],
     );
   });
 

@@ -3,5 +3,5 @@ export * from './lighthouse.js';
 export * from './queues.js';
 export * from './deb822.js';
 export * from './redis-keys.js';
-export * from './workspace.js';
+export * from './job-ids.js';
 export * from './builder-control.js';

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { fileNameSchema, repoNameSchema, sha256Schema, uuidSchema } from './debian-names.js';
 import { jobSchema } from './lighthouse.js';
+import { roundSchema, type ReportSlot } from './job-ids.js';
 
-/** The BullMQ queues of the pipeline, in the order a job passes them (DESIGN.md, Shape). */
+/** The BullMQ queues of the pipeline, in the order a job passes them (docs/architecture.md, The pipeline). */
 export const QueueName = {
   build: 'build',
   sign: 'sign',
@@ -18,25 +19,18 @@ export const QUEUE_NAMES: readonly QueueName[] = Object.values(QueueName);
 /** Default BullMQ key prefix; tests use a random one so they never share keys. */
 export const DEFAULT_QUEUE_PREFIX = 'spark';
 
-/**
- * The deterministic BullMQ job id of a job in a stage's queue, so that a
- * retried stage never adds the next stage's job twice. DESIGN.md writes these
- * as `<uuid>:sign`; BullMQ 5 refuses `:` in custom job ids, so we use `.`.
- */
-export function stageJobId(uuid: string, stage: Exclude<QueueName, 'report'>): string {
-  return stage === 'build' ? uuid : `${uuid}.${stage}`;
-}
-
-/** Payload of the `build` queue: the checked Lighthouse job and when the connector got it. */
+/** Payload of the `build` queue: the checked Lighthouse job, its round, and when the connector got it. */
 export const buildPayloadSchema = z.object({
   job: jobSchema,
+  /** This hand-out of the job (see job-ids.ts). */
+  round: roundSchema,
   /** ms since the epoch at which the connector received the job. */
   receivedAt: z.number().int().nonnegative(),
 });
 /** Payload of a `build` job. */
 export type BuildPayload = z.infer<typeof buildPayloadSchema>;
 
-/** Build results as the `.dud` `X-Spark-Result` field names them (DESIGN.md). */
+/** Build results as the `.dud` `X-Spark-Result` field names them (laniakea-spark). */
 export const BUILD_RESULTS = ['success', 'failure', 'depwait'] as const;
 /** The outcome of a build. */
 export type BuildResult = (typeof BUILD_RESULTS)[number];
@@ -58,6 +52,7 @@ export type ManifestEntry = z.infer<typeof manifestEntrySchema>;
 export const manifestSchema = z
   .object({
     uuid: uuidSchema,
+    round: roundSchema,
     repo: repoNameSchema,
     result: z.enum(BUILD_RESULTS),
     files: z.array(manifestEntrySchema).min(1).max(10_000),
@@ -104,16 +99,27 @@ const reasonSchema = z.string().max(4096);
  * `job-rejected`, `job-success`, `job-failed`, in order per job.
  */
 export const reportPayloadSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('accepted'), uuid: uuidSchema, at: z.number().int() }),
+  z.object({ kind: z.literal('accepted'), uuid: uuidSchema, round: roundSchema, at: z.number().int() }),
   z.object({
     kind: z.literal('status'),
     uuid: uuidSchema,
+    round: roundSchema,
     at: z.number().int(),
     logExcerpt: z.string().max(MAX_LOG_EXCERPT_CHARS + 256),
   }),
-  z.object({ kind: z.literal('rejected'), uuid: uuidSchema, at: z.number().int(), reason: reasonSchema }),
-  z.object({ kind: z.literal('success'), uuid: uuidSchema, at: z.number().int() }),
-  z.object({ kind: z.literal('failed'), uuid: uuidSchema, at: z.number().int(), reason: reasonSchema }),
+  z.object({
+    kind: z.literal('rejected'),
+    uuid: uuidSchema,
+    round: roundSchema,
+    at: z.number().int(),
+    reason: reasonSchema,
+    /** True when only an operator can fix the cause here (no debspawn image for the suite): see job-fetcher's give-up. */
+    needsOperator: z.boolean().optional(),
+    /** True when the job was handed back without a try: it came back within its back-off after an earlier rejection. */
+    bounced: z.boolean().optional(),
+  }),
+  z.object({ kind: z.literal('success'), uuid: uuidSchema, round: roundSchema, at: z.number().int() }),
+  z.object({ kind: z.literal('failed'), uuid: uuidSchema, round: roundSchema, at: z.number().int(), reason: reasonSchema }),
 ]);
 /** Payload of a `report` job. */
 export type ReportPayload = z.infer<typeof reportPayloadSchema>;
@@ -129,19 +135,16 @@ export const REPORT_REQUEST = {
   failed: 'job-failed',
 } as const satisfies Record<ReportKind, string>;
 
-/**
- * BullMQ job id of a report: one `accepted` and one terminal report per job
- * (a retried stage cannot report twice); status excerpts are numbered.
- */
-export function reportJobId(report: ReportPayload, statusSeq = 0): string {
+/** Which report slot a report fills: one `accepted`, numbered `status` excerpts, one terminal report per round. */
+export function reportSlot(report: ReportPayload, statusSeq = 0): ReportSlot {
   switch (report.kind) {
     case 'accepted':
-      return `${report.uuid}.accepted`;
+      return { kind: 'accepted' };
     case 'status':
-      return `${report.uuid}.status.${statusSeq}`;
+      return { kind: 'status', seq: statusSeq };
     case 'rejected':
     case 'success':
     case 'failed':
-      return `${report.uuid}.final`;
+      return { kind: 'final' };
   }
 }

@@ -1,8 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { manifestSchema, reportJobId, reportPayloadSchema, stageJobId, QUEUE_NAMES, QueueName } from '@spark/protocol';
+import {
+  jobArtifactsDir,
+  jobLogFile,
+  jobWorkspaceDir,
+  manifestSchema,
+  newRound,
+  parseJobId,
+  reportJobId,
+  reportPayloadSchema,
+  stageJobId,
+  QUEUE_NAMES,
+  QueueName,
+} from '@spark/protocol';
 
 const uuid = '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1';
+const round = '1764405000123';
+const r = { uuid, round };
 const sha = 'b'.repeat(64);
 
 describe('queues', () => {
@@ -11,19 +25,61 @@ describe('queues', () => {
     assert.equal(QueueName.sign, 'sign');
   });
 
-  it('gives each stage a deterministic job id', () => {
-    assert.equal(stageJobId(uuid, 'build'), uuid);
-    assert.equal(stageJobId(uuid, 'sign'), `${uuid}.sign`);
-    assert.equal(stageJobId(uuid, 'upload'), `${uuid}.upload`);
-    assert.equal(reportJobId({ kind: 'accepted', uuid, at: 1 }), `${uuid}.accepted`);
-    assert.equal(reportJobId({ kind: 'failed', uuid, at: 1, reason: 'x' }), `${uuid}.final`);
-    assert.equal(reportJobId({ kind: 'status', uuid, at: 1, logExcerpt: '' }, 3), `${uuid}.status.3`);
+  it('gives each stage of a round a fixed job id, and reads every id back', () => {
+    const ids = {
+      [stageJobId(r, 'build')]: { type: 'stage', stage: 'build' },
+      [stageJobId(r, 'sign')]: { type: 'stage', stage: 'sign' },
+      [stageJobId(r, 'upload')]: { type: 'stage', stage: 'upload' },
+      [reportJobId(r, { kind: 'accepted' })]: { type: 'report', slot: { kind: 'accepted' } },
+      [reportJobId(r, { kind: 'status', seq: 3 })]: { type: 'report', slot: { kind: 'status', seq: 3 } },
+      [reportJobId(r, { kind: 'final' })]: { type: 'report', slot: { kind: 'final' } },
+    };
+    assert.deepEqual(Object.keys(ids), [
+      `${uuid}.${round}`,
+      `${uuid}.${round}.sign`,
+      `${uuid}.${round}.upload`,
+      `${uuid}.${round}.accepted`,
+      `${uuid}.${round}.status.3`,
+      `${uuid}.${round}.final`,
+    ]);
+    for (const [id, parsed] of Object.entries(ids)) assert.deepEqual(parseJobId(id), { uuid, round, ...parsed });
+  });
+
+  it('reads nothing it did not build', () => {
+    for (const id of [
+      uuid,
+      `${uuid}.sign`,
+      `${uuid}.${round}.status.0`,
+      `${uuid}.x.sign`,
+      `../${uuid}.${round}`,
+      `${uuid}.${round}.final.x`,
+      '',
+    ]) {
+      assert.equal(parseJobId(id), null, id);
+    }
+  });
+
+  it('keeps two hand-outs of one uuid apart, even within one millisecond', () => {
+    const first = newRound(uuid, 1000);
+    const again = newRound(uuid, 1000, first.round);
+    assert.notEqual(stageJobId(first, 'build'), stageJobId(again, 'build'));
+    assert.notEqual(jobWorkspaceDir('/w', first), jobWorkspaceDir('/w', again));
+    assert.equal(newRound(uuid, 5000, first.round).round, '5000');
+  });
+
+  it('puts files of a round under names built from the uuid and round only', () => {
+    assert.equal(jobWorkspaceDir('/var/lib/lkspark/workspaces', r), `/var/lib/lkspark/workspaces/${uuid}.${round}`);
+    assert.equal(jobArtifactsDir('/w', r), `/w/${uuid}.${round}/artifacts`);
+    assert.equal(jobLogFile('/l', r), `/l/${uuid}.${round}.log`);
+    assert.throws(() => jobWorkspaceDir('/w', { uuid: '../../etc', round }), /not a UUID/);
+    assert.throws(() => jobLogFile('/l', { uuid, round: '1/../x' }), /not a hand-out time/);
   });
 });
 
 describe('manifestSchema', () => {
   const manifest = {
     uuid,
+    round,
     repo: 'master',
     result: 'success',
     files: [
@@ -63,11 +119,11 @@ describe('manifestSchema', () => {
 describe('reportPayloadSchema', () => {
   it('accepts each report kind and refuses an unknown one', () => {
     for (const report of [
-      { kind: 'accepted', uuid, at: 1 },
-      { kind: 'status', uuid, at: 1, logExcerpt: 'x' },
-      { kind: 'rejected', uuid, at: 1, reason: 'no image' },
-      { kind: 'success', uuid, at: 1 },
-      { kind: 'failed', uuid, at: 1, reason: 'FTBFS' },
+      { kind: 'accepted', uuid, round, at: 1 },
+      { kind: 'status', uuid, round, at: 1, logExcerpt: 'x' },
+      { kind: 'rejected', uuid, round, at: 1, reason: 'no image' },
+      { kind: 'success', uuid, round, at: 1 },
+      { kind: 'failed', uuid, round, at: 1, reason: 'FTBFS' },
     ]) {
       assert.equal(reportPayloadSchema.safeParse(report).success, true, report.kind);
     }

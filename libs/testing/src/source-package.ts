@@ -19,8 +19,8 @@ export interface SourcePackageSpec {
   architecture?: string;
   /** Distribution in the changelog (default `bookworm`). */
   distribution?: string;
-  /** Seconds the build sleeps before compiling, for tests that stop a build while it runs (default 0). */
-  buildSeconds?: number;
+  /** Shell command lines the build runs after compiling (recipe lines of `build-arch`), e.g. one that floods the log. */
+  buildCommands?: readonly string[];
 }
 
 /** The files a source package build made. */
@@ -78,8 +78,8 @@ DESTDIR := debian/$(PKG)
 
 build: build-arch build-indep
 build-arch build-indep:
-${spec.buildSeconds ? `\tsleep ${spec.buildSeconds}\n` : ''}\tgcc -Wall -Wextra -O2 -o hello hello.c
-
+\tgcc -Wall -Wextra -O2 -o hello hello.c
+${(spec.buildCommands ?? []).map((line) => `\t${line}\n`).join('')}
 clean:
 \trm -rf hello debian/$(PKG) debian/files debian/substvars
 

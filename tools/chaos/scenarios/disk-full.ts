@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { chaosChain, emptyResult, retireWhenRejected, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, retireWhenRejected, workspaceLeft, type Scenario } from '../harness.js';
 
 /** Size of the workspace tmpfs; the big package's source alone is larger. */
 const WORKSPACE_BYTES = 2 * 1024 * 1024;
@@ -33,12 +31,12 @@ export const diskFullScenario: Scenario = {
       const events = chaos.requestsOf(big.job.uuid).map((request) => String(request.request));
       if (events.includes('job-success') || events.includes('job-failed')) result.problems.push(`the big job ended ${events.join(',')}`);
       const reason = chaos.logs.find(
-        (line) => line.includes(big.job.uuid) && /job rejected back to Lighthouse/.test(line) && /no space left on device/i.test(line),
+        (line) => line.includes(big.job.uuid) && /no space left on device.*; rejecting it back to Lighthouse/i.test(line),
       );
       if (!reason) result.problems.push('no builder log line gives "no space left on device" as the reason of the rejection');
       else
         result.notes.push(`reason: ${(JSON.parse(reason.slice(reason.indexOf('{'))) as { reason?: string }).reason ?? ''}`.slice(0, 200));
-      if (existsSync(join(chaos.chain.config.workspacesDir, big.job.uuid))) result.problems.push('the big job left its workspace behind');
+      if (workspaceLeft(chaos.chain.config.workspacesDir, big.job.uuid)) result.problems.push('the big job left its workspace behind');
       result.jobs += 1;
       if (!chaos.chain.running('builder')) result.problems.push('the builder died');
       await chaos.verify(small, 'job-success', result);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { usageError } from '../commands.js';
 import { EXIT_CONFIG } from '@spark/config';
 import { createLogger, installShutdown, once } from '@spark/service';
 import { WATCH_OPTIONS, watchedHosts } from '../redis-targets.js';
@@ -33,15 +34,13 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
       strict: true,
     }));
   } catch (error) {
-    stderr.write(`spark dashboard: ${(error as Error).message}\n`);
-    return 64;
+    return usageError({ stderr }, 'dashboard', (error as Error).message);
   }
   const hosts: DashboardHost[] | null = watchedHosts(values, stderr);
   if (!hosts) return EXIT_CONFIG;
   const port = values.port === undefined ? 3000 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    stderr.write(`spark dashboard: --port must be 0..65535, got ${values.port}\n`);
-    return 64;
+    return usageError({ stderr }, 'dashboard', `--port must be 0..65535, got ${values.port}`);
   }
   let token: string | null = null;
   if (values['token-file']) {

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { usageError } from '../commands.js';
 import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, loadConfig } from '@spark/config';
 import { readFile, mkdir } from 'node:fs/promises';
@@ -11,17 +12,6 @@ export interface KeytoolIo {
   stderr: NodeJS.WritableStream;
 }
 
-/** Usage of `spark keytool`, also shown in `spark --help`. */
-export const KEYTOOL_USAGE = `  keytool key-new --id=ID --name=NAME --email=EMAIL [--organization=ORG] DIR
-                                 write DIR/ID.key and DIR/ID.key_secret (Laniakea keyfiles, as lk-keytool)
-  keytool install-worker-key [--config FILE] [--force] KEYFILE
-                                 install this worker's ID.key_secret as its Curve secret key
-  keytool install-server-key [--config FILE] [--force] KEYFILE
-                                 install Lighthouse's public key file for this worker
-  keytool install-trusted-key [--force] --dir DIR NAME KEYFILE
-                                 trust a worker's public key on a Lighthouse (or stand-in): DIR/NAME.pub.key`;
-
-const EXIT_USAGE = 64;
 const EXIT_FAILED = 1;
 
 /** Runs `spark keytool <subcommand>`; resolves to the exit code. */
@@ -38,13 +28,11 @@ export async function runKeytool(argv: string[], io: KeytoolIo): Promise<number>
         return await installTrusted(rest, io);
       case undefined:
       default:
-        io.stderr.write(`spark keytool: unknown subcommand ${JSON.stringify(sub ?? '')}\nusage:\n${KEYTOOL_USAGE}\n`);
-        return EXIT_USAGE;
+        return usageError(io, 'keytool', `unknown subcommand ${JSON.stringify(sub ?? '')}`);
     }
   } catch (error) {
     if (error instanceof UsageError) {
-      io.stderr.write(`spark keytool ${sub}: ${error.message}\nusage:\n${KEYTOOL_USAGE}\n`);
-      return EXIT_USAGE;
+      return usageError(io, `keytool ${sub}`, error.message);
     }
     if (error instanceof ConfigError) {
       io.stderr.write(`${error.message}\n`);

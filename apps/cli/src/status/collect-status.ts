@@ -1,11 +1,15 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  blockedKindSchema,
+  blockedKindsKey,
   builderHeartbeatPattern,
   builderHeartbeatSchema,
   lighthouseStatusKey,
   lighthouseStatusSchema,
+  parseJobId,
   QUEUE_NAMES,
+  type BlockedKind,
   type BuilderHeartbeat,
   type LighthouseStatus,
   type QueueName,
@@ -23,6 +27,8 @@ export interface QueueCounts {
 /** A job somewhere between `build` and the end of `upload`. */
 export interface JobInFlight {
   uuid: string;
+  /** Which hand-out of the job this is (job-ids.ts). */
+  round: string;
   stage: Exclude<QueueName, 'report'>;
   state: 'waiting' | 'active' | 'delayed' | 'failed';
   /** ms since the job entered this stage. */
@@ -39,6 +45,8 @@ export interface HostStatus {
   builders: (BuilderHeartbeat & { ageMs: number })[];
   lighthouse: LighthouseStatus | null;
   jobs: JobInFlight[];
+  /** Job kinds the connector leaves out of its requests for now, each with the job that came back rejected and why. */
+  blockedKinds: BlockedKind[];
 }
 
 const STAGES = ['build', 'sign', 'upload'] as const;
@@ -63,9 +71,11 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
       if ((STAGES as readonly string[]).includes(name)) {
         for (const state of STATES) {
           for (const job of await queue.getJobs([state], 0, 199)) {
-            if (!job?.id) continue;
+            const id = parseJobId(job?.id);
+            if (!job || id?.type !== 'stage') continue;
             jobs.push({
-              uuid: job.id.split('.')[0] as string,
+              uuid: id.uuid,
+              round: id.round,
               stage: name as JobInFlight['stage'],
               state,
               ageMs: Math.max(0, now - job.timestamp),
@@ -97,12 +107,16 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
   builders.sort((a, b) => a.id.localeCompare(b.id));
 
   const link = lighthouseStatusSchema.safeParse(parseJson(await redis.get(lighthouseStatusKey(prefix))));
+  const blockedKinds = Object.values(await redis.hgetall(blockedKindsKey(prefix)))
+    .map((text) => blockedKindSchema.safeParse(parseJson(text)))
+    .flatMap((parsed) => (parsed.success && parsed.data.until > now ? [parsed.data] : []));
   jobs.sort((a, b) => b.ageMs - a.ageMs);
   return {
     redis: redisLabel,
     prefix,
     queues,
     builders,
+    blockedKinds,
     lighthouse: link.success ? link.data : null,
     jobs,
   };

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { usageError } from '../commands.js';
 import { EXIT_CONFIG } from '@spark/config';
 import { connectRedis, redisReady } from '@spark/service';
 import { WATCH_OPTIONS, watchedHosts } from '../redis-targets.js';
@@ -36,8 +37,7 @@ export async function statusCommand(argv: string[], io: StatusIo): Promise<numbe
       strict: true,
     }));
   } catch (error) {
-    io.stderr.write(`spark status: ${(error as Error).message}\n`);
-    return 64;
+    return usageError(io, 'status', (error as Error).message);
   }
   const watched = watchedHosts(values, io.stderr);
   if (!watched) return EXIT_CONFIG;

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { loadCliConfig } from '../cli-config.js';
+import { usageError } from '../commands.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
 
 /** The four services, in pipeline order. */
@@ -41,8 +42,7 @@ export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableSt
     const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
     configFile = values.config ?? DEFAULT_CONFIG_FILE;
   } catch (error) {
-    io.stderr.write(`spark run: ${(error as Error).message}\n`);
-    return 64;
+    return usageError(io, 'run', (error as Error).message);
   }
   const config = loadCliConfig(configFile, io.stderr);
   if (!config) return EXIT_CONFIG;

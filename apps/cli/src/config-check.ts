@@ -1,0 +1,21 @@
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { loadCliConfig } from './cli-config.js';
+import { usageError, type CliIo } from './commands.js';
+
+/** `spark config check [--config FILE]`: prints the effective config as JSON; exit 0, 2 on a bad config, 64 on a bad command line. */
+export function runConfig(argv: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'check') return Promise.resolve(usageError(io, 'config', `expected "check", got ${JSON.stringify(sub ?? '')}`));
+  let file: string;
+  try {
+    const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
+    file = values.config ?? DEFAULT_CONFIG_FILE;
+  } catch (error) {
+    return Promise.resolve(usageError(io, 'config check', (error as Error).message));
+  }
+  const config = loadCliConfig(file, io.stderr);
+  if (!config) return Promise.resolve(EXIT_CONFIG);
+  io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  return Promise.resolve(0);
+}

@@ -1,0 +1,77 @@
+import type { Redis } from 'ioredis';
+import { JOB_RECORD_TTL_S, jobRecordKey, jobRecordSchema, newRound, type Job, type JobRecord, type JobRound } from '@spark/protocol';
+
+/**
+ * Records a hand-out of `job` received at `at` (ms) as its new round and
+ * returns that round. The round is the hand-out time, made later than the
+ * round recorded before when the clock has not moved past it (job-ids.ts).
+ */
+export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: number): Promise<JobRecord> {
+  const previous = await readJobRecord(redis, prefix, job.uuid);
+  const { round } = newRound(job.uuid, at, previous?.round);
+  const record: JobRecord = {
+    uuid: job.uuid.toLowerCase(),
+    round,
+    kind: job.kind,
+    architecture: job.architecture,
+    repo: job.repo,
+    package: job.kind === 'package-build' ? job.data.package_name : null,
+    version: job.kind === 'package-build' ? job.data.package_version : null,
+    suite: job.data.suite,
+    receivedAt: at,
+    // What earlier rounds ended in here stays with the job until a round of it ends otherwise.
+    rejections: previous?.rejections ?? 0,
+    firstRejectedAt: previous?.firstRejectedAt ?? null,
+    lastRejectedAt: previous?.lastRejectedAt ?? null,
+    lastRejection: previous?.lastRejection ?? null,
+    needsOperator: previous?.needsOperator ?? false,
+  };
+  await redis.set(jobRecordKey(prefix, job.uuid), JSON.stringify(record), 'EX', JOB_RECORD_TTL_S);
+  return record;
+}
+
+/** The job record of `uuid`, or null when there is none or it is unreadable. */
+export async function readJobRecord(redis: Redis, prefix: string, uuid: string): Promise<JobRecord | null> {
+  const text = await redis.get(jobRecordKey(prefix, uuid));
+  if (text === null) return null;
+  try {
+    return jobRecordSchema.parse(JSON.parse(text));
+  } catch {
+    return null;
+  }
+}
+
+/** True when `round` is the job's latest hand-out here (or no record says otherwise). */
+export async function isCurrentRound(redis: Redis, prefix: string, round: JobRound): Promise<boolean> {
+  const record = await readJobRecord(redis, prefix, round.uuid);
+  return record === null || record.round === round.round;
+}
+
+/**
+ * Notes in the job record how a round ended at Lighthouse: a delivered
+ * rejection adds to the job's rejection history; a success or failure clears
+ * it. Only the record's current round is noted (an earlier round's report says
+ * nothing about the new hand-out).
+ */
+export async function recordRoundEnd(
+  redis: Redis,
+  prefix: string,
+  round: JobRound,
+  end: { kind: 'rejected'; reason: string; needsOperator: boolean } | { kind: 'success' | 'failed' },
+  at: number,
+): Promise<void> {
+  const record = await readJobRecord(redis, prefix, round.uuid);
+  if (!record || record.round !== round.round) return;
+  const next: JobRecord =
+    end.kind === 'rejected'
+      ? {
+          ...record,
+          rejections: record.rejections + 1,
+          firstRejectedAt: record.firstRejectedAt ?? at,
+          lastRejectedAt: at,
+          lastRejection: end.reason,
+          needsOperator: end.needsOperator,
+        }
+      : { ...record, rejections: 0, firstRejectedAt: null, lastRejectedAt: null, lastRejection: null, needsOperator: false };
+  await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+}
