@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SignalTree } from './process-tree.js';
 import type { Command } from './run-logged.js';
 
 /** Where systemd registers machines; without it, systemd-nspawn needs `--keep-unit`. */
@@ -20,6 +21,15 @@ export const NSPAWN_WRAPPER_DIR = fileURLToPath(new URL('../nspawn-wrapper/', im
  * and runs the `debspawn` that spark.toml names.
  */
 export const BUILD_HELPER = '/usr/local/sbin/spark-build-helper';
+
+/** The {@link SignalTree} of a command run through sudo: the signal goes to sudo, which relays it. */
+export const signalSudo: SignalTree = (pid, signal) => {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // sudo is gone already.
+  }
+};
 
 /** How debspawn is started on this host. */
 export interface DebspawnEnvironment {
@@ -47,10 +57,10 @@ export function detectDebspawnEnvironment(debspawn: string): DebspawnEnvironment
 export function debspawnCommand(env: DebspawnEnvironment, args: readonly string[]): Command {
   const path = env.pathPrefix ? `${env.pathPrefix}${delimiter}${process.env['PATH'] ?? ''}` : undefined;
   if (env.useSudo) {
-    // The sudoers rule allows exactly the helper. Stopping a build signals sudo's
-    // process group: sudo relays SIGTERM to the helper, which ends debspawn and
-    // the container (TERM, grace, KILL) and also stops when sudo or we go away.
-    return { file: 'sudo', args: ['-n', env.helper ?? BUILD_HELPER, ...args] };
+    // The sudoers rule allows exactly the helper. A stop signals sudo alone (its
+    // tree runs as root): sudo relays SIGTERM to the helper, which ends debspawn
+    // and the container (TERM, grace, KILL), and also stops when sudo or we go away.
+    return { file: 'sudo', args: ['-n', env.helper ?? BUILD_HELPER, ...args], signalTree: signalSudo };
   }
   return { file: env.debspawn, args, ...(path ? { env: { PATH: path } } : {}) };
 }
