@@ -75,7 +75,8 @@ describe('spark-uploader over https', () => {
     const exited = once(child, 'exit');
     try {
       await h.addUpload(job.manifest);
-      assert.equal(await h.settled(job.uuid), 'completed', output);
+      const settled = await h.settled(job.uuid).catch((error: Error) => `${error.message}`);
+      assert.equal(settled, 'completed', output);
     } finally {
       child.kill('SIGTERM');
       await exited;
@@ -93,10 +94,14 @@ describe('spark-uploader over https', () => {
   it('goes through https_proxy with CONNECT, and around it when no_proxy names the host', { timeout: 90_000 }, async () => {
     const tunnels: string[] = [];
     const proxy: Server = createServer((_req, res) => res.writeHead(405).end());
+    // Tunnelled sockets leave the server's bookkeeping: close them ourselves at the end.
+    const sockets = new Set<{ destroy(): void }>();
     proxy.on('connect', (req, client) => {
       tunnels.push(req.url ?? '');
+      sockets.add(client);
       const [host, port] = (req.url ?? '').split(':');
       const upstream = connect(Number(port), host, () => {
+        sockets.add(upstream);
         client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         upstream.pipe(client);
         client.pipe(upstream);
@@ -113,6 +118,7 @@ describe('spark-uploader over https', () => {
       await uploadWith({ SSL_CERT_FILE: certFile, HTTPS_PROXY: proxyUrl, no_proxy: 'localhost,127.0.0.1' });
       assert.equal(tunnels.length, before, 'no_proxy bypasses the proxy');
     } finally {
+      for (const socket of sockets) socket.destroy();
       proxy.closeAllConnections();
       await new Promise((resolve) => proxy.close(resolve));
     }
