@@ -220,6 +220,9 @@ export function createBuilder(deps: BuilderDeps): Builder {
           maxStalledCount: MAX_STALLED_COUNT,
         },
       );
+      // A slot is free once BullMQ has moved the job on (the connector counts BullMQ's active jobs too).
+      worker.on('completed', () => void heartbeat?.announce());
+      worker.on('failed', () => void heartbeat?.announce());
       giveUpWhenFailed(
         worker,
         reportQueue,

@@ -142,3 +142,12 @@ export type NewJobRecord = z.input<typeof jobRecordSchema>;
 export function connectorLockKey(prefix: string): string {
   return `${prefix}:connector`;
 }
+
+/**
+ * `<prefix>:capacity`: a pub/sub channel on which a builder announces that its
+ * capacity grew — it registered, or a slot freed — so the connector asks
+ * Lighthouse at once instead of at its next poll.
+ */
+export function builderCapacityChannel(prefix: string): string {
+  return `${prefix}:capacity`;
+}
