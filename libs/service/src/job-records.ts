@@ -18,6 +18,7 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
     package: job.kind === 'package-build' ? job.data.package_name : null,
     version: job.kind === 'package-build' ? job.data.package_version : null,
     suite: job.data.suite,
+    doIndep: job.kind === 'package-build' ? job.data.do_indep : null,
     receivedAt: at,
   };
   await redis.set(jobRecordKey(prefix, job.uuid), JSON.stringify(record), 'EX', JOB_RECORD_TTL_S);
