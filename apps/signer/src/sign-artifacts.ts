@@ -83,6 +83,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
   const { record } = origin;
   checkRecord(record, manifest);
   const verified = await verifyArtifacts(deps.workspacesDir, manifest);
+  const opened: JobDir[] = [];
   try {
     const { files } = verified;
     const changes = manifest.changes === null ? null : readControlFile(artifactOf(files, manifest.changes, '.changes'));
@@ -92,6 +93,8 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
     const controls = changes ? [changes, dud] : [dud];
     for (const control of controls) checkListedFiles(control, files);
     checkNothingUnlisted(manifest, controls);
+    const originals = await openOriginalsForWriting(verified.workspace);
+    opened.push(originals);
     await deps.afterChecks?.();
 
     const signatures: Signature[] = [];
@@ -116,8 +119,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
     await signControl(dud);
 
     // The last moment a refusal still means nothing was signed: no signature has left memory yet.
-    await verified.workspace.checkInPlace();
-    await verified.artifacts.checkInPlace();
+    for (const dir of [verified.workspace, verified.artifacts, originals]) await dir.checkInPlace();
     const job = auditJob(manifest, origin);
     for (const signature of signatures) {
       await deps.audit.append({
@@ -131,7 +133,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
       });
     }
     await keepOriginals(
-      verified.workspace,
+      originals,
       signatures.map((signature) => artifactOf(files, signature.name, 'signed file')),
     );
     await replaceFiles(verified.artifacts, signatures);
@@ -144,6 +146,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
       }),
     };
   } finally {
+    for (const dir of opened) await dir.close().catch(() => undefined);
     await verified.close();
   }
 }
@@ -158,22 +161,22 @@ async function createFile(path: string, content: Buffer): Promise<void> {
   }
 }
 
-/** Keeps each control file as verified, once: a retry must not keep the signed file it left behind. */
-async function keepOriginals(workspace: JobDir, artifacts: readonly VerifiedArtifact[]): Promise<void> {
+/** Creates `<workspace>/signer-originals` when missing and opens it (a link planted there is refused). */
+async function openOriginalsForWriting(workspace: JobDir): Promise<JobDir> {
   // mkdir never follows a link at the name: a planted link makes it fail with EEXIST, and opening it then refuses it.
   await mkdir(workspace.at(ORIGINALS_DIR), { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'EEXIST') throw error;
   });
-  const originals = await openJobDir(workspace.at(ORIGINALS_DIR), join(workspace.path, ORIGINALS_DIR), ORIGINALS_DIR);
-  try {
-    for (const { entry, content } of artifacts) {
-      if (!content) continue;
-      await createFile(originals.at(entry.name), content).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      });
-    }
-  } finally {
-    await originals.close();
+  return openJobDir(workspace.at(ORIGINALS_DIR), join(workspace.path, ORIGINALS_DIR), ORIGINALS_DIR);
+}
+
+/** Keeps each control file as verified, once: a retry must not keep the signed file it left behind. */
+async function keepOriginals(originals: JobDir, artifacts: readonly VerifiedArtifact[]): Promise<void> {
+  for (const { entry, content } of artifacts) {
+    if (!content) continue;
+    await createFile(originals.at(entry.name), content).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
   }
 }
 
