@@ -101,7 +101,12 @@ export function createBuilder(deps: BuilderDeps): Builder {
     logger,
     statusIntervalMs: settings.statusIntervalMs,
     maxBuildTimeMs: settings.maxBuildTimeMs,
-    runnerSettings: { debspawn, idleOutputTimeoutMs: settings.idleOutputTimeoutMs, killGraceMs: deps.killGraceMs ?? 10_000 },
+    runnerSettings: {
+      debspawn,
+      idleOutputTimeoutMs: settings.idleOutputTimeoutMs,
+      killGraceMs: deps.killGraceMs ?? 10_000,
+      allowFileUrls: settings.allowFileUrls,
+    },
   };
 
   const onControl = (channel: string, message: string) => {

@@ -49,7 +49,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
 
   let fetched;
   try {
-    fetched = await fetchSource(job.data.dsc_url, job.data.sha256sum, sourceDir, log, signal);
+    fetched = await fetchSource(job.data.dsc_url, job.data.sha256sum, sourceDir, log, signal, { allowFileUrls: ctx.allowFileUrls });
   } catch (error) {
     if (signal.aborted) return stoppedOutcome(stopReason(signal));
     if (error instanceof SourceFetchError) return { type: 'rejected', reason: `source refused: ${error.message}` };

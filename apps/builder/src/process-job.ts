@@ -38,7 +38,7 @@ export interface JobDeps {
   statusIntervalMs: number;
   maxBuildTimeMs: number;
   /** Everything of RunnerContext that is not per job. */
-  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs'>;
+  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs' | 'allowFileUrls'>;
 }
 
 /** How a `build` job ended, as the BullMQ job's return value. */

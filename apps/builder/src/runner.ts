@@ -15,6 +15,8 @@ export interface RunnerContext<J extends Job = Job> {
   debspawn: DebspawnEnvironment;
   idleOutputTimeoutMs: number;
   killGraceMs: number;
+  /** Development only (`[builder] AllowFileUrls`): accept `file://` source URLs. */
+  allowFileUrls: boolean;
 }
 
 /** A control file and the files it lists, all in one directory. */

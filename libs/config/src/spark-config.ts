@@ -42,6 +42,12 @@ export interface BuilderSettings {
   debspawn: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9622, plus the instance number − 1 for `spark-builder@N`; 0 turns it off). */
   metricsPort: number;
+  /**
+   * Development only: accept `file://` source URLs in jobs (`AllowFileUrls`,
+   * default false). Never set on a production worker: a job could make the
+   * builder read any file it can read.
+   */
+  allowFileUrls: boolean;
 }
 
 /** Settings of the signer (`[signer]` table). */
@@ -171,7 +177,7 @@ const TOP_LEVEL_KEYS = [
 
 const SERVICE_KEYS = {
   connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'MetricsPort'],
-  builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn', 'MetricsPort'],
+  builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn', 'MetricsPort', 'AllowFileUrls'],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
   uploader: ['FileTimeout', 'Attempts', 'MetricsPort'],
 } as const;
@@ -307,6 +313,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
     metricsPort: metricsPort(builderTable, 'builder', 9622),
+    allowFileUrls: reader.boolean(builderTable, 'builder', 'AllowFileUrls') ?? false,
   };
   const signer: SignerSettings = {
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
@@ -441,6 +448,16 @@ class TableReader {
       return undefined;
     }
     return value as string[];
+  }
+
+  boolean(table: Table, section: string | null, key: string): boolean | undefined {
+    const value = table[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'boolean') {
+      this.error(section, key, `expected true or false, got ${describeType(value)}`);
+      return undefined;
+    }
+    return value;
   }
 
   integer(table: Table, section: string | null, key: string, range: { min: number; max: number }): number | undefined {
