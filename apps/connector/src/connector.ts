@@ -1,5 +1,5 @@
 import type { SparkConfig } from '@spark/config';
-import { connectRedis, once, openQueue, redisReady, runCloseSteps, type Logger } from '@spark/service';
+import { connectRedis, once, openQueue, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
 import { lighthouseStatusKey, QueueName } from '@spark/protocol';
 import type { ConnectorKeys } from './curve-keys.js';
 import { createLighthouseLink } from './lighthouse-link.js';
@@ -36,8 +36,9 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const prefix = config.queuePrefix;
   // A job Lighthouse handed out must reach the build queue even if Redis is restarting:
   // this connection waits for Redis (queues commands) rather than failing fast.
-  const producer = connectRedis(config.redisUrl, 'worker');
-  const workerConnection = connectRedis(config.redisUrl, 'worker');
+  const login = redisLogin(config.redisCredentialsDir, 'connector');
+  const producer = connectRedis(config.redisUrl, 'worker', login);
+  const workerConnection = connectRedis(config.redisUrl, 'worker', login);
   producer.on('error', (err) => logger.error({ err }, 'Redis connection error'));
   workerConnection.on('error', (err) => logger.error({ err }, 'Redis connection error (report relay)'));
   const buildQueue = openQueue(QueueName.build, producer, prefix, logger);

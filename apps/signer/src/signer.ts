@@ -16,6 +16,7 @@ import {
   giveUpWhenFailed,
   once,
   readJobRecord,
+  redisLogin,
   openQueue,
   openWorker,
   redisReady,
@@ -30,7 +31,7 @@ import type { SigningKey } from './signing-key.js';
 
 /** What the signer service is made of. */
 export interface SignerDeps {
-  config: Pick<SparkConfig, 'redisUrl' | 'queuePrefix' | 'workspacesDir'>;
+  config: Pick<SparkConfig, 'redisUrl' | 'queuePrefix' | 'workspacesDir'> & Partial<Pick<SparkConfig, 'redisCredentialsDir'>>;
   logger: Logger;
   signingKey: SigningKey;
   audit: AuditLog;
@@ -77,10 +78,11 @@ async function uploadTargetOf(redis: Redis, prefix: string, repo: string): Promi
  */
 export function createSigner(deps: SignerDeps): Signer {
   const { config, logger } = deps;
-  const workerRedis = connectRedis(config.redisUrl, 'worker');
+  const login = redisLogin(config.redisCredentialsDir, 'signer');
+  const workerRedis = connectRedis(config.redisUrl, 'worker', login);
   // Hand-offs happen inside job processing: while Redis is away they must wait for it
   // (a 'worker' connection queues commands), not fail the job as a fail-fast producer would.
-  const producerRedis = connectRedis(config.redisUrl, 'worker');
+  const producerRedis = connectRedis(config.redisUrl, 'worker', login);
   const uploadQueue = openQueue(QueueName.upload, producerRedis, config.queuePrefix, logger);
   const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
   let worker: Worker | null = null;

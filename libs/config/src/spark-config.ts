@@ -106,6 +106,13 @@ export interface SparkConfig {
   redisUrl: string;
   /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
   queuePrefix: string;
+  /**
+   * Directory of the Redis ACL users' password files (`RedisCredentialsDir`,
+   * default none: no login, Redis's default user as before). When set, each
+   * service logs in as `spark-<service>` with `<dir>/spark-<service>.password`
+   * (see `spark redis-acl`).
+   */
+  redisCredentialsDir: string | null;
   /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
   gpgSecretKeyFile: string | null;
   connector: ConnectorSettings;
@@ -172,6 +179,7 @@ const TOP_LEVEL_KEYS = [
   'CurveKeysDir',
   'RedisUrl',
   'QueuePrefix',
+  'RedisCredentialsDir',
   'GpgSecretKeyFile',
 ] as const;
 
@@ -277,6 +285,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     reader.error(null, 'QueuePrefix', 'expected 1 to 64 letters, digits, "_" or "-"');
   }
   const gpgSecretKeyFile = reader.path(data, null, 'GpgSecretKeyFile') ?? null;
+  const redisCredentialsDir = reader.path(data, null, 'RedisCredentialsDir') ?? null;
 
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
     const value = data[name];
@@ -354,6 +363,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     lighthouseServerKeyFile: join(curveKeysDir, `${machineName}_lighthouse-server.pub`),
     redisUrl,
     queuePrefix,
+    redisCredentialsDir,
     gpgSecretKeyFile,
     connector,
     builder,
