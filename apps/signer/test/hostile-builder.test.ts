@@ -24,7 +24,17 @@ import {
   type ReportPayload,
   type UploadPayload,
 } from '@spark/protocol';
-import { connectRedis, createLogger, type Redis } from '@spark/service';
+import {
+  connectRedis,
+  createLogger,
+  redisAclFile,
+  redisLogin,
+  redisPasswordFile,
+  redisReady,
+  REDIS_USERS,
+  type Redis,
+  type RedisRoleName,
+} from '@spark/service';
 import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { AuditLogError, openAuditLog, type AuditEntry, type RefusalEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
@@ -61,7 +71,12 @@ describe('a hostile builder against the signer', () => {
   let keyring: string;
   let binaryChanges: string[];
   let sourceChanges: string[];
-  let connection: Redis;
+  /** The connector's connection: writes the job records and the upload targets, as only it may. */
+  let connector: Redis;
+  /** The builder's connection, with the builder's credentials: all it can reach in Redis. */
+  let builderRedis: Redis;
+  /** The operator's read-only connection, to watch the queues. */
+  let operator: Redis;
   let signQueue: Queue;
   let uploadQueue: Queue;
   let reportQueue: Queue;
@@ -71,9 +86,25 @@ describe('a hostile builder against the signer', () => {
   let hook: (() => Promise<void>) | null = null;
 
   before(async () => {
-    redis = await startRedisServer();
     gpg = await makeGpgHome();
     tmp = await mkdtemp(join(tmpdir(), 'spark-hostile-'));
+    // Redis as the install step sets it up: one ACL user per service, the default user off.
+    prefix = randomQueuePrefix();
+    const credentialsDir = join(tmp, 'redis-credentials');
+    await mkdir(credentialsDir);
+    const roles = Object.keys(REDIS_USERS) as RedisRoleName[];
+    const passwords = Object.fromEntries(roles.map((role) => [role, randomUUID()])) as Record<RedisRoleName, string>;
+    for (const role of roles) await writeFile(redisPasswordFile(credentialsDir, role), passwords[role], { mode: 0o400 });
+    await writeFile(join(tmp, 'users.acl'), redisAclFile(prefix, passwords));
+    redis = await startRedisServer({ args: ['--aclfile', join(tmp, 'users.acl')] });
+    const as = async (role: RedisRoleName) => {
+      const connection = connectRedis(redis.url, 'worker', redisLogin(credentialsDir, role));
+      await redisReady(connection);
+      return connection;
+    };
+    connector = await as('connector');
+    builderRedis = await as('builder');
+    operator = await as('operator');
     workspacesDir = join(tmp, 'root', 'workspaces');
     await mkdir(workspacesDir, { recursive: true });
     auditFile = join(tmp, 'signer-logs', 'signer.log');
@@ -95,30 +126,28 @@ describe('a hostile builder against the signer', () => {
     binaryChanges = await listed(changes);
     sourceChanges = await listed(full);
 
-    prefix = randomQueuePrefix();
     const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
     signer = createSigner({
-      config: { redisUrl: redis.url, queuePrefix: prefix, workspacesDir },
+      config: { redisUrl: redis.url, queuePrefix: prefix, workspacesDir, redisCredentialsDir: credentialsDir },
       logger: createLogger('spark-signer', quiet),
       signingKey: await loadSigningKey({ keyFile: join(tmp, 'worker_secret.gpg'), keyId: fingerprint, passphraseFile: null }),
       audit: await openAuditLog(auditFile),
       afterChecks: () => hook?.() ?? Promise.resolve(),
     });
     await signer.start();
-    connection = connectRedis(redis.url, 'worker');
-    await connection.set(
+    await connector.set(
       archiveTargetsKey(prefix),
       JSON.stringify({ archive_repos: { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' } }, receivedAt: 1 }),
     );
-    signQueue = new Queue(QueueName.sign, { connection, prefix });
-    uploadQueue = new Queue(QueueName.upload, { connection, prefix });
-    reportQueue = new Queue(QueueName.report, { connection, prefix });
+    signQueue = new Queue(QueueName.sign, { connection: builderRedis, prefix });
+    uploadQueue = new Queue(QueueName.upload, { connection: operator, prefix });
+    reportQueue = new Queue(QueueName.report, { connection: operator, prefix });
   });
 
   after(async () => {
     await signer.close();
     await Promise.all([signQueue.close(), uploadQueue.close(), reportQueue.close()]);
-    await connection.quit();
+    await Promise.all([connector.quit(), builderRedis.quit(), operator.quit()]);
     await redis.stop();
     await gpg.close();
     await rm(tmp, { recursive: true, force: true });
@@ -179,7 +208,7 @@ describe('a hostile builder against the signer', () => {
       receivedAt: Number(R),
       ...options.record,
     };
-    await connection.set(jobRecordKey(prefix, uuid), JSON.stringify(record));
+    await connector.set(jobRecordKey(prefix, uuid), JSON.stringify(record));
     return {
       manifest: { uuid, round: R, repo: 'master', result: 'success', files: entries, changes, dud: dudName },
       record,
@@ -269,10 +298,46 @@ describe('a hostile builder against the signer', () => {
     assert.deepEqual(afterwards, before, 'no file anywhere was created, changed or removed');
   }
 
+  describe('Redis with the builder\u2019s credentials', () => {
+    it('cannot write a job record that would make a foreign package its job', async () => {
+      const staged = await stage();
+      const manifest = await rewrite(staged, staged.manifest.changes ?? '', setField('Source', 'openssh'));
+      const forged = JSON.stringify({ ...staged.record, package: 'openssh' });
+      await assert.rejects(builderRedis.set(jobRecordKey(prefix, staged.manifest.uuid), forged), /^ReplyError: NOPERM/);
+      await assert.rejects(
+        builderRedis.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, jobRecordKey(prefix, staged.manifest.uuid), forged),
+        /^ReplyError: NOPERM/,
+      );
+      await refusedUnchanged(staged, manifest, /Source is "openssh", the job was handed out for "hello-hostile"$/);
+    });
+
+    it('cannot redirect uploads by rewriting the upload targets', async () => {
+      await assert.rejects(
+        builderRedis.set(archiveTargetsKey(prefix), JSON.stringify({ archive_repos: {}, receivedAt: 2 })),
+        /^ReplyError: NOPERM/,
+      );
+      assert.match((await connector.get(archiveTargetsKey(prefix))) ?? '', /archive\.example\.org/);
+    });
+
+    it('cannot hand anything to the upload queue past the signer', async () => {
+      const staged = await stage();
+      const uploads = new Queue(QueueName.upload, { connection: builderRedis, prefix });
+      try {
+        await assert.rejects(
+          uploads.add(QueueName.upload, { manifest: staged.manifest }, { jobId: stageJobId(staged.manifest, 'upload') }),
+          /NOPERM/,
+        );
+      } finally {
+        await uploads.close();
+      }
+      assert.equal(await uploadQueue.getJob(stageJobId(staged.manifest, 'upload')), undefined);
+    });
+  });
+
   describe('a job that is not the one Lighthouse handed out', () => {
     it('refuses a job the connector has no record of', async () => {
       const staged = await stage();
-      await connection.del(jobRecordKey(prefix, staged.manifest.uuid));
+      await connector.del(jobRecordKey(prefix, staged.manifest.uuid));
       await refusedUnchanged(staged, staged.manifest, /job: no job record for [0-9a-f-]+: this worker's connector did not hand it out/);
     });
 
