@@ -54,7 +54,11 @@ export interface BuilderSettings {
 export interface SignerSettings {
   /** File holding the secret key's passphrase (`PassphraseFile`), or null for an unprotected key. */
   passphraseFile: string | null;
-  /** Append-only log of every signature (`AuditLog`, default `<WorkspaceRoot>/audit/signer.log`). */
+  /**
+   * Append-only log of every signature and refusal (`AuditLog`; default
+   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it,
+   * else `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
+   */
   auditLog: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9623; 0 turns it off). */
   metricsPort: number;
@@ -155,11 +159,14 @@ export interface LoadedConfig {
 export interface ConfigEnvironment {
   hostname: () => string;
   architectures: () => string[];
+  /** systemd's `$LOGS_DIRECTORY` (set by `LogsDirectory=`), where the signer's audit log goes by default. */
+  logsDirectory?: () => string | undefined;
 }
 
 const systemEnvironment: ConfigEnvironment = {
   hostname: () => readHostname(),
   architectures: () => defaultArchitectures(),
+  logsDirectory: () => process.env['LOGS_DIRECTORY']?.split(':')[0] || undefined,
 };
 
 type Value = unknown;
@@ -326,7 +333,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   };
   const signer: SignerSettings = {
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
-    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(workspaceRoot, 'audit', 'signer.log'),
+    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(env.logsDirectory?.() ?? join(workspaceRoot, 'audit'), 'signer.log'),
     metricsPort: metricsPort(signerTable, 'signer', 9623),
   };
   const uploader: UploaderSettings = {
