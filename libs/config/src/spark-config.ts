@@ -285,7 +285,9 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   const curveKeysDir = reader.path(data, null, 'CurveKeysDir') ?? DEFAULT_CURVE_KEYS_DIR;
   const redisUrl = reader.string(data, null, 'RedisUrl') ?? DEFAULT_REDIS_URL;
   if (!/^(rediss?:\/\/\S+|unix:\/\/?\S+|\/\S+)$/.test(redisUrl)) {
-    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(redisUrl)}`);
+    // Shown without any password it may carry (everything between "//" and "@").
+    const shown = redisUrl.replace(/\/\/[^@\s]*@/, '//***@');
+    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(shown)}`);
   }
   const queuePrefix = reader.string(data, null, 'QueuePrefix') ?? DEFAULT_QUEUE_PREFIX;
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
