@@ -97,7 +97,8 @@ export function createSigner(deps: SignerDeps): Signer {
     origin: SignOrigin = { record: null, uploadTarget: null },
   ): Promise<never> => {
     const round = parseJobId(jobId);
-    const job = round ? auditJob(round, origin) : auditJob({ uuid: '', round: '' }, origin);
+    // A queue job id that names no round is still written down, as far as it goes.
+    const job = auditJob(round ?? { uuid: String(jobId ?? '').slice(0, 200), round: '' }, origin);
     await deps.audit.append({ event: 'refused', time: new Date().toISOString(), ...job, reason });
     if (round) await giveUp(reportQueue, round, 'failed', reason, logger);
     else logger.error({ queueJobId: jobId }, `${reason}; the sign job names no job to report it by`);
