@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
-import { connectRedis, redisLogin, redisReady, REDIS_USERS, type RedisRoleName } from '@spark/service';
+import { connectRedis, createLogger, redisLogin, redisReady, REDIS_USERS, type RedisRoleName } from '@spark/service';
 import { runRedisAcl } from '../src/redis-acl.js';
+import { startDashboard } from '../src/dashboard/dashboard.js';
 import { statusCommand } from '../src/status/status-command.js';
 
 async function capture(run: (io: { stdout: PassThrough; stderr: PassThrough }) => Promise<number>) {
@@ -112,5 +113,25 @@ describe('spark redis-acl', () => {
     assert.notEqual(wrong.code, 0);
     for (const text of [shown.out, shown.err, wrong.out, wrong.err]) assert.ok(!text.includes(operatorPassword), text);
     assert.match(wrong.err, /cannot read redis:\/\/spark-operator:\*\*\*@127\.0\.0\.1:\d+: .*WRONGPASS/);
+  });
+
+  it('serves the read-only dashboard as the operator, without showing the password', async () => {
+    const operatorPassword = (await passwords())[roles.indexOf('operator')] ?? assert.fail('no operator password');
+    const dashboard = await startDashboard({
+      hosts: [{ label: 'here', url: `redis://spark-operator:${operatorPassword}@127.0.0.1:${server?.port}`, prefix }],
+      port: 0,
+      logger: createLogger('dashboard-test'),
+    });
+    try {
+      const response = await fetch(new URL('api/queues', dashboard.url));
+      const text = await response.text();
+      assert.equal(response.status, 200, text);
+      const api = JSON.parse(text) as { queues: { name: string; counts: Record<string, number> }[] };
+      assert.deepEqual(api.queues.map((queue) => queue.name).sort(), ['build', 'report', 'sign', 'upload']);
+      assert.ok(api.queues.every((queue) => typeof queue.counts['waiting'] === 'number'));
+      assert.ok(!text.includes(operatorPassword), 'the dashboard shows no password');
+    } finally {
+      await dashboard.close();
+    }
   });
 });
