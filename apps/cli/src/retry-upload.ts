@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { QueueName, stageJobId } from '@spark/protocol';
-import { connectRedis, redisReady } from '@spark/service';
-import { currentRound, jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { connectRedis, redactRedisUrl, redisReady } from '@spark/service';
+import { currentRound, cliRedisLogin, jobUuidArgument, loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /**
@@ -29,13 +29,15 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
-  const redis = connectRedis(config.redisUrl, 'producer');
+  const login = cliRedisLogin(config, 'admin', io.stderr);
+  if (!login) return EXIT_CONFIG;
+  const redis = connectRedis(config.redisUrl, 'producer', login);
   redis.on('error', () => undefined);
   const queue = new Queue(QueueName.upload, { connection: redis, prefix: config.queuePrefix });
   queue.on('error', () => undefined);
   try {
     await redisReady(redis, 5_000).catch((error: Error) => {
-      throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
+      throw new Error(`cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${error.message}`);
     });
     const jobId = stageJobId(await currentRound(redis, config.queuePrefix, uuid), 'upload');
     const job = await queue.getJob(jobId);

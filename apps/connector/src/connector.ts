@@ -1,5 +1,5 @@
 import type { SparkConfig } from '@spark/config';
-import { connectRedis, once, openQueue, redisReady, runCloseSteps, type Logger } from '@spark/service';
+import { connectRedis, once, openQueue, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
 import { builderCapacityChannel, lighthouseStatusKey, QueueName } from '@spark/protocol';
 import type { ConnectorKeys } from './curve-keys.js';
 import { createLighthouseLink } from './lighthouse-link.js';
@@ -40,10 +40,11 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const prefix = config.queuePrefix;
   // A job Lighthouse handed out must reach the build queue even if Redis is restarting:
   // this connection waits for Redis (queues commands) rather than failing fast.
-  const producer = connectRedis(config.redisUrl, 'worker');
-  const workerConnection = connectRedis(config.redisUrl, 'worker');
+  const login = redisLogin(config.redisCredentialsDir, 'connector');
+  const producer = connectRedis(config.redisUrl, 'worker', login);
+  const workerConnection = connectRedis(config.redisUrl, 'worker', login);
   // Builders announce freed slots on a pub/sub channel: a connection in subscriber mode of its own.
-  const subscriber = connectRedis(config.redisUrl, 'worker');
+  const subscriber = connectRedis(config.redisUrl, 'worker', login);
   subscriber.on('error', (err) => logger.error({ err }, 'Redis connection error (capacity announcements)'));
   const waker = createWaker();
   subscriber.on('message', () => waker.wake());

@@ -1,7 +1,18 @@
 import type { Queue, Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
 import { QueueName } from '@spark/protocol';
-import { connectRedis, once, openQueue, openWorker, redisReady, runCloseSteps, type Logger, type Redis } from '@spark/service';
+import {
+  connectRedis,
+  once,
+  openQueue,
+  openWorker,
+  redactRedisUrl,
+  redisLogin,
+  redisReady,
+  runCloseSteps,
+  type Logger,
+  type Redis,
+} from '@spark/service';
 import { exponentialBackoff, type UploadPolicy } from './upload-files.js';
 import { createUploadProcessor } from './upload-processor.js';
 
@@ -40,10 +51,11 @@ export function createUploader(deps: UploaderDeps): Uploader {
   let worker: Worker | null = null;
   return {
     async start() {
-      workerRedis = connectRedis(config.redisUrl, 'worker');
-      redis = connectRedis(config.redisUrl, 'worker');
+      const login = redisLogin(config.redisCredentialsDir, 'uploader');
+      workerRedis = connectRedis(config.redisUrl, 'worker', login);
+      redis = connectRedis(config.redisUrl, 'worker', login);
       for (const connection of [workerRedis, redis]) {
-        connection.on('error', (err) => logger.warn({ err }, `Redis ${config.redisUrl}: ${err.message}; reconnecting`));
+        connection.on('error', (err) => logger.warn({ err }, `Redis ${redactRedisUrl(config.redisUrl)}: ${err.message}; reconnecting`));
       }
       await redisReady(redis);
       reports = openQueue(QueueName.report, redis, config.queuePrefix, logger);

@@ -54,13 +54,23 @@ export interface BuilderSettings {
   debspawn: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9622, plus the instance number − 1 for `spark-builder@N`; 0 turns it off). */
   metricsPort: number;
+  /**
+   * Development only: accept `file://` source URLs in jobs (`AllowFileUrls`,
+   * default false). Never set on a production worker: a job could make the
+   * builder read any file it can read.
+   */
+  allowFileUrls: boolean;
 }
 
 /** Settings of the signer (`[signer]` table). */
 export interface SignerSettings {
   /** File holding the secret key's passphrase (`PassphraseFile`), or null for an unprotected key. */
   passphraseFile: string | null;
-  /** Append-only log of every signature (`AuditLog`, default `<WorkspaceRoot>/audit/signer.log`). */
+  /**
+   * Append-only log of every signature and refusal (`AuditLog`; default
+   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it,
+   * else `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
+   */
   auditLog: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9623; 0 turns it off). */
   metricsPort: number;
@@ -112,6 +122,13 @@ export interface SparkConfig {
   redisUrl: string;
   /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
   queuePrefix: string;
+  /**
+   * Directory of the Redis ACL users' password files (`RedisCredentialsDir`,
+   * default none: no login, Redis's default user as before). When set, each
+   * service logs in as `spark-<service>` with `<dir>/spark-<service>.password`
+   * (see `spark redis-acl`).
+   */
+  redisCredentialsDir: string | null;
   /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
   gpgSecretKeyFile: string | null;
   connector: ConnectorSettings;
@@ -154,11 +171,14 @@ export interface LoadedConfig {
 export interface ConfigEnvironment {
   hostname: () => string;
   architectures: () => string[];
+  /** systemd's `$LOGS_DIRECTORY` (set by `LogsDirectory=`), where the signer's audit log goes by default. */
+  logsDirectory?: () => string | undefined;
 }
 
 const systemEnvironment: ConfigEnvironment = {
   hostname: () => readHostname(),
   architectures: () => defaultArchitectures(),
+  logsDirectory: () => process.env['LOGS_DIRECTORY']?.split(':')[0] || undefined,
 };
 
 type Value = unknown;
@@ -178,6 +198,7 @@ const TOP_LEVEL_KEYS = [
   'CurveKeysDir',
   'RedisUrl',
   'QueuePrefix',
+  'RedisCredentialsDir',
   'GpgSecretKeyFile',
 ] as const;
 
@@ -193,6 +214,7 @@ const SERVICE_KEYS = {
     'DrainTimeout',
     'Debspawn',
     'MetricsPort',
+    'AllowFileUrls',
   ],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
   uploader: ['FileTimeout', 'Attempts', 'MetricsPort'],
@@ -286,13 +308,16 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   const curveKeysDir = reader.path(data, null, 'CurveKeysDir') ?? DEFAULT_CURVE_KEYS_DIR;
   const redisUrl = reader.string(data, null, 'RedisUrl') ?? DEFAULT_REDIS_URL;
   if (!/^(rediss?:\/\/\S+|unix:\/\/?\S+|\/\S+)$/.test(redisUrl)) {
-    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(redisUrl)}`);
+    // Shown without any password it may carry (everything between "//" and "@").
+    const shown = redisUrl.replace(/\/\/[^@\s]*@/, '//***@');
+    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(shown)}`);
   }
   const queuePrefix = reader.string(data, null, 'QueuePrefix') ?? DEFAULT_QUEUE_PREFIX;
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
     reader.error(null, 'QueuePrefix', 'expected 1 to 64 letters, digits, "_" or "-"');
   }
   const gpgSecretKeyFile = reader.path(data, null, 'GpgSecretKeyFile') ?? null;
+  const redisCredentialsDir = reader.path(data, null, 'RedisCredentialsDir') ?? null;
 
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
     const value = data[name];
@@ -333,10 +358,11 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
     metricsPort: metricsPort(builderTable, 'builder', 9622),
+    allowFileUrls: reader.boolean(builderTable, 'builder', 'AllowFileUrls') ?? false,
   };
   const signer: SignerSettings = {
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
-    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(workspaceRoot, 'audit', 'signer.log'),
+    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(env.logsDirectory?.() ?? join(workspaceRoot, 'audit'), 'signer.log'),
     metricsPort: metricsPort(signerTable, 'signer', 9623),
   };
   const uploader: UploaderSettings = {
@@ -373,6 +399,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     lighthouseServerKeyFile: join(curveKeysDir, `${machineName}_lighthouse-server.pub`),
     redisUrl,
     queuePrefix,
+    redisCredentialsDir,
     gpgSecretKeyFile,
     connector,
     builder,
@@ -467,6 +494,16 @@ class TableReader {
       return undefined;
     }
     return value as string[];
+  }
+
+  boolean(table: Table, section: string | null, key: string): boolean | undefined {
+    const value = table[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'boolean') {
+      this.error(section, key, `expected true or false, got ${describeType(value)}`);
+      return undefined;
+    }
+    return value;
   }
 
   integer(table: Table, section: string | null, key: string, range: { min: number; max: number }): number | undefined {

@@ -113,6 +113,41 @@ Attempts = 3
     assert.equal(config.uploader.attempts, 3);
   });
 
+  it('loads a config without the trust-boundary keys as before: no Redis login, no file:// sources', () => {
+    const { config } = loadConfig(writeConfig(minimal), env);
+    assert.equal(config.redisCredentialsDir, null);
+    assert.equal(config.builder.allowFileUrls, false);
+    assert.equal(config.signer.auditLog, '/var/lib/lkspark/audit/signer.log');
+  });
+
+  it('reads RedisCredentialsDir and the development-only [builder] AllowFileUrls', () => {
+    const { config, warnings } = loadConfig(
+      writeConfig(`${minimal}RedisCredentialsDir = '/etc/laniakea/redis'
+[builder]
+AllowFileUrls = true
+`),
+      env,
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.redisCredentialsDir, '/etc/laniakea/redis');
+    assert.equal(config.builder.allowFileUrls, true);
+    assert.deepEqual(
+      problemsOf(`${minimal}RedisCredentialsDir = 'redis'
+[builder]
+AllowFileUrls = 'yes'
+`),
+      [
+        'FILE:4: RedisCredentialsDir: expected an absolute path, got "redis"',
+        'FILE:6: builder.AllowFileUrls: expected true or false, got the string "yes"',
+      ],
+    );
+  });
+
+  it('puts the audit log in systemd\u2019s LogsDirectory when the unit sets one', () => {
+    const { config } = loadConfig(writeConfig(minimal), { ...env, logsDirectory: () => '/var/log/spark-signer' });
+    assert.equal(config.signer.auditLog, '/var/log/spark-signer/signer.log');
+  });
+
   it('reports a TOML syntax error with file and line', () => {
     const [message] = problemsOf(`LighthouseServer = 'tcp://a:1'\nAcceptedJobs = ['package-build'\nGpgKeyID = 'x'\n`);
     assert.match(message ?? '', /^FILE:\d+: TOML syntax error at column \d+: /);

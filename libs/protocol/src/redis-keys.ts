@@ -98,6 +98,11 @@ export const jobRecordSchema = z.object({
   package: z.string().nullable(),
   version: z.string().nullable(),
   suite: z.string().nullable(),
+  /**
+   * A package build's `do_indep` (arch-independent packages built too); null for
+   * other kinds, absent in records written before it was kept.
+   */
+  doIndep: z.boolean().nullable().optional(),
   /** ms since the epoch at which the connector received the hand-out. */
   receivedAt: z.number().int(),
   /** Rounds of this job this worker rejected back since it last ended here (0 when none). */

@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
-import { jobArtifactsDir, QueueName, stageJobId } from '@spark/protocol';
+import { jobArtifactsDir, jobRecordKey, QueueName, stageJobId, type NewJobRecord } from '@spark/protocol';
 import type { StandInJob } from '@spark/testing';
 import {
   chaosChain,
@@ -422,6 +422,20 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
       const dir = jobArtifactsDir(workspaces, { uuid, round: HOSTILE_ROUND });
       await mkdir(dir, { recursive: true });
       const payload = await build(uuid, dir);
+      // As if the connector had handed the job out: the signer signs nothing it has no record of.
+      const record: NewJobRecord = {
+        uuid,
+        round: HOSTILE_ROUND,
+        kind: 'package-build',
+        architecture: 'amd64',
+        repo: 'master',
+        package: 'hostile',
+        version: '1.0',
+        suite: 'bookworm',
+        doIndep: false,
+        receivedAt: Number(HOSTILE_ROUND),
+      };
+      await (await queue.client).set(jobRecordKey(queue.opts.prefix ?? '', uuid), JSON.stringify(record));
       await queue.add('sign', payload, { jobId: stageJobId({ uuid, round: HOSTILE_ROUND }, 'sign') });
       return expect === 'fails' ? { fails: uuid, log } : { log, service: 'signer' };
     },
