@@ -6,3 +6,4 @@ export * from './metrics.js';
 export * from './file-digests.js';
 export * from './job-records.js';
 export * from './stage-lifecycle.js';
+export * from './status-seq.js';
