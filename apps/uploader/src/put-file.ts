@@ -68,13 +68,16 @@ export function putFile(url: string, path: string, size: number, timeouts: PutTi
       });
     file.on('data', (chunk) => (fileBytes += chunk.length));
 
-    // Progress is bytes moving on the connection either way; the watch starts once it is made.
+    // Progress is bytes moving on the connection either way: those the kernel took (handed to the socket
+    // less what still waits in its queue: a 1 MiB chunk on a slow link is taken bit by bit) and those
+    // read. The watch starts once the connection is made.
+    const moved = (socket: Socket) => socket.bytesWritten - socket.bufferSize + socket.bytesRead;
     const watchProgress = (socket: Socket) => {
-      let last = socket.bytesWritten + socket.bytesRead;
+      let last = moved(socket);
       let lastMovedAt = Date.now();
       idleWatch = setInterval(
         () => {
-          const now = socket.bytesWritten + socket.bytesRead;
+          const now = moved(socket);
           if (now !== last) {
             last = now;
             lastMovedAt = Date.now();
