@@ -29,7 +29,7 @@ export interface ReceivedRequest {
  * every PUT): answer `status`; or, with `cutAfterBytes`, take that many bytes
  * of the body and then cut the connection; or, with `stallAfterBytes`, take
  * that many bytes and then read nothing more, holding the connection open
- * until the client gives up.
+ * for `stallMs`, then dropping it.
  */
 export interface FileFailure {
   /** Status to answer (default 500); not used with `cutAfterBytes` or `stallAfterBytes`. */
@@ -39,6 +39,8 @@ export interface FileFailure {
   message?: string;
   cutAfterBytes?: number;
   stallAfterBytes?: number;
+  /** How long a stall lasts before the receiver drops the connection itself, in ms (default 30 s). */
+  stallMs?: number;
 }
 
 /** How the receiver behaves; every switch can be changed while it runs through {@link UploadReceiver.options}. */
@@ -133,11 +135,12 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
       return;
     }
     const planned = options.failFiles?.get(name);
-    let limit: { bytes: number; then: 'cut' | 'stall' } | null = null;
+    let limit: Limit | null = null;
     if (planned && (planned.times === undefined || planned.times > 0)) {
       if (planned.times !== undefined) planned.times -= 1;
       if (planned.cutAfterBytes !== undefined) limit = { bytes: planned.cutAfterBytes, then: 'cut' };
-      else if (planned.stallAfterBytes !== undefined) limit = { bytes: planned.stallAfterBytes, then: 'stall' };
+      else if (planned.stallAfterBytes !== undefined)
+        limit = { bytes: planned.stallAfterBytes, then: 'stall', stallMs: planned.stallMs ?? 30_000 };
       else {
         answerAfterBody(req, res, planned.status ?? 500, planned.message ?? `planned failure for ${name}`);
         return;
@@ -235,12 +238,19 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
   };
 }
 
+/** Where {@link limitBody} stops taking a body, and what it does then. */
+interface Limit {
+  bytes: number;
+  then: 'cut' | 'stall';
+  stallMs?: number;
+}
+
 /**
  * The body up to `limit.bytes`. A cut then ends the stream there (what arrived
  * is stored; the caller drops the connection once it is: `cut()` is true); a
- * stall reads nothing more until the client goes away.
+ * stall reads nothing more and drops the connection after `limit.stallMs`.
  */
-function limitBody(req: IncomingMessage, limit: { bytes: number; then: 'cut' | 'stall' }): { body: Transform; cut: () => boolean } {
+function limitBody(req: IncomingMessage, limit: Limit): { body: Transform; cut: () => boolean } {
   let seen = 0;
   let cut = false;
   const body = new Transform({
@@ -262,7 +272,12 @@ function limitBody(req: IncomingMessage, limit: { bytes: number; then: 'cut' | '
         this.push(null);
         callback();
       }
-      // A stall never calls back: the request is not read further until the client goes away.
+      // A stall never calls back: the request is not read further. A client that gives up is not
+      // seen (nothing reads its socket), so the receiver drops the connection itself in the end.
+      setTimeout(() => {
+        req.socket.destroy();
+        body.destroy(new Error(`stalled for ${limit.stallMs} ms`));
+      }, limit.stallMs ?? 0).unref();
     },
   });
   req.pipe(body);
