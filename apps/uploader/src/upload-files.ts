@@ -22,8 +22,13 @@ export interface UploadItem {
   archivePath: string;
 }
 
-/** Called before each file is sent, with its 1-based position. */
-export type OnFile = (item: UploadItem, fileNumber: number) => Promise<void>;
+/** What {@link uploadFiles} tells its caller as it goes. */
+export interface UploadEvents {
+  /** Before each file is sent, with its 1-based position. */
+  sending?: (item: UploadItem, fileNumber: number) => Promise<void>;
+  /** After a file is in the archive. */
+  uploaded?: (item: UploadItem) => void;
+}
 
 /** `422 unknown repository: extra`, or the status alone when the archive said nothing. */
 function answerText(answer: PutAnswer): string {
@@ -50,7 +55,7 @@ export async function uploadFiles(
   progress: UploadProgress,
   timeouts: PutTimeouts,
   logger: Logger,
-  onFile?: OnFile,
+  events: UploadEvents = {},
 ): Promise<void> {
   const states = await progress.files();
   for (const [index, item] of items.entries()) {
@@ -59,7 +64,7 @@ export async function uploadFiles(
       logger.debug({ file: item.name }, `${item.name} was uploaded before; skipping it`);
       continue;
     }
-    await onFile?.(item, index + 1);
+    await events.sending?.(item, index + 1);
     const sentBefore = state === 'sent';
     if (!sentBefore) await progress.markSent(item.name);
     let answer: PutAnswer;
@@ -92,5 +97,6 @@ export async function uploadFiles(
     await progress.markDone(item.name);
     currentMetrics()?.uploadBytes.inc(item.size);
     logger.info({ file: item.name, url: item.url, bytes: item.size }, `uploaded ${item.name}`);
+    events.uploaded?.(item);
   }
 }

@@ -62,13 +62,19 @@ export interface UploadPolicy {
   timeouts: PutTimeouts;
   /** ms from a round's first try after which a still failing upload is given up (`[uploader] GiveUpAfter`). */
   giveUpAfterMs: number;
-  /** ms to wait after failed try number `tries` (1-based) before the next. */
-  retryDelayMs: (tries: number) => number;
+  /** ms to wait before the next try when `failedInARow` tries (≥ 1) failed without uploading a file. */
+  retryDelayMs: (failedInARow: number) => number;
 }
 
-/** Exponential backoff: 5 s, 10 s, 20 s … capped at 5 min (`baseMs`, `maxMs` change it). */
-export function exponentialBackoff(baseMs = 5_000, maxMs = 300_000): (tries: number) => number {
-  return (tries) => Math.min(baseMs * 2 ** Math.max(0, tries - 1), maxMs);
+/**
+ * Exponential backoff by the number of tries that failed in a row without
+ * uploading a file: 1 s, 2 s, 4 s … capped at 5 min (`baseMs`, `maxMs` change it).
+ * A try that got some files through starts the count again, so an archive
+ * that fails now and then costs seconds, one that is down costs a try every
+ * 5 minutes.
+ */
+export function exponentialBackoff(baseMs = 1_000, maxMs = 300_000): (failedInARow: number) => number {
+  return (failedInARow) => Math.min(baseMs * 2 ** Math.max(0, failedInARow - 1), maxMs);
 }
 
 /** What a try of an upload job came to: the job ended (reported to Lighthouse), or it is tried again at `retryAt`. */
@@ -92,8 +98,9 @@ function span(ms: number): string {
  * One try at uploading a signed job's files to its repository's target in
  * dput-ng's order. When every file is in, puts the build's final report on
  * `report` and removes the job's workspace (its log in `WorkspaceRoot/logs`
- * stays). When a try fails it says why in a status excerpt to Lighthouse and
- * asks to be tried again with backoff; once the round's deadline
+ * stays). When a try fails it asks to be tried again with backoff and, from
+ * the second try in a row that got no file through, says why in a status
+ * excerpt to Lighthouse; once the round's deadline
  * (`GiveUpAfter`, counted from its first try) has passed, or at once when the
  * job's own files cannot be uploaded as they are, it reports the round failed
  * with the reason and removes the workspace. Safe to run again after a crash
@@ -120,6 +127,7 @@ export async function uploadJob(
   }
   const { tries, firstTryAt } = await progress.startTry(Date.now());
   const giveUpAt = firstTryAt + deps.policy.giveUpAfterMs;
+  let uploadedThisTry = 0;
   const end = async (outcome: UploadOutcome) => {
     await progress.markReported(outcome);
     await removeWorkspace();
@@ -145,9 +153,11 @@ export async function uploadJob(
       { files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo, try: tries },
       `uploading ${items.length} files to ${manifest.repo}${tries > 1 ? ` (try ${tries})` : ''}`,
     );
-    await uploadFiles(items, progress, deps.policy.timeouts, logger, (item, fileNumber) =>
-      setState({ phase: 'uploading', file: item.name, fileNumber, files: items.length, tries, firstTryAt, giveUpAt }),
-    );
+    await uploadFiles(items, progress, deps.policy.timeouts, logger, {
+      sending: (item, fileNumber) =>
+        setState({ phase: 'uploading', file: item.name, fileNumber, files: items.length, tries, firstTryAt, giveUpAt }),
+      uploaded: () => (uploadedThisTry += 1),
+    });
   } catch (error) {
     if (error instanceof UploadPlanError) {
       // The signed files themselves cannot be uploaded: no later try can change that.
@@ -164,9 +174,13 @@ export async function uploadJob(
       await giveUp(deps.reports, manifest, 'failed', reason, logger);
       return end({ result: 'gave-up', reason: reportReason(reason), at: now });
     }
-    const retryAt = Math.min(now + deps.policy.retryDelayMs(tries), giveUpAt);
+    const failedInARow = await progress.failedTry(uploadedThisTry > 0);
+    const retryAt = Math.min(now + deps.policy.retryDelayMs(failedInARow), giveUpAt);
     logger.warn({ err: error, try: tries, retryAt }, `upload try ${tries} failed: ${problem}; next try at ${utc(retryAt)}`);
     await setState({ phase: 'retrying', problem, tries, firstTryAt, nextTryAt: retryAt, giveUpAt });
+    // One failed try the next one may well mend (a 503, a dropped connection) is not news for
+    // Lighthouse, which keeps only the latest excerpt: it would hide the build log's tail.
+    if (failedInARow < 2) return { retryAt };
     await sendUploadStatus(
       deps,
       progress,

@@ -7,7 +7,8 @@ import { roundKey, uploadOutcomeSchema, type JobRound, type UploadOutcome } from
  * or part of it, even if we never saw the answer) or that it is `done` (the
  * archive has all of it); under `:reported` that the final report is queued,
  * under `:first-try` when the round's first try started (its deadline counts
- * from there), under `:tries` how many tries were made, and under
+ * from there), under `:tries` how many tries were made, under
+ * `:failed-in-a-row` how many of the last ones failed without uploading a file, and under
  * `:status-seq` the last status excerpt the uploader queued. Lives in Redis so
  * a killed uploader resumes where it was instead of sending files twice or
  * starting its deadline over. File names start with an alphanumeric
@@ -21,6 +22,7 @@ const REPORTED = ':reported';
 const FIRST_TRY = ':first-try';
 const TRIES = ':tries';
 const STATUS_SEQ = ':status-seq';
+const STREAK = ':failed-in-a-row';
 /** The record outlives the job long enough for any retry, then goes by itself. */
 const PROGRESS_TTL_SECONDS = 30 * 24 * 3600;
 
@@ -37,6 +39,11 @@ export interface UploadProgress {
   markReported(outcome: UploadOutcome): Promise<void>;
   /** Counts a new try; returns its number and when the round's first try started (ms since the epoch). */
   startTry(now: number): Promise<{ tries: number; firstTryAt: number }>;
+  /**
+   * Records a failed try; returns how many tries in a row have now failed without uploading a file
+   * (`madeProgress`: this one uploaded some, so the count starts again at 1).
+   */
+  failedTry(madeProgress: boolean): Promise<number>;
   /** The last status excerpt sequence this round's uploader queued, or null before its first. */
   statusSeq(): Promise<number | null>;
   setStatusSeq(seq: number): Promise<void>;
@@ -85,6 +92,15 @@ export function uploadProgress(redis: Redis, prefix: string, round: JobRound): U
       const tries = Number(replies?.[1]?.[1]);
       const firstTryAt = Number(replies?.[2]?.[1]);
       return { tries: Number.isFinite(tries) ? tries : 1, firstTryAt: Number.isFinite(firstTryAt) ? firstTryAt : now };
+    },
+    async failedTry(madeProgress) {
+      if (madeProgress) {
+        await set(STREAK, '1');
+        return 1;
+      }
+      const replies = await redis.multi().hincrby(key, STREAK, 1).expire(key, PROGRESS_TTL_SECONDS).exec();
+      const streak = Number(replies?.[0]?.[1]);
+      return Number.isFinite(streak) ? streak : 1;
     },
     async statusSeq() {
       const value = await redis.hget(key, STATUS_SEQ);

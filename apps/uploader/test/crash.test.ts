@@ -40,7 +40,6 @@ describe('spark-uploader killed mid-job', () => {
     { timeout: 120_000 },
     async () => {
       const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, { debSize: 4 * 1024 * 1024 });
-      // The restarted uploader's next try comes after the default backoff's first pause (5 s).
       h.receiver.options.answerDelayMs = 1_500;
       const first = startUploader(h.configFile);
       children.push(first.child);

@@ -100,14 +100,18 @@ describe('spark-uploader against an archive that keeps partial files (lkwebuploa
         excerpts.map((_, i) => i + 1),
         'numbered on after the builder, without gaps',
       );
-      const [cut, refused] = excerpts.slice(2).map((e) => e.text);
-      assert.match(
-        cut ?? '',
-        new RegExp(`failing \\(try 1, failing since .*\\):\\nPUT http://127\\.0\\.0\\.1:\\d+/_upload/master/${deb} failed: `),
+      // The cut itself is only in the log: one failed try that the next may mend is no news for Lighthouse.
+      assert.ok(
+        h.logLines.some((line) =>
+          new RegExp(`upload try 1 failed: PUT http://127\\.0\\.0\\.1:\\d+/_upload/master/${deb} failed: `).test(line),
+        ),
       );
+      const refused = excerpts[2]?.text;
       assert.match(
         refused ?? '',
-        new RegExp(`\\(try 2, .*\\):\\nthe archive holds a possibly partial ${deb}: .* Remove incoming/master/${deb} on the archive`),
+        new RegExp(
+          `\\(try 2, failing since .*\\):\\nthe archive holds a possibly partial ${deb}: .* Remove incoming/master/${deb} on the archive`,
+        ),
       );
       assert.match(
         refused ?? '',
@@ -138,13 +142,15 @@ describe('spark-uploader against an archive that keeps partial files (lkwebuploa
       const deb = debOf(job);
       h.receiver.options.failFiles = new Map([[deb, { stallAfterBytes: 256 * 1024, times: 1 }]]);
       await h.addUpload(job.manifest);
-      assert.match(
-        await h.excerptMatching(job.uuid, /no progress/),
-        new RegExp(
-          `/_upload/master/${deb} failed: no progress for 1 s after \\d+ of ${2 * 1024 * 1024} bytes of the file; cut the connection\\n`,
-        ),
-      );
       await h.excerptMatching(job.uuid, new RegExp(`Remove incoming/master/${deb} on the archive`));
+      assert.ok(
+        h.logLines.some((line) =>
+          new RegExp(
+            `/_upload/master/${deb} failed: no progress for 1 s after \\d+ of ${2 * 1024 * 1024} bytes of the file; cut the connection`,
+          ).test(line),
+        ),
+        'the first try was cut for want of progress',
+      );
       assert.equal(await finalReport(job), undefined);
 
       // The operator, on the archive:
