@@ -128,6 +128,18 @@ export async function uploadJob(
   const { tries, firstTryAt } = await progress.startTry(Date.now());
   const giveUpAt = firstTryAt + deps.policy.giveUpAfterMs;
   let uploadedThisTry = 0;
+  // Lighthouse's job-failed carries no reason: the last excerpt before it says why.
+  const giveUpRound = async (reason: string) => {
+    await sendUploadStatus(
+      deps,
+      progress,
+      manifest,
+      `spark-uploader: gave up uploading this job's results; reporting it failed:\n${reason}\n`,
+      logger,
+    );
+    await giveUp(deps.reports, manifest, 'failed', reason, logger);
+    return end({ result: 'gave-up', reason: reportReason(reason), at: Date.now() });
+  };
   const end = async (outcome: UploadOutcome) => {
     await progress.markReported(outcome);
     await removeWorkspace();
@@ -161,18 +173,15 @@ export async function uploadJob(
   } catch (error) {
     if (error instanceof UploadPlanError) {
       // The signed files themselves cannot be uploaded: no later try can change that.
-      const reason = `the uploader cannot upload the job's files: ${error.message}`;
-      await giveUp(deps.reports, manifest, 'failed', reason, logger);
-      return end({ result: 'gave-up', reason: reportReason(reason), at: Date.now() });
+      return giveUpRound(`the uploader cannot upload the job's files: ${error.message}`);
     }
     const problem = (error as Error).message;
     const now = Date.now();
     if (now >= giveUpAt) {
-      const reason =
+      return giveUpRound(
         `the upload to the archive (repository ${manifest.repo}) still failed after ${tries} tries over ${span(now - firstTryAt)} ` +
-        `(GiveUpAfter ${span(deps.policy.giveUpAfterMs)}); last problem: ${problem}`;
-      await giveUp(deps.reports, manifest, 'failed', reason, logger);
-      return end({ result: 'gave-up', reason: reportReason(reason), at: now });
+          `(GiveUpAfter ${span(deps.policy.giveUpAfterMs)}); last problem: ${problem}`,
+      );
     }
     const failedInARow = await progress.failedTry(uploadedThisTry > 0);
     const retryAt = Math.min(now + deps.policy.retryDelayMs(failedInARow), giveUpAt);

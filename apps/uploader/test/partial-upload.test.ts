@@ -118,6 +118,12 @@ describe('spark-uploader against an archive that keeps partial files (lkwebuploa
         /\nNext try at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; if the upload still fails at .* UTC, the job is reported failed\.\n$/,
       );
 
+      // Lighthouse's job-failed carries no reason: the excerpt just before it does.
+      assert.equal(
+        excerpts.at(-1)?.text,
+        `spark-uploader: gave up uploading this job's results; reporting it failed:\n${String(report?.['reason'])}\n`,
+      );
+
       assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.manifest)), false);
       const retried = await retryUpload(job.uuid);
       assert.equal(retried.code, 1);
