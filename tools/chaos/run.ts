@@ -5,7 +5,7 @@ import { diskFullScenario } from './scenarios/disk-full.js';
 import { hostileInputScenario } from './scenarios/hostile-input.js';
 import { killScenario } from './scenarios/kill-services.js';
 import { lighthouseOutageScenario } from './scenarios/lighthouse-outage.js';
-import { receiverFailuresScenario } from './scenarios/receiver-failures.js';
+import { receiverFailuresScenario, receiverPartialFileScenario } from './scenarios/receiver-failures.js';
 import { redisRestartScenario } from './scenarios/redis-restart.js';
 
 /*
@@ -24,6 +24,7 @@ const scenarios: Scenario[] = [
   lighthouseOutageScenario,
   redisRestartScenario,
   receiverFailuresScenario,
+  receiverPartialFileScenario,
   diskFullScenario,
   hostileInputScenario,
   debspawnScenario,
