@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { jobLogFile, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
@@ -129,6 +129,30 @@ describe('spark-uploader', () => {
       [again.code, again.text.trim()],
       [1, `spark retry-upload: the upload of job ${job.uuid} completed already; nothing to retry`],
     );
+  });
+
+  it('does not count a file another round left in the archive as uploaded, says so on every try, and sends its own once that file is gone', async () => {
+    const job = await newJob();
+    const dsc = `${job.source}_1.0-1.dsc`;
+    await mkdir(join(h.archiveDir, 'master'), { recursive: true });
+    await writeFile(join(h.archiveDir, 'master', dsc), "an earlier round's .dsc\n");
+    await h.addUpload(job.manifest);
+    const said = await h.excerptMatching(job.uuid, /never sent/);
+    assert.match(
+      said,
+      new RegExp(
+        `\\(try 2, .*\\):\\nthe archive already holds ${dsc.replace(/\./g, '\\.')} \\(incoming/master/${dsc.replace(/\./g, '\\.')}\\), which this round of the job never sent: ` +
+          `an earlier round or another upload left it there \\(403 file .* already exists in master\\)\\. It is not counted as this round's; ` +
+          `the next try succeeds once the archive has imported it or incoming/master/.* is removed on the archive\\n`,
+      ),
+    );
+    // The archive imports the other round's upload.
+    await rm(join(h.archiveDir, 'master', dsc));
+    assert.equal(await h.settled(job.uuid), 'completed');
+    await assertArchived(job);
+    assert.equal((await finalReport(job))?.['kind'], 'success');
+    const excerpts = await h.statusExcerpts(job.uuid);
+    assert.ok(!excerpts.some((e) => e.text.includes('possibly partial')), 'a file it never sent is never called partial');
   });
 
   it("reports failed for an FTBFS after uploading only the .dud's files and the .dud", async () => {
