@@ -136,15 +136,22 @@ export function putFile(url: string, path: string, size: number, timeouts: PutTi
   });
 }
 
-/** Bytes per read and write: few system calls, and two of these are all the memory a PUT takes. */
-const CHUNK_BYTES = 1024 * 1024;
+/**
+ * Bytes per read and write: two of these are all the memory a PUT takes. Measured on 2 cores
+ * uploading 1 GiB over loopback, CPU time of the uploader per GiB: 64 KiB 0.5 s user + 0.8 s sys,
+ * 1 MiB 0.2 + 0.6, 4 MiB 0.08 + 0.4 (curl -T: 0.02 + 0.3) — and the receiver shares those cores.
+ */
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Buffers of finished PUTs, for the next: one upload after another costs the same 8 MiB, not 8 MiB of garbage each. */
+const spareBuffers: Buffer[] = [];
 
 /**
  * Streams `size` bytes of the file at `path` into `req` and ends it. Two
  * buffers, reused: the next chunk is read while the last one is written, and a
  * buffer is read into again only once its write has completed (the socket has
  * taken its bytes). Neither a stream nor a buffer per chunk: a 1 GiB file costs
- * 2 MiB and no garbage. Stops without ending `req` once `stopped()` (an early
+ * 8 MiB and no garbage. Stops without ending `req` once `stopped()` (an early
  * answer, a failure); rejects when the file is shorter than `size` or a write
  * fails.
  */
@@ -156,8 +163,11 @@ async function sendBody(
   sent: (bytes: number) => void,
 ): Promise<void> {
   const file = await open(path, 'r');
+  let reuse: Buffer[] = [];
+  let unfinishedWrites = 0;
   try {
-    const buffers = [Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES)];
+    const buffers = [spareBuffers.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES), spareBuffers.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES)];
+    reuse = buffers;
     const closed = new Promise<never>((_, reject) => req.once('close', () => reject(new Error('the connection closed'))));
     closed.catch(() => undefined);
     let writing: Promise<void> = Promise.resolve();
@@ -170,7 +180,14 @@ async function sendBody(
       if (stopped()) return;
       offset += bytesRead;
       const chunk = buffer.subarray(0, bytesRead);
-      writing = new Promise<void>((resolve, reject) => req.write(chunk, (error) => (error ? reject(error) : resolve())));
+      unfinishedWrites += 1;
+      writing = new Promise<void>((resolve, reject) =>
+        req.write(chunk, (error) => {
+          if (error) return reject(error);
+          unfinishedWrites -= 1;
+          resolve();
+        }),
+      );
       writing.catch(() => undefined);
       sent(bytesRead);
     }
@@ -178,5 +195,7 @@ async function sendBody(
     if (!stopped()) req.end();
   } finally {
     await file.close();
+    // A buffer the socket may still hold (a write that never completed) is not reused.
+    if (unfinishedWrites === 0) spareBuffers.push(...reuse.slice(0, Math.max(0, 2 - spareBuffers.length)));
   }
 }
