@@ -4,7 +4,8 @@
  * and the same file with `curl -T` to the same receiver: a warm-up, then RUNS
  * of each, interleaved; prints the median throughput of each, the uploader's
  * peak RSS (VmHWM) and curl's. Not part of the test suite: run with
- * `npm run bench` (needs about 3 GiB free in the temp dir).
+ * `npm run bench` (needs about 3 GiB free in the temp dir); with
+ * SPARK_BENCH_DIST=1 it runs the built service instead of the source.
  */
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
@@ -26,6 +27,7 @@ const SIZE = 1024 ** 3;
 const RUNS = 3;
 const MiB = 1024 * 1024;
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const dist = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const run = promisify(execFile);
 
 async function writeBigFile(path: string): Promise<string> {
@@ -70,7 +72,9 @@ try {
     `LighthouseServer = 'tcp://127.0.0.1:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = 'bench'\nWorkspaceRoot = '${join(root, 'lkspark')}'\nRedisUrl = '${redisServer.url}'\nQueuePrefix = '${prefix}'\n`,
   );
 
-  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', configFile], {
+  // SPARK_BENCH_DIST=1: the built service (`npm run build` first), as installed; its RSS is the one that counts.
+  const command = process.env['SPARK_BENCH_DIST'] === '1' ? [dist] : ['--conditions=@spark/source', '--import', 'tsx', main];
+  const child = spawn(process.execPath, [...command, '--config', configFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = once(child, 'exit');
@@ -178,7 +182,7 @@ try {
   const runs = (list: number[]) => list.map((seconds) => seconds.toFixed(2)).join(' ');
   process.stdout.write(
     [
-      `upload: 1 GiB, ${RUNS} runs after a warm-up, medians; receiver: tools upload-receiver on 127.0.0.1 writing to ${tmpdir()}; ${await machineDescription()}`,
+      `upload: 1 GiB, ${RUNS} runs after a warm-up, medians; spark-uploader from ${command.length === 1 ? 'dist/' : 'src/ (tsx)'}; receiver: tools upload-receiver on 127.0.0.1 writing to ${tmpdir()}; ${await machineDescription()}`,
       `spark-uploader: ${median(uploaderRuns).toFixed(2)} s, ${mbps(median(uploaderRuns)).toFixed(0)} MiB/s (×${(mbps(median(uploaderRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; job queued → completed, incl. the .dud and report); runs ${runs(uploaderRuns)}`,
       `  of which the PUT of the 1 GiB file: ${median(putRuns).toFixed(2)} s, ${mbps(median(putRuns)).toFixed(0)} MiB/s (×${(mbps(median(putRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; from the uploader's log); runs ${runs(putRuns)}`,
       `curl -T:        ${median(curlRuns).toFixed(2)} s, ${mbps(median(curlRuns)).toFixed(0)} MiB/s; runs ${runs(curlRuns)}`,
