@@ -25,6 +25,7 @@ apt_packages=(
   python3-zmq             # pyzmq: checks our Curve key files as Laniakea reads them
   sudo                    # the builder runs debspawn through sudo when not root
   chromium                # the dashboard test opens the page in headless Chromium
+  libxml2-utils           # xmllint: the builder test validates Firehose reports against firehose.rng
   git ca-certificates curl
 )
 

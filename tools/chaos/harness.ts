@@ -345,7 +345,8 @@ export function emptyResult(): ScenarioResult {
 export async function retireWhenRejected(chaos: ChaosChain, uuid: string, timeoutMs: number, times = 1): Promise<number> {
   const rejected = () => chaos.requestsOf(uuid).filter((request) => request.request === 'job-rejected').length;
   await until(() => rejected() >= times, timeoutMs, `job-rejected ${times} time(s) for ${uuid}`);
-  const entry = chaos.chain.standIn.board.get(uuid);
-  if (entry) entry.status = 'DONE';
+  // Retire it for good: a rejection still on its way (one handed straight back within its cool-down)
+  // must not put it back to WAITING, as it would at Lighthouse.
+  chaos.chain.standIn.board.remove(uuid);
   return rejected();
 }

@@ -1,9 +1,11 @@
 import { parseArgs } from 'node:util';
 import { emptyResult, seededRandom, type Scenario, type ScenarioResult } from './harness.js';
+import { hungPipeScenario, logFloodScenario } from './scenarios/build-limits.js';
 import { debspawnScenario } from './scenarios/debspawn-build.js';
 import { diskFullScenario } from './scenarios/disk-full.js';
 import { hostileInputScenario } from './scenarios/hostile-input.js';
 import { killScenario } from './scenarios/kill-services.js';
+import { lifecycleScenario } from './scenarios/lifecycle.js';
 import { lighthouseOutageScenario } from './scenarios/lighthouse-outage.js';
 import { receiverFailuresScenario, receiverPartialFileScenario } from './scenarios/receiver-failures.js';
 import { redisRestartScenario } from './scenarios/redis-restart.js';
@@ -27,6 +29,9 @@ const scenarios: Scenario[] = [
   receiverPartialFileScenario,
   diskFullScenario,
   hostileInputScenario,
+  lifecycleScenario,
+  hungPipeScenario,
+  logFloodScenario,
   debspawnScenario,
 ];
 const only = values.only?.split(',');

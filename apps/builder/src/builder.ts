@@ -20,7 +20,7 @@ import { builderId, startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { runImageBuild } from './image-build.js';
 import { JobStop } from './job-stop.js';
 import { runPackageBuild } from './package-build.js';
-import { processBuildJob, type JobSummary, type Runner } from './process-job.js';
+import { processBuildJob, type BuildAttempt, type JobSummary, type Runner } from './process-job.js';
 import type { RunnerContext } from './runner.js';
 
 /** What a builder needs besides its config. */
@@ -87,6 +87,8 @@ export function createBuilder(deps: BuilderDeps): Builder {
   const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
   const signQueue = openQueue(QueueName.sign, producerRedis, config.queuePrefix, logger);
   const running = new Map<string, AbortController>();
+  // Per BullMQ job id: aborted when the job's lock could not be renewed.
+  const lockWatch = new Map<string, AbortController>();
   let accepting = true;
   let worker: Worker | null = null;
   let heartbeat: Heartbeat | null = null;
@@ -101,7 +103,13 @@ export function createBuilder(deps: BuilderDeps): Builder {
     logger,
     statusIntervalMs: settings.statusIntervalMs,
     maxBuildTimeMs: settings.maxBuildTimeMs,
-    runnerSettings: { debspawn, idleOutputTimeoutMs: settings.idleOutputTimeoutMs, killGraceMs: deps.killGraceMs ?? 10_000 },
+    maxLogBytes: settings.maxLogBytes,
+    runnerSettings: {
+      debspawn,
+      idleOutputTimeoutMs: settings.idleOutputTimeoutMs,
+      killGraceMs: deps.killGraceMs ?? 10_000,
+      downloadTimeouts: { connectMs: settings.downloadConnectTimeoutMs, idleMs: settings.downloadIdleTimeoutMs },
+    },
   };
 
   const onControl = (channel: string, message: string) => {
@@ -176,13 +184,30 @@ export function createBuilder(deps: BuilderDeps): Builder {
       );
       worker = openWorker<unknown>(
         QueueName.build,
-        async (job): Promise<JobSummary> => {
-          // processBuildJob registers the job as running before its first await.
-          const summary = processBuildJob(job.data, jobDeps, running);
-          void heartbeat?.beat();
-          const result = await summary;
-          void heartbeat?.beat();
-          return result;
+        async (job, token): Promise<JobSummary> => {
+          const jobId = job.id ?? '';
+          const lockLost = new AbortController();
+          lockWatch.set(jobId, lockLost);
+          const progress: unknown = job.progress;
+          const attempt: BuildAttempt = {
+            lastStatusSeq:
+              typeof progress === 'object' && progress !== null && typeof (progress as { statusSeq?: unknown }).statusSeq === 'number'
+                ? (progress as { statusSeq: number }).statusSeq
+                : 0,
+            statusSent: (seq) => job.updateProgress({ statusSeq: seq }),
+            holdsLock: async () => token !== undefined && (await job.extendLock(token, LOCK_DURATION_MS)) === 1,
+            lockLost: lockLost.signal,
+          };
+          try {
+            // processBuildJob registers the job as running before its first await.
+            const summary = processBuildJob(job.data, jobDeps, running, attempt);
+            void heartbeat?.beat();
+            return await summary;
+          } finally {
+            // A later attempt at the same job (its lock lost here) may have registered its own watch meanwhile.
+            if (lockWatch.get(jobId) === lockLost) lockWatch.delete(jobId);
+            void heartbeat?.beat();
+          }
         },
         workerRedis,
         config.queuePrefix,
@@ -205,6 +230,14 @@ export function createBuilder(deps: BuilderDeps): Builder {
         },
         logger,
       );
+      worker.on('lockRenewalFailed', (jobIds: string[]) => {
+        for (const jobId of jobIds) {
+          const lockLost = lockWatch.get(jobId);
+          if (!lockLost || lockLost.signal.aborted) continue;
+          logger.warn({ queueJobId: jobId }, 'cannot renew the lock of a running job: stopping it; another builder may take it');
+          lockLost.abort();
+        }
+      });
       logger.info({ id, kinds, architectures: config.architectures, slots: config.maxJobs, debspawn }, 'builder started');
     },
     close,

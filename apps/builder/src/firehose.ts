@@ -46,8 +46,8 @@ export function firehoseXml(report: FirehoseReport): string {
     out.push('      <location>');
     out.push(`        <file given-path=${attr(warning.file)}/>`);
     if (warning.function !== null) out.push(`        <function name=${attr(warning.function)}/>`);
-    const column = warning.column === null ? '' : ` column="${warning.column}"`;
-    out.push(`        <point line="${warning.line}"${column}/>`);
+    // firehose.rng requires `column` (its Point.from_xml reads it as an int); firehose's own gcc parser writes 0 when gcc gave none.
+    out.push(`        <point line="${warning.line}" column="${warning.column ?? 0}"/>`);
     out.push('      </location>');
     out.push('    </issue>');
   }

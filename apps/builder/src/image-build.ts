@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { access, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
 import type { OsImageBuildJob } from '@spark/protocol';
+import type { JobLog } from './job-log.js';
 import { debspawnCommand } from './debspawn-command.js';
 import { stopReason } from './job-stop.js';
 import { runLogged, type RunOutcome } from './run-logged.js';
@@ -9,10 +12,47 @@ import type { RunnerContext, RunnerOutcome } from './runner.js';
 /** debspawn's host-wide settings. */
 export const DEBSPAWN_GLOBAL_CONFIG = '/etc/debspawn/global.toml';
 
-/** Whether debspawn lets containers have kvm (spark asks for it on every image build; debspawn exits 9 when not allowed). */
-async function unsafePermissionsAllowed(): Promise<boolean> {
-  const text = await readFile(DEBSPAWN_GLOBAL_CONFIG, 'utf8').catch(() => '');
-  return /^\s*AllowUnsafePermissions\s*=\s*true\s*$/m.test(text);
+/**
+ * `SPARK_ID` exported by every command file, as spark exports `<appname>-<version>`
+ * (spark/utils/workspace.py): `spark-ts-<version of this package>`.
+ */
+export const SPARK_ID = `spark-ts-${packageVersion()}`;
+
+/** This package's version; `src/` and `dist/` sit at the same depth below package.json. */
+function packageVersion(): string {
+  try {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Whether debspawn lets containers have kvm (spark asks for it on every image
+ * build; debspawn exits 9 when not allowed): `AllowUnsafePermissions = true`
+ * in debspawn's TOML config at `file`. A missing file means no; an unreadable
+ * one is said in the log.
+ */
+export async function unsafePermissionsAllowed(log: JobLog, file: string = DEBSPAWN_GLOBAL_CONFIG): Promise<boolean> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.note(`cannot read ${file}: ${(error as Error).message}`);
+    return false;
+  }
+  try {
+    return parseToml(text)['AllowUnsafePermissions'] === true;
+  } catch (error) {
+    log.note(`cannot parse ${file} as TOML: ${(error as Error).message.split('\n')[0] ?? ''}`);
+    return false;
+  }
+}
+
+/** A command file as spark writes one (spark/utils/workspace.py make_commandfile): `set -e`, `SPARK_ID`, then `set -x` so the log shows each command. */
+export function commandFile(commands: readonly string[]): string {
+  return ['#!/bin/sh', 'set -e', `export SPARK_ID=${shellQuote(SPARK_ID)}`, 'set -x', '', ...commands, ''].join('\n');
 }
 
 /** Single-quotes a value for sh. */
@@ -22,9 +62,7 @@ function shellQuote(value: string): string {
 
 /** The script run in the container: spark's `IB_*` environment, then the recipe's `build.sh` (spark/runners/image_build.py). */
 export function imageBuildScript(job: OsImageBuildJob): string {
-  return [
-    '#!/bin/sh',
-    'set -e',
+  return commandFile([
     'export DEBIAN_FRONTEND=noninteractive',
     `export IB_SUITE=${shellQuote(job.data.suite)}`,
     `export IB_ENVIRONMENT=${shellQuote(job.data.environment)}`,
@@ -34,8 +72,7 @@ export function imageBuildScript(job: OsImageBuildJob): string {
     'if command -v systemd-machine-id-setup >/dev/null; then systemd-machine-id-setup; fi',
     'cd /srv/build',
     'exec ./build.sh',
-    '',
-  ].join('\n');
+  ]);
 }
 
 /**
@@ -44,7 +81,10 @@ export function imageBuildScript(job: OsImageBuildJob): string {
  * style) and `build.sh` in `debspawn run`, and collects what the recipe left
  * in `/srv/artifacts`.
  */
-export async function runImageBuild(ctx: RunnerContext<OsImageBuildJob>): Promise<RunnerOutcome> {
+export async function runImageBuild(
+  ctx: RunnerContext<OsImageBuildJob>,
+  options: { debspawnGlobalConfig?: string } = {},
+): Promise<RunnerOutcome> {
   const { job, log, workspace, signal } = ctx;
   const recipe = join(workspace, 'ib');
   const output = join(workspace, 'image');
@@ -56,7 +96,13 @@ export async function runImageBuild(ctx: RunnerContext<OsImageBuildJob>): Promis
     log,
     { ...limits, cwd: workspace },
   );
-  if (clone.stopped || clone.exitCode !== 0) return ended(clone, signal, `cannot clone the recipe ${job.data.git_url}`);
+  if (clone.stopped) return ended(clone, signal, `cannot clone the recipe ${job.data.git_url}`);
+  // Most often the network or the git server: another try, here or on another worker, may well work (as spark).
+  if (clone.exitCode !== 0)
+    return { type: 'rejected', reason: `cannot clone the recipe ${job.data.git_url} (git exited with code ${clone.exitCode})` };
+  // The recipe's commit, so the log says what was built.
+  const commit = await runLogged({ file: 'git', args: ['log', '--pretty=oneline', '-1'] }, log, { ...limits, cwd: recipe });
+  if (commit.stopped) return ended(commit, signal, 'cannot read the recipe commit');
   if (!(await isFile(join(recipe, 'build.sh')))) {
     return { type: 'built', result: 'failure', reason: 'the recipe has no build.sh', changes: null, files: [] };
   }
@@ -64,18 +110,12 @@ export async function runImageBuild(ctx: RunnerContext<OsImageBuildJob>): Promis
   const script = join(workspace, 'build-command.sh');
   await writeFile(script, imageBuildScript(job), { mode: 0o755 });
   const args = ['run', '--external-command', `--arch=${ctx.containerArchitecture}`, '--artifacts-out', output, '--build-dir', recipe];
-  if (await unsafePermissionsAllowed()) args.push('--allow=kvm,read-kmods');
+  if (await unsafePermissionsAllowed(log, options.debspawnGlobalConfig)) args.push('--allow=kvm,read-kmods');
   else
     log.note(`running without kvm: debspawn refuses extra permissions unless AllowUnsafePermissions is set in ${DEBSPAWN_GLOBAL_CONFIG}`);
   if (await isFile(join(recipe, 'prepare.sh'))) {
     const init = join(workspace, 'prepare-command.sh');
-    await writeFile(
-      init,
-      ['#!/bin/sh', 'set -e', 'export DEBIAN_FRONTEND=noninteractive', 'cd /srv/build', 'exec ./prepare.sh', ''].join('\n'),
-      {
-        mode: 0o755,
-      },
-    );
+    await writeFile(init, commandFile(['export DEBIAN_FRONTEND=noninteractive', 'cd /srv/build', 'exec ./prepare.sh']), { mode: 0o755 });
     const cacheKey = `${job.data.suite}-mkimage-${job.data.image_format}-${job.data.environment || 'any'}-${job.data.style || 'any'}`;
     args.push('--cachekey', cacheKey, '--init-command', init);
   }

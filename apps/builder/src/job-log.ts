@@ -1,63 +1,127 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
+import { JobStop } from './job-stop.js';
 import { createExcerptBuffer } from './log-excerpt.js';
 import { createLineSplitter, plainText } from './terminal-text.js';
 
 /** A job's log: everything goes to the log file as it comes; plain lines go to excerpts and line listeners. */
 export interface JobLog {
   readonly path: string;
-  /** Writes one line of the builder's own (what it did, why a job ended). */
+  /** Writes one line of the builder's own (what it did, why a job ended); notes are written even past the size limit. */
   note(message: string): void;
-  /** Writes process output as it came; false when the file is behind (wait for {@link JobLog.drained}). */
+  /**
+   * Writes process output as it came; false when the file is behind (wait for
+   * {@link JobLog.drained}). Output past the size limit or after a write error
+   * is dropped from the file (it still reaches excerpts and line listeners).
+   */
   output(chunk: Buffer): boolean;
-  /** Resolves once the file has caught up with what was written. */
+  /** Resolves once the file has caught up with what was written, or can take nothing more (failed, full, closed). */
   drained(): Promise<void>;
+  /**
+   * Calls `listener` once the log can take no more output: a `log-error` stop
+   * when the file cannot be written (disk full, `EFBIG`), a `log-size` stop
+   * when output reached the size limit. Called at once if that happened
+   * already; returns a function that removes the listener.
+   */
+  onRefusal(listener: (stop: JobStop) => void): () => void;
   /** Calls `listener` with every complete line of output, terminal escapes removed. */
   onLine(listener: (line: string) => void): void;
   /** The output since the last call, for a status report; null when nothing new. */
   takeExcerpt(): string | null;
-  /** Flushes and closes the file. Safe to call twice. */
+  /** Flushes and closes the file; rejects with the write error if there was one. Never waits on a failed file. Safe to call twice. */
   close(): Promise<void>;
 }
 
-/** Creates (truncates) the log file at `path`; rejects when it cannot be opened. */
-export async function openJobLog(path: string): Promise<JobLog> {
-  const file: WriteStream = createWriteStream(path, { flags: 'w', mode: 0o644 });
+/** Options of {@link openJobLog}. */
+export interface JobLogOptions {
+  /** Bytes of process output the file may hold (`[builder] MaxLogSize`); unlimited when absent. */
+  maxOutputBytes?: number;
+}
+
+/**
+ * Creates the log file at `path` as a new file: an older file of that name is
+ * unlinked first, so a run that lost its job to another builder keeps
+ * writing into its own (unlinked) file, never into this one. Rejects when the
+ * file cannot be created.
+ */
+export async function openJobLog(path: string, options: JobLogOptions = {}): Promise<JobLog> {
+  await rm(path, { force: true });
+  const file: WriteStream = createWriteStream(path, { flags: 'wx', mode: 0o644 });
   await new Promise<void>((resolve, reject) => {
     file.once('open', () => resolve());
     file.once('error', reject);
   });
+  const maxOutputBytes = options.maxOutputBytes ?? Number.POSITIVE_INFINITY;
+  let outputBytes = 0;
+  let refusal: JobStop | null = null;
   let writeError: Error | null = null;
-  file.on('error', (error) => (writeError = error));
+  const refusalListeners = new Set<(stop: JobStop) => void>();
+  const waiters = new Set<() => void>();
+  const wakeWaiters = () => {
+    for (const wake of waiters) wake();
+    waiters.clear();
+  };
+  const refuse = (stop: JobStop) => {
+    if (refusal) return;
+    refusal = stop;
+    for (const listener of refusalListeners) listener(stop);
+    refusalListeners.clear();
+    wakeWaiters();
+  };
+  file.on('error', (error) => {
+    writeError ??= error;
+    refuse(new JobStop('log-error', `cannot write the job log ${path}: ${error.message}`));
+  });
+  file.on('drain', wakeWaiters);
+
   const decoder = new StringDecoder('utf8');
   const splitter = createLineSplitter();
   const excerpt = createExcerptBuffer();
-  const listeners: ((line: string) => void)[] = [];
+  const lineListeners: ((line: string) => void)[] = [];
   let closed: Promise<void> | null = null;
+  const writable = () => closed === null && writeError === null;
 
   const handleLines = (completed: readonly string[]) => {
     if (completed.length === 0) return;
     const plain = completed.map(plainText);
     excerpt.append(`${plain.join('\n')}\n`);
-    for (const listener of listeners) for (const line of plain) listener(line);
+    for (const listener of lineListeners) for (const line of plain) listener(line);
   };
 
   return {
     path,
     note(message) {
       const text = `[spark-builder] ${message}\n`;
-      if (!closed) file.write(text);
+      if (writable()) file.write(text);
       excerpt.append(text);
     },
     output(chunk) {
       handleLines(splitter.push(decoder.write(chunk)));
-      return closed ? true : file.write(chunk);
+      if (!writable() || outputBytes >= maxOutputBytes) return true;
+      const room = maxOutputBytes - outputBytes;
+      const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      outputBytes += part.length;
+      const caughtUp = file.write(part);
+      if (outputBytes >= maxOutputBytes) {
+        refuse(new JobStop('log-size', `the build log reached MaxLogSize (${maxOutputBytes} bytes of output)`));
+      }
+      return caughtUp || !writable();
     },
     drained() {
-      return file.writableNeedDrain && !closed ? new Promise((resolve) => file.once('drain', () => resolve())) : Promise.resolve();
+      if (!writable() || !file.writableNeedDrain || refusal?.kind === 'log-error') return Promise.resolve();
+      return new Promise((resolve) => waiters.add(resolve));
+    },
+    onRefusal(listener) {
+      if (refusal) {
+        listener(refusal);
+        return () => undefined;
+      }
+      refusalListeners.add(listener);
+      return () => refusalListeners.delete(listener);
     },
     onLine(listener) {
-      listeners.push(listener);
+      lineListeners.push(listener);
     },
     takeExcerpt() {
       return excerpt.take();
@@ -66,8 +130,19 @@ export async function openJobLog(path: string): Promise<JobLog> {
       closed ??= (async () => {
         handleLines(splitter.push(decoder.end()));
         handleLines(splitter.end());
-        await new Promise<void>((resolve) => file.end(() => resolve()));
-        if (writeError) throw writeError;
+        wakeWaiters();
+        if (writeError === null) {
+          // end() reports an error that happens while flushing; a stream that failed already is destroyed instead.
+          await new Promise<void>((resolve) => {
+            const done = () => resolve();
+            file.once('error', done);
+            file.end(done);
+          });
+        }
+        if (writeError !== null) {
+          file.destroy();
+          throw writeError;
+        }
       })();
       return closed;
     },

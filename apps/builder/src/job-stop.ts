@@ -1,10 +1,13 @@
 /** Why a job was stopped before its commands finished. */
-export type JobStopKind = 'time-limit' | 'idle-output' | 'cancelled' | 'draining';
+export type JobStopKind = 'time-limit' | 'idle-output' | 'log-size' | 'log-error' | 'cancelled' | 'draining' | 'lock-lost';
 
 /**
- * The reason carried by a job's AbortSignal (and returned for an idle-output
- * kill). Time limits end the job as a `failure`; cancellation by an operator
- * and a builder shutting down reject it back to Lighthouse.
+ * The reason carried by a job's AbortSignal (and returned for a stop the
+ * runner decided itself: idle output, a full or failing log). Limits the
+ * build hit (`time-limit`, `idle-output`, `log-size`) end the job as a
+ * `failure`; an operator's cancel, a builder shutting down and a log the host
+ * cannot write reject it back to Lighthouse; a lost BullMQ lock means another
+ * builder owns the job now, so this one reports nothing at all.
  */
 export class JobStop extends Error {
   constructor(
@@ -15,9 +18,9 @@ export class JobStop extends Error {
     this.name = 'JobStop';
   }
 
-  /** True when the job goes back to Lighthouse for another worker rather than failing. */
+  /** True when the job's result is not this build's to report: it goes back to Lighthouse, or belongs to another builder. */
   get rejectsJob(): boolean {
-    return this.kind === 'cancelled' || this.kind === 'draining';
+    return this.kind === 'cancelled' || this.kind === 'draining' || this.kind === 'log-error' || this.kind === 'lock-lost';
   }
 }
 

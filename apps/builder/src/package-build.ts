@@ -49,7 +49,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
 
   let fetched;
   try {
-    fetched = await fetchSource(job.data.dsc_url, job.data.sha256sum, sourceDir, log, signal);
+    fetched = await fetchSource(job.data.dsc_url, job.data.sha256sum, sourceDir, log, signal, ctx.downloadTimeouts);
   } catch (error) {
     if (signal.aborted) return stoppedOutcome(stopReason(signal));
     if (error instanceof SourceFetchError) return { type: 'rejected', reason: `source refused: ${error.message}` };
@@ -79,7 +79,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   const wallClockSeconds = (Date.now() - started) / 1000;
   if (run.stopped?.rejectsJob) return { type: 'rejected', reason: run.stopped.message };
   if (seen.missingImage !== null && run.exitCode !== 0) {
-    return { type: 'rejected', reason: `this worker is missing an environment: ${seen.missingImage}` };
+    return { type: 'rejected', reason: `this worker is missing an environment: ${seen.missingImage}`, needsOperator: true };
   }
 
   let result: BuildResult = 'success';

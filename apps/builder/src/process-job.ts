@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Queue } from 'bullmq';
@@ -18,7 +19,7 @@ import {
 import { writeDud } from './dud.js';
 import { digestFile, giveUp, sendReport, type Logger } from '@spark/service';
 import { openJobLog, type JobLog } from './job-log.js';
-import { JobStop } from './job-stop.js';
+import { JobStop, stopReason } from './job-stop.js';
 import type { RunnerContext, RunnerOutcome } from './runner.js';
 
 /** Runs one kind of job. */
@@ -37,9 +38,34 @@ export interface JobDeps {
   logger: Logger;
   statusIntervalMs: number;
   maxBuildTimeMs: number;
+  /** Bytes of build output a job's log may hold (`[builder] MaxLogSize`). */
+  maxLogBytes: number;
   /** Everything of RunnerContext that is not per job. */
-  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs'>;
+  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs' | 'downloadTimeouts'>;
 }
+
+/**
+ * This attempt at a `build` job, as the queue knows it. A job BullMQ hands
+ * out again (its builder was killed, or lost its lock) is a new attempt that
+ * must continue where reports of the earlier ones stopped.
+ */
+export interface BuildAttempt {
+  /** The last status sequence number an earlier attempt got onto the report queue (0: none). */
+  lastStatusSeq: number;
+  /** Records that status report `seq` reached the report queue. */
+  statusSent(seq: number): Promise<void>;
+  /** False once this builder no longer holds the job's lock: another builder owns the job. */
+  holdsLock(): Promise<boolean>;
+  /** Aborted when renewing the job's lock failed: the build stops at once and reports nothing. */
+  lockLost: AbortSignal;
+}
+
+const FIRST_ATTEMPT: BuildAttempt = {
+  lastStatusSeq: 0,
+  statusSent: () => Promise.resolve(),
+  holdsLock: () => Promise.resolve(true),
+  lockLost: new AbortController().signal,
+};
 
 /** How a `build` job ended, as the BullMQ job's return value. */
 export type JobSummary =
@@ -53,7 +79,12 @@ export type JobSummary =
  * `sign` queue — or reports `rejected` with the reason. Never throws for a
  * problem of the job; `running` maps each running job's uuid to its stopper.
  */
-export async function processBuildJob(data: unknown, deps: JobDeps, running: Map<string, AbortController>): Promise<JobSummary> {
+export async function processBuildJob(
+  data: unknown,
+  deps: JobDeps,
+  running: Map<string, AbortController>,
+  attempt: BuildAttempt = FIRST_ATTEMPT,
+): Promise<JobSummary> {
   const fields = typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {};
   const reply = readJobReply(fields['job']);
   const roundField = roundSchema.safeParse(fields['round']);
@@ -65,7 +96,8 @@ export async function processBuildJob(data: unknown, deps: JobDeps, running: Map
     return { outcome: 'dropped', reason };
   }
   const round: JobRound = { uuid: uuidOf.toLowerCase(), round: roundField.data };
-  const logger = deps.logger.child({ jobId: round.uuid, round: round.round });
+  const { uuid } = round;
+  const logger = deps.logger.child({ jobId: uuid, round: round.round });
   if (reply.type !== 'job') return reject(deps, round, reply.type === 'invalid' ? reply.reason : 'no job', logger);
   const job = reply.job;
   const runner = deps.runners[job.kind];
@@ -73,36 +105,65 @@ export async function processBuildJob(data: unknown, deps: JobDeps, running: Map
   if (job.architecture !== 'all' && !deps.architectures.includes(job.architecture)) {
     return reject(deps, round, `this builder builds ${deps.architectures.join(', ')}, not ${job.architecture}`, logger);
   }
-  if (running.has(round.uuid)) {
+  const earlier = running.get(uuid);
+  if (earlier && !(earlier.signal.aborted && stopReason(earlier.signal).kind === 'lock-lost')) {
     logger.warn('job is already running here; ignoring the duplicate');
     return { outcome: 'dropped', reason: 'already running' };
   }
 
   const stopper = new AbortController();
-  running.set(round.uuid, stopper);
+  running.set(uuid, stopper);
+  let ended = () => {};
+  runEnded.set(stopper, new Promise<void>((resolve) => (ended = resolve)));
+  if (earlier) {
+    // This builder's own earlier run lost the lock and is stopping (within its kill grace): this run is the job's now.
+    logger.info('job handed out again after its lock was lost here; waiting for the earlier run to stop');
+    await runEnded.get(earlier);
+  }
+  const onLockLost = () =>
+    stopper.abort(new JobStop('lock-lost', 'the job lock could not be renewed: another builder may run the job now'));
+  if (attempt.lockLost.aborted) onLockLost();
+  attempt.lockLost.addEventListener('abort', onLockLost, { once: true });
   const timeLimit = setTimeout(
     () => stopper.abort(new JobStop('time-limit', `job exceeded its time limit of ${Math.round(deps.maxBuildTimeMs / 1000)} s`)),
     deps.maxBuildTimeMs,
   );
   try {
-    return await runJob(job, round, deps, stopper.signal, logger);
+    return await runJob(job, round, deps, stopper.signal, logger, attempt);
   } finally {
     clearTimeout(timeLimit);
-    running.delete(round.uuid);
+    attempt.lockLost.removeEventListener('abort', onLockLost);
+    if (running.get(uuid) === stopper) running.delete(uuid);
+    ended();
   }
 }
 
-async function runJob(job: Job, round: JobRound, deps: JobDeps, signal: AbortSignal, logger: Logger): Promise<JobSummary> {
+/** Settles when the run behind a stopper (a value of `running`) has ended. */
+const runEnded = new WeakMap<AbortController, Promise<void>>();
+
+async function runJob(
+  job: Job,
+  round: JobRound,
+  deps: JobDeps,
+  signal: AbortSignal,
+  logger: Logger,
+  attempt: BuildAttempt,
+): Promise<JobSummary> {
   const { uuid } = round;
   const workspace = jobWorkspaceDir(deps.workspacesDir, round);
   const artifacts = jobArtifactsDir(deps.workspacesDir, round);
+  // This run's own directory: a run that lost the job to another builder may still be
+  // stopping while the new one starts, and must not write where the new one builds.
+  const runDir = join(workspace, `run-${randomUUID()}`);
+  const lockLost = () => signal.aborted && stopReason(signal).kind === 'lock-lost';
   let log: JobLog;
   try {
     // A job retried after a crash starts from a clean workspace.
     await rm(workspace, { recursive: true, force: true });
     await mkdir(artifacts, { recursive: true });
+    await mkdir(runDir);
     await mkdir(deps.logsDir, { recursive: true });
-    log = await openJobLog(jobLogFile(deps.logsDir, round));
+    log = await openJobLog(jobLogFile(deps.logsDir, round), { maxOutputBytes: deps.maxLogBytes });
   } catch (error) {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
     return reject(deps, round, `cannot prepare the workspace: ${(error as Error).message}`, logger);
@@ -111,14 +172,16 @@ async function runJob(job: Job, round: JobRound, deps: JobDeps, signal: AbortSig
   logger.info({ kind: job.kind, architecture: job.architecture }, 'job accepted');
   log.note(`job ${uuid}: ${job.kind} for ${job.architecture}, repository ${job.repo}`);
 
-  let statusSeq = 0;
+  // Sequences continue after the earlier attempts' (a reused one would be dropped as a duplicate).
+  let statusSeq = attempt.lastStatusSeq;
   let statusChain = Promise.resolve();
   const sendStatus = () => {
     const excerpt = log.takeExcerpt();
-    if (excerpt === null) return statusChain;
+    if (excerpt === null || lockLost()) return statusChain;
     const seq = ++statusSeq;
     statusChain = statusChain
       .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq))
+      .then(() => attempt.statusSent(seq))
       .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
     return statusChain;
   };
@@ -128,25 +191,37 @@ async function runJob(job: Job, round: JobRound, deps: JobDeps, signal: AbortSig
   try {
     const run = deps.runners[job.kind] as Runner;
     const containerArchitecture = job.architecture === 'all' ? (deps.architectures[0] ?? 'all') : job.architecture;
-    outcome = await run({ job, workspace, log, signal, containerArchitecture, ...deps.runnerSettings });
+    outcome = await run({ job, workspace: runDir, log, signal, containerArchitecture, ...deps.runnerSettings });
   } catch (error) {
     logger.error({ err: error }, 'runner failed');
     outcome = { type: 'rejected', reason: `the builder failed running the job: ${(error as Error).message}` };
   }
+  clearInterval(statusTimer);
+  // Renewal failed or not, only the lock says whose job it is: a job still ours is reported (a stopped
+  // run is rejected back), never dropped — nobody else would report it. A Redis error is no proof.
+  if (!(await attempt.holdsLock().catch(() => true))) {
+    // Another builder owns the job now: its workspace and its reports are that builder's.
+    log.note('this builder lost the job (its lock expired, another builder may run it): nothing is reported from here');
+    await log.close().catch(() => undefined);
+    await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
+    logger.warn('lost the job to another builder (its BullMQ lock expired); reporting nothing');
+    return { outcome: 'dropped', reason: 'lost the job lock to another builder' };
+  }
   if (outcome.type === 'rejected') log.note(`job rejected back to Lighthouse: ${outcome.reason}`);
   else log.note(`job finished: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
-  clearInterval(statusTimer);
   await log.close().catch((err: unknown) => logger.error({ err }, 'cannot finish writing the job log'));
   await sendStatus();
 
   if (outcome.type === 'rejected') {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
-    return reject(deps, round, outcome.reason, logger);
+    return reject(deps, round, outcome.reason, logger, outcome.needsOperator);
   }
   try {
     const manifest = await collectArtifacts(job, round, outcome, artifacts, log.path);
     await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(round, 'sign') });
     logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
+    // Sources and build trees are not needed past this point; the artifacts stay for the signer and the uploader.
+    await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
     return { outcome: 'built', result: manifest.result, files: manifest.files.length };
   } catch (error) {
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
@@ -192,7 +267,7 @@ async function collectArtifacts(
   return manifestSchema.parse({ uuid, round, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });
 }
 
-async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger): Promise<JobSummary> {
-  await giveUp(deps.reportQueue, round, 'rejected', reason, logger);
+async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger, needsOperator = false): Promise<JobSummary> {
+  await giveUp(deps.reportQueue, round, 'rejected', reason, logger, needsOperator ? { needsOperator } : {});
   return { outcome: 'rejected', reason };
 }

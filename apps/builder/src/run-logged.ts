@@ -1,12 +1,14 @@
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import type { JobLog } from './job-log.js';
 import { JobStop, stopReason } from './job-stop.js';
+import { endProcessTree, signalProcessGroup, type SignalTree } from './process-tree.js';
 
 // Commands lead their own process groups, so they would outlive a builder that
 // exits abruptly (an uncaught exception); kill them on any exit.
-const liveGroups = new Set<number>();
+const liveTrees = new Map<number, SignalTree>();
 process.on('exit', () => {
-  for (const pid of liveGroups) signalTree(pid, 'SIGKILL');
+  for (const [pid, signalTree] of liveTrees) signalTree(pid, 'SIGKILL');
 });
 
 /** A command line with the environment it needs on top of the builder's. */
@@ -14,6 +16,12 @@ export interface Command {
   file: string;
   args: readonly string[];
   env?: Readonly<Record<string, string>>;
+  /**
+   * How a stop reaches everything the command started (default: its process
+   * group, which the command leads). A command that runs a privileged helper
+   * passes the helper's own way (SIGTERM to the helper, which ends its tree).
+   */
+  signalTree?: SignalTree;
 }
 
 /** Options of {@link runLogged}. */
@@ -30,37 +38,59 @@ export interface RunLoggedOptions {
 /** How a command ended: its exit code, or why it was stopped. */
 export type RunOutcome = { stopped: null; exitCode: number } | { stopped: JobStop; exitCode: number | null };
 
+/*
+ * Once the command's tree is gone, whatever still holds the output pipe escaped
+ * the tree (a daemon in a session of its own): the pipe is closed from our side
+ * after this long. And a process that SIGKILL did not end (stuck in the kernel)
+ * is given up on after this long, so the job still ends.
+ */
+const PIPE_CLOSE_MS = 2_000;
+const AFTER_KILL_MS = 5_000;
+
 /**
- * Runs `command` with stdout and stderr merged into the job log as they come
- * (the file is written chunk by chunk; output pauses only when the disk is
- * behind). The command leads its own process group, so a stop reaches the
- * whole tree: SIGTERM, then SIGKILL after the grace period.
+ * Runs `command` with its stdout and stderr as one pipe (`2>&1` in the
+ * command's own shell, as spark's `stderr=STDOUT`: one order, no fused
+ * lines) into the job log as it comes. The command leads its own process
+ * group. However the command ends — its exit, no output for
+ * `idleOutputTimeoutMs`, the log refusing more (full, or failing to write),
+ * or `signal` (time limit, cancel, drain, lost lock) — the whole tree is
+ * ended (SIGTERM, `killGraceMs`, SIGKILL) and the outcome returned within
+ * about `killGraceMs` + 7 s, whatever holds the pipe.
  */
 export async function runLogged(command: Command, log: JobLog, options: RunLoggedOptions): Promise<RunOutcome> {
   const { signal } = options;
   if (signal.aborted) return { stopped: stopReason(signal), exitCode: null };
   log.note(`$ ${[command.file, ...command.args].join(' ')}`);
-  const child = execa(command.file, command.args, {
+  const signalTree = command.signalTree ?? signalProcessGroup;
+  const child = spawn('/bin/sh', ['-c', 'exec 2>&1; exec "$@"', 'sh', command.file, ...command.args], {
     cwd: options.cwd,
-    env: { ...command.env },
-    extendEnv: true,
-    stdin: 'ignore',
-    all: true,
-    buffer: false,
-    reject: false,
+    env: { ...process.env, ...command.env },
+    stdio: ['ignore', 'pipe', 'ignore'],
     detached: true,
-    cleanup: true,
   });
-  if (child.pid !== undefined) liveGroups.add(child.pid);
+  const pid = child.pid;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: Error }>((resolve) => {
+    child.once('exit', (code, exitSignal) => resolve({ code, signal: exitSignal }));
+    child.once('error', (error) => resolve({ error }));
+  });
+  if (pid !== undefined) liveTrees.set(pid, signalTree);
+
   let stopped: JobStop | null = null;
-  let killTimer: NodeJS.Timeout | undefined;
+  let ending: Promise<void> | null = null;
+  let stopRequested = () => {};
+  const stopping = new Promise<void>((resolve) => (stopRequested = resolve));
+  const endTree = () => {
+    if (pid !== undefined) ending ??= endProcessTree(pid, signalTree, options.killGraceMs, AFTER_KILL_MS);
+    return ending ?? Promise.resolve();
+  };
   const stop = (reason: JobStop) => {
-    if (stopped || child.exitCode !== null) return;
+    if (stopped) return;
     stopped = reason;
     log.note(`stopping the command: ${reason.message}`);
-    signalTree(child.pid, 'SIGTERM');
-    killTimer = setTimeout(() => signalTree(child.pid, 'SIGKILL'), options.killGraceMs);
+    void endTree();
+    stopRequested();
   };
+
   let idleTimer: NodeJS.Timeout | undefined;
   const armIdle = () => {
     clearTimeout(idleTimer);
@@ -71,38 +101,52 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
   };
   const onAbort = () => stop(stopReason(signal));
   signal.addEventListener('abort', onAbort, { once: true });
+  const stopOnRefusal = log.onRefusal(stop);
   armIdle();
-  const all = child.all;
-  all.on('data', (chunk: Buffer) => {
-    armIdle();
+
+  const output = child.stdout;
+  const pipeClosed = new Promise<void>((resolve) => output.once('close', resolve));
+  output.on('data', (chunk: Buffer) => {
+    // Output past a stop does not prove the command is alive: the idle limit is for a command still running.
+    if (!stopped) armIdle();
     if (!log.output(chunk)) {
-      all.pause();
-      void log.drained().then(() => all.resume());
+      output.pause();
+      void log.drained().then(() => output.resume());
     }
   });
+
   try {
-    const result = await child;
-    // A tree member that outlived its leader must not keep running after the job ends.
-    signalTree(child.pid, 'SIGKILL');
-    if (result.failed && result.exitCode === undefined && !stopped && result.signal === undefined) {
-      log.note(`the command could not be run: ${result.shortMessage}`);
-      return { stopped: null, exitCode: 127 };
+    // A leader that even SIGKILL does not end (stuck in the kernel) is given up on once the tree was ended.
+    const givenUp = stopping.then(endTree).then(() => timeout(1_000).then(() => null));
+    let ended = await Promise.race([exited, givenUp]);
+    if (ended === null) {
+      log.note(`the command (pid ${pid}) did not exit after SIGKILL; giving up on it`);
+      output.destroy();
+      return { stopped: stopped ?? new JobStop('cancelled', 'the command did not exit'), exitCode: null };
     }
-    if (stopped) return { stopped, exitCode: result.exitCode ?? null };
-    return { stopped: null, exitCode: result.exitCode ?? 128 };
+    // The leader is gone; whatever it started is not allowed to outlive it.
+    await endTree();
+    if (!(await Promise.race([pipeClosed.then(() => true), timeout(PIPE_CLOSE_MS).then(() => false)]))) {
+      output.destroy();
+      log.note('the output pipe stayed open after the command ended (a process outside its process group holds it); closed it');
+    }
+    if ('error' in ended) {
+      log.note(`the command could not be run: ${ended.error.message}`);
+      ended = { code: 127, signal: null };
+    }
+    if (stopped) return { stopped, exitCode: ended.code };
+    if (ended.code !== null) return { stopped: null, exitCode: ended.code };
+    log.note(`the command was killed by ${ended.signal ?? 'a signal'}`);
+    // The shell's convention for a command killed by a signal.
+    return { stopped: null, exitCode: 128 + (ended.signal ? constants.signals[ended.signal] : 0) };
   } finally {
-    if (child.pid !== undefined) liveGroups.delete(child.pid);
+    if (pid !== undefined) liveTrees.delete(pid);
     clearTimeout(idleTimer);
-    clearTimeout(killTimer);
+    stopOnRefusal();
     signal.removeEventListener('abort', onAbort);
   }
 }
 
-function signalTree(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // The group is gone already.
-  }
+function timeout(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

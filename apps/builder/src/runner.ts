@@ -1,20 +1,22 @@
 import type { BuildResult, Job } from '@spark/protocol';
 import type { DebspawnEnvironment } from './debspawn-command.js';
+import type { DownloadTimeouts } from './fetch-source.js';
 import type { JobLog } from './job-log.js';
 
 /** What a runner needs for one job. */
 export interface RunnerContext<J extends Job = Job> {
   job: J;
-  /** The job's workspace directory (exists, empty but for `artifacts/`). */
+  /** This run's own directory in the job's workspace (exists, empty); another builder's run of the job never shares it. */
   workspace: string;
   log: JobLog;
   /** The container architecture: the job's, or this host's first for an `all` job (debspawn has no `all` image). */
   containerArchitecture: string;
-  /** Aborted with a JobStop when the job must stop (time limit, cancel, shutdown). */
+  /** Aborted with a JobStop when the job must stop (time limit, cancel, shutdown, lost lock). */
   signal: AbortSignal;
   debspawn: DebspawnEnvironment;
   idleOutputTimeoutMs: number;
   killGraceMs: number;
+  downloadTimeouts: DownloadTimeouts;
 }
 
 /** A control file and the files it lists, all in one directory. */
@@ -32,7 +34,7 @@ export interface ControlFileSet {
  * and its artifacts go on to be signed and uploaded (`built`).
  */
 export type RunnerOutcome =
-  | { type: 'rejected'; reason: string }
+  | { type: 'rejected'; reason: string; needsOperator?: boolean }
   | {
       type: 'built';
       result: BuildResult;

@@ -27,6 +27,10 @@ import {
 import { connectRedis, type Redis } from '@spark/service';
 import { makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
+import { debspawnCommand, detectDebspawnEnvironment } from '../src/debspawn-command.js';
+import { openJobLog } from '../src/job-log.js';
+import { JobStop } from '../src/job-stop.js';
+import { runLogged } from '../src/run-logged.js';
 import { serveDirectory, testConfig, waitFor } from './fixtures.js';
 
 /** The round of every job these tests hand the builder (as the connector would number it). */
@@ -318,6 +322,32 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     assert.match(log, /spark-no-such-package/);
   });
 
+  it('a cancel stops a real debspawn container run at once, and nothing of the container is left running', async () => {
+    const dir = await mkdtemp(join(root, 'cancel-'));
+    // Odd durations, to find these processes (and only these) afterwards.
+    const script = join(dir, 'command.sh');
+    await writeFile(script, '#!/bin/sh\necho "inside the container"\nsleep 4321 &\nsleep 4322\n');
+    await chmod(script, 0o755);
+    const log = await openJobLog(join(dir, 'run.log'));
+    const stopper = new AbortController();
+    const seen = new Promise<void>((resolve) => log.onLine((line) => line.includes('inside the container') && resolve()));
+    const running = runLogged(
+      debspawnCommand(detectDebspawnEnvironment('debspawn'), ['run', '--external-command', 'bookworm', script]),
+      log,
+      { idleOutputTimeoutMs: 120_000, killGraceMs: 10_000, signal: stopper.signal },
+    );
+    await seen;
+    const cancelled = Date.now();
+    stopper.abort(new JobStop('cancelled', 'cancelled by operator: test'));
+    const outcome = await running;
+    await log.close();
+    assert.equal(outcome.stopped?.kind, 'cancelled');
+    assert.ok(Date.now() - cancelled < 10_000, `stopped ${Date.now() - cancelled} ms after the cancel`);
+    const { stdout } = await run('ps', ['-eo', 'stat=,args=']);
+    const left = stdout.split('\n').filter((line) => /\bsleep 432[12]\b/.test(line) && !line.startsWith('Z'));
+    assert.deepEqual(left, []);
+  });
+
   it('runs an os-image-build recipe in debspawn and collects its artifact', async () => {
     const uuid = jobs.image;
     const manifest = await manifestOf(uuid);
@@ -330,6 +360,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     assert.equal(await readFile(artifact(uuid, 'test-image_amd64.img'), 'utf8'), 'disk\n');
     const log = await readFile(jobLogFile(config.logsDir, { uuid: uuid, round: R }), 'utf8');
     assert.match(log, /image for bookworm minimal amd64/);
+    // As spark's log: the recipe commit, then the command file traced by `set -x` through debspawn.
+    assert.match(log, /\$ git log --pretty=oneline -1\n[0-9a-f]{40} /);
+    assert.match(log, /^\+ exec \.\/build\.sh$/m);
   });
 });
 

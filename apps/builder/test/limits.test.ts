@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,36 +9,46 @@ import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import {
   jobRecordKey,
+  parseJobId,
   reportJobId,
   UUID,
-  type JobRecord,
+  type NewJobRecord,
   builderControlChannel,
   builderHeartbeatKey,
   jobLogFile,
   MAX_LOG_EXCERPT_CHARS,
   reportPayloadSchema,
   signPayloadSchema,
+  jobWorkspaceDir,
   stageJobId,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
 import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
+import { mountTinyDisk, redisServerPid, startStallingServer } from './faults.js';
 import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.js';
 
-/** The operator CLI, run as operators run it. */
+/** The round of every job these tests hand the builder (as the connector would number it). */
+const R = '1764405000000';
 
 /*
  * Limits are about stopping a process tree, not about debspawn: a stand-in
  * `debspawn` (set through `[builder] Debspawn`) that stays silent or talks
  * forever, with a child process whose death proves the whole tree was stopped.
  */
-/** The round of every job these tests hand the builder (as the connector would number it). */
-const R = '1764405000000';
 const FAKE_DEBSPAWN = `#!/bin/sh
 if [ "$1" = "--version" ]; then echo 0.0-test; exit 0; fi
 echo "stand-in debspawn $*"
 case "$*" in
   *flood*) head -c 30000000 /dev/zero | tr '\\0' x | fold -w 99; echo "flood done"; exit 1 ;;
+  *handover*)
+    for arg in "$@"; do case "$arg" in --results-dir=*) results=\${arg#--results-dir=} ;; esac; done
+    ws=$(dirname "$(dirname "$results")"); mkdir -p "$ws/artifacts/$(basename "$ws" | cut -d. -f1).log"; echo "artifacts dir blocked"; exit 1 ;;
+  *hungpipe*) sleep 600 & echo $! > "$SPARK_TEST_PIDS/$$.child"; echo "leader exits; its child keeps the pipe"; exit 1 ;;
+  *endless*) sleep 600 & echo $! > "$SPARK_TEST_PIDS/$$.child"; yes "an endless build log line" ;;
+  *lockloss*)
+    if [ -e "$SPARK_TEST_PIDS/../lockloss-ran" ]; then echo "second run in $PWD"; exit 1; fi
+    touch "$SPARK_TEST_PIDS/../lockloss-ran"; echo "first run in $PWD" ;;
 esac
 sleep 300 &
 echo $! > "$SPARK_TEST_PIDS/$$.child"
@@ -62,9 +72,9 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
   const builders: Builder[] = [];
   const prefix = randomQueuePrefix();
 
-  const startBuilder = async (id: string, builderToml: string) => {
+  const startBuilder = async (id: string, builderToml: string, workspaceRoot = join(root, 'ws')) => {
     const config = testConfig({
-      workspaceRoot: join(root, 'ws'),
+      workspaceRoot,
       redisUrl: redis.url,
       prefix,
       builder: `Debspawn = "${join(root, 'debspawn')}"\n${builderToml}`,
@@ -74,11 +84,19 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await builder.start();
     return { builder, config };
   };
+  const dataWith = (url: string) => ({
+    package_name: 'limited',
+    package_version: '1.0',
+    suite: 'bookworm',
+    dsc_url: url,
+    sha256sum: dscSha256,
+    do_indep: false,
+  });
   const addJob = async (uuid: string, suite: string, overrides: Record<string, unknown> = {}) => {
     const jobId = UUID.test(uuid) ? stageJobId({ uuid, round: R }, 'build') : uuid.replace(/[^0-9a-z-]/g, 'x');
     if (UUID.test(uuid)) {
       // As the connector records each hand-out: `spark cancel <uuid>` finds the round through it.
-      const record: JobRecord = {
+      const record: NewJobRecord = {
         uuid,
         round: R,
         kind: 'package-build',
@@ -302,5 +320,148 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     const manifest = await manifestOf(uuid);
     assert.equal(manifest.result, 'failure');
     assert.match(await logOf(uuid), /job finished: failure \(build stopped: job exceeded its time limit of 2 s\)/);
+  });
+
+  const closeBuilders = async () => {
+    for (const builder of builders.splice(0)) await builder.close();
+  };
+  const statusReportsOf = async (uuid: string) =>
+    (await reportQueue.getJobs(['waiting']))
+      .map((job) => ({ id: parseJobId(job.id), excerpt: (job.data as { logExcerpt: string }).logExcerpt }))
+      .flatMap(({ id, excerpt }) =>
+        id?.uuid === uuid && id.type === 'report' && id.slot.kind === 'status' ? [{ seq: id.slot.seq, excerpt }] : [],
+      )
+      .sort((a, b) => a.seq - b.seq);
+  const runDirsOf = async (uuid: string, workspaceRoot = join(root, 'ws')) =>
+    (await readdir(jobWorkspaceDir(join(workspaceRoot, 'workspaces'), { uuid, round: R })).catch(() => [] as string[])).filter((name) =>
+      name.startsWith('run-'),
+    );
+
+  it('stops a build that floods its log past MaxLogSize, whole tree, and fails it; the log keeps MaxLogSize bytes of output', async () => {
+    await closeBuilders();
+    await startBuilder('limits-d', 'MaxLogSize = 1000000\nIdleOutputTimeout = 60\nDownloadIdleTimeout = 1\nDownloadConnectTimeout = 1');
+    const uuid = randomUUID();
+    await addJob(uuid, 'endless');
+    const manifest = await manifestOf(uuid);
+    assert.equal(manifest.result, 'failure');
+    const log = await logOf(uuid);
+    assert.match(log, /job finished: failure \(build stopped: the build log reached MaxLogSize \(1000000 bytes of output\)\)/);
+    const size = (await stat(jobLogFile(join(root, 'ws', 'logs'), { uuid, round: R }))).size;
+    assert.ok(size > 1_000_000 && size < 1_010_000, `log of ${size} bytes`);
+    assert.deepEqual(await runDirsOf(uuid), [], 'the run directory is removed once the artifacts are handed over');
+    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+  });
+
+  it('ends a build whose leader exits while a background process still holds its output: at once, no process left', async () => {
+    const uuid = randomUUID();
+    const started = Date.now();
+    await addJob(uuid, 'hungpipe');
+    const manifest = await manifestOf(uuid);
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    assert.equal(manifest.result, 'failure');
+    const log = await logOf(uuid);
+    assert.match(log, /leader exits; its child keeps the pipe/);
+    assert.match(log, /job finished: failure \(debspawn exited with code 1\)/);
+    assert.deepEqual(await childrenAlive(), []);
+  });
+
+  it('removes the workspace of a job whose artifacts cannot be handed over, and rejects it back', async () => {
+    const uuid = randomUUID();
+    await addJob(uuid, 'handover');
+    const report = await finalReport(uuid);
+    assert.equal(report.kind, 'rejected');
+    assert.match(report.kind === 'rejected' ? report.reason : '', /^cannot hand over the job's artifacts: EISDIR/);
+    assert.equal(existsSync(jobWorkspaceDir(join(root, 'ws', 'workspaces'), { uuid, round: R })), false, 'workspace removed');
+    assert.equal(await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign')), undefined);
+  });
+
+  it('rejects back a job whose archive accepts the connection and then stalls, naming the URL and the time waited', async () => {
+    const stalling = await startStallingServer();
+    try {
+      const silent = randomUUID();
+      const midBody = randomUUID();
+      await addJob(silent, 'bookworm', { data: dataWith(`${stalling.url}/silent/limited_1.0.dsc`) });
+      await addJob(midBody, 'bookworm', { data: dataWith(`${stalling.url}/half/limited_1.0.dsc`) });
+      for (const [uuid, path] of [
+        [silent, 'silent'],
+        [midBody, 'half'],
+      ] as const) {
+        const report = await finalReport(uuid);
+        assert.equal(report.kind, 'rejected');
+        assert.equal(
+          report.kind === 'rejected' ? report.reason : '',
+          `source refused: cannot download ${stalling.url}/${path}/limited_1.0.dsc: no data received for 1 s (DownloadIdleTimeout)`,
+        );
+        assert.equal(existsSync(jobWorkspaceDir(join(root, 'ws', 'workspaces'), { uuid, round: R })), false, 'workspace removed');
+      }
+      assert.ok(stalling.connections() >= 2);
+    } finally {
+      await stalling.close();
+    }
+  });
+
+  it('rejects back a job whose log cannot be written (a full disk), with no process left and the workspace removed', async () => {
+    await closeBuilders();
+    const tinyRoot = join(root, 'tiny');
+    await mkdir(join(tinyRoot, 'logs'), { recursive: true });
+    const unmount = await mountTinyDisk(join(tinyRoot, 'logs'), 256 * 1024);
+    try {
+      await startBuilder('limits-e', 'IdleOutputTimeout = 60', tinyRoot);
+      const uuid = randomUUID();
+      const started = Date.now();
+      await addJob(uuid, 'endless');
+      const report = await finalReport(uuid);
+      assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+      assert.equal(report.kind, 'rejected');
+      assert.match(report.kind === 'rejected' ? report.reason : '', /^cannot write the job log \/.*\.log: ENOSPC: no space left on device/);
+      assert.equal(existsSync(jobWorkspaceDir(join(tinyRoot, 'workspaces'), { uuid, round: R })), false, 'workspace removed');
+      assert.equal(await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign')), undefined);
+      assert.deepEqual(await childrenAlive(), []);
+      await closeBuilders();
+    } finally {
+      await unmount();
+    }
+  });
+
+  it('a builder that loses its job lock to a Redis pause stops the build and reports nothing; the next run starts clean and goes on numbering', async () => {
+    await closeBuilders();
+    await startBuilder('limits-f', 'IdleOutputTimeout = 60');
+    await startBuilder('limits-g', 'IdleOutputTimeout = 60');
+    const uuid = randomUUID();
+    await addJob(uuid, 'lockloss');
+    await logShows(uuid, /still building/);
+    await waitFor('a status excerpt of the first run', async () => ((await statusReportsOf(uuid)).length > 0 ? true : null), 10_000);
+    const [firstRunDir] = await runDirsOf(uuid);
+    assert.ok(firstRunDir);
+    // Longer than the 10 s lock: once Redis runs again the lock has expired and the job is handed out anew.
+    const redisPid = await redisServerPid(redis.port);
+    process.kill(redisPid, 'SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 13_000));
+    process.kill(redisPid, 'SIGCONT');
+
+    const manifest = await manifestOf(uuid);
+    assert.equal(manifest.result, 'failure');
+    const log = await logOf(uuid);
+    assert.match(log, /second run in \/.*\/run-[0-9a-f-]+/);
+    assert.doesNotMatch(log, /still building|first run/, 'the log is the second run only');
+    assert.ok(!log.includes(firstRunDir), 'the second run builds in a directory of its own');
+    // The run removes its directory just after the hand-over the manifest was read from.
+    await waitFor('the run directories removed', async () => ((await runDirsOf(uuid)).length === 0 ? true : null));
+    assert.equal(
+      await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' })),
+      undefined,
+      'the first run reported nothing final (the job goes on to the signer)',
+    );
+    const statuses = await statusReportsOf(uuid);
+    const seqs = statuses.map((status) => status.seq);
+    const second = statuses.filter((status) => /second run/.test(status.excerpt));
+    assert.equal(second.length, 1, `statuses: ${JSON.stringify(seqs)}`);
+    const firstRunSeqs = statuses.filter((status) => /still building/.test(status.excerpt)).map((status) => status.seq);
+    assert.ok(firstRunSeqs.length > 0);
+    assert.ok(
+      (second[0]?.seq ?? 0) > Math.max(...firstRunSeqs),
+      `second run's excerpt is #${second[0]?.seq}, after ${firstRunSeqs.join(',')}`,
+    );
+    await waitFor("the first run's tree to be gone", async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
   });
 });

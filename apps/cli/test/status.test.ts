@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
-import { builderHeartbeatKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
+import { blockedKindsKey, builderHeartbeatKey, lighthouseStatusKey, stageJobId, type BlockedKind } from '@spark/protocol';
 import { connectRedis, redisReady, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { statusCommand } from '../src/status/status-command.js';
@@ -102,6 +102,26 @@ describe('spark status', () => {
     assert.match(result.out, new RegExp(`${uuidA} {2}sign/waiting`));
     await build.close();
     await sign.close();
+  });
+
+  it('shows a job kind left out of requests, the job that came back rejected and why', async () => {
+    const own = randomQueuePrefix();
+    const block: BlockedKind = {
+      kind: 'package-build',
+      until: Date.now() + 90_000,
+      uuid: uuidB,
+      reason: 'this worker is missing an environment: bookworm',
+      needsOperator: true,
+    };
+    await redis.hset(blockedKindsKey(own), block.kind, JSON.stringify(block));
+    const result = await status(['--redis', server.url, '--prefix', own]);
+    assert.equal(result.code, 0, result.err);
+    assert.match(
+      result.out,
+      new RegExp(
+        `not asking for package-build jobs for 1m \\d+s: job ${uuidB} came back after this worker rejected it: this worker is missing an environment: bookworm \\(an operator must fix this host`,
+      ),
+    );
   });
 
   it('watches several hosts at once and says which Redis it cannot read', async () => {

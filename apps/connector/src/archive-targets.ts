@@ -1,6 +1,15 @@
 import type { Redis } from '@spark/service';
 import type { Logger } from '@spark/service';
-import { archiveInfoReplySchema, archiveTargetsKey, describeIssues, errorReplySchema, type StoredArchiveTargets } from '@spark/protocol';
+import { z } from 'zod';
+import {
+  archiveInfoReplySchema,
+  archiveTargetsKey,
+  describeIssues,
+  errorReplySchema,
+  storedArchiveTargetsSchema,
+  type ArchiveInfo,
+  type StoredArchiveTargets,
+} from '@spark/protocol';
 import { UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
 
 /**
@@ -30,13 +39,34 @@ export async function refreshArchiveTargets(
     logger.error(`Lighthouse refused archive-info: ${error.data.error}`);
     return false;
   }
-  const info = archiveInfoReplySchema.safeParse(reply);
+  const info = z.object({ archive_repos: z.record(z.string(), z.unknown()) }).safeParse(reply);
   if (!info.success) {
     logger.error(`ignoring a malformed archive-info reply: ${describeIssues(info.error)}`);
     return false;
   }
-  const stored: StoredArchiveTargets = { ...info.data, receivedAt: Date.now() };
+  // One odd repository must not block the others (spark skips it too).
+  const usable: ArchiveInfo['archive_repos'] = {};
+  for (const [repo, target] of Object.entries(info.data.archive_repos)) {
+    const checked = archiveInfoReplySchema.safeParse({ archive_repos: { [repo]: target } });
+    if (checked.success) Object.assign(usable, checked.data.archive_repos);
+    else
+      logger.error({ repo }, `archive-info: skipping repository ${JSON.stringify(repo).slice(0, 200)}: ${describeIssues(checked.error)}`);
+  }
+  if (Object.keys(usable).length === 0) {
+    // Uploads in flight keep the targets stored before (if any); without any, no job is taken.
+    logger.error('archive-info names no repository with a usable upload target: keeping the stored upload targets, if any');
+    return false;
+  }
+  const stored: StoredArchiveTargets = { archive_repos: usable, receivedAt: Date.now() };
   await redis.set(archiveTargetsKey(prefix), JSON.stringify(stored));
-  logger.info({ repos: Object.keys(info.data.archive_repos) }, 'stored the upload targets from archive-info');
+  logger.info({ repos: Object.keys(usable) }, 'stored the upload targets from archive-info');
   return true;
+}
+
+/** True when the stored upload targets name at least one repository (no job is taken before). */
+export async function haveUploadTargets(redis: Redis, prefix: string): Promise<boolean> {
+  const text = await redis.get(archiveTargetsKey(prefix));
+  if (text === null) return false;
+  const stored = storedArchiveTargetsSchema.safeParse(JSON.parse(text));
+  return stored.success && Object.keys(stored.data.archive_repos).length > 0;
 }

@@ -36,25 +36,61 @@ export async function readHeartbeats(redis: Redis, prefix: string, logger: Logge
   return beats;
 }
 
+/** Job counts the capacity rule needs, from the queues. */
+export interface PipelineCounts {
+  /** Jobs in `build` no builder has started (waiting, prioritized, delayed, paused). */
+  buildWaiting: number;
+  /** Jobs in `build` a builder is running. */
+  buildActive: number;
+  /** Jobs past the build that Lighthouse has not heard the end of: in `sign` and `upload`, not finished. */
+  pastBuild: number;
+}
+
 /**
- * Computes how many jobs to ask Lighthouse for, so that we never hoard: the
- * free slots of accepting builders, less the jobs already waiting in `build`.
- * Busy slots count as the larger of what builders report and what BullMQ has
- * active, since a heartbeat can lag a job's start by one interval.
+ * How many jobs to ask Lighthouse for, so that the worker never hoards
+ * (docs/architecture.md, "Capacity"):
+ *
+ * - the free slots of accepting builders — a draining builder's jobs use only
+ *   its own slots — less jobs BullMQ runs that no heartbeat counts yet (a
+ *   heartbeat lags a job's start by up to one interval), less jobs waiting in
+ *   `build`;
+ * - less the jobs past the build beyond an allowance of one per builder slot:
+ *   uploads may overlap the next builds, but when signing or uploading stalls
+ *   (an archive that refuses everything) the worker stops taking work, and the
+ *   jobs it has not started stay with Lighthouse for other workers.
  */
-export async function readBuilderCapacity(redis: Redis, prefix: string, buildQueue: Queue, logger: Logger): Promise<BuilderCapacity> {
-  const beats = (await readHeartbeats(redis, prefix, logger)).filter((beat) => beat.accepting);
-  const counts = await buildQueue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused', 'active');
-  const waiting = (counts['waiting'] ?? 0) + (counts['prioritized'] ?? 0) + (counts['delayed'] ?? 0) + (counts['paused'] ?? 0);
-  const slots = beats.reduce((sum, beat) => sum + beat.slots, 0);
-  const busy = Math.max(
-    beats.reduce((sum, beat) => sum + beat.busy, 0),
-    counts['active'] ?? 0,
-  );
-  const open = beats.filter((beat) => beat.busy < beat.slots);
+export function computeCapacity(beats: readonly BuilderHeartbeat[], counts: PipelineCounts): BuilderCapacity {
+  const accepting = beats.filter((beat) => beat.accepting);
+  const free = accepting.reduce((sum, beat) => sum + Math.max(0, beat.slots - beat.busy), 0);
+  const uncounted = Math.max(0, counts.buildActive - beats.reduce((sum, beat) => sum + beat.busy, 0));
+  const allowance = beats.reduce((sum, beat) => sum + beat.slots, 0);
+  const backlog = Math.max(0, counts.pastBuild - allowance);
+  const open = accepting.filter((beat) => beat.busy < beat.slots);
   return {
-    available: slots - busy - waiting,
+    available: free - uncounted - counts.buildWaiting - backlog,
     kinds: [...new Set(open.flatMap((beat) => beat.kinds))],
     architectures: [...new Set(open.flatMap((beat) => beat.architectures))],
   };
+}
+
+const UNFINISHED = ['waiting', 'prioritized', 'delayed', 'paused', 'active'] as const;
+
+/** Reads the heartbeats and queue counts and applies {@link computeCapacity}. */
+export async function readBuilderCapacity(
+  redis: Redis,
+  prefix: string,
+  queues: { build: Queue; sign: Queue; upload: Queue },
+  logger: Logger,
+): Promise<BuilderCapacity> {
+  const beats = await readHeartbeats(redis, prefix, logger);
+  const [build, sign, upload] = await Promise.all(
+    [queues.build, queues.sign, queues.upload].map((queue) => queue.getJobCounts(...UNFINISHED)),
+  );
+  const sum = (counts: Record<string, number> | undefined, states: readonly string[]) =>
+    states.reduce((total, state) => total + (counts?.[state] ?? 0), 0);
+  return computeCapacity(beats, {
+    buildWaiting: sum(build, ['waiting', 'prioritized', 'delayed', 'paused']),
+    buildActive: sum(build, ['active']),
+    pastBuild: sum(sign, UNFINISHED) + sum(upload, UNFINISHED),
+  });
 }

@@ -6,6 +6,7 @@ import { createLighthouseLink } from './lighthouse-link.js';
 import { refreshArchiveTargets } from './archive-targets.js';
 import { runJobFetcher } from './job-fetcher.js';
 import { startReportRelay, type ReportRelay } from './report-relay.js';
+import { acquireConnectorLock, type ConnectorLock } from './connector-lock.js';
 import { runStartTimeout } from './start-timeout.js';
 import { backoffDelay, DEFAULT_BACKOFF, pause, type Backoff } from './backoff.js';
 
@@ -16,13 +17,15 @@ export interface ConnectorDeps {
   logger: Logger;
   /** Backoff while Lighthouse is unreachable (default 0.5 s doubling to 30 s). */
   backoff?: Backoff;
+  /** Cool-down of a job this worker rejected (default 30 s doubling to 30 min). */
+  rejectionCooldown?: Backoff;
   /** Called when a background loop fails unexpectedly; main makes it fatal (systemd restarts us). */
   onFatal: (error: unknown) => void;
 }
 
 /** The connector service. */
 export interface Connector {
-  /** Connects Redis, starts the report relay, asks `archive-info`, then asks for jobs while builders have room. */
+  /** Connects Redis, waits to be the one connector on it, starts the report relay, asks `archive-info`, then asks for jobs while builders have room. */
   start(): Promise<void>;
   /** Stops asking for jobs, lets the relay finish its report in flight, closes Lighthouse and Redis. Safe to call twice. */
   close(): Promise<void>;
@@ -41,6 +44,8 @@ export function createConnector(deps: ConnectorDeps): Connector {
   producer.on('error', (err) => logger.error({ err }, 'Redis connection error'));
   workerConnection.on('error', (err) => logger.error({ err }, 'Redis connection error (report relay)'));
   const buildQueue = openQueue(QueueName.build, producer, prefix, logger);
+  const signQueue = openQueue(QueueName.sign, producer, prefix, logger);
+  const uploadQueue = openQueue(QueueName.upload, producer, prefix, logger);
   const reportQueue = openQueue(QueueName.report, producer, prefix, logger);
   const link = createLighthouseLink({
     endpoint: config.lighthouseServer,
@@ -57,6 +62,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const stop = new AbortController();
   const loops: Promise<void>[] = [];
   let relay: ReportRelay | null = null;
+  let lock: ConnectorLock | null = null;
 
   const background = (name: string, loop: () => Promise<void>) => {
     loops.push(
@@ -71,6 +77,11 @@ export function createConnector(deps: ConnectorDeps): Connector {
   return {
     async start() {
       await redisReady(producer);
+      lock = await acquireConnectorLock(producer, prefix, logger, stop.signal, (error) => {
+        logger.fatal({ err: error }, 'lost the connector lock: another connector runs on this Redis');
+        deps.onFatal(error);
+      });
+      if (!lock) return;
       relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueue, backoff, logger });
       background('upload targets and job fetching', async () => {
         // Upload targets must be known before a job is taken (docs/architecture.md, The pipeline).
@@ -92,12 +103,16 @@ export function createConnector(deps: ConnectorDeps): Connector {
             redis: producer,
             prefix,
             buildQueue,
+            signQueue,
+            uploadQueue,
             reportQueue,
             logger,
             acceptedJobs: config.acceptedJobs,
             architectures: config.architectures,
             owner: config.machineOwner,
             pollIntervalMs: settings.pollIntervalMs,
+            giveUpRejectedAfterMs: settings.giveUpRejectedAfterMs,
+            ...(deps.rejectionCooldown ? { rejectionCooldown: deps.rejectionCooldown } : {}),
             backoff,
           },
           stop.signal,
@@ -122,7 +137,8 @@ export function createConnector(deps: ConnectorDeps): Connector {
           ['stop asking for jobs', () => Promise.all(loops)],
           ['finish the report in flight', () => relay?.close()],
           ['close the Lighthouse link', () => link.close()],
-          ['close queues', () => Promise.all([buildQueue.close(), reportQueue.close()])],
+          ['release the connector lock', () => lock?.release()],
+          ['close queues', () => Promise.all([buildQueue.close(), signQueue.close(), uploadQueue.close(), reportQueue.close()])],
           ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit()])],
         ],
         logger,

@@ -1,9 +1,11 @@
 import type { Queue } from 'bullmq';
-import { giveUp, recordHandOut, type Logger, type Redis } from '@spark/service';
-import { newRound, readJobReply, stageJobId, type BuildPayload, type Job, type JobReply } from '@spark/protocol';
+import { giveUp, readJobRecord, recordHandOut, sendReport, type Logger, type Redis } from '@spark/service';
+import { newRound, readJobReply, stageJobId, type BuildPayload, type Job, type JobReply, type JobRound } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
 import { readBuilderCapacity } from './builder-capacity.js';
+import { haveUploadTargets } from './archive-targets.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
+import { blockKind, inCooldown, readBlockedKinds, rejectionCooldownMs } from './kind-blocks.js';
 
 /** What the job fetcher needs. */
 export interface JobFetcherDeps {
@@ -11,6 +13,9 @@ export interface JobFetcherDeps {
   redis: Redis;
   prefix: string;
   buildQueue: Queue;
+  /** The `sign` and `upload` queues, counted against capacity (see computeCapacity). */
+  signQueue: Queue;
+  uploadQueue: Queue;
   reportQueue: Queue;
   logger: Logger;
   /** `AcceptedJobs`. */
@@ -21,7 +26,11 @@ export interface JobFetcherDeps {
   owner: string;
   /** ms between job requests while idle or without capacity. */
   pollIntervalMs: number;
+  /** `GiveUpRejectedAfter` in ms: a job only an operator can unblock is reported failed this long after its first rejection. */
+  giveUpRejectedAfterMs: number;
   backoff: Backoff;
+  /** Cool-down of a job this worker rejected (default REJECTION_COOLDOWN: 30 s doubling to 30 min). */
+  rejectionCooldown?: Backoff;
 }
 
 /**
@@ -38,13 +47,31 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
   while (!signal.aborted) {
     let capacity;
     try {
-      capacity = await readBuilderCapacity(deps.redis, deps.prefix, deps.buildQueue, logger);
+      capacity = await readBuilderCapacity(
+        deps.redis,
+        deps.prefix,
+        { build: deps.buildQueue, sign: deps.signQueue, upload: deps.uploadQueue },
+        logger,
+      );
     } catch (error) {
       logger.error({ err: error }, 'cannot read builder capacity from Redis; asking for no job until it answers');
       await pause(deps.pollIntervalMs, signal);
       continue;
     }
-    const kinds = deps.acceptedJobs.filter((kind) => capacity.kinds.includes(kind));
+    let blocked: string[];
+    try {
+      blocked = (await readBlockedKinds(deps.redis, deps.prefix, Date.now(), logger)).map((block) => block.kind);
+    } catch (error) {
+      logger.error({ err: error }, 'cannot read the blocked job kinds from Redis; asking for no job until it answers');
+      await pause(deps.pollIntervalMs, signal);
+      continue;
+    }
+    if (!(await haveUploadTargets(deps.redis, deps.prefix).catch(() => false))) {
+      // archive-info named no usable repository (logged where it was read): nowhere to upload to.
+      await pause(deps.pollIntervalMs, signal);
+      continue;
+    }
+    const kinds = deps.acceptedJobs.filter((kind) => capacity.kinds.includes(kind) && !blocked.includes(kind));
     const architectures = deps.architectures.filter((arch) => capacity.architectures.includes(arch));
     if (capacity.available <= 0 || kinds.length === 0 || architectures.length === 0) {
       await pause(deps.pollIntervalMs, signal);
@@ -86,7 +113,9 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
       break;
     case 'invalid':
       if (outcome.uuid) {
-        await giveUp(deps.reportQueue, newRound(outcome.uuid, Date.now()), 'rejected', outcome.reason, logger);
+        // Malformed beyond use: no worker can run it, and rejecting it would put it first in line
+        // again. Failing it ends it at Lighthouse, with the reason as its log excerpt.
+        await failWithExcerpt(deps, newRound(outcome.uuid, Date.now()), `this worker cannot run the job: ${outcome.reason}`);
       } else {
         logger.error(`ignoring a job reply without a usable uuid (cannot reject it): ${outcome.reason}`);
       }
@@ -98,14 +127,57 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
   }
 }
 
+/** Reports a round failed with `reason` also as its log excerpt (Lighthouse shows the excerpt on the job's page). */
+async function failWithExcerpt(deps: JobFetcherDeps, round: JobRound, reason: string): Promise<void> {
+  await sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: reason }, 1);
+  await giveUp(deps.reportQueue, round, 'failed', reason, deps.logger);
+}
+
+/**
+ * Takes a hand-out: a job this worker rejected within its cool-down is not built
+ * again at once — its kind is left out of requests for a while and it goes
+ * back (or, when only an operator can fix its cause and it has kept coming back
+ * for `GiveUpRejectedAfter`, it is failed); anything else goes on `build`.
+ */
 async function enqueueBuild(deps: JobFetcherDeps, job: Job): Promise<void> {
   const log = deps.logger.child({ jobId: job.uuid });
   const receivedAt = Date.now();
   try {
-    const { round } = await recordHandOut(deps.redis, deps.prefix, job, receivedAt);
-    const payload: BuildPayload = { job, round, receivedAt };
-    await deps.buildQueue.add(job.kind, payload, { jobId: stageJobId({ uuid: job.uuid, round }, 'build') });
-    log.info({ kind: job.kind, architecture: job.architecture, round }, 'job queued for a builder');
+    const previous = await readJobRecord(deps.redis, deps.prefix, job.uuid);
+    const record = await recordHandOut(deps.redis, deps.prefix, job, receivedAt);
+    const round = { uuid: record.uuid, round: record.round };
+    if (
+      previous?.needsOperator &&
+      previous.firstRejectedAt !== null &&
+      receivedAt - previous.firstRejectedAt >= deps.giveUpRejectedAfterMs
+    ) {
+      const hours = ((receivedAt - previous.firstRejectedAt) / 3600_000).toFixed(1);
+      const cause = previous.lastRejection ?? 'rejected';
+      await failWithExcerpt(
+        deps,
+        round,
+        `${cause} — rejected ${previous.rejections} times over ${hours} h; an operator must fix this host`,
+      );
+      return;
+    }
+    if (inCooldown(previous, receivedAt, deps.rejectionCooldown)) {
+      const cause = previous.lastRejection ?? 'rejected';
+      const until = previous.lastRejectedAt + rejectionCooldownMs(previous.rejections, deps.rejectionCooldown);
+      await blockKind(
+        deps.redis,
+        deps.prefix,
+        { kind: job.kind, until, uuid: round.uuid, reason: cause, needsOperator: previous.needsOperator },
+        log,
+      );
+      await giveUp(deps.reportQueue, round, 'rejected', `rejected again within its back-off: ${cause}`, log, {
+        needsOperator: previous.needsOperator,
+        bounced: true,
+      });
+      return;
+    }
+    const payload: BuildPayload = { job, round: record.round, receivedAt };
+    await deps.buildQueue.add(job.kind, payload, { jobId: stageJobId(round, 'build') });
+    log.info({ kind: job.kind, architecture: job.architecture, round: record.round }, 'job queued for a builder');
   } catch (error) {
     // Redis is down: give the job straight back so another worker can take it.
     log.error({ err: error }, 'cannot queue the job in Redis; rejecting it back to Lighthouse');

@@ -1,5 +1,5 @@
 import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
-import { isCurrentRound, openWorker, type Logger, type Redis } from '@spark/service';
+import { isCurrentRound, openWorker, recordRoundEnd, type Logger, type Redis } from '@spark/service';
 import {
   ackReplySchema,
   describeIssues,
@@ -8,6 +8,7 @@ import {
   REPORT_REQUEST,
   reportJobId,
   reportPayloadSchema,
+  UNKNOWN_JOB_ERROR,
   type ReportPayload,
 } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
@@ -138,15 +139,24 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
         log.info('dropping a status excerpt that a newer one superseded');
         return 'superseded';
       }
+      let passing: string | null = null;
       try {
         reply = await deps.link.request(reportRequest(report));
-        break;
+        const ack = report.kind === 'status' ? null : ackReplySchema.safeParse(reply);
+        if (ack?.success && ack.data !== true && ack.data.error !== UNKNOWN_JOB_ERROR) passing = ack.data.error;
+        if (passing === null) break;
       } catch (error) {
         if (error instanceof UnreadableReply) {
           log.warn(`${REPORT_REQUEST[report.kind]}: ${error.message}; counting it as delivered`);
           return 'delivered: unreadable reply';
         }
         if (!(error instanceof LighthouseUnreachable)) throw error;
+      }
+      if (passing !== null) {
+        // A database hiccup at Lighthouse ("Failed to handle request: …"): the report is not lost,
+        // it is asked again, and the reports behind it wait, so their order holds.
+        const level = tries < 3 ? 'warn' : 'error';
+        log[level](`Lighthouse answered ${REPORT_REQUEST[report.kind]} with an error (${passing}); asking again (try ${tries + 1})`);
       }
       if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) {
         // Shutting down: the report goes back to the head of the queue, undelivered.
@@ -160,9 +170,17 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
       if (!ack.success) {
         log.warn(`${REPORT_REQUEST[report.kind]}: unexpected reply ${replyPreview(reply)}`);
       } else if (ack.data !== true) {
-        // Lighthouse's no (e.g. an unknown job) will not change on a retry.
+        // The job is unknown to Lighthouse: no retry will change that.
         log.warn(`Lighthouse refused ${REPORT_REQUEST[report.kind]}: ${ack.data.error}`);
         return `refused: ${ack.data.error}`;
+      }
+      const end =
+        report.kind === 'rejected' ? { kind: report.kind, reason: report.reason, needsOperator: report.needsOperator ?? false } : report;
+      // A bounced rejection handed the job back without a try: it says nothing new about the job.
+      if (end.kind !== 'accepted' && !(report.kind === 'rejected' && report.bounced)) {
+        await recordRoundEnd(deps.connection, deps.prefix, report, end, Date.now()).catch((err: unknown) =>
+          log.warn({ err }, 'cannot note the end of the round in the job record'),
+        );
       }
     }
     log.info(`relayed ${REPORT_REQUEST[report.kind]} to Lighthouse`);

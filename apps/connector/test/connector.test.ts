@@ -176,7 +176,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
-  it('never enqueues a hostile or malformed job: rejects it by uuid when usable, logs why, keeps running', async () => {
+  it('never enqueues a hostile or malformed job: fails it by uuid when usable, with the reason as its log excerpt, logs why, keeps running', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     try {
       const traversal = randomUUID();
@@ -199,10 +199,14 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
       await waitUntil('the good job after the hostile ones is in build', async () => (await buildJob(world, good)) !== undefined);
-      await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-rejected').length === 4);
+      await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-failed').length === 4);
 
-      const rejected = world.standIn?.requests.filter((r) => r.request === 'job-rejected').map((r) => r['uuid']);
-      assert.deepEqual(rejected, [traversal, wrongTypes, unknownKind, noRepo]);
+      // Malformed beyond use: no worker can run it, so it is failed (rejecting would put it first in line again).
+      const failed = world.standIn?.requests.filter((r) => r.request === 'job-failed').map((r) => r['uuid']);
+      assert.deepEqual(failed, [traversal, wrongTypes, unknownKind, noRepo]);
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-rejected').length, 0);
+      const excerpt = world.standIn?.requests.find((r) => r.request === 'job-status' && r['uuid'] === noRepo)?.['log_excerpt'];
+      assert.equal(excerpt, 'this worker cannot run the job: job names no repository to upload to');
       const counts = await world.buildQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
       assert.equal(
         Object.values(counts).reduce((a, b) => a + b, 0),
@@ -216,10 +220,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       );
       assert.match(
         log,
-        /malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name; rejecting it back to Lighthouse/,
+        /malformed package-build job: data\.package_name: "\.\.\/\.\.\/\.\.\/root" is not a valid Debian package name; reporting it failed to Lighthouse/,
       );
-      assert.match(log, /unknown job kind "rm-rf"; rejecting it back to Lighthouse/);
-      assert.match(log, /job names no repository to upload to; rejecting it back to Lighthouse/);
+      assert.match(log, /unknown job kind "rm-rf"; reporting it failed to Lighthouse/);
+      assert.match(log, /job names no repository to upload to; reporting it failed to Lighthouse/);
       assert.match(log, /Lighthouse answered the job request with an error: database is on fire/);
       assert.match(log, /job request: Lighthouse sent an unreadable reply: reply is not JSON/);
       assert.deepEqual(world.fatal, []);
@@ -341,7 +345,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
     }
   });
 
-  it('takes a job it rejected before as a new job when Lighthouse hands it out again, and relays the reports of the new round', async () => {
+  it('takes a job it rejected before again once its cool-down has passed, as a new round, and relays the reports of the new round', async () => {
     const world = await startWorld({ redisUrl: redis.url });
     const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
     const uuid = randomUUID();
@@ -371,16 +375,22 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 15_000);
       const relayed = world.standIn?.requests.filter((r) => String(r.request).startsWith('job-')).map((r) => [r.request, r['log_excerpt']]);
-      assert.deepEqual(relayed, [
-        ['job-accepted', undefined],
-        ['job-status', 'round 1'],
-        ['job-rejected', undefined],
-        ['job-accepted', undefined],
-        ['job-status', 'round 2'],
-        ['job-success', undefined],
-      ]);
+      // Hand-outs within the cool-down after the rejection go straight back (bounced, not built).
+      const bounced =
+        relayed?.filter(([request], index) => request === 'job-rejected' && relayed[index - 1]?.[0] === 'job-rejected').length ?? 0;
+      assert.deepEqual(
+        relayed?.filter(([request], index) => !(request === 'job-rejected' && relayed[index - 1]?.[0] === 'job-rejected')),
+        [
+          ['job-accepted', undefined],
+          ['job-status', 'round 1'],
+          ['job-rejected', undefined],
+          ['job-accepted', undefined],
+          ['job-status', 'round 2'],
+          ['job-success', undefined],
+        ],
+      );
       assert.deepEqual([world.standIn?.board.get(uuid)?.status, world.standIn?.board.get(uuid)?.result], ['DONE', 'success']);
-      assert.equal(handOuts, 2);
+      assert.equal(handOuts, 2, `built twice (and bounced ${bounced} hand-outs within the cool-down)`);
       assert.equal(new Set(rounds).size, 2, 'each hand-out is a round of its own');
     } finally {
       await builder.close();

@@ -47,6 +47,8 @@ export interface WorldOptions {
   standIn?: Partial<StandInOptions>;
   /** Installs the worker's secret key and Lighthouse's public key into `curveDir` instead of generated ones. */
   installKeys?: (config: SparkConfig) => Promise<void>;
+  /** Queue prefix (default a random one): another world's, to share its Redis keys. */
+  prefix?: string;
 }
 
 /** A stand-in Lighthouse, a connector configured for it, and helpers, all closed by `close()`. */
@@ -86,7 +88,7 @@ export async function startWorld(options: WorldOptions): Promise<World> {
   }
   if (!options.untrusted) await writeKeyFile(join(trustedDir, `${MACHINE}.pub.key`), workerKeys, false);
   const standIn = options.endpoint ? null : await startLighthouseStandIn({ serverKeys, trustedKeysDir: trustedDir, ...options.standIn });
-  const prefix = randomQueuePrefix();
+  const prefix = options.prefix ?? randomQueuePrefix();
   const toml = `LighthouseServer = '${options.endpoint ?? standIn?.endpoint ?? ''}'
 AcceptedJobs = ['package-build', 'os-image-build']
 GpgKeyID = 'DEADBEEF'
@@ -121,6 +123,7 @@ ${options.connectorToml ?? ''}
     keys: loadConnectorKeys(config),
     logger: createLogger('connector', stream),
     backoff: { initialMs: 50, maxMs: 300 },
+    rejectionCooldown: { initialMs: 300, maxMs: 2_000 },
     onFatal: (error) => fatal.push(error),
   });
   const redis = connectRedis(options.redisUrl, 'worker');

@@ -11,7 +11,7 @@ import {
   QueueName,
   stageJobId,
   type ArchiveTarget,
-  type JobRecord,
+  type NewJobRecord,
   type Manifest,
 } from '@spark/protocol';
 import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
@@ -126,7 +126,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     target,
     async addUpload(manifest) {
       // As the connector records each hand-out: `spark retry-upload <uuid>` finds the round through it.
-      const record: JobRecord = {
+      const record: NewJobRecord = {
         uuid: manifest.uuid,
         round: manifest.round,
         kind: 'package-build',

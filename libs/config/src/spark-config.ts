@@ -24,6 +24,12 @@ export interface ConnectorSettings {
   archiveInfoIntervalMs: number;
   /** ms a fetched job may wait for a builder before it is rejected back (`StartTimeout`, default 600 s). */
   startTimeoutMs: number;
+  /**
+   * ms after its first rejection here at which a job that keeps coming back for a
+   * reason only an operator can fix (no debspawn image for its suite) is reported
+   * failed instead of rejected again (`GiveUpRejectedAfter`, default 12 h).
+   */
+  giveUpRejectedAfterMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9621; 0 turns it off). */
   metricsPort: number;
 }
@@ -36,6 +42,12 @@ export interface BuilderSettings {
   maxBuildTimeMs: number;
   /** ms without a line of output before a build is killed (`IdleOutputTimeout`, default 150 min as sbuild). */
   idleOutputTimeoutMs: number;
+  /** Bytes of build output a job's log may hold; a build that writes more is stopped and fails (`MaxLogSize`, default 2 GiB). */
+  maxLogBytes: number;
+  /** ms to connect to the archive a source package comes from (`DownloadConnectTimeout`, default 30 s). */
+  downloadConnectTimeoutMs: number;
+  /** ms a download may go without receiving a byte before it fails and the job is rejected back (`DownloadIdleTimeout`, default 120 s). */
+  downloadIdleTimeoutMs: number;
   /** ms to let running jobs finish on shutdown before they are killed and rejected (`DrainTimeout`, default 600 s). */
   drainTimeoutMs: number;
   /** `debspawn` executable (`Debspawn`, default `debspawn` from PATH). */
@@ -179,8 +191,18 @@ const TOP_LEVEL_KEYS = [
 ] as const;
 
 const SERVICE_KEYS = {
-  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'MetricsPort'],
-  builder: ['StatusInterval', 'MaxBuildTime', 'IdleOutputTimeout', 'DrainTimeout', 'Debspawn', 'MetricsPort'],
+  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'GiveUpRejectedAfter', 'MetricsPort'],
+  builder: [
+    'StatusInterval',
+    'MaxBuildTime',
+    'IdleOutputTimeout',
+    'MaxLogSize',
+    'DownloadConnectTimeout',
+    'DownloadIdleTimeout',
+    'DrainTimeout',
+    'Debspawn',
+    'MetricsPort',
+  ],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
   uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'FileTimeout', 'Attempts'],
 } as const;
@@ -307,12 +329,16 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     pollIntervalMs: seconds(connectorTable, 'connector', 'PollInterval', 5_000),
     archiveInfoIntervalMs: seconds(connectorTable, 'connector', 'ArchiveInfoInterval', 300_000),
     startTimeoutMs: seconds(connectorTable, 'connector', 'StartTimeout', 600_000),
+    giveUpRejectedAfterMs: seconds(connectorTable, 'connector', 'GiveUpRejectedAfter', 12 * 3600_000),
     metricsPort: metricsPort(connectorTable, 'connector', 9621),
   };
   const builder: BuilderSettings = {
     statusIntervalMs: seconds(builderTable, 'builder', 'StatusInterval', JOB_STATUS_INTERVAL_MS),
     maxBuildTimeMs: seconds(builderTable, 'builder', 'MaxBuildTime', 24 * 3600_000),
     idleOutputTimeoutMs: seconds(builderTable, 'builder', 'IdleOutputTimeout', 150 * 60_000),
+    maxLogBytes: reader.integer(builderTable, 'builder', 'MaxLogSize', { min: 4096, max: Number.MAX_SAFE_INTEGER }) ?? 2 * 1024 ** 3,
+    downloadConnectTimeoutMs: seconds(builderTable, 'builder', 'DownloadConnectTimeout', 30_000),
+    downloadIdleTimeoutMs: seconds(builderTable, 'builder', 'DownloadIdleTimeout', 120_000),
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
     metricsPort: metricsPort(builderTable, 'builder', 9622),

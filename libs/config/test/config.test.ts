@@ -58,6 +58,9 @@ describe('loadConfig', () => {
     assert.equal(config.gpgSecretKeyFile, null);
     assert.equal(config.connector.replyTimeoutMs, 15_000);
     assert.equal(config.builder.statusIntervalMs, 15_000);
+    assert.equal(config.builder.maxLogBytes, 2 * 1024 ** 3);
+    assert.equal(config.builder.downloadConnectTimeoutMs, 30_000);
+    assert.equal(config.builder.downloadIdleTimeoutMs, 120_000);
     // The seed's GpgKeyID is a placeholder: a warning, since only the signer needs it.
     assert.deepEqual(
       warnings.map((w) => [w.key, w.line]),
@@ -88,6 +91,9 @@ PollInterval = 1
 [builder]
 StatusInterval = 3
 IdleOutputTimeout = 60
+MaxLogSize = 104857600
+DownloadConnectTimeout = 5
+DownloadIdleTimeout = 20.5
 
 [signer]
 PassphraseFile = '/run/credentials/spark-signer.service/passphrase'
@@ -109,6 +115,9 @@ GiveUpAfter = 7200
     assert.equal(config.connector.replyTimeoutMs, 2500);
     assert.equal(config.connector.pollIntervalMs, 1000);
     assert.equal(config.builder.idleOutputTimeoutMs, 60_000);
+    assert.equal(config.builder.maxLogBytes, 104_857_600);
+    assert.equal(config.builder.downloadConnectTimeoutMs, 5_000);
+    assert.equal(config.builder.downloadIdleTimeoutMs, 20_500);
     assert.equal(config.signer.passphraseFile, '/run/credentials/spark-signer.service/passphrase');
     assert.equal(config.signer.auditLog, '/srv/spark/audit/signer.log');
     assert.deepEqual(
@@ -184,6 +193,10 @@ GiveUpAfter = 7200
   it('rejects bad values inside a service table with the qualified key', () => {
     assert.deepEqual(problemsOf(`${minimal}\n[connector]\nReplyTimeout = -1\n`), [
       'FILE:6: connector.ReplyTimeout: must be at least 0.001, got -1',
+    ]);
+    assert.deepEqual(problemsOf(`${minimal}\n[builder]\nMaxLogSize = 100\nDownloadIdleTimeout = 0\n`), [
+      'FILE:6: builder.MaxLogSize: must be between 4096 and 9007199254740991, got 100',
+      'FILE:7: builder.DownloadIdleTimeout: must be at least 0.001, got 0',
     ]);
   });
 

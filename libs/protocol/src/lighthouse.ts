@@ -100,13 +100,20 @@ export const packageBuildDataSchema = z.object({
 /** What a package build needs to know. */
 export type PackageBuildData = z.infer<typeof packageBuildDataSchema>;
 
+/**
+ * A repository address as `git clone` takes it and spark passes it on: a URL
+ * (`https://`, `http://`, `git://`, `ssh://`, `git+ssh://`, `ssh+git://`,
+ * `file://`, `ftp(s)://`), the scp-like `[user@]host:path`, or a local path.
+ * No whitespace, nothing starting with `-` (an option), and no `<transport>::`
+ * remote-helper address (git's `ext::` runs commands).
+ */
+export const GIT_URL =
+  /^(?:(?:https?|git|ssh|git\+ssh|ssh\+git|file|ftps?):\/\/\S+|[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:(?!:)\S*|[A-Za-z0-9][A-Za-z0-9.-]*:(?![:/])\S*|\.{0,2}\/\S+)$/;
+
 /** `data` of an `os-image-build` job. */
 export const osImageBuildDataSchema = z.object({
   image_format: z.string().regex(/^[a-z0-9-]+$/, 'is not an image format name'),
-  git_url: z
-    .string()
-    .max(4096)
-    .regex(/^(https?|git|file):\/\/[^\s]+$|^\/[^\s]+$/, 'is not a git URL'),
+  git_url: z.string().max(4096).regex(GIT_URL, 'is not a URL git clone takes'),
   distribution: z.string().regex(/^[A-Za-z0-9._-]+$/, 'is not a distribution name'),
   suite: suiteSchema,
   environment: z.string().regex(/^[A-Za-z0-9._+-]+$/, 'is not an environment name'),
@@ -150,6 +157,14 @@ export type Job = z.infer<typeof jobSchema>;
 export type PackageBuildJob = Extract<Job, { kind: 'package-build' }>;
 /** An OS image build job. */
 export type OsImageBuildJob = Extract<Job, { kind: 'os-image-build' }>;
+
+/**
+ * The `{error}` Lighthouse answers a report about a job it does not have
+ * (lighthouse jobs_worker.py, `_process_job_*_request`). Every other error to a
+ * report is taken as passing: Lighthouse wraps a database exception as
+ * `Failed to handle request: …`, and our requests never lack a field.
+ */
+export const UNKNOWN_JOB_ERROR = 'Unable to find job with the requested ID.';
 
 /** Reply to `job-accepted`, `job-rejected`, `job-success`, `job-failed`: `true`, or an error. */
 export const ackReplySchema = z.union([z.literal(true), errorReplySchema]);

@@ -107,7 +107,17 @@ export const reportPayloadSchema = z.discriminatedUnion('kind', [
     at: z.number().int(),
     logExcerpt: z.string().max(MAX_LOG_EXCERPT_CHARS + 256),
   }),
-  z.object({ kind: z.literal('rejected'), uuid: uuidSchema, round: roundSchema, at: z.number().int(), reason: reasonSchema }),
+  z.object({
+    kind: z.literal('rejected'),
+    uuid: uuidSchema,
+    round: roundSchema,
+    at: z.number().int(),
+    reason: reasonSchema,
+    /** True when only an operator can fix the cause here (no debspawn image for the suite): see job-fetcher's give-up. */
+    needsOperator: z.boolean().optional(),
+    /** True when the job was handed back without a try: it came back within its back-off after an earlier rejection. */
+    bounced: z.boolean().optional(),
+  }),
   z.object({ kind: z.literal('success'), uuid: uuidSchema, round: roundSchema, at: z.number().int() }),
   z.object({ kind: z.literal('failed'), uuid: uuidSchema, round: roundSchema, at: z.number().int(), reason: reasonSchema }),
 ]);

@@ -100,6 +100,45 @@ export const jobRecordSchema = z.object({
   suite: z.string().nullable(),
   /** ms since the epoch at which the connector received the hand-out. */
   receivedAt: z.number().int(),
+  /** Rounds of this job this worker rejected back since it last ended here (0 when none). */
+  rejections: z.number().int().nonnegative().default(0),
+  /** When the first and the latest of those rejections reached Lighthouse (ms), or null. */
+  firstRejectedAt: z.number().int().nullable().default(null),
+  lastRejectedAt: z.number().int().nullable().default(null),
+  /** The latest rejection's reason, and whether only an operator can fix it. */
+  lastRejection: z.string().nullable().default(null),
+  needsOperator: z.boolean().default(false),
 });
 /** The job as Lighthouse handed it out to this worker, in its current round. */
 export type JobRecord = z.infer<typeof jobRecordSchema>;
+
+/**
+ * `<prefix>:blocked-kinds`: a hash of job kind → JSON {@link BlockedKind}: the
+ * kinds the connector leaves out of its job requests for a while, because a
+ * job of that kind which this worker rejected is first in line at Lighthouse.
+ */
+export function blockedKindsKey(prefix: string): string {
+  return `${prefix}:blocked-kinds`;
+}
+
+/** Why and until when a job kind is left out of job requests. */
+export const blockedKindSchema = z.object({
+  kind: z.string(),
+  /** ms since the epoch at which the kind is asked for again. */
+  until: z.number().int(),
+  /** The job that came back, and why this worker rejected it. */
+  uuid: uuidSchema,
+  reason: z.string(),
+  /** True when only an operator can fix it; such a job is reported failed after `GiveUpRejectedAfter`. */
+  needsOperator: z.boolean(),
+});
+/** A job kind left out of job requests for a while. */
+export type BlockedKind = z.infer<typeof blockedKindSchema>;
+
+/** A job record as written: the rejection history may be left out (none yet). */
+export type NewJobRecord = z.input<typeof jobRecordSchema>;
+
+/** `<prefix>:connector`: held by the one running connector (`<host>:<pid>`, with a TTL; see the connector's lock). */
+export function connectorLockKey(prefix: string): string {
+  return `${prefix}:connector`;
+}

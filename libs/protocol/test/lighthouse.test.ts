@@ -62,6 +62,28 @@ describe('readJobReply', () => {
     assert.equal(reply.type === 'job' && reply.job.kind === 'package-build' && reply.job.data.package_version, '1:2.4-1');
   });
 
+  it('accepts an os-image recipe at every address git clone takes, as spark passes it on', () => {
+    for (const url of [
+      'https://salsa.debian.org/images/recipes.git',
+      'ssh://git@salsa.debian.org/images/recipes.git',
+      'git@salsa.debian.org:images/recipes.git',
+      'salsa.debian.org:images/recipes.git',
+      'git://git.example.org/recipes',
+      'file:///srv/recipes',
+      '/srv/recipes.git',
+    ]) {
+      const reply = readJobReply({ ...imageJob, data: { ...imageJob.data, git_url: url } });
+      assert.equal(reply.type, 'job', url);
+    }
+  });
+
+  it('refuses a recipe address that runs a command or passes an option to git', () => {
+    for (const url of ['ext::sh -c touch% /tmp/x', 'ext::true', '--upload-pack=touch /tmp/x', '-uhttps://x']) {
+      const reply = readJobReply({ ...imageJob, data: { ...imageJob.data, git_url: url } });
+      assert.equal(reply.type, 'invalid', url);
+    }
+  });
+
   it('accepts an os-image-build job', () => {
     assert.equal(readJobReply(imageJob).type, 'job');
   });

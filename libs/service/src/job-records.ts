@@ -19,6 +19,12 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
     version: job.kind === 'package-build' ? job.data.package_version : null,
     suite: job.data.suite,
     receivedAt: at,
+    // What earlier rounds ended in here stays with the job until a round of it ends otherwise.
+    rejections: previous?.rejections ?? 0,
+    firstRejectedAt: previous?.firstRejectedAt ?? null,
+    lastRejectedAt: previous?.lastRejectedAt ?? null,
+    lastRejection: previous?.lastRejection ?? null,
+    needsOperator: previous?.needsOperator ?? false,
   };
   await redis.set(jobRecordKey(prefix, job.uuid), JSON.stringify(record), 'EX', JOB_RECORD_TTL_S);
   return record;
@@ -39,4 +45,33 @@ export async function readJobRecord(redis: Redis, prefix: string, uuid: string):
 export async function isCurrentRound(redis: Redis, prefix: string, round: JobRound): Promise<boolean> {
   const record = await readJobRecord(redis, prefix, round.uuid);
   return record === null || record.round === round.round;
+}
+
+/**
+ * Notes in the job record how a round ended at Lighthouse: a delivered
+ * rejection adds to the job's rejection history; a success or failure clears
+ * it. Only the record's current round is noted (an earlier round's report says
+ * nothing about the new hand-out).
+ */
+export async function recordRoundEnd(
+  redis: Redis,
+  prefix: string,
+  round: JobRound,
+  end: { kind: 'rejected'; reason: string; needsOperator: boolean } | { kind: 'success' | 'failed' },
+  at: number,
+): Promise<void> {
+  const record = await readJobRecord(redis, prefix, round.uuid);
+  if (!record || record.round !== round.round) return;
+  const next: JobRecord =
+    end.kind === 'rejected'
+      ? {
+          ...record,
+          rejections: record.rejections + 1,
+          firstRejectedAt: record.firstRejectedAt ?? at,
+          lastRejectedAt: at,
+          lastRejection: end.reason,
+          needsOperator: end.needsOperator,
+        }
+      : { ...record, rejections: 0, firstRejectedAt: null, lastRejectedAt: null, lastRejection: null, needsOperator: false };
+  await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
 }

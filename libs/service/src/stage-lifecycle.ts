@@ -49,12 +49,20 @@ export async function sendReport(reports: Queue, report: ReportPayload, statusSe
 export type GiveUp = 'rejected' | 'failed';
 
 /** Reports that a stage gave `round` up, once, with the reason; logs it on the stage's logger. */
-export async function giveUp(reports: Queue, round: JobRound, outcome: GiveUp, reason: string, logger: Logger): Promise<void> {
+export async function giveUp(
+  reports: Queue,
+  round: JobRound,
+  outcome: GiveUp,
+  reason: string,
+  logger: Logger,
+  options: { needsOperator?: boolean; bounced?: boolean } = {},
+): Promise<void> {
   logger.warn(
     { jobId: round.uuid, round: round.round, reason },
     `${reason}; ${outcome === 'rejected' ? 'rejecting it back to Lighthouse' : 'reporting it failed to Lighthouse'}`,
   );
-  await sendReport(reports, { kind: outcome, uuid: round.uuid, round: round.round, at: Date.now(), reason: reportReason(reason) });
+  const report = { uuid: round.uuid, round: round.round, at: Date.now(), reason: reportReason(reason) };
+  await sendReport(reports, outcome === 'rejected' ? { kind: 'rejected', ...report, ...options } : { kind: 'failed', ...report });
 }
 
 /** What {@link giveUpWhenFailed} needs to know about a stage. */

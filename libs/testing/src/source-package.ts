@@ -19,6 +19,8 @@ export interface SourcePackageSpec {
   architecture?: string;
   /** Distribution in the changelog (default `bookworm`). */
   distribution?: string;
+  /** Shell command lines the build runs after compiling (recipe lines of `build-arch`), e.g. one that floods the log. */
+  buildCommands?: readonly string[];
 }
 
 /** The files a source package build made. */
@@ -77,7 +79,7 @@ DESTDIR := debian/$(PKG)
 build: build-arch build-indep
 build-arch build-indep:
 \tgcc -Wall -Wextra -O2 -o hello hello.c
-
+${(spec.buildCommands ?? []).map((line) => `\t${line}\n`).join('')}
 clean:
 \trm -rf hello debian/$(PKG) debian/files debian/substvars
 

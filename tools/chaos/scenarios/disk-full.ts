@@ -31,7 +31,7 @@ export const diskFullScenario: Scenario = {
       const events = chaos.requestsOf(big.job.uuid).map((request) => String(request.request));
       if (events.includes('job-success') || events.includes('job-failed')) result.problems.push(`the big job ended ${events.join(',')}`);
       const reason = chaos.logs.find(
-        (line) => line.includes(big.job.uuid) && /job rejected back to Lighthouse/.test(line) && /no space left on device/i.test(line),
+        (line) => line.includes(big.job.uuid) && /no space left on device.*; rejecting it back to Lighthouse/i.test(line),
       );
       if (!reason) result.problems.push('no builder log line gives "no space left on device" as the reason of the rejection');
       else

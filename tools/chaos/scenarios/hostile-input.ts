@@ -187,16 +187,20 @@ function archiveInfoCases(chaos: ChaosChain): Case[] {
     answered('not JSON', 'no', /archive-info.*(unreadable|not JSON)/),
     answered('2 MiB of JSON', JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }), /archive-info.*exceeds the/),
     answered('an error', '{"error": "archive on fire"}', /Lighthouse refused archive-info: archive on fire/),
-    answered('a repository named "../master"', JSON.stringify({ archive_repos: { '../master': target } }), /malformed archive-info reply/),
+    answered(
+      'a repository named "../master"',
+      JSON.stringify({ archive_repos: { '../master': target } }),
+      /archive-info: skipping repository/,
+    ),
     answered(
       'an upload_fqdn with a space',
       JSON.stringify({ archive_repos: { master: { ...target, upload_fqdn: 'evil host/x' } } }),
-      /malformed archive-info reply/,
+      /archive-info: skipping repository/,
     ),
     answered(
       'an upload_method "ftp"',
       JSON.stringify({ archive_repos: { master: { ...target, upload_method: 'ftp' } } }),
-      /malformed archive-info reply/,
+      /archive-info: skipping repository/,
     ),
   ];
 }
@@ -221,7 +225,12 @@ function reportReplyCases(chaos: ChaosChain): Case[] {
       () => JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }),
       /job-success: Lighthouse sent an unreadable reply/,
     ),
-    answered('job-success', 'an error', () => '{"error": "no such job"}', /Lighthouse refused job-success: no such job/),
+    answered(
+      'job-success',
+      "Lighthouse's unknown-job error",
+      () => '{"error": "Unable to find job with the requested ID."}',
+      /Lighthouse refused job-success: Unable to find job with the requested ID\./,
+    ),
     answered('job-status', 'an object nested 300000 deep', () => deep(300_000), /relayed job-status|job-status/),
   ];
 }
@@ -243,7 +252,13 @@ function lighthouseReplyCases(chaos: ChaosChain, template: StandInJob, random: R
       return { log, service: 'connector' };
     },
   });
-  const job = (name: string, change: (job: Record<string, unknown>, data: Record<string, unknown>) => void): Case => ({
+  // A job the connector's schema refuses can never run on any worker: it is failed with its reason.
+  // One that passes the schema but cannot be fetched is rejected back by the builder (another worker may).
+  const job = (
+    name: string,
+    change: (job: Record<string, unknown>, data: Record<string, unknown>) => void,
+    ending: 'fails' | 'rejects' = 'fails',
+  ): Case => ({
     name: `Lighthouse job: ${name}`,
     send() {
       const uuid = uuidFrom(random);
@@ -251,7 +266,11 @@ function lighthouseReplyCases(chaos: ChaosChain, template: StandInJob, random: R
       const hostile: Record<string, unknown> = { ...template, uuid, data };
       change(hostile, data);
       chaos.chain.standIn.replyNext('job', JSON.stringify(hostile).replace(`"${DEEP}"`, deep(200_000)));
-      return Promise.resolve({ rejects: uuid, log: /rejecting a job Lighthouse handed out: \S|"msg":"job rejected back to Lighthouse"/ });
+      return Promise.resolve(
+        ending === 'fails'
+          ? { fails: uuid, log: /this worker cannot run the job: \S.*; reporting it failed to Lighthouse/ }
+          : { rejects: uuid, log: /source refused: .*; rejecting it back to Lighthouse/ },
+      );
     },
   });
   const valid = () => uuidFrom(random);
@@ -284,9 +303,9 @@ function lighthouseReplyCases(chaos: ChaosChain, template: StandInJob, random: R
     job('no data', (j) => delete j['data']),
     job('data nested 200000 deep', (j) => (j['data'] = DEEP)),
     job('dsc_url not a URL', (_, d) => (d['dsc_url'] = 'not a url')),
-    job('dsc_url file:///etc/passwd', (_, d) => (d['dsc_url'] = 'file:///etc/passwd')),
-    job('dsc_url with encoded ".."', (_, d) => (d['dsc_url'] = `${chaos.chain.archive.url}/..%2f..%2fetc%2fpasswd.dsc`)),
-    job('dsc_url to a closed port', (_, d) => (d['dsc_url'] = 'http://127.0.0.1:9/hello_1.0.dsc')),
+    job('dsc_url file:///etc/passwd', (_, d) => (d['dsc_url'] = 'file:///etc/passwd'), 'rejects'),
+    job('dsc_url with encoded ".."', (_, d) => (d['dsc_url'] = `${chaos.chain.archive.url}/..%2f..%2fetc%2fpasswd.dsc`), 'rejects'),
+    job('dsc_url to a closed port', (_, d) => (d['dsc_url'] = 'http://127.0.0.1:9/hello_1.0.dsc'), 'rejects'),
     job('sha256sum not hex', (_, d) => (d['sha256sum'] = 'zz')),
     job('package_name with "/"', (_, d) => (d['package_name'] = 'hello/../../x')),
     job('package_version with a newline', (_, d) => (d['package_version'] = '1.0\nEvil: yes')),

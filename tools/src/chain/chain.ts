@@ -45,6 +45,8 @@ export interface ChainOptions {
   uploaderToml?: string;
   /** Extra TOML appended to the generated spark.toml (its tables). */
   extraToml?: string;
+  /** Extra keys of the generated `[builder]` table (e.g. `MaxLogSize = 3000000`). */
+  builderToml?: string;
   /** `MetricsPort` of each service (default 0: no metrics endpoints). */
   metricsPorts?: Partial<Record<ServiceName, number>>;
   /** Called with every log line of every service (JSON text). Default: dropped. */
@@ -176,6 +178,7 @@ StatusInterval = 1
 DrainTimeout = 5
 Debspawn = '${debspawn}'
 MetricsPort = ${options.metricsPorts?.builder ?? 0}
+${options.builderToml ?? ''}
 
 [signer]
 MetricsPort = ${options.metricsPorts?.signer ?? 0}

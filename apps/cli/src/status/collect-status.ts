@@ -1,12 +1,15 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  blockedKindSchema,
+  blockedKindsKey,
   builderHeartbeatPattern,
   builderHeartbeatSchema,
   lighthouseStatusKey,
   lighthouseStatusSchema,
   parseJobId,
   QUEUE_NAMES,
+  type BlockedKind,
   type BuilderHeartbeat,
   type LighthouseStatus,
   uploadStateSchema,
@@ -46,6 +49,8 @@ export interface HostStatus {
   builders: (BuilderHeartbeat & { ageMs: number })[];
   lighthouse: LighthouseStatus | null;
   jobs: JobInFlight[];
+  /** Job kinds the connector leaves out of its requests for now, each with the job that came back rejected and why. */
+  blockedKinds: BlockedKind[];
 }
 
 const STAGES = ['build', 'sign', 'upload'] as const;
@@ -107,12 +112,16 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
   builders.sort((a, b) => a.id.localeCompare(b.id));
 
   const link = lighthouseStatusSchema.safeParse(parseJson(await redis.get(lighthouseStatusKey(prefix))));
+  const blockedKinds = Object.values(await redis.hgetall(blockedKindsKey(prefix)))
+    .map((text) => blockedKindSchema.safeParse(parseJson(text)))
+    .flatMap((parsed) => (parsed.success && parsed.data.until > now ? [parsed.data] : []));
   jobs.sort((a, b) => b.ageMs - a.ageMs);
   return {
     redis: redisLabel,
     prefix,
     queues,
     builders,
+    blockedKinds,
     lighthouse: link.success ? link.data : null,
     jobs,
   };

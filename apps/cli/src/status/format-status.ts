@@ -56,6 +56,11 @@ export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): st
         out.push(`  OUTAGE for ${formatDuration(now - link.outageSince)}: ${link.lastError ?? 'no reply'}`);
       }
     }
+    for (const block of host.blockedKinds) {
+      out.push(
+        `not asking for ${block.kind} jobs for ${formatDuration(block.until - now)}: job ${block.uuid} came back after this worker rejected it: ${block.reason}${block.needsOperator ? ' (an operator must fix this host; the job is failed after GiveUpRejectedAfter)' : ''}`,
+      );
+    }
     if (host.jobs.length === 0) {
       out.push('jobs in flight: none');
     } else {

@@ -37,6 +37,23 @@ export class JobBoard {
     this.entries.push({ job, status: 'WAITING', worker: null, result: null, logExcerpt: null });
   }
 
+  /**
+   * Puts a job back to WAITING under the same uuid, whatever its state, as
+   * `lk-admin job retry`, Ariadne (a depwait's dependencies arrived) or the
+   * stalled-job sweep do; it goes out again as the oldest waiting job of its kind.
+   */
+  retry(uuid: string): void {
+    const entry = this.get(uuid);
+    if (!entry) throw new Error(`stand-in: no job ${uuid} to retry`);
+    Object.assign(entry, { status: 'WAITING', worker: null, result: null });
+  }
+
+  /** Deletes a job (as an admin deleting it in Laniakea): later reports about it get the unknown-job error. */
+  remove(uuid: string): void {
+    const index = this.entries.findIndex((entry) => entry.job.uuid === uuid);
+    if (index !== -1) this.entries.splice(index, 1);
+  }
+
   /** The entry of a job, or undefined. */
   get(uuid: string): BoardEntry | undefined {
     return this.entries.find((entry) => entry.job.uuid === uuid);

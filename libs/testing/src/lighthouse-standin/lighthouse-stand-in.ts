@@ -34,8 +34,13 @@ export interface LighthouseStandIn {
   readonly refused: string[];
   /** Adds a job in state WAITING. */
   addJob(job: StandInJob): void;
-  /** Answers the next request named `request` with `frame` as is, instead of the protocol's reply. */
+  /** Answers the next request named `request` with `frame` as is, instead of the protocol's reply (nothing is applied). */
   replyNext(request: string, frame: string): void;
+  /**
+   * Answers the next `times` requests named `request` the way Lighthouse does when
+   * its database fails: `{"error": "Failed to handle request: …"}`, nothing applied.
+   */
+  failNext(request: string, times?: number): void;
   /** Resolves once `predicate` holds for the recorded requests; rejects after `timeoutMs`. */
   waitFor(predicate: (requests: RecordedRequest[]) => boolean, timeoutMs?: number): Promise<void>;
   /** Unbinds and closes both sockets. Safe to call twice. */
@@ -142,6 +147,12 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
     addJob: (job) => board.add(job),
     replyNext(request, frame) {
       overrides.set(request, [...(overrides.get(request) ?? []), frame]);
+    },
+    failNext(request, times = 1) {
+      const frame = JSON.stringify({
+        error: `Failed to handle request: {'request': '${request}'} => (psycopg2.errors.SerializationFailure) could not serialize access`,
+      });
+      overrides.set(request, [...(overrides.get(request) ?? []), ...Array.from({ length: times }, () => frame)]);
     },
     async waitFor(predicate, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
