@@ -271,6 +271,7 @@ function limitBody(req: IncomingMessage, limit: Limit): { body: Transform; cut: 
         req.unpipe(body);
         this.push(null);
         callback();
+        return;
       }
       // A stall never calls back: the request is not read further. A client that gives up is not
       // seen (nothing reads its socket), so the receiver drops the connection itself in the end.
