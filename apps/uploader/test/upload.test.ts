@@ -226,4 +226,36 @@ describe('spark-uploader', () => {
     const failed = await h.uploads.getJob('bogus');
     assert.match(failed?.failedReason ?? '', /^invalid upload payload: manifest\.uuid: "\.\.\/\.\.\/etc" is not a valid UUID/);
   });
+
+  it('reports a round failed when BullMQ fails its upload job, and spark retry-upload then says the round has ended', async () => {
+    const job = await newJob();
+    const other = await newJob();
+    // The record and queue id of `job`, carrying the manifest of `other`: the uploader refuses it.
+    await h.addUpload(job.manifest);
+    await h.settled(job.uuid);
+    await h.uploads.remove(stageJobId(job.manifest, 'upload'));
+    await h.reports.remove(reportJobId(job.manifest, { kind: 'final' }));
+    await h.uploads.add('upload', { manifest: other.manifest }, { jobId: stageJobId(job.manifest, 'upload') });
+    assert.equal(await h.settled(job.uuid), 'failed');
+    const deadline = Date.now() + 10_000;
+    while ((await finalReport(job)) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const report = await finalReport(job);
+    assert.deepEqual(
+      [report?.['kind'], report?.['reason']],
+      [
+        'failed',
+        `the uploader could not finish the job: upload job ${stageJobId(job.manifest, 'upload')} carries the manifest of another job`,
+      ],
+    );
+    const retried = await retryUpload(job.uuid);
+    assert.equal(retried.code, 1);
+    assert.match(
+      retried.text,
+      new RegExp(
+        `^spark retry-upload: job ${job.uuid} \\(round ${job.manifest.round}\\) was already reported failed to Lighthouse at .*: the uploader could not finish the job: .*\\n` +
+          `Lighthouse has ended that round, so its upload cannot be retried\\. To build the job again, have Lighthouse hand it out again \\(lk-admin job retry ${job.uuid}\\)\\.\\n$`,
+      ),
+    );
+    assert.equal(await h.uploads.getJobState(stageJobId(job.manifest, 'upload')), 'failed', 'not re-queued');
+  });
 });
