@@ -78,10 +78,19 @@ export interface SignerSettings {
 
 /** Settings of the uploader (`[uploader]` table). */
 export interface UploaderSettings {
-  /** ms allowed for one file's upload (`FileTimeout`, default 600 s). */
-  fileTimeoutMs: number;
-  /** How many times a failed upload is tried (`Attempts`, default 8). */
-  attempts: number;
+  /** ms to wait for a connection to the archive (TCP and TLS handshake) before the try fails (`ConnectTimeout`, default 30 s). */
+  connectTimeoutMs: number;
+  /**
+   * ms without progress (no byte of the file taken by the connection, no byte of the answer) before a PUT is cut
+   * (`IdleTimeout`, default 120 s). A slow but steady upload is never cut, whatever its size. The deprecated
+   * `FileTimeout` (it bounded the whole PUT) is read as this when `IdleTimeout` is not set.
+   */
+  idleTimeoutMs: number;
+  /**
+   * ms after a round's first upload try at which an upload still failing is given up and the job reported failed
+   * to Lighthouse with the reason (`GiveUpAfter`, default 6 h). Until then it is retried with backoff.
+   */
+  giveUpAfterMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9624; 0 turns it off). */
   metricsPort: number;
 }
@@ -217,7 +226,7 @@ const SERVICE_KEYS = {
     'AllowFileUrls',
   ],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
-  uploader: ['FileTimeout', 'Attempts', 'MetricsPort'],
+  uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'FileTimeout', 'Attempts'],
 } as const;
 
 /** Reads and checks a spark.toml; throws {@link ConfigError} naming file, key and line for every problem. */
@@ -365,9 +374,26 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(env.logsDirectory?.() ?? join(workspaceRoot, 'audit'), 'signer.log'),
     metricsPort: metricsPort(signerTable, 'signer', 9623),
   };
+  // FileTimeout bounded a whole PUT, which cut large files on slow links part-way (issue 14); an old
+  // config's value is the closest thing it has to an idle timeout. Attempts gave way to GiveUpAfter.
+  const legacyFileTimeoutMs = seconds(uploaderTable, 'uploader', 'FileTimeout', 0);
+  if (uploaderTable['FileTimeout'] !== undefined) {
+    reader.warning(
+      'uploader',
+      'FileTimeout',
+      uploaderTable['IdleTimeout'] === undefined
+        ? 'deprecated: it bounded the whole PUT whatever the file size; read as IdleTimeout (no progress for that long). Rename it to IdleTimeout'
+        : 'deprecated and ignored: IdleTimeout is set',
+    );
+  }
+  if (uploaderTable['Attempts'] !== undefined) {
+    reader.integer(uploaderTable, 'uploader', 'Attempts', { min: 1, max: 100 });
+    reader.warning('uploader', 'Attempts', 'deprecated and ignored: uploads are retried with backoff until GiveUpAfter');
+  }
   const uploader: UploaderSettings = {
-    fileTimeoutMs: seconds(uploaderTable, 'uploader', 'FileTimeout', 600_000),
-    attempts: reader.integer(uploaderTable, 'uploader', 'Attempts', { min: 1, max: 100 }) ?? 8,
+    connectTimeoutMs: seconds(uploaderTable, 'uploader', 'ConnectTimeout', 30_000),
+    idleTimeoutMs: seconds(uploaderTable, 'uploader', 'IdleTimeout', legacyFileTimeoutMs || 120_000),
+    giveUpAfterMs: seconds(uploaderTable, 'uploader', 'GiveUpAfter', 6 * 3600_000),
     metricsPort: metricsPort(uploaderTable, 'uploader', 9624),
   };
 

@@ -8,3 +8,4 @@ export * from './job-records.js';
 export * from './stage-lifecycle.js';
 export * from './redis-auth.js';
 export * from './redis-acl.js';
+export * from './status-seq.js';

@@ -39,8 +39,10 @@ export interface ChainOptions {
   appendOnly?: boolean;
   /** `MaxJobs` (default 1). */
   maxJobs?: number;
-  /** Extra receiver switches (failure fraction, delays). */
-  receiver?: Partial<Pick<UploadReceiverOptions, 'failFraction' | 'failFiles' | 'answerDelayMs'>>;
+  /** Extra receiver switches (failure fraction, delays, lkwebupload's write-in-place). */
+  receiver?: Partial<Pick<UploadReceiverOptions, 'failFraction' | 'failFiles' | 'answerDelayMs' | 'writeInPlace'>>;
+  /** Extra keys of the spark.toml's `[uploader]` table (TOML lines). */
+  uploaderToml?: string;
   /** Extra TOML appended to the generated spark.toml (its tables). */
   extraToml?: string;
   /** Extra keys of the generated `[builder]` table (e.g. `MaxLogSize = 3000000`). */
@@ -190,8 +192,9 @@ ${options.builderToml ?? ''}
 MetricsPort = ${options.metricsPorts?.signer ?? 0}
 
 [uploader]
-FileTimeout = 30
+IdleTimeout = 30
 MetricsPort = ${options.metricsPorts?.uploader ?? 0}
+${options.uploaderToml ?? ''}
 ${options.extraToml ?? ''}`,
     );
     const { config } = loadConfig(configFile);
