@@ -18,7 +18,7 @@ export interface ConnectorDeps {
   logger: Logger;
   /** Backoff while Lighthouse is unreachable (default 0.5 s doubling to 30 s). */
   backoff?: Backoff;
-  /** Cool-down of a job this worker rejected (default 30 s doubling to 30 min). */
+  /** Cool-down of a job this worker rejected (default `[connector] RejectedCooldown`, doubling to 30 min). */
   rejectionCooldown?: Backoff;
   /** Called when a background loop fails unexpectedly; main makes it fatal (systemd restarts us). */
   onFatal: (error: unknown) => void;
@@ -121,7 +121,10 @@ export function createConnector(deps: ConnectorDeps): Connector {
             pollIntervalMs: settings.pollIntervalMs,
             giveUpRejectedAfterMs: settings.giveUpRejectedAfterMs,
             waker,
-            ...(deps.rejectionCooldown ? { rejectionCooldown: deps.rejectionCooldown } : {}),
+            rejectionCooldown: deps.rejectionCooldown ?? {
+              initialMs: settings.rejectedCooldownMs,
+              maxMs: Math.max(settings.rejectedCooldownMs, 30 * 60_000),
+            },
             backoff,
           },
           stop.signal,

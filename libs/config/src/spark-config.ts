@@ -30,6 +30,12 @@ export interface ConnectorSettings {
    * failed instead of rejected again (`GiveUpRejectedAfter`, default 12 h).
    */
   giveUpRejectedAfterMs: number;
+  /**
+   * First cool-down in ms of a job this worker rejected: handed out again sooner, it goes straight
+   * back and its kind is left out of requests meanwhile; doubled per rejection up to 30 min
+   * (`RejectedCooldown`, default 30 s).
+   */
+  rejectedCooldownMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9621; 0 turns it off). */
   metricsPort: number;
 }
@@ -212,7 +218,15 @@ const TOP_LEVEL_KEYS = [
 ] as const;
 
 const SERVICE_KEYS = {
-  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'GiveUpRejectedAfter', 'MetricsPort'],
+  connector: [
+    'ReplyTimeout',
+    'PollInterval',
+    'ArchiveInfoInterval',
+    'StartTimeout',
+    'GiveUpRejectedAfter',
+    'RejectedCooldown',
+    'MetricsPort',
+  ],
   builder: [
     'StatusInterval',
     'MaxBuildTime',
@@ -355,6 +369,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     archiveInfoIntervalMs: seconds(connectorTable, 'connector', 'ArchiveInfoInterval', 300_000),
     startTimeoutMs: seconds(connectorTable, 'connector', 'StartTimeout', 600_000),
     giveUpRejectedAfterMs: seconds(connectorTable, 'connector', 'GiveUpRejectedAfter', 12 * 3600_000),
+    rejectedCooldownMs: seconds(connectorTable, 'connector', 'RejectedCooldown', 30_000),
     metricsPort: metricsPort(connectorTable, 'connector', 9621),
   };
   const builder: BuilderSettings = {

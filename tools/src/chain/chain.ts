@@ -179,6 +179,7 @@ ${options.redisAcl ? `RedisCredentialsDir = '${credentialsDir}'\n` : ''}GpgSecre
 [connector]
 ReplyTimeout = 2
 PollInterval = ${options.pollInterval ?? 0.2}
+RejectedCooldown = 1
 MetricsPort = ${options.metricsPorts?.connector ?? 0}
 
 [builder]
