@@ -60,8 +60,8 @@ const queueKeys = (prefix: string, queue: string) => `~${prefix}:${queue}:*`;
  * - connector: every key and channel under the prefix (it writes the job
  *   records, `archive-targets` and `lighthouse`, feeds `build`, relays `report`,
  *   counts all queues and reads the builders' heartbeats);
- * - builder: the `build`, `sign` and `report` queues, its heartbeat keys, and
- *   the builder-control channel; nothing else (no job records, no
+ * - builder: the `build`, `sign` and `report` queues, its heartbeat keys, the
+ *   builder-control and capacity channels; nothing else (no job records, no
  *   `archive-targets`, no `upload` queue, no upload progress);
  * - signer: the `sign`, `upload` and `report` queues; reads the job records and
  *   `archive-targets`;
@@ -84,6 +84,8 @@ export function redisAclRules(prefix: string): Record<RedisRoleName, string[]> {
       queueKeys(p, QueueName.report),
       `~${p}:builders:*`,
       `&${p}:builder-control`,
+      // It announces freed slots there (the connector listens): see builderCapacityChannel.
+      `&${p}:capacity`,
     ],
     signer: [
       ...SERVICE_COMMANDS,

@@ -536,10 +536,11 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
 
 /** Upload jobs put straight on the `upload` queue with hostile manifests. */
 function uploaderCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
-  const upload = (name: string, payload: (uuid: string) => unknown, log: RegExp): Case => ({
+  // `failsInQueue`: the payload is refused (a failed queue job); otherwise the round is reported failed and the job completes.
+  const upload = (name: string, payload: (uuid: string) => unknown, log: RegExp, failsInQueue = true): Case => ({
     name: `uploader: ${name}`,
     async send() {
-      uploaderCaseCount += 1;
+      if (failsInQueue) uploaderCaseCount += 1;
       const uuid = uuidFrom(random);
       await queue.add('upload', payload(uuid), { jobId: stageJobId({ uuid, round: HOSTILE_ROUND }, 'upload') });
       return { log, service: 'uploader' };
@@ -554,7 +555,12 @@ function uploaderCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] 
     upload('uuid "../../"', () => manifest('../../', [dud('x')]), /invalid payload/),
     upload('file name ".."', (uuid) => manifest(uuid, [dud(uuid), { name: '..', size: 1, sha256: 'a'.repeat(64) }]), /invalid payload/),
     upload('repo "../master"', (uuid) => manifest(uuid, [dud(uuid)], { repo: '../master' }), /invalid payload/),
-    upload('files missing from the workspace', (uuid) => manifest(uuid, [dud(uuid)]), /upload failed: .*missing/),
+    upload(
+      'files missing from the workspace',
+      (uuid) => manifest(uuid, [dud(uuid)]),
+      /the uploader cannot upload the job's files: artifact \S+ is missing/,
+      false,
+    ),
   ];
 }
 
