@@ -7,7 +7,7 @@ import { hostileInputScenario } from './scenarios/hostile-input.js';
 import { killScenario } from './scenarios/kill-services.js';
 import { lifecycleScenario } from './scenarios/lifecycle.js';
 import { lighthouseOutageScenario } from './scenarios/lighthouse-outage.js';
-import { receiverFailuresScenario } from './scenarios/receiver-failures.js';
+import { receiverFailuresScenario, receiverPartialFileScenario } from './scenarios/receiver-failures.js';
 import { redisRestartScenario } from './scenarios/redis-restart.js';
 
 /*
@@ -26,6 +26,7 @@ const scenarios: Scenario[] = [
   lighthouseOutageScenario,
   redisRestartScenario,
   receiverFailuresScenario,
+  receiverPartialFileScenario,
   diskFullScenario,
   hostileInputScenario,
   lifecycleScenario,

@@ -81,3 +81,30 @@ describe('the whole chain (host runner)', () => {
     assert.match(connector, /^spark_queue_jobs\{queue="build",state="waiting",service="connector"\} 0$/m);
   });
 });
+
+describe('the whole chain with one Redis user per service (spark redis-acl)', () => {
+  let chain: Chain;
+  const logs: string[] = [];
+  before(async () => {
+    chain = await startChain({ redisAcl: true, onLog: (service, line) => logs.push(`${service}: ${line}`) });
+  });
+  after(() => chain.close());
+
+  it('builds, signs and uploads a job with each service logged in as itself, and logs no NOPERM', async () => {
+    const job = await chain.archive.packageJob({ name: 'hello-acl', version: '1.0' });
+    chain.standIn.addJob(job);
+    chain.start();
+    try {
+      await chain.standIn.waitFor((requests) => requests.some((r) => r['request'] === 'job-success' && r['uuid'] === job.uuid), 120_000);
+    } catch (error) {
+      assert.fail(`${(error as Error).message}\n${logs.slice(-40).join('\n')}`);
+    }
+    const uploaded = await readdir(join(chain.uploadsDir, 'master'));
+    assert.ok(uploaded.includes('hello-acl_1.0_amd64.changes'), uploaded.join(' '));
+    await run('gpgv', ['--keyring', chain.key.keyring, join(chain.uploadsDir, 'master', 'hello-acl_1.0_amd64.changes')]);
+    assert.deepEqual(
+      logs.filter((line) => /NOPERM|NOAUTH|WRONGPASS/.test(line)),
+      [],
+    );
+  });
+});

@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import { builderControlChannel, builderControlMessageSchema, JOB_KINDS, jobWorkspaceDir, QueueName, type JobKind } from '@spark/protocol';
 import {
   connectRedis,
+  redisLogin,
   giveUpWhenFailed,
   KEEP_COMPLETED,
   once,
@@ -76,11 +77,12 @@ export function createBuilder(deps: BuilderDeps): Builder {
     runners['os-image-build'] = (ctx) => runImageBuild(ctx as RunnerContext<Extract<typeof ctx.job, { kind: 'os-image-build' }>>);
   }
 
-  const workerRedis: Redis = connectRedis(config.redisUrl, 'worker');
+  const login = redisLogin(config.redisCredentialsDir, 'builder');
+  const workerRedis: Redis = connectRedis(config.redisUrl, 'worker', login);
   // Hand-offs happen inside job processing: while Redis is away they must wait for it
   // (a 'worker' connection queues commands), not fail the job as a fail-fast producer would.
-  const producerRedis: Redis = connectRedis(config.redisUrl, 'worker');
-  const controlRedis: Redis = connectRedis(config.redisUrl, 'worker');
+  const producerRedis: Redis = connectRedis(config.redisUrl, 'worker', login);
+  const controlRedis: Redis = connectRedis(config.redisUrl, 'worker', login);
   for (const redis of [workerRedis, producerRedis, controlRedis]) {
     redis.on('error', (err) => logger.warn({ err }, 'Redis connection error; reconnecting'));
   }
@@ -109,6 +111,7 @@ export function createBuilder(deps: BuilderDeps): Builder {
       idleOutputTimeoutMs: settings.idleOutputTimeoutMs,
       killGraceMs: deps.killGraceMs ?? 10_000,
       downloadTimeouts: { connectMs: settings.downloadConnectTimeoutMs, idleMs: settings.downloadIdleTimeoutMs },
+      allowFileUrls: settings.allowFileUrls,
     },
   };
 
@@ -220,6 +223,9 @@ export function createBuilder(deps: BuilderDeps): Builder {
           maxStalledCount: MAX_STALLED_COUNT,
         },
       );
+      // A slot is free once BullMQ has moved the job on (the connector counts BullMQ's active jobs too).
+      worker.on('completed', () => void heartbeat?.announce());
+      worker.on('failed', () => void heartbeat?.announce());
       giveUpWhenFailed(
         worker,
         reportQueue,

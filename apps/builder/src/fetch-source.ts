@@ -41,11 +41,27 @@ export interface FetchedSource {
   version: string;
 }
 
+/** How {@link fetchSource} may download: its timeouts, and whether `file://` is allowed. */
+export interface FetchOptions extends DownloadTimeouts {
+  /** Development only (`[builder] AllowFileUrls`): accept `file://` URLs; otherwise only http(s). */
+  allowFileUrls?: boolean;
+}
+
 /**
- * Downloads the `.dsc` at `dscUrl` and every file it lists (relative to its
- * URL) into `dir`, as `dget -u -d` does, but verified: the `.dsc` against the
- * job's SHA-256, each file's size and SHA-256 against the `.dsc`'s
- * `Checksums-Sha256`. File names must be plain Debian file names.
+ * A `.dsc` entry is a file next to the `.dsc`: a plain Debian file name, so
+ * nothing that could be read as a scheme (`https:evil.example`), a path or a
+ * parent (`..`) when resolved against the `.dsc`'s URL.
+ */
+export function isPlainEntryName(name: string): boolean {
+  return isSafeFileName(name) && !name.includes(':') && !name.includes('/') && !name.includes('..');
+}
+
+/**
+ * Downloads the `.dsc` at `dscUrl` and every file it lists (next to it) into
+ * `dir`, as `dget -u -d` does, but verified: the `.dsc` against the job's
+ * SHA-256, each file's size and SHA-256 against the `.dsc`'s
+ * `Checksums-Sha256`. Only http(s) URLs, `file://` only with
+ * `allowFileUrls`; entries must be plain file names ({@link isPlainEntryName}).
  */
 export async function fetchSource(
   dscUrl: string,
@@ -53,16 +69,21 @@ export async function fetchSource(
   dir: string,
   log: JobLog,
   signal: AbortSignal,
-  timeouts: DownloadTimeouts,
+  options: FetchOptions,
 ): Promise<FetchedSource> {
   const url = new URL(dscUrl);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:' && !(url.protocol === 'file:' && options.allowFileUrls)) {
+    throw new SourceFetchError(
+      `dsc_url ${dscUrl}: only http and https sources are fetched${url.protocol === 'file:' ? ' (file:// is for development: [builder] AllowFileUrls)' : ''}`,
+    );
+  }
   const dscName = decodeURIComponent(url.pathname.split('/').pop() ?? '');
   if (!dscName.endsWith('.dsc') || !isSafeFileName(dscName)) {
     throw new SourceFetchError(`dsc_url ${dscUrl} does not end in a plain .dsc file name`);
   }
   const dscPath = join(dir, dscName);
   log.note(`downloading ${url.href}`);
-  const dscDigest = await download(url, dscPath, MAX_DSC_BYTES, signal, timeouts);
+  const dscDigest = await download(url, dscPath, MAX_DSC_BYTES, signal, options);
   if (dscDigest.sha256 !== sha256) {
     await rm(dscPath, { force: true });
     throw new SourceFetchError(`${dscName}: SHA-256 is ${dscDigest.sha256}, the job expects ${sha256}`);
@@ -86,7 +107,7 @@ export async function fetchSource(
     throw new SourceFetchError(`${dscName} lists no files in Checksums-Sha256`);
   }
   for (const entry of entries) {
-    if (!isSafeFileName(entry.name) || entry.name === dscName) {
+    if (!isPlainEntryName(entry.name) || entry.name === dscName) {
       throw new SourceFetchError(`${dscName} lists ${JSON.stringify(entry.name)}, which is not a plain Debian file name`);
     }
   }
@@ -94,7 +115,7 @@ export async function fetchSource(
     const fileUrl = new URL(entry.name, url);
     const path = join(dir, entry.name);
     log.note(`downloading ${fileUrl.href} (${entry.size} bytes)`);
-    const digest = await download(fileUrl, path, entry.size, signal, timeouts);
+    const digest = await download(fileUrl, path, entry.size, signal, options);
     if (digest.size !== entry.size || digest.sha256 !== entry.digest.toLowerCase()) {
       await rm(path, { force: true });
       throw new SourceFetchError(

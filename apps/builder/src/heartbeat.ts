@@ -3,6 +3,7 @@ import type { Logger, Redis } from '@spark/service';
 import {
   BUILDER_HEARTBEAT_INTERVAL_MS,
   BUILDER_HEARTBEAT_TTL_MS,
+  builderCapacityChannel,
   builderHeartbeatKey,
   builderHeartbeatSchema,
   type BuilderHeartbeat,
@@ -18,6 +19,8 @@ export function builderId(env: NodeJS.ProcessEnv = process.env): string {
 export interface Heartbeat {
   /** Writes the heartbeat now (e.g. after the busy count changed). */
   beat(): Promise<void>;
+  /** Writes the heartbeat and announces grown capacity (a slot freed), so the connector asks Lighthouse at once. */
+  announce(): Promise<void>;
   /** Stops beating and deletes the key, so the connector stops counting this builder at once. */
   stop(): Promise<void>;
 }
@@ -42,10 +45,19 @@ export function startHeartbeat(redis: Redis, prefix: string, state: () => Builde
       failing = true;
     }
   };
+  const announce = async () => {
+    await beat();
+    if (stopped || failing) return;
+    await redis
+      .publish(builderCapacityChannel(prefix), state().id)
+      .catch((err: unknown) => logger.warn({ err }, 'cannot announce a free slot'));
+  };
   const timer = setInterval(() => void beat(), BUILDER_HEARTBEAT_INTERVAL_MS);
-  void beat();
+  // A builder that registers is capacity the connector should use at once.
+  void announce();
   return {
     beat,
+    announce,
     async stop() {
       stopped = true;
       clearInterval(timer);

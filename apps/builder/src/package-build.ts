@@ -49,7 +49,10 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
 
   let fetched;
   try {
-    fetched = await fetchSource(job.data.dsc_url, job.data.sha256sum, sourceDir, log, signal, ctx.downloadTimeouts);
+    fetched = await fetchSource(job.data.dsc_url, job.data.sha256sum, sourceDir, log, signal, {
+      ...ctx.downloadTimeouts,
+      allowFileUrls: ctx.allowFileUrls,
+    });
   } catch (error) {
     if (signal.aborted) return stoppedOutcome(stopReason(signal));
     if (error instanceof SourceFetchError) return { type: 'rejected', reason: `source refused: ${error.message}` };

@@ -41,7 +41,7 @@ export interface JobDeps {
   /** Bytes of build output a job's log may hold (`[builder] MaxLogSize`). */
   maxLogBytes: number;
   /** Everything of RunnerContext that is not per job. */
-  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs' | 'downloadTimeouts'>;
+  runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs' | 'downloadTimeouts' | 'allowFileUrls'>;
 }
 
 /**

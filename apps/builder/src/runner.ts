@@ -17,6 +17,8 @@ export interface RunnerContext<J extends Job = Job> {
   idleOutputTimeoutMs: number;
   killGraceMs: number;
   downloadTimeouts: DownloadTimeouts;
+  /** Development only (`[builder] AllowFileUrls`): accept `file://` source URLs. */
+  allowFileUrls: boolean;
 }
 
 /** A control file and the files it lists, all in one directory. */

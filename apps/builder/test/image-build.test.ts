@@ -63,6 +63,7 @@ describe('OS image builds as spark runs them', { timeout: 60_000 }, () => {
         idleOutputTimeoutMs: 30_000,
         killGraceMs: 500,
         downloadTimeouts: { connectMs: 5_000, idleMs: 5_000 },
+        allowFileUrls: false,
       },
       { debspawnGlobalConfig: globalConfig },
     );

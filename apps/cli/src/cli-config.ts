@@ -1,6 +1,6 @@
 import { ConfigError, formatProblem, loadConfig, type SparkConfig } from '@spark/config';
 import { UUID, type JobRound } from '@spark/protocol';
-import { readJobRecord, type Redis } from '@spark/service';
+import { readJobRecord, redisLogin, RedisLoginError, type Redis, type RedisOptions, type RedisRoleName } from '@spark/service';
 
 /**
  * Loads spark.toml for a CLI command: warnings go to `stderr`; on errors it
@@ -17,6 +17,26 @@ export function loadCliConfig(file: string, stderr: NodeJS.WritableStream): Spar
       return null;
     }
     throw error;
+  }
+}
+
+/**
+ * How a CLI command logs in to this host's Redis: as `role` (`operator` to
+ * read, `admin` to change) with its password file from `RedisCredentialsDir`,
+ * or not at all without one. Null, with the problem on `stderr`, when the
+ * password file cannot be read (run the command as root).
+ */
+export function cliRedisLogin(
+  config: Pick<SparkConfig, 'redisCredentialsDir'>,
+  role: RedisRoleName,
+  stderr: NodeJS.WritableStream,
+): Pick<RedisOptions, 'username' | 'password'> | null {
+  try {
+    return redisLogin(config.redisCredentialsDir, role);
+  } catch (error) {
+    if (!(error instanceof RedisLoginError)) throw error;
+    stderr.write(`${error.message}\n`);
+    return null;
   }
 }
 

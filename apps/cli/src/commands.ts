@@ -70,6 +70,12 @@ export const COMMANDS: Record<string, Command> = {
                                  the job back to Lighthouse`,
     run: async (argv, io) => (await import('./cancel.js')).runCancel(argv, io),
   },
+  'redis-acl': {
+    usage: `  redis-acl [--config FILE] [--credentials-dir DIR] [--acl-file FILE] [--prefix P]
+                                 one Redis ACL user per service (install step): password files
+                                 in RedisCredentialsDir, the ACL file (default /etc/redis/spark-users.acl)`,
+    run: async (argv, io) => (await import('./redis-acl.js')).runRedisAcl(argv, io),
+  },
   logs: {
     usage: `  logs [-f] <uuid> [--config FILE]
                                  print a job's build log; -f follows it while the job runs`,

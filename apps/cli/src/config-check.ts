@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { redactRedisUrl } from '@spark/service';
 import { loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
@@ -16,6 +17,7 @@ export function runConfig(argv: string[], io: CliIo): Promise<number> {
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return Promise.resolve(EXIT_CONFIG);
-  io.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  // A password in RedisUrl is a secret like the others, which live in files: never printed.
+  io.stdout.write(`${JSON.stringify({ ...config, redisUrl: redactRedisUrl(config.redisUrl) }, null, 2)}\n`);
   return Promise.resolve(0);
 }

@@ -3,8 +3,8 @@ import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { jobLogFile, parseJobId, QueueName, stageJobId, type JobRound } from '@spark/protocol';
-import { connectRedis, redisReady } from '@spark/service';
-import { jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { connectRedis, redactRedisUrl, redisReady } from '@spark/service';
+import { cliRedisLogin, jobUuidArgument, loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /** How often a followed log is read for new output, in ms. */
@@ -67,13 +67,15 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
     await handle.close();
     return 0;
   }
-  const redis = connectRedis(config.redisUrl, 'producer');
+  const login = cliRedisLogin(config, 'operator', io.stderr);
+  if (!login) return EXIT_CONFIG;
+  const redis = connectRedis(config.redisUrl, 'producer', login);
   redis.on('error', () => undefined);
   const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
   build.on('error', () => undefined);
   try {
     await redisReady(redis, 5_000).catch((error: Error) => {
-      throw new Error(`cannot reach Redis at ${config.redisUrl}: ${error.message}`);
+      throw new Error(`cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${error.message}`);
     });
     for (;;) {
       const job = await build.getJob(stageJobId(round, 'build'));

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { DEFAULT_CONFIG_FILE } from '@spark/config';
-import { loadCliConfig } from './cli-config.js';
+import type { RedisOptions, RedisRoleName } from '@spark/service';
+import { cliRedisLogin, loadCliConfig } from './cli-config.js';
 
 /** One host's Redis named on the command line. */
 export interface RedisTarget {
@@ -36,25 +37,35 @@ export const WATCH_OPTIONS = {
 /** A host to watch: its Redis and the BullMQ prefix of its queues. */
 export interface WatchedHost extends RedisTarget {
   prefix: string;
+  /** How to log in: this host's operator (or admin) from `RedisCredentialsDir`, or what the URL says. */
+  login: Pick<RedisOptions, 'username' | 'password'>;
 }
 
 /**
- * The hosts `--redis` names (default: this host's `RedisUrl`), with `--prefix`
- * (default: `QueuePrefix`). Null when the config was needed and is unusable
- * (its problems are written to `stderr`).
+ * The hosts `--redis` names (default: this host's `RedisUrl`, logged in as
+ * `role` when `RedisCredentialsDir` is set; a `--redis` URL carries its own
+ * credentials), with `--prefix` (default: `QueuePrefix`). Null when the config
+ * was needed and is unusable (its problems are written to `stderr`).
  */
 export function watchedHosts(
   values: { config?: string | undefined; redis?: string[] | undefined; prefix?: string | undefined },
   stderr: NodeJS.WritableStream,
+  role: RedisRoleName = 'operator',
 ): WatchedHost[] | null {
   let urls = values.redis ?? [];
   let prefix = values.prefix;
+  let login: WatchedHost['login'] = {};
   if (urls.length === 0 || prefix === undefined) {
     const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, stderr);
     if (!config) return null;
-    if (urls.length === 0) urls = [config.redisUrl];
+    if (urls.length === 0) {
+      urls = [config.redisUrl];
+      const local = cliRedisLogin(config, role, stderr);
+      if (!local) return null;
+      login = local;
+    }
     prefix ??= config.queuePrefix;
   }
   const hostPrefix = prefix;
-  return parseRedisTargets(urls).map((target) => ({ ...target, prefix: hostPrefix }));
+  return parseRedisTargets(urls).map((target) => ({ ...target, prefix: hostPrefix, login }));
 }

@@ -38,6 +38,20 @@ describe('spark config check', () => {
     assert.equal(result.stdout, '');
   });
 
+  it('never prints a password in RedisUrl, valid or not', async () => {
+    const file = join(dir, 'secret.toml');
+    const base = "LighthouseServer = 'tcp://lh:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\n";
+    writeFileSync(file, `${base}RedisUrl = 'redis://spark:s3cret-pw@127.0.0.1:6379/0'\n`);
+    const valid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(valid.code, 0, valid.stderr);
+    assert.equal((JSON.parse(valid.stdout) as Record<string, unknown>)['redisUrl'], 'redis://spark:***@127.0.0.1:6379/0');
+    writeFileSync(file, `${base}RedisUrl = 'http://spark:s3cret-pw@127.0.0.1:6379/0'\n`);
+    const invalid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(invalid.code, 2);
+    assert.match(invalid.stderr, /RedisUrl: expected .*, got "http:\/\/\*\*\*@127\.0\.0\.1:6379\/0"/);
+    for (const text of [valid.stdout, valid.stderr, invalid.stdout, invalid.stderr]) assert.ok(!text.includes('s3cret-pw'), text);
+  });
+
   it('refuses an unknown command with usage, exit 64', async () => {
     const result = await runTsEntry(spark, ['frobnicate']);
     assert.equal(result.code, 64);

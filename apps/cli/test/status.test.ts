@@ -130,4 +130,33 @@ describe('spark status', () => {
     assert.match(result.err, /^spark status: cannot read redis:\/\/127\.0\.0\.1:1: Redis connection closed: connect ECONNREFUSED/);
     assert.equal((JSON.parse(result.out) as unknown[]).length, 1);
   });
+
+  it('shows an upload that is retrying: what fails, when the next try is, and when it gives up', async () => {
+    const uploads = new Queue('upload', { connection: redis, prefix });
+    const now = Date.now();
+    const job = await uploads.add('upload', { x: 1 }, { jobId: stageJobId({ uuid: uuidB, round: '2' }, 'upload'), delay: 60_000 });
+    await job.updateProgress({
+      phase: 'retrying',
+      problem: 'the archive holds a possibly partial hello_1.0-1_amd64.deb: … Remove incoming/master/hello_1.0-1_amd64.deb on the archive',
+      tries: 3,
+      firstTryAt: now - 600_000,
+      nextTryAt: now + 125_000,
+      giveUpAt: now + 2 * 3600_000,
+    });
+    const result = await status(['--redis', server.url, '--prefix', prefix]);
+    assert.match(
+      result.out,
+      new RegExp(
+        `  ${uuidB} {2}upload/delayed .*\n {4}retrying: try 3 failed: the archive holds a possibly partial hello_1\\.0-1_amd64\\.deb: … ` +
+          `Remove incoming/master/hello_1\\.0-1_amd64\\.deb on the archive; next try in 2m 0[45]s, gives up and reports the job failed in 1h 59m\n`,
+      ),
+    );
+    const json = await status(['--redis', server.url, '--prefix', prefix, '--json']);
+    const [host] = JSON.parse(json.out) as { jobs: { stage: string; upload: { phase: string; tries: number } | null }[] }[];
+    assert.deepEqual(
+      host?.jobs.filter((j) => j.stage === 'upload').map((j) => [j.upload?.phase, j.upload?.tries]),
+      [['retrying', 3]],
+    );
+    await uploads.close();
+  });
 });

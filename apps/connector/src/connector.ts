@@ -1,12 +1,13 @@
 import type { SparkConfig } from '@spark/config';
-import { connectRedis, once, openQueue, redisReady, runCloseSteps, type Logger } from '@spark/service';
-import { lighthouseStatusKey, QueueName } from '@spark/protocol';
+import { connectRedis, once, openQueue, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
+import { builderCapacityChannel, lighthouseStatusKey, QueueName } from '@spark/protocol';
 import type { ConnectorKeys } from './curve-keys.js';
 import { createLighthouseLink } from './lighthouse-link.js';
 import { refreshArchiveTargets } from './archive-targets.js';
 import { runJobFetcher } from './job-fetcher.js';
 import { startReportRelay, type ReportRelay } from './report-relay.js';
 import { acquireConnectorLock, type ConnectorLock } from './connector-lock.js';
+import { createWaker } from './waker.js';
 import { runStartTimeout } from './start-timeout.js';
 import { backoffDelay, DEFAULT_BACKOFF, pause, type Backoff } from './backoff.js';
 
@@ -17,7 +18,7 @@ export interface ConnectorDeps {
   logger: Logger;
   /** Backoff while Lighthouse is unreachable (default 0.5 s doubling to 30 s). */
   backoff?: Backoff;
-  /** Cool-down of a job this worker rejected (default 30 s doubling to 30 min). */
+  /** Cool-down of a job this worker rejected (default `[connector] RejectedCooldown`, doubling to 30 min). */
   rejectionCooldown?: Backoff;
   /** Called when a background loop fails unexpectedly; main makes it fatal (systemd restarts us). */
   onFatal: (error: unknown) => void;
@@ -39,8 +40,14 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const prefix = config.queuePrefix;
   // A job Lighthouse handed out must reach the build queue even if Redis is restarting:
   // this connection waits for Redis (queues commands) rather than failing fast.
-  const producer = connectRedis(config.redisUrl, 'worker');
-  const workerConnection = connectRedis(config.redisUrl, 'worker');
+  const login = redisLogin(config.redisCredentialsDir, 'connector');
+  const producer = connectRedis(config.redisUrl, 'worker', login);
+  const workerConnection = connectRedis(config.redisUrl, 'worker', login);
+  // Builders announce freed slots on a pub/sub channel: a connection in subscriber mode of its own.
+  const subscriber = connectRedis(config.redisUrl, 'worker', login);
+  subscriber.on('error', (err) => logger.error({ err }, 'Redis connection error (capacity announcements)'));
+  const waker = createWaker();
+  subscriber.on('message', () => waker.wake());
   producer.on('error', (err) => logger.error({ err }, 'Redis connection error'));
   workerConnection.on('error', (err) => logger.error({ err }, 'Redis connection error (report relay)'));
   const buildQueue = openQueue(QueueName.build, producer, prefix, logger);
@@ -82,6 +89,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
         deps.onFatal(error);
       });
       if (!lock) return;
+      await subscriber.subscribe(builderCapacityChannel(prefix));
       relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueue, backoff, logger });
       background('upload targets and job fetching', async () => {
         // Upload targets must be known before a job is taken (docs/architecture.md, The pipeline).
@@ -112,7 +120,11 @@ export function createConnector(deps: ConnectorDeps): Connector {
             owner: config.machineOwner,
             pollIntervalMs: settings.pollIntervalMs,
             giveUpRejectedAfterMs: settings.giveUpRejectedAfterMs,
-            ...(deps.rejectionCooldown ? { rejectionCooldown: deps.rejectionCooldown } : {}),
+            waker,
+            rejectionCooldown: deps.rejectionCooldown ?? {
+              initialMs: settings.rejectedCooldownMs,
+              maxMs: Math.max(settings.rejectedCooldownMs, 30 * 60_000),
+            },
             backoff,
           },
           stop.signal,
@@ -139,7 +151,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
           ['close the Lighthouse link', () => link.close()],
           ['release the connector lock', () => lock?.release()],
           ['close queues', () => Promise.all([buildQueue.close(), signQueue.close(), uploadQueue.close(), reportQueue.close()])],
-          ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit()])],
+          ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit(), subscriber.quit()])],
         ],
         logger,
       );

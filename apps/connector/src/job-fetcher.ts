@@ -5,6 +5,7 @@ import { LighthouseUnreachable, UnreadableReply, type LighthouseLink } from './l
 import { readBuilderCapacity } from './builder-capacity.js';
 import { haveUploadTargets } from './archive-targets.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
+import type { Waker } from './waker.js';
 import { blockKind, inCooldown, readBlockedKinds, rejectionCooldownMs } from './kind-blocks.js';
 
 /** What the job fetcher needs. */
@@ -31,6 +32,8 @@ export interface JobFetcherDeps {
   backoff: Backoff;
   /** Cool-down of a job this worker rejected (default REJECTION_COOLDOWN: 30 s doubling to 30 min). */
   rejectionCooldown?: Backoff;
+  /** Ends an idle pause early when a builder announces capacity (a slot freed, a builder registered). */
+  waker?: Waker;
 }
 
 /**
@@ -74,7 +77,7 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
     const kinds = deps.acceptedJobs.filter((kind) => capacity.kinds.includes(kind) && !blocked.includes(kind));
     const architectures = deps.architectures.filter((arch) => capacity.architectures.includes(arch));
     if (capacity.available <= 0 || kinds.length === 0 || architectures.length === 0) {
-      await pause(deps.pollIntervalMs, signal);
+      await idle(deps, signal);
       continue;
     }
     let reply: unknown;
@@ -101,11 +104,20 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
   }
 }
 
+/**
+ * Waits one `PollInterval` while there is nothing to ask for or Lighthouse has
+ * nothing: the idle rate is one request per interval. A builder announcing
+ * capacity ends the wait at once (docs/architecture.md, "Capacity").
+ */
+function idle(deps: JobFetcherDeps, signal: AbortSignal): Promise<boolean> {
+  return deps.waker ? deps.waker.pause(deps.pollIntervalMs, signal) : pause(deps.pollIntervalMs, signal);
+}
+
 async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: AbortSignal): Promise<void> {
   const { logger } = deps;
   switch (outcome.type) {
     case 'none':
-      await pause(deps.pollIntervalMs, signal);
+      await idle(deps, signal);
       break;
     case 'error':
       logger.warn(`Lighthouse answered the job request with an error: ${outcome.message}`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
 import { QUEUE_NAMES } from '@spark/protocol';
-import { connectRedis, createLogger, installShutdown, openQueue, processMetrics, serveMetrics } from '@spark/service';
+import { connectRedis, createLogger, installShutdown, openQueue, processMetrics, redisLogin, serveMetrics } from '@spark/service';
 import { KeySetupError, loadConnectorKeys } from './curve-keys.js';
 import { createConnector } from './connector.js';
 
@@ -26,7 +26,7 @@ const connector = createConnector({
 });
 const metrics = processMetrics('connector');
 // The connector reports every queue's depth: one scrape target shows the whole pipeline.
-const metricsRedis = connectRedis(config.redisUrl, 'worker');
+const metricsRedis = connectRedis(config.redisUrl, 'worker', redisLogin(config.redisCredentialsDir, 'connector'));
 const depthQueues = QUEUE_NAMES.map((name) => openQueue(name, metricsRedis, config.queuePrefix, logger));
 metrics.watchQueues(depthQueues);
 const metricsEndpoint = await serveMetrics(metrics, config.connector.metricsPort, logger);

@@ -49,6 +49,8 @@ export interface WorldOptions {
   installKeys?: (config: SparkConfig) => Promise<void>;
   /** Queue prefix (default a random one): another world's, to share its Redis keys. */
   prefix?: string;
+  /** `[connector] PollInterval` in s (default 0.05). */
+  pollInterval?: number;
 }
 
 /** A stand-in Lighthouse, a connector configured for it, and helpers, all closed by `close()`. */
@@ -101,7 +103,7 @@ QueuePrefix = '${prefix}'
 WorkspaceRoot = '${dir}/ws'
 [connector]
 ReplyTimeout = 0.3
-PollInterval = 0.05
+PollInterval = ${options.pollInterval ?? 0.05}
 ${options.connectorToml ?? ''}
 `;
   const configFile = join(dir, 'spark.toml');

@@ -6,6 +6,7 @@ import { Redis as IORedis } from 'ioredis';
 import {
   archiveTargetsKey,
   blockedKindsKey,
+  builderCapacityChannel,
   buildPayloadSchema,
   QueueName,
   reportJobId,
@@ -231,6 +232,27 @@ describe('the job lifecycle Laniakea really has', () => {
       }
       assert.deepEqual(Object.keys((stored as { archive_repos: object }).archive_repos), ['master']);
       assert.match(world.logs.map((line) => String(line['msg'])).join('\n'), /archive-info: skipping repository "odd": .*upload_method/);
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('asks Lighthouse at once when a builder announces a free slot, not at its next poll', async () => {
+    const world = await startWorld({ redisUrl: redis.url, pollInterval: 60 });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.heartbeat({ slots: 1, busy: 1 });
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(world.standIn?.requests.filter((r) => r.request === 'job').length, 0, 'no slot: no job request');
+      await world.heartbeat({ slots: 1, busy: 0 });
+      await world.redis.publish(builderCapacityChannel(world.prefix), 'b1');
+      // The next poll would be a minute away: the job request comes from the announcement.
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job'), 10_000);
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' || r.request === 'job'), 1_000);
+      assert.equal(world.standIn?.board.get(uuid)?.status, 'SCHEDULED');
     } finally {
       await world.close();
     }

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { jobArtifactsDir, type Manifest } from '@spark/protocol';
+import { jobArtifactsDir, jobRecordSchema, type NewJobRecord, type Manifest } from '@spark/protocol';
 // A benchmark, like a test, runs on the test support.
 import { machineDescription, median, secondsSince, timeCommand } from '@spark/testing';
 import { openAuditLog } from '../src/audit-log.js';
@@ -78,7 +78,7 @@ try {
   await writeFile(join(dir, changesName), changes);
   const dudName = 'bench_1.0_amd64.dud';
   const dud = Buffer.from(
-    `Format: 1.8\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nFiles:\n ${biDigests.md5} ${biDigests.size} spark spark ${buildinfoName}\n`,
+    `Format: 1.8\nArchitecture: amd64\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nFiles:\n ${biDigests.md5} ${biDigests.size} spark spark ${buildinfoName}\n`,
   );
   await writeFile(join(dir, dudName), dud);
   const manifest: Manifest = {
@@ -94,6 +94,19 @@ try {
     changes: changesName,
     dud: dudName,
   };
+  // What the connector recorded when Lighthouse handed the job out: the signer signs only what matches it.
+  const record: NewJobRecord = {
+    uuid,
+    round,
+    kind: 'package-build',
+    architecture: 'amd64',
+    repo: 'master',
+    package: 'bench',
+    version: '1.0',
+    suite: 'bookworm',
+    doIndep: false,
+    receivedAt: Number(round),
+  };
   const totalBytes = manifest.files.reduce((sum, entry) => sum + entry.size, 0);
   const audit = await openAuditLog(join(tmp, 'audit', 'signer.log'));
 
@@ -101,7 +114,7 @@ try {
   // Signing again is what a retried sign job does: the signer kept the originals and verifies those.
   const sign = async () => {
     const start = process.hrtime.bigint();
-    await signArtifacts({ workspacesDir, signingKey, audit }, manifest);
+    await signArtifacts({ workspacesDir, signingKey, audit }, manifest, { record: jobRecordSchema.parse(record), uploadTarget: null });
     return secondsSince(start);
   };
   const sha256sum = () =>

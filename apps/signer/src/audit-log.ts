@@ -1,12 +1,29 @@
-import { appendFile, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-/** One signature, as one JSON line in the audit log. */
-export interface AuditEntry {
-  /** ISO 8601 time of the signature. */
-  time: string;
+/** What a job was handed out for, as every audit line names it (from the connector's job record). */
+export interface AuditJob {
   /** Lighthouse job uuid. */
   uuid: string;
+  /** The round (see job-ids.ts). */
+  round: string;
+  /** Source package and version of a package build; null for other kinds or when unknown. */
+  package: string | null;
+  version: string | null;
+  /** The suite the job was handed out for (the `.changes`' Distribution). */
+  distribution: string | null;
+  /** Archive repository the results go to. */
+  repository: string | null;
+  /** Where that repository's uploads go (`<method>://<fqdn>` from `archive-info`), null when unknown. */
+  uploadTarget: string | null;
+}
+
+/** One signature, as one JSON line in the audit log. */
+export interface SignatureEntry extends AuditJob {
+  event: 'signed';
+  /** ISO 8601 time of the signature. */
+  time: string;
   /** The signed file's name. */
   file: string;
   /** SHA-256 of the text that was signed (the control file without any signature). */
@@ -17,20 +34,88 @@ export interface AuditEntry {
   fingerprint: string;
 }
 
+/** A sign job refused: nothing of it was signed. */
+export interface RefusalEntry extends AuditJob {
+  event: 'refused';
+  time: string;
+  /** Why, as the failed report says it. */
+  reason: string;
+}
+
+/** One line of the audit log. */
+export type AuditEntry = SignatureEntry | RefusalEntry;
+
 /** Appends audit entries to a file only the signer can read and write. */
 export interface AuditLog {
   append(entry: AuditEntry): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The audit log cannot be opened safely: the signer must not start. */
+export class AuditLogError extends Error {
+  override readonly name = 'AuditLogError';
+}
+
+const GROUP_OR_OTHER_WRITE = 0o022;
+
+async function checkDirectory(dir: string): Promise<void> {
+  const info = await lstat(dir).catch((error: NodeJS.ErrnoException) => {
+    throw new AuditLogError(`cannot use the audit log directory ${dir}: ${error.code ?? String(error)}`);
+  });
+  if (info.isSymbolicLink()) throw new AuditLogError(`the audit log directory ${dir} is a symbolic link; refusing to write through it`);
+  if (!info.isDirectory()) throw new AuditLogError(`the audit log directory ${dir} is not a directory`);
+  if (info.uid !== process.getuid?.()) {
+    throw new AuditLogError(`the audit log directory ${dir} belongs to uid ${info.uid}, not to the signer (uid ${process.getuid?.()})`);
+  }
+  if ((info.mode & GROUP_OR_OTHER_WRITE) !== 0) {
+    throw new AuditLogError(
+      `the audit log directory ${dir} is writable by others (mode ${(info.mode & 0o7777).toString(8)}); it must be the signer's alone (0700)`,
+    );
+  }
 }
 
 /**
- * Opens the append-only audit log at `file`, creating its directory (0700)
- * and the file (0600) when missing. Each entry is one `appendFile` of one
- * line, so concurrent signers never interleave within a line.
+ * Opens the append-only audit log at `file` once, for the life of the signer.
+ * Its directory is created (0700) when missing, and must be a real directory
+ * owned by the signer that nobody else can write (`LogsDirectory=` with
+ * `LogsDirectoryMode=0700` in the unit). The file is opened `O_APPEND` without
+ * following a link (created 0600), and must be a regular file of the signer's
+ * with one link. Throws {@link AuditLogError} otherwise. Every entry is one
+ * `write` of one line to the file that was opened, so lines never interleave
+ * and renaming or replacing the path afterwards cannot redirect them.
  */
 export async function openAuditLog(file: string): Promise<AuditLog> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  await appendFile(file, '', { mode: 0o600 });
+  const dir = dirname(file);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await checkDirectory(dir);
+  let handle: FileHandle;
+  try {
+    handle = await open(
+      file,
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      0o600,
+    );
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new AuditLogError(`the audit log ${file} is a symbolic link; refusing to write through it`);
+    throw new AuditLogError(`cannot open the audit log ${file}: ${code ?? String(error)}`);
+  }
+  const info = await handle.stat();
+  const problem = !info.isFile()
+    ? 'is not a regular file'
+    : info.nlink !== 1
+      ? `has ${info.nlink} hard links`
+      : info.uid !== process.getuid?.()
+        ? `belongs to uid ${info.uid}, not to the signer`
+        : null;
+  if (problem) {
+    await handle.close();
+    throw new AuditLogError(`the audit log ${file} ${problem}; refusing to write to it`);
+  }
   return {
-    append: (entry) => appendFile(file, `${JSON.stringify(entry)}\n`, { mode: 0o600, flag: 'a' }),
+    async append(entry) {
+      await handle.write(`${JSON.stringify(entry)}\n`);
+    },
+    close: () => handle.close(),
   };
 }

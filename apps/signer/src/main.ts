@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { EXIT_CONFIG, loadConfigOrExit, parseServiceArgs } from '@spark/config';
 import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
-import { openAuditLog } from './audit-log.js';
+import { AuditLogError, openAuditLog, type AuditLog } from './audit-log.js';
 import { createSigner } from './signer.js';
 import { loadSigningKey, SigningKeyError, type SigningKey } from './signing-key.js';
 
@@ -22,11 +22,19 @@ try {
   process.stderr.write(`spark-signer: ${error.message}\n`);
   process.exit(EXIT_CONFIG);
 }
-const audit = await openAuditLog(config.signer.auditLog);
+let audit: AuditLog;
+try {
+  audit = await openAuditLog(config.signer.auditLog);
+} catch (error) {
+  if (!(error instanceof AuditLogError)) throw error;
+  process.stderr.write(`spark-signer: ${error.message}\n`);
+  process.exit(EXIT_CONFIG);
+}
 const signer = createSigner({ config, logger, signingKey, audit });
 const metricsEndpoint = await serveMetrics(processMetrics('signer'), config.signer.metricsPort, logger);
 installShutdown(logger, async () => {
   await signer.close();
   await metricsEndpoint.close();
+  await audit.close();
 });
 await signer.start();

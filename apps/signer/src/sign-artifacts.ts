@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { splitClearsigned, type Manifest } from '@spark/protocol';
+import { splitClearsigned, type JobRecord, type Manifest } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
-import type { AuditLog } from './audit-log.js';
+import type { AuditJob, AuditLog } from './audit-log.js';
 import { clearsign } from './clearsign.js';
 import { checkListedFiles, controlFileText, listedFileNames, readControlFile, updateListedFile, type ControlFile } from './control-file.js';
+import { checkChangesOrigin, checkDudOrigin, checkNothingUnlisted, checkRecord } from './job-origin.js';
 import { digestBuffer, type FileDigests } from '@spark/service';
 import type { SigningKey } from './signing-key.js';
-import { verifyArtifacts, type VerifiedArtifact } from './verify-artifacts.js';
+import { openJobDir, ORIGINALS_DIR, verifyArtifacts, type JobDir, type VerifiedArtifact } from './verify-artifacts.js';
 
 /** What signing needs besides the manifest. */
 export interface SignDeps {
@@ -16,16 +18,26 @@ export interface SignDeps {
   workspacesDir: string;
   signingKey: SigningKey;
   audit: AuditLog;
+  /** Test hook: runs after every check passed, before anything is signed or written. */
+  afterChecks?: () => Promise<void>;
+}
+
+/** What the job was handed out as: the connector's record and the upload target of its repository. */
+export interface SignOrigin {
+  record: JobRecord | null;
+  /** `<method>://<fqdn>` of the record's repository, null when unknown. */
+  uploadTarget: string | null;
 }
 
 interface Signature {
   name: string;
   content: Buffer;
   digests: FileDigests;
+  textSha256: string;
 }
 
-/** Files a `.changes` lists that `debsign` signs too. */
-const SIGNED_WITH_CHANGES = ['.dsc', '.buildinfo'];
+/** Files a `.changes` lists that `debsign` signs too (a `.dsc` never gets this far: see `checkChangesOrigin`). */
+const SIGNED_WITH_CHANGES = ['.buildinfo'];
 
 function artifactOf(files: ReadonlyMap<string, VerifiedArtifact>, name: string, role: string): VerifiedArtifact {
   const artifact = files.get(name);
@@ -33,88 +45,152 @@ function artifactOf(files: ReadonlyMap<string, VerifiedArtifact>, name: string, 
   return artifact;
 }
 
-/**
- * Verifies the job's files against its manifest and the checksums in its
- * `.changes`/`.dud`, then signs as `debsign` does: the `.dsc`/`.buildinfo` the
- * `.changes` lists, their new sizes and digests written into the `.changes`
- * (and the `.dud`), the `.changes`, then the `.dud`. Signed files replace the
- * originals only once every signature is made (the originals are kept, see
- * `ORIGINALS_DIR`); each signature gets an audit line. Returns the manifest with the signed files' sizes and SHA-256.
- * Throws {@link ArtifactError}, having signed nothing, when a check fails.
- */
-export async function signArtifacts(deps: SignDeps, manifest: Manifest): Promise<Manifest> {
-  const { dir, originalsDir, files } = await verifyArtifacts(deps.workspacesDir, manifest);
-  const changes = manifest.changes === null ? null : readControlFile(artifactOf(files, manifest.changes, '.changes'));
-  const dud = readControlFile(artifactOf(files, manifest.dud, '.dud'));
-  for (const control of [changes, dud]) {
-    if (control) checkListedFiles(control, files);
-  }
-
-  const signatures: Signature[] = [];
-  const sign = async (name: string, input: string): Promise<Signature> => {
-    const text = splitClearsigned(input)?.text ?? input;
-    const content = Buffer.from(await clearsign(text, deps.signingKey.key), 'utf8');
-    const signature = { name, content, digests: digestBuffer(content) };
-    await deps.audit.append({
-      time: new Date().toISOString(),
-      uuid: manifest.uuid,
-      file: name,
-      textSha256: createHash('sha256').update(text).digest('hex'),
-      sha256: signature.digests.sha256,
-      fingerprint: deps.signingKey.fingerprint,
-    });
-    signatures.push(signature);
-    return signature;
-  };
-  const signControl = async (control: ControlFile): Promise<void> => {
-    for (const earlier of signatures) updateListedFile(control, earlier.name, earlier.digests);
-    await sign(control.name, controlFileText(control));
-  };
-
-  if (changes) {
-    for (const name of listedFileNames(changes).filter((listed) => SIGNED_WITH_CHANGES.some((suffix) => listed.endsWith(suffix)))) {
-      const content = artifactOf(files, name, 'listed file').content;
-      if (content) await sign(name, content.toString('utf8'));
-    }
-    await signControl(changes);
-  }
-  await signControl(dud);
-
-  await keepOriginals(
-    originalsDir,
-    signatures.map((signature) => artifactOf(files, signature.name, 'signed file')),
-  );
-  await replaceFiles(dir, signatures);
-  const signed = new Map(signatures.map((signature) => [signature.name, signature.digests]));
+/** The audit fields of a job: from its record where there is one, else from the manifest. */
+export function auditJob(manifest: Pick<Manifest, 'uuid' | 'round'> & Partial<Pick<Manifest, 'repo'>>, origin: SignOrigin): AuditJob {
+  const { record } = origin;
   return {
-    ...manifest,
-    files: manifest.files.map((entry) => {
-      const digests = signed.get(entry.name);
-      return digests ? { ...entry, size: digests.size, sha256: digests.sha256 } : entry;
-    }),
+    uuid: manifest.uuid,
+    round: manifest.round,
+    package: record?.package ?? null,
+    version: record?.version ?? null,
+    distribution: record?.suite ?? null,
+    repository: record?.repo ?? manifest.repo ?? null,
+    uploadTarget: origin.uploadTarget,
   };
+}
+
+/**
+ * Signs a job's results only when they are what Lighthouse handed out
+ * (docs/architecture.md, "Trust boundary"):
+ *
+ * 1. the job record: there is one, the round is its current round, the repository is its;
+ * 2. the files: opened once each, without following links, through the workspace
+ *    and artifacts dirs held open (`verifyArtifacts`), each the manifest's size and SHA-256;
+ * 3. the `.changes`' Source, Version, Distribution and Architecture against the
+ *    record, the `.dud`'s X-Spark-Job and X-Spark-Result, their checksums against
+ *    the files, and no manifest file listed in neither.
+ *
+ * Then signs as `debsign` does, from the bytes that were checked: the
+ * `.buildinfo` the `.changes` lists, the `.changes` (with the new digests), the
+ * `.dud`. Only once every signature is made, and the directories are checked to
+ * still be where they were opened, are the audit lines written and the signed
+ * files put in place — through the open directories, never through a path the
+ * builder could redirect (the originals are kept in `ORIGINALS_DIR`).
+ * Returns the manifest with the signed files' sizes and SHA-256. Throws
+ * {@link ArtifactError}, having signed nothing, when a check fails.
+ */
+export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: SignOrigin): Promise<Manifest> {
+  const { record } = origin;
+  checkRecord(record, manifest);
+  const verified = await verifyArtifacts(deps.workspacesDir, manifest);
+  const opened: JobDir[] = [];
+  try {
+    const { files } = verified;
+    const changes = manifest.changes === null ? null : readControlFile(artifactOf(files, manifest.changes, '.changes'));
+    const dud = readControlFile(artifactOf(files, manifest.dud, '.dud'));
+    if (changes) checkChangesOrigin(changes, record);
+    checkDudOrigin(dud, record, manifest);
+    const controls = changes ? [changes, dud] : [dud];
+    for (const control of controls) checkListedFiles(control, files);
+    checkNothingUnlisted(manifest, controls);
+    const originals = await openOriginalsForWriting(verified.workspace);
+    opened.push(originals);
+    await deps.afterChecks?.();
+
+    const signatures: Signature[] = [];
+    const sign = async (name: string, input: string): Promise<Signature> => {
+      const text = splitClearsigned(input)?.text ?? input;
+      const content = Buffer.from(await clearsign(text, deps.signingKey.key), 'utf8');
+      const signature = { name, content, digests: digestBuffer(content), textSha256: createHash('sha256').update(text).digest('hex') };
+      signatures.push(signature);
+      return signature;
+    };
+    const signControl = async (control: ControlFile): Promise<void> => {
+      for (const earlier of signatures) updateListedFile(control, earlier.name, earlier.digests);
+      await sign(control.name, controlFileText(control));
+    };
+    if (changes) {
+      for (const name of listedFileNames(changes).filter((listed) => SIGNED_WITH_CHANGES.some((suffix) => listed.endsWith(suffix)))) {
+        const content = artifactOf(files, name, 'listed file').content;
+        if (content) await sign(name, content.toString('utf8'));
+      }
+      await signControl(changes);
+    }
+    await signControl(dud);
+
+    // The last moment a refusal still means nothing was signed: no signature has left memory yet.
+    for (const dir of [verified.workspace, verified.artifacts, originals]) await dir.checkInPlace();
+    const job = auditJob(manifest, origin);
+    for (const signature of signatures) {
+      await deps.audit.append({
+        event: 'signed',
+        time: new Date().toISOString(),
+        ...job,
+        file: signature.name,
+        textSha256: signature.textSha256,
+        sha256: signature.digests.sha256,
+        fingerprint: deps.signingKey.fingerprint,
+      });
+    }
+    await keepOriginals(
+      originals,
+      signatures.map((signature) => artifactOf(files, signature.name, 'signed file')),
+    );
+    await replaceFiles(verified.artifacts, signatures);
+    const signed = new Map(signatures.map((signature) => [signature.name, signature.digests]));
+    return {
+      ...manifest,
+      files: manifest.files.map((entry) => {
+        const digests = signed.get(entry.name);
+        return digests ? { ...entry, size: digests.size, sha256: digests.sha256 } : entry;
+      }),
+    };
+  } finally {
+    for (const dir of opened) await dir.close().catch(() => undefined);
+    await verified.close();
+  }
+}
+
+/** Creates a file that must not exist yet, never through a link (`O_EXCL` refuses one at the name). */
+async function createFile(path: string, content: Buffer): Promise<void> {
+  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    await handle.writeFile(content);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Creates `<workspace>/signer-originals` when missing and opens it (a link planted there is refused). */
+async function openOriginalsForWriting(workspace: JobDir): Promise<JobDir> {
+  // mkdir never follows a link at the name: a planted link makes it fail with EEXIST, and opening it then refuses it.
+  // Group-writable like the rest of the workspace (0770 under the unit's UMask=0007): the
+  // uploader (group lkspark) removes the workspace once it is uploaded, this directory included.
+  await mkdir(workspace.at(ORIGINALS_DIR), { mode: 0o770 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  return openJobDir(workspace.at(ORIGINALS_DIR), join(workspace.path, ORIGINALS_DIR), ORIGINALS_DIR);
 }
 
 /** Keeps each control file as verified, once: a retry must not keep the signed file it left behind. */
-async function keepOriginals(originalsDir: string, artifacts: readonly VerifiedArtifact[]): Promise<void> {
-  // Group-writable like the rest of the workspace: the uploader (group lkspark)
-  // removes the workspace once it is uploaded, this directory included.
-  await mkdir(originalsDir, { recursive: true, mode: 0o770 });
+async function keepOriginals(originals: JobDir, artifacts: readonly VerifiedArtifact[]): Promise<void> {
   for (const { entry, content } of artifacts) {
     if (!content) continue;
-    try {
-      await writeFile(join(originalsDir, entry.name), content, { mode: 0o644, flag: 'wx' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    await createFile(originals.at(entry.name), content).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
   }
 }
 
-async function replaceFiles(dir: string, signatures: readonly Signature[]): Promise<void> {
-  const temps = signatures.map((signature) => ({ ...signature, temp: join(dir, `.${signature.name}.signed-${process.pid}`) }));
+async function replaceFiles(artifacts: JobDir, signatures: readonly Signature[]): Promise<void> {
+  const temps = signatures.map((signature) => ({ ...signature, temp: artifacts.at(`.${signature.name}.signed-${process.pid}`) }));
   try {
-    for (const { temp, content } of temps) await writeFile(temp, content, { mode: 0o644, flag: 'wx' });
-    for (const { temp, name } of temps) await rename(temp, join(dir, name));
+    for (const { temp, content } of temps) {
+      await rm(temp, { force: true });
+      await createFile(temp, content);
+    }
+    // rename replaces whatever is at the name (a link included) and never follows it.
+    for (const { temp, name } of temps) await rename(temp, artifacts.at(name));
   } finally {
     await Promise.all(temps.map(({ temp }) => rm(temp, { force: true })));
   }

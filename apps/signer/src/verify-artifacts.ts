@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
-import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
-import { dirname, join, sep } from 'node:path';
-import { jobArtifactsDir, type JobRound, type Manifest, type ManifestEntry } from '@spark/protocol';
+import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { jobWorkspaceDir, type JobRound, type Manifest, type ManifestEntry } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
 import { digestBuffer, digestStream, type FileDigests } from '@spark/service';
 
@@ -21,12 +21,32 @@ export interface VerifiedArtifact {
   content: Buffer | null;
 }
 
-/** The job's artifacts dir (resolved) and its verified files by name. */
+/**
+ * A directory of the job's workspace held open: every later step works
+ * through {@link JobDir.at}, which names an entry of the directory that was
+ * opened and checked (`/proc/self/fd/<fd>/<name>`, resolved by the kernel from
+ * the open directory, as `openat` would), never through the workspace path
+ * again. A directory swapped for a link after it was opened changes nothing.
+ */
+export interface JobDir {
+  /** Where the directory was when it was opened (canonical). */
+  readonly path: string;
+  /** A path naming `name` inside the opened directory. */
+  at(name: string): string;
+  /** Throws an {@link ArtifactError} unless the opened directory is still at {@link path}. */
+  checkInPlace(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The job's artifacts dir held open, and its verified files by name. */
 export interface VerifiedArtifacts {
-  dir: string;
-  /** Where the control files are kept as the builder made them once they are signed ({@link ORIGINALS_DIR}). */
-  originalsDir: string;
+  /** The round's workspace, `<workspacesDir>/<uuid>.<round>`. */
+  workspace: JobDir;
+  /** Its `artifacts` dir. */
+  artifacts: JobDir;
   files: Map<string, VerifiedArtifact>;
+  /** Closes both directories. */
+  close(): Promise<void>;
 }
 
 /**
@@ -41,25 +61,48 @@ export function isControlFileName(name: string): boolean {
   return CONTROL_SUFFIXES.some((suffix) => name.endsWith(suffix));
 }
 
-async function resolveArtifactsDir(workspacesDir: string, round: JobRound): Promise<string> {
-  const dir = jobArtifactsDir(workspacesDir, round);
-  let root: string;
-  let real: string;
+function fdPath(handle: FileHandle): string {
+  return `/proc/self/fd/${handle.fd}`;
+}
+
+/**
+ * Opens the directory `path` without following a link in its last component
+ * and checks that what was opened is a directory whose canonical path is
+ * `expected` (read back from `/proc/self/fd`), so no link anywhere on the way
+ * led elsewhere. `label` names it in errors.
+ */
+export async function openJobDir(path: string, expected: string, label: string): Promise<JobDir> {
+  let handle: FileHandle;
   try {
-    root = await realpath(workspacesDir);
-    real = await realpath(dir);
+    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   } catch (error) {
-    throw new ArtifactError('artifacts', `cannot open ${dir}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOTDIR')
+      throw new ArtifactError(label, 'is not a directory (a symbolic link or a file); refusing it');
+    throw new ArtifactError(label, `cannot open: ${code ?? String(error)}`);
   }
-  if (!real.startsWith(root + sep)) {
-    throw new ArtifactError('artifacts', `${dir} resolves to ${real}, outside the workspaces dir ${root}`);
+  const dir: JobDir = {
+    path: expected,
+    at: (name) => join(fdPath(handle), name),
+    async checkInPlace() {
+      const now = await readlink(fdPath(handle)).catch(() => '(unknown)');
+      if (now !== expected) throw new ArtifactError(label, `was moved to ${now} while the signer worked on it; refusing the job`);
+    },
+    close: () => handle.close(),
+  };
+  try {
+    if (!(await handle.stat()).isDirectory()) throw new ArtifactError(label, 'is not a directory');
+    await dir.checkInPlace();
+  } catch (error) {
+    await handle.close();
+    throw error;
   }
-  return real;
+  return dir;
 }
 
 async function openNoFollow(path: string, name: string): Promise<FileHandle> {
   try {
-    return await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new ArtifactError(name, 'missing from the job workspace');
@@ -68,30 +111,26 @@ async function openNoFollow(path: string, name: string): Promise<FileHandle> {
   }
 }
 
-async function verifyEntry(dir: string, originalsDir: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
+async function verifyEntry(artifacts: JobDir, originals: JobDir | null, entry: ManifestEntry): Promise<VerifiedArtifact> {
   try {
-    return await verifyFile(join(dir, entry.name), entry);
+    return await verifyFile(artifacts.at(entry.name), entry);
   } catch (error) {
-    if (!(error instanceof ArtifactError) || !isControlFileName(entry.name) || !(await isPlainDir(originalsDir))) throw error;
-    const kept = await verifyFile(join(originalsDir, entry.name), entry).catch(() => null);
+    if (!(error instanceof ArtifactError) || !isControlFileName(entry.name) || !originals) throw error;
+    const kept = await verifyFile(originals.at(entry.name), entry).catch(() => null);
     if (kept) return kept;
     throw error;
-  }
-}
-
-async function isPlainDir(path: string): Promise<boolean> {
-  try {
-    return (await lstat(path)).isDirectory();
-  } catch {
-    return false;
   }
 }
 
 async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
   const handle = await openNoFollow(path, entry.name);
   try {
+    // What was opened is checked, not the path: a device, a FIFO or a hard link to a file elsewhere is refused.
     const info = await handle.stat();
     if (!info.isFile()) throw new ArtifactError(entry.name, 'is not a regular file');
+    if (info.nlink !== 1) {
+      throw new ArtifactError(entry.name, `has ${info.nlink} hard links; only files that exist once, in the workspace, are signed`);
+    }
     if (info.size !== entry.size) {
       throw new ArtifactError(entry.name, `is ${info.size} bytes, the manifest says ${entry.size}`);
     }
@@ -115,19 +154,51 @@ async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedA
   }
 }
 
+/** Opens `<workspace>/signer-originals` when it is there (a directory, not a link); null when it is not. */
+export async function openOriginalsDir(workspace: JobDir): Promise<JobDir | null> {
+  try {
+    return await openJobDir(workspace.at(ORIGINALS_DIR), join(workspace.path, ORIGINALS_DIR), ORIGINALS_DIR);
+  } catch (error) {
+    if (error instanceof ArtifactError && error.reason === 'cannot open: ENOENT') return null;
+    throw error;
+  }
+}
+
 /**
- * Checks every manifest file inside the job's artifacts dir: the dir must
- * resolve inside `workspacesDir`, each file must be a regular file (symbolic
- * links are not followed) with the manifest's size and SHA-256. Throws an
- * {@link ArtifactError} naming the first file that fails. A control file
- * signed by an earlier attempt is verified by its kept original.
+ * Opens the round's workspace and its `artifacts` dir once (see
+ * {@link JobDir}): both must be directories at their canonical place under
+ * `workspacesDir`, reached without a link. Then checks every manifest file in
+ * it: opened without following a link, it must be a regular file with one
+ * link, the manifest's size and SHA-256. Throws an {@link ArtifactError}
+ * naming the first thing that fails. A control file signed by an earlier
+ * attempt is verified by its kept original. The caller closes the result.
  */
 export async function verifyArtifacts(workspacesDir: string, manifest: Manifest): Promise<VerifiedArtifacts> {
-  const dir = await resolveArtifactsDir(workspacesDir, manifest);
-  const originalsDir = join(dirname(dir), ORIGINALS_DIR);
-  const files = new Map<string, VerifiedArtifact>();
-  for (const entry of manifest.files) {
-    files.set(entry.name, await verifyEntry(dir, originalsDir, entry));
+  let root: string;
+  try {
+    root = await realpath(workspacesDir);
+  } catch (error) {
+    throw new ArtifactError('workspaces', `cannot open ${workspacesDir}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
-  return { dir, originalsDir, files };
+  const expected = jobWorkspaceDir(root, manifest satisfies JobRound);
+  const workspace = await openJobDir(expected, expected, 'the job workspace');
+  const opened: JobDir[] = [workspace];
+  const close = async () => {
+    for (const dir of opened) await dir.close().catch(() => undefined);
+  };
+  try {
+    const artifacts = await openJobDir(workspace.at('artifacts'), join(expected, 'artifacts'), 'artifacts');
+    opened.push(artifacts);
+    const originals = await openOriginalsDir(workspace);
+    const files = new Map<string, VerifiedArtifact>();
+    try {
+      for (const entry of manifest.files) files.set(entry.name, await verifyEntry(artifacts, originals, entry));
+    } finally {
+      await originals?.close();
+    }
+    return { workspace, artifacts, files, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }

@@ -2,11 +2,20 @@ import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { sendReport, type Logger } from '@spark/service';
-import { jobArtifactsDir, jobWorkspaceDir, type Manifest, type ReportPayload } from '@spark/protocol';
-import { uploadFiles, type UploadPolicy } from './upload-files.js';
+import { giveUp, lastStatusSeq, reportReason, sendReport, type Logger } from '@spark/service';
+import {
+  jobArtifactsDir,
+  jobWorkspaceDir,
+  type JobRound,
+  type Manifest,
+  type ReportPayload,
+  type UploadOutcome,
+  type UploadState,
+} from '@spark/protocol';
+import type { PutTimeouts } from './put-file.js';
+import { uploadFiles } from './upload-files.js';
 import { UploadPlanError, uploadOrder } from './upload-order.js';
-import { uploadProgress } from './upload-progress.js';
+import { uploadProgress, type UploadProgress } from './upload-progress.js';
 import { lookUpTarget } from './upload-target.js';
 import { dputUploadUrl } from './upload-url.js';
 
@@ -47,17 +56,96 @@ export function finalReport(manifest: Manifest, at: number): ReportPayload {
   }
 }
 
+/** How uploads are sent and retried. */
+export interface UploadPolicy {
+  /** `[uploader] ConnectTimeout` and `IdleTimeout`. */
+  timeouts: PutTimeouts;
+  /** ms from a round's first try after which a still failing upload is given up (`[uploader] GiveUpAfter`). */
+  giveUpAfterMs: number;
+  /** ms to wait before the next try when `failedInARow` tries (≥ 1) failed without uploading a file. */
+  retryDelayMs: (failedInARow: number) => number;
+}
+
 /**
- * Uploads a signed job's files to its repository's target in dput-ng's order,
- * puts the final report on `report`, then removes the job's workspace (its
- * log in `WorkspaceRoot/logs` stays). Safe to run again after a crash at any
- * point: uploaded files are skipped and the report has a fixed job id.
- * Throws on failure with the workspace left in place for `spark retry-upload`.
+ * Exponential backoff by the number of tries that failed in a row without
+ * uploading a file: 1 s, 2 s, 4 s … capped at 5 min (`baseMs`, `maxMs` change it).
+ * A try that got some files through starts the count again, so an archive
+ * that fails now and then costs seconds, one that is down costs a try every
+ * 5 minutes.
  */
-export async function uploadJob(manifest: Manifest, deps: UploadJobDeps, logger: Logger): Promise<void> {
+export function exponentialBackoff(baseMs = 1_000, maxMs = 300_000): (failedInARow: number) => number {
+  return (failedInARow) => Math.min(baseMs * 2 ** Math.max(0, failedInARow - 1), maxMs);
+}
+
+/** What a try of an upload job came to: the job ended (reported to Lighthouse), or it is tried again at `retryAt`. */
+export type UploadTry = { ended: UploadOutcome } | { retryAt: number };
+
+/** `2026-11-29 09:30:00 UTC`: times in excerpts and reasons, readable where Lighthouse shows them. */
+function utc(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+/** `6 h`, `90 s`, `2 h 30 min`. */
+function span(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const min = Math.round(s / 60);
+  if (min < 120) return `${min} min`;
+  return `${Math.floor(min / 60)} h${min % 60 ? ` ${min % 60} min` : ''}`;
+}
+
+/**
+ * One try at uploading a signed job's files to its repository's target in
+ * dput-ng's order. When every file is in, puts the build's final report on
+ * `report` and removes the job's workspace (its log in `WorkspaceRoot/logs`
+ * stays). When a try fails it asks to be tried again with backoff and, from
+ * the second try in a row that got no file through, says why in a status
+ * excerpt to Lighthouse; once the round's deadline
+ * (`GiveUpAfter`, counted from its first try) has passed, or at once when the
+ * job's own files cannot be uploaded as they are, it reports the round failed
+ * with the reason and removes the workspace. Safe to run again after a crash
+ * at any point: uploaded files are skipped, the deadline keeps counting, and
+ * the final report has a fixed job id. `setState` records what the job is
+ * doing, for `spark status`.
+ */
+export async function uploadJob(
+  manifest: Manifest,
+  deps: UploadJobDeps,
+  logger: Logger,
+  setState: (state: UploadState) => Promise<void> = () => Promise.resolve(),
+): Promise<UploadTry> {
   const progress = uploadProgress(deps.redis, deps.prefix, manifest);
   const workspace = jobWorkspaceDir(deps.workspacesDir, manifest);
-  if (!(await progress.isReported())) {
+  const removeWorkspace = async () => {
+    await rm(workspace, { recursive: true, force: true });
+    logger.info({ workspace }, 'removed the job workspace');
+  };
+  const earlier = await progress.reported();
+  if (earlier) {
+    await removeWorkspace();
+    return { ended: earlier };
+  }
+  const { tries, firstTryAt } = await progress.startTry(Date.now());
+  const giveUpAt = firstTryAt + deps.policy.giveUpAfterMs;
+  let uploadedThisTry = 0;
+  // Lighthouse's job-failed carries no reason: the last excerpt before it says why.
+  const giveUpRound = async (reason: string) => {
+    await sendUploadStatus(
+      deps,
+      progress,
+      manifest,
+      `spark-uploader: gave up uploading this job's results; reporting it failed:\n${reason}\n`,
+      logger,
+    );
+    await giveUp(deps.reports, manifest, 'failed', reason, logger);
+    return end({ result: 'gave-up', reason: reportReason(reason), at: Date.now() });
+  };
+  const end = async (outcome: UploadOutcome) => {
+    await progress.markReported(outcome);
+    await removeWorkspace();
+    return { ended: outcome };
+  };
+  try {
     const target = await lookUpTarget(deps.redis, deps.prefix, manifest.repo);
     const dir = jobArtifactsDir(deps.workspacesDir, manifest);
     await checkArtifacts(manifest, dir);
@@ -67,23 +155,78 @@ export async function uploadJob(manifest: Manifest, deps: UploadJobDeps, logger:
       path: join(dir, name),
       size: sizes.get(name) ?? 0,
       url: dputUploadUrl(target, manifest.repo, name),
+      archivePath: `incoming/${manifest.repo}/${name}`,
     }));
     const unlisted = manifest.files.map((entry) => entry.name).filter((name) => !items.some((item) => item.name === name));
     if (unlisted.length > 0) {
       logger.warn({ unlisted }, `not uploading ${unlisted.join(', ')}: listed in neither the .changes nor the .dud`);
     }
     logger.info(
-      { files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo },
-      `uploading ${items.length} files to ${manifest.repo}`,
+      { files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo, try: tries },
+      `uploading ${items.length} files to ${manifest.repo}${tries > 1 ? ` (try ${tries})` : ''}`,
     );
-    await uploadFiles(items, progress, deps.policy, logger);
-    const report = finalReport(manifest, Date.now());
-    await sendReport(deps.reports, report);
-    await progress.markReported();
-    logger.info({ report: report.kind }, `upload complete; reported ${report.kind} to Lighthouse`);
+    await uploadFiles(items, progress, deps.policy.timeouts, logger, {
+      sending: (item, fileNumber) =>
+        setState({ phase: 'uploading', file: item.name, fileNumber, files: items.length, tries, firstTryAt, giveUpAt }),
+      uploaded: () => (uploadedThisTry += 1),
+    });
+  } catch (error) {
+    if (error instanceof UploadPlanError) {
+      // The signed files themselves cannot be uploaded: no later try can change that.
+      return giveUpRound(`the uploader cannot upload the job's files: ${error.message}`);
+    }
+    const problem = (error as Error).message;
+    const now = Date.now();
+    if (now >= giveUpAt) {
+      return giveUpRound(
+        `the upload to the archive (repository ${manifest.repo}) still failed after ${tries} tries over ${span(now - firstTryAt)} ` +
+          `(GiveUpAfter ${span(deps.policy.giveUpAfterMs)}); last problem: ${problem}`,
+      );
+    }
+    const failedInARow = await progress.failedTry(uploadedThisTry > 0);
+    const retryAt = Math.min(now + deps.policy.retryDelayMs(failedInARow), giveUpAt);
+    logger.warn({ err: error, try: tries, retryAt }, `upload try ${tries} failed: ${problem}; next try at ${utc(retryAt)}`);
+    await setState({ phase: 'retrying', problem, tries, firstTryAt, nextTryAt: retryAt, giveUpAt });
+    // One failed try the next one may well mend (a 503, a dropped connection) is not news for
+    // Lighthouse, which keeps only the latest excerpt: it would hide the build log's tail.
+    if (failedInARow < 2) return { retryAt };
+    await sendUploadStatus(
+      deps,
+      progress,
+      manifest,
+      `spark-uploader: uploading this job's results to repository ${manifest.repo} is failing (try ${tries}, failing since ${utc(firstTryAt)}):\n` +
+        `${problem}\n` +
+        `Next try at ${utc(retryAt)}; if the upload still fails at ${utc(giveUpAt)}, the job is reported failed.\n`,
+      logger,
+    );
+    return { retryAt };
   }
-  await rm(workspace, { recursive: true, force: true });
-  logger.info({ workspace }, 'removed the job workspace');
+  const report = finalReport(manifest, Date.now());
+  await sendReport(deps.reports, report);
+  logger.info({ report: report.kind }, `upload complete; reported ${report.kind} to Lighthouse`);
+  return end({ result: 'uploaded', report: report.kind === 'success' ? 'success' : 'failed' });
+}
+
+/**
+ * Queues a status excerpt of the round, numbered after every excerpt queued
+ * for it before (the builder's, and this uploader's earlier tries'), so it is
+ * never dropped as a duplicate id. A failure to queue it is logged: the
+ * retry goes on regardless.
+ */
+async function sendUploadStatus(
+  deps: UploadJobDeps,
+  progress: UploadProgress,
+  round: JobRound,
+  excerpt: string,
+  logger: Logger,
+): Promise<void> {
+  try {
+    const seq = ((await progress.statusSeq()) ?? (await lastStatusSeq(deps.redis, deps.reports, round))) + 1;
+    await sendReport(deps.reports, { kind: 'status', uuid: round.uuid, round: round.round, at: Date.now(), logExcerpt: excerpt }, seq);
+    await progress.setStatusSeq(seq);
+  } catch (err) {
+    logger.error({ err }, 'cannot queue a status excerpt for Lighthouse');
+  }
 }
 
 /** Every manifest file must be a regular file (not a link out of the dir) of the manifest's size. */

@@ -1,15 +1,28 @@
 import type { Queue, Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
-import { QueueName } from '@spark/protocol';
-import { connectRedis, once, openQueue, openWorker, redisReady, runCloseSteps, type Logger, type Redis } from '@spark/service';
-import { exponentialBackoff, type UploadPolicy } from './upload-files.js';
+import { rm } from 'node:fs/promises';
+import {
+  connectRedis,
+  giveUpWhenFailed,
+  once,
+  openQueue,
+  openWorker,
+  redactRedisUrl,
+  redisLogin,
+  redisReady,
+  runCloseSteps,
+  type Logger,
+  type Redis,
+} from '@spark/service';
+import { jobWorkspaceDir, QueueName } from '@spark/protocol';
+import { exponentialBackoff, type UploadPolicy } from './upload-job.js';
 import { createUploadProcessor } from './upload-processor.js';
 
 /** What the uploader service needs. */
 export interface UploaderDeps {
   config: SparkConfig;
   logger: Logger;
-  /** Override the retry pause (tests); default 1 s doubling to 60 s. */
+  /** Override the pause between tries (tests); default 5 s doubling to 5 min. */
   retryDelayMs?: UploadPolicy['retryDelayMs'];
 }
 
@@ -40,10 +53,11 @@ export function createUploader(deps: UploaderDeps): Uploader {
   let worker: Worker | null = null;
   return {
     async start() {
-      workerRedis = connectRedis(config.redisUrl, 'worker');
-      redis = connectRedis(config.redisUrl, 'worker');
+      const login = redisLogin(config.redisCredentialsDir, 'uploader');
+      workerRedis = connectRedis(config.redisUrl, 'worker', login);
+      redis = connectRedis(config.redisUrl, 'worker', login);
       for (const connection of [workerRedis, redis]) {
-        connection.on('error', (err) => logger.warn({ err }, `Redis ${config.redisUrl}: ${err.message}; reconnecting`));
+        connection.on('error', (err) => logger.warn({ err }, `Redis ${redactRedisUrl(config.redisUrl)}: ${err.message}; reconnecting`));
       }
       await redisReady(redis);
       reports = openQueue(QueueName.report, redis, config.queuePrefix, logger);
@@ -54,8 +68,8 @@ export function createUploader(deps: UploaderDeps): Uploader {
           reports,
           workspacesDir: config.workspacesDir,
           policy: {
-            fileTimeoutMs: config.uploader.fileTimeoutMs,
-            attempts: config.uploader.attempts,
+            timeouts: { connectMs: config.uploader.connectTimeoutMs, idleMs: config.uploader.idleTimeoutMs },
+            giveUpAfterMs: config.uploader.giveUpAfterMs,
             retryDelayMs: deps.retryDelayMs ?? exponentialBackoff(),
           },
         },
@@ -67,6 +81,18 @@ export function createUploader(deps: UploaderDeps): Uploader {
         stalledInterval: STALLED_INTERVAL_MS,
         maxStalledCount: MAX_STALLED_COUNT,
       });
+      // A job BullMQ fails (killed more often than MAX_STALLED_COUNT, an error no try turned into a
+      // report) still ends at Lighthouse, reported failed; its files go.
+      giveUpWhenFailed(
+        worker,
+        reports,
+        {
+          outcome: 'failed',
+          stage: 'uploader',
+          cleanUp: (round) => rm(jobWorkspaceDir(config.workspacesDir, round), { recursive: true, force: true }),
+        },
+        logger,
+      );
       logger.info({ queue: QueueName.upload }, 'uploader started: taking upload jobs');
     },
     close: once(async () => {

@@ -7,6 +7,7 @@ import { loadConfig, type SparkConfig } from '@spark/config';
 import {
   archiveTargetsKey,
   jobRecordKey,
+  parseJobId,
   QueueName,
   stageJobId,
   type ArchiveTarget,
@@ -41,11 +42,23 @@ export interface Harness {
   addUpload(manifest: Manifest): Promise<void>;
   /** Waits until the job's upload is completed or failed; returns the state. */
   settled(uuid: string, timeoutMs?: number): Promise<'completed' | 'failed'>;
+  /** The job's status excerpts in the `report` queue, by sequence number. */
+  statusExcerpts(uuid: string): Promise<{ seq: number; text: string }[]>;
+  /** Waits until the job has a status excerpt matching `pattern`; returns it. */
+  excerptMatching(uuid: string, pattern: RegExp, timeoutMs?: number): Promise<string>;
   close(): Promise<void>;
 }
 
+/** Options of {@link startHarness}. */
+export interface HarnessOptions {
+  /** Lines of the spark.toml's `[uploader]` table (default: `IdleTimeout = 20`). */
+  uploaderKeys?: string[];
+  /** The receiver stores as lkwebupload does (partial files stay). */
+  writeInPlace?: boolean;
+}
+
 /** Starts a private Redis, a receiver at `/_upload` knowing `master`, and writes a spark.toml using both. */
-export async function startHarness(options: { attempts?: number } = {}): Promise<Harness> {
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const redisServer = await startRedisServer();
   const redis = connectRedis(redisServer.url, 'worker');
   await redisReady(redis);
@@ -53,7 +66,12 @@ export async function startHarness(options: { attempts?: number } = {}): Promise
   const root = await mkdtemp(join(tmpdir(), 'spark-uploader-'));
   const archiveDir = join(root, 'archive');
   await mkdir(archiveDir);
-  const receiver = await startUploadReceiver({ dir: archiveDir, repos: ['master'], pathPrefix: '/_upload' });
+  const receiver = await startUploadReceiver({
+    dir: archiveDir,
+    repos: ['master'],
+    pathPrefix: '/_upload',
+    writeInPlace: options.writeInPlace ?? false,
+  });
   const configFile = join(root, 'spark.toml');
   await writeFile(
     configFile,
@@ -66,8 +84,7 @@ export async function startHarness(options: { attempts?: number } = {}): Promise
       `RedisUrl = '${redisServer.url}'`,
       `QueuePrefix = '${prefix}'`,
       '[uploader]',
-      'FileTimeout = 20',
-      `Attempts = ${options.attempts ?? 8}`,
+      ...(options.uploaderKeys ?? ['IdleTimeout = 20']),
       '',
     ].join('\n'),
   );
@@ -81,6 +98,17 @@ export async function startHarness(options: { attempts?: number } = {}): Promise
   const setTargets = (repos: Record<string, ArchiveTarget>) =>
     redis.set(archiveTargetsKey(prefix), JSON.stringify({ archive_repos: repos, receivedAt: Date.now() })).then(() => undefined);
   await setTargets({ master: target });
+  const statusExcerpts = async (uuid: string) => {
+    const jobs = await reports.getJobs(['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized']);
+    const excerpts: { seq: number; text: string }[] = [];
+    for (const job of jobs) {
+      const id = parseJobId(job?.id);
+      if (id?.type === 'report' && id.slot.kind === 'status' && id.uuid === uuid) {
+        excerpts.push({ seq: id.slot.seq, text: String((job?.data as { logExcerpt?: unknown }).logExcerpt) });
+      }
+    }
+    return excerpts.sort((a, b) => a.seq - b.seq);
+  };
   return {
     redisServer,
     redis,
@@ -121,6 +149,20 @@ export async function startHarness(options: { attempts?: number } = {}): Promise
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       throw new Error(`upload ${id} did not settle within ${timeoutMs} ms`);
+    },
+    statusExcerpts,
+    async excerptMatching(uuid, pattern, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = (await statusExcerpts(uuid)).find((excerpt) => pattern.test(excerpt.text));
+        if (found) return found.text;
+        if (Date.now() > deadline) {
+          throw new Error(
+            `no status excerpt of ${uuid} matched ${pattern} within ${timeoutMs} ms:\n${(await statusExcerpts(uuid)).map((e) => e.text).join('\n')}`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     async close() {
       await receiver.close();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { jobLogFile, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
@@ -21,7 +21,7 @@ describe('spark-uploader', () => {
   let uploader: Uploader;
 
   before(async () => {
-    [h, gnupgHome] = await Promise.all([startHarness({ attempts: 3 }), makeSigningKey()]);
+    [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
     uploader = createUploader({ config: h.config, logger: h.logger, retryDelayMs: () => 20 });
     await uploader.start();
   });
@@ -83,51 +83,45 @@ describe('spark-uploader', () => {
     assert.equal((await finalReport(job))?.['kind'], 'success');
   });
 
-  it("fails the job with the archive's words on 422, keeps its files, and spark retry-upload completes it once the archive accepts", async () => {
+  it("keeps retrying a 422 with the archive's words in its status excerpts, keeps its files, and completes once the archive accepts", async () => {
     const job = await newJob({ repo: 'extra' });
     await h.setTargets({ master: h.target, extra: h.target });
     await h.addUpload(job.manifest);
-    assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
+    const excerpt = await h.excerptMatching(job.uuid, /422/);
     assert.match(
-      failed?.failedReason ?? '',
+      excerpt,
       new RegExp(
-        `^upload failed: the archive refused ${job.source}_1\\.0-1\\.dsc \\(PUT http://127\\.0\\.0\\.1:\\d+/_upload/extra/${job.source}_1\\.0-1\\.dsc\\): 422 unknown repository: extra$`,
+        `^spark-uploader: uploading this job's results to repository extra is failing \\(try \\d+, failing since .* UTC\\):\\n` +
+          `the archive answered PUT http://127\\.0\\.0\\.1:\\d+/_upload/extra/${job.source}_1\\.0-1\\.dsc with 422 unknown repository: extra\\n` +
+          `Next try at .* UTC; if the upload still fails at .* UTC, the job is reported failed\\.\\n$`,
       ),
     );
-    assert.equal(urlsOf(job).length, 1, 'a refused file is not retried');
     assert.equal(await exists(job.artifactsDir), true);
     assert.equal(await finalReport(job), undefined);
+    assert.ok(urlsOf(job).every((r) => r.status === 422 && r.url.endsWith('.dsc')));
 
     h.receiver.options.repos = ['master', 'extra'];
-    const retried = await retryUpload(job.uuid);
-    assert.equal(retried.code, 0, retried.text);
-    assert.match(retried.text, /^re-queued upload of job /);
     assert.equal(await h.settled(job.uuid), 'completed');
     await assertArchived(job, 'extra');
     assert.equal((await finalReport(job))?.['kind'], 'success');
   });
 
-  it('gives up after Attempts tries leaving the job failed, and spark retry-upload resumes without sending any file twice', async () => {
+  it('retries a 502 until the archive recovers, saying so, and sends no file twice', async () => {
     const job = await newJob();
-    h.receiver.options.failFiles = new Map([[`${job.source}_1.0-1_amd64.deb`, { status: 502, message: 'bad gateway' }]]);
+    const deb = `${job.source}_1.0-1_amd64.deb`;
+    h.receiver.options.failFiles = new Map([[deb, { status: 502, message: 'bad gateway' }]]);
     await h.addUpload(job.manifest);
-    assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
-    assert.match(
-      failed?.failedReason ?? '',
-      new RegExp(`gave up uploading ${job.source}_1\\.0-1_amd64\\.deb .* after 3 attempts; last: 502 bad gateway$`),
-    );
-    assert.equal(urlsOf(job).filter((r) => r.url.endsWith('.deb')).length, 3);
-    assert.equal(await exists(job.artifactsDir), true);
+    assert.match(await h.excerptMatching(job.uuid, /502/), new RegExp(`/_upload/master/${deb} with 502 bad gateway\\n`));
+    const state = (await h.uploads.getJob(stageJobId(job.manifest, 'upload')))?.progress as Record<string, unknown>;
+    assert.equal(typeof state['tries'], 'number');
 
     h.receiver.options.failFiles = new Map();
-    assert.equal((await retryUpload(job.uuid)).code, 0);
     assert.equal(await h.settled(job.uuid), 'completed');
     const created = urlsOf(job)
       .filter((r) => r.status === 201)
       .map((r) => r.url.split('/').pop());
     assert.deepEqual(created, expectedOrder(job));
+    assert.ok(urlsOf(job).filter((r) => r.status === 502).length >= 1);
     assert.equal(urlsOf(job).filter((r) => r.status === 403).length, 0);
     await assertArchived(job);
     const again = await retryUpload(job.uuid);
@@ -135,6 +129,30 @@ describe('spark-uploader', () => {
       [again.code, again.text.trim()],
       [1, `spark retry-upload: the upload of job ${job.uuid} completed already; nothing to retry`],
     );
+  });
+
+  it('does not count a file another round left in the archive as uploaded, says so on every try, and sends its own once that file is gone', async () => {
+    const job = await newJob();
+    const dsc = `${job.source}_1.0-1.dsc`;
+    await mkdir(join(h.archiveDir, 'master'), { recursive: true });
+    await writeFile(join(h.archiveDir, 'master', dsc), "an earlier round's .dsc\n");
+    await h.addUpload(job.manifest);
+    const said = await h.excerptMatching(job.uuid, /never sent/);
+    assert.match(
+      said,
+      new RegExp(
+        `\\(try 2, .*\\):\\nthe archive already holds ${dsc.replace(/\./g, '\\.')} \\(incoming/master/${dsc.replace(/\./g, '\\.')}\\), which this round of the job never sent: ` +
+          `an earlier round or another upload left it there \\(403 file .* already exists in master\\)\\. It is not counted as this round's; ` +
+          `the next try succeeds once the archive has imported it or incoming/master/.* is removed on the archive\\n`,
+      ),
+    );
+    // The archive imports the other round's upload.
+    await rm(join(h.archiveDir, 'master', dsc));
+    assert.equal(await h.settled(job.uuid), 'completed');
+    await assertArchived(job);
+    assert.equal((await finalReport(job))?.['kind'], 'success');
+    const excerpts = await h.statusExcerpts(job.uuid);
+    assert.ok(!excerpts.some((e) => e.text.includes('possibly partial')), 'a file it never sent is never called partial');
   });
 
   it("reports failed for an FTBFS after uploading only the .dud's files and the .dud", async () => {
@@ -158,28 +176,35 @@ describe('spark-uploader', () => {
     assert.match(String((await finalReport(job))?.['reason']), /depwait/);
   });
 
-  it('uploads nothing of a job whose .changes lists a path, and fails it saying so', async () => {
+  it('uploads nothing of a job whose .changes lists a path, and reports it failed at once saying so', async () => {
     const job = await newJob({ extraChangesNames: ['../../etc/passwd'] });
     await h.addUpload(job.manifest);
-    assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
-    assert.equal(
-      failed?.failedReason,
-      `upload failed: ${job.source}_1.0-1_amd64.changes lists "../../etc/passwd", which is not a plain file name`,
+    assert.equal(await h.settled(job.uuid), 'completed');
+    const report = await finalReport(job);
+    assert.deepEqual(
+      [report?.['kind'], report?.['reason']],
+      [
+        'failed',
+        `the uploader cannot upload the job's files: ${job.source}_1.0-1_amd64.changes lists "../../etc/passwd", which is not a plain file name`,
+      ],
     );
     assert.equal(urlsOf(job).length, 0);
+    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.manifest)), false);
   });
 
-  it('fails a job whose repository has no upload target, keeping its files', async () => {
+  it('keeps retrying a job whose repository has no upload target, saying so, and uploads it once Lighthouse names one', async () => {
     const job = await newJob({ repo: 'nowhere' });
     await h.addUpload(job.manifest);
-    assert.equal(await h.settled(job.uuid), 'failed');
-    const failed = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
     assert.match(
-      failed?.failedReason ?? '',
-      /^upload failed: Lighthouse names no upload target for repository nowhere \(known: master, extra\)$/,
+      await h.excerptMatching(job.uuid, /no upload target/),
+      /\nLighthouse names no upload target for repository nowhere \(known: master, extra\)\n/,
     );
     assert.equal(await exists(job.artifactsDir), true);
+    h.receiver.options.repos = ['master', 'extra', 'nowhere'];
+    await h.setTargets({ master: h.target, extra: h.target, nowhere: h.target });
+    assert.equal(await h.settled(job.uuid), 'completed');
+    await assertArchived(job, 'nowhere');
+    assert.equal((await finalReport(job))?.['kind'], 'success');
   });
 
   it('spark retry-upload refuses what is not a job uuid and says when there is no such upload job', async () => {
@@ -200,5 +225,37 @@ describe('spark-uploader', () => {
     while ((await h.uploads.getJobState('bogus')) !== 'failed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const failed = await h.uploads.getJob('bogus');
     assert.match(failed?.failedReason ?? '', /^invalid upload payload: manifest\.uuid: "\.\.\/\.\.\/etc" is not a valid UUID/);
+  });
+
+  it('reports a round failed when BullMQ fails its upload job, and spark retry-upload then says the round has ended', async () => {
+    const job = await newJob();
+    const other = await newJob();
+    // The record and queue id of `job`, carrying the manifest of `other`: the uploader refuses it.
+    await h.addUpload(job.manifest);
+    await h.settled(job.uuid);
+    await h.uploads.remove(stageJobId(job.manifest, 'upload'));
+    await h.reports.remove(reportJobId(job.manifest, { kind: 'final' }));
+    await h.uploads.add('upload', { manifest: other.manifest }, { jobId: stageJobId(job.manifest, 'upload') });
+    assert.equal(await h.settled(job.uuid), 'failed');
+    const deadline = Date.now() + 10_000;
+    while ((await finalReport(job)) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const report = await finalReport(job);
+    assert.deepEqual(
+      [report?.['kind'], report?.['reason']],
+      [
+        'failed',
+        `the uploader could not finish the job: upload job ${stageJobId(job.manifest, 'upload')} carries the manifest of another job`,
+      ],
+    );
+    const retried = await retryUpload(job.uuid);
+    assert.equal(retried.code, 1);
+    assert.match(
+      retried.text,
+      new RegExp(
+        `^spark retry-upload: job ${job.uuid} \\(round ${job.manifest.round}\\) was already reported failed to Lighthouse at .*: the uploader could not finish the job: .*\\n` +
+          `Lighthouse has ended that round, so its upload cannot be retried\\. To build the job again, have Lighthouse hand it out again \\(lk-admin job retry ${job.uuid}\\)\\.\\n$`,
+      ),
+    );
+    assert.equal(await h.uploads.getJobState(stageJobId(job.manifest, 'upload')), 'failed', 'not re-queued');
   });
 });

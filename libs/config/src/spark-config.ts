@@ -30,6 +30,12 @@ export interface ConnectorSettings {
    * failed instead of rejected again (`GiveUpRejectedAfter`, default 12 h).
    */
   giveUpRejectedAfterMs: number;
+  /**
+   * First cool-down in ms of a job this worker rejected: handed out again sooner, it goes straight
+   * back and its kind is left out of requests meanwhile; doubled per rejection up to 30 min
+   * (`RejectedCooldown`, default 30 s).
+   */
+  rejectedCooldownMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9621; 0 turns it off). */
   metricsPort: number;
 }
@@ -54,13 +60,23 @@ export interface BuilderSettings {
   debspawn: string;
   /** Base port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9631): `spark-builder@N` serves on base + N − 1, so builder instances never take the connector's, signer's or uploader's 9621/9623/9624; 0 turns it off. */
   metricsPort: number;
+  /**
+   * Development only: accept `file://` source URLs in jobs (`AllowFileUrls`,
+   * default false). Never set on a production worker: a job could make the
+   * builder read any file it can read.
+   */
+  allowFileUrls: boolean;
 }
 
 /** Settings of the signer (`[signer]` table). */
 export interface SignerSettings {
   /** File holding the secret key's passphrase (`PassphraseFile`), or null for an unprotected key. */
   passphraseFile: string | null;
-  /** Append-only log of every signature (`AuditLog`, default `<WorkspaceRoot>/audit/signer.log`). */
+  /**
+   * Append-only log of every signature and refusal (`AuditLog`; default
+   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it,
+   * else `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
+   */
   auditLog: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9623; 0 turns it off). */
   metricsPort: number;
@@ -68,10 +84,19 @@ export interface SignerSettings {
 
 /** Settings of the uploader (`[uploader]` table). */
 export interface UploaderSettings {
-  /** ms allowed for one file's upload (`FileTimeout`, default 600 s). */
-  fileTimeoutMs: number;
-  /** How many times a failed upload is tried (`Attempts`, default 8). */
-  attempts: number;
+  /** ms to wait for a connection to the archive (TCP and TLS handshake) before the try fails (`ConnectTimeout`, default 30 s). */
+  connectTimeoutMs: number;
+  /**
+   * ms without progress (no byte of the file taken by the connection, no byte of the answer) before a PUT is cut
+   * (`IdleTimeout`, default 120 s). A slow but steady upload is never cut, whatever its size. The deprecated
+   * `FileTimeout` (it bounded the whole PUT) is read as this when `IdleTimeout` is not set.
+   */
+  idleTimeoutMs: number;
+  /**
+   * ms after a round's first upload try at which an upload still failing is given up and the job reported failed
+   * to Lighthouse with the reason (`GiveUpAfter`, default 6 h). Until then it is retried with backoff.
+   */
+  giveUpAfterMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9624; 0 turns it off). */
   metricsPort: number;
 }
@@ -112,6 +137,13 @@ export interface SparkConfig {
   redisUrl: string;
   /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
   queuePrefix: string;
+  /**
+   * Directory of the Redis ACL users' password files (`RedisCredentialsDir`,
+   * default none: no login, Redis's default user as before). When set, each
+   * service logs in as `spark-<service>` with `<dir>/spark-<service>.password`
+   * (see `spark redis-acl`).
+   */
+  redisCredentialsDir: string | null;
   /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
   gpgSecretKeyFile: string | null;
   connector: ConnectorSettings;
@@ -154,11 +186,14 @@ export interface LoadedConfig {
 export interface ConfigEnvironment {
   hostname: () => string;
   architectures: () => string[];
+  /** systemd's `$LOGS_DIRECTORY` (set by `LogsDirectory=`), where the signer's audit log goes by default. */
+  logsDirectory?: () => string | undefined;
 }
 
 const systemEnvironment: ConfigEnvironment = {
   hostname: () => readHostname(),
   architectures: () => defaultArchitectures(),
+  logsDirectory: () => process.env['LOGS_DIRECTORY']?.split(':')[0] || undefined,
 };
 
 type Value = unknown;
@@ -178,11 +213,20 @@ const TOP_LEVEL_KEYS = [
   'CurveKeysDir',
   'RedisUrl',
   'QueuePrefix',
+  'RedisCredentialsDir',
   'GpgSecretKeyFile',
 ] as const;
 
 const SERVICE_KEYS = {
-  connector: ['ReplyTimeout', 'PollInterval', 'ArchiveInfoInterval', 'StartTimeout', 'GiveUpRejectedAfter', 'MetricsPort'],
+  connector: [
+    'ReplyTimeout',
+    'PollInterval',
+    'ArchiveInfoInterval',
+    'StartTimeout',
+    'GiveUpRejectedAfter',
+    'RejectedCooldown',
+    'MetricsPort',
+  ],
   builder: [
     'StatusInterval',
     'MaxBuildTime',
@@ -193,9 +237,10 @@ const SERVICE_KEYS = {
     'DrainTimeout',
     'Debspawn',
     'MetricsPort',
+    'AllowFileUrls',
   ],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
-  uploader: ['FileTimeout', 'Attempts', 'MetricsPort'],
+  uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'FileTimeout', 'Attempts'],
 } as const;
 
 /** Reads and checks a spark.toml; throws {@link ConfigError} naming file, key and line for every problem. */
@@ -286,13 +331,16 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   const curveKeysDir = reader.path(data, null, 'CurveKeysDir') ?? DEFAULT_CURVE_KEYS_DIR;
   const redisUrl = reader.string(data, null, 'RedisUrl') ?? DEFAULT_REDIS_URL;
   if (!/^(rediss?:\/\/\S+|unix:\/\/?\S+|\/\S+)$/.test(redisUrl)) {
-    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(redisUrl)}`);
+    // Shown without any password it may carry (everything between "//" and "@").
+    const shown = redisUrl.replace(/\/\/[^@\s]*@/, '//***@');
+    reader.error(null, 'RedisUrl', `expected redis://host:port[/db], rediss://…, or a unix socket path, got ${JSON.stringify(shown)}`);
   }
   const queuePrefix = reader.string(data, null, 'QueuePrefix') ?? DEFAULT_QUEUE_PREFIX;
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
     reader.error(null, 'QueuePrefix', 'expected 1 to 64 letters, digits, "_" or "-"');
   }
   const gpgSecretKeyFile = reader.path(data, null, 'GpgSecretKeyFile') ?? null;
+  const redisCredentialsDir = reader.path(data, null, 'RedisCredentialsDir') ?? null;
 
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
     const value = data[name];
@@ -321,6 +369,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     archiveInfoIntervalMs: seconds(connectorTable, 'connector', 'ArchiveInfoInterval', 300_000),
     startTimeoutMs: seconds(connectorTable, 'connector', 'StartTimeout', 600_000),
     giveUpRejectedAfterMs: seconds(connectorTable, 'connector', 'GiveUpRejectedAfter', 12 * 3600_000),
+    rejectedCooldownMs: seconds(connectorTable, 'connector', 'RejectedCooldown', 30_000),
     metricsPort: metricsPort(connectorTable, 'connector', 9621),
   };
   const builder: BuilderSettings = {
@@ -333,15 +382,33 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
     metricsPort: metricsPort(builderTable, 'builder', 9631),
+    allowFileUrls: reader.boolean(builderTable, 'builder', 'AllowFileUrls') ?? false,
   };
   const signer: SignerSettings = {
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
-    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(workspaceRoot, 'audit', 'signer.log'),
+    auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(env.logsDirectory?.() ?? join(workspaceRoot, 'audit'), 'signer.log'),
     metricsPort: metricsPort(signerTable, 'signer', 9623),
   };
+  // FileTimeout bounded a whole PUT, which cut large files on slow links part-way (issue 14); an old
+  // config's value is the closest thing it has to an idle timeout. Attempts gave way to GiveUpAfter.
+  const legacyFileTimeoutMs = seconds(uploaderTable, 'uploader', 'FileTimeout', 0);
+  if (uploaderTable['FileTimeout'] !== undefined) {
+    reader.warning(
+      'uploader',
+      'FileTimeout',
+      uploaderTable['IdleTimeout'] === undefined
+        ? 'deprecated: it bounded the whole PUT whatever the file size; read as IdleTimeout (no progress for that long). Rename it to IdleTimeout'
+        : 'deprecated and ignored: IdleTimeout is set',
+    );
+  }
+  if (uploaderTable['Attempts'] !== undefined) {
+    reader.integer(uploaderTable, 'uploader', 'Attempts', { min: 1, max: 100 });
+    reader.warning('uploader', 'Attempts', 'deprecated and ignored: uploads are retried with backoff until GiveUpAfter');
+  }
   const uploader: UploaderSettings = {
-    fileTimeoutMs: seconds(uploaderTable, 'uploader', 'FileTimeout', 600_000),
-    attempts: reader.integer(uploaderTable, 'uploader', 'Attempts', { min: 1, max: 100 }) ?? 8,
+    connectTimeoutMs: seconds(uploaderTable, 'uploader', 'ConnectTimeout', 30_000),
+    idleTimeoutMs: seconds(uploaderTable, 'uploader', 'IdleTimeout', legacyFileTimeoutMs || 120_000),
+    giveUpAfterMs: seconds(uploaderTable, 'uploader', 'GiveUpAfter', 6 * 3600_000),
     metricsPort: metricsPort(uploaderTable, 'uploader', 9624),
   };
 
@@ -373,6 +440,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     lighthouseServerKeyFile: join(curveKeysDir, `${machineName}_lighthouse-server.pub`),
     redisUrl,
     queuePrefix,
+    redisCredentialsDir,
     gpgSecretKeyFile,
     connector,
     builder,
@@ -467,6 +535,16 @@ class TableReader {
       return undefined;
     }
     return value as string[];
+  }
+
+  boolean(table: Table, section: string | null, key: string): boolean | undefined {
+    const value = table[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'boolean') {
+      this.error(section, key, `expected true or false, got ${describeType(value)}`);
+      return undefined;
+    }
+    return value;
   }
 
   integer(table: Table, section: string | null, key: string, range: { min: number; max: number }): number | undefined {

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, defaultArchitectures, loadConfig, machineIdOf, nearestName, type ConfigEnvironment } from '@spark/config';
+import {
+  ConfigError,
+  defaultArchitectures,
+  formatProblem,
+  loadConfig,
+  machineIdOf,
+  nearestName,
+  type ConfigEnvironment,
+} from '@spark/config';
 
 const seedFile = fileURLToPath(new URL('./fixtures/seed-spark.toml', import.meta.url));
 const env: ConfigEnvironment = { hostname: () => 'hydrogen', architectures: () => ['amd64'] };
@@ -91,7 +99,9 @@ DownloadIdleTimeout = 20.5
 PassphraseFile = '/run/credentials/spark-signer.service/passphrase'
 
 [uploader]
-Attempts = 3
+ConnectTimeout = 10
+IdleTimeout = 45
+GiveUpAfter = 7200
 `);
     const { config, warnings } = loadConfig(file, env);
     assert.deepEqual(warnings, []);
@@ -110,7 +120,61 @@ Attempts = 3
     assert.equal(config.builder.downloadIdleTimeoutMs, 20_500);
     assert.equal(config.signer.passphraseFile, '/run/credentials/spark-signer.service/passphrase');
     assert.equal(config.signer.auditLog, '/srv/spark/audit/signer.log');
-    assert.equal(config.uploader.attempts, 3);
+    assert.deepEqual(
+      [config.uploader.connectTimeoutMs, config.uploader.idleTimeoutMs, config.uploader.giveUpAfterMs],
+      [10_000, 45_000, 7_200_000],
+    );
+  });
+
+  it('reads an old [uploader] FileTimeout as IdleTimeout and ignores Attempts, warning about both', () => {
+    const file = writeConfig(`${minimal}[uploader]\nFileTimeout = 900\nAttempts = 3\n`);
+    const { config, warnings } = loadConfig(file, env);
+    assert.deepEqual(
+      warnings.map((w) => formatProblem(w).replace(file, 'FILE')),
+      [
+        'FILE:5: warning: uploader.FileTimeout: deprecated: it bounded the whole PUT whatever the file size; read as IdleTimeout (no progress for that long). Rename it to IdleTimeout',
+        'FILE:6: warning: uploader.Attempts: deprecated and ignored: uploads are retried with backoff until GiveUpAfter',
+      ],
+    );
+    assert.deepEqual(
+      [config.uploader.idleTimeoutMs, config.uploader.connectTimeoutMs, config.uploader.giveUpAfterMs],
+      [900_000, 30_000, 21_600_000],
+    );
+  });
+
+  it('loads a config without the trust-boundary keys as before: no Redis login, no file:// sources', () => {
+    const { config } = loadConfig(writeConfig(minimal), env);
+    assert.equal(config.redisCredentialsDir, null);
+    assert.equal(config.builder.allowFileUrls, false);
+    assert.equal(config.signer.auditLog, '/var/lib/lkspark/audit/signer.log');
+  });
+
+  it('reads RedisCredentialsDir and the development-only [builder] AllowFileUrls', () => {
+    const { config, warnings } = loadConfig(
+      writeConfig(`${minimal}RedisCredentialsDir = '/etc/laniakea/redis'
+[builder]
+AllowFileUrls = true
+`),
+      env,
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.redisCredentialsDir, '/etc/laniakea/redis');
+    assert.equal(config.builder.allowFileUrls, true);
+    assert.deepEqual(
+      problemsOf(`${minimal}RedisCredentialsDir = 'redis'
+[builder]
+AllowFileUrls = 'yes'
+`),
+      [
+        'FILE:4: RedisCredentialsDir: expected an absolute path, got "redis"',
+        'FILE:6: builder.AllowFileUrls: expected true or false, got the string "yes"',
+      ],
+    );
+  });
+
+  it('puts the audit log in systemd\u2019s LogsDirectory when the unit sets one', () => {
+    const { config } = loadConfig(writeConfig(minimal), { ...env, logsDirectory: () => '/var/log/spark-signer' });
+    assert.equal(config.signer.auditLog, '/var/log/spark-signer/signer.log');
   });
 
   it('reports a TOML syntax error with file and line', () => {

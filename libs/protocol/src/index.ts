@@ -5,3 +5,4 @@ export * from './deb822.js';
 export * from './redis-keys.js';
 export * from './job-ids.js';
 export * from './builder-control.js';
+export * from './upload-state.js';

@@ -98,6 +98,11 @@ export const jobRecordSchema = z.object({
   package: z.string().nullable(),
   version: z.string().nullable(),
   suite: z.string().nullable(),
+  /**
+   * A package build's `do_indep` (arch-independent packages built too); null for
+   * other kinds, absent in records written before it was kept.
+   */
+  doIndep: z.boolean().nullable().optional(),
   /** ms since the epoch at which the connector received the hand-out. */
   receivedAt: z.number().int(),
   /** Rounds of this job this worker rejected back since it last ended here (0 when none). */
@@ -141,4 +146,13 @@ export type NewJobRecord = z.input<typeof jobRecordSchema>;
 /** `<prefix>:connector`: held by the one running connector (`<host>:<pid>`, with a TTL; see the connector's lock). */
 export function connectorLockKey(prefix: string): string {
   return `${prefix}:connector`;
+}
+
+/**
+ * `<prefix>:capacity`: a pub/sub channel on which a builder announces that its
+ * capacity grew — it registered, or a slot freed — so the connector asks
+ * Lighthouse at once instead of at its next poll.
+ */
+export function builderCapacityChannel(prefix: string): string {
+  return `${prefix}:capacity`;
 }

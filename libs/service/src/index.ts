@@ -6,3 +6,6 @@ export * from './metrics.js';
 export * from './file-digests.js';
 export * from './job-records.js';
 export * from './stage-lifecycle.js';
+export * from './redis-auth.js';
+export * from './redis-acl.js';
+export * from './status-seq.js';

@@ -18,6 +18,7 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
     package: job.kind === 'package-build' ? job.data.package_name : null,
     version: job.kind === 'package-build' ? job.data.package_version : null,
     suite: job.data.suite,
+    doIndep: job.kind === 'package-build' ? job.data.do_indep : null,
     receivedAt: at,
     // What earlier rounds ended in here stays with the job until a round of it ends otherwise.
     rejections: previous?.rejections ?? 0,

@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 
 export { Redis } from 'ioredis';
+export type { RedisOptions } from 'ioredis';
 
 /**
  * How a connection is used, as BullMQ's production guide distinguishes them:

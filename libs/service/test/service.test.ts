@@ -2,7 +2,19 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { type Job } from 'bullmq';
-import { checkQueueHandlers, connectRedis, redisReady, createLogger, once, openQueue, openWorker, runCloseSteps } from '@spark/service';
+import {
+  checkQueueHandlers,
+  connectRedis,
+  redisReady,
+  createLogger,
+  lastStatusSeq,
+  once,
+  openQueue,
+  openWorker,
+  runCloseSteps,
+  sendReport,
+} from '@spark/service';
+import { reportJobId } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 
 function capture() {
@@ -142,5 +154,40 @@ describe('queues on a real Redis', () => {
     producer.on('error', () => {});
     await assert.rejects(producer.set('k', 'v'), /Stream isn't writeable|Connection is closed|enableOfflineQueue/);
     producer.disconnect();
+  });
+});
+
+describe('lastStatusSeq', () => {
+  let server: RedisServer;
+  before(async () => {
+    server = await startRedisServer();
+  });
+  after(() => server.stop());
+
+  it("finds the highest status excerpt queued for a round, also when the first ones were trimmed, and ignores other rounds' and jobs'", async () => {
+    const { logger } = capture();
+    const connection = connectRedis(server.url, 'producer');
+    await redisReady(connection);
+    const reports = openQueue('report', connection, randomQueuePrefix(), logger);
+    const round = { uuid: '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1', round: '1764405000000' };
+    try {
+      assert.equal(await lastStatusSeq(connection, reports, round), 0);
+      for (const seq of [1, 2, 3, 11, 12]) {
+        await sendReport(reports, { kind: 'status', ...round, at: seq, logExcerpt: `excerpt ${seq}` }, seq);
+      }
+      await sendReport(reports, { kind: 'status', ...round, round: '1764405000001', at: 1, logExcerpt: 'next round' }, 40);
+      await sendReport(
+        reports,
+        { kind: 'status', uuid: '9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f', round: round.round, at: 1, logExcerpt: 'x' },
+        50,
+      );
+      await sendReport(reports, { kind: 'accepted', ...round, at: 0 });
+      // The oldest excerpts trimmed away, as KEEP_COMPLETED does.
+      for (const seq of [1, 2, 3]) await reports.remove(reportJobId(round, { kind: 'status', seq }));
+      assert.equal(await lastStatusSeq(connection, reports, round), 12);
+    } finally {
+      await reports.close();
+      connection.disconnect();
+    }
   });
 });

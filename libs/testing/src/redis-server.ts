@@ -26,6 +26,8 @@ export interface RedisServerOptions {
   appendOnly?: boolean;
   /** `redis-server` binary. Default `redis-server` from PATH. */
   binary?: string;
+  /** More `redis-server` arguments, e.g. `['--aclfile', file]`. */
+  args?: string[];
 }
 
 /** A unique BullMQ key prefix, so tests sharing a server (they should not) still never share queues. */
@@ -66,6 +68,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
         'no',
         '--logfile',
         join(dir, 'redis.log'),
+        ...(options.args ?? []),
       ];
       const proc = spawn(binary, args, { stdio: 'ignore' });
       const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
@@ -141,7 +144,8 @@ function ping(port: number): Promise<boolean> {
       answer += chunk.toString();
       if (answer.includes('\r\n')) {
         socket.destroy();
-        resolve(answer.startsWith('+PONG'));
+        // With the default user switched off (an ACL file), a server that is up says NOAUTH.
+        resolve(answer.startsWith('+PONG') || answer.startsWith('-NOAUTH'));
       }
     });
     socket.on('error', () => resolve(false));

@@ -95,4 +95,33 @@ describe('upload receiver (Laniakea semantics)', () => {
       { method: 'PUT', url: '/_upload/master/hello_1.0.dsc', status: 403 },
     ]);
   });
+
+  it('as lkwebupload (writeInPlace), keeps the partial file of an interrupted PUT and answers 403 to every later PUT of it until it is removed', async () => {
+    receiver.options.writeInPlace = true;
+    try {
+      await new Promise<void>((resolve) => {
+        const req = request(`${receiver.url}/_upload/master/cut.deb`, { method: 'PUT', headers: { 'content-length': '1000' } });
+        req.on('error', () => resolve());
+        req.write('only 17 bytes of ', () => setTimeout(() => req.destroy(), 50));
+        req.on('close', () => resolve());
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(await readFile(join(dir, 'master', 'cut.deb'), 'utf8'), 'only 17 bytes of ');
+      assert.deepEqual(receiver.requests.at(-1), { method: 'PUT', url: '/_upload/master/cut.deb', status: 0 });
+      const again = await put(receiver, '/_upload/master/cut.deb', 'x'.repeat(1000));
+      assert.deepEqual([again.status, again.text.trim()], [403, 'file cut.deb already exists in master']);
+      await rm(join(dir, 'master', 'cut.deb'));
+      assert.equal((await put(receiver, '/_upload/master/cut.deb', 'x'.repeat(1000))).status, 201);
+
+      receiver.options.failFiles = new Map([['planned-cut.deb', { cutAfterBytes: 300, times: 1 }]]);
+      await assert.rejects(put(receiver, '/_upload/master/planned-cut.deb', Buffer.alloc(100_000, 7)));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const partial = await readFile(join(dir, 'master', 'planned-cut.deb'));
+      assert.ok(partial.length > 0 && partial.length <= 300, `partial file of ${partial.length} bytes`);
+      assert.equal((await put(receiver, '/_upload/master/planned-cut.deb', Buffer.alloc(100_000, 7))).status, 403);
+    } finally {
+      receiver.options.writeInPlace = false;
+      receiver.options.failFiles = new Map();
+    }
+  });
 });

@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
-import { jobArtifactsDir, QueueName, stageJobId } from '@spark/protocol';
+import { jobArtifactsDir, jobRecordKey, QueueName, stageJobId, type NewJobRecord } from '@spark/protocol';
 import type { StandInJob } from '@spark/testing';
 import {
   chaosChain,
@@ -422,6 +422,20 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
       const dir = jobArtifactsDir(workspaces, { uuid, round: HOSTILE_ROUND });
       await mkdir(dir, { recursive: true });
       const payload = await build(uuid, dir);
+      // As if the connector had handed the job out: the signer signs nothing it has no record of.
+      const record: NewJobRecord = {
+        uuid,
+        round: HOSTILE_ROUND,
+        kind: 'package-build',
+        architecture: 'amd64',
+        repo: 'master',
+        package: 'hostile',
+        version: '1.0',
+        suite: 'bookworm',
+        doIndep: false,
+        receivedAt: Number(HOSTILE_ROUND),
+      };
+      await (await queue.client).set(jobRecordKey(queue.opts.prefix ?? '', uuid), JSON.stringify(record));
       await queue.add('sign', payload, { jobId: stageJobId({ uuid, round: HOSTILE_ROUND }, 'sign') });
       return expect === 'fails' ? { fails: uuid, log } : { log, service: 'signer' };
     },
@@ -522,10 +536,11 @@ function signerCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
 
 /** Upload jobs put straight on the `upload` queue with hostile manifests. */
 function uploaderCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] {
-  const upload = (name: string, payload: (uuid: string) => unknown, log: RegExp): Case => ({
+  // `failsInQueue`: the payload is refused (a failed queue job); otherwise the round is reported failed and the job completes.
+  const upload = (name: string, payload: (uuid: string) => unknown, log: RegExp, failsInQueue = true): Case => ({
     name: `uploader: ${name}`,
     async send() {
-      uploaderCaseCount += 1;
+      if (failsInQueue) uploaderCaseCount += 1;
       const uuid = uuidFrom(random);
       await queue.add('upload', payload(uuid), { jobId: stageJobId({ uuid, round: HOSTILE_ROUND }, 'upload') });
       return { log, service: 'uploader' };
@@ -540,7 +555,12 @@ function uploaderCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] 
     upload('uuid "../../"', () => manifest('../../', [dud('x')]), /invalid payload/),
     upload('file name ".."', (uuid) => manifest(uuid, [dud(uuid), { name: '..', size: 1, sha256: 'a'.repeat(64) }]), /invalid payload/),
     upload('repo "../master"', (uuid) => manifest(uuid, [dud(uuid)], { repo: '../master' }), /invalid payload/),
-    upload('files missing from the workspace', (uuid) => manifest(uuid, [dud(uuid)]), /upload failed: .*missing/),
+    upload(
+      'files missing from the workspace',
+      (uuid) => manifest(uuid, [dud(uuid)]),
+      /the uploader cannot upload the job's files: artifact \S+ is missing/,
+      false,
+    ),
   ];
 }
 

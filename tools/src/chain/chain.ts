@@ -13,7 +13,7 @@ import { installServerKey, installWorkerKey } from '@spark/keys';
 import { createKeyFiles } from '@spark/keys';
 import { startLighthouseStandIn, type LighthouseStandIn, type RecordedRequest } from '@spark/testing';
 import { JobBoard } from '@spark/testing';
-import { SERVICES, serviceCommands } from '@spark/cli';
+import { SERVICES, serviceCommands, writeRedisAcl } from '@spark/cli';
 import { startUploadReceiver, type UploadReceiver, type UploadReceiverOptions } from '@spark/testing';
 import { makeThrowawayKey, type ThrowawayKey } from './openpgp-key.js';
 import { startPackageArchive, type PackageArchive } from './package-archive.js';
@@ -39,8 +39,10 @@ export interface ChainOptions {
   appendOnly?: boolean;
   /** `MaxJobs` (default 1). */
   maxJobs?: number;
-  /** Extra receiver switches (failure fraction, delays). */
-  receiver?: Partial<Pick<UploadReceiverOptions, 'failFraction' | 'failFiles' | 'answerDelayMs'>>;
+  /** Extra receiver switches (failure fraction, delays, lkwebupload's write-in-place). */
+  receiver?: Partial<Pick<UploadReceiverOptions, 'failFraction' | 'failFiles' | 'answerDelayMs' | 'writeInPlace'>>;
+  /** Extra keys of the spark.toml's `[uploader]` table (TOML lines). */
+  uploaderToml?: string;
   /** Extra TOML appended to the generated spark.toml (its tables). */
   extraToml?: string;
   /** Extra keys of the generated `[builder]` table (e.g. `MaxLogSize = 3000000`). */
@@ -53,6 +55,11 @@ export interface ChainOptions {
   dir?: string;
   /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root or password-less sudo; unmounted by close()). */
   workspaceSizeBytes?: number;
+  /**
+   * Redis as the install step sets it up (`spark redis-acl`): one ACL user per
+   * service, the default user off, `RedisCredentialsDir` in spark.toml (default false).
+   */
+  redisAcl?: boolean;
 }
 
 /** A whole worker on this machine against local stand-ins: Redis, Lighthouse, archive, upload receiver, keys, the four services. */
@@ -99,7 +106,10 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
     if (ownDir) await rm(dir, { recursive: true, force: true });
   };
   try {
-    const redis = await startRedisServer({ appendOnly: options.appendOnly ?? false });
+    const credentialsDir = join(dir, 'redis-credentials');
+    const aclFile = join(dir, 'redis-users.acl');
+    if (options.redisAcl) await writeRedisAcl({ credentialsDir, aclFile, prefix: 'spark', chown: false });
+    const redis = await startRedisServer({ appendOnly: options.appendOnly ?? false, args: options.redisAcl ? ['--aclfile', aclFile] : [] });
     steps.push(() => redis.stop());
 
     // Keys as an operator makes them: the worker's with key-new, installed where the connector looks.
@@ -164,11 +174,12 @@ WorkspaceRoot = '${join(dir, 'lkspark')}'
 Architectures = ['amd64']
 CurveKeysDir = '${curveKeysDir}'
 RedisUrl = '${redis.url}'
-GpgSecretKeyFile = '${key.secretKeyFile}'
+${options.redisAcl ? `RedisCredentialsDir = '${credentialsDir}'\n` : ''}GpgSecretKeyFile = '${key.secretKeyFile}'
 
 [connector]
 ReplyTimeout = 2
 PollInterval = ${options.pollInterval ?? 0.2}
+RejectedCooldown = 1
 MetricsPort = ${options.metricsPorts?.connector ?? 0}
 
 [builder]
@@ -182,8 +193,9 @@ ${options.builderToml ?? ''}
 MetricsPort = ${options.metricsPorts?.signer ?? 0}
 
 [uploader]
-FileTimeout = 30
+IdleTimeout = 30
 MetricsPort = ${options.metricsPorts?.uploader ?? 0}
+${options.uploaderToml ?? ''}
 ${options.extraToml ?? ''}`,
     );
     const { config } = loadConfig(configFile);

@@ -36,7 +36,7 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
   } catch (error) {
     return usageError({ stderr }, 'dashboard', (error as Error).message);
   }
-  const hosts: DashboardHost[] | null = watchedHosts(values, stderr);
+  const hosts: DashboardHost[] | null = watchedHosts(values, stderr, values['read-write'] ? 'admin' : 'operator');
   if (!hosts) return EXIT_CONFIG;
   const port = values.port === undefined ? 3000 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {

@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { QUEUE_NAMES } from '@spark/protocol';
-import { connectRedis, type Redis } from '@spark/service';
+import { connectRedis, redactRedisUrl, type Redis, type RedisOptions } from '@spark/service';
 
 /** One host's Redis to show. */
 export interface DashboardHost {
@@ -16,6 +16,8 @@ export interface DashboardHost {
   label: string;
   url: string;
   prefix: string;
+  /** How to log in (default: as the URL says). */
+  login?: Pick<RedisOptions, 'username' | 'password'>;
 }
 
 /** Options of {@link startDashboard}. */
@@ -55,8 +57,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const connections: Redis[] = [];
   const queues: Queue[] = [];
   const adapters = options.hosts.flatMap((host) => {
-    const connection = connectRedis(host.url, 'worker');
-    connection.on('error', (err) => options.logger.warn({ err, redis: host.url }, `dashboard: Redis ${host.label} unreachable`));
+    const connection = connectRedis(host.url, 'worker', host.login ?? {});
+    const shown = redactRedisUrl(host.url);
+    connection.on('error', (err) => options.logger.warn({ err, redis: shown }, `dashboard: Redis ${host.label} unreachable`));
     connections.push(connection);
     return QUEUE_NAMES.map((name) => {
       const queue = new Queue(name, { connection, prefix: host.prefix });
@@ -67,7 +70,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         allowRetries: Boolean(options.readWrite),
         prefix: options.hosts.length > 1 ? `${host.label}:` : '',
         delimiter: ':',
-        description: `${host.label} (${host.url}, prefix ${host.prefix})`,
+        description: `${host.label} (${shown}, prefix ${host.prefix})`,
       });
     });
   });

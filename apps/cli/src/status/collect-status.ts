@@ -12,7 +12,9 @@ import {
   type BlockedKind,
   type BuilderHeartbeat,
   type LighthouseStatus,
+  uploadStateSchema,
   type QueueName,
+  type UploadState,
 } from '@spark/protocol';
 
 /** Job counts of one queue. */
@@ -35,6 +37,8 @@ export interface JobInFlight {
   ageMs: number;
   attemptsMade: number;
   failedReason: string | null;
+  /** What an `upload` job is doing: sending which file, or why it failed and when it is tried next. */
+  upload: UploadState | null;
 }
 
 /** Everything `spark status` shows for one host. */
@@ -81,6 +85,7 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
               ageMs: Math.max(0, now - job.timestamp),
               attemptsMade: job.attemptsMade,
               failedReason: job.failedReason || null,
+              upload: name === 'upload' ? uploadState(job.progress) : null,
             });
           }
         }
@@ -120,6 +125,11 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
     lighthouse: link.success ? link.data : null,
     jobs,
   };
+}
+
+function uploadState(progress: unknown): UploadState | null {
+  const parsed = uploadStateSchema.safeParse(progress);
+  return parsed.success ? parsed.data : null;
 }
 
 function parseJson(text: string | null): unknown {

@@ -1,5 +1,5 @@
 import { QUEUE_NAMES } from '@spark/protocol';
-import type { HostStatus } from './collect-status.js';
+import type { HostStatus, JobInFlight } from './collect-status.js';
 
 /** `1h 02m`, `3m 05s`, `12s`. */
 export function formatDuration(ms: number): string {
@@ -10,6 +10,18 @@ export function formatDuration(ms: number): string {
   const h = Math.floor(m / 60);
   if (h < 48) return `${h}h ${String(m % 60).padStart(2, '0')}m`;
   return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+/** What an upload job is doing, in one line; null for other jobs and for an upload not started. */
+function uploadLine(job: JobInFlight, now: number): string | null {
+  const state = job.upload;
+  if (!state || (job.state !== 'active' && job.state !== 'delayed')) return null;
+  const givesUp = `gives up and reports the job failed in ${formatDuration(Math.max(0, state.giveUpAt - now))}`;
+  if (state.phase === 'uploading') {
+    return `uploading ${state.file} (file ${state.fileNumber} of ${state.files}, try ${state.tries}); ${givesUp}`;
+  }
+  const next = state.nextTryAt > now ? `in ${formatDuration(state.nextTryAt - now)}` : 'now';
+  return `retrying: try ${state.tries} failed: ${state.problem}; next try ${next}, ${givesUp}`;
 }
 
 /** The plain-text view of `spark status` for people. */
@@ -58,6 +70,8 @@ export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): st
         out.push(
           `  ${job.uuid}  ${job.stage}/${job.state}  ${formatDuration(job.ageMs)}${job.attemptsMade > 0 ? `  (attempts ${job.attemptsMade})` : ''}${failed}`,
         );
+        const upload = uploadLine(job, now);
+        if (upload) out.push(`    ${upload}`);
       }
     }
     out.push('');

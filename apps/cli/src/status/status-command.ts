@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { usageError } from '../commands.js';
 import { EXIT_CONFIG } from '@spark/config';
-import { connectRedis, redisReady } from '@spark/service';
+import { connectRedis, redactRedisUrl, redactRedisUrls, redisReady } from '@spark/service';
 import { WATCH_OPTIONS, watchedHosts } from '../redis-targets.js';
 import { collectStatus, type HostStatus } from './collect-status.js';
 import { formatStatus } from './format-status.js';
@@ -43,17 +43,19 @@ export async function statusCommand(argv: string[], io: StatusIo): Promise<numbe
   if (!watched) return EXIT_CONFIG;
   const hosts: HostStatus[] = [];
   let code = 0;
-  for (const { label, url, prefix } of watched) {
+  for (const { label, url, prefix, login } of watched) {
+    const shown = redactRedisUrl(url);
     const redis = connectRedis(url, 'producer', {
+      ...login,
       retryStrategy: () => null,
       connectTimeout: 3_000,
     });
     redis.on('error', () => {});
     try {
       await redisReady(redis, 5_000);
-      hosts.push(await collectStatus(redis, watched.length > 1 ? `${label} ${url}` : url, prefix));
+      hosts.push(await collectStatus(redis, watched.length > 1 ? `${label} ${shown}` : shown, prefix));
     } catch (error) {
-      io.stderr.write(`spark status: cannot read ${url}: ${(error as Error).message}\n`);
+      io.stderr.write(`spark status: cannot read ${shown}: ${redactRedisUrls((error as Error).message)}\n`);
       code = EXIT_UNAVAILABLE;
     } finally {
       redis.disconnect();

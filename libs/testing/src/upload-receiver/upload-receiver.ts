@@ -5,6 +5,7 @@ import { createWriteStream } from 'node:fs';
 import { access, link, mkdir, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 /**
@@ -23,12 +24,23 @@ export interface ReceivedRequest {
   status: number;
 }
 
-/** A planned failure for one file name: answer `status` to its first `times` PUTs (default: every PUT). */
+/**
+ * A planned failure for one file name, for its first `times` PUTs (default:
+ * every PUT): answer `status`; or, with `cutAfterBytes`, take that many bytes
+ * of the body and then cut the connection; or, with `stallAfterBytes`, take
+ * that many bytes and then read nothing more, holding the connection open
+ * for `stallMs`, then dropping it.
+ */
 export interface FileFailure {
-  status: number;
+  /** Status to answer (default 500); not used with `cutAfterBytes` or `stallAfterBytes`. */
+  status?: number;
   times?: number;
   /** Body of the error answer (default: a short text naming the file). */
   message?: string;
+  cutAfterBytes?: number;
+  stallAfterBytes?: number;
+  /** How long a stall lasts before the receiver drops the connection itself, in ms (default 30 s). */
+  stallMs?: number;
 }
 
 /** How the receiver behaves; every switch can be changed while it runs through {@link UploadReceiver.options}. */
@@ -45,6 +57,13 @@ export interface UploadReceiverOptions {
   failFiles?: Map<string, FileFailure>;
   /** ms to wait after a file is stored before answering 201 (to kill a client mid-upload). Default 0. */
   answerDelayMs?: number;
+  /**
+   * Store as lkwebupload does: each PUT is written straight into `<dir>/<repo>/<file>`, so an
+   * interrupted PUT leaves a partial file there, and every later PUT of that name answers 403
+   * until someone removes it. Default false: bodies go to a temp file linked into place only
+   * when complete, so an interrupted upload leaves nothing.
+   */
+  writeInPlace?: boolean;
   /** Interface to listen on (default `127.0.0.1`). */
   host?: string;
   /** Port (default 0: a free one). */
@@ -74,7 +93,8 @@ export interface UploadReceiver {
  * and answers 201; 403 when that file already exists; 422 for an unknown
  * repository or a name that is not a plain Debian file name; 405 for other
  * methods, 404 for other paths. Bodies are streamed to a temp file and linked
- * into place only when complete, so an interrupted upload leaves nothing.
+ * into place only when complete, so an interrupted upload leaves nothing —
+ * unless `writeInPlace` asks for lkwebupload's way (a partial file stays).
  */
 export async function startUploadReceiver(options: UploadReceiverOptions): Promise<UploadReceiver> {
   const requests: ReceivedRequest[] = [];
@@ -115,10 +135,16 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
       return;
     }
     const planned = options.failFiles?.get(name);
+    let limit: Limit | null = null;
     if (planned && (planned.times === undefined || planned.times > 0)) {
       if (planned.times !== undefined) planned.times -= 1;
-      answerAfterBody(req, res, planned.status, planned.message ?? `planned failure for ${name}`);
-      return;
+      if (planned.cutAfterBytes !== undefined) limit = { bytes: planned.cutAfterBytes, then: 'cut' };
+      else if (planned.stallAfterBytes !== undefined)
+        limit = { bytes: planned.stallAfterBytes, then: 'stall', stallMs: planned.stallMs ?? 30_000 };
+      else {
+        answerAfterBody(req, res, planned.status ?? 500, planned.message ?? `planned failure for ${name}`);
+        return;
+      }
     }
     const fraction = options.failFraction ?? 0;
     const n = putCount++;
@@ -133,9 +159,36 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
       return;
     }
     await mkdir(repoDir, { recursive: true });
+    const limited = limit ? limitBody(req, limit) : null;
+    const body = limited?.body ?? req;
+    const dropConnection = () => {
+      record({ method: 'PUT', url: req.url ?? '', status: 0 });
+      req.socket.destroy();
+    };
+    if (options.writeInPlace) {
+      try {
+        await pipeline(body, createWriteStream(final, { flags: 'wx' }));
+        if (limited?.cut()) {
+          dropConnection();
+          return;
+        }
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+          answerAfterBody(req, res, 403, `file ${name} already exists in ${repo}`);
+          return;
+        }
+        // What arrived stays: lkwebupload writes straight into the target file.
+        record({ method: 'PUT', url: req.url ?? '', status: 0 });
+        res.destroy();
+        return;
+      }
+      answer(req, res, 201, `stored ${repo}/${name}`);
+      return;
+    }
     const temp = join(repoDir, `.${name}.${randomBytes(6).toString('hex')}.part`);
     try {
-      await pipeline(req, createWriteStream(temp, { flags: 'wx' }));
+      await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
+      if (limited?.cut()) throw new Error('planned cut');
     } catch {
       await unlink(temp).catch(() => undefined);
       record({ method: 'PUT', url: req.url ?? '', status: 0 });
@@ -183,6 +236,57 @@ export async function startUploadReceiver(options: UploadReceiverOptions): Promi
         server.closeAllConnections();
       })),
   };
+}
+
+/** Where {@link limitBody} stops taking a body, and what it does then. */
+interface Limit {
+  bytes: number;
+  then: 'cut' | 'stall';
+  stallMs?: number;
+}
+
+/**
+ * The body up to `limit.bytes`. A cut then ends the stream there (what arrived
+ * is stored; the caller drops the connection once it is: `cut()` is true); a
+ * stall reads nothing more and drops the connection after `limit.stallMs`.
+ */
+function limitBody(req: IncomingMessage, limit: Limit): { body: Transform; cut: () => boolean } {
+  let seen = 0;
+  let cut = false;
+  const body = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (cut) {
+        callback();
+        return;
+      }
+      const room = limit.bytes - seen;
+      seen += chunk.length;
+      if (room >= chunk.length) {
+        callback(null, chunk);
+        return;
+      }
+      if (room > 0) this.push(chunk.subarray(0, room));
+      if (limit.then === 'cut') {
+        cut = true;
+        req.unpipe(body);
+        this.push(null);
+        callback();
+        return;
+      }
+      // A stall never calls back: the request is not read further. A client that gives up is not
+      // seen (nothing reads its socket), so the receiver drops the connection itself in the end.
+      setTimeout(() => {
+        req.socket.destroy();
+        body.destroy(new Error(`stalled for ${limit.stallMs} ms`));
+      }, limit.stallMs ?? 0).unref();
+    },
+  });
+  req.pipe(body);
+  req.on('error', (error) => body.destroy(error));
+  req.on('close', () => {
+    if (!req.complete && !cut) body.destroy(new Error('the client went away'));
+  });
+  return { body, cut: () => cut };
 }
 
 function parseTarget(url: string, prefix: string): { repo: string; name: string } | null {

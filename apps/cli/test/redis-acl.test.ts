@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { connectRedis, createLogger, redisLogin, redisReady, REDIS_USERS, type RedisRoleName } from '@spark/service';
+import { runRedisAcl } from '../src/redis-acl.js';
+import { startDashboard } from '../src/dashboard/dashboard.js';
+import { statusCommand } from '../src/status/status-command.js';
+
+async function capture(run: (io: { stdout: PassThrough; stderr: PassThrough }) => Promise<number>) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await run({ stdout, stderr });
+  return { code, out, err };
+}
+
+describe('spark redis-acl', () => {
+  let tmp: string;
+  let credentialsDir: string;
+  let aclFile: string;
+  let server: RedisServer | null = null;
+  const prefix = randomQueuePrefix();
+  const roles = Object.keys(REDIS_USERS) as RedisRoleName[];
+  const passwords = () =>
+    Promise.all(roles.map(async (role) => (await readFile(join(credentialsDir, `${REDIS_USERS[role]}.password`), 'utf8')).trim()));
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'spark-redis-acl-'));
+    credentialsDir = join(tmp, 'redis-credentials');
+    aclFile = join(tmp, 'redis', 'spark-users.acl');
+  });
+
+  after(async () => {
+    await server?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  const acl = () => capture((io) => runRedisAcl(['--credentials-dir', credentialsDir, '--acl-file', aclFile, '--prefix', prefix], io));
+
+  it('writes one password file per user (0400) and an ACL file with hashes only, printing no secret', async () => {
+    const { code, out, err } = await acl();
+    assert.equal(code, 0, err);
+    assert.match(
+      out,
+      new RegExp(
+        `^wrote ${aclFile} \\(users spark-connector, spark-builder, spark-signer, spark-uploader, spark-operator, spark-admin; default user off\\)\\n`,
+      ),
+    );
+    const secrets = await passwords();
+    for (const [i, role] of roles.entries()) {
+      const info = await stat(join(credentialsDir, `${REDIS_USERS[role]}.password`));
+      assert.equal(info.mode & 0o777, 0o400, role);
+      assert.ok((secrets[i] ?? '').length >= 40);
+    }
+    const text = await readFile(aclFile, 'utf8');
+    for (const secret of secrets) {
+      assert.ok(!text.includes(secret), 'the ACL file holds no password');
+      assert.ok(!out.includes(secret) && !err.includes(secret), 'nothing printed a password');
+    }
+    assert.match(text, /^user default off /);
+    assert.match(text, /\nuser spark-builder on resetpass #[0-9a-f]{64} resetkeys resetchannels /);
+    assert.equal((await stat(aclFile)).mode & 0o777, 0o640);
+  });
+
+  it('keeps the passwords when run again', async () => {
+    const before = await passwords();
+    const { code, out } = await acl();
+    assert.equal(code, 0);
+    assert.match(out, new RegExp(`kept the password files in ${credentialsDir}`));
+    assert.deepEqual(await passwords(), before);
+  });
+
+  it('gives a Redis that every user logs in to, and `spark status` as the operator', async () => {
+    server = await startRedisServer({ args: ['--aclfile', aclFile] });
+    for (const role of roles) {
+      const redis = connectRedis(server.url, 'producer', { ...redisLogin(credentialsDir, role), retryStrategy: () => null });
+      redis.on('error', () => undefined);
+      await redisReady(redis);
+      assert.equal(await redis.ping(), 'PONG', role);
+      redis.disconnect();
+    }
+    const configFile = join(tmp, 'spark.toml');
+    const config = (extra: string) =>
+      writeFile(
+        configFile,
+        `LighthouseServer = 'tcp://lh.example.org:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\nRedisUrl = '${server?.url}'\nQueuePrefix = '${prefix}'\n${extra}`,
+      );
+    await config(`RedisCredentialsDir = '${credentialsDir}'\n`);
+    const ok = await capture((io) => statusCommand(['--config', configFile, '--json'], io));
+    assert.equal(ok.code, 0, ok.err);
+    await config('');
+    const refused = await capture((io) => statusCommand(['--config', configFile], io));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.err, /NOAUTH/);
+  });
+
+  it('never prints the password of a Redis URL given on the command line', async () => {
+    const operatorPassword = (await passwords())[roles.indexOf('operator')] ?? assert.fail('no operator password');
+    const url = `redis://spark-operator:${operatorPassword}@127.0.0.1:${server?.port}`;
+    const shown = await capture((io) => statusCommand(['--redis', `here=${url}`, '--prefix', prefix], io));
+    assert.equal(shown.code, 0, shown.err);
+    assert.ok(shown.out.includes(`redis://spark-operator:***@127.0.0.1:${server?.port}`), shown.out);
+    const wrong = await capture((io) =>
+      statusCommand(['--redis', `redis://spark-operator:wrong-${operatorPassword}@127.0.0.1:${server?.port}`, '--prefix', prefix], io),
+    );
+    assert.notEqual(wrong.code, 0);
+    for (const text of [shown.out, shown.err, wrong.out, wrong.err]) assert.ok(!text.includes(operatorPassword), text);
+    assert.match(wrong.err, /cannot read redis:\/\/spark-operator:\*\*\*@127\.0\.0\.1:\d+: .*WRONGPASS/);
+  });
+
+  it('serves the read-only dashboard as the operator, without showing the password', async () => {
+    const operatorPassword = (await passwords())[roles.indexOf('operator')] ?? assert.fail('no operator password');
+    const dashboard = await startDashboard({
+      hosts: [{ label: 'here', url: `redis://spark-operator:${operatorPassword}@127.0.0.1:${server?.port}`, prefix }],
+      port: 0,
+      logger: createLogger('dashboard-test'),
+    });
+    try {
+      const response = await fetch(new URL('api/queues', dashboard.url));
+      const text = await response.text();
+      assert.equal(response.status, 200, text);
+      const api = JSON.parse(text) as { queues: { name: string; counts: Record<string, number> }[] };
+      assert.deepEqual(api.queues.map((queue) => queue.name).sort(), ['build', 'report', 'sign', 'upload']);
+      assert.ok(api.queues.every((queue) => typeof queue.counts['waiting'] === 'number'));
+      assert.ok(!text.includes(operatorPassword), 'the dashboard shows no password');
+    } finally {
+      await dashboard.close();
+    }
+  });
+});

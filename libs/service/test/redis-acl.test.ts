@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { Queue, Worker, type Job } from 'bullmq';
+import {
+  archiveTargetsKey,
+  builderControlChannel,
+  builderHeartbeatKey,
+  jobRecordKey,
+  lighthouseStatusKey,
+  QueueName,
+  type QueueName as QueueNameType,
+} from '@spark/protocol';
+import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import {
+  connectRedis,
+  redactRedisUrl,
+  redactRedisUrls,
+  redisAclFile,
+  redisLogin,
+  redisPasswordFile,
+  REDIS_USERS,
+  RedisLoginError,
+  type Redis,
+  type RedisRoleName,
+} from '@spark/service';
+
+/*
+ * A real redis-server loaded with the ACL file `spark redis-acl` writes. Each
+ * role logs in with its own password file, does what its service does, and is
+ * refused (NOPERM) what it must not do — the builder above all.
+ */
+
+const run = promisify(execFile);
+const ROLES = Object.keys(REDIS_USERS) as RedisRoleName[];
+
+describe('Redis ACL users', () => {
+  let redis: RedisServer;
+  let tmp: string;
+  let credentialsDir: string;
+  const prefix = randomQueuePrefix();
+  const connections: Redis[] = [];
+  const closers: (() => Promise<unknown>)[] = [];
+
+  /** A `worker` connection logged in as `role`, closed after the tests. */
+  function as(role: RedisRoleName): Redis {
+    const connection = connectRedis(redis.url, 'worker', { ...redisLogin(credentialsDir, role), retryStrategy: () => null });
+    connections.push(connection);
+    return connection;
+  }
+
+  function queue(name: QueueNameType, connection: Redis): Queue {
+    const opened = new Queue(name, { connection, prefix });
+    closers.push(() => opened.close());
+    return opened;
+  }
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'spark-acl-'));
+    credentialsDir = join(tmp, 'credentials');
+    await import('node:fs/promises').then((fs) => fs.mkdir(credentialsDir));
+    const passwords = Object.fromEntries(ROLES.map((role) => [role, randomBytes(24).toString('base64url')])) as Record<
+      RedisRoleName,
+      string
+    >;
+    for (const role of ROLES) await writeFile(redisPasswordFile(credentialsDir, role), `${passwords[role]}\n`, { mode: 0o400 });
+    const aclFile = join(tmp, 'users.acl');
+    await writeFile(aclFile, redisAclFile(prefix, passwords));
+    redis = await startRedisServer({ args: ['--aclfile', aclFile] });
+  });
+
+  after(async () => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    for (const connection of connections) connection.disconnect();
+    await redis.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  /** `redis-cli` against the test server, as someone on the host would try it; its output and error text. */
+  async function redisCli(...args: string[]): Promise<string> {
+    const { stdout, stderr } = await run('redis-cli', ['-p', String(redis.port), ...args]).catch(
+      (error: { stdout: string; stderr: string }) => error,
+    );
+    return `${stdout}${stderr}`.trim();
+  }
+
+  it('refuses a client that does not log in, and the default user', async () => {
+    assert.match(await redisCli('SET', archiveTargetsKey(prefix), '{}'), /^NOAUTH Authentication required\./);
+    assert.match(await redisCli('AUTH', 'default', ''), /WRONGPASS|disabled/);
+  });
+
+  it('refuses a wrong password', async () => {
+    assert.match(
+      await redisCli('--no-auth-warning', '--user', 'spark-connector', '--pass', 'guess', 'GET', archiveTargetsKey(prefix)),
+      /WRONGPASS invalid username-password pair/,
+    );
+  });
+
+  describe('the builder', () => {
+    let builder: Redis;
+    before(() => {
+      builder = as('builder');
+    });
+
+    it('cannot write the upload targets', async () => {
+      await assert.rejects(builder.set(archiveTargetsKey(prefix), '{"archive_repos":{}}'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.get(archiveTargetsKey(prefix)), /^ReplyError: NOPERM/);
+    });
+
+    it('cannot write or read the job records', async () => {
+      const key = jobRecordKey(prefix, '00000000-0000-4000-8000-000000000000');
+      await assert.rejects(builder.set(key, '{}'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.del(key), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.get(key), /^ReplyError: NOPERM/);
+    });
+
+    it('cannot add to, or change, the upload queue', async () => {
+      const uploads = queue(QueueName.upload, builder);
+      await assert.rejects(uploads.add(QueueName.upload, { forged: true }, { jobId: 'forged.upload' }), /NOPERM/);
+      await assert.rejects(builder.hset(`${prefix}:${QueueName.upload}:forged`, 'data', '{}'), /^ReplyError: NOPERM/);
+    });
+
+    it('cannot reach other keys through a script', async () => {
+      const script = "return redis.call('SET', KEYS[1], ARGV[1])";
+      await assert.rejects(builder.eval(script, 1, archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
+      // A script given an allowed key still cannot touch another one.
+      const sneaky = "return redis.call('SET', string.gsub(KEYS[1], ':build:x$', ':archive-targets'), ARGV[1])";
+      await assert.rejects(builder.eval(sneaky, 1, `${prefix}:build:x`, '{}'), /can't access at least one of the keys/);
+    });
+
+    it('cannot write upload progress, the Lighthouse status, flush or reconfigure Redis', async () => {
+      await assert.rejects(builder.hset(`${prefix}:upload-progress:x`, 'a', 'done'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.set(lighthouseStatusKey(prefix), '{}'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.flushall(), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.config('SET', 'appendonly', 'no'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.call('ACL', 'SETUSER', 'spark-builder', '+@all', '~*'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.keys('*'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.publish(`${prefix}:other`, 'x'), /^ReplyError: NOPERM/);
+    });
+  });
+
+  it('lets each service do its part of a job, end to end, with its own credentials', async () => {
+    const connector = as('connector');
+    const builder = as('builder');
+    const signer = as('signer');
+    const uploader = as('uploader');
+    const uuid = '11111111-2222-4333-8444-555555555555';
+
+    // connector: upload targets, the job record, the Lighthouse status, a build job.
+    await connector.set(archiveTargetsKey(prefix), JSON.stringify({ archive_repos: {}, receivedAt: 1 }));
+    await connector.set(jobRecordKey(prefix, uuid), '{"round":"1"}', 'EX', 60);
+    await connector.set(lighthouseStatusKey(prefix), '{}');
+    await queue(QueueName.build, connector).add(QueueName.build, { uuid }, { jobId: `${uuid}.1` });
+
+    // builder: heartbeat, control channel, takes the build job, hands to sign and reports.
+    await builder.set(builderHeartbeatKey(prefix, 'b1'), '{}', 'PX', 10_000);
+    const control = as('builder');
+    await control.subscribe(builderControlChannel(prefix));
+    const signQueue = queue(QueueName.sign, builder);
+    const reportFromBuilder = queue(QueueName.report, builder);
+    const built = await runOne(QueueName.build, as('builder'), async (job) => {
+      await reportFromBuilder.add('accepted', { uuid }, { jobId: `${uuid}.1.accepted` });
+      await signQueue.add(QueueName.sign, job.data, { jobId: `${uuid}.1.sign` });
+    });
+    assert.equal(built, `${uuid}.1`);
+
+    // signer: reads the record and the targets, takes the sign job, hands to upload; cannot write the record.
+    assert.equal(await signer.get(jobRecordKey(prefix, uuid)), '{"round":"1"}');
+    assert.notEqual(await signer.get(archiveTargetsKey(prefix)), null);
+    await assert.rejects(signer.set(jobRecordKey(prefix, uuid), '{}'), /^ReplyError: NOPERM/);
+    await assert.rejects(signer.set(archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
+    const uploadQueue = queue(QueueName.upload, signer);
+    await runOne(QueueName.sign, as('signer'), async (job) => {
+      await uploadQueue.add(QueueName.upload, job.data, { jobId: `${uuid}.1.upload` });
+    });
+
+    // uploader: reads the targets, keeps progress, takes the upload job, reports the end.
+    assert.notEqual(await uploader.get(archiveTargetsKey(prefix)), null);
+    await assert.rejects(uploader.set(archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
+    const reportFromUploader = queue(QueueName.report, uploader);
+    await runOne(QueueName.upload, as('uploader'), async () => {
+      await uploader.hset(`${prefix}:upload-progress:${uuid}.1`, 'x.deb', 'done');
+      await reportFromUploader.add('success', { uuid }, { jobId: `${uuid}.1.final` });
+    });
+
+    // connector: relays both reports, counts every queue, finds the builder's heartbeat.
+    const relayed: string[] = [];
+    await runOne(QueueName.report, as('connector'), (job) => Promise.resolve(void relayed.push(job.id ?? '')), 2);
+    assert.deepEqual(relayed, [`${uuid}.1.accepted`, `${uuid}.1.final`]);
+    for (const name of [QueueName.build, QueueName.sign, QueueName.upload, QueueName.report]) {
+      assert.equal((await queue(name, connector).getJobCounts('wait')).wait, 0);
+    }
+    const [, heartbeats] = await connector.scan('0', 'MATCH', `${prefix}:builders:*`, 'COUNT', 100);
+    assert.deepEqual(heartbeats, [builderHeartbeatKey(prefix, 'b1')]);
+  });
+
+  it('lets the operator read everything and write nothing', async () => {
+    const operator = as('operator');
+    for (const name of [QueueName.build, QueueName.sign, QueueName.upload, QueueName.report]) {
+      const counts = await queue(name, operator).getJobCounts('wait', 'active', 'completed', 'failed', 'delayed');
+      assert.equal(typeof counts['completed'], 'number');
+    }
+    assert.notEqual(await operator.get(archiveTargetsKey(prefix)), null);
+    await assert.rejects(operator.set(archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
+    await assert.rejects(
+      operator.eval("return redis.call('DEL', KEYS[1])", 1, archiveTargetsKey(prefix)),
+      /can't run this command or subcommand/,
+    );
+    await assert.rejects(queue(QueueName.build, operator).add('x', {}), /can't run this command or subcommand|NOPERM/);
+  });
+
+  it('names the password file, never the password, when it cannot log in', () => {
+    assert.deepEqual(redisLogin(null, 'builder'), {});
+    assert.throws(
+      () => redisLogin(join(tmp, 'missing'), 'builder'),
+      (error: Error) =>
+        error instanceof RedisLoginError &&
+        error.message === `cannot read the Redis password of spark-builder from ${join(tmp, 'missing', 'spark-builder.password')}: ENOENT`,
+    );
+  });
+
+  it('redacts passwords in Redis URLs and in text that carries them', () => {
+    assert.equal(redactRedisUrl('redis://spark:s3cret@127.0.0.1:6379/0'), 'redis://spark:***@127.0.0.1:6379/0');
+    assert.equal(redactRedisUrl('redis://:s3cret@localhost'), 'redis://:***@localhost');
+    assert.equal(redactRedisUrl('rediss://s3cret@host:6380'), 'rediss://***@host:6380');
+    assert.equal(redactRedisUrl('redis://127.0.0.1:6379'), 'redis://127.0.0.1:6379');
+    assert.equal(redactRedisUrl('/run/redis/redis.sock'), '/run/redis/redis.sock');
+    assert.equal(
+      redactRedisUrls('cannot read redis://u:s3cret@h:1/2: ECONNREFUSED; also rediss://:x@y'),
+      'cannot read redis://u:***@h:1/2: ECONNREFUSED; also rediss://:***@y',
+    );
+  });
+
+  /** Runs a worker on `name` with `connection` until it has processed `count` jobs; returns the last one's id. */
+  async function runOne(name: QueueNameType, connection: Redis, process: (job: Job) => Promise<void>, count = 1): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      let done = false;
+      let left = count;
+      const worker: Worker = new Worker(
+        name,
+        async (job) => {
+          await process(job);
+          return job.id;
+        },
+        { connection, prefix, autorun: true },
+      );
+      worker.on('error', (error) => {
+        if (!done) reject(error);
+      });
+      worker.on('failed', (_job, error) => {
+        done = true;
+        void worker.close().then(() => reject(error));
+      });
+      worker.on('completed', (job) => {
+        if (done || --left > 0) return;
+        done = true;
+        void worker.close().then(() => resolve(job.id ?? ''));
+      });
+    });
+  }
+});
