@@ -162,8 +162,10 @@ if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
 else
   echo "RedisUrl $redis_url is not this host's redis-server on loopback: configure it yourself"
 fi
-# Redis ACL users, one per service (issue 13): created here, after the
-# services' users exist and before the units start.
+# Redis ACL users, one per service (issue 13), go here: after the services'
+# users exist and Redis is configured, before the units start — when
+# RedisCredentialsDir is set, `spark redis-acl`, `aclfile` in $redis_conf and a
+# Redis restart (README, "Redis users"). Not done by this script yet.
 
 step "sudoers"
 install -d -m 0750 /etc/sudoers.d
