@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README's setup command: everything the services and the tests need on a
-# fresh Debian 12 host, idempotent (a second run changes nothing):
+# The README's setup command for a development or test machine: everything the
+# services and the tests need on a fresh Debian 12 host, idempotent (a second
+# run changes nothing). A production worker is installed with deploy/install.sh,
+# which installs only what the services run.
 #   1. Debian packages (apt): Redis, debspawn and what it runs on, gnupg, devscripts …
 #   2. npm dependencies (npm ci, no install scripts) and the build of every project
 #   3. the spark, spark-connector, spark-builder, spark-signer, spark-uploader commands on PATH

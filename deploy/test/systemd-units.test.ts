@@ -57,16 +57,18 @@ describe('systemd units', () => {
     assert.deepEqual(problems, []);
   });
 
-  it('runs only the builder with the privileges sudo and debspawn need', async () => {
-    const builder = await readFile(join(unitsDir, 'spark-builder@.service'), 'utf8');
-    assert.doesNotMatch(builder, /^NoNewPrivileges=yes/m);
+  it('lets spark-builder run only the build helper as root, and keeps the others hardened', async () => {
+    // Whether sudo works in the builder unit is proven where it runs: npm run test:deploy
+    // runs builds through sudo in a booted systemd. Here: the rule names the helper alone.
     const sudoers = await readFile(fileURLToPath(new URL('../sudoers/10spark-builder', import.meta.url)), 'utf8');
-    assert.match(sudoers, /^spark-builder ALL=\(root\) NOPASSWD: \/usr\/bin\/debspawn$/m);
+    const rules = sudoers.split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#') && !line.startsWith('Defaults'));
+    assert.deepEqual(rules, ['spark-builder ALL=(root) NOPASSWD: /usr/local/sbin/spark-build-helper']);
     for (const unit of ['spark-connector.service', 'spark-signer.service', 'spark-uploader.service']) {
       const text = await readFile(join(unitsDir, unit), 'utf8');
       assert.match(text, /^NoNewPrivileges=yes$/m, unit);
       assert.match(text, /^ProtectSystem=strict$/m, unit);
       assert.match(text, new RegExp(`^User=${unit.replace('.service', '')}$`, 'm'), unit);
     }
+    assert.match(await readFile(join(unitsDir, 'spark-signer.service'), 'utf8'), /^LimitCORE=0$/m);
   });
 });

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SignalTree } from './process-tree.js';
 import type { Command } from './run-logged.js';
 
 /** Where systemd registers machines; without it, systemd-nspawn needs `--keep-unit`. */
@@ -13,12 +14,31 @@ export const SYSTEM_BUS_SOCKET = '/run/dbus/system_bus_socket';
  */
 export const NSPAWN_WRAPPER_DIR = fileURLToPath(new URL('../nspawn-wrapper/', import.meta.url));
 
+/**
+ * The root-owned build helper (apps/build-helper) that deploy/install.sh
+ * installs and deploy/sudoers/10spark-builder names: the only thing
+ * spark-builder may run as root. It takes debspawn's arguments, checks them,
+ * and runs the `debspawn` that spark.toml names.
+ */
+export const BUILD_HELPER = '/usr/local/sbin/spark-build-helper';
+
+/** The {@link SignalTree} of a command run through sudo: the signal goes to sudo, which relays it. */
+export const signalSudo: SignalTree = (pid, signal) => {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // sudo is gone already.
+  }
+};
+
 /** How debspawn is started on this host. */
 export interface DebspawnEnvironment {
-  /** The `debspawn` executable (`[builder] Debspawn`). */
+  /** The `debspawn` executable (`[builder] Debspawn`), run directly when the builder is root. */
   debspawn: string;
-  /** Prefix `sudo -n` (spark's sudoers rule allows debspawn): when not running as root. */
+  /** Not root: run `sudo -n <helper> <debspawn arguments>` instead (the helper reads `Debspawn` from spark.toml itself). */
   useSudo: boolean;
+  /** The build helper's installed path (default {@link BUILD_HELPER}). */
+  helper?: string;
   /** Directory put first on debspawn's PATH, or null: the nspawn wrapper on hosts without a system bus. */
   pathPrefix: string | null;
 }
@@ -37,9 +57,10 @@ export function detectDebspawnEnvironment(debspawn: string): DebspawnEnvironment
 export function debspawnCommand(env: DebspawnEnvironment, args: readonly string[]): Command {
   const path = env.pathPrefix ? `${env.pathPrefix}${delimiter}${process.env['PATH'] ?? ''}` : undefined;
   if (env.useSudo) {
-    // spark's sudoers rule allows exactly `debspawn`; sudo resets PATH, so a host
-    // that needs both sudo and the nspawn wrapper must install the wrapper in secure_path.
-    return { file: 'sudo', args: ['-n', env.debspawn, ...args] };
+    // The sudoers rule allows exactly the helper. A stop signals sudo alone (its
+    // tree runs as root): sudo relays SIGTERM to the helper, which ends debspawn
+    // and the container (TERM, grace, KILL), and also stops when sudo or we go away.
+    return { file: 'sudo', args: ['-n', env.helper ?? BUILD_HELPER, ...args], signalTree: signalSudo };
   }
   return { file: env.debspawn, args, ...(path ? { env: { PATH: path } } : {}) };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PackageBuildJob } from '@spark/protocol';
-import { debspawnCommand } from '../src/debspawn-command.js';
+import { debspawnCommand, signalSudo } from '../src/debspawn-command.js';
 import { debspawnBuildArgs } from '../src/package-build.js';
 
 const job = (architecture: string, doIndep: boolean, maintainer: string | null = null): PackageBuildJob => ({
@@ -41,11 +41,11 @@ describe('debspawn command line', () => {
     assert.ok(args.includes('--maintainer=Jane <jane@example.org>'));
   });
 
-  it('runs through sudo -n when not root, and puts the nspawn wrapper first on PATH otherwise', () => {
-    assert.deepEqual(debspawnCommand({ debspawn: 'debspawn', useSudo: true, pathPrefix: null }, ['list']), {
-      file: 'sudo',
-      args: ['-n', 'debspawn', 'list'],
-    });
+  it('runs the build helper through sudo -n when not root, and puts the nspawn wrapper first on PATH otherwise', () => {
+    const viaSudo = debspawnCommand({ debspawn: 'debspawn', useSudo: true, pathPrefix: null }, ['--version']);
+    assert.equal(viaSudo.file, 'sudo');
+    assert.deepEqual(viaSudo.args, ['-n', '/usr/local/sbin/spark-build-helper', '--version']);
+    assert.equal(viaSudo.signalTree, signalSudo, 'a stop goes to sudo, which relays it to the helper');
     const direct = debspawnCommand({ debspawn: 'debspawn', useSudo: false, pathPrefix: '/opt/wrapper' }, ['list']);
     assert.equal(direct.file, 'debspawn');
     assert.match(direct.env?.['PATH'] ?? '', /^\/opt\/wrapper:/);

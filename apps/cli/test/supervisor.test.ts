@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { superviseChildren, type ChildSpec } from '@spark/cli';
+import { builderStopTimeoutMs, superviseChildren, type ChildSpec } from '@spark/cli';
 
 /** A child that logs like a service and runs until SIGTERM, then exits 0. */
 function serviceLike(name: string): ChildSpec {
@@ -90,5 +90,50 @@ describe('superviseChildren', () => {
     await sleep(100);
     assert.equal(await supervisor.stop(), 0);
     assert.equal(supervisor.pid('builder'), null);
+  });
+
+  it('gives a child its own stop timeout: a draining builder is not killed at the default', async () => {
+    const { out, lines } = collect();
+    const draining: ChildSpec = {
+      name: 'builder',
+      command: process.execPath,
+      args: ['-e', 'process.on("SIGTERM", () => setTimeout(() => process.exit(0), 600)); console.log("{}"); setInterval(() => {}, 1000)'],
+      stopTimeoutMs: 5_000,
+    };
+    const supervisor = superviseChildren([draining, serviceLike('signer')], { out, stopTimeoutMs: 100 });
+    await until(() => supervisor.pid('builder') !== null && supervisor.pid('signer') !== null, 'start');
+    await sleep(200);
+    assert.equal(await supervisor.stop(), 0);
+    assert.ok(!lines.some((line) => String(line['msg']).includes('SIGKILL')), 'nothing was killed');
+  });
+
+  it('follows the builder DrainTimeout in spark run', () => {
+    assert.equal(builderStopTimeoutMs(600_000), 660_000);
+  });
+
+  it('stops the children on a second request: SIGTERM again, then SIGKILL after the short grace', async () => {
+    const { out, lines } = collect();
+    // Drains forever on the first SIGTERM, exits on the second (as the services do).
+    const script =
+      'let n = 0; process.on("SIGTERM", () => { if (++n > 1) process.exit(0); }); console.log("{}"); setInterval(() => {}, 1000)';
+    const stubborn: ChildSpec = {
+      name: 'builder',
+      command: process.execPath,
+      args: ['-e', 'process.on("SIGTERM", () => {}); console.log("{}"); setInterval(() => {}, 1000)'],
+      stopTimeoutMs: 60_000,
+    };
+    const draining: ChildSpec = { name: 'connector', command: process.execPath, args: ['-e', script], stopTimeoutMs: 60_000 };
+    const supervisor = superviseChildren([stubborn, draining], { out });
+    await until(() => supervisor.pid('builder') !== null && supervisor.pid('connector') !== null, 'start');
+    await sleep(200);
+    void supervisor.stop();
+    await sleep(200);
+    const t0 = Date.now();
+    assert.equal(await supervisor.hurry(300), 0);
+    assert.ok(Date.now() - t0 < 5_000);
+    assert.equal(supervisor.pid('builder'), null);
+    assert.equal(supervisor.pid('connector'), null);
+    assert.ok(lines.some((line) => String(line['msg']).includes('builder did not stop within 300 ms: SIGKILL')));
+    assert.ok(!lines.some((line) => String(line['msg']).includes('connector did not stop')));
   });
 });

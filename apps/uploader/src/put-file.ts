@@ -1,8 +1,8 @@
 import { open } from 'node:fs/promises';
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { archiveRequest } from './archive-connection.js';
 
 /** What the archive answered to one PUT. */
 export interface PutAnswer {
@@ -36,16 +36,18 @@ export class PutTimeoutError extends Error {
  * is sent (a refusal) stops the sending and is returned as it is, with
  * `bodySent` false. Rejects on network errors, when the connection is not made
  * within `timeouts.connectMs`, and when nothing moves for `timeouts.idleMs`; a
- * slow but steady upload is never cut, whatever the size of the file.
+ * slow but steady upload is never cut, whatever the size of the file. HTTPS
+ * verifies against the host's CA store; proxies come from the environment
+ * (see archive-connection.ts).
  */
-export function putFile(url: string, path: string, size: number, timeouts: PutTimeouts): Promise<PutAnswer> {
+export async function putFile(url: string, path: string, size: number, timeouts: PutTimeouts): Promise<PutAnswer> {
+  const target = new URL(url);
+  const req = await archiveRequest(
+    url,
+    { method: 'PUT', headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' } },
+    timeouts.connectMs,
+  );
   return new Promise((resolve, reject) => {
-    const target = new URL(url);
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(target, {
-      method: 'PUT',
-      headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' },
-    });
     let fileBytes = 0;
     let stopSending = false;
     let answered = false;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -56,12 +58,16 @@ describe('spark-uploader over https', () => {
     await rm(gnupgHome, { recursive: true, force: true });
   });
 
-  it('uploads to an https target, trusting the CA the host trusts', { timeout: 60_000 }, async () => {
+  /** Runs one signed job through a spark-uploader started with `env`; returns the job's uuid and contents. */
+  async function uploadWith(env: NodeJS.ProcessEnv) {
     await h.setTargets({ master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'https' } });
     const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir);
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(([name]) => !/^(https?_proxy|no_proxy|NODE_EXTRA_CA_CERTS)$/i.test(name)),
+    );
     const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', h.configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: certFile },
+      env: { ...clean, ...env },
     });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -69,13 +75,60 @@ describe('spark-uploader over https', () => {
     const exited = once(child, 'exit');
     try {
       await h.addUpload(job.manifest);
-      assert.equal(await h.settled(job.uuid), 'completed', output);
+      const settled = await h.settled(job.uuid).catch((error: Error) => `${error.message}`);
+      assert.equal(settled, 'completed', output);
     } finally {
       child.kill('SIGTERM');
       await exited;
     }
+    return job;
+  }
+
+  it('verifies the archive against the host CA store (SSL_CERT_FILE stands for /etc/ssl/certs here)', { timeout: 60_000 }, async () => {
+    const job = await uploadWith({ SSL_CERT_FILE: certFile });
+    for (const [name, data] of job.contents) {
+      assert.deepEqual(await readFile(join(h.root, 'tls-archive', 'master', name)), data, name);
+    }
+  });
+
+  it('goes through https_proxy with CONNECT, and around it when no_proxy names the host', { timeout: 90_000 }, async () => {
+    const tunnels: string[] = [];
+    const proxy: Server = createServer((_req, res) => res.writeHead(405).end());
+    // Tunnelled sockets leave the server's bookkeeping: close them ourselves at the end.
+    const sockets = new Set<{ destroy(): void }>();
+    proxy.on('connect', (req, client) => {
+      tunnels.push(req.url ?? '');
+      sockets.add(client);
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host, () => {
+        sockets.add(upstream);
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      await uploadWith({ SSL_CERT_FILE: certFile, https_proxy: proxyUrl });
+      assert.ok(tunnels.length > 0 && tunnels.every((t) => t === `127.0.0.1:${receiver.port}`), tunnels.join());
+      const before = tunnels.length;
+      await uploadWith({ SSL_CERT_FILE: certFile, HTTPS_PROXY: proxyUrl, no_proxy: 'localhost,127.0.0.1' });
+      assert.equal(tunnels.length, before, 'no_proxy bypasses the proxy');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('uploads to an https target in dput-ng order, also trusting NODE_EXTRA_CA_CERTS', { timeout: 60_000 }, async () => {
+    const from = receiver.requests.length;
+    const job = await uploadWith({ NODE_EXTRA_CA_CERTS: certFile });
     assert.deepEqual(
-      receiver.requests.map((r) => [r.url, r.status]),
+      receiver.requests.slice(from).map((r) => [r.url, r.status]),
       expectedOrder(job).map((name) => [`/_upload/master/${name}`, 201]),
     );
     for (const [name, data] of job.contents) {

@@ -58,7 +58,7 @@ export interface BuilderSettings {
   drainTimeoutMs: number;
   /** `debspawn` executable (`Debspawn`, default `debspawn` from PATH). */
   debspawn: string;
-  /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9622, plus the instance number − 1 for `spark-builder@N`; 0 turns it off). */
+  /** Base port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9631): `spark-builder@N` serves on base + N − 1, so builder instances never take the connector's, signer's or uploader's 9621/9623/9624; 0 turns it off. */
   metricsPort: number;
   /**
    * Development only: accept `file://` source URLs in jobs (`AllowFileUrls`,
@@ -381,7 +381,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     downloadIdleTimeoutMs: seconds(builderTable, 'builder', 'DownloadIdleTimeout', 120_000),
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
-    metricsPort: metricsPort(builderTable, 'builder', 9622),
+    metricsPort: metricsPort(builderTable, 'builder', 9631),
     allowFileUrls: reader.boolean(builderTable, 'builder', 'AllowFileUrls') ?? false,
   };
   const signer: SignerSettings = {

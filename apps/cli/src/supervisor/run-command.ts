@@ -22,6 +22,15 @@ export function serviceCommands(configFile: string, services: readonly string[] 
 }
 
 /**
+ * How long the supervisor lets the builder stop: its DrainTimeout, then the
+ * kill grace of the builds it stops (10 s) and a margin — as the unit's
+ * TimeoutStopSec=660s does for the default 600 s.
+ */
+export function builderStopTimeoutMs(drainTimeoutMs: number): number {
+  return drainTimeoutMs + 60_000;
+}
+
+/**
  * `spark run [--config FILE]`: the four services as children of one
  * supervisor, for a host that does not want four units. Exits when asked
  * (SIGTERM/SIGINT, forwarded to the children), or with 2 when a service finds
@@ -35,12 +44,17 @@ export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableSt
   } catch (error) {
     return usageError(io, 'run', (error as Error).message);
   }
-  if (!loadCliConfig(configFile, io.stderr)) return EXIT_CONFIG;
-  const supervisor = superviseChildren(serviceCommands(configFile), { out: io.stdout });
+  const config = loadCliConfig(configFile, io.stderr);
+  if (!config) return EXIT_CONFIG;
+  const children = serviceCommands(configFile).map((spec) =>
+    spec.name === 'builder' ? { ...spec, stopTimeoutMs: builderStopTimeoutMs(config.builder.drainTimeoutMs) } : spec,
+  );
+  const supervisor = superviseChildren(children, { out: io.stdout });
   let signals = 0;
   const onSignal = () => {
-    if (++signals > 1) process.exit(1);
-    void supervisor.stop();
+    // The first signal drains; a second one hurries the children along, but still stops them.
+    if (++signals === 1) void supervisor.stop();
+    else void supervisor.hurry();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

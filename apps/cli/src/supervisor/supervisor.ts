@@ -8,6 +8,8 @@ export interface ChildSpec {
   /** Executable and arguments. */
   command: string;
   args: string[];
+  /** ms this child gets to exit after SIGTERM before SIGKILL (default: the supervisor's `stopTimeoutMs`); the builder's follows its DrainTimeout. */
+  stopTimeoutMs?: number;
 }
 
 /** Options of {@link superviseChildren}. */
@@ -30,8 +32,14 @@ export interface SupervisorOptions {
 export interface Supervisor {
   /** Resolves with the supervisor's exit code once every child has stopped. */
   done: Promise<number>;
-  /** Stops intake of restarts, sends SIGTERM to every child, waits; SIGKILL after the timeout. Safe to call twice. */
+  /** Stops intake of restarts, sends SIGTERM to every child, waits; SIGKILL after each child's timeout. Safe to call twice. */
   stop(): Promise<number>;
+  /**
+   * A second request to stop: SIGTERM again to every child still running (a
+   * service exits at once on its second signal, ending what it started), and
+   * SIGKILL after `graceMs` (default 5000). Stops first if not stopping yet.
+   */
+  hurry(graceMs?: number): Promise<number>;
   /** The pid of a child now, or null while it is down. */
   pid(name: string): number | null;
   /** How many times a child was started. */
@@ -117,6 +125,18 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
     });
   };
 
+  const killers: NodeJS.Timeout[] = [];
+  const killAfter = (slot: Slot, ms: number) => {
+    const child = slot.child;
+    killers.push(
+      setTimeout(() => {
+        if (child && slot.child === child) {
+          log(50, slot.spec.name, `${slot.spec.name} did not stop within ${ms} ms: SIGKILL`);
+          child.kill('SIGKILL');
+        }
+      }, ms),
+    );
+  };
   let stopped: Promise<number> | null = null;
   const stop = (): Promise<number> => {
     stopped ??= (async () => {
@@ -125,27 +145,31 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
         if (slot.timer) clearTimeout(slot.timer);
         slot.timer = null;
         slot.child?.kill('SIGTERM');
+        killAfter(slot, slot.spec.stopTimeoutMs ?? stopTimeoutMs);
       }
-      const killer = setTimeout(() => {
-        for (const slot of slots.values()) {
-          if (slot.child) {
-            log(50, slot.spec.name, `${slot.spec.name} did not stop within ${stopTimeoutMs} ms: SIGKILL`);
-            slot.child.kill('SIGKILL');
-          }
-        }
-      }, stopTimeoutMs);
       checkAllDown();
       const code = await done;
-      clearTimeout(killer);
+      for (const killer of killers) clearTimeout(killer);
       return code;
     })();
     return stopped;
+  };
+  const hurry = (graceMs = 5_000): Promise<number> => {
+    const result = stop();
+    for (const slot of slots.values()) {
+      if (!slot.child) continue;
+      log(40, slot.spec.name, `second stop request: SIGTERM again to ${slot.spec.name}, SIGKILL in ${graceMs} ms`);
+      slot.child.kill('SIGTERM');
+      killAfter(slot, graceMs);
+    }
+    return result;
   };
 
   for (const slot of slots.values()) start(slot);
   return {
     done,
     stop,
+    hurry,
     pid: (name) => slots.get(name)?.child?.pid ?? null,
     starts: (name) => slots.get(name)?.starts ?? 0,
   };

@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { makeSourcePackage } from '@spark/testing';
+
+const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+// The debspawn stand-in that builds on the host (tools/host-runner, a plain script; no import).
+const hostRunner = fileURLToPath(new URL('../../../tools/host-runner/debspawn', import.meta.url));
+const NOBODY = 65534;
+
+interface Outcome {
+  code: number | null;
+  stderr: string;
+  stdout: string;
+}
+
+function startHelper(args: string[], options: { stdin?: 'pipe' | 'ignore' } = {}): { child: ChildProcess; outcome: Promise<Outcome> } {
+  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, ...args], {
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const outcome = once(child, 'close').then(([code]) => ({ code: code as number | null, stdout, stderr }));
+  return { child, outcome };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, () => {
+  let dir: string;
+  let root: string;
+  let ws: string;
+  let config: string;
+  let treeConfig: string;
+  let dsc: string;
+  let pidsFile: string;
+  const own = (configFile: string) => ['--config', configFile, '--state-dir', join(dir, 'state'), '--kill-grace-ms', '2000'];
+  const buildArgs = (dscPath: string, results: string) => [
+    'build',
+    '--no-buildlog',
+    '--arch=amd64',
+    `--results-dir=${results}`,
+    '--only=arch',
+    'bookworm',
+    dscPath,
+  ];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'spark-helper-'));
+    await chmod(dir, 0o755);
+    root = join(dir, 'lkspark');
+    ws = join(root, 'workspaces', '3f1c2a34-5b6d-4e7f-8a9b-0c1d2e3f4a5b');
+    await mkdir(join(ws, 'source'), { recursive: true });
+    await mkdir(join(ws, 'results'));
+    dsc = (await makeSourcePackage(join(ws, 'source'), { name: 'hello', version: '1.0' })).dsc;
+    // The builder owns its workspace: here `nobody` plays spark-builder.
+    for (const path of [
+      ws,
+      join(ws, 'source'),
+      join(ws, 'results'),
+      ...(await readdir(join(ws, 'source'))).map((n) => join(ws, 'source', n)),
+    ]) {
+      await chown(path, NOBODY, NOBODY);
+    }
+    config = join(dir, 'spark.toml');
+    await writeFile(config, `WorkspaceRoot = '${root}/'\n\n[builder]\nDebspawn = '${hostRunner}'\n`, { mode: 0o644 });
+    // A debspawn that starts a tree — one member in its own session, out of the process group — and waits.
+    pidsFile = join(dir, 'pids');
+    const tree = join(dir, 'tree-debspawn');
+    await writeFile(
+      tree,
+      `#!/bin/sh\nsetsid sleep 300 &\necho $! >> ${pidsFile}\nsleep 300 &\necho $! >> ${pidsFile}\necho $$ >> ${pidsFile}\necho started\nwait\n`,
+      { mode: 0o755 },
+    );
+    treeConfig = join(dir, 'tree.toml');
+    await writeFile(treeConfig, `WorkspaceRoot = '${root}'\n[builder]\nDebspawn = '${tree}'\n`, { mode: 0o644 });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('builds a package with the host runner as debspawn and hands the results to the caller', { timeout: 120_000 }, async () => {
+    const { outcome } = startHelper([...own(config), '--owner', `${NOBODY}:${NOBODY}`, ...buildArgs(dsc, join(ws, 'results'))]);
+    const { code, stderr, stdout } = await outcome;
+    assert.equal(code, 0, stderr + stdout);
+    const names = (await readdir(join(ws, 'results'))).sort();
+    assert.equal(names.length, 3, names.join());
+    for (const ext of ['buildinfo', 'changes', 'deb'])
+      assert.ok(
+        names.some((n) => new RegExp(`^hello_1\\.0_[a-z0-9]+\\.${ext}$`).test(n)),
+        ext,
+      );
+    for (const name of names) assert.equal((await stat(join(ws, 'results', name))).uid, NOBODY, `${name} belongs to the caller`);
+    assert.match(stderr, /handed 3 result file\(s\) back/);
+    assert.deepEqual(await readdir(join(dir, 'state')), [], 'the private copies are gone');
+  });
+
+  it(
+    'removes the private directories killed helpers left behind (their pid gone, or another program now)',
+    { timeout: 120_000 },
+    async () => {
+      const other = spawn('sleep', ['60']);
+      try {
+        await mkdir(join(dir, 'state', 'run-999999999-left'), { recursive: true });
+        await mkdir(join(dir, 'state', `run-${other.pid}-reused`), { recursive: true });
+        const { code, stderr } = await startHelper([...own(config), ...buildArgs(dsc, join(ws, 'results'))]).outcome;
+        assert.equal(code, 0, stderr);
+        assert.deepEqual(await readdir(join(dir, 'state')), []);
+      } finally {
+        other.kill();
+      }
+    },
+  );
+
+  it('refuses a path through a symbolic link, and says which component', async () => {
+    const linked = join(root, 'workspaces', 'linked');
+    await symlink(ws, linked);
+    const { code, stderr } = await startHelper([
+      ...own(config),
+      ...buildArgs(join(linked, 'source', 'hello_1.0.dsc'), join(linked, 'results')),
+    ]).outcome;
+    assert.equal(code, 64);
+    assert.match(stderr, new RegExp(`refused: the \\.dsc: ${linked} is a symbolic link; the helper follows none`));
+  });
+
+  it('refuses paths outside the workspace root, such as /etc, and results in another workspace', async () => {
+    let result = await startHelper([...own(config), ...buildArgs('/etc/hello_1.0.dsc', join(ws, 'results'))]).outcome;
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /refused: the \.dsc: \/etc\/hello_1\.0\.dsc is not inside a job workspace below/);
+    const other = join(root, 'workspaces', 'other');
+    await mkdir(join(other, 'results'), { recursive: true });
+    result = await startHelper([...own(config), ...buildArgs(dsc, join(other, 'results'))]).outcome;
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /lie in different workspaces/);
+  });
+
+  it('refuses the image run with --build-dir /etc/laniakea or a recipe outside the fixed layout', async () => {
+    const run = (buildDir: string) => [
+      'run',
+      '--external-command',
+      '--arch=amd64',
+      '--artifacts-out',
+      join(ws, 'results'),
+      '--build-dir',
+      buildDir,
+      '--header=x',
+      'bookworm',
+      dsc,
+    ];
+    let result = await startHelper([...own(config), ...run('/etc')]).outcome;
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /refused: --build-dir: \/etc is not inside a job workspace/);
+    result = await startHelper([...own(config), ...run(join(ws, 'source'))]).outcome;
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /the image run uses <workspace>\/image here/);
+  });
+
+  it('refuses a configuration that others can write', async () => {
+    const loose = join(dir, 'loose.toml');
+    await writeFile(loose, `WorkspaceRoot = '${root}'\n`);
+    await chmod(loose, 0o666);
+    const { code, stderr } = await startHelper([...own(loose), '--version']).outcome;
+    assert.equal(code, 64);
+    assert.match(stderr, /must be owned by root and not writable by group or others/);
+  });
+
+  it('runs the image build on private copies of its recipe and scripts and hands the artifacts back', { timeout: 60_000 }, async () => {
+    const image = join(dir, 'image-debspawn');
+    // Records its arguments, leaves an artifact and a root-made file in the recipe checkout.
+    await writeFile(
+      image,
+      `#!/bin/sh\necho "$@" > ${dir}/image-args\nwhile [ $# -gt 0 ]; do case "$1" in --artifacts-out) out=$2; shift;; --build-dir) build=$2; shift;; esac; shift; done\necho disk > "$out/disk.img"\ncp "$build/build.sh" "$out/recipe-seen"\n`,
+      { mode: 0o755 },
+    );
+    const imageConfig = join(dir, 'image.toml');
+    await writeFile(imageConfig, `WorkspaceRoot = '${root}'\n[builder]\nDebspawn = "${image}"\n`, { mode: 0o644 });
+    for (const name of ['image', 'ib']) {
+      await mkdir(join(ws, name), { recursive: true });
+      await chown(join(ws, name), NOBODY, NOBODY);
+    }
+    await writeFile(join(ws, 'build-command.sh'), '#!/bin/sh\nexec ./build.sh\n');
+    await writeFile(join(ws, 'ib', 'build.sh'), 'echo building\n');
+    await symlink('/etc/shadow', join(ws, 'ib', 'planted'));
+    const { code, stderr } = await startHelper([
+      ...own(imageConfig),
+      '--owner',
+      `${NOBODY}:${NOBODY}`,
+      'run',
+      '--external-command',
+      '--arch=amd64',
+      '--artifacts-out',
+      join(ws, 'image'),
+      '--build-dir',
+      join(ws, 'ib'),
+      '--header=Test image build',
+      'bookworm',
+      join(ws, 'build-command.sh'),
+    ]).outcome;
+    assert.equal(code, 0, stderr);
+    const args = await readFile(join(dir, 'image-args'), 'utf8');
+    assert.match(
+      args,
+      new RegExp(`--build-dir ${dir}/state/run-[^/ ]+/ib --header=Test image build bookworm ${dir}/state/run-[^/]+/build-command.sh`),
+    );
+    assert.equal(await readFile(join(ws, 'image', 'disk.img'), 'utf8'), 'disk\n');
+    assert.equal((await stat(join(ws, 'image', 'disk.img'))).uid, NOBODY);
+    assert.equal(await readFile(join(ws, 'image', 'recipe-seen'), 'utf8'), 'echo building\n', 'debspawn got the recipe');
+  });
+
+  async function startTree(options: { stdin?: 'pipe' | 'ignore' } = {}) {
+    await rm(pidsFile, { force: true });
+    const helper = startHelper([...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))], options);
+    await until('the tree started', async () => (await readFile(pidsFile, 'utf8').catch(() => '')).trim().split('\n').length === 3);
+    const pids = (await readFile(pidsFile, 'utf8')).trim().split('\n').map(Number);
+    assert.ok(pids.every(alive));
+    return { ...helper, pids };
+  }
+
+  it('ends the whole tree on SIGTERM, the member in its own session included, and exits 143', { timeout: 30_000 }, async () => {
+    const { child, outcome, pids } = await startTree();
+    child.kill('SIGTERM');
+    const { code, stderr } = await outcome;
+    assert.equal(code, 143);
+    assert.match(stderr, /stopping debspawn and everything it started: received SIGTERM/);
+    await until('every member gone', () => pids.every((pid) => !alive(pid)), 5_000);
+  });
+
+  it('ends the tree when its stdin (a pipe from the caller) closes', { timeout: 30_000 }, async () => {
+    const { child, outcome, pids } = await startTree({ stdin: 'pipe' });
+    child.stdin?.end();
+    const { code, stderr } = await outcome;
+    assert.equal(code, 143);
+    assert.match(stderr, /its stdin was closed/);
+    await until('every member gone', () => pids.every((pid) => !alive(pid)), 5_000);
+  });
+
+  it('ends the tree when its caller dies (SIGKILL, nothing relayed)', { timeout: 30_000 }, async () => {
+    await rm(pidsFile, { force: true });
+    // The caller: a shell that starts the helper and waits, like sudo does.
+    const args = ['--conditions=@spark/source', '--import', 'tsx', main, ...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))];
+    const caller = spawn('/bin/sh', ['-c', `"$0" "$@" </dev/null & wait`, process.execPath, ...args], { stdio: 'ignore' });
+    await until('the tree started', async () => (await readFile(pidsFile, 'utf8').catch(() => '')).trim().split('\n').length === 3);
+    const pids = (await readFile(pidsFile, 'utf8')).trim().split('\n').map(Number);
+    caller.kill('SIGKILL');
+    await until('every member gone', () => pids.every((pid) => !alive(pid)), 10_000);
+    assert.ok(!existsSync(join(dir, 'state', 'leftover')));
+  });
+});

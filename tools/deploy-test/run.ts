@@ -1,0 +1,545 @@
+/*
+ * npm run test:deploy — the worker installed and run the way the README tells
+ * an operator, under a real systemd as PID 1 (issue 12):
+ *
+ *   a cached bookworm root file system booted with systemd-nspawn; this
+ *   checkout (built) bound read-only at /opt/spark-ts and the host's node at
+ *   /usr/bin/node; the README's install steps run inside (deploy/install.sh,
+ *   spark.toml, keys, install.sh --enable); jobs pushed through the whole
+ *   chain against the Lighthouse stand-in and the upload receiver on the host
+ *   (the machine shares the host's loopback); then, in the same boot, a
+ *   builder stopped mid-build, kill -9 of every service, a signer restart
+ *   mid-job, and `spark status` as an operator.
+ *
+ * Builds go through sudo and the build helper exactly as in production; the
+ * `debspawn` the helper runs is tools/host-runner/debspawn (nested containers
+ * do not work inside nspawn here), installed as /usr/local/bin/debspawn.
+ */
+import { execFile } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { curveKeyPair } from 'zeromq';
+import { formatCurveKeyFile } from '@spark/keys';
+import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, type RecordedRequest } from '@spark/testing';
+import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
+import { startPackageArchive } from '../src/chain/package-archive.js';
+import { bootMachine, type Machine } from './machine.js';
+import { cachedRootfs } from './rootfs.js';
+
+const run = promisify(execFile);
+const checkout = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s`;
+const say = (line: string) => console.log(`[${elapsed()}] ${line}`);
+
+/** The machine name; also in the worker's `MachineName`. */
+const MACHINE = 'spark-deploy-test';
+/** Where the test and the machine exchange files (keys, spark.toml). */
+const SHARE = '/root/deploy-share';
+
+const results: { name: string; ok: boolean; detail: string }[] = [];
+
+async function check(name: string, body: () => Promise<string | void>): Promise<boolean> {
+  const t0 = Date.now();
+  try {
+    const detail = (await body()) ?? '';
+    results.push({ name, ok: true, detail });
+    say(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)${detail ? ` — ${detail}` : ''}`);
+    return true;
+  } catch (error) {
+    const detail = (error as Error).message;
+    results.push({ name, ok: false, detail });
+    say(`FAIL ${name}: ${detail}`);
+    return false;
+  }
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(500);
+  }
+}
+
+function requestsFor(requests: RecordedRequest[], uuid: string): string[] {
+  return requests.filter((r) => r['uuid'] === uuid).map((r) => String(r.request));
+}
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    console.error('test:deploy: run as root (it boots a machine with systemd-nspawn)');
+    return 2;
+  }
+  for (const app of ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper']) {
+    if (!(await readFile(join(checkout, 'apps', app, 'dist', 'main.js')).catch(() => null))) {
+      console.error(`test:deploy: apps/${app}/dist is missing: build first (npm run build)`);
+      return 2;
+    }
+  }
+  const work = await mkdtemp('/tmp/spark-deploy-test-');
+  const share = join(work, 'share');
+  await mkdir(share, { recursive: true });
+  const cleanup: (() => Promise<unknown> | void)[] = [];
+  let machine: Machine | null = null;
+  // Interrupted: power the machine off and remove what we made before exiting.
+  const emergency = (why: string) => {
+    say(`${why}: cleaning up`);
+    void (async () => {
+      await machine?.powerOff().catch(() => undefined);
+      for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+      process.exit(130);
+    })();
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => emergency(signal));
+  process.once('uncaughtException', (error) => {
+    console.error(error);
+    emergency('uncaught exception');
+  });
+  try {
+    // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
+    const [redisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
+    const receiver = await startUploadReceiver({ dir: join(work, 'uploads'), repos: ['master'], pathPrefix: '/_upload' });
+    cleanup.push(() => receiver.close());
+    const uploads = join(work, 'uploads', 'master');
+    const archive = await startPackageArchive(join(work, 'archive'));
+    cleanup.push(() => archive.close());
+    const key = await makeThrowawayKey(join(work, 'openpgp'), 'Spark Deploy Test <spark-deploy-test@example.invalid>');
+    const serverKeys = curveKeyPair();
+    const trusted = join(work, 'trusted');
+    await mkdir(trusted);
+    const lighthousePublic = formatCurveKeyFile({
+      metadata: { id: 'lighthouse' },
+      curvePublicKey: serverKeys.publicKey,
+      curveSecretKey: null,
+      edVerifyKey: null,
+      edSigningKey: null,
+    });
+    const board = new JobBoard();
+    const standIn = await startLighthouseStandIn({
+      serverKeys,
+      trustedKeysDir: trusted,
+      board,
+      archiveRepos: { master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'http' } },
+    });
+    cleanup.push(() => standIn.close());
+    say(`Lighthouse stand-in ${standIn.endpoint}, upload receiver ${receiver.url}, sources ${archive.url}`);
+
+    // What the operator brings: the OpenPGP key export, Lighthouse's public key, spark.toml.
+    await writeFile(join(share, 'deploy-test_secret.gpg'), await readFile(key.secretKeyFile), { mode: 0o600 });
+    await writeFile(join(share, 'lighthouse.key'), lighthousePublic);
+    await writeFile(
+      join(share, 'spark.toml'),
+      `LighthouseServer = '${standIn.endpoint}'
+AcceptedJobs = ['package-build']
+MachineOwner = 'Spark deployment test'
+MachineName = '${MACHINE}'
+GpgKeyID = '${key.fingerprint}'
+GpgSecretKeyFile = '/etc/laniakea/keys/${MACHINE}_secret.gpg'
+Architectures = ['amd64']
+RedisUrl = 'redis://127.0.0.1:${redisPort}'
+
+[connector]
+PollInterval = 1
+MetricsPort = ${connectorPort}
+
+[builder]
+StatusInterval = 2
+DrainTimeout = 5
+MetricsPort = ${builderPort}
+
+[signer]
+MetricsPort = ${signerPort}
+
+[uploader]
+MetricsPort = ${uploaderPort}
+`,
+    );
+
+    // --- The machine.
+    const rootfs = await cachedRootfs(say);
+    let consoleTail = '';
+    machine = await bootMachine({
+      rootfs,
+      name: MACHINE,
+      bindReadOnly: { [checkout]: '/opt/spark-ts', [realpathSync(process.execPath)]: '/usr/bin/node' },
+      bind: { [share]: SHARE },
+      onOutput: (text) => (consoleTail = (consoleTail + text).slice(-8000)),
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\n${consoleTail}`);
+    });
+    const m = machine;
+    say(`machine booted (systemd pid ${m.leader} on the host)`);
+
+    // --- README "Setting up a worker", step by step (keep the two in step).
+    const installed = await check('the README install steps run in the machine', async () => {
+      await m.sh('cd /opt/spark-ts && bash deploy/install.sh', { timeoutMs: 600_000 });
+      await m.sh(`install -d -m 0755 /etc/laniakea && install -m 0644 ${SHARE}/spark.toml /etc/laniakea/spark.toml`);
+      await m.sh('spark config check --config /etc/laniakea/spark.toml >/dev/null');
+      await m.sh(
+        `spark keytool key-new --id=${MACHINE} --name='Deploy Test Worker' --email=${MACHINE}@example.invalid --organization='Spark' ${SHARE}/keys`,
+      );
+      await m.sh(`spark keytool install-worker-key ${SHARE}/keys/${MACHINE}.key_secret`);
+      await m.sh(
+        `install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`,
+      );
+      await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
+      // Test only: the host runner is the debspawn the helper runs (README, "Deployment test").
+      await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
+      await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable', { timeoutMs: 600_000 });
+      // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
+      await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
+    });
+    if (!installed) return 1;
+
+    const mainPid = async (unit: string) => Number((await m.sh(`systemctl show -p MainPID --value ${unit}`)).trim());
+    const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
+    await check('spark.target starts all four services, each as its own user', async () => {
+      await until('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, 30_000);
+      // A unit is "active" from its fork on; its user is set up just before exec.
+      const expected = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'];
+      let users: string[] = [];
+      await until(
+        'each service running as its user',
+        async () => {
+          users = [];
+          for (const unit of units) users.push((await m.exec(['ps', '-o', 'user=', '-p', String(await mainPid(unit))])).stdout.trim());
+          return users.join() === expected.join();
+        },
+        20_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}: users ${users.join()}`);
+      });
+      return users.join(', ');
+    });
+
+    await check('the builder unit has no no_new_privs, and sudo allows it the helper only', async () => {
+      const builder = await mainPid('spark-builder@1');
+      const status = await m.sh(`grep NoNewPrivs /proc/${builder}/status`);
+      if (!/NoNewPrivs:\s*0/.test(status)) throw new Error(`spark-builder@1 runs with ${status.trim()}`);
+      // Inside the unit's own context (same unit settings), as the builder does it.
+      const inUnit = await m.exec([
+        'systemd-run',
+        '--wait',
+        '--pipe',
+        '--quiet',
+        '-p',
+        'User=spark-builder',
+        '-p',
+        'Group=lkspark',
+        ...(await unitProperties(m, 'spark-builder@1')),
+        // stdin from /dev/null: the helper stops what it runs when a piped stdin closes.
+        '/bin/sh',
+        '-c',
+        'exec sudo -n /usr/local/sbin/spark-build-helper --version </dev/null',
+      ]);
+      if (inUnit.code !== 0) throw new Error(`sudo helper --version in the unit's settings: exit ${inUnit.code} ${inUnit.stderr}`);
+      const login = await m.exec([
+        'runuser',
+        '-u',
+        'spark-builder',
+        '--',
+        'sudo',
+        '-n',
+        '/usr/local/sbin/spark-build-helper',
+        'login',
+        'bookworm',
+      ]);
+      if (login.code !== 64 || !/not allowed/.test(login.stderr)) throw new Error(`helper login: exit ${login.code} ${login.stderr}`);
+      const escape = await m.exec([
+        'runuser',
+        '-u',
+        'spark-builder',
+        '--',
+        'sudo',
+        '-n',
+        '/usr/local/sbin/spark-build-helper',
+        'run',
+        '--external-command',
+        '--arch=amd64',
+        '--artifacts-out',
+        '/tmp',
+        '--build-dir',
+        '/etc/laniakea',
+        '--header=x',
+        'bookworm',
+        '/bin/sh',
+      ]);
+      if (escape.code !== 64) throw new Error(`helper run --build-dir /etc/laniakea: exit ${escape.code} ${escape.stderr}`);
+      const direct = await m.exec(['runuser', '-u', 'spark-builder', '--', 'sudo', '-n', '/usr/bin/debspawn', 'list']);
+      if (direct.code === 0) throw new Error('sudo let spark-builder run debspawn itself');
+      return `helper --version: ${inUnit.stdout.trim()}; login and --build-dir /etc/laniakea refused (64); sudo debspawn refused`;
+    });
+
+    await check('spark-builder@2 serves its metrics on MetricsPort + 1, beside @1 and the other services', async () => {
+      await m.sh('systemctl start spark-builder@2');
+      try {
+        const ports = {
+          'spark-builder@1': builderPort,
+          'spark-builder@2': builderPort + 1,
+          connector: connectorPort,
+          signer: signerPort,
+          uploader: uploaderPort,
+        };
+        const seen: string[] = [];
+        for (const [name, port] of Object.entries(ports)) {
+          const text = await until(
+            `${name} metrics on ${port}`,
+            () =>
+              fetch(`http://127.0.0.1:${port}/metrics`).then(
+                (r) => (r.ok ? r.text() : null),
+                () => null,
+              ),
+            20_000,
+          );
+          if (!text.includes('spark_process_')) throw new Error(`${name} on ${port} answered without process metrics`);
+          seen.push(`${name} ${port}`);
+        }
+        return seen.join(', ');
+      } finally {
+        await m.sh('systemctl stop spark-builder@2');
+      }
+    });
+
+    // --- Jobs through the chain.
+    const success = await archive.packageJob({ name: 'hello-deploy', version: '1.0' });
+    const ftbfs = await archive.packageJob({ name: 'broken-deploy', version: '1.0', cSource: 'int main(void) { return missing; }\n' });
+    const refused = await archive.packageJob({ name: 'refused-deploy', version: '1.0' });
+    (refused.data as Record<string, unknown>)['sha256sum'] = '0'.repeat(64);
+    for (const job of [success, ftbfs, refused]) standIn.addJob(job);
+    const ended = (uuid: string) => {
+      const seen = requestsFor(standIn.requests, uuid);
+      return seen.includes('job-success') || seen.includes('job-failed');
+    };
+    // A rejected job goes back to WAITING and would be handed out again at once; take it off the board.
+    void until(
+      'the refused job rejected',
+      () => {
+        if (!requestsFor(standIn.requests, refused.uuid).includes('job-rejected')) return false;
+        const entry = board.get(refused.uuid);
+        if (entry) entry.status = 'DONE';
+        return true;
+      },
+      300_000,
+    ).catch(() => undefined);
+
+    const verified = async (uuid: string) => {
+      const names = await readdir(uploads).catch(() => [] as string[]);
+      const signed: string[] = [];
+      for (const name of names.filter((n) => n.endsWith('.dud') || n.endsWith('.changes'))) {
+        const text = await readFile(join(uploads, name), 'utf8');
+        if (name.endsWith('.dud') && !text.includes(`X-Spark-Job: ${uuid}`)) continue;
+        if (name.endsWith('.changes') && !names.some((d) => d.endsWith('.dud') && name.startsWith(d.split('_')[0] ?? ''))) continue;
+        await run('gpgv', ['--keyring', key.keyring, join(uploads, name)]);
+        signed.push(name);
+      }
+      return signed;
+    };
+    const dudFor = async (uuid: string) => {
+      for (const name of (await readdir(uploads).catch(() => [] as string[])).filter((n) => n.endsWith('.dud'))) {
+        const text = await readFile(join(uploads, name), 'utf8');
+        if (text.includes(`X-Spark-Job: ${uuid}`)) return { name, text };
+      }
+      return null;
+    };
+
+    await check('a package build succeeds: reported at Lighthouse, signed .changes and .dud in the archive', async () => {
+      await until('job-success', () => ended(success.uuid), 180_000);
+      const seen = requestsFor(standIn.requests, success.uuid);
+      if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      const dud = await until('the .dud in the archive', () => dudFor(success.uuid), 60_000);
+      if (!/X-Spark-Result: success/.test(dud.text)) throw new Error(`${dud.name} does not say success`);
+      const changes = (await readdir(uploads)).find((n) => n.startsWith('hello-deploy_1.0_') && n.endsWith('.changes'));
+      if (!changes) throw new Error('no hello-deploy .changes in the archive');
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+      const log = await m.sh(`cat /var/lib/lkspark/logs/${success.uuid}*.log`);
+      if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build'))
+        throw new Error('the build log shows no build through sudo and the helper');
+      return `${changes}, ${dud.name} verified with gpgv; built through sudo and the helper`;
+    });
+
+    await check('a build failure is reported failed, with only its signed .dud uploaded', async () => {
+      await until('job-failed', () => ended(ftbfs.uuid), 180_000);
+      const seen = requestsFor(standIn.requests, ftbfs.uuid);
+      if (!seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      const dud = await until('the .dud in the archive', () => dudFor(ftbfs.uuid), 60_000);
+      if (!/X-Spark-Result: failure/.test(dud.text)) throw new Error(`${dud.name} does not say failure`);
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+      const changes = (await readdir(uploads)).filter((n) => n.startsWith('broken-deploy_') && n.endsWith('.changes'));
+      if (changes.length > 0) throw new Error(`a failed build uploaded ${changes.join()}`);
+      return `${dud.name} verified`;
+    });
+
+    await check('a job whose source does not match its hash is rejected back, nothing uploaded', async () => {
+      await until('job-rejected', () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), 120_000);
+      const seen = requestsFor(standIn.requests, refused.uuid);
+      if (seen.includes('job-success') || seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      if (await dudFor(refused.uuid)) throw new Error('a rejected job uploaded a .dud');
+      const files = (await readdir(uploads)).filter((n) => n.startsWith('refused-deploy'));
+      if (files.length > 0) throw new Error(`uploaded ${files.join()}`);
+    });
+
+    const leftovers = async () =>
+      (await m.exec(['pgrep', '-a', '-f', 'spark-build-helper|host-runner|dpkg-buildpackage|sleep [0-9]'])).stdout.trim();
+    const buildRunning = (seconds: number) => async () => (await m.exec(['pgrep', '-f', `^sleep ${seconds}$`])).code === 0;
+
+    await check('systemctl stop spark-builder@1 mid-build drains: the job is rejected back, nothing is left running', async () => {
+      const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildCommands: ['sleep 20'] });
+      standIn.addJob(slow);
+      await until('the slow build running', buildRunning(20), 120_000);
+      const t0 = Date.now();
+      await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
+      const stopSeconds = ((Date.now() - t0) / 1000).toFixed(1);
+      const left = await leftovers();
+      if (left) throw new Error(`still running after the stop:\n${left}`);
+      const seen = requestsFor(standIn.requests, slow.uuid);
+      if (!seen.includes('job-rejected') && !seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      await m.sh('systemctl start spark-builder@1');
+      await until('the slow job done after the builder is back', () => ended(slow.uuid), 180_000);
+      const after = requestsFor(standIn.requests, slow.uuid);
+      if (!after.includes('job-success')) throw new Error(`Lighthouse saw ${after.join(', ')}`);
+      return `stopped in ${stopSeconds} s (DrainTimeout 5 s); ${seen.includes('job-rejected') ? 'rejected back' : 'finished'}, then built again: ${after.join(' → ')}`;
+    });
+
+    await check('kill -9 of each service mid-job: systemd restarts it, the job still succeeds once', async () => {
+      const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildCommands: ['sleep 8'] });
+      standIn.addJob(job);
+      await until('the build running', buildRunning(8), 120_000);
+      const restarted: string[] = [];
+      // The builder first, while its build runs: the helper must end the build when its caller is gone.
+      for (const unit of ['spark-builder@1', 'spark-connector', 'spark-signer', 'spark-uploader']) {
+        const before = await mainPid(unit);
+        await m.sh(`kill -9 ${before}`);
+        await until(
+          `${unit} restarted`,
+          async () => {
+            const now = await mainPid(unit);
+            return now !== 0 && now !== before && (await m.exec(['systemctl', 'is-active', unit])).code === 0;
+          },
+          60_000,
+        );
+        restarted.push(unit);
+      }
+      await until('the job done', () => ended(job.uuid), 300_000);
+      const seen = requestsFor(standIn.requests, job.uuid);
+      if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      const signed = await verified(job.uuid);
+      if (!signed.some((n) => n.endsWith('.dud'))) throw new Error('no verified .dud for the job');
+      const left = await leftovers();
+      if (left) throw new Error(`still running:\n${left}`);
+      return `restarted ${restarted.join(', ')}; ${seen.join(' → ')}`;
+    });
+
+    await check('systemctl restart spark-signer mid-job: the job is signed and uploaded once', async () => {
+      const job = await archive.packageJob({ name: 'resigned-deploy', version: '1.0', buildCommands: ['sleep 3'] });
+      standIn.addJob(job);
+      await until('the build running', buildRunning(3), 120_000);
+      await m.sh('systemctl restart spark-signer');
+      await until('the job done', () => ended(job.uuid), 180_000);
+      const seen = requestsFor(standIn.requests, job.uuid);
+      if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      const dud = await until('the .dud', () => dudFor(job.uuid), 60_000);
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+    });
+
+    await check('spark status works for a member of spark-operators', async () => {
+      await m.sh('id alice >/dev/null 2>&1 || useradd --create-home --groups spark-operators alice');
+      const status = await m.exec(['runuser', '-u', 'alice', '--', 'spark', 'status', '--config', '/etc/laniakea/spark.toml']);
+      if (status.code !== 0) throw new Error(`exit ${status.code}\n${status.stdout}${status.stderr}`);
+      return status.stdout.split('\n').slice(0, 3).join(' | ');
+    });
+
+    await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
+      await until('workspaces removed', async () => (await m.sh('ls -A /var/lib/lkspark/workspaces')).trim() === '', 60_000).catch(
+        async (error: Error) => {
+          throw new Error(`${error.message}: ${(await m.sh('ls -la /var/lib/lkspark/workspaces/*')).trim()}`);
+        },
+      );
+      const helperState = (await m.sh('ls -A /var/lib/spark-build-helper')).trim();
+      if (helperState !== '') throw new Error(`the build helper left ${helperState} in /var/lib/spark-build-helper`);
+      let hosts: { jobs: unknown[]; queues: Record<string, { waiting: number; active: number; delayed: number; failed: number }> }[] = [];
+      await until(
+        'the queues drained',
+        async () => {
+          hosts = JSON.parse(await m.sh('spark status --json --config /etc/laniakea/spark.toml')) as typeof hosts;
+          const host = hosts[0];
+          return (
+            host !== undefined &&
+            host.jobs.length === 0 &&
+            Object.values(host.queues).every((q) => q.waiting + q.active + q.delayed + q.failed === 0)
+          );
+        },
+        30_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}: ${JSON.stringify(hosts[0]?.queues)} ${JSON.stringify(hosts[0]?.jobs)}`);
+      });
+      return `queues ${Object.keys(hosts[0]?.queues ?? {}).join(', ')}: nothing waiting, active, delayed or failed`;
+    });
+
+    await check('service logs carry their severity to journald (journalctl -p warning shows warnings and errors only)', async () => {
+      const lines = (await m.sh("journalctl -u 'spark-*' -p warning -o cat --no-pager | grep '^{' || true"))
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+      if (lines.length === 0) throw new Error('no warning or error lines from the services (a drain and kill -9 should have left some)');
+      const levels = lines.map((line) => (JSON.parse(line) as { level: number }).level);
+      if (levels.some((level) => level < 40)) throw new Error(`journalctl -p warning shows levels ${[...new Set(levels)].join(', ')}`);
+      const info = (await m.sh('journalctl -u spark-connector -p info -o cat --no-pager | grep -c \'^{"level":30\' || true')).trim();
+      if (info === '0') throw new Error('no info lines from the connector');
+      return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
+    });
+
+    const failed = results.filter((r) => !r.ok);
+    return failed.length === 0 ? 0 : 1;
+  } finally {
+    if (machine) {
+      if (results.some((r) => !r.ok)) {
+        const journal = await machine.exec(['journalctl', '-u', 'spark-*', '-n', '120', '--no-pager', '-o', 'cat']);
+        console.log(`--- journal of the spark units (last lines) ---\n${journal.stdout}`);
+      }
+      await machine.powerOff();
+      say('machine powered off');
+    }
+    for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => undefined);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** The unit's sandboxing settings that matter for sudo, to run a command under them with systemd-run. */
+async function unitProperties(m: Machine, unit: string): Promise<string[]> {
+  const fragment = (await m.sh(`systemctl show -p FragmentPath --value ${unit}`)).trim();
+  const text = await m.sh(`cat ${fragment}`);
+  const skip =
+    /^(Type|ExecStart|Restart|RestartSec|TimeoutStopSec|KillMode|User|Group|Environment|Description|Documentation|After|Wants|PartOf|WantedBy)=/;
+  const props: string[] = [];
+  for (const line of text.split('\n')) {
+    if (/^[A-Z][A-Za-z]+=/.test(line) && !skip.test(line)) props.push('-p', line);
+  }
+  return props;
+}
+
+const code = await main().catch((error: unknown) => {
+  console.error(error);
+  return 1;
+});
+const passed = results.filter((r) => r.ok).length;
+console.log(`\ntest:deploy: ${passed} of ${results.length} checks passed in ${elapsed().trim()}`);
+process.exit(code);
