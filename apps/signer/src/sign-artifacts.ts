@@ -164,8 +164,8 @@ async function createFile(path: string, content: Buffer): Promise<void> {
 /** Creates `<workspace>/signer-originals` when missing and opens it (a link planted there is refused). */
 async function openOriginalsForWriting(workspace: JobDir): Promise<JobDir> {
   // mkdir never follows a link at the name: a planted link makes it fail with EEXIST, and opening it then refuses it.
-  // Group-writable like the rest of the workspace (0770 under the unit's UMask=0007): the
-  // uploader (group lkspark) removes the workspace once it is uploaded, this directory included.
+  // Group-writable like the rest of the workspace: the uploader (group lkspark) removes the
+  // workspace once it is uploaded, this directory included. Nothing in it is signed from.
   await mkdir(workspace.at(ORIGINALS_DIR), { mode: 0o770 }).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'EEXIST') throw error;
   });

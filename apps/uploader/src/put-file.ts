@@ -38,18 +38,15 @@ export class PutTimeoutError extends Error {
  * within `timeouts.connectMs`, and when nothing moves for `timeouts.idleMs`; a
  * slow but steady upload is never cut, whatever the size of the file. HTTPS
  * verifies against the host's CA store; proxies come from the environment
- * (archive-connection.ts; a CONNECT through a proxy has `timeouts.connectMs`).
+ * (see archive-connection.ts).
  */
 export async function putFile(url: string, path: string, size: number, timeouts: PutTimeouts): Promise<PutAnswer> {
+  const target = new URL(url);
   const req = await archiveRequest(
     url,
     { method: 'PUT', headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' } },
     timeouts.connectMs,
   );
-  return sendFile(new URL(url), req, path, size, timeouts);
-}
-
-function sendFile(target: URL, req: ClientRequest, path: string, size: number, timeouts: PutTimeouts): Promise<PutAnswer> {
   return new Promise((resolve, reject) => {
     let fileBytes = 0;
     let stopSending = false;
