@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import { giveUp, readJobRecord, recordHandOut, sendReport, type Logger, type Redis } from '@spark/service';
+import { giveUp, recordHandOut, sendReport, type Logger, type Redis } from '@spark/service';
 import { newRound, readJobReply, stageJobId, type BuildPayload, type Job, type JobReply, type JobRound } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
 import { readBuilderCapacity } from './builder-capacity.js';
@@ -155,34 +155,26 @@ async function enqueueBuild(deps: JobFetcherDeps, job: Job): Promise<void> {
   const log = deps.logger.child({ jobId: job.uuid });
   const receivedAt = Date.now();
   try {
-    const previous = await readJobRecord(deps.redis, deps.prefix, job.uuid);
+    // The new record carries the job's rejection history over from the round before.
     const record = await recordHandOut(deps.redis, deps.prefix, job, receivedAt);
     const round = { uuid: record.uuid, round: record.round };
-    if (
-      previous?.needsOperator &&
-      previous.firstRejectedAt !== null &&
-      receivedAt - previous.firstRejectedAt >= deps.giveUpRejectedAfterMs
-    ) {
-      const hours = ((receivedAt - previous.firstRejectedAt) / 3600_000).toFixed(1);
-      const cause = previous.lastRejection ?? 'rejected';
-      await failWithExcerpt(
-        deps,
-        round,
-        `${cause} — rejected ${previous.rejections} times over ${hours} h; an operator must fix this host`,
-      );
+    if (record.needsOperator && record.firstRejectedAt !== null && receivedAt - record.firstRejectedAt >= deps.giveUpRejectedAfterMs) {
+      const hours = ((receivedAt - record.firstRejectedAt) / 3600_000).toFixed(1);
+      const cause = record.lastRejection ?? 'rejected';
+      await failWithExcerpt(deps, round, `${cause} — rejected ${record.rejections} times over ${hours} h; an operator must fix this host`);
       return;
     }
-    if (inCooldown(previous, receivedAt, deps.rejectionCooldown)) {
-      const cause = previous.lastRejection ?? 'rejected';
-      const until = previous.lastRejectedAt + rejectionCooldownMs(previous.rejections, deps.rejectionCooldown);
+    if (inCooldown(record, receivedAt, deps.rejectionCooldown)) {
+      const cause = record.lastRejection ?? 'rejected';
+      const until = record.lastRejectedAt + rejectionCooldownMs(record.rejections, deps.rejectionCooldown);
       await blockKind(
         deps.redis,
         deps.prefix,
-        { kind: job.kind, until, uuid: round.uuid, reason: cause, needsOperator: previous.needsOperator },
+        { kind: job.kind, until, uuid: round.uuid, reason: cause, needsOperator: record.needsOperator },
         log,
       );
       await giveUp(deps.reportQueue, round, 'rejected', `rejected again within its back-off: ${cause}`, log, {
-        needsOperator: previous.needsOperator,
+        needsOperator: record.needsOperator,
         bounced: true,
       });
       return;
