@@ -333,8 +333,9 @@ MetricsPort = ${uploaderPort}
       'the refused job rejected',
       () => {
         if (!requestsFor(standIn.requests, refused.uuid).includes('job-rejected')) return false;
-        const entry = board.get(refused.uuid);
-        if (entry) entry.status = 'DONE';
+        // Deleted, not marked DONE: a rejection still on its way (handed straight back within its
+        // cool-down) would put a DONE job back to WAITING, as at Lighthouse.
+        board.remove(refused.uuid);
         return true;
       },
       300_000,
