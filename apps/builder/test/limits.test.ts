@@ -21,6 +21,7 @@ import {
   signPayloadSchema,
   jobWorkspaceDir,
   stageJobId,
+  type BuilderControlMessage,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
 import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, type RedisServer } from '@spark/testing';
@@ -92,13 +93,13 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     sha256sum: dscSha256,
     do_indep: false,
   });
-  const addJob = async (uuid: string, suite: string, overrides: Record<string, unknown> = {}) => {
-    const jobId = UUID.test(uuid) ? stageJobId({ uuid, round: R }, 'build') : uuid.replace(/[^0-9a-z-]/g, 'x');
+  const addJob = async (uuid: string, suite: string, overrides: Record<string, unknown> = {}, round = R) => {
+    const jobId = UUID.test(uuid) ? stageJobId({ uuid, round }, 'build') : uuid.replace(/[^0-9a-z-]/g, 'x');
     if (UUID.test(uuid)) {
       // As the connector records each hand-out: `spark cancel <uuid>` finds the round through it.
       const record: NewJobRecord = {
         uuid,
-        round: R,
+        round,
         kind: 'package-build',
         architecture: 'amd64',
         repo: 'master',
@@ -121,7 +122,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
           data: { package_name: 'limited', package_version: '1.0', suite, dsc_url: dscUrl, sha256sum: dscSha256, do_indep: false },
           ...overrides,
         },
-        round: R,
+        round,
         receivedAt: Date.now(),
       },
       { jobId },
@@ -267,6 +268,39 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.equal(report.kind === 'rejected' ? report.reason : '', 'cancelled by operator: requested by test');
     assert.match(await logOf(uuid), /job rejected back to Lighthouse: cancelled by operator/);
     assert.equal(await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign')), undefined);
+    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+  });
+
+  it('spark logs -f goes on with the next round when the job is handed out to this worker again', async () => {
+    const uuid = randomUUID();
+    const next = String(Number(R) + 60_000);
+    const configFile = join(root, 'spark.toml');
+    await writeFile(configFile, testConfigToml({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix }));
+    await addJob(uuid, 'chatty');
+    await logShows(uuid, /still building/);
+    let followerStarted: (started: true) => void = () => undefined;
+    const started = new Promise<true>((resolve) => (followerStarted = resolve));
+    const following = runSparkCommand(['logs', '-f', uuid, '--config', configFile], {
+      onStdout: (stdout) => stdout.includes('still building') && followerStarted(true),
+    });
+    await started;
+    // Lighthouse hands the job out again while its first round still builds: the new round waits in the queue.
+    await buildQueue.pause();
+    await addJob(uuid, 'chatty', {}, next);
+    const stop: BuilderControlMessage = { action: 'cancel', uuid, reason: 'first round' };
+    await connection.publish(builderControlChannel(prefix), JSON.stringify(stop));
+    await finalReport(uuid);
+    await buildQueue.resume();
+    const nextLog = jobLogFile(join(root, 'ws', 'logs'), { uuid, round: next });
+    await waitFor('the next round to build', async () =>
+      /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')) ? true : null,
+    );
+    const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'second round', '--config', configFile]);
+    assert.equal(cancel.code, 0, cancel.stderr);
+    const followed = await following;
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.equal(followed.stderr, `spark logs: job ${uuid} was handed out to this worker again; following round ${next}\n`);
+    assert.match(followed.stdout, /cancelled by operator: first round\n[^]*still building[^]*cancelled by operator: second round\n$/);
     await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
   });
 

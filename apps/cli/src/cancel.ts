@@ -9,8 +9,7 @@ import {
   stageJobId,
   type BuilderControlMessage,
 } from '@spark/protocol';
-import { connectRedis, redactRedisUrl, redisReady } from '@spark/service';
-import { currentRound, cliRedisLogin, jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { currentRound, jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /** How long `spark cancel` waits for the builder to confirm, in ms. */
@@ -40,18 +39,13 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
-  const login = cliRedisLogin(config, 'admin', io.stderr);
-  if (!login) return EXIT_CONFIG;
-  const redis = connectRedis(config.redisUrl, 'producer', login);
-  redis.on('error', () => undefined);
+  const redis = await openCliRedis(config, 'admin', io.stderr, 'cancel');
+  if (typeof redis === 'number') return redis;
   const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
   const report = new Queue(QueueName.report, { connection: redis, prefix: config.queuePrefix });
   build.on('error', () => undefined);
   report.on('error', () => undefined);
   try {
-    await redisReady(redis, 5_000).catch((error: Error) => {
-      throw new Error(`cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${error.message}`);
-    });
     const round = await currentRound(redis, config.queuePrefix, uuid);
     const job = await build.getJob(stageJobId(round, 'build'));
     const state = job ? await job.getState() : 'unknown';

@@ -1,6 +1,16 @@
-import { ConfigError, formatProblem, loadConfig, type SparkConfig } from '@spark/config';
 import { UUID, type JobRound } from '@spark/protocol';
-import { readJobRecord, redisLogin, RedisLoginError, type Redis, type RedisOptions, type RedisRoleName } from '@spark/service';
+import { ConfigError, EXIT_CONFIG, formatProblem, loadConfig, type SparkConfig } from '@spark/config';
+import {
+  connectRedis,
+  readJobRecord,
+  redactRedisUrl,
+  redisLogin,
+  RedisLoginError,
+  redisReady,
+  type Redis,
+  type RedisOptions,
+  type RedisRoleName,
+} from '@spark/service';
 
 /**
  * Loads spark.toml for a CLI command: warnings go to `stderr`; on errors it
@@ -37,6 +47,35 @@ export function cliRedisLogin(
     if (!(error instanceof RedisLoginError)) throw error;
     stderr.write(`${error.message}\n`);
     return null;
+  }
+}
+
+/** How long a CLI command waits for this host's Redis before it gives up, in ms. */
+const REDIS_READY_TIMEOUT_MS = 5_000;
+
+/**
+ * This host's Redis for CLI command `command`, logged in as `role` (see
+ * {@link cliRedisLogin}) and ready. When it cannot be, the problem is on
+ * `stderr` and the result is the command's exit code: 2 when the password file
+ * cannot be read, 1 when Redis does not answer (its URL shown without a password).
+ */
+export async function openCliRedis(
+  config: Pick<SparkConfig, 'redisUrl' | 'redisCredentialsDir'>,
+  role: RedisRoleName,
+  stderr: NodeJS.WritableStream,
+  command: string,
+): Promise<Redis | number> {
+  const login = cliRedisLogin(config, role, stderr);
+  if (!login) return EXIT_CONFIG;
+  const redis = connectRedis(config.redisUrl, 'producer', login);
+  redis.on('error', () => undefined);
+  try {
+    await redisReady(redis, REDIS_READY_TIMEOUT_MS);
+    return redis;
+  } catch (error) {
+    redis.disconnect();
+    stderr.write(`spark ${command}: cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${(error as Error).message}\n`);
+    return 1;
   }
 }
 

@@ -1,10 +1,10 @@
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import { jobLogFile, parseJobId, QueueName, stageJobId, type JobRound } from '@spark/protocol';
-import { connectRedis, redactRedisUrl, redisReady } from '@spark/service';
-import { cliRedisLogin, jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { readJobRecord } from '@spark/service';
+import { jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /** How often a followed log is read for new output, in ms. */
@@ -20,11 +20,37 @@ async function latestLoggedRound(logsDir: string, uuid: string): Promise<JobRoun
   return latest ? { uuid, round: latest } : null;
 }
 
+/** A log file being printed from where the last read stopped. */
+class LogCopy {
+  private offset = 0;
+  private readonly buffer = Buffer.alloc(1024 * 1024);
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly out: NodeJS.WritableStream,
+  ) {}
+
+  /** Prints what was appended since the last call. */
+  async copyNew(): Promise<void> {
+    for (;;) {
+      const { bytesRead } = await this.handle.read(this.buffer, 0, this.buffer.length, this.offset);
+      if (bytesRead === 0) return;
+      this.offset += bytesRead;
+      this.out.write(Buffer.from(this.buffer.subarray(0, bytesRead)));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
 /**
  * `spark logs [-f] <uuid>`: prints the log of the job's latest round,
- * `<WorkspaceRoot>/logs/<uuid>.<round>.log`; with
- * `-f`, keeps printing what is appended until the job's build ends. Exit 0,
- * 1 when there is no log, 64 on a bad command line, 2 on a bad config.
+ * `<WorkspaceRoot>/logs/<uuid>.<round>.log`; with `-f`, keeps printing what
+ * is appended until the job's build ends — and when Lighthouse hands the job
+ * to this worker again meanwhile, goes on with the new round's log (a line on
+ * stderr says so). Exit 0, 1 when there is no log, 64 on a bad command line,
+ * 2 on a bad config.
  */
 export async function runLogs(argv: string[], io: CliIo): Promise<number> {
   let file: string;
@@ -45,52 +71,61 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
-  const round = await latestLoggedRound(config.logsDir, uuid);
-  const path = round ? jobLogFile(config.logsDir, round) : null;
-  const handle = path ? await open(path, 'r').catch(() => null) : null;
+  let round = await latestLoggedRound(config.logsDir, uuid);
+  const handle = round ? await open(jobLogFile(config.logsDir, round), 'r').catch(() => null) : null;
   if (!round || !handle) {
     io.stderr.write(`spark logs: job ${uuid} has no log in ${config.logsDir}\n`);
     return 1;
   }
-  let offset = 0;
-  const copyNew = async () => {
-    const buffer = Buffer.alloc(1024 * 1024);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
-      if (bytesRead === 0) return;
-      offset += bytesRead;
-      io.stdout.write(Buffer.from(buffer.subarray(0, bytesRead)));
-    }
-  };
+  let log = new LogCopy(handle, io.stdout);
   if (!follow) {
-    await copyNew();
-    await handle.close();
+    await log.copyNew();
+    await log.close();
     return 0;
   }
-  const login = cliRedisLogin(config, 'operator', io.stderr);
-  if (!login) return EXIT_CONFIG;
-  const redis = connectRedis(config.redisUrl, 'producer', login);
-  redis.on('error', () => undefined);
+  const redis = await openCliRedis(config, 'operator', io.stderr, 'logs');
+  if (typeof redis === 'number') {
+    await log.close();
+    return redis;
+  }
   const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
   build.on('error', () => undefined);
+  const buildState = async (of: JobRound) => (await build.getJob(stageJobId(of, 'build')))?.getState() ?? 'unknown';
   try {
-    await redisReady(redis, 5_000).catch((error: Error) => {
-      throw new Error(`cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${error.message}`);
-    });
     for (;;) {
-      const job = await build.getJob(stageJobId(round, 'build'));
-      const running = job ? (await job.getState()) === 'active' : false;
-      await copyNew();
-      // The builder closes the log before its build job completes, so nothing follows once it is not active.
-      if (!running) return 0;
-      await new Promise((resolve) => setTimeout(resolve, FOLLOW_INTERVAL_MS));
+      const running = (await buildState(round)) === 'active';
+      await log.copyNew();
+      if (running) {
+        await sleep(FOLLOW_INTERVAL_MS);
+        continue;
+      }
+      // The builder closes the log before its build job completes, so this round's log is whole.
+      // A newer round of the job on this worker is followed once its build has started.
+      const latest = await readJobRecord(redis, config.queuePrefix, uuid);
+      if (!latest || Number(latest.round) <= Number(round.round)) return 0;
+      const next: JobRound = { uuid, round: latest.round };
+      const state = await buildState(next);
+      if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
+        await sleep(FOLLOW_INTERVAL_MS);
+        continue;
+      }
+      const nextHandle = await open(jobLogFile(config.logsDir, next), 'r').catch(() => null);
+      if (!nextHandle) return 0;
+      await log.close();
+      log = new LogCopy(nextHandle, io.stdout);
+      round = next;
+      io.stderr.write(`spark logs: job ${uuid} was handed out to this worker again; following round ${next.round}\n`);
     }
   } catch (error) {
     io.stderr.write(`spark logs: ${(error as Error).message}\n`);
     return 1;
   } finally {
-    await handle.close();
+    await log.close().catch(() => undefined);
     await build.close().catch(() => undefined);
     redis.disconnect();
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

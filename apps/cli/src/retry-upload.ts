@@ -10,8 +10,7 @@ import {
   uploadStateSchema,
   type JobRound,
 } from '@spark/protocol';
-import { connectRedis, redactRedisUrl, redisReady } from '@spark/service';
-import { cliRedisLogin, currentRound, jobUuidArgument, loadCliConfig } from './cli-config.js';
+import { currentRound, jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /**
@@ -41,18 +40,13 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
   }
   const config = loadCliConfig(file, io.stderr);
   if (!config) return EXIT_CONFIG;
-  const login = cliRedisLogin(config, 'admin', io.stderr);
-  if (!login) return EXIT_CONFIG;
-  const redis = connectRedis(config.redisUrl, 'producer', login);
-  redis.on('error', () => undefined);
+  const redis = await openCliRedis(config, 'admin', io.stderr, 'retry-upload');
+  if (typeof redis === 'number') return redis;
   const queue = new Queue(QueueName.upload, { connection: redis, prefix: config.queuePrefix });
   queue.on('error', () => undefined);
   const reports = new Queue(QueueName.report, { connection: redis, prefix: config.queuePrefix });
   reports.on('error', () => undefined);
   try {
-    await redisReady(redis, 5_000).catch((error: Error) => {
-      throw new Error(`cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${error.message}`);
-    });
     const round = await currentRound(redis, config.queuePrefix, uuid);
     const jobId = stageJobId(round, 'upload');
     const job = await queue.getJob(jobId);

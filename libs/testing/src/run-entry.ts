@@ -9,16 +9,21 @@ export interface CommandResult {
   stderr: string;
 }
 
+/** How {@link runTsEntry} runs a command. */
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  /** SIGKILL after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Called with all stdout so far each time more arrives, e.g. to wait until a follower has started. */
+  onStdout?: (stdout: string) => void;
+}
+
 /**
  * Runs a TypeScript entry point (a service's `src/main.ts`, the `spark` CLI)
  * the way tests run everything: node with tsx and the `@spark/source`
  * condition, so no build is needed. Resolves when the process exits.
  */
-export function runTsEntry(
-  entry: string,
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<CommandResult> {
+export function runTsEntry(entry: string, args: string[], options: RunOptions = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', entry, ...args], {
       env: { ...process.env, ...options.env },
@@ -26,7 +31,10 @@ export function runTsEntry(
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      options.onStdout?.(stdout);
+    });
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
     child.on('error', reject);
@@ -41,6 +49,6 @@ export function runTsEntry(
  * Runs the operator's `spark` command (the `@spark/cli` package's `./main`
  * entry, resolved by package name) from source, as a test would type it.
  */
-export function runSparkCommand(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+export function runSparkCommand(args: string[], options: RunOptions = {}): Promise<CommandResult> {
   return runTsEntry(fileURLToPath(import.meta.resolve('@spark/cli/main')), args, options);
 }
