@@ -106,18 +106,24 @@ export async function processBuildJob(
     return reject(deps, round, `this builder builds ${deps.architectures.join(', ')}, not ${job.architecture}`, logger);
   }
   const earlier = running.get(uuid);
-  if (earlier && !(earlier.signal.aborted && stopReason(earlier.signal).kind === 'lock-lost')) {
+  const earlierRound = earlier && runRound.get(earlier);
+  if (earlier && earlierRound !== undefined && Number(earlierRound) < Number(round.round) && !earlier.signal.aborted) {
+    // Lighthouse handed the job out again: the job is the new round's, and the earlier round's reports would be dropped.
+    earlier.abort(new JobStop('superseded', `Lighthouse handed the job out again (round ${round.round})`));
+  }
+  if (earlier && !(earlier.signal.aborted && stopReason(earlier.signal).reportsNothing)) {
     logger.warn('job is already running here; ignoring the duplicate');
     return { outcome: 'dropped', reason: 'already running' };
   }
 
   const stopper = new AbortController();
   running.set(uuid, stopper);
+  runRound.set(stopper, round.round);
   let ended = () => {};
   runEnded.set(stopper, new Promise<void>((resolve) => (ended = resolve)));
   if (earlier) {
-    // This builder's own earlier run lost the lock and is stopping (within its kill grace): this run is the job's now.
-    logger.info('job handed out again after its lock was lost here; waiting for the earlier run to stop');
+    // This builder's own earlier run lost the lock or was superseded and is stopping (within its kill grace).
+    logger.info({ reason: stopReason(earlier.signal).message }, 'waiting for the earlier run of this job to stop');
     await runEnded.get(earlier);
   }
   const onLockLost = () =>
@@ -140,6 +146,8 @@ export async function processBuildJob(
 
 /** Settles when the run behind a stopper (a value of `running`) has ended. */
 const runEnded = new WeakMap<AbortController, Promise<void>>();
+/** The round the run behind a stopper builds. */
+const runRound = new WeakMap<AbortController, string>();
 
 async function runJob(
   job: Job,
@@ -155,7 +163,7 @@ async function runJob(
   // This run's own directory: a run that lost the job to another builder may still be
   // stopping while the new one starts, and must not write where the new one builds.
   const runDir = join(workspace, `run-${randomUUID()}`);
-  const lockLost = () => signal.aborted && stopReason(signal).kind === 'lock-lost';
+  const reportsNothing = () => signal.aborted && stopReason(signal).reportsNothing;
   let log: JobLog;
   try {
     // A job retried after a crash starts from a clean workspace.
@@ -177,7 +185,7 @@ async function runJob(
   let statusChain = Promise.resolve();
   const sendStatus = () => {
     const excerpt = log.takeExcerpt();
-    if (excerpt === null || lockLost()) return statusChain;
+    if (excerpt === null || reportsNothing()) return statusChain;
     const seq = ++statusSeq;
     statusChain = statusChain
       .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq))
@@ -197,6 +205,14 @@ async function runJob(
     outcome = { type: 'rejected', reason: `the builder failed running the job: ${(error as Error).message}` };
   }
   clearInterval(statusTimer);
+  if (signal.aborted && stopReason(signal).kind === 'superseded') {
+    const { message } = stopReason(signal);
+    log.note(`this round is over: ${message}; nothing is reported from here`);
+    await log.close().catch(() => undefined);
+    await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
+    logger.warn({ reason: message }, 'round superseded by a newer hand-out of the job; reporting nothing');
+    return { outcome: 'dropped', reason: message };
+  }
   // Renewal failed or not, only the lock says whose job it is: a job still ours is reported (a stopped
   // run is rejected back), never dropped — nobody else would report it. A Redis error is no proof.
   if (!(await attempt.holdsLock().catch(() => true))) {

@@ -304,6 +304,38 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
   });
 
+  it('a newer round of a running job stops the earlier one, which reports nothing, and builds', async () => {
+    const uuid = randomUUID();
+    const next = String(Number(R) + 120_000);
+    await addJob(uuid, 'chatty');
+    await logShows(uuid, /still building/);
+    await addJob(uuid, 'chatty', {}, next);
+    const earlier = await waitFor('the earlier round to end', async () => {
+      const job = await buildQueue.getJob(stageJobId({ uuid, round: R }, 'build'));
+      return (await job?.isCompleted()) ? ((await buildQueue.getJob(stageJobId({ uuid, round: R }, 'build'))) ?? null) : null;
+    });
+    assert.deepEqual(earlier.returnvalue, { outcome: 'dropped', reason: `Lighthouse handed the job out again (round ${next})` });
+    assert.match(
+      await logOf(uuid),
+      /this round is over: Lighthouse handed the job out again \(round \d+\); nothing is reported from here\n$/,
+    );
+    const nextLog = jobLogFile(join(root, 'ws', 'logs'), { uuid, round: next });
+    await waitFor('the next round to build', async () =>
+      /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')) ? true : null,
+    );
+    const reports = (await reportQueue.getJobs(['waiting'])).map((job) => reportPayloadSchema.parse(job.data));
+    assert.ok(
+      !reports.some((report) => report.uuid === uuid && report.round === R && report.kind !== 'accepted' && report.kind !== 'status'),
+    );
+    assert.ok(!existsSync(join(root, 'ws', 'workspaces', `${uuid}.${R}`)), "the earlier round's workspace is removed");
+    const stop: BuilderControlMessage = { action: 'cancel', uuid, reason: 'test over' };
+    await connection.publish(builderControlChannel(prefix), JSON.stringify(stop));
+    await waitFor('the next round to be rejected', async () =>
+      (await reportQueue.getJob(reportJobId({ uuid, round: next }, { kind: 'final' }))) ? true : null,
+    );
+    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+  });
+
   it('drains on close: stops taking jobs, then stops and rejects what still runs after DrainTimeout', async () => {
     const first = builders.pop() as Builder;
     await first.close();
