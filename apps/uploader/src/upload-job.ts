@@ -2,7 +2,7 @@ import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { giveUp, lastStatusSeq, reportReason, sendReport, type Logger } from '@spark/service';
+import { giveUp, lastStatusSeq, readJobRecord, reportReason, sendReport, type Logger } from '@spark/service';
 import {
   jobArtifactsDir,
   jobWorkspaceDir,
@@ -145,6 +145,13 @@ export async function uploadJob(
     await removeWorkspace();
     return { ended: outcome };
   };
+  const latest = await readJobRecord(deps.redis, deps.prefix, manifest.uuid);
+  if (latest && latest.round !== manifest.round) {
+    // Lighthouse handed the job out again: this round's files are not the job's result any more
+    // (docs/architecture.md, "Rounds and ids"), and its reports would be dropped.
+    logger.warn({ latestRound: latest.round }, 'not uploading: the job was handed out again and this round is over; reporting nothing');
+    return end({ result: 'superseded', by: latest.round, at: Date.now() });
+  }
   try {
     const target = await lookUpTarget(deps.redis, deps.prefix, manifest.repo);
     const dir = jobArtifactsDir(deps.workspacesDir, manifest);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { jobLogFile, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
+import { jobLogFile, jobRecordKey, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
 import { runSparkCommand } from '@spark/testing';
 import { createUploader, type Uploader } from '../src/uploader.js';
 import { startHarness, type Harness } from './harness.js';
@@ -104,6 +104,28 @@ describe('spark-uploader', () => {
     assert.equal(await h.settled(job.uuid), 'completed');
     await assertArchived(job, 'extra');
     assert.equal((await finalReport(job))?.['kind'], 'success');
+  });
+
+  it('stops retrying a round once Lighthouse has handed the job out again: uploads nothing more, reports nothing, removes its workspace', async () => {
+    const job = await newJob({ repo: 'stale' });
+    await h.setTargets({ master: h.target, stale: h.target });
+    await h.addUpload(job.manifest);
+    await h.excerptMatching(job.uuid, /422 unknown repository: stale/);
+    const next = String(Number(job.manifest.round) + 1);
+    const record = JSON.parse((await h.redis.get(jobRecordKey(h.prefix, job.uuid))) ?? '{}') as Record<string, unknown>;
+    await h.redis.set(jobRecordKey(h.prefix, job.uuid), JSON.stringify({ ...record, round: next }));
+    assert.equal(await h.settled(job.uuid), 'completed');
+    const upload = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
+    assert.deepEqual({ ...(upload?.returnvalue as Record<string, unknown>), at: 0 }, { result: 'superseded', by: next, at: 0 });
+    assert.equal(await finalReport(job), undefined);
+    assert.equal(await exists(job.artifactsDir), false);
+    const tries = urlsOf(job).length;
+    const repos = h.receiver.options.repos;
+    h.receiver.options.repos = [...repos, 'stale'];
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(urlsOf(job).length, tries, 'no PUT after the round was superseded');
+    h.receiver.options.repos = repos;
+    await h.setTargets({ master: h.target, extra: h.target });
   });
 
   it('retries a 502 until the archive recovers, saying so, and sends no file twice', async () => {

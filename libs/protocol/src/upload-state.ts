@@ -44,6 +44,8 @@ export const uploadOutcomeSchema = z.discriminatedUnion('result', [
   z.object({ result: z.literal('uploaded'), report: z.enum(['success', 'failed']) }),
   /** The upload could not be done: the round was reported failed to Lighthouse with this reason at `at`. */
   z.object({ result: z.literal('gave-up'), reason: z.string(), at: ms }),
+  /** Lighthouse handed the job out again (round `by`) before this round was uploaded: nothing was reported. */
+  z.object({ result: z.literal('superseded'), by: z.string(), at: ms }),
 ]);
 /** How an `upload` job ended. */
 export type UploadOutcome = z.infer<typeof uploadOutcomeSchema>;

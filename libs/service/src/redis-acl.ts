@@ -66,7 +66,7 @@ const queueKeys = (prefix: string, queue: string) => `~${prefix}:${queue}:*`;
  * - signer: the `sign`, `upload` and `report` queues; reads the job records and
  *   `archive-targets`;
  * - uploader: the `upload` and `report` queues and the upload progress records;
- *   reads `archive-targets`;
+ *   reads the job records and `archive-targets`;
  * - operator: reads every key under the prefix (`spark status`, `spark logs`,
  *   the read-only dashboard);
  * - admin: every key and channel under the prefix (`spark cancel`,
@@ -100,6 +100,8 @@ export function redisAclRules(prefix: string): Record<RedisRoleName, string[]> {
       queueKeys(p, QueueName.upload),
       queueKeys(p, QueueName.report),
       `~${p}:upload-progress:*`,
+      // A round handed out again is not uploaded: see upload-job.ts.
+      `%R~${p}:jobs:*`,
       `%R~${p}:archive-targets`,
     ],
     // Scripts name their keys without saying they only read them, so Redis asks for full key access
