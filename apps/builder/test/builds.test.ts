@@ -330,7 +330,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     await chmod(script, 0o755);
     const log = await openJobLog(join(dir, 'run.log'));
     const stopper = new AbortController();
-    const seen = new Promise<void>((resolve) => log.onLine((line) => line.includes('inside the container') && resolve()));
+    const seen = new Promise<void>((resolve) => log.onLine(['inside the container'], () => resolve()));
     const running = runLogged(
       debspawnCommand(detectDebspawnEnvironment('debspawn'), ['run', '--external-command', 'bookworm', script]),
       log,
