@@ -41,10 +41,14 @@ async function plain(path: string): Promise<number> {
   }
 }
 
+/** CPU seconds (user + system, all of the builder's threads) of each relay run: less load-dependent than wall time. */
+const builderCpu: number[] = [];
+
 /** The same command through the builder's log relay into a job log. */
 async function throughBuilder(): Promise<number> {
   const path = join(tmp, 'job.log');
   const start = process.hrtime.bigint();
+  const cpuBefore = process.cpuUsage();
   const log = await openJobLog(path);
   const seen = { missingImage: false, unmetDependencies: false };
   const warnings = createWarningCollector();
@@ -60,6 +64,8 @@ async function throughBuilder(): Promise<number> {
   });
   await log.close();
   const seconds = secondsSince(start);
+  const cpu = process.cpuUsage(cpuBefore);
+  builderCpu.push((cpu.user + cpu.system) / 1e6);
   if (outcome.exitCode !== 0) throw new Error(`the generator exited with ${outcome.exitCode}`);
   const size = (await stat(path)).size;
   // Every block holds warnings; more than the collector keeps in 200 MB.
@@ -90,6 +96,7 @@ try {
   process.stdout.write(
     [
       line('through the builder (job log, line listeners): ', builder),
+      `  … its CPU time: ${median(builderCpu.slice(1)).toFixed(2)} s (${(BYTES / MB / median(builderCpu.slice(1))).toFixed(0)} MB per CPU second)`,
       line('same command > /dev/null:                       ', devNull),
       line('same command > file:                            ', toFile),
       '',

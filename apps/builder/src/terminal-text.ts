@@ -26,8 +26,8 @@ export function plainLines(lines: Buffer): string {
 
 /**
  * Splits a stream of byte chunks into runs of complete lines. `push` returns
- * what a chunk completed: runs of whole lines, each run ending in LF (no copy
- * unless a line spans chunks); `end` the last unterminated line, with an LF
+ * what a chunk completed: runs of whole lines, each run ending in LF (only a
+ * line that spans two chunks is copied); `end` the last unterminated line, with an LF
  * added. A line still unterminated past `maxLineBytes` is passed on in pieces
  * (each given an LF, cut between UTF-8 characters), so one endless line
  * cannot grow memory without bound.
@@ -43,8 +43,13 @@ export function createLineScanner(maxLineBytes = 64 * 1024): { push(chunk: Buffe
       if (last === -1) {
         partial = partial.length === 0 ? chunk : Buffer.concat([partial, chunk]);
       } else {
-        const complete = chunk.subarray(0, last + 1);
-        runs.push(partial.length === 0 ? complete : Buffer.concat([partial, complete]));
+        let from = 0;
+        if (partial.length > 0) {
+          // Only the line that spans the chunks is copied; the rest of the chunk is passed on as it is.
+          from = chunk.indexOf(LF) + 1;
+          runs.push(Buffer.concat([partial, chunk.subarray(0, from)]));
+        }
+        if (from <= last) runs.push(chunk.subarray(from, last + 1));
         partial = chunk.subarray(last + 1);
       }
       while (partial.length > maxLineBytes) {
