@@ -72,6 +72,9 @@ export function createLineScanner(maxLineBytes = 64 * 1024): { push(chunk: Buffe
 // One escape sequence as in ESCAPES, never across a line end (OSC bodies stop at LF).
 const ESCAPE_IN_LINE = String.raw`(?:\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_])`;
 
+// eslint-disable-next-line no-control-regex
+const NOT_ASCII = /[^\x00-\x7f]/;
+
 /**
  * Finds the lines that may hold one of `needles` in their plain text, in runs
  * of LF-terminated UTF-8 lines, and returns them as plain text (escapes and
@@ -102,7 +105,9 @@ export function createLineMatcher(needles: readonly string[]): (lines: Buffer) =
     for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
       const start = match.index === 0 ? 0 : text.lastIndexOf('\n', match.index - 1) + 1;
       const end = text.indexOf('\n', match.index);
-      found.push(plainText(lines.toString('utf8', start, end)));
+      // Made plain as Latin-1 (escapes and CRs are ASCII: no UTF-8 character is cut), then decoded if it is not ASCII.
+      const plain = plainText(text.slice(start, end));
+      found.push(NOT_ASCII.test(plain) ? Buffer.from(plain, 'latin1').toString('utf8') : plain);
       // One line is found once, whatever it holds.
       pattern.lastIndex = end + 1;
     }
