@@ -15,6 +15,9 @@ const WARNING = /^(?<file>[^\s:][^:]*):(?<line>\d+):(?:(?<column>\d+):)? warning
 // `hello.c: In function ‘main’:` — quotes are ‘’ in UTF-8 locales, '' in C.
 const IN_FUNCTION = /^(?<file>[^\s:][^:]*): In (?:member )?function [‘'`](?<name>[^’']+)[’']:/;
 
+/** What every line the collector reads holds: a line without one of these is neither a warning nor an `In function` line. */
+export const WARNING_NEEDLES: readonly string[] = [': warning: ', ': In '];
+
 /** Longest warning list kept per job: a pathological build cannot grow the report without bound. */
 export const MAX_WARNINGS = 10_000;
 
@@ -26,7 +29,7 @@ export function createWarningCollector(maxWarnings = MAX_WARNINGS): { line(text:
     warnings,
     line(text) {
       // Most lines are neither; skip the regular expressions for them.
-      if (!text.includes(': warning: ') && !text.includes(': In ')) return;
+      if (!WARNING_NEEDLES.some((needle) => text.includes(needle))) return;
       const inFunction = IN_FUNCTION.exec(text);
       if (inFunction?.groups) {
         currentFunction = { file: inFunction.groups['file'] as string, name: inFunction.groups['name'] as string };

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { access, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import type { OsImageBuildJob } from '@spark/protocol';
@@ -129,7 +129,8 @@ export async function runImageBuild(
 
   const files: string[] = [];
   for (const name of (await readdir(output)).sort()) {
-    if ((await stat(join(output, name))).isFile()) files.push(join(output, name));
+    // lstat: a symbolic link the recipe left is not followed to a file of the host.
+    if ((await lstat(join(output, name))).isFile()) files.push(join(output, name));
     else log.note(`not uploading ${name}: only plain files in the artifacts directory are collected`);
   }
   if (files.length === 0) return { type: 'built', result: 'failure', reason: 'the recipe left no artifacts', changes: null, files: [] };

@@ -1,11 +1,10 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { StringDecoder } from 'node:string_decoder';
 import { JobStop } from './job-stop.js';
 import { createExcerptBuffer } from './log-excerpt.js';
-import { createLineSplitter, plainText } from './terminal-text.js';
+import { createLineMatcher, createLineScanner } from './terminal-text.js';
 
-/** A job's log: everything goes to the log file as it comes; plain lines go to excerpts and line listeners. */
+/** A job's log: everything goes to the log file as it comes; plain lines go to excerpts and to the line listeners that watch for them. */
 export interface JobLog {
   readonly path: string;
   /** Writes one line of the builder's own (what it did, why a job ended); notes are written even past the size limit. */
@@ -25,8 +24,14 @@ export interface JobLog {
    * already; returns a function that removes the listener.
    */
   onRefusal(listener: (stop: JobStop) => void): () => void;
-  /** Calls `listener` with every complete line of output, terminal escapes removed. */
-  onLine(listener: (line: string) => void): void;
+  /**
+   * Calls `listener` with every complete line of output that holds one of
+   * `needles` once terminal escapes are removed, as that plain text (a needle
+   * broken by a bare CR is not found). Output is searched as bytes: lines
+   * holding no needle are not decoded. Throws on an empty needle, or one
+   * holding LF, CR or ESC.
+   */
+  onLine(needles: readonly string[], listener: (line: string) => void): void;
   /** The output since the last call, for a status report; null when nothing new. */
   takeExcerpt(): string | null;
   /** Flushes and closes the file; rejects with the write error if there was one. Never waits on a failed file. Safe to call twice. */
@@ -39,6 +44,9 @@ export interface JobLogOptions {
   maxOutputBytes?: number;
 }
 
+/** Bytes the log file's write stream buffers before the relay waits for it (the pipe is paused meanwhile). */
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+
 /**
  * Creates the log file at `path` as a new file: an older file of that name is
  * unlinked first, so a run that lost its job to another builder keeps
@@ -47,7 +55,8 @@ export interface JobLogOptions {
  */
 export async function openJobLog(path: string, options: JobLogOptions = {}): Promise<JobLog> {
   await rm(path, { force: true });
-  const file: WriteStream = createWriteStream(path, { flags: 'wx', mode: 0o644 });
+  // A pipe read is up to 64 KiB: a buffer of a few reads lets the file take them without pausing the pipe each time.
+  const file: WriteStream = createWriteStream(path, { flags: 'wx', mode: 0o644, highWaterMark: WRITE_BUFFER_BYTES });
   await new Promise<void>((resolve, reject) => {
     file.once('open', () => resolve());
     file.once('error', reject);
@@ -75,18 +84,21 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
   });
   file.on('drain', wakeWaiters);
 
-  const decoder = new StringDecoder('utf8');
-  const splitter = createLineSplitter();
+  const scanner = createLineScanner();
   const excerpt = createExcerptBuffer();
-  const lineListeners: ((line: string) => void)[] = [];
+  const lineListeners: { needles: readonly string[]; listener: (line: string) => void }[] = [];
+  let matchLines: (lines: Buffer) => string[] = () => [];
   let closed: Promise<void> | null = null;
   const writable = () => closed === null && writeError === null;
 
-  const handleLines = (completed: readonly string[]) => {
-    if (completed.length === 0) return;
-    const plain = completed.map(plainText);
-    excerpt.append(`${plain.join('\n')}\n`);
-    for (const listener of lineListeners) for (const line of plain) listener(line);
+  const handleLines = (runs: readonly Buffer[]) => {
+    for (const lines of runs) {
+      excerpt.appendOutput(lines);
+      if (lineListeners.length === 0) continue;
+      for (const line of matchLines(lines)) {
+        for (const { needles, listener } of lineListeners) if (needles.some((needle) => line.includes(needle))) listener(line);
+      }
+    }
   };
 
   return {
@@ -97,7 +109,7 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       excerpt.append(text);
     },
     output(chunk) {
-      handleLines(splitter.push(decoder.write(chunk)));
+      handleLines(scanner.push(chunk));
       if (!writable() || outputBytes >= maxOutputBytes) return true;
       const room = maxOutputBytes - outputBytes;
       const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
@@ -120,16 +132,17 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       refusalListeners.add(listener);
       return () => refusalListeners.delete(listener);
     },
-    onLine(listener) {
-      lineListeners.push(listener);
+    onLine(needles, listener) {
+      const matcher = createLineMatcher([...new Set([...lineListeners.flatMap((entry) => entry.needles), ...needles])]);
+      lineListeners.push({ needles: [...needles], listener });
+      matchLines = matcher;
     },
     takeExcerpt() {
       return excerpt.take();
     },
     close() {
       closed ??= (async () => {
-        handleLines(splitter.push(decoder.end()));
-        handleLines(splitter.end());
+        handleLines(scanner.end());
         wakeWaiters();
         if (writeError === null) {
           // end() reports an error that happens while flushing; a stream that failed already is destroyed instead.

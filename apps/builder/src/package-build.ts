@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { versionWithoutEpoch, type BuildResult, type PackageBuildJob } from '@spark/protocol';
 import { readChangesSet } from './changes-files.js';
-import { createWarningCollector } from './compiler-warnings.js';
+import { createWarningCollector, WARNING_NEEDLES } from './compiler-warnings.js';
 import { debspawnCommand } from './debspawn-command.js';
 import { fetchSource, SourceFetchError } from './fetch-source.js';
 import { firehoseFileName, firehoseXml } from './firehose.js';
@@ -62,7 +62,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   // Filled in by the line listener while debspawn runs.
   const seen: { missingImage: string | null; unmetDependencies: boolean } = { missingImage: null, unmetDependencies: false };
   const warnings = createWarningCollector();
-  log.onLine((line) => {
+  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, ...WARNING_NEEDLES], (line) => {
     if (line.startsWith(MISSING_IMAGE_PREFIX)) seen.missingImage ??= line;
     if (line.includes(UNMET_DEPENDENCIES)) seen.unmetDependencies = true;
     warnings.line(line);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Queue } from 'bullmq';
@@ -17,7 +18,8 @@ import {
   type Manifest,
 } from '@spark/protocol';
 import { writeDud } from './dud.js';
-import { digestFile, giveUp, sendReport, type Logger } from '@spark/service';
+import { moveArtifact } from './place-artifact.js';
+import { digestFile, giveUp, sendReport, type FileDigests, type Logger } from '@spark/service';
 import { openJobLog, type JobLog } from './job-log.js';
 import { JobStop, stopReason } from './job-stop.js';
 import type { RunnerContext, RunnerOutcome } from './runner.js';
@@ -233,7 +235,7 @@ async function runJob(
     return reject(deps, round, outcome.reason, logger, outcome.needsOperator);
   }
   try {
-    const manifest = await collectArtifacts(job, round, outcome, artifacts, log.path);
+    const manifest = await collectArtifacts(job, round, outcome, artifacts, log.path, logger);
     await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(round, 'sign') });
     logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
     // Sources and build trees are not needed past this point; the artifacts stay for the signer and the uploader.
@@ -246,9 +248,14 @@ async function runJob(
 }
 
 /**
- * Copies the `.changes` and its files, the log and the runner's other files
- * into the flat artifacts dir, writes the `.dud` over everything but the
- * `.changes` set, and returns the manifest of all of it.
+ * Moves the `.changes` and its files and the runner's other files into the
+ * flat artifacts dir (copies only when they must be, logged), copies the log
+ * there (a reflink where the filesystem has them: the kept log and the
+ * artifact must not share an inode, the signer signs only files that exist
+ * once), writes the `.dud` over everything but the `.changes` set, and
+ * returns the manifest of all of it. Each file is hashed once: the `.changes`
+ * set's digests come from its check, the others' are shared by the `.dud`
+ * and the manifest.
  */
 async function collectArtifacts(
   job: Job,
@@ -256,31 +263,49 @@ async function collectArtifacts(
   outcome: Extract<RunnerOutcome, { type: 'built' }>,
   artifacts: string,
   logPath: string,
+  logger: Logger,
 ): Promise<Manifest> {
   const names: string[] = [];
-  const place = async (from: string, name: string) => {
+  const digests = new Map<string, FileDigests>();
+  const place = async (from: string, name: string, known?: FileDigests) => {
     if (!isSafeFileName(name)) throw new Error(`artifact ${JSON.stringify(name)} is not a plain file name`);
     if (names.includes(name)) throw new Error(`two artifacts are named ${name}`);
-    if (from !== join(artifacts, name)) await copyFile(from, join(artifacts, name));
+    const to = join(artifacts, name);
+    let copied: string | null = null;
+    if (from === logPath) await copyFile(from, to, constants.COPYFILE_FICLONE);
+    else if (from !== to) copied = await moveArtifact(from, to);
+    if (copied !== null) logger.warn({ artifact: name }, `copied ${from} into the artifacts instead of moving it: ${copied}`);
     names.push(name);
+    // A copy is read again: the digests must be of the file that is handed on.
+    const read = known && copied === null ? known : await digestFile(to);
+    if (known && (read.size !== known.size || read.sha256 !== known.sha256)) throw new Error(`${name} changed while it was moved`);
+    digests.set(name, read);
   };
   if (outcome.changes) {
-    for (const name of outcome.changes.files) await place(join(outcome.changes.dir, name), name);
-    await place(join(outcome.changes.dir, outcome.changes.name), outcome.changes.name);
+    const { dir, name, files, digests: checked } = outcome.changes;
+    for (const file of [...files, name]) await place(join(dir, file), file, checked.get(file));
   }
   const dudFiles: string[] = [];
   for (const [from, name] of [[logPath, `${uuid}.log`], ...outcome.files.map((file) => [file, basename(file)])] as [string, string][]) {
     await place(from, name);
     dudFiles.push(name);
   }
-  const dud = await writeDud(artifacts, { uuid, architecture: job.architecture, result: outcome.result, files: dudFiles });
-  names.push(dud);
-  const files = [];
-  for (const name of names) {
-    const digests = await digestFile(join(artifacts, name));
-    files.push({ name, size: digests.size, sha256: digests.sha256 });
-  }
-  return manifestSchema.parse({ uuid, round, repo: job.repo, result: outcome.result, files, changes: outcome.changes?.name ?? null, dud });
+  const dud = await writeDud(artifacts, { uuid, architecture: job.architecture, result: outcome.result, files: dudFiles, digests });
+  names.push(dud.name);
+  digests.set(dud.name, dud.digests);
+  const files = names.map((name) => {
+    const { size, sha256 } = digests.get(name) as FileDigests;
+    return { name, size, sha256 };
+  });
+  return manifestSchema.parse({
+    uuid,
+    round,
+    repo: job.repo,
+    result: outcome.result,
+    files,
+    changes: outcome.changes?.name ?? null,
+    dud: dud.name,
+  });
 }
 
 async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger, needsOperator = false): Promise<JobSummary> {

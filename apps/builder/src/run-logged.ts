@@ -91,24 +91,27 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
     stopRequested();
   };
 
+  // One timer for the idle limit, moved on only when it fires: output just notes its time (no timer work per chunk).
+  let lastOutput = performance.now();
   let idleTimer: NodeJS.Timeout | undefined;
-  const armIdle = () => {
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(
-      () => stop(new JobStop('idle-output', `no output for ${Math.round(options.idleOutputTimeoutMs / 1000)} s`)),
-      options.idleOutputTimeoutMs,
-    );
+  const checkIdle = () => {
+    const quiet = performance.now() - lastOutput;
+    if (quiet >= options.idleOutputTimeoutMs) {
+      stop(new JobStop('idle-output', `no output for ${Math.round(options.idleOutputTimeoutMs / 1000)} s`));
+    } else {
+      idleTimer = setTimeout(checkIdle, options.idleOutputTimeoutMs - quiet);
+    }
   };
   const onAbort = () => stop(stopReason(signal));
   signal.addEventListener('abort', onAbort, { once: true });
   const stopOnRefusal = log.onRefusal(stop);
-  armIdle();
+  idleTimer = setTimeout(checkIdle, options.idleOutputTimeoutMs);
 
   const output = child.stdout;
   const pipeClosed = new Promise<void>((resolve) => output.once('close', resolve));
   output.on('data', (chunk: Buffer) => {
     // Output past a stop does not prove the command is alive: the idle limit is for a command still running.
-    if (!stopped) armIdle();
+    if (!stopped) lastOutput = performance.now();
     if (!log.output(chunk)) {
       output.pause();
       void log.drained().then(() => output.resume());

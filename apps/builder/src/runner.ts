@@ -1,4 +1,5 @@
 import type { BuildResult, Job } from '@spark/protocol';
+import type { FileDigests } from '@spark/service';
 import type { DebspawnEnvironment } from './debspawn-command.js';
 import type { DownloadTimeouts } from './fetch-source.js';
 import type { JobLog } from './job-log.js';
@@ -29,6 +30,8 @@ export interface ControlFileSet {
   name: string;
   /** The names it lists. */
   files: readonly string[];
+  /** Size and digests of the control file and of each file it lists, by name, as read once when the set was checked. */
+  digests: ReadonlyMap<string, FileDigests>;
 }
 
 /**

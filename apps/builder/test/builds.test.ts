@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -294,6 +294,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const log = await readFile(jobLogFile(config.logsDir, { uuid: uuid, round: R }), 'utf8');
     assert.match(log, /gcc -Wall -Wextra/);
     assert.equal(await readFile(artifact(uuid, `${uuid}.log`), 'utf8'), log);
+    // Every artifact exists once (the signer signs nothing else): the log is a copy of the kept log, not a second link to it.
+    for (const file of manifest.files) assert.equal((await stat(artifact(uuid, file.name))).nlink, 1, `${file.name} has one link`);
+    assert.notEqual((await stat(artifact(uuid, `${uuid}.log`))).ino, (await stat(jobLogFile(config.logsDir, { uuid, round: R }))).ino);
     const reports = await reportsOf(uuid);
     assert.ok(reports.some((r) => r.kind === 'accepted'));
     const excerpts = reports.flatMap((r) => (r.kind === 'status' ? [r.logExcerpt] : [])).join('');
@@ -330,7 +333,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     await chmod(script, 0o755);
     const log = await openJobLog(join(dir, 'run.log'));
     const stopper = new AbortController();
-    const seen = new Promise<void>((resolve) => log.onLine((line) => line.includes('inside the container') && resolve()));
+    const seen = new Promise<void>((resolve) => log.onLine(['inside the container'], () => resolve()));
     const running = runLogged(
       debspawnCommand(detectDebspawnEnvironment('debspawn'), ['run', '--external-command', 'bookworm', script]),
       log,

@@ -241,7 +241,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     const excerpts = reports.flatMap((report) => (report.uuid === uuid && report.kind === 'status' ? [report.logExcerpt] : []));
     assert.ok(excerpts.length > 0);
     for (const excerpt of excerpts) assert.ok(excerpt.length <= MAX_LOG_EXCERPT_CHARS + 256, `excerpt of ${excerpt.length} characters`);
-    assert.ok(excerpts.some((excerpt) => /^\[… \d+ characters of output left out; the full log is kept on the worker …\]\n/.test(excerpt)));
+    assert.ok(excerpts.some((excerpt) => /^\[… \d+ bytes of output left out; the full log is kept on the worker …\]\n/.test(excerpt)));
     assert.match(excerpts.join(''), /flood done/);
   });
 

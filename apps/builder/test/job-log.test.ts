@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { WARNING_NEEDLES } from '../src/compiler-warnings.js';
+import { openJobLog } from '../src/job-log.js';
+import { createExcerptBuffer } from '../src/log-excerpt.js';
+import { createLineScanner, plainText } from '../src/terminal-text.js';
+
+const E = '\x1b';
+// GCC's coloured diagnostics as on a terminal: `:` and `warning:` coloured apart, the option an OSC 8 link.
+const PTY_LINES = [
+  `${E}[01m${E}[Ksrc/parser.c:${E}[m${E}[K In function ‘${E}[01m${E}[Kparse_header${E}[m${E}[K’:`,
+  `${E}[01m${E}[Ksrc/parser.c:42:13:${E}[m${E}[K ${E}[01;35m${E}[Kwarning: ${E}[m${E}[Kunused variable ‘${E}[01m${E}[Klength${E}[m${E}[K’ [${E}]8;;https://gcc.gnu.org/onlinedocs/gcc/Warning-Options.html#index-Wunused-variable${E}\\${E}[01;35m${E}[K-Wunused-variable${E}[m${E}[K${E}]8;;${E}\\]`,
+  `   42 |   int ${E}[01;35m${E}[Klength${E}[m${E}[K;`,
+  'x86_64-linux-gnu-gcc -g -O2 -Wall -c src/main.c -o build/main.o',
+  'plain.c:7:1: warning: no colour here [-Wextra]',
+  // A needle inside an OSC 8 link target is not in the plain text: not a line of the listener.
+  `${E}]8;;file:///x: warning: y${E}\\PASS${E}]8;;${E}\\ tests/link.sh`,
+  `Reading package lists... 0%\rReading package lists... 50%\rReading package lists... Done`,
+  `${E}[1mdpkg-buildpackage: ${E}[32minfo${E}[0m: source package hello – ünïcödé`,
+  'The following packages have unmet dependencies:',
+  ' sbuild-build-depends-main-dummy : Depends: libfoo-dev but it is not installable',
+];
+
+/** What the listener saw before the relay worked on bytes: every line decoded, made plain, then tested. */
+function expectedLines(output: string, needles: readonly string[]): string[] {
+  const lines = output.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines.map(plainText).filter((line) => needles.some((needle) => line.includes(needle)));
+}
+
+/** `bytes` cut into pieces of pseudo-random sizes (1 byte to 3 KiB), so cuts fall inside characters, escapes and CRLFs. */
+function pieces(bytes: Buffer, seed: number): Buffer[] {
+  const out: Buffer[] = [];
+  let state = seed;
+  for (let at = 0; at < bytes.length;) {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    const size = 1 + (state % 3072);
+    out.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return out;
+}
+
+describe('job log: output relayed as bytes, lines decoded only for listeners and excerpts', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'spark-job-log-'));
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('passes a listener exactly the plain lines holding its needles, however the output is cut into chunks, and keeps every byte in the file', async () => {
+    const needles = [...WARNING_NEEDLES, 'The following packages have unmet dependencies:'];
+    const output =
+      Array.from({ length: 400 }, (_, i) => `${PTY_LINES[i % PTY_LINES.length]}\r\n`).join('') + 'last line: warning: unterminated';
+    const bytes = Buffer.from(output);
+    for (const seed of [1, 2, 3]) {
+      const log = await openJobLog(join(dir, `chunks-${seed}.log`));
+      const seen: string[] = [];
+      const unmet: string[] = [];
+      log.onLine(needles, (line) => seen.push(line));
+      log.onLine(['unmet dependencies'], (line) => unmet.push(line));
+      for (const piece of pieces(bytes, seed)) log.output(piece);
+      await log.close();
+      assert.deepEqual(seen, expectedLines(output, needles));
+      assert.equal(seen.filter((line) => line.includes(': warning: ')).length, 2 * 40 + 1);
+      assert.ok(seen.includes('src/parser.c:42:13: warning: unused variable ‘length’ [-Wunused-variable]'));
+      assert.ok(!seen.some((line) => line.includes('link.sh')), 'a needle inside an escape sequence is not a match');
+      assert.equal(unmet.length, 40);
+      const file = await readFile(log.path);
+      assert.ok(file.subarray(file.length - bytes.length).equals(bytes), 'the file holds the output byte for byte');
+    }
+  });
+
+  it('refuses a needle that could never be a piece of one plain line', async () => {
+    const log = await openJobLog(join(dir, 'needles.log'));
+    assert.throws(() => log.onLine([''], () => undefined), /cannot watch the output for "": a needle is a non-empty piece of one line/);
+    assert.throws(() => log.onLine(['a\nb'], () => undefined), /cannot watch the output for "a\\nb"/);
+    assert.throws(() => log.onLine([`${E}[1m`], () => undefined), /cannot watch the output for/);
+    await log.close();
+  });
+
+  it('cuts an endless line into pieces of 64 KiB at most, between UTF-8 characters', () => {
+    const scanner = createLineScanner(64 * 1024);
+    const line = Buffer.from('ä'.repeat(100_000));
+    const runs = [...pieces(line, 7).flatMap((piece) => scanner.push(piece)), ...scanner.end()];
+    assert.ok(runs.length >= 3);
+    for (const run of runs) {
+      assert.ok(run.length <= 64 * 1024 + 1, `a piece of ${run.length} bytes`);
+      assert.equal(run.at(-1), 0x0a);
+      assert.doesNotMatch(run.toString('utf8'), /\ufffd/);
+    }
+    assert.equal(runs.map((run) => run.toString('utf8').slice(0, -1)).join(''), line.toString('utf8'));
+  });
+
+  it('sends excerpts as plain text in the order of notes and output, bounded, saying how many bytes were left out', async () => {
+    const log = await openJobLog(join(dir, 'excerpt.log'));
+    log.note('building hello');
+    log.output(Buffer.from(`${E}[1mdpkg-buildpackage: ${E}[32minfo${E}[0m: source package hello\r\npartial `));
+    log.note('a note while a line is open');
+    log.output(Buffer.from('line\r\n'));
+    assert.equal(
+      log.takeExcerpt(),
+      '[spark-builder] building hello\ndpkg-buildpackage: info: source package hello\n[spark-builder] a note while a line is open\npartial line\n',
+    );
+    assert.equal(log.takeExcerpt(), null);
+    await log.close();
+
+    const excerpt = createExcerptBuffer(1000, 4000);
+    const line = `${E}[32mok${E}[0m ${'x'.repeat(90)}\r\n`;
+    for (let i = 0; i < 500; i++) excerpt.appendOutput(Buffer.from(`${i} ${line}`));
+    excerpt.append('[spark-builder] last note\n');
+    const text = excerpt.take() ?? '';
+    const [mark, ...rest] = text.split('\n');
+    const shown = rest.join('\n');
+    assert.match(mark ?? '', /^\[… (\d+) bytes of output left out; the full log is kept on the worker …\]$/);
+    assert.ok(shown.length <= 1000, `${shown.length} characters shown`);
+    assert.match(shown, /^\d+ ok x+\n/, 'the excerpt starts at a line, made plain');
+    assert.ok(shown.endsWith('499 ok ' + 'x'.repeat(90) + '\n[spark-builder] last note\n'));
+    // The count is exact: the bytes of output not shown, escapes and CRs included.
+    const note = Buffer.byteLength('[spark-builder] last note\n');
+    const raw = (i: number) => Buffer.byteLength(`${i} ${line}`);
+    const total = Array.from({ length: 500 }, (_, i) => raw(i)).reduce((a, b) => a + b) + note;
+    const shownRaw =
+      shown
+        .split('\n')
+        .slice(0, -2)
+        .reduce((sum, plain) => sum + raw(Number(plain.split(' ')[0])), 0) + note;
+    assert.equal(Number(/(\d+) bytes/.exec(mark ?? '')?.[1]), total - shownRaw);
+  });
+});
