@@ -11,6 +11,12 @@
  *   builder stopped mid-build, kill -9 of every service, a signer restart
  *   mid-job, and `spark status` as an operator.
  *
+ * Redis runs as install.sh sets it up (issue 13): one ACL user per service,
+ * the default user off. At the end a hostile builder (hostile-builder.ts) runs
+ * in the machine as spark-builder, with the builder unit's settings, its own
+ * Redis password and its sudo rule, tries every escape, and hands the signer
+ * forged results for real jobs; an honest job after it must still succeed.
+ *
  * Builds go through sudo and the build helper exactly as in production; the
  * `debspawn` the helper runs is tools/host-runner/debspawn (nested containers
  * do not work inside nspawn here), installed as /usr/local/bin/debspawn.
@@ -649,7 +655,7 @@ MetricsPort = ${uploaderPort}
         'ACL LIST': NOPERM,
         'SCRIPT FLUSH': NOPERM,
         'CLIENT KILL USER SPARK-SIGNER': NOPERM,
-        'DEBUG SLEEP 0': NOPERM,
+        'CLIENT LIST': NOPERM,
         'add to the upload queue': NOPERM,
         // The limits (README, "Trust boundary"): SCAN lists key names, and the report queue's keys are shared.
         'SCAN for job records': /^allowed: /,
