@@ -161,6 +161,10 @@ if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
   # its own password from $credentials_dir, the default user is off, so a
   # client without a password can do nothing. Needs spark.toml (QueuePrefix).
   if [ -f "$config" ]; then
+    # requirepass and users defined in redis.conf cannot live beside an aclfile.
+    if grep -qE '^(requirepass|user) ' "$redis_conf"; then
+      fail "$redis_conf sets requirepass or user: remove them, the users will be in $acl_file"
+    fi
     configured_dir=$(field redisCredentialsDir)
     if [ -z "$configured_dir" ]; then
       # A top-level key goes before any [table]: the first line is always valid TOML.
@@ -186,8 +190,6 @@ if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
     else
       echo "aclfile $acl_file" >>"$redis_conf"
     fi
-    # requirepass and users defined in redis.conf cannot live beside an aclfile.
-    grep -qE '^(requirepass|user) ' "$redis_conf" && fail "$redis_conf sets requirepass or user: remove them, the users are in $acl_file"
   else
     echo "Redis users: wait for $config (run this again once it is written)"
   fi

@@ -341,6 +341,21 @@ async function build(config: SparkConfig, count: number): Promise<void> {
   }, 240_000);
   await allTaken;
   await worker.close();
+  // A sign job for a round this worker never got (no job record): the sign queue's keys are the
+  // builder's to write, so only the signer's check against the record can stop it.
+  const unheld: JobRound = { uuid: '22222222-2222-4222-8222-222222222222', round: '1' };
+  const unheldManifest: Manifest = {
+    uuid: unheld.uuid,
+    round: unheld.round,
+    repo: 'master',
+    result: 'success',
+    files: [{ name: 'forged.dud', size: 0, sha256: sha256('') }],
+    changes: null,
+    dud: 'forged.dud',
+  };
+  await signQueue.add('sign', { manifest: unheldManifest }, { jobId: stageJobId(unheld, 'sign') });
+  signIds.push(stageJobId(unheld, 'sign'));
+  out({ scenario: 'unheld', uuid: unheld.uuid, round: unheld.round, changes: 'none' });
   clearInterval(timer);
   await redis.del(builderHeartbeatKey(p, id));
   // Wait until the signer is done with every sign job (a completed job may already be removed).
