@@ -168,8 +168,8 @@ async function probe(config: SparkConfig): Promise<void> {
   tries.push(await attempt('add to the upload queue', () => upload.add('upload', { manifest: {} }, { jobId: `${uuid}.1.upload` })));
   // BullMQ keeps a queue's jobs in shared keys: the builder writes the report
   // and sign queues, so it can add (and remove) entries for any uuid there.
-  // These two show that limit (README, "Trust boundary"); the signer and the
-  // connector's checks are what stop such entries, see the build phase.
+  // This shows that limit (README, "Trust boundary"); for the sign queue the
+  // signer's check against the job record stops it (the build phase tries).
   const report = new Queue(QueueName.report, { connection: redis, prefix: p });
   report.on('error', () => undefined);
   tries.push(
