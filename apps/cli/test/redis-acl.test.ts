@@ -44,7 +44,7 @@ describe('spark redis-acl', () => {
 
   const acl = () => capture((io) => runRedisAcl(['--credentials-dir', credentialsDir, '--acl-file', aclFile, '--prefix', prefix], io));
 
-  it('writes one password file per user (0400, the operator\'s 0440 for spark-operators) and an ACL file with hashes only, printing no secret', async () => {
+  it("writes one password file per user (0400, the operator's 0440 for spark-operators) and an ACL file with hashes only, printing no secret", async () => {
     const { code, out, err } = await acl();
     assert.equal(code, 0, err);
     assert.match(
