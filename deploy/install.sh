@@ -8,7 +8,9 @@
 #      spark-uploader in /usr/local/bin, the build helper in /usr/local/sbin
 #   4. one system user per service in the group lkspark, the directories,
 #      the key files' owners
-#   5. the local Redis as spark.toml's RedisUrl says
+#   5. the local Redis as spark.toml's RedisUrl says, with one ACL user per
+#      service (passwords in /etc/laniakea/redis, RedisCredentialsDir added to
+#      spark.toml when it lacks it) and the default user off
 #   6. the sudoers rule (the builder may run the build helper as root, nothing else)
 #   7. the systemd units and spark.target (--enable also starts them)
 # The development/test machine setup is scripts/setup.sh, not this.
@@ -22,6 +24,7 @@ bindir=/usr/local/bin
 helper=/usr/local/sbin/spark-build-helper
 enable=false
 [ "${1:-}" = "--enable" ] && enable=true
+config_changed=false
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -142,8 +145,11 @@ redis_conf=/etc/redis/redis.conf
 redis_url=$(field redisUrl)
 redis_url=${redis_url:-redis://127.0.0.1:6379}
 redis_port=$("$node" -e 'try{const u=new URL(process.argv[1]);if(u.protocol==="redis:"&&["127.0.0.1","localhost","[::1]"].includes(u.hostname))console.log(u.port||"6379")}catch{}' "$redis_url")
+acl_file=/etc/redis/spark-users.acl
+credentials_dir=/etc/laniakea/redis
 if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
   before=$(md5sum "$redis_conf")
+  acl_before=$(md5sum "$acl_file" 2>/dev/null || true)
   sed -i -E "s/^#? *port [0-9]+\$/port $redis_port/" "$redis_conf"
   # BullMQ's production guide: never evict keys.
   if grep -qE '^#? *maxmemory-policy ' "$redis_conf"; then
@@ -151,21 +157,54 @@ if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
   else
     echo 'maxmemory-policy noeviction' >>"$redis_conf"
   fi
+  # One Redis ACL user per service (README, "Trust boundary"): each logs in with
+  # its own password from $credentials_dir, the default user is off, so a
+  # client without a password can do nothing. Needs spark.toml (QueuePrefix).
+  if [ -f "$config" ]; then
+    # requirepass and users defined in redis.conf cannot live beside an aclfile.
+    if grep -qE '^(requirepass|user) ' "$redis_conf"; then
+      fail "$redis_conf sets requirepass or user: remove them, the users will be in $acl_file"
+    fi
+    configured_dir=$(field redisCredentialsDir)
+    if [ -z "$configured_dir" ]; then
+      # A top-level key goes before any [table]: the first line is always valid TOML.
+      tmp=$(mktemp "$(dirname "$config")/.spark.toml.XXXXXX")
+      {
+        echo "# Added by deploy/install.sh: each service logs in to Redis as its own user (README, \"Trust boundary\")."
+        echo "RedisCredentialsDir = '$credentials_dir'"
+        cat "$config"
+      } >"$tmp"
+      chmod 0644 "$tmp"
+      mv "$tmp" "$config"
+      effective=$("$node" "$root/apps/cli/dist/main.js" config check --config "$config") || fail "$config no longer checks after adding RedisCredentialsDir"
+      echo "$config: RedisCredentialsDir = '$credentials_dir' added"
+      config_changed=true
+    else
+      credentials_dir=${configured_dir%/}
+    fi
+    install -d -o root -g root -m 0755 "$credentials_dir"
+    # Prints file names only, never a password.
+    "$node" "$root/apps/cli/dist/main.js" redis-acl --config "$config" --acl-file "$acl_file"
+    if grep -qE '^#? *aclfile ' "$redis_conf"; then
+      sed -i -E "s|^#? *aclfile .*|aclfile $acl_file|" "$redis_conf"
+    else
+      echo "aclfile $acl_file" >>"$redis_conf"
+    fi
+  else
+    echo "Redis users: wait for $config (run this again once it is written)"
+  fi
   if [ -d /run/systemd/system ]; then
     systemctl enable --quiet redis-server
-    if [ "$before" != "$(md5sum "$redis_conf")" ] || ! systemctl is-active --quiet redis-server; then
+    if [ "$before" != "$(md5sum "$redis_conf")" ] || [ "$acl_before" != "$(md5sum "$acl_file" 2>/dev/null || true)" ] ||
+      ! systemctl is-active --quiet redis-server; then
       systemctl reset-failed redis-server 2>/dev/null || true
       systemctl restart redis-server
     fi
   fi
-  echo "redis-server on 127.0.0.1:$redis_port, maxmemory-policy noeviction"
+  echo "redis-server on 127.0.0.1:$redis_port, maxmemory-policy noeviction$([ -f "$config" ] && echo ", users in $acl_file, default user off")"
 else
-  echo "RedisUrl $redis_url is not this host's redis-server on loopback: configure it yourself"
+  echo "RedisUrl $redis_url is not this host's redis-server on loopback: configure it yourself (README, \"Trust boundary\": spark redis-acl)"
 fi
-# Redis ACL users, one per service (issue 13), go here: after the services'
-# users exist and Redis is configured, before the units start — when
-# RedisCredentialsDir is set, `spark redis-acl`, `aclfile` in $redis_conf and a
-# Redis restart (README, "Redis users"). Not done by this script yet.
 
 step "sudoers"
 install -d -m 0750 /etc/sudoers.d
@@ -180,6 +219,8 @@ done
 echo "units installed in $unitdir"
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
+  # Services started before spark.toml named their Redis passwords must log in anew.
+  if $config_changed; then systemctl try-restart spark-connector.service 'spark-builder@*.service' spark-signer.service spark-uploader.service; fi
   if $enable; then systemctl enable --now spark.target; fi
 else
   echo "systemd is not running here: on the real host run 'systemctl enable --now spark.target'; without systemd, 'spark run'"

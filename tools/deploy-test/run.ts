@@ -11,6 +11,12 @@
  *   builder stopped mid-build, kill -9 of every service, a signer restart
  *   mid-job, and `spark status` as an operator.
  *
+ * Redis runs as install.sh sets it up (issue 13): one ACL user per service,
+ * the default user off. At the end a hostile builder (hostile-builder.ts) runs
+ * in the machine as spark-builder, with the builder unit's settings, its own
+ * Redis password and its sudo rule, tries every escape, and hands the signer
+ * forged results for real jobs; an honest job after it must still succeed.
+ *
  * Builds go through sudo and the build helper exactly as in production; the
  * `debspawn` the helper runs is tools/host-runner/debspawn (nested containers
  * do not work inside nspawn here), installed as /usr/local/bin/debspawn.
@@ -189,8 +195,9 @@ MetricsPort = ${uploaderPort}
     say(`machine booted (systemd pid ${m.leader} on the host)`);
 
     // --- README "Setting up a worker", step by step (keep the two in step).
+    const installOutput: string[] = [];
     const installed = await check('the README install steps run in the machine', async () => {
-      await m.sh('cd /opt/spark-ts && bash deploy/install.sh', { timeoutMs: 600_000 });
+      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh 2>&1', { timeoutMs: 600_000 }));
       await m.sh(`install -d -m 0755 /etc/laniakea && install -m 0644 ${SHARE}/spark.toml /etc/laniakea/spark.toml`);
       await m.sh('spark config check --config /etc/laniakea/spark.toml >/dev/null');
       await m.sh(
@@ -203,7 +210,7 @@ MetricsPort = ${uploaderPort}
       await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
       // Test only: the host runner is the debspawn the helper runs (README, "Deployment test").
       await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
-      await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable', { timeoutMs: 600_000 });
+      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
       // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
       await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
     });
@@ -228,6 +235,68 @@ MetricsPort = ${uploaderPort}
         throw new Error(`${error.message}: users ${users.join()}`);
       });
       return users.join(', ');
+    });
+
+    // --- Redis as install.sh sets it up (issue 13): one ACL user per service, the default user off.
+    const redisCli = (user: string, command: string) =>
+      m.sh(
+        `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -p ${redisPort} ${command}`,
+      );
+    await check('Redis refuses the default user; each service is logged in as its own ACL user', async () => {
+      const anonymous = await m.exec(['redis-cli', '-p', String(redisPort), 'GET', 'spark:archive-targets']);
+      if (!/NOAUTH Authentication required/.test(anonymous.stdout + anonymous.stderr))
+        throw new Error(`redis-cli without a password: exit ${anonymous.code} ${anonymous.stdout}${anonymous.stderr}`);
+      const defaultLogin = await m.exec([
+        'redis-cli',
+        '-p',
+        String(redisPort),
+        '--no-auth-warning',
+        '--user',
+        'default',
+        '--pass',
+        'x',
+        'PING',
+      ]);
+      if (!/WRONGPASS|disabled/.test(defaultLogin.stdout + defaultLogin.stderr))
+        throw new Error(`AUTH default: exit ${defaultLogin.code} ${defaultLogin.stdout}${defaultLogin.stderr}`);
+      const toml = await m.sh('cat /etc/laniakea/spark.toml');
+      if (!/^RedisCredentialsDir = '\/etc\/laniakea\/redis'$/m.test(toml))
+        throw new Error('install.sh did not add RedisCredentialsDir to spark.toml');
+      const modes = (await m.sh('stat -c "%n %U:%G %a" /etc/laniakea/redis/*.password')).trim().split('\n');
+      const expected = [
+        '/etc/laniakea/redis/spark-admin.password root:root 400',
+        '/etc/laniakea/redis/spark-builder.password spark-builder:lkspark 400',
+        '/etc/laniakea/redis/spark-connector.password spark-connector:lkspark 400',
+        '/etc/laniakea/redis/spark-operator.password root:spark-operators 440',
+        '/etc/laniakea/redis/spark-signer.password spark-signer:lkspark 400',
+        '/etc/laniakea/redis/spark-uploader.password spark-uploader:lkspark 400',
+      ];
+      if (modes.join('\n') !== expected.join('\n')) throw new Error(`password files:\n${modes.join('\n')}`);
+      let users: string[] = [];
+      await until(
+        'all four services connected with their users',
+        async () => {
+          const clients = await redisCli('spark-operator', 'CLIENT LIST');
+          users = [...new Set([...clients.matchAll(/ user=(\S+)/g)].map((match) => match[1] ?? ''))].sort();
+          return ['spark-builder', 'spark-connector', 'spark-signer', 'spark-uploader'].every((u) => users.includes(u));
+        },
+        30_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}: connected users ${users.join(', ')}`);
+      });
+      if (users.includes('default')) throw new Error(`a client is logged in as the default user: ${users.join(', ')}`);
+      return `unauthenticated GET: NOAUTH; connected users ${users.join(', ')}; password files ${modes.length}, 0400 (operator 0440 root:spark-operators)`;
+    });
+
+    await check('install.sh run again changes nothing: same passwords, Redis not restarted', async () => {
+      const state = async () =>
+        `${(await m.sh('systemctl show -p MainPID --value redis-server')).trim()} ${(await m.sh('cat /etc/laniakea/redis/*.password /etc/redis/spark-users.acl | sha256sum')).trim()}`;
+      const before = await state();
+      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
+      const after = await state();
+      if (before !== after) throw new Error(`redis-server pid and credentials: before ${before}, after ${after}`);
+      const toml = await m.sh('cat /etc/laniakea/spark.toml');
+      if ((toml.match(/RedisCredentialsDir/g) ?? []).length !== 1) throw new Error('RedisCredentialsDir is in spark.toml more than once');
     });
 
     await check('the builder unit has no no_new_privs, and sudo allows it the helper only', async () => {
@@ -506,6 +575,206 @@ MetricsPort = ${uploaderPort}
       const info = (await m.sh('journalctl -u spark-connector -p info -o cat --no-pager | grep -c \'^{"level":30\' || true')).trim();
       if (info === '0') throw new Error('no info lines from the connector');
       return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
+    });
+
+    // --- The hostile builder (issue 13): tools/deploy-test/hostile-builder.ts, run in the machine as
+    // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
+    const asBuilder = async (args: string[], timeoutMs: number) => {
+      const result = await m.exec(
+        [
+          'systemd-run',
+          '--wait',
+          '--pipe',
+          '--quiet',
+          '-p',
+          'User=spark-builder',
+          '-p',
+          'Group=lkspark',
+          '-p',
+          'WorkingDirectory=/opt/spark-ts',
+          ...(await unitProperties(m, 'spark-builder@1')),
+          '/usr/bin/node',
+          '--conditions=@spark/source',
+          '--import',
+          'tsx',
+          'tools/deploy-test/hostile-builder.ts',
+          ...args,
+          '--config',
+          '/etc/laniakea/spark.toml',
+        ],
+        { timeoutMs },
+      );
+      const lines = result.stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      if (result.code !== 0) throw new Error(`hostile-builder.ts ${args.join(' ')}: exit ${result.code}\n${result.stdout}${result.stderr}`);
+      return lines;
+    };
+    const auditEntries = async () =>
+      (await m.sh('cat /var/lib/lkspark/audit/signer.log'))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { event: string; uuid: string; reason?: string; file?: string; textSha256?: string });
+
+    await check("hostile builder, no job needed: the helper, sudo, files and Redis refuse what is not the builder's", async () => {
+      const tries = await asBuilder(['probe'], 120_000);
+      // What each try must show: refused with this exact reason, or (the documented limit) allowed.
+      const NOPERM = /^refused: (code \S+: )?NOPERM /;
+      const EACCES = /^refused: code EACCES/;
+      const expected: Record<string, RegExp> = {
+        'helper login': /^refused: code 64: .*debspawn "login" is not allowed/,
+        'helper list': /^refused: code 64: .*debspawn "list" is not allowed/,
+        'helper build --results-dir=/etc': /^refused: code 64: .*is not inside a job workspace/,
+        'helper run --build-dir /etc/laniakea': /^refused: code 64: .*is not inside a job workspace/,
+        'helper build through a link in the workspace': /^refused: code 64: .*is a symbolic link; the helper follows none/,
+        'sudo debspawn': /^refused: code 1: sudo: a password is required/,
+        'sudo sh': /^refused: code 1: sudo: a password is required/,
+        'read spark-connector.password': EACCES,
+        'read spark-signer.password': EACCES,
+        'read spark-uploader.password': EACCES,
+        'read spark-operator.password': EACCES,
+        'read spark-admin.password': EACCES,
+        'read the OpenPGP key': EACCES,
+        'open the audit log for writing': EACCES,
+        'replace the audit log': EACCES,
+        'remove the audit log': EACCES,
+        'link over the audit log': EACCES,
+        ping: /^allowed: PONG$/,
+        'SET archive-targets': NOPERM,
+        'GET archive-targets': NOPERM,
+        'SET a job record': NOPERM,
+        'GET a job record': NOPERM,
+        'SET lighthouse status': NOPERM,
+        'SET upload-progress': NOPERM,
+        'SET another prefix': NOPERM,
+        'PUBLISH to the connector': NOPERM,
+        FLUSHALL: NOPERM,
+        'KEYS *': NOPERM,
+        'CONFIG GET ACLFILE': NOPERM,
+        'ACL LIST': NOPERM,
+        'SCRIPT FLUSH': NOPERM,
+        'CLIENT KILL USER SPARK-SIGNER': NOPERM,
+        'CLIENT LIST': NOPERM,
+        'add to the upload queue': NOPERM,
+        'SCAN for job records': NOPERM,
+        // The limit (README, "Trust boundary"): the report queue's keys are shared.
+        'add a report for a job it does not hold (delayed), and remove it': /^allowed: report \S+ added and removed$/,
+      };
+      const seen = new Map(tries.map((t) => [String(t['name']), `${String(t['outcome'])}: ${String(t['detail'])}`]));
+      const wrong: string[] = [];
+      for (const [name, pattern] of Object.entries(expected)) {
+        const got = seen.get(name);
+        if (got === undefined || !pattern.test(got)) wrong.push(`${name}: ${got ?? 'not tried'} (expected ${pattern})`);
+      }
+      if (wrong.length > 0) throw new Error(wrong.join('\n'));
+      const limits = Object.keys(expected).filter((name) => name !== 'ping' && seen.get(name)?.startsWith('allowed'));
+      return `${Object.keys(expected).length - limits.length - 1} refused as expected; allowed (the documented limit): ${limits.join('; ')}`;
+    });
+
+    const scenarios = ['package', 'version', 'suite', 'arch', 'dud', 'result', 'symlink', 'hardlink', 'swap'] as const;
+    const hostile = new Map<string, Record<string, unknown>>();
+    await check('hostile builder, with jobs: its results for the signer go through the build queue as spark-builder', async () => {
+      await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
+      for (const scenario of scenarios) standIn.addJob(await archive.packageJob({ name: `hostile-${scenario}`, version: '1.0' }));
+      const lines = await asBuilder(['build', String(scenarios.length)], 300_000);
+      for (const line of lines) if (typeof line['scenario'] === 'string' && line['changes']) hostile.set(line['scenario'], line);
+      const missing = [...scenarios, 'unheld'].filter((s) => !hostile.has(s));
+      if (missing.length > 0) throw new Error(`the stand-in builder got no job for ${missing.join(', ')}: ${JSON.stringify(lines)}`);
+      const swap = lines.find((line) => line['scenario'] === 'swap' && typeof line['swaps'] === 'number');
+      return `${hostile.size} jobs handed to the signer; the swap scenario swapped the artifacts dir ${String(swap?.['swaps'])} times`;
+    });
+
+    // `unheld`: a sign job for a uuid this worker never got; its failed report is relayed, and
+    // Lighthouse (the stand-in) answers that it knows no such job.
+    const refusals: Record<Exclude<(typeof scenarios)[number], 'swap'> | 'unheld', RegExp> = {
+      package: /Source is "coreutils", the job was handed out for "hostile-package"/,
+      version: /Version is "1\.0\+evil1", the job was handed out for "1\.0"/,
+      suite: /Distribution is "stable-security", the job was handed out for "[a-z-]+"/,
+      arch: /Architecture names source; a amd64 job/,
+      dud: /X-Spark-Job is "11111111-1111-4111-8111-111111111111", not this job/,
+      result: /X-Spark-Result is "accepted-by-lighthouse", not one of success, failure, depwait/,
+      symlink: /is a symbolic link; only regular files in the workspace are signed/,
+      hardlink: /has 2 hard links; only files that exist once, in the workspace, are signed/,
+      unheld: /no job record for 22222222-2222-4222-8222-222222222222: this worker's connector did not hand it out/,
+    };
+    for (const [scenario, reason] of Object.entries(refusals)) {
+      await check(`hostile builder: ${scenario} — refused, audit line written, reported failed, nothing signed or uploaded`, async () => {
+        const line = hostile.get(scenario);
+        if (!line) throw new Error('the scenario never ran');
+        const uuid = String(line['uuid']);
+        await until('the job ended at Lighthouse', () => ended(uuid), 60_000);
+        const seen = requestsFor(standIn.requests, uuid);
+        if (!seen.includes('job-failed') || seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+        const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
+        const refusal = entries.find((e) => e.event === 'refused');
+        if (!refusal || !reason.test(refusal.reason ?? '')) throw new Error(`audit lines of the job: ${JSON.stringify(entries)}`);
+        if (entries.some((e) => e.event === 'signed')) throw new Error(`the signer signed: ${JSON.stringify(entries)}`);
+        const uploaded = (await readdir(uploads)).filter((n) => n.startsWith(`hostile-${scenario}_`));
+        if (uploaded.length > 0 || (await dudFor(uuid))) throw new Error(`uploaded ${uploaded.join(', ')}`);
+        const signedHere = (
+          await m.exec(['grep', '-rl', 'BEGIN PGP SIGNED MESSAGE', `/var/lib/lkspark/workspaces/${uuid}.${String(line['round'])}`])
+        ).stdout;
+        if (signedHere.trim()) throw new Error(`signed files in the workspace: ${signedHere}`);
+        if (scenario === 'hardlink' && !/EPERM|EACCES/.test(String(line['linkKey']))) {
+          throw new Error(`a hard link to the OpenPGP key: ${String(line['linkKey'])}`);
+        }
+        return `${refusal.reason ?? ''}${scenario === 'hardlink' ? `; hard link to the key: ${String(line['linkKey'])}` : ''}`;
+      });
+    }
+
+    await check(
+      'hostile builder: the artifacts dir swapped for a link during signing — never the other .changes signed or uploaded',
+      async () => {
+        const line = hostile.get('swap');
+        if (!line) throw new Error('the scenario never ran');
+        const uuid = String(line['uuid']);
+        await until('the job ended at Lighthouse', () => ended(uuid), 120_000);
+        const seen = requestsFor(standIn.requests, uuid);
+        const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
+        if (entries.some((e) => e.event === 'signed' && e.textSha256 === line['tamperedSha256'])) {
+          throw new Error(`the tampered .changes was signed: ${JSON.stringify(entries)}`);
+        }
+        const changes = (await readdir(uploads)).filter((n) => n.startsWith('hostile-swap_') && n.endsWith('.changes'));
+        for (const name of changes) {
+          const text = await readFile(join(uploads, name), 'utf8');
+          if (!/^Source: hostile-swap$/m.test(text)) throw new Error(`uploaded ${name} for another source:\n${text}`);
+        }
+        const refusal = entries.find((e) => e.event === 'refused');
+        if (seen.includes('job-failed') && !refusal) throw new Error(`reported failed without an audit line: ${JSON.stringify(entries)}`);
+        if (seen.includes('job-success') && changes.length === 0) throw new Error('reported success with nothing uploaded');
+        return refusal ? `refused: ${refusal.reason ?? ''}` : `signed the bytes it checked (${changes.join(', ')}), the honest .changes`;
+      },
+    );
+
+    await check('after the hostile builder, an honest job still goes through: built, signed, uploaded, verified', async () => {
+      await m.sh('systemctl start spark-builder@1');
+      const honest = await archive.packageJob({ name: 'honest-after', version: '1.0' });
+      standIn.addJob(honest);
+      await until('job-success', () => ended(honest.uuid), 180_000);
+      const seen = requestsFor(standIn.requests, honest.uuid);
+      if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      const dud = await until('the .dud in the archive', () => dudFor(honest.uuid), 60_000);
+      const changes = (await readdir(uploads)).find((n) => n.startsWith('honest-after_1.0_') && n.endsWith('.changes'));
+      if (!changes) throw new Error('no honest-after .changes in the archive');
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+      return `${changes}, ${dud.name} verified with gpgv`;
+    });
+
+    await check('no Redis password in the install output, the journal or spark status', async () => {
+      const passwords = (await m.sh('cat /etc/laniakea/redis/*.password')).split('\n').filter(Boolean);
+      if (passwords.length !== 6) throw new Error(`expected 6 password files, read ${passwords.length}`);
+      const journal = await m.sh('journalctl --no-pager -o cat');
+      const status = await m.sh('spark status --config /etc/laniakea/spark.toml 2>&1');
+      for (const [where, text] of [
+        ...installOutput.map((t, i) => [`install.sh run ${i + 1}`, t] as const),
+        ['the journal', journal] as const,
+        ['spark status', status] as const,
+      ]) {
+        if (passwords.some((password) => text.includes(password))) throw new Error(`a Redis password is in ${where}`);
+      }
+      return `checked ${installOutput.length} install outputs, ${journal.split('\n').length} journal lines, spark status`;
     });
 
     const failed = results.filter((r) => !r.ok);

@@ -14,14 +14,23 @@ const run = promisify(execFile);
 /** Where `spark redis-acl` writes the ACL file unless told otherwise (redis.conf's `aclfile`). */
 export const DEFAULT_ACL_FILE = '/etc/redis/spark-users.acl';
 
-/** The system user that reads each password file: the service's own; root for the operator's and admin's. */
-const FILE_OWNERS: Record<RedisRoleName, string> = {
-  connector: 'spark-connector',
-  builder: 'spark-builder',
-  signer: 'spark-signer',
-  uploader: 'spark-uploader',
-  operator: 'root',
-  admin: 'root',
+/** The group whose members may read the operator's Redis password (deploy/install.sh creates it). */
+export const OPERATORS_GROUP = 'spark-operators';
+
+/**
+ * Who reads each password file: the service's own system user (0400); root for
+ * the admin's (0400); root and the members of the `spark-operators` group for
+ * the read-only operator's (0440 root:spark-operators), so an operator runs
+ * `spark status` and `spark logs` without sudo. The group can read every key
+ * under the prefix (the job records, the queues), nothing more.
+ */
+const FILE_OWNERS: Record<RedisRoleName, { user: string; group?: string; mode: number }> = {
+  connector: { user: 'spark-connector', mode: 0o400 },
+  builder: { user: 'spark-builder', mode: 0o400 },
+  signer: { user: 'spark-signer', mode: 0o400 },
+  uploader: { user: 'spark-uploader', mode: 0o400 },
+  operator: { user: 'root', group: OPERATORS_GROUP, mode: 0o440 },
+  admin: { user: 'root', mode: 0o400 },
 };
 
 /** uid and gid of a system user, or null when there is none. */
@@ -29,6 +38,17 @@ async function systemUser(name: string): Promise<{ uid: number; gid: number } | 
   try {
     const [uid, gid] = await Promise.all([run('id', ['-u', name]), run('id', ['-g', name])]);
     return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  } catch {
+    return null;
+  }
+}
+
+/** gid of a system group, or null when there is none. */
+async function systemGroup(name: string): Promise<number | null> {
+  try {
+    const { stdout } = await run('getent', ['group', name]);
+    const gid = Number(stdout.split(':')[2]);
+    return Number.isInteger(gid) ? gid : null;
   } catch {
     return null;
   }
@@ -57,7 +77,8 @@ export interface RedisAclOptions {
 /**
  * Sets up the Redis ACL users (libs/service redis-acl.ts) idempotently: a
  * password per user in `<credentialsDir>/<user>.password` (0400, owned by the
- * service's system user; the operator's and admin's by root), created once
+ * service's system user; the admin's by root; the operator's 0440
+ * root:spark-operators, see {@link FILE_OWNERS}), created once
  * and kept on later runs; then the ACL file with every user, their password
  * hashes (no password in it) and the default user off, written atomically,
  * readable by root and the `redis` group (0640). Never prints a password.
@@ -83,11 +104,18 @@ export async function writeRedisAcl(options: RedisAclOptions): Promise<RedisAclR
       }
       result.created.push(file);
     }
-    await chmod(file, 0o400);
+    const wanted = FILE_OWNERS[role];
+    await chmod(file, wanted.mode);
     if (options.chown !== false) {
-      const owner = await systemUser(FILE_OWNERS[role]);
-      if (owner) await chown(file, owner.uid, owner.gid);
-      else result.warnings.push(`system user ${FILE_OWNERS[role]} does not exist: ${file} stays root's; run again once it exists`);
+      const owner = await systemUser(wanted.user);
+      const group = wanted.group === undefined ? owner?.gid : await systemGroup(wanted.group);
+      if (owner && group !== null && group !== undefined) await chown(file, owner.uid, group);
+      else {
+        // Never leave a file readable by a group it was not meant for: root's alone until the next run.
+        await chown(file, 0, 0);
+        const missing = owner ? `system group ${wanted.group}` : `system user ${wanted.user}`;
+        result.warnings.push(`${missing} does not exist: ${file} stays root's; run again once it exists`);
+      }
     }
   }
   await mkdir(dirname(aclFile), { recursive: true, mode: 0o755 });

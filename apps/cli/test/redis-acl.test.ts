@@ -44,7 +44,7 @@ describe('spark redis-acl', () => {
 
   const acl = () => capture((io) => runRedisAcl(['--credentials-dir', credentialsDir, '--acl-file', aclFile, '--prefix', prefix], io));
 
-  it('writes one password file per user (0400) and an ACL file with hashes only, printing no secret', async () => {
+  it("writes one password file per user (0400, the operator's 0440 for spark-operators) and an ACL file with hashes only, printing no secret", async () => {
     const { code, out, err } = await acl();
     assert.equal(code, 0, err);
     assert.match(
@@ -56,7 +56,7 @@ describe('spark redis-acl', () => {
     const secrets = await passwords();
     for (const [i, role] of roles.entries()) {
       const info = await stat(join(credentialsDir, `${REDIS_USERS[role]}.password`));
-      assert.equal(info.mode & 0o777, 0o400, role);
+      assert.equal(info.mode & 0o777, role === 'operator' ? 0o440 : 0o400, role);
       assert.ok((secrets[i] ?? '').length >= 40);
     }
     const text = await readFile(aclFile, 'utf8');

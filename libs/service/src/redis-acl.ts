@@ -54,6 +54,15 @@ const READ_ONLY_COMMANDS = [
 const queueKeys = (prefix: string, queue: string) => `~${prefix}:${queue}:*`;
 
 /**
+ * SCAN lists key names whatever the key patterns say (Redis checks no key of
+ * it): the job records' uuids, the upload progress keys. Taken from the
+ * services that never scan (builder, signer; BullMQ scans only in a queue
+ * clean-up they do not run). The connector scans the heartbeats, the uploader
+ * the report queue's status excerpts (status-seq.ts).
+ */
+const NO_SCAN = '-scan';
+
+/**
  * The ACL rules of every user for key prefix `prefix` (`QueuePrefix`), as
  * `ACL SETUSER` / ACL-file tokens without the password:
  *
@@ -62,9 +71,9 @@ const queueKeys = (prefix: string, queue: string) => `~${prefix}:${queue}:*`;
  *   counts all queues and reads the builders' heartbeats);
  * - builder: the `build`, `sign` and `report` queues, its heartbeat keys, the
  *   builder-control and capacity channels; nothing else (no job records, no
- *   `archive-targets`, no `upload` queue, no upload progress);
+ *   `archive-targets`, no `upload` queue, no upload progress, no SCAN);
  * - signer: the `sign`, `upload` and `report` queues; reads the job records and
- *   `archive-targets`;
+ *   `archive-targets`; no SCAN;
  * - uploader: the `upload` and `report` queues and the upload progress records;
  *   reads the job records and `archive-targets`;
  * - operator: reads every key under the prefix (`spark status`, `spark logs`,
@@ -79,6 +88,7 @@ export function redisAclRules(prefix: string): Record<RedisRoleName, string[]> {
     connector: [...SERVICE_COMMANDS, `~${p}:*`, `&${p}:*`],
     builder: [
       ...SERVICE_COMMANDS,
+      NO_SCAN,
       queueKeys(p, QueueName.build),
       queueKeys(p, QueueName.sign),
       queueKeys(p, QueueName.report),
@@ -89,6 +99,7 @@ export function redisAclRules(prefix: string): Record<RedisRoleName, string[]> {
     ],
     signer: [
       ...SERVICE_COMMANDS,
+      NO_SCAN,
       queueKeys(p, QueueName.sign),
       queueKeys(p, QueueName.upload),
       queueKeys(p, QueueName.report),

@@ -142,6 +142,11 @@ describe('Redis ACL users', () => {
       await assert.rejects(builder.keys('*'), /^ReplyError: NOPERM/);
       await assert.rejects(builder.publish(`${prefix}:other`, 'x'), /^ReplyError: NOPERM/);
     });
+
+    it("cannot list key names with SCAN (the job records' uuids), nor can the signer", async () => {
+      await assert.rejects(builder.scan('0', 'MATCH', `${prefix}:jobs:*`), /^ReplyError: NOPERM .*'scan' command/);
+      await assert.rejects(as('signer').scan('0'), /^ReplyError: NOPERM .*'scan' command/);
+    });
   });
 
   it('lets each service do its part of a job, end to end, with its own credentials', async () => {

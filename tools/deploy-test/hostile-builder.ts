@@ -1,0 +1,414 @@
+/*
+ * The hostile builder of the deployment test (issue 13), run INSIDE the
+ * booted machine as spark-builder, with the builder unit's settings, its real
+ * Redis password and its real sudo rule (tools/deploy-test/run.ts starts it
+ * with systemd-run). Nothing here is given more than a compromised builder
+ * has: what it reaches is exactly what the production setup lets it reach.
+ *
+ *   hostile-builder.ts probe [--config FILE]
+ *     tries the escapes that need no job: the build helper's other debspawn
+ *     subcommands, paths and links, sudo for anything else, Redis keys,
+ *     queues and commands outside its ACL, the other users' Redis passwords,
+ *     the OpenPGP key, the signer's audit log. Prints one JSON line per try.
+ *   hostile-builder.ts build COUNT [--config FILE]
+ *     stands in for spark-builder@1 (stopped by the test): announces COUNT
+ *     free slots, takes COUNT jobs from the build queue, and for each one
+ *     hands the signer what its package name asks for (a .changes for
+ *     another package, version, suite or architecture, a .dud for another
+ *     job, links, a directory swapped during signing …). Prints one JSON line
+ *     per job, then waits until the signer has taken every sign job.
+ *
+ * The test on the host checks the outcome: every refusal written to the
+ * audit log and reported failed, nothing signed or uploaded.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, lstat, mkdir, open, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs, promisify } from 'node:util';
+import { Job as QueueJob, Queue, Worker } from 'bullmq';
+import { DEFAULT_CONFIG_FILE, loadConfig, type SparkConfig } from '@spark/config';
+import {
+  archiveTargetsKey,
+  buildPayloadSchema,
+  builderCapacityChannel,
+  builderHeartbeatKey,
+  jobArtifactsDir,
+  jobRecordKey,
+  jobWorkspaceDir,
+  lighthouseStatusKey,
+  QueueName,
+  stageJobId,
+  type JobRound,
+  type Manifest,
+} from '@spark/protocol';
+import { connectRedis, redisLogin, redisPasswordFile, redisReady, REDIS_USERS, sendReport, type Redis } from '@spark/service';
+
+const run = promisify(execFile);
+const HELPER = '/usr/local/sbin/spark-build-helper';
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+
+/** One escape tried: what came back (an error code, a message), for the test to judge. */
+interface Attempt {
+  name: string;
+  /** `refused` when the attempt failed, `allowed` when it went through. */
+  outcome: 'refused' | 'allowed';
+  detail: string;
+}
+
+async function attempt(name: string, body: () => Promise<unknown>): Promise<Attempt> {
+  try {
+    const value = await body();
+    return {
+      name,
+      outcome: 'allowed',
+      detail: typeof value === 'string' ? value.slice(0, 300) : JSON.stringify(value ?? null).slice(0, 300),
+    };
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException & { stderr?: string; code?: unknown };
+    const detail = [typeof e.code === 'string' || typeof e.code === 'number' ? `code ${e.code}` : '', e.stderr?.trim() || e.message]
+      .filter(Boolean)
+      .join(': ');
+    return { name, outcome: 'refused', detail: detail.slice(0, 400) };
+  }
+}
+
+async function builderRedis(config: SparkConfig): Promise<Redis> {
+  const redis = connectRedis(config.redisUrl, 'worker', redisLogin(config.redisCredentialsDir, 'builder'));
+  await redisReady(redis);
+  return redis;
+}
+
+/** The escapes that need no job in hand. */
+async function probe(config: SparkConfig): Promise<void> {
+  const p = config.queuePrefix;
+  const helper = (...args: string[]) => run('sudo', ['-n', HELPER, ...args], { timeout: 30_000 });
+  const tries: Attempt[] = [];
+  // The build helper: other debspawn subcommands, paths outside the workspaces, links.
+  tries.push(await attempt('helper login', () => helper('login', 'bookworm')));
+  tries.push(await attempt('helper list', () => helper('list')));
+  tries.push(
+    await attempt('helper build --results-dir=/etc', () =>
+      helper('build', '--arch=amd64', '--only=binary', '--results-dir=/etc', 'bookworm', '/etc/passwd.dsc'),
+    ),
+  );
+  tries.push(
+    await attempt('helper run --build-dir /etc/laniakea', () =>
+      helper(
+        'run',
+        '--external-command',
+        '--arch=amd64',
+        '--artifacts-out',
+        '/tmp',
+        '--build-dir',
+        '/etc/laniakea',
+        '--header=x',
+        'bookworm',
+        '/bin/sh',
+      ),
+    ),
+  );
+  const linked = join(config.workspacesDir, '00000000-0000-4000-8000-00000000dead.1');
+  await rm(linked, { recursive: true, force: true });
+  await mkdir(join(linked, 'results'), { recursive: true });
+  await symlink('/etc/laniakea', join(linked, 'src'));
+  tries.push(
+    await attempt('helper build through a link in the workspace', () =>
+      helper('build', '--arch=amd64', '--only=binary', `--results-dir=${linked}/results`, 'bookworm', `${linked}/src/x.dsc`),
+    ),
+  );
+  await rm(linked, { recursive: true, force: true });
+  tries.push(await attempt('sudo debspawn', () => run('sudo', ['-n', '/usr/bin/debspawn', 'list'], { timeout: 30_000 })));
+  tries.push(await attempt('sudo sh', () => run('sudo', ['-n', '/bin/sh', '-c', 'id'], { timeout: 30_000 })));
+
+  // Files: the other users' Redis passwords, the OpenPGP key, the signer's audit log.
+  for (const role of ['connector', 'signer', 'uploader', 'operator', 'admin'] as const) {
+    tries.push(
+      await attempt(`read ${REDIS_USERS[role]}.password`, () => readFile(redisPasswordFile(config.redisCredentialsDir ?? '', role))),
+    );
+  }
+  tries.push(await attempt('read the OpenPGP key', () => readFile(config.gpgSecretKeyFile ?? '')));
+  const audit = config.signer.auditLog;
+  tries.push(
+    await attempt('open the audit log for writing', async () => (await open(audit, constants.O_WRONLY | constants.O_APPEND)).close()),
+  );
+  tries.push(await attempt('replace the audit log', () => writeFile(`${audit}.new`, '{}\n').then(() => rename(`${audit}.new`, audit))));
+  tries.push(await attempt('remove the audit log', () => unlink(audit)));
+  tries.push(await attempt('link over the audit log', () => symlink('/dev/null', `${audit}.link`)));
+
+  // Redis, with the builder's own password.
+  const redis = await builderRedis(config);
+  const uuid = '00000000-0000-4000-8000-00000000beef';
+  tries.push(await attempt('ping', () => redis.ping()));
+  tries.push(await attempt('SET archive-targets', () => redis.set(archiveTargetsKey(p), '{"archive_repos":{}}')));
+  tries.push(await attempt('GET archive-targets', () => redis.get(archiveTargetsKey(p))));
+  tries.push(await attempt('SET a job record', () => redis.set(jobRecordKey(p, uuid), '{}')));
+  tries.push(await attempt('GET a job record', () => redis.get(jobRecordKey(p, uuid))));
+  tries.push(await attempt('SCAN for job records', () => redis.scan('0', 'MATCH', `${p}:jobs:*`)));
+  tries.push(await attempt('SET lighthouse status', () => redis.set(lighthouseStatusKey(p), '{}')));
+  tries.push(await attempt('SET upload-progress', () => redis.set(`${p}:upload-progress:${uuid}`, '{}')));
+  tries.push(await attempt('SET another prefix', () => redis.set(`other-${p}:sign:x`, '1')));
+  tries.push(await attempt('PUBLISH to the connector', () => redis.publish(`${p}:lighthouse-wake`, 'x')));
+  for (const command of [
+    ['flushall'],
+    ['keys', '*'],
+    ['config', 'get', 'aclfile'],
+    ['acl', 'list'],
+    ['script', 'flush'],
+    ['client', 'kill', 'user', 'spark-signer'],
+    ['client', 'list'],
+  ] as const) {
+    tries.push(await attempt(command.join(' ').toUpperCase(), () => redis.call(command[0], ...command.slice(1))));
+  }
+  const upload = new Queue(QueueName.upload, { connection: redis, prefix: p });
+  upload.on('error', () => undefined);
+  tries.push(await attempt('add to the upload queue', () => upload.add('upload', { manifest: {} }, { jobId: `${uuid}.1.upload` })));
+  // BullMQ keeps a queue's jobs in shared keys: the builder writes the report
+  // and sign queues, so it can add (and remove) entries for any uuid there.
+  // This shows that limit (README, "Trust boundary"); for the sign queue the
+  // signer's check against the job record stops it (the build phase tries).
+  const report = new Queue(QueueName.report, { connection: redis, prefix: p });
+  report.on('error', () => undefined);
+  tries.push(
+    await attempt('add a report for a job it does not hold (delayed), and remove it', async () => {
+      const job = await report.add('failed', { kind: 'failed', uuid, round: '1', at: Date.now(), reason: 'hostile' }, { delay: 3_600_000 });
+      await job.remove();
+      return `report ${job.id ?? ''} added and removed`;
+    }),
+  );
+  await Promise.all([upload.close(), report.close()]);
+  await redis.quit();
+  for (const line of tries) out({ ...line });
+}
+
+/** Control-file paragraph text from `[field, value]` pairs (multi-line values given as arrays). */
+function controlText(fields: [string, string | string[]][]): string {
+  return `${fields.map(([name, value]) => (Array.isArray(value) ? [`${name}:`, ...value.map((v) => ` ${v}`)].join('\n') : `${name}: ${value}`)).join('\n')}\n`;
+}
+
+function listed(files: { name: string; data: Buffer }[]): [string, string[]][] {
+  return [
+    ['Checksums-Sha1', files.map((f) => `${createHash('sha1').update(f.data).digest('hex')} ${f.data.length} ${f.name}`)],
+    ['Checksums-Sha256', files.map((f) => `${sha256(f.data)} ${f.data.length} ${f.name}`)],
+    ['Files', files.map((f) => `${createHash('md5').update(f.data).digest('hex')} ${f.data.length} misc optional ${f.name}`)],
+  ];
+}
+
+/** What the stand-in builder does with a job: one scenario per package name (`hostile-<scenario>`). */
+const SCENARIOS = ['package', 'version', 'suite', 'arch', 'dud', 'result', 'symlink', 'hardlink', 'swap'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+async function build(config: SparkConfig, count: number): Promise<void> {
+  const p = config.queuePrefix;
+  const redis = await builderRedis(config);
+  const blocking = await builderRedis(config);
+  const signQueue = new Queue(QueueName.sign, { connection: redis, prefix: p });
+  const reportQueue = new Queue(QueueName.report, { connection: redis, prefix: p });
+  for (const q of [signQueue, reportQueue]) q.on('error', () => undefined);
+  const id = 'hostile@1';
+  let taken = 0;
+  const beat = () =>
+    redis.set(
+      builderHeartbeatKey(p, id),
+      JSON.stringify({
+        id,
+        slots: count,
+        busy: 0,
+        kinds: ['package-build'],
+        architectures: config.architectures,
+        accepting: taken < count,
+        at: Date.now(),
+      }),
+      'PX',
+      10_000,
+    );
+  await beat();
+  await redis.publish(builderCapacityChannel(p), id);
+  const timer = setInterval(() => void beat().catch(() => undefined), 2_000);
+  const signIds: string[] = [];
+  const swaps: Promise<void>[] = [];
+  let resolveAll = () => {};
+  const allTaken = new Promise<void>((resolve) => (resolveAll = resolve));
+
+  const worker = new Worker(
+    QueueName.build,
+    async (queued) => {
+      const { job, round: roundNo } = buildPayloadSchema.parse(queued.data);
+      if (job.kind !== 'package-build') throw new Error(`unexpected ${job.kind} job`);
+      const round: JobRound = { uuid: job.uuid.toLowerCase(), round: roundNo };
+      const scenario = job.data.package_name.replace(/^hostile-/, '') as Scenario;
+      if (!SCENARIOS.includes(scenario)) throw new Error(`no scenario for ${job.data.package_name}`);
+      await sendReport(reportQueue, { kind: 'accepted', ...round, at: Date.now() });
+      const workspace = jobWorkspaceDir(config.workspacesDir, round);
+      const dir = jobArtifactsDir(config.workspacesDir, round);
+      await rm(workspace, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      const { package_name: source, package_version: version, suite } = job.data;
+      const arch = job.architecture;
+      const deb = { name: `${source}_${version}_${arch}.deb`, data: Buffer.from(`not really a deb of ${source} ${version}\n`) };
+      const changesFields = (overrides: Partial<Record<'Source' | 'Version' | 'Distribution' | 'Architecture', string>> = {}) =>
+        controlText([
+          ['Format', '1.8'],
+          ['Date', new Date().toUTCString()],
+          ['Source', overrides.Source ?? source],
+          ['Binary', source],
+          ['Architecture', overrides.Architecture ?? arch],
+          ['Version', overrides.Version ?? version],
+          ['Distribution', overrides.Distribution ?? suite],
+          ['Urgency', 'medium'],
+          ['Maintainer', 'Hostile Builder <hostile@example.invalid>'],
+          ['Changed-By', 'Hostile Builder <hostile@example.invalid>'],
+          ['Description', [`${source} - hostile`]],
+          ['Changes', [`${source} (${version}) ${suite}; urgency=medium`]],
+          ...listed([deb]),
+        ]);
+      const overrides =
+        scenario === 'package'
+          ? { Source: 'coreutils' }
+          : scenario === 'version'
+            ? { Version: `${version}+evil1` }
+            : scenario === 'suite'
+              ? { Distribution: 'stable-security' }
+              : scenario === 'arch'
+                ? { Architecture: 'source arm64' }
+                : {};
+      const changes = { name: `${source}_${version}_${arch}.changes`, data: Buffer.from(changesFields(overrides)) };
+      const log = { name: `${round.uuid}.log`, data: Buffer.from(`hostile build of ${source} ${version}\n`) };
+      const dudJob = scenario === 'dud' ? '11111111-1111-4111-8111-111111111111' : round.uuid;
+      const dud = {
+        name: `${source}_${version}_${arch}.dud`,
+        data: Buffer.from(
+          controlText([
+            ['Format', '1.8'],
+            ['Date', new Date().toUTCString()],
+            ['Architecture', arch],
+            ['X-Spark-Job', dudJob],
+            ['X-Spark-Result', scenario === 'result' ? 'accepted-by-lighthouse' : 'success'],
+            ...listed([log]),
+          ]),
+        ),
+      };
+      const files = [deb, changes, log, dud];
+      for (const file of files) await writeFile(join(dir, file.name), file.data);
+      const manifest: Manifest = {
+        uuid: round.uuid,
+        round: round.round,
+        repo: job.repo,
+        result: 'success',
+        files: files.map((f) => ({ name: f.name, size: f.data.length, sha256: sha256(f.data) })),
+        changes: changes.name,
+        dud: dud.name,
+      };
+      const notes: Record<string, unknown> = { scenario, uuid: round.uuid, round: round.round, changes: changes.name };
+      if (scenario === 'symlink') {
+        // The .changes is a link to the signer's key: a signer that followed it would sign (and upload) the key.
+        await unlink(join(dir, changes.name));
+        await symlink(config.gpgSecretKeyFile ?? '/etc/laniakea/keys/none', join(dir, changes.name));
+      }
+      if (scenario === 'hardlink') {
+        // A hard link to the key needs read access to it (fs.protected_hardlinks): refused here already.
+        notes['linkKey'] = (
+          await attempt('hard link to the key', () => link(config.gpgSecretKeyFile ?? '', join(workspace, 'key')))
+        ).detail;
+        // A .deb that is also a file elsewhere: what the signer hands on must exist once, in the workspace.
+        await link(join(dir, deb.name), join(workspace, 'second-name.deb'));
+      }
+      const signId = stageJobId(round, 'sign');
+      if (scenario === 'swap') {
+        // While the signer works, swap the artifacts dir for a link to one with a .changes for another package.
+        const other = join(workspace, 'other');
+        await mkdir(other);
+        for (const file of files) await writeFile(join(other, file.name), file.data);
+        await writeFile(join(other, changes.name), changesFields({ Source: 'coreutils' }));
+        notes['tamperedSha256'] = sha256(await readFile(join(other, changes.name)));
+        swaps.push(swapUntilDone(signQueue, signId, dir, other, notes));
+      }
+      await signQueue.add('sign', { manifest }, { jobId: signId });
+      signIds.push(signId);
+      out(notes);
+      taken += 1;
+      if (taken >= count) resolveAll();
+    },
+    { connection: blocking, prefix: p, concurrency: count, removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
+  );
+  worker.on('error', () => undefined);
+  const deadline = setTimeout(() => {
+    out({ error: `took ${taken} of ${count} jobs in 240 s` });
+    process.exit(1);
+  }, 240_000);
+  await allTaken;
+  await worker.close();
+  // A sign job for a round this worker never got (no job record): the sign queue's keys are the
+  // builder's to write, so only the signer's check against the record can stop it.
+  const unheld: JobRound = { uuid: '22222222-2222-4222-8222-222222222222', round: '1' };
+  const unheldManifest: Manifest = {
+    uuid: unheld.uuid,
+    round: unheld.round,
+    repo: 'master',
+    result: 'success',
+    files: [{ name: 'forged.dud', size: 0, sha256: sha256('') }],
+    changes: null,
+    dud: 'forged.dud',
+  };
+  await signQueue.add('sign', { manifest: unheldManifest }, { jobId: stageJobId(unheld, 'sign') });
+  signIds.push(stageJobId(unheld, 'sign'));
+  out({ scenario: 'unheld', uuid: unheld.uuid, round: unheld.round, changes: 'none' });
+  clearInterval(timer);
+  await redis.del(builderHeartbeatKey(p, id));
+  // Wait until the signer is done with every sign job (a completed job may already be removed).
+  for (const signId of signIds) {
+    for (;;) {
+      const job = await QueueJob.fromId(signQueue, signId);
+      const state = job ? await job.getState() : 'gone';
+      if (state === 'completed' || state === 'failed' || state === 'gone') break;
+      await sleep(200);
+    }
+  }
+  await Promise.all(swaps);
+  clearTimeout(deadline);
+  await Promise.all([signQueue.close(), reportQueue.close()]);
+  await Promise.all([redis.quit(), blocking.quit()]);
+  out({ done: taken });
+}
+
+/** Swaps `dir` for a link to `other` and back, as fast as it can, until sign job `signId` has ended. */
+async function swapUntilDone(signQueue: Queue, signId: string, dir: string, other: string, notes: Record<string, unknown>): Promise<void> {
+  const aside = `${dir}.aside`;
+  let swaps = 0;
+  const ended = async () => {
+    const job = await QueueJob.fromId(signQueue, signId);
+    const state = job ? await job.getState() : 'gone';
+    return state === 'completed' || state === 'failed' || state === 'gone';
+  };
+  await sleep(50);
+  for (let i = 0; ; i++) {
+    await rename(dir, aside);
+    await symlink(other, dir);
+    await sleep(1);
+    await unlink(dir);
+    await rename(aside, dir);
+    swaps += 1;
+    if (i % 20 === 0 && (await ended())) break;
+  }
+  notes['swaps'] = swaps;
+  notes['swapEnd'] = (await lstat(dir)).isDirectory() ? 'artifacts dir back in place' : 'artifacts dir missing';
+  out({ scenario: 'swap', swaps, uuid: notes['uuid'] });
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({ options: { config: { type: 'string' } }, allowPositionals: true });
+  const config = loadConfig(values.config ?? DEFAULT_CONFIG_FILE).config;
+  const [command, countText] = positionals;
+  if (command === 'probe') await probe(config);
+  else if (command === 'build' && Number(countText) > 0) await build(config, Number(countText));
+  else {
+    process.stderr.write('usage: hostile-builder.ts probe | build COUNT [--config FILE]\n');
+    return 64;
+  }
+  return 0;
+}
+
+process.exit(await main());
