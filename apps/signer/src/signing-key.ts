@@ -78,6 +78,12 @@ async function readPassphrase(source: SigningKeySource): Promise<{ passphrase: s
   return { passphrase: text.replace(/\r?\n$/, ''), from: file };
 }
 
+/** True when the key or a subkey is protected with Argon2 (RFC 9580 §3.7.1.4). */
+function protectedWithArgon2(key: openpgp.PrivateKey): boolean {
+  const packets = [key.keyPacket, ...key.getSubkeys().map((subkey) => subkey.keyPacket)];
+  return packets.some((packet) => (packet as { s2k?: { type?: string } | null }).s2k?.type === 'argon2');
+}
+
 /**
  * Loads and unlocks the signing key, refusing (with a {@link SigningKeyError})
  * a missing or group/other-accessible file, a key that is not `GpgKeyID`, an
@@ -126,6 +132,11 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
   try {
     return { key: await openpgp.decryptKey({ privateKey: key, passphrase: passphrase.passphrase }), fingerprint };
   } catch {
+    if (!('WebAssembly' in globalThis) && protectedWithArgon2(key)) {
+      throw new SigningKeyError(
+        `key ${fingerprint} is protected with Argon2, which openpgp.js computes in WebAssembly, and the signer runs without it (--lite-mode, SERVICE_NODE_FLAGS): export the key again from gpg (gpg --export-secret-key -a <GpgKeyID>), which protects it with its usual S2K`,
+      );
+    }
     throw new SigningKeyError(`${passphrase.from}: wrong passphrase for key ${fingerprint}`);
   }
 }

@@ -1,24 +1,13 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG, SERVICE_NODE_FLAGS } from '@spark/config';
 import { loadCliConfig } from '../load-cli-config.js';
 import { usageError } from '../commands.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
 
 /** The four services, in pipeline order. */
 export const SERVICES = ['connector', 'builder', 'signer', 'uploader'] as const;
-
-/**
- * The V8 flags every service runs with: here, and in the launchers
- * deploy/install.sh writes for the systemd units. Chosen by measurement
- * (docs/benchmarks.md, "Idle memory"): `--lite-mode` (no optimising
- * compilers) takes a service's idle RSS from 75–90 MiB to under 60 and costs
- * about 4× the CPU on hot JavaScript, of which a job has a few milliseconds;
- * `--max-semi-space-size=1` keeps the young generation at 1 MiB instead of
- * letting it grow to 16 MiB per half under the steady small garbage of polling.
- */
-export const SERVICE_NODE_FLAGS: readonly string[] = ['--lite-mode', '--max-semi-space-size=1'];
 
 /** Which build of the services {@link serviceCommands} starts. */
 export interface ServiceCommandOptions {
