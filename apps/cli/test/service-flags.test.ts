@@ -1,7 +1,8 @@
 /*
  * The services run with SERVICE_NODE_FLAGS (libs/config/src/node-flags.ts)
  * wherever they are started: by `spark run`'s supervisor, and through the
- * launchers deploy/install.sh writes for the systemd units.
+ * launchers deploy/install.sh writes for the systemd units; the `spark`
+ * command's launcher carries them too, for the supervisor itself.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -31,33 +32,31 @@ describe('service node flags', () => {
     }
   });
 
-  it("install.sh writes the services' launchers with them, and the spark command's without", async () => {
+  it("install.sh writes the services' launchers and the spark command's with them", async () => {
     const script = await readFile(installSh, 'utf8');
-    // install.sh's own launcher function and flags, run as they are (install(1) without the root ownership).
+    // install.sh's own lines, run as they are (install(1) without the root ownership).
     const launcher = /^launcher\(\) \{\n[\s\S]*?\n\}\n/m.exec(script)?.[0];
-    const flags = /^service_node_flags=\(.*\)$/m.exec(script)?.[0];
+    const lines = [
+      /^service_node_flags=\(.*\)$/m,
+      /^launcher "\$bindir\/spark" .*$/m,
+      /^for service in "\$\{services\[@\]\}"; do launcher .*$/m,
+    ].map((pattern) => pattern.exec(script)?.[0] ?? assert.fail(`no line ${pattern} in install.sh`));
     assert.ok(launcher, 'no launcher() in install.sh');
-    assert.ok(flags, 'no service_node_flags= in install.sh');
     const shell = [
       'set -eu',
       'install() { command install -m 0755 "${@: -2:1}" "${@: -1}"; }',
-      `node=${JSON.stringify(process.execPath)}`,
+      `node=${JSON.stringify(process.execPath)} root=/opt/spark-ts bindir=${JSON.stringify(dir)}`,
+      `services=(${SERVICES.join(' ')})`,
       launcher,
-      flags,
-      `for service in ${SERVICES.join(' ')}; do launcher "${dir}/spark-$service" "/opt/spark-ts/apps/$service/dist/main.js" "\${service_node_flags[@]}"; done`,
-      `launcher "${dir}/spark" /opt/spark-ts/apps/cli/dist/main.js`,
+      ...lines,
     ].join('\n');
     await run('bash', ['-c', shell]);
-    for (const service of SERVICES) {
-      const text = await readFile(join(dir, `spark-${service}`), 'utf8');
+    for (const [file, app] of [['spark', 'cli'], ...SERVICES.map((service) => [`spark-${service}`, service])] as const) {
       assert.equal(
-        text,
-        `#!/bin/sh\nexec ${process.execPath} ${SERVICE_NODE_FLAGS.join(' ')} /opt/spark-ts/apps/${service}/dist/main.js "$@"\n`,
+        await readFile(join(dir, file), 'utf8'),
+        `#!/bin/sh\nexec ${process.execPath} ${SERVICE_NODE_FLAGS.join(' ')} /opt/spark-ts/apps/${app}/dist/main.js "$@"\n`,
+        file,
       );
     }
-    assert.equal(
-      await readFile(join(dir, 'spark'), 'utf8'),
-      `#!/bin/sh\nexec ${process.execPath} /opt/spark-ts/apps/cli/dist/main.js "$@"\n`,
-    );
   });
 });

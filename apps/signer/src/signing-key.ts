@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as openpgp from 'openpgp';
+import { openpgp, type PrivateKey } from './openpgp.js';
 
 /** Name of the systemd credential (`LoadCredential=gpg-passphrase:…`) read when `[signer] PassphraseFile` is unset. */
 export const PASSPHRASE_CREDENTIAL = 'gpg-passphrase';
@@ -13,7 +13,7 @@ export class SigningKeyError extends Error {
 /** The unlocked secret key and how it is named in logs and the audit log. */
 export interface SigningKey {
   /** The decrypted key. Never logged, never put in Redis, never passed to a child process. */
-  key: openpgp.PrivateKey;
+  key: PrivateKey;
   /** Fingerprint of the primary key, uppercase hex (as gpg prints it). */
   fingerprint: string;
 }
@@ -79,7 +79,7 @@ async function readPassphrase(source: SigningKeySource): Promise<{ passphrase: s
 }
 
 /** True when the key or a subkey is protected with Argon2 (RFC 9580 §3.7.1.4). */
-function protectedWithArgon2(key: openpgp.PrivateKey): boolean {
+function protectedWithArgon2(key: PrivateKey): boolean {
   const packets = [key.keyPacket, ...key.getSubkeys().map((subkey) => subkey.keyPacket)];
   return packets.some((packet) => (packet as { s2k?: { type?: string } | null }).s2k?.type === 'argon2');
 }
@@ -96,7 +96,7 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
     );
   }
   const armored = await readSecretFile(source.keyFile, 'secret key file');
-  let key: openpgp.PrivateKey;
+  let key: PrivateKey;
   try {
     key = await openpgp.readPrivateKey({ armoredKey: armored });
   } catch (error) {
