@@ -143,9 +143,9 @@ export async function putFile(url: string, path: string, size: number, timeouts:
  * uploading 1 GiB over loopback, CPU time of the uploader per GiB: 64 KiB 0.5 s user + 0.8 s sys,
  * 1 MiB 0.2 + 0.6, 4 MiB 0.08 + 0.4 (curl -T: 0.02 + 0.3) — and the receiver shares those cores.
  * 1 MiB since the services run with --lite-mode (SERVICE_NODE_FLAGS): the uploader idles at about
- * 59 MiB, and 2 × 4 MiB took its peak to 70 MiB for 1 GiB, 2 × 1 MiB to 63 (issue 16's bound: 64),
- * at ×0.86–0.88 of curl -T's throughput against ×0.90 with 4 MiB, within the noise of 2 shared
- * cores (docs/benchmarks.md, "Upload").
+ * 60 MiB, and 2 × 4 MiB took its peak to 70 MiB for 1 GiB, 2 × 2 MiB to 65, 2 × 1 MiB to 63 (issue
+ * 16's bound: 64), at ×0.84–0.88 of curl -T's throughput against ×0.88–0.91 with 2–4 MiB
+ * (docs/benchmarks.md, "Upload at link speed").
  */
 const CHUNK_BYTES = 1024 * 1024;
 
