@@ -77,15 +77,20 @@ fi
 step "commands"
 launcher() {
   # A small launcher rather than a symlink: it names this node and survives rebuilds.
+  # Node flags may follow the script (the services' V8 flags).
   local target=$1 script=$2 tmp
+  shift 2
   tmp=$(mktemp)
-  printf '#!/bin/sh\nexec %q %q "$@"\n' "$node" "$script" >"$tmp"
+  { printf '#!/bin/sh\nexec %q' "$node"; [ $# -eq 0 ] || printf ' %q' "$@"; printf ' %q "$@"\n' "$script"; } >"$tmp"
   install -o root -g root -m 0755 "$tmp" "$target"
   rm -f "$tmp"
   echo "$target runs $script"
 }
-launcher "$bindir/spark" "$root/apps/cli/dist/main.js"
-for service in "${services[@]}"; do launcher "$bindir/spark-$service" "$root/apps/$service/dist/main.js"; done
+# The services' V8 flags: SERVICE_NODE_FLAGS in libs/config/src/node-flags.ts (docs/benchmarks.md, "Idle memory").
+# spark gets them too: `spark run`'s supervisor idles at 44 MiB with them, 49 without.
+service_node_flags=(--lite-mode --no-expose-wasm --max-semi-space-size=1)
+launcher "$bindir/spark" "$root/apps/cli/dist/main.js" "${service_node_flags[@]}"
+for service in "${services[@]}"; do launcher "$bindir/spark-$service" "$root/apps/$service/dist/main.js" "${service_node_flags[@]}"; done
 install -d -o root -g root -m 0755 "$(dirname "$helper")"
 launcher "$helper" "$root/apps/build-helper/dist/main.js"
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { machineDescription, median } from '@spark/testing';
 import { benchIdleWorker } from './idle-worker.js';
+import { benchIdleRss } from './idle-rss.js';
 import { benchJobOverhead, benchThroughput } from './job-overhead.js';
 import { prebuild } from './chain-jobs.js';
 
@@ -24,6 +25,7 @@ try {
     `prebuilt ${PACKAGES} hello packages with the host runner (dpkg-buildpackage): median ${median(prebuilt.buildSeconds).toFixed(2)} s each\n`,
   );
   for (const line of await benchIdleWorker(prebuilt, PICKUPS)) process.stdout.write(`${line}\n`);
+  for (const line of await benchIdleRss(prebuilt)) process.stdout.write(`${line}\n`);
   for (const line of await benchJobOverhead(prebuilt, JOBS)) process.stdout.write(`${line}\n`);
   for (const line of await benchThroughput(prebuilt, [1, 2, 4], 3)) process.stdout.write(`${line}\n`);
 } finally {

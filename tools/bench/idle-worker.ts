@@ -1,13 +1,8 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { median, percentile, procStatusKiB } from '@spark/testing';
+import { median, percentile } from '@spark/testing';
 import { startChain, type Chain } from '../src/chain/chain.js';
 import type { StandInJob } from '@spark/testing';
 import type { RecordedRequest } from '@spark/testing';
-import { SERVICES } from '@spark/cli';
 import { openIdealPoller } from './ideal-poller.js';
 import { chainJobs, clearUploads, now, requestIndex, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
 
@@ -30,28 +25,10 @@ async function idleRates(chain: Chain, seconds: number): Promise<{ ours: number;
   return { ours: rate(chain, chain.config.machineName, from, to), ideal: rate(chain, POLLER, from, to) };
 }
 
-/** An idle node process started like the services (tsx loader) and a bare one, for the RSS baseline. */
-async function idleNodes(dir: string): Promise<{ pids: { bare: number; tsx: number }; stop: () => Promise<void> }> {
-  const script = join(dir, 'idle.ts');
-  await writeFile(script, 'setInterval(() => undefined, 1000);\n');
-  const bare = spawn(process.execPath, ['-e', 'setInterval(() => undefined, 1000)'], { stdio: 'ignore' });
-  const tsx = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', script], { stdio: 'ignore' });
-  return {
-    pids: { bare: bare.pid ?? 0, tsx: tsx.pid ?? 0 },
-    async stop() {
-      for (const child of [bare, tsx]) {
-        const exited = once(child, 'exit');
-        child.kill();
-        await exited;
-      }
-    },
-  };
-}
-
 /**
  * Idle worker: request rate to Lighthouse and pickup latency against an ideal
- * poller (ideal-poller.ts) on the same stand-in; services' idle RSS against an
- * idle node process. `samples` timed pickups after one warm-up.
+ * poller (ideal-poller.ts) on the same stand-in. `samples` timed pickups after
+ * one warm-up. The services' idle RSS: idle-rss.ts.
  */
 /**
  * Adds `job` at the stand-in and waits until a worker accepts it. Returns the
@@ -132,9 +109,8 @@ export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Prom
     await chain.close();
   }
 
-  // Part 2: the default PollInterval (5 s), as a worker runs in production; and idle RSS.
+  // Part 2: the default PollInterval (5 s), as a worker runs in production.
   chain = await startChain({ runner: 'noop', pollInterval: 5 });
-  const baseline = await idleNodes(chain.dir);
   try {
     chain.start();
     await untilPolling(chain);
@@ -150,18 +126,7 @@ export async function benchIdleWorker(prebuilt: Prebuilt, samples: number): Prom
     } finally {
       poller.close();
     }
-    const bare = await procStatusKiB(baseline.pids.bare, 'VmRSS');
-    const tsx = await procStatusKiB(baseline.pids.tsx, 'VmRSS');
-    const rss: string[] = [];
-    for (const name of SERVICES) {
-      const kib = await procStatusKiB(chain.pid(name) ?? 0, 'VmRSS');
-      rss.push(`${name} ${(kib / 1024).toFixed(0)} MiB (×${(kib / tsx).toFixed(1)})`);
-    }
-    out.push(
-      `idle RSS after ~35 s idle (VmRSS; services run from source through tsx): ${rss.join(', ')}; ×: against an idle node process with the same tsx loader, ${(tsx / 1024).toFixed(0)} MiB (bare node: ${(bare / 1024).toFixed(0)} MiB)`,
-    );
   } finally {
-    await baseline.stop();
     await chain.close();
   }
   return out;

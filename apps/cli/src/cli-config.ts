@@ -1,5 +1,5 @@
 import { UUID, type JobRound } from '@spark/protocol';
-import { ConfigError, EXIT_CONFIG, formatProblem, loadConfig, type SparkConfig } from '@spark/config';
+import { EXIT_CONFIG, type SparkConfig } from '@spark/config';
 import {
   connectRedis,
   readJobRecord,
@@ -12,23 +12,8 @@ import {
   type RedisRoleName,
 } from '@spark/service';
 
-/**
- * Loads spark.toml for a CLI command: warnings go to `stderr`; on errors it
- * writes one line per problem and returns null, and the command exits 2.
- */
-export function loadCliConfig(file: string, stderr: NodeJS.WritableStream): SparkConfig | null {
-  try {
-    const loaded = loadConfig(file);
-    for (const warning of loaded.warnings) stderr.write(`${formatProblem(warning)}\n`);
-    return loaded.config;
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      stderr.write(`${error.message}\n`);
-      return null;
-    }
-    throw error;
-  }
-}
+// `spark run` imports load-cli-config.ts alone, without the Redis and queue code here (docs/benchmarks.md, "Idle memory").
+export { loadCliConfig } from './load-cli-config.js';
 
 /**
  * How a CLI command logs in to this host's Redis: as `role` (`operator` to

@@ -1,4 +1,4 @@
-import * as openpgp from 'openpgp';
+import { openpgp, type PrivateKey } from './openpgp.js';
 import { splitClearsigned } from '@spark/protocol';
 
 /**
@@ -6,7 +6,7 @@ import { splitClearsigned } from '@spark/protocol';
  * text mode, dash-escaping, LF line ends. An existing signature is removed
  * first, so a file signed before is signed once, by this key.
  */
-export async function clearsign(text: string, key: openpgp.PrivateKey): Promise<string> {
+export async function clearsign(text: string, key: PrivateKey): Promise<string> {
   const body = splitClearsigned(text)?.text ?? text;
   // The line end before the signature armor is not part of the signed text (RFC 9580 §7.1).
   const message = await openpgp.createCleartextMessage({ text: body.replace(/\r?\n$/, '') });

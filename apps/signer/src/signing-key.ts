@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as openpgp from 'openpgp';
+import { openpgp, type PrivateKey } from './openpgp.js';
 
 /** Name of the systemd credential (`LoadCredential=gpg-passphrase:…`) read when `[signer] PassphraseFile` is unset. */
 export const PASSPHRASE_CREDENTIAL = 'gpg-passphrase';
@@ -13,7 +13,7 @@ export class SigningKeyError extends Error {
 /** The unlocked secret key and how it is named in logs and the audit log. */
 export interface SigningKey {
   /** The decrypted key. Never logged, never put in Redis, never passed to a child process. */
-  key: openpgp.PrivateKey;
+  key: PrivateKey;
   /** Fingerprint of the primary key, uppercase hex (as gpg prints it). */
   fingerprint: string;
 }
@@ -78,6 +78,12 @@ async function readPassphrase(source: SigningKeySource): Promise<{ passphrase: s
   return { passphrase: text.replace(/\r?\n$/, ''), from: file };
 }
 
+/** True when the key or a subkey is protected with Argon2 (RFC 9580 §3.7.1.4). */
+function protectedWithArgon2(key: PrivateKey): boolean {
+  const packets = [key.keyPacket, ...key.getSubkeys().map((subkey) => subkey.keyPacket)];
+  return packets.some((packet) => (packet as { s2k?: { type?: string } | null }).s2k?.type === 'argon2');
+}
+
 /**
  * Loads and unlocks the signing key, refusing (with a {@link SigningKeyError})
  * a missing or group/other-accessible file, a key that is not `GpgKeyID`, an
@@ -90,7 +96,7 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
     );
   }
   const armored = await readSecretFile(source.keyFile, 'secret key file');
-  let key: openpgp.PrivateKey;
+  let key: PrivateKey;
   try {
     key = await openpgp.readPrivateKey({ armoredKey: armored });
   } catch (error) {
@@ -126,6 +132,11 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
   try {
     return { key: await openpgp.decryptKey({ privateKey: key, passphrase: passphrase.passphrase }), fingerprint };
   } catch {
+    if (!('WebAssembly' in globalThis) && protectedWithArgon2(key)) {
+      throw new SigningKeyError(
+        `key ${fingerprint} is protected with Argon2, which openpgp.js computes in WebAssembly, and the signer runs without it (--lite-mode, SERVICE_NODE_FLAGS): export the key again from gpg (gpg --export-secret-key -a <GpgKeyID>), which protects it with its usual S2K`,
+      );
+    }
     throw new SigningKeyError(`${passphrase.from}: wrong passphrase for key ${fingerprint}`);
   }
 }

@@ -1,14 +1,26 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import * as openpgp from 'openpgp';
+import { SERVICE_NODE_FLAGS } from '@spark/config';
 import { runTsEntry } from '@spark/testing';
 import { loadSigningKey, PASSPHRASE_CREDENTIAL } from '../src/signing-key.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+
+/** Runs node with `flags` and `args`; its exit code and output. */
+function runWithFlags(flags: readonly string[], args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [...flags, ...args], { env: { ...process.env, CREDENTIALS_DIRECTORY: '' } }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    );
+  });
+}
 
 describe('signing key', () => {
   let gpg: GpgHome;
@@ -81,7 +93,7 @@ describe('signing key', () => {
   });
 
   describe('spark-signer refuses to start, exit code 2, when', () => {
-    const startWith = async (keyFile: string, keyId: string, passphraseFile?: string) => {
+    const startWith = async (keyFile: string, keyId: string, passphraseFile?: string, nodeFlags: readonly string[] = []) => {
       const config = join(dir, 'spark.toml');
       await writeFile(
         config,
@@ -97,10 +109,32 @@ describe('signing key', () => {
           ...(passphraseFile ? [`PassphraseFile = '${passphraseFile}'`] : []),
         ].join('\n'),
       );
-      const result = await runTsEntry(main, ['--config', config], { env: { CREDENTIALS_DIRECTORY: '' } });
+      const result =
+        nodeFlags.length === 0
+          ? await runTsEntry(main, ['--config', config], { env: { CREDENTIALS_DIRECTORY: '' } })
+          : await runWithFlags(nodeFlags, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config]);
       assert.equal(result.code, 2, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
       return result.stderr.trim();
     };
+
+    it("the key is protected with Argon2 and the signer runs with the services' flags, which leave out WebAssembly", async () => {
+      // openpgp.js makes the key (gpg does not protect exports with Argon2), in this process, which has WebAssembly.
+      const { privateKey } = await openpgp.generateKey({
+        type: 'ecc',
+        curve: 'ed25519Legacy',
+        userIDs: [{ name: 'Argon', email: 'argon@example.org' }],
+        passphrase: 'correct horse',
+        config: { s2kType: openpgp.enums.s2k.argon2, aeadProtect: true },
+        format: 'armored',
+      });
+      const fpr = (await openpgp.readPrivateKey({ armoredKey: privateKey })).getFingerprint().toUpperCase();
+      const keyFile = join(dir, 'argon2_secret.gpg');
+      await writeFile(keyFile, privateKey, { mode: 0o600 });
+      assert.match(
+        await startWith(keyFile, fpr, join(dir, 'passphrase'), SERVICE_NODE_FLAGS),
+        new RegExp(`^spark-signer: key ${fpr} is protected with Argon2, which openpgp.js computes in WebAssembly`),
+      );
+    });
 
     it('the key file is missing', async () => {
       const missing = join(dir, 'nope_secret.gpg');

@@ -5,7 +5,9 @@
  * of each, interleaved; prints the median throughput of each, the uploader's
  * peak RSS (VmHWM) and curl's. Not part of the test suite: run with
  * `npm run bench` (needs about 3 GiB free in the temp dir); with
- * SPARK_BENCH_DIST=1 it runs the built service instead of the source.
+ * SPARK_BENCH_DIST=1 it runs the built service instead of the source. The
+ * service runs with the V8 flags production gives it (SERVICE_NODE_FLAGS);
+ * SPARK_BENCH_NODE_FLAGS='…' replaces them (empty: none).
  */
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
@@ -17,6 +19,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
+import { SERVICE_NODE_FLAGS } from '@spark/config';
 import { archiveTargetsKey, jobArtifactsDir, QueueName, stageJobId, type Manifest } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
 // A benchmark, like a test, runs on the test support and the receiver stand-in (the lint rule's test override covers test/ only).
@@ -74,7 +77,9 @@ try {
 
   // SPARK_BENCH_DIST=1: the built service (`npm run build` first), as installed; its RSS is the one that counts.
   const command = process.env['SPARK_BENCH_DIST'] === '1' ? [dist] : ['--conditions=@spark/source', '--import', 'tsx', main];
-  const child = spawn(process.execPath, [...command, '--config', configFile], {
+  const flagsFromEnv = process.env['SPARK_BENCH_NODE_FLAGS'];
+  const nodeFlags = flagsFromEnv === undefined ? SERVICE_NODE_FLAGS : flagsFromEnv.split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, ...command, '--config', configFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = once(child, 'exit');
@@ -182,7 +187,7 @@ try {
   const runs = (list: number[]) => list.map((seconds) => seconds.toFixed(2)).join(' ');
   process.stdout.write(
     [
-      `upload: 1 GiB, ${RUNS} runs after a warm-up, medians; spark-uploader from ${command.length === 1 ? 'dist/' : 'src/ (tsx)'}; receiver: tools upload-receiver on 127.0.0.1 writing to ${tmpdir()}; ${await machineDescription()}`,
+      `upload: 1 GiB, ${RUNS} runs after a warm-up, medians; spark-uploader from ${command.length === 1 ? 'dist/' : 'src/ (tsx)'} with node flags [${nodeFlags.join(' ')}]; receiver: tools upload-receiver on 127.0.0.1 writing to ${tmpdir()}; ${await machineDescription()}`,
       `spark-uploader: ${median(uploaderRuns).toFixed(2)} s, ${mbps(median(uploaderRuns)).toFixed(0)} MiB/s (×${(mbps(median(uploaderRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; job queued → completed, incl. the .dud and report); runs ${runs(uploaderRuns)}`,
       `  of which the PUT of the 1 GiB file: ${median(putRuns).toFixed(2)} s, ${mbps(median(putRuns)).toFixed(0)} MiB/s (×${(mbps(median(putRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; from the uploader's log); runs ${runs(putRuns)}`,
       `curl -T:        ${median(curlRuns).toFixed(2)} s, ${mbps(median(curlRuns)).toFixed(0)} MiB/s; runs ${runs(curlRuns)}`,

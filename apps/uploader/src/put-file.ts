@@ -142,10 +142,14 @@ export async function putFile(url: string, path: string, size: number, timeouts:
  * Bytes per read and write: two of these are all the memory a PUT takes. Measured on 2 cores
  * uploading 1 GiB over loopback, CPU time of the uploader per GiB: 64 KiB 0.5 s user + 0.8 s sys,
  * 1 MiB 0.2 + 0.6, 4 MiB 0.08 + 0.4 (curl -T: 0.02 + 0.3) — and the receiver shares those cores.
+ * 1 MiB since the services run with --lite-mode (SERVICE_NODE_FLAGS): the uploader idles at about
+ * 60 MiB, and 2 × 4 MiB took its peak to 70 MiB for 1 GiB, 2 × 2 MiB to 65, 2 × 1 MiB to 63 (issue
+ * 16's bound: 64), at ×0.84–0.88 of curl -T's throughput against ×0.88–0.91 with 2–4 MiB
+ * (docs/benchmarks.md, "Upload at link speed").
  */
-const CHUNK_BYTES = 4 * 1024 * 1024;
+const CHUNK_BYTES = 1024 * 1024;
 
-/** Buffers of finished PUTs, for the next: one upload after another costs the same 8 MiB, not 8 MiB of garbage each. */
+/** Buffers of finished PUTs, for the next: one upload after another costs the same 2 MiB, not 2 MiB of garbage each. */
 const spareBuffers: Buffer[] = [];
 
 /**
@@ -153,7 +157,7 @@ const spareBuffers: Buffer[] = [];
  * buffers, reused: the next chunk is read while the last one is written, and a
  * buffer is read into again only once its write has completed (the socket has
  * taken its bytes). Neither a stream nor a buffer per chunk: a 1 GiB file costs
- * 8 MiB and no garbage. Stops without ending `req` once `stopped()` (an early
+ * 2 MiB and no garbage. Stops without ending `req` once `stopped()` (an early
  * answer, a failure); rejects when the file is shorter than `size` or a write
  * fails.
  */

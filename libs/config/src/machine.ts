@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { arch, machine } from 'node:os';
-import { MACHINE_ID_NAMESPACE } from '@spark/protocol';
+import { MACHINE_ID_NAMESPACE } from '@spark/protocol/constants';
 
 /**
  * RFC 4122 UUIDv5 (SHA-1, name-based) of `name` in `namespace`, as Python's

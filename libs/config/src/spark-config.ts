@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
-import { architectureSchema, DEFAULT_QUEUE_PREFIX, JOB_KINDS, LIGHTHOUSE_REPLY_TIMEOUT_MS, JOB_STATUS_INTERVAL_MS } from '@spark/protocol';
+// Subpaths without zod: the config is read by `spark run`'s supervisor too, which needs no schema code.
+import { DEFAULT_QUEUE_PREFIX, JOB_KINDS, LIGHTHOUSE_REPLY_TIMEOUT_MS, JOB_STATUS_INTERVAL_MS } from '@spark/protocol/constants';
+import { ARCHITECTURE, isValidName, MAX_ARCHITECTURE_LENGTH } from '@spark/protocol/name-patterns';
 import { defaultArchitectures, machineIdOf, readHostname } from './machine.js';
 import { nearestName } from './nearest-name.js';
 
@@ -323,7 +325,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     architectures = env.architectures();
   }
   for (const name of architectures) {
-    if (!architectureSchema.safeParse(name).success) {
+    if (!isValidName(ARCHITECTURE, name, MAX_ARCHITECTURE_LENGTH)) {
       reader.error(null, 'Architectures', `${JSON.stringify(name)} is not a Debian architecture name`);
     }
   }

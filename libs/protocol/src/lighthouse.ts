@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JOB_KINDS } from './constants.js';
 import {
   architectureSchema,
   packageNameSchema,
@@ -9,6 +10,8 @@ import {
   uuidSchema,
 } from './debian-names.js';
 
+export { JOB_KINDS, JOB_STATUS_INTERVAL_MS, LIGHTHOUSE_REPLY_TIMEOUT_MS, MACHINE_ID_NAMESPACE } from './constants.js';
+
 /*
  * The Lighthouse job protocol, as spoken by Laniakea's lighthouse
  * (src/lighthouse/jobs_server.py, jobs_worker.py in lkhq/laniakea) and its
@@ -16,17 +19,6 @@ import {
  * Every request and every reply is one UTF-8 JSON frame on a CurveZMQ REQ socket.
  */
 
-/** Seconds spark waits for a Lighthouse reply before it gives the request up (spark/connection.py). */
-export const LIGHTHOUSE_REPLY_TIMEOUT_MS = 15_000;
-
-/** Interval in ms at which spark sends the log gathered since the last `job-status` (spark/joblog.py). */
-export const JOB_STATUS_INTERVAL_MS = 15_000;
-
-/** UUIDv5 namespace spark derives `machine_id` from (spark/config.py `_make_client_uuid`). */
-export const MACHINE_ID_NAMESPACE = 'd44a99a2-0b5d-415b-808a-790ad4684309';
-
-/** The job kinds Laniakea hands out to spark workers. */
-export const JOB_KINDS = ['package-build', 'os-image-build'] as const;
 /** A job kind this worker can run. */
 export type JobKind = (typeof JOB_KINDS)[number];
 

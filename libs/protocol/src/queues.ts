@@ -16,8 +16,7 @@ export type QueueName = (typeof QueueName)[keyof typeof QueueName];
 /** Every queue name, for startup checks that each has exactly one handler. */
 export const QUEUE_NAMES: readonly QueueName[] = Object.values(QueueName);
 
-/** Default BullMQ key prefix; tests use a random one so they never share keys. */
-export const DEFAULT_QUEUE_PREFIX = 'spark';
+export { DEFAULT_QUEUE_PREFIX } from './constants.js';
 
 /** Payload of the `build` queue: the checked Lighthouse job, its round, and when the connector got it. */
 export const buildPayloadSchema = z.object({

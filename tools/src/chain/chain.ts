@@ -53,6 +53,10 @@ export interface ChainOptions {
   onLog?: (service: ServiceName, line: string) => void;
   /** Root directory (default: a new temp dir, removed by close()). */
   dir?: string;
+  /** `dist`: run the services' built entries (`npm run build` first), as installed; default: as this process resolves them (source under tsx). */
+  build?: 'installed' | 'dist';
+  /** The services' V8 flags (default: production's, SERVICE_NODE_FLAGS of @spark/config). */
+  nodeFlags?: readonly string[];
   /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root or password-less sudo; unmounted by close()). */
   workspaceSizeBytes?: number;
   /**
@@ -208,7 +212,12 @@ ${options.extraToml ?? ''}`,
       steps.push(() => asRoot('umount', ['-l', config.workspacesDir]).then(() => undefined));
     }
 
-    const commands = new Map(serviceCommands(configFile).map((spec) => [spec.name as ServiceName, spec]));
+    const commands = new Map(
+      serviceCommands(configFile, SERVICES, {
+        build: options.build ?? 'installed',
+        ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
+      }).map((spec) => [spec.name as ServiceName, spec]),
+    );
     const children = new Map<ServiceName, ChildProcess>();
     const start = (...names: ServiceName[]) => {
       for (const name of names.length > 0 ? names : SERVICES) {

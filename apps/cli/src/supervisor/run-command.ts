@@ -1,23 +1,44 @@
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
-import { loadCliConfig } from '../cli-config.js';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG, SERVICE_NODE_FLAGS } from '@spark/config';
+import { loadCliConfig } from '../load-cli-config.js';
 import { usageError } from '../commands.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
 
 /** The four services, in pipeline order. */
 export const SERVICES = ['connector', 'builder', 'signer', 'uploader'] as const;
 
+/** Which build of the services {@link serviceCommands} starts. */
+export interface ServiceCommandOptions {
+  /**
+   * `installed` (default): each package's `./main` entry as this process
+   * resolves it — the built `dist/main.js` in an install, the TypeScript
+   * source (through tsx) when this command itself runs from source. `dist`:
+   * the built entry whatever this process runs from (benchmarks of the build).
+   */
+  build?: 'installed' | 'dist';
+  /** V8 flags (default {@link SERVICE_NODE_FLAGS}). */
+  nodeFlags?: readonly string[];
+}
+
 /**
  * How to start each service from this installation: its package's `./main`
  * entry, resolved by package name — the built `dist/main.js` in an install, the
- * TypeScript source (run through tsx) when this command itself runs from source.
+ * TypeScript source (run through tsx) when this command itself runs from source
+ * — with {@link SERVICE_NODE_FLAGS}.
  */
-export function serviceCommands(configFile: string, services: readonly string[] = SERVICES): ChildSpec[] {
+export function serviceCommands(
+  configFile: string,
+  services: readonly string[] = SERVICES,
+  options: ServiceCommandOptions = {},
+): ChildSpec[] {
+  const flags = options.nodeFlags ?? SERVICE_NODE_FLAGS;
   return services.map((name) => {
-    const entry = fileURLToPath(import.meta.resolve(`@spark/${name}/main`));
+    let entry = fileURLToPath(import.meta.resolve(`@spark/${name}/main`));
+    if (options.build === 'dist') entry = join(dirname(dirname(entry)), 'dist', 'main.js');
     const loader = entry.endsWith('.ts') ? ['--conditions=@spark/source', '--import', 'tsx'] : [];
-    return { name, command: process.execPath, args: [...loader, entry, '--config', configFile] };
+    return { name, command: process.execPath, args: [...flags, ...loader, entry, '--config', configFile] };
   });
 }
 

@@ -1,0 +1,150 @@
+/*
+ * Idle memory of the installed build: each service started from its `dist/`
+ * entry with the flags production gives it (SERVICE_NODE_FLAGS, as the
+ * launchers deploy/install.sh writes for the systemd units), metrics on as by
+ * default, against a bare `node` started in the same run; and `spark run`'s
+ * supervisor (apps/cli/dist/main.js run), with the same flags, as the `spark`
+ * launcher starts it.
+ * Needs `npm run build` first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, procStatusKiB } from '@spark/testing';
+import { SERVICES } from '@spark/cli';
+import { SERVICE_NODE_FLAGS } from '@spark/config';
+import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
+import { chainJobs, clearUploads, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
+
+/** The built `spark` command, as installed. */
+const CLI_DIST = fileURLToPath(new URL('../../apps/cli/dist/main.js', import.meta.url));
+
+/** What {@link measureIdleRss} measured, VmRSS in KiB. */
+export interface IdleRss {
+  /** A bare `node` idling (`setInterval`) with no flags, started in the same run. */
+  bareNode: number;
+  /** A bare `node` with the services' flags. */
+  bareNodeWithFlags: number;
+  /** Each service after `idleSeconds` idle, from `dist/` with {@link SERVICE_NODE_FLAGS}. */
+  services: Record<ServiceName, number>;
+  /** Each service `idleSeconds` after one job passed through all four (only when `prebuilt` was given). */
+  afterJob: Record<ServiceName, number> | null;
+  /** The four services' sum after idling: the idle RSS of the whole worker. */
+  worker: number;
+  /** `spark run`'s own process (without its children) after `idleSeconds`, or NaN when not measured. */
+  supervisor: number;
+  /** The flags the services ran with. */
+  nodeFlags: readonly string[];
+}
+
+/** Options of {@link measureIdleRss}. */
+export interface IdleRssOptions {
+  /** Seconds each phase idles before VmRSS is read (default 30). */
+  idleSeconds?: number;
+  /** Prebuilt packages for the no-op runner (chain-jobs.ts): when given, one job passes through and the services are measured again. */
+  prebuilt?: Prebuilt;
+  /** Measure `spark run`'s supervisor too (default true). */
+  supervisor?: boolean;
+  /** The services' V8 flags (default {@link SERVICE_NODE_FLAGS}). */
+  nodeFlags?: readonly string[];
+  /** Node flags of `spark run`'s own process (default {@link SERVICE_NODE_FLAGS}, as the `spark` launcher starts it). */
+  supervisorNodeFlags?: readonly string[];
+}
+
+function idleNode(flags: readonly string[]): ChildProcess {
+  return spawn(process.execPath, [...flags, '-e', 'setInterval(() => undefined, 1000)'], { stdio: 'ignore' });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function rssOf(chain: Chain): Promise<Record<ServiceName, number>> {
+  const rss = {} as Record<ServiceName, number>;
+  for (const name of SERVICES) rss[name] = await procStatusKiB(chain.pid(name) ?? 0, 'VmRSS');
+  return rss;
+}
+
+/**
+ * Idle RSS of each service of the built worker, of the whole worker (their
+ * sum) and of `spark run`'s supervisor, next to a bare `node` measured in the
+ * same run. The services run against the chain's stand-ins (tools/src/chain)
+ * with metrics on, as by default.
+ */
+export async function measureIdleRss(options: IdleRssOptions = {}): Promise<IdleRss> {
+  const idleMs = (options.idleSeconds ?? 30) * 1000;
+  const nodeFlags = options.nodeFlags ?? SERVICE_NODE_FLAGS;
+  const metricsPorts = { connector: await freePort(), builder: await freePort(), signer: await freePort(), uploader: await freePort() };
+  const chain = await startChain({ runner: 'noop', pollInterval: 5, build: 'dist', metricsPorts, nodeFlags });
+  const bare = idleNode([]);
+  const bareWithFlags = idleNode(nodeFlags);
+  try {
+    chain.start();
+    await untilPolling(chain);
+    await sleep(idleMs);
+    const services = await rssOf(chain);
+    const bareNode = await procStatusKiB(bare.pid ?? 0, 'VmRSS');
+    const bareNodeWithFlags = await procStatusKiB(bareWithFlags.pid ?? 0, 'VmRSS');
+
+    let afterJob: Record<ServiceName, number> | null = null;
+    if (options.prebuilt) {
+      const spec = options.prebuilt.specs[0] ?? { name: 'bench0', version: '1.0' };
+      const [job] = await chainJobs(chain, [spec]);
+      if (!job) throw new Error('no job for the prebuilt package');
+      const from = chain.standIn.requests.length;
+      chain.standIn.addJob(job);
+      await untilSuccess(chain, job.uuid, from);
+      await clearUploads(chain);
+      await sleep(idleMs);
+      afterJob = await rssOf(chain);
+    }
+
+    let supervisor = NaN;
+    if (options.supervisor ?? true) {
+      await Promise.all(SERVICES.map((name) => chain.stop(name)));
+      // `spark run` as an operator starts it: the built CLI through its launcher's flags; it starts the services from dist/.
+      const run = spawn(process.execPath, [...(options.supervisorNodeFlags ?? nodeFlags), CLI_DIST, 'run', '--config', chain.configFile], {
+        stdio: 'ignore',
+      });
+      try {
+        await sleep(idleMs);
+        supervisor = await procStatusKiB(run.pid ?? 0, 'VmRSS');
+      } finally {
+        await stopChild(run);
+      }
+    }
+    const worker = SERVICES.reduce((sum, name) => sum + services[name], 0);
+    return { bareNode, bareNodeWithFlags, services, afterJob, worker, supervisor, nodeFlags };
+  } finally {
+    await stopChild(bare);
+    await stopChild(bareWithFlags);
+    await chain.close();
+  }
+}
+
+/**
+ * The idle RSS of the whole worker in KiB: the four services of the built
+ * worker after `idleSeconds` idle (default 30), summed (VmRSS, which counts
+ * the node binary's shared pages once per process, as `ps` does).
+ */
+export async function idleRssOfWorkerKiB(idleSeconds = 30): Promise<number> {
+  return (await measureIdleRss({ idleSeconds, supervisor: false })).worker;
+}
+
+const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
+
+/** The benchmark's lines: {@link measureIdleRss} with one job, each figure next to the bare node. */
+export async function benchIdleRss(prebuilt: Prebuilt): Promise<string[]> {
+  const rss = await measureIdleRss({ prebuilt });
+  const each = (values: Record<ServiceName, number>) =>
+    SERVICES.map((name) => `${name} ${mib(values[name])} (+${mib(values[name] - rss.bareNode)})`).join(', ');
+  return [
+    `idle RSS (VmRSS after 30 s idle; built services from dist/ with ${rss.nodeFlags.join(' ')}, metrics on): ${each(rss.services)}; whole worker ${mib(rss.worker)}; +: above a bare node in the same run, ${mib(rss.bareNode)} (${mib(rss.bareNodeWithFlags)} with the same flags)`,
+    ...(rss.afterJob ? [`  30 s after one job passed through: ${each(rss.afterJob)}`] : []),
+    `  spark run's supervisor (dist/, same flags): ${mib(rss.supervisor)} (+${mib(rss.supervisor - rss.bareNode)})`,
+  ];
+}
