@@ -86,11 +86,18 @@ launcher() {
   rm -f "$tmp"
   echo "$target runs $script"
 }
-# The services' V8 flags: SERVICE_NODE_FLAGS in libs/config/src/node-flags.ts (docs/benchmarks.md, "Idle memory").
-# spark gets them too: `spark run`'s supervisor idles at 44 MiB with them, 49 without.
-service_node_flags=(--lite-mode --no-expose-wasm --max-semi-space-size=1)
-launcher "$bindir/spark" "$root/apps/cli/dist/main.js" "${service_node_flags[@]}"
-for service in "${services[@]}"; do launcher "$bindir/spark-$service" "$root/apps/$service/dist/main.js" "${service_node_flags[@]}"; done
+# Each program's V8 flags: nodeFlags() in libs/config/src/node-flags.ts (docs/benchmarks.md, "Idle memory").
+# The builder keeps V8's optimising compilers for its log relay; spark's `spark run` supervisor idles at 44 MiB with the lean set.
+node_flags() {
+  case "$1" in
+    builder) echo --max-semi-space-size=1 ;;
+    *) echo --lite-mode --no-expose-wasm --max-semi-space-size=1 ;;
+  esac
+}
+# shellcheck disable=SC2046 # the flags hold no spaces
+launcher "$bindir/spark" "$root/apps/cli/dist/main.js" $(node_flags cli)
+# shellcheck disable=SC2046
+for service in "${services[@]}"; do launcher "$bindir/spark-$service" "$root/apps/$service/dist/main.js" $(node_flags "$service"); done
 install -d -o root -g root -m 0755 "$(dirname "$helper")"
 launcher "$helper" "$root/apps/build-helper/dist/main.js"
 

@@ -1,10 +1,10 @@
 /*
  * Idle memory of the installed build: each service started from its `dist/`
- * entry with the flags production gives it (SERVICE_NODE_FLAGS, as the
+ * entry with the flags production gives it (nodeFlags of @spark/config, as the
  * launchers deploy/install.sh writes for the systemd units), metrics on as by
  * default, against a bare `node` started in the same run; and `spark run`'s
- * supervisor (apps/cli/dist/main.js run), with the same flags, as the `spark`
- * launcher starts it.
+ * supervisor (apps/cli/dist/main.js run), with the `spark` command's flags, as
+ * its launcher starts it.
  * Needs `npm run build` first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, procStatusKiB } from '@spark/testing';
 import { SERVICES } from '@spark/cli';
-import { SERVICE_NODE_FLAGS } from '@spark/config';
+import { nodeFlags as productionFlags } from '@spark/config';
 import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 import { chainJobs, clearUploads, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
 
@@ -24,9 +24,9 @@ const CLI_DIST = fileURLToPath(new URL('../../apps/cli/dist/main.js', import.met
 export interface IdleRss {
   /** A bare `node` idling (`setInterval`) with no flags, started in the same run. */
   bareNode: number;
-  /** A bare `node` with the services' flags. */
+  /** A bare `node` with the lean services' flags (those of the connector, signer and uploader). */
   bareNodeWithFlags: number;
-  /** Each service after `idleSeconds` idle, from `dist/` with {@link SERVICE_NODE_FLAGS}. */
+  /** Each service after `idleSeconds` idle, from `dist/` with its production flags. */
   services: Record<ServiceName, number>;
   /** Each service `idleSeconds` after one job passed through all four (only when `prebuilt` was given). */
   afterJob: Record<ServiceName, number> | null;
@@ -34,8 +34,8 @@ export interface IdleRss {
   worker: number;
   /** `spark run`'s own process (without its children) after `idleSeconds`, or NaN when not measured. */
   supervisor: number;
-  /** The flags the services ran with. */
-  nodeFlags: readonly string[];
+  /** The flags each service ran with. */
+  nodeFlags: Record<ServiceName, readonly string[]>;
 }
 
 /** Options of {@link measureIdleRss}. */
@@ -46,9 +46,9 @@ export interface IdleRssOptions {
   prebuilt?: Prebuilt;
   /** Measure `spark run`'s supervisor too (default true). */
   supervisor?: boolean;
-  /** The services' V8 flags (default {@link SERVICE_NODE_FLAGS}). */
+  /** V8 flags for every service (default: each its production flags). */
   nodeFlags?: readonly string[];
-  /** Node flags of `spark run`'s own process (default {@link SERVICE_NODE_FLAGS}, as the `spark` launcher starts it). */
+  /** Node flags of `spark run`'s own process (default the `spark` command's, as its launcher starts it). */
   supervisorNodeFlags?: readonly string[];
 }
 
@@ -77,11 +77,18 @@ async function rssOf(chain: Chain): Promise<Record<ServiceName, number>> {
  */
 export async function measureIdleRss(options: IdleRssOptions = {}): Promise<IdleRss> {
   const idleMs = (options.idleSeconds ?? 30) * 1000;
-  const nodeFlags = options.nodeFlags ?? SERVICE_NODE_FLAGS;
+  const flagsOf = (name: ServiceName) => options.nodeFlags ?? productionFlags(name);
+  const nodeFlags = Object.fromEntries(SERVICES.map((name) => [name, flagsOf(name)])) as Record<ServiceName, readonly string[]>;
   const metricsPorts = { connector: await freePort(), builder: await freePort(), signer: await freePort(), uploader: await freePort() };
-  const chain = await startChain({ runner: 'noop', pollInterval: 5, build: 'dist', metricsPorts, nodeFlags });
+  const chain = await startChain({
+    runner: 'noop',
+    pollInterval: 5,
+    build: 'dist',
+    metricsPorts,
+    ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
+  });
   const bare = idleNode([]);
-  const bareWithFlags = idleNode(nodeFlags);
+  const bareWithFlags = idleNode(flagsOf('connector'));
   try {
     chain.start();
     await untilPolling(chain);
@@ -107,9 +114,13 @@ export async function measureIdleRss(options: IdleRssOptions = {}): Promise<Idle
     if (options.supervisor ?? true) {
       await Promise.all(SERVICES.map((name) => chain.stop(name)));
       // `spark run` as an operator starts it: the built CLI through its launcher's flags; it starts the services from dist/.
-      const run = spawn(process.execPath, [...(options.supervisorNodeFlags ?? nodeFlags), CLI_DIST, 'run', '--config', chain.configFile], {
-        stdio: 'ignore',
-      });
+      const run = spawn(
+        process.execPath,
+        [...(options.supervisorNodeFlags ?? options.nodeFlags ?? productionFlags('cli')), CLI_DIST, 'run', '--config', chain.configFile],
+        {
+          stdio: 'ignore',
+        },
+      );
       try {
         await sleep(idleMs);
         supervisor = await procStatusKiB(run.pid ?? 0, 'VmRSS');
@@ -142,9 +153,10 @@ export async function benchIdleRss(prebuilt: Prebuilt): Promise<string[]> {
   const rss = await measureIdleRss({ prebuilt });
   const each = (values: Record<ServiceName, number>) =>
     SERVICES.map((name) => `${name} ${mib(values[name])} (+${mib(values[name] - rss.bareNode)})`).join(', ');
+  const flags = SERVICES.map((name) => `${name} ${rss.nodeFlags[name].join(' ')}`).join('; ');
   return [
-    `idle RSS (VmRSS after 30 s idle; built services from dist/ with ${rss.nodeFlags.join(' ')}, metrics on): ${each(rss.services)}; whole worker ${mib(rss.worker)}; +: above a bare node in the same run, ${mib(rss.bareNode)} (${mib(rss.bareNodeWithFlags)} with the same flags)`,
+    `idle RSS (VmRSS after 30 s idle; built services from dist/ with their flags: ${flags}; metrics on): ${each(rss.services)}; whole worker ${mib(rss.worker)}; +: above a bare node in the same run, ${mib(rss.bareNode)} (${mib(rss.bareNodeWithFlags)} with the connector's flags)`,
     ...(rss.afterJob ? [`  30 s after one job passed through: ${each(rss.afterJob)}`] : []),
-    `  spark run's supervisor (dist/, same flags): ${mib(rss.supervisor)} (+${mib(rss.supervisor - rss.bareNode)})`,
+    `  spark run's supervisor (dist/, ${productionFlags('cli').join(' ')}): ${mib(rss.supervisor)} (+${mib(rss.supervisor - rss.bareNode)})`,
   ];
 }

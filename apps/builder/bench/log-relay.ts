@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nodeFlags } from '@spark/config';
 import { machineDescription, median, secondsSince } from '@spark/testing';
 import { createWarningCollector, MAX_WARNINGS, WARNING_NEEDLES } from '../src/compiler-warnings.js';
 import { openJobLog } from '../src/job-log.js';
@@ -24,6 +25,14 @@ const MB = 1_000_000;
 // Pseudo-terminal build output (CRLF, colours, OSC 8 links, coloured GCC warnings, bare-CR progress lines), repeated by `yes`.
 const BLOCK = ptyBlock(32 * 1024);
 const SCRIPT = 'yes "$1" | head -c "$2"';
+
+/** The V8 flags this bench runs under, next to the builder's production flags (package.json's bench script gives them). */
+function flagsNote(): string {
+  const flags = process.execArgv.filter((arg) => arg.startsWith('--') && !arg.startsWith('--conditions') && !arg.startsWith('--import'));
+  const production = nodeFlags('builder');
+  const same = flags.length === production.length && production.every((flag) => flags.includes(flag));
+  return `node flags [${flags.join(' ')}]${same ? " (the builder's production flags)" : `, not the builder's production flags [${production.join(' ')}]`}`;
+}
 
 const tmp = await mkdtemp(join(tmpdir(), 'spark-builder-bench-'));
 
@@ -79,7 +88,7 @@ async function throughBuilder(): Promise<number> {
 
 try {
   process.stdout.write(
-    `log relay: ${BYTES / MB} MB of pseudo-terminal build output (CRLF, colours, OSC 8 links), ${RUNS} runs after a warm-up, medians; ${await machineDescription()}\n`,
+    `log relay: ${BYTES / MB} MB of pseudo-terminal build output (CRLF, colours, OSC 8 links), ${RUNS} runs after a warm-up, medians; ${flagsNote()}; ${await machineDescription()}\n`,
   );
   await throughBuilder();
   await plain('/dev/null');

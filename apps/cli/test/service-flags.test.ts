@@ -1,8 +1,8 @@
 /*
- * The services run with SERVICE_NODE_FLAGS (libs/config/src/node-flags.ts)
- * wherever they are started: by `spark run`'s supervisor, and through the
+ * Each service runs with its flags (nodeFlags, libs/config/src/node-flags.ts)
+ * wherever it is started: by `spark run`'s supervisor, and through the
  * launchers deploy/install.sh writes for the systemd units; the `spark`
- * command's launcher carries them too, for the supervisor itself.
+ * command's launcher carries its own, for the supervisor itself.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SERVICE_NODE_FLAGS } from '@spark/config';
+import { nodeFlags, type NodeProgram } from '@spark/config';
 import { SERVICES, serviceCommands } from '@spark/cli';
 
 const run = promisify(execFile);
@@ -27,7 +27,8 @@ describe('service node flags', () => {
 
   it('spark run starts every service with them', () => {
     for (const spec of serviceCommands('/etc/laniakea/spark.toml')) {
-      assert.deepEqual(spec.args.slice(0, SERVICE_NODE_FLAGS.length), [...SERVICE_NODE_FLAGS], spec.name);
+      const flags = nodeFlags(spec.name as (typeof SERVICES)[number]);
+      assert.deepEqual(spec.args.slice(0, flags.length), [...flags], spec.name);
       assert.ok(spec.args.includes('--config'), spec.name);
     }
   });
@@ -37,7 +38,7 @@ describe('service node flags', () => {
     // install.sh's own lines, run as they are (install(1) without the root ownership).
     const launcher = /^launcher\(\) \{\n[\s\S]*?\n\}\n/m.exec(script)?.[0];
     const lines = [
-      /^service_node_flags=\(.*\)$/m,
+      /^node_flags\(\) \{\n[\s\S]*?\n\}$/m,
       /^launcher "\$bindir\/spark" .*$/m,
       /^for service in "\$\{services\[@\]\}"; do launcher .*$/m,
     ].map((pattern) => pattern.exec(script)?.[0] ?? assert.fail(`no line ${pattern} in install.sh`));
@@ -51,10 +52,14 @@ describe('service node flags', () => {
       ...lines,
     ].join('\n');
     await run('bash', ['-c', shell]);
-    for (const [file, app] of [['spark', 'cli'], ...SERVICES.map((service) => [`spark-${service}`, service])] as const) {
+    const programs: [string, NodeProgram][] = [
+      ['spark', 'cli'],
+      ...SERVICES.map((service): [string, NodeProgram] => [`spark-${service}`, service]),
+    ];
+    for (const [file, app] of programs) {
       assert.equal(
         await readFile(join(dir, file), 'utf8'),
-        `#!/bin/sh\nexec ${process.execPath} ${SERVICE_NODE_FLAGS.join(' ')} /opt/spark-ts/apps/${app}/dist/main.js "$@"\n`,
+        `#!/bin/sh\nexec ${process.execPath} ${nodeFlags(app).join(' ')} /opt/spark-ts/apps/${app}/dist/main.js "$@"\n`,
         file,
       );
     }

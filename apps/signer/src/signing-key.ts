@@ -134,7 +134,7 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
   } catch {
     if (!('WebAssembly' in globalThis) && protectedWithArgon2(key)) {
       throw new SigningKeyError(
-        `key ${fingerprint} is protected with Argon2, which openpgp.js computes in WebAssembly, and the signer runs without it (--lite-mode, SERVICE_NODE_FLAGS): export the key again from gpg (gpg --export-secret-key -a <GpgKeyID>), which protects it with its usual S2K`,
+        `key ${fingerprint} is protected with Argon2, which openpgp.js computes in WebAssembly, and the signer runs without it (--lite-mode, libs/config node-flags.ts): export the key again from gpg (gpg --export-secret-key -a <GpgKeyID>), which protects it with its usual S2K`,
       );
     }
     throw new SigningKeyError(`${passphrase.from}: wrong passphrase for key ${fingerprint}`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
-import { SERVICE_NODE_FLAGS } from '@spark/config';
+import { nodeFlags } from '@spark/config';
 import { runTsEntry } from '@spark/testing';
 import { loadSigningKey, PASSPHRASE_CREDENTIAL } from '../src/signing-key.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
@@ -131,7 +131,7 @@ describe('signing key', () => {
       const keyFile = join(dir, 'argon2_secret.gpg');
       await writeFile(keyFile, privateKey, { mode: 0o600 });
       assert.match(
-        await startWith(keyFile, fpr, join(dir, 'passphrase'), SERVICE_NODE_FLAGS),
+        await startWith(keyFile, fpr, join(dir, 'passphrase'), nodeFlags('signer')),
         new RegExp(`^spark-signer: key ${fpr} is protected with Argon2, which openpgp.js computes in WebAssembly`),
       );
     });

@@ -6,7 +6,7 @@
  * peak RSS (VmHWM) and curl's. Not part of the test suite: run with
  * `npm run bench` (needs about 3 GiB free in the temp dir); with
  * SPARK_BENCH_DIST=1 it runs the built service instead of the source. The
- * service runs with the V8 flags production gives it (SERVICE_NODE_FLAGS);
+ * service runs with the V8 flags production gives it (nodeFlags('uploader') of @spark/config);
  * SPARK_BENCH_NODE_FLAGS='…' replaces them (empty: none).
  */
 import { spawn, execFile } from 'node:child_process';
@@ -19,7 +19,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
-import { SERVICE_NODE_FLAGS } from '@spark/config';
+import { nodeFlags as productionFlags } from '@spark/config';
 import { archiveTargetsKey, jobArtifactsDir, QueueName, stageJobId, type Manifest } from '@spark/protocol';
 import { connectRedis, redisReady } from '@spark/service';
 // A benchmark, like a test, runs on the test support and the receiver stand-in (the lint rule's test override covers test/ only).
@@ -78,7 +78,7 @@ try {
   // SPARK_BENCH_DIST=1: the built service (`npm run build` first), as installed; its RSS is the one that counts.
   const command = process.env['SPARK_BENCH_DIST'] === '1' ? [dist] : ['--conditions=@spark/source', '--import', 'tsx', main];
   const flagsFromEnv = process.env['SPARK_BENCH_NODE_FLAGS'];
-  const nodeFlags = flagsFromEnv === undefined ? SERVICE_NODE_FLAGS : flagsFromEnv.split(' ').filter(Boolean);
+  const nodeFlags = flagsFromEnv === undefined ? productionFlags('uploader') : flagsFromEnv.split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeFlags, ...command, '--config', configFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

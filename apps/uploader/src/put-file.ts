@@ -142,7 +142,7 @@ export async function putFile(url: string, path: string, size: number, timeouts:
  * Bytes per read and write: two of these are all the memory a PUT takes. Measured on 2 cores
  * uploading 1 GiB over loopback, CPU time of the uploader per GiB: 64 KiB 0.5 s user + 0.8 s sys,
  * 1 MiB 0.2 + 0.6, 4 MiB 0.08 + 0.4 (curl -T: 0.02 + 0.3) — and the receiver shares those cores.
- * 1 MiB since the services run with --lite-mode (SERVICE_NODE_FLAGS): the uploader idles at about
+ * 1 MiB since the services run with --lite-mode (nodeFlags('uploader')): the uploader idles at about
  * 60 MiB, and 2 × 4 MiB took its peak to 70 MiB for 1 GiB, 2 × 2 MiB to 65, 2 × 1 MiB to 63 (issue
  * 16's bound: 64), at ×0.84–0.88 of curl -T's throughput against ×0.88–0.91 with 2–4 MiB
  * (docs/benchmarks.md, "Upload at link speed").

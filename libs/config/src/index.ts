@@ -2,4 +2,4 @@ export * from './spark-config.js';
 export { defaultArchitectures, machineIdOf, readHostname, uuidV5 } from './machine.js';
 export { nearestName } from './nearest-name.js';
 export * from './service-cli.js';
-export { SERVICE_NODE_FLAGS } from './node-flags.js';
+export { nodeFlags, type NodeProgram } from './node-flags.js';

@@ -1,16 +1,35 @@
+/** The programs started with V8 flags of their own: the four services and the `spark` command (whose `spark run` supervises them). */
+export type NodeProgram = 'cli' | 'connector' | 'builder' | 'signer' | 'uploader';
+
 /**
- * The V8 flags every service runs with: `spark run`'s supervisor gives them
- * to its children, and the launchers deploy/install.sh writes for the systemd
- * units carry the same. Chosen by measurement
- * (docs/benchmarks.md, "Idle memory"): `--lite-mode` (no optimising
- * compilers) takes a service's idle RSS from 75–90 MiB to under 60 and costs
- * about 4× the CPU on hot JavaScript, of which a job has a few milliseconds
- * (the builder's log relay, 93 → 27 MB/s, is where it shows);
- * `--max-semi-space-size=1` keeps the young generation at 1 MiB instead of
- * letting it grow to 16 MiB per half under the steady small garbage of polling.
- * `--lite-mode` turns WebAssembly off (V8 warns so on every start unless
- * `--no-expose-wasm` says it): nothing the services run needs it, but for
- * openpgp.js's Argon2 key protection, which the signer then refuses with a
- * clear message (signing-key.ts).
+ * Flags for a process whose work is waiting and moving bytes in native code:
+ * `--lite-mode` (no optimising compilers) takes a service's idle RSS from
+ * 75–90 MiB to under 60 and costs about 4× the CPU on hot JavaScript, of
+ * which a job has a few milliseconds; `--max-semi-space-size=1` keeps the
+ * young generation at 1 MiB instead of letting it grow to 16 MiB per half
+ * under the steady small garbage of polling. `--lite-mode` turns WebAssembly
+ * off (V8 warns so on every start unless `--no-expose-wasm` says it): nothing
+ * these processes run needs it, but for openpgp.js's Argon2 key protection,
+ * which the signer then refuses with a clear message (signing-key.ts).
  */
-export const SERVICE_NODE_FLAGS: readonly string[] = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-size=1'];
+const LEAN = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-size=1'] as const;
+
+/**
+ * The builder's hot path is JavaScript: it relays every byte a build prints
+ * (line scanning, excerpts, warning patterns). Under `--lite-mode` its relay
+ * ran at a third of its speed (310 → 116 MB/s), under `--no-opt` at about half,
+ * so it keeps the optimising compilers and pays 10–13 MiB of idle RSS for them
+ * (docs/benchmarks.md, "Idle memory").
+ */
+const BUILDER = ['--max-semi-space-size=1'] as const;
+
+/**
+ * The V8 flags `program` runs with, chosen by measurement (docs/benchmarks.md,
+ * "Idle memory"): `spark run`'s supervisor gives them to its children, and the
+ * launchers deploy/install.sh writes (for the systemd units and `spark`)
+ * carry the same — install.sh's `node_flags` spells this table again, and a
+ * test holds the two equal.
+ */
+export function nodeFlags(program: NodeProgram): readonly string[] {
+  return program === 'builder' ? BUILDER : LEAN;
+}

@@ -55,7 +55,7 @@ export interface ChainOptions {
   dir?: string;
   /** `dist`: run the services' built entries (`npm run build` first), as installed; default: as this process resolves them (source under tsx). */
   build?: 'installed' | 'dist';
-  /** The services' V8 flags (default: production's, SERVICE_NODE_FLAGS of @spark/config). */
+  /** V8 flags for every service (default: production's, each its own: nodeFlags of @spark/config). */
   nodeFlags?: readonly string[];
   /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root or password-less sudo; unmounted by close()). */
   workspaceSizeBytes?: number;

@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG, SERVICE_NODE_FLAGS } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EXIT_CONFIG, nodeFlags, type NodeProgram } from '@spark/config';
 import { loadCliConfig } from '../load-cli-config.js';
 import { usageError } from '../commands.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
@@ -18,7 +18,7 @@ export interface ServiceCommandOptions {
    * the built entry whatever this process runs from (benchmarks of the build).
    */
   build?: 'installed' | 'dist';
-  /** V8 flags (default {@link SERVICE_NODE_FLAGS}). */
+  /** V8 flags for every service (default: each its own, {@link nodeFlags}). */
   nodeFlags?: readonly string[];
 }
 
@@ -26,15 +26,15 @@ export interface ServiceCommandOptions {
  * How to start each service from this installation: its package's `./main`
  * entry, resolved by package name — the built `dist/main.js` in an install, the
  * TypeScript source (run through tsx) when this command itself runs from source
- * — with {@link SERVICE_NODE_FLAGS}.
+ * — with its V8 flags ({@link nodeFlags}).
  */
 export function serviceCommands(
   configFile: string,
   services: readonly string[] = SERVICES,
   options: ServiceCommandOptions = {},
 ): ChildSpec[] {
-  const flags = options.nodeFlags ?? SERVICE_NODE_FLAGS;
   return services.map((name) => {
+    const flags = options.nodeFlags ?? nodeFlags(name as NodeProgram);
     let entry = fileURLToPath(import.meta.resolve(`@spark/${name}/main`));
     if (options.build === 'dist') entry = join(dirname(dirname(entry)), 'dist', 'main.js');
     const loader = entry.endsWith('.ts') ? ['--conditions=@spark/source', '--import', 'tsx'] : [];
