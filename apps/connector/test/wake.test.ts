@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { builderCapacityChannel } from '@spark/protocol';
+import { Queue, Worker } from 'bullmq';
+import { builderCapacityChannel, QueueName } from '@spark/protocol';
 import { readJobRecord } from '@spark/service';
 import { startRedisServer, type RedisServer } from '@spark/testing';
 import { packageJob, startWorld, waitUntil, type World } from './harness.js';
@@ -74,6 +75,42 @@ describe('the connector asks for work the moment there is room (PollInterval one
       assert.equal(jobRequests(world), 2, 'one request per freed slot');
       assert.equal(world.standIn?.board.get(second)?.status, 'SCHEDULED');
     } finally {
+      await world.close();
+    }
+  });
+
+  it('an upload that ends makes room when uploads held the worker back, and the connector asks at once', async () => {
+    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
+    const uploads = new Queue(QueueName.upload, { connection: world.redis, prefix: world.prefix });
+    const workerRedis = world.redis.duplicate();
+    let worker: Worker | null = null;
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      // One slot, free, but two jobs past their build: one more than the allowance of one per slot.
+      await uploads.add('upload', { n: 1 }, { jobId: 'u1' });
+      await uploads.add('upload', { n: 2 }, { jobId: 'u2' });
+      await announce(world, 0);
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
+      await sleep(300);
+      assert.equal(jobRequests(world), 0, 'uploads hold the worker back: no request');
+
+      // The uploader finishes one upload (and announces nothing: it is not a builder).
+      let done = 0;
+      worker = new Worker(
+        QueueName.upload,
+        async () => {
+          if (++done > 1) await sleep(HOUR * 1000);
+        },
+        { connection: workerRedis, prefix: world.prefix },
+      );
+      await waitUntil('the job is queued for a builder', () => queued(world, uuid));
+      assert.equal(jobRequests(world), 1);
+    } finally {
+      await worker?.close(true);
+      await uploads.close();
+      await workerRedis.quit();
       await world.close();
     }
   });
