@@ -89,7 +89,10 @@ export async function startLaniakeaSpark(chain: Chain, options: LaniakeaSparkOpt
     rmSync(ETC, { recursive: true, force: true });
     if (hadEtc) renameSync(backup, ETC);
   };
+  let child: ChildProcess | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
+    // The daemon runs in a process group of its own, so a signal to ours does not reach it.
+    if (child?.pid && child.exitCode === null && child.signalCode === null) process.kill(-child.pid, 'SIGKILL');
     restore();
     process.kill(process.pid, signal);
   };
@@ -102,7 +105,6 @@ export async function startLaniakeaSpark(chain: Chain, options: LaniakeaSparkOpt
     process.off('SIGTERM', onSignal);
   };
 
-  let child: ChildProcess | null = null;
   try {
     const machine = chain.config.machineName;
     const curve = join(ETC, 'keys', 'curve');

@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -355,6 +356,7 @@ out(`side by side with laniakea-spark; ${await machineDescription()}`);
 out(
   `both on the same Lighthouse stand-in, archive and upload receiver, MaxJobs 1, runner: the host runner (tools/host-runner/debspawn, dpkg-buildpackage on the host) as \`debspawn\` first on PATH; ours under \`spark run\` (dist/ build), PollInterval ${OUR_POLL_INTERVAL} s (default)`,
 );
+if (!existsSync(SPARK_CLI)) throw new Error(`${SPARK_CLI} is missing: run npm run build first (this benchmark runs the built services)`);
 const source = await findLaniakeaSpark();
 const ours = await measure('ours', '', PUT_DELAY_MS);
 const alone = {
