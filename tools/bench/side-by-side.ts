@@ -4,7 +4,9 @@
  * host runner, tools/host-runner/debspawn, first on PATH for both) — first
  * our four services under `spark run`, then laniakea-spark from the source
  * tree in LANIAKEA_SPARK_SRC — and the figures for both, with ratios.
- * Run: npm run bench (or, in tools/, npm run bench:side-by-side).
+ * Run: npm run bench (or, in tools/, npm run bench:side-by-side). About 7
+ * minutes with laniakea-spark (its 30 s poll pause sets the pace);
+ * SIDE_BY_SIDE_QUICK=1 takes one sample of each and idles 3 s, to try it out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
