@@ -25,6 +25,7 @@ apt_packages=(
   dpkg-dev build-essential fakeroot             # dpkg-source/dpkg-buildpackage for test packages
   dput-ng                 # reference uploader the tests compare against
   python3-zmq             # pyzmq: checks our Curve key files as Laniakea reads them
+  python3-tomlkit python3-debian   # laniakea-spark's imports, for the side-by-side bench (docs/benchmarks.md)
   sudo                    # the builder runs debspawn through sudo when not root
   chromium                # the dashboard test opens the page in headless Chromium
   libxml2-utils           # xmllint: the builder test validates Firehose reports against firehose.rng

@@ -1,5 +1,5 @@
 import type { SparkConfig } from '@spark/config';
-import { connectRedis, once, openQueue, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
+import { connectRedis, once, openQueue, openQueueEvents, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
 import { builderCapacityChannel, lighthouseStatusKey, QueueName } from '@spark/protocol';
 import type { ConnectorKeys } from './curve-keys.js';
 import { createLighthouseLink } from './lighthouse-link.js';
@@ -53,6 +53,12 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const buildQueue = openQueue(QueueName.build, producer, prefix, logger);
   const signQueue = openQueue(QueueName.sign, producer, prefix, logger);
   const uploadQueue = openQueue(QueueName.upload, producer, prefix, logger);
+  // Jobs past their build count against capacity beyond one per slot (builder-capacity.ts), and no
+  // builder announces when an upload ends: hear it from the upload queue's events (a connection of
+  // their own, duplicated from the producer's) so a worker held back by uploads asks at once too.
+  const uploadEvents = openQueueEvents(QueueName.upload, producer, prefix, logger);
+  uploadEvents.on('completed', () => waker.wake());
+  uploadEvents.on('failed', () => waker.wake());
   const reportQueue = openQueue(QueueName.report, producer, prefix, logger);
   const link = createLighthouseLink({
     endpoint: config.lighthouseServer,
@@ -150,7 +156,10 @@ export function createConnector(deps: ConnectorDeps): Connector {
           ['finish the report in flight', () => relay?.close()],
           ['close the Lighthouse link', () => link.close()],
           ['release the connector lock', () => lock?.release()],
-          ['close queues', () => Promise.all([buildQueue.close(), signQueue.close(), uploadQueue.close(), reportQueue.close()])],
+          [
+            'close queues',
+            () => Promise.all([buildQueue.close(), signQueue.close(), uploadQueue.close(), reportQueue.close(), uploadEvents.close()]),
+          ],
           ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit(), subscriber.quit()])],
         ],
         logger,

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { Queue, Worker } from 'bullmq';
+import { builderCapacityChannel, QueueName } from '@spark/protocol';
+import { readJobRecord } from '@spark/service';
+import { startRedisServer, type RedisServer } from '@spark/testing';
+import { packageJob, startWorld, waitUntil, type World } from './harness.js';
+
+/**
+ * Item 1 of issue 16: the connector asks Lighthouse the moment there is room,
+ * not at the next poll. Every world here polls once an hour, so a job that
+ * reaches `build` within the test got there because the connector was woken;
+ * the assertions count the job requests it sent.
+ */
+const HOUR = 3600;
+
+const jobRequests = (world: World) => world.standIn?.requests.filter((r) => r.request === 'job').length ?? 0;
+const queued = async (world: World, uuid: string) => (await readJobRecord(world.redis, world.prefix, uuid)) !== null;
+
+/** What a builder does when a slot frees or it registers: heartbeat, then a message on the capacity channel. */
+async function announce(world: World, busy: number): Promise<void> {
+  await world.heartbeat({ slots: 1, busy });
+  await world.redis.publish(builderCapacityChannel(world.prefix), 'b1');
+}
+
+describe('the connector asks for work the moment there is room (PollInterval one hour)', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedisServer();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it('a builder that registers after the connector started gets the waiting job with one request', async () => {
+    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
+      await sleep(300);
+      assert.equal(jobRequests(world), 0, 'no builder: no job request');
+
+      await announce(world, 0);
+      await waitUntil('the job is queued for a builder', () => queued(world, uuid));
+      assert.equal(jobRequests(world), 1, 'the announcement, not a poll, sent the one job request');
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('a slot that frees gets the next waiting job, and an announcement that finds no room sends nothing', async () => {
+    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
+    try {
+      const first = randomUUID();
+      const second = randomUUID();
+      world.standIn?.addJob(packageJob(first));
+      await announce(world, 0);
+      await world.connector.start();
+      await waitUntil('the first job is queued', () => queued(world, first));
+      assert.equal(jobRequests(world), 1);
+
+      // The builder takes it: its slot is busy, and the first job sits in build until a worker takes it.
+      await world.buildQueue.obliterate({ force: true });
+      world.standIn?.addJob(packageJob(second));
+      await announce(world, 1);
+      await sleep(300);
+      assert.equal(jobRequests(world), 1, 'a busy slot is no room: no request');
+
+      await announce(world, 0);
+      await waitUntil('the second job is queued', () => queued(world, second));
+      assert.equal(jobRequests(world), 2, 'one request per freed slot');
+      assert.equal(world.standIn?.board.get(second)?.status, 'SCHEDULED');
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('an upload that ends makes room when uploads held the worker back, and the connector asks at once', async () => {
+    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
+    const uploads = new Queue(QueueName.upload, { connection: world.redis, prefix: world.prefix });
+    const workerRedis = world.redis.duplicate();
+    let worker: Worker | null = null;
+    try {
+      const uuid = randomUUID();
+      world.standIn?.addJob(packageJob(uuid));
+      // One slot, free, but two jobs past their build: one more than the allowance of one per slot.
+      await uploads.add('upload', { n: 1 }, { jobId: 'u1' });
+      await uploads.add('upload', { n: 2 }, { jobId: 'u2' });
+      await announce(world, 0);
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
+      await sleep(300);
+      assert.equal(jobRequests(world), 0, 'uploads hold the worker back: no request');
+
+      // The uploader finishes one upload (and announces nothing: it is not a builder).
+      let done = 0;
+      worker = new Worker(
+        QueueName.upload,
+        async () => {
+          // The second upload never ends (a promise with no timer behind it, so the test process can exit).
+          if (++done > 1) await new Promise(() => undefined);
+        },
+        { connection: workerRedis, prefix: world.prefix },
+      );
+      await waitUntil('the job is queued for a builder', () => queued(world, uuid));
+      assert.equal(jobRequests(world), 1);
+    } finally {
+      await worker?.close(true);
+      await uploads.close();
+      await workerRedis.quit();
+      await world.close();
+    }
+  });
+});
