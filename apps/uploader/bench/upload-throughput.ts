@@ -1,17 +1,18 @@
 /*
  * Uploads one 1 GiB artifact through the real uploader service (a child
- * process running src/main.ts, with its own Redis) to the upload receiver,
+ * process running the built dist/main.js as installed, or src/main.ts through
+ * tsx when there is no build; with its own Redis) to the upload receiver,
  * and the same file with `curl -T` to the same receiver: a warm-up, then RUNS
  * of each, interleaved; prints the median throughput of each, the uploader's
  * peak RSS (VmHWM) and curl's. Not part of the test suite: run with
  * `npm run bench` (needs about 3 GiB free in the temp dir); with
- * SPARK_BENCH_DIST=1 it runs the built service instead of the source. The
+ * SPARK_BENCH_SOURCE=1 it runs the source even when there is a build. The
  * service runs with the V8 flags production gives it (nodeFlags('uploader') of @spark/config);
  * SPARK_BENCH_NODE_FLAGS='…' replaces them (empty: none).
  */
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { link, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,8 +76,9 @@ try {
     `LighthouseServer = 'tcp://127.0.0.1:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = 'bench'\nWorkspaceRoot = '${join(root, 'lkspark')}'\nRedisUrl = '${redisServer.url}'\nQueuePrefix = '${prefix}'\n`,
   );
 
-  // SPARK_BENCH_DIST=1: the built service (`npm run build` first), as installed; its RSS is the one that counts.
-  const command = process.env['SPARK_BENCH_DIST'] === '1' ? [dist] : ['--conditions=@spark/source', '--import', 'tsx', main];
+  // The built service, as installed: its RSS is the one that counts (tsx adds its own).
+  const command =
+    existsSync(dist) && process.env['SPARK_BENCH_SOURCE'] !== '1' ? [dist] : ['--conditions=@spark/source', '--import', 'tsx', main];
   const flagsFromEnv = process.env['SPARK_BENCH_NODE_FLAGS'];
   const nodeFlags = flagsFromEnv === undefined ? productionFlags('uploader') : flagsFromEnv.split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeFlags, ...command, '--config', configFile], {
