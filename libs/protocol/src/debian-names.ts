@@ -11,18 +11,8 @@ import {
   MAX_ARCHITECTURE_LENGTH,
 } from './name-patterns.js';
 
-export {
-  PACKAGE_NAME,
-  PACKAGE_VERSION,
-  ARCHITECTURE,
-  SUITE,
-  FILE_NAME,
-  REPO_NAME,
-  UUID,
-  SHA256_HEX,
-  isValidName,
-  MAX_ARCHITECTURE_LENGTH,
-} from './name-patterns.js';
+// The patterns live apart so `@spark/config` can read them without zod (name-patterns.ts).
+export * from './name-patterns.js';
 
 function printable(value: string): string {
   return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
