@@ -16,7 +16,9 @@
  *     hands the signer what its package name asks for (a .changes for
  *     another package, version, suite or architecture, a .dud for another
  *     job, links, a directory swapped during signing …). Prints one JSON line
- *     per job, then waits until the signer has taken every sign job.
+ *     per job, waits until the signer has taken every sign job, then queues
+ *     reports that are not its to send (a success, a rejection of a round it
+ *     handed on, an accepted for a job never handed out).
  *
  * The test on the host checks the outcome: every refusal written to the
  * audit log and reported failed, nothing signed or uploaded.
@@ -39,7 +41,10 @@ import {
   jobRecordKey,
   jobWorkspaceDir,
   lighthouseStatusKey,
+  parseJobId,
   QueueName,
+  REPORT_QUEUES,
+  signerRoundKey,
   stageJobId,
   type JobRound,
   type Manifest,
@@ -50,6 +55,8 @@ const run = promisify(execFile);
 const HELPER = '/usr/local/sbin/spark-build-helper';
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+/** A job Lighthouse never handed out to this worker, which the hostile builder still says it accepted. */
+const NEVER_HANDED_OUT = '33333333-3333-4333-8333-333333333333';
 
 /** One escape tried: what came back (an error code, a message), for the test to judge. */
 interface Attempt {
@@ -166,20 +173,23 @@ async function probe(config: SparkConfig): Promise<void> {
   const upload = new Queue(QueueName.upload, { connection: redis, prefix: p });
   upload.on('error', () => undefined);
   tries.push(await attempt('add to the upload queue', () => upload.add('upload', { manifest: {} }, { jobId: `${uuid}.1.upload` })));
-  // BullMQ keeps a queue's jobs in shared keys: the builder writes the report
-  // and sign queues, so it can add (and remove) entries for any uuid there.
-  // This shows that limit (README, "Trust boundary"); for the sign queue the
-  // signer's check against the job record stops it (the build phase tries).
-  const report = new Queue(QueueName.report, { connection: redis, prefix: p });
-  report.on('error', () => undefined);
-  tries.push(
-    await attempt('add a report for a job it does not hold (delayed), and remove it', async () => {
-      const job = await report.add('failed', { kind: 'failed', uuid, round: '1', at: Date.now(), reason: 'hostile' }, { delay: 3_600_000 });
-      await job.remove();
-      return `report ${job.id ?? ''} added and removed`;
-    }),
-  );
-  await Promise.all([upload.close(), report.close()]);
+  // The other services' report queues: a success or failure the builder could queue there would be
+  // relayed as theirs. Its own queue it may write; what it says there the relay checks (the build phase tries).
+  const others = (['connector', 'signer', 'uploader'] as const).map((sender) => {
+    const queue = new Queue(REPORT_QUEUES[sender], { connection: redis, prefix: p });
+    queue.on('error', () => undefined);
+    return [sender, queue] as const;
+  });
+  for (const [sender, queue] of others) {
+    tries.push(
+      await attempt(`add a report to the ${sender}'s report queue`, () =>
+        queue.add('success', { kind: 'success', uuid, round: '1', at: Date.now() }, { jobId: `${uuid}.1.final` }),
+      ),
+    );
+    tries.push(await attempt(`remove the ${sender}'s waiting reports`, () => redis.del(`${p}:${REPORT_QUEUES[sender]}:wait`)));
+  }
+  tries.push(await attempt("mark a round as the signer's", () => redis.set(signerRoundKey(p, uuid), '1')));
+  await Promise.all([upload.close(), ...others.map(([, queue]) => queue.close())]);
   await redis.quit();
   for (const line of tries) out({ ...line });
 }
@@ -206,7 +216,7 @@ async function build(config: SparkConfig, count: number): Promise<void> {
   const redis = await builderRedis(config);
   const blocking = await builderRedis(config);
   const signQueue = new Queue(QueueName.sign, { connection: redis, prefix: p });
-  const reportQueue = new Queue(QueueName.report, { connection: redis, prefix: p });
+  const reportQueue = new Queue(REPORT_QUEUES.builder, { connection: redis, prefix: p });
   for (const q of [signQueue, reportQueue]) q.on('error', () => undefined);
   const id = 'hostile@1';
   let taken = 0;
@@ -368,6 +378,21 @@ async function build(config: SparkConfig, count: number): Promise<void> {
     }
   }
   await Promise.all(swaps);
+  // Now that the signer has taken every round, say in the builder's own report queue what is not the
+  // builder's to say: each round succeeded (a kind only the uploader sends), and was rejected back
+  // (a round it handed on); and accept a job this worker never got. The relay must drop all of it.
+  for (const signId of signIds) {
+    const round = parseJobId(signId);
+    if (round?.type !== 'stage') continue;
+    await sendReport(reportQueue, { kind: 'success', uuid: round.uuid, round: round.round, at: Date.now() });
+    await reportQueue.add(
+      'rejected',
+      { kind: 'rejected', uuid: round.uuid, round: round.round, at: Date.now(), reason: 'forged by the hostile builder' },
+      { jobId: `${round.uuid}.${round.round}.rejected-forged` },
+    );
+  }
+  await sendReport(reportQueue, { kind: 'accepted', uuid: NEVER_HANDED_OUT, round: '1', at: Date.now() });
+  out({ forged: signIds.length * 2 + 1 });
   clearTimeout(deadline);
   await Promise.all([signQueue.close(), reportQueue.close()]);
   await Promise.all([redis.quit(), blocking.quit()]);

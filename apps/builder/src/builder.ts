@@ -1,7 +1,15 @@
 import type { Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
 import { rm } from 'node:fs/promises';
-import { builderControlChannel, builderControlMessageSchema, JOB_KINDS, jobWorkspaceDir, QueueName, type JobKind } from '@spark/protocol';
+import {
+  builderControlChannel,
+  builderControlMessageSchema,
+  JOB_KINDS,
+  jobWorkspaceDir,
+  QueueName,
+  REPORT_QUEUES,
+  type JobKind,
+} from '@spark/protocol';
 import {
   connectRedis,
   redisLogin,
@@ -86,7 +94,7 @@ export function createBuilder(deps: BuilderDeps): Builder {
   for (const redis of [workerRedis, producerRedis, controlRedis]) {
     redis.on('error', (err) => logger.warn({ err }, 'Redis connection error; reconnecting'));
   }
-  const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
+  const reportQueue = openQueue(REPORT_QUEUES.builder, producerRedis, config.queuePrefix, logger);
   const signQueue = openQueue(QueueName.sign, producerRedis, config.queuePrefix, logger);
   const running = new Map<string, AbortController>();
   // Per BullMQ job id: aborted when the job's lock could not be renewed.

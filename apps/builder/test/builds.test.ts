@@ -18,6 +18,7 @@ import {
   jobWorkspaceDir,
   parseControlFile,
   parseFileList,
+  REPORT_QUEUES,
   reportPayloadSchema,
   signPayloadSchema,
   stageJobId,
@@ -155,7 +156,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     config = testConfig({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix });
     buildQueue = new Queue('build', { connection, prefix });
     signQueue = new Queue('sign', { connection, prefix });
-    reportQueue = new Queue('report', { connection, prefix });
+    reportQueue = new Queue(REPORT_QUEUES.builder, { connection, prefix });
 
     const warning = '#include <stdio.h>\nint main(void) { int unused; puts("hi"); return 0; }\n';
     const success = await serve('hellow', { name: 'hellow', version: '1.0', cSource: warning });

@@ -17,6 +17,7 @@ import {
   builderHeartbeatKey,
   jobLogFile,
   MAX_LOG_EXCERPT_CHARS,
+  REPORT_QUEUES,
   reportPayloadSchema,
   signPayloadSchema,
   jobWorkspaceDir,
@@ -182,7 +183,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
       .digest('hex');
     buildQueue = new Queue('build', { connection, prefix });
     signQueue = new Queue('sign', { connection, prefix });
-    reportQueue = new Queue('report', { connection, prefix });
+    reportQueue = new Queue(REPORT_QUEUES.builder, { connection, prefix });
   });
 
   after(async () => {

@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import {
   builderControlChannel,
   QueueName,
+  REPORT_QUEUES,
   reportJobId,
   reportPayloadSchema,
   stageJobId,
@@ -42,7 +43,7 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
   const redis = await openCliRedis(config, 'admin', io.stderr, 'cancel');
   if (typeof redis === 'number') return redis;
   const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
-  const report = new Queue(QueueName.report, { connection: redis, prefix: config.queuePrefix });
+  const report = new Queue(REPORT_QUEUES.builder, { connection: redis, prefix: config.queuePrefix });
   build.on('error', () => undefined);
   report.on('error', () => undefined);
   try {

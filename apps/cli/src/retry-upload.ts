@@ -3,6 +3,7 @@ import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
 import {
   QueueName,
+  REPORT_QUEUES,
   reportJobId,
   reportPayloadSchema,
   stageJobId,
@@ -44,7 +45,7 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
   if (typeof redis === 'number') return redis;
   const queue = new Queue(QueueName.upload, { connection: redis, prefix: config.queuePrefix });
   queue.on('error', () => undefined);
-  const reports = new Queue(QueueName.report, { connection: redis, prefix: config.queuePrefix });
+  const reports = new Queue(REPORT_QUEUES.uploader, { connection: redis, prefix: config.queuePrefix });
   reports.on('error', () => undefined);
   try {
     const round = await currentRound(redis, config.queuePrefix, uuid);
@@ -111,8 +112,8 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
 }
 
 /**
- * What to tell an operator when the round's final report is already queued
- * (its id is taken: no later report of the round can reach Lighthouse), or
+ * What to tell an operator when the uploader's final report of the round is
+ * already queued (its id is taken: no later report of the round can reach Lighthouse), or
  * null when it is not.
  */
 async function endedRound(reports: Queue, round: JobRound): Promise<string | null> {

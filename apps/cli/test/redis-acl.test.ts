@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { QUEUE_NAMES } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { connectRedis, createLogger, redisLogin, redisReady, REDIS_USERS, type RedisRoleName } from '@spark/service';
 import { runRedisAcl } from '../src/redis-acl.js';
@@ -127,7 +128,7 @@ describe('spark redis-acl', () => {
       const text = await response.text();
       assert.equal(response.status, 200, text);
       const api = JSON.parse(text) as { queues: { name: string; counts: Record<string, number> }[] };
-      assert.deepEqual(api.queues.map((queue) => queue.name).sort(), ['build', 'report', 'sign', 'upload']);
+      assert.deepEqual(api.queues.map((queue) => queue.name).sort(), [...QUEUE_NAMES].sort());
       assert.ok(api.queues.every((queue) => typeof queue.counts['waiting'] === 'number'));
       assert.ok(!text.includes(operatorPassword), 'the dashboard shows no password');
     } finally {

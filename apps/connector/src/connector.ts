@@ -1,6 +1,7 @@
+import type { Queue } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
 import { connectRedis, once, openQueue, openQueueEvents, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
-import { builderCapacityChannel, lighthouseStatusKey, QueueName } from '@spark/protocol';
+import { builderCapacityChannel, lighthouseStatusKey, QueueName, REPORT_QUEUES, REPORT_SENDERS, type ReportSender } from '@spark/protocol';
 import type { ConnectorKeys } from './curve-keys.js';
 import { createLighthouseLink } from './lighthouse-link.js';
 import { refreshArchiveTargets } from './archive-targets.js';
@@ -59,7 +60,11 @@ export function createConnector(deps: ConnectorDeps): Connector {
   const uploadEvents = openQueueEvents(QueueName.upload, producer, prefix, logger);
   uploadEvents.on('completed', () => waker.wake());
   uploadEvents.on('failed', () => waker.wake());
-  const reportQueue = openQueue(QueueName.report, producer, prefix, logger);
+  // The relay reads every sender's report queue; the connector's own reports go to its own.
+  const reportQueues = Object.fromEntries(
+    REPORT_SENDERS.map((sender) => [sender, openQueue(REPORT_QUEUES[sender], producer, prefix, logger)]),
+  ) as Record<ReportSender, Queue>;
+  const reportQueue = reportQueues.connector;
   const link = createLighthouseLink({
     endpoint: config.lighthouseServer,
     keys: deps.keys,
@@ -96,7 +101,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
       });
       if (!lock) return;
       await subscriber.subscribe(builderCapacityChannel(prefix));
-      relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueue, backoff, logger });
+      relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueues, backoff, logger });
       background('upload targets and job fetching', async () => {
         // Upload targets must be known before a job is taken (docs/architecture.md, The pipeline).
         for (let tries = 0; !(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal)); tries++) {
@@ -158,7 +163,11 @@ export function createConnector(deps: ConnectorDeps): Connector {
           ['release the connector lock', () => lock?.release()],
           [
             'close queues',
-            () => Promise.all([buildQueue.close(), signQueue.close(), uploadQueue.close(), reportQueue.close(), uploadEvents.close()]),
+            () =>
+              Promise.all([
+                ...[buildQueue, signQueue, uploadQueue, ...Object.values(reportQueues)].map((queue) => queue.close()),
+                uploadEvents.close(),
+              ]),
           ],
           ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit(), subscriber.quit()])],
         ],

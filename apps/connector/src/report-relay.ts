@@ -1,15 +1,19 @@
 import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
-import { isCurrentRound, openWorker, recordRoundEnd, type Logger, type Redis } from '@spark/service';
+import { openWorker, readJobRecord, recordRoundEnd, type Logger, type Redis } from '@spark/service';
 import {
   ackReplySchema,
   describeIssues,
   parseJobId,
-  QueueName,
+  REPORT_KINDS_OF,
+  REPORT_QUEUES,
   REPORT_REQUEST,
+  REPORT_SENDERS,
   reportJobId,
   reportPayloadSchema,
+  signerRoundKey,
   UNKNOWN_JOB_ERROR,
   type ReportPayload,
+  type ReportSender,
 } from '@spark/protocol';
 import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
 import { backoffDelay, pause, type Backoff } from './backoff.js';
@@ -20,15 +24,15 @@ export interface ReportRelayDeps {
   /** A `worker` Redis connection (maxRetriesPerRequest: null). */
   connection: Redis;
   prefix: string;
-  /** The `report` queue, to look for newer status excerpts of a job. */
-  reportQueue: Queue;
+  /** Each sender's report queue (REPORT_QUEUES), to count the reports waiting and look for newer status excerpts. */
+  reportQueues: Readonly<Record<ReportSender, Queue>>;
   backoff: Backoff;
   logger: Logger;
 }
 
 /** The running relay. */
 export interface ReportRelay {
-  /** Stops taking reports; the report in flight gets its current try, then goes back to the head of the queue unanswered. */
+  /** Stops taking reports; the report in flight gets its current try, then goes back to the head of its queue unanswered. */
   close(): Promise<void>;
 }
 
@@ -56,6 +60,46 @@ export async function isSupersededStatus(reportQueue: Queue, jobId: string | und
   }
 }
 
+/** Why a report is not sent: `level` says whether that is expected (`warn`) or a sign of a broken or hostile sender (`error`). */
+interface Refusal {
+  level: 'warn' | 'error';
+  reason: string;
+}
+
+/**
+ * Why the relay must not send `report` from `sender`'s queue, or null when it
+ * may (docs/architecture.md, "Trust boundary"). Each sender may send only its
+ * own kinds of report, and only about a round that is the job's latest
+ * hand-out here. The builder's credentials can write anything into its queue,
+ * so what it says must also be about a job Lighthouse handed out to this
+ * worker, and a rejection only while it holds the round: once the signer has
+ * taken the round (`signer-rounds`), the round is not the builder's to reject.
+ * (Its excerpts still go: the last one of a build is often sent after the
+ * signer took the round, and Lighthouse shows only the latest.) Throws on a
+ * Redis error.
+ */
+export async function reportRefusal(redis: Redis, prefix: string, sender: ReportSender, report: ReportPayload): Promise<Refusal | null> {
+  const request = REPORT_REQUEST[report.kind];
+  if (!(REPORT_KINDS_OF[sender] as readonly string[]).includes(report.kind)) {
+    return { level: 'error', reason: `the ${sender} does not send ${request}` };
+  }
+  const record = await readJobRecord(redis, prefix, report.uuid);
+  if (record === null) {
+    // The connector's queue may hold reports of a hand-out it could not record (a malformed job).
+    return sender === 'builder' ? { level: 'error', reason: 'Lighthouse never handed this job out here (no job record)' } : null;
+  }
+  if (record.round !== report.round) {
+    return Number(report.round) < Number(record.round)
+      ? { level: 'warn', reason: `it is of an earlier round: Lighthouse has handed the job out again since (round ${record.round})` }
+      : { level: 'error', reason: `round ${report.round} is no hand-out here (the latest is ${record.round})` };
+  }
+  if (sender === 'builder' && report.kind === 'rejected' && (await redis.get(signerRoundKey(prefix, report.uuid))) === report.round) {
+    // An honest builder never rejects a round it handed on: it rejects instead of handing on.
+    return { level: 'error', reason: 'the builder handed the round on to the signer; it is not the builder’s to reject' };
+  }
+  return null;
+}
+
 /*
  * A report in flight when the connector is killed (during an outage it is in
  * flight for as long as the outage lasts) is taken up again once its lock
@@ -69,25 +113,39 @@ const MAX_STALLED_COUNT = 1_000_000;
 
 /** ms between looks for a report a killed connector still holds. */
 const ORPHAN_RECHECK_MS = 500;
+/** Longest wait for those: past it, an active report is not a killed connector's (its lock would have expired). */
+const ORPHAN_WAIT_MS = LOCK_DURATION_MS + 2 * STALLED_INTERVAL_MS;
+/** ms between looks at the earlier senders' queues while a report waits for them. */
+const TURN_RECHECK_MS = 20;
+/** How long reports may wait in a sender's queue untaken before the relay stops holding later senders' reports for them. */
+const STUCK_QUEUE_MS = 10_000;
 
 /**
- * Resolves once no report is active. Called before the relay takes its first
- * report: the relay takes one at a time and one connector runs per host, so an
- * active report then is one a killed connector held. BullMQ's stalled check
- * gives it back to the head of the queue once its lock expires; starting
- * before that would send later reports of its job first (a success before its
- * accepted). Resolves false if `signal` aborts first.
+ * Resolves once no report is active in any report queue. Called before the
+ * relay takes its first report: the relay takes one at a time and one
+ * connector runs per host, so an active report then is one a killed connector
+ * held. BullMQ's stalled check gives it back to the head of its queue once its
+ * lock expires; starting before that would send later reports of its job
+ * first (a success before its accepted). A report still active after
+ * {@link ORPHAN_WAIT_MS} is not such a one (a sender's credentials can mark
+ * its queue's jobs active), and is not waited for. Resolves false if `signal`
+ * aborts first.
  */
-async function orphanedReportsReturned(reportQueue: Queue, logger: Logger, signal: AbortSignal): Promise<boolean> {
+async function orphanedReportsReturned(queues: readonly Queue[], logger: Logger, signal: AbortSignal): Promise<boolean> {
+  const giveUpAt = Date.now() + ORPHAN_WAIT_MS;
   let logged = false;
   for (;;) {
     let active: number;
     try {
-      active = await reportQueue.getActiveCount();
+      active = (await Promise.all(queues.map((queue) => queue.getActiveCount()))).reduce((sum, count) => sum + count, 0);
     } catch {
       active = 1;
     }
     if (active === 0) return true;
+    if (Date.now() >= giveUpAt) {
+      logger.warn({ active }, 'reports still active after every lock a stopped connector held has expired; starting the relay regardless');
+      return true;
+    }
     if (!logged) {
       logger.info('waiting for the report a previous connector held when it stopped, so reports stay in order');
       logged = true;
@@ -108,34 +166,94 @@ function replyPreview(reply: unknown): string {
   }
 }
 
+/** What a report's turn ended in when the relay is stopping: the report goes back to its queue. */
+const STOPPED = Symbol('stopped');
+
 /**
- * Relays the `report` queue to Lighthouse: one report at a time, in queue
- * order, each retried until Lighthouse answers, so no report of a job ever
- * overtakes an earlier one. The queue lives in Redis, so reports survive a
- * connector restart; on shutdown an unanswered report goes back to the head
- * of the queue. A report that fails validation is logged and dropped: it can
- * never be delivered and must not block the ones behind it. A status excerpt
- * that a newer one of the same job superseded while Lighthouse was away is
- * dropped too.
+ * Relays the report queues to Lighthouse (docs/architecture.md, "Reports"):
+ * one report at a time, each queue in its order, a report only once no
+ * earlier sender's queue ({@link REPORT_SENDERS}) has reports not yet sent — a
+ * sender queues a round's reports only after the earlier senders queued
+ * theirs, so no report of a job ever overtakes an earlier one — and each
+ * retried until Lighthouse answers. The queues live in Redis, so reports
+ * survive a connector restart; on shutdown an unanswered report goes back to
+ * the head of its queue. A report that fails validation, or that its sender
+ * may not send ({@link reportRefusal}), is logged and dropped: it must not
+ * block the ones behind it. A status excerpt that a newer one of the same job
+ * superseded while Lighthouse was away is dropped too.
  */
 export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
   const stop = new AbortController();
-  const processor = async (job: Job, token?: string): Promise<string> => {
-    const parsed = reportPayloadSchema.safeParse(job.data);
-    if (!parsed.success) {
-      deps.logger.error({ report: job.id }, `dropping a malformed report: ${describeIssues(parsed.error)}`);
-      return 'dropped: malformed';
+  // One report at a time across the queues: each send runs after the previous one ended.
+  let tail: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(send: () => Promise<T>): Promise<T> => {
+    const run = tail.then(send);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+  // Per sender: reports being handled, and when one was last taken or finished (to tell a stuck queue).
+  const inHand = new Map<ReportSender, number>();
+  const lastSeen = new Map<ReportSender, number>(REPORT_SENDERS.map((sender) => [sender, Date.now()]));
+  const stuckLogged = new Set<ReportSender>();
+
+  /**
+   * The first earlier sender whose queue has reports not yet sent — waiting, or
+   * taken and not finished (active) — or null.
+   */
+  const earlierWaiting = async (sender: ReportSender): Promise<ReportSender | null> => {
+    for (const earlier of REPORT_SENDERS.slice(0, REPORT_SENDERS.indexOf(sender))) {
+      const waiting = await deps.reportQueues[earlier].getJobCountByTypes('waiting', 'prioritized', 'active');
+      if (waiting === 0) {
+        stuckLogged.delete(earlier);
+        continue;
+      }
+      // Reports the relay does not take or finish (a paused queue, an entry BullMQ cannot move, one marked
+      // active by someone else) must not hold every later one.
+      const stuck = (inHand.get(earlier) ?? 0) === 0 && Date.now() - (lastSeen.get(earlier) ?? 0) > STUCK_QUEUE_MS;
+      if (!stuck) return earlier;
+      if (!stuckLogged.has(earlier)) {
+        stuckLogged.add(earlier);
+        deps.logger.error(
+          { queue: REPORT_QUEUES[earlier], waiting },
+          `the ${earlier}'s report queue holds reports the relay cannot take (paused, or held by something else); relaying later reports without them`,
+        );
+      }
     }
-    const report = parsed.data;
-    const log = deps.logger.child({ jobId: report.uuid, round: report.round });
-    if (!(await isCurrentRound(deps.connection, deps.prefix, report).catch(() => true))) {
-      // Lighthouse handed the job out again since: what this round says is about a hand-out it has forgotten.
-      log.warn(`dropping ${REPORT_REQUEST[report.kind]} of an earlier round: Lighthouse has handed the job out again since`);
-      return 'superseded round';
+    return null;
+  };
+
+  /** Runs `send` in the report's turn: alone, once no earlier sender has reports not yet sent. STOPPED when the relay stops first. */
+  const inTurn = async (sender: ReportSender, send: () => Promise<string | typeof STOPPED>): Promise<string | typeof STOPPED> => {
+    for (;;) {
+      const turn = await exclusive(async (): Promise<{ result: string | typeof STOPPED } | null> => {
+        if (stop.signal.aborted) return { result: STOPPED };
+        const waitFor = await earlierWaiting(sender).catch(() => null);
+        return waitFor === null ? { result: await send() } : null;
+      });
+      if (turn) return turn.result;
+      if (!(await pause(TURN_RECHECK_MS, stop.signal))) return STOPPED;
+    }
+  };
+
+  /** Checks and sends one report; returns what became of it. */
+  const send = async (sender: ReportSender, job: Job, report: ReportPayload, log: Logger): Promise<string | typeof STOPPED> => {
+    let refusal: Refusal | null;
+    for (let tries = 0; ; tries++) {
+      try {
+        refusal = await reportRefusal(deps.connection, deps.prefix, sender, report);
+        break;
+      } catch (error) {
+        log.warn({ err: error }, 'cannot read the job record to check the report; trying again');
+        if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
+      }
+    }
+    if (refusal) {
+      log[refusal.level](`dropping ${REPORT_REQUEST[report.kind]} from the ${sender}'s report queue: ${refusal.reason}`);
+      return `dropped: ${refusal.reason}`;
     }
     let reply: unknown;
     for (let tries = 0; ; tries++) {
-      if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueue, job.id))) {
+      if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueues[sender], job.id))) {
         log.info('dropping a status excerpt that a newer one superseded');
         return 'superseded';
       }
@@ -158,11 +276,7 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
         const level = tries < 3 ? 'warn' : 'error';
         log[level](`Lighthouse answered ${REPORT_REQUEST[report.kind]} with an error (${passing}); asking again (try ${tries + 1})`);
       }
-      if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) {
-        // Shutting down: the report goes back to the head of the queue, undelivered.
-        await job.moveToWait(token);
-        throw new WaitingError();
-      }
+      if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
     }
     if (report.kind === 'rejected') log.info(`rejected the job back to Lighthouse: ${report.reason}`);
     if (report.kind !== 'status') {
@@ -186,25 +300,57 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     log.info(`relayed ${REPORT_REQUEST[report.kind]} to Lighthouse`);
     return 'delivered';
   };
-  const worker: Worker = openWorker(QueueName.report, processor, deps.connection, deps.prefix, deps.logger, {
-    concurrency: 1,
-    lockDuration: LOCK_DURATION_MS,
-    stalledInterval: STALLED_INTERVAL_MS,
-    maxStalledCount: MAX_STALLED_COUNT,
-    autorun: false,
-  });
-  const started = worker
-    .startStalledCheckTimer()
-    .then(() => orphanedReportsReturned(deps.reportQueue, deps.logger, stop.signal))
+
+  const processorFor =
+    (sender: ReportSender) =>
+    async (job: Job, token?: string): Promise<string> => {
+      inHand.set(sender, (inHand.get(sender) ?? 0) + 1);
+      lastSeen.set(sender, Date.now());
+      try {
+        const parsed = reportPayloadSchema.safeParse(job.data);
+        if (!parsed.success) {
+          deps.logger.error(
+            { report: job.id, queue: REPORT_QUEUES[sender] },
+            `dropping a malformed report: ${describeIssues(parsed.error)}`,
+          );
+          return 'dropped: malformed';
+        }
+        const report = parsed.data;
+        const log = deps.logger.child({ jobId: report.uuid, round: report.round, from: sender });
+        const outcome = await inTurn(sender, () => send(sender, job, report, log));
+        if (outcome === STOPPED) {
+          // Shutting down: the report goes back to the head of its queue, undelivered.
+          await job.moveToWait(token);
+          throw new WaitingError();
+        }
+        return outcome;
+      } finally {
+        inHand.set(sender, (inHand.get(sender) ?? 1) - 1);
+        lastSeen.set(sender, Date.now());
+      }
+    };
+
+  const workers: Worker[] = REPORT_SENDERS.map((sender) =>
+    openWorker(REPORT_QUEUES[sender], processorFor(sender), deps.connection, deps.prefix, deps.logger, {
+      concurrency: 1,
+      lockDuration: LOCK_DURATION_MS,
+      stalledInterval: STALLED_INTERVAL_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
+      autorun: false,
+    }),
+  );
+  const started = Promise.all(workers.map((worker) => worker.startStalledCheckTimer()))
+    .then(() => orphanedReportsReturned(Object.values(deps.reportQueues), deps.logger, stop.signal))
     .then((go) => {
-      if (go) void worker.run().catch((err: unknown) => deps.logger.error({ err }, 'report relay stopped'));
+      if (!go) return;
+      for (const worker of workers) void worker.run().catch((err: unknown) => deps.logger.error({ err }, 'report relay stopped'));
     })
     .catch((err: unknown) => deps.logger.error({ err }, 'cannot start the report relay'));
   return {
     async close() {
       stop.abort();
       await started;
-      await worker.close();
+      await Promise.all(workers.map((worker) => worker.close()));
     },
   };
 }

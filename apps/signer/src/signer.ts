@@ -2,8 +2,11 @@ import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
 import {
   archiveTargetsKey,
+  JOB_RECORD_TTL_S,
   parseJobId,
   QueueName,
+  REPORT_QUEUES,
+  signerRoundKey,
   signPayloadSchema,
   stageJobId,
   storedArchiveTargetsSchema,
@@ -73,7 +76,7 @@ async function uploadTargetOf(redis: Redis, prefix: string, repo: string): Promi
  * The signer stage: takes `sign` jobs, checks them against the job record the
  * connector wrote and verifies the job's files (see `signArtifacts`), signs
  * them, and adds the round's `upload` job with the signed manifest. A job that
- * fails a check is reported `failed` to `report` with the reason, gets an
+ * fails a check is reported `failed` (in the signer's report queue) with the reason, gets an
  * audit line, and fails without retries, nothing signed.
  */
 export function createSigner(deps: SignerDeps): Signer {
@@ -84,7 +87,7 @@ export function createSigner(deps: SignerDeps): Signer {
   // (a 'worker' connection queues commands), not fail the job as a fail-fast producer would.
   const producerRedis = connectRedis(config.redisUrl, 'worker', login);
   const uploadQueue = openQueue(QueueName.upload, producerRedis, config.queuePrefix, logger);
-  const reportQueue = openQueue(QueueName.report, producerRedis, config.queuePrefix, logger);
+  const reportQueue = openQueue(REPORT_QUEUES.signer, producerRedis, config.queuePrefix, logger);
   let worker: Worker | null = null;
 
   /**
@@ -106,6 +109,11 @@ export function createSigner(deps: SignerDeps): Signer {
   };
 
   const handle = async (job: Job): Promise<void> => {
+    const taken = parseJobId(job.id);
+    if (taken?.type === 'stage') {
+      // The round is the signer's from here: the relay takes no more rejections or excerpts of it from the builder.
+      await producerRedis.set(signerRoundKey(config.queuePrefix, taken.uuid), taken.round, 'EX', JOB_RECORD_TTL_S);
+    }
     const parsed = signPayloadSchema.safeParse(job.data);
     if (!parsed.success) {
       return fail(

@@ -17,6 +17,7 @@ import {
   parseControlFile,
   parseFileList,
   QueueName,
+  REPORT_QUEUES,
   reportJobId,
   stageJobId,
   jobRecordSchema,
@@ -143,7 +144,7 @@ describe('a hostile builder against the signer', () => {
     );
     signQueue = new Queue(QueueName.sign, { connection: builderRedis, prefix });
     uploadQueue = new Queue(QueueName.upload, { connection: operator, prefix });
-    reportQueue = new Queue(QueueName.report, { connection: operator, prefix });
+    reportQueue = new Queue(REPORT_QUEUES.signer, { connection: operator, prefix });
   });
 
   after(async () => {

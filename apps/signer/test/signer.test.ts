@@ -14,6 +14,7 @@ import {
   parseControlFile,
   parseFileList,
   QueueName,
+  REPORT_QUEUES,
   reportJobId,
   stageJobId,
   type NewJobRecord,
@@ -84,7 +85,7 @@ describe('spark-signer on the sign queue', () => {
     connection = connectRedis(redis.url, 'worker');
     signQueue = new Queue(QueueName.sign, { connection, prefix });
     uploadQueue = new Queue(QueueName.upload, { connection, prefix });
-    reportQueue = new Queue(QueueName.report, { connection, prefix });
+    reportQueue = new Queue(REPORT_QUEUES.signer, { connection, prefix });
   });
 
   after(async () => {

@@ -215,9 +215,9 @@ export async function uploadJob(
 }
 
 /**
- * Queues a status excerpt of the round, numbered after every excerpt queued
- * for it before (the builder's, and this uploader's earlier tries'), so it is
- * never dropped as a duplicate id. A failure to queue it is logged: the
+ * Queues a status excerpt of the round, numbered after every excerpt this
+ * uploader queued for it before (in its own report queue), so it is never
+ * dropped as a duplicate id. A failure to queue it is logged: the
  * retry goes on regardless.
  */
 async function sendUploadStatus(

@@ -14,7 +14,7 @@ import {
   type Logger,
   type Redis,
 } from '@spark/service';
-import { jobWorkspaceDir, QueueName } from '@spark/protocol';
+import { jobWorkspaceDir, QueueName, REPORT_QUEUES } from '@spark/protocol';
 import { exponentialBackoff, type UploadPolicy } from './upload-job.js';
 import { createUploadProcessor } from './upload-processor.js';
 
@@ -60,7 +60,7 @@ export function createUploader(deps: UploaderDeps): Uploader {
         connection.on('error', (err) => logger.warn({ err }, `Redis ${redactRedisUrl(config.redisUrl)}: ${err.message}; reconnecting`));
       }
       await redisReady(redis);
-      reports = openQueue(QueueName.report, redis, config.queuePrefix, logger);
+      reports = openQueue(REPORT_QUEUES.uploader, redis, config.queuePrefix, logger);
       const processor = createUploadProcessor(
         {
           redis,

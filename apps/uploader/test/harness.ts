@@ -9,6 +9,7 @@ import {
   jobRecordKey,
   parseJobId,
   QueueName,
+  REPORT_QUEUES,
   stageJobId,
   type ArchiveTarget,
   type NewJobRecord,
@@ -42,7 +43,7 @@ export interface Harness {
   addUpload(manifest: Manifest): Promise<void>;
   /** Waits until the job's upload is completed or failed; returns the state. */
   settled(uuid: string, timeoutMs?: number): Promise<'completed' | 'failed'>;
-  /** The job's status excerpts in the `report` queue, by sequence number. */
+  /** The job's status excerpts in the uploader's report queue, by sequence number. */
   statusExcerpts(uuid: string): Promise<{ seq: number; text: string }[]>;
   /** Waits until the job has a status excerpt matching `pattern`; returns it. */
   excerptMatching(uuid: string, pattern: RegExp, timeoutMs?: number): Promise<string>;
@@ -90,7 +91,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   );
   const { config } = loadConfig(configFile);
   const uploads = new Queue(QueueName.upload, { connection: redis, prefix });
-  const reports = new Queue(QueueName.report, { connection: redis, prefix });
+  const reports = new Queue(REPORT_QUEUES.uploader, { connection: redis, prefix });
   const logLines: string[] = [];
   const sink = new PassThrough();
   sink.on('data', (chunk: Buffer) => logLines.push(...chunk.toString().split('\n').filter(Boolean)));

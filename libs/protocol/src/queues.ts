@@ -3,18 +3,53 @@ import { fileNameSchema, repoNameSchema, sha256Schema, uuidSchema } from './debi
 import { jobSchema } from './lighthouse.js';
 import { roundSchema, type ReportSlot } from './job-ids.js';
 
-/** The BullMQ queues of the pipeline, in the order a job passes them (docs/architecture.md, The pipeline). */
+/**
+ * The BullMQ queues of the pipeline, in the order a job passes them
+ * (docs/architecture.md, The pipeline), then the report queues: one per
+ * service that reports, so that each service's Redis user writes only its own
+ * (see {@link REPORT_QUEUES}).
+ */
 export const QueueName = {
   build: 'build',
   sign: 'sign',
   upload: 'upload',
   report: 'report',
+  builderReport: 'report-builder',
+  signerReport: 'report-signer',
+  uploaderReport: 'report-uploader',
 } as const;
 /** One of the pipeline's queues. */
 export type QueueName = (typeof QueueName)[keyof typeof QueueName];
 
 /** Every queue name, for startup checks that each has exactly one handler. */
 export const QUEUE_NAMES: readonly QueueName[] = Object.values(QueueName);
+
+/** A service that tells Lighthouse about jobs, through a report queue of its own. */
+export type ReportSender = 'connector' | 'builder' | 'signer' | 'uploader';
+
+/**
+ * The report queue of each sender (docs/architecture.md, "Reports"). The
+ * connector's is `report`, which `spark` commands may also write as the admin
+ * user; each stage's Redis user can reach only its own, so no stage can add,
+ * change or remove another's reports. The connector relays all four.
+ */
+export const REPORT_QUEUES = {
+  connector: QueueName.report,
+  builder: QueueName.builderReport,
+  signer: QueueName.signerReport,
+  uploader: QueueName.uploaderReport,
+} as const satisfies Record<ReportSender, QueueName>;
+
+/**
+ * The senders in the order a round passes them. A sender reports about a round
+ * only after every earlier one has queued all it has to say about it, so the
+ * relay keeps a round's reports in order by sending a report only once no
+ * earlier sender's queue has reports waiting.
+ */
+export const REPORT_SENDERS: readonly ReportSender[] = ['connector', 'builder', 'signer', 'uploader'];
+
+/** Every report queue, in relay order. */
+export const REPORT_QUEUE_NAMES: readonly QueueName[] = REPORT_SENDERS.map((sender) => REPORT_QUEUES[sender]);
 
 export { DEFAULT_QUEUE_PREFIX } from './constants.js';
 
@@ -133,6 +168,21 @@ export const REPORT_REQUEST = {
   success: 'job-success',
   failed: 'job-failed',
 } as const satisfies Record<ReportKind, string>;
+
+/**
+ * The report kinds each sender sends; the relay drops any other kind from a
+ * sender's queue. The builder accepts a round, sends its log and may reject it
+ * back; the signer only fails a round (it hands success on to the uploader);
+ * the uploader sends excerpts while it retries and ends the round. The
+ * connector's queue (its own reports, and whatever an older version of this
+ * worker left in the one shared `report` queue) may hold every kind.
+ */
+export const REPORT_KINDS_OF = {
+  connector: ['accepted', 'status', 'rejected', 'success', 'failed'],
+  builder: ['accepted', 'status', 'rejected'],
+  signer: ['failed'],
+  uploader: ['status', 'success', 'failed'],
+} as const satisfies Record<ReportSender, readonly ReportKind[]>;
 
 /** Which report slot a report fills: one `accepted`, numbered `status` excerpts, one terminal report per round. */
 export function reportSlot(report: ReportPayload, statusSeq = 0): ReportSlot {

@@ -83,6 +83,17 @@ export function jobRecordKey(prefix: string, uuid: string): string {
   return `${prefix}:jobs:${uuid.toLowerCase()}`;
 }
 
+/**
+ * `<prefix>:signer-rounds:<uuid>`: the latest round of the job the signer has
+ * taken, written by the signer alone when it takes the round's sign job (with
+ * the job record's lifetime). From then on the builder has handed the round
+ * on: the relay no longer takes a rejection or a log excerpt of that round
+ * from the builder's report queue.
+ */
+export function signerRoundKey(prefix: string, uuid: string): string {
+  return `${prefix}:signer-rounds:${uuid.toLowerCase()}`;
+}
+
 /** How long a job record is kept after its last hand-out, in seconds (30 days: past any retry of its upload). */
 export const JOB_RECORD_TTL_S = 30 * 24 * 3600;
 

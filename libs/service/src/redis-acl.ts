@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { QueueName } from '@spark/protocol';
+import { QueueName, REPORT_QUEUES } from '@spark/protocol';
 import { REDIS_USERS, type RedisRoleName } from './redis-auth.js';
 
 /*
@@ -9,7 +9,9 @@ import { REDIS_USERS, type RedisRoleName } from './redis-auth.js';
  * given, and every command the script runs, against the caller's ACL. So a
  * user given `~<prefix>:sign:*` can use the `sign` queue fully and touch no
  * other queue's keys, whatever script it sends. What it cannot be limited to
- * is its own jobs inside a queue it writes: a queue's jobs share its keys.
+ * is its own jobs inside a queue it writes: a queue's jobs share its keys. So
+ * each service that reports to Lighthouse has a report queue of its own
+ * (REPORT_QUEUES), and the connector's relay checks what each may say.
  */
 
 /**
@@ -58,7 +60,7 @@ const queueKeys = (prefix: string, queue: string) => `~${prefix}:${queue}:*`;
  * it): the job records' uuids, the upload progress keys. Taken from the
  * services that never scan (builder, signer; BullMQ scans only in a queue
  * clean-up they do not run). The connector scans the heartbeats, the uploader
- * the report queue's status excerpts (status-seq.ts).
+ * its report queue's status excerpts (status-seq.ts).
  */
 const NO_SCAN = '-scan';
 
@@ -67,15 +69,16 @@ const NO_SCAN = '-scan';
  * `ACL SETUSER` / ACL-file tokens without the password:
  *
  * - connector: every key and channel under the prefix (it writes the job
- *   records, `archive-targets` and `lighthouse`, feeds `build`, relays `report`,
- *   counts all queues and reads the builders' heartbeats);
- * - builder: the `build`, `sign` and `report` queues, its heartbeat keys, the
- *   builder-control and capacity channels; nothing else (no job records, no
- *   `archive-targets`, no `upload` queue, no upload progress, no SCAN);
- * - signer: the `sign`, `upload` and `report` queues; reads the job records and
- *   `archive-targets`; no SCAN;
- * - uploader: the `upload` and `report` queues and the upload progress records;
- *   reads the job records and `archive-targets`;
+ *   records, `archive-targets` and `lighthouse`, feeds `build`, relays the
+ *   report queues, counts all queues and reads the builders' heartbeats);
+ * - builder: the `build` and `sign` queues, its own report queue, its heartbeat
+ *   keys, the builder-control and capacity channels; nothing else (no job
+ *   records, no `archive-targets`, no `upload` queue, no other report queue,
+ *   no upload progress, no SCAN);
+ * - signer: the `sign` and `upload` queues, its own report queue and the
+ *   `signer-rounds` marks; reads the job records and `archive-targets`; no SCAN;
+ * - uploader: the `upload` queue, its own report queue and the upload progress
+ *   records; reads the job records and `archive-targets`;
  * - operator: reads every key under the prefix (`spark status`, `spark logs`,
  *   the read-only dashboard);
  * - admin: every key and channel under the prefix (`spark cancel`,
@@ -91,7 +94,7 @@ export function redisAclRules(prefix: string): Record<RedisRoleName, string[]> {
       NO_SCAN,
       queueKeys(p, QueueName.build),
       queueKeys(p, QueueName.sign),
-      queueKeys(p, QueueName.report),
+      queueKeys(p, REPORT_QUEUES.builder),
       `~${p}:builders:*`,
       `&${p}:builder-control`,
       // It announces freed slots there (the connector listens): see builderCapacityChannel.
@@ -102,14 +105,15 @@ export function redisAclRules(prefix: string): Record<RedisRoleName, string[]> {
       NO_SCAN,
       queueKeys(p, QueueName.sign),
       queueKeys(p, QueueName.upload),
-      queueKeys(p, QueueName.report),
+      queueKeys(p, REPORT_QUEUES.signer),
+      `~${p}:signer-rounds:*`,
       `%R~${p}:jobs:*`,
       `%R~${p}:archive-targets`,
     ],
     uploader: [
       ...SERVICE_COMMANDS,
       queueKeys(p, QueueName.upload),
-      queueKeys(p, QueueName.report),
+      queueKeys(p, REPORT_QUEUES.uploader),
       `~${p}:upload-progress:*`,
       // A round handed out again is not uploaded: see upload-job.ts.
       `%R~${p}:jobs:*`,

@@ -4,9 +4,10 @@ import { parseJobId, roundKey, type JobRound } from '@spark/protocol';
 
 /**
  * The highest sequence number of a status excerpt of `round` still in the
- * `report` queue (0 when there is none). A stage that sends excerpts after
- * another one (the uploader after the builder) continues after it: a reused
- * number is the id of a report already queued, and BullMQ drops the new one.
+ * report queue `reports` (0 when there is none). A stage that sends excerpts
+ * again (the uploader after a restart, with its progress lost) continues after
+ * them: a reused number is the id of a report already queued, and BullMQ drops
+ * the new one.
  * Scans the queue's keys rather than counting up from 1, since completed
  * reports are trimmed oldest first (`KEEP_COMPLETED`) and a long build's first
  * excerpts may be gone while its later ones are kept. `redis` is the

@@ -14,6 +14,9 @@ import {
   jobRecordKey,
   lighthouseStatusKey,
   QueueName,
+  REPORT_QUEUE_NAMES,
+  REPORT_QUEUES,
+  signerRoundKey,
   type QueueName as QueueNameType,
 } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
@@ -125,6 +128,18 @@ describe('Redis ACL users', () => {
       await assert.rejects(builder.hset(`${prefix}:${QueueName.upload}:forged`, 'data', '{}'), /^ReplyError: NOPERM/);
     });
 
+    it("cannot add, change or remove reports in another service's report queue, nor mark a round the signer's", async () => {
+      for (const sender of ['connector', 'signer', 'uploader'] as const) {
+        const reports = queue(REPORT_QUEUES[sender], builder);
+        await assert.rejects(reports.add('success', { forged: true }, { jobId: 'forged.final' }), /NOPERM/, sender);
+        await assert.rejects(builder.hset(`${prefix}:${REPORT_QUEUES[sender]}:forged.final`, 'data', '{}'), /^ReplyError: NOPERM/);
+        await assert.rejects(builder.lpush(`${prefix}:${REPORT_QUEUES[sender]}:wait`, 'x'), /^ReplyError: NOPERM/);
+        await assert.rejects(builder.del(`${prefix}:${REPORT_QUEUES[sender]}:wait`), /^ReplyError: NOPERM/);
+      }
+      await assert.rejects(builder.set(signerRoundKey(prefix, '00000000-0000-4000-8000-000000000000'), '1'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.del(signerRoundKey(prefix, '00000000-0000-4000-8000-000000000000')), /^ReplyError: NOPERM/);
+    });
+
     it('cannot reach other keys through a script', async () => {
       const script = "return redis.call('SET', KEYS[1], ARGV[1])";
       await assert.rejects(builder.eval(script, 1, archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
@@ -167,7 +182,7 @@ describe('Redis ACL users', () => {
     const control = as('builder');
     await control.subscribe(builderControlChannel(prefix));
     const signQueue = queue(QueueName.sign, builder);
-    const reportFromBuilder = queue(QueueName.report, builder);
+    const reportFromBuilder = queue(REPORT_QUEUES.builder, builder);
     const built = await runOne(QueueName.build, as('builder'), async (job) => {
       await reportFromBuilder.add('accepted', { uuid }, { jobId: `${uuid}.1.accepted` });
       await signQueue.add(QueueName.sign, job.data, { jobId: `${uuid}.1.sign` });
@@ -181,23 +196,29 @@ describe('Redis ACL users', () => {
     await assert.rejects(signer.set(archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
     const uploadQueue = queue(QueueName.upload, signer);
     await runOne(QueueName.sign, as('signer'), async (job) => {
+      await signer.set(signerRoundKey(prefix, uuid), '1', 'EX', 60);
       await uploadQueue.add(QueueName.upload, job.data, { jobId: `${uuid}.1.upload` });
     });
+    await assert.rejects(queue(REPORT_QUEUES.uploader, signer).add('success', {}), /NOPERM/);
 
     // uploader: reads the targets, keeps progress, takes the upload job, reports the end.
     assert.notEqual(await uploader.get(archiveTargetsKey(prefix)), null);
     await assert.rejects(uploader.set(archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
-    const reportFromUploader = queue(QueueName.report, uploader);
+    const reportFromUploader = queue(REPORT_QUEUES.uploader, uploader);
+    await assert.rejects(queue(REPORT_QUEUES.builder, uploader).add('accepted', {}), /NOPERM/);
     await runOne(QueueName.upload, as('uploader'), async () => {
       await uploader.hset(`${prefix}:upload-progress:${uuid}.1`, 'x.deb', 'done');
       await reportFromUploader.add('success', { uuid }, { jobId: `${uuid}.1.final` });
     });
 
-    // connector: relays both reports, counts every queue, finds the builder's heartbeat.
+    // connector: relays both reports, reads the signer's mark, counts every queue, finds the builder's heartbeat.
     const relayed: string[] = [];
-    await runOne(QueueName.report, as('connector'), (job) => Promise.resolve(void relayed.push(job.id ?? '')), 2);
+    for (const name of [REPORT_QUEUES.builder, REPORT_QUEUES.uploader]) {
+      await runOne(name, as('connector'), (job) => Promise.resolve(void relayed.push(job.id ?? '')));
+    }
     assert.deepEqual(relayed, [`${uuid}.1.accepted`, `${uuid}.1.final`]);
-    for (const name of [QueueName.build, QueueName.sign, QueueName.upload, QueueName.report]) {
+    assert.equal(await connector.get(signerRoundKey(prefix, uuid)), '1');
+    for (const name of [QueueName.build, QueueName.sign, QueueName.upload, ...REPORT_QUEUE_NAMES]) {
       assert.equal((await queue(name, connector).getJobCounts('wait')).wait, 0);
     }
     const [, heartbeats] = await connector.scan('0', 'MATCH', `${prefix}:builders:*`, 'COUNT', 100);
@@ -206,7 +227,7 @@ describe('Redis ACL users', () => {
 
   it('lets the operator read everything and write nothing', async () => {
     const operator = as('operator');
-    for (const name of [QueueName.build, QueueName.sign, QueueName.upload, QueueName.report]) {
+    for (const name of [QueueName.build, QueueName.sign, QueueName.upload, ...REPORT_QUEUE_NAMES]) {
       const counts = await queue(name, operator).getJobCounts('wait', 'active', 'completed', 'failed', 'delayed');
       assert.equal(typeof counts['completed'], 'number');
     }

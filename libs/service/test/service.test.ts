@@ -14,7 +14,7 @@ import {
   runCloseSteps,
   sendReport,
 } from '@spark/service';
-import { reportJobId } from '@spark/protocol';
+import { REPORT_QUEUE_NAMES, reportJobId } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 
 function capture() {
@@ -61,7 +61,7 @@ describe('runCloseSteps', () => {
 describe('checkQueueHandlers', () => {
   it('accepts exactly one handler per queue and names a queue with none or two', () => {
     checkQueueHandlers({
-      connector: ['report'],
+      connector: REPORT_QUEUE_NAMES,
       builder: ['build'],
       signer: ['sign'],
       uploader: ['upload'],
@@ -69,7 +69,7 @@ describe('checkQueueHandlers', () => {
     assert.throws(
       () =>
         checkQueueHandlers({
-          connector: ['report'],
+          connector: REPORT_QUEUE_NAMES,
           builder: ['build'],
           signer: ['sign'],
         }),
@@ -78,7 +78,7 @@ describe('checkQueueHandlers', () => {
     assert.throws(
       () =>
         checkQueueHandlers({
-          connector: ['report', 'build'],
+          connector: [...REPORT_QUEUE_NAMES, 'build'],
           builder: ['build'],
           signer: ['sign'],
           uploader: ['upload'],

@@ -31,7 +31,7 @@ export interface JobInFlight {
   uuid: string;
   /** Which hand-out of the job this is (job-ids.ts). */
   round: string;
-  stage: Exclude<QueueName, 'report'>;
+  stage: (typeof STAGES)[number];
   state: 'waiting' | 'active' | 'delayed' | 'failed';
   /** ms since the job entered this stage. */
   ageMs: number;

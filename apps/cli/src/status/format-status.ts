@@ -29,11 +29,11 @@ export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): st
   const out: string[] = [];
   for (const host of hosts) {
     out.push(`== ${host.redis} (prefix ${host.prefix})`);
-    out.push('queue     waiting  active  delayed  failed');
+    out.push('queue            waiting  active  delayed  failed');
     for (const name of QUEUE_NAMES) {
       const q = host.queues[name];
       out.push(
-        `${name.padEnd(8)} ${String(q.waiting).padStart(8)} ${String(q.active).padStart(7)} ${String(q.delayed).padStart(8)} ${String(q.failed).padStart(7)}`,
+        `${name.padEnd(15)} ${String(q.waiting).padStart(8)} ${String(q.active).padStart(7)} ${String(q.delayed).padStart(8)} ${String(q.failed).padStart(7)}`,
       );
     }
     if (host.builders.length === 0) {
