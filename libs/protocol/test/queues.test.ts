@@ -11,6 +11,9 @@ import {
   reportPayloadSchema,
   stageJobId,
   QUEUE_NAMES,
+  REPORT_KINDS_OF,
+  REPORT_QUEUE_NAMES,
+  REPORT_SENDERS,
   QueueName,
 } from '@spark/protocol';
 
@@ -20,9 +23,17 @@ const r = { uuid, round };
 const sha = 'b'.repeat(64);
 
 describe('queues', () => {
-  it('names the four pipeline queues once each', () => {
-    assert.deepEqual([...QUEUE_NAMES], ['build', 'sign', 'upload', 'report']);
+  it('names the stage queues and a report queue per sender once each, report queues in the order a round passes the senders', () => {
+    assert.deepEqual([...QUEUE_NAMES], ['build', 'sign', 'upload', 'report', 'report-builder', 'report-signer', 'report-uploader']);
     assert.equal(QueueName.sign, 'sign');
+    assert.deepEqual([...REPORT_SENDERS], ['connector', 'builder', 'signer', 'uploader']);
+    assert.deepEqual([...REPORT_QUEUE_NAMES], ['report', 'report-builder', 'report-signer', 'report-uploader']);
+    // Only the uploader ends a round well; the builder never ends one but by rejecting it.
+    assert.deepEqual(
+      REPORT_SENDERS.filter((sender) => (REPORT_KINDS_OF[sender] as readonly string[]).includes('success')),
+      ['connector', 'uploader'],
+    );
+    assert.deepEqual([...REPORT_KINDS_OF.builder], ['accepted', 'status', 'rejected']);
   });
 
   it('gives each stage of a round a fixed job id, and reads every id back', () => {
