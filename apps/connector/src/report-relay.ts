@@ -89,7 +89,7 @@ export async function reportRefusal(redis: Redis, prefix: string, sender: Report
     return sender === 'builder' ? { level: 'error', reason: 'Lighthouse never handed this job out here (no job record)' } : null;
   }
   if (record.round !== report.round) {
-    return Number(report.round) < Number(record.round)
+    return BigInt(report.round) < BigInt(record.round)
       ? { level: 'warn', reason: `it is of an earlier round: Lighthouse has handed the job out again since (round ${record.round})` }
       : { level: 'error', reason: `round ${report.round} is no hand-out here (the latest is ${record.round})` };
   }
