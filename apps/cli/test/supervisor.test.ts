@@ -6,10 +6,11 @@ import { builderStopTimeoutMs, superviseChildren, type ChildSpec } from '@spark/
 
 /** A child that logs like a service and runs until SIGTERM, then exits 0. */
 function serviceLike(name: string): ChildSpec {
+  // It says it started once its SIGTERM handler is in place, as the services do.
   const script = `
+    process.on('SIGTERM', () => { console.log(JSON.stringify({ level: 30, service: ${JSON.stringify(name)}, msg: 'stopped' })); process.exit(0); });
     console.log(JSON.stringify({ level: 30, service: ${JSON.stringify(name)}, msg: 'started' }));
     console.error('plain text on stderr');
-    process.on('SIGTERM', () => { console.log(JSON.stringify({ level: 30, service: ${JSON.stringify(name)}, msg: 'stopped' })); process.exit(0); });
     setInterval(() => {}, 1000);`;
   return { name, command: process.execPath, args: ['-e', script] };
 }
@@ -25,6 +26,16 @@ function collect() {
     for (const part of parts) lines.push(JSON.parse(part) as Record<string, unknown>);
   });
   return { out, lines };
+}
+
+/** `node -e` source that sets `onTerm` as its SIGTERM handler, then says it is ready (a JSON line naming `name`), and runs on. */
+function childScript(name: string, onTerm: string): string {
+  return `process.on("SIGTERM", ${onTerm}); console.log(JSON.stringify({ service: ${JSON.stringify(name)}, msg: "ready" })); setInterval(() => {}, 1000)`;
+}
+
+/** True once every child named has said it is ready: its SIGTERM handler is in place, whatever the machine's load. */
+function ready(lines: Record<string, unknown>[], ...names: string[]): boolean {
+  return names.every((name) => lines.some((line) => line['msg'] === 'ready' && line['service'] === name));
 }
 
 async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
@@ -79,30 +90,26 @@ describe('superviseChildren', () => {
   });
 
   it('kills a child that ignores SIGTERM after the stop timeout', async () => {
-    const { out } = collect();
-    const stubborn: ChildSpec = {
-      name: 'builder',
-      command: process.execPath,
-      args: ['-e', 'process.on("SIGTERM", () => {}); console.log("{}"); setInterval(() => {}, 1000)'],
-    };
+    const { out, lines } = collect();
+    const stubborn: ChildSpec = { name: 'builder', command: process.execPath, args: ['-e', childScript('builder', '() => {}')] };
     const supervisor = superviseChildren([stubborn], { out, stopTimeoutMs: 200 });
-    await until(() => supervisor.pid('builder') !== null, 'start');
-    await sleep(100);
+    await until(() => ready(lines, 'builder'), 'the child to be ready');
     assert.equal(await supervisor.stop(), 0);
     assert.equal(supervisor.pid('builder'), null);
+    assert.ok(lines.some((line) => String(line['msg']).includes('builder did not stop within 200 ms: SIGKILL')));
   });
 
   it('gives a child its own stop timeout: a draining builder is not killed at the default', async () => {
     const { out, lines } = collect();
+    // It drains for 1.5 s, past the default 0.5 s that the signer (which stops at once) has.
     const draining: ChildSpec = {
       name: 'builder',
       command: process.execPath,
-      args: ['-e', 'process.on("SIGTERM", () => setTimeout(() => process.exit(0), 600)); console.log("{}"); setInterval(() => {}, 1000)'],
-      stopTimeoutMs: 5_000,
+      args: ['-e', childScript('builder', '() => setTimeout(() => process.exit(0), 1500)')],
+      stopTimeoutMs: 30_000,
     };
-    const supervisor = superviseChildren([draining, serviceLike('signer')], { out, stopTimeoutMs: 100 });
-    await until(() => supervisor.pid('builder') !== null && supervisor.pid('signer') !== null, 'start');
-    await sleep(200);
+    const supervisor = superviseChildren([draining, serviceLike('signer')], { out, stopTimeoutMs: 500 });
+    await until(() => ready(lines, 'builder') && lines.some((l) => l['msg'] === 'started'), 'both children to be ready');
     assert.equal(await supervisor.stop(), 0);
     assert.ok(!lines.some((line) => String(line['msg']).includes('SIGKILL')), 'nothing was killed');
   });
@@ -114,18 +121,21 @@ describe('superviseChildren', () => {
   it('stops the children on a second request: SIGTERM again, then SIGKILL after the short grace', async () => {
     const { out, lines } = collect();
     // Drains forever on the first SIGTERM, exits on the second (as the services do).
-    const script =
-      'let n = 0; process.on("SIGTERM", () => { if (++n > 1) process.exit(0); }); console.log("{}"); setInterval(() => {}, 1000)';
+    const script = childScript('connector', '() => { n += 1; if (n > 1) process.exit(0); }');
     const stubborn: ChildSpec = {
       name: 'builder',
       command: process.execPath,
-      args: ['-e', 'process.on("SIGTERM", () => {}); console.log("{}"); setInterval(() => {}, 1000)'],
+      args: ['-e', childScript('builder', '() => {}')],
       stopTimeoutMs: 60_000,
     };
-    const draining: ChildSpec = { name: 'connector', command: process.execPath, args: ['-e', script], stopTimeoutMs: 60_000 };
+    const draining: ChildSpec = {
+      name: 'connector',
+      command: process.execPath,
+      args: ['-e', `let n = 0; ${script}`],
+      stopTimeoutMs: 60_000,
+    };
     const supervisor = superviseChildren([stubborn, draining], { out });
-    await until(() => supervisor.pid('builder') !== null && supervisor.pid('connector') !== null, 'start');
-    await sleep(200);
+    await until(() => ready(lines, 'builder', 'connector'), 'both children to be ready');
     void supervisor.stop();
     await sleep(200);
     const t0 = Date.now();
