@@ -85,7 +85,8 @@ describe('runLogged: every way a command ends ends its whole tree, in bounded ti
       limits({ killGraceMs: 1_000 }),
     );
     await log.close();
-    // Without the tree ended at the leader's exit, this would wait for the sleep (longer than the suite's timeout).
+    // A relay waiting for the pipe to close would wait for the sleep, past the suite's timeout; one leaving the tree
+    // alive fails the last assertion.
     assert.deepEqual(outcome, { stopped: null, exitCode: 3 });
     assert.match(await readFile(log.path, 'utf8'), /leader done/);
     assert.deepEqual(await aliveOf(await pidsIn(pidFile)), []);
