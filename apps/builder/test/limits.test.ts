@@ -64,7 +64,7 @@ case "$*" in
 esac
 `;
 
-describe('builder limits, cancellation, draining and bad jobs', { timeout: 300_000 }, () => {
+describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_000 }, () => {
   let redis: RedisServer;
   let connection: Redis;
   let root: string;
