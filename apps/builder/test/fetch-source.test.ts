@@ -25,7 +25,7 @@ print(s.getsockname()[1], flush=True)
 time.sleep(120)
 `;
 
-describe('fetchSource: downloads that stall fail in bounded time, naming the URL', { timeout: 60_000 }, () => {
+describe('fetchSource: downloads that stall fail in bounded time, naming the URL', { timeout: 180_000 }, () => {
   let root: string;
   let log: JobLog;
   let archive: Awaited<ReturnType<typeof serveDirectory>>;
