@@ -190,13 +190,8 @@ async function runJob(
     if (excerpt === null || reportsNothing()) return statusChain;
     const seq = ++statusSeq;
     statusChain = statusChain
-      .then(async () => {
-        // Sends queued while Redis was away run once it is back, maybe after this run lost the job: they are dropped
-        // then, or they would take the numbers the next attempt (which read the progress meanwhile) gives its own.
-        if (reportsNothing()) return;
-        await sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq);
-        await attempt.statusSent(seq);
-      })
+      .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq))
+      .then(() => attempt.statusSent(seq))
       .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
     return statusChain;
   };
