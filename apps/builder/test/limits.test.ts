@@ -32,6 +32,11 @@ import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.
 
 /** The round of every job these tests hand the builder (as the connector would number it). */
 const R = '1764405000000';
+/**
+ * How long a `spark` command may run before the test kills it: only a guard against one left running. Node with
+ * tsx starting the CLI from source took more than the default 30 s at nice 19 behind two busy loops, and was killed.
+ */
+const SPARK_COMMAND_GUARD = { timeoutMs: 150_000 };
 
 /*
  * Limits are about stopping a process tree, not about debspawn: a stand-in
@@ -60,7 +65,7 @@ case "$*" in
 esac
 `;
 
-describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_000 }, () => {
+describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_000 }, () => {
   let redis: RedisServer;
   let connection: Redis;
   let root: string;
@@ -85,6 +90,9 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     builders.push(builder);
     await builder.start();
     return { builder, config };
+  };
+  const closeBuilders = async () => {
+    for (const builder of builders.splice(0)) await builder.close();
   };
   const dataWith = (url: string) => ({
     package_name: 'limited',
@@ -199,7 +207,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
   });
 
   it('rejects a job of an unknown kind and drops one whose uuid is a path', async () => {
-    await startBuilder('limits-a', 'IdleOutputTimeout = 1');
+    await startBuilder('limits-a', 'IdleOutputTimeout = 60');
     const unknown = randomUUID();
     await addJob(unknown, 'silent', { kind: 'firmware-build' });
     const report = await finalReport(unknown);
@@ -220,6 +228,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
   });
 
   it('stops a build that prints nothing for IdleOutputTimeout, whole process tree, and fails it with the reason', async () => {
+    // A 1 s limit on a builder of its own. The next tests' builds print every 0.1 s, but a builder held up for a
+    // second (this process waiting for a CPU on a loaded machine) would find them silent and stop them as well.
+    await closeBuilders();
+    await startBuilder('limits-idle', 'IdleOutputTimeout = 1');
     const uuid = randomUUID();
     await addJob(uuid, 'silent');
     const manifest = await manifestOf(uuid);
@@ -228,6 +240,8 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.match(log, /stopping the command: no output for 1 s/);
     assert.match(log, /job finished: failure \(build stopped: no output for 1 s\)/);
     await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await closeBuilders();
+    await startBuilder('limits-a', 'IdleOutputTimeout = 60');
   });
 
   it('keeps all of a 30 MB build output in the log file but sends only bounded excerpts', async () => {
@@ -252,15 +266,15 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await logShows(uuid, /still building/);
     const configFile = join(root, 'spark.toml');
     await writeFile(configFile, testConfigToml({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix }));
-    const following = runSparkCommand(['logs', '-f', uuid, '--config', configFile]);
-    const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'requested by test', '--config', configFile]);
+    const following = runSparkCommand(['logs', '-f', uuid, '--config', configFile], SPARK_COMMAND_GUARD);
+    const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'requested by test', '--config', configFile], SPARK_COMMAND_GUARD);
     assert.equal(cancel.code, 0, cancel.stderr);
     assert.equal(cancel.stdout, `job ${uuid} rejected back to Lighthouse: cancelled by operator: requested by test\n`);
     const followed = await following;
     assert.equal(followed.code, 0, followed.stderr);
     assert.match(followed.stdout, /still building/);
     assert.match(followed.stdout, /job rejected back to Lighthouse: cancelled by operator: requested by test\n$/);
-    const again = await runSparkCommand(['cancel', uuid, '--config', configFile]);
+    const again = await runSparkCommand(['cancel', uuid, '--config', configFile], SPARK_COMMAND_GUARD);
     assert.equal(again.code, 1);
     assert.match(again.stderr, new RegExp(`job ${uuid} is not running on a builder`));
     await connection.publish(builderControlChannel(prefix), '{"action":"cancel","uuid":"not-a-uuid"}');
@@ -282,6 +296,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     let followerStarted: (started: true) => void = () => undefined;
     const started = new Promise<true>((resolve) => (followerStarted = resolve));
     const following = runSparkCommand(['logs', '-f', uuid, '--config', configFile], {
+      ...SPARK_COMMAND_GUARD,
       onStdout: (stdout) => stdout.includes('still building') && followerStarted(true),
     });
     await started;
@@ -296,7 +311,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     await waitFor('the next round to build', async () =>
       /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')) ? true : null,
     );
-    const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'second round', '--config', configFile]);
+    const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'second round', '--config', configFile], SPARK_COMMAND_GUARD);
     assert.equal(cancel.code, 0, cancel.stderr);
     const followed = await following;
     assert.equal(followed.code, 0, followed.stderr);
@@ -389,9 +404,6 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.match(await logOf(uuid), /job finished: failure \(build stopped: job exceeded its time limit of 2 s\)/);
   });
 
-  const closeBuilders = async () => {
-    for (const builder of builders.splice(0)) await builder.close();
-  };
   const statusReportsOf = async (uuid: string) =>
     (await reportQueue.getJobs(['waiting']))
       .map((job) => ({ id: parseJobId(job.id), excerpt: (job.data as { logExcerpt: string }).logExcerpt }))
@@ -415,19 +427,21 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     assert.match(log, /job finished: failure \(build stopped: the build log reached MaxLogSize \(1000000 bytes of output\)\)/);
     const size = (await stat(jobLogFile(join(root, 'ws', 'logs'), { uuid, round: R }))).size;
     assert.ok(size > 1_000_000 && size < 1_010_000, `log of ${size} bytes`);
-    assert.deepEqual(await runDirsOf(uuid), [], 'the run directory is removed once the artifacts are handed over');
+    // The run removes its directory just after the hand-over the manifest was read from.
+    await waitFor('the run directory removed once the artifacts are handed over', async () =>
+      (await runDirsOf(uuid)).length === 0 ? true : null,
+    );
     await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
   });
 
   it('ends a build whose leader exits while a background process still holds its output: at once, no process left', async () => {
     const uuid = randomUUID();
-    const started = Date.now();
     await addJob(uuid, 'hungpipe');
     const manifest = await manifestOf(uuid);
-    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
     assert.equal(manifest.result, 'failure');
     const log = await logOf(uuid);
     assert.match(log, /leader exits; its child keeps the pipe/);
+    // Ended by the leader's exit: a build left waiting on the pipe would have been stopped by IdleOutputTimeout instead.
     assert.match(log, /job finished: failure \(debspawn exited with code 1\)/);
     assert.deepEqual(await childrenAlive(), []);
   });
@@ -475,10 +489,8 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 120_0
     try {
       await startBuilder('limits-e', 'IdleOutputTimeout = 60', tinyRoot);
       const uuid = randomUUID();
-      const started = Date.now();
       await addJob(uuid, 'endless');
       const report = await finalReport(uuid);
-      assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
       assert.equal(report.kind, 'rejected');
       assert.match(report.kind === 'rejected' ? report.reason : '', /^cannot write the job log \/.*\.log: ENOSPC: no space left on device/);
       assert.equal(existsSync(jobWorkspaceDir(join(tinyRoot, 'workspaces'), { uuid, round: R })), false, 'workspace removed');

@@ -11,6 +11,8 @@ import { randomQueuePrefix, runTsEntry, startRedisServer, type RedisServer } fro
 import { testConfigToml, waitFor } from './fixtures.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+/** How long the builder's main may take to start: a guard, far above what node with tsx needs on a busy machine. */
+const START_GUARD_MS = 150_000;
 
 describe('spark-builder', () => {
   let redis: RedisServer;
@@ -30,7 +32,7 @@ describe('spark-builder', () => {
   });
 
   it('exits 2 naming the file when the config is missing', async () => {
-    const result = await runTsEntry(main, ['--config', '/nonexistent/spark.toml']);
+    const result = await runTsEntry(main, ['--config', '/nonexistent/spark.toml'], { timeoutMs: START_GUARD_MS });
     assert.equal(result.code, 2);
     assert.equal(result.stderr.trim(), '/nonexistent/spark.toml: cannot read config: file not found');
   });
@@ -47,7 +49,7 @@ describe('spark-builder', () => {
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const key = builderHeartbeatKey(prefix, 'main-test');
-    const raw = await waitFor('the heartbeat', () => connection.get(key), 30_000);
+    const raw = await waitFor('the heartbeat', () => connection.get(key), START_GUARD_MS);
     const heartbeat = builderHeartbeatSchema.parse(JSON.parse(raw));
     assert.deepEqual(heartbeat.kinds, ['package-build', 'os-image-build']);
     assert.equal(heartbeat.accepting, true);
