@@ -29,7 +29,7 @@ import { builderId, startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { runImageBuild } from './image-build.js';
 import { JobStop } from './job-stop.js';
 import { runPackageBuild } from './package-build.js';
-import { processBuildJob, type BuildAttempt, type JobSummary, type Runner } from './process-job.js';
+import { processBuildJob, statusSeqBase, type BuildAttempt, type JobSummary, type Runner } from './process-job.js';
 import type { RunnerContext } from './runner.js';
 
 /** What a builder needs besides its config. */
@@ -199,13 +199,8 @@ export function createBuilder(deps: BuilderDeps): Builder {
           const jobId = job.id ?? '';
           const lockLost = new AbortController();
           lockWatch.set(jobId, lockLost);
-          const progress: unknown = job.progress;
           const attempt: BuildAttempt = {
-            lastStatusSeq:
-              typeof progress === 'object' && progress !== null && typeof (progress as { statusSeq?: unknown }).statusSeq === 'number'
-                ? (progress as { statusSeq: number }).statusSeq
-                : 0,
-            statusSent: (seq) => job.updateProgress({ statusSeq: seq }),
+            statusSeqBase: statusSeqBase(job.attemptsStarted),
             holdsLock: async () => token !== undefined && (await job.extendLock(token, LOCK_DURATION_MS)) === 1,
             lockLost: lockLost.signal,
           };

@@ -46,16 +46,28 @@ export interface JobDeps {
   runnerSettings: Pick<RunnerContext, 'debspawn' | 'idleOutputTimeoutMs' | 'killGraceMs' | 'downloadTimeouts' | 'allowFileUrls'>;
 }
 
+/** Status excerpts one attempt at a build job may number: each attempt numbers in a range of its own. */
+const STATUS_SEQS_PER_ATTEMPT = 1_000_000;
+
+/**
+ * Where the status excerpts of a job's `attemptsStarted`-th attempt (BullMQ's
+ * count, 1 for the first) count on from: past every number an earlier attempt
+ * can have used, within the nine digits a report id allows (job-ids.ts).
+ */
+export function statusSeqBase(attemptsStarted: number): number {
+  return Math.min(Math.max(attemptsStarted - 1, 0), 998) * STATUS_SEQS_PER_ATTEMPT;
+}
+
 /**
  * This attempt at a `build` job, as the queue knows it. A job BullMQ hands
- * out again (its builder was killed, or lost its lock) is a new attempt that
- * must continue where reports of the earlier ones stopped.
+ * out again (its builder was killed, or lost its lock) is a new attempt whose
+ * reports must not reuse the ids of the earlier ones' — an earlier attempt
+ * cut off from Redis may still be queueing excerpts when the next one starts —
+ * and must come after them.
  */
 export interface BuildAttempt {
-  /** The last status sequence number an earlier attempt got onto the report queue (0: none). */
-  lastStatusSeq: number;
-  /** Records that status report `seq` reached the report queue. */
-  statusSent(seq: number): Promise<void>;
+  /** The status sequence number this attempt's excerpts count on from ({@link statusSeqBase}). */
+  statusSeqBase: number;
   /** False once this builder no longer holds the job's lock: another builder owns the job. */
   holdsLock(): Promise<boolean>;
   /** Aborted when renewing the job's lock failed: the build stops at once and reports nothing. */
@@ -63,8 +75,7 @@ export interface BuildAttempt {
 }
 
 const FIRST_ATTEMPT: BuildAttempt = {
-  lastStatusSeq: 0,
-  statusSent: () => Promise.resolve(),
+  statusSeqBase: 0,
   holdsLock: () => Promise.resolve(true),
   lockLost: new AbortController().signal,
 };
@@ -182,8 +193,8 @@ async function runJob(
   logger.info({ kind: job.kind, architecture: job.architecture }, 'job accepted');
   log.note(`job ${uuid}: ${job.kind} for ${job.architecture}, repository ${job.repo}`);
 
-  // Sequences continue after the earlier attempts' (a reused one would be dropped as a duplicate).
-  let statusSeq = attempt.lastStatusSeq;
+  // Numbered after the earlier attempts' (a reused number would be dropped as a duplicate).
+  let statusSeq = attempt.statusSeqBase;
   let statusChain = Promise.resolve();
   const sendStatus = () => {
     const excerpt = log.takeExcerpt();
@@ -191,7 +202,6 @@ async function runJob(
     const seq = ++statusSeq;
     statusChain = statusChain
       .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq))
-      .then(() => attempt.statusSent(seq))
       .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
     return statusChain;
   };

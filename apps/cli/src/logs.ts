@@ -110,7 +110,12 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
         continue;
       }
       const nextHandle = await open(jobLogFile(config.logsDir, next), 'r').catch(() => null);
-      if (!nextHandle) return 0;
+      if (!nextHandle) {
+        // A build just taken has no log until the builder has prepared its workspace.
+        if (state !== 'active') return 0;
+        await sleep(FOLLOW_INTERVAL_MS);
+        continue;
+      }
       await log.close();
       log = new LogCopy(nextHandle, io.stdout);
       round = next;
