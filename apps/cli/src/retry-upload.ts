@@ -113,8 +113,8 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
 
 /**
  * What to tell an operator when the uploader's final report of the round is
- * already queued (its id is taken: no later report of the round can reach Lighthouse), or
- * null when it is not.
+ * already queued (its id is taken: no later report of the round can reach
+ * Lighthouse), or null when it is not.
  */
 async function endedRound(reports: Queue, round: JobRound): Promise<string | null> {
   const final = reportPayloadSchema.safeParse((await reports.getJob(reportJobId(round, { kind: 'final' })))?.data);

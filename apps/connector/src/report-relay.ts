@@ -68,7 +68,7 @@ interface Refusal {
 
 /**
  * Why the relay must not send `report` from `sender`'s queue, or null when it
- * may (docs/architecture.md, "Trust boundary"). Each sender may send only its
+ * may (docs/architecture.md, "The report relay"). Each sender may send only its
  * own kinds of report, and only about a round that is the job's latest
  * hand-out here. The builder's credentials can write anything into its queue,
  * so what it says must also be about a job Lighthouse handed out to this
@@ -170,7 +170,7 @@ function replyPreview(reply: unknown): string {
 const STOPPED = Symbol('stopped');
 
 /**
- * Relays the report queues to Lighthouse (docs/architecture.md, "Reports"):
+ * Relays the report queues to Lighthouse (docs/architecture.md, "The report relay"):
  * one report at a time, each queue in its order, a report only once no
  * earlier sender's queue ({@link REPORT_SENDERS}) has reports not yet sent — a
  * sender queues a round's reports only after the earlier senders queued

@@ -19,7 +19,7 @@ import { packageJob, startWorld, waitUntil, type World } from './harness.js';
 /*
  * The report queues as the services write them: one per sender, each relayed
  * in the order a round passes the stages, and what each sender may say
- * checked against what Lighthouse handed out (docs/architecture.md, "Reports").
+ * checked against what Lighthouse handed out (docs/architecture.md, "The report relay").
  */
 
 const R = '1000';

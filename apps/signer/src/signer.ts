@@ -76,8 +76,8 @@ async function uploadTargetOf(redis: Redis, prefix: string, repo: string): Promi
  * The signer stage: takes `sign` jobs, checks them against the job record the
  * connector wrote and verifies the job's files (see `signArtifacts`), signs
  * them, and adds the round's `upload` job with the signed manifest. A job that
- * fails a check is reported `failed` (in the signer's report queue) with the reason, gets an
- * audit line, and fails without retries, nothing signed.
+ * fails a check is reported `failed` (in the signer's report queue) with the
+ * reason, gets an audit line, and fails without retries, nothing signed.
  */
 export function createSigner(deps: SignerDeps): Signer {
   const { config, logger } = deps;
@@ -111,7 +111,7 @@ export function createSigner(deps: SignerDeps): Signer {
   const handle = async (job: Job): Promise<void> => {
     const taken = parseJobId(job.id);
     if (taken?.type === 'stage') {
-      // The round is the signer's from here: the relay takes no more rejections or excerpts of it from the builder.
+      // The round is the signer's from here: the relay takes no rejection of it from the builder any more.
       await producerRedis.set(signerRoundKey(config.queuePrefix, taken.uuid), taken.round, 'EX', JOB_RECORD_TTL_S);
     }
     const parsed = signPayloadSchema.safeParse(job.data);

@@ -28,7 +28,7 @@ export const QUEUE_NAMES: readonly QueueName[] = Object.values(QueueName);
 export type ReportSender = 'connector' | 'builder' | 'signer' | 'uploader';
 
 /**
- * The report queue of each sender (docs/architecture.md, "Reports"). The
+ * The report queue of each sender (docs/architecture.md, "The report relay"). The
  * connector's is `report`, which `spark` commands may also write as the admin
  * user; each stage's Redis user can reach only its own, so no stage can add,
  * change or remove another's reports. The connector relays all four.
@@ -44,7 +44,7 @@ export const REPORT_QUEUES = {
  * The senders in the order a round passes them. A sender reports about a round
  * only after every earlier one has queued all it has to say about it, so the
  * relay keeps a round's reports in order by sending a report only once no
- * earlier sender's queue has reports waiting.
+ * earlier sender's queue holds one not yet sent.
  */
 export const REPORT_SENDERS: readonly ReportSender[] = ['connector', 'builder', 'signer', 'uploader'];
 

@@ -87,8 +87,8 @@ export function jobRecordKey(prefix: string, uuid: string): string {
  * `<prefix>:signer-rounds:<uuid>`: the latest round of the job the signer has
  * taken, written by the signer alone when it takes the round's sign job (with
  * the job record's lifetime). From then on the builder has handed the round
- * on: the relay no longer takes a rejection or a log excerpt of that round
- * from the builder's report queue.
+ * on: the relay no longer takes a rejection of that round from the
+ * builder's report queue.
  */
 export function signerRoundKey(prefix: string, uuid: string): string {
   return `${prefix}:signer-rounds:${uuid.toLowerCase()}`;
