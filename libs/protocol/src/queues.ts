@@ -21,7 +21,7 @@ export const QueueName = {
 /** One of the pipeline's queues. */
 export type QueueName = (typeof QueueName)[keyof typeof QueueName];
 
-/** Every queue name, for startup checks that each has exactly one handler. */
+/** Every queue name: what `spark status`, the dashboard and the queue-depth metrics show. */
 export const QUEUE_NAMES: readonly QueueName[] = Object.values(QueueName);
 
 /** A service that tells Lighthouse about jobs, through a report queue of its own. */

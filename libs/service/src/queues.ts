@@ -1,7 +1,7 @@
 import { Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
-import { QUEUE_NAMES, type QueueName } from '@spark/protocol';
+import type { QueueName } from '@spark/protocol';
 import { currentMetrics } from './metrics.js';
 
 /** Completed jobs kept for the dashboard and `spark status` (count / seconds). */
@@ -59,20 +59,4 @@ export function openQueueEvents(name: QueueName, connection: Redis, prefix: stri
   const events = new QueueEvents(name, { connection, prefix });
   events.on('error', (err) => logger.error({ err, queue: name }, `events of ${name}: Redis error`));
   return events;
-}
-
-/**
- * Startup check that every pipeline queue has exactly one handler among the
- * given services' handlers (immich does this for its job names). Throws naming
- * the queue that has none or several.
- */
-export function checkQueueHandlers(handlers: Readonly<Record<string, readonly QueueName[]>>): void {
-  for (const queue of QUEUE_NAMES) {
-    const owners = Object.entries(handlers)
-      .filter(([, queues]) => queues.includes(queue))
-      .map(([service]) => service);
-    if (owners.length !== 1) {
-      throw new Error(`queue ${queue} must have exactly one handler, has ${owners.length === 0 ? 'none' : owners.join(', ')}`);
-    }
-  }
 }

@@ -3,7 +3,6 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { type Job } from 'bullmq';
 import {
-  checkQueueHandlers,
   connectRedis,
   redisReady,
   createLogger,
@@ -14,7 +13,7 @@ import {
   runCloseSteps,
   sendReport,
 } from '@spark/service';
-import { REPORT_QUEUE_NAMES, reportJobId } from '@spark/protocol';
+import { reportJobId } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 
 function capture() {
@@ -55,36 +54,6 @@ describe('runCloseSteps', () => {
     await Promise.all([close(), close()]);
     await close();
     assert.equal(calls, 1);
-  });
-});
-
-describe('checkQueueHandlers', () => {
-  it('accepts exactly one handler per queue and names a queue with none or two', () => {
-    checkQueueHandlers({
-      connector: REPORT_QUEUE_NAMES,
-      builder: ['build'],
-      signer: ['sign'],
-      uploader: ['upload'],
-    });
-    assert.throws(
-      () =>
-        checkQueueHandlers({
-          connector: REPORT_QUEUE_NAMES,
-          builder: ['build'],
-          signer: ['sign'],
-        }),
-      /queue upload must have exactly one handler, has none/,
-    );
-    assert.throws(
-      () =>
-        checkQueueHandlers({
-          connector: [...REPORT_QUEUE_NAMES, 'build'],
-          builder: ['build'],
-          signer: ['sign'],
-          uploader: ['upload'],
-        }),
-      /queue build must have exactly one handler, has connector, builder/,
-    );
   });
 });
 
