@@ -42,12 +42,6 @@ export async function readJobRecord(redis: Redis, prefix: string, uuid: string):
   }
 }
 
-/** True when `round` is the job's latest hand-out here (or no record says otherwise). */
-export async function isCurrentRound(redis: Redis, prefix: string, round: JobRound): Promise<boolean> {
-  const record = await readJobRecord(redis, prefix, round.uuid);
-  return record === null || record.round === round.round;
-}
-
 /**
  * Notes in the job record how a round ended at Lighthouse: a delivered
  * rejection adds to the job's rejection history; a success or failure clears

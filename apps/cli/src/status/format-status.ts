@@ -24,17 +24,29 @@ function uploadLine(job: JobInFlight, now: number): string | null {
   return `retrying: try ${state.tries} failed: ${state.problem}; next try ${next}, ${givesUp}`;
 }
 
+/** Width of the queue-name column: the longest queue name. */
+const QUEUE_COLUMN = Math.max(...QUEUE_NAMES.map((name) => name.length));
+
+/** One line of the queue table: the name, then the counts right-aligned under their headings. */
+function queueRow(
+  name: string,
+  waiting: number | string,
+  active: number | string,
+  delayed: number | string,
+  failed: number | string,
+): string {
+  return `${name.padEnd(QUEUE_COLUMN)} ${String(waiting).padStart(8)} ${String(active).padStart(7)} ${String(delayed).padStart(8)} ${String(failed).padStart(7)}`;
+}
+
 /** The plain-text view of `spark status` for people. */
 export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): string {
   const out: string[] = [];
   for (const host of hosts) {
     out.push(`== ${host.redis} (prefix ${host.prefix})`);
-    out.push('queue            waiting  active  delayed  failed');
+    out.push(queueRow('queue', 'waiting', 'active', 'delayed', 'failed'));
     for (const name of QUEUE_NAMES) {
       const q = host.queues[name];
-      out.push(
-        `${name.padEnd(15)} ${String(q.waiting).padStart(8)} ${String(q.active).padStart(7)} ${String(q.delayed).padStart(8)} ${String(q.failed).padStart(7)}`,
-      );
+      out.push(queueRow(name, q.waiting, q.active, q.delayed, q.failed));
     }
     if (host.builders.length === 0) {
       out.push('builders: none alive (no heartbeat): the connector asks Lighthouse for nothing');
