@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chown, copyFile, mkdir } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chown, copyFile, mkdir, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 
 /** The user the helper works for (sudo's `SUDO_UID`/`SUDO_GID`), or null when root called it directly. */
@@ -12,7 +12,7 @@ async function asCaller(
   file: string,
   args: string[],
   stdio: 'in' | 'out',
-  local: string,
+  local: string | FileHandle,
 ): Promise<void> {
   const child = spawn(file, args, {
     uid: caller.uid,
@@ -25,8 +25,8 @@ async function asCaller(
   const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
   const copying =
     stdio === 'out'
-      ? pipeline(child.stdout!, createWriteStream(local, { flags: 'wx', mode: 0o600 }))
-      : pipeline(createReadStream(local), child.stdin!);
+      ? pipeline(child.stdout!, createWriteStream(local as string, { flags: 'wx', mode: 0o600 }))
+      : pipeline((local as FileHandle).createReadStream({ autoClose: false, start: 0 }), child.stdin!);
   const [[code], copied] = await Promise.all([
     exited,
     copying.then(
@@ -45,27 +45,32 @@ async function asCaller(
  */
 export async function readAsCaller(caller: Caller, source: string, target: string): Promise<void> {
   if (!caller) return copyFile(source, target);
-  return asCaller(caller, '/bin/cat', ['--', source], 'out', target);
+  await asCaller(caller, '/bin/cat', ['--', source], 'out', target);
 }
 
 /**
- * Writes the helper's private `source` to `target` in the caller's workspace
- * with the caller's rights, so the result belongs to the caller and a link
- * planted there cannot make root write elsewhere.
+ * Writes the helper's private file, open as `source`, to `target` in the
+ * caller's workspace with the caller's rights, so the result belongs to the
+ * caller and a link planted there cannot make root write elsewhere.
  */
-export async function writeAsCaller(caller: Caller, source: string, target: string): Promise<void> {
-  if (!caller) return copyFile(source, target);
+export async function writeAsCaller(caller: Caller, source: FileHandle, target: string): Promise<void> {
+  if (!caller) {
+    const out = createWriteStream(target, { flags: 'w', mode: 0o644 });
+    return pipeline(source.createReadStream({ autoClose: false, start: 0 }), out);
+  }
   return asCaller(caller, '/bin/sh', ['-c', 'exec cat > "$1"', 'sh', target], 'in', source);
 }
 
 /**
  * Copies the caller's directory tree `source` into the new directory `target`
  * in the helper's private space: `tar` reads it as the caller, and a second
- * `tar`, also as the caller, writes it starting in `target` (which the caller
- * could not reach by path). Links in the tree stay links; debspawn mounts
- * the copy, so they resolve inside the container. Root copies directly.
+ * `tar` writes it as `writer` (the run's throwaway user, see sandbox.ts),
+ * starting in `target`, which neither could reach by path. The writer is not
+ * the caller, so no process of the caller can get a handle into the copy
+ * (through `/proc/<pid>/cwd`) and change it while root uses it. Links in the
+ * tree stay links. Root copies directly.
  */
-export async function copyTreeAsCaller(caller: Caller, source: string, target: string): Promise<void> {
+export async function copyTreeAsCaller(caller: Caller, source: string, target: string, writer: number): Promise<void> {
   await mkdir(target, { mode: 0o755 });
   if (!caller) {
     const cp = spawn('cp', ['-a', '--', `${source}/.`, target], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -73,7 +78,7 @@ export async function copyTreeAsCaller(caller: Caller, source: string, target: s
     if (code !== 0) throw new Error(`cannot copy ${source}: cp exited with code ${code}`);
     return;
   }
-  await chown(target, caller.uid, caller.gid);
+  await chown(target, writer, writer);
   const env = { PATH: '/usr/bin:/bin', LC_ALL: 'C' };
   const reader = spawn('tar', ['-C', source, '-cf', '-', '.'], {
     uid: caller.uid,
@@ -81,18 +86,18 @@ export async function copyTreeAsCaller(caller: Caller, source: string, target: s
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const writer = spawn('tar', ['-xf', '-', '--no-same-owner'], {
-    uid: caller.uid,
-    gid: caller.gid,
+  const writing = spawn('tar', ['-xf', '-', '--no-same-owner', '--no-same-permissions'], {
+    uid: writer,
+    gid: writer,
     env,
     cwd: target,
     stdio: ['pipe', 'ignore', 'pipe'],
   });
   let stderr = '';
-  for (const child of [reader, writer]) child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  writer.stdin?.on('error', () => undefined);
-  reader.stdout?.pipe(writer.stdin);
-  const [[readCode], [writeCode]] = (await Promise.all([once(reader, 'close'), once(writer, 'close')])) as [
+  for (const child of [reader, writing]) child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  writing.stdin?.on('error', () => undefined);
+  reader.stdout?.pipe(writing.stdin);
+  const [[readCode], [writeCode]] = (await Promise.all([once(reader, 'close'), once(writing, 'close')])) as [
     [number | null],
     [number | null],
   ];

@@ -23,7 +23,7 @@ export interface HelperConfig {
 }
 
 /** A basic or literal TOML string on one line, as spark.toml writes paths. */
-function tomlString(raw: string, where: string): string {
+export function tomlString(raw: string, where: string): string {
   const literal = /^'([^']*)'\s*(#.*)?$/.exec(raw);
   if (literal) return literal[1] as string;
   const basic = /^"((?:[^"\\]|\\.)*)"\s*(#.*)?$/.exec(raw);

@@ -1,12 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { constants, readFileSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isSafeFileName, parseControlFile, parseFileList } from '@spark/protocol';
+import { loadDebspawnDirs } from './debspawn-dirs.js';
 import { copyTreeAsCaller, readAsCaller, writeAsCaller, type Caller } from './hand-over.js';
-import { loadHelperConfig, SECURE_PATH, type HelperConfig } from './helper-config.js';
+import { loadHelperConfig, type HelperConfig } from './helper-config.js';
+import { imageCacheKey } from './image-cache-key.js';
 import { runOwned } from './process-tree.js';
 import { RefusedRequest, type HelperRequest, type ImageRunRequest, type PackageBuildRequest } from './request.js';
+import { inspectHost, JOB_MOUNT, prepareSandbox, sandboxCommand, throwawayUid, type JobBind, type SandboxSpec } from './sandbox.js';
 import { checkSameWorkspace, checkWorkspacePath } from './workspace-paths.js';
 
 /** Exit code for a refused request (sysexits' EX_USAGE). */
@@ -15,12 +17,8 @@ export const EXIT_REFUSED = 64;
 export const EXIT_FAILED = 70;
 /** Exit code when the run was stopped (128 + SIGTERM). */
 export const EXIT_STOPPED = 143;
-
-/** Where systemd registers machines; without it, systemd-nspawn needs `--keep-unit`. */
-const SYSTEM_BUS_SOCKET = '/run/dbus/system_bus_socket';
-
-/** The helper's own `systemd-nspawn` wrapper (adds `--keep-unit`), shipped beside `src/` and `dist/`. */
-const NSPAWN_WRAPPER_DIR = fileURLToPath(new URL('../nspawn-wrapper', import.meta.url));
+/** Exit code when the build's output held something other than regular files (sysexits' EX_DATAERR; sandbox/python/sitecustomize.py too). */
+export const EXIT_REFUSED_OUTPUT = 65;
 
 /** How the helper was started and what it may use. */
 export interface HelperContext {
@@ -32,11 +30,6 @@ export interface HelperContext {
   stopWhen: Promise<string>;
   /** Messages of the helper itself (they land in the job log). */
   say: (message: string) => void;
-}
-
-function debspawnEnv(): Record<string, string> {
-  const path = existsSync(SYSTEM_BUS_SOCKET) ? SECURE_PATH : `${NSPAWN_WRAPPER_DIR}:${SECURE_PATH}`;
-  return { PATH: path, LANG: 'C.UTF-8', HOME: '/root', TERM: 'dumb' };
 }
 
 /** True while `pid` is a running build helper (its private directory is still in use). */
@@ -68,31 +61,65 @@ async function privateDir(stateDir: string): Promise<string> {
   return mkdtemp(join(stateDir, `run-${process.pid}-`));
 }
 
-/** Hands every regular file of `from` to the caller in `to`; reports what it skipped. */
-async function handBack(ctx: HelperContext, from: string, to: string): Promise<number> {
-  let count = 0;
-  for (const name of (await readdir(from)).sort()) {
-    const info = await lstat(join(from, name));
-    if (!info.isFile() || !isSafeFileName(name)) {
-      ctx.say(`not handing back ${JSON.stringify(name)}: only plain files with plain names are`);
-      continue;
-    }
-    await writeAsCaller(ctx.caller, join(from, name), join(to, name));
-    count++;
-  }
-  return count;
+/** Why `name` in a build's output is refused, or null for a regular file with a plain name. */
+async function refusal(dir: string, name: string): Promise<string | null> {
+  const info = await lstat(join(dir, name));
+  if (info.isSymbolicLink()) return `build output holds a symbolic link: ${name} -> ${await readlink(join(dir, name))}`;
+  if (info.isFIFO()) return `build output holds a FIFO: ${name}`;
+  if (info.isSocket()) return `build output holds a socket: ${name}`;
+  if (info.isBlockDevice() || info.isCharacterDevice()) return `build output holds a device: ${name}`;
+  if (info.isDirectory()) return `build output holds a directory: ${name}`;
+  if (!isSafeFileName(name)) return `build output holds a file whose name is not plain: ${JSON.stringify(name)}`;
+  return null;
 }
 
-async function run(ctx: HelperContext, config: HelperConfig, args: string[], cwd: string): Promise<number> {
-  const outcome = await runOwned(config.debspawn, args, {
-    env: debspawnEnv(),
-    cwd,
+/**
+ * Hands every file of `from` to the caller in `to`, each opened without
+ * following a link and checked to be a regular file. Anything else in `from`
+ * refuses the whole output before any file is handed back: the helper says
+ * why (BUILD_OUTPUT_REFUSED of @spark/protocol) and the run ends with
+ * {@link EXIT_REFUSED_OUTPUT}.
+ */
+async function handBack(ctx: HelperContext, from: string, to: string): Promise<number | null> {
+  const names = (await readdir(from)).sort();
+  for (const name of names) {
+    const reason = await refusal(from, name);
+    if (reason !== null) {
+      // say() prefixes 'spark-build-helper: ', which makes the line BUILD_OUTPUT_REFUSED + reason.
+      ctx.say(`refused build output: ${reason}`);
+      return null;
+    }
+  }
+  for (const name of names) {
+    const handle = await open(join(from, name), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      if (!(await handle.stat()).isFile()) throw new Error(`${name} changed while it was handed back`);
+      await writeAsCaller(ctx.caller, handle, join(to, name));
+    } finally {
+      await handle.close();
+    }
+  }
+  return names.length;
+}
+
+/** Runs debspawn with `args` in the sandbox of `spec` (sandbox.ts), owning everything it starts. */
+async function run(ctx: HelperContext, config: HelperConfig, spec: SandboxSpec, args: string[]): Promise<number> {
+  await prepareSandbox(spec);
+  const command = sandboxCommand(spec, await inspectHost(spec.dirs), await throwawayUid(), config.debspawn, args);
+  const outcome = await runOwned(command.file, command.args, {
+    env: command.env,
+    cwd: spec.runDir,
     killGraceMs: ctx.killGraceMs,
     stopWhen: ctx.stopWhen,
     onStop: (reason) => ctx.say(`stopping debspawn and everything it started: ${reason}`),
   });
   if (outcome.stopped) return EXIT_STOPPED;
   return outcome.exitCode ?? 128;
+}
+
+/** The sandbox of a run in `runDir` showing `jobBinds`. */
+async function sandboxSpec(config: HelperConfig, runDir: string, jobBinds: JobBind[], writableImageCache: boolean): Promise<SandboxSpec> {
+  return { runDir, debspawn: config.debspawn, dirs: await loadDebspawnDirs(), jobBinds, writableImageCache };
 }
 
 async function runPackageBuild(ctx: HelperContext, config: HelperConfig, request: PackageBuildRequest): Promise<number> {
@@ -103,8 +130,9 @@ async function runPackageBuild(ctx: HelperContext, config: HelperConfig, request
   try {
     const source = join(work, 'source');
     const output = join(work, 'results');
-    await mkdir(source);
-    await mkdir(output);
+    // Readable by the sandbox's throwaway user, which unpacks the source; reachable only inside the sandbox.
+    await mkdir(source, { mode: 0o755 });
+    await mkdir(output, { mode: 0o755 });
     const dscName = basename(request.dsc);
     if (!isSafeFileName(dscName)) throw new RefusedRequest(`the .dsc: ${JSON.stringify(dscName)} is not a plain file name`);
     const privateDsc = join(source, dscName);
@@ -116,12 +144,18 @@ async function runPackageBuild(ctx: HelperContext, config: HelperConfig, request
       }
       await readAsCaller(ctx.caller, join(request.dsc, '..', entry.name), join(source, entry.name));
     }
+    for (const name of await readdir(source)) await chmod(join(source, name), 0o644);
     const args = ['build'];
-    args.push('--no-buildlog', `--arch=${request.arch}`, `--results-dir=${output}`, `--only=${request.only}`);
+    args.push('--no-buildlog', `--arch=${request.arch}`, `--results-dir=${JOB_MOUNT}/results`, `--only=${request.only}`);
     if (request.maintainer !== null) args.push(`--maintainer=${request.maintainer}`);
-    args.push(request.suite, privateDsc);
-    const code = await run(ctx, config, args, work);
+    args.push(request.suite, `${JOB_MOUNT}/source/${dscName}`);
+    const binds = [
+      { source, name: 'source', writable: false },
+      { source: output, name: 'results', writable: true },
+    ];
+    const code = await run(ctx, config, await sandboxSpec(config, work, binds, false), args);
     const handed = await handBack(ctx, output, request.resultsDir);
+    if (handed === null) return EXIT_REFUSED_OUTPUT;
     if (handed > 0) ctx.say(`handed ${handed} result file(s) back to ${request.resultsDir}`);
     return code;
   } finally {
@@ -149,24 +183,35 @@ async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: 
   const work = await privateDir(ctx.stateDir);
   try {
     const artifacts = join(work, 'artifacts');
-    await mkdir(artifacts);
-    const script = join(work, IMAGE_LAYOUT.script);
+    const scripts = join(work, 'scripts');
+    await mkdir(artifacts, { mode: 0o755 });
+    await mkdir(scripts, { mode: 0o755 });
+    const script = join(scripts, IMAGE_LAYOUT.script);
     await readAsCaller(ctx.caller, request.script, script);
     await chmod(script, 0o755);
-    // The recipe checkout, copied with the caller's rights: debspawn mounts the copy, which the caller cannot swap.
-    const recipe = join(work, IMAGE_LAYOUT.buildDir);
-    await copyTreeAsCaller(ctx.caller, request.buildDir, recipe);
-    const args = ['run', '--external-command', `--arch=${request.arch}`, '--artifacts-out', artifacts, '--build-dir', recipe];
+    // The recipe checkout, read with the caller's rights and written by the run's throwaway user, never the caller.
+    const recipe = join(work, 'recipe');
+    await copyTreeAsCaller(ctx.caller, request.buildDir, recipe, await throwawayUid());
+    const args = ['run', '--external-command', `--arch=${request.arch}`, '--artifacts-out', `${JOB_MOUNT}/artifacts`];
+    args.push('--build-dir', `${JOB_MOUNT}/recipe`);
     if (request.allowKvm) args.push('--allow=kvm,read-kmods');
     if (request.init) {
-      const init = join(work, IMAGE_LAYOUT.init);
+      const init = join(scripts, IMAGE_LAYOUT.init);
       await readAsCaller(ctx.caller, request.init.command, init);
       await chmod(init, 0o755);
-      args.push('--cachekey', request.init.cacheKey, '--init-command', init);
+      const cacheKey = await imageCacheKey(request.init.cacheKey, request.arch, recipe, init);
+      ctx.say(`prepared-image cache key: ${cacheKey}`);
+      args.push('--cachekey', cacheKey, '--init-command', `${JOB_MOUNT}/scripts/${IMAGE_LAYOUT.init}`);
     }
-    args.push(`--header=${request.header}`, request.suite, script);
-    const code = await run(ctx, config, args, work);
-    await handBack(ctx, artifacts, request.artifactsOut);
+    args.push(`--header=${request.header}`, request.suite, `${JOB_MOUNT}/scripts/${IMAGE_LAYOUT.script}`);
+    const binds = [
+      { source: recipe, name: 'recipe', writable: false },
+      { source: scripts, name: 'scripts', writable: false },
+      { source: artifacts, name: 'artifacts', writable: true },
+    ];
+    const code = await run(ctx, config, await sandboxSpec(config, work, binds, request.init !== null), args);
+    const handed = await handBack(ctx, artifacts, request.artifactsOut);
+    if (handed === null) return EXIT_REFUSED_OUTPUT;
     return code;
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -177,8 +222,14 @@ async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: 
 export async function runRequest(ctx: HelperContext, request: HelperRequest): Promise<number> {
   const config = await loadHelperConfig(ctx.configFile);
   switch (request.kind) {
-    case 'version':
-      return run(ctx, config, ['--version'], '/');
+    case 'version': {
+      const work = await privateDir(ctx.stateDir);
+      try {
+        return await run(ctx, config, await sandboxSpec(config, work, [], false), ['--version']);
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    }
     case 'build':
       return runPackageBuild(ctx, config, request);
     case 'image-run':

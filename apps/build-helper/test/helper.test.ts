@@ -33,6 +33,21 @@ function startHelper(args: string[], options: { stdin?: 'pipe' | 'ignore' } = {}
   return { child, outcome };
 }
 
+/** An argument of `sleep` that marks the tree debspawn's members (`sleep 300.<random>`). */
+const TREE_MARK = `300.${process.pid}`;
+
+/** The pids, as this process sees them, of the processes whose command line is `sleep <TREE_MARK>`, and the shell that started them. */
+async function treePids(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    const [file, script] = cmdline.split('\0');
+    if (cmdline === `sleep\0${TREE_MARK}\0` || (file === '/bin/sh' && script?.endsWith('/tree-debspawn'))) pids.push(Number(name));
+  }
+  return pids;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -57,7 +72,6 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
   let config: string;
   let treeConfig: string;
   let dsc: string;
-  let pidsFile: string;
   const own = (configFile: string) => ['--config', configFile, '--state-dir', join(dir, 'state'), '--kill-grace-ms', '2000'];
   const buildArgs = (dscPath: string, results: string) => [
     'build',
@@ -89,13 +103,9 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     config = join(dir, 'spark.toml');
     await writeFile(config, `WorkspaceRoot = '${root}/'\n\n[builder]\nDebspawn = '${hostRunner}'\n`, { mode: 0o644 });
     // A debspawn that starts a tree — one member in its own session, out of the process group — and waits.
-    pidsFile = join(dir, 'pids');
+    // Its members are found by their command lines: in the helper's sandbox they have pids of their own.
     const tree = join(dir, 'tree-debspawn');
-    await writeFile(
-      tree,
-      `#!/bin/sh\nsetsid sleep 300 &\necho $! >> ${pidsFile}\nsleep 300 &\necho $! >> ${pidsFile}\necho $$ >> ${pidsFile}\necho started\nwait\n`,
-      { mode: 0o755 },
-    );
+    await writeFile(tree, `#!/bin/sh\nsetsid sleep ${TREE_MARK} &\nsleep ${TREE_MARK} &\necho started\nwait\n`, { mode: 0o755 });
     treeConfig = join(dir, 'tree.toml');
     await writeFile(treeConfig, `WorkspaceRoot = '${root}'\n[builder]\nDebspawn = '${tree}'\n`, { mode: 0o644 });
   });
@@ -191,7 +201,7 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     // Records its arguments, leaves an artifact and a root-made file in the recipe checkout.
     await writeFile(
       image,
-      `#!/bin/sh\necho "$@" > ${dir}/image-args\nwhile [ $# -gt 0 ]; do case "$1" in --artifacts-out) out=$2; shift;; --build-dir) build=$2; shift;; esac; shift; done\necho disk > "$out/disk.img"\ncp "$build/build.sh" "$out/recipe-seen"\n`,
+      `#!/bin/sh\nargs="$*"\nwhile [ $# -gt 0 ]; do case "$1" in --artifacts-out) out=$2; shift;; --build-dir) build=$2; shift;; esac; shift; done\necho disk > "$out/disk.img"\necho "$args" > "$out/args"\ncp "$build/build.sh" "$out/recipe-seen"\n`,
       { mode: 0o755 },
     );
     const imageConfig = join(dir, 'image.toml');
@@ -219,10 +229,11 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
       join(ws, 'build-command.sh'),
     ]).outcome;
     assert.equal(code, 0, stderr);
-    const args = await readFile(join(dir, 'image-args'), 'utf8');
+    // debspawn sees the run's private copies where the sandbox shows them.
+    const args = await readFile(join(ws, 'image', 'args'), 'utf8');
     assert.match(
       args,
-      new RegExp(`--build-dir ${dir}/state/run-[^/ ]+/ib --header=Test image build bookworm ${dir}/state/run-[^/]+/build-command.sh`),
+      /--artifacts-out \/srv\/spark\/artifacts --build-dir \/srv\/spark\/recipe --header=Test image build bookworm \/srv\/spark\/scripts\/build-command.sh/,
     );
     assert.equal(await readFile(join(ws, 'image', 'disk.img'), 'utf8'), 'disk\n');
     assert.equal((await stat(join(ws, 'image', 'disk.img'))).uid, NOBODY);
@@ -230,10 +241,9 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
   });
 
   async function startTree(options: { stdin?: 'pipe' | 'ignore' } = {}) {
-    await rm(pidsFile, { force: true });
     const helper = startHelper([...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))], options);
-    await until('the tree started', async () => (await readFile(pidsFile, 'utf8').catch(() => '')).trim().split('\n').length === 3);
-    const pids = (await readFile(pidsFile, 'utf8')).trim().split('\n').map(Number);
+    await until('the tree started', async () => (await treePids()).length === 3);
+    const pids = await treePids();
     assert.ok(pids.every(alive));
     return { ...helper, pids };
   }
@@ -257,12 +267,11 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
   });
 
   it('ends the tree when its caller dies (SIGKILL, nothing relayed)', { timeout: 30_000 }, async () => {
-    await rm(pidsFile, { force: true });
     // The caller: a shell that starts the helper and waits, like sudo does.
     const args = ['--conditions=@spark/source', '--import', 'tsx', main, ...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))];
     const caller = spawn('/bin/sh', ['-c', `"$0" "$@" </dev/null & wait`, process.execPath, ...args], { stdio: 'ignore' });
-    await until('the tree started', async () => (await readFile(pidsFile, 'utf8').catch(() => '')).trim().split('\n').length === 3);
-    const pids = (await readFile(pidsFile, 'utf8')).trim().split('\n').map(Number);
+    await until('the tree started', async () => (await treePids()).length === 3);
+    const pids = await treePids();
     caller.kill('SIGKILL');
     await until('every member gone', () => pids.every((pid) => !alive(pid)), 10_000);
     assert.ok(!existsSync(join(dir, 'state', 'leftover')));
