@@ -17,9 +17,10 @@ export type LighthouseProbe =
   | {
       ok: false;
       /**
-       * `keys`: a Curve key file cannot be used (nothing was sent);
-       * `unreachable`: no reply in time (the message says whether the connection,
-       * the CURVE handshake or Lighthouse's key check failed);
+       * `keys`: a Curve key file cannot be used (nothing was sent), the CURVE
+       * handshake did not complete (the server key is not Lighthouse's), or
+       * Lighthouse refused this worker's key;
+       * `unreachable`: no connection, or no reply in time on a working link;
        * `refused`: Lighthouse answered with an error or a reply that is not `archive-info`'s.
        */
       kind: 'keys' | 'unreachable' | 'refused';
@@ -70,7 +71,10 @@ export async function probeLighthouse(
     }
     return { ok: true, archiveInfo: info.data, roundTripMs };
   } catch (error) {
-    if (error instanceof LighthouseUnreachable) return { ok: false, kind: 'unreachable', problem: error.message };
+    if (error instanceof LighthouseUnreachable) {
+      const keys = error.reason === 'handshake' || error.reason === 'key-refused';
+      return { ok: false, kind: keys ? 'keys' : 'unreachable', problem: error.message };
+    }
     if (error instanceof UnreadableReply) return { ok: false, kind: 'refused', problem: error.message };
     throw error;
   } finally {
