@@ -44,8 +44,9 @@ export const COMMANDS: Record<string, Command> = {
     run: async (argv, io) => (await import('./supervisor/run-command.js')).runCommand(argv, io),
   },
   status: {
-    usage: `  status [--config FILE] [--redis [LABEL=]URL]... [--prefix P] [--json]
-                                 queues, live builders, Lighthouse link, jobs in flight`,
+    usage: `  status [--config FILE] [--redis [LABEL=]URL]... [--prefix P] [--stuck-after S] [--json]
+                                 queues, live builders, Lighthouse link, jobs in flight; exit 0 healthy,
+                                 69 Redis unreachable, 5 Lighthouse link down, 4 no live builder, 3 a stage stuck`,
     run: async (argv, io) => (await import('./status/status-command.js')).statusCommand(argv, io),
   },
   dashboard: {
