@@ -31,14 +31,22 @@ export const COMMANDS: Record<string, Command> = {
                                  (exit 0 when valid, 2 with one message per problem)`,
     run: async (argv, io) => (await import('./config-check.js')).runConfig(argv, io),
   },
+  verify: {
+    usage: `  verify [--config FILE] [--json]
+                                 pre-flight check (as root): files, owners and modes, keys, Redis users,
+                                 Lighthouse, the archive, debspawn images, sudo; exit 0 when all hold,
+                                 78 config, 66 missing file, 69 unavailable, 77 not root`,
+    run: async (argv, io) => (await import('./verify/verify-command.js')).verifyCommand(argv, io),
+  },
   run: {
     usage: `  run [--config FILE]            run the four services under one supervisor (restarts
                                  crashed ones with backoff; SIGTERM drains and stops all)`,
     run: async (argv, io) => (await import('./supervisor/run-command.js')).runCommand(argv, io),
   },
   status: {
-    usage: `  status [--config FILE] [--redis [LABEL=]URL]... [--prefix P] [--json]
-                                 queues, live builders, Lighthouse link, jobs in flight`,
+    usage: `  status [--config FILE] [--redis [LABEL=]URL]... [--prefix P] [--stuck-after S] [--json]
+                                 queues, live builders, Lighthouse link, jobs in flight; exit 0 healthy,
+                                 69 Redis unreachable, 5 Lighthouse link down, 4 no live builder, 3 a stage stuck`,
     run: async (argv, io) => (await import('./status/status-command.js')).statusCommand(argv, io),
   },
   dashboard: {

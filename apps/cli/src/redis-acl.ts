@@ -24,7 +24,7 @@ export const OPERATORS_GROUP = 'spark-operators';
  * `spark status` and `spark logs` without sudo. The group can read every key
  * under the prefix (the job records, the queues), nothing more.
  */
-const FILE_OWNERS: Record<RedisRoleName, { user: string; group?: string; mode: number }> = {
+export const FILE_OWNERS: Record<RedisRoleName, { user: string; group?: string; mode: number }> = {
   connector: { user: 'spark-connector', mode: 0o400 },
   builder: { user: 'spark-builder', mode: 0o400 },
   signer: { user: 'spark-signer', mode: 0o400 },
@@ -34,7 +34,7 @@ const FILE_OWNERS: Record<RedisRoleName, { user: string; group?: string; mode: n
 };
 
 /** uid and gid of a system user, or null when there is none. */
-async function systemUser(name: string): Promise<{ uid: number; gid: number } | null> {
+export async function systemUser(name: string): Promise<{ uid: number; gid: number } | null> {
   try {
     const [uid, gid] = await Promise.all([run('id', ['-u', name]), run('id', ['-g', name])]);
     return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
@@ -44,7 +44,7 @@ async function systemUser(name: string): Promise<{ uid: number; gid: number } | 
 }
 
 /** gid of a system group, or null when there is none. */
-async function systemGroup(name: string): Promise<number | null> {
+export async function systemGroup(name: string): Promise<number | null> {
   try {
     const { stdout } = await run('getent', ['group', name]);
     const gid = Number(stdout.split(':')[2]);

@@ -29,6 +29,7 @@ describe('spark --help and --version', () => {
     const listed = listedCommands(stdout).map((words) => words.join(' '));
     for (const command of [
       'config check',
+      'verify',
       'run',
       'status',
       'dashboard',

@@ -95,7 +95,9 @@ describe('spark redis-acl', () => {
       );
     await config(`RedisCredentialsDir = '${credentialsDir}'\n`);
     const ok = await capture((io) => statusCommand(['--config', configFile, '--json'], io));
-    assert.equal(ok.code, 0, ok.err);
+    // Read as the operator; unhealthy only because no connector or builder runs here (exit 5, not 69).
+    assert.equal(ok.code, 5, ok.err);
+    assert.deepEqual((JSON.parse(ok.out) as { unreadable: string[] }[])[0]?.unreadable, []);
     await config('');
     const refused = await capture((io) => statusCommand(['--config', configFile], io));
     assert.notEqual(refused.code, 0);
@@ -106,12 +108,12 @@ describe('spark redis-acl', () => {
     const operatorPassword = (await passwords())[roles.indexOf('operator')] ?? assert.fail('no operator password');
     const url = `redis://spark-operator:${operatorPassword}@127.0.0.1:${server?.port}`;
     const shown = await capture((io) => statusCommand(['--redis', `here=${url}`, '--prefix', prefix], io));
-    assert.equal(shown.code, 0, shown.err);
+    assert.equal(shown.code, 5, shown.err); // read; only no connector runs here
     assert.ok(shown.out.includes(`redis://spark-operator:***@127.0.0.1:${server?.port}`), shown.out);
     const wrong = await capture((io) =>
       statusCommand(['--redis', `redis://spark-operator:wrong-${operatorPassword}@127.0.0.1:${server?.port}`, '--prefix', prefix], io),
     );
-    assert.notEqual(wrong.code, 0);
+    assert.equal(wrong.code, 69);
     for (const text of [shown.out, shown.err, wrong.out, wrong.err]) assert.ok(!text.includes(operatorPassword), text);
     assert.match(wrong.err, /cannot read redis:\/\/spark-operator:\*\*\*@127\.0\.0\.1:\d+: .*WRONGPASS/);
   });

@@ -10,7 +10,7 @@ import {
   type ArchiveInfo,
   type StoredArchiveTargets,
 } from '@spark/protocol';
-import { UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
+import { UnreadableReply, type LighthouseLink } from '@spark/lighthouse';
 
 /**
  * Asks Lighthouse for `archive-info` until it answers and stores a valid

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger, Redis } from '@spark/service';
 import { connectorLockKey } from '@spark/protocol';
-import { pause } from './backoff.js';
+import { pause } from '@spark/lighthouse';
 
 /** Lifetime of the lock in ms: a connector that died releases it this long after its last renewal. */
 export const CONNECTOR_LOCK_TTL_MS = 15_000;

@@ -2,15 +2,13 @@ import type { Queue } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
 import { connectRedis, once, openQueue, openQueueEvents, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
 import { builderCapacityChannel, lighthouseStatusKey, QueueName, REPORT_QUEUES, REPORT_SENDERS, type ReportSender } from '@spark/protocol';
-import type { ConnectorKeys } from './curve-keys.js';
-import { createLighthouseLink } from './lighthouse-link.js';
 import { refreshArchiveTargets } from './archive-targets.js';
 import { runJobFetcher } from './job-fetcher.js';
 import { startReportRelay, type ReportRelay } from './report-relay.js';
 import { acquireConnectorLock, type ConnectorLock } from './connector-lock.js';
 import { createWaker } from './waker.js';
 import { runStartTimeout } from './start-timeout.js';
-import { backoffDelay, DEFAULT_BACKOFF, pause, type Backoff } from './backoff.js';
+import { backoffDelay, createLighthouseLink, DEFAULT_BACKOFF, pause, type Backoff, type ConnectorKeys } from '@spark/lighthouse';
 
 /** What {@link createConnector} needs. */
 export interface ConnectorDeps {

@@ -1,10 +1,9 @@
 import type { Queue } from 'bullmq';
 import { giveUp, recordHandOut, sendReport, type Logger, type Redis } from '@spark/service';
 import { newRound, readJobReply, stageJobId, type BuildPayload, type Job, type JobReply, type JobRound } from '@spark/protocol';
-import { LighthouseUnreachable, UnreadableReply, type LighthouseLink } from './lighthouse-link.js';
+import { backoffDelay, LighthouseUnreachable, pause, UnreadableReply, type Backoff, type LighthouseLink } from '@spark/lighthouse';
 import { readBuilderCapacity } from './builder-capacity.js';
 import { haveUploadTargets } from './archive-targets.js';
-import { backoffDelay, pause, type Backoff } from './backoff.js';
 import type { Waker } from './waker.js';
 import { blockKind, inCooldown, readBlockedKinds, rejectionCooldownMs } from './kind-blocks.js';
 

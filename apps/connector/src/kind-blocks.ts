@@ -1,5 +1,5 @@
 import type { Logger, Redis } from '@spark/service';
-import type { Backoff } from './backoff.js';
+import type { Backoff } from '@spark/lighthouse';
 import { blockedKindSchema, blockedKindsKey, type BlockedKind, type JobRecord } from '@spark/protocol';
 
 /** Cool-down of a job this worker rejected: 30 s after the first rejection, doubled per rejection, up to 30 min. */

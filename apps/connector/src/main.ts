@@ -2,7 +2,7 @@
 import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
 import { QUEUE_NAMES } from '@spark/protocol';
 import { connectRedis, createLogger, installShutdown, openQueue, processMetrics, redisLogin, serveMetrics } from '@spark/service';
-import { KeySetupError, loadConnectorKeys } from './curve-keys.js';
+import { KeySetupError, loadConnectorKeys } from '@spark/lighthouse';
 import { createConnector } from './connector.js';
 
 const args = parseServiceArgs('spark-connector');

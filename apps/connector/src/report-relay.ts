@@ -15,8 +15,15 @@ import {
   type ReportPayload,
   type ReportSender,
 } from '@spark/protocol';
-import { LighthouseUnreachable, UnreadableReply, type LighthouseLink, type RequestBody } from './lighthouse-link.js';
-import { backoffDelay, pause, type Backoff } from './backoff.js';
+import {
+  backoffDelay,
+  LighthouseUnreachable,
+  pause,
+  UnreadableReply,
+  type Backoff,
+  type LighthouseLink,
+  type RequestBody,
+} from '@spark/lighthouse';
 
 /** What the report relay needs. */
 export interface ReportRelayDeps {

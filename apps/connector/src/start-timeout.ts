@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { giveUp, type Logger } from '@spark/service';
 import { parseJobId } from '@spark/protocol';
-import { pause } from './backoff.js';
+import { pause } from '@spark/lighthouse';
 
 /**
  * Rejects back to Lighthouse every job that has waited in `build` longer than

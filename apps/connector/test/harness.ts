@@ -12,7 +12,7 @@ import { connectRedis, createLogger, type Redis } from '@spark/service';
 import { randomQueuePrefix } from '@spark/testing';
 import { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
 import { createConnector, type Connector } from '../src/connector.js';
-import { loadConnectorKeys } from '../src/curve-keys.js';
+import { loadConnectorKeys } from '@spark/lighthouse';
 
 /** A Curve keypair in Z85. */
 export type KeyPair = { publicKey: string; secretKey: string };

@@ -17,7 +17,7 @@ import { machineDescription, median, secondsSince, timeCommand } from '@spark/te
 import { openAuditLog } from '../src/audit-log.js';
 import { digestBuffer, digestStream } from '@spark/service';
 import { signArtifacts } from '../src/sign-artifacts.js';
-import { loadSigningKey } from '../src/signing-key.js';
+import { loadSigningKey } from '@spark/keys/signing-key';
 
 const RUNS = 3;
 const DEB_COUNT = 4;

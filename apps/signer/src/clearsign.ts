@@ -1,4 +1,4 @@
-import { openpgp, type PrivateKey } from './openpgp.js';
+import { openpgp, type PrivateKey } from '@spark/keys/openpgp';
 import { splitClearsigned } from '@spark/protocol';
 
 /**

@@ -3,7 +3,7 @@ import { EXIT_CONFIG, loadConfigOrExit, parseServiceArgs } from '@spark/config';
 import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
 import { AuditLogError, openAuditLog, type AuditLog } from './audit-log.js';
 import { createSigner } from './signer.js';
-import { loadSigningKey, SigningKeyError, type SigningKey } from './signing-key.js';
+import { loadSigningKey, SigningKeyError, type SigningKey } from '@spark/keys/signing-key';
 
 const args = parseServiceArgs('spark-signer');
 const { config } = loadConfigOrExit(args.configFile);

@@ -9,7 +9,7 @@ import { clearsign } from './clearsign.js';
 import { checkListedFiles, controlFileText, listedFileNames, readControlFile, updateListedFile, type ControlFile } from './control-file.js';
 import { checkChangesOrigin, checkDudOrigin, checkNothingUnlisted, checkRecord } from './job-origin.js';
 import { digestBuffer, type FileDigests } from '@spark/service';
-import type { SigningKey } from './signing-key.js';
+import type { SigningKey } from '@spark/keys/signing-key';
 import { openJobDir, ORIGINALS_DIR, verifyArtifacts, type JobDir, type VerifiedArtifact } from './verify-artifacts.js';
 
 /** What signing needs besides the manifest. */

@@ -30,7 +30,7 @@ import {
 import { ArtifactError } from './artifact-error.js';
 import type { AuditLog } from './audit-log.js';
 import { auditJob, signArtifacts, type SignDeps, type SignOrigin } from './sign-artifacts.js';
-import type { SigningKey } from './signing-key.js';
+import type { SigningKey } from '@spark/keys/signing-key';
 
 /** What the signer service is made of. */
 export interface SignerDeps {

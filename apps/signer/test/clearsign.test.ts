@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { clearsign } from '../src/clearsign.js';
-import { loadSigningKey, type SigningKey } from '../src/signing-key.js';
+import { loadSigningKey, type SigningKey } from '@spark/keys/signing-key';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
 const run = promisify(execFile);

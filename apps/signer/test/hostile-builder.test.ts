@@ -41,7 +41,7 @@ import {
 import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { AuditLogError, openAuditLog, type AuditEntry, type RefusalEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
-import { loadSigningKey } from '../src/signing-key.js';
+import { loadSigningKey } from '@spark/keys/signing-key';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
 /*

@@ -26,7 +26,7 @@ import { connectRedis, createLogger, type Redis } from '@spark/service';
 import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { openAuditLog, type AuditEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
-import { loadSigningKey } from '../src/signing-key.js';
+import { loadSigningKey } from '@spark/keys/signing-key';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
 /** The round of every job these tests hand the signer. */

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
 import { nodeFlags } from '@spark/config';
 import { runTsEntry } from '@spark/testing';
-import { loadSigningKey, PASSPHRASE_CREDENTIAL } from '../src/signing-key.js';
+import { loadSigningKey, PASSPHRASE_CREDENTIAL } from '@spark/keys/signing-key';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { archiveRequest } from './archive-connection.js';
+import { archiveRequest } from '@spark/service';
 
 /** What the archive answered to one PUT. */
 export interface PutAnswer {
@@ -38,7 +38,7 @@ export class PutTimeoutError extends Error {
  * within `timeouts.connectMs`, and when nothing moves for `timeouts.idleMs`; a
  * slow but steady upload is never cut, whatever the size of the file. HTTPS
  * verifies against the host's CA store; proxies come from the environment
- * (see archive-connection.ts).
+ * (see libs/service archive-connection.ts).
  */
 export async function putFile(url: string, path: string, size: number, timeouts: PutTimeouts): Promise<PutAnswer> {
   const target = new URL(url);

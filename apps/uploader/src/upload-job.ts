@@ -2,7 +2,7 @@ import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { giveUp, lastStatusSeq, readJobRecord, reportReason, sendReport, type Logger } from '@spark/service';
+import { dputUploadUrl, giveUp, lastStatusSeq, readJobRecord, reportReason, sendReport, type Logger } from '@spark/service';
 import {
   jobArtifactsDir,
   jobWorkspaceDir,
@@ -17,7 +17,6 @@ import { uploadFiles } from './upload-files.js';
 import { UploadPlanError, uploadOrder } from './upload-order.js';
 import { uploadProgress, type UploadProgress } from './upload-progress.js';
 import { lookUpTarget } from './upload-target.js';
-import { dputUploadUrl } from './upload-url.js';
 
 /** What uploading a job needs. */
 export interface UploadJobDeps {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { ArchiveTarget } from '@spark/protocol';
 import { createUploader } from '../src/uploader.js';
-import { dputUploadUrl } from '../src/upload-url.js';
+import { dputUploadUrl } from '@spark/service';
 import { startHarness, type Harness } from './harness.js';
 import { makeSignedJob, makeSigningKey } from './signed-job.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 // Subpaths without zod: the config is read by `spark run`'s supervisor too, which needs no schema code.
 import { DEFAULT_QUEUE_PREFIX, JOB_KINDS, LIGHTHOUSE_REPLY_TIMEOUT_MS, JOB_STATUS_INTERVAL_MS } from '@spark/protocol/constants';
-import { ARCHITECTURE, isValidName, MAX_ARCHITECTURE_LENGTH } from '@spark/protocol/name-patterns';
+import { ARCHITECTURE, isValidName, MAX_ARCHITECTURE_LENGTH, SUITE } from '@spark/protocol/name-patterns';
 import { defaultArchitectures, machineIdOf, readHostname } from './machine.js';
 import { nearestName } from './nearest-name.js';
 
@@ -68,6 +68,12 @@ export interface BuilderSettings {
    * builder read any file it can read.
    */
   allowFileUrls: boolean;
+  /**
+   * Suites this worker builds for (`Suites`, default none). Nothing at run time
+   * reads it: `spark verify` checks that debspawn has an image for each, for
+   * every architecture in `Architectures`.
+   */
+  suites: string[];
 }
 
 /** Settings of the signer (`[signer]` table). */
@@ -240,6 +246,7 @@ const SERVICE_KEYS = {
     'Debspawn',
     'MetricsPort',
     'AllowFileUrls',
+    'Suites',
   ],
   signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
   uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'FileTimeout', 'Attempts'],
@@ -385,7 +392,11 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
     metricsPort: metricsPort(builderTable, 'builder', 9631),
     allowFileUrls: reader.boolean(builderTable, 'builder', 'AllowFileUrls') ?? false,
+    suites: reader.stringArray(builderTable, 'builder', 'Suites') ?? [],
   };
+  for (const suite of builder.suites) {
+    if (!isValidName(SUITE, suite)) reader.error('builder', 'Suites', `${JSON.stringify(suite)} is not a suite name`);
+  }
   const signer: SignerSettings = {
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
     auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(env.logsDirectory?.() ?? join(workspaceRoot, 'audit'), 'signer.log'),

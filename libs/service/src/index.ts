@@ -9,3 +9,5 @@ export * from './stage-lifecycle.js';
 export * from './redis-auth.js';
 export * from './redis-acl.js';
 export * from './status-seq.js';
+export * from './archive-connection.js';
+export * from './upload-url.js';

@@ -51,6 +51,8 @@ export interface HostStatus {
   jobs: JobInFlight[];
   /** Job kinds the connector leaves out of its requests for now, each with the job that came back rejected and why. */
   blockedKinds: BlockedKind[];
+  /** What was there but could not be read (a heartbeat or the Lighthouse status that does not parse), each naming its key. */
+  unreadable: string[];
 }
 
 const STAGES = ['build', 'sign', 'upload'] as const;
@@ -95,23 +97,30 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
     }
   }
 
+  const unreadable: string[] = [];
   const builders: HostStatus['builders'] = [];
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', builderHeartbeatPattern(prefix), 'COUNT', 100);
     cursor = next;
     for (const key of keys) {
-      const parsed = builderHeartbeatSchema.safeParse(parseJson(await redis.get(key)));
+      const text = await redis.get(key);
+      // A heartbeat that expired between SCAN and GET is simply gone.
+      if (text === null) continue;
+      const parsed = builderHeartbeatSchema.safeParse(parseJson(text));
       if (parsed.success)
         builders.push({
           ...parsed.data,
           ageMs: Math.max(0, now - parsed.data.at),
         });
+      else unreadable.push(`${key}: not a builder heartbeat`);
     }
   } while (cursor !== '0');
   builders.sort((a, b) => a.id.localeCompare(b.id));
 
-  const link = lighthouseStatusSchema.safeParse(parseJson(await redis.get(lighthouseStatusKey(prefix))));
+  const linkText = await redis.get(lighthouseStatusKey(prefix));
+  const link = lighthouseStatusSchema.safeParse(parseJson(linkText));
+  if (linkText !== null && !link.success) unreadable.push(`${lighthouseStatusKey(prefix)}: not the connector's Lighthouse status`);
   const blockedKinds = Object.values(await redis.hgetall(blockedKindsKey(prefix)))
     .map((text) => blockedKindSchema.safeParse(parseJson(text)))
     .flatMap((parsed) => (parsed.success && parsed.data.until > now ? [parsed.data] : []));
@@ -124,6 +133,7 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
     blockedKinds,
     lighthouse: link.success ? link.data : null,
     jobs,
+    unreadable,
   };
 }
 

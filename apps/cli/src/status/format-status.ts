@@ -1,5 +1,6 @@
 import { QUEUE_NAMES } from '@spark/protocol';
-import type { HostStatus, JobInFlight } from './collect-status.js';
+import type { JobInFlight } from './collect-status.js';
+import type { HostReport } from './status-command.js';
 
 /** `1h 02m`, `3m 05s`, `12s`. */
 export function formatDuration(ms: number): string {
@@ -39,10 +40,14 @@ function queueRow(
 }
 
 /** The plain-text view of `spark status` for people. */
-export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): string {
+export function formatStatus(hosts: readonly HostReport[], now = Date.now()): string {
   const out: string[] = [];
   for (const host of hosts) {
     out.push(`== ${host.redis} (prefix ${host.prefix})`);
+    if ('error' in host) {
+      out.push(`cannot read this host's Redis: ${host.error}`, `health: exit ${host.health.exitCode}: Redis unreachable`, '');
+      continue;
+    }
     out.push(queueRow('queue', 'waiting', 'active', 'delayed', 'failed'));
     for (const name of QUEUE_NAMES) {
       const q = host.queues[name];
@@ -85,6 +90,12 @@ export function formatStatus(hosts: readonly HostStatus[], now = Date.now()): st
         const upload = uploadLine(job, now);
         if (upload) out.push(`    ${upload}`);
       }
+    }
+    for (const what of host.unreadable) out.push(`could not read ${what}`);
+    if (host.health.problems.length === 0) out.push('health: ok');
+    else {
+      out.push(`health: exit ${host.health.exitCode}:`);
+      for (const problem of host.health.problems) out.push(`  ${problem.message}`);
     }
     out.push('');
   }

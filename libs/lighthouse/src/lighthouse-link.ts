@@ -11,9 +11,23 @@ export type RequestBody = LighthouseRequest extends infer R
     : never
   : never;
 
-/** Thrown when Lighthouse gave no usable reply in time; `message` says why as far as we can tell. */
+/**
+ * Why a request got no reply, as far as the socket's events tell: no TCP
+ * connection, a CURVE handshake that did not complete (the server key is not
+ * Lighthouse's), Lighthouse refusing this worker's key (ZAP), no reply on a
+ * working link, or the link closed.
+ */
+export type UnreachableReason = 'no-connection' | 'handshake' | 'key-refused' | 'no-reply' | 'closed';
+
+/** Thrown when Lighthouse gave no usable reply in time; `message` says why as far as we can tell, `reason` in one word. */
 export class LighthouseUnreachable extends Error {
   override name = 'LighthouseUnreachable';
+  constructor(
+    message: string,
+    readonly reason: UnreachableReason = 'no-reply',
+  ) {
+    super(message);
+  }
 }
 
 /** Thrown when Lighthouse answered with a frame that is not JSON (or too large); the link itself works. */
@@ -116,22 +130,28 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
     return fresh;
   };
 
-  const explain = (): string => {
+  const explain = (): { message: string; reason: UnreachableReason } => {
     const base = `no reply from Lighthouse at ${options.endpoint} within ${options.replyTimeoutMs} ms`;
     if (diagnosis.authError) {
-      return `${base}: Lighthouse refused this worker's Curve key (${diagnosis.authError}); install the worker's public key in Lighthouse's trusted keys (lk-keytool install-trusted-key)`;
+      return {
+        reason: 'key-refused',
+        message: `${base}: Lighthouse refused this worker's Curve key (${diagnosis.authError}); install the worker's public key in Lighthouse's trusted keys (lk-keytool install-trusted-key)`,
+      };
     }
     if (diagnosis.connected && !diagnosis.handshakeOk) {
-      return `${base}: the CURVE handshake did not complete${diagnosis.protocolError ? ` (${diagnosis.protocolError})` : ''}; the server public key in ${options.serverKeyFile} is probably not Lighthouse's`;
+      return {
+        reason: 'handshake',
+        message: `${base}: the CURVE handshake did not complete${diagnosis.protocolError ? ` (${diagnosis.protocolError})` : ''}; the server public key in ${options.serverKeyFile} is probably not Lighthouse's`,
+      };
     }
-    if (!diagnosis.connected) return `${base}: cannot connect (is Lighthouse running and reachable?)`;
-    return base;
+    if (!diagnosis.connected) return { reason: 'no-connection', message: `${base}: cannot connect (is Lighthouse running and reachable?)` };
+    return { reason: 'no-reply', message: base };
   };
 
   const publish = () => options.onStatus?.({ ...status });
 
   const attempt = async (body: RequestBody): Promise<unknown> => {
-    if (closed) throw new LighthouseUnreachable('the link to Lighthouse is closed');
+    if (closed) throw new LighthouseUnreachable('the link to Lighthouse is closed', 'closed');
     const current = (socket ??= open());
     const sentAt = performance.now();
     try {
@@ -155,14 +175,17 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
       currentMetrics()?.lighthouseErrors.inc({ request: body.request, reason: 'no-reply' });
       current.close();
       if (socket === current) socket = null;
-      const reason = closed ? 'the link to Lighthouse is closed' : explain();
+      const why = closed ? { message: 'the link to Lighthouse is closed', reason: 'closed' as const } : explain();
       if (status.outageSince === null && !closed) {
         status.outageSince = Date.now();
-        logger.error({ endpoint: options.endpoint }, `Lighthouse unreachable: ${reason}; retrying with backoff (logged once per outage)`);
+        logger.error(
+          { endpoint: options.endpoint },
+          `Lighthouse unreachable: ${why.message}; retrying with backoff (logged once per outage)`,
+        );
       }
-      status.lastError = reason;
+      status.lastError = why.message;
       publish();
-      throw new LighthouseUnreachable(reason);
+      throw new LighthouseUnreachable(why.message, why.reason);
     }
   };
 

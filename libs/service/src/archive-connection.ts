@@ -115,3 +115,24 @@ export async function archiveRequest(url: string, options: RequestOptions, timeo
   const tunnelled = await tunnel(target, proxy, ca, timeoutMs);
   return httpsRequest(target, { ...options, ...tunnelled });
 }
+
+/**
+ * Asks the archive's upload endpoint about `url` without uploading anything:
+ * an `OPTIONS` request over the same connection a PUT would take (CA store,
+ * proxy), resolving with the HTTP status. lkwebupload (Flask) answers 200 with
+ * `Allow: PUT` for an upload location and 404 for a path that is none; other
+ * receivers may answer 405. Rejects when no answer comes within `timeoutMs`
+ * or the connection fails (refused, TLS certificate not trusted, …).
+ */
+export async function probeArchive(url: string, timeoutMs: number): Promise<number> {
+  const req = await archiveRequest(url, { method: 'OPTIONS', timeout: timeoutMs }, timeoutMs);
+  return new Promise((resolve, reject) => {
+    req.once('timeout', () => req.destroy(new Error(`no answer from ${new URL(url).host} within ${timeoutMs / 1000} s`)));
+    req.once('error', reject);
+    req.once('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.end();
+  });
+}

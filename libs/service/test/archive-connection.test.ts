@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { hostCertificates, proxyFor } from '../src/archive-connection.js';
+import { hostCertificates, proxyFor } from '@spark/service';
 
 describe('archive connections', () => {
   it('takes https_proxy for https and http_proxy for http, in either case', () => {

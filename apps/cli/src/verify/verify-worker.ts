@@ -1,0 +1,60 @@
+import type { SparkConfig } from '@spark/config';
+import { checkRedis } from './redis-checks.js';
+import { type CheckResult } from './check-result.js';
+import { checkFile, workerFiles } from './file-checks.js';
+import { checkBuildHelper, checkDebspawnImages, checkSystemd } from './host-checks.js';
+import { AccountBook, INSTALLED_ACCOUNTS, type WorkerAccounts } from './host-accounts.js';
+import { checkArchive, checkLighthouse } from './peer-checks.js';
+import { checkSigningKey } from './signer-key-check.js';
+
+/** The build helper deploy/install.sh installs and the sudoers rule names (apps/builder debspawn-command.ts). */
+export const BUILD_HELPER = '/usr/local/sbin/spark-build-helper';
+
+/** Facts of the host `spark verify` checks against; tests point them at their own set-up. */
+export interface VerifyHost {
+  /** Who owns what (default the accounts deploy/install.sh creates). */
+  accounts?: WorkerAccounts;
+  /** The build helper's path (default {@link BUILD_HELPER}). */
+  buildHelper?: string;
+  /** Whether this process is root (default: its uid is 0). */
+  isRoot?: boolean;
+}
+
+/**
+ * Everything a worker needs before its first job, in the order one depends on
+ * the other: the files the config names (owners, modes), the signer's key,
+ * Redis and each service's login and rights, Lighthouse (one `archive-info`
+ * over CURVE, as the connector asks), the archive's upload locations from that
+ * reply, the debspawn images, sudo for the builder, the systemd units.
+ */
+export async function verifyWorker(config: SparkConfig, host: VerifyHost = {}): Promise<CheckResult[]> {
+  const accounts = host.accounts ?? INSTALLED_ACCOUNTS;
+  const isRoot = host.isRoot ?? process.getuid?.() === 0;
+  const book = new AccountBook();
+  const results: CheckResult[] = [];
+  for (const expectation of workerFiles(config, accounts)) results.push(await checkFile(expectation, book, isRoot));
+  results.push(await checkSigningKey(config, isRoot));
+  results.push(...(await checkRedis(config, isRoot)));
+  const curveKeysUnusable = results.some(
+    (result) => (result.check === 'Curve secret key' || result.check === 'Lighthouse server key') && result.kind === 'missing',
+  );
+  if (curveKeysUnusable) {
+    results.push({ check: 'Lighthouse', status: 'skipped', skipped: 'not-applicable', message: 'needs the Curve key files (see above)' });
+    results.push(...(await checkArchive(config, null)));
+  } else if (!isRoot && results.some((result) => result.check === 'Curve secret key' && result.skipped === 'not-root')) {
+    results.push({
+      check: 'Lighthouse',
+      status: 'skipped',
+      skipped: 'not-root',
+      message: 'the Curve secret key is readable by root and spark-connector only',
+    });
+    results.push(...(await checkArchive(config, null)));
+  } else {
+    const lighthouse = await checkLighthouse(config);
+    results.push(lighthouse.result, ...(await checkArchive(config, lighthouse.archiveInfo)));
+  }
+  results.push(...(await checkDebspawnImages(config, isRoot)));
+  results.push(...(await checkBuildHelper(config, host.buildHelper ?? BUILD_HELPER, accounts, book, isRoot)));
+  results.push(await checkSystemd());
+  return results;
+}
