@@ -4,3 +4,6 @@ export * from './helper-config.js';
 export * from './workspace-paths.js';
 export * from './process-tree.js';
 export * from './run-helper.js';
+export * from './sandbox.js';
+export * from './debspawn-dirs.js';
+export * from './image-cache-key.js';

@@ -163,7 +163,12 @@ async function runPackageBuild(ctx: HelperContext, config: HelperConfig, request
   }
 }
 
-/** The names the builder gives the image run's files in its workspace (apps/builder/src/image-build.ts). */
+/**
+ * The names the builder gives the image run's files (apps/builder/src/image-build.ts),
+ * in the directory of one run of the job: `<workspace>/run-<uuid>/` (apps/builder/src/process-job.ts).
+ */
+const RUN_DIR = /^run-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** The names the builder gives the image run's files in a run directory. */
 const IMAGE_LAYOUT = { artifactsOut: 'image', buildDir: 'ib', script: 'build-command.sh', init: 'prepare-command.sh' } as const;
 
 async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: ImageRunRequest): Promise<number> {
@@ -174,10 +179,13 @@ async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: 
     ...(request.init ? [await checkWorkspacePath(config.workspacesDir, request.init.command, 'file', '--init-command')] : []),
   ];
   checkSameWorkspace(checked);
+  const runDir = checked[2]?.inside.split('/')[0] ?? '';
+  if (!RUN_DIR.test(runDir))
+    throw new RefusedRequest(`${request.script}: the image run's files lie in <workspace>/run-<uuid>/, nothing else`);
   const expected = [IMAGE_LAYOUT.artifactsOut, IMAGE_LAYOUT.buildDir, IMAGE_LAYOUT.script, IMAGE_LAYOUT.init];
   checked.forEach((path, index) => {
-    if (path.inside !== expected[index]) {
-      throw new RefusedRequest(`${path.path}: the image run uses <workspace>/${expected[index] as string} here, nothing else`);
+    if (path.inside !== `${runDir}/${expected[index] as string}`) {
+      throw new RefusedRequest(`${path.path}: the image run uses <workspace>/${runDir}/${expected[index] as string} here, nothing else`);
     }
   });
   const work = await privateDir(ctx.stateDir);

@@ -184,7 +184,7 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     assert.match(result.stderr, /refused: --build-dir: \/etc is not inside a job workspace/);
     result = await startHelper([...own(config), ...run(join(ws, 'source'))]).outcome;
     assert.equal(result.code, 64);
-    assert.match(result.stderr, /the image run uses <workspace>\/image here/);
+    assert.match(result.stderr, /the image run's files lie in <workspace>\/run-<uuid>\/, nothing else/);
   });
 
   it('refuses a configuration that others can write', async () => {
@@ -206,13 +206,15 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     );
     const imageConfig = join(dir, 'image.toml');
     await writeFile(imageConfig, `WorkspaceRoot = '${root}'\n[builder]\nDebspawn = "${image}"\n`, { mode: 0o644 });
-    for (const name of ['image', 'ib']) {
-      await mkdir(join(ws, name), { recursive: true });
-      await chown(join(ws, name), NOBODY, NOBODY);
+    // One run of the job, as the builder lays it out: <workspace>/run-<uuid>/{image,ib,build-command.sh}.
+    const runDir = join(ws, 'run-0b9c7e1a-2f3d-4c5b-8a69-7d8e9f0a1b2c');
+    for (const path of [runDir, join(runDir, 'image'), join(runDir, 'ib')]) {
+      await mkdir(path, { recursive: true });
+      await chown(path, NOBODY, NOBODY);
     }
-    await writeFile(join(ws, 'build-command.sh'), '#!/bin/sh\nexec ./build.sh\n');
-    await writeFile(join(ws, 'ib', 'build.sh'), 'echo building\n');
-    await symlink('/etc/shadow', join(ws, 'ib', 'planted'));
+    await writeFile(join(runDir, 'build-command.sh'), '#!/bin/sh\nexec ./build.sh\n');
+    await writeFile(join(runDir, 'ib', 'build.sh'), 'echo building\n');
+    await symlink('/etc/shadow', join(runDir, 'ib', 'planted'));
     const { code, stderr } = await startHelper([
       ...own(imageConfig),
       '--owner',
@@ -221,23 +223,23 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
       '--external-command',
       '--arch=amd64',
       '--artifacts-out',
-      join(ws, 'image'),
+      join(runDir, 'image'),
       '--build-dir',
-      join(ws, 'ib'),
+      join(runDir, 'ib'),
       '--header=Test image build',
       'bookworm',
-      join(ws, 'build-command.sh'),
+      join(runDir, 'build-command.sh'),
     ]).outcome;
     assert.equal(code, 0, stderr);
     // debspawn sees the run's private copies where the sandbox shows them.
-    const args = await readFile(join(ws, 'image', 'args'), 'utf8');
+    const args = await readFile(join(runDir, 'image', 'args'), 'utf8');
     assert.match(
       args,
       /--artifacts-out \/srv\/spark\/artifacts --build-dir \/srv\/spark\/recipe --header=Test image build bookworm \/srv\/spark\/scripts\/build-command.sh/,
     );
-    assert.equal(await readFile(join(ws, 'image', 'disk.img'), 'utf8'), 'disk\n');
-    assert.equal((await stat(join(ws, 'image', 'disk.img'))).uid, NOBODY);
-    assert.equal(await readFile(join(ws, 'image', 'recipe-seen'), 'utf8'), 'echo building\n', 'debspawn got the recipe');
+    assert.equal(await readFile(join(runDir, 'image', 'disk.img'), 'utf8'), 'disk\n');
+    assert.equal((await stat(join(runDir, 'image', 'disk.img'))).uid, NOBODY);
+    assert.equal(await readFile(join(runDir, 'image', 'recipe-seen'), 'utf8'), 'echo building\n', 'debspawn got the recipe');
   });
 
   async function startTree(options: { stdin?: 'pipe' | 'ignore' } = {}) {

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { versionWithoutEpoch, type BuildResult, type PackageBuildJob } from '@spark/protocol';
+import { BUILD_OUTPUT_REFUSED } from '@spark/protocol/constants';
 import { readChangesSet } from './changes-files.js';
 import { createWarningCollector, WARNING_NEEDLES } from './compiler-warnings.js';
 import { debspawnCommand } from './debspawn-command.js';
@@ -60,11 +61,16 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   }
 
   // Filled in by the line listener while debspawn runs.
-  const seen: { missingImage: string | null; unmetDependencies: boolean } = { missingImage: null, unmetDependencies: false };
+  const seen: { missingImage: string | null; unmetDependencies: boolean; refusedOutput: string | null } = {
+    missingImage: null,
+    unmetDependencies: false,
+    refusedOutput: null,
+  };
   const warnings = createWarningCollector();
-  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, ...WARNING_NEEDLES], (line) => {
+  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, BUILD_OUTPUT_REFUSED, ...WARNING_NEEDLES], (line) => {
     if (line.startsWith(MISSING_IMAGE_PREFIX)) seen.missingImage ??= line;
     if (line.includes(UNMET_DEPENDENCIES)) seen.unmetDependencies = true;
+    if (line.startsWith(BUILD_OUTPUT_REFUSED)) seen.refusedOutput ??= line.slice(BUILD_OUTPUT_REFUSED.length);
     warnings.line(line);
   });
 
@@ -91,6 +97,10 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
   if (run.stopped) {
     result = 'failure';
     reason = `build stopped: ${run.stopped.message}`;
+  } else if (run.exitCode !== 0 && seen.refusedOutput !== null) {
+    // The build put a link (or a device, FIFO, socket) where its results go: the helper handed nothing back.
+    result = 'failure';
+    reason = seen.refusedOutput;
   } else if (run.exitCode !== 0) {
     result = seen.unmetDependencies ? 'depwait' : 'failure';
     reason = seen.unmetDependencies ? 'build dependencies cannot be installed' : `debspawn exited with code ${run.exitCode}`;

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -64,6 +64,15 @@ export interface ChainOptions {
    * service, the default user off, `RedisCredentialsDir` in spark.toml (default false).
    */
   redisAcl?: boolean;
+  /**
+   * Run these services as other (deployed) users instead of this process's:
+   * each password file of `redisAcl` gets its deployed owner (the users must
+   * exist), and the chain's directory opens for them to traverse. The caller
+   * gives `dir` and makes `<dir>/lkspark` what those users may write.
+   */
+  users?: Partial<Record<ServiceName, { uid: number; gid: number }>>;
+  /** `AcceptedJobs` (default `['package-build']`). */
+  acceptedJobs?: readonly string[];
 }
 
 /** A whole worker on this machine against local stand-ins: Redis, Lighthouse, archive, upload receiver, keys, the four services. */
@@ -112,7 +121,8 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
   try {
     const credentialsDir = join(dir, 'redis-credentials');
     const aclFile = join(dir, 'redis-users.acl');
-    if (options.redisAcl) await writeRedisAcl({ credentialsDir, aclFile, prefix: 'spark', chown: false });
+    if (options.redisAcl) await writeRedisAcl({ credentialsDir, aclFile, prefix: 'spark', chown: options.users !== undefined });
+    if (options.users) await chmod(dir, 0o755);
     const redis = await startRedisServer({ appendOnly: options.appendOnly ?? false, args: options.redisAcl ? ['--aclfile', aclFile] : [] });
     steps.push(() => redis.stop());
 
@@ -169,7 +179,7 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
       configFile,
       `# Written by the spark chain harness (tools/src/chain).
 LighthouseServer = '${endpoint}'
-AcceptedJobs = ['package-build']
+AcceptedJobs = ${JSON.stringify(options.acceptedJobs ?? ['package-build'])}
 MachineOwner = 'Spark demo'
 MachineName = '${machine}'
 GpgKeyID = '${key.fingerprint}'
@@ -224,9 +234,16 @@ ${options.extraToml ?? ''}`,
         if (children.has(name)) continue;
         const spec = commands.get(name);
         if (!spec) throw new Error(`unknown service ${name}`);
+        const user = options.users?.[name];
         const child = spawn(spec.command, spec.args, {
           stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...process.env, SPARK_BUILDER_ID: `${machine}@1`, SPARK_LOG_LEVEL: process.env['SPARK_LOG_LEVEL'] ?? 'info' },
+          env: {
+            ...process.env,
+            ...(user ? { HOME: '/nonexistent', USER: name } : {}),
+            SPARK_BUILDER_ID: `${machine}@1`,
+            SPARK_LOG_LEVEL: process.env['SPARK_LOG_LEVEL'] ?? 'info',
+          },
+          ...(user ? { uid: user.uid, gid: user.gid } : {}),
         });
         children.set(name, child);
         for (const stream of [child.stdout, child.stderr]) {

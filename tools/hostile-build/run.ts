@@ -1,0 +1,367 @@
+/*
+ * npm run test:hostile — hostile packages and recipes against the real
+ * debspawn, as deployed: the builder runs as spark-builder with its own Redis
+ * password, reaches debspawn only through `sudo -n` and the installed build
+ * helper, and the helper runs the real debspawn (its `bookworm` image) in its
+ * sandbox. Everything runs on this host (nested containers do not work in the
+ * deployment test's machine), so the suite sets up what deploy/install.sh
+ * would — the users, /usr/local/sbin/spark-build-helper, the sudoers rule,
+ * /etc/laniakea/spark.toml — and removes it again.
+ *
+ * Canaries: a root-only file in the key directory (/etc/laniakea/keys), the
+ * chain's Curve secret key, OpenPGP key and each Redis password file,
+ * /etc/shadow, and a root-only file in a directory nothing names. Each attack
+ * must be refused or harmless with its reason, and no canary byte may show up
+ * in anything the builder can read, in an upload or at Lighthouse. An honest
+ * package build and an honest image build afterwards must succeed, the
+ * package's .changes verifying with gpgv.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, realpathSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { SourcePackageSpec, StandInJob } from '@spark/testing';
+import { startChain, type Chain } from '../src/chain/chain.js';
+
+const run = promisify(execFile);
+const checkout = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
+const started = Date.now();
+const say = (line: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+
+const HELPER = '/usr/local/sbin/spark-build-helper';
+const SUDOERS = '/etc/sudoers.d/10spark-builder';
+const CONFIG = '/etc/laniakea/spark.toml';
+const KEY_DIR = '/etc/laniakea/keys';
+const STATE_DIR = '/var/lib/spark-build-helper';
+const DIR = '/var/lib/spark-hostile-test';
+/** Marks the files this suite installed, so it never removes an operator's. */
+const MARK = '# written by spark-ts tools/hostile-build (removed when it ends)';
+const USERS = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'] as const;
+
+interface Outcome {
+  attack: string;
+  ok: boolean;
+  outcome: string;
+}
+const outcomes: Outcome[] = [];
+/** The services' last log lines, shown when an attack's check fails. */
+const logs: string[] = [];
+const undo: (() => Promise<unknown>)[] = [];
+
+async function attempt(attack: string, body: () => Promise<string>): Promise<void> {
+  try {
+    const outcome = await body();
+    outcomes.push({ attack, ok: true, outcome });
+    say(`ok   ${attack}: ${outcome}`);
+  } catch (error) {
+    outcomes.push({ attack, ok: false, outcome: (error as Error).message });
+    say(`FAIL ${attack}: ${(error as Error).message}\n${logs.slice(-40).join('\n')}`);
+  }
+}
+
+async function ids(user: string): Promise<{ uid: number; gid: number }> {
+  const [uid, gid] = await Promise.all([run('id', ['-u', user]), run('id', ['-g', user])]);
+  return { uid: Number(uid.stdout), gid: Number(gid.stdout) };
+}
+
+/** What deploy/install.sh sets up that the builder's path to debspawn needs: users, the helper, the sudoers rule. */
+async function deployOnHost(): Promise<void> {
+  if (existsSync(CONFIG) && !(await readFile(CONFIG, 'utf8')).includes(MARK)) {
+    throw new Error(`${CONFIG} exists and is not this suite's: run it on a test host only`);
+  }
+  await run('sh', ['-c', 'getent group lkspark >/dev/null || groupadd --system lkspark']);
+  for (const user of USERS) {
+    await run('sh', [
+      '-c',
+      `id ${user} >/dev/null 2>&1 || useradd --system --gid lkspark --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin ${user}`,
+    ]);
+  }
+  for (const file of [HELPER, SUDOERS]) {
+    if (existsSync(file) && !(await readFile(file, 'utf8')).includes(MARK)) throw new Error(`${file} exists and is not this suite's`);
+  }
+  await mkdir('/usr/local/sbin', { recursive: true });
+  await writeFile(HELPER, `#!/bin/sh\n${MARK}\nexec ${process.execPath} ${checkout}/apps/build-helper/dist/main.js "$@"\n`, {
+    mode: 0o755,
+  });
+  undo.push(() => rm(HELPER, { force: true }));
+  const rule = `${MARK}\n${await readFile(join(checkout, 'deploy/sudoers/10spark-builder'), 'utf8')}`;
+  await writeFile(`${SUDOERS}.tmp`, rule, { mode: 0o440 });
+  await run('visudo', ['-cqf', `${SUDOERS}.tmp`]);
+  await rename(`${SUDOERS}.tmp`, SUDOERS);
+  undo.push(() => rm(SUDOERS, { force: true }));
+}
+
+/** A file of `bytes` only `owner` may read, as the worker's secrets are. */
+async function canary(path: string, owner: string): Promise<Buffer> {
+  const bytes = Buffer.from(`CANARY-${randomBytes(24).toString('hex')}\n`);
+  await writeFile(path, bytes, { mode: 0o600 });
+  const { uid, gid } = await ids(owner);
+  await chown(path, uid, gid);
+  return bytes;
+}
+
+/** Every regular file below `dir` (links not followed). */
+async function filesBelow(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const path = join(dir, name);
+    const info = await lstat(path);
+    if (info.isDirectory()) found.push(...(await filesBelow(path)));
+    else if (info.isFile()) found.push(path);
+  }
+  return found;
+}
+
+/** A git repository of `files` owned by spark-builder (git refuses a repository of another user). */
+async function recipeRepo(dir: string, files: Record<string, string>, links: Record<string, string> = {}): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content, { mode: 0o755 });
+  for (const [name, target] of Object.entries(links)) await run('ln', ['-s', target, join(dir, name)]);
+  const git = (...args: string[]) =>
+    run('git', ['-c', 'user.name=Spark Tests', '-c', 'user.email=spark-tests@example.org', '-C', dir, ...args]);
+  await git('init', '-q');
+  await git('add', '-A');
+  await git('commit', '-q', '-m', 'recipe');
+  const { uid, gid } = await ids('spark-builder');
+  await run('chown', ['-R', `${uid}:${gid}`, dir]);
+  return dir;
+}
+
+function imageJob(gitUrl: string, environment: string): StandInJob {
+  return {
+    uuid: randomUUID(),
+    module: 'core',
+    kind: 'os-image-build',
+    version: '1',
+    architecture: 'amd64',
+    time_created: new Date().toISOString().slice(0, 19),
+    repo: 'master',
+    data: {
+      image_format: 'img',
+      git_url: gitUrl,
+      distribution: 'spark',
+      suite: 'bookworm',
+      environment,
+      style: null,
+      architecture: 'amd64',
+    },
+  };
+}
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('needs root (it installs the helper and the sudoers rule, and runs the real debspawn)');
+  const { stdout: images } = await run('debspawn', ['list']).catch(() => ({ stdout: '' }));
+  if (!/bookworm/.test(images)) throw new Error('needs the debspawn image for bookworm (bash scripts/setup.sh creates it)');
+  await run('sh', ['-c', `cd ${checkout} && NX_DAEMON=false npx nx run-many -t build -p @spark/build-helper --outputStyle=static`]);
+
+  await deployOnHost();
+  await rm(DIR, { recursive: true, force: true });
+  await mkdir(DIR, { mode: 0o755 });
+  undo.push(() => rm(DIR, { recursive: true, force: true }));
+  const lkspark = join(DIR, 'lkspark');
+  for (const sub of ['', 'workspaces', 'logs']) {
+    await mkdir(join(lkspark, sub), { recursive: true });
+    await chown(join(lkspark, sub), 0, (await ids('spark-builder')).gid);
+    await chmod(join(lkspark, sub), 0o2770);
+  }
+
+  // The canaries.
+  const secrets = new Map<string, Buffer>();
+  await mkdir(KEY_DIR, { recursive: true, mode: 0o755 });
+  const keyCanary = join(KEY_DIR, `hostile-canary-${process.pid}.key`);
+  secrets.set(keyCanary, await canary(keyCanary, 'spark-signer'));
+  undo.push(() => rm(keyCanary, { force: true }));
+  const hidden = `/srv/spark-unnamed-${randomBytes(6).toString('hex')}`;
+  await mkdir(hidden, { mode: 0o700 });
+  undo.push(() => rm(hidden, { recursive: true, force: true }));
+  secrets.set(join(hidden, 'canary'), await canary(join(hidden, 'canary'), 'root'));
+  const shadow = await readFile('/etc/shadow');
+  secrets.set('/etc/shadow', shadow.subarray(0, Math.min(shadow.length, 64)));
+
+  const builder = await ids('spark-builder');
+  const chain: Chain = await startChain({
+    dir: DIR,
+    runner: 'debspawn',
+    redisAcl: true,
+    users: { builder },
+    acceptedJobs: ['package-build', 'os-image-build'],
+    onLog: (service, line) => {
+      logs.push(`${service}: ${line}`);
+      if (logs.length > 2000) logs.splice(0, 1000);
+      if (process.env['SPARK_HOSTILE_VERBOSE']) console.log(`${service}: ${line}`);
+    },
+  });
+  undo.push(() => chain.close());
+  const curveSecret = (await filesBelow(join(DIR, 'keys'))).find((file) => file.endsWith('.sec'));
+  for (const file of [curveSecret, chain.key.secretKeyFile, ...(await filesBelow(join(DIR, 'redis-credentials')))]) {
+    if (file) secrets.set(file, (await readFile(file)).subarray(0, 64));
+  }
+  const config = await readFile(chain.configFile, 'utf8');
+  await writeFile(CONFIG, `${MARK}\n${config}`, { mode: 0o644 });
+  undo.push(() => rm(CONFIG, { force: true }));
+  chain.start();
+  say(`chain up in ${DIR}; the builder runs as spark-builder (uid ${builder.uid}) through sudo and ${HELPER}`);
+
+  const requestsOf = (uuid: string) => chain.lighthouseRequests().filter((request) => request['uuid'] === uuid);
+  const ending = async (uuid: string, timeoutMs = 600_000): Promise<'job-success' | 'job-failed'> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = requestsOf(uuid).find((request) => request.request === 'job-success' || request.request === 'job-failed');
+      if (end) return end.request as 'job-success' | 'job-failed';
+      if (Date.now() > deadline) throw new Error(`no end for ${uuid} within ${timeoutMs / 1000} s`);
+      await sleep(500);
+    }
+  };
+  const said = (uuid: string) => JSON.stringify(requestsOf(uuid));
+  const packageJob = async (spec: SourcePackageSpec) => {
+    const job = await chain.archive.packageJob(spec);
+    chain.standIn.addJob(job);
+    return job.uuid;
+  };
+  const targets = [...secrets.keys()];
+
+  await attempt('debian/rules links ../leak-N.txt and a .deb name to every canary', async () => {
+    const uuid = await packageJob({
+      name: 'leaky',
+      version: '1.0',
+      buildCommands: [...targets.map((target, index) => `ln -s ${target} ../leak-${index}.txt`), `ln -s ${keyCanary} ../leaky_1.0_all.deb`],
+    });
+    const end = await ending(uuid);
+    if (end !== 'job-failed') throw new Error(`the job ended ${end}`);
+    const reason = /build output holds a symbolic link: [^"\\]+/.exec(said(uuid))?.[0];
+    if (!reason) throw new Error(`failed without the reason at Lighthouse: ${said(uuid).slice(-400)}`);
+    return `job-failed, "${reason}"`;
+  });
+
+  await attempt('debian/rules leaves a FIFO among the results', async () => {
+    const uuid = await packageJob({ name: 'fifo', version: '1.0', buildCommands: ['mkfifo ../fifo.pipe'] });
+    const end = await ending(uuid);
+    const reason = /build output holds a FIFO: [^"\\]+/.exec(said(uuid))?.[0];
+    if (end !== 'job-failed' || !reason) throw new Error(`ended ${end} without the reason: ${said(uuid).slice(-300)}`);
+    return `job-failed, "${reason}"`;
+  });
+
+  await attempt('a recipe whose checkout links to canaries, and whose build links an artifact to one', async () => {
+    const links = Object.fromEntries(targets.map((target, index) => [`link-${index}.txt`, target]));
+    const repo = await recipeRepo(
+      join(DIR, 'recipes', 'leaky'),
+      {
+        'build.sh': `#!/bin/sh\nset -e\ncat link-*.txt > /srv/artifacts/seen.txt 2>&1 || true\nln -s ${keyCanary} /srv/artifacts/leak.img\n`,
+      },
+      links,
+    );
+    const job = imageJob(repo, 'leaky');
+    chain.standIn.addJob(job);
+    const end = await ending(job.uuid);
+    const reason = /build output holds a symbolic link: [^"\\]+/.exec(said(job.uuid))?.[0];
+    if (end !== 'job-failed' || !reason) throw new Error(`ended ${end} without the reason: ${said(job.uuid).slice(-300)}`);
+    return `job-failed, "${reason}"`;
+  });
+
+  // debspawn's default TempDir, which the builder's PrivateTmp /var/tmp holds: the builder plants it first.
+  const hostTemp = '/var/tmp/debspawn';
+  const saved = `${hostTemp}.hostile-saved-${process.pid}`;
+  if (existsSync(hostTemp)) await rename(hostTemp, saved);
+  undo.push(async () => {
+    await rm(hostTemp, { recursive: true, force: true });
+    if (existsSync(saved)) await rename(saved, hostTemp);
+  });
+  await run('setpriv', [`--reuid=${builder.uid}`, `--regid=${builder.gid}`, '--clear-groups', 'ln', '-s', KEY_DIR, hostTemp]);
+  const keyDirBefore = (await readdir(KEY_DIR)).sort().join(',');
+
+  // A compromised builder looks for a handle into the helper's private directory while image runs go on.
+  const watcher = spawn(
+    'setpriv',
+    [
+      `--reuid=${builder.uid}`,
+      `--regid=${builder.gid}`,
+      '--clear-groups',
+      'sh',
+      '-c',
+      `while :; do for p in /proc/[0-9]*; do c=$(readlink $p/cwd 2>/dev/null) || continue; case $c in ${STATE_DIR}*) ls $p/cwd/ >/dev/null 2>&1 && echo "entered $c";; esac; done; done`,
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  let entered = '';
+  watcher.stdout.on('data', (chunk: Buffer) => (entered += chunk.toString()));
+  undo.push(async () => watcher.kill('SIGKILL'));
+
+  let poisoned = '';
+  await attempt('a recipe poisons the prepared-image cache for the next recipe with the same environment', async () => {
+    const a = await recipeRepo(join(DIR, 'recipes', 'poison'), {
+      'prepare.sh': '#!/bin/sh\necho poisoned > /etc/spark-poison\n',
+      'build.sh': '#!/bin/sh\necho a > /srv/artifacts/a.img\n',
+    });
+    const jobA = imageJob(a, 'shared');
+    chain.standIn.addJob(jobA);
+    if ((await ending(jobA.uuid)) !== 'job-success')
+      throw new Error(`the poisoning recipe's own build failed: ${said(jobA.uuid).slice(-300)}`);
+    const b = await recipeRepo(join(DIR, 'recipes', 'honest'), {
+      'prepare.sh': '#!/bin/sh\ntrue\n',
+      'build.sh': '#!/bin/sh\nif [ -e /etc/spark-poison ]; then echo POISONED; else echo clean; fi > /srv/artifacts/state.img\n',
+    });
+    const jobB = imageJob(b, 'shared');
+    chain.standIn.addJob(jobB);
+    if ((await ending(jobB.uuid)) !== 'job-success') throw new Error(`the honest image build failed: ${said(jobB.uuid).slice(-300)}`);
+    const uploaded = (await filesBelow(chain.uploadsDir)).filter((file) => file.endsWith('state.img'));
+    poisoned = (await Promise.all(uploaded.map((file) => readFile(file, 'utf8')))).join('').trim();
+    if (poisoned !== 'clean') throw new Error(`the honest recipe's image saw: ${poisoned || 'no state.img uploaded'}`);
+    const cache = await stat('/var/lib/debspawn/images/dcache');
+    if ((cache.mode & 0o077) !== 0 || cache.uid !== 0)
+      throw new Error(`the prepared-image cache is mode ${(cache.mode & 0o777).toString(8)}`);
+    return 'the honest recipe got its own prepared image ("clean"); honest image build uploaded; cache dir root-only (0700)';
+  });
+
+  await attempt("the builder plants debspawn's temp dir (/var/tmp/debspawn -> the key dir) before a build", async () => {
+    const uuid = await packageJob({ name: 'honest', version: '1.0' });
+    if ((await ending(uuid)) !== 'job-success') throw new Error(`the honest package build failed: ${said(uuid).slice(-300)}`);
+    const after = (await readdir(KEY_DIR)).sort().join(',');
+    if (after !== keyDirBefore) throw new Error(`the key directory changed: ${keyDirBefore} -> ${after}`);
+    const changes = (await filesBelow(chain.uploadsDir)).find((file) => /honest_1\.0_amd64\.changes$/.test(file));
+    if (!changes) throw new Error('no honest_1.0_amd64.changes uploaded');
+    await run('gpgv', ['--keyring', chain.key.keyring, changes]);
+    return "not used (debspawn's temp dir is the run's own); honest package build uploaded, its .changes verifies with gpgv";
+  });
+
+  watcher.kill('SIGKILL');
+  await attempt("the builder holds a handle into the helper's private directory (/proc/<pid>/cwd)", async () => {
+    if (entered !== '') throw new Error(entered.trim().split('\n').slice(0, 3).join('; '));
+    return "never entered: the helper's processes there run as root or a throwaway uid";
+  });
+
+  await attempt('no canary byte anywhere the builder can read, in an upload or at Lighthouse', async () => {
+    const places = [
+      ...(await filesBelow(lkspark)),
+      ...(await filesBelow(chain.uploadsDir)),
+      ...(await filesBelow(join(DIR, 'recipes'))).filter((file) => !file.includes('/.git/')),
+    ];
+    const lighthouse = Buffer.from(JSON.stringify(chain.lighthouseRequests()));
+    for (const [secret, bytes] of secrets) {
+      const needle = bytes.subarray(0, Math.min(bytes.length, 40));
+      if (lighthouse.includes(needle)) throw new Error(`${secret} reached Lighthouse`);
+      for (const file of places) if ((await readFile(file)).includes(needle)) throw new Error(`${secret} found in ${file}`);
+    }
+    return `${secrets.size} canaries, ${places.length} files and every Lighthouse request searched`;
+  });
+
+  const width = Math.max(...outcomes.map((o) => o.attack.length));
+  console.log(`\n${'attack'.padEnd(width)}  outcome`);
+  for (const o of outcomes) console.log(`${o.attack.padEnd(width)}  ${o.ok ? '' : 'FAILED: '}${o.outcome}`);
+  const failed = outcomes.filter((o) => !o.ok).length;
+  console.log(`\nhostile-build: ${outcomes.length - failed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (error) {
+  console.error(`hostile-build: ${(error as Error).stack ?? String(error)}`);
+} finally {
+  for (const step of undo.reverse()) await step().catch((error: unknown) => console.error(`cleanup: ${String(error)}`));
+}
+process.exit(code);
