@@ -62,7 +62,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     connection.on('error', (err) => options.logger.warn({ err, redis: shown }, `dashboard: Redis ${host.label} unreachable`));
     connections.push(connection);
     return QUEUE_NAMES.map((name) => {
-      const queue = new Queue(name, { connection, prefix: host.prefix });
+      // A read-only dashboard writes nothing, not even the queue's meta key BullMQ writes on opening a queue.
+      const queue = new Queue(name, { connection, prefix: host.prefix, skipMetasUpdate: !options.readWrite });
       queue.on('error', () => {});
       queues.push(queue);
       return new BullMQAdapter(queue, {
