@@ -135,7 +135,7 @@ async function probe(config: SparkConfig): Promise<void> {
   tries.push(await attempt('sudo sh', () => run('sudo', ['-n', '/bin/sh', '-c', 'id'], { timeout: 30_000 })));
 
   // Files: the other users' Redis passwords, the OpenPGP key, the signer's audit log.
-  for (const role of ['connector', 'signer', 'uploader', 'operator', 'admin'] as const) {
+  for (const role of ['connector', 'signer', 'uploader', 'operator', 'admin', 'dashboard'] as const) {
     tries.push(
       await attempt(`read ${REDIS_USERS[role]}.password`, () => readFile(redisPasswordFile(config.redisCredentialsDir ?? '', role))),
     );

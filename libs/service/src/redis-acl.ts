@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   prefixPattern,
+  QUEUE_NAMES,
   QueueName,
   queueKeysPattern,
   REDIS_CHANNELS,
@@ -150,7 +151,10 @@ const everything = (scope: 'read-write' | 'read'): RedisGrant => ({ scope, queue
  * - operator: reads every key under the prefix (`spark status`, `spark logs`,
  *   the read-only dashboard);
  * - admin: every key and channel under the prefix (`spark cancel`,
- *   `spark retry-upload`).
+ *   `spark retry-upload`);
+ * - dashboard (`spark dashboard --read-write`): the keys of the queues it
+ *   shows, to retry, remove and add jobs; no plain key (job records, upload
+ *   targets, progress), no channel, none of the listing commands.
  */
 export const REDIS_GRANTS: Readonly<Record<RedisRoleName, RedisGrant>> = {
   connector: everything('read-write'),
@@ -172,6 +176,7 @@ export const REDIS_GRANTS: Readonly<Record<RedisRoleName, RedisGrant>> = {
   }),
   operator: everything('read'),
   admin: everything('read-write'),
+  dashboard: listed({ queues: QUEUE_NAMES }),
 };
 
 /** The ACL key and channel tokens of a grant: `~pattern`, `%R~pattern` (read only), `&channel`. */
@@ -201,6 +206,7 @@ const COMMANDS_OF: Readonly<Record<RedisRoleName, readonly string[]>> = {
   uploader: SERVICE_COMMANDS,
   operator: READ_ONLY_COMMANDS,
   admin: ADMIN_COMMANDS,
+  dashboard: SERVICE_COMMANDS,
 };
 
 /**
