@@ -169,6 +169,16 @@ if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
   else
     echo 'maxmemory-policy noeviction' >>"$redis_conf"
   fi
+  # A memory limit (RedisMaxMemory, bytes; 0 = none): past it Redis refuses writes (noeviction) instead of
+  # growing until the OOM killer picks a process. The default is libs/config's DEFAULT_REDIS_MAX_MEMORY
+  # (1 GiB), also used before spark.toml exists.
+  redis_maxmemory=$(field redisMaxMemory)
+  redis_maxmemory=${redis_maxmemory:-1073741824}
+  if grep -qE '^#? *maxmemory [0-9<]' "$redis_conf"; then
+    sed -i -E "s/^#? *maxmemory [0-9<].*/maxmemory $redis_maxmemory/" "$redis_conf"
+  else
+    echo "maxmemory $redis_maxmemory" >>"$redis_conf"
+  fi
   # One Redis ACL user per service (README, "Trust boundary"): each logs in with
   # its own password from $credentials_dir, the default user is off, so a
   # client without a password can do nothing. Needs spark.toml (QueuePrefix).
@@ -213,7 +223,7 @@ if [ -n "$redis_port" ] && [ -f "$redis_conf" ]; then
       systemctl restart redis-server
     fi
   fi
-  echo "redis-server on 127.0.0.1:$redis_port, maxmemory-policy noeviction$([ -f "$config" ] && echo ", users in $acl_file, default user off")"
+  echo "redis-server on 127.0.0.1:$redis_port, maxmemory $redis_maxmemory bytes, maxmemory-policy noeviction$([ -f "$config" ] && echo ", users in $acl_file, default user off")"
 else
   echo "RedisUrl $redis_url is not this host's redis-server on loopback: configure it yourself (README, \"Trust boundary\": spark redis-acl)"
 fi

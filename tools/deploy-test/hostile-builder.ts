@@ -36,16 +36,19 @@ import {
   archiveTargetsKey,
   buildPayloadSchema,
   builderCapacityChannel,
-  builderHeartbeatKey,
+  builderHeartbeatsKey,
   jobArtifactsDir,
   jobRecordKey,
   jobWorkspaceDir,
   lighthouseStatusKey,
   parseJobId,
   QueueName,
+  queueKeysPattern,
+  REDIS_KEY_FAMILIES,
   REPORT_QUEUES,
   signerRoundKey,
   stageJobId,
+  uploadProgressKey,
   type JobRound,
   type Manifest,
 } from '@spark/protocol';
@@ -132,7 +135,7 @@ async function probe(config: SparkConfig): Promise<void> {
   tries.push(await attempt('sudo sh', () => run('sudo', ['-n', '/bin/sh', '-c', 'id'], { timeout: 30_000 })));
 
   // Files: the other users' Redis passwords, the OpenPGP key, the signer's audit log.
-  for (const role of ['connector', 'signer', 'uploader', 'operator', 'admin'] as const) {
+  for (const role of ['connector', 'signer', 'uploader', 'operator', 'admin', 'dashboard'] as const) {
     tries.push(
       await attempt(`read ${REDIS_USERS[role]}.password`, () => readFile(redisPasswordFile(config.redisCredentialsDir ?? '', role))),
     );
@@ -154,10 +157,10 @@ async function probe(config: SparkConfig): Promise<void> {
   tries.push(await attempt('GET archive-targets', () => redis.get(archiveTargetsKey(p))));
   tries.push(await attempt('SET a job record', () => redis.set(jobRecordKey(p, uuid), '{}')));
   tries.push(await attempt('GET a job record', () => redis.get(jobRecordKey(p, uuid))));
-  tries.push(await attempt('SCAN for job records', () => redis.scan('0', 'MATCH', `${p}:jobs:*`)));
+  tries.push(await attempt('SCAN for job records', () => redis.scan('0', 'MATCH', REDIS_KEY_FAMILIES.jobRecords.pattern(p))));
   tries.push(await attempt('SET lighthouse status', () => redis.set(lighthouseStatusKey(p), '{}')));
-  tries.push(await attempt('SET upload-progress', () => redis.set(`${p}:upload-progress:${uuid}`, '{}')));
-  tries.push(await attempt('SET another prefix', () => redis.set(`other-${p}:sign:x`, '1')));
+  tries.push(await attempt('SET upload-progress', () => redis.set(uploadProgressKey(p, { uuid, round: '1' }), '{}')));
+  tries.push(await attempt('SET another prefix', () => redis.set(queueKeysPattern(`other-${p}`, QueueName.sign).replace('*', 'x'), '1')));
   tries.push(await attempt('PUBLISH to the connector', () => redis.publish(`${p}:lighthouse-wake`, 'x')));
   for (const command of [
     ['flushall'],
@@ -167,6 +170,11 @@ async function probe(config: SparkConfig): Promise<void> {
     ['script', 'flush'],
     ['client', 'kill', 'user', 'spark-signer'],
     ['client', 'list'],
+    ['client', 'tracking', 'on', 'bcast'],
+    ['randomkey'],
+    ['dbsize'],
+    ['pubsub', 'channels'],
+    ['memory', 'stats'],
   ] as const) {
     tries.push(await attempt(command.join(' ').toUpperCase(), () => redis.call(command[0], ...command.slice(1))));
   }
@@ -221,8 +229,9 @@ async function build(config: SparkConfig, count: number): Promise<void> {
   const id = 'hostile@1';
   let taken = 0;
   const beat = () =>
-    redis.set(
-      builderHeartbeatKey(p, id),
+    redis.hset(
+      builderHeartbeatsKey(p),
+      id,
       JSON.stringify({
         id,
         slots: count,
@@ -232,8 +241,6 @@ async function build(config: SparkConfig, count: number): Promise<void> {
         accepting: taken < count,
         at: Date.now(),
       }),
-      'PX',
-      10_000,
     );
   await beat();
   await redis.publish(builderCapacityChannel(p), id);
@@ -367,7 +374,7 @@ async function build(config: SparkConfig, count: number): Promise<void> {
   signIds.push(stageJobId(unheld, 'sign'));
   out({ scenario: 'unheld', uuid: unheld.uuid, round: unheld.round, changes: 'none' });
   clearInterval(timer);
-  await redis.del(builderHeartbeatKey(p, id));
+  await redis.hdel(builderHeartbeatsKey(p), id);
   // Wait until the signer is done with every sign job (a completed job may already be removed).
   for (const signId of signIds) {
     for (;;) {

@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
+import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
 import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, type RecordedRequest } from '@spark/testing';
 import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
 import { startPackageArchive } from '../src/chain/package-archive.js';
@@ -262,7 +263,7 @@ MetricsPort = ${uploaderPort}
         `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -p ${redisPort} ${command}`,
       );
     await check('Redis refuses the default user; each service is logged in as its own ACL user', async () => {
-      const anonymous = await m.exec(['redis-cli', '-p', String(redisPort), 'GET', 'spark:archive-targets']);
+      const anonymous = await m.exec(['redis-cli', '-p', String(redisPort), 'GET', archiveTargetsKey(DEFAULT_QUEUE_PREFIX)]);
       if (!/NOAUTH Authentication required/.test(anonymous.stdout + anonymous.stderr))
         throw new Error(`redis-cli without a password: exit ${anonymous.code} ${anonymous.stdout}${anonymous.stderr}`);
       const defaultLogin = await m.exec([
@@ -286,11 +287,21 @@ MetricsPort = ${uploaderPort}
         '/etc/laniakea/redis/spark-admin.password root:root 400',
         '/etc/laniakea/redis/spark-builder.password spark-builder:lkspark 400',
         '/etc/laniakea/redis/spark-connector.password spark-connector:lkspark 400',
+        '/etc/laniakea/redis/spark-dashboard.password root:root 400',
         '/etc/laniakea/redis/spark-operator.password root:spark-operators 440',
         '/etc/laniakea/redis/spark-signer.password spark-signer:lkspark 400',
         '/etc/laniakea/redis/spark-uploader.password spark-uploader:lkspark 400',
       ];
       if (modes.join('\n') !== expected.join('\n')) throw new Error(`password files:\n${modes.join('\n')}`);
+      // install.sh's memory limit: the default RedisMaxMemory (spark.toml here sets none), never evicting.
+      const memory = await redisCli('spark-operator', 'INFO memory');
+      if (!/^maxmemory:1073741824\r?$/m.test(memory) || !/^maxmemory_policy:noeviction\r?$/m.test(memory))
+        throw new Error(
+          `Redis memory settings: ${memory
+            .split('\n')
+            .filter((line) => line.startsWith('maxmemory'))
+            .join(' ')}`,
+        );
       let users: string[] = [];
       await until(
         'all four services connected with their users',
@@ -598,6 +609,7 @@ MetricsPort = ${uploaderPort}
         'read spark-uploader.password': EACCES,
         'read spark-operator.password': EACCES,
         'read spark-admin.password': EACCES,
+        'read spark-dashboard.password': EACCES,
         'read the OpenPGP key': EACCES,
         'open the audit log for writing': EACCES,
         'replace the audit log': EACCES,
@@ -619,6 +631,11 @@ MetricsPort = ${uploaderPort}
         'SCRIPT FLUSH': NOPERM,
         'CLIENT KILL USER SPARK-SIGNER': NOPERM,
         'CLIENT LIST': NOPERM,
+        'CLIENT TRACKING ON BCAST': NOPERM,
+        RANDOMKEY: NOPERM,
+        DBSIZE: NOPERM,
+        'PUBSUB CHANNELS': NOPERM,
+        'MEMORY STATS': NOPERM,
         'add to the upload queue': NOPERM,
         'SCAN for job records': NOPERM,
         "add a report to the connector's report queue": NOPERM,

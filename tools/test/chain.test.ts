@@ -5,6 +5,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { Writable } from 'node:stream';
+import { runSparkCli } from '@spark/cli';
 import { freePort } from '@spark/testing';
 import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 
@@ -90,7 +92,7 @@ describe('the whole chain with one Redis user per service (spark redis-acl)', ()
   });
   after(() => chain.close());
 
-  it('builds, signs and uploads a job with each service logged in as itself, and logs no NOPERM', async () => {
+  it('builds, signs and uploads a job with each service logged in as itself, and Redis refuses none of their commands', async () => {
     const job = await chain.archive.packageJob({ name: 'hello-acl', version: '1.0' });
     chain.standIn.addJob(job);
     chain.start();
@@ -106,5 +108,16 @@ describe('the whole chain with one Redis user per service (spark redis-acl)', ()
       logs.filter((line) => /NOPERM|NOAUTH|WRONGPASS/.test(line)),
       [],
     );
+    // `spark status` as the operator, as an operator on the host runs it.
+    let status = '';
+    const code = await runSparkCli(['status', '--config', chain.configFile], {
+      stdout: new Writable({ write: (chunk: Buffer, _encoding, done) => void ((status += chunk.toString()), done()) }),
+      stderr: process.stderr,
+    });
+    assert.equal(code, 0, status);
+    assert.match(status, /builder/);
+    // Redis logs every command, key and channel an ACL refused, also those a service caught and
+    // never logged: none may be there, so every key the services use is one their rules name.
+    assert.deepEqual(await chain.refusedByRedis(), []);
   });
 });

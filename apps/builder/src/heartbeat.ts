@@ -1,13 +1,6 @@
 import { hostname } from 'node:os';
-import type { Logger, Redis } from '@spark/service';
-import {
-  BUILDER_HEARTBEAT_INTERVAL_MS,
-  BUILDER_HEARTBEAT_TTL_MS,
-  builderCapacityChannel,
-  builderHeartbeatKey,
-  builderHeartbeatSchema,
-  type BuilderHeartbeat,
-} from '@spark/protocol';
+import { removeBuilderHeartbeat, writeBuilderHeartbeat, type Logger, type Redis } from '@spark/service';
+import { BUILDER_HEARTBEAT_INTERVAL_MS, builderCapacityChannel, builderHeartbeatSchema, type BuilderHeartbeat } from '@spark/protocol';
 
 /** This builder's heartbeat id: `SPARK_BUILDER_ID` (e.g. the systemd instance) or `<hostname>:<pid>`. */
 export function builderId(env: NodeJS.ProcessEnv = process.env): string {
@@ -21,14 +14,15 @@ export interface Heartbeat {
   beat(): Promise<void>;
   /** Writes the heartbeat and announces grown capacity (a slot freed), so the connector asks Lighthouse at once. */
   announce(): Promise<void>;
-  /** Stops beating and deletes the key, so the connector stops counting this builder at once. */
+  /** Stops beating and removes the heartbeat, so the connector stops counting this builder at once. */
   stop(): Promise<void>;
 }
 
 /**
- * Writes `state()` to `<prefix>:builders:<id>` every
- * {@link BUILDER_HEARTBEAT_INTERVAL_MS} with a TTL of
- * {@link BUILDER_HEARTBEAT_TTL_MS}: a builder that dies vanishes by itself.
+ * Writes `state()` as this builder's heartbeat (libs/service
+ * builder-heartbeats.ts) every {@link BUILDER_HEARTBEAT_INTERVAL_MS}; a
+ * builder that dies stops beating, and readers stop counting it once its
+ * heartbeat is older than BUILDER_HEARTBEAT_TTL_MS.
  */
 export function startHeartbeat(redis: Redis, prefix: string, state: () => BuilderHeartbeat, logger: Logger): Heartbeat {
   let stopped = false;
@@ -37,7 +31,7 @@ export function startHeartbeat(redis: Redis, prefix: string, state: () => Builde
     if (stopped) return;
     const heartbeat = builderHeartbeatSchema.parse(state());
     try {
-      await redis.set(builderHeartbeatKey(prefix, heartbeat.id), JSON.stringify(heartbeat), 'PX', BUILDER_HEARTBEAT_TTL_MS);
+      await writeBuilderHeartbeat(redis, prefix, heartbeat);
       if (failing) logger.info('heartbeat written again');
       failing = false;
     } catch (err) {
@@ -61,7 +55,7 @@ export function startHeartbeat(redis: Redis, prefix: string, state: () => Builde
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await redis.del(builderHeartbeatKey(prefix, state().id));
+      await removeBuilderHeartbeat(redis, prefix, state().id);
     },
   };
 }

@@ -14,7 +14,7 @@ import {
   UUID,
   type NewJobRecord,
   builderControlChannel,
-  builderHeartbeatKey,
+  builderHeartbeatsKey,
   jobLogFile,
   MAX_LOG_EXCERPT_CHARS,
   REPORT_QUEUES,
@@ -360,7 +360,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     await addJob(uuid, 'chatty');
     await logShows(uuid, /still building/);
     await waitFor('the heartbeat to count the running job', async () => {
-      const heartbeat = JSON.parse((await connection.get(builderHeartbeatKey(prefix, 'limits-b'))) ?? '{}') as { busy?: number };
+      const heartbeat = JSON.parse((await connection.hget(builderHeartbeatsKey(prefix), 'limits-b')) ?? '{}') as { busy?: number };
       return heartbeat.busy === 1 ? true : null;
     });
     await builder.close();
@@ -368,7 +368,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     const report = await finalReport(uuid);
     assert.equal(report.kind, 'rejected');
     assert.equal(report.kind === 'rejected' ? report.reason : '', 'the builder is shutting down');
-    assert.equal(await connection.get(builderHeartbeatKey(prefix, 'limits-b')), null, 'heartbeat removed');
+    assert.equal(await connection.hget(builderHeartbeatsKey(prefix), 'limits-b'), null, 'heartbeat removed');
     assert.deepEqual(await childrenAlive(), []);
   });
 
@@ -381,7 +381,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     await buildQueue.pause();
     const jobId = await addJob(uuid, 'bookworm');
     // What BullMQ's stalled-job check writes once a job stalled more than maxStalledCount times.
-    await connection.hset(`${prefix}:build:${jobId}`, 'defa', 'job stalled more than allowable limit');
+    await connection.hset(buildQueue.toKey(jobId), 'defa', 'job stalled more than allowable limit');
     await buildQueue.resume();
     const report = await finalReport(uuid);
     assert.equal(report.kind, 'rejected');

@@ -1,4 +1,4 @@
-import { UUID, type JobRound } from '@spark/protocol';
+import { jobRecordKey, UUID, type JobRound } from '@spark/protocol';
 import { EXIT_CONFIG, type SparkConfig } from '@spark/config';
 import {
   connectRedis,
@@ -79,6 +79,6 @@ export function jobUuidArgument(positionals: readonly string[]): string {
  */
 export async function currentRound(redis: Redis, prefix: string, uuid: string): Promise<JobRound> {
   const record = await readJobRecord(redis, prefix, uuid);
-  if (!record) throw new Error(`job ${uuid} was not handed out to this worker (no record of it under ${prefix}:jobs:)`);
+  if (!record) throw new Error(`job ${uuid} was not handed out to this worker (no record ${jobRecordKey(prefix, uuid)})`);
   return { uuid: record.uuid, round: record.round };
 }

@@ -88,7 +88,8 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
     await log.close();
     return redis;
   }
-  const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
+  // Read-only (the operator may not write): BullMQ would otherwise write the queue's meta key on opening it.
+  const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix, skipMetasUpdate: true });
   build.on('error', () => undefined);
   const buildState = async (of: JobRound) => (await build.getJob(stageJobId(of, 'build')))?.getState() ?? 'unknown';
   try {

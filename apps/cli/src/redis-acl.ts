@@ -31,6 +31,7 @@ export const FILE_OWNERS: Record<RedisRoleName, { user: string; group?: string; 
   uploader: { user: 'spark-uploader', mode: 0o400 },
   operator: { user: 'root', group: OPERATORS_GROUP, mode: 0o440 },
   admin: { user: 'root', mode: 0o400 },
+  dashboard: { user: 'root', mode: 0o400 },
 };
 
 /** uid and gid of a system user, or null when there is none. */

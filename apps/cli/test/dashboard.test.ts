@@ -1,14 +1,26 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
-import { QUEUE_NAMES, stageJobId } from '@spark/protocol';
-import { connectRedis, createLogger, redisReady, type Redis } from '@spark/service';
+import { archiveTargetsKey, jobRecordKey, QUEUE_NAMES, QueueName, stageJobId } from '@spark/protocol';
+import {
+  connectRedis,
+  createLogger,
+  redisAclFile,
+  redisLogin,
+  redisPasswordFile,
+  redisReady,
+  REDIS_USERS,
+  type Redis,
+  type RedisRoleName,
+} from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { tokenFileProblem } from '../src/dashboard/dashboard-command.js';
 import { startDashboard } from '../src/dashboard/dashboard.js';
 
 const run = promisify(execFile);
@@ -119,5 +131,136 @@ describe('queue dashboard', () => {
     } finally {
       await dashboard.close();
     }
+  });
+});
+
+describe('queue dashboard on a Redis with the ACL users', () => {
+  let server: RedisServer;
+  let dir: string;
+  let connector: Redis;
+  const prefix = randomQueuePrefix();
+  const token = randomBytes(24).toString('base64url');
+  const roles = Object.keys(REDIS_USERS) as RedisRoleName[];
+  const login = (role: RedisRoleName) => redisLogin(dir, role);
+  const waiting = async () => {
+    const build = new Queue(QueueName.build, { connection: connector, prefix });
+    try {
+      return await build.getWaitingCount();
+    } finally {
+      await build.close();
+    }
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'spark-dashboard-acl-'));
+    const passwords = Object.fromEntries(roles.map((role) => [role, randomBytes(24).toString('base64url')])) as Record<
+      RedisRoleName,
+      string
+    >;
+    for (const role of roles) await writeFile(redisPasswordFile(dir, role), `${passwords[role]}\n`, { mode: 0o400 });
+    await writeFile(join(dir, 'users.acl'), redisAclFile(prefix, passwords));
+    server = await startRedisServer({ args: ['--aclfile', join(dir, 'users.acl')] });
+    connector = connectRedis(server.url, 'producer', login('connector'));
+    await redisReady(connector);
+  });
+  after(async () => {
+    connector.disconnect();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to serve read-write without a token, also on loopback', async () => {
+    await assert.rejects(
+      startDashboard({ hosts: [{ label: 'h', url: server.url, prefix, login: login('dashboard') }], port: 0, readWrite: true, logger }),
+      /refusing to serve a read-write dashboard without a token/,
+    );
+  });
+
+  it('read-write: the API without the token answers 401 and changes nothing; with it, adds a job as spark-dashboard', async () => {
+    const dashboard = await startDashboard({
+      hosts: [{ label: 'h', url: server.url, prefix, login: login('dashboard') }],
+      port: 0,
+      readWrite: true,
+      token,
+      logger,
+    });
+    try {
+      const add = (headers: Record<string, string>) =>
+        fetch(new URL(`api/queues/${QueueName.build}/add`, dashboard.url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify({ name: 'forged', data: { forged: true } }),
+        });
+      const before = await waiting();
+      const wrong: Record<string, string>[] = [
+        {},
+        { authorization: 'Bearer wrong-token-of-some-length' },
+        { cookie: 'spark_dashboard_token=guess' },
+      ];
+      for (const headers of wrong) {
+        const denied = await add(headers);
+        assert.equal(denied.status, 401);
+        assert.match(await denied.text(), /a valid token is required/);
+      }
+      assert.equal(await waiting(), before, 'nothing added without the token');
+      const allowed = await add({ authorization: `Bearer ${token}` });
+      assert.equal(allowed.status, 200, await allowed.text());
+      assert.equal(await waiting(), before + 1);
+      assert.equal(dashboard.loginUrl, `${dashboard.url}?token=${encodeURIComponent(token)}`);
+      const client = (await connector.call('CLIENT', 'LIST').catch((error: Error) => error.message)) as string;
+      assert.match(client, /NOPERM/, 'the connector may not list clients');
+    } finally {
+      await dashboard.close();
+    }
+  });
+
+  it('the dashboard user reaches the queues only, and the read-only dashboard’s user (spark-operator) cannot write', async () => {
+    const dashboardUser = connectRedis(server.url, 'producer', login('dashboard'));
+    const operator = connectRedis(server.url, 'producer', login('operator'));
+    await Promise.all([redisReady(dashboardUser), redisReady(operator)]);
+    try {
+      await assert.rejects(dashboardUser.set(jobRecordKey(prefix, uuid), '{}'), /^ReplyError: NOPERM/);
+      await assert.rejects(dashboardUser.get(archiveTargetsKey(prefix)), /^ReplyError: NOPERM/);
+      await assert.rejects(dashboardUser.scan('0'), /^ReplyError: NOPERM/);
+      const asOperator = new Queue(QueueName.build, { connection: operator, prefix, skipMetasUpdate: true });
+      try {
+        await assert.rejects(asOperator.add('forged', {}), /can't run this command or subcommand|NOPERM/);
+      } finally {
+        await asOperator.close();
+      }
+      await assert.rejects(operator.set(jobRecordKey(prefix, uuid), '{}'), /^ReplyError: NOPERM/);
+    } finally {
+      dashboardUser.disconnect();
+      operator.disconnect();
+    }
+    // Read-only, as spark-operator: shows the queues, and its API adds nothing.
+    const dashboard = await startDashboard({ hosts: [{ label: 'h', url: server.url, prefix, login: login('operator') }], port: 0, logger });
+    try {
+      const api = (await (await fetch(new URL('api/queues', dashboard.url))).json()) as {
+        queues: { name: string; readOnlyMode: boolean }[];
+      };
+      assert.equal(api.queues.length, QUEUE_NAMES.length);
+      assert.ok(api.queues.every((q) => q.readOnlyMode));
+      const before = await waiting();
+      const tried = await fetch(new URL(`api/queues/${QueueName.build}/add`, dashboard.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'forged', data: {} }),
+      });
+      assert.notEqual(tried.status, 200);
+      assert.equal(await waiting(), before, 'the read-only dashboard added nothing');
+    } finally {
+      await dashboard.close();
+    }
+  });
+
+  it('takes a token file only when it is the caller’s and no one else can read it', async () => {
+    const file = join(dir, 'token');
+    await writeFile(file, `${token}\n`, { mode: 0o644 });
+    assert.match(tokenFileProblem(file) ?? '', /readable or writable by others \(mode 644\)/);
+    await chmod(file, 0o600);
+    assert.equal(tokenFileProblem(file), null);
+    assert.match(tokenFileProblem(file, 12345) ?? '', /belongs to uid \d+, not to the user running the dashboard \(12345\)/);
+    assert.match(tokenFileProblem(dir) ?? '', /is not a regular file/);
   });
 });

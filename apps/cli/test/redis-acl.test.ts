@@ -51,7 +51,7 @@ describe('spark redis-acl', () => {
     assert.match(
       out,
       new RegExp(
-        `^wrote ${aclFile} \\(users spark-connector, spark-builder, spark-signer, spark-uploader, spark-operator, spark-admin; default user off\\)\\n`,
+        `^wrote ${aclFile} \\(users spark-connector, spark-builder, spark-signer, spark-uploader, spark-operator, spark-admin, spark-dashboard; default user off\\)\\n`,
       ),
     );
     const secrets = await passwords();

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
-import { builderHeartbeatKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
+import { builderHeartbeatsKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
 import { connectRedis, redisReady, type Redis } from '@spark/service';
 import { randomQueuePrefix, startLighthouseStandIn, startRedisServer, type LighthouseStandIn, type RedisServer } from '@spark/testing';
 import { statusCommand } from '../src/status/status-command.js';
@@ -55,8 +55,9 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
   });
 
   const heartbeat = (prefix: string) =>
-    redis.set(
-      builderHeartbeatKey(prefix, 'hydrogen@1'),
+    redis.hset(
+      builderHeartbeatsKey(prefix),
+      'hydrogen@1',
       JSON.stringify({
         id: 'hydrogen@1',
         slots: 1,
@@ -66,8 +67,6 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
         accepting: true,
         at: Date.now(),
       }),
-      'PX',
-      10_000,
     );
   const contact = (prefix: string, fields: { lastContactAt?: number | null; outageSince?: number | null } = {}) =>
     redis.set(
@@ -111,7 +110,7 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
     );
     // Not stuck yet with a longer limit.
     assert.equal((await json(prefix, ['--stuck-after', '3600'])).code, 0);
-    await redis.del(builderHeartbeatKey(prefix, 'hydrogen@1'));
+    await redis.hdel(builderHeartbeatsKey(prefix), 'hydrogen@1');
     await contact(prefix, { outageSince: Date.now() - 30_000 });
     result = await json(prefix);
     assert.equal(result.code, 5);
@@ -140,9 +139,9 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
     const prefix = randomQueuePrefix();
     await heartbeat(prefix);
     await contact(prefix);
-    await redis.set(builderHeartbeatKey(prefix, 'broken'), 'not json', 'PX', 10_000);
+    await redis.hset(builderHeartbeatsKey(prefix), 'broken', 'not json');
     const result = await json(prefix);
-    assert.deepEqual(result.hosts[0]?.unreadable, [`${builderHeartbeatKey(prefix, 'broken')}: not a builder heartbeat`]);
+    assert.deepEqual(result.hosts[0]?.unreadable, [`${builderHeartbeatsKey(prefix)} broken: not a builder heartbeat`]);
   });
 
   describe('with a connector talking to Lighthouse', () => {

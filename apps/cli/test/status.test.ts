@@ -3,8 +3,8 @@ import { hostname } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
-import { blockedKindsKey, builderHeartbeatKey, lighthouseStatusKey, stageJobId, type BlockedKind } from '@spark/protocol';
-import { connectRedis, redisReady, type Redis } from '@spark/service';
+import { blockedKindsKey, lighthouseStatusKey, stageJobId, type BlockedKind } from '@spark/protocol';
+import { connectRedis, redisReady, writeBuilderHeartbeat, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { statusCommand } from '../src/status/status-command.js';
 
@@ -40,20 +40,15 @@ describe('spark status', () => {
     const build = new Queue('build', { connection: redis, prefix });
     const sign = new Queue('sign', { connection: redis, prefix });
     await build.add('package-build', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'build') });
-    await redis.set(
-      builderHeartbeatKey(prefix, 'hydrogen@1'),
-      JSON.stringify({
-        id: 'hydrogen@1',
-        slots: 2,
-        busy: 1,
-        kinds: ['package-build'],
-        architectures: ['amd64'],
-        accepting: true,
-        at: Date.now(),
-      }),
-      'PX',
-      10_000,
-    );
+    await writeBuilderHeartbeat(redis, prefix, {
+      id: 'hydrogen@1',
+      slots: 2,
+      busy: 1,
+      kinds: ['package-build'],
+      architectures: ['amd64'],
+      accepting: true,
+      at: Date.now(),
+    });
     const now = Date.now();
     await redis.set(
       lighthouseStatusKey(prefix),

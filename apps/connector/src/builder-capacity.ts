@@ -1,7 +1,6 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from '@spark/service';
-import { builderHeartbeatPattern, builderHeartbeatSchema, type BuilderHeartbeat } from '@spark/protocol';
-import type { Logger } from '@spark/service';
+import { readBuilderHeartbeats, type Logger, type Redis } from '@spark/service';
+import type { BuilderHeartbeat } from '@spark/protocol';
 
 /** What the live builders can take now. */
 export interface BuilderCapacity {
@@ -13,27 +12,12 @@ export interface BuilderCapacity {
   architectures: string[];
 }
 
-/** Reads every live heartbeat under `prefix` (SCAN, then GET); malformed ones are logged and skipped. */
+/** Reads every live heartbeat; removes malformed ones (logged) and those of builders long gone. */
 export async function readHeartbeats(redis: Redis, prefix: string, logger: Logger): Promise<BuilderHeartbeat[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', builderHeartbeatPattern(prefix), 'COUNT', 100);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  if (keys.length === 0) return [];
-  const values = await redis.mget(...keys);
-  const beats: BuilderHeartbeat[] = [];
-  values.forEach((value, index) => {
-    if (value === null) return;
-    try {
-      beats.push(builderHeartbeatSchema.parse(JSON.parse(value)));
-    } catch (error) {
-      logger.warn({ key: keys[index], err: error }, 'ignoring a malformed builder heartbeat');
-    }
+  return readBuilderHeartbeats(redis, prefix, {
+    prune: true,
+    onMalformed: (id, error) => logger.warn({ builder: id, err: error }, 'removing a malformed builder heartbeat'),
   });
-  return beats;
 }
 
 /** Job counts the capacity rule needs, from the queues. */

@@ -6,9 +6,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { curveKeyPair } from 'zeromq';
 import { parseConfig, type SparkConfig } from '@spark/config';
-import { builderHeartbeatKey, type BuilderHeartbeat } from '@spark/protocol';
+import type { BuilderHeartbeat } from '@spark/protocol';
 import { formatCurveKeyFile } from '@spark/keys';
-import { connectRedis, createLogger, type Redis } from '@spark/service';
+import { connectRedis, createLogger, writeBuilderHeartbeat, type Redis } from '@spark/service';
 import { randomQueuePrefix } from '@spark/testing';
 import { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
 import { createConnector, type Connector } from '../src/connector.js';
@@ -156,7 +156,7 @@ ${options.connectorToml ?? ''}
         at: Date.now(),
         ...beat,
       };
-      await redis.set(builderHeartbeatKey(prefix, full.id), JSON.stringify(full), 'PX', 10_000);
+      await writeBuilderHeartbeat(redis, prefix, full);
     },
     async close() {
       await connector.close();

@@ -227,7 +227,7 @@ async function sendUploadStatus(
   logger: Logger,
 ): Promise<void> {
   try {
-    const seq = ((await progress.statusSeq()) ?? (await lastStatusSeq(deps.redis, deps.reports, round))) + 1;
+    const seq = ((await progress.statusSeq()) ?? (await lastStatusSeq(deps.reports, round))) + 1;
     await sendReport(deps.reports, { kind: 'status', uuid: round.uuid, round: round.round, at: Date.now(), logExcerpt: excerpt }, seq);
     await progress.setStatusSeq(seq);
   } catch (err) {

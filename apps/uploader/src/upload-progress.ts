@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
-import { roundKey, uploadOutcomeSchema, type JobRound, type UploadOutcome } from '@spark/protocol';
+import { uploadOutcomeSchema, uploadProgressKey, type JobRound, type UploadOutcome } from '@spark/protocol';
 
-/**
- * `<prefix>:upload-progress:<uuid>.<round>`: a hash recording, per file name, that
+/*
+ * `uploadProgressKey` (libs/protocol redis-keys.ts): a hash recording, per file name, that
  * this round has `sent` it (a PUT was started: the archive may have stored it,
  * or part of it, even if we never saw the answer) or that it is `done` (the
  * archive has all of it); under `:reported` that the final report is queued,
@@ -14,9 +14,6 @@ import { roundKey, uploadOutcomeSchema, type JobRound, type UploadOutcome } from
  * starting its deadline over. File names start with an alphanumeric
  * (FILE_NAME), so the `:` fields never clash.
  */
-export function uploadProgressKey(prefix: string, round: JobRound): string {
-  return `${prefix}:upload-progress:${roundKey(round)}`;
-}
 
 const REPORTED = ':reported';
 const FIRST_TRY = ':first-try';

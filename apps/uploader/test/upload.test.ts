@@ -237,7 +237,7 @@ describe('spark-uploader', () => {
     const missing = await retryUpload(uuid);
     assert.deepEqual(
       [missing.code, missing.text.trim()],
-      [1, `spark retry-upload: job ${uuid} was not handed out to this worker (no record of it under ${h.prefix}:jobs:)`],
+      [1, `spark retry-upload: job ${uuid} was not handed out to this worker (no record ${jobRecordKey(h.prefix, uuid)})`],
     );
   });
 

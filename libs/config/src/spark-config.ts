@@ -152,6 +152,13 @@ export interface SparkConfig {
    * (see `spark redis-acl`).
    */
   redisCredentialsDir: string | null;
+  /**
+   * `maxmemory` that deploy/install.sh gives this host's redis-server
+   * (`RedisMaxMemory`, bytes; default {@link DEFAULT_REDIS_MAX_MEMORY}; 0: no
+   * limit). With `maxmemory-policy noeviction`, Redis refuses writes past it
+   * instead of growing until the kernel's OOM killer picks a process.
+   */
+  redisMaxMemory: number;
   /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
   gpgSecretKeyFile: string | null;
   connector: ConnectorSettings;
@@ -222,8 +229,22 @@ const TOP_LEVEL_KEYS = [
   'RedisUrl',
   'QueuePrefix',
   'RedisCredentialsDir',
+  'RedisMaxMemory',
   'GpgSecretKeyFile',
 ] as const;
+
+/**
+ * Default `RedisMaxMemory`: 1 GiB. A worker's Redis holds a few MiB while it
+ * works (job records, queue entries, the last 1000 finished reports per
+ * report queue, of which status excerpts are at most 64 KiB: under 70 MiB per
+ * queue at worst), plus the reports queued while Lighthouse is away (a status
+ * excerpt per running job every 15 s, the newer ones superseding the older);
+ * 1 GiB keeps a day-long outage of a busy worker, and stops a runaway or
+ * flooding sender long before it takes a small build host's memory.
+ */
+export const DEFAULT_REDIS_MAX_MEMORY = 1024 ** 3;
+/** Smallest non-zero `RedisMaxMemory`: below it BullMQ's own keys and scripts would not fit. */
+const MIN_REDIS_MAX_MEMORY = 64 * 1024 ** 2;
 
 const SERVICE_KEYS = {
   connector: [
@@ -350,6 +371,10 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   }
   const gpgSecretKeyFile = reader.path(data, null, 'GpgSecretKeyFile') ?? null;
   const redisCredentialsDir = reader.path(data, null, 'RedisCredentialsDir') ?? null;
+  const redisMaxMemory = reader.integer(data, null, 'RedisMaxMemory', { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_REDIS_MAX_MEMORY;
+  if (redisMaxMemory !== 0 && redisMaxMemory < MIN_REDIS_MAX_MEMORY) {
+    reader.error(null, 'RedisMaxMemory', `expected 0 (no limit) or at least ${MIN_REDIS_MAX_MEMORY} bytes (64 MiB), got ${redisMaxMemory}`);
+  }
 
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
     const value = data[name];
@@ -454,6 +479,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     redisUrl,
     queuePrefix,
     redisCredentialsDir,
+    redisMaxMemory,
     gpgSecretKeyFile,
     connector,
     builder,

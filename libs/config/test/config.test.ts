@@ -172,6 +172,17 @@ AllowFileUrls = 'yes'
     );
   });
 
+  it('reads RedisMaxMemory (bytes, 0 for no limit), 1 GiB by default, and refuses a limit Redis could not work in', () => {
+    assert.equal(loadConfig(writeConfig(minimal), env).config.redisMaxMemory, 1024 ** 3);
+    assert.equal(loadConfig(writeConfig(`${minimal}RedisMaxMemory = 268435456\n`), env).config.redisMaxMemory, 268435456);
+    assert.equal(loadConfig(writeConfig(`${minimal}RedisMaxMemory = 0\n`), env).config.redisMaxMemory, 0);
+    assert.deepEqual(problemsOf(`${minimal}RedisMaxMemory = 1000\n`), [
+      'FILE:4: RedisMaxMemory: expected 0 (no limit) or at least 67108864 bytes (64 MiB), got 1000',
+    ]);
+    assert.equal(problemsOf(`${minimal}RedisMaxMemory = '1gb'\n`).length, 1);
+    assert.equal(problemsOf(`${minimal}RedisMaxMemory = -1\n`).length, 1);
+  });
+
   it('puts the audit log in systemd\u2019s LogsDirectory when the unit sets one', () => {
     const { config } = loadConfig(writeConfig(minimal), { ...env, logsDirectory: () => '/var/log/spark-signer' });
     assert.equal(config.signer.auditLog, '/var/log/spark-signer/signer.log');

@@ -3,14 +3,9 @@ import { uuidSchema } from './debian-names.js';
 
 /*
  * Operator requests to running builders (`spark cancel <uuid>`), sent over
- * Redis pub/sub under the queue prefix. Every builder subscribes; the one
- * running the job stops it, the others ignore the message.
+ * Redis pub/sub on `builderControlChannel` (redis-keys.ts). Every builder
+ * subscribes; the one running the job stops it, the others ignore the message.
  */
-
-/** `<prefix>:builder-control`: the pub/sub channel builders listen on. */
-export function builderControlChannel(prefix: string): string {
-  return `${prefix}:builder-control`;
-}
 
 /** A control message: cancel one job (its process tree is stopped and the job rejected back to Lighthouse). */
 export const builderControlMessageSchema = z.object({

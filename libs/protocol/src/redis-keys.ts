@@ -1,12 +1,34 @@
 import { z } from 'zod';
 import { archiveInfoReplySchema, JOB_KINDS } from './lighthouse.js';
 import { architectureSchema, uuidSchema } from './debian-names.js';
-import { roundSchema } from './job-ids.js';
+import { roundKey, roundSchema, type JobRound } from './job-ids.js';
+import type { QueueName } from './queues.js';
 
 /*
- * Plain Redis keys the services share besides the BullMQ queues, all under the
- * configured queue prefix (`QueuePrefix`, default `spark`).
+ * Every Redis key, key pattern and channel spark uses, all under the
+ * configured queue prefix (`QueuePrefix`, default `spark`): the BullMQ
+ * queues' keys, the plain keys the services share, and the pub/sub channels.
+ * Nothing else spells one: the ACL rules (libs/service redis-acl.ts) are built
+ * from {@link REDIS_KEY_FAMILIES}, {@link REDIS_CHANNELS} and
+ * {@link queueKeysPattern}, so a key renamed here keeps its rule, and a test
+ * (libs/protocol test/redis-keys.test.ts) fails when a key fragment is spelled
+ * anywhere else.
  */
+
+/** `<prefix>:*`: every key (and channel) of one worker; the connector's and the admin's ACL pattern. */
+export function prefixPattern(prefix: string): string {
+  return `${prefix}:*`;
+}
+
+/**
+ * `<prefix>:<queue>:*`: every key BullMQ keeps for one queue (its job hashes,
+ * lists, sorted sets, event stream, meta and locks; BullMQ names them
+ * `<prefix>:<queue>:<suffix>`). A user granted this pattern can use the queue
+ * fully and, since Redis checks every key a Lua script touches, no other.
+ */
+export function queueKeysPattern(prefix: string, queue: QueueName): string {
+  return `${prefix}:${queue}:*`;
+}
 
 /** `<prefix>:archive-targets`: the last `archive-info` reply the connector stored, as JSON. */
 export function archiveTargetsKey(prefix: string): string {
@@ -18,19 +40,20 @@ export const storedArchiveTargetsSchema = archiveInfoReplySchema.extend({ receiv
 /** The upload targets as the connector stored them. */
 export type StoredArchiveTargets = z.infer<typeof storedArchiveTargetsSchema>;
 
-/** `<prefix>:builders:<id>`: one live builder's heartbeat (JSON, with a TTL of {@link BUILDER_HEARTBEAT_TTL_MS}). */
-export function builderHeartbeatKey(prefix: string, builderId: string): string {
-  return `${prefix}:builders:${builderId}`;
-}
-
-/** Pattern matching every builder heartbeat key under `prefix`, for SCAN. */
-export function builderHeartbeatPattern(prefix: string): string {
-  return `${prefix}:builders:*`;
+/**
+ * `<prefix>:builders`: a hash of builder id → that builder's latest heartbeat
+ * (JSON, {@link BuilderHeartbeat}). One hash rather than a key per builder so
+ * that readers find every builder with HGETALL: no user may list key names
+ * (SCAN). A heartbeat whose `at` is older than {@link BUILDER_HEARTBEAT_TTL_MS}
+ * is a builder that is gone.
+ */
+export function builderHeartbeatsKey(prefix: string): string {
+  return `${prefix}:builders`;
 }
 
 /** How often a builder refreshes its heartbeat, in ms. */
 export const BUILDER_HEARTBEAT_INTERVAL_MS = 2_000;
-/** Lifetime of a heartbeat key in ms: a builder silent this long is gone. */
+/** How long a heartbeat counts, in ms: a builder silent this long is gone. */
 export const BUILDER_HEARTBEAT_TTL_MS = 10_000;
 
 /** A builder's heartbeat: how many jobs it can run, how many it runs, what it can build. */
@@ -92,6 +115,15 @@ export function jobRecordKey(prefix: string, uuid: string): string {
  */
 export function signerRoundKey(prefix: string, uuid: string): string {
   return `${prefix}:signer-rounds:${uuid.toLowerCase()}`;
+}
+
+/**
+ * `<prefix>:upload-progress:<uuid>.<round>`: the uploader's record of one
+ * round's upload (a hash; its fields are the uploader's, see apps/uploader
+ * upload-progress.ts).
+ */
+export function uploadProgressKey(prefix: string, round: JobRound): string {
+  return `${prefix}:upload-progress:${roundKey(round)}`;
 }
 
 /** How long a job record is kept after its last hand-out, in seconds (30 days: past any retry of its upload). */
@@ -167,3 +199,45 @@ export function connectorLockKey(prefix: string): string {
 export function builderCapacityChannel(prefix: string): string {
   return `${prefix}:capacity`;
 }
+
+/**
+ * `<prefix>:builder-control`: the pub/sub channel builders listen on for
+ * operator requests (`spark cancel`; see builder-control.ts).
+ */
+export function builderControlChannel(prefix: string): string {
+  return `${prefix}:builder-control`;
+}
+
+/** A family of plain keys: its ACL key pattern, and whether it is one key or many. */
+export interface RedisKeyFamily {
+  /** The key itself, or a pattern with `*` for the part that varies (an ACL `~` pattern without the `~`). */
+  pattern(prefix: string): string;
+}
+
+const family = (pattern: (prefix: string) => string): RedisKeyFamily => ({ pattern });
+
+/**
+ * Every plain key (not a queue's) the services use, by what it holds: the
+ * names the ACL rules grant. A key the code writes must belong to one of
+ * these, with its key function above.
+ */
+export const REDIS_KEY_FAMILIES = {
+  archiveTargets: family(archiveTargetsKey),
+  builderHeartbeats: family(builderHeartbeatsKey),
+  lighthouseStatus: family(lighthouseStatusKey),
+  jobRecords: family((prefix) => `${prefix}:jobs:*`),
+  signerRounds: family((prefix) => `${prefix}:signer-rounds:*`),
+  uploadProgress: family((prefix) => `${prefix}:upload-progress:*`),
+  blockedKinds: family(blockedKindsKey),
+  connectorLock: family(connectorLockKey),
+} as const satisfies Record<string, RedisKeyFamily>;
+/** The name of a family of plain keys. */
+export type RedisKeyFamilyName = keyof typeof REDIS_KEY_FAMILIES;
+
+/** Every pub/sub channel the services use, by name. */
+export const REDIS_CHANNELS = {
+  builderControl: builderControlChannel,
+  builderCapacity: builderCapacityChannel,
+} as const satisfies Record<string, (prefix: string) => string>;
+/** The name of a channel. */
+export type RedisChannelName = keyof typeof REDIS_CHANNELS;

@@ -11,3 +11,4 @@ export * from './redis-acl.js';
 export * from './status-seq.js';
 export * from './archive-connection.js';
 export * from './upload-url.js';
+export * from './builder-heartbeats.js';

@@ -18,8 +18,10 @@ export const REDIS_USERS = {
   uploader: 'spark-uploader',
   /** `spark status`, `spark logs`, the read-only dashboard: reads every key under the prefix, writes none. */
   operator: 'spark-operator',
-  /** `spark cancel`, `spark retry-upload`, the dashboard with `--read-write`. */
+  /** `spark cancel`, `spark retry-upload`. */
   admin: 'spark-admin',
+  /** The dashboard with `--read-write`: the queues' keys only (retry, remove, add jobs), nothing else. */
+  dashboard: 'spark-dashboard',
 } as const;
 /** Who logs in to Redis. */
 export type RedisRoleName = keyof typeof REDIS_USERS;

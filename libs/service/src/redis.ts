@@ -21,6 +21,9 @@ export function connectRedis(url: string, role: RedisRole, extra: RedisOptions =
     ...roleOptions,
     // Reconnect with a capped backoff: a Redis restart must not kill the service.
     retryStrategy: (times) => Math.min(200 * times, 5_000),
+    // ioredis would send CLIENT SETINFO (library name and version, Redis 7.2+) on connecting: the
+    // services' ACL users may not run it (redis-acl.ts, NO_LISTING), and nothing reads it.
+    disableClientInfo: true,
     ...extra,
   };
   const socket = url.startsWith('unix://') ? url.slice('unix://'.length) : url.startsWith('/') ? url : null;

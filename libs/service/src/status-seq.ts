@@ -1,6 +1,8 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { parseJobId, roundKey, type JobRound } from '@spark/protocol';
+import { parseJobId, type JobRound } from '@spark/protocol';
+
+/** Every state a report can be in while BullMQ keeps it. */
+const KEPT_STATES = ['waiting', 'prioritized', 'paused', 'delayed', 'active', 'completed', 'failed'] as const;
 
 /**
  * The highest sequence number of a status excerpt of `round` still in the
@@ -8,25 +10,19 @@ import { parseJobId, roundKey, type JobRound } from '@spark/protocol';
  * again (the uploader after a restart, with its progress lost) continues after
  * them: a reused number is the id of a report already queued, and BullMQ drops
  * the new one.
- * Scans the queue's keys rather than counting up from 1, since completed
- * reports are trimmed oldest first (`KEEP_COMPLETED`) and a long build's first
- * excerpts may be gone while its later ones are kept. `redis` is the
- * connection the queue's keys live on.
+ * Reads every id the queue keeps rather than counting up from 1, since
+ * completed reports are trimmed oldest first (`KEEP_COMPLETED`) and a long
+ * build's first excerpts may be gone while its later ones are kept. It reads
+ * the queue's own lists and sets (its user may not list key names: no SCAN);
+ * a report queue keeps at most KEEP_COMPLETED + KEEP_FAILED finished reports.
  */
-export async function lastStatusSeq(redis: Redis, reports: Queue, round: JobRound): Promise<number> {
-  const jobKeyPrefix = reports.toKey('');
-  const pattern = `${reports.toKey(roundKey(round))}.*`;
+export async function lastStatusSeq(reports: Queue, round: JobRound): Promise<number> {
   let last = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    for (const key of keys) {
-      const id = parseJobId(key.slice(jobKeyPrefix.length));
-      if (id?.type === 'report' && id.slot.kind === 'status' && id.uuid === round.uuid && id.round === round.round) {
-        last = Math.max(last, id.slot.seq);
-      }
+  for (const jobId of await reports.getRanges([...KEPT_STATES], 0, -1)) {
+    const id = parseJobId(jobId);
+    if (id?.type === 'report' && id.slot.kind === 'status' && id.uuid === round.uuid && id.round === round.round) {
+      last = Math.max(last, id.slot.seq);
     }
-  } while (cursor !== '0');
+  }
   return last;
 }

@@ -10,13 +10,21 @@ import { Queue, Worker, type Job } from 'bullmq';
 import {
   archiveTargetsKey,
   builderControlChannel,
-  builderHeartbeatKey,
+  builderHeartbeatsKey,
   jobRecordKey,
   lighthouseStatusKey,
+  QUEUE_NAMES,
   QueueName,
+  queueKeysPattern,
+  REDIS_CHANNELS,
+  REDIS_KEY_FAMILIES,
   REPORT_QUEUE_NAMES,
   REPORT_QUEUES,
+  reportJobId,
   signerRoundKey,
+  uploadProgressKey,
+  type RedisChannelName,
+  type RedisKeyFamilyName,
   type QueueName as QueueNameType,
 } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
@@ -24,6 +32,10 @@ import {
   connectRedis,
   redactRedisUrl,
   redactRedisUrls,
+  lastStatusSeq,
+  readBuilderHeartbeats,
+  REDIS_GRANTS,
+  sendReport,
   redisAclFile,
   redisLogin,
   redisPasswordFile,
@@ -144,12 +156,16 @@ describe('Redis ACL users', () => {
       const script = "return redis.call('SET', KEYS[1], ARGV[1])";
       await assert.rejects(builder.eval(script, 1, archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
       // A script given an allowed key still cannot touch another one.
-      const sneaky = "return redis.call('SET', string.gsub(KEYS[1], ':build:x$', ':archive-targets'), ARGV[1])";
-      await assert.rejects(builder.eval(sneaky, 1, `${prefix}:build:x`, '{}'), /can't access at least one of the keys/);
+      const sneaky = "return redis.call('SET', ARGV[2], ARGV[1])";
+      const buildKey = queueKeysPattern(prefix, QueueName.build).replace('*', 'x');
+      await assert.rejects(builder.eval(sneaky, 1, buildKey, '{}', archiveTargetsKey(prefix)), /can't access at least one of the keys/);
     });
 
     it('cannot write upload progress, the Lighthouse status, flush or reconfigure Redis', async () => {
-      await assert.rejects(builder.hset(`${prefix}:upload-progress:x`, 'a', 'done'), /^ReplyError: NOPERM/);
+      await assert.rejects(
+        builder.hset(uploadProgressKey(prefix, { uuid: '00000000-0000-4000-8000-000000000000', round: '1' }), 'a', 'done'),
+        /^ReplyError: NOPERM/,
+      );
       await assert.rejects(builder.set(lighthouseStatusKey(prefix), '{}'), /^ReplyError: NOPERM/);
       await assert.rejects(builder.flushall(), /^ReplyError: NOPERM/);
       await assert.rejects(builder.config('SET', 'appendonly', 'no'), /^ReplyError: NOPERM/);
@@ -159,8 +175,136 @@ describe('Redis ACL users', () => {
     });
 
     it("cannot list key names with SCAN (the job records' uuids), nor can the signer", async () => {
-      await assert.rejects(builder.scan('0', 'MATCH', `${prefix}:jobs:*`), /^ReplyError: NOPERM .*'scan' command/);
+      await assert.rejects(
+        builder.scan('0', 'MATCH', REDIS_KEY_FAMILIES.jobRecords.pattern(prefix)),
+        /^ReplyError: NOPERM .*'scan' command/,
+      );
       await assert.rejects(as('signer').scan('0'), /^ReplyError: NOPERM .*'scan' command/);
+    });
+  });
+
+  describe('no service user can list or count keys, or see other clients', () => {
+    const STAGES = ['connector', 'builder', 'signer', 'uploader'] as const;
+    for (const role of STAGES) {
+      it(`${role}: SCAN, RANDOMKEY, DBSIZE, OBJECT, MEMORY, PUBSUB, CLIENT LIST/TRACKING, KEYS, MONITOR, DEBUG are refused`, async () => {
+        const connection = as(role);
+        const own = sample(role);
+        for (const command of [
+          ['scan', '0'],
+          ['randomkey'],
+          ['dbsize'],
+          ['object', 'encoding', own],
+          ['object', 'freq', own],
+          ['memory', 'stats'],
+          ['memory', 'usage', own],
+          ['pubsub', 'channels'],
+          ['pubsub', 'numsub', builderControlChannel(prefix)],
+          ['client', 'list'],
+          ['client', 'tracking', 'on', 'bcast', 'prefix', `${prefix}:`],
+          ['client', 'kill', 'user', 'spark-signer'],
+          ['client', 'pause', '10'],
+          ['client', 'no-evict', 'on'],
+          ['keys', '*'],
+          ['monitor'],
+          ['swapdb', '0', '1'],
+        ]) {
+          await assert.rejects(
+            connection.call(command[0] ?? '', ...command.slice(1)),
+            /^ReplyError: NOPERM this user has no permissions to run the '[a-z|-]+' command/,
+            `${role}: ${command.join(' ')}`,
+          );
+        }
+      });
+
+      it(`${role}: what ioredis and BullMQ send on connecting still works (INFO, CLIENT SETNAME, CLIENT INFO)`, async () => {
+        const connection = as(role);
+        assert.match(String(await connection.info()), /redis_version:/);
+        assert.equal(await connection.call('client', 'setname', `spark-${role}-test`), 'OK');
+        assert.match(String(await connection.call('client', 'info')), new RegExp(`name=spark-${role}-test`));
+      });
+    }
+
+    /** A key the role may write, for the commands that name one. */
+    function sample(role: RedisRoleName): string {
+      const queues = REDIS_GRANTS[role].queues;
+      return queueKeysPattern(prefix, queues[0] ?? QueueName.build).replace('*', 'probe');
+    }
+
+    it('the uploader finds its last status excerpt without SCAN', async () => {
+      const uploader = as('uploader');
+      const reports = queue(REPORT_QUEUES.uploader, uploader);
+      const round = { uuid: '22222222-2222-4222-8222-222222222222', round: '7' };
+      for (const seq of [1, 4]) await sendReport(reports, { kind: 'status', ...round, at: seq, logExcerpt: 'x' }, seq);
+      assert.equal(await lastStatusSeq(reports, round), 4);
+      for (const seq of [1, 4]) await reports.remove(reportJobId(round, { kind: 'status', seq }));
+    });
+  });
+
+  describe('every user reaches exactly what REDIS_GRANTS names, in the names of libs/protocol redis-keys.ts', () => {
+    /** A concrete key of a pattern: the part that varies filled in. */
+    const sample = (pattern: string) => pattern.replace('*', 'acl-probe');
+    /** True when Redis answered, false when it refused with NOPERM. */
+    const allowed = (attempt: Promise<unknown>) =>
+      attempt.then(
+        () => true,
+        (error: Error) => {
+          if (/NOPERM/.test(error.message)) return false;
+          // A key of another type (WRONGTYPE) was reached all the same.
+          if (/WRONGTYPE/.test(error.message)) return true;
+          throw error;
+        },
+      );
+    const families = Object.keys(REDIS_KEY_FAMILIES) as RedisKeyFamilyName[];
+    const channels = Object.keys(REDIS_CHANNELS) as RedisChannelName[];
+
+    for (const role of ROLES) {
+      const grant = REDIS_GRANTS[role];
+      const all = grant.scope !== 'listed';
+      const writes = grant.scope !== 'read';
+
+      it(`${role}: the queues`, async () => {
+        const connection = as(role);
+        for (const name of QUEUE_NAMES) {
+          const key = sample(queueKeysPattern(prefix, name));
+          const expected = all || grant.queues.includes(name);
+          assert.equal(await allowed(connection.get(key)), expected, `${role} reads ${key}`);
+          assert.equal(await allowed(connection.set(key, 'x')), expected && writes, `${role} writes ${key}`);
+          if (expected && writes) await connection.del(key);
+        }
+      });
+
+      it(`${role}: the plain keys`, async () => {
+        const connection = as(role);
+        for (const name of families) {
+          const key = sample(REDIS_KEY_FAMILIES[name].pattern(prefix));
+          const reads = all || grant.keys.includes(name) || grant.readKeys.includes(name);
+          const mayWrite = writes && (all || grant.keys.includes(name));
+          assert.equal(await allowed(connection.exists(key)), reads, `${role} reads ${name} (${key})`);
+          assert.equal(await allowed(connection.set(key, 'x')), mayWrite, `${role} writes ${name} (${key})`);
+          if (mayWrite) await connection.del(key);
+        }
+        // A key under the prefix that no family names is only for the users granted everything.
+        assert.equal(await allowed(connection.exists(`${prefix}:unnamed`)), all, `${role} reads a key no family names`);
+      });
+
+      it(`${role}: the channels`, async () => {
+        const connection = as(role);
+        for (const name of channels) {
+          const expected = grant.scope === 'read-write' || grant.channels.includes(name);
+          assert.equal(await allowed(connection.publish(REDIS_CHANNELS[name](prefix), 'probe')), expected, `${role} publishes on ${name}`);
+        }
+      });
+    }
+
+    it('grants each family of keys and each channel to some service other than the connector', () => {
+      const services = (['builder', 'signer', 'uploader'] as const).map((role) => REDIS_GRANTS[role]);
+      const unused = families.filter((name) => !services.some((grant) => grant.keys.includes(name) || grant.readKeys.includes(name)));
+      // These only the connector (and the operator, the admin) reach: its own records and its lock.
+      assert.deepEqual(unused.sort(), ['blockedKinds', 'connectorLock', 'lighthouseStatus']);
+      assert.deepEqual(
+        channels.filter((name) => !services.some((grant) => grant.channels.includes(name))),
+        [],
+      );
     });
   });
 
@@ -178,7 +322,16 @@ describe('Redis ACL users', () => {
     await queue(QueueName.build, connector).add(QueueName.build, { uuid }, { jobId: `${uuid}.1` });
 
     // builder: heartbeat, control channel, takes the build job, hands to sign and reports.
-    await builder.set(builderHeartbeatKey(prefix, 'b1'), '{}', 'PX', 10_000);
+    const beat = {
+      id: 'b1',
+      slots: 1,
+      busy: 0,
+      kinds: ['package-build' as const],
+      architectures: ['amd64'],
+      accepting: true,
+      at: Date.now(),
+    };
+    await builder.hset(builderHeartbeatsKey(prefix), 'b1', JSON.stringify(beat));
     const control = as('builder');
     await control.subscribe(builderControlChannel(prefix));
     const signQueue = queue(QueueName.sign, builder);
@@ -207,7 +360,7 @@ describe('Redis ACL users', () => {
     const reportFromUploader = queue(REPORT_QUEUES.uploader, uploader);
     await assert.rejects(queue(REPORT_QUEUES.builder, uploader).add('accepted', {}), /NOPERM/);
     await runOne(QueueName.upload, as('uploader'), async () => {
-      await uploader.hset(`${prefix}:upload-progress:${uuid}.1`, 'x.deb', 'done');
+      await uploader.hset(uploadProgressKey(prefix, { uuid, round: '1' }), 'x.deb', 'done');
       await reportFromUploader.add('success', { uuid }, { jobId: `${uuid}.1.final` });
     });
 
@@ -221,8 +374,7 @@ describe('Redis ACL users', () => {
     for (const name of [QueueName.build, QueueName.sign, QueueName.upload, ...REPORT_QUEUE_NAMES]) {
       assert.equal((await queue(name, connector).getJobCounts('wait')).wait, 0);
     }
-    const [, heartbeats] = await connector.scan('0', 'MATCH', `${prefix}:builders:*`, 'COUNT', 100);
-    assert.deepEqual(heartbeats, [builderHeartbeatKey(prefix, 'b1')]);
+    assert.deepEqual(await readBuilderHeartbeats(connector, prefix, { prune: true }), [beat]);
   });
 
   it('lets the operator read everything and write nothing', async () => {

@@ -140,7 +140,7 @@ describe('lastStatusSeq', () => {
     const reports = openQueue('report', connection, randomQueuePrefix(), logger);
     const round = { uuid: '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1', round: '1764405000000' };
     try {
-      assert.equal(await lastStatusSeq(connection, reports, round), 0);
+      assert.equal(await lastStatusSeq(reports, round), 0);
       for (const seq of [1, 2, 3, 11, 12]) {
         await sendReport(reports, { kind: 'status', ...round, at: seq, logExcerpt: `excerpt ${seq}` }, seq);
       }
@@ -153,7 +153,7 @@ describe('lastStatusSeq', () => {
       await sendReport(reports, { kind: 'accepted', ...round, at: 0 });
       // The oldest excerpts trimmed away, as KEEP_COMPLETED does.
       for (const seq of [1, 2, 3]) await reports.remove(reportJobId(round, { kind: 'status', seq }));
-      assert.equal(await lastStatusSeq(connection, reports, round), 12);
+      assert.equal(await lastStatusSeq(reports, round), 12);
     } finally {
       await reports.close();
       connection.disconnect();

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { appendFile, chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -8,6 +9,7 @@ import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { loadConfig, type SparkConfig } from '@spark/config';
 import { formatCurveKeyFile } from '@spark/keys';
+import { connectRedis, redisReady } from '@spark/service';
 import { startRedisServer, type RedisServer } from '@spark/testing';
 import { installServerKey, installWorkerKey } from '@spark/keys';
 import { createKeyFiles } from '@spark/keys';
@@ -101,9 +103,17 @@ export interface Chain {
   stopLighthouse(): void;
   /** Starts the stand-in again on the same endpoint with the same jobs. */
   startLighthouse(): Promise<void>;
+  /**
+   * With `redisAcl`: what Redis refused since it started (ACL LOG), one line
+   * per refusal naming the user, the reason and the command, key or channel.
+   */
+  refusedByRedis(): Promise<string[]>;
   /** Stops every service (SIGTERM), the stand-ins and Redis, and removes the directory it made. Safe to call twice. */
   close(): Promise<void>;
 }
+
+/** The test-only Redis user that may run ACL LOG, with `redisAcl`. */
+const AUDIT_USER = 'spark-test-audit';
 
 /**
  * Sets up and starts a complete worker on this machine, the way an operator
@@ -121,7 +131,12 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
   try {
     const credentialsDir = join(dir, 'redis-credentials');
     const aclFile = join(dir, 'redis-users.acl');
-    if (options.redisAcl) await writeRedisAcl({ credentialsDir, aclFile, prefix: 'spark', chown: options.users !== undefined });
+    // With the ACL users, a test-only user may read Redis's log of refused commands (ACL LOG) and INFO (the client's ready check), nothing else.
+    const auditPassword = randomBytes(24).toString('hex');
+    if (options.redisAcl) {
+      await writeRedisAcl({ credentialsDir, aclFile, prefix: 'spark', chown: options.users !== undefined });
+      await appendFile(aclFile, `user ${AUDIT_USER} on >${auditPassword} resetkeys resetchannels -@all +acl|log +info\n`);
+    }
     if (options.users) await chmod(dir, 0o755);
     const redis = await startRedisServer({ appendOnly: options.appendOnly ?? false, args: options.redisAcl ? ['--aclfile', aclFile] : [] });
     steps.push(() => redis.stop());
@@ -290,6 +305,20 @@ ${options.extraToml ?? ''}`,
       running: (name) => children.has(name),
       pid: (name) => children.get(name)?.pid,
       lighthouseRequests: () => [...earlierRequests, ...standIn.requests],
+      async refusedByRedis() {
+        const audit = connectRedis(redis.url, 'producer', { username: AUDIT_USER, password: auditPassword });
+        try {
+          await redisReady(audit);
+          const entries = (await audit.call('ACL', 'LOG', '1000')) as unknown[][];
+          return entries.map((entry) => {
+            const fields = new Map<string, string>();
+            for (let i = 0; i + 1 < entry.length; i += 2) fields.set(String(entry[i]), String(entry[i + 1]));
+            return `${fields.get('username')}: ${fields.get('reason')} ${fields.get('object')} (${fields.get('context')}, ${fields.get('count')}×)`;
+          });
+        } finally {
+          audit.disconnect();
+        }
+      },
       stopLighthouse: () => standIn.close(),
       async startLighthouse() {
         standIn.close();

@@ -27,7 +27,7 @@ export interface DashboardOptions {
   bind?: string;
   /** Port (default 3000; 0 for any free port). */
   port?: number;
-  /** Allow retrying, removing, pausing jobs (default false: read-only). */
+  /** Allow retrying, removing, pausing jobs (default false: read-only). Needs a `token`, also on loopback. */
   readWrite?: boolean;
   /** Secret a client must present (cookie, `?token=`, or `Authorization: Bearer`). */
   token?: string | null;
@@ -37,6 +37,8 @@ export interface DashboardOptions {
 /** A running dashboard. */
 export interface Dashboard {
   url: string;
+  /** `url` with `?token=…` when there is a token: opening it once sets the cookie. */
+  loginUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -44,13 +46,18 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const COOKIE = 'spark_dashboard_token';
 
 /**
- * Serves bull-board over the four pipeline queues of each host, one section
- * per host. Bound to loopback by default; bound elsewhere it refuses to start
- * without a token, and then every request must carry it.
+ * Serves bull-board over the pipeline queues of each host, one section per
+ * host. Bound to loopback by default; bound elsewhere, or read-write (bull-
+ * board's API then adds, retries and removes jobs, and any local user can
+ * reach a loopback port, the builder's too), it refuses to start without a
+ * token, and then every request must carry it.
  */
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
   const bind = options.bind ?? '127.0.0.1';
   const token = options.token ?? null;
+  if (options.readWrite && !token) {
+    throw new Error('refusing to serve a read-write dashboard without a token: every local user can reach a loopback port');
+  }
   if (!LOOPBACK.has(bind) && !token) {
     throw new Error(`refusing to serve the dashboard on ${bind} without a token: pass --token-file FILE, or bind to 127.0.0.1`);
   }
@@ -62,7 +69,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     connection.on('error', (err) => options.logger.warn({ err, redis: shown }, `dashboard: Redis ${host.label} unreachable`));
     connections.push(connection);
     return QUEUE_NAMES.map((name) => {
-      const queue = new Queue(name, { connection, prefix: host.prefix });
+      // A read-only dashboard writes nothing, not even the queue's meta key BullMQ writes on opening a queue.
+      const queue = new Queue(name, { connection, prefix: host.prefix, skipMetasUpdate: !options.readWrite });
       queue.on('error', () => {});
       queues.push(queue);
       return new BullMQAdapter(queue, {
@@ -92,6 +100,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const host = bind.includes(':') ? `[${bind}]` : bind;
   return {
     url: `http://${host}:${port}/`,
+    loginUrl: token ? `http://${host}:${port}/?token=${encodeURIComponent(token)}` : null,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

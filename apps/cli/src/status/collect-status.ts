@@ -1,10 +1,10 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { readBuilderHeartbeats } from '@spark/service';
 import {
   blockedKindSchema,
   blockedKindsKey,
-  builderHeartbeatPattern,
-  builderHeartbeatSchema,
+  builderHeartbeatsKey,
   lighthouseStatusKey,
   lighthouseStatusSchema,
   parseJobId,
@@ -63,7 +63,8 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
   const queues = {} as Record<QueueName, QueueCounts>;
   const jobs: JobInFlight[] = [];
   for (const name of QUEUE_NAMES) {
-    const queue = new Queue(name, { connection: redis, prefix });
+    // Read-only (the operator may not write): BullMQ would otherwise write the queue's meta key on opening it.
+    const queue = new Queue(name, { connection: redis, prefix, skipMetasUpdate: true });
     queue.on('error', () => {});
     try {
       const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children');
@@ -98,25 +99,12 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
   }
 
   const unreadable: string[] = [];
-  const builders: HostStatus['builders'] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', builderHeartbeatPattern(prefix), 'COUNT', 100);
-    cursor = next;
-    for (const key of keys) {
-      const text = await redis.get(key);
-      // A heartbeat that expired between SCAN and GET is simply gone.
-      if (text === null) continue;
-      const parsed = builderHeartbeatSchema.safeParse(parseJson(text));
-      if (parsed.success)
-        builders.push({
-          ...parsed.data,
-          ageMs: Math.max(0, now - parsed.data.at),
-        });
-      else unreadable.push(`${key}: not a builder heartbeat`);
-    }
-  } while (cursor !== '0');
-  builders.sort((a, b) => a.id.localeCompare(b.id));
+  const builders: HostStatus['builders'] = (
+    await readBuilderHeartbeats(redis, prefix, {
+      now,
+      onMalformed: (id) => unreadable.push(`${builderHeartbeatsKey(prefix)} ${id}: not a builder heartbeat`),
+    })
+  ).map((beat) => ({ ...beat, ageMs: Math.max(0, now - beat.at) }));
 
   const linkText = await redis.get(lighthouseStatusKey(prefix));
   const link = lighthouseStatusSchema.safeParse(parseJson(linkText));

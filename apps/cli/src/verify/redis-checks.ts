@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SparkConfig } from '@spark/config';
-import { jobRecordKey, QueueName, signerRoundKey } from '@spark/protocol';
+import { jobRecordKey, QueueName, queueKeysPattern, signerRoundKey } from '@spark/protocol';
 import {
   connectRedis,
   redactRedisUrl,
@@ -34,7 +34,7 @@ function probes(prefix: string): Record<RedisRoleName, { allowed: Probe; refused
   return {
     connector: { allowed: writeJobRecord, refused: config },
     builder: {
-      allowed: { what: 'change the build queue', command: ['DEL', `${prefix}:${QueueName.build}:${none}`] },
+      allowed: { what: 'change the build queue', command: ['DEL', queueKeysPattern(prefix, QueueName.build).replace('*', none)] },
       refused: { what: 'read job records', command: ['GET', jobRecord] },
     },
     signer: {
@@ -42,11 +42,15 @@ function probes(prefix: string): Record<RedisRoleName, { allowed: Probe; refused
       refused: writeJobRecord,
     },
     uploader: {
-      allowed: { what: 'change the upload queue', command: ['DEL', `${prefix}:${QueueName.upload}:${none}`] },
+      allowed: { what: 'change the upload queue', command: ['DEL', queueKeysPattern(prefix, QueueName.upload).replace('*', none)] },
       refused: writeJobRecord,
     },
     operator: { allowed: { what: 'read job records', command: ['EXISTS', jobRecord] }, refused: writeJobRecord },
     admin: { allowed: writeJobRecord, refused: config },
+    dashboard: {
+      allowed: { what: 'change the build queue', command: ['DEL', queueKeysPattern(prefix, QueueName.build).replace('*', none)] },
+      refused: { what: 'read job records', command: ['GET', jobRecord] },
+    },
   };
 }
 
