@@ -245,15 +245,23 @@ async function main(): Promise<number> {
     return `job-failed, "${reason}"`;
   });
 
-  await attempt('a recipe whose checkout links to canaries, and whose build links an artifact to one', async () => {
+  await attempt('a recipe whose checkout links to every canary', async () => {
     const links = Object.fromEntries(targets.map((target, index) => [`link-${index}.txt`, target]));
     const repo = await recipeRepo(
-      join(DIR, 'recipes', 'leaky'),
-      {
-        'build.sh': `#!/bin/sh\nset -e\ncat link-*.txt > /srv/artifacts/seen.txt 2>&1 || true\nln -s ${keyCanary} /srv/artifacts/leak.img\n`,
-      },
+      join(DIR, 'recipes', 'linking'),
+      { 'build.sh': '#!/bin/sh\ncat link-*.txt > /srv/artifacts/seen.img\n' },
       links,
     );
+    const job = imageJob(repo, 'linking');
+    chain.standIn.addJob(job);
+    const end = await ending(job.uuid);
+    const reason = /the recipe holds a symbolic link out of its checkout: [^"\\]+/.exec(said(job.uuid))?.[0];
+    if (end !== 'job-failed' || !reason) throw new Error(`ended ${end} without the reason: ${said(job.uuid).slice(-300)}`);
+    return `job-failed, "${reason}"`;
+  });
+
+  await attempt("a recipe's build links an image artifact to a canary", async () => {
+    const repo = await recipeRepo(join(DIR, 'recipes', 'leaky'), { 'build.sh': `#!/bin/sh\nln -s ${keyCanary} /srv/artifacts/leak.img\n` });
     const job = imageJob(repo, 'leaky');
     chain.standIn.addJob(job);
     const end = await ending(job.uuid);
@@ -261,17 +269,6 @@ async function main(): Promise<number> {
     if (end !== 'job-failed' || !reason) throw new Error(`ended ${end} without the reason: ${said(job.uuid).slice(-300)}`);
     return `job-failed, "${reason}"`;
   });
-
-  // debspawn's default TempDir, which the builder's PrivateTmp /var/tmp holds: the builder plants it first.
-  const hostTemp = '/var/tmp/debspawn';
-  const saved = `${hostTemp}.hostile-saved-${process.pid}`;
-  if (existsSync(hostTemp)) await rename(hostTemp, saved);
-  undo.push(async () => {
-    await rm(hostTemp, { recursive: true, force: true });
-    if (existsSync(saved)) await rename(saved, hostTemp);
-  });
-  await run('setpriv', [`--reuid=${builder.uid}`, `--regid=${builder.gid}`, '--clear-groups', 'ln', '-s', KEY_DIR, hostTemp]);
-  const keyDirBefore = (await readdir(KEY_DIR)).sort().join(',');
 
   // A compromised builder looks for a handle into the helper's private directory while image runs go on.
   const watcher = spawn(
@@ -288,7 +285,7 @@ async function main(): Promise<number> {
   );
   let entered = '';
   watcher.stdout.on('data', (chunk: Buffer) => (entered += chunk.toString()));
-  undo.push(async () => watcher.kill('SIGKILL'));
+  undo.push(() => Promise.resolve(watcher.kill('SIGKILL')));
 
   let poisoned = '';
   await attempt('a recipe poisons the prepared-image cache for the next recipe with the same environment', async () => {
@@ -317,9 +314,23 @@ async function main(): Promise<number> {
   });
 
   await attempt("the builder plants debspawn's temp dir (/var/tmp/debspawn -> the key dir) before a build", async () => {
+    // debspawn's default TempDir, which the builder unit's PrivateTmp /var/tmp holds: the builder makes it first.
+    // Host-wide here, so only for this one build (a debspawn run outside the sandbox would follow it).
+    const hostTemp = '/var/tmp/debspawn';
+    const saved = `${hostTemp}.hostile-saved-${process.pid}`;
+    const restore = async () => {
+      await rm(hostTemp, { recursive: true, force: true });
+      if (existsSync(saved)) await rename(saved, hostTemp);
+    };
+    undo.push(restore);
+    if (existsSync(hostTemp)) await rename(hostTemp, saved);
+    await run('setpriv', [`--reuid=${builder.uid}`, `--regid=${builder.gid}`, '--clear-groups', 'ln', '-s', KEY_DIR, hostTemp]);
+    const keyDirBefore = (await readdir(KEY_DIR)).sort().join(',');
     const uuid = await packageJob({ name: 'honest', version: '1.0' });
-    if ((await ending(uuid)) !== 'job-success') throw new Error(`the honest package build failed: ${said(uuid).slice(-300)}`);
+    const ended = await ending(uuid);
     const after = (await readdir(KEY_DIR)).sort().join(',');
+    await restore();
+    if (ended !== 'job-success') throw new Error(`the honest package build failed: ${said(uuid).slice(-300)}`);
     if (after !== keyDirBefore) throw new Error(`the key directory changed: ${keyDirBefore} -> ${after}`);
     const changes = (await filesBelow(chain.uploadsDir)).find((file) => /honest_1\.0_amd64\.changes$/.test(file));
     if (!changes) throw new Error('no honest_1.0_amd64.changes uploaded');
@@ -328,9 +339,9 @@ async function main(): Promise<number> {
   });
 
   watcher.kill('SIGKILL');
-  await attempt("the builder holds a handle into the helper's private directory (/proc/<pid>/cwd)", async () => {
-    if (entered !== '') throw new Error(entered.trim().split('\n').slice(0, 3).join('; '));
-    return "never entered: the helper's processes there run as root or a throwaway uid";
+  await attempt("the builder holds a handle into the helper's private directory (/proc/<pid>/cwd)", () => {
+    if (entered !== '') return Promise.reject(new Error(entered.trim().split('\n').slice(0, 3).join('; ')));
+    return Promise.resolve("never entered: the helper's processes there run as root or a throwaway uid");
   });
 
   await attempt('no canary byte anywhere the builder can read, in an upload or at Lighthouse', async () => {
@@ -357,6 +368,18 @@ async function main(): Promise<number> {
 }
 
 let code = 1;
+// Interrupted: undo what was set up on the host all the same (the finally below runs it).
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    void (async () => {
+      for (const step of undo.reverse()) await step().catch(() => undefined);
+      process.exit(130);
+    })();
+  });
+}
 try {
   code = await main();
 } catch (error) {

@@ -1,6 +1,6 @@
 import { constants, readFileSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { isSafeFileName, parseControlFile, parseFileList } from '@spark/protocol';
 import { loadDebspawnDirs } from './debspawn-dirs.js';
 import { copyTreeAsCaller, readAsCaller, writeAsCaller, type Caller } from './hand-over.js';
@@ -77,7 +77,7 @@ async function refusal(dir: string, name: string): Promise<string | null> {
  * Hands every file of `from` to the caller in `to`, each opened without
  * following a link and checked to be a regular file. Anything else in `from`
  * refuses the whole output before any file is handed back: the helper says
- * why (BUILD_OUTPUT_REFUSED of @spark/protocol) and the run ends with
+ * why (BUILD_REFUSED of @spark/protocol) and the run ends with
  * {@link EXIT_REFUSED_OUTPUT}.
  */
 async function handBack(ctx: HelperContext, from: string, to: string): Promise<number | null> {
@@ -85,8 +85,8 @@ async function handBack(ctx: HelperContext, from: string, to: string): Promise<n
   for (const name of names) {
     const reason = await refusal(from, name);
     if (reason !== null) {
-      // say() prefixes 'spark-build-helper: ', which makes the line BUILD_OUTPUT_REFUSED + reason.
-      ctx.say(`refused build output: ${reason}`);
+      // say() prefixes 'spark-build-helper: ', which makes the line BUILD_REFUSED + reason.
+      ctx.say(`refused build: ${reason}`);
       return null;
     }
   }
@@ -100,6 +100,30 @@ async function handBack(ctx: HelperContext, from: string, to: string): Promise<n
     }
   }
   return names.length;
+}
+
+/**
+ * Why the recipe copy `dir` is refused, or null: a symbolic link that leads
+ * out of the checkout (absolute, or up past its top). debspawn copies the
+ * recipe following links; inside the sandbox such a link reaches no secret,
+ * but a recipe that tries is refused with its reason rather than left to fail
+ * in debspawn's copy. Links inside the checkout are kept, as git made them.
+ */
+async function recipeRefusal(dir: string, prefix = ''): Promise<string | null> {
+  for (const name of (await readdir(join(dir, prefix))).sort()) {
+    const rel = prefix === '' ? name : `${prefix}/${name}`;
+    const info = await lstat(join(dir, rel));
+    if (info.isSymbolicLink()) {
+      const target = await readlink(join(dir, rel));
+      if (isAbsolute(target) || normalize(join(dirname(rel), target)).split('/')[0] === '..') {
+        return `the recipe holds a symbolic link out of its checkout: ${rel} -> ${target}`;
+      }
+    } else if (info.isDirectory() && !(prefix === '' && name === '.git')) {
+      const inner = await recipeRefusal(dir, rel);
+      if (inner !== null) return inner;
+    }
+  }
+  return null;
 }
 
 /** Runs debspawn with `args` in the sandbox of `spec` (sandbox.ts), owning everything it starts. */
@@ -200,6 +224,11 @@ async function runImageBuild(ctx: HelperContext, config: HelperConfig, request: 
     // The recipe checkout, read with the caller's rights and written by the run's throwaway user, never the caller.
     const recipe = join(work, 'recipe');
     await copyTreeAsCaller(ctx.caller, request.buildDir, recipe, await throwawayUid());
+    const refused = await recipeRefusal(recipe);
+    if (refused !== null) {
+      ctx.say(`refused build: ${refused}`);
+      return EXIT_REFUSED_OUTPUT;
+    }
     const args = ['run', '--external-command', `--arch=${request.arch}`, '--artifacts-out', `${JOB_MOUNT}/artifacts`];
     args.push('--build-dir', `${JOB_MOUNT}/recipe`);
     if (request.allowKvm) args.push('--allow=kvm,read-kmods');

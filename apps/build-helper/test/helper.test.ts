@@ -215,21 +215,29 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     await writeFile(join(runDir, 'build-command.sh'), '#!/bin/sh\nexec ./build.sh\n');
     await writeFile(join(runDir, 'ib', 'build.sh'), 'echo building\n');
     await symlink('/etc/shadow', join(runDir, 'ib', 'planted'));
-    const { code, stderr } = await startHelper([
-      ...own(imageConfig),
-      '--owner',
-      `${NOBODY}:${NOBODY}`,
-      'run',
-      '--external-command',
-      '--arch=amd64',
-      '--artifacts-out',
-      join(runDir, 'image'),
-      '--build-dir',
-      join(runDir, 'ib'),
-      '--header=Test image build',
-      'bookworm',
-      join(runDir, 'build-command.sh'),
-    ]).outcome;
+    const imageRun = () =>
+      startHelper([
+        ...own(imageConfig),
+        '--owner',
+        `${NOBODY}:${NOBODY}`,
+        'run',
+        '--external-command',
+        '--arch=amd64',
+        '--artifacts-out',
+        join(runDir, 'image'),
+        '--build-dir',
+        join(runDir, 'ib'),
+        '--header=Test image build',
+        'bookworm',
+        join(runDir, 'build-command.sh'),
+      ]).outcome;
+    const refused = await imageRun();
+    assert.equal(refused.code, 65, refused.stderr);
+    assert.match(refused.stderr, /refused build: the recipe holds a symbolic link out of its checkout: planted -> \/etc\/shadow/);
+    assert.deepEqual(await readdir(join(runDir, 'image')), [], 'nothing handed back');
+    await rm(join(runDir, 'ib', 'planted'));
+    await symlink('build.sh', join(runDir, 'ib', 'inside'));
+    const { code, stderr } = await imageRun();
     assert.equal(code, 0, stderr);
     // debspawn sees the run's private copies where the sandbox shows them.
     const args = await readFile(join(runDir, 'image', 'args'), 'utf8');

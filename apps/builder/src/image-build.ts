@@ -3,7 +3,7 @@ import { access, lstat, mkdir, readFile, readdir, stat, writeFile } from 'node:f
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import type { OsImageBuildJob } from '@spark/protocol';
-import { BUILD_OUTPUT_REFUSED } from '@spark/protocol/constants';
+import { BUILD_REFUSED } from '@spark/protocol/constants';
 import type { JobLog } from './job-log.js';
 import { debspawnCommand } from './debspawn-command.js';
 import { stopReason } from './job-stop.js';
@@ -126,8 +126,8 @@ export async function runImageBuild(
   args.push(job.data.suite, script);
 
   let refusedOutput: string | null = null;
-  log.onLine([BUILD_OUTPUT_REFUSED], (line) => {
-    if (line.startsWith(BUILD_OUTPUT_REFUSED)) refusedOutput ??= line.slice(BUILD_OUTPUT_REFUSED.length);
+  log.onLine([BUILD_REFUSED], (line) => {
+    if (line.startsWith(BUILD_REFUSED)) refusedOutput ??= line.slice(BUILD_REFUSED.length);
   });
   const run = await runLogged(debspawnCommand(ctx.debspawn, args), log, { ...limits, cwd: workspace });
   if (run.stopped || run.exitCode !== 0) return ended(run, signal, refusedOutput ?? `the image build exited with code ${run.exitCode}`);

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { versionWithoutEpoch, type BuildResult, type PackageBuildJob } from '@spark/protocol';
-import { BUILD_OUTPUT_REFUSED } from '@spark/protocol/constants';
+import { BUILD_REFUSED } from '@spark/protocol/constants';
 import { readChangesSet } from './changes-files.js';
 import { createWarningCollector, WARNING_NEEDLES } from './compiler-warnings.js';
 import { debspawnCommand } from './debspawn-command.js';
@@ -67,10 +67,10 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
     refusedOutput: null,
   };
   const warnings = createWarningCollector();
-  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, BUILD_OUTPUT_REFUSED, ...WARNING_NEEDLES], (line) => {
+  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, BUILD_REFUSED, ...WARNING_NEEDLES], (line) => {
     if (line.startsWith(MISSING_IMAGE_PREFIX)) seen.missingImage ??= line;
     if (line.includes(UNMET_DEPENDENCIES)) seen.unmetDependencies = true;
-    if (line.startsWith(BUILD_OUTPUT_REFUSED)) seen.refusedOutput ??= line.slice(BUILD_OUTPUT_REFUSED.length);
+    if (line.startsWith(BUILD_REFUSED)) seen.refusedOutput ??= line.slice(BUILD_REFUSED.length);
     warnings.line(line);
   });
 

@@ -20,9 +20,10 @@ export const JOB_KINDS = ['package-build', 'os-image-build'] as const;
 export const DEFAULT_QUEUE_PREFIX = 'spark';
 
 /**
- * How the build helper's line starts when it refuses a build's output (a
- * symbolic link, device, FIFO or socket where only regular files may be): the
- * rest of the line is the reason, which the builder makes the job's failure
- * reason (apps/build-helper: run-helper.ts and sandbox/python/sitecustomize.py).
+ * How the build helper's line starts when it refuses a build for what the
+ * build itself holds — a symbolic link, device, FIFO or socket among its
+ * output, a recipe linking out of its checkout: the rest of the line is the
+ * reason, which the builder makes the job's failure reason (apps/build-helper:
+ * run-helper.ts and sandbox/python/sitecustomize.py).
  */
-export const BUILD_OUTPUT_REFUSED = 'spark-build-helper: refused build output: ';
+export const BUILD_REFUSED = 'spark-build-helper: refused build: ';

@@ -16,7 +16,7 @@ import os
 import stat
 import sys
 
-REFUSED = 'spark-build-helper: refused build output: '
+REFUSED = 'spark-build-helper: refused build: '
 EXIT_REFUSED_OUTPUT = 65
 
 
