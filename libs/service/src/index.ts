@@ -12,3 +12,4 @@ export * from './status-seq.js';
 export * from './archive-connection.js';
 export * from './upload-url.js';
 export * from './builder-heartbeats.js';
+export * from './held-dir.js';
