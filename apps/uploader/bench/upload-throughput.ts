@@ -13,7 +13,7 @@
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { link, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -93,7 +93,8 @@ try {
   }
   const idleRssKiB = await procStatusKiB(child.pid ?? 0, 'VmRSS');
 
-  // One upload job: the artifact hard-linked into a fresh workspace (the uploader removes the workspace).
+  // One upload job: a copy of the artifact in a fresh workspace (the uploader removes the workspace; it
+  // uploads only files with one link, so not a hard link), made before the job is queued: not timed.
   // The uploader's own account of one job: from its start ("uploading …") to the big file's answer ("uploaded big…").
   const putSeconds = (uuid: string): number => {
     const lines = log
@@ -110,9 +111,9 @@ try {
     const artifacts = jobArtifactsDir(workspacesDir, { uuid, round });
     await mkdir(artifacts, { recursive: true });
     const big = `big_1.0-1_amd64.${uuid}.tar`;
-    await link(master, join(artifacts, big));
+    await copyFile(master, join(artifacts, big));
     const dud = `big_1.0-1_amd64.${uuid}.dud`;
-    const dudText = `Format: 1.8\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nFiles:\n 00000000000000000000000000000000 ${SIZE} spark spark ${big}\n`;
+    const dudText = `Format: 1.8\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nChecksums-Sha256:\n ${bigSha} ${SIZE} ${big}\nFiles:\n 00000000000000000000000000000000 ${SIZE} spark spark ${big}\n`;
     await writeFile(join(artifacts, dud), dudText);
     const manifest: Manifest = {
       uuid,

@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -29,18 +30,56 @@ export class PutTimeoutError extends Error {
   override name = 'PutTimeoutError';
 }
 
+/** What to send: an open file, and the size and SHA-256 its bytes must have. */
+export interface PutBody {
+  handle: FileHandle;
+  size: number;
+  sha256: string;
+}
+
 /**
- * PUTs the file at `path` (`size` bytes) to `url`, streaming it from disk so
- * memory stays bounded whatever its size, as dput-ng's http method does (no
- * authentication, `Content-Length` set). An answer that comes before the body
- * is sent (a refusal) stops the sending and is returned as it is, with
- * `bodySent` false. Rejects on network errors, when the connection is not made
- * within `timeouts.connectMs`, and when nothing moves for `timeouts.idleMs`; a
- * slow but steady upload is never cut, whatever the size of the file. HTTPS
- * verifies against the host's CA store; proxies come from the environment
- * (see libs/service archive-connection.ts).
+ * The file's bytes were not the ones expected, found before its last chunk
+ * went out: the PUT was cut, so the archive got at most `bytesSent` of the
+ * `size` bytes its `Content-Length` announced — never the whole of a wrong
+ * file. `found` says what differed: the SHA-256 of the `size` bytes read, the
+ * file's size once they were read (it grew or shrank while it was sent), or
+ * where it ended before `size` bytes.
  */
-export async function putFile(url: string, path: string, size: number, timeouts: PutTimeouts): Promise<PutAnswer> {
+export class BodyMismatchError extends Error {
+  override name = 'BodyMismatchError';
+
+  constructor(
+    readonly found: { sha256: string } | { size: number } | { endedAt: number },
+    /** Bytes of the file handed to the connection before the PUT was cut (0: no byte, no request line went out). */
+    readonly bytesSent: number,
+  ) {
+    super(
+      'sha256' in found
+        ? `SHA-256 is ${found.sha256}`
+        : 'size' in found
+          ? `is ${found.size} bytes now`
+          : `ended after ${found.endedAt} bytes`,
+    );
+  }
+}
+
+/**
+ * PUTs `body.size` bytes of the open file `body.handle` to `url`, streaming it
+ * from disk so memory stays bounded whatever its size, as dput-ng's http
+ * method does (no authentication, `Content-Length` set), and hashing what it
+ * sends: the last chunk goes out only once the SHA-256 of all `size` bytes is
+ * `body.sha256` and the file is still `size` bytes; otherwise the PUT is cut
+ * and it rejects with {@link BodyMismatchError} (the archive sees a truncated
+ * body). An answer that comes before the body is sent (a refusal) stops the
+ * sending and is returned as it is, with `bodySent` false. Rejects on network
+ * errors, when the connection is not made within `timeouts.connectMs`, and
+ * when nothing moves for `timeouts.idleMs`; a slow but steady upload is never
+ * cut, whatever the size of the file. HTTPS verifies against the host's CA
+ * store; proxies come from the environment (see libs/service
+ * archive-connection.ts). The caller closes the handle.
+ */
+export async function putFile(url: string, body: PutBody, timeouts: PutTimeouts): Promise<PutAnswer> {
+  const { size } = body;
   const target = new URL(url);
   const req = await archiveRequest(
     url,
@@ -127,8 +166,7 @@ export async function putFile(url: string, path: string, size: number, timeouts:
       );
     });
     sendBody(
-      path,
-      size,
+      body,
       req,
       () => stopSending,
       (bytes) => (fileBytes += bytes),
@@ -153,22 +191,28 @@ const CHUNK_BYTES = 1024 * 1024;
 const spareBuffers: Buffer[] = [];
 
 /**
- * Streams `size` bytes of the file at `path` into `req` and ends it. Two
+ * Streams `body.size` bytes of `body.handle` into `req` and ends it. Two
  * buffers, reused: the next chunk is read while the last one is written, and a
  * buffer is read into again only once its write has completed (the socket has
  * taken its bytes). Neither a stream nor a buffer per chunk: a 1 GiB file costs
- * 2 MiB and no garbage. Stops without ending `req` once `stopped()` (an early
- * answer, a failure); rejects when the file is shorter than `size` or a write
- * fails.
+ * 2 MiB and no garbage. Each chunk is hashed as it is read (SHA-256 runs at
+ * over 1 GiB/s, several times the rate of a PUT); the last one is held back
+ * until the digest and the file's size are confirmed, so a wrong file never
+ * reaches the archive whole. Stops without ending `req` once `stopped()` (an
+ * early answer, a failure); rejects with {@link BodyMismatchError} when the
+ * bytes are not the expected ones, and when a write fails.
  */
-async function sendBody(
-  path: string,
-  size: number,
-  req: ClientRequest,
-  stopped: () => boolean,
-  sent: (bytes: number) => void,
-): Promise<void> {
-  const file = await open(path, 'r');
+async function sendBody(body: PutBody, req: ClientRequest, stopped: () => boolean, sent: (bytes: number) => void): Promise<void> {
+  const { handle: file, size } = body;
+  const hash = createHash('sha256');
+  let sentBytes = 0;
+  // Hands nothing more to the connection unless all `size` bytes read are the expected ones.
+  const confirm = async () => {
+    const sha256 = hash.digest('hex');
+    if (sha256 !== body.sha256) throw new BodyMismatchError({ sha256 }, sentBytes);
+    const now = (await file.stat()).size;
+    if (now !== size) throw new BodyMismatchError({ size: now }, sentBytes);
+  };
   let reuse: Buffer[] = [];
   let unfinishedWrites = 0;
   try {
@@ -181,11 +225,13 @@ async function sendBody(
       const buffer = buffers[turn] as Buffer;
       // This buffer's last write was awaited before the write that followed it was started.
       const { bytesRead } = await file.read(buffer, 0, Math.min(CHUNK_BYTES, size - offset), offset);
-      if (bytesRead === 0) throw new Error(`${path} ended after ${offset} of ${size} bytes`);
+      if (bytesRead === 0) throw new BodyMismatchError({ endedAt: offset }, sentBytes);
+      const chunk = buffer.subarray(0, bytesRead);
+      hash.update(chunk);
+      if (offset + bytesRead === size) await confirm();
       await Promise.race([writing, closed]);
       if (stopped()) return;
       offset += bytesRead;
-      const chunk = buffer.subarray(0, bytesRead);
       unfinishedWrites += 1;
       writing = new Promise<void>((resolve, reject) =>
         req.write(chunk, (error) => {
@@ -195,12 +241,13 @@ async function sendBody(
         }),
       );
       writing.catch(() => undefined);
+      sentBytes += bytesRead;
       sent(bytesRead);
     }
+    if (size === 0) await confirm();
     await Promise.race([writing, closed]);
     if (!stopped()) req.end();
   } finally {
-    await file.close();
     // A buffer the socket may still hold (a write that never completed) is not reused.
     if (unfinishedWrites === 0) spareBuffers.push(...reuse.slice(0, Math.max(0, 2 - spareBuffers.length)));
   }

@@ -1,5 +1,6 @@
-import { currentMetrics, type Logger } from '@spark/service';
-import { putFile, type PutAnswer, type PutTimeouts } from './put-file.js';
+import { currentMetrics, type HeldDir, type Logger } from '@spark/service';
+import { BodyMismatchError, putFile, type PutAnswer, type PutTimeouts } from './put-file.js';
+import { NotAsSignedError, openSignedFile, type SignedFile } from './signed-artifacts.js';
 import type { UploadProgress } from './upload-progress.js';
 
 /**
@@ -12,11 +13,8 @@ export class UploadProblem extends Error {
   override name = 'UploadProblem';
 }
 
-/** One file to PUT. */
-export interface UploadItem {
-  name: string;
-  path: string;
-  size: number;
+/** One file to PUT: its name, signed size and SHA-256 in the artifacts dir, and where it goes. */
+export interface UploadItem extends SignedFile {
   url: string;
   /** Where lkwebupload stores it on the archive: `incoming/<repo>/<name>`. */
   archivePath: string;
@@ -35,6 +33,14 @@ function answerText(answer: PutAnswer): string {
   return answer.message ? `${answer.status} ${answer.message}` : String(answer.status);
 }
 
+/** What was found instead of the signed file, in a reason: `hello.deb: SHA-256 is …, the signed hello.changes says …`. */
+function mismatchText(item: UploadItem, error: BodyMismatchError): string {
+  const { found } = error;
+  if ('sha256' in found) return `${item.name}: SHA-256 is ${found.sha256}, ${item.signedBy} says ${item.sha256}`;
+  if ('size' in found) return `${item.name}: is ${found.size} bytes now (it changed while it was sent), ${item.signedBy} says ${item.size}`;
+  return `${item.name}: ended after ${found.endedAt} bytes while it was sent, ${item.signedBy} says ${item.size}`;
+}
+
 /**
  * PUTs the files in order, once each as far as the archive can tell: a file
  * recorded `done` is skipped; before each PUT the file is recorded `sent`
@@ -42,6 +48,14 @@ function answerText(answer: PutAnswer): string {
  * counts as uploaded only when its whole body went out and the archive
  * answered 2xx. Stops at the first file that does not go through, throwing
  * {@link UploadProblem}; the caller tries again later, from that file.
+ *
+ * Every file is read through the held-open `artifacts` dir (openSignedFile:
+ * no link, one link, a regular file of the signed size), first all of those
+ * still to send — so a file swapped before the try is found before anything
+ * goes out — and again for its PUT, which checks its SHA-256 while it streams
+ * and holds back the last chunk until it matches (putFile). A file that is
+ * not what was signed throws {@link NotAsSignedError} naming it: no later try
+ * sends it.
  *
  * A 403 ("already exists") is never counted as uploaded: lkwebupload writes
  * each PUT straight into `incoming/<repo>/<name>`, so for a file this round
@@ -52,12 +66,16 @@ function answerText(answer: PutAnswer): string {
  */
 export async function uploadFiles(
   items: readonly UploadItem[],
+  artifacts: HeldDir,
   progress: UploadProgress,
   timeouts: PutTimeouts,
   logger: Logger,
   events: UploadEvents = {},
 ): Promise<void> {
   const states = await progress.files();
+  for (const item of items) {
+    if (states.get(item.name) !== 'done') await (await openSignedFile(artifacts, item)).close();
+  }
   for (const [index, item] of items.entries()) {
     const state = states.get(item.name);
     if (state === 'done') {
@@ -65,13 +83,21 @@ export async function uploadFiles(
       continue;
     }
     await events.sending?.(item, index + 1);
+    const handle = await openSignedFile(artifacts, item);
     const sentBefore = state === 'sent';
-    if (!sentBefore) await progress.markSent(item.name);
     let answer: PutAnswer;
     try {
-      answer = await putFile(item.url, item.path, item.size, timeouts);
+      if (!sentBefore) await progress.markSent(item.name);
+      answer = await putFile(item.url, { handle, size: item.size, sha256: item.sha256 }, timeouts);
     } catch (error) {
+      if (error instanceof BodyMismatchError) {
+        // No byte went out: the archive has nothing of it from this try (as for a 403 below).
+        if (!sentBefore && error.bytesSent === 0) await progress.unmarkSent(item.name);
+        throw new NotAsSignedError(mismatchText(item, error), { cause: error });
+      }
       throw new UploadProblem(`PUT ${item.url} failed: ${(error as Error).message}`, { cause: error });
+    } finally {
+      await handle.close();
     }
     if (answer.status >= 200 && answer.status < 300) {
       if (!answer.bodySent) {

@@ -1,18 +1,10 @@
-import { lstat, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { dputUploadUrl, giveUp, lastStatusSeq, readJobRecord, reportReason, sendReport, type Logger } from '@spark/service';
-import {
-  jobArtifactsDir,
-  jobWorkspaceDir,
-  type JobRound,
-  type Manifest,
-  type ReportPayload,
-  type UploadOutcome,
-  type UploadState,
-} from '@spark/protocol';
+import { jobWorkspaceDir, type JobRound, type Manifest, type ReportPayload, type UploadOutcome, type UploadState } from '@spark/protocol';
 import type { PutTimeouts } from './put-file.js';
+import { NotAsSignedError, openArtifactsDir } from './signed-artifacts.js';
 import { uploadFiles } from './upload-files.js';
 import { UploadPlanError, uploadOrder } from './upload-order.js';
 import { uploadProgress, type UploadProgress } from './upload-progress.js';
@@ -153,30 +145,34 @@ export async function uploadJob(
   }
   try {
     const target = await lookUpTarget(deps.redis, deps.prefix, manifest.repo);
-    const dir = jobArtifactsDir(deps.workspacesDir, manifest);
-    await checkArtifacts(manifest, dir);
-    const sizes = new Map(manifest.files.map((entry) => [entry.name, entry.size]));
-    const items = (await uploadOrder(manifest, dir)).map((name) => ({
-      name,
-      path: join(dir, name),
-      size: sizes.get(name) ?? 0,
-      url: dputUploadUrl(target, manifest.repo, name),
-      archivePath: `incoming/${manifest.repo}/${name}`,
-    }));
-    const unlisted = manifest.files.map((entry) => entry.name).filter((name) => !items.some((item) => item.name === name));
-    if (unlisted.length > 0) {
-      logger.warn({ unlisted }, `not uploading ${unlisted.join(', ')}: listed in neither the .changes nor the .dud`);
+    const artifacts = await openArtifactsDir(deps.workspacesDir, manifest);
+    try {
+      const items = (await uploadOrder(manifest, artifacts)).map((file) => ({
+        ...file,
+        url: dputUploadUrl(target, manifest.repo, file.name),
+        archivePath: `incoming/${manifest.repo}/${file.name}`,
+      }));
+      const unlisted = manifest.files.map((entry) => entry.name).filter((name) => !items.some((item) => item.name === name));
+      if (unlisted.length > 0) {
+        logger.warn({ unlisted }, `not uploading ${unlisted.join(', ')}: listed in neither the .changes nor the .dud`);
+      }
+      logger.info(
+        { files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo, try: tries },
+        `uploading ${items.length} files to ${manifest.repo}${tries > 1 ? ` (try ${tries})` : ''}`,
+      );
+      await uploadFiles(items, artifacts, progress, deps.policy.timeouts, logger, {
+        sending: (item, fileNumber) =>
+          setState({ phase: 'uploading', file: item.name, fileNumber, files: items.length, tries, firstTryAt, giveUpAt }),
+        uploaded: () => (uploadedThisTry += 1),
+      });
+    } finally {
+      await artifacts.close();
     }
-    logger.info(
-      { files: items.length, target: `${target.upload_method}://${target.upload_fqdn}`, repo: manifest.repo, try: tries },
-      `uploading ${items.length} files to ${manifest.repo}${tries > 1 ? ` (try ${tries})` : ''}`,
-    );
-    await uploadFiles(items, progress, deps.policy.timeouts, logger, {
-      sending: (item, fileNumber) =>
-        setState({ phase: 'uploading', file: item.name, fileNumber, files: items.length, tries, firstTryAt, giveUpAt }),
-      uploaded: () => (uploadedThisTry += 1),
-    });
   } catch (error) {
+    if (error instanceof NotAsSignedError) {
+      // Only a builder that changed its workspace after signing gets here: no later try can mend it.
+      return giveUpRound(`the job's files are not what the signer signed: ${error.message}. ${await leftAtArchive(manifest, progress)}`);
+    }
     if (error instanceof UploadPlanError) {
       // The signed files themselves cannot be uploaded: no later try can change that.
       return giveUpRound(`the uploader cannot upload the job's files: ${error.message}`);
@@ -235,21 +231,23 @@ async function sendUploadStatus(
   }
 }
 
-/** Every manifest file must be a regular file (not a link out of the dir) of the manifest's size. */
-async function checkArtifacts(manifest: Manifest, dir: string): Promise<void> {
-  for (const entry of manifest.files) {
-    const path = join(dir, entry.name);
-    let stats;
-    try {
-      stats = await lstat(path);
-    } catch (error) {
-      throw new UploadPlanError(`artifact ${entry.name} is missing from ${dir}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
-    if (!stats.isFile()) {
-      throw new UploadPlanError(`artifact ${entry.name} in ${dir} is not a regular file`);
-    }
-    if (stats.size !== entry.size) {
-      throw new UploadPlanError(`artifact ${entry.name} is ${stats.size} bytes, the signed manifest says ${entry.size}`);
-    }
-  }
+/**
+ * What the archive holds of a round given up for a file that was not what was
+ * signed, from the progress record, with what to do about it. lkwebupload
+ * keeps every PUT, a cut one too, and imports a set only once its control
+ * file is in; a file it holds blocks a later upload of the same name (403).
+ */
+async function leftAtArchive(manifest: Manifest, progress: UploadProgress): Promise<string> {
+  const files = await progress.files();
+  if (files.size === 0) return 'Nothing of this round was sent to the archive.';
+  const where = `incoming/${manifest.repo}/`;
+  const names = [...files].map(([name, state]) => (state === 'done' ? name : `${name} (possibly partial: its PUT was cut off)`));
+  const controls = [manifest.changes, manifest.dud].filter((name) => name !== null && files.get(name) === 'done');
+  return (
+    `The archive holds in ${where} what this round sent: ${names.join(', ')}; ` +
+    (controls.length === 0
+      ? 'no .changes or .dud of it was sent, so it imports none of them. '
+      : `${controls.join(' and ')} went in whole, so the archive may import that upload. `) +
+    `Remove them from ${where} on the archive before the job is built again: the archive refuses a file name it holds.`
+  );
 }

@@ -132,10 +132,14 @@ export async function makeSignedJob(
   return { uuid, source, manifest, contents, artifactsDir: dir };
 }
 
-/** The order dput-ng (run for the `.changes`, then the `.dud`) sends a job's files in. */
+/**
+ * The order the uploader sends a job's files in: dput-ng's (run for the
+ * `.changes`, then the `.dud`), but with the `.changes` after the `.dud`'s
+ * files, so both control files come last.
+ */
 export function expectedOrder(job: SignedJob): string[] {
   const names = [...job.contents.keys()];
   const changes = names.filter((n) => !n.includes(job.uuid) && !n.endsWith('.changes'));
   const dudFiles = names.filter((n) => n.includes(job.uuid) && !n.endsWith('.dud'));
-  return [...changes, ...(job.manifest.changes ? [job.manifest.changes] : []), ...dudFiles, job.manifest.dud];
+  return [...changes, ...dudFiles, ...(job.manifest.changes ? [job.manifest.changes] : []), job.manifest.dud];
 }
