@@ -241,7 +241,9 @@ async function leftAtArchive(manifest: Manifest, progress: UploadProgress): Prom
   const files = await progress.files();
   if (files.size === 0) return 'Nothing of this round was sent to the archive.';
   const where = `incoming/${manifest.repo}/`;
-  const names = [...files].map(([name, state]) => (state === 'done' ? name : `${name} (possibly partial: its PUT was cut off)`));
+  const names = manifest.files
+    .filter(({ name }) => files.has(name))
+    .map(({ name }) => (files.get(name) === 'done' ? name : `${name} (possibly partial: its PUT was cut off)`));
   const controls = [manifest.changes, manifest.dud].filter((name) => name !== null && files.get(name) === 'done');
   return (
     `The archive holds in ${where} what this round sent: ${names.join(', ')}; ` +
