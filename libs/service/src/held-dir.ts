@@ -47,8 +47,9 @@ function fdPath(handle: FileHandle): string {
  * and checks that what was opened is a directory whose canonical path is
  * `expected` (read back from `/proc/self/fd`), so no link anywhere on the way
  * led elsewhere. Throws a {@link HeldDirError} labelled `label` otherwise
- * (reason `is not a directory (a symbolic link or a file)`, `cannot open:
- * <errno code>`, `is not a directory`, `is at <path>, not at <expected>`).
+ * (reason `is not a directory (a symbolic link or a file)`, `is missing`,
+ * `cannot be opened: <errno code>`, `is not a directory`, `is at <path>, not
+ * at <expected>`).
  */
 export async function openHeldDir(path: string, expected: string, label: string): Promise<HeldDir> {
   let handle: FileHandle;
@@ -57,7 +58,8 @@ export async function openHeldDir(path: string, expected: string, label: string)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ELOOP' || code === 'ENOTDIR') throw new HeldDirError(label, 'is not a directory (a symbolic link or a file)');
-    throw new HeldDirError(label, `cannot open: ${code ?? String(error)}`);
+    if (code === 'ENOENT') throw new HeldDirError(label, 'is missing');
+    throw new HeldDirError(label, `cannot be opened: ${code ?? String(error)}`);
   }
   const dir: HeldDir = {
     path: expected,
@@ -84,7 +86,7 @@ export function fileKind(stats: Stats): string {
   if (stats.isSocket()) return 'a socket';
   if (stats.isCharacterDevice()) return 'a character device';
   if (stats.isBlockDevice()) return 'a block device';
-  return 'not a regular file';
+  return 'a file of unknown kind';
 }
 
 /** A file of a held directory, opened and checked as {@link openSingleFile} describes. */
@@ -111,7 +113,7 @@ export async function openSingleFile(dir: HeldDir, name: string): Promise<HeldFi
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new HeldDirError(name, 'is missing');
     if (code === 'ELOOP') throw new HeldDirError(name, 'is a symbolic link');
-    throw new HeldDirError(name, `cannot open: ${code ?? String(error)}`);
+    throw new HeldDirError(name, `cannot be opened: ${code ?? String(error)}`);
   }
   try {
     const stats = await handle.stat();

@@ -558,7 +558,7 @@ function uploaderCases(chaos: ChaosChain, queue: Queue, random: Random): Case[] 
     upload(
       'files missing from the workspace',
       (uuid) => manifest(uuid, [dud(uuid)]),
-      /the uploader cannot upload the job's files: artifact \S+ is missing/,
+      /the job's files are not what the signer signed: the job workspace is missing/,
       false,
     ),
   ];
