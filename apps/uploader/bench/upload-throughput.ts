@@ -4,7 +4,7 @@
  * tsx when there is no build; with its own Redis) to the upload receiver,
  * and the same file with `curl -T` to the same receiver: a warm-up, then RUNS
  * of each, interleaved; prints the median throughput of each, the uploader's
- * peak RSS (VmHWM) and curl's. Not part of the test suite: run with
+ * CPU time per upload, its peak RSS (VmHWM) and curl's. Not part of the test suite: run with
  * `npm run bench` (needs about 3 GiB free in the temp dir); with
  * SPARK_BENCH_SOURCE=1 it runs the source even when there is a build. The
  * service runs with the V8 flags production gives it (nodeFlags('uploader') of @spark/config);
@@ -13,7 +13,7 @@
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -112,6 +112,10 @@ try {
     await mkdir(artifacts, { recursive: true });
     const big = `big_1.0-1_amd64.${uuid}.tar`;
     await copyFile(master, join(artifacts, big));
+    // On disk before the clock starts: the copy's write-back must not compete with the upload.
+    const copy = await open(join(artifacts, big), 'r');
+    await copy.sync();
+    await copy.close();
     const dud = `big_1.0-1_amd64.${uuid}.dud`;
     const dudText = `Format: 1.8\nX-Spark-Job: ${uuid}\nX-Spark-Result: success\nChecksums-Sha256:\n ${bigSha} ${SIZE} ${big}\nFiles:\n 00000000000000000000000000000000 ${SIZE} spark spark ${big}\n`;
     await writeFile(join(artifacts, dud), dudText);
@@ -163,12 +167,19 @@ try {
     return result;
   };
 
+  // The uploader's CPU time (user, system) in s from /proc/<pid>/stat: a figure the other work on a
+  // shared machine disturbs far less than the wall time.
+  const cpuSeconds = async (): Promise<[number, number]> => {
+    const fields = (await readFile(`/proc/${child.pid ?? 0}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+    return [Number(fields[11]) / 100, Number(fields[12]) / 100];
+  };
   const warmUp = await uploadOnce();
   process.stdout.write('checking the received file …\n');
   const { stdout: sum } = await run('sha256sum', [warmUp.received]);
   if (!sum.startsWith(bigSha)) throw new Error('the received file differs from the artifact');
   await rm(warmUp.received);
   await curlOnce();
+  const cpuBefore = await cpuSeconds();
   const uploaderRuns: number[] = [];
   const putRuns: number[] = [];
   const curlRuns: number[] = [];
@@ -183,6 +194,8 @@ try {
     curlPeakKiB = Math.max(curlPeakKiB, curl.peakRssKiB);
   }
   const peakRssKiB = await procStatusKiB(child.pid ?? 0, 'VmHWM');
+  const cpuAfter = await cpuSeconds();
+  const [userPerRun, sysPerRun] = [0, 1].map((i) => ((cpuAfter[i] as number) - (cpuBefore[i] as number)) / RUNS) as [number, number];
   child.kill('SIGTERM');
   await exited;
 
@@ -194,6 +207,7 @@ try {
       `spark-uploader: ${median(uploaderRuns).toFixed(2)} s, ${mbps(median(uploaderRuns)).toFixed(0)} MiB/s (×${(mbps(median(uploaderRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; job queued → completed, incl. the .dud and report); runs ${runs(uploaderRuns)}`,
       `  of which the PUT of the 1 GiB file: ${median(putRuns).toFixed(2)} s, ${mbps(median(putRuns)).toFixed(0)} MiB/s (×${(mbps(median(putRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; from the uploader's log); runs ${runs(putRuns)}`,
       `curl -T:        ${median(curlRuns).toFixed(2)} s, ${mbps(median(curlRuns)).toFixed(0)} MiB/s; runs ${runs(curlRuns)}`,
+      `CPU time of spark-uploader per 1 GiB job: ${(userPerRun + sysPerRun).toFixed(2)} s (user ${userPerRun.toFixed(2)} + system ${sysPerRun.toFixed(2)}; mean of the ${RUNS} runs)`,
       `peak RSS: spark-uploader ${(peakRssKiB / 1024).toFixed(0)} MiB (VmHWM over all runs; ${(idleRssKiB / 1024).toFixed(0)} MiB started and idle), curl ${(curlPeakKiB / 1024).toFixed(0)} MiB`,
       '',
     ].join('\n'),
