@@ -30,10 +30,10 @@ interface ListedFiles {
  *
  * Where the sizes and digests come from: the manifest of the `upload` job is
  * the one source of truth. The signer wrote it to the `upload` queue, which
- * the builder's Redis user cannot read or write (libs/service redis-acl.ts);
- * it holds the size and SHA-256 of every file as the signer checked it (or,
- * for a file it signed, as it wrote it), so it vouches for the control files
- * themselves, which nothing else can. The signed `.changes`/`.dud` lie in
+ * the builder's Redis user cannot read or write (REDIS_GRANTS in libs/service
+ * redis-acl.ts); it holds the size and SHA-256 of every file as the signer
+ * checked it (or, for a file it signed, as it wrote it), so it vouches for the
+ * control files themselves, which nothing else can. The signed `.changes`/`.dud` lie in
  * the builder's workspace: they are read only after their bytes matched the
  * manifest, for the file lists (which file belongs to which upload) and, as a
  * check, their `Checksums-Sha256`, which must give every listed file the
