@@ -85,7 +85,10 @@ export async function readJobSource(workspace: JobDir, record: JobRecord): Promi
     throw new ArtifactError(label, `is not a valid .dsc: ${(error as Error).message}`);
   }
   if (source !== record.package || version !== record.version) {
-    throw new ArtifactError(label, `is ${source ?? '(no Source)'} ${version ?? '(no Version)'}, the job builds ${record.package} ${record.version}`);
+    throw new ArtifactError(
+      label,
+      `is ${source ?? '(no Source)'} ${version ?? '(no Version)'}, the job builds ${record.package} ${record.version}`,
+    );
   }
   // deb822: a comma-separated list that may be folded over several lines.
   const binaries = (binary ?? '').split(/[\s,]+/).filter((name) => name !== '');

@@ -75,6 +75,13 @@ export function checkChangesPackages(changes: ControlFile, record: JobRecord, so
     if (!parts) {
       throw new ArtifactError(name, `is not named <package>_<version>_<architecture>.<type>${listed}`);
     }
+    if (BINARY_PACKAGE_TYPES.includes(parts.type)) {
+      if (!allowed.has(parts.package)) {
+        throw new ArtifactError(name, `is a package of ${parts.package}, which ${record.package} does not build (${fromDsc})${listed}`);
+      }
+    } else if (parts.package !== record.package) {
+      throw new ArtifactError(name, `names ${parts.package}, the job builds ${record.package}${listed}`);
+    }
     if (parts.version !== version) {
       throw new ArtifactError(name, `names version ${parts.version}, the job builds ${record.package} ${version}${listed}`);
     }
@@ -83,13 +90,6 @@ export function checkChangesPackages(changes: ControlFile, record: JobRecord, so
         name,
         `names architecture ${parts.architecture}; a ${record.architecture} job may upload ${architectures.join(', ')}${listed}`,
       );
-    }
-    if (BINARY_PACKAGE_TYPES.includes(parts.type)) {
-      if (!allowed.has(parts.package)) {
-        throw new ArtifactError(name, `is a package of ${parts.package}, which ${record.package} does not build (${fromDsc})${listed}`);
-      }
-    } else if (parts.package !== record.package) {
-      throw new ArtifactError(name, `names ${parts.package}, the job builds ${record.package}${listed}`);
     }
   }
 }
@@ -135,15 +135,22 @@ export function checkBuildinfo(
   }
   const format = paragraph.get('Format')?.trim();
   if (format !== BUILDINFO_FORMAT) {
-    throw new ArtifactError(name, `Format is ${format === undefined ? 'missing' : JSON.stringify(format)}, not a .buildinfo's (${BUILDINFO_FORMAT})`);
+    throw new ArtifactError(
+      name,
+      `Format is ${format === undefined ? 'missing' : JSON.stringify(format)}, not a .buildinfo's (${BUILDINFO_FORMAT})`,
+    );
   }
   for (const field of [...BUILDINFO_REQUIRED, ...BUILDINFO_CHECKSUMS.map((list) => list.field)]) {
     if (paragraph.get(field) === undefined) throw new ArtifactError(name, `has no ${field} field`);
   }
   const [sourceName, sourceVersion, ...rest] = words(paragraph.get('Source'));
-  if (sourceName !== record.package) throw new ArtifactError(name, `Source is ${sourceName ?? '(empty)'}, the job builds ${record.package}`);
+  if (sourceName !== record.package)
+    throw new ArtifactError(name, `Source is ${sourceName ?? '(empty)'}, the job builds ${record.package}`);
   if (rest.length > 0 || (sourceVersion !== undefined && sourceVersion !== `(${record.version})`)) {
-    throw new ArtifactError(name, `Source is ${words(paragraph.get('Source')).join(' ')}, the job builds ${record.package} ${record.version}`);
+    throw new ArtifactError(
+      name,
+      `Source is ${words(paragraph.get('Source')).join(' ')}, the job builds ${record.package} ${record.version}`,
+    );
   }
   const version = paragraph.get('Version')?.trim();
   if (version !== record.version) {
@@ -160,7 +167,10 @@ export function checkBuildinfo(
   const allowed = allowedBinaryPackages(source);
   for (const binary of words(paragraph.get('Binary'))) {
     if (!allowed.has(binary)) {
-      throw new ArtifactError(name, `Binary names ${binary}, which ${record.package} does not build (its .dsc lists ${describeList(source.binaries)})`);
+      throw new ArtifactError(
+        name,
+        `Binary names ${binary}, which ${record.package} does not build (its .dsc lists ${describeList(source.binaries)})`,
+      );
     }
   }
   const listed = new Set(everyListedFileName(changes));

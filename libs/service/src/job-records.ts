@@ -1,5 +1,14 @@
 import type { Redis } from 'ioredis';
-import { dscFileName, JOB_RECORD_TTL_S, jobRecordKey, jobRecordSchema, newRound, type Job, type JobRecord, type JobRound } from '@spark/protocol';
+import {
+  dscFileName,
+  JOB_RECORD_TTL_S,
+  jobRecordKey,
+  jobRecordSchema,
+  newRound,
+  type Job,
+  type JobRecord,
+  type JobRound,
+} from '@spark/protocol';
 
 /**
  * Records a hand-out of `job` received at `at` (ms) as its new round and
