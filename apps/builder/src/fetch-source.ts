@@ -7,11 +7,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { isSafeFileName, parseControlFile, parseFileList } from '@spark/protocol';
+import { dscFileName, isSafeFileName, MAX_DSC_BYTES, parseControlFile, parseFileList } from '@spark/protocol';
 import type { JobLog } from './job-log.js';
-
-/** Largest `.dsc` we read, in bytes: a `.dsc` is a few kB. */
-export const MAX_DSC_BYTES = 1024 * 1024;
 
 /** The source package was not fetched as the job describes it: the build must not run. */
 export class SourceFetchError extends Error {
@@ -77,8 +74,8 @@ export async function fetchSource(
       `dsc_url ${dscUrl}: only http and https sources are fetched${url.protocol === 'file:' ? ' (file:// is for development: [builder] AllowFileUrls)' : ''}`,
     );
   }
-  const dscName = decodeURIComponent(url.pathname.split('/').pop() ?? '');
-  if (!dscName.endsWith('.dsc') || !isSafeFileName(dscName)) {
+  const dscName = dscFileName(dscUrl);
+  if (dscName === null) {
     throw new SourceFetchError(`dsc_url ${dscUrl} does not end in a plain .dsc file name`);
   }
   const dscPath = join(dir, dscName);

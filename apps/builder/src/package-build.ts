@@ -130,7 +130,7 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
     }),
   );
   log.note(`${warnings.warnings.length} compiler warning(s) recorded in ${firehose}`);
-  return { type: 'built', result, reason, changes, files: [firehose] };
+  return { type: 'built', result, reason, changes, files: [firehose], dsc: fetched.dsc };
 }
 
 function stoppedOutcome(stop: ReturnType<typeof stopReason>): RunnerOutcome {

@@ -7,6 +7,7 @@ import {
   isSafeFileName,
   jobArtifactsDir,
   jobLogFile,
+  jobSourceDir,
   jobWorkspaceDir,
   manifestSchema,
   readJobReply,
@@ -246,6 +247,7 @@ async function runJob(
   }
   try {
     const manifest = await collectArtifacts(job, round, outcome, artifacts, log.path, logger);
+    if (outcome.dsc !== undefined) await keepDsc(outcome.dsc, jobSourceDir(deps.workspacesDir, round));
     await deps.signQueue.add('sign', { manifest }, { jobId: stageJobId(round, 'sign') });
     logger.info({ result: manifest.result, files: manifest.files.length }, 'artifacts handed to the sign queue');
     // Sources and build trees are not needed past this point; the artifacts stay for the signer and the uploader.
@@ -255,6 +257,16 @@ async function runJob(
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
     return reject(deps, round, `cannot hand over the job's artifacts: ${(error as Error).message}`, logger);
   }
+}
+
+/**
+ * Copies the job's verified `.dsc` out of the run's directory (removed at the
+ * hand-off) into the workspace's source dir, under its own name: the signer
+ * reads the source's binary packages from it (see `JOB_SOURCE_DIR`).
+ */
+async function keepDsc(dsc: string, sourceDir: string): Promise<void> {
+  await mkdir(sourceDir, { recursive: true });
+  await copyFile(dsc, join(sourceDir, basename(dsc)));
 }
 
 /**

@@ -49,4 +49,9 @@ export type RunnerOutcome =
       changes: ControlFileSet | null;
       /** Further files (absolute paths) for the `.dud`: the Firehose report, image artifacts. */
       files: readonly string[];
+      /**
+       * A package build's `.dsc` as fetched and verified (absolute path): kept in
+       * the workspace's source dir for the signer (`jobSourceDir`). Absent for other kinds.
+       */
+      dsc?: string;
     };

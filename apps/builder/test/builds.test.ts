@@ -15,6 +15,7 @@ import {
   builderHeartbeatSchema,
   jobArtifactsDir,
   jobLogFile,
+  jobSourceDir,
   jobWorkspaceDir,
   parseControlFile,
   parseFileList,
@@ -299,6 +300,9 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     // Every artifact exists once (the signer signs nothing else): the log is a copy of the kept log, not a second link to it.
     for (const file of manifest.files) assert.equal((await stat(artifact(uuid, file.name))).nlink, 1, `${file.name} has one link`);
     assert.notEqual((await stat(artifact(uuid, `${uuid}.log`))).ino, (await stat(jobLogFile(config.logsDir, { uuid, round: R }))).ino);
+    // The .dsc as fetched and verified, kept for the signer (it reads the source's binary packages from it).
+    const kept = await readFile(join(jobSourceDir(config.workspacesDir, { uuid, round: R }), 'hellow_1.0.dsc'));
+    assert.deepEqual(kept, await readFile(join(root, 'archive', 'hellow', 'hellow_1.0.dsc')));
     const reports = await reportsOf(uuid);
     assert.ok(reports.some((r) => r.kind === 'accepted'));
     const excerpts = reports.flatMap((r) => (r.kind === 'status' ? [r.logExcerpt] : [])).join('');

@@ -59,6 +59,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       const payload = buildPayloadSchema.parse(job?.data);
       assert.equal(payload.job.uuid, uuid);
       assert.equal(payload.job.kind === 'package-build' ? payload.job.data.package_name : null, 'hello');
+      // The signer trusts the builder's .dsc only when it has this digest, from the hand-out itself.
+      const record = await readJobRecord(world.redis, world.prefix, uuid);
+      assert.deepEqual([record?.package, record?.dscName, record?.dscSha256], ['hello', 'hello_1.0-1.dsc', 'a'.repeat(64)]);
 
       const stored = storedArchiveTargetsSchema.parse(JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null'));
       assert.deepEqual(stored.archive_repos, { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' } });

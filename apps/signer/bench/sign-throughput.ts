@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { jobArtifactsDir, jobRecordSchema, type NewJobRecord, type Manifest } from '@spark/protocol';
+import { jobArtifactsDir, jobRecordSchema, jobSourceDir, type NewJobRecord, type Manifest } from '@spark/protocol';
 // A benchmark, like a test, runs on the test support.
 import { machineDescription, median, secondsSince, timeCommand } from '@spark/testing';
 import { openAuditLog } from '../src/audit-log.js';
@@ -50,9 +50,30 @@ try {
   }
   // All .debs are the same zeros: hash one for the .changes.
   const debDigests = await digestStream(createReadStream(join(dir, debs[0] ?? '')));
+  const packages = debs.map((d) => d.split('_')[0] ?? '');
+  // The .dsc the builder keeps for the signer: its Binary field says which packages the job may upload.
+  const dsc = Buffer.from(`Format: 3.0 (native)\nSource: bench\nBinary: ${packages.join(', ')}\nArchitecture: any\nVersion: 1.0\n`);
+  const sourceDir = jobSourceDir(workspacesDir, { uuid, round });
+  await mkdir(sourceDir, { recursive: true });
+  await writeFile(join(sourceDir, 'bench_1.0.dsc'), dsc);
   const buildinfoName = 'bench_1.0_amd64.buildinfo';
+  const debList = (digest: 'md5' | 'sha1' | 'sha256') => debs.map((name) => ` ${debDigests[digest]} ${debDigests.size} ${name}`);
   const buildinfo = Buffer.from(
-    `Format: 1.0\nSource: bench\nBinary: ${debs.map((d) => d.split('_')[0]).join(' ')}\nArchitecture: amd64\nVersion: 1.0\n`,
+    [
+      'Format: 1.0',
+      'Source: bench',
+      `Binary: ${packages.join(' ')}`,
+      'Architecture: amd64',
+      'Version: 1.0',
+      'Checksums-Md5:',
+      ...debList('md5'),
+      'Checksums-Sha1:',
+      ...debList('sha1'),
+      'Checksums-Sha256:',
+      ...debList('sha256'),
+      'Build-Architecture: amd64',
+      '',
+    ].join('\n'),
   );
   await writeFile(join(dir, buildinfoName), buildinfo);
   const biDigests = digestBuffer(buildinfo);
@@ -63,6 +84,7 @@ try {
       'Format: 1.8',
       'Date: Thu, 26 Nov 2026 00:00:00 +0000',
       'Source: bench',
+      `Binary: ${packages.join(' ')}`,
       'Architecture: amd64',
       'Version: 1.0',
       'Distribution: bookworm',
@@ -105,6 +127,8 @@ try {
     version: '1.0',
     suite: 'bookworm',
     doIndep: false,
+    dscName: 'bench_1.0.dsc',
+    dscSha256: digestBuffer(dsc).sha256,
     receivedAt: Number(round),
   };
   const totalBytes = manifest.files.reduce((sum, entry) => sum + entry.size, 0);

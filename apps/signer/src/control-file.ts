@@ -44,6 +44,11 @@ export function listedFileNames(control: ControlFile): string[] {
   return fileList(control, 'Files').map((entry) => entry.name);
 }
 
+/** Every name any of the control file's file lists (`Files`, `Checksums-Sha1`, `Checksums-Sha256`) names, once each. */
+export function everyListedFileName(control: ControlFile): string[] {
+  return [...new Set(FILE_LISTS.flatMap(({ field }) => fileList(control, field).map((entry) => entry.name)))];
+}
+
 /**
  * Checks that every file the control file lists is a verified manifest file
  * whose size and MD5/SHA-1/SHA-256 match, and that `Files` is not empty.

@@ -8,6 +8,8 @@ import type { AuditJob, AuditLog } from './audit-log.js';
 import { clearsign } from './clearsign.js';
 import { checkListedFiles, controlFileText, listedFileNames, readControlFile, updateListedFile, type ControlFile } from './control-file.js';
 import { checkChangesOrigin, checkDudOrigin, checkNothingUnlisted, checkRecord } from './job-origin.js';
+import { readJobSource } from './job-source.js';
+import { checkBuildinfo, checkChangesPackages } from './upload-contents.js';
 import { digestBuffer, type FileDigests } from '@spark/service';
 import type { SigningKey } from '@spark/keys/signing-key';
 import { openJobDir, ORIGINALS_DIR, verifyArtifacts, type JobDir, type VerifiedArtifact } from './verify-artifacts.js';
@@ -68,11 +70,15 @@ export function auditJob(manifest: Pick<Manifest, 'uuid' | 'round'> & Partial<Pi
  *    and artifacts dirs held open (`verifyArtifacts`), each the manifest's size and SHA-256;
  * 3. the `.changes`' Source, Version, Distribution and Architecture against the
  *    record, the `.dud`'s X-Spark-Job and X-Spark-Result, their checksums against
- *    the files, and no manifest file listed in neither.
+ *    the files, and no manifest file listed in neither;
+ * 4. what the `.changes` uploads: its Binary packages and every file name belong
+ *    to the source, as the `.dsc` the record's SHA-256 names says (`readJobSource`,
+ *    `checkChangesPackages`), and each `.buildinfo` it lists is one, of this build
+ *    (`checkBuildinfo`).
  *
- * Then signs as `debsign` does, from the bytes that were checked: the
- * `.buildinfo` the `.changes` lists, the `.changes` (with the new digests), the
- * `.dud`. Only once every signature is made, and the directories are checked to
+ * Then signs as `debsign` does, from what was checked: each `.buildinfo` the
+ * `.changes` lists (written again from the fields that were parsed, so no
+ * unparsed line is signed), the `.changes` (with the new digests), the `.dud`. Only once every signature is made, and the directories are checked to
  * still be where they were opened, are the audit lines written and the signed
  * files put in place — through the open directories, never through a path the
  * builder could redirect (the originals are kept in `ORIGINALS_DIR`).
@@ -93,6 +99,17 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
     const controls = changes ? [changes, dud] : [dud];
     for (const control of controls) checkListedFiles(control, files);
     checkNothingUnlisted(manifest, controls);
+    // The .buildinfo files the .changes lists, parsed and checked: they are signed from what was parsed.
+    const buildinfos: ControlFile[] = [];
+    if (changes) {
+      const source = await readJobSource(verified.workspace, record);
+      checkChangesPackages(changes, record, source);
+      for (const name of listedFileNames(changes).filter((listed) => SIGNED_WITH_CHANGES.some((suffix) => listed.endsWith(suffix)))) {
+        const buildinfo = readControlFile(artifactOf(files, name, 'listed file'));
+        checkBuildinfo(buildinfo, changes, record, source, files);
+        buildinfos.push(buildinfo);
+      }
+    }
     const originals = await openOriginalsForWriting(verified.workspace);
     opened.push(originals);
     await deps.afterChecks?.();
@@ -110,10 +127,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
       await sign(control.name, controlFileText(control));
     };
     if (changes) {
-      for (const name of listedFileNames(changes).filter((listed) => SIGNED_WITH_CHANGES.some((suffix) => listed.endsWith(suffix)))) {
-        const content = artifactOf(files, name, 'listed file').content;
-        if (content) await sign(name, content.toString('utf8'));
-      }
+      for (const buildinfo of buildinfos) await sign(buildinfo.name, controlFileText(buildinfo));
       await signControl(changes);
     }
     await signControl(dud);

@@ -122,21 +122,35 @@ async function verifyEntry(artifacts: JobDir, originals: JobDir | null, entry: M
   }
 }
 
-async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
-  const handle = await openNoFollow(path, entry.name);
+/**
+ * Opens `path` without following a link and checks what was opened, not the
+ * path: a regular file with one link (a device, a FIFO or a hard link to a
+ * file elsewhere is refused). `name` labels it in errors. The caller closes it.
+ */
+export async function openWorkspaceFile(path: string, name: string): Promise<{ handle: FileHandle; size: number }> {
+  const handle = await openNoFollow(path, name);
   try {
-    // What was opened is checked, not the path: a device, a FIFO or a hard link to a file elsewhere is refused.
     const info = await handle.stat();
-    if (!info.isFile()) throw new ArtifactError(entry.name, 'is not a regular file');
+    if (!info.isFile()) throw new ArtifactError(name, 'is not a regular file');
     if (info.nlink !== 1) {
-      throw new ArtifactError(entry.name, `has ${info.nlink} hard links; only files that exist once, in the workspace, are signed`);
+      throw new ArtifactError(name, `has ${info.nlink} hard links; only files that exist once, in the workspace, are signed`);
     }
-    if (info.size !== entry.size) {
-      throw new ArtifactError(entry.name, `is ${info.size} bytes, the manifest says ${entry.size}`);
+    return { handle, size: info.size };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+async function verifyFile(path: string, entry: ManifestEntry): Promise<VerifiedArtifact> {
+  const { handle, size } = await openWorkspaceFile(path, entry.name);
+  try {
+    if (size !== entry.size) {
+      throw new ArtifactError(entry.name, `is ${size} bytes, the manifest says ${entry.size}`);
     }
     const control = isControlFileName(entry.name);
-    if (control && info.size > MAX_CONTROL_FILE_BYTES) {
-      throw new ArtifactError(entry.name, `is ${info.size} bytes, more than a control file may be (${MAX_CONTROL_FILE_BYTES})`);
+    if (control && size > MAX_CONTROL_FILE_BYTES) {
+      throw new ArtifactError(entry.name, `is ${size} bytes, more than a control file may be (${MAX_CONTROL_FILE_BYTES})`);
     }
     const content = control ? await handle.readFile() : null;
     const digests = content

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmod, copyFile, link, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,6 +13,7 @@ import {
   archiveTargetsKey,
   jobArtifactsDir,
   jobRecordKey,
+  jobSourceDir,
   jobWorkspaceDir,
   parseControlFile,
   parseFileList,
@@ -55,7 +56,10 @@ import { makeGpgHome, type GpgHome } from './gpg-home.js';
 const R = '1764405000000';
 const run = promisify(execFile);
 const spec = { name: 'hello-hostile', version: '1.0' };
+/** A source with an epoch, an arch-indep package and debhelper-style debug symbols: what honest builds also make. */
+const multiSpec = { name: 'hello-multi', version: '1:2.0', indepPackage: 'hello-multi-doc', dbgsym: true };
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 interface Staged {
   manifest: Manifest;
@@ -63,6 +67,15 @@ interface Staged {
   /** The round's workspace and its artifacts dir. */
   workspace: string;
   dir: string;
+  /** The `.dsc` as the builder keeps it, in the workspace's source dir. */
+  dsc: string;
+}
+
+/** One binary build of a source package: its `.dsc` and the `.changes` with every file it lists. */
+interface Built {
+  spec: { name: string; version: string };
+  dsc: string;
+  files: string[];
 }
 
 describe('a hostile builder against the signer', () => {
@@ -74,6 +87,10 @@ describe('a hostile builder against the signer', () => {
   let keyring: string;
   let binaryChanges: string[];
   let sourceChanges: string[];
+  /** hello-hostile built as the other tests expect it (`dpkg-buildpackage -b`). */
+  let hostile: Built;
+  /** hello-multi built as debspawn's --only=binary, --only=arch and --only=indep build it. */
+  let multi: Record<'binary' | 'arch' | 'indep', Built>;
   /** The connector's connection: writes the job records and the upload targets, as only it may. */
   let connector: Redis;
   /** The builder's connection, with the builder's credentials: all it can reach in Redis. */
@@ -124,10 +141,24 @@ describe('a hostile builder against the signer', () => {
     await run('dpkg-genchanges', ['-sa', `-O${full}`], { cwd: join(pkgDir, `${spec.name}-${spec.version}`) });
     const listed = async (file: string) => [
       file,
-      ...parseFileList(parseControlFile(await readFile(file, 'utf8')).paragraphs[0]?.get('Files')).map((entry) => join(pkgDir, entry.name)),
+      ...parseFileList(parseControlFile(await readFile(file, 'utf8')).paragraphs[0]?.get('Files')).map((entry) =>
+        join(dirname(file), entry.name),
+      ),
     ];
     binaryChanges = await listed(changes);
     sourceChanges = await listed(full);
+    hostile = { spec, dsc: pkg.dsc, files: binaryChanges };
+    const builds = ['binary', 'arch', 'indep'] as const;
+    const multiBuilds = await Promise.all(
+      builds.map(async (only) => {
+        const dir = join(tmp, `multi-${only}`);
+        await mkdir(dir);
+        const source = await makeSourcePackage(dir, multiSpec);
+        const built: Built = { spec: multiSpec, dsc: source.dsc, files: await listed(await buildBinaryLocally(source, multiSpec, only)) };
+        return [only, built] as const;
+      }),
+    );
+    multi = Object.fromEntries(multiBuilds) as Record<(typeof builds)[number], Built>;
 
     const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
     signer = createSigner({
@@ -165,13 +196,21 @@ describe('a hostile builder against the signer', () => {
    * An honest build's results in a new round's artifacts dir (the built files,
    * a log and a `.dud`), the job record the connector wrote for it, and the manifest.
    */
-  async function stage(options: { files?: string[]; record?: Partial<JobRecord>; dudArchitecture?: string } = {}): Promise<Staged> {
+  async function stage(
+    options: { build?: Built; files?: string[]; record?: Partial<JobRecord>; dudArchitecture?: string } = {},
+  ): Promise<Staged> {
     const uuid = randomUUID();
     const workspace = jobWorkspaceDir(workspacesDir, { uuid, round: R });
     const dir = jobArtifactsDir(workspacesDir, { uuid, round: R });
     await mkdir(dir, { recursive: true });
-    const files = options.files ?? binaryChanges;
+    const build = options.build ?? hostile;
+    const files = options.files ?? build.files;
     for (const file of files) await copyFile(file, join(dir, basename(file)));
+    // The .dsc the builder fetched (and verified against the job's SHA-256), kept for the signer.
+    const sourceDir = jobSourceDir(workspacesDir, { uuid, round: R });
+    await mkdir(sourceDir);
+    const dsc = join(sourceDir, basename(build.dsc));
+    await copyFile(build.dsc, dsc);
     const logName = `${uuid}.log`;
     const log = Buffer.from('dpkg-buildpackage: info: binary-only upload\n');
     await writeFile(join(dir, logName), log);
@@ -204,10 +243,12 @@ describe('a hostile builder against the signer', () => {
       kind: 'package-build',
       architecture: 'amd64',
       repo: 'master',
-      package: spec.name,
-      version: spec.version,
+      package: build.spec.name,
+      version: build.spec.version,
       suite: 'bookworm',
       doIndep: true,
+      dscName: basename(build.dsc),
+      dscSha256: sha256(await readFile(build.dsc)),
       receivedAt: Number(R),
       ...options.record,
     };
@@ -218,7 +259,56 @@ describe('a hostile builder against the signer', () => {
       record,
       workspace,
       dir,
+      dsc,
     };
+  }
+
+  const DIGEST_OF_LIST: Record<string, 'md5' | 'sha1' | 'sha256'> = {
+    Files: 'md5',
+    'Checksums-Sha1': 'sha1',
+    'Checksums-Sha256': 'sha256',
+  };
+
+  /**
+   * Puts `content` in the artifacts dir as `newName` in place of the listed file
+   * `name`, and rewrites the `.changes` lists and the manifest to match, as a
+   * builder can (it writes both): only the checks on the content itself are left.
+   */
+  async function replaceListed(staged: Staged, name: string, content: string | Buffer, newName = name): Promise<Manifest> {
+    const data = Buffer.from(content);
+    const digests = {
+      md5: createHash('md5').update(data).digest('hex'),
+      sha1: createHash('sha1').update(data).digest('hex'),
+      sha256: sha256(data),
+    };
+    await rm(join(staged.dir, name));
+    await writeFile(join(staged.dir, newName), data);
+    const changes = staged.manifest.changes ?? assert.fail('no .changes');
+    let field = '';
+    const lines = (await readFile(join(staged.dir, changes), 'utf8')).split('\n').map((line) => {
+      const fieldName = /^([A-Za-z0-9-]+):/.exec(line)?.[1];
+      if (fieldName !== undefined) field = fieldName;
+      const entry = /^ (\S+) (\d+) (.*)$/.exec(line);
+      const kind = DIGEST_OF_LIST[field];
+      if (!entry || !kind || !line.endsWith(` ${name}`)) return line;
+      const rest = (entry[3] ?? '').slice(0, -name.length);
+      return ` ${digests[kind]} ${data.length} ${rest}${newName}`;
+    });
+    await writeFile(join(staged.dir, changes), lines.join('\n'));
+    const renamed = { ...staged.manifest, files: staged.manifest.files.filter((file) => file.name !== name) };
+    renamed.files.push({ name: newName, size: data.length, sha256: digests.sha256 });
+    const changesEntry = await entryOf(staged.dir, changes);
+    return { ...renamed, files: renamed.files.map((file) => (file.name === changes ? changesEntry : file)) };
+  }
+
+  /** The staged job's file whose name ends in `suffix`. */
+  const listedName = (staged: Staged, suffix: string) =>
+    staged.manifest.files.find((entry) => entry.name.endsWith(suffix))?.name ?? assert.fail(`no *${suffix}`);
+
+  /** Edits the staged `.buildinfo` as a builder can, keeping the `.changes` and the manifest in step. */
+  async function rewriteBuildinfo(staged: Staged, edit: (text: string) => string): Promise<Manifest> {
+    const name = listedName(staged, '.buildinfo');
+    return replaceListed(staged, name, edit(await readFile(join(staged.dir, name), 'utf8')));
   }
 
   /** Rewrites a control file as a builder can (it writes them), and the manifest entry with it. */
@@ -443,6 +533,234 @@ describe('a hostile builder against the signer', () => {
     });
   });
 
+  describe('a .buildinfo that is not this build\u2019s (the signer would sign it with the archive key)', () => {
+    it('refuses a .changes of another upload listed as the .buildinfo (a signing oracle)', async () => {
+      const staged = await stage();
+      // A source upload of this very package: signed by the worker key, the archive would take it.
+      const sourceUpload = sourceChanges.find((file) => file.endsWith('.changes')) ?? assert.fail('no source .changes');
+      const buildinfo = listedName(staged, '.buildinfo');
+      const manifest = await replaceListed(staged, buildinfo, await readFile(sourceUpload));
+      await refusedUnchanged(
+        staged,
+        manifest,
+        new RegExp(`: ${escape(buildinfo)}: has a Files field: it is a \\.changes, \\.dsc or \\.dud, not a \\.buildinfo$`),
+      );
+    });
+
+    const cases: { name: string; content: (staged: Staged, buildinfo: string) => Promise<string>; reason: RegExp }[] = [
+      {
+        name: 'a .dud of another job',
+        content: async (staged) =>
+          (await readFile(join(staged.dir, staged.manifest.dud), 'utf8')).replace(staged.manifest.uuid, randomUUID()),
+        reason: /has a Files field: it is a \.changes, \.dsc or \.dud, not a \.buildinfo$/,
+      },
+      {
+        name: 'a .changes stripped of its Files, made Format 1.0',
+        content: async (staged) =>
+          (await readFile(join(staged.dir, staged.manifest.changes ?? ''), 'utf8'))
+            .replace(/^Files:\n( .*\n)+/m, '')
+            .replace(/^Format: .*$/m, 'Format: 1.0'),
+        reason: /has a Distribution field: it is a \.changes, \.dsc or \.dud, not a \.buildinfo$/,
+      },
+      {
+        name: 'the .dsc of the source',
+        content: (staged) => readFile(staged.dsc, 'utf8'),
+        reason: /has a Files field: it is a \.changes, \.dsc or \.dud, not a \.buildinfo$/,
+      },
+      {
+        name: 'a .buildinfo that says Format 1.8, as a .changes does',
+        content: async (staged, buildinfo) => setField('Format', '1.8')(await readFile(join(staged.dir, buildinfo), 'utf8')),
+        reason: /Format is "1\.8", not a \.buildinfo's \(1\.0\)$/,
+      },
+      {
+        name: 'free text',
+        content: () => Promise.resolve('I, the archive, vouch for whatever follows.\n'),
+        reason: /is not a valid control file: line 1: expected "Field: value"/,
+      },
+      {
+        name: 'two paragraphs',
+        content: async (staged, buildinfo) => `${await readFile(join(staged.dir, buildinfo), 'utf8')}\nFormat: 1.8\nSource: coreutils\n`,
+        reason: /has 2 paragraphs, expected one$/,
+      },
+    ];
+    for (const testCase of cases) {
+      it(`refuses ${testCase.name} listed as the .buildinfo`, async () => {
+        const staged = await stage();
+        const buildinfo = listedName(staged, '.buildinfo');
+        const manifest = await replaceListed(staged, buildinfo, await testCase.content(staged, buildinfo));
+        await refusedUnchanged(staged, manifest, new RegExp(`: ${escape(buildinfo)}: ${testCase.reason.source}`));
+      });
+    }
+
+    const edits: { name: string; edit: (text: string) => string; reason: RegExp }[] = [
+      { name: 'another source', edit: setField('Source', 'coreutils'), reason: /Source is coreutils, the job builds hello-hostile$/ },
+      {
+        name: 'another source version',
+        edit: setField('Source', 'hello-hostile (0.9)'),
+        reason: /Source is hello-hostile \(0\.9\), the job builds hello-hostile 1\.0$/,
+      },
+      { name: 'another version', edit: setField('Version', '9.9'), reason: /Version is 9\.9, the job builds hello-hostile 1\.0$/ },
+      {
+        name: 'an architecture the .changes does not upload',
+        edit: setField('Architecture', 'amd64 i386'),
+        reason: /Architecture names i386, hello-hostile_1\.0_amd64\.changes uploads amd64$/,
+      },
+      {
+        name: 'a binary package the source does not build',
+        edit: setField('Binary', 'hello-hostile coreutils'),
+        reason: /Binary names coreutils, which hello-hostile does not build \(its \.dsc lists hello-hostile\)$/,
+      },
+      {
+        name: 'checksums of a file outside the .changes',
+        edit: (text) => text.replace(/^Checksums-Sha256:\n/m, `Checksums-Sha256:\n ${'c'.repeat(64)} 1234 coreutils_9.9_amd64.deb\n`),
+        reason: /Checksums-Sha256 names coreutils_9\.9_amd64\.deb, which hello-hostile_1\.0_amd64\.changes does not upload$/,
+      },
+      {
+        name: 'checksums of the .dud\u2019s log (a file of the job, but not of the .changes)',
+        edit: (text) => text.replace(/^Checksums-Md5:\n/m, `Checksums-Md5:\n ${'0'.repeat(32)} 45 LOG\n`),
+        reason: /Checksums-Md5 names [0-9a-f-]{36}\.log, which hello-hostile_1\.0_amd64\.changes does not upload$/,
+      },
+      {
+        name: 'a checksum that is not the file\u2019s',
+        edit: (text) => text.replace(/^(Checksums-Sha256:\n )[0-9a-f]{64}/m, `$1${'d'.repeat(64)}`),
+        reason: /Checksums-Sha256 says d{64} \d+ for hello-hostile_1\.0_amd64\.deb, the file has [0-9a-f]{64} \d+$/,
+      },
+      {
+        name: 'no checksums at all',
+        edit: (text) => text.replace(/^Checksums-Sha256:\n( .*\n)+/m, 'Checksums-Sha256:\n'),
+        reason: /Checksums-Sha256 names no file$/,
+      },
+      {
+        name: 'no Build-Architecture',
+        edit: (text) => text.replace(/^Build-Architecture: .*\n/m, ''),
+        reason: /has no Build-Architecture field$/,
+      },
+    ];
+    for (const testCase of edits) {
+      it(`refuses a .buildinfo with ${testCase.name}`, async () => {
+        const staged = await stage();
+        const log = staged.manifest.files.find((entry) => entry.name.endsWith('.log'))?.name ?? '';
+        const manifest = await rewriteBuildinfo(staged, (text) => testCase.edit(text).replace(' LOG\n', ` ${log}\n`));
+        await refusedUnchanged(staged, manifest, new RegExp(`: hello-hostile_1\\.0_amd64\\.buildinfo: ${testCase.reason.source}`));
+      });
+    }
+  });
+
+  describe('packages the job\u2019s source does not build', () => {
+    it('refuses a .changes whose Binary names a foreign package', async () => {
+      const staged = await stage();
+      const manifest = await rewrite(staged, staged.manifest.changes ?? '', setField('Binary', 'hello-hostile coreutils'));
+      await refusedUnchanged(
+        staged,
+        manifest,
+        /: hello-hostile_1\.0_amd64\.changes: Binary names coreutils, which hello-hostile does not build \(its \.dsc lists hello-hostile\)$/,
+      );
+    });
+
+    const renames: { name: string; to: string; reason: RegExp }[] = [
+      {
+        name: 'a foreign package',
+        to: 'coreutils_9.9_amd64.deb',
+        reason:
+          /coreutils_9\.9_amd64\.deb: is a package of coreutils, which hello-hostile does not build \(its \.dsc lists hello-hostile\) \(listed in hello-hostile_1\.0_amd64\.changes\)$/,
+      },
+      {
+        name: 'the debug symbols of a foreign package',
+        to: 'coreutils-dbgsym_1.0_amd64.deb',
+        reason: /coreutils-dbgsym_1\.0_amd64\.deb: is a package of coreutils-dbgsym, which hello-hostile does not build/,
+      },
+      {
+        name: 'a foreign installer package (.udeb)',
+        to: 'coreutils-udeb_1.0_amd64.udeb',
+        reason: /coreutils-udeb_1\.0_amd64\.udeb: is a package of coreutils-udeb, which hello-hostile does not build/,
+      },
+      {
+        name: 'another version of its own package',
+        to: 'hello-hostile_9.9_amd64.deb',
+        reason: /hello-hostile_9\.9_amd64\.deb: names version 9\.9, the job builds hello-hostile 1\.0 \(listed in/,
+      },
+      {
+        name: 'an architecture the job does not build',
+        to: 'hello-hostile_1.0_i386.deb',
+        reason: /hello-hostile_1\.0_i386\.deb: names architecture i386; a amd64 job may upload amd64, all \(listed in/,
+      },
+      {
+        name: 'a file named after another source',
+        to: 'coreutils_1.0_amd64.tar.gz',
+        reason: /coreutils_1\.0_amd64\.tar\.gz: names coreutils, the job builds hello-hostile \(listed in/,
+      },
+      {
+        name: 'a file not named as dpkg names them',
+        to: 'hello-hostile.deb',
+        reason: /hello-hostile\.deb: is not named <package>_<version>_<architecture>\.<type> \(listed in/,
+      },
+    ];
+    for (const testCase of renames) {
+      it(`refuses a .changes whose Files list ${testCase.name}`, async () => {
+        const staged = await stage();
+        const deb = listedName(staged, '.deb');
+        const manifest = await replaceListed(staged, deb, await readFile(join(staged.dir, deb)), testCase.to);
+        await refusedUnchanged(staged, manifest, testCase.reason);
+      });
+    }
+
+    it('refuses a .buildinfo named after another source', async () => {
+      const staged = await stage();
+      const buildinfo = listedName(staged, '.buildinfo');
+      const manifest = await replaceListed(staged, buildinfo, await readFile(join(staged.dir, buildinfo)), 'coreutils_1.0_amd64.buildinfo');
+      await refusedUnchanged(staged, manifest, /coreutils_1\.0_amd64\.buildinfo: names coreutils, the job builds hello-hostile/);
+    });
+
+    it('refuses a .dsc that is not the one Lighthouse handed out (its SHA-256 differs from the record)', async () => {
+      const staged = await stage();
+      // The builder writes its own .dsc, one whose Binary would make coreutils this source's package.
+      await writeFile(staged.dsc, (await readFile(staged.dsc, 'utf8')).replace(/^Binary: (.*)$/m, 'Binary: $1, coreutils'));
+      const manifest = await rewrite(staged, staged.manifest.changes ?? '', setField('Binary', 'hello-hostile coreutils'));
+      await refusedUnchanged(
+        staged,
+        manifest,
+        new RegExp(
+          `: source/hello-hostile_1\\.0\\.dsc: SHA-256 is ${sha256(await readFile(staged.dsc))}, the job record says ${staged.record.dscSha256 ?? ''}: this is not the \\.dsc Lighthouse handed out$`,
+        ),
+      );
+    });
+
+    it('refuses a .dsc that is a link to one elsewhere', async () => {
+      const staged = await stage();
+      const elsewhere = join(tmp, `dsc-${staged.manifest.uuid}.dsc`);
+      await rename(staged.dsc, elsewhere);
+      await symlink(elsewhere, staged.dsc);
+      await refusedUnchanged(
+        staged,
+        staged.manifest,
+        /: source\/hello-hostile_1\.0\.dsc: is a symbolic link; only regular files in the workspace are signed$/,
+      );
+    });
+
+    it('refuses when the builder left no .dsc', async () => {
+      const staged = await stage();
+      await rm(join(staged.workspace, 'source'), { recursive: true });
+      await refusedUnchanged(
+        staged,
+        staged.manifest,
+        /: source\/hello-hostile_1\.0\.dsc: missing from the job workspace: the signer needs the \.dsc to know the binary packages of the source$/,
+      );
+    });
+
+    it('refuses a job whose record has no .dsc digest (written by an older connector), yet still reads that record', async () => {
+      const staged = await stage();
+      const old: Partial<JobRecord> = { ...staged.record };
+      delete old.dscName;
+      delete old.dscSha256;
+      await connector.set(jobRecordKey(prefix, staged.manifest.uuid), JSON.stringify(old));
+      const refusal = await expectRefused(
+        staged.manifest,
+        /: job: the job record names no \.dsc and its SHA-256 \(it was written by an older connector\), so the binary packages of the source are unknown; retry the job$/,
+      );
+      assert.deepEqual([refusal.package, refusal.version], [spec.name, spec.version], 'the old record was read');
+    });
+  });
+
   describe('files that are not plain files of the job', () => {
     it('refuses a file the manifest names but neither control file lists', async () => {
       const staged = await stage();
@@ -629,6 +947,63 @@ describe('a hostile builder against the signer', () => {
         ['one', 'two'],
       );
     });
+  });
+
+  describe('honest builds with more than one package', () => {
+    const honest: {
+      name: string;
+      build: 'binary' | 'arch' | 'indep';
+      record: Partial<JobRecord>;
+      dudArchitecture?: string;
+      debs: string[];
+    }[] = [
+      {
+        name: 'arch and indep (--only=binary): an _all.deb and -dbgsym besides the package',
+        build: 'binary',
+        record: {},
+        debs: ['hello-multi-dbgsym_2.0_amd64.deb', 'hello-multi-doc_2.0_all.deb', 'hello-multi_2.0_amd64.deb'],
+      },
+      {
+        name: 'arch only (--only=arch, no do_indep): the package and its -dbgsym',
+        build: 'arch',
+        record: { doIndep: false },
+        debs: ['hello-multi-dbgsym_2.0_amd64.deb', 'hello-multi_2.0_amd64.deb'],
+      },
+      {
+        name: 'an arch-indep job (--only=indep): the _all.deb and an _all.buildinfo',
+        build: 'indep',
+        record: { architecture: 'all' },
+        dudArchitecture: 'all',
+        debs: ['hello-multi-doc_2.0_all.deb'],
+      },
+    ];
+    for (const testCase of honest) {
+      it(`signs ${testCase.name}, each signature good for gpgv, the .buildinfo text as dpkg wrote it`, async () => {
+        const staged = await stage({ build: multi[testCase.build], record: testCase.record, dudArchitecture: testCase.dudArchitecture });
+        const buildinfo = listedName(staged, '.buildinfo');
+        const written = await readFile(join(staged.dir, buildinfo), 'utf8');
+        await signQueue.add(QueueName.sign, { manifest: staged.manifest }, { jobId: stageJobId(staged.manifest, 'sign') });
+        const signed = (await waitForJob<UploadPayload>(uploadQueue, stageJobId(staged.manifest, 'upload'))).data.manifest;
+        assert.deepEqual(
+          signed.files.map((entry) => entry.name).filter((name) => name.endsWith('.deb')),
+          testCase.debs,
+        );
+        for (const name of [signed.changes ?? assert.fail('no .changes'), buildinfo, signed.dud]) {
+          const { stderr } = await run('gpgv', ['--keyring', keyring, join(staged.dir, name)]);
+          assert.match(stderr, /Good signature from "Spark Worker <worker@example.org>"/, name);
+        }
+        const text = parseControlFile(await readFile(join(staged.dir, buildinfo), 'utf8')).clearsigned?.text;
+        assert.equal(text, written, 'the signed .buildinfo says what dpkg-genbuildinfo wrote');
+        const { stdout } = await run('dscverify', ['--no-conf', '--no-default-keyrings', '--keyring', keyring, signed.changes ?? ''], {
+          cwd: staged.dir,
+        });
+        assert.match(stdout, /All files validated successfully\./);
+        assert.deepEqual(
+          (await auditLines(staged.manifest.uuid)).map((entry) => entry.event),
+          ['signed', 'signed', 'signed'],
+        );
+      });
+    }
   });
 
   it('still signs an honest job after all of that, naming the job in every audit line', async () => {

@@ -11,6 +11,7 @@ import { Queue, type Job } from 'bullmq';
 import {
   jobArtifactsDir,
   jobRecordKey,
+  jobSourceDir,
   parseControlFile,
   parseFileList,
   QueueName,
@@ -45,6 +46,8 @@ describe('spark-signer on the sign queue', () => {
   let keyring: string;
   let fingerprint: string;
   let binaryChanges: string[];
+  /** The source package's `.dsc`, as the builder keeps it for the signer. */
+  let dsc: string;
   let connection: Redis;
   let signQueue: Queue;
   let uploadQueue: Queue;
@@ -66,6 +69,7 @@ describe('spark-signer on the sign queue', () => {
     const pkgDir = join(tmp, 'pkg');
     await mkdir(pkgDir);
     const pkg = await makeSourcePackage(pkgDir, spec);
+    dsc = pkg.dsc;
     const changes = await buildBinaryLocally(pkg, spec);
     const listed = async (file: string) => [
       file,
@@ -134,6 +138,10 @@ describe('spark-signer on the sign queue', () => {
       }),
     );
     const changes = names.find((name) => name.endsWith('.changes')) ?? null;
+    // The builder keeps the .dsc it fetched; the signer reads the source's binary packages from it.
+    const sourceDir = jobSourceDir(workspacesDir, { uuid, round: R });
+    await mkdir(sourceDir, { recursive: true });
+    await copyFile(dsc, join(sourceDir, basename(dsc)));
     // What the connector records when Lighthouse hands the job out: the signer signs only what matches it.
     const record: NewJobRecord = {
       uuid,
@@ -145,6 +153,8 @@ describe('spark-signer on the sign queue', () => {
       version: spec.version,
       suite: 'bookworm',
       doIndep: true,
+      dscName: basename(dsc),
+      dscSha256: sha256(await readFile(dsc)),
       receivedAt: Number(R),
     };
     await connection.set(jobRecordKey(prefix, uuid), JSON.stringify(record));

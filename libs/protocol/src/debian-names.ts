@@ -55,3 +55,30 @@ export function versionWithoutEpoch(version: string): string {
   const colon = version.indexOf(':');
   return colon === -1 ? version : version.slice(colon + 1);
 }
+
+/** The parts of a file name as dpkg names what a build uploads. */
+export interface UploadFileName {
+  package: string;
+  /** Without an epoch: file names never carry one. */
+  version: string;
+  architecture: string;
+  /** What follows the architecture: `deb`, `udeb`, `ddeb`, `buildinfo`, `changes`, `tar.gz`, … */
+  type: string;
+}
+
+/*
+ * `<package>_<version>_<architecture>.<type>`: how dpkg-deb names a binary
+ * package and dpkg-genbuildinfo / dpkg-genchanges their files; Laniakea's
+ * archive reads names the same way (re_file_binary, re_file_buildinfo in
+ * laniakea/archive/utils.py). Neither a package name, a version nor an
+ * architecture contains `_`, and an architecture no `.`, so the split is unique.
+ */
+const UPLOAD_FILE_NAME = /^([a-z0-9][a-z0-9+.-]+)_([A-Za-z0-9][A-Za-z0-9.+~-]*)_([a-z0-9][a-z0-9-]*)\.([a-z0-9][a-z0-9.]*)$/;
+
+/** Splits `name` into {@link UploadFileName} parts; null when it is not named that way. */
+export function parseUploadFileName(name: string): UploadFileName | null {
+  const match = UPLOAD_FILE_NAME.exec(name);
+  if (!match) return null;
+  const [, pkg, version, architecture, type] = match as unknown as [string, string, string, string, string];
+  return { package: pkg, version, architecture, type };
+}

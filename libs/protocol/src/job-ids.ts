@@ -112,6 +112,19 @@ export function jobArtifactsDir(workspacesDir: string, round: JobRound): string 
   return join(jobWorkspaceDir(workspacesDir, round), 'artifacts');
 }
 
+/**
+ * Directory of a round's workspace where the builder keeps the job's `.dsc` as
+ * it fetched and verified it (`<workspace>/source/<name>.dsc`): the signer
+ * reads the source's binary packages from it, once its SHA-256 matches the job
+ * record's. Nothing in it is signed or uploaded.
+ */
+export const JOB_SOURCE_DIR = 'source';
+
+/** `<workspacesDir>/<uuid>.<round>/source`, see {@link JOB_SOURCE_DIR}. */
+export function jobSourceDir(workspacesDir: string, round: JobRound): string {
+  return join(jobWorkspaceDir(workspacesDir, round), JOB_SOURCE_DIR);
+}
+
 /** `<logsDir>/<uuid>.<round>.log`: the round's full build log, kept after the workspace is removed. */
 export function jobLogFile(logsDir: string, round: JobRound): string {
   return join(logsDir, `${roundKey(round)}.log`);

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { JOB_KINDS } from './constants.js';
 import {
   architectureSchema,
+  isSafeFileName,
   packageNameSchema,
   packageVersionSchema,
   repoNameSchema,
@@ -91,6 +92,25 @@ export const packageBuildDataSchema = z.object({
 });
 /** What a package build needs to know. */
 export type PackageBuildData = z.infer<typeof packageBuildDataSchema>;
+
+/** Largest `.dsc` the builder downloads and the signer reads, in bytes: a `.dsc` is a few kB. */
+export const MAX_DSC_BYTES = 1024 * 1024;
+
+/**
+ * The `.dsc`'s file name in `dsc_url`: its last path segment, URL-decoded, as
+ * `dget` saves it. Null when that is no plain file name ending in `.dsc`
+ * (such a job cannot be built). The builder saves the `.dsc` under this name,
+ * and the signer finds it there by the name the connector recorded.
+ */
+export function dscFileName(dscUrl: string): string | null {
+  let name: string;
+  try {
+    name = decodeURIComponent(new URL(dscUrl).pathname.split('/').pop() ?? '');
+  } catch {
+    return null;
+  }
+  return name.endsWith('.dsc') && isSafeFileName(name) ? name : null;
+}
 
 /**
  * A repository address as `git clone` takes it and spark passes it on: a URL

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { archiveInfoReplySchema, JOB_KINDS } from './lighthouse.js';
-import { architectureSchema, uuidSchema } from './debian-names.js';
+import { architectureSchema, fileNameSchema, sha256Schema, uuidSchema } from './debian-names.js';
 import { roundKey, roundSchema, type JobRound } from './job-ids.js';
 import type { QueueName } from './queues.js';
 
@@ -146,6 +146,15 @@ export const jobRecordSchema = z.object({
    * other kinds, absent in records written before it was kept.
    */
   doIndep: z.boolean().nullable().optional(),
+  /**
+   * A package build's `.dsc`: its file name (from `dsc_url`, see `dscFileName`;
+   * null when the URL names none) and the SHA-256 Lighthouse gave for it
+   * (`sha256sum`). The signer takes the source's binary packages from the
+   * `.dsc` the builder fetched only when it has this digest. Null for other
+   * kinds, absent in records written before they were kept.
+   */
+  dscName: fileNameSchema.nullable().optional(),
+  dscSha256: sha256Schema.nullable().optional(),
   /** ms since the epoch at which the connector received the hand-out. */
   receivedAt: z.number().int(),
   /** Rounds of this job this worker rejected back since it last ended here (0 when none). */

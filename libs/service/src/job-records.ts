@@ -1,5 +1,14 @@
 import type { Redis } from 'ioredis';
-import { JOB_RECORD_TTL_S, jobRecordKey, jobRecordSchema, newRound, type Job, type JobRecord, type JobRound } from '@spark/protocol';
+import {
+  dscFileName,
+  JOB_RECORD_TTL_S,
+  jobRecordKey,
+  jobRecordSchema,
+  newRound,
+  type Job,
+  type JobRecord,
+  type JobRound,
+} from '@spark/protocol';
 
 /**
  * Records a hand-out of `job` received at `at` (ms) as its new round and
@@ -19,6 +28,8 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
     version: job.kind === 'package-build' ? job.data.package_version : null,
     suite: job.data.suite,
     doIndep: job.kind === 'package-build' ? job.data.do_indep : null,
+    dscName: job.kind === 'package-build' ? dscFileName(job.data.dsc_url) : null,
+    dscSha256: job.kind === 'package-build' ? job.data.sha256sum : null,
     receivedAt: at,
     // What earlier rounds ended in here stays with the job until a round of it ends otherwise.
     rejections: previous?.rejections ?? 0,

@@ -21,6 +21,14 @@ export interface SourcePackageSpec {
   distribution?: string;
   /** Shell command lines the build runs after compiling (recipe lines of `build-arch`), e.g. one that floods the log. */
   buildCommands?: readonly string[];
+  /** Name of a second binary package, `Architecture: all` (built by `binary-indep`): a `<name>_<version>_all.deb`. */
+  indepPackage?: string;
+  /**
+   * Also build `<name>-dbgsym` (section debug, with the program's debug
+   * symbols), as debhelper's dh_strip and dh_gencontrol do: a package that
+   * debian/control does not name.
+   */
+  dbgsym?: boolean;
 }
 
 /** The files a source package build made. */
@@ -61,7 +69,16 @@ Package: ${spec.name}
 Architecture: ${arch}
 Description: tiny test package for spark-ts
  Built by spark-ts tests; prints hello.
-`,
+${
+  spec.indepPackage
+    ? `
+Package: ${spec.indepPackage}
+Architecture: all
+Description: tiny arch-independent test package for spark-ts
+ Built by spark-ts tests; documents hello.
+`
+    : ''
+}`,
   );
   await writeFile(
     join(debian, 'changelog'),
@@ -81,16 +98,39 @@ build-arch build-indep:
 \tgcc -Wall -Wextra -O2 -o hello hello.c
 ${(spec.buildCommands ?? []).map((line) => `\t${line}\n`).join('')}
 clean:
-\trm -rf hello debian/$(PKG) debian/files debian/substvars
+\trm -rf ${['hello', spec.dbgsym ? 'hello.debug debian/$(PKG)-dbgsym' : '', 'debian/$(PKG)', spec.indepPackage ? `debian/${spec.indepPackage}` : ''].filter(Boolean).join(' ')} debian/files debian/substvars
 
 binary: binary-arch binary-indep
 binary-indep:
-binary-arch: build-arch
+${
+  spec.indepPackage
+    ? [
+        `\tinstall -D -m 0644 hello.c debian/${spec.indepPackage}/usr/share/doc/${spec.indepPackage}/hello.c`,
+        `\tmkdir -p debian/${spec.indepPackage}/DEBIAN`,
+        `\tdpkg-gencontrol -p${spec.indepPackage} -Pdebian/${spec.indepPackage}`,
+        `\tdpkg-deb --root-owner-group --build debian/${spec.indepPackage} ..`,
+        '',
+      ].join('\n')
+    : ''
+}binary-arch: build-arch
 \tinstall -D -m 0755 hello $(DESTDIR)/usr/bin/$(PKG)
 \tmkdir -p $(DESTDIR)/DEBIAN
 \tdpkg-gencontrol -p$(PKG) -P$(DESTDIR)
 \tdpkg-deb --root-owner-group --build $(DESTDIR) ..
-
+${
+  spec.dbgsym
+    ? [
+        // What dh_strip and dh_gencontrol do for <pkg>-dbgsym: the package's control fields, renamed, in section debug.
+        '\tobjcopy --only-keep-debug hello hello.debug',
+        '\tinstall -D -m 0644 hello.debug debian/$(PKG)-dbgsym/usr/lib/debug/.build-id/00/spark.debug',
+        '\tmkdir -p debian/$(PKG)-dbgsym/DEBIAN',
+        '\tdpkg-gencontrol -p$(PKG) -Pdebian/$(PKG)-dbgsym -DPackage=$(PKG)-dbgsym -DSection=debug -DPriority=optional ' +
+          "-DAuto-Built-Package=debug-symbols '-DDepends=$(PKG) (= $${binary:Version})' '-DDescription=debug symbols for $(PKG)'",
+        '\tdpkg-deb --root-owner-group --build debian/$(PKG)-dbgsym ..',
+        '',
+      ].join('\n')
+    : ''
+}
 .PHONY: build build-arch build-indep clean binary binary-arch binary-indep
 `;
   await writeFile(join(debian, 'rules'), rules);
@@ -104,12 +144,18 @@ binary-arch: build-arch
 
 /**
  * Builds the package's binaries on this host with `dpkg-buildpackage -b -us -uc`
- * (no container; for tests that need real `.deb`, `.buildinfo` and `.changes`
+ * (`-B` for `only: 'arch'`, `-A` for `'indep'`, as debspawn's `--only`; no
+ * container; for tests that need real `.deb`, `.buildinfo` and `.changes`
  * files quickly). Returns the path of the `.changes`.
  */
-export async function buildBinaryLocally(pkg: SourcePackage, spec: SourcePackageSpec): Promise<string> {
+export async function buildBinaryLocally(
+  pkg: SourcePackage,
+  spec: SourcePackageSpec,
+  only: 'arch' | 'indep' | 'binary' = 'binary',
+): Promise<string> {
   const tree = join(pkg.dir, `${spec.name}-${spec.version.replace(/^\d+:/, '').replace(/-[^-]*$/, '')}`);
-  await run('dpkg-buildpackage', ['-b', '-us', '-uc', '-d'], { cwd: tree, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+  const buildType = { arch: '-B', indep: '-A', binary: '-b' }[only];
+  await run('dpkg-buildpackage', [buildType, '-us', '-uc', '-d'], { cwd: tree, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
   const changes = (await readdir(pkg.dir)).find((f) => f.startsWith(`${spec.name}_`) && f.endsWith('.changes'));
   if (!changes) throw new Error(`dpkg-buildpackage made no .changes in ${pkg.dir}`);
   return join(pkg.dir, changes);
