@@ -53,7 +53,9 @@ export interface HostLayout {
   devices: readonly string[];
   /** Whether /run/systemd/resolve exists (a /etc/resolv.conf may link into it). */
   resolved: boolean;
-  /** Whether debspawn's InjectedPkgsDir exists. */
+  /** Which of debspawn's directories exist (a host whose Debspawn is a stand-in may have none). */
+  images: boolean;
+  aptCache: boolean;
   injectedPkgs: boolean;
   /** Whether /var/lib/dpkg exists. */
   dpkgDatabase: boolean;
@@ -89,9 +91,9 @@ export function sandboxSteps(spec: SandboxSpec, host: HostLayout): string[] {
   ro(SANDBOX_DIR.replace(/\/$/, ''), SUPPORT_MOUNT);
   if (host.resolved) ro('/run/systemd/resolve');
   steps.push('--tmpfs', '/tmp', '1777', '--dir', '/root', '0700', '--dir', '/var/tmp', '1777');
-  ro(spec.dirs.imagesDir);
-  if (spec.writableImageCache) rw(join(spec.dirs.imagesDir, 'dcache'));
-  rw(spec.dirs.aptCacheDir);
+  if (host.images) ro(spec.dirs.imagesDir);
+  if (host.images && spec.writableImageCache) rw(join(spec.dirs.imagesDir, 'dcache'));
+  if (host.aptCache) rw(spec.dirs.aptCacheDir);
   if (host.injectedPkgs) ro(spec.dirs.injectedPkgsDir);
   rw(join(spec.runDir, 'tmp'), spec.dirs.tempDir);
   if (!spec.debspawn.startsWith('/usr/')) ro(dirname(spec.debspawn));
@@ -111,6 +113,8 @@ export async function inspectHost(dirs: DebspawnDirs): Promise<HostLayout> {
     usrAliases,
     devices: existsSync('/dev/kvm') ? ['kvm'] : [],
     resolved: existsSync('/run/systemd/resolve'),
+    images: existsSync(dirs.imagesDir),
+    aptCache: existsSync(dirs.aptCacheDir),
     injectedPkgs: existsSync(dirs.injectedPkgsDir),
     dpkgDatabase: existsSync('/var/lib/dpkg'),
   };
@@ -168,10 +172,11 @@ export async function prepareSandbox(spec: SandboxSpec): Promise<void> {
   await mkdir(join(spec.runDir, 'tmp'), { mode: 0o711 });
   await chmod(join(spec.runDir, 'tmp'), 0o711);
   await mkdir(join(spec.runDir, 'root'), { mode: 0o700 });
-  await mkdir(spec.dirs.aptCacheDir, { recursive: true, mode: 0o755 });
-  if (spec.writableImageCache) {
+  if (spec.writableImageCache && existsSync(spec.dirs.imagesDir)) {
     // Prepared images are root's alone: no user can read or plant one.
-    await mkdir(join(spec.dirs.imagesDir, 'dcache'), { recursive: true, mode: 0o700 });
+    await mkdir(join(spec.dirs.imagesDir, 'dcache'), { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
     await chmod(join(spec.dirs.imagesDir, 'dcache'), 0o700);
   }
 }

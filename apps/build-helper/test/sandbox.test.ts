@@ -105,7 +105,15 @@ describe('the sandbox plan', () => {
     jobBinds: [{ source: '/var/lib/spark-build-helper/run-1-abc/results', name: 'results', writable: true }],
     writableImageCache: false,
   };
-  const host = { usrAliases: new Map([['bin', 'usr/bin']]), devices: [], resolved: false, injectedPkgs: false, dpkgDatabase: true };
+  const host = {
+    usrAliases: new Map([['bin', 'usr/bin']]),
+    devices: [],
+    resolved: false,
+    images: true,
+    aptCache: true,
+    injectedPkgs: false,
+    dpkgDatabase: true,
+  };
 
   it("follows debspawn's global.toml, binds images read-only and the run's temp dir at TempDir", () => {
     const steps = sandboxSteps(spec, host).join(' ');
@@ -116,6 +124,11 @@ describe('the sandbox plan', () => {
     assert.doesNotMatch(steps, /dcache/, 'a package build cannot write the prepared-image cache');
     assert.match(sandboxSteps({ ...spec, writableImageCache: true }, host).join(' '), /--rw \/srv\/ds\/images\/dcache/);
     assert.doesNotMatch(steps, /--r[ow] \/(etc|root|home)\b/, 'the host /etc, /root and /home are never bound');
+  });
+
+  it("binds none of debspawn's directories that this host lacks (a stand-in's host has none)", () => {
+    const steps = sandboxSteps({ ...spec, writableImageCache: true }, { ...host, images: false, aptCache: false }).join(' ');
+    assert.doesNotMatch(steps, /\/srv\/ds\/images|aptcache/);
   });
 
   it('refuses a relative debspawn directory setting', () => {
