@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
+import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
 import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, type RecordedRequest } from '@spark/testing';
 import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
@@ -771,7 +772,8 @@ MetricsPort = ${uploaderPort}
 
     await check('no Redis password in the install output, the journal or spark status', async () => {
       const passwords = (await m.sh('cat /etc/laniakea/redis/*.password')).split('\n').filter(Boolean);
-      if (passwords.length !== 6) throw new Error(`expected 6 password files, read ${passwords.length}`);
+      const users = Object.keys(REDIS_USERS).length;
+      if (passwords.length !== users) throw new Error(`expected ${users} password files (one per Redis user), read ${passwords.length}`);
       const journal = await m.sh('journalctl --no-pager -o cat');
       const status = await m.sh('spark status --config /etc/laniakea/spark.toml 2>&1 || true');
       for (const [where, text] of [
