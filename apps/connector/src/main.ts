@@ -1,7 +1,16 @@
 #!/usr/bin/env node
 import { EX_CONFIG, EX_NOINPUT } from '@spark/config';
 import { QUEUE_NAMES } from '@spark/protocol';
-import { connectRedis, installShutdown, openQueue, processMetrics, redisLogin, serveMetrics, startService, type StartedService } from '@spark/service';
+import {
+  connectRedis,
+  installShutdown,
+  openQueue,
+  processMetrics,
+  redisLogin,
+  serveMetrics,
+  startService,
+  type StartedService,
+} from '@spark/service';
 import { KeySetupError, loadConnectorKeys } from '@spark/lighthouse';
 import { createConnector } from './connector.js';
 

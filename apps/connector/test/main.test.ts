@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis as IORedis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
-import { builderCapacityChannel, QueueName, reportJobId, type ReportPayload } from '@spark/protocol';
+import { builderCapacityChannel, QueueName, reportJobId, type BuilderHeartbeat, type ReportPayload } from '@spark/protocol';
 import { connectRedis, writeBuilderHeartbeat } from '@spark/service';
 import {
   freePort,
@@ -177,7 +177,14 @@ describe('spark-connector on SIGHUP', () => {
           `LighthouseServer = '${standIn!.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n${extra}[connector]\nReplyTimeout = 0.5\nPollInterval = ${pollInterval}\nMetricsPort = 0\n`;
         await writeFile(config, toml(3600));
         // A live builder with a free slot: the connector asks for a job, gets none, and waits PollInterval.
-        const heartbeat = { id: 'b1', slots: 1, busy: 0, kinds: ['package-build'], architectures: ['amd64'], accepting: true };
+        const heartbeat: Omit<BuilderHeartbeat, 'at'> = {
+          id: 'b1',
+          slots: 1,
+          busy: 0,
+          kinds: ['package-build'],
+          architectures: ['amd64'],
+          accepting: true,
+        };
         await writeBuilderHeartbeat(connection, prefix, { ...heartbeat, at: Date.now() });
         const jobRequests = () => standIn!.requests.filter((r) => r.request === 'job').length;
         service = startServiceProcess(main, ['--config', config]);
@@ -188,7 +195,12 @@ describe('spark-connector on SIGHUP', () => {
         await writeFile(config, toml(0.2, "LogLevel = 'debug'\nMaxJobs = 3\n"));
         const seen = service.lines.length;
         service.signal('SIGHUP');
-        const applied = await service.waitForLine('PollInterval applied', (l) => l['msg'] === 'SIGHUP: applied [connector] PollInterval', 10_000, seen);
+        const applied = await service.waitForLine(
+          'PollInterval applied',
+          (l) => l['msg'] === 'SIGHUP: applied [connector] PollInterval',
+          10_000,
+          seen,
+        );
         assert.deepEqual([applied['from'], applied['to']], [3_600_000, 200]);
         await service.waitForLine('LogLevel applied', (l) => l['msg'] === 'SIGHUP: applied LogLevel = debug', 10_000, seen);
         const restart = await service.waitForLine('the restart-only keys', (l) => Array.isArray(l['keys']), 10_000, seen);
@@ -213,7 +225,7 @@ describe('spark-connector on SIGHUP', () => {
         assert.equal(service.exitCode(), undefined, 'still running');
         assert.equal(await service.stop(), 0, service.output());
       } finally {
-        if (service?.exitCode() === undefined) service.signal('SIGKILL');
+        if (service && service.exitCode() === undefined) service.signal('SIGKILL');
         standIn?.close();
         connection.disconnect();
         await redis.stop();

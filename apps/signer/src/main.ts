@@ -8,10 +8,14 @@ import { loadSigningKey, SigningKeyError, type SigningKey } from '@spark/keys/si
 // Typed, so that TypeScript knows `service.exit` does not return.
 const service: StartedService = startService({
   service: 'signer',
-  summary: 'The only process that can read the OpenPGP secret key: checks what the builder made against the job and signs its .changes and .dud.',
+  summary:
+    'The only process that can read the OpenPGP secret key: checks what the builder made against the job and signs its .changes and .dud.',
   entryUrl: import.meta.url,
   environment: [
-    ['CREDENTIALS_DIRECTORY', "set by systemd's LoadCredential=: the key's passphrase is read from there when [signer] PassphraseFile is not set"],
+    [
+      'CREDENTIALS_DIRECTORY',
+      "set by systemd's LoadCredential=: the key's passphrase is read from there when [signer] PassphraseFile is not set",
+    ],
     ['LOGS_DIRECTORY', "set by systemd's LogsDirectory=: the audit log goes there when [signer] AuditLog is not set"],
   ],
 });

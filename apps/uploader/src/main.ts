@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-import { installShutdown, processMetrics, serveMetrics, startService } from '@spark/service';
+import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
 import { createUploader } from './uploader.js';
 
-const { config, logger, run } = startService({
+const service: StartedService = startService({
   service: 'uploader',
-  summary: 'Uploads signed results to the archive (HTTP PUT, as dput-ng), exactly once, retrying with backoff until [uploader] GiveUpAfter.',
+  summary:
+    'Uploads signed results to the archive (HTTP PUT, as dput-ng), exactly once, retrying with backoff until [uploader] GiveUpAfter.',
   entryUrl: import.meta.url,
   environment: [
     ['SSL_CERT_FILE', 'CA bundle for HTTPS uploads (default /etc/ssl/certs/ca-certificates.crt)'],
@@ -12,10 +13,11 @@ const { config, logger, run } = startService({
     ['no_proxy', 'hosts reached without the proxy'],
   ],
 });
+const { config, logger } = service;
 const uploader = createUploader({ config, logger });
 const metricsEndpoint = await serveMetrics(processMetrics('uploader'), config.uploader.metricsPort, logger);
 installShutdown(logger, async () => {
   await uploader.close();
   await metricsEndpoint.close();
 });
-await run(() => uploader.start());
+await service.run(() => uploader.start());

@@ -58,7 +58,7 @@ export interface StartedService {
 /** Environment variables every service reads. */
 const COMMON_ENVIRONMENT: readonly (readonly [string, string])[] = [
   ['SPARK_LOG_LEVEL', `log level, one of ${LOG_LEVELS.join(', ')}; overrides LogLevel in the config file (default info)`],
-  ['JOURNAL_STREAM', "set by systemd: when stdout is the journal, each line carries its priority (<N>) for journalctl -p"],
+  ['JOURNAL_STREAM', 'set by systemd: when stdout is the journal, each line carries its priority (<N>) for journalctl -p'],
 ];
 
 /**
@@ -180,8 +180,15 @@ export function reloadConfig(running: SparkConfig, file: string, logger: Logger,
       if (envLevel !== undefined) {
         logger.warn({ key }, `SIGHUP: ${key} is now ${String(value)}, but SPARK_LOG_LEVEL=${envLevel} takes precedence; the level stays`);
       } else {
-        setLogLevel(logger, String(value));
-        logger.info({ key, value }, `SIGHUP: applied ${key} = ${String(value)}`);
+        // Said at the more verbose of the two levels, so that a move to a quieter level is still logged.
+        const announce = () => logger.info({ key, value }, `SIGHUP: applied ${key} = ${String(value)}`);
+        if (logger.isLevelEnabled('info')) {
+          announce();
+          setLogLevel(logger, String(value));
+        } else {
+          setLogLevel(logger, String(value));
+          announce();
+        }
       }
     } else if (liveKeys.includes(path)) {
       const before = configValue(running, path);
@@ -242,9 +249,7 @@ function gitCommit(dotGit: string): string | null {
     const ref = /^ref: (\S+)$/.exec(head)?.[1];
     if (!ref) return null;
     // A worktree keeps its HEAD but shares refs with the main repository (`commondir`).
-    const common = existsSync(join(gitDir, 'commondir'))
-      ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim())
-      : gitDir;
+    const common = existsSync(join(gitDir, 'commondir')) ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim()) : gitDir;
     for (const base of [gitDir, common]) {
       if (existsSync(join(base, ref))) return readFileSync(join(base, ref), 'utf8').trim();
     }
