@@ -67,7 +67,5 @@ export function setConfigValue(config: SparkConfig, path: string, value: unknown
 
 /** The keys whose effective value differs between two configs, in {@link CONFIG_KEYS} order. */
 export function changedConfigKeys(before: SparkConfig, after: SparkConfig): { path: string; key: string }[] {
-  return CONFIG_KEYS.filter(
-    ({ path }) => JSON.stringify(configValue(before, path)) !== JSON.stringify(configValue(after, path)),
-  );
+  return CONFIG_KEYS.filter(({ path }) => JSON.stringify(configValue(before, path)) !== JSON.stringify(configValue(after, path)));
 }

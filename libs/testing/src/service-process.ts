@@ -9,7 +9,12 @@ export interface ServiceProcess {
   /** All stdout and stderr so far, for assertion messages. */
   output(): string;
   /** Resolves with the first log line (from now on or already seen, after `from`) that `match` accepts; rejects after `timeoutMs`. */
-  waitForLine(what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs?: number, from?: number): Promise<Record<string, unknown>>;
+  waitForLine(
+    what: string,
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+    from?: number,
+  ): Promise<Record<string, unknown>>;
   /** The exit code once it exited (null when a signal ended it), or undefined while it runs. */
   exitCode(): number | null | undefined;
   signal(signal: NodeJS.Signals): void;

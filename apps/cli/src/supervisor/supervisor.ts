@@ -116,7 +116,12 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
         return;
       }
       if (code !== null && fatal.has(code)) {
-        log(60, slot.spec.name, `${slot.spec.name} exited with code ${code} (a configuration or usage error a restart cannot fix): stopping all services`, { code });
+        log(
+          60,
+          slot.spec.name,
+          `${slot.spec.name} exited with code ${code} (a configuration or usage error a restart cannot fix): stopping all services`,
+          { code },
+        );
         exitCode = code;
         void stop();
         return;
