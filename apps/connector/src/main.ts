@@ -1,35 +1,20 @@
 #!/usr/bin/env node
-import { EX_CONFIG, EX_NOINPUT } from '@spark/config';
+import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
 import { QUEUE_NAMES } from '@spark/protocol';
-import {
-  connectRedis,
-  installShutdown,
-  openQueue,
-  processMetrics,
-  redisLogin,
-  serveMetrics,
-  startService,
-  type StartedService,
-} from '@spark/service';
+import { connectRedis, createLogger, installShutdown, openQueue, processMetrics, redisLogin, serveMetrics } from '@spark/service';
 import { KeySetupError, loadConnectorKeys } from '@spark/lighthouse';
 import { createConnector } from './connector.js';
 
-// Typed, so that TypeScript knows `service.exit` does not return.
-const service: StartedService = startService({
-  service: 'connector',
-  summary:
-    'The only process that talks to Lighthouse (CurveZMQ) and holds the Curve secret key: asks for jobs, queues them for the builders, sends their reports.',
-  entryUrl: import.meta.url,
-  // The job fetcher and the archive-info refresh read these from the config at each pause.
-  liveKeys: ['connector.pollIntervalMs', 'connector.archiveInfoIntervalMs'],
-});
-const { config, logger } = service;
+const args = parseServiceArgs('spark-connector');
+const { config } = loadConfigOrExit(args.configFile);
+const logger = createLogger('connector');
 let keys;
 try {
   keys = loadConnectorKeys(config);
 } catch (error) {
   if (!(error instanceof KeySetupError)) throw error;
-  service.exit(error.unreadable ? EX_NOINPUT : EX_CONFIG, error.message);
+  process.stderr.write(`spark-connector: ${error.message}\n`);
+  process.exit(2);
 }
 const connector = createConnector({
   config,
@@ -51,4 +36,4 @@ installShutdown(logger, async () => {
   await Promise.allSettled(depthQueues.map((queue) => queue.close()));
   metricsRedis.disconnect();
 });
-await service.run(() => connector.start());
+await connector.start();

@@ -15,14 +15,6 @@ export const DEFAULT_WORKSPACE_ROOT = '/var/lib/lkspark/';
 export const DEFAULT_CURVE_KEYS_DIR = '/etc/laniakea/keys/curve';
 /** Redis the services share on one host. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-/** pino's level names, most to least severe, then `silent`: what `LogLevel` and `SPARK_LOG_LEVEL` accept. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-/** One of {@link LOG_LEVELS}. */
-export type LogLevel = (typeof LOG_LEVELS)[number];
-/** True when `value` is one of pino's level names. */
-export function isLogLevel(value: string): value is LogLevel {
-  return (LOG_LEVELS as readonly string[]).includes(value);
-}
 
 /** Settings of the connector (`[connector]` table). Durations in seconds in the file, ms here. */
 export interface ConnectorSettings {
@@ -169,12 +161,6 @@ export interface SparkConfig {
   redisMaxMemory: number;
   /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
   gpgSecretKeyFile: string | null;
-  /**
-   * Log level of every service (`LogLevel`, default `info`; one of
-   * {@link LOG_LEVELS}). `SPARK_LOG_LEVEL` in a service's environment takes
-   * precedence. A service applies a changed value on SIGHUP.
-   */
-  logLevel: LogLevel;
   connector: ConnectorSettings;
   builder: BuilderSettings;
   signer: SignerSettings;
@@ -197,16 +183,9 @@ export function formatProblem(problem: ConfigProblem): string {
   return `${where}: ${prefix}${problem.key ? `${problem.key}: ` : ''}${problem.message}`;
 }
 
-/**
- * Thrown when a config file has errors; `problems` lists each (warnings
- * included), `message` all of them. `unreadable` is true when the file itself
- * could not be read (missing, no permission) rather than found wrong.
- */
+/** Thrown when a config file has errors; `problems` lists each (warnings included), `message` all of them. */
 export class ConfigError extends Error {
-  constructor(
-    readonly problems: ConfigProblem[],
-    readonly unreadable = false,
-  ) {
+  constructor(readonly problems: ConfigProblem[]) {
     super(problems.map(formatProblem).join('\n'));
     this.name = 'ConfigError';
   }
@@ -252,7 +231,6 @@ const TOP_LEVEL_KEYS = [
   'RedisCredentialsDir',
   'RedisMaxMemory',
   'GpgSecretKeyFile',
-  'LogLevel',
 ] as const;
 
 /**
@@ -303,7 +281,7 @@ export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: ConfigEnviro
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-    throw new ConfigError([{ severity: 'error', file, key: null, line: null, message: `cannot read config: ${reason}` }], true);
+    throw new ConfigError([{ severity: 'error', file, key: null, line: null, message: `cannot read config: ${reason}` }]);
   }
   return parseConfig(source, file, env);
 }
@@ -396,11 +374,6 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   const redisMaxMemory = reader.integer(data, null, 'RedisMaxMemory', { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_REDIS_MAX_MEMORY;
   if (redisMaxMemory !== 0 && redisMaxMemory < MIN_REDIS_MAX_MEMORY) {
     reader.error(null, 'RedisMaxMemory', `expected 0 (no limit) or at least ${MIN_REDIS_MAX_MEMORY} bytes (64 MiB), got ${redisMaxMemory}`);
-  }
-
-  const logLevel = reader.string(data, null, 'LogLevel') ?? 'info';
-  if (!isLogLevel(logLevel)) {
-    reader.error(null, 'LogLevel', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
@@ -508,7 +481,6 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     redisCredentialsDir,
     redisMaxMemory,
     gpgSecretKeyFile,
-    logLevel: isLogLevel(logLevel) ? logLevel : 'info',
     connector,
     builder,
     signer,
