@@ -100,7 +100,9 @@ describe('spark-uploader sends only what the signer signed', () => {
         leftover([...before, `${deb} (possibly partial: its PUT was cut off)`]),
     );
     const held = await readFile(join(h.archiveDir, 'master', deb));
-    assert.equal(held.length, 3 * 1024 * 1024, 'all but the held-back last chunk went out');
+    // The held-back last chunk never went out. How much of what was sent before it the receiver kept is
+    // TCP's: the uploader cuts the connection, and bytes still in flight may be dropped with it.
+    assert.ok(held.length <= 3 * 1024 * 1024, `the archive holds ${held.length} bytes: more than was sent before the held-back last chunk`);
     assert.ok(held.equals(changed.subarray(0, held.length)));
     assert.deepEqual((await archived(job)).sort(), [...before, deb].sort());
   });
