@@ -89,8 +89,16 @@ export interface ChaosChain {
    * toolchain may differ from the host's).
    */
   submit(count: number, label: string, spec?: Partial<SourcePackageSpec>, options?: { reference?: boolean }): Promise<ChaosJob[]>;
-  /** Resolves once every job has a terminal report at Lighthouse; rejects with the last log lines after `timeoutMs`. */
-  waitForEnd(jobs: readonly ChaosJob[], timeoutMs: number): Promise<void>;
+  /**
+   * Resolves once every job has a terminal report at Lighthouse; rejects with
+   * the last log lines after `timeoutMs`. With `actAsOperator`, meanwhile
+   * removes each archive file a status excerpt asks the operator to remove
+   * (what an upload cut off by a crash leaves at lkwebupload); `verify` then
+   * does not count the removed copy as a duplicate.
+   */
+  waitForEnd(jobs: readonly ChaosJob[], timeoutMs: number, options?: { actAsOperator?: boolean }): Promise<void>;
+  /** Archive files removed as the operator would (`incoming/<repo>/<name>`), in order. */
+  removedByOperator: string[];
   /** Lighthouse's requests about one job, across stand-in restarts. */
   requestsOf(uuid: string): RecordedRequest[];
   /** Job counts per queue state in the chain's Redis. */
@@ -121,6 +129,32 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
   let referenceChain: Promise<unknown> = Promise.resolve();
 
   const requestsOf = (uuid: string) => chain.lighthouseRequests().filter((request) => request['uuid'] === uuid);
+
+  // The uploader's excerpt for a file the archive refuses after a cut-off PUT says `Remove incoming/<repo>/<name> on the archive`.
+  const removedByOperator: string[] = [];
+  // Per file name: the copies stored (PUT answered 201) before the operator removed one; they no longer count.
+  const removedCopies = new Map<string, number>();
+  const storedPuts = (name: string) =>
+    chain.receiver.requests.filter(
+      (request) => request.method === 'PUT' && request.status === 201 && decodeURIComponent(request.url.split('/').pop() ?? '') === name,
+    ).length;
+  const handledExcerpts = new Set<string>();
+  const actAsOperator = async (uuids: ReadonlySet<string>) => {
+    for (const request of chain.lighthouseRequests()) {
+      if (request.request !== 'job-status' || !uuids.has(String(request['uuid']))) continue;
+      const excerpt = typeof request['log_excerpt'] === 'string' ? request['log_excerpt'] : '';
+      if (handledExcerpts.has(excerpt)) continue;
+      handledExcerpts.add(excerpt);
+      for (const match of excerpt.matchAll(/Remove (incoming\/([^/\s]+)\/([^/\s]+)) on the archive/g)) {
+        const [, archivePath = '', repo = '', name = ''] = match;
+        const path = join(chain.uploadsDir, repo, name);
+        if (!existsSync(path)) continue;
+        await rm(path);
+        removedByOperator.push(archivePath);
+        removedCopies.set(name, (removedCopies.get(name) ?? 0) + storedPuts(name));
+      }
+    }
+  };
 
   const referenceBuild = (dsc: string, name: string): Promise<string | null> => {
     // One reference build at a time: they compete with the chain for the two cores.
@@ -154,6 +188,7 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
   return {
     chain,
     logs,
+    removedByOperator,
     requestsOf,
     queueCounts,
     async submit(count, label, spec = {}, options = {}) {
@@ -167,11 +202,13 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
       }
       return jobs;
     },
-    async waitForEnd(jobs, timeoutMs) {
+    async waitForEnd(jobs, timeoutMs, options = {}) {
       const deadline = Date.now() + timeoutMs;
       const ended = (job: ChaosJob) =>
         requestsOf(job.job.uuid).some((request) => request.request === 'job-success' || request.request === 'job-failed');
+      const uuids = new Set(jobs.map((job) => job.job.uuid));
       while (!jobs.every(ended)) {
+        if (options.actAsOperator) await actAsOperator(uuids);
         if (Date.now() > deadline) {
           const open = jobs.filter((job) => !ended(job)).map((job) => job.job.uuid);
           throw new Error(`no terminal report within ${timeoutMs} ms for ${open.join(', ')}\n${logs.slice(-30).join('\n')}`);
@@ -188,6 +225,8 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
           stored.set(name, (stored.get(name) ?? 0) + 1);
         }
       }
+      // Copies the operator removed do not count: the archive holds only what was stored after.
+      for (const [name, copies] of removedCopies) stored.set(name, (stored.get(name) ?? 0) - copies);
       result.jobs += jobs.length;
       for (const { job, reference } of jobs) {
         const uuid = job.uuid;

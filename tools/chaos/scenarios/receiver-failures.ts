@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chaosChain, emptyResult, until, workspaceLeft, type ChaosJob, type Scenario } from '../harness.js';
 
@@ -61,7 +60,9 @@ export const receiverPartialFileScenario: Scenario = {
       const partial = (job: ChaosJob) => `Remove incoming/master/${changesOf(job)} on the archive`;
       await until(() => excerpts(fixed).some((text) => text.includes(partial(fixed))), 120_000, 'an excerpt naming the partial file');
       say(`an excerpt names incoming/master/${changesOf(fixed)}; removing it as the operator would`);
-      await rm(join(chaos.chain.uploadsDir, 'master', changesOf(fixed)));
+      await chaos.waitForEnd([fixed], 120_000, { actAsOperator: true });
+      if (chaos.removedByOperator.join() !== `incoming/master/${changesOf(fixed)}`)
+        result.problems.push(`the operator removed ${chaos.removedByOperator.join(', ') || 'nothing'}`);
       await chaos.waitForEnd(jobs, 120_000);
       await chaos.verify([fixed], 'job-success', result);
 
