@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
-import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
+import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
 import { createBuilder } from './builder.js';
 
-const args = parseServiceArgs('spark-builder');
-const { config } = loadConfigOrExit(args.configFile);
-const logger = createLogger('builder');
+const service: StartedService = startService({
+  service: 'builder',
+  summary: 'Runs build jobs from the build queue in debspawn containers, through sudo and spark-build-helper; one or more per host.',
+  entryUrl: import.meta.url,
+  environment: [['SPARK_BUILDER_ID', 'set by spark-builder@N (%n): instance N serves its metrics on [builder] MetricsPort + N - 1']],
+});
+const { config, logger } = service;
 const builder = createBuilder({ config, logger });
 // Draining may take DrainTimeout, then stopped builds get their kill grace period.
 // spark-builder@N serves its metrics on MetricsPort + N - 1, so instances on one host do not collide.
@@ -20,4 +23,4 @@ installShutdown(
   },
   { timeoutMs: config.builder.drainTimeoutMs + 60_000 },
 );
-await builder.start();
+await service.run(() => builder.start());

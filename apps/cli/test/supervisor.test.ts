@@ -76,17 +76,52 @@ describe('superviseChildren', () => {
     await supervisor.stop();
   });
 
-  it('stops everything with code 2 when a child reports a configuration error', async () => {
+  it('stops everything with code 78 when a child reports a configuration error (EX_CONFIG)', async () => {
     const { out, lines } = collect();
     const broken: ChildSpec = {
       name: 'builder',
       command: process.execPath,
-      args: ['-e', 'console.error("spark.toml:3: MaxJobs: bad"); process.exit(2)'],
+      args: ['-e', 'console.error("spark.toml:3: MaxJobs: bad"); process.exit(78)'],
     };
     const supervisor = superviseChildren([broken, serviceLike('signer')], { out, initialBackoffMs: 50 });
-    assert.equal(await supervisor.done, 2);
+    assert.equal(await supervisor.done, 78);
     assert.equal(supervisor.starts('builder'), 1, 'a config error is not restarted');
     assert.ok(lines.some((l) => l['msg'] === 'spark.toml:3: MaxJobs: bad' && l['service'] === 'builder'));
+  });
+
+  it('stops everything with code 66 when a child finds a file missing, and restarts one that exits 69 or 70', async () => {
+    const { out } = collect();
+    const missing: ChildSpec = { name: 'signer', command: process.execPath, args: ['-e', 'process.exit(66)'] };
+    const supervisor = superviseChildren([missing], { out, initialBackoffMs: 50 });
+    assert.equal(await supervisor.done, 66);
+    assert.equal(supervisor.starts('signer'), 1);
+
+    const flaky: ChildSpec = { name: 'uploader', command: process.execPath, args: ['-e', 'process.exit(69)'] };
+    const crashing: ChildSpec = { name: 'builder', command: process.execPath, args: ['-e', 'process.exit(70)'] };
+    const restarting = superviseChildren([flaky, crashing], { out: collect().out, initialBackoffMs: 20 });
+    await until(() => restarting.starts('uploader') >= 3 && restarting.starts('builder') >= 3, 'restarts of 69 and 70');
+    assert.equal(await restarting.stop(), 0);
+  });
+
+  it('forwards SIGHUP to every running child', async () => {
+    const { out, lines } = collect();
+    const reloading = (name: string): ChildSpec => ({
+      name,
+      command: process.execPath,
+      args: [
+        '-e',
+        `process.on("SIGHUP", () => console.log(JSON.stringify({ service: ${JSON.stringify(name)}, msg: "reloaded" }))); ${childScript(name, '() => process.exit(0)')}`,
+      ],
+    });
+    const supervisor = superviseChildren([reloading('connector'), reloading('uploader')], { out });
+    await until(() => ready(lines, 'connector', 'uploader'), 'the children to be ready');
+    supervisor.reload();
+    await until(
+      () => ['connector', 'uploader'].every((name) => lines.some((l) => l['msg'] === 'reloaded' && l['service'] === name)),
+      'both children to reload',
+    );
+    assert.equal(supervisor.pid('connector') !== null && supervisor.pid('uploader') !== null, true, 'both still run');
+    assert.equal(await supervisor.stop(), 0);
   });
 
   it('kills a child that ignores SIGTERM after the stop timeout', async () => {

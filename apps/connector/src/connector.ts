@@ -127,7 +127,10 @@ export function createConnector(deps: ConnectorDeps): Connector {
             acceptedJobs: config.acceptedJobs,
             architectures: config.architectures,
             owner: config.machineOwner,
-            pollIntervalMs: settings.pollIntervalMs,
+            // Read at each pause: SIGHUP writes a new PollInterval into the config (startService's liveKeys).
+            get pollIntervalMs() {
+              return settings.pollIntervalMs;
+            },
             giveUpRejectedAfterMs: settings.giveUpRejectedAfterMs,
             waker,
             rejectionCooldown: deps.rejectionCooldown ?? {

@@ -1,20 +1,35 @@
 #!/usr/bin/env node
-import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
+import { EX_CONFIG, EX_NOINPUT } from '@spark/config';
 import { QUEUE_NAMES } from '@spark/protocol';
-import { connectRedis, createLogger, installShutdown, openQueue, processMetrics, redisLogin, serveMetrics } from '@spark/service';
+import {
+  connectRedis,
+  installShutdown,
+  openQueue,
+  processMetrics,
+  redisLogin,
+  serveMetrics,
+  startService,
+  type StartedService,
+} from '@spark/service';
 import { KeySetupError, loadConnectorKeys } from '@spark/lighthouse';
 import { createConnector } from './connector.js';
 
-const args = parseServiceArgs('spark-connector');
-const { config } = loadConfigOrExit(args.configFile);
-const logger = createLogger('connector');
+// Typed, so that TypeScript knows `service.exit` does not return.
+const service: StartedService = startService({
+  service: 'connector',
+  summary:
+    'The only process that talks to Lighthouse (CurveZMQ) and holds the Curve secret key: asks for jobs, queues them for the builders, sends their reports.',
+  entryUrl: import.meta.url,
+  // The job fetcher and the archive-info refresh read these from the config at each pause.
+  liveKeys: ['connector.pollIntervalMs', 'connector.archiveInfoIntervalMs'],
+});
+const { config, logger } = service;
 let keys;
 try {
   keys = loadConnectorKeys(config);
 } catch (error) {
   if (!(error instanceof KeySetupError)) throw error;
-  process.stderr.write(`spark-connector: ${error.message}\n`);
-  process.exit(2);
+  service.exit(error.unreadable ? EX_NOINPUT : EX_CONFIG, error.message);
 }
 const connector = createConnector({
   config,
@@ -36,4 +51,4 @@ installShutdown(logger, async () => {
   await Promise.allSettled(depthQueues.map((queue) => queue.close()));
   metricsRedis.disconnect();
 });
-await connector.start();
+await service.run(() => connector.start());

@@ -1,17 +1,26 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis as IORedis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
-import { QueueName, reportJobId, type ReportPayload } from '@spark/protocol';
-import { freePort, runTsEntry, startRedisServer, randomQueuePrefix, type RedisServer } from '@spark/testing';
+import { builderCapacityChannel, QueueName, reportJobId, type BuilderHeartbeat, type ReportPayload } from '@spark/protocol';
+import { connectRedis, writeBuilderHeartbeat } from '@spark/service';
+import {
+  freePort,
+  runTsEntry,
+  startRedisServer,
+  startServiceProcess,
+  randomQueuePrefix,
+  type RedisServer,
+  type ServiceProcess,
+} from '@spark/testing';
 import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/testing';
 import { MACHINE, writeKeyFile } from './harness.js';
 
@@ -46,17 +55,54 @@ describe('spark-connector (the command)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('exits 2 naming the file when the config is missing', async () => {
+  it('answers --version and --help with exit 0, before reading the config or reaching Redis', async () => {
+    const version = await runTsEntry(main, ['--config', '/nonexistent/spark.toml', '--version']);
+    assert.equal(version.code, 0, version.stderr);
+    // Run from this checkout, it names the commit checked out.
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: dirname(main), encoding: 'utf8' }).trim();
+    assert.equal(version.stdout, `spark-connector 0.1.0 (commit ${head})\n`);
+    const help = await runTsEntry(main, ['--help', '--config', '/nonexistent/spark.toml']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^usage: spark-connector \[--config FILE\]$/m);
+    assert.match(help.stdout, /--config FILE +spark\.toml to read \(default \/etc\/laniakea\/spark\.toml\)/);
+    assert.match(help.stdout, /^ {2}SPARK_LOG_LEVEL +log level, one of fatal, error, warn, info, debug, trace, silent/m);
+    assert.match(help.stdout, /SIGHUP +re-read the config file: apply LogLevel, \[connector\] PollInterval/);
+    assert.match(help.stdout, /^ {2}78 +the config file/m);
+  });
+
+  it('exits 64 with the usage on an unknown option', async () => {
+    const result = await runTsEntry(main, ['--confg', config]);
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /^spark-connector: Unknown option '--confg'\n/);
+  });
+
+  it('exits 66 naming the file when the config is missing', async () => {
     const result = await runTsEntry(main, ['--config', '/nonexistent/spark.toml']);
-    assert.equal(result.code, 2);
-    assert.equal(result.stderr.trim(), '/nonexistent/spark.toml: cannot read config: file not found');
+    assert.equal(result.code, 66);
+    assert.equal(result.stderr, '/nonexistent/spark.toml: cannot read config: file not found\n');
+  });
+
+  it('exits 78 with file, line and key when the config does not check', async () => {
+    await writeFile(join(dir, 'zero.toml'), (await readFile(config, 'utf8')).replace('ReplyTimeout = 0.5', 'PollInterval = -1'));
+    const result = await runTsEntry(main, ['--config', join(dir, 'zero.toml')]);
+    assert.equal(result.code, 78);
+    assert.match(result.stderr, /^\S+zero\.toml:\d+: connector\.PollInterval: .+\n$/);
+  });
+
+  it('exits 78 with one line when SPARK_LOG_LEVEL is not a pino level', async () => {
+    const result = await runTsEntry(main, ['--config', config], { env: { SPARK_LOG_LEVEL: 'verbose' } });
+    assert.equal(result.code, 78);
+    assert.equal(
+      result.stderr,
+      'spark-connector: SPARK_LOG_LEVEL="verbose" is not a log level; use one of fatal, error, warn, info, debug, trace, silent\n',
+    );
   });
 
   it('refuses to start when the secret key file is readable by others', async () => {
     await chmod(secretFile(), 0o644);
     try {
       const result = await runTsEntry(main, ['--config', config]);
-      assert.equal(result.code, 2);
+      assert.equal(result.code, 78);
       assert.equal(
         result.stderr.trim(),
         `spark-connector: ${secretFile()}: the secret key is readable by group or others (mode 0644); run: chmod 600 ${secretFile()}`,
@@ -72,14 +118,14 @@ describe('spark-connector (the command)', () => {
       (await readFile(config, 'utf8')).replace(`MachineName = '${MACHINE}'`, "MachineName = 'nokeys'"),
     );
     const missing = await runTsEntry(main, ['--config', join(dir, 'bad.toml')]);
-    assert.equal(missing.code, 2);
+    assert.equal(missing.code, 66);
     assert.match(missing.stderr, /nokeys-spark_private\.sec: cannot read the worker's Curve secret key: file not found/);
 
     const original = await readFile(serverFile(), 'utf8');
     await writeFile(serverFile(), 'curve\n    public-key = "not-a-key"\n');
     try {
       const malformed = await runTsEntry(main, ['--config', config]);
-      assert.equal(malformed.code, 2);
+      assert.equal(malformed.code, 78);
       assert.match(
         malformed.stderr,
         /_lighthouse-server\.pub: not a usable Lighthouse server's public key: line 2: curve public-key is not a 40-character Z85 key/,
@@ -106,6 +152,87 @@ describe('spark-connector (the command)', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
+});
+
+describe('spark-connector on SIGHUP', () => {
+  it(
+    'keeps running, applies a new PollInterval and LogLevel, names a restart-only key, and keeps its config when the file breaks',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'spark-connector-hup-'));
+      const redis = await startRedisServer();
+      const prefix = randomQueuePrefix();
+      const connection = connectRedis(redis.url, 'worker');
+      let standIn: LighthouseStandIn | null = null;
+      let service: ServiceProcess | null = null;
+      try {
+        const server = curveKeyPair();
+        const worker = curveKeyPair();
+        await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
+        await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
+        await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
+        standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+        const config = join(dir, 'spark.toml');
+        const toml = (pollInterval: number, extra = '') =>
+          `LighthouseServer = '${standIn!.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n${extra}[connector]\nReplyTimeout = 0.5\nPollInterval = ${pollInterval}\nMetricsPort = 0\n`;
+        await writeFile(config, toml(3600));
+        // A live builder with a free slot: the connector asks for a job, gets none, and waits PollInterval.
+        const heartbeat: Omit<BuilderHeartbeat, 'at'> = {
+          id: 'b1',
+          slots: 1,
+          busy: 0,
+          kinds: ['package-build'],
+          architectures: ['amd64'],
+          accepting: true,
+        };
+        await writeBuilderHeartbeat(connection, prefix, { ...heartbeat, at: Date.now() });
+        const jobRequests = () => standIn!.requests.filter((r) => r.request === 'job').length;
+        service = startServiceProcess(main, ['--config', config]);
+        await standIn.waitFor(() => jobRequests() >= 1, 30_000);
+        await sleep(1_500);
+        assert.equal(jobRequests(), 1, 'PollInterval 3600: one request, then a wait');
+
+        await writeFile(config, toml(0.2, "LogLevel = 'debug'\nMaxJobs = 3\n"));
+        const seen = service.lines.length;
+        service.signal('SIGHUP');
+        const applied = await service.waitForLine(
+          'PollInterval applied',
+          (l) => l['msg'] === 'SIGHUP: applied [connector] PollInterval',
+          10_000,
+          seen,
+        );
+        assert.deepEqual([applied['from'], applied['to']], [3_600_000, 200]);
+        await service.waitForLine('LogLevel applied', (l) => l['msg'] === 'SIGHUP: applied LogLevel = debug', 10_000, seen);
+        const restart = await service.waitForLine('the restart-only keys', (l) => Array.isArray(l['keys']), 10_000, seen);
+        assert.deepEqual(restart['keys'], ['MaxJobs']);
+        assert.equal(restart['level'], 40);
+        assert.match(String(restart['msg']), /apply only after a restart .*: MaxJobs$/);
+        // The pause under way still has the old length; a builder announcing capacity ends it, and from then on
+        // the connector asks every 0.2 s.
+        await writeBuilderHeartbeat(connection, prefix, { ...heartbeat, at: Date.now() });
+        await connection.publish(builderCapacityChannel(prefix), 'b1');
+        const before = jobRequests();
+        await standIn.waitFor(() => jobRequests() >= before + 5, 10_000);
+
+        await writeFile(config, 'LighthouseServer = [\n');
+        const broken = service.lines.length;
+        service.signal('SIGHUP');
+        const refused = await service.waitForLine('the refusal', (l) => String(l['msg']).includes('cannot be used'), 10_000, broken);
+        assert.equal(refused['level'], 50);
+        assert.match(String(refused['msg']), /keeping the running configuration: .*spark\.toml:2: TOML syntax error/);
+        const after = jobRequests();
+        await standIn.waitFor(() => jobRequests() >= after + 3, 10_000);
+        assert.equal(service.exitCode(), undefined, 'still running');
+        assert.equal(await service.stop(), 0, service.output());
+      } finally {
+        if (service && service.exitCode() === undefined) service.signal('SIGKILL');
+        standIn?.close();
+        connection.disconnect();
+        await redis.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 describe('spark-connector killed while a report waits for Lighthouse', () => {

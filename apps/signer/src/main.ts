@@ -1,13 +1,25 @@
 #!/usr/bin/env node
-import { EXIT_CONFIG, loadConfigOrExit, parseServiceArgs } from '@spark/config';
-import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
+import { EX_CONFIG, EX_NOINPUT } from '@spark/config';
+import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
 import { AuditLogError, openAuditLog, type AuditLog } from './audit-log.js';
 import { createSigner } from './signer.js';
 import { loadSigningKey, SigningKeyError, type SigningKey } from '@spark/keys/signing-key';
 
-const args = parseServiceArgs('spark-signer');
-const { config } = loadConfigOrExit(args.configFile);
-const logger = createLogger('signer');
+// Typed, so that TypeScript knows `service.exit` does not return.
+const service: StartedService = startService({
+  service: 'signer',
+  summary:
+    'The only process that can read the OpenPGP secret key: checks what the builder made against the job and signs its .changes and .dud.',
+  entryUrl: import.meta.url,
+  environment: [
+    [
+      'CREDENTIALS_DIRECTORY',
+      "set by systemd's LoadCredential=: the key's passphrase is read from there when [signer] PassphraseFile is not set",
+    ],
+    ['LOGS_DIRECTORY', "set by systemd's LogsDirectory=: the audit log goes there when [signer] AuditLog is not set"],
+  ],
+});
+const { config, logger } = service;
 
 let signingKey: SigningKey;
 try {
@@ -19,16 +31,14 @@ try {
   });
 } catch (error) {
   if (!(error instanceof SigningKeyError)) throw error;
-  process.stderr.write(`spark-signer: ${error.message}\n`);
-  process.exit(EXIT_CONFIG);
+  service.exit(error.unreadable ? EX_NOINPUT : EX_CONFIG, error.message);
 }
 let audit: AuditLog;
 try {
   audit = await openAuditLog(config.signer.auditLog);
 } catch (error) {
   if (!(error instanceof AuditLogError)) throw error;
-  process.stderr.write(`spark-signer: ${error.message}\n`);
-  process.exit(EXIT_CONFIG);
+  service.exit(EX_CONFIG, error.message);
 }
 const signer = createSigner({ config, logger, signingKey, audit });
 const metricsEndpoint = await serveMetrics(processMetrics('signer'), config.signer.metricsPort, logger);
@@ -37,4 +47,4 @@ installShutdown(logger, async () => {
   await metricsEndpoint.close();
   await audit.close();
 });
-await signer.start();
+await service.run(() => signer.start());

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -12,16 +13,38 @@ const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
 
 describe('spark-signer', () => {
-  it('refuses to start, exit 2, on the seed config, which names no secret key file', async () => {
+  it('answers --version and --help with exit 0 without a config or Redis', async () => {
+    const version = await runTsEntry(main, ['--version']);
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(version.stdout, /^spark-signer 0\.1\.0( \(commit [0-9a-f]{40}\))?\n$/);
+    const help = await runTsEntry(main, ['--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^ {2}CREDENTIALS_DIRECTORY +set by systemd/m);
+    assert.match(help.stdout, /^ {2}66 +the config file or a key file is missing/m);
+  });
+
+  it('exits 64 on a stray argument', async () => {
+    const result = await runTsEntry(main, ['sign-now']);
+    assert.equal(result.code, 64);
+    assert.match(result.stderr, /^spark-signer: Unexpected argument 'sign-now'/);
+  });
+
+  it('refuses to start, exit 78, on the seed config, which names no secret key file', async () => {
     const result = await runTsEntry(main, ['--config', seed]);
-    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.code, 78, result.stderr);
     assert.match(result.stderr, /^spark-signer: GpgSecretKeyFile is not set: the signer needs the armored secret key/m);
   });
 
-  it('exits 2 naming the file when the config is missing', async () => {
+  it('exits 66 naming the file when the config is missing, 78 for a bad SPARK_LOG_LEVEL', async () => {
     const result = await runTsEntry(main, ['--config', '/nonexistent/spark.toml']);
-    assert.equal(result.code, 2);
-    assert.equal(result.stderr.trim(), '/nonexistent/spark.toml: cannot read config: file not found');
+    assert.equal(result.code, 66);
+    assert.equal(result.stderr, '/nonexistent/spark.toml: cannot read config: file not found\n');
+    const level = await runTsEntry(main, ['--config', seed], { env: { SPARK_LOG_LEVEL: 'verbose' } });
+    assert.equal(level.code, 78);
+    assert.equal(
+      level.stderr,
+      'spark-signer: SPARK_LOG_LEVEL="verbose" is not a log level; use one of fatal, error, warn, info, debug, trace, silent\n',
+    );
   });
 
   it('starts with a valid key, logs its fingerprint but no key material, and stops on SIGTERM with exit 0', async () => {
@@ -62,6 +85,13 @@ describe('spark-signer', () => {
           }
         });
       });
+      // SIGHUP: the signer keeps running and names the key it would only take on a restart.
+      await writeFile(config, `${await readFile(config, 'utf8')}\n[signer]\nMetricsPort = 0\n`);
+      child.kill('SIGHUP');
+      const deadline = Date.now() + 20_000;
+      while (!stdout.includes('apply only after a restart') && Date.now() < deadline) await sleep(50);
+      assert.match(stdout, /"keys":\["\[signer\] MetricsPort"\]/);
+      assert.equal(child.exitCode, null, 'still running');
       child.kill('SIGTERM');
       assert.equal(await exited, 0, stderr);
       const started = stdout.split('\n').find((line) => line.includes('taking sign jobs')) ?? '';

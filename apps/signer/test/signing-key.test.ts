@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,7 +93,7 @@ describe('signing key', () => {
     }
   });
 
-  describe('spark-signer refuses to start, exit code 2, when', () => {
+  describe('spark-signer refuses to start, exit code 66 for a missing key file and 78 for any other problem, when', () => {
     const startWith = async (keyFile: string, keyId: string, passphraseFile?: string, nodeFlags: readonly string[] = []) => {
       const config = join(dir, 'spark.toml');
       await writeFile(
@@ -113,7 +114,7 @@ describe('signing key', () => {
         nodeFlags.length === 0
           ? await runTsEntry(main, ['--config', config], { env: { CREDENTIALS_DIRECTORY: '' } })
           : await runWithFlags(nodeFlags, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config]);
-      assert.equal(result.code, 2, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+      assert.equal(result.code, existsSync(keyFile) ? 78 : 66, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
       return result.stderr.trim();
     };
 

@@ -1,14 +1,23 @@
 #!/usr/bin/env node
-import { loadConfigOrExit, parseServiceArgs } from '@spark/config';
-import { createLogger, installShutdown, processMetrics, serveMetrics } from '@spark/service';
+import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
 import { createUploader } from './uploader.js';
 
-const { config } = loadConfigOrExit(parseServiceArgs('spark-uploader').configFile);
-const logger = createLogger('uploader');
+const service: StartedService = startService({
+  service: 'uploader',
+  summary:
+    'Uploads signed results to the archive (HTTP PUT, as dput-ng), exactly once, retrying with backoff until [uploader] GiveUpAfter.',
+  entryUrl: import.meta.url,
+  environment: [
+    ['SSL_CERT_FILE', 'CA bundle for HTTPS uploads (default /etc/ssl/certs/ca-certificates.crt)'],
+    ['https_proxy, http_proxy', 'proxy for uploads of that scheme'],
+    ['no_proxy', 'hosts reached without the proxy'],
+  ],
+});
+const { config, logger } = service;
 const uploader = createUploader({ config, logger });
 const metricsEndpoint = await serveMetrics(processMetrics('uploader'), config.uploader.metricsPort, logger);
 installShutdown(logger, async () => {
   await uploader.close();
   await metricsEndpoint.close();
 });
-await uploader.start();
+await service.run(() => uploader.start());

@@ -15,6 +15,14 @@ export const DEFAULT_WORKSPACE_ROOT = '/var/lib/lkspark/';
 export const DEFAULT_CURVE_KEYS_DIR = '/etc/laniakea/keys/curve';
 /** Redis the services share on one host. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** pino's level names, most to least severe, then `silent`: what `LogLevel` and `SPARK_LOG_LEVEL` accept. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** One of {@link LOG_LEVELS}. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+/** True when `value` is one of pino's level names. */
+export function isLogLevel(value: string): value is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(value);
+}
 
 /** Settings of the connector (`[connector]` table). Durations in seconds in the file, ms here. */
 export interface ConnectorSettings {
@@ -161,6 +169,12 @@ export interface SparkConfig {
   redisMaxMemory: number;
   /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
   gpgSecretKeyFile: string | null;
+  /**
+   * Log level of every service (`LogLevel`, default `info`; one of
+   * {@link LOG_LEVELS}). `SPARK_LOG_LEVEL` in a service's environment takes
+   * precedence. A service applies a changed value on SIGHUP.
+   */
+  logLevel: LogLevel;
   connector: ConnectorSettings;
   builder: BuilderSettings;
   signer: SignerSettings;
@@ -183,9 +197,16 @@ export function formatProblem(problem: ConfigProblem): string {
   return `${where}: ${prefix}${problem.key ? `${problem.key}: ` : ''}${problem.message}`;
 }
 
-/** Thrown when a config file has errors; `problems` lists each (warnings included), `message` all of them. */
+/**
+ * Thrown when a config file has errors; `problems` lists each (warnings
+ * included), `message` all of them. `unreadable` is true when the file itself
+ * could not be read (missing, no permission) rather than found wrong.
+ */
 export class ConfigError extends Error {
-  constructor(readonly problems: ConfigProblem[]) {
+  constructor(
+    readonly problems: ConfigProblem[],
+    readonly unreadable = false,
+  ) {
     super(problems.map(formatProblem).join('\n'));
     this.name = 'ConfigError';
   }
@@ -231,6 +252,7 @@ const TOP_LEVEL_KEYS = [
   'RedisCredentialsDir',
   'RedisMaxMemory',
   'GpgSecretKeyFile',
+  'LogLevel',
 ] as const;
 
 /**
@@ -281,7 +303,7 @@ export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: ConfigEnviro
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-    throw new ConfigError([{ severity: 'error', file, key: null, line: null, message: `cannot read config: ${reason}` }]);
+    throw new ConfigError([{ severity: 'error', file, key: null, line: null, message: `cannot read config: ${reason}` }], true);
   }
   return parseConfig(source, file, env);
 }
@@ -374,6 +396,11 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   const redisMaxMemory = reader.integer(data, null, 'RedisMaxMemory', { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_REDIS_MAX_MEMORY;
   if (redisMaxMemory !== 0 && redisMaxMemory < MIN_REDIS_MAX_MEMORY) {
     reader.error(null, 'RedisMaxMemory', `expected 0 (no limit) or at least ${MIN_REDIS_MAX_MEMORY} bytes (64 MiB), got ${redisMaxMemory}`);
+  }
+
+  const logLevel = reader.string(data, null, 'LogLevel') ?? 'info';
+  if (!isLogLevel(logLevel)) {
+    reader.error(null, 'LogLevel', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
@@ -481,6 +508,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     redisCredentialsDir,
     redisMaxMemory,
     gpgSecretKeyFile,
+    logLevel: isLogLevel(logLevel) ? logLevel : 'info',
     connector,
     builder,
     signer,

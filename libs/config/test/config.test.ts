@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  changedConfigKeys,
   ConfigError,
   defaultArchitectures,
   formatProblem,
   loadConfig,
   machineIdOf,
   nearestName,
+  parseConfig,
   type ConfigEnvironment,
 } from '@spark/config';
 
@@ -286,5 +288,43 @@ describe('nearestName', () => {
   it('suggests only plausible typos', () => {
     assert.equal(nearestName('maxjobs', ['MaxJobs', 'MachineName']), 'MaxJobs');
     assert.equal(nearestName('Completely', ['MaxJobs', 'MachineName']), null);
+  });
+});
+
+describe('LogLevel and the keys SIGHUP compares', () => {
+  it('reads LogLevel (default info) and refuses a name pino does not know, with its line', () => {
+    assert.equal(parseConfig(minimal, 'spark.toml', env).config.logLevel, 'info');
+    assert.equal(parseConfig(`LogLevel = 'debug'\n${minimal}`, 'spark.toml', env).config.logLevel, 'debug');
+    assert.throws(
+      () => parseConfig(`${minimal}LogLevel = 'verbose'\n`, 'spark.toml', env),
+      (error: ConfigError) =>
+        error.message === 'spark.toml:4: LogLevel: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"' &&
+        !error.unreadable,
+    );
+  });
+
+  it('marks a config file that cannot be read as unreadable, one that does not parse as not', () => {
+    assert.throws(
+      () => loadConfig(join(dir, 'absent.toml'), env),
+      (error: ConfigError) => error.unreadable,
+    );
+    assert.throws(
+      () => loadConfig(writeConfig('x = ['), env),
+      (error: ConfigError) => !error.unreadable,
+    );
+  });
+
+  it('names each changed key as the file spells it, and nothing for derived values', () => {
+    const before = parseConfig(minimal, 'a.toml', env).config;
+    const after = parseConfig(
+      `${minimal}MachineName = 'helium'\n[connector]\nPollInterval = 1\n[uploader]\nGiveUpAfter = 60\n`,
+      'b.toml',
+      env,
+    ).config;
+    assert.deepEqual(
+      changedConfigKeys(before, after).map(({ key }) => key),
+      ['MachineName', '[connector] PollInterval', '[uploader] GiveUpAfter'],
+    );
+    assert.deepEqual(changedConfigKeys(before, parseConfig(minimal, 'c.toml', env).config), []);
   });
 });

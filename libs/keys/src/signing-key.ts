@@ -8,6 +8,13 @@ export const PASSPHRASE_CREDENTIAL = 'gpg-passphrase';
 /** A key the signer cannot use; the message says which file or key and what to do. */
 export class SigningKeyError extends Error {
   override readonly name = 'SigningKeyError';
+  /** `unreadable`: the key or passphrase file could not be read at all (missing, no permission), rather than found wrong. */
+  constructor(
+    message: string,
+    readonly unreadable = false,
+  ) {
+    super(message);
+  }
 }
 
 /** The unlocked secret key and how it is named in logs and the audit log. */
@@ -41,7 +48,10 @@ async function readSecretFile(file: string, what: string): Promise<string> {
   } catch (error) {
     if (error instanceof SigningKeyError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    throw new SigningKeyError(code === 'ENOENT' ? `${file}: ${what} not found` : `${file}: cannot read ${what}: ${code ?? String(error)}`);
+    throw new SigningKeyError(
+      code === 'ENOENT' ? `${file}: ${what} not found` : `${file}: cannot read ${what}: ${code ?? String(error)}`,
+      true,
+    );
   }
   if ((mode & 0o077) !== 0) {
     throw new SigningKeyError(
@@ -51,7 +61,7 @@ async function readSecretFile(file: string, what: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
-    throw new SigningKeyError(`${file}: cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new SigningKeyError(`${file}: cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, true);
   }
 }
 

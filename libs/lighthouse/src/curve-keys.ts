@@ -10,9 +10,19 @@ export interface ConnectorKeys {
   serverKey: string;
 }
 
-/** Thrown when a key file cannot be used; the message names the file and what to do. */
+/**
+ * Thrown when a key file cannot be used; the message names the file and what
+ * to do. `unreadable` is true when the file could not be read at all (missing,
+ * no permission) rather than found wrong.
+ */
 export class KeySetupError extends Error {
   override name = 'KeySetupError';
+  constructor(
+    message: string,
+    readonly unreadable = false,
+  ) {
+    super(message);
+  }
 }
 
 function readKeyFile(file: string, what: string): CurveKeyFile {
@@ -22,7 +32,7 @@ function readKeyFile(file: string, what: string): CurveKeyFile {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-    throw new KeySetupError(`${file}: cannot read the ${what}: ${reason}`);
+    throw new KeySetupError(`${file}: cannot read the ${what}: ${reason}`, true);
   }
   try {
     return parseCurveKeyFile(text);

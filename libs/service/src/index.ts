@@ -13,3 +13,4 @@ export * from './archive-connection.js';
 export * from './upload-url.js';
 export * from './builder-heartbeats.js';
 export * from './held-dir.js';
+export * from './service-main.js';

@@ -43,14 +43,54 @@ export function journalDestination(fd = 1): DestinationStream {
   };
 }
 
+/** How {@link createLogger} makes a logger. */
+export interface LoggerOptions {
+  /** Where the JSON lines go (default stdout, with journal priorities when stdout is the journal). */
+  destination?: NodeJS.WritableStream;
+  /** pino level name (default `SPARK_LOG_LEVEL`, else `info`); the services check it first (service-main.ts). */
+  level?: string;
+}
+
+// Every child of a logger made here, held weakly: pino copies the level into a
+// child when it is made, so a level set on the root later must be set on each
+// live child too (setLogLevel). A child that is collected leaves the set.
+const families = new WeakMap<Logger, Set<WeakRef<Logger>>>();
+const forget = new FinalizationRegistry<{ children: Set<WeakRef<Logger>>; ref: WeakRef<Logger> }>(({ children, ref }) =>
+  children.delete(ref),
+);
+
 /**
  * The service's root logger: pino, JSON lines to stdout (journald keeps them,
  * with each line's priority when stdout is the journal), bound to `{service}`.
- * Level from `SPARK_LOG_LEVEL` (default `info`). Bind a job with
- * `logger.child({ jobId })`.
+ * Level from `options.level`, else `SPARK_LOG_LEVEL`, else `info`; change it
+ * with {@link setLogLevel}. Bind a job with `logger.child({ jobId })`.
  */
-export function createLogger(service: string, destination?: NodeJS.WritableStream): Logger {
-  const options = { level: process.env['SPARK_LOG_LEVEL'] ?? 'info', base: { service } };
-  if (destination) return pino(options, destination);
-  return stdoutIsJournal() ? pino(options, journalDestination()) : pino(options);
+export function createLogger(service: string, options: NodeJS.WritableStream | LoggerOptions = {}): Logger {
+  const { destination, level } = 'write' in options ? { destination: options, level: undefined } : options;
+  const children = new Set<WeakRef<Logger>>();
+  const pinoOptions = {
+    level: level ?? process.env['SPARK_LOG_LEVEL'] ?? 'info',
+    base: { service },
+    onChild: (child: Logger) => {
+      const ref = new WeakRef(child);
+      children.add(ref);
+      forget.register(child, { children, ref });
+    },
+  };
+  const logger = destination
+    ? pino(pinoOptions, destination)
+    : stdoutIsJournal()
+      ? pino(pinoOptions, journalDestination())
+      : pino(pinoOptions);
+  families.set(logger, children);
+  return logger;
+}
+
+/** Sets the level of a logger from {@link createLogger} and of every child of it still in use. */
+export function setLogLevel(logger: Logger, level: string): void {
+  logger.level = level;
+  for (const ref of families.get(logger) ?? []) {
+    const child = ref.deref();
+    if (child) child.level = level;
+  }
 }

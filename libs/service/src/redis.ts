@@ -30,6 +30,11 @@ export function connectRedis(url: string, role: RedisRole, extra: RedisOptions =
   return socket ? new Redis({ ...options, path: socket }) : new Redis(url, options);
 }
 
+/** Thrown by {@link redisReady} when Redis does not answer in time or the connection ends: at start, the service exits 69 (EX_UNAVAILABLE). */
+export class RedisUnavailable extends Error {
+  override name = 'RedisUnavailable';
+}
+
 /**
  * Resolves once the connection is ready for commands (a `producer` connection
  * refuses them before). Rejects after `timeoutMs`, or at once when the
@@ -54,11 +59,11 @@ export function redisReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
     };
     const onEnd = () => {
       cleanup();
-      reject(new Error(`Redis connection closed${lastError ? `: ${lastError}` : ''}`));
+      reject(new RedisUnavailable(`Redis connection closed${lastError ? `: ${lastError}` : ''}`));
     };
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`Redis not ready after ${timeoutMs} ms${lastError ? `: ${lastError}` : ` (status ${redis.status})`}`));
+      reject(new RedisUnavailable(`Redis not ready after ${timeoutMs} ms${lastError ? `: ${lastError}` : ` (status ${redis.status})`}`));
     }, timeoutMs);
     redis.on('ready', onReady);
     redis.on('error', onError);

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { EX_SOFTWARE } from '@spark/config';
 
 /** One step of a service's `close()`: a name for the logs and what to do. */
 export type CloseStep = readonly [name: string, run: () => unknown];
@@ -36,8 +37,8 @@ export interface ShutdownOptions {
 /**
  * SIGTERM and SIGINT call `close()` once, then exit 0 (1 if it failed or took
  * longer than the timeout); a second signal exits at once. An uncaught
- * exception or unhandled rejection is logged and exits 1, so systemd restarts
- * the service: never "log and carry on".
+ * exception or unhandled rejection is logged and exits 70 (EX_SOFTWARE), so
+ * systemd restarts the service: never "log and carry on".
  */
 export function installShutdown(logger: Logger, close: () => Promise<void>, options: ShutdownOptions = {}): void {
   const timeoutMs = options.timeoutMs ?? 30_000;
@@ -69,7 +70,7 @@ export function installShutdown(logger: Logger, close: () => Promise<void>, opti
   process.on('SIGINT', onSignal);
   const fatal = (kind: string) => (error: unknown) => {
     logger.fatal({ err: error }, `${kind}: exiting so that the service manager restarts the service`);
-    process.exit(1);
+    process.exit(EX_SOFTWARE);
   };
   process.on('uncaughtException', fatal('uncaught exception'));
   process.on('unhandledRejection', fatal('unhandled promise rejection'));

@@ -1,8 +1,17 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG, nodeFlags, type NodeProgram } from '@spark/config';
-import { loadCliConfig } from '../load-cli-config.js';
+import {
+  ConfigError,
+  DEFAULT_CONFIG_FILE,
+  EX_CONFIG,
+  EX_NOINPUT,
+  formatProblem,
+  loadConfig,
+  nodeFlags,
+  type NodeProgram,
+  type SparkConfig,
+} from '@spark/config';
 import { usageError } from '../commands.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
 
@@ -54,8 +63,9 @@ export function builderStopTimeoutMs(drainTimeoutMs: number): number {
 /**
  * `spark run [--config FILE]`: the four services as children of one
  * supervisor, for a host that does not want four units. Exits when asked
- * (SIGTERM/SIGINT, forwarded to the children), or with 2 when a service finds
- * the config unusable.
+ * (SIGTERM/SIGINT, forwarded to the children), or with the service's code
+ * when one exits with a code a restart cannot fix (64, 66, 78; see
+ * EXIT_FATAL_CODES). SIGHUP is forwarded: each service re-reads the config.
  */
 export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
   let configFile: string;
@@ -65,8 +75,17 @@ export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableSt
   } catch (error) {
     return usageError(io, 'run', (error as Error).message);
   }
-  const config = loadCliConfig(configFile, io.stderr);
-  if (!config) return EXIT_CONFIG;
+  // The services' own codes for the file they will all read: 66 when it cannot be read, 78 when it does not check.
+  let config: SparkConfig;
+  try {
+    const loaded = loadConfig(configFile);
+    for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
+    config = loaded.config;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    io.stderr.write(`${error.message}\n`);
+    return error.unreadable ? EX_NOINPUT : EX_CONFIG;
+  }
   const children = serviceCommands(configFile).map((spec) =>
     spec.name === 'builder' ? { ...spec, stopTimeoutMs: builderStopTimeoutMs(config.builder.drainTimeoutMs) } : spec,
   );
@@ -79,5 +98,6 @@ export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableSt
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', () => supervisor.reload());
   return supervisor.done;
 }

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { EXIT_FATAL_CODES } from '@spark/config';
 
 /** A child the supervisor keeps running. */
 export interface ChildSpec {
@@ -24,7 +25,10 @@ export interface SupervisorOptions {
   stableAfterMs?: number;
   /** ms a child gets to exit after SIGTERM before SIGKILL (default 30000). */
   stopTimeoutMs?: number;
-  /** Exit codes that mean "will never work as configured": no restart, the supervisor stops (default [2]). */
+  /**
+   * Exit codes that mean "will never work as configured": no restart, the supervisor stops with that code
+   * (default EXIT_FATAL_CODES: 64 bad usage, 66 a missing config or key file, 78 a config that does not parse or check).
+   */
   fatalExitCodes?: number[];
 }
 
@@ -40,6 +44,8 @@ export interface Supervisor {
    * SIGKILL after `graceMs` (default 5000). Stops first if not stopping yet.
    */
   hurry(graceMs?: number): Promise<number>;
+  /** Sends SIGHUP to every running child: each re-reads the config file. */
+  reload(): void;
   /** The pid of a child now, or null while it is down. */
   pid(name: string): number | null;
   /** How many times a child was started. */
@@ -65,7 +71,7 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
   const maxBackoffMs = options.maxBackoffMs ?? 60_000;
   const stableAfterMs = options.stableAfterMs ?? 60_000;
   const stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
-  const fatal = new Set(options.fatalExitCodes ?? [2]);
+  const fatal = new Set(options.fatalExitCodes ?? EXIT_FATAL_CODES);
   const slots = new Map<string, Slot>(
     specs.map((spec) => [spec.name, { spec, child: null, starts: 0, backoffMs: initialBackoffMs, timer: null }]),
   );
@@ -110,7 +116,12 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
         return;
       }
       if (code !== null && fatal.has(code)) {
-        log(60, slot.spec.name, `${slot.spec.name} exited with code ${code} (configuration error): stopping all services`, { code });
+        log(
+          60,
+          slot.spec.name,
+          `${slot.spec.name} exited with code ${code} (a configuration or usage error a restart cannot fix): stopping all services`,
+          { code },
+        );
         exitCode = code;
         void stop();
         return;
@@ -170,6 +181,9 @@ export function superviseChildren(specs: readonly ChildSpec[], options: Supervis
     done,
     stop,
     hurry,
+    reload: () => {
+      for (const slot of slots.values()) if (!stopping) slot.child?.kill('SIGHUP');
+    },
     pid: (name) => slots.get(name)?.child?.pid ?? null,
     starts: (name) => slots.get(name)?.starts ?? 0,
   };
