@@ -24,19 +24,15 @@
  * audit log and reported failed, nothing signed or uploaded.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, lstat, mkdir, open, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
-import { Job as QueueJob, Queue, Worker } from 'bullmq';
+import { Job as QueueJob, Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE, loadConfig, type SparkConfig } from '@spark/config';
 import {
   archiveTargetsKey,
-  buildPayloadSchema,
-  builderCapacityChannel,
-  builderHeartbeatsKey,
   jobArtifactsDir,
   jobRecordKey,
   jobWorkspaceDir,
@@ -52,45 +48,26 @@ import {
   type JobRound,
   type Manifest,
 } from '@spark/protocol';
-import { connectRedis, redisLogin, redisPasswordFile, redisReady, REDIS_USERS, sendReport, type Redis } from '@spark/service';
+import { redisPasswordFile, REDIS_USERS, sendReport } from '@spark/service';
+import {
+  attempt,
+  builderRedis,
+  changesText,
+  dudText,
+  listingCommands,
+  out,
+  tryCommands,
+  sha256,
+  takeBuildJobs,
+  writeRound,
+  type Attempt,
+  type ChangesFields,
+} from '../src/hostile/compromised-builder.js';
 
 const run = promisify(execFile);
 const HELPER = '/usr/local/sbin/spark-build-helper';
-const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
-const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
 /** A job Lighthouse never handed out to this worker, which the hostile builder still says it accepted. */
 const NEVER_HANDED_OUT = '33333333-3333-4333-8333-333333333333';
-
-/** One escape tried: what came back (an error code, a message), for the test to judge. */
-interface Attempt {
-  name: string;
-  /** `refused` when the attempt failed, `allowed` when it went through. */
-  outcome: 'refused' | 'allowed';
-  detail: string;
-}
-
-async function attempt(name: string, body: () => Promise<unknown>): Promise<Attempt> {
-  try {
-    const value = await body();
-    return {
-      name,
-      outcome: 'allowed',
-      detail: typeof value === 'string' ? value.slice(0, 300) : JSON.stringify(value ?? null).slice(0, 300),
-    };
-  } catch (error) {
-    const e = error as NodeJS.ErrnoException & { stderr?: string; code?: unknown };
-    const detail = [typeof e.code === 'string' || typeof e.code === 'number' ? `code ${e.code}` : '', e.stderr?.trim() || e.message]
-      .filter(Boolean)
-      .join(': ');
-    return { name, outcome: 'refused', detail: detail.slice(0, 400) };
-  }
-}
-
-async function builderRedis(config: SparkConfig): Promise<Redis> {
-  const redis = connectRedis(config.redisUrl, 'worker', redisLogin(config.redisCredentialsDir, 'builder'));
-  await redisReady(redis);
-  return redis;
-}
 
 /** The escapes that need no job in hand. */
 async function probe(config: SparkConfig): Promise<void> {
@@ -162,22 +139,16 @@ async function probe(config: SparkConfig): Promise<void> {
   tries.push(await attempt('SET upload-progress', () => redis.set(uploadProgressKey(p, { uuid, round: '1' }), '{}')));
   tries.push(await attempt('SET another prefix', () => redis.set(queueKeysPattern(`other-${p}`, QueueName.sign).replace('*', 'x'), '1')));
   tries.push(await attempt('PUBLISH to the connector', () => redis.publish(`${p}:lighthouse-wake`, 'x')));
-  for (const command of [
-    ['flushall'],
-    ['keys', '*'],
-    ['config', 'get', 'aclfile'],
-    ['acl', 'list'],
-    ['script', 'flush'],
-    ['client', 'kill', 'user', 'spark-signer'],
-    ['client', 'list'],
-    ['client', 'tracking', 'on', 'bcast'],
-    ['randomkey'],
-    ['dbsize'],
-    ['pubsub', 'channels'],
-    ['memory', 'stats'],
-  ] as const) {
-    tries.push(await attempt(command.join(' ').toUpperCase(), () => redis.call(command[0], ...command.slice(1))));
-  }
+  const commands = [
+    ['FLUSHALL'],
+    ['CONFIG', 'GET', 'aclfile'],
+    ['ACL', 'LIST'],
+    ['SCRIPT', 'FLUSH'],
+    ['CLIENT', 'KILL', 'USER', 'spark-signer'],
+  ];
+  tries.push(
+    ...(await tryCommands(redis, [...commands.map((args) => ({ name: args.join(' ').toUpperCase(), args })), ...listingCommands(p)])),
+  );
   const upload = new Queue(QueueName.upload, { connection: redis, prefix: p });
   upload.on('error', () => undefined);
   tries.push(await attempt('add to the upload queue', () => upload.add('upload', { manifest: {} }, { jobId: `${uuid}.1.upload` })));
@@ -202,162 +173,82 @@ async function probe(config: SparkConfig): Promise<void> {
   for (const line of tries) out({ ...line });
 }
 
-/** Control-file paragraph text from `[field, value]` pairs (multi-line values given as arrays). */
-function controlText(fields: [string, string | string[]][]): string {
-  return `${fields.map(([name, value]) => (Array.isArray(value) ? [`${name}:`, ...value.map((v) => ` ${v}`)].join('\n') : `${name}: ${value}`)).join('\n')}\n`;
-}
-
-function listed(files: { name: string; data: Buffer }[]): [string, string[]][] {
-  return [
-    ['Checksums-Sha1', files.map((f) => `${createHash('sha1').update(f.data).digest('hex')} ${f.data.length} ${f.name}`)],
-    ['Checksums-Sha256', files.map((f) => `${sha256(f.data)} ${f.data.length} ${f.name}`)],
-    ['Files', files.map((f) => `${createHash('md5').update(f.data).digest('hex')} ${f.data.length} misc optional ${f.name}`)],
-  ];
-}
-
 /** What the stand-in builder does with a job: one scenario per package name (`hostile-<scenario>`). */
 const SCENARIOS = ['package', 'version', 'suite', 'arch', 'dud', 'result', 'symlink', 'hardlink', 'swap'] as const;
 type Scenario = (typeof SCENARIOS)[number];
+/** How long taking the jobs, the signer's work on them and the forged reports may take together. */
+const BUILD_PHASE_MS = 240_000;
 
 async function build(config: SparkConfig, count: number): Promise<void> {
   const p = config.queuePrefix;
   const redis = await builderRedis(config);
-  const blocking = await builderRedis(config);
   const signQueue = new Queue(QueueName.sign, { connection: redis, prefix: p });
   const reportQueue = new Queue(REPORT_QUEUES.builder, { connection: redis, prefix: p });
   for (const q of [signQueue, reportQueue]) q.on('error', () => undefined);
-  const id = 'hostile@1';
-  let taken = 0;
-  const beat = () =>
-    redis.hset(
-      builderHeartbeatsKey(p),
-      id,
-      JSON.stringify({
-        id,
-        slots: count,
-        busy: 0,
-        kinds: ['package-build'],
-        architectures: config.architectures,
-        accepting: taken < count,
-        at: Date.now(),
-      }),
-    );
-  await beat();
-  await redis.publish(builderCapacityChannel(p), id);
-  const timer = setInterval(() => void beat().catch(() => undefined), 2_000);
   const signIds: string[] = [];
   const swaps: Promise<void>[] = [];
-  let resolveAll = () => {};
-  const allTaken = new Promise<void>((resolve) => (resolveAll = resolve));
-
-  const worker = new Worker(
-    QueueName.build,
-    async (queued) => {
-      const { job, round: roundNo } = buildPayloadSchema.parse(queued.data);
-      if (job.kind !== 'package-build') throw new Error(`unexpected ${job.kind} job`);
-      const round: JobRound = { uuid: job.uuid.toLowerCase(), round: roundNo };
-      const scenario = job.data.package_name.replace(/^hostile-/, '') as Scenario;
-      if (!SCENARIOS.includes(scenario)) throw new Error(`no scenario for ${job.data.package_name}`);
-      await sendReport(reportQueue, { kind: 'accepted', ...round, at: Date.now() });
-      const workspace = jobWorkspaceDir(config.workspacesDir, round);
-      const dir = jobArtifactsDir(config.workspacesDir, round);
-      await rm(workspace, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
-      const { package_name: source, package_version: version, suite } = job.data;
-      const arch = job.architecture;
-      const deb = { name: `${source}_${version}_${arch}.deb`, data: Buffer.from(`not really a deb of ${source} ${version}\n`) };
-      const changesFields = (overrides: Partial<Record<'Source' | 'Version' | 'Distribution' | 'Architecture', string>> = {}) =>
-        controlText([
-          ['Format', '1.8'],
-          ['Date', new Date().toUTCString()],
-          ['Source', overrides.Source ?? source],
-          ['Binary', source],
-          ['Architecture', overrides.Architecture ?? arch],
-          ['Version', overrides.Version ?? version],
-          ['Distribution', overrides.Distribution ?? suite],
-          ['Urgency', 'medium'],
-          ['Maintainer', 'Hostile Builder <hostile@example.invalid>'],
-          ['Changed-By', 'Hostile Builder <hostile@example.invalid>'],
-          ['Description', [`${source} - hostile`]],
-          ['Changes', [`${source} (${version}) ${suite}; urgency=medium`]],
-          ...listed([deb]),
-        ]);
-      const overrides =
-        scenario === 'package'
-          ? { Source: 'coreutils' }
-          : scenario === 'version'
-            ? { Version: `${version}+evil1` }
-            : scenario === 'suite'
-              ? { Distribution: 'stable-security' }
-              : scenario === 'arch'
-                ? { Architecture: 'source arm64' }
-                : {};
-      const changes = { name: `${source}_${version}_${arch}.changes`, data: Buffer.from(changesFields(overrides)) };
-      const log = { name: `${round.uuid}.log`, data: Buffer.from(`hostile build of ${source} ${version}\n`) };
-      const dudJob = scenario === 'dud' ? '11111111-1111-4111-8111-111111111111' : round.uuid;
-      const dud = {
-        name: `${source}_${version}_${arch}.dud`,
-        data: Buffer.from(
-          controlText([
-            ['Format', '1.8'],
-            ['Date', new Date().toUTCString()],
-            ['Architecture', arch],
-            ['X-Spark-Job', dudJob],
-            ['X-Spark-Result', scenario === 'result' ? 'accepted-by-lighthouse' : 'success'],
-            ...listed([log]),
-          ]),
-        ),
-      };
-      const files = [deb, changes, log, dud];
-      for (const file of files) await writeFile(join(dir, file.name), file.data);
-      const manifest: Manifest = {
-        uuid: round.uuid,
-        round: round.round,
-        repo: job.repo,
-        result: 'success',
-        files: files.map((f) => ({ name: f.name, size: f.data.length, sha256: sha256(f.data) })),
-        changes: changes.name,
-        dud: dud.name,
-      };
-      const notes: Record<string, unknown> = { scenario, uuid: round.uuid, round: round.round, changes: changes.name };
-      if (scenario === 'symlink') {
-        // The .changes is a link to the signer's key: a signer that followed it would sign (and upload) the key.
-        await unlink(join(dir, changes.name));
-        await symlink(config.gpgSecretKeyFile ?? '/etc/laniakea/keys/none', join(dir, changes.name));
-      }
-      if (scenario === 'hardlink') {
-        // A hard link to the key needs read access to it (fs.protected_hardlinks): refused here already.
-        notes['linkKey'] = (
-          await attempt('hard link to the key', () => link(config.gpgSecretKeyFile ?? '', join(workspace, 'key')))
-        ).detail;
-        // A .deb that is also a file elsewhere: what the signer hands on must exist once, in the workspace.
-        await link(join(dir, deb.name), join(workspace, 'second-name.deb'));
-      }
-      const signId = stageJobId(round, 'sign');
-      if (scenario === 'swap') {
-        // While the signer works, swap the artifacts dir for a link to one with a .changes for another package.
-        const other = join(workspace, 'other');
-        await mkdir(other);
-        for (const file of files) await writeFile(join(other, file.name), file.data);
-        await writeFile(join(other, changes.name), changesFields({ Source: 'coreutils' }));
-        notes['tamperedSha256'] = sha256(await readFile(join(other, changes.name)));
-        swaps.push(swapUntilDone(signQueue, signId, dir, other, notes));
-      }
-      await signQueue.add('sign', { manifest }, { jobId: signId });
-      signIds.push(signId);
-      out(notes);
-      taken += 1;
-      if (taken >= count) resolveAll();
-    },
-    { connection: blocking, prefix: p, concurrency: count, removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
-  );
-  worker.on('error', () => undefined);
   const deadline = setTimeout(() => {
-    out({ error: `took ${taken} of ${count} jobs in 240 s` });
+    out({ error: `the build phase took more than ${BUILD_PHASE_MS / 1000} s` });
     process.exit(1);
-  }, 240_000);
-  await allTaken;
-  await worker.close();
+  }, BUILD_PHASE_MS);
+
+  await takeBuildJobs(config, redis, count, async (job, round) => {
+    const scenario = job.data.package_name.replace(/^hostile-/, '') as Scenario;
+    if (!SCENARIOS.includes(scenario)) throw new Error(`no scenario for ${job.data.package_name}`);
+    await sendReport(reportQueue, { kind: 'accepted', ...round, at: Date.now() });
+    const workspace = jobWorkspaceDir(config.workspacesDir, round);
+    const dir = jobArtifactsDir(config.workspacesDir, round);
+    const { package_name: source, package_version: version, suite } = job.data;
+    const arch = job.architecture;
+    const deb = { name: `${source}_${version}_${arch}.deb`, data: Buffer.from(`not really a deb of ${source} ${version}\n`) };
+    const changesFor = (overrides: Partial<ChangesFields> = {}) =>
+      changesText({ source, version, architecture: arch, binary: source, distribution: suite, files: [deb], ...overrides });
+    const overrides: Partial<ChangesFields> =
+      scenario === 'package'
+        ? { source: 'coreutils' }
+        : scenario === 'version'
+          ? { version: `${version}+evil1` }
+          : scenario === 'suite'
+            ? { distribution: 'stable-security' }
+            : scenario === 'arch'
+              ? { architecture: 'source arm64' }
+              : {};
+    const changes = { name: `${source}_${version}_${arch}.changes`, data: Buffer.from(changesFor(overrides)) };
+    const log = { name: `${round.uuid}.log`, data: Buffer.from(`hostile build of ${source} ${version}\n`) };
+    const dudJob = scenario === 'dud' ? '11111111-1111-4111-8111-111111111111' : round.uuid;
+    const result = scenario === 'result' ? 'accepted-by-lighthouse' : 'success';
+    const dud = { name: `${source}_${version}_${arch}.dud`, data: Buffer.from(dudText(dudJob, arch, result, [log])) };
+    const files = [deb, changes, log, dud];
+    const manifest = await writeRound(config.workspacesDir, round, job.repo, files, { changes: changes.name, dud: dud.name });
+    const notes: Record<string, unknown> = { scenario, uuid: round.uuid, round: round.round, changes: changes.name };
+    if (scenario === 'symlink') {
+      // The .changes is a link to the signer's key: a signer that followed it would sign (and upload) the key.
+      await unlink(join(dir, changes.name));
+      await symlink(config.gpgSecretKeyFile ?? '/etc/laniakea/keys/none', join(dir, changes.name));
+    }
+    if (scenario === 'hardlink') {
+      // A hard link to the key needs read access to it (fs.protected_hardlinks): refused here already.
+      notes['linkKey'] = (await attempt('hard link to the key', () => link(config.gpgSecretKeyFile ?? '', join(workspace, 'key')))).detail;
+      // A .deb that is also a file elsewhere: what the signer hands on must exist once, in the workspace.
+      await link(join(dir, deb.name), join(workspace, 'second-name.deb'));
+    }
+    const signId = stageJobId(round, 'sign');
+    if (scenario === 'swap') {
+      // While the signer works, swap the artifacts dir for a link to one with a .changes for another package.
+      const other = join(workspace, 'other');
+      await mkdir(other);
+      for (const file of files) await writeFile(join(other, file.name), file.data);
+      await writeFile(join(other, changes.name), changesFor({ source: 'coreutils' }));
+      notes['tamperedSha256'] = sha256(await readFile(join(other, changes.name)));
+      swaps.push(swapUntilDone(signQueue, signId, dir, other, notes));
+    }
+    await signQueue.add('sign', { manifest }, { jobId: signId });
+    signIds.push(signId);
+    out(notes);
+  }).catch((error: unknown) => {
+    out({ error: (error as Error).message });
+    process.exit(1);
+  });
   // A sign job for a round this worker never got (no job record): the sign queue's keys are the
   // builder's to write, so only the signer's check against the record can stop it.
   const unheld: JobRound = { uuid: '22222222-2222-4222-8222-222222222222', round: '1' };
@@ -373,8 +264,6 @@ async function build(config: SparkConfig, count: number): Promise<void> {
   await signQueue.add('sign', { manifest: unheldManifest }, { jobId: stageJobId(unheld, 'sign') });
   signIds.push(stageJobId(unheld, 'sign'));
   out({ scenario: 'unheld', uuid: unheld.uuid, round: unheld.round, changes: 'none' });
-  clearInterval(timer);
-  await redis.hdel(builderHeartbeatsKey(p), id);
   // Wait until the signer is done with every sign job (a completed job may already be removed).
   for (const signId of signIds) {
     for (;;) {
@@ -402,8 +291,8 @@ async function build(config: SparkConfig, count: number): Promise<void> {
   out({ forged: signIds.length * 2 + 1 });
   clearTimeout(deadline);
   await Promise.all([signQueue.close(), reportQueue.close()]);
-  await Promise.all([redis.quit(), blocking.quit()]);
-  out({ done: taken });
+  await redis.quit();
+  out({ done: count });
 }
 
 /** Swaps `dir` for a link to `other` and back, as fast as it can, until sign job `signId` has ended. */
