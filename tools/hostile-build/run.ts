@@ -1,31 +1,58 @@
 /*
- * npm run test:hostile — hostile packages and recipes against the real
- * debspawn, as deployed: the builder runs as spark-builder with its own Redis
- * password, reaches debspawn only through `sudo -n` and the installed build
- * helper, and the helper runs the real debspawn (its `bookworm` image) in its
- * sandbox. Everything runs on this host (nested containers do not work in the
- * deployment test's machine), so the suite sets up what deploy/install.sh
- * would — the users, /usr/local/sbin/spark-build-helper, the sudoers rule,
+ * npm run test:hostile — a compromised builder against the real debspawn and
+ * the rest of the trust boundary, as deployed: the builder runs as
+ * spark-builder with its own Redis password, reaches debspawn only through
+ * `sudo -n` and the installed build helper, and the helper runs the real
+ * debspawn (its `bookworm` image) in its sandbox. Everything runs on this host
+ * (nested containers do not work in the deployment test's machine), so the
+ * suite sets up what deploy/install.sh would — the users,
+ * /usr/local/sbin/spark-build-helper, the sudoers rule,
  * /etc/laniakea/spark.toml — and removes it again.
+ *
+ * First what a package's build scripts and an image recipe can do through
+ * debspawn (links to the canaries, a FIFO, a poisoned prepared image, a
+ * planted temp dir, a handle into the helper's directory). Then the builder
+ * itself, compromised (trust-boundary.ts; as-builder.ts runs as spark-builder
+ * with its password file and its filesystem rights, never as root): it takes
+ * real hand-outs from the `build` queue — the connector recorded them as for
+ * any builder, so the signer's checks against the record apply — and hands
+ * the signer a `.buildinfo` that is another package's `.changes` or another
+ * job's `.dud` (a signing oracle) and a `.changes` naming another source's
+ * package; swaps the `.deb` of a signed round while it waits for the
+ * uploader; calls the read-write dashboard's API without its token; sends the
+ * Redis commands that list keys and clients; and floods its report queue
+ * while an honest job's round waits for the uploader.
  *
  * Canaries: a root-only file in the key directory (/etc/laniakea/keys), the
  * chain's Curve secret key, OpenPGP key and each Redis password file,
  * /etc/shadow, and a root-only file in a directory nothing names. Each attack
- * must be refused or harmless with its reason, and no canary byte may show up
- * in anything the builder can read, in an upload or at Lighthouse. An honest
- * package build and an honest image build afterwards must succeed, the
- * package's .changes verifying with gpgv.
+ * must be refused or harmless with its reason, nothing foreign may be signed
+ * by the archive key, and no canary byte may show up in anything the builder
+ * can read, in an upload or at Lighthouse. Honest package and image builds
+ * between the attacks must succeed, the packages' .changes verifying with
+ * gpgv. The suite ends with a table of attacks and outcomes.
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { SourcePackageSpec, StandInJob } from '@spark/testing';
-import { startChain, type Chain } from '../src/chain/chain.js';
+import { connectRedis, redisLogin, redisReady } from '@spark/service';
+import type { StandInJob } from '@spark/testing';
+import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
+import { FOREIGN_DEB } from './hostile-content.js';
+import { filesBelow, until, type JobEnd, type Suite } from './suite.js';
+import {
+  dashboardWithoutToken,
+  foreignBinaries,
+  handOutRounds,
+  redisListing,
+  reportFlood,
+  signingOracle,
+  swappedAfterSigning,
+} from './trust-boundary.js';
 
 const run = promisify(execFile);
 const checkout = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
@@ -41,6 +68,10 @@ const DIR = '/var/lib/spark-hostile-test';
 /** Marks the files this suite installed, so it never removes an operator's. */
 const MARK = '# written by spark-ts tools/hostile-build (removed when it ends)';
 const USERS = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'] as const;
+/** The compromised builder, run as spark-builder. */
+const AS_BUILDER = fileURLToPath(new URL('as-builder.ts', import.meta.url));
+/** Bogus reports the builder floods its report queue with. */
+const FLOOD_REPORTS = 50_000;
 
 interface Outcome {
   attack: string;
@@ -102,18 +133,6 @@ async function canary(path: string, owner: string): Promise<Buffer> {
   const { uid, gid } = await ids(owner);
   await chown(path, uid, gid);
   return bytes;
-}
-
-/** Every regular file below `dir` (links not followed). */
-async function filesBelow(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const path = join(dir, name);
-    const info = await lstat(path);
-    if (info.isDirectory()) found.push(...(await filesBelow(path)));
-    else if (info.isFile()) found.push(path);
-  }
-  return found;
 }
 
 /** A git repository of `files` owned by spark-builder (git refuses a repository of another user). */
@@ -183,6 +202,15 @@ async function main(): Promise<number> {
   secrets.set('/etc/shadow', shadow.subarray(0, Math.min(shadow.length, 64)));
 
   const builder = await ids('spark-builder');
+  /** setpriv's arguments that run `command` as spark-builder: its uid, its group, no other groups (as the chain starts it). */
+  const setprivBuilder = (command: string, ...args: string[]) => [
+    `--reuid=${builder.uid}`,
+    `--regid=${builder.gid}`,
+    '--clear-groups',
+    command,
+    ...args,
+  ];
+  const listeners = new Set<(service: ServiceName, line: string) => void>();
   const chain: Chain = await startChain({
     dir: DIR,
     runner: 'debspawn',
@@ -192,6 +220,7 @@ async function main(): Promise<number> {
     onLog: (service, line) => {
       logs.push(`${service}: ${line}`);
       if (logs.length > 2000) logs.splice(0, 1000);
+      for (const listener of listeners) listener(service, line);
       if (process.env['SPARK_HOSTILE_VERBOSE']) console.log(`${service}: ${line}`);
     },
   });
@@ -206,22 +235,52 @@ async function main(): Promise<number> {
   chain.start();
   say(`chain up in ${DIR}; the builder runs as spark-builder (uid ${builder.uid}) through sudo and ${HELPER}`);
 
+  const admin = connectRedis(chain.redis.url, 'worker', redisLogin(chain.config.redisCredentialsDir, 'admin'));
+  undo.push(() => admin.quit());
+  await redisReady(admin);
+  const asBuilderUser = (command: string, args: string[], options: { timeout?: number } = {}) =>
+    run('setpriv', setprivBuilder(command, ...args), {
+      cwd: checkout,
+      env: { ...process.env, HOME: '/nonexistent', USER: 'spark-builder' },
+      maxBuffer: 64 * 1024 * 1024,
+      ...options,
+    });
   const requestsOf = (uuid: string) => chain.lighthouseRequests().filter((request) => request['uuid'] === uuid);
-  const ending = async (uuid: string, timeoutMs = 600_000): Promise<'job-success' | 'job-failed'> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const end = requestsOf(uuid).find((request) => request.request === 'job-success' || request.request === 'job-failed');
-      if (end) return end.request as 'job-success' | 'job-failed';
-      if (Date.now() > deadline) throw new Error(`no end for ${uuid} within ${timeoutMs / 1000} s`);
-      await sleep(500);
-    }
+  const endOf = (uuid: string) =>
+    requestsOf(uuid).find((request) => request.request === 'job-success' || request.request === 'job-failed')?.request as
+      JobEnd | undefined;
+  const suite: Suite = {
+    chain,
+    configFile: CONFIG,
+    admin,
+    say,
+    requestsOf,
+    said: (uuid) => JSON.stringify(requestsOf(uuid)),
+    endOf,
+    ending: (uuid, timeoutMs = 600_000) => until(`the end of ${uuid} at Lighthouse`, () => Promise.resolve(endOf(uuid)), timeoutMs, 500),
+    async packageJob(spec) {
+      const job = await chain.archive.packageJob(spec);
+      chain.standIn.addJob(job);
+      return job.uuid;
+    },
+    async asBuilder(args, timeoutMs = 300_000) {
+      const command = ['--conditions=@spark/source', '--import', 'tsx', AS_BUILDER, ...args, '--config', CONFIG];
+      const { stdout } = await asBuilderUser(process.execPath, command, { timeout: timeoutMs }).catch(
+        (error: Error & { stdout?: string; stderr?: string }) => {
+          throw new Error(`as-builder.ts ${args.join(' ')} as spark-builder: ${error.message}\n${error.stdout ?? ''}`);
+        },
+      );
+      return stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    },
+    onLog(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
   };
-  const said = (uuid: string) => JSON.stringify(requestsOf(uuid));
-  const packageJob = async (spec: SourcePackageSpec) => {
-    const job = await chain.archive.packageJob(spec);
-    chain.standIn.addJob(job);
-    return job.uuid;
-  };
+  const { said, ending, packageJob } = suite;
   const targets = [...secrets.keys()];
 
   await attempt('debian/rules links ../leak-N.txt and a .deb name to every canary', async () => {
@@ -273,14 +332,11 @@ async function main(): Promise<number> {
   // A compromised builder looks for a handle into the helper's private directory while image runs go on.
   const watcher = spawn(
     'setpriv',
-    [
-      `--reuid=${builder.uid}`,
-      `--regid=${builder.gid}`,
-      '--clear-groups',
+    setprivBuilder(
       'sh',
       '-c',
       `while :; do for p in /proc/[0-9]*; do c=$(readlink $p/cwd 2>/dev/null) || continue; case $c in ${STATE_DIR}*) ls $p/cwd/ >/dev/null 2>&1 && echo "entered $c";; esac; done; done`,
-    ],
+    ),
     { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   let entered = '';
@@ -324,7 +380,7 @@ async function main(): Promise<number> {
     };
     undo.push(restore);
     if (existsSync(hostTemp)) await rename(hostTemp, saved);
-    await run('setpriv', [`--reuid=${builder.uid}`, `--regid=${builder.gid}`, '--clear-groups', 'ln', '-s', KEY_DIR, hostTemp]);
+    await asBuilderUser('ln', ['-s', KEY_DIR, hostTemp]);
     const keyDirBefore = (await readdir(KEY_DIR)).sort().join(',');
     const uuid = await packageJob({ name: 'honest', version: '1.0' });
     const ended = await ending(uuid);
@@ -343,6 +399,27 @@ async function main(): Promise<number> {
     if (entered !== '') return Promise.reject(new Error(entered.trim().split('\n').slice(0, 3).join('; ')));
     return Promise.resolve("never entered: the helper's processes there run as root or a throwaway uid");
   });
+
+  // The compromised builder against the rest of the trust boundary (trust-boundary.ts).
+  const rounds = handOutRounds(suite);
+  rounds.catch(() => undefined);
+  await attempt('signing oracle: a .buildinfo that is the text of a .changes for another package, or of a .dud for another job', async () =>
+    signingOracle(suite, await rounds),
+  );
+  await attempt(`a .changes whose Binary names, or whose Files list, ${FOREIGN_DEB} for its own source`, async () =>
+    foreignBinaries(suite, await rounds),
+  );
+  await attempt('the .deb of a signed round swapped while it waits for the uploader (a link to its password file; other bytes)', async () =>
+    swappedAfterSigning(suite, await rounds),
+  );
+  chain.start('uploader');
+  await attempt('the read-write dashboard called by the builder without the token', () => dashboardWithoutToken(suite));
+  await attempt("SCAN, KEYS, RANDOMKEY, DBSIZE, OBJECT, MEMORY, CLIENT, PUBSUB with the builder's Redis password", () =>
+    redisListing(suite),
+  );
+  await attempt(`${FLOOD_REPORTS} bogus reports in report-builder while an honest job's round waits for the uploader`, () =>
+    reportFlood(suite, FLOOD_REPORTS),
+  );
 
   await attempt('no canary byte anywhere the builder can read, in an upload or at Lighthouse', async () => {
     const places = [
