@@ -21,7 +21,7 @@
  * package; swaps the `.deb` of a signed round while it waits for the
  * uploader; calls the read-write dashboard's API without its token; sends the
  * Redis commands that list keys and clients; and floods its report queue
- * while an honest job's round waits for the uploader.
+ * ahead of an honest job's reports.
  *
  * Canaries: a root-only file in the key directory (/etc/laniakea/keys), the
  * chain's Curve secret key, OpenPGP key and each Redis password file,
@@ -417,7 +417,7 @@ async function main(): Promise<number> {
   await attempt("SCAN, KEYS, RANDOMKEY, DBSIZE, OBJECT, MEMORY, CLIENT, PUBSUB with the builder's Redis password", () =>
     redisListing(suite),
   );
-  await attempt(`${FLOOD_REPORTS} bogus reports in report-builder while an honest job's round waits for the uploader`, () =>
+  await attempt(`${FLOOD_REPORTS} bogus reports in report-builder, queued ahead of an honest job's reports`, () =>
     reportFlood(suite, FLOOD_REPORTS),
   );
 

@@ -14,7 +14,7 @@ import { jobArtifactsDir, QUEUE_NAMES, QueueName, REPORT_QUEUES, reportJobId, st
 import { readJobRecord, redisPasswordFile, type Redis } from '@spark/service';
 import { startServiceProcess } from '@spark/testing';
 import { listingCommands } from '../src/hostile/compromised-builder.js';
-import { FLOOD_UUID_PREFIX, ORACLE_MARKERS, ROUND_SCENARIOS, type RoundScenario } from './hostile-content.js';
+import { FLOOD_UUID_PREFIX, floodReport, ORACLE_MARKERS, ROUND_SCENARIOS, type RoundScenario } from './hostile-content.js';
 import { filesBelow, until, type Suite } from './suite.js';
 
 const run = promisify(execFile);
@@ -303,81 +303,132 @@ export async function redisListing(suite: Suite): Promise<string> {
   return `each NOPERM, each in Redis's ACL LOG: ${names.join(', ')}`;
 }
 
+/** What became of the flood's reports: each one's return value (the relay keeps them, as the builder queued them without removeOnComplete). */
+async function floodOutcomes(suite: Suite): Promise<Map<string, number>> {
+  const outcomes = new Map<string, number>();
+  await withQueue(suite.admin, suite.chain.config.queuePrefix, REPORT_QUEUES.builder, async (queue) => {
+    const PAGE = 2_000;
+    for (const state of ['completed', 'failed'] as const) {
+      for (let start = 0; ; start += PAGE) {
+        const jobs = await queue.getJobs([state], start, start + PAGE - 1, true);
+        for (const job of jobs.filter((j) => j.id?.startsWith(FLOOD_UUID_PREFIX))) {
+          const outcome =
+            state === 'failed' ? `failed: ${job.failedReason}` : String(job.returnvalue).replace(/^(dropped: [^(]*).*$/, '$1');
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        }
+        if (jobs.length < PAGE) break;
+      }
+    }
+  });
+  return outcomes;
+}
+
 /**
- * `count` bogus reports in the builder's report queue while an honest job's
- * round waits for the uploader: its `job-success` must reach Lighthouse while
- * flood reports are still queued (the relay holds a report only for the
- * earlier senders' reports of its own round), and the relay must drop every
- * flood report, none reaching Lighthouse.
+ * The builder floods its report queue with `count` bogus reports, then an
+ * honest job runs through behind them: its builder's `accepted` is queued
+ * after the flood, and the uploader's `job-success` must still reach
+ * Lighthouse — after the job's `job-accepted`, while flood reports are still
+ * queued — for the relay holds a report only for the earlier senders'
+ * `accepted` and end of its own round (pulled to the head of their queue).
+ * The relay must drop every flood report, none reaching Lighthouse.
+ *
+ * The suite arranges the timing, so that the honest round's reports are all
+ * queued before the relay sees any: the relay (the connector) stops once the
+ * job is handed out (the `build` queue paused until then, so the builder
+ * starts it only after the flood), and the uploader holds the round until the
+ * signer has handed it on.
  */
 export async function reportFlood(suite: Suite, count: number): Promise<string> {
   const { chain, admin } = suite;
   const prefix = chain.config.queuePrefix;
   const pending = () =>
     withQueue(admin, prefix, REPORT_QUEUES.builder, (queue) => queue.getJobCountByTypes('waiting', 'prioritized', 'active', 'delayed'));
-  const drops = new Map<string, number>();
+  const onBuild = <T>(use: (queue: Queue) => Promise<T>) => withQueue(admin, prefix, QueueName.build, use);
+  let logged = 0;
+  let counted = 0;
   const stopWatching = suite.onLog((service, line) => {
-    if (service !== 'connector' || !line.includes(`"jobId":"${FLOOD_UUID_PREFIX}`)) return;
-    const msg = String((JSON.parse(line) as { msg?: unknown }).msg);
-    if (msg.startsWith('dropping ')) drops.set(msg, (drops.get(msg) ?? 0) + 1);
+    if (service !== 'connector') return;
+    if (line.includes(`"jobId":"${FLOOD_UUID_PREFIX}`) && line.includes('"msg":"dropping ')) logged += 1;
+    const more = /"msg":"dropped (\d+) more reports from the builder's report queue/.exec(line);
+    if (more) counted += Number(more[1]);
   });
   const problems: string[] = [];
   try {
+    let uuid = '';
+    let round: JobRound = { uuid: '', round: '' };
     await chain.stop('uploader');
-    let uuid: string;
-    let queued: number;
+    await onBuild((queue) => queue.pause());
     try {
       uuid = await suite.packageJob({ name: 'flood-honest', version: '1.0' });
-      await until(
-        'the honest job built, signed and waiting for the uploader',
+      round = await until(
+        'the honest job handed out into the paused build queue',
         async () => {
-          if (suite.endOf(uuid)) throw new Error(`the honest job ended before its upload: ${suite.said(uuid).slice(-300)}`);
           const record = await readJobRecord(admin, prefix, uuid);
-          if (!record) return undefined;
-          const job = await withQueue(admin, prefix, QueueName.upload, (queue) => queue.getJob(stageJobId(record, 'upload')));
-          return job ?? undefined;
+          return record && (await onBuild((queue) => queue.getJob(stageJobId(record, 'build')))) ? record : undefined;
         },
-        600_000,
-        500,
+        120_000,
       );
+      await chain.stop('connector');
       await suite.asBuilder(['flood', String(count)], 300_000);
-      queued = await pending();
-      suite.say(`the builder queued ${count} bogus reports (${queued} not yet taken); starting the uploader`);
     } finally {
-      chain.start('uploader');
+      await onBuild((queue) => queue.resume());
     }
-    const { end, left } = await until(
+    await until(
+      'the honest job built, signed and waiting for the uploader',
+      async () => (await withQueue(admin, prefix, QueueName.upload, (queue) => queue.getJob(stageJobId(round, 'upload')))) ?? undefined,
+      900_000,
+      500,
+    );
+    chain.start('uploader');
+    await until(
+      "the uploader's report of the honest job queued",
+      async () =>
+        (await withQueue(admin, prefix, REPORT_QUEUES.uploader, (queue) => queue.getJob(reportJobId(round, { kind: 'final' })))) ??
+        undefined,
+      120_000,
+    );
+    const before = await pending();
+    suite.say(`the builder queued ${count} bogus reports before the honest job's; starting the relay (the connector)`);
+    chain.start('connector');
+    // The flood's last report: while it waits, flood reports are still queued ahead of nothing but each other.
+    const lastFlood = floodReport(count - 1).opts.jobId;
+    const { end, left, last } = await until(
       'the honest job ending at Lighthouse',
       async () => {
         const ended = suite.endOf(uuid);
-        return ended ? { end: ended, left: await pending() } : undefined;
+        if (!ended) return undefined;
+        const state = await withQueue(admin, prefix, REPORT_QUEUES.builder, (queue) => queue.getJobState(lastFlood));
+        return { end: ended, left: await pending(), last: state };
       },
       900_000,
       100,
     );
-    if (end !== 'job-success') problems.push(`the honest job ended ${end}: ${suite.said(uuid).slice(-300)}`);
-    else if (left === 0)
+    const heardOfJob = suite.requestsOf(uuid).map((request) => String(request.request));
+    if (end !== 'job-success' || heardOfJob[0] !== 'job-accepted')
+      problems.push(`Lighthouse heard ${heardOfJob.join(', ')} about the honest job`);
+    if (last !== 'waiting') {
       problems.push(
-        `job-success reached Lighthouse only once the flood had drained: the ${count} flood reports held the uploader's report`,
+        `job-success reached Lighthouse only once the flood had drained (its last report ${last}): the ${count} flood reports held the uploader's report`,
       );
+    }
     await until('the flood drained', async () => ((await pending()) === 0 ? true : undefined), 900_000, 1_000);
-    const droppedSoFar = () => [...drops.values()].reduce((sum, n) => sum + n, 0);
-    // The last drops' log lines may still be on their way from the connector.
-    const dropped = await until(
-      `${count} flood reports dropped`,
-      () => Promise.resolve(droppedSoFar() >= count ? droppedSoFar() : undefined),
-      30_000,
-    ).catch(droppedSoFar);
-    if (dropped !== count) problems.push(`the relay dropped ${dropped} of the ${count} flood reports`);
+    const outcomes = await floodOutcomes(suite);
+    const dropped = [...outcomes].filter(([outcome]) => outcome.startsWith('dropped: ')).reduce((sum, [, n]) => sum + n, 0);
+    if (dropped !== count) problems.push(`of the ${count} flood reports: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     const heard = chain.lighthouseRequests().filter((request) => String(request['uuid']).startsWith(FLOOD_UUID_PREFIX));
     if (heard.length > 0) problems.push(`Lighthouse heard ${heard.length} requests about flood jobs, e.g. ${JSON.stringify(heard[0])}`);
     const changes = (await filesBelow(chain.uploadsDir)).find((file) => /flood-honest_1\.0_amd64\.changes$/.test(file));
     if (!changes) problems.push('no flood-honest_1.0_amd64.changes uploaded');
     else await run('gpgv', ['--keyring', chain.key.keyring, changes]);
     if (problems.length > 0) throw new Error(problems.join('; '));
-    const why = [...drops].map(([msg, n]) => `${n}× "${msg}"`).join(', ');
-    return `job-success reached Lighthouse with ${left} of ${count} flood reports still queued; all dropped (${why}); none reached Lighthouse; the honest .changes verifies`;
+    const why = [...outcomes].map(([outcome, n]) => `${n}× ${outcome}`).join(', ');
+    return (
+      `job-accepted, then job-success at Lighthouse with ${left} of ${before} flood reports still queued; ` +
+      `all ${count} dropped (${why}; the connector logged ${logged} one by one and counted ${counted} more so far); ` +
+      'none reached Lighthouse; the honest .changes verifies'
+    );
   } finally {
     stopWatching();
+    chain.start('connector', 'uploader');
   }
 }
