@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Queue } from 'bullmq';
+import { Queue, QueueEvents } from 'bullmq';
 import { jobArtifactsDir, QUEUE_NAMES, QueueName, REPORT_QUEUES, reportJobId, stageJobId, type JobRound } from '@spark/protocol';
 import { readJobRecord, redisPasswordFile, type Redis } from '@spark/service';
 import { startServiceProcess } from '@spark/testing';
@@ -303,24 +303,33 @@ export async function redisListing(suite: Suite): Promise<string> {
   return `each NOPERM, each in Redis's ACL LOG: ${names.join(', ')}`;
 }
 
-/** What became of the flood's reports: each one's return value (the relay keeps them, as the builder queued them without removeOnComplete). */
-async function floodOutcomes(suite: Suite): Promise<Map<string, number>> {
+/**
+ * What becomes of the flood's reports from now on, as BullMQ's event stream of
+ * `report-builder` tells it (read as spark-admin): each one's return value
+ * when the relay finished it (`dropped: …`), or its failure. The event
+ * stream, not the completed set: reports queued with BullMQ's keep-1000
+ * (every honest one) trim that set of all but the newest 1000.
+ */
+async function watchFloodOutcomes(suite: Suite): Promise<{ outcomes: Map<string, number>; close: () => Promise<void> }> {
   const outcomes = new Map<string, number>();
-  await withQueue(suite.admin, suite.chain.config.queuePrefix, REPORT_QUEUES.builder, async (queue) => {
-    const PAGE = 2_000;
-    for (const state of ['completed', 'failed'] as const) {
-      for (let start = 0; ; start += PAGE) {
-        const jobs = await queue.getJobs([state], start, start + PAGE - 1, true);
-        for (const job of jobs.filter((j) => j.id?.startsWith(FLOOD_UUID_PREFIX))) {
-          const outcome =
-            state === 'failed' ? `failed: ${job.failedReason}` : String(job.returnvalue).replace(/^(dropped: [^(]*).*$/, '$1');
-          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-        }
-        if (jobs.length < PAGE) break;
-      }
-    }
+  const count = (outcome: string) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+  const connection = suite.admin.duplicate();
+  const events = new QueueEvents(REPORT_QUEUES.builder, { connection, prefix: suite.chain.config.queuePrefix });
+  events.on('error', () => undefined);
+  events.on('completed', ({ jobId, returnvalue }) => {
+    if (jobId.startsWith(FLOOD_UUID_PREFIX)) count(String(returnvalue));
   });
-  return outcomes;
+  events.on('failed', ({ jobId, failedReason }) => {
+    if (jobId.startsWith(FLOOD_UUID_PREFIX)) count(`failed: ${failedReason}`);
+  });
+  await events.waitUntilReady();
+  return {
+    outcomes,
+    close: async () => {
+      await events.close();
+      connection.disconnect();
+    },
+  };
 }
 
 /**
@@ -353,6 +362,8 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
     if (more) counted += Number(more[1]);
   });
   const problems: string[] = [];
+  let outcomes = new Map<string, number>();
+  let closeWatch = () => Promise.resolve();
   try {
     let uuid = '';
     let round: JobRound = { uuid: '', round: '' };
@@ -388,6 +399,9 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
       120_000,
     );
     const before = await pending();
+    const watched = await watchFloodOutcomes(suite);
+    closeWatch = watched.close;
+    outcomes = watched.outcomes;
     suite.say(`the builder queued ${count} bogus reports before the honest job's; starting the relay (the connector)`);
     chain.start('connector');
     // The flood's last report: while it waits, flood reports are still queued ahead of nothing but each other.
@@ -412,7 +426,11 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
       );
     }
     await until('the flood drained', async () => ((await pending()) === 0 ? true : undefined), 900_000, 1_000);
-    const outcomes = await floodOutcomes(suite);
+    const finished = () => [...outcomes.values()].reduce((sum, n) => sum + n, 0);
+    // The last events may still be on their way.
+    await until('every flood report finished', () => Promise.resolve(finished() >= count ? true : undefined), 30_000).catch(
+      () => undefined,
+    );
     const dropped = [...outcomes].filter(([outcome]) => outcome.startsWith('dropped: ')).reduce((sum, [, n]) => sum + n, 0);
     if (dropped !== count) problems.push(`of the ${count} flood reports: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     const heard = chain.lighthouseRequests().filter((request) => String(request['uuid']).startsWith(FLOOD_UUID_PREFIX));
@@ -423,12 +441,13 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
     if (problems.length > 0) throw new Error(problems.join('; '));
     const why = [...outcomes].map(([outcome, n]) => `${n}× ${outcome}`).join(', ');
     return (
-      `job-accepted, then job-success at Lighthouse with ${left} of ${before} flood reports still queued; ` +
+      `job-accepted, then job-success at Lighthouse with the flood still queued (${left} reports in report-builder, of ${before} when the relay started); ` +
       `all ${count} dropped (${why}; the connector logged ${logged} one by one and counted ${counted} more so far); ` +
       'none reached Lighthouse; the honest .changes verifies'
     );
   } finally {
     stopWatching();
+    await closeWatch();
     chain.start('connector', 'uploader');
   }
 }
