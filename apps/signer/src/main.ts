@@ -40,6 +40,19 @@ try {
   if (!(error instanceof AuditLogError)) throw error;
   service.exit(EX_CONFIG, error.message);
 }
+// Log rotation renames the audit log, then reloads the signer (deploy/logrotate/spark): new lines go to a new file.
+service.onReload(async () => {
+  try {
+    await audit.reopen();
+    logger.info({ auditLog: audit.file }, `SIGHUP: reopened the audit log ${audit.file}`);
+  } catch (error) {
+    if (!(error instanceof AuditLogError)) throw error;
+    logger.error(
+      { auditLog: audit.file },
+      `SIGHUP: ${error.message}; audit lines still go to the file opened before (if log rotation renamed it, that is the rotated file): fix the directory and reload again`,
+    );
+  }
+});
 const signer = createSigner({ config, logger, signingKey, audit });
 const metricsEndpoint = await serveMetrics(processMetrics('signer'), config.signer.metricsPort, logger);
 installShutdown(logger, async () => {
