@@ -90,8 +90,9 @@ export interface SignerSettings {
   passphraseFile: string | null;
   /**
    * Append-only log of every signature and refusal (`AuditLog`; default
-   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it,
-   * else `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
+   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it —
+   * `/var/log/spark-signer/signer.log` in spark-signer.service — else
+   * `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
    */
   auditLog: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9623; 0 turns it off). */
@@ -149,7 +150,11 @@ export interface SparkConfig {
   curveSecretKeyFile: string;
   /** `<CurveKeysDir>/<machine>_lighthouse-server.pub`: Lighthouse's Curve public key. */
   lighthouseServerKeyFile: string;
-  /** Redis shared by this host's services (`RedisUrl`, default `redis://127.0.0.1:6379`). */
+  /**
+   * Redis shared by this host's services (`RedisUrl`, default
+   * `redis://127.0.0.1:6379`; deploy/install.sh adds the socket of the
+   * worker's own instance, `/run/redis-spark/redis-server.sock`, when unset).
+   */
   redisUrl: string;
   /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
   queuePrefix: string;
@@ -226,7 +231,8 @@ export interface ConfigEnvironment {
   logsDirectory?: () => string | undefined;
 }
 
-const systemEnvironment: ConfigEnvironment = {
+/** The machine facts of this host and process: its host name, its architecture, `$LOGS_DIRECTORY`. */
+export const systemEnvironment: ConfigEnvironment = {
   hostname: () => readHostname(),
   architectures: () => defaultArchitectures(),
   logsDirectory: () => process.env['LOGS_DIRECTORY']?.split(':')[0] || undefined,
