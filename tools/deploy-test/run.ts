@@ -262,7 +262,7 @@ MetricsPort = ${uploaderPort}
         `install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`,
       );
       await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
-      // Test only: the host runner is the debspawn the helper runs (README, "Deployment test").
+      // Test only: the host runner is the debspawn the helper runs (docs/testing.md, the deployment test).
       await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
       installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
       // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
@@ -660,23 +660,6 @@ MetricsPort = ${uploaderPort}
       return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
     });
 
-    await check('logrotate rotates the audit log: the signer reopens it on reload, without a restart', async () => {
-      const signerPid = await mainPid('spark-signer');
-      const before = (await auditEntries()).length;
-      if (before === 0) throw new Error(`${AUDIT_LOG} is empty after the jobs`);
-      await m.sh('logrotate --force /etc/logrotate.d/spark');
-      const rotated = (await m.sh(`cat ${AUDIT_LOG}.1`)).split('\n').filter(Boolean).length;
-      if (rotated !== before) throw new Error(`${AUDIT_LOG}.1 holds ${rotated} lines, ${AUDIT_LOG} held ${before}`);
-      const reopened = async () =>
-        Number((await m.sh("journalctl -u spark-signer -o cat --no-pager | grep -c 'SIGHUP: reopened the audit log' || true")).trim()) > 0;
-      await until('the signer reopened its audit log', reopened, 20_000);
-      const now = (await m.sh(`stat -c '%U %a %s' ${AUDIT_LOG}`)).trim();
-      if (now !== 'spark-signer 600 0') throw new Error(`${AUDIT_LOG} after the rotation (owner, mode, size): ${now}`);
-      if ((await mainPid('spark-signer')) !== signerPid) throw new Error('the signer was restarted, not reloaded');
-      // The hostile builder's refusals below are read from the new file.
-      return `${before} lines in ${AUDIT_LOG}.1; a new, empty ${AUDIT_LOG} (spark-signer 0600); signer pid ${signerPid} kept`;
-    });
-
     // --- The hostile builder (issue 13): tools/deploy-test/hostile-builder.ts, run in the machine as
     // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
     const asBuilder = async (args: string[], timeoutMs: number) => {
@@ -705,6 +688,23 @@ MetricsPort = ${uploaderPort}
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as { event: string; uuid: string; reason?: string; file?: string; textSha256?: string });
+
+    await check('logrotate rotates the audit log: the signer reopens it on reload, without a restart', async () => {
+      const signerPid = await mainPid('spark-signer');
+      const before = (await auditEntries()).length;
+      if (before === 0) throw new Error(`${AUDIT_LOG} is empty after the jobs`);
+      await m.sh('logrotate --force /etc/logrotate.d/spark');
+      const rotated = (await m.sh(`cat ${AUDIT_LOG}.1`)).split('\n').filter(Boolean).length;
+      if (rotated !== before) throw new Error(`${AUDIT_LOG}.1 holds ${rotated} lines, ${AUDIT_LOG} held ${before}`);
+      const reopened = async () =>
+        Number((await m.sh("journalctl -u spark-signer -o cat --no-pager | grep -c 'SIGHUP: reopened the audit log' || true")).trim()) > 0;
+      await until('the signer reopened its audit log', reopened, 20_000);
+      const now = (await m.sh(`stat -c '%U %a %s' ${AUDIT_LOG}`)).trim();
+      if (now !== 'spark-signer 600 0') throw new Error(`${AUDIT_LOG} after the rotation (owner, mode, size): ${now}`);
+      if ((await mainPid('spark-signer')) !== signerPid) throw new Error('the signer was restarted, not reloaded');
+      // The hostile builder's refusals below are read from the new file.
+      return `${before} lines in ${AUDIT_LOG}.1; a new, empty ${AUDIT_LOG} (spark-signer 0600); signer pid ${signerPid} kept`;
+    });
 
     await check("hostile builder, no job needed: the helper, sudo, files and Redis refuse what is not the builder's", async () => {
       const tries = await asBuilder(['probe', '--audit-log', AUDIT_LOG], 120_000);
@@ -952,7 +952,7 @@ MetricsPort = ${uploaderPort}
         if (wrong.length > 0) throw new Error(wrong.join('\n'));
         // laniakea-spark's user and its rule, as spark-setup's Ansible wrote them.
         await m.sh(
-          "useradd --system --no-create-home --shell /usr/sbin/nologin lkspark && printf 'lkspark ALL=(ALL) NOPASSWD: /usr/bin/debspawn\\n' >/etc/sudoers.d/lkspark && chmod 0440 /etc/sudoers.d/lkspark && visudo -cqf /etc/sudoers.d/lkspark",
+          "useradd --system --no-user-group --gid nogroup --no-create-home --shell /usr/sbin/nologin lkspark && printf 'lkspark ALL=(ALL) NOPASSWD: /usr/bin/debspawn\\n' >/etc/sudoers.d/lkspark && chmod 0440 /etc/sudoers.d/lkspark && visudo -cqf /etc/sudoers.d/lkspark",
         );
         try {
           const flagged = line(await verify(), 'sudo for laniakea-spark');
@@ -965,6 +965,57 @@ MetricsPort = ${uploaderPort}
         } finally {
           await m.sh('rm -f /etc/sudoers.d/lkspark; userdel lkspark');
         }
+      },
+    );
+
+    await check(
+      'install.sh refuses a WorkspaceRoot the units hide or one through a link, and leaves a file edited by hand alone',
+      async () => {
+        const install = async (env: string) => {
+          const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${env} bash deploy/install.sh 2>&1`], { timeoutMs: 600_000 });
+          installOutput.push(result.stdout);
+          return result;
+        };
+        const toml = await m.sh('cat /etc/laniakea/spark.toml');
+        const refusals: [root: string, reason: RegExp][] = [
+          [
+            '/home/builds',
+            /^install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
+          ],
+          [
+            '/srv/builds-link',
+            /^install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
+          ],
+        ];
+        await m.sh('ln -sfn /srv/spark-builds /srv/builds-link');
+        try {
+          for (const [root, reason] of refusals) {
+            // Through the share, as spark.toml came in: the machine's stdin is a socket, which /dev/stdin cannot open.
+            await writeFile(join(share, 'spark-other-root.toml'), toml.replace(/^WorkspaceRoot = .*$/m, `WorkspaceRoot = '${root}/'`));
+            await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
+            const result = await install('SPARK_CONFIG=/root/spark-other-root.toml');
+            if (result.code !== 1 || !reason.test(result.stdout))
+              throw new Error(`WorkspaceRoot ${root}: exit ${result.code}\n${result.stdout.slice(-1500)}`);
+          }
+        } finally {
+          await m.sh('rm -f /srv/builds-link /root/spark-other-root.toml');
+        }
+        // Without its first line, the file is the operator's.
+        const file = '/etc/tmpfiles.d/spark.conf';
+        await m.sh(`sed -i 1d ${file}`);
+        const edited = await m.sh(`sha256sum ${file}`);
+        const kept = await install('');
+        if (
+          kept.code !== 0 ||
+          !kept.stdout.includes(`${file}: left as it is (its first line is not`) ||
+          (await m.sh(`sha256sum ${file}`)) !== edited
+        )
+          throw new Error(`install.sh with ${file} edited by hand: exit ${kept.code}\n${kept.stdout.slice(-1500)}`);
+        await m.sh(`rm ${file}`);
+        const restored = await install('');
+        if (restored.code !== 0 || !restored.stdout.includes(`${file} written`))
+          throw new Error(`install.sh after removing ${file}: exit ${restored.code}`);
+        return 'refused /home/builds and /srv/builds-link (exit 1, the reason); kept the edited tmpfiles file, wrote it again once removed';
       },
     );
 
