@@ -37,17 +37,19 @@ export function openWorker<T>(
   const metrics = currentMetrics();
   if (metrics) {
     // Every stage's jobs and durations, counted in one place: a job's result is
-    // what its processor returned when that is a `{ result }` object, else `done`.
+    // the `result` its processor returned (a build's `success`, an upload's
+    // `gave-up`), else its `outcome` (a build `rejected` back or `dropped`),
+    // else `done`; `failed` when BullMQ failed it.
     const record = (job: { processedOn?: number | undefined; finishedOn?: number | undefined } | undefined, result: string) => {
       metrics.jobsTotal.inc({ stage: name, result });
       if (job?.processedOn && job.finishedOn) metrics.stageDuration.observe({ stage: name }, (job.finishedOn - job.processedOn) / 1000);
     };
     worker.on('completed', (job, value: unknown) => {
-      const result =
-        typeof value === 'object' && value !== null && typeof (value as { result?: unknown }).result === 'string'
-          ? (value as { result: string }).result
-          : 'done';
-      record(job, result);
+      const field = (key: 'result' | 'outcome') => {
+        const found = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+        return typeof found === 'string' ? found : undefined;
+      };
+      record(job, field('result') ?? field('outcome') ?? 'done');
     });
     worker.on('failed', (job) => record(job, 'failed'));
   }
