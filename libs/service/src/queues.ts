@@ -1,8 +1,20 @@
 import { Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
-import type { QueueName } from '@spark/protocol';
+import { BUILD_RESULTS, QueueName, uploadOutcomeSchema } from '@spark/protocol';
 import { currentMetrics } from './metrics.js';
+
+/**
+ * The results, besides `failed`, that the protocol names for a stage's jobs
+ * (`spark_jobs_total{result}`). Their counters start at 0 when the stage's
+ * worker opens: Prometheus's `increase()` cannot count the first increment of
+ * a series that appears at 1, so an alert on a stage's first failure after a
+ * start would never fire.
+ */
+const STAGE_RESULTS: Partial<Record<QueueName, readonly string[]>> = {
+  [QueueName.build]: BUILD_RESULTS,
+  [QueueName.upload]: uploadOutcomeSchema.options.map((option) => option.shape.result.value),
+};
 
 /** Completed jobs kept for the dashboard and `spark status` (count / seconds). */
 export const KEEP_COMPLETED = { count: 1000, age: 7 * 24 * 3600 };
@@ -44,6 +56,7 @@ export function openWorker<T>(
       metrics.jobsTotal.inc({ stage: name, result });
       if (job?.processedOn && job.finishedOn) metrics.stageDuration.observe({ stage: name }, (job.finishedOn - job.processedOn) / 1000);
     };
+    for (const result of ['failed', ...(STAGE_RESULTS[name] ?? [])]) metrics.jobsTotal.inc({ stage: name, result }, 0);
     worker.on('completed', (job, value: unknown) => {
       const field = (key: 'result' | 'outcome') => {
         const found = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;

@@ -160,6 +160,16 @@ describe('metrics', () => {
       for (const result of ['depwait', 'rejected', 'done', 'failed']) {
         assert.match(text, new RegExp(`^spark_jobs_total\\{stage="build",result="${result}",service="builder"\\} 1$`, 'm'));
       }
+      // The protocol's other build results are there from the start, at 0, for Prometheus's increase().
+      for (const result of ['success', 'failure']) {
+        assert.match(text, new RegExp(`^spark_jobs_total\\{stage="build",result="${result}",service="builder"\\} 0$`, 'm'));
+      }
+      const uploads = openWorker('upload', () => Promise.resolve(), workerRedis, prefix, logger);
+      await uploads.close();
+      const withUploads = await metrics.registry.metrics();
+      for (const result of ['uploaded', 'gave-up', 'superseded', 'failed']) {
+        assert.match(withUploads, new RegExp(`^spark_jobs_total\\{stage="upload",result="${result}",service="builder"\\} 0$`, 'm'));
+      }
     } finally {
       await worker.close();
       await queue.close();
