@@ -32,7 +32,7 @@ export interface SparkMetrics {
   stageDuration: Histogram<'stage'>;
   /** Seconds from a Lighthouse request to its reply, by request name. */
   lighthouseRoundTrip: Histogram<'request'>;
-  /** Lighthouse requests that got no usable reply, by request name and reason (`timeout`, `invalid`, `error`). */
+  /** Lighthouse requests that got no usable reply, by request name and reason (`no-reply`: none in time or the socket failed; `unreadable`: not JSON). */
   lighthouseErrors: Counter<'request' | 'reason'>;
   /** 1 while the last request to Lighthouse got a reply, 0 from a request without one (and before the first reply), by endpoint. */
   lighthouseLinkUp: Gauge<'server'>;
