@@ -59,6 +59,31 @@ describe('spark config check', () => {
     assert.equal(result.stdout, '');
   });
 
+  it('prints where each service serves its metrics (MetricsListen), and refuses an address that is not one with its line, exit 78', async () => {
+    const file = join(dir, 'listen.toml');
+    const base = "LighthouseServer = 'tcp://lh:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\n";
+    writeFileSync(file, `${base}MetricsListen = '0.0.0.0'\n[signer]\nMetricsListen = '127.0.0.1'\n`);
+    const valid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(valid.code, 0, valid.stderr);
+    const config = JSON.parse(valid.stdout) as Record<string, Record<string, unknown>>;
+    assert.deepEqual(
+      ['connector', 'builder', 'signer', 'uploader'].map((service) => [service, config[service]?.['metricsListen']]),
+      [
+        ['connector', '0.0.0.0'],
+        ['builder', '0.0.0.0'],
+        ['signer', '127.0.0.1'],
+        ['uploader', '0.0.0.0'],
+      ],
+    );
+    writeFileSync(file, `${base}[uploader]\nMetricsListen = 'metrics.example.org'\n`);
+    const invalid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(invalid.code, 78);
+    assert.match(
+      invalid.stderr,
+      /^\S+listen\.toml:5: uploader\.MetricsListen: expected an IPv4 or IPv6 address to listen on, .*got "metrics\.example\.org"; a host name is not accepted/,
+    );
+  });
+
   it('refuses an unknown command with usage, exit 64', async () => {
     const result = await runTsEntry(spark, ['frobnicate']);
     assert.equal(result.code, 64);
