@@ -29,6 +29,7 @@ apt_packages=(
   sudo                    # the builder runs debspawn through sudo when not root
   chromium                # the dashboard test opens the page in headless Chromium
   libxml2-utils           # xmllint: the builder test validates Firehose reports against firehose.rng
+  groff-base              # groff: the manual pages test renders them
   git ca-certificates curl
 )
 

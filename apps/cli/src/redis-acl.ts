@@ -4,7 +4,7 @@ import { constants } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import { REDIS_USERS, redisAclFile, redisPasswordFile, type RedisRoleName } from '@spark/service';
 import { loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
@@ -165,7 +165,7 @@ export async function runRedisAcl(argv: string[], io: CliIo): Promise<number> {
   let prefix = values.prefix;
   if (credentialsDir === undefined || prefix === undefined) {
     const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
-    if (!config) return EXIT_CONFIG;
+    if (typeof config === 'number') return config;
     credentialsDir ??= config.redisCredentialsDir ?? undefined;
     prefix ??= config.queuePrefix;
   }

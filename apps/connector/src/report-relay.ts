@@ -12,6 +12,7 @@ import {
   reportPayloadSchema,
   signerRoundKey,
   UNKNOWN_JOB_ERROR,
+  type JobRound,
   type ReportPayload,
   type ReportSender,
 } from '@spark/protocol';
@@ -24,6 +25,7 @@ import {
   type LighthouseLink,
   type RequestBody,
 } from '@spark/lighthouse';
+import { dropLog } from './drop-log.js';
 
 /** What the report relay needs. */
 export interface ReportRelayDeps {
@@ -100,6 +102,10 @@ export async function reportRefusal(redis: Redis, prefix: string, sender: Report
       ? { level: 'warn', reason: `it is of an earlier round: Lighthouse has handed the job out again since (round ${record.round})` }
       : { level: 'error', reason: `round ${report.round} is no hand-out here (the latest is ${record.round})` };
   }
+  if (report.kind === 'status' && record.endedRound === report.round) {
+    // A later sender's report of the round overtook it (the relay waits only for earlier senders' accepted and terminal reports).
+    return { level: 'warn', reason: 'the round has ended at Lighthouse; an excerpt now would follow its end' };
+  }
   if (sender === 'builder' && report.kind === 'rejected' && (await redis.get(signerRoundKey(prefix, report.uuid))) === report.round) {
     // An honest builder never rejects a round it handed on: it rejects instead of handing on.
     return { level: 'error', reason: 'the builder handed the round on to the signer; it is not the builder’s to reject' };
@@ -126,6 +132,18 @@ const ORPHAN_WAIT_MS = LOCK_DURATION_MS + 2 * STALLED_INTERVAL_MS;
 const TURN_RECHECK_MS = 20;
 /** How long reports may wait in a sender's queue untaken before the relay stops holding later senders' reports for them. */
 const STUCK_QUEUE_MS = 10_000;
+/**
+ * Reports an earlier sender's queue may finish while one of its reports that a
+ * later sender's report waits for stays in it. That report was pulled to the
+ * head of its queue, so the relay takes it after the report in hand and at
+ * most one more its worker fetched before the pull; past that, something else
+ * holds it.
+ */
+const PASSED_OVER_AFTER = 3;
+/** An earlier sender's reports of a round that a later sender's report of the round waits for. */
+const ORDERING_SLOTS = [{ kind: 'accepted' }, { kind: 'final' }] as const;
+/** States in which a report is still to be sent. */
+const UNSENT_STATES: readonly string[] = ['waiting', 'prioritized', 'active'];
 
 /**
  * Resolves once no report is active in any report queue. Called before the
@@ -178,19 +196,24 @@ const STOPPED = Symbol('stopped');
 
 /**
  * Relays the report queues to Lighthouse (docs/architecture.md, "The report relay"):
- * one report at a time, each queue in its order, a report only once no
- * earlier sender's queue ({@link REPORT_SENDERS}) has reports not yet sent — a
- * sender queues a round's reports only after the earlier senders queued
- * theirs, so no report of a job ever overtakes an earlier one — and each
- * retried until Lighthouse answers. The queues live in Redis, so reports
- * survive a connector restart; on shutdown an unanswered report goes back to
- * the head of its queue. A report that fails validation, or that its sender
- * may not send ({@link reportRefusal}), is logged and dropped: it must not
- * block the ones behind it. A status excerpt that a newer one of the same job
- * superseded while Lighthouse was away is dropped too.
+ * one report at a time, each queue in its order, each retried until Lighthouse
+ * answers. A round passes the senders in order ({@link REPORT_SENDERS}), and
+ * each queues its `accepted` and terminal reports of a round before it hands
+ * the round on; a report waits until the earlier senders' such reports of its
+ * round are sent (`earlierUnsent` pulls them to the head of their
+ * queues), so a job's `accepted` always comes first and its end last, and a
+ * sender flooding its queue holds no other sender's reports. An excerpt that
+ * comes after its round's end is dropped. The queues live in Redis, so
+ * reports survive a connector restart; on shutdown an unanswered report goes
+ * back to the head of its queue. A report that fails validation, or that its
+ * sender may not send ({@link reportRefusal}), is dropped (and logged, within
+ * bounds: {@link dropLog}): it must not block the ones behind it. A status
+ * excerpt that a newer one of the same job superseded while Lighthouse was
+ * away is dropped too.
  */
 export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
   const stop = new AbortController();
+  const drops = dropLog(deps.logger);
   // One report at a time across the queues: each send runs after the previous one ended.
   let tail: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(send: () => Promise<T>): Promise<T> => {
@@ -198,52 +221,83 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     tail = run.catch(() => undefined);
     return run;
   };
-  // Per sender: reports being handled, and when one was last taken or finished (to tell a stuck queue).
-  const inHand = new Map<ReportSender, number>();
+  // Per sender: the ids of the reports in hand, how many it finished, and when one was last taken or finished.
+  const inHand = new Map<ReportSender, Set<string>>(REPORT_SENDERS.map((sender) => [sender, new Set()]));
+  const finished = new Map<ReportSender, number>();
   const lastSeen = new Map<ReportSender, number>(REPORT_SENDERS.map((sender) => [sender, Date.now()]));
-  const stuckLogged = new Set<ReportSender>();
+  // Per earlier report a later one waits for (`<sender>/<id>`): its sender's finished count when first seen.
+  const awaited = new Map<string, number>();
+  const stuckLogged = new Set<string>();
 
   /**
-   * The first earlier sender whose queue has reports not yet sent — waiting, or
-   * taken and not finished (active) — or null.
+   * The first earlier sender that still has to send its `accepted` or terminal
+   * report of `round`, or null. Such a report is pulled to the head of its
+   * queue, so however many reports were queued before it (a flood), the
+   * later sender's report waits only for it and the report in hand. One the
+   * relay cannot take (a paused queue, one held or put back by something else)
+   * holds it only until the relay has finished {@link PASSED_OVER_AFTER}
+   * other reports of that queue, or for {@link STUCK_QUEUE_MS} while that
+   * queue is idle.
    */
-  const earlierWaiting = async (sender: ReportSender): Promise<ReportSender | null> => {
+  const earlierUnsent = async (sender: ReportSender, round: JobRound, keys: Set<string>): Promise<ReportSender | null> => {
     for (const earlier of REPORT_SENDERS.slice(0, REPORT_SENDERS.indexOf(sender))) {
-      const waiting = await deps.reportQueues[earlier].getJobCountByTypes('waiting', 'prioritized', 'active');
-      if (waiting === 0) {
-        stuckLogged.delete(earlier);
-        continue;
-      }
-      // Reports the relay does not take or finish (a paused queue, an entry BullMQ cannot move, one marked
-      // active by someone else) must not hold every later one.
-      const stuck = (inHand.get(earlier) ?? 0) === 0 && Date.now() - (lastSeen.get(earlier) ?? 0) > STUCK_QUEUE_MS;
-      if (!stuck) return earlier;
-      if (!stuckLogged.has(earlier)) {
-        stuckLogged.add(earlier);
-        deps.logger.error(
-          { queue: REPORT_QUEUES[earlier], waiting },
-          `the ${earlier}'s report queue holds reports the relay cannot take (paused, or held by something else); relaying later reports without them`,
-        );
+      const queue = deps.reportQueues[earlier];
+      for (const slot of ORDERING_SLOTS) {
+        const id = reportJobId(round, slot);
+        const key = `${earlier}/${id}`;
+        keys.add(key);
+        const state = await queue.getJobState(id);
+        if (!UNSENT_STATES.includes(state)) continue;
+        if (inHand.get(earlier)?.has(id)) return earlier;
+        const seen = awaited.get(key);
+        if (seen === undefined) {
+          awaited.set(key, finished.get(earlier) ?? 0);
+          if (state !== 'active') await (await queue.getJob(id))?.changePriority({ priority: 0, lifo: true });
+          return earlier;
+        }
+        const passedOver = (finished.get(earlier) ?? 0) - seen >= PASSED_OVER_AFTER;
+        const idle = inHand.get(earlier)?.size === 0 && Date.now() - (lastSeen.get(earlier) ?? 0) > STUCK_QUEUE_MS;
+        if (!passedOver && !idle) return earlier;
+        if (!stuckLogged.has(key)) {
+          stuckLogged.add(key);
+          deps.logger.error(
+            { jobId: round.uuid, round: round.round, queue: REPORT_QUEUES[earlier], report: id, state },
+            `the ${earlier}'s ${slot.kind} report of this round stays in its queue where the relay cannot take it (paused, or held by something else); relaying the ${sender}'s reports of the round without it`,
+          );
+        }
       }
     }
     return null;
   };
 
-  /** Runs `send` in the report's turn: alone, once no earlier sender has reports not yet sent. STOPPED when the relay stops first. */
-  const inTurn = async (sender: ReportSender, send: () => Promise<string | typeof STOPPED>): Promise<string | typeof STOPPED> => {
-    for (;;) {
-      const turn = await exclusive(async (): Promise<{ result: string | typeof STOPPED } | null> => {
-        if (stop.signal.aborted) return { result: STOPPED };
-        const waitFor = await earlierWaiting(sender).catch(() => null);
-        return waitFor === null ? { result: await send() } : null;
-      });
-      if (turn) return turn.result;
-      if (!(await pause(TURN_RECHECK_MS, stop.signal))) return STOPPED;
+  /** Runs `send` in the report's turn: alone, once no earlier sender has to send its reports of the round first. STOPPED when the relay stops first. */
+  const inTurn = async (
+    sender: ReportSender,
+    round: JobRound,
+    send: () => Promise<string | typeof STOPPED>,
+  ): Promise<string | typeof STOPPED> => {
+    const keys = new Set<string>();
+    try {
+      for (;;) {
+        const turn = await exclusive(async (): Promise<{ result: string | typeof STOPPED } | null> => {
+          if (stop.signal.aborted) return { result: STOPPED };
+          const waitFor = await earlierUnsent(sender, round, keys).catch(() => null);
+          return waitFor === null ? { result: await send() } : null;
+        });
+        if (turn) return turn.result;
+        if (!(await pause(TURN_RECHECK_MS, stop.signal))) return STOPPED;
+      }
+    } finally {
+      for (const key of keys) {
+        awaited.delete(key);
+        stuckLogged.delete(key);
+      }
     }
   };
 
   /** Checks and sends one report; returns what became of it. */
-  const send = async (sender: ReportSender, job: Job, report: ReportPayload, log: Logger): Promise<string | typeof STOPPED> => {
+  /** Checks what `sender` may say ({@link reportRefusal}); returns why the report was dropped, null when it may go, STOPPED when the relay stops first. */
+  const refused = async (sender: ReportSender, report: ReportPayload, log: Logger): Promise<string | null | typeof STOPPED> => {
     let refusal: Refusal | null;
     for (let tries = 0; ; tries++) {
       try {
@@ -254,10 +308,15 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
         if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
       }
     }
-    if (refusal) {
-      log[refusal.level](`dropping ${REPORT_REQUEST[report.kind]} from the ${sender}'s report queue: ${refusal.reason}`);
-      return `dropped: ${refusal.reason}`;
-    }
+    if (refusal === null) return null;
+    drops.drop(sender, refusal.level, log, `dropping ${REPORT_REQUEST[report.kind]} from the ${sender}'s report queue: ${refusal.reason}`);
+    return `dropped: ${refusal.reason}`;
+  };
+
+  /** Checks and sends one report in its turn (the check again: the round may have moved on while it waited); returns what became of it. */
+  const send = async (sender: ReportSender, job: Job, report: ReportPayload, log: Logger): Promise<string | typeof STOPPED> => {
+    const refusal = await refused(sender, report, log);
+    if (refusal !== null) return refusal;
     let reply: unknown;
     for (let tries = 0; ; tries++) {
       if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueues[sender], job.id))) {
@@ -311,20 +370,24 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
   const processorFor =
     (sender: ReportSender) =>
     async (job: Job, token?: string): Promise<string> => {
-      inHand.set(sender, (inHand.get(sender) ?? 0) + 1);
+      const id = job.id ?? '';
+      inHand.get(sender)?.add(id);
       lastSeen.set(sender, Date.now());
       try {
         const parsed = reportPayloadSchema.safeParse(job.data);
         if (!parsed.success) {
-          deps.logger.error(
-            { report: job.id, queue: REPORT_QUEUES[sender] },
+          drops.drop(
+            sender,
+            'error',
+            deps.logger.child({ report: job.id, queue: REPORT_QUEUES[sender] }),
             `dropping a malformed report: ${describeIssues(parsed.error)}`,
           );
           return 'dropped: malformed';
         }
         const report = parsed.data;
         const log = deps.logger.child({ jobId: report.uuid, round: report.round, from: sender });
-        const outcome = await inTurn(sender, () => send(sender, job, report, log));
+        // Checked before its turn too, so a flood of reports the relay drops costs no look at the other queues.
+        const outcome = (await refused(sender, report, log)) ?? (await inTurn(sender, report, () => send(sender, job, report, log)));
         if (outcome === STOPPED) {
           // Shutting down: the report goes back to the head of its queue, undelivered.
           await job.moveToWait(token);
@@ -332,7 +395,8 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
         }
         return outcome;
       } finally {
-        inHand.set(sender, (inHand.get(sender) ?? 1) - 1);
+        inHand.get(sender)?.delete(id);
+        finished.set(sender, (finished.get(sender) ?? 0) + 1);
         lastSeen.set(sender, Date.now());
       }
     };
@@ -358,6 +422,7 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
       stop.abort();
       await started;
       await Promise.all(workers.map((worker) => worker.close()));
+      drops.close();
     },
   };
 }

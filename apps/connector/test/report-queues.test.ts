@@ -36,8 +36,9 @@ async function report(queue: Queue, payload: ReportPayload, seq = 0): Promise<vo
 }
 
 /** Writes the job record the connector writes when Lighthouse hands `uuid` out as round `round`, and gives it to the stand-in. */
-async function handedOut(world: World, uuid: string, round = R): Promise<void> {
+async function handedOut(world: World, uuid: string, round = R, more: Partial<NewJobRecord> = {}): Promise<void> {
   const record: NewJobRecord = {
+    ...more,
     uuid,
     round,
     kind: 'package-build',
@@ -73,7 +74,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
     await redis.stop();
   });
 
-  it("sends a later stage's report only after the earlier stages' waiting reports, whatever order they were queued in", async () => {
+  it("sends a later stage's report of a round only after the earlier stages' accepted and end of it, whatever order they were queued in", async () => {
     const world = await startWorld({ redisUrl: redis.url });
     const queues = senderQueues(world);
     try {
@@ -87,15 +88,21 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       await report(queues.builder, { kind: 'accepted', uuid: b, round: R, at: 3 });
       await report(queues.connector, { kind: 'rejected', uuid: c, round: R, at: 4, reason: 'no builder started the job within 600 s' });
       await world.connector.start();
-      await world.standIn?.waitFor((requests) => requests.filter((r) => String(r.request).startsWith('job-')).length === 6);
-      assert.deepEqual(heard(world, { [a]: 'A', [b]: 'B', [c]: 'C' }), [
-        ['job-rejected', 'C'],
-        ['job-accepted', 'A'],
-        ['job-status', 'A'],
-        ['job-accepted', 'B'],
-        ['job-failed', 'B'],
-        ['job-success', 'A'],
-      ]);
+      await world.standIn?.waitFor(
+        (requests) => requests.filter((r) => r.request === 'job-success' || r.request === 'job-failed').length === 2,
+      );
+      await waitUntil('every report is done with', async () => (await queues.builder.getCompletedCount()) === 3);
+      const of = (label: string) =>
+        heard(world, { [a]: 'A', [b]: 'B', [c]: 'C' })
+          .filter(([, job]) => job === label)
+          .map(([request]) => request);
+      // Each job's reports in its stages' order. A's excerpt is not waited for: it goes before A's end, or is dropped after it.
+      const droppedAfterEnd = messages(world).includes(
+        "dropping job-status from the builder's report queue: the round has ended at Lighthouse; an excerpt now would follow its end",
+      );
+      assert.deepEqual(of('A'), droppedAfterEnd ? ['job-accepted', 'job-success'] : ['job-accepted', 'job-status', 'job-success']);
+      assert.deepEqual(of('B'), ['job-accepted', 'job-failed']);
+      assert.deepEqual(of('C'), ['job-rejected']);
       assert.deepEqual([world.standIn?.board.get(a)?.status, world.standIn?.board.get(a)?.result], ['DONE', 'success']);
       assert.deepEqual([world.standIn?.board.get(b)?.status, world.standIn?.board.get(b)?.result], ['DONE', 'failure']);
     } finally {
@@ -108,15 +115,18 @@ describe('the report queues: one per sender, relayed in stage order and checked'
     const world = await startWorld({ redisUrl: redis.url });
     const queues = senderQueues(world);
     try {
-      const [held, handedOn, never, other] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+      const [held, handedOn, never, other, ended] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
       for (const uuid of [held, handedOn, other]) await handedOut(world, uuid);
+      // Lighthouse has heard the end of ended's round: an excerpt now would follow it.
+      await handedOut(world, ended, R, { endedRound: R });
+      await report(queues.builder, { kind: 'status', uuid: ended, round: R, at: 1, logExcerpt: 'too late' }, 3);
       // The signer took handedOn's round: the builder handed it on.
       await world.redis.set(signerRoundKey(world.prefix, handedOn), R);
       await report(queues.builder, { kind: 'success', uuid: other, round: R, at: 1 });
       await report(queues.builder, { kind: 'accepted', uuid: never, round: R, at: 2 });
       await report(queues.builder, { kind: 'rejected', uuid: held, round: '2000', at: 3, reason: 'a round never handed out' });
       await report(queues.builder, { kind: 'rejected', uuid: handedOn, round: R, at: 4, reason: 'taken back after the hand-over' });
-      // Its last excerpt of a build is often sent after the signer took the round: it still goes.
+      // Its last excerpt of a build is often sent after the signer took the round: it is not refused for that.
       await report(queues.builder, { kind: 'status', uuid: handedOn, round: R, at: 5, logExcerpt: 'last lines of the build' }, 7);
       await report(queues.signer, { kind: 'accepted', uuid: other, round: R, at: 6 });
       // What each may say still goes through, after all of the above.
@@ -125,12 +135,18 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       await report(queues.uploader, { kind: 'success', uuid: handedOn, round: R, at: 9 });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'));
-      assert.deepEqual(heard(world, { [held]: 'held', [handedOn]: 'handedOn' }), [
-        ['job-status', 'handedOn'],
-        ['job-accepted', 'handedOn'],
-        ['job-rejected', 'held'],
-        ['job-success', 'handedOn'],
-      ]);
+      await waitUntil('every report is done with', async () => (await queues.builder.getCompletedCount()) === 8);
+      const of = (uuid: string) =>
+        heard(world, { [held]: 'held', [handedOn]: 'handedOn' })
+          .filter(([, job]) => job === uuid)
+          .map(([request]) => request);
+      // The success waits for handedOn's accepted only (pulled ahead of the excerpt queued before it); the excerpt goes before the end or is dropped.
+      assert.deepEqual(
+        of('handedOn').filter((request) => request !== 'job-status'),
+        ['job-accepted', 'job-success'],
+      );
+      assert.ok(of('handedOn').indexOf('job-status') < of('handedOn').indexOf('job-success'));
+      assert.deepEqual(of('held'), ['job-rejected']);
       const log = messages(world).join('\n');
       for (const expected of [
         "dropping job-success from the builder's report queue: the builder does not send job-success",
@@ -138,10 +154,54 @@ describe('the report queues: one per sender, relayed in stage order and checked'
         "dropping job-rejected from the builder's report queue: round 2000 is no hand-out here (the latest is 1000)",
         "dropping job-rejected from the builder's report queue: the builder handed the round on to the signer; it is not the builder’s to reject",
         "dropping job-accepted from the signer's report queue: the signer does not send job-accepted",
+        "dropping job-status from the builder's report queue: the round has ended at Lighthouse; an excerpt now would follow its end",
       ]) {
         assert.ok(log.includes(expected), `logged: ${expected}`);
       }
       assert.equal(await queues.builder.getFailedCount(), 0, 'dropped reports are done with, not failed');
+    } finally {
+      await Promise.all(Object.values(queues).map((queue) => queue.close()));
+      await world.close();
+    }
+  });
+
+  it("does not let a builder flooding its queue hold the other senders' reports, nor the journal", async () => {
+    const world = await startWorld({ redisUrl: redis.url });
+    const queues = senderQueues(world);
+    try {
+      const [honest, other] = [randomUUID(), randomUUID()];
+      await handedOut(world, honest);
+      await handedOut(world, other);
+      await report(queues.builder, { kind: 'accepted', uuid: other, round: R, at: 1 });
+      // The flood comes before the honest round's accepted: excerpts of jobs never handed out here, each dropped.
+      const flood = 5_000;
+      for (let start = 0; start < flood; start += 500) {
+        await queues.builder.addBulk(
+          Array.from({ length: 500 }, (_, i) => {
+            const payload: ReportPayload = { kind: 'status', uuid: randomUUID(), round: R, at: 2, logExcerpt: `flood ${start + i}` };
+            return { name: 'status', data: payload, opts: { jobId: reportJobId(payload, reportSlot(payload, 1)) } };
+          }),
+        );
+      }
+      await report(queues.builder, { kind: 'accepted', uuid: honest, round: R, at: 3 });
+      await report(queues.uploader, { kind: 'success', uuid: honest, round: R, at: 4 });
+      await world.connector.start();
+      await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
+      const left = await queues.builder.getWaitingCount();
+      assert.ok(left > flood / 2, `the success went while the flood was still queued (${left} of ${flood} reports left)`);
+      assert.deepEqual(heard(world, { [honest]: 'H', [other]: 'O' }), [
+        ['job-accepted', 'O'],
+        ['job-accepted', 'H'],
+        ['job-success', 'H'],
+      ]);
+      await waitUntil('the flood is dropped', async () => (await queues.builder.getWaitingCount()) === 0, 120_000);
+      const oneByOne = messages(world).filter((message) => message.startsWith('dropping job-status')).length;
+      assert.ok(oneByOne <= 20, `${oneByOne} drops logged one by one (at most 20 a minute)`);
+      assert.equal(
+        (world.standIn?.requests ?? []).filter((r) => r.request === 'job-status').length,
+        0,
+        'no flood report reached Lighthouse',
+      );
     } finally {
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();
@@ -163,7 +223,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       assert.deepEqual(heard(world, { [uuid]: 'J' }), [['job-success', 'J']]);
       assert.ok(
         messages(world).includes(
-          "the builder's report queue holds reports the relay cannot take (paused, or held by something else); relaying later reports without them",
+          "the builder's accepted report of this round stays in its queue where the relay cannot take it (paused, or held by something else); relaying the uploader's reports of the round without it",
         ),
       );
       await waitUntil('the success report is completed', async () => (await queues.uploader.getCompletedCount()) === 1);

@@ -52,7 +52,7 @@ export async function readJobSource(workspace: JobDir, record: JobRecord): Promi
   try {
     dir = await openJobDir(workspace.at(JOB_SOURCE_DIR), join(workspace.path, JOB_SOURCE_DIR), JOB_SOURCE_DIR);
   } catch (error) {
-    if (error instanceof ArtifactError && error.reason === 'cannot open: ENOENT') {
+    if (error instanceof ArtifactError && error.reason === 'is missing') {
       throw new ArtifactError(label, 'missing from the job workspace: the signer needs the .dsc to know the binary packages of the source');
     }
     throw error;

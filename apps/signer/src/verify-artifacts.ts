@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
-import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { jobWorkspaceDir, type JobRound, type Manifest, type ManifestEntry } from '@spark/protocol';
 import { ArtifactError } from './artifact-error.js';
-import { digestBuffer, digestStream, type FileDigests } from '@spark/service';
+import { digestBuffer, digestStream, HeldDirError, openHeldDir, type FileDigests, type HeldDir } from '@spark/service';
 
 /** Control files are read whole (they are signed from memory); anything larger is not a control file. */
 export const MAX_CONTROL_FILE_BYTES = 16 * 1024 * 1024;
@@ -22,20 +22,14 @@ export interface VerifiedArtifact {
 }
 
 /**
- * A directory of the job's workspace held open: every later step works
- * through {@link JobDir.at}, which names an entry of the directory that was
- * opened and checked (`/proc/self/fd/<fd>/<name>`, resolved by the kernel from
- * the open directory, as `openat` would), never through the workspace path
- * again. A directory swapped for a link after it was opened changes nothing.
+ * A directory of the job's workspace held open ({@link HeldDir}: every later
+ * step reaches its entries through the open directory, never through the
+ * workspace path again), which the signer checks is still in place before it
+ * writes a signature.
  */
-export interface JobDir {
-  /** Where the directory was when it was opened (canonical). */
-  readonly path: string;
-  /** A path naming `name` inside the opened directory. */
-  at(name: string): string;
-  /** Throws an {@link ArtifactError} unless the opened directory is still at {@link path}. */
+export interface JobDir extends HeldDir {
+  /** Throws an {@link ArtifactError} unless the opened directory is still at {@link HeldDir.path}. */
   checkInPlace(): Promise<void>;
-  close(): Promise<void>;
 }
 
 /** The job's artifacts dir held open, and its verified files by name. */
@@ -61,43 +55,26 @@ export function isControlFileName(name: string): boolean {
   return CONTROL_SUFFIXES.some((suffix) => name.endsWith(suffix));
 }
 
-function fdPath(handle: FileHandle): string {
-  return `/proc/self/fd/${handle.fd}`;
-}
-
 /**
- * Opens the directory `path` without following a link in its last component
- * and checks that what was opened is a directory whose canonical path is
- * `expected` (read back from `/proc/self/fd`), so no link anywhere on the way
- * led elsewhere. `label` names it in errors.
+ * Opens the directory `path` as {@link openHeldDir} does (no link followed,
+ * its canonical path checked against `expected`); its problems are
+ * {@link ArtifactError}s labelled `label`.
  */
 export async function openJobDir(path: string, expected: string, label: string): Promise<JobDir> {
-  let handle: FileHandle;
+  let dir: HeldDir;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    dir = await openHeldDir(path, expected, label);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENOTDIR')
-      throw new ArtifactError(label, 'is not a directory (a symbolic link or a file); refusing it');
-    throw new ArtifactError(label, `cannot open: ${code ?? String(error)}`);
+    if (!(error instanceof HeldDirError)) throw error;
+    throw new ArtifactError(label, error.reason === 'is missing' ? error.reason : `${error.reason}; refusing it`);
   }
-  const dir: JobDir = {
-    path: expected,
-    at: (name) => join(fdPath(handle), name),
+  return {
+    ...dir,
     async checkInPlace() {
-      const now = await readlink(fdPath(handle)).catch(() => '(unknown)');
+      const now = await dir.whereNow();
       if (now !== expected) throw new ArtifactError(label, `was moved to ${now} while the signer worked on it; refusing the job`);
     },
-    close: () => handle.close(),
   };
-  try {
-    if (!(await handle.stat()).isDirectory()) throw new ArtifactError(label, 'is not a directory');
-    await dir.checkInPlace();
-  } catch (error) {
-    await handle.close();
-    throw error;
-  }
-  return dir;
 }
 
 async function openNoFollow(path: string, name: string): Promise<FileHandle> {
@@ -173,7 +150,7 @@ export async function openOriginalsDir(workspace: JobDir): Promise<JobDir | null
   try {
     return await openJobDir(workspace.at(ORIGINALS_DIR), join(workspace.path, ORIGINALS_DIR), ORIGINALS_DIR);
   } catch (error) {
-    if (error instanceof ArtifactError && error.reason === 'cannot open: ENOENT') return null;
+    if (error instanceof ArtifactError && error.reason === 'is missing') return null;
     throw error;
   }
 }

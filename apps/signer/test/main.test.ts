@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { QueueName, stageJobId } from '@spark/protocol';
-import { randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess } from '@spark/testing';
+import { freePort, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess } from '@spark/testing';
 import { makeGpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -192,6 +192,51 @@ describe('spark-signer', () => {
     } finally {
       await service?.stop();
       await signQueue.close();
+      await rm(dir, { recursive: true, force: true });
+      await gpg.close();
+      await redis.stop();
+    }
+  });
+
+  it('says at start that its unit lets only localhost reach a metrics endpoint off loopback, and serves it', async () => {
+    const redis = await startRedisServer();
+    const gpg = await makeGpgHome();
+    const dir = await mkdtemp(join(tmpdir(), 'spark-signer-metrics-'));
+    try {
+      const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
+      await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
+      const port = await freePort();
+      const config = join(dir, 'spark.toml');
+      await writeFile(
+        config,
+        [
+          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
+          `AcceptedJobs = ['package-build']`,
+          `GpgKeyID = '${fingerprint.slice(-16)}'`,
+          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
+          `WorkspaceRoot = '${join(dir, 'root')}'`,
+          `RedisUrl = '${redis.url}'`,
+          `QueuePrefix = '${randomQueuePrefix()}'`,
+          `[signer]`,
+          `MetricsPort = ${port}`,
+          `MetricsListen = '0.0.0.0'`,
+        ].join('\n'),
+      );
+      const service = startServiceProcess(main, ['--config', config]);
+      try {
+        await service.waitForLine('the start', (line) => String(line['msg']).includes('taking sign jobs'));
+        const note = await service.waitForLine('the note on the unit', (line) => String(line['msg']).includes('IPAddressDeny=any'));
+        assert.equal(
+          note['msg'],
+          `metrics: spark-signer.service lets the signer exchange packets with localhost only (IPAddressDeny=any, IPAddressAllow=localhost): a Prometheus server on another host reaches http://0.0.0.0:${port}/metrics only once a drop-in allows its address (systemctl edit spark-signer.service: [Service] IPAddressAllow=<its address>)`,
+        );
+        const scrape = await fetch(`http://127.0.0.1:${port}/metrics`);
+        assert.match(await scrape.text(), /^spark_build_info\{version="0\.1\.0",node="[0-9.]+",service="signer"\} 1$/m);
+        assert.equal(await service.stop(), 0, service.output());
+      } finally {
+        if (service.exitCode() === undefined) service.signal('SIGKILL');
+      }
+    } finally {
       await rm(dir, { recursive: true, force: true });
       await gpg.close();
       await redis.stop();

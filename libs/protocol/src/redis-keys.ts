@@ -165,6 +165,8 @@ export const jobRecordSchema = z.object({
   /** The latest rejection's reason, and whether only an operator can fix it. */
   lastRejection: z.string().nullable().default(null),
   needsOperator: z.boolean().default(false),
+  /** The round whose end (success, failure or rejection) reached Lighthouse, or null while the current one runs. */
+  endedRound: roundSchema.nullable().default(null),
 });
 /** The job as Lighthouse handed it out to this worker, in its current round. */
 export type JobRecord = z.infer<typeof jobRecordSchema>;

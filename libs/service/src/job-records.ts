@@ -37,6 +37,7 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
     lastRejectedAt: previous?.lastRejectedAt ?? null,
     lastRejection: previous?.lastRejection ?? null,
     needsOperator: previous?.needsOperator ?? false,
+    endedRound: null,
   };
   await redis.set(jobRecordKey(prefix, job.uuid), JSON.stringify(record), 'EX', JOB_RECORD_TTL_S);
   return record;
@@ -54,10 +55,10 @@ export async function readJobRecord(redis: Redis, prefix: string, uuid: string):
 }
 
 /**
- * Notes in the job record how a round ended at Lighthouse: a delivered
- * rejection adds to the job's rejection history; a success or failure clears
- * it. Only the record's current round is noted (an earlier round's report says
- * nothing about the new hand-out).
+ * Notes in the job record that a round ended at Lighthouse, and how: a
+ * delivered rejection adds to the job's rejection history; a success or
+ * failure clears it. Only the record's current round is noted (an earlier
+ * round's report says nothing about the new hand-out).
  */
 export async function recordRoundEnd(
   redis: Redis,
@@ -77,7 +78,16 @@ export async function recordRoundEnd(
           lastRejectedAt: at,
           lastRejection: end.reason,
           needsOperator: end.needsOperator,
+          endedRound: round.round,
         }
-      : { ...record, rejections: 0, firstRejectedAt: null, lastRejectedAt: null, lastRejection: null, needsOperator: false };
+      : {
+          ...record,
+          rejections: 0,
+          firstRejectedAt: null,
+          lastRejectedAt: null,
+          lastRejection: null,
+          needsOperator: false,
+          endedRound: round.round,
+        };
   await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
 }

@@ -49,6 +49,8 @@ export interface StartedService {
   /** The config as loaded; SIGHUP writes the live keys' new values into this same object. */
   config: SparkConfig;
   logger: Logger;
+  /** The service's package version, as `--version` prints it (what `spark_build_info` reports). */
+  version: string;
   /** Writes `spark-<service>: message` to stderr and exits with `code` (a sysexits code). */
   exit(code: number, message: string): never;
   /** Runs the service's `start()`; Redis not answering at start exits 69 (EX_UNAVAILABLE), any other error 70. */
@@ -157,6 +159,7 @@ export function startService(program: ServiceProgram): StartedService {
   return {
     config,
     logger: log,
+    version: programVersion(program.entryUrl).version,
     exit,
     async run(start) {
       try {
