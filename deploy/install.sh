@@ -6,7 +6,8 @@
 #   1. runtime Debian packages only (no compilers, browsers or test tools)
 #   2. the build (npm ci and nx build, skipped when dist/ is already there)
 #   3. the commands: spark, spark-connector, spark-builder, spark-signer,
-#      spark-uploader in /usr/local/bin, the build helper in /usr/local/sbin
+#      spark-uploader in /usr/local/bin, the build helper in /usr/local/sbin,
+#      their manual pages and spark's bash completion
 #   4. one system user per service in the group lkspark, the directories,
 #      the key files' owners
 #   5. the worker's own Redis instance, redis-server@spark (Debian's template
@@ -141,6 +142,15 @@ launcher "$bindir/spark" "$root/apps/cli/dist/main.js" $(node_flags cli)
 for service in "${services[@]}"; do launcher "$bindir/spark-$service" "$root/apps/$service/dist/main.js" $(node_flags "$service"); done
 install -d -o root -g root -m 0755 "$(dirname "$helper")"
 launcher "$helper" "$root/apps/build-helper/dist/main.js"
+# Manual pages and bash completion, made from the commands' own --help (tools/src/man).
+mandir=/usr/local/share/man
+pages=$(mktemp -d)
+(cd "$root" && "$node" --conditions=@spark/source --import tsx tools/src/man/build.ts "$pages" >/dev/null)
+install -D -o root -g root -m 0644 "$pages/spark.1" "$mandir/man1/spark.1"
+for service in "${services[@]}"; do install -D -o root -g root -m 0644 "$pages/spark-$service.8" "$mandir/man8/spark-$service.8"; done
+install -D -o root -g root -m 0644 "$pages/spark.bash-completion" /usr/local/share/bash-completion/completions/spark
+rm -rf "$pages"
+echo "manual pages in $mandir (man spark, man 8 spark-signer …); bash completion for spark"
 
 step "users and directories"
 getent group lkspark >/dev/null || groupadd --system lkspark

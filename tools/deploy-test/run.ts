@@ -291,6 +291,21 @@ MetricsPort = ${uploaderPort}
         timeoutMs === undefined ? {} : { timeoutMs },
       );
     const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
+    await check('install.sh installed the manual pages and the bash completion of spark', async () => {
+      const pages = ['man1/spark.1', ...['connector', 'builder', 'signer', 'uploader'].map((service) => `man8/spark-${service}.8`)];
+      for (const page of pages) {
+        const head = await m.sh(`head -c 4096 /usr/local/share/man/${page}`);
+        if (!head.includes('.SH SYNOPSIS')) throw new Error(`/usr/local/share/man/${page}: ${head.slice(0, 200)}`);
+      }
+      const completion = await m.sh(
+        'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
+      );
+      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key') {
+        throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
+      }
+      return `${pages.length} pages; spark keytool ins<TAB> → ${completion.trim()}`;
+    });
+
     await check('spark.target starts all four services, each as its own user', async () => {
       await until('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, 30_000);
       // A unit is "active" from its fork on; its user is set up just before exec.
