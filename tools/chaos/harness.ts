@@ -120,6 +120,8 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
     ...options,
     onLog: (service, line) => {
       logs.push(`${service}: ${line}`);
+      // CHAOS_ECHO=1 prints every service log line as it comes (for a scenario that fails without saying why).
+      if (process.env['CHAOS_ECHO'] === '1') process.stdout.write(`${service}: ${line}\n`);
       if (logs.length > 20_000) logs.splice(0, 5_000);
       options.onLog?.(service, line);
     },

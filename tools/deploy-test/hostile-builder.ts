@@ -5,11 +5,13 @@
  * with systemd-run). Nothing here is given more than a compromised builder
  * has: what it reaches is exactly what the production setup lets it reach.
  *
- *   hostile-builder.ts probe [--config FILE]
+ *   hostile-builder.ts probe [--config FILE] [--audit-log FILE]
  *     tries the escapes that need no job: the build helper's other debspawn
  *     subcommands, paths and links, sudo for anything else, Redis keys,
  *     queues and commands outside its ACL, the other users' Redis passwords,
- *     the OpenPGP key, the signer's audit log. Prints one JSON line per try.
+ *     the OpenPGP key, the signer's audit log (where the signer writes it:
+ *     --audit-log, as its unit's LogsDirectory= puts it). Prints one JSON
+ *     line per try.
  *   hostile-builder.ts build COUNT [--config FILE]
  *     stands in for spark-builder@1 (stopped by the test): announces COUNT
  *     free slots, takes COUNT jobs from the build queue, and for each one
@@ -69,8 +71,8 @@ const HELPER = '/usr/local/sbin/spark-build-helper';
 /** A job Lighthouse never handed out to this worker, which the hostile builder still says it accepted. */
 const NEVER_HANDED_OUT = '33333333-3333-4333-8333-333333333333';
 
-/** The escapes that need no job in hand. */
-async function probe(config: SparkConfig): Promise<void> {
+/** The escapes that need no job in hand; `audit` is the signer's audit log. */
+async function probe(config: SparkConfig, audit: string): Promise<void> {
   const p = config.queuePrefix;
   const helper = (...args: string[]) => run('sudo', ['-n', HELPER, ...args], { timeout: 30_000 });
   const tries: Attempt[] = [];
@@ -118,7 +120,6 @@ async function probe(config: SparkConfig): Promise<void> {
     );
   }
   tries.push(await attempt('read the OpenPGP key', () => readFile(config.gpgSecretKeyFile ?? '')));
-  const audit = config.signer.auditLog;
   tries.push(
     await attempt('open the audit log for writing', async () => (await open(audit, constants.O_WRONLY | constants.O_APPEND)).close()),
   );
@@ -320,13 +321,16 @@ async function swapUntilDone(signQueue: Queue, signId: string, dir: string, othe
 }
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({ options: { config: { type: 'string' } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    options: { config: { type: 'string' }, 'audit-log': { type: 'string' } },
+    allowPositionals: true,
+  });
   const config = loadConfig(values.config ?? DEFAULT_CONFIG_FILE).config;
   const [command, countText] = positionals;
-  if (command === 'probe') await probe(config);
+  if (command === 'probe') await probe(config, values['audit-log'] ?? config.signer.auditLog);
   else if (command === 'build' && Number(countText) > 0) await build(config, Number(countText));
   else {
-    process.stderr.write('usage: hostile-builder.ts probe | build COUNT [--config FILE]\n');
+    process.stderr.write('usage: hostile-builder.ts probe [--audit-log FILE] | build COUNT [--config FILE]\n');
     return 64;
   }
   return 0;

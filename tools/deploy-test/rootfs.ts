@@ -24,6 +24,7 @@ export const ROOTFS_PACKAGES = [
   'libnss-myhostname',
   // deploy/install.sh's runtime packages
   'redis-server',
+  'logrotate',
   'debspawn',
   'systemd-container',
   'debootstrap',

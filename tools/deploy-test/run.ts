@@ -11,8 +11,11 @@
  *   builder stopped mid-build, kill -9 of every service, a signer restart
  *   mid-job, and `spark status` as an operator.
  *
- * Redis runs as install.sh sets it up (issue 13): one ACL user per service,
- * the default user off. At the end a hostile builder (hostile-builder.ts) runs
+ * Redis runs as install.sh sets it up (issue 13): the worker's own instance,
+ * redis-server@spark, one ACL user per service, the default user off; the
+ * host's own Redis, serving "another application", stays as it was.
+ * WorkspaceRoot is not the default (a separate build disk), and the signer's
+ * audit log is in its LogsDirectory= under /var/log, rotated by logrotate. At the end a hostile builder (hostile-builder.ts) runs
  * in the machine as spark-builder, with the builder unit's settings, its own
  * Redis password and its sudo rule, tries every escape, and hands the signer
  * forged results for real jobs; an honest job after it must still succeed.
@@ -22,9 +25,9 @@
  * do not work inside nspawn here), installed as /usr/local/bin/debspawn.
  */
 import { execFile } from 'node:child_process';
-import { realpathSync } from 'node:fs';
+import { readdirSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -48,6 +51,13 @@ const say = (line: string) => console.log(`[${elapsed()}] ${line}`);
 const MACHINE = 'spark-deploy-test';
 /** Where the test and the machine exchange files (keys, spark.toml). */
 const SHARE = '/root/deploy-share';
+/** WorkspaceRoot: not the default, as on a host with a separate build disk; install.sh's drop-ins follow it. */
+const WORKSPACE_ROOT = '/srv/spark-builds';
+const WORKSPACES = `${WORKSPACE_ROOT}/workspaces`;
+/** The signer's audit log: the default in its unit's LogsDirectory=. */
+const AUDIT_LOG = '/var/log/spark-signer/signer.log';
+/** The worker's own Redis (redis-server@spark), which install.sh names in spark.toml as RedisUrl. */
+const REDIS_SOCKET = '/run/redis-spark/redis-server.sock';
 
 const results: { name: string; ok: boolean; detail: string }[] = [];
 
@@ -84,6 +94,21 @@ function requestsFor(requests: RecordedRequest[], uuid: string): string[] {
   return requests.filter((r) => r['uuid'] === uuid).map((r) => String(r.request));
 }
 
+/**
+ * Directories outside the checkout that its node_modules entries link to (a
+ * git worktree may borrow another checkout's packages): bound at the same
+ * path in the machine, so that the links resolve there too.
+ */
+function linkedDependencyDirs(): string[] {
+  const modules = join(checkout, 'node_modules');
+  const dirs = new Set<string>();
+  for (const name of readdirSync(modules)) {
+    const target = dirname(realpathSync(join(modules, name)));
+    if (relative(checkout, target).startsWith('..')) dirs.add(target);
+  }
+  return [...dirs];
+}
+
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     console.error('test:deploy: run as root (it boots a machine with systemd-nspawn)');
@@ -117,7 +142,8 @@ async function main(): Promise<number> {
   });
   try {
     // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
-    const [redisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
+    // hostRedisPort: the machine's own Redis (redis-server.service), as another application on the host uses it.
+    const [hostRedisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
       freePort(),
       freePort(),
       freePort(),
@@ -162,7 +188,7 @@ MachineName = '${MACHINE}'
 GpgKeyID = '${key.fingerprint}'
 GpgSecretKeyFile = '/etc/laniakea/keys/${MACHINE}_secret.gpg'
 Architectures = ['amd64']
-RedisUrl = 'redis://127.0.0.1:${redisPort}'
+WorkspaceRoot = '${WORKSPACE_ROOT}/'
 
 [connector]
 PollInterval = 1
@@ -187,7 +213,11 @@ MetricsPort = ${uploaderPort}
     machine = await bootMachine({
       rootfs,
       name: MACHINE,
-      bindReadOnly: { [checkout]: '/opt/spark-ts', [realpathSync(process.execPath)]: '/usr/bin/node' },
+      bindReadOnly: {
+        [checkout]: '/opt/spark-ts',
+        [realpathSync(process.execPath)]: '/usr/bin/node',
+        ...Object.fromEntries(linkedDependencyDirs().map((dir) => [dir, dir])),
+      },
       bind: { [share]: SHARE },
       onOutput: (text) => (consoleTail = (consoleTail + text).slice(-8000)),
     }).catch((error: Error) => {
@@ -195,6 +225,28 @@ MetricsPort = ${uploaderPort}
     });
     const m = machine;
     say(`machine booted (systemd pid ${m.leader} on the host)`);
+
+    // --- The host's own Redis, as another application uses it: a port, its own eviction policy, a key.
+    // (The cached root file system's redis.conf says port 0, so that nothing listens before the test asks.)
+    const hostRedis = async () => ({
+      conf: (await m.sh('sha256sum /etc/redis/redis.conf')).trim(),
+      pid: (await m.sh('systemctl show -p MainPID --value redis-server')).trim(),
+    });
+    const hostRedisCli = (command: string) => m.sh(`redis-cli -p ${hostRedisPort} ${command}`);
+    let hostRedisBefore = { conf: '', pid: '' };
+    await check("the host's own Redis serves another application (redis-server.service, /etc/redis/redis.conf)", async () => {
+      await m.sh(
+        `sed -i -E 's/^port 0$/port ${hostRedisPort}/; s/^# *maxmemory-policy .*/maxmemory-policy allkeys-lru/' /etc/redis/redis.conf && systemctl restart redis-server`,
+      );
+      await until(
+        'the host Redis answers',
+        async () => (await m.exec(['redis-cli', '-p', String(hostRedisPort), 'PING'])).stdout.includes('PONG'),
+        20_000,
+      );
+      await hostRedisCli('SET other-application-key still-here');
+      hostRedisBefore = await hostRedis();
+      return `port ${hostRedisPort}, maxmemory-policy allkeys-lru, no password`;
+    });
 
     // --- README "Setting up a worker", step by step (keep the two in step).
     const installOutput: string[] = [];
@@ -210,7 +262,7 @@ MetricsPort = ${uploaderPort}
         `install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`,
       );
       await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
-      // Test only: the host runner is the debspawn the helper runs (README, "Deployment test").
+      // Test only: the host runner is the debspawn the helper runs (docs/testing.md, the deployment test).
       await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
       installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
       // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
@@ -239,6 +291,21 @@ MetricsPort = ${uploaderPort}
         timeoutMs === undefined ? {} : { timeoutMs },
       );
     const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
+    await check('install.sh installed the manual pages and the bash completion of spark', async () => {
+      const pages = ['man1/spark.1', ...['connector', 'builder', 'signer', 'uploader'].map((service) => `man8/spark-${service}.8`)];
+      for (const page of pages) {
+        const head = await m.sh(`head -c 4096 /usr/local/share/man/${page}`);
+        if (!head.includes('.SH SYNOPSIS')) throw new Error(`/usr/local/share/man/${page}: ${head.slice(0, 200)}`);
+      }
+      const completion = await m.sh(
+        'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
+      );
+      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key') {
+        throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
+      }
+      return `${pages.length} pages; spark keytool ins<TAB> → ${completion.trim()}`;
+    });
+
     await check('spark.target starts all four services, each as its own user', async () => {
       await until('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, 30_000);
       // A unit is "active" from its fork on; its user is set up just before exec.
@@ -261,28 +328,20 @@ MetricsPort = ${uploaderPort}
     // --- Redis as install.sh sets it up (issue 13): one ACL user per service, the default user off.
     const redisCli = (user: string, command: string) =>
       m.sh(
-        `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -p ${redisPort} ${command}`,
+        `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -s ${REDIS_SOCKET} ${command}`,
       );
     await check('Redis refuses the default user; each service is logged in as its own ACL user', async () => {
-      const anonymous = await m.exec(['redis-cli', '-p', String(redisPort), 'GET', archiveTargetsKey(DEFAULT_QUEUE_PREFIX)]);
+      const anonymous = await m.exec(['redis-cli', '-s', REDIS_SOCKET, 'GET', archiveTargetsKey(DEFAULT_QUEUE_PREFIX)]);
       if (!/NOAUTH Authentication required/.test(anonymous.stdout + anonymous.stderr))
         throw new Error(`redis-cli without a password: exit ${anonymous.code} ${anonymous.stdout}${anonymous.stderr}`);
-      const defaultLogin = await m.exec([
-        'redis-cli',
-        '-p',
-        String(redisPort),
-        '--no-auth-warning',
-        '--user',
-        'default',
-        '--pass',
-        'x',
-        'PING',
-      ]);
+      const defaultLogin = await m.exec(['redis-cli', '-s', REDIS_SOCKET, '--no-auth-warning', '--user', 'default', '--pass', 'x', 'PING']);
       if (!/WRONGPASS|disabled/.test(defaultLogin.stdout + defaultLogin.stderr))
         throw new Error(`AUTH default: exit ${defaultLogin.code} ${defaultLogin.stdout}${defaultLogin.stderr}`);
       const toml = await m.sh('cat /etc/laniakea/spark.toml');
       if (!/^RedisCredentialsDir = '\/etc\/laniakea\/redis'$/m.test(toml))
         throw new Error('install.sh did not add RedisCredentialsDir to spark.toml');
+      if (!toml.includes(`\nRedisUrl = '${REDIS_SOCKET}'\n`))
+        throw new Error(`install.sh did not add RedisUrl = '${REDIS_SOCKET}' to spark.toml`);
       const modes = (await m.sh('stat -c "%n %U:%G %a" /etc/laniakea/redis/*.password')).trim().split('\n');
       const expected = [
         '/etc/laniakea/redis/spark-admin.password root:root 400',
@@ -319,16 +378,69 @@ MetricsPort = ${uploaderPort}
       return `unauthenticated GET: NOAUTH; connected users ${users.join(', ')}; password files ${modes.length}, 0400 (operator 0440 root:spark-operators)`;
     });
 
-    await check('install.sh run again changes nothing: same passwords, Redis not restarted', async () => {
-      const state = async () =>
-        `${(await m.sh('systemctl show -p MainPID --value redis-server')).trim()} ${(await m.sh('cat /etc/laniakea/redis/*.password /etc/redis/spark-users.acl | sha256sum')).trim()}`;
-      const before = await state();
-      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
-      const after = await state();
-      if (before !== after) throw new Error(`redis-server pid and credentials: before ${before}, after ${after}`);
-      const toml = await m.sh('cat /etc/laniakea/spark.toml');
-      if ((toml.match(/RedisCredentialsDir/g) ?? []).length !== 1) throw new Error('RedisCredentialsDir is in spark.toml more than once');
+    await check("the services use the worker's own Redis, redis-server@spark; the host's own Redis is as it was", async () => {
+      const server = await redisCli('spark-operator', 'INFO server');
+      if (!/^config_file:\/etc\/redis\/redis-spark\.conf\r?$/m.test(server)) throw new Error(`the services' Redis: ${server}`);
+      const enabled = await m.exec(['systemctl', 'is-enabled', 'redis-server@spark']);
+      if (enabled.stdout.trim() !== 'enabled') throw new Error(`redis-server@spark is ${enabled.stdout.trim()}`);
+      const persistence = await redisCli('spark-operator', 'INFO persistence');
+      if (!/^aof_enabled:1\r?$/m.test(persistence)) throw new Error("the worker's Redis keeps no append-only file");
+      const after = await hostRedis();
+      if (after.conf !== hostRedisBefore.conf) throw new Error('install.sh changed /etc/redis/redis.conf');
+      if (after.pid !== hostRedisBefore.pid)
+        throw new Error(`install.sh restarted redis-server (pid ${hostRedisBefore.pid} → ${after.pid})`);
+      const key = (await hostRedisCli('GET other-application-key')).trim();
+      const policy = (await hostRedisCli('CONFIG GET maxmemory-policy')).split('\n')[1]?.trim();
+      if (key !== 'still-here' || policy !== 'allkeys-lru')
+        throw new Error(`the host's Redis without a password: key ${key}, maxmemory-policy ${policy}`);
+      return `${REDIS_SOCKET} (config /etc/redis/redis-spark.conf, append-only); the host's redis-server on ${hostRedisPort}: same redis.conf and pid, its key, allkeys-lru, no password`;
     });
+
+    await check(
+      `WorkspaceRoot ${WORKSPACE_ROOT}: the signer and uploader may write its workspaces (install.sh's drop-ins); the audit log is under /var/log`,
+      async () => {
+        const paths: string[] = [];
+        for (const unit of ['spark-signer', 'spark-uploader']) {
+          const allowed = (await m.sh(`systemctl show -p ReadWritePaths --value ${unit}`)).trim();
+          if (allowed !== WORKSPACES) throw new Error(`${unit} ReadWritePaths=${allowed}, expected ${WORKSPACES}`);
+          paths.push(`${unit}: ${allowed}`);
+        }
+        const audit = (await m.sh(`stat -c '%U %a' ${AUDIT_LOG} $(dirname ${AUDIT_LOG})`)).trim().split('\n');
+        if (audit.join(', ') !== 'spark-signer 600, spark-signer 700')
+          throw new Error(`${AUDIT_LOG} and its directory: ${audit.join(', ')}`);
+        const logsDirectory = (await m.sh('systemctl show -p LogsDirectory --value spark-signer')).trim();
+        if (logsDirectory !== 'spark-signer') throw new Error(`spark-signer LogsDirectory=${logsDirectory}`);
+        return `${paths.join('; ')}; ${AUDIT_LOG} spark-signer 0600 in a 0700 directory`;
+      },
+    );
+
+    await check(
+      'install.sh run again changes nothing: same passwords and generated files, neither Redis nor a service restarted',
+      async () => {
+        const generatedFiles = [
+          '/etc/redis/redis-spark.conf',
+          '/etc/systemd/system/spark-signer.service.d/workspace.conf',
+          '/etc/systemd/system/spark-uploader.service.d/workspace.conf',
+          '/etc/logrotate.d/spark',
+          '/etc/tmpfiles.d/spark.conf',
+        ];
+        const state = async () =>
+          [
+            ...(await Promise.all(['redis-server@spark', 'redis-server', ...units].map(mainPid))),
+            (await m.sh(`cat /etc/laniakea/redis/*.password /etc/redis/spark-users.acl ${generatedFiles.join(' ')} | sha256sum`)).trim(),
+          ].join(' ');
+        const before = await state();
+        const output = await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 });
+        installOutput.push(output);
+        const after = await state();
+        if (before !== after)
+          throw new Error(`pids of the Redis instances and services, and the files' checksum: before ${before}, after ${after}`);
+        const written = output.split('\n').filter((line) => / written$|: added /.test(line));
+        if (written.length > 0) throw new Error(`install.sh wrote again:\n${written.join('\n')}`);
+        const toml = await m.sh('cat /etc/laniakea/spark.toml');
+        if ((toml.match(/RedisCredentialsDir/g) ?? []).length !== 1) throw new Error('RedisCredentialsDir is in spark.toml more than once');
+      },
+    );
 
     await check('the builder unit has no no_new_privs, and sudo runs the helper in its settings', async () => {
       const builder = await mainPid('spark-builder@1');
@@ -425,7 +537,7 @@ MetricsPort = ${uploaderPort}
       if (!changes) throw new Error('no hello-deploy .changes in the archive');
       await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
       await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-      const log = await m.sh(`cat /var/lib/lkspark/logs/${success.uuid}*.log`);
+      const log = await m.sh(`cat ${WORKSPACE_ROOT}/logs/${success.uuid}*.log`);
       if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build'))
         throw new Error('the build log shows no build through sudo and the helper');
       return `${changes}, ${dud.name} verified with gpgv; built through sudo and the helper`;
@@ -524,9 +636,9 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
-      await until('workspaces removed', async () => (await m.sh('ls -A /var/lib/lkspark/workspaces')).trim() === '', 60_000).catch(
+      await until('workspaces removed', async () => (await m.sh(`ls -A ${WORKSPACES}`)).trim() === '', 60_000).catch(
         async (error: Error) => {
-          throw new Error(`${error.message}: ${(await m.sh('ls -la /var/lib/lkspark/workspaces/*')).trim()}`);
+          throw new Error(`${error.message}: ${(await m.sh(`ls -la ${WORKSPACES}/*`)).trim()}`);
         },
       );
       const helperState = (await m.sh('ls -A /var/lib/spark-build-helper')).trim();
@@ -587,13 +699,30 @@ MetricsPort = ${uploaderPort}
       return lines;
     };
     const auditEntries = async () =>
-      (await m.sh('cat /var/lib/lkspark/audit/signer.log'))
+      (await m.sh(`cat ${AUDIT_LOG}`))
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as { event: string; uuid: string; reason?: string; file?: string; textSha256?: string });
 
+    await check('logrotate rotates the audit log: the signer reopens it on reload, without a restart', async () => {
+      const signerPid = await mainPid('spark-signer');
+      const before = (await auditEntries()).length;
+      if (before === 0) throw new Error(`${AUDIT_LOG} is empty after the jobs`);
+      await m.sh('logrotate --force /etc/logrotate.d/spark');
+      const rotated = (await m.sh(`cat ${AUDIT_LOG}.1`)).split('\n').filter(Boolean).length;
+      if (rotated !== before) throw new Error(`${AUDIT_LOG}.1 holds ${rotated} lines, ${AUDIT_LOG} held ${before}`);
+      const reopened = async () =>
+        Number((await m.sh("journalctl -u spark-signer -o cat --no-pager | grep -c 'SIGHUP: reopened the audit log' || true")).trim()) > 0;
+      await until('the signer reopened its audit log', reopened, 20_000);
+      const now = (await m.sh(`stat -c '%U %a %s' ${AUDIT_LOG}`)).trim();
+      if (now !== 'spark-signer 600 0') throw new Error(`${AUDIT_LOG} after the rotation (owner, mode, size): ${now}`);
+      if ((await mainPid('spark-signer')) !== signerPid) throw new Error('the signer was restarted, not reloaded');
+      // The hostile builder's refusals below are read from the new file.
+      return `${before} lines in ${AUDIT_LOG}.1; a new, empty ${AUDIT_LOG} (spark-signer 0600); signer pid ${signerPid} kept`;
+    });
+
     await check("hostile builder, no job needed: the helper, sudo, files and Redis refuse what is not the builder's", async () => {
-      const tries = await asBuilder(['probe'], 120_000);
+      const tries = await asBuilder(['probe', '--audit-log', AUDIT_LOG], 120_000);
       // What each try must show: refused with this exact reason, or (the documented limit) allowed.
       const NOPERM = /^refused: (code \S+: )?NOPERM /;
       const EACCES = /^refused: code EACCES/;
@@ -701,9 +830,8 @@ MetricsPort = ${uploaderPort}
         if (entries.some((e) => e.event === 'signed')) throw new Error(`the signer signed: ${JSON.stringify(entries)}`);
         const uploaded = (await readdir(uploads)).filter((n) => n.startsWith(`hostile-${scenario}_`));
         if (uploaded.length > 0 || (await dudFor(uuid))) throw new Error(`uploaded ${uploaded.join(', ')}`);
-        const signedHere = (
-          await m.exec(['grep', '-rl', 'BEGIN PGP SIGNED MESSAGE', `/var/lib/lkspark/workspaces/${uuid}.${String(line['round'])}`])
-        ).stdout;
+        const signedHere = (await m.exec(['grep', '-rl', 'BEGIN PGP SIGNED MESSAGE', `${WORKSPACES}/${uuid}.${String(line['round'])}`]))
+          .stdout;
         if (signedHere.trim()) throw new Error(`signed files in the workspace: ${signedHere}`);
         if (scenario === 'hardlink' && !/EPERM|EACCES/.test(String(line['linkKey']))) {
           throw new Error(`a hard link to the OpenPGP key: ${String(line['linkKey'])}`);
@@ -771,8 +899,144 @@ MetricsPort = ${uploaderPort}
       if (!changes) throw new Error('no honest-after .changes in the archive');
       await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
       await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-      return `${changes}, ${dud.name} verified with gpgv`;
+      const signed = (await auditEntries()).filter((entry) => entry.uuid === honest.uuid && entry.event === 'signed');
+      if (signed.length === 0) throw new Error(`no signature of the job in ${AUDIT_LOG} (the file the signer reopened after the rotation)`);
+      return `${changes}, ${dud.name} verified with gpgv; ${signed.length} signatures in the rotated-to ${AUDIT_LOG}`;
     });
+
+    await check('systemd-tmpfiles expires old build logs and leftover workspaces; recent ones stay', async () => {
+      const old = '00000000-0000-4000-8000-0000000000aa';
+      const recent = '00000000-0000-4000-8000-0000000000bb';
+      const logs = `${WORKSPACE_ROOT}/logs`;
+      await m.sh(
+        [
+          `touch -d '40 days ago' ${logs}/${old}.1.log`,
+          `touch ${logs}/${recent}.1.log`,
+          `mkdir -p ${WORKSPACES}/${old}.1/artifacts ${WORKSPACES}/${recent}.1/artifacts`,
+          `echo left > ${WORKSPACES}/${old}.1/artifacts/left_1.0_amd64.deb`,
+          `echo kept > ${WORKSPACES}/${recent}.1/artifacts/kept_1.0_amd64.deb`,
+          // Files first, then their directories: writing into a directory makes it new again.
+          `touch -d '100 days ago' ${WORKSPACES}/${old}.1/artifacts/left_1.0_amd64.deb ${WORKSPACES}/${old}.1/artifacts ${WORKSPACES}/${old}.1`,
+        ].join(' && '),
+      );
+      try {
+        // What systemd-tmpfiles-clean.timer runs daily, for spark's file alone.
+        await m.sh('systemd-tmpfiles --clean /etc/tmpfiles.d/spark.conf');
+        const left = (await m.sh(`ls -A ${logs} ${WORKSPACES}`)).split('\n');
+        const problems = [
+          ...(left.includes(`${old}.1.log`) ? ['the 40-day-old build log is still there'] : []),
+          ...(left.includes(`${old}.1`) ? ['the 100-day-old workspace is still there'] : []),
+          ...(left.includes(`${recent}.1.log`) ? [] : ['the recent build log is gone']),
+          ...(left.includes(`${recent}.1`) ? [] : ['the recent workspace is gone']),
+        ];
+        if (problems.length > 0) throw new Error(`${problems.join('; ')}:\n${left.join('\n')}`);
+        const timer = (await m.exec(['systemctl', 'is-active', 'systemd-tmpfiles-clean.timer'])).stdout.trim();
+        if (timer !== 'active') throw new Error(`systemd-tmpfiles-clean.timer is ${timer}`);
+        return (await m.sh('grep -v "^#" /etc/tmpfiles.d/spark.conf')).trim().replaceAll('\n', '; ');
+      } finally {
+        await m.sh(`rm -rf ${logs}/${old}.1.log ${logs}/${recent}.1.log ${WORKSPACES}/${old}.1 ${WORKSPACES}/${recent}.1`);
+      }
+    });
+
+    await check(
+      "spark verify checks the units' write access, the audit log's directory and Redis, and flags laniakea-spark's sudo rule",
+      async () => {
+        type Report = { checks: { check: string; status: string; message: string }[] };
+        const verify = async () =>
+          JSON.parse(
+            (await m.exec(['spark', 'verify', '--json', '--config', '/etc/laniakea/spark.toml'], { timeoutMs: 180_000 })).stdout,
+          ) as Report;
+        const line = (report: Report, name: string) => {
+          const found = report.checks.find((c) => c.check === name);
+          if (!found) throw new Error(`spark verify has no check ${name}: ${JSON.stringify(report.checks.map((c) => c.check))}`);
+          return found;
+        };
+        const report = await verify();
+        const expected: Record<string, RegExp> = {
+          'systemd units': /^spark\.target is enabled$/,
+          'spark-signer write access': new RegExp(`^may write ${WORKSPACES}$`),
+          'spark-uploader write access': new RegExp(`^may write ${WORKSPACES}$`),
+          'workspaces directory': new RegExp(`^${WORKSPACES}: root:lkspark 02770$`),
+          'audit log directory': /^\/var\/log\/spark-signer: spark-signer:lkspark 0700$/,
+          'Redis default user': new RegExp(`^${REDIS_SOCKET} answers, and refuses a client that does not log in`),
+          'Redis server': new RegExp(
+            `^${REDIS_SOCKET}: config /etc/redis/redis-spark\\.conf, maxmemory 1073741824 bytes, maxmemory-policy noeviction$`,
+          ),
+          'sudo for laniakea-spark': /^no user lkspark or _lkspark/,
+        };
+        const wrong = Object.entries(expected).flatMap(([name, pattern]) => {
+          const found = line(report, name);
+          return found.status === 'ok' && pattern.test(found.message) ? [] : [`${found.status} ${name}: ${found.message}`];
+        });
+        if (wrong.length > 0) throw new Error(wrong.join('\n'));
+        // laniakea-spark's user and its rule, as spark-setup's Ansible wrote them.
+        await m.sh(
+          "useradd --system --no-user-group --gid nogroup --no-create-home --shell /usr/sbin/nologin lkspark && printf 'lkspark ALL=(ALL) NOPASSWD: /usr/bin/debspawn\\n' >/etc/sudoers.d/lkspark && chmod 0440 /etc/sudoers.d/lkspark && visudo -cqf /etc/sudoers.d/lkspark",
+        );
+        try {
+          const flagged = line(await verify(), 'sudo for laniakea-spark');
+          if (flagged.status !== 'problem' || !/lkspark may run \/usr\/bin\/debspawn.*see \/etc\/sudoers\.d\/lkspark/.test(flagged.message))
+            throw new Error(`with the rule: ${flagged.status} ${flagged.message}`);
+          await m.sh('rm /etc/sudoers.d/lkspark');
+          const cleared = line(await verify(), 'sudo for laniakea-spark');
+          if (cleared.status !== 'ok') throw new Error(`without the rule: ${cleared.status} ${cleared.message}`);
+          return `${Object.keys(expected).length} checks OK; with the rule: ${flagged.message}; without: ${cleared.message}`;
+        } finally {
+          await m.sh('rm -f /etc/sudoers.d/lkspark; userdel lkspark');
+        }
+      },
+    );
+
+    await check(
+      'install.sh refuses a WorkspaceRoot the units hide or one through a link, and leaves a file edited by hand alone',
+      async () => {
+        const install = async (env: string) => {
+          const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${env} bash deploy/install.sh 2>&1`], { timeoutMs: 600_000 });
+          installOutput.push(result.stdout);
+          return result;
+        };
+        const toml = await m.sh('cat /etc/laniakea/spark.toml');
+        const refusals: [root: string, reason: RegExp][] = [
+          [
+            '/home/builds',
+            /^install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
+          ],
+          [
+            '/srv/builds-link',
+            /^install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
+          ],
+        ];
+        await m.sh('ln -sfn /srv/spark-builds /srv/builds-link');
+        try {
+          for (const [root, reason] of refusals) {
+            // Through the share, as spark.toml came in: the machine's stdin is a socket, which /dev/stdin cannot open.
+            await writeFile(join(share, 'spark-other-root.toml'), toml.replace(/^WorkspaceRoot = .*$/m, `WorkspaceRoot = '${root}/'`));
+            await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
+            const result = await install('SPARK_CONFIG=/root/spark-other-root.toml');
+            if (result.code !== 1 || !reason.test(result.stdout))
+              throw new Error(`WorkspaceRoot ${root}: exit ${result.code}\n${result.stdout.slice(-1500)}`);
+          }
+        } finally {
+          await m.sh('rm -f /srv/builds-link /root/spark-other-root.toml');
+        }
+        // Without its first line, the file is the operator's.
+        const file = '/etc/tmpfiles.d/spark.conf';
+        await m.sh(`sed -i 1d ${file}`);
+        const edited = await m.sh(`sha256sum ${file}`);
+        const kept = await install('');
+        if (
+          kept.code !== 0 ||
+          !kept.stdout.includes(`${file}: left as it is (its first line is not`) ||
+          (await m.sh(`sha256sum ${file}`)) !== edited
+        )
+          throw new Error(`install.sh with ${file} edited by hand: exit ${kept.code}\n${kept.stdout.slice(-1500)}`);
+        await m.sh(`rm ${file}`);
+        const restored = await install('');
+        if (restored.code !== 0 || !restored.stdout.includes(`${file} written`))
+          throw new Error(`install.sh after removing ${file}: exit ${restored.code}`);
+        return 'refused /home/builds and /srv/builds-link (exit 1, the reason); kept the edited tmpfiles file, wrote it again once removed';
+      },
+    );
 
     await check('no Redis password in the install output, the journal or spark status', async () => {
       const passwords = (await m.sh('cat /etc/laniakea/redis/*.password')).split('\n').filter(Boolean);

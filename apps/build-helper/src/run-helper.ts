@@ -128,8 +128,9 @@ async function recipeRefusal(dir: string, prefix = ''): Promise<string | null> {
 
 /** Runs debspawn with `args` in the sandbox of `spec` (sandbox.ts), owning everything it starts. */
 async function run(ctx: HelperContext, config: HelperConfig, spec: SandboxSpec, args: string[]): Promise<number> {
-  await prepareSandbox(spec);
-  const command = sandboxCommand(spec, await inspectHost(spec.dirs), await throwawayUid(), config.debspawn, args);
+  const host = await inspectHost(spec.dirs);
+  await prepareSandbox(spec, host);
+  const command = sandboxCommand(spec, host, await throwawayUid(), config.debspawn, args);
   const outcome = await runOwned(command.file, command.args, {
     env: command.env,
     cwd: spec.runDir,

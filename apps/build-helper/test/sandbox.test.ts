@@ -56,8 +56,9 @@ describe('the sandbox debspawn runs in, as root on this host', { skip: process.g
       jobBinds: [],
       writableImageCache: false,
     };
-    await prepareSandbox(spec);
-    const command = sandboxCommand(spec, await inspectHost(spec.dirs), 1_234_567_890, '/bin/sh', ['-c', script]);
+    const host = await inspectHost(spec.dirs);
+    await prepareSandbox(spec, host);
+    const command = sandboxCommand(spec, host, 1_234_567_890, '/bin/sh', ['-c', script]);
     const { stdout } = await run(command.file, command.args, { env: command.env });
     return stdout;
   }

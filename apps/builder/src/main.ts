@@ -14,7 +14,12 @@ const builder = createBuilder({ config, logger });
 // spark-builder@N serves its metrics on MetricsPort + N - 1, so instances on one host do not collide.
 const instance = Number(/@(\d+)$/.exec(process.env['SPARK_BUILDER_ID'] ?? '')?.[1] ?? 1);
 const metricsPort = config.builder.metricsPort === 0 ? 0 : config.builder.metricsPort + Math.max(0, instance - 1);
-const metricsEndpoint = await serveMetrics(processMetrics('builder'), metricsPort, logger);
+const metricsEndpoint = await serveMetrics(
+  processMetrics('builder', { version: service.version }),
+  metricsPort,
+  logger,
+  config.builder.metricsListen,
+);
 installShutdown(
   logger,
   async () => {

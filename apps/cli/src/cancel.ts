@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import {
   builderControlChannel,
   QueueName,
@@ -19,7 +19,8 @@ const CONFIRM_TIMEOUT_MS = 60_000;
 /**
  * `spark cancel <uuid>`: asks the builders to stop a running job. Exit 0 once
  * the builder has rejected it back to Lighthouse, 1 when no builder runs it
- * or none confirmed in time, 64 on a bad command line, 2 on a bad config.
+ * or none confirmed in time, 64 on a bad command line, 78 on a bad config (66
+ * missing), 69 when Redis does not answer.
  */
 export async function runCancel(argv: string[], io: CliIo): Promise<number> {
   let file: string;
@@ -39,7 +40,7 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
     return usageError(io, 'cancel', (error as Error).message);
   }
   const config = loadCliConfig(file, io.stderr);
-  if (!config) return EXIT_CONFIG;
+  if (typeof config === 'number') return config;
   const redis = await openCliRedis(config, 'admin', io.stderr, 'cancel');
   if (typeof redis === 'number') return redis;
   const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });

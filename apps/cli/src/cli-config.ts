@@ -1,5 +1,5 @@
 import { jobRecordKey, UUID, type JobRound } from '@spark/protocol';
-import { EXIT_CONFIG, type SparkConfig } from '@spark/config';
+import { EX_NOINPUT, EX_UNAVAILABLE, type SparkConfig } from '@spark/config';
 import {
   connectRedis,
   readJobRecord,
@@ -41,8 +41,9 @@ const REDIS_READY_TIMEOUT_MS = 5_000;
 /**
  * This host's Redis for CLI command `command`, logged in as `role` (see
  * {@link cliRedisLogin}) and ready. When it cannot be, the problem is on
- * `stderr` and the result is the command's exit code: 2 when the password file
- * cannot be read, 1 when Redis does not answer (its URL shown without a password).
+ * `stderr` and the result is the command's exit code: 66 (EX_NOINPUT) when the
+ * password file cannot be read, 69 (EX_UNAVAILABLE) when Redis does not answer
+ * (its URL shown without a password).
  */
 export async function openCliRedis(
   config: Pick<SparkConfig, 'redisUrl' | 'redisCredentialsDir'>,
@@ -51,7 +52,7 @@ export async function openCliRedis(
   command: string,
 ): Promise<Redis | number> {
   const login = cliRedisLogin(config, role, stderr);
-  if (!login) return EXIT_CONFIG;
+  if (!login) return EX_NOINPUT;
   const redis = connectRedis(config.redisUrl, 'producer', login);
   redis.on('error', () => undefined);
   try {
@@ -60,7 +61,7 @@ export async function openCliRedis(
   } catch (error) {
     redis.disconnect();
     stderr.write(`spark ${command}: cannot reach Redis at ${redactRedisUrl(config.redisUrl)}: ${(error as Error).message}\n`);
-    return 1;
+    return EX_UNAVAILABLE;
   }
 }
 

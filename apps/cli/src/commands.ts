@@ -28,7 +28,7 @@ export interface Command {
 export const COMMANDS: Record<string, Command> = {
   config: {
     usage: `  config check [--config FILE]   check spark.toml and print the effective config as JSON
-                                 (exit 0 when valid, 2 with one message per problem)`,
+                                 (exit 0 when valid; 78 with one line per problem, 66 when missing)`,
     run: async (argv, io) => (await import('./config-check.js')).runConfig(argv, io),
   },
   verify: {

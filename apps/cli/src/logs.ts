@@ -1,7 +1,7 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import { jobLogFile, parseJobId, QueueName, stageJobId, type JobRound } from '@spark/protocol';
 import { readJobRecord } from '@spark/service';
 import { jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
@@ -70,7 +70,7 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
     return usageError(io, 'logs', (error as Error).message);
   }
   const config = loadCliConfig(file, io.stderr);
-  if (!config) return EXIT_CONFIG;
+  if (typeof config === 'number') return config;
   let round = await latestLoggedRound(config.logsDir, uuid);
   const handle = round ? await open(jobLogFile(config.logsDir, round), 'r').catch(() => null) : null;
   if (!round || !handle) {

@@ -4,14 +4,14 @@ import { constants } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import { REDIS_USERS, redisAclFile, redisPasswordFile, type RedisRoleName } from '@spark/service';
 import { loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 const run = promisify(execFile);
 
-/** Where `spark redis-acl` writes the ACL file unless told otherwise (redis.conf's `aclfile`). */
+/** Where `spark redis-acl` writes the ACL file unless told otherwise (`aclfile` of the worker's Redis, /etc/redis/redis-spark.conf). */
 export const DEFAULT_ACL_FILE = '/etc/redis/spark-users.acl';
 
 /** The group whose members may read the operator's Redis password (deploy/install.sh creates it). */
@@ -165,7 +165,7 @@ export async function runRedisAcl(argv: string[], io: CliIo): Promise<number> {
   let prefix = values.prefix;
   if (credentialsDir === undefined || prefix === undefined) {
     const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
-    if (!config) return EXIT_CONFIG;
+    if (typeof config === 'number') return config;
     credentialsDir ??= config.redisCredentialsDir ?? undefined;
     prefix ??= config.queuePrefix;
   }
@@ -178,7 +178,8 @@ export async function runRedisAcl(argv: string[], io: CliIo): Promise<number> {
     [
       `wrote ${result.aclFile} (users ${Object.values(REDIS_USERS).join(', ')}; default user off)`,
       result.created.length > 0 ? `new password files: ${result.created.join(', ')}` : `kept the password files in ${credentialsDir}`,
-      `Redis reads it with "aclfile ${result.aclFile}" in redis.conf: restart redis-server, or run ACL LOAD if it is configured already;`,
+      `Redis reads it with "aclfile ${result.aclFile}" in its config (the worker's own Redis: /etc/redis/redis-spark.conf, which deploy/install.sh writes):`,
+      `restart it (systemctl restart redis-server@spark), or run ACL LOAD if it is configured already;`,
       `then restart the services (they log in with RedisCredentialsDir = '${credentialsDir}').`,
       '',
     ].join('\n'),

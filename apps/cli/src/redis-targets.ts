@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EX_NOINPUT } from '@spark/config';
 import type { RedisOptions, RedisRoleName } from '@spark/service';
 import { cliRedisLogin, loadCliConfig } from './cli-config.js';
 
@@ -51,17 +51,17 @@ export function watchedHosts(
   values: { config?: string | undefined; redis?: string[] | undefined; prefix?: string | undefined },
   stderr: NodeJS.WritableStream,
   role: RedisRoleName = 'operator',
-): WatchedHost[] | null {
+): WatchedHost[] | number {
   let urls = values.redis ?? [];
   let prefix = values.prefix;
   let login: WatchedHost['login'] = {};
   if (urls.length === 0 || prefix === undefined) {
     const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, stderr);
-    if (!config) return null;
+    if (typeof config === 'number') return config;
     if (urls.length === 0) {
       urls = [config.redisUrl];
       const local = cliRedisLogin(config, role, stderr);
-      if (!local) return null;
+      if (!local) return EX_NOINPUT;
       login = local;
     }
     prefix ??= config.queuePrefix;

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { DEFAULT_CONFIG_FILE, EXIT_CONFIG } from '@spark/config';
+import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import {
   QueueName,
   REPORT_QUEUES,
@@ -22,7 +22,8 @@ import { usageError, type CliIo } from './commands.js';
  * its final report is sent, Lighthouse has ended the round, and its files are
  * gone; the message says so and what to do instead. Exit 0 when a try starts
  * (or one is running), 1 when there is no such job or its round has ended,
- * 64 on a bad command line, 2 on a bad config.
+ * 64 on a bad command line, 78 on a bad config (66 missing), 69 when Redis does
+ * not answer.
  */
 export async function runRetryUpload(argv: string[], io: CliIo): Promise<number> {
   let file: string;
@@ -40,7 +41,7 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
     return usageError(io, 'retry-upload', (error as Error).message);
   }
   const config = loadCliConfig(file, io.stderr);
-  if (!config) return EXIT_CONFIG;
+  if (typeof config === 'number') return config;
   const redis = await openCliRedis(config, 'admin', io.stderr, 'retry-upload');
   if (typeof redis === 'number') return redis;
   const queue = new Queue(QueueName.upload, { connection: redis, prefix: config.queuePrefix });

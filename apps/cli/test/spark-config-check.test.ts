@@ -21,11 +21,11 @@ describe('spark config check', () => {
     assert.match(result.stderr, /seed-spark\.toml:7: warning: GpgKeyID: /);
   });
 
-  it('prints each problem with file, line and key, exit 2', async () => {
+  it('prints each problem with file, line and key, exit 78 (EX_CONFIG)', async () => {
     const file = join(dir, 'bad.toml');
     writeFileSync(file, "LighthouseServer = 'tcp://lh:5570'\nAcceptedJob = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMaxJobs = 0\n");
     const result = await runTsEntry(spark, ['config', 'check', '--config', file]);
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 78);
     assert.equal(
       result.stderr,
       [
@@ -47,9 +47,41 @@ describe('spark config check', () => {
     assert.equal((JSON.parse(valid.stdout) as Record<string, unknown>)['redisUrl'], 'redis://spark:***@127.0.0.1:6379/0');
     writeFileSync(file, `${base}RedisUrl = 'http://spark:s3cret-pw@127.0.0.1:6379/0'\n`);
     const invalid = await runTsEntry(spark, ['config', 'check', '--config', file]);
-    assert.equal(invalid.code, 2);
+    assert.equal(invalid.code, 78);
     assert.match(invalid.stderr, /RedisUrl: expected .*, got "http:\/\/\*\*\*@127\.0\.0\.1:6379\/0"/);
     for (const text of [valid.stdout, valid.stderr, invalid.stdout, invalid.stderr]) assert.ok(!text.includes('s3cret-pw'), text);
+  });
+
+  it('names a missing config file, exit 66 (EX_NOINPUT)', async () => {
+    const result = await runTsEntry(spark, ['config', 'check', '--config', join(dir, 'absent.toml')]);
+    assert.equal(result.code, 66);
+    assert.match(result.stderr, /absent\.toml/);
+    assert.equal(result.stdout, '');
+  });
+
+  it('prints where each service serves its metrics (MetricsListen), and refuses an address that is not one with its line, exit 78', async () => {
+    const file = join(dir, 'listen.toml');
+    const base = "LighthouseServer = 'tcp://lh:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\n";
+    writeFileSync(file, `${base}MetricsListen = '0.0.0.0'\n[signer]\nMetricsListen = '127.0.0.1'\n`);
+    const valid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(valid.code, 0, valid.stderr);
+    const config = JSON.parse(valid.stdout) as Record<string, Record<string, unknown>>;
+    assert.deepEqual(
+      ['connector', 'builder', 'signer', 'uploader'].map((service) => [service, config[service]?.['metricsListen']]),
+      [
+        ['connector', '0.0.0.0'],
+        ['builder', '0.0.0.0'],
+        ['signer', '127.0.0.1'],
+        ['uploader', '0.0.0.0'],
+      ],
+    );
+    writeFileSync(file, `${base}[uploader]\nMetricsListen = 'metrics.example.org'\n`);
+    const invalid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    assert.equal(invalid.code, 78);
+    assert.match(
+      invalid.stderr,
+      /^\S+listen\.toml:5: uploader\.MetricsListen: expected an IPv4 or IPv6 address to listen on, .*got "metrics\.example\.org"; a host name is not accepted/,
+    );
   });
 
   it('refuses an unknown command with usage, exit 64', async () => {

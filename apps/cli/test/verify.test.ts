@@ -27,6 +27,7 @@ import { runKeytool } from '../src/keytool/keytool-cli.js';
 import { writeRedisAcl } from '../src/redis-acl.js';
 import { verifyCommand } from '../src/verify/verify-command.js';
 import type { WorkerAccounts } from '../src/verify/host-accounts.js';
+import type { VerifyHost } from '../src/verify/verify-worker.js';
 
 const MACHINE = 'hydrogen';
 const ROOT_ACCOUNTS: WorkerAccounts = {
@@ -68,8 +69,11 @@ describe('spark verify', { timeout: 120_000 }, () => {
   let writeConfig: (suites?: string) => Promise<void>;
   const prefix = randomQueuePrefix();
 
-  const verify = (...args: string[]) =>
-    capture((io) => verifyCommand(['--config', configFile, ...args], io, { accounts: ROOT_ACCOUNTS, buildHelper: helper, isRoot: true }));
+  const verifyWith = (host: VerifyHost, ...args: string[]) =>
+    capture((io) =>
+      verifyCommand(['--config', configFile, ...args], io, { accounts: ROOT_ACCOUNTS, buildHelper: helper, isRoot: true, ...host }),
+    );
+  const verify = (...args: string[]) => verifyWith({}, ...args);
   const keytool = async (...args: string[]) => {
     const result = await capture((io) => runKeytool(args, io));
     assert.equal(result.code, 0, result.err);
@@ -190,6 +194,14 @@ ${suites}
     assert.match(line(result.out, 'debspawn image bookworm/amd64'), /^OK {3}debspawn image bookworm\/amd64: bookworm-\w+-amd64$/);
     assert.match(line(result.out, 'sudo for root'), new RegExp(`^OK   sudo for root: may run ${helper} as root without a password$`));
     assert.match(line(result.out, 'OpenPGP key'), /^OK {3}OpenPGP key: [0-9A-F]{40} is GpgKeyID [0-9A-F]{40} and can sign$/);
+    assert.match(
+      line(result.out, 'Redis server'),
+      /^OK {3}Redis server: redis:\/\/127\.0\.0\.1:\d+: no config file, maxmemory none, maxmemory-policy noeviction$/,
+    );
+    assert.equal(
+      line(result.out, 'sudo for laniakea-spark'),
+      "OK   sudo for laniakea-spark: no user lkspark or _lkspark (laniakea-spark's) on this host",
+    );
     const requests = standIn.requests.slice(asked);
     assert.deepEqual(
       requests.map((request) => [request.request, request['machine_name']]),
@@ -279,7 +291,7 @@ ${suites}
       assert.match(
         line(result.out, 'Redis user spark-builder'),
         new RegExp(
-          `^FAIL Redis user spark-builder: cannot log in with ${credentialsDir}/spark-builder\\.password: .*WRONGPASS .*; the password file and Redis's ACL file differ: run spark redis-acl, then restart redis-server$`,
+          `^FAIL Redis user spark-builder: cannot log in with ${credentialsDir}/spark-builder\\.password: .*WRONGPASS .*; the password file and Redis's ACL file differ: run spark redis-acl, then systemctl restart redis-server@spark$`,
         ),
       );
       assert.match(line(result.out, 'Redis user spark-signer'), /^OK /);
@@ -319,7 +331,7 @@ ${suites}
       assert.equal(result.code, 69, result.out);
       assert.match(
         line(result.out, 'Redis'),
-        /^FAIL Redis: redis:\/\/127\.0\.0\.1:\d+ does not answer: .*ECONNREFUSED.*; is redis-server running\?$/,
+        /^FAIL Redis: redis:\/\/127\.0\.0\.1:\d+ does not answer: .*ECONNREFUSED.*; is it running\? \(for the worker's own Redis, redis-server@spark .*: systemctl status redis-server@spark\)$/,
       );
     } finally {
       await redis.restart();
@@ -327,5 +339,43 @@ ${suites}
     const missing = await capture((io) => verifyCommand(['--config', join(dir, 'nothing.toml')], io, { isRoot: true }));
     assert.equal(missing.code, 66);
     assert.match(missing.out, /^FAIL config: .*nothing\.toml: cannot read config: file not found$/m);
+  });
+  it("fails with exit 78 while sudo still lets laniakea-spark's user run debspawn as root, naming the rule's file", async () => {
+    // Real sudo, asked about real users: root may run anything (the host's /etc/sudoers says so),
+    // nobody may run nothing; a user that does not exist is not asked about.
+    const left = await verifyWith({ laniakeaSparkUsers: ['root', 'spark-verify-no-such-user'] });
+    assert.equal(left.code, 78, left.out);
+    assert.match(
+      line(left.out, 'sudo for laniakea-spark'),
+      /^FAIL sudo for laniakea-spark: sudo still lets laniakea-spark's user run debspawn as root \(root may run \/usr\/bin\/debspawn\): whoever can act as that user is root \(debspawn login, debspawn run --build-dir \/\); remove that rule \(see \/etc\/sudoers\b.*\), spark-builder needs none of it$/,
+    );
+    const gone = await verifyWith({ laniakeaSparkUsers: ['nobody'] });
+    assert.equal(gone.code, 0, gone.out);
+    assert.match(
+      line(gone.out, 'sudo for laniakea-spark'),
+      /^OK {3}sudo for laniakea-spark: sudo lets nobody run no debspawn \(\/usr\/bin\/debspawn.*\) as root$/,
+    );
+  });
+
+  it('fails with exit 78 when Redis may evict keys, naming its config file', async () => {
+    const evicting = await startRedisServer({ args: ['--maxmemory-policy', 'allkeys-lru'] });
+    const good = await readFile(configFile, 'utf8');
+    try {
+      // A Redis without users: the worker then also lacks RedisCredentialsDir (its own problem, also exit 78).
+      await writeFile(
+        configFile,
+        good.replace(/^RedisUrl = .*$/m, `RedisUrl = '${evicting.url}'`).replace(/^RedisCredentialsDir = .*\n/m, ''),
+      );
+      const result = await verify();
+      assert.equal(result.code, 78, result.out);
+      assert.match(line(result.out, 'Redis'), /^OK {3}Redis: redis:\/\/127\.0\.0\.1:\d+ answers$/);
+      assert.match(
+        line(result.out, 'Redis server'),
+        /^FAIL Redis server: redis:\/\/127\.0\.0\.1:\d+ \(no config file\) has maxmemory-policy allkeys-lru: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it \(deploy\/install\.sh sets it for the worker's own Redis, redis-server@spark .*\)$/,
+      );
+    } finally {
+      await writeFile(configFile, good);
+      await evicting.stop();
+    }
   });
 });

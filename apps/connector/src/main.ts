@@ -39,12 +39,14 @@ const connector = createConnector({
     throw error;
   },
 });
-const metrics = processMetrics('connector');
-// The connector reports every queue's depth: one scrape target shows the whole pipeline.
-const metricsRedis = connectRedis(config.redisUrl, 'worker', redisLogin(config.redisCredentialsDir, 'connector'));
+const metrics = processMetrics('connector', { version: service.version });
+// The connector reports every queue's depth and the live builders: one scrape target shows the whole pipeline.
+// Fail-fast reads: while Redis is away a scrape leaves those out at once instead of waiting for it.
+const metricsRedis = connectRedis(config.redisUrl, 'producer', redisLogin(config.redisCredentialsDir, 'connector'));
 const depthQueues = QUEUE_NAMES.map((name) => openQueue(name, metricsRedis, config.queuePrefix, logger));
 metrics.watchQueues(depthQueues);
-const metricsEndpoint = await serveMetrics(metrics, config.connector.metricsPort, logger);
+metrics.watchBuilders(metricsRedis, config.queuePrefix);
+const metricsEndpoint = await serveMetrics(metrics, config.connector.metricsPort, logger, config.connector.metricsListen);
 installShutdown(logger, async () => {
   await connector.close();
   await metricsEndpoint.close();

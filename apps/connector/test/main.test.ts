@@ -311,3 +311,69 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
     },
   );
 });
+
+describe('spark-connector metrics', () => {
+  it(
+    'serves /metrics on [connector] MetricsListen: its version, the link to Lighthouse up, the live builders, every queue',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'spark-connector-metrics-'));
+      const redis = await startRedisServer();
+      const prefix = randomQueuePrefix();
+      const connection = connectRedis(redis.url, 'worker');
+      let standIn: LighthouseStandIn | null = null;
+      let service: ServiceProcess | null = null;
+      try {
+        const server = curveKeyPair();
+        const worker = curveKeyPair();
+        await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
+        await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
+        await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
+        standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+        await writeBuilderHeartbeat(connection, prefix, {
+          id: 'b1',
+          slots: 1,
+          busy: 0,
+          kinds: ['package-build'],
+          architectures: ['amd64'],
+          accepting: true,
+          at: Date.now(),
+        });
+        const port = await freePort();
+        const config = join(dir, 'spark.toml');
+        await writeFile(
+          config,
+          `LighthouseServer = '${standIn.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\nMetricsListen = '::1'\n[connector]\nReplyTimeout = 0.5\nMetricsPort = ${port}\nMetricsListen = '127.0.0.2'\n`,
+        );
+        service = startServiceProcess(main, ['--config', config]);
+        const serving = await service.waitForLine('the metrics endpoint', (l) => String(l['msg']).startsWith('metrics: serving'));
+        assert.equal(serving['url'], `http://127.0.0.2:${port}/metrics`);
+        const linkUp = new RegExp(`^spark_lighthouse_link_up\\{server="${standIn.endpoint}",service="connector"\\} 1$`, 'm');
+        const deadline = Date.now() + 30_000;
+        let text = '';
+        while (!linkUp.test(text)) {
+          assert.ok(Date.now() < deadline, `the link is not up in the scrape:\n${text}`);
+          await sleep(50);
+          text = await (await fetch(`http://127.0.0.2:${port}/metrics`)).text();
+        }
+        assert.match(text, /^spark_build_info\{version="0\.1\.0",node="[0-9.]+",service="connector"\} 1$/m);
+        assert.match(text, /^spark_lighthouse_last_contact_seconds\{server="[^"]+",service="connector"\} \d+(\.\d+)?$/m);
+        assert.match(text, /^spark_builders_alive\{accepting="true",service="connector"\} 1$/m);
+        for (const queue of Object.values(QueueName)) {
+          assert.match(text, new RegExp(`^spark_queue_jobs\\{queue="${queue}",state="waiting",service="connector"\\} \\d+$`, 'm'));
+        }
+        // Only there: not on 127.0.0.1, nor on the top-level MetricsListen the [connector] one overrides.
+        for (const elsewhere of [`http://127.0.0.1:${port}/metrics`, `http://[::1]:${port}/metrics`]) {
+          await assert.rejects(fetch(elsewhere), (error: { cause?: { code?: string } }) => error.cause?.code === 'ECONNREFUSED');
+        }
+        assert.equal(await service.stop(), 0, service.output());
+      } finally {
+        if (service && service.exitCode() === undefined) service.signal('SIGKILL');
+        standIn?.close();
+        connection.disconnect();
+        await redis.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});

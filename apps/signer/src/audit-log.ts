@@ -47,7 +47,19 @@ export type AuditEntry = SignatureEntry | RefusalEntry;
 
 /** Appends audit entries to a file only the signer can read and write. */
 export interface AuditLog {
+  /** The path the log was opened at. */
+  readonly file: string;
   append(entry: AuditEntry): Promise<void>;
+  /**
+   * Opens the path again, with the checks of {@link openAuditLog}, and writes
+   * every later entry there: after log rotation renamed the file (SIGHUP,
+   * `systemctl reload spark-signer`). Entries already being written finish in
+   * the file opened before, which is then closed. When the path cannot be
+   * opened safely, throws {@link AuditLogError} and keeps writing to the file
+   * it has, so no entry is lost.
+   */
+  reopen(): Promise<void>;
+  /** Waits for entries being written and a reopen under way, then closes the file. */
   close(): Promise<void>;
 }
 
@@ -75,16 +87,11 @@ async function checkDirectory(dir: string): Promise<void> {
 }
 
 /**
- * Opens the append-only audit log at `file` once, for the life of the signer.
- * Its directory is created (0700) when missing, and must be a real directory
- * owned by the signer that nobody else can write (`LogsDirectory=` with
- * `LogsDirectoryMode=0700` in the unit). The file is opened `O_APPEND` without
- * following a link (created 0600), and must be a regular file of the signer's
- * with one link. Throws {@link AuditLogError} otherwise. Every entry is one
- * `write` of one line to the file that was opened, so lines never interleave
- * and renaming or replacing the path afterwards cannot redirect them.
+ * Opens `file` for appending, without following a link (created 0600), in a
+ * checked directory (created 0700 when missing); it must be a regular file of
+ * the signer's with one link.
  */
-export async function openAuditLog(file: string): Promise<AuditLog> {
+async function openChecked(file: string): Promise<FileHandle> {
   const dir = dirname(file);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await checkDirectory(dir);
@@ -112,10 +119,52 @@ export async function openAuditLog(file: string): Promise<AuditLog> {
     await handle.close();
     throw new AuditLogError(`the audit log ${file} ${problem}; refusing to write to it`);
   }
+  return handle;
+}
+
+/**
+ * Opens the append-only audit log at `file` for the life of the signer (or
+ * until {@link AuditLog.reopen}). Its directory is created (0700) when
+ * missing, and must be a real directory owned by the signer that nobody else
+ * can write (`LogsDirectory=` with `LogsDirectoryMode=0700` in the unit). The
+ * file is opened `O_APPEND` without following a link (created 0600), and must
+ * be a regular file of the signer's with one link. Throws
+ * {@link AuditLogError} otherwise. Every entry is one `write` of one line to
+ * the file that was opened, so lines never interleave and renaming or
+ * replacing the path afterwards cannot redirect them.
+ */
+export async function openAuditLog(file: string): Promise<AuditLog> {
+  let current = await openChecked(file);
+  const writing = new Set<Promise<unknown>>();
+  // Reopens run one at a time, and close waits for them.
+  let reopening: Promise<void> = Promise.resolve();
+  const settle = () => Promise.allSettled([...writing]);
   return {
+    file,
     async append(entry) {
-      await handle.write(`${JSON.stringify(entry)}\n`);
+      const write = current.write(`${JSON.stringify(entry)}\n`);
+      writing.add(write);
+      try {
+        await write;
+      } finally {
+        writing.delete(write);
+      }
     },
-    close: () => handle.close(),
+    reopen() {
+      const next = reopening.then(async () => {
+        const opened = await openChecked(file);
+        const previous = current;
+        current = opened;
+        await settle();
+        await previous.close();
+      });
+      reopening = next.catch(() => undefined);
+      return next;
+    },
+    async close() {
+      await reopening;
+      await settle();
+      await current.close();
+    },
   };
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { EX_CONFIG, EX_NOINPUT } from '@spark/config';
-import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
+import { installShutdown, isLoopbackAddress, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
 import { AuditLogError, openAuditLog, type AuditLog } from './audit-log.js';
 import { createSigner } from './signer.js';
 import { loadSigningKey, SigningKeyError, type SigningKey } from '@spark/keys/signing-key';
@@ -40,8 +40,34 @@ try {
   if (!(error instanceof AuditLogError)) throw error;
   service.exit(EX_CONFIG, error.message);
 }
+// Log rotation renames the audit log, then reloads the signer (deploy/logrotate/spark): new lines go to a new file.
+service.onReload(async () => {
+  try {
+    await audit.reopen();
+    logger.info({ auditLog: audit.file }, `SIGHUP: reopened the audit log ${audit.file}`);
+  } catch (error) {
+    if (!(error instanceof AuditLogError)) throw error;
+    logger.error(
+      { auditLog: audit.file },
+      `SIGHUP: ${error.message}; audit lines still go to the file opened before (if log rotation renamed it, that is the rotated file): fix the directory and reload again`,
+    );
+  }
+});
 const signer = createSigner({ config, logger, signingKey, audit });
-const metricsEndpoint = await serveMetrics(processMetrics('signer'), config.signer.metricsPort, logger);
+const metricsEndpoint = await serveMetrics(
+  processMetrics('signer', { version: service.version }),
+  config.signer.metricsPort,
+  logger,
+  config.signer.metricsListen,
+);
+if (metricsEndpoint.url && !isLoopbackAddress(config.signer.metricsListen)) {
+  // The kernel drops what the unit's IP filter refuses: the scraper would only see timeouts, and the signer nothing.
+  logger.info(
+    `metrics: spark-signer.service lets the signer exchange packets with localhost only (IPAddressDeny=any, IPAddressAllow=localhost): ` +
+      `a Prometheus server on another host reaches ${metricsEndpoint.url} only once a drop-in allows its address ` +
+      `(systemctl edit spark-signer.service: [Service] IPAddressAllow=<its address>)`,
+  );
+}
 installShutdown(logger, async () => {
   await signer.close();
   await metricsEndpoint.close();

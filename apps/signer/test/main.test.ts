@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { randomQueuePrefix, runTsEntry, startRedisServer } from '@spark/testing';
+import { Queue } from 'bullmq';
+import { QueueName, stageJobId } from '@spark/protocol';
+import { freePort, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess } from '@spark/testing';
 import { makeGpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -99,6 +102,140 @@ describe('spark-signer', () => {
       assert.doesNotMatch(stdout + stderr, /PRIVATE KEY|PGP/);
       assert.match(stdout, /"msg":"stopped"/);
       assert.equal((await stat(audit)).mode & 0o777, 0o600);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await gpg.close();
+      await redis.stop();
+    }
+  });
+  it('reopens its audit log on SIGHUP, as log rotation needs, and keeps the old file when the path is not safe', async () => {
+    const redis = await startRedisServer();
+    const gpg = await makeGpgHome();
+    const dir = await mkdtemp(join(tmpdir(), 'spark-signer-rotate-'));
+    const prefix = randomQueuePrefix();
+    const signQueue = new Queue(QueueName.sign, { connection: { host: '127.0.0.1', port: redis.port }, prefix });
+    let service: ReturnType<typeof startServiceProcess> | null = null;
+    try {
+      const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
+      await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
+      const config = join(dir, 'spark.toml');
+      const logs = join(dir, 'logs');
+      const audit = join(logs, 'signer.log');
+      await writeFile(
+        config,
+        [
+          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
+          `AcceptedJobs = ['package-build']`,
+          `GpgKeyID = '${fingerprint}'`,
+          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
+          `WorkspaceRoot = '${join(dir, 'root')}'`,
+          `RedisUrl = '${redis.url}'`,
+          `QueuePrefix = '${prefix}'`,
+          `[signer]`,
+          `MetricsPort = 0`,
+        ].join('\n'),
+      );
+      // The audit log's default place under systemd's LogsDirectory= (spark-signer.service).
+      service = startServiceProcess(main, ['--config', config], { LOGS_DIRECTORY: logs });
+      const signer = service;
+      await signer.waitForLine('taking sign jobs', (line) => String(line['msg']).includes('taking sign jobs'));
+      // A sign job with no manifest: refused, one audit line naming its job.
+      const refuse = async () => {
+        const uuid = randomUUID();
+        await signQueue.add(QueueName.sign, {}, { jobId: stageJobId({ uuid, round: '1' }, 'sign') });
+        return uuid;
+      };
+      const linesOf = async (file: string) =>
+        (await readFile(file, 'utf8'))
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => (JSON.parse(line) as { uuid: string }).uuid);
+      const until = async (what: string, probe: () => Promise<boolean>) => {
+        const deadline = Date.now() + 20_000;
+        while (!(await probe().catch(() => false))) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${signer.output()}`);
+          await sleep(50);
+        }
+      };
+
+      const first = await refuse();
+      await until('the first audit line', async () => (await linesOf(audit)).includes(first));
+      // What logrotate does: rename the file, then `systemctl reload spark-signer` (SIGHUP).
+      await rename(audit, `${audit}.1`);
+      const seen = signer.lines.length;
+      signer.signal('SIGHUP');
+      await signer.waitForLine('the reopen', (line) => String(line['msg']).startsWith('SIGHUP: reopened the audit log'), 20_000, seen);
+      const second = await refuse();
+      await until('the second audit line in the new file', async () => (await linesOf(audit)).includes(second));
+      assert.deepEqual(await linesOf(`${audit}.1`), [first], 'the rotated file keeps what was written before');
+      assert.deepEqual(await linesOf(audit), [second]);
+      assert.equal((await stat(audit)).mode & 0o777, 0o600);
+
+      // A path the signer must not write through: it says so and keeps the file it has.
+      await rename(audit, `${audit}.2`);
+      await symlink(join(dir, 'elsewhere.log'), audit);
+      const before = signer.lines.length;
+      signer.signal('SIGHUP');
+      const refused = await signer.waitForLine(
+        'the refused reopen',
+        (line) => String(line['msg']).includes('is a symbolic link; refusing to write through it'),
+        20_000,
+        before,
+      );
+      assert.equal(refused['level'], 50);
+      assert.match(String(refused['msg']), /audit lines still go to the file opened before/);
+      const third = await refuse();
+      await until('the third audit line in the file opened before', async () => (await linesOf(`${audit}.2`)).includes(third));
+      await assert.rejects(stat(join(dir, 'elsewhere.log')), { code: 'ENOENT' });
+      assert.equal(signer.exitCode(), undefined, 'still running');
+      assert.equal(await signer.stop(), 0, signer.output());
+    } finally {
+      await service?.stop();
+      await signQueue.close();
+      await rm(dir, { recursive: true, force: true });
+      await gpg.close();
+      await redis.stop();
+    }
+  });
+
+  it('says at start that its unit lets only localhost reach a metrics endpoint off loopback, and serves it', async () => {
+    const redis = await startRedisServer();
+    const gpg = await makeGpgHome();
+    const dir = await mkdtemp(join(tmpdir(), 'spark-signer-metrics-'));
+    try {
+      const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
+      await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
+      const port = await freePort();
+      const config = join(dir, 'spark.toml');
+      await writeFile(
+        config,
+        [
+          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
+          `AcceptedJobs = ['package-build']`,
+          `GpgKeyID = '${fingerprint.slice(-16)}'`,
+          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
+          `WorkspaceRoot = '${join(dir, 'root')}'`,
+          `RedisUrl = '${redis.url}'`,
+          `QueuePrefix = '${randomQueuePrefix()}'`,
+          `[signer]`,
+          `MetricsPort = ${port}`,
+          `MetricsListen = '0.0.0.0'`,
+        ].join('\n'),
+      );
+      const service = startServiceProcess(main, ['--config', config]);
+      try {
+        await service.waitForLine('the start', (line) => String(line['msg']).includes('taking sign jobs'));
+        const note = await service.waitForLine('the note on the unit', (line) => String(line['msg']).includes('IPAddressDeny=any'));
+        assert.equal(
+          note['msg'],
+          `metrics: spark-signer.service lets the signer exchange packets with localhost only (IPAddressDeny=any, IPAddressAllow=localhost): a Prometheus server on another host reaches http://0.0.0.0:${port}/metrics only once a drop-in allows its address (systemctl edit spark-signer.service: [Service] IPAddressAllow=<its address>)`,
+        );
+        const scrape = await fetch(`http://127.0.0.1:${port}/metrics`);
+        assert.match(await scrape.text(), /^spark_build_info\{version="0\.1\.0",node="[0-9.]+",service="signer"\} 1$/m);
+        assert.equal(await service.stop(), 0, service.output());
+      } finally {
+        if (service.exitCode() === undefined) service.signal('SIGKILL');
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
       await gpg.close();

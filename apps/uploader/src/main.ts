@@ -15,7 +15,12 @@ const service: StartedService = startService({
 });
 const { config, logger } = service;
 const uploader = createUploader({ config, logger });
-const metricsEndpoint = await serveMetrics(processMetrics('uploader'), config.uploader.metricsPort, logger);
+const metricsEndpoint = await serveMetrics(
+  processMetrics('uploader', { version: service.version }),
+  config.uploader.metricsPort,
+  logger,
+  config.uploader.metricsListen,
+);
 installShutdown(logger, async () => {
   await uploader.close();
   await metricsEndpoint.close();

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 // Subpaths without zod: the config is read by `spark run`'s supervisor too, which needs no schema code.
@@ -15,6 +16,11 @@ export const DEFAULT_WORKSPACE_ROOT = '/var/lib/lkspark/';
 export const DEFAULT_CURVE_KEYS_DIR = '/etc/laniakea/keys/curve';
 /** Redis the services share on one host. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/**
+ * Address the services' `/metrics` endpoints listen on by default
+ * (`MetricsListen`): loopback, so that only this host can scrape them.
+ */
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1';
 /** pino's level names, most to least severe, then `silent`: what `LogLevel` and `SPARK_LOG_LEVEL` accept. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** One of {@link LOG_LEVELS}. */
@@ -48,6 +54,8 @@ export interface ConnectorSettings {
   rejectedCooldownMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9621; 0 turns it off). */
   metricsPort: number;
+  /** Address the `/metrics` endpoint listens on (`MetricsListen`, default the top-level `MetricsListen`). */
+  metricsListen: string;
 }
 
 /** Settings of the builder (`[builder]` table). */
@@ -70,6 +78,8 @@ export interface BuilderSettings {
   debspawn: string;
   /** Base port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9631): `spark-builder@N` serves on base + N − 1, so builder instances never take the connector's, signer's or uploader's 9621/9623/9624; 0 turns it off. */
   metricsPort: number;
+  /** Address every builder instance's `/metrics` endpoint listens on (`MetricsListen`, default the top-level `MetricsListen`). */
+  metricsListen: string;
   /**
    * Development only: accept `file://` source URLs in jobs (`AllowFileUrls`,
    * default false). Never set on a production worker: a job could make the
@@ -90,12 +100,15 @@ export interface SignerSettings {
   passphraseFile: string | null;
   /**
    * Append-only log of every signature and refusal (`AuditLog`; default
-   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it,
-   * else `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
+   * `$LOGS_DIRECTORY/signer.log` when systemd's `LogsDirectory=` sets it —
+   * `/var/log/spark-signer/signer.log` in spark-signer.service — else
+   * `<WorkspaceRoot>/audit/signer.log`). Its directory must be the signer's alone.
    */
   auditLog: string;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9623; 0 turns it off). */
   metricsPort: number;
+  /** Address the `/metrics` endpoint listens on (`MetricsListen`, default the top-level `MetricsListen`). */
+  metricsListen: string;
 }
 
 /** Settings of the uploader (`[uploader]` table). */
@@ -115,6 +128,8 @@ export interface UploaderSettings {
   giveUpAfterMs: number;
   /** Local port of the Prometheus `/metrics` endpoint (`MetricsPort`, default 9624; 0 turns it off). */
   metricsPort: number;
+  /** Address the `/metrics` endpoint listens on (`MetricsListen`, default the top-level `MetricsListen`). */
+  metricsListen: string;
 }
 
 /** The effective worker configuration: spark's keys with spark's defaults, plus this project's. */
@@ -149,7 +164,11 @@ export interface SparkConfig {
   curveSecretKeyFile: string;
   /** `<CurveKeysDir>/<machine>_lighthouse-server.pub`: Lighthouse's Curve public key. */
   lighthouseServerKeyFile: string;
-  /** Redis shared by this host's services (`RedisUrl`, default `redis://127.0.0.1:6379`). */
+  /**
+   * Redis shared by this host's services (`RedisUrl`, default
+   * `redis://127.0.0.1:6379`; deploy/install.sh adds the socket of the
+   * worker's own instance, `/run/redis-spark/redis-server.sock`, when unset).
+   */
   redisUrl: string;
   /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
   queuePrefix: string;
@@ -175,6 +194,13 @@ export interface SparkConfig {
    * precedence. A service applies a changed value on SIGHUP.
    */
   logLevel: LogLevel;
+  /**
+   * Address every service's Prometheus `/metrics` endpoint listens on unless
+   * its table sets its own (`MetricsListen`, default
+   * {@link DEFAULT_METRICS_LISTEN}): an IPv4 or IPv6 address of this host,
+   * `0.0.0.0` for every IPv4 address, `::` for every address.
+   */
+  metricsListen: string;
   connector: ConnectorSettings;
   builder: BuilderSettings;
   signer: SignerSettings;
@@ -226,7 +252,8 @@ export interface ConfigEnvironment {
   logsDirectory?: () => string | undefined;
 }
 
-const systemEnvironment: ConfigEnvironment = {
+/** The machine facts of this host and process: its host name, its architecture, `$LOGS_DIRECTORY`. */
+export const systemEnvironment: ConfigEnvironment = {
   hostname: () => readHostname(),
   architectures: () => defaultArchitectures(),
   logsDirectory: () => process.env['LOGS_DIRECTORY']?.split(':')[0] || undefined,
@@ -253,6 +280,7 @@ const TOP_LEVEL_KEYS = [
   'RedisMaxMemory',
   'GpgSecretKeyFile',
   'LogLevel',
+  'MetricsListen',
 ] as const;
 
 /**
@@ -277,6 +305,7 @@ const SERVICE_KEYS = {
     'GiveUpRejectedAfter',
     'RejectedCooldown',
     'MetricsPort',
+    'MetricsListen',
   ],
   builder: [
     'StatusInterval',
@@ -288,11 +317,12 @@ const SERVICE_KEYS = {
     'DrainTimeout',
     'Debspawn',
     'MetricsPort',
+    'MetricsListen',
     'AllowFileUrls',
     'Suites',
   ],
-  signer: ['PassphraseFile', 'AuditLog', 'MetricsPort'],
-  uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'FileTimeout', 'Attempts'],
+  signer: ['PassphraseFile', 'AuditLog', 'MetricsPort', 'MetricsListen'],
+  uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'MetricsListen', 'FileTimeout', 'Attempts'],
 } as const;
 
 /** Reads and checks a spark.toml; throws {@link ConfigError} naming file, key and line for every problem. */
@@ -403,6 +433,8 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     reader.error(null, 'LogLevel', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
+  const globalMetricsListen = reader.address(data, null, 'MetricsListen') ?? DEFAULT_METRICS_LISTEN;
+
   const service = (name: keyof typeof SERVICE_KEYS): Table => {
     const value = data[name];
     if (value === undefined) return {};
@@ -423,6 +455,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
   };
   const metricsPort = (table: Table, section: string, fallback: number) =>
     reader.integer(table, section, 'MetricsPort', { min: 0, max: 65535 }) ?? fallback;
+  const metricsListen = (table: Table, section: string) => reader.address(table, section, 'MetricsListen') ?? globalMetricsListen;
 
   const connector: ConnectorSettings = {
     replyTimeoutMs: seconds(connectorTable, 'connector', 'ReplyTimeout', LIGHTHOUSE_REPLY_TIMEOUT_MS),
@@ -432,6 +465,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     giveUpRejectedAfterMs: seconds(connectorTable, 'connector', 'GiveUpRejectedAfter', 12 * 3600_000),
     rejectedCooldownMs: seconds(connectorTable, 'connector', 'RejectedCooldown', 30_000),
     metricsPort: metricsPort(connectorTable, 'connector', 9621),
+    metricsListen: metricsListen(connectorTable, 'connector'),
   };
   const builder: BuilderSettings = {
     statusIntervalMs: seconds(builderTable, 'builder', 'StatusInterval', JOB_STATUS_INTERVAL_MS),
@@ -443,6 +477,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     drainTimeoutMs: seconds(builderTable, 'builder', 'DrainTimeout', 600_000, 0),
     debspawn: reader.string(builderTable, 'builder', 'Debspawn') ?? 'debspawn',
     metricsPort: metricsPort(builderTable, 'builder', 9631),
+    metricsListen: metricsListen(builderTable, 'builder'),
     allowFileUrls: reader.boolean(builderTable, 'builder', 'AllowFileUrls') ?? false,
     suites: reader.stringArray(builderTable, 'builder', 'Suites') ?? [],
   };
@@ -453,6 +488,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     passphraseFile: reader.path(signerTable, 'signer', 'PassphraseFile') ?? null,
     auditLog: reader.path(signerTable, 'signer', 'AuditLog') ?? join(env.logsDirectory?.() ?? join(workspaceRoot, 'audit'), 'signer.log'),
     metricsPort: metricsPort(signerTable, 'signer', 9623),
+    metricsListen: metricsListen(signerTable, 'signer'),
   };
   // FileTimeout bounded a whole PUT, which cut large files on slow links part-way (issue 14); an old
   // config's value is the closest thing it has to an idle timeout. Attempts gave way to GiveUpAfter.
@@ -475,6 +511,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     idleTimeoutMs: seconds(uploaderTable, 'uploader', 'IdleTimeout', legacyFileTimeoutMs || 120_000),
     giveUpAfterMs: seconds(uploaderTable, 'uploader', 'GiveUpAfter', 6 * 3600_000),
     metricsPort: metricsPort(uploaderTable, 'uploader', 9624),
+    metricsListen: metricsListen(uploaderTable, 'uploader'),
   };
 
   const errors = problems.filter((p) => p.severity === 'error');
@@ -509,6 +546,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     redisMaxMemory,
     gpgSecretKeyFile,
     logLevel: isLogLevel(logLevel) ? logLevel : 'info',
+    metricsListen: globalMetricsListen,
     connector,
     builder,
     signer,
@@ -602,6 +640,24 @@ class TableReader {
       return undefined;
     }
     return value as string[];
+  }
+
+  /** An IP address to listen on, as Node's `net.isIP` accepts it (IPv6 without brackets, an optional `%zone`). */
+  address(table: Table, section: string | null, key: string): string | undefined {
+    const value = this.string(table, section, key);
+    if (value === undefined || isIP(value) !== 0) return value;
+    const unbracketed = /^\[(.*)\]$/.exec(value)?.[1];
+    let hint = '';
+    if (unbracketed !== undefined && isIP(unbracketed) === 6)
+      hint = `; write an IPv6 address without brackets: ${JSON.stringify(unbracketed)}`;
+    // A name would be resolved at each start, to whichever address it then has: the address itself is what gets bound.
+    else if (/^[A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*$/.test(value)) hint = '; a host name is not accepted, write the address it stands for';
+    this.error(
+      section,
+      key,
+      `expected an IPv4 or IPv6 address to listen on, like "127.0.0.1" (this host only), "192.0.2.10" (one interface), "0.0.0.0" (every IPv4 address) or "::" (every address), got ${JSON.stringify(value)}${hint}`,
+    );
+    return undefined;
   }
 
   boolean(table: Table, section: string | null, key: string): boolean | undefined {

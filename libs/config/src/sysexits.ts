@@ -1,7 +1,8 @@
 /*
- * Exit codes of the services at start-up, from sysexits(3), as Debian daemons
- * and `spark verify` use them; `spark run` stops instead of restarting a
- * service that exits with one that a restart cannot fix (EXIT_FATAL_CODES).
+ * Exit codes from sysexits(3), as Debian daemons use them: the services' at
+ * start-up, and the `spark` commands' for a command line, a config or a Redis
+ * they cannot use. `spark run` stops instead of restarting a service that
+ * exits with one that a restart cannot fix (EXIT_FATAL_CODES).
  */
 
 /** The command line was wrong: an unknown option, a missing value (EX_USAGE). */

@@ -328,3 +328,54 @@ describe('LogLevel and the keys SIGHUP compares', () => {
     assert.deepEqual(changedConfigKeys(before, parseConfig(minimal, 'c.toml', env).config), []);
   });
 });
+
+describe('MetricsListen', () => {
+  const listens = (text: string) => {
+    const { config } = parseConfig(text, 'spark.toml', env);
+    return [
+      config.metricsListen,
+      config.connector.metricsListen,
+      config.builder.metricsListen,
+      config.signer.metricsListen,
+      config.uploader.metricsListen,
+    ];
+  };
+
+  it('listens on loopback by default, takes the top-level address for every service, and a table’s own over it', () => {
+    assert.deepEqual(listens(minimal), ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1']);
+    assert.deepEqual(listens(`MetricsListen = '0.0.0.0'\n${minimal}`), ['0.0.0.0', '0.0.0.0', '0.0.0.0', '0.0.0.0', '0.0.0.0']);
+    assert.deepEqual(
+      listens(`MetricsListen = '192.0.2.10'\n${minimal}[signer]\nMetricsListen = '127.0.0.1'\n[uploader]\nMetricsListen = 'fd00::2'\n`),
+      ['192.0.2.10', '192.0.2.10', '192.0.2.10', '127.0.0.1', 'fd00::2'],
+    );
+    assert.deepEqual(listens(`${minimal}[builder]\nMetricsListen = '::'\n`), ['127.0.0.1', '127.0.0.1', '::', '127.0.0.1', '127.0.0.1']);
+  });
+
+  it('refuses a host name, a bracketed IPv6 address and a number, with file, line and the fix', () => {
+    assert.deepEqual(problemsOf(`${minimal}MetricsListen = 'localhost'\n`), [
+      'FILE:4: MetricsListen: expected an IPv4 or IPv6 address to listen on, like "127.0.0.1" (this host only), "192.0.2.10" (one interface), "0.0.0.0" (every IPv4 address) or "::" (every address), got "localhost"; a host name is not accepted, write the address it stands for',
+    ]);
+    assert.deepEqual(problemsOf(`${minimal}\n[connector]\nPollInterval = 1\nMetricsListen = '[::1]'\n[uploader]\nMetricsListen = 9624\n`), [
+      'FILE:7: connector.MetricsListen: expected an IPv4 or IPv6 address to listen on, like "127.0.0.1" (this host only), "192.0.2.10" (one interface), "0.0.0.0" (every IPv4 address) or "::" (every address), got "[::1]"; write an IPv6 address without brackets: "::1"',
+      'FILE:9: uploader.MetricsListen: expected a string, got the integer 9624',
+    ]);
+    assert.deepEqual(problemsOf(`${minimal}[signer]\nMetricsListen = '10.0.0.300'\n`), [
+      'FILE:5: signer.MetricsListen: expected an IPv4 or IPv6 address to listen on, like "127.0.0.1" (this host only), "192.0.2.10" (one interface), "0.0.0.0" (every IPv4 address) or "::" (every address), got "10.0.0.300"',
+    ]);
+  });
+
+  it('names a changed MetricsListen for SIGHUP as the file spells it: the top-level key and each table it applies to', () => {
+    const before = parseConfig(minimal, 'a.toml', env).config;
+    assert.deepEqual(
+      changedConfigKeys(before, parseConfig(`${minimal}[uploader]\nMetricsListen = '::1'\n`, 'b.toml', env).config).map(({ key }) => key),
+      ['[uploader] MetricsListen'],
+    );
+    assert.deepEqual(
+      changedConfigKeys(
+        before,
+        parseConfig(`MetricsListen = '::'\n${minimal}[signer]\nMetricsListen = '127.0.0.1'\n`, 'c.toml', env).config,
+      ).map(({ key }) => key),
+      ['MetricsListen', '[connector] MetricsListen', '[builder] MetricsListen', '[uploader] MetricsListen'],
+    );
+  });
+});

@@ -86,7 +86,10 @@ interface Diagnosis {
  * Opens the link. A request without a reply in time closes the socket, and
  * the next one goes out on a fresh socket, so a late reply can never be taken
  * for the answer to a later request. An outage is logged once when it starts
- * and once when it ends.
+ * and once when it ends. With the process's metrics on ({@link currentMetrics}),
+ * `spark_lighthouse_link_up{server}` is 1 from a reply until a request gets
+ * none (0 before the first reply and after {@link LighthouseLink.close}), and
+ * `spark_lighthouse_last_contact_seconds{server}` holds the last reply's time.
  */
 export function createLighthouseLink(options: LighthouseLinkOptions): LighthouseLink {
   const { logger } = options;
@@ -148,7 +151,20 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
     return { reason: 'no-reply', message: base };
   };
 
-  const publish = () => options.onStatus?.({ ...status });
+  // The link's state as gauges (`spark_lighthouse_link_up`, `_last_contact_seconds`), set with each status change.
+  const linkMetrics = () => {
+    const metrics = currentMetrics();
+    if (!metrics) return;
+    const server = { server: options.endpoint };
+    metrics.lighthouseLinkUp.set(server, !closed && status.lastContactAt !== null && status.outageSince === null ? 1 : 0);
+    if (status.lastContactAt !== null) metrics.lighthouseLastContact.set(server, status.lastContactAt / 1000);
+  };
+  linkMetrics();
+
+  const publish = () => {
+    linkMetrics();
+    options.onStatus?.({ ...status });
+  };
 
   const attempt = async (body: RequestBody): Promise<unknown> => {
     if (closed) throw new LighthouseUnreachable('the link to Lighthouse is closed', 'closed');
@@ -214,6 +230,7 @@ export function createLighthouseLink(options: LighthouseLinkOptions): Lighthouse
       closed = true;
       socket?.close();
       socket = null;
+      linkMetrics();
     },
   };
 }

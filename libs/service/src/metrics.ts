@@ -1,13 +1,20 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { BlockList, isIP, isIPv6, type AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { DEFAULT_METRICS_LISTEN } from '@spark/config';
+import { readBuilderHeartbeats } from './builder-heartbeats.js';
 
 /**
  * The Prometheus metrics of the pipeline. Every service creates the same set
- * (names are one contract for dashboards); each fills the ones its stage owns.
- * All names start with `spark_`.
+ * (names are one contract for dashboards and the alert rules in
+ * deploy/monitoring/); each fills the ones its stage owns. A metric with labels
+ * shows no sample until its owner sets one, so a service never reports a value
+ * it does not know. All names start with `spark_`. Besides the fields here,
+ * every service reports `spark_build_info{version,node}` = 1 and Node's process
+ * metrics (`spark_process_*`, `spark_nodejs_*`), all labelled `service`.
  */
 export interface SparkMetrics {
   registry: Registry;
@@ -15,24 +22,49 @@ export interface SparkMetrics {
   queueDepth: Gauge<'queue' | 'state'>;
   /** Adds queues whose depth `queueDepth` reports. */
   watchQueues(queues: readonly Queue[]): void;
+  /** Live builders (a heartbeat younger than its TTL), by whether they take new jobs; read at scrape time once {@link SparkMetrics.watchBuilders} is called. */
+  buildersAlive: Gauge<'accepting'>;
+  /** Makes `buildersAlive` read the builders' heartbeats from `redis` under `prefix` (the connector does). */
+  watchBuilders(redis: Redis, prefix: string): void;
   /** Jobs finished by a stage, by result (`success`, `failure`, `depwait`, `rejected`, `failed`, …). */
   jobsTotal: Counter<'stage' | 'result'>;
   /** Seconds a job spent in a stage. */
   stageDuration: Histogram<'stage'>;
   /** Seconds from a Lighthouse request to its reply, by request name. */
   lighthouseRoundTrip: Histogram<'request'>;
-  /** Lighthouse requests that got no usable reply, by request name and reason (`timeout`, `invalid`, `error`). */
+  /** Lighthouse requests that got no usable reply, by request name and reason (`no-reply`: none in time or the socket failed; `unreadable`: not JSON). */
   lighthouseErrors: Counter<'request' | 'reason'>;
+  /** 1 while the last request to Lighthouse got a reply, 0 from a request without one (and before the first reply), by endpoint. */
+  lighthouseLinkUp: Gauge<'server'>;
+  /** Unix time in seconds of the last reply from Lighthouse, by endpoint; no sample before the first. */
+  lighthouseLastContact: Gauge<'server'>;
   /** Bytes uploaded to the archive. */
   uploadBytes: Counter;
 }
 
-/** Creates the metric set of one service, with Node's default process metrics labelled by service. */
-export function createMetrics(service: string): SparkMetrics {
+/** What a service reports in `spark_build_info`. */
+export interface BuildInfo {
+  /** The service's package version (see `programVersion`). */
+  version: string;
+}
+
+/**
+ * Creates the metric set of one service, with Node's default process metrics
+ * labelled by service, and `spark_build_info{version,node}` = 1 (`node`: the
+ * Node.js version it runs on).
+ */
+export function createMetrics(service: string, build: BuildInfo): SparkMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry, prefix: 'spark_' });
+  new Gauge({
+    name: 'spark_build_info',
+    help: 'Version of the service and of Node.js it runs on; always 1',
+    labelNames: ['version', 'node'],
+    registers: [registry],
+  }).set({ version: build.version, node: process.versions.node }, 1);
   const watched: Queue[] = [];
+  let builders: { redis: Redis; prefix: string } | null = null;
   return {
     registry,
     queueDepth: new Gauge({
@@ -41,13 +73,36 @@ export function createMetrics(service: string): SparkMetrics {
       labelNames: ['queue', 'state'],
       registers: [registry],
       async collect() {
-        for (const queue of watched) {
-          const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
-          for (const [state, count] of Object.entries(counts)) this.set({ queue: queue.name, state }, count);
+        try {
+          for (const queue of watched) {
+            const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+            for (const [state, count] of Object.entries(counts)) this.set({ queue: queue.name, state }, count);
+          }
+        } catch {
+          // Redis is away (its connection logs that): no sample rather than a stale count, and the rest of the scrape still answers.
+          this.reset();
         }
       },
     }),
     watchQueues: (queues) => void watched.push(...queues),
+    buildersAlive: new Gauge({
+      name: 'spark_builders_alive',
+      help: 'Builders with a live heartbeat, by whether they take new jobs',
+      labelNames: ['accepting'],
+      registers: [registry],
+      async collect() {
+        if (!builders) return;
+        try {
+          const beats = await readBuilderHeartbeats(builders.redis, builders.prefix);
+          const accepting = beats.filter((beat) => beat.accepting).length;
+          this.set({ accepting: 'true' }, accepting);
+          this.set({ accepting: 'false' }, beats.length - accepting);
+        } catch {
+          this.reset();
+        }
+      },
+    }),
+    watchBuilders: (redis, prefix) => void (builders = { redis, prefix }),
     jobsTotal: new Counter({
       name: 'spark_jobs_total',
       help: 'Jobs finished by a stage, by result',
@@ -74,6 +129,18 @@ export function createMetrics(service: string): SparkMetrics {
       labelNames: ['request', 'reason'],
       registers: [registry],
     }),
+    lighthouseLinkUp: new Gauge({
+      name: 'spark_lighthouse_link_up',
+      help: '1 while the last request to Lighthouse got a reply, else 0',
+      labelNames: ['server'],
+      registers: [registry],
+    }),
+    lighthouseLastContact: new Gauge({
+      name: 'spark_lighthouse_last_contact_seconds',
+      help: 'Unix time of the last reply from Lighthouse',
+      labelNames: ['server'],
+      registers: [registry],
+    }),
     uploadBytes: new Counter({ name: 'spark_upload_bytes_total', help: 'Bytes uploaded to the archive', registers: [registry] }),
   };
 }
@@ -85,8 +152,8 @@ let current: SparkMetrics | null = null;
  * name. Stage code records into it through {@link currentMetrics}, so metrics
  * need no extra parameters threaded through every function.
  */
-export function processMetrics(service: string): SparkMetrics {
-  current ??= createMetrics(service);
+export function processMetrics(service: string, build: BuildInfo): SparkMetrics {
+  current ??= createMetrics(service, build);
   return current;
 }
 
@@ -95,19 +162,41 @@ export function currentMetrics(): SparkMetrics | null {
   return current;
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** True for an address only this host can reach: 127.0.0.0/8, `::1`, or an IPv4-mapped 127.x (`::ffff:127.0.0.1`). */
+export function isLoopbackAddress(address: string): boolean {
+  return isIP(address) !== 0 && LOOPBACK.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+}
+
 /** A running `/metrics` endpoint. */
 export interface MetricsServer {
-  /** `http://127.0.0.1:<port>/metrics`, or null when turned off or the port was taken. */
+  /** `http://<address>:<port>/metrics` (IPv6 in brackets), or null when turned off or it could not listen. */
   url: string | null;
   close(): Promise<void>;
 }
 
+/** Why a listen failed, in the operator's terms, for the codes a wrong `MetricsPort`/`MetricsListen` gives. */
+const LISTEN_PROBLEMS: Record<string, string> = {
+  EADDRINUSE: 'the port is taken; set another MetricsPort',
+  EADDRNOTAVAIL: "the address is not one of this host's; set MetricsListen to one of them, or 0.0.0.0 / ::",
+  EACCES: 'not allowed to listen there',
+};
+
 /**
- * Serves `GET /metrics` in Prometheus text format on 127.0.0.1:`port`
- * (`port` 0 turns it off). A port already in use is logged and the service
+ * Serves `GET /metrics` in Prometheus text format on `listen`:`port`
+ * (`listen` default 127.0.0.1, `MetricsListen`; `port` 0 turns it off) and
+ * logs where. A port or address it cannot listen on is logged and the service
  * runs on without metrics: metrics must never stop a build.
  */
-export async function serveMetrics(metrics: SparkMetrics, port: number, logger: Logger, bind = '127.0.0.1'): Promise<MetricsServer> {
+export async function serveMetrics(
+  metrics: SparkMetrics,
+  port: number,
+  logger: Logger,
+  listen: string = DEFAULT_METRICS_LISTEN,
+): Promise<MetricsServer> {
   if (port === 0) return { url: null, close: () => Promise.resolve() };
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
@@ -122,20 +211,23 @@ export async function serveMetrics(metrics: SparkMetrics, port: number, logger: 
       },
     );
   });
+  const host = isIPv6(listen) ? `[${listen}]` : listen;
   const listening = await new Promise<boolean>((resolve) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
+      const why = LISTEN_PROBLEMS[error.code ?? ''];
       logger.warn(
-        { port, code: error.code },
-        `metrics: cannot listen on ${bind}:${port} (${error.code ?? error.message}); running without /metrics`,
+        { port, listen, code: error.code },
+        `metrics: cannot listen on ${host}:${port} (${error.code ?? error.message}${why ? `: ${why}` : ''}); running without /metrics`,
       );
       resolve(false);
     });
-    server.listen(port, bind, () => resolve(true));
+    server.listen(port, listen, () => resolve(true));
   });
   if (!listening) return { url: null, close: () => Promise.resolve() };
-  const address = server.address() as AddressInfo;
+  const url = `http://${host}:${(server.address() as AddressInfo).port}/metrics`;
+  logger.info({ url }, `metrics: serving ${url}`);
   return {
-    url: `http://${bind}:${address.port}/metrics`,
+    url,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

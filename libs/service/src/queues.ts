@@ -1,8 +1,20 @@
 import { Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
-import type { QueueName } from '@spark/protocol';
+import { BUILD_RESULTS, QueueName, uploadOutcomeSchema } from '@spark/protocol';
 import { currentMetrics } from './metrics.js';
+
+/**
+ * The results, besides `failed`, that the protocol names for a stage's jobs
+ * (`spark_jobs_total{result}`). Their counters start at 0 when the stage's
+ * worker opens: Prometheus's `increase()` cannot count the first increment of
+ * a series that appears at 1, so an alert on a stage's first failure after a
+ * start would never fire.
+ */
+const STAGE_RESULTS: Partial<Record<QueueName, readonly string[]>> = {
+  [QueueName.build]: BUILD_RESULTS,
+  [QueueName.upload]: uploadOutcomeSchema.options.map((option) => option.shape.result.value),
+};
 
 /** Completed jobs kept for the dashboard and `spark status` (count / seconds). */
 export const KEEP_COMPLETED = { count: 1000, age: 7 * 24 * 3600 };
@@ -37,17 +49,20 @@ export function openWorker<T>(
   const metrics = currentMetrics();
   if (metrics) {
     // Every stage's jobs and durations, counted in one place: a job's result is
-    // what its processor returned when that is a `{ result }` object, else `done`.
+    // the `result` its processor returned (a build's `success`, an upload's
+    // `gave-up`), else its `outcome` (a build `rejected` back or `dropped`),
+    // else `done`; `failed` when BullMQ failed it.
     const record = (job: { processedOn?: number | undefined; finishedOn?: number | undefined } | undefined, result: string) => {
       metrics.jobsTotal.inc({ stage: name, result });
       if (job?.processedOn && job.finishedOn) metrics.stageDuration.observe({ stage: name }, (job.finishedOn - job.processedOn) / 1000);
     };
+    for (const result of ['failed', ...(STAGE_RESULTS[name] ?? [])]) metrics.jobsTotal.inc({ stage: name, result }, 0);
     worker.on('completed', (job, value: unknown) => {
-      const result =
-        typeof value === 'object' && value !== null && typeof (value as { result?: unknown }).result === 'string'
-          ? (value as { result: string }).result
-          : 'done';
-      record(job, result);
+      const field = (key: 'result' | 'outcome') => {
+        const found = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+        return typeof found === 'string' ? found : undefined;
+      };
+      record(job, field('result') ?? field('outcome') ?? 'done');
     });
     worker.on('failed', (job) => record(job, 'failed'));
   }

@@ -49,10 +49,19 @@ export interface StartedService {
   /** The config as loaded; SIGHUP writes the live keys' new values into this same object. */
   config: SparkConfig;
   logger: Logger;
+  /** The service's package version, as `--version` prints it (what `spark_build_info` reports). */
+  version: string;
   /** Writes `spark-<service>: message` to stderr and exits with `code` (a sysexits code). */
   exit(code: number, message: string): never;
   /** Runs the service's `start()`; Redis not answering at start exits 69 (EX_UNAVAILABLE), any other error 70. */
   run(start: () => Promise<void>): Promise<void>;
+  /**
+   * Adds `listener` to what each SIGHUP does, after the config file is re-read
+   * (the signer reopens its audit log there, for log rotation). Listeners run
+   * one after the other, in the order added; a listener that throws is logged
+   * as an error and the service runs on.
+   */
+  onReload(listener: () => Promise<void> | void): void;
 }
 
 /** Environment variables every service reads. */
@@ -66,7 +75,8 @@ const COMMON_ENVIRONMENT: readonly (readonly [string, string])[] = [
  * `--help` and `--version` (exit 0) before anything is read, checks the
  * command line (64), `SPARK_LOG_LEVEL` (78) and the config file (66 when it
  * cannot be read, 78 when it does not parse or check), makes the logger, and
- * makes SIGHUP re-read the config file (see {@link reloadConfig}) instead of
+ * makes SIGHUP re-read the config file (see {@link reloadConfig}) and run the
+ * service's reload listeners ({@link StartedService.onReload}) instead of
  * ending the process. An uncaught error from here on exits 70.
  */
 export function startService(program: ServiceProgram): StartedService {
@@ -130,11 +140,26 @@ export function startService(program: ServiceProgram): StartedService {
   }
   const log = createLogger(program.service, { level: envLevel ?? config.logLevel });
   logger = log;
-  onHangup = () => reloadConfig(config, configFile, log, program.liveKeys ?? []);
+  const reloadListeners: (() => Promise<void> | void)[] = [];
+  // Each SIGHUP's listeners run after the previous SIGHUP's have finished.
+  let reloading = Promise.resolve();
+  onHangup = () => {
+    reloadConfig(config, configFile, log, program.liveKeys ?? []);
+    reloading = reloading.then(async () => {
+      for (const listener of reloadListeners) {
+        try {
+          await listener();
+        } catch (error) {
+          log.error({ err: error }, `SIGHUP: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+    });
+  };
 
   return {
     config,
     logger: log,
+    version: programVersion(program.entryUrl).version,
     exit,
     async run(start) {
       try {
@@ -144,6 +169,9 @@ export function startService(program: ServiceProgram): StartedService {
         log.fatal({ err: error }, `cannot reach Redis at start: ${error.message}; exiting (69)`);
         process.exit(EX_UNAVAILABLE);
       }
+    },
+    onReload(listener) {
+      reloadListeners.push(listener);
     },
   };
 }

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { usageError } from '../commands.js';
-import { EXIT_CONFIG } from '@spark/config';
 import { createLogger, installShutdown, once } from '@spark/service';
 import { WATCH_OPTIONS, watchedHosts } from '../redis-targets.js';
 import { startDashboard, type DashboardHost } from './dashboard.js';
@@ -58,8 +57,8 @@ export async function dashboardCommand(argv: string[], stderr: NodeJS.WritableSt
     return usageError({ stderr }, 'dashboard', (error as Error).message);
   }
   const readWrite = values['read-write'] ?? false;
-  const hosts: DashboardHost[] | null = watchedHosts(values, stderr, readWrite ? 'dashboard' : 'operator');
-  if (!hosts) return EXIT_CONFIG;
+  const hosts: DashboardHost[] | number = watchedHosts(values, stderr, readWrite ? 'dashboard' : 'operator');
+  if (typeof hosts === 'number') return hosts;
   const port = values.port === undefined ? 3000 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     return usageError({ stderr }, 'dashboard', `--port must be 0..65535, got ${values.port}`);

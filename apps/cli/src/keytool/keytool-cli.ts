@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { usageError } from '../commands.js';
 import { join } from 'node:path';
-import { ConfigError, DEFAULT_CONFIG_FILE, EXIT_CONFIG, loadConfig } from '@spark/config';
+import { ConfigError, DEFAULT_CONFIG_FILE, EX_CONFIG, EX_NOINPUT, loadConfig } from '@spark/config';
 import { readFile, mkdir } from 'node:fs/promises';
 import { createKeyFiles, writeNew } from '@spark/keys';
 import { installServerKey, installWorkerKey, readKeyFile } from '@spark/keys';
@@ -36,7 +36,7 @@ export async function runKeytool(argv: string[], io: KeytoolIo): Promise<number>
     }
     if (error instanceof ConfigError) {
       io.stderr.write(`${error.message}\n`);
-      return EXIT_CONFIG;
+      return error.unreadable ? EX_NOINPUT : EX_CONFIG;
     }
     io.stderr.write(`spark keytool ${sub}: ${(error as Error).message}\n`);
     return EXIT_FAILED;

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { usageError } from '../commands.js';
-import { EXIT_CONFIG } from '@spark/config';
 import { connectRedis, redactRedisUrl, redactRedisUrls, redisReady } from '@spark/service';
 import { WATCH_OPTIONS, watchedHosts } from '../redis-targets.js';
 import { collectStatus, type HostStatus } from './collect-status.js';
@@ -73,7 +72,7 @@ export async function statusCommand(argv: string[], io: StatusIo): Promise<numbe
     limits.stuckAfterMs = seconds * 1000;
   }
   const watched = watchedHosts(values, io.stderr);
-  if (!watched) return EXIT_CONFIG;
+  if (typeof watched === 'number') return watched;
   const reports: HostReport[] = [];
   for (const { label, url, prefix, login } of watched) {
     const shown = redactRedisUrl(url);

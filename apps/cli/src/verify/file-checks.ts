@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import type { SparkConfig } from '@spark/config';
 import { REDIS_USERS, redisPasswordFile, type RedisRoleName } from '@spark/service';
 import { FILE_OWNERS } from '../redis-acl.js';
@@ -182,9 +182,9 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
     type: 'dir',
     owners: [accounts.signer],
     mode: 0o700,
-    // systemd's LogsDirectory= makes it 0755; nobody else may write it either way.
+    // The unit's LogsDirectoryMode=0700; nobody else may write it either way.
     allowed: 0o755,
-    create: `run deploy/install.sh, which makes ${join(config.workspaceRoot, 'audit')} (0700 spark-signer)`,
+    create: `run deploy/install.sh, which makes it (0700 spark-signer); systemd also does when spark-signer starts, for its LogsDirectory=`,
   });
   return files;
 }

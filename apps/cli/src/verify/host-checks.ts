@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { constants, existsSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -172,20 +172,4 @@ export async function checkBuildHelper(
     }
   }
   return results;
-}
-
-/** The systemd units are installed and `spark.target` is enabled; skipped where systemd does not run. */
-export async function checkSystemd(): Promise<CheckResult> {
-  const check = 'systemd units';
-  // sd_booted(3): systemd is the init system when this directory exists.
-  if (!existsSync('/run/systemd/system')) {
-    return skipped(check, 'not-applicable', 'systemd is not running here (run the services with spark run instead)');
-  }
-  try {
-    const { stdout } = await run('systemctl', ['is-enabled', 'spark.target'], { timeout: 30_000 });
-    return ok(check, `spark.target is ${stdout.trim()}`);
-  } catch (error) {
-    const state = (error as { stdout?: string }).stdout?.trim() || 'not installed';
-    return problem(check, 'config', `spark.target is ${state}: run deploy/install.sh --enable`);
-  }
 }

@@ -56,6 +56,32 @@ function probes(prefix: string): Record<RedisRoleName, { allowed: Probe; refused
 
 const describe = (probe: Probe) => `${probe.command[0]} (${probe.what})`;
 
+/** How to reach the Redis deploy/install.sh sets up, for the fixes the checks name. */
+const INSTANCE = "the worker's own Redis, redis-server@spark (its config /etc/redis/redis-spark.conf, written by deploy/install.sh)";
+const RESTART = 'systemctl restart redis-server@spark';
+
+/**
+ * The server as the services need it: `maxmemory-policy noeviction`
+ * (BullMQ's production guide: an evicted key is a lost job). Names the
+ * config file it runs from and its memory limit.
+ */
+async function checkServer(redis: Redis, shown: string): Promise<CheckResult> {
+  const info = `${await redis.info('server')}\n${await redis.info('memory')}`;
+  const field = (name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
+  const configFile = field('config_file');
+  const from = configFile === '' ? 'no config file' : `config ${configFile}`;
+  const policy = field('maxmemory_policy');
+  if (policy !== 'noeviction') {
+    return problem(
+      'Redis server',
+      'config',
+      `${shown} (${from}) has maxmemory-policy ${policy}: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it (deploy/install.sh sets it for ${INSTANCE})`,
+    );
+  }
+  const max = field('maxmemory');
+  return ok('Redis server', `${shown}: ${from}, maxmemory ${max === '0' ? 'none' : `${max} bytes`}, maxmemory-policy noeviction`);
+}
+
 function errorText(error: unknown): string {
   return (error as Error).message.split('\n')[0] ?? String(error);
 }
@@ -90,11 +116,23 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
         `RedisCredentialsDir is not set: every service logs in as Redis's default user, and the builder can write what only the connector and signer may; run deploy/install.sh (it sets it up with spark redis-acl)`,
       ),
     );
+    let anonymous: Redis;
     try {
-      (await open(config.redisUrl, {})).disconnect();
-      results.push(ok('Redis', `${shown} answers`));
+      anonymous = await open(config.redisUrl, {});
     } catch (error) {
-      results.push(problem('Redis', 'unavailable', `${shown} does not answer: ${errorText(error)}; is redis-server running?`));
+      results.push(
+        problem(
+          'Redis',
+          'unavailable',
+          `${shown} does not answer: ${errorText(error)}; is it running? (for ${INSTANCE}: systemctl status redis-server@spark)`,
+        ),
+      );
+      return results;
+    }
+    try {
+      results.push(ok('Redis', `${shown} answers`), await checkServer(anonymous, shown));
+    } finally {
+      anonymous.disconnect();
     }
     return results;
   }
@@ -106,13 +144,19 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
       problem(
         'Redis default user',
         'config',
-        `${shown} lets a client in without a password: put "aclfile /etc/redis/spark-users.acl" in redis.conf (deploy/install.sh does) and restart redis-server`,
+        `${shown} lets a client in without a password: put "aclfile /etc/redis/spark-users.acl" in its config and restart it (deploy/install.sh does both for ${INSTANCE})`,
       ),
     );
   } catch (error) {
     const text = errorText(error);
     if (!/NOAUTH/.test(text)) {
-      results.push(problem('Redis', 'unavailable', `${shown} does not answer: ${text}; is redis-server running?`));
+      results.push(
+        problem(
+          'Redis',
+          'unavailable',
+          `${shown} does not answer: ${text}; is it running? (for ${INSTANCE}: systemctl status redis-server@spark)`,
+        ),
+      );
       return results;
     }
     results.push(ok('Redis default user', `${shown} answers, and refuses a client that does not log in (NOAUTH)`));
@@ -144,7 +188,7 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
           ? problem(
               check,
               'config',
-              `cannot log in with ${config.redisCredentialsDir}/${user}.password: ${text}; the password file and Redis's ACL file differ: run spark redis-acl, then restart redis-server`,
+              `cannot log in with ${config.redisCredentialsDir}/${user}.password: ${text}; the password file and Redis's ACL file differ: run spark redis-acl, then ${RESTART}`,
             )
           : problem(check, 'unavailable', `${shown} does not answer: ${text}`),
       );
@@ -159,7 +203,7 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
           problem(
             check,
             'config',
-            `may not ${describe(allowed)}, which ${user.replace(/^spark-/, 'the ')} needs: ${errorText(error)}; the ACL file is not this version's: run spark redis-acl, then restart redis-server`,
+            `may not ${describe(allowed)}, which ${user.replace(/^spark-/, 'the ')} needs: ${errorText(error)}; the ACL file is not this version's: run spark redis-acl, then ${RESTART}`,
           ),
         );
         continue;
@@ -170,7 +214,7 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
           problem(
             check,
             'config',
-            `may ${describe(refused)}, which only other users may: its ACL rules are too wide; run spark redis-acl, then restart redis-server`,
+            `may ${describe(refused)}, which only other users may: its ACL rules are too wide; run spark redis-acl, then ${RESTART}`,
           ),
         );
       } catch (error) {
@@ -185,5 +229,34 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
       redis.disconnect();
     }
   }
+  results.push(await checkServerAsOperator(config, shown, isRoot));
   return results;
+}
+
+/** {@link checkServer}, logged in as the read-only operator. */
+async function checkServerAsOperator(config: SparkConfig, shown: string, isRoot: boolean): Promise<CheckResult> {
+  let login;
+  try {
+    login = redisLogin(config.redisCredentialsDir, 'operator');
+  } catch (error) {
+    if (!(error instanceof RedisLoginError)) throw error;
+    return /EACCES/.test(error.message) && !isRoot
+      ? skipped(
+          'Redis server',
+          'not-root',
+          `cannot read the password file of ${REDIS_USERS.operator} without root (or the group spark-operators)`,
+        )
+      : skipped('Redis server', 'not-applicable', `no usable password file of ${REDIS_USERS.operator} (see above)`);
+  }
+  let redis: Redis;
+  try {
+    redis = await open(config.redisUrl, login);
+  } catch (error) {
+    return skipped('Redis server', 'not-applicable', `cannot log in as ${REDIS_USERS.operator} (see above): ${errorText(error)}`);
+  }
+  try {
+    return await checkServer(redis, shown);
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_FILE, formatProblem, loadConfig } from '@spark/config';
+import { ConfigError, DEFAULT_CONFIG_FILE, formatProblem, loadConfig, systemEnvironment } from '@spark/config';
 import { usageError, type CliIo } from '../commands.js';
 import { problem, VERIFY_EXIT, verifyExitCode, type CheckResult } from './check-result.js';
+import { signerLogsDirectory } from './unit-checks.js';
 import { verifyWorker, type VerifyHost } from './verify-worker.js';
 
 const LABEL = { ok: 'OK  ', problem: 'FAIL', skipped: 'SKIP' } as const;
@@ -37,9 +38,11 @@ export async function verifyCommand(argv: string[], io: CliIo, host: VerifyHost 
   const isRoot = host.isRoot ?? process.getuid?.() === 0;
   let results: CheckResult[];
   try {
-    const loaded = loadConfig(file);
+    // As the signer sees it: its audit log defaults to the LogsDirectory= of its unit.
+    const signerLogs = host.signerLogsDirectory !== undefined ? host.signerLogsDirectory : await signerLogsDirectory();
+    const loaded = loadConfig(file, { ...systemEnvironment, logsDirectory: () => signerLogs ?? undefined });
     for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
-    results = await verifyWorker(loaded.config, { ...host, isRoot });
+    results = await verifyWorker(loaded.config, { ...host, isRoot, signerLogsDirectory: signerLogs });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     const missing = error.problems.some((p) => p.key === null && /file not found/.test(p.message));

@@ -2,10 +2,12 @@ import type { SparkConfig } from '@spark/config';
 import { checkRedis } from './redis-checks.js';
 import { type CheckResult } from './check-result.js';
 import { checkFile, workerFiles } from './file-checks.js';
-import { checkBuildHelper, checkDebspawnImages, checkSystemd } from './host-checks.js';
+import { checkBuildHelper, checkDebspawnImages } from './host-checks.js';
 import { AccountBook, INSTALLED_ACCOUNTS, type WorkerAccounts } from './host-accounts.js';
+import { checkLaniakeaSparkSudo, LANIAKEA_SPARK_USERS } from './legacy-checks.js';
 import { checkArchive, checkLighthouse } from './peer-checks.js';
 import { checkSigningKey } from './signer-key-check.js';
+import { checkSystemd } from './unit-checks.js';
 
 /** The build helper deploy/install.sh installs and the sudoers rule names (apps/builder debspawn-command.ts). */
 export const BUILD_HELPER = '/usr/local/sbin/spark-build-helper';
@@ -18,6 +20,14 @@ export interface VerifyHost {
   buildHelper?: string;
   /** Whether this process is root (default: its uid is 0). */
   isRoot?: boolean;
+  /**
+   * The signer's `$LOGS_DIRECTORY` (spark-signer.service's `LogsDirectory=`),
+   * where its audit log goes by default; null for none. Default: as systemd
+   * says (unit-checks.ts, signerLogsDirectory).
+   */
+  signerLogsDirectory?: string | null;
+  /** The users laniakea-spark ran as, whose sudo rule must be gone (default {@link LANIAKEA_SPARK_USERS}). */
+  laniakeaSparkUsers?: readonly string[];
 }
 
 /**
@@ -25,7 +35,9 @@ export interface VerifyHost {
  * the other: the files the config names (owners, modes), the signer's key,
  * Redis and each service's login and rights, Lighthouse (one `archive-info`
  * over CURVE, as the connector asks), the archive's upload locations from that
- * reply, the debspawn images, sudo for the builder, the systemd units.
+ * reply, the debspawn images, sudo for the builder and none left for
+ * laniakea-spark's user, the systemd units. `config` is the signer's view
+ * (loaded with its `$LOGS_DIRECTORY`, {@link VerifyHost.signerLogsDirectory}).
  */
 export async function verifyWorker(config: SparkConfig, host: VerifyHost = {}): Promise<CheckResult[]> {
   const accounts = host.accounts ?? INSTALLED_ACCOUNTS;
@@ -55,6 +67,7 @@ export async function verifyWorker(config: SparkConfig, host: VerifyHost = {}): 
   }
   results.push(...(await checkDebspawnImages(config, isRoot)));
   results.push(...(await checkBuildHelper(config, host.buildHelper ?? BUILD_HELPER, accounts, book, isRoot)));
-  results.push(await checkSystemd());
+  results.push(await checkLaniakeaSparkSudo(config, host.laniakeaSparkUsers ?? LANIAKEA_SPARK_USERS, book, isRoot));
+  results.push(...(await checkSystemd(config, host.signerLogsDirectory ?? null)));
   return results;
 }
