@@ -63,7 +63,10 @@ describe('the connector asks for work the moment there is room (PollInterval one
       await waitUntil('the first job is queued', () => queued(world, first));
       assert.equal(jobRequests(world), 1);
 
-      // The builder takes it: its slot is busy, and the first job sits in build until a worker takes it.
+      // The builder takes it: its heartbeat says the slot is busy before the job leaves the build queue (a real
+      // builder's job stays in the queue, active, while it runs). In the other order the connector, looking again
+      // after queueing the first job, could see a free slot and an empty queue, and rightly ask for the second.
+      await announce(world, 1);
       await world.buildQueue.obliterate({ force: true });
       world.standIn?.addJob(packageJob(second));
       await announce(world, 1);
