@@ -8,9 +8,11 @@ import { SECURE_PATH } from './helper-config.js';
 
 /**
  * The helper's sandbox support files, shipped beside `src/` and `dist/`:
- * `enter` (builds the new root and runs the command), `bin/` (the
- * systemd-nspawn, dpkg-source and dpkg-parsechangelog debspawn meets first on
- * its PATH) and `python/sitecustomize.py` (debspawn's build-output check).
+ * `enter` (builds the new root and runs the command), `unpack/` (the
+ * dpkg-source and dpkg-parsechangelog debspawn meets first on its PATH, run as
+ * the throwaway user), `bin/` (the systemd-nspawn it meets next; the package
+ * exports it as `./systemd-nspawn` for root debspawn runs outside the helper)
+ * and `python/sitecustomize.py` (debspawn's build-output check).
  */
 export const SANDBOX_DIR = fileURLToPath(new URL('../sandbox/', import.meta.url));
 
@@ -207,7 +209,7 @@ export function sandboxCommand(
       ...args,
     ],
     env: {
-      PATH: `${SUPPORT_MOUNT}/bin:${SECURE_PATH}`,
+      PATH: `${SUPPORT_MOUNT}/unpack:${SUPPORT_MOUNT}/bin:${SECURE_PATH}`,
       PYTHONPATH: `${SUPPORT_MOUNT}/python`,
       SPARK_SANDBOX_UID: String(uid),
       LANG: 'C.UTF-8',
