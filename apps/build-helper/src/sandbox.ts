@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SECURE_PATH } from '@spark/protocol';
 import type { DebspawnDirs } from './debspawn-dirs.js';
-import { SECURE_PATH } from './helper-config.js';
 
 /**
  * The helper's sandbox support files, shipped beside `src/` and `dist/`:
