@@ -21,10 +21,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { SourcePackageSpec, StandInJob } from '@spark/testing';
+import { waitFor, type SourcePackageSpec, type StandInJob } from '@spark/testing';
 import { startChain, type Chain } from '../src/chain/chain.js';
 
 const run = promisify(execFile);
@@ -208,13 +207,12 @@ async function main(): Promise<number> {
 
   const requestsOf = (uuid: string) => chain.lighthouseRequests().filter((request) => request['uuid'] === uuid);
   const ending = async (uuid: string, timeoutMs = 600_000): Promise<'job-success' | 'job-failed'> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const end = requestsOf(uuid).find((request) => request.request === 'job-success' || request.request === 'job-failed');
-      if (end) return end.request as 'job-success' | 'job-failed';
-      if (Date.now() > deadline) throw new Error(`no end for ${uuid} within ${timeoutMs / 1000} s`);
-      await sleep(500);
-    }
+    const end = await waitFor(
+      `the end of ${uuid} at Lighthouse`,
+      () => requestsOf(uuid).find((request) => request.request === 'job-success' || request.request === 'job-failed'),
+      { timeoutMs, intervalMs: 500 },
+    );
+    return end.request as 'job-success' | 'job-failed';
   };
   const said = (uuid: string) => JSON.stringify(requestsOf(uuid));
   const packageJob = async (spec: SourcePackageSpec) => {

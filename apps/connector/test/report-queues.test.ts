@@ -13,8 +13,8 @@ import {
   type ReportPayload,
   type ReportSender,
 } from '@spark/protocol';
-import { startRedisServer, type RedisServer } from '@spark/testing';
-import { packageJob, startWorld, waitUntil, type World } from './harness.js';
+import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { packageJob, startWorld, type World } from './harness.js';
 
 /*
  * The report queues as the services write them: one per sender, each relayed
@@ -166,7 +166,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
           "the builder's report queue holds reports the relay cannot take (paused, or held by something else); relaying later reports without them",
         ),
       );
-      await waitUntil('the success report is completed', async () => (await queues.uploader.getCompletedCount()) === 1);
+      await waitFor('the success report to complete', async () => (await queues.uploader.getCompletedCount()) === 1, { timeoutMs: 8_000 });
     } finally {
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { randomQueuePrefix, runTsEntry, startRedisServer } from '@spark/testing';
+import { randomQueuePrefix, runTsEntry, startRedisServer, waitFor } from '@spark/testing';
 import { makeGpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -88,8 +87,7 @@ describe('spark-signer', () => {
       // SIGHUP: the signer keeps running and names the key it would only take on a restart.
       await writeFile(config, `${await readFile(config, 'utf8')}\n[signer]\nMetricsPort = 0\n`);
       child.kill('SIGHUP');
-      const deadline = Date.now() + 20_000;
-      while (!stdout.includes('apply only after a restart') && Date.now() < deadline) await sleep(50);
+      await waitFor('the reload message', () => stdout.includes('apply only after a restart'), { timeoutMs: 20_000 });
       assert.match(stdout, /"keys":\["\[signer\] MetricsPort"\]/);
       assert.equal(child.exitCode, null, 'still running');
       child.kill('SIGTERM');
