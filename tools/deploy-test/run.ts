@@ -1,6 +1,6 @@
 /*
  * npm run test:deploy — the worker installed and run the way the README tells
- * an operator, under a real systemd as PID 1 (issue 12):
+ * an operator, under a real systemd as PID 1:
  *
  *   a cached bookworm root file system booted with systemd-nspawn; this
  *   checkout (built) bound read-only at /opt/spark-ts and the host's node at
@@ -11,11 +11,11 @@
  *   builder stopped mid-build, kill -9 of every service, a signer restart
  *   mid-job, and `spark status` as an operator.
  *
- * Redis runs as install.sh sets it up (issue 13): one ACL user per service,
- * the default user off. At the end a hostile builder (hostile-builder.ts) runs
- * in the machine as spark-builder, with the builder unit's settings, its own
- * Redis password and its sudo rule, tries every escape, and hands the signer
- * forged results for real jobs; an honest job after it must still succeed.
+ * Redis runs as install.sh sets it up: one ACL user per service, the default
+ * user off. At the end a hostile builder (hostile-builder.ts) runs in the
+ * machine as spark-builder, with the builder unit's settings, its own Redis
+ * password and its sudo rule, tries every escape, and hands the signer forged
+ * results for real jobs; an honest job after it must still succeed.
  *
  * Builds go through sudo and the build helper exactly as in production; the
  * `debspawn` the helper runs is tools/host-runner/debspawn (nested containers
@@ -249,7 +249,7 @@ MetricsPort = ${uploaderPort}
       return users.join(', ');
     });
 
-    // --- Redis as install.sh sets it up (issue 13): one ACL user per service, the default user off.
+    // --- Redis as install.sh sets it up: one ACL user per service, the default user off.
     const redisCli = (user: string, command: string) =>
       m.sh(
         `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -p ${redisPort} ${command}`,
@@ -558,7 +558,7 @@ MetricsPort = ${uploaderPort}
       return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
     });
 
-    // --- The hostile builder (issue 13): tools/deploy-test/hostile-builder.ts, run in the machine as
+    // --- The hostile builder: tools/deploy-test/hostile-builder.ts, run in the machine as
     // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
     const asBuilder = async (args: string[], timeoutMs: number) => {
       const result = await inBuilderUnit(

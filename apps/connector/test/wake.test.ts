@@ -9,10 +9,10 @@ import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { packageJob, startWorld, type World } from './harness.js';
 
 /**
- * Item 1 of issue 16: the connector asks Lighthouse the moment there is room,
- * not at the next poll. Every world here polls once an hour, so a job that
- * reaches `build` within the test got there because the connector was woken;
- * the assertions count the job requests it sent.
+ * The connector asks Lighthouse the moment there is room, not at its next
+ * poll. Every world here polls once an hour, so a job that reaches `build`
+ * within the test got there because the connector was woken; the assertions
+ * count the job requests it sent.
  */
 const HOUR = 3600;
 
