@@ -72,9 +72,10 @@ for name in "${!bins[@]}"; do
 done
 
 step "debspawn image for $suite"
-# Hosts without a system bus need systemd-nspawn --keep-unit (apps/builder/nspawn-wrapper).
+# Hosts without a system bus need systemd-nspawn --keep-unit --register=no: the
+# build helper's wrapper (apps/build-helper/sandbox/bin), which the builder uses too.
 if [ ! -S /run/dbus/system_bus_socket ]; then
-  export PATH="$root/apps/builder/nspawn-wrapper:$PATH"
+  export PATH="$root/apps/build-helper/sandbox/bin:$PATH"
 fi
 images=$($sudo debspawn list 2>/dev/null || true)
 if grep -q "^\[$suite-" <<<"$images"; then

@@ -1,5 +1,5 @@
 /*
- * Side by side with laniakea-spark (issue 16, items 1 and 5): the same
+ * Side by side with laniakea-spark (docs/benchmarks.md): the same
  * Lighthouse stand-in, package archive, upload receiver, jobs and runner (the
  * host runner, tools/host-runner/debspawn, first on PATH for both) — first
  * our four services under `spark run`, then laniakea-spark from the source

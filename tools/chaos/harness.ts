@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseControlFile, parseFileList, QUEUE_NAMES } from '@spark/protocol';
-import type { SourcePackageSpec } from '@spark/testing';
+import { waitFor, type SourcePackageSpec } from '@spark/testing';
 import { HOST_RUNNER, startChain, type Chain, type ChainOptions, type ServiceName } from '../src/chain/chain.js';
 import type { StandInJob } from '@spark/testing';
 import type { RecordedRequest } from '@spark/testing';
@@ -205,18 +205,26 @@ export async function chaosChain(options: ChainOptions = {}): Promise<ChaosChain
       return jobs;
     },
     async waitForEnd(jobs, timeoutMs, options = {}) {
-      const deadline = Date.now() + timeoutMs;
       const ended = (job: ChaosJob) =>
         requestsOf(job.job.uuid).some((request) => request.request === 'job-success' || request.request === 'job-failed');
       const uuids = new Set(jobs.map((job) => job.job.uuid));
-      while (!jobs.every(ended)) {
-        if (options.actAsOperator) await actAsOperator(uuids);
-        if (Date.now() > deadline) {
-          const open = jobs.filter((job) => !ended(job)).map((job) => job.job.uuid);
-          throw new Error(`no terminal report within ${timeoutMs} ms for ${open.join(', ')}\n${logs.slice(-30).join('\n')}`);
-        }
-        await sleep(100);
-      }
+      await waitFor(
+        `a terminal report of each of ${jobs.length} job(s)`,
+        async () => {
+          if (jobs.every(ended)) return true;
+          if (options.actAsOperator) await actAsOperator(uuids);
+          return false;
+        },
+        {
+          timeoutMs,
+          intervalMs: 100,
+          detail: () =>
+            `none yet for ${jobs
+              .filter((job) => !ended(job))
+              .map((job) => job.job.uuid)
+              .join(', ')}\n${logs.slice(-30).join('\n')}`,
+        },
+      );
     },
     async verify(jobs, ending, result, allowedFailed = {}) {
       await Promise.all(references);
@@ -363,15 +371,6 @@ async function checkUploads(
   return { count, duplicates, missing };
 }
 
-/** Waits until `predicate` holds, polling every 50 ms; throws `message` after `timeoutMs`. */
-export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`${message} (waited ${timeoutMs} ms)`);
-    await sleep(50);
-  }
-}
-
 /** A fresh result row. */
 export function emptyResult(): ScenarioResult {
   return { jobs: 0, files: 0, duplicates: 0, lost: 0, problems: [], notes: [] };
@@ -385,7 +384,7 @@ export function emptyResult(): ScenarioResult {
  */
 export async function retireWhenRejected(chaos: ChaosChain, uuid: string, timeoutMs: number, times = 1): Promise<number> {
   const rejected = () => chaos.requestsOf(uuid).filter((request) => request.request === 'job-rejected').length;
-  await until(() => rejected() >= times, timeoutMs, `job-rejected ${times} time(s) for ${uuid}`);
+  await waitFor(`job-rejected ${times} time(s) for ${uuid}`, () => rejected() >= times, { timeoutMs });
   // Retire it for good: a rejection still on its way (one handed straight back within its cool-down)
   // must not put it back to WAITING, as it would at Lighthouse.
   chaos.chain.standIn.board.remove(uuid);

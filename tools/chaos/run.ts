@@ -11,8 +11,8 @@ import { receiverFailuresScenario, receiverPartialFileScenario } from './scenari
 import { redisRestartScenario } from './scenarios/redis-restart.js';
 
 /*
- * `npm run test:chaos`: every fault-injection scenario of issue 7 against the
- * real chain, one after another, then a table. Exit 1 if any failed.
+ * `npm run test:chaos`: every fault-injection scenario (scenarios/) against
+ * the real chain, one after another, then a table. Exit 1 if any failed.
  * `--seed N` replays a run; `--only NAME[,NAME]` runs some scenarios.
  */
 const { values } = parseArgs({ options: { seed: { type: 'string' }, only: { type: 'string' } }, strict: true });

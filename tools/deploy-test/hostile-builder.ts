@@ -1,9 +1,9 @@
 /*
- * The hostile builder of the deployment test (issue 13), run INSIDE the
- * booted machine as spark-builder, with the builder unit's settings, its real
- * Redis password and its real sudo rule (tools/deploy-test/run.ts starts it
- * with systemd-run). Nothing here is given more than a compromised builder
- * has: what it reaches is exactly what the production setup lets it reach.
+ * The hostile builder of the deployment test, run INSIDE the booted machine
+ * as spark-builder, with the builder unit's settings, its real Redis password
+ * and its real sudo rule (tools/deploy-test/run.ts starts it with
+ * systemd-run). Nothing here is given more than a compromised builder has:
+ * what it reaches is exactly what the production setup lets it reach.
  *
  *   hostile-builder.ts probe [--config FILE] [--audit-log FILE]
  *     tries the escapes that need no job: the build helper's other debspawn

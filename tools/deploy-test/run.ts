@@ -1,6 +1,6 @@
 /*
  * npm run test:deploy — the worker installed and run the way the README tells
- * an operator, under a real systemd as PID 1 (issue 12):
+ * an operator, under a real systemd as PID 1:
  *
  *   a cached bookworm root file system booted with systemd-nspawn; this
  *   checkout (built) bound read-only at /opt/spark-ts and the host's node at
@@ -11,7 +11,7 @@
  *   builder stopped mid-build, kill -9 of every service, a signer restart
  *   mid-job, and `spark status` as an operator.
  *
- * Redis runs as install.sh sets it up (issue 13): the worker's own instance,
+ * Redis runs as install.sh sets it up: the worker's own instance,
  * redis-server@spark, one ACL user per service, the default user off; the
  * host's own Redis, serving "another application", stays as it was.
  * WorkspaceRoot is not the default (a separate build disk), and the signer's
@@ -28,14 +28,13 @@ import { execFile } from 'node:child_process';
 import { readdirSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
-import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, type RecordedRequest } from '@spark/testing';
+import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, waitFor, type RecordedRequest } from '@spark/testing';
 import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
 import { startPackageArchive } from '../src/chain/package-archive.js';
 import { bootMachine, type Machine } from './machine.js';
@@ -76,19 +75,8 @@ async function check(name: string, body: () => Promise<string | void>): Promise<
   }
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(500);
-  }
-}
+/** How often a wait in the machine looks again: each look runs a command in it. */
+const POLL_MS = 500;
 
 function requestsFor(requests: RecordedRequest[], uuid: string): string[] {
   return requests.filter((r) => r['uuid'] === uuid).map((r) => String(r.request));
@@ -238,10 +226,10 @@ MetricsPort = ${uploaderPort}
       await m.sh(
         `sed -i -E 's/^port 0$/port ${hostRedisPort}/; s/^# *maxmemory-policy .*/maxmemory-policy allkeys-lru/' /etc/redis/redis.conf && systemctl restart redis-server`,
       );
-      await until(
+      await waitFor(
         'the host Redis answers',
         async () => (await m.exec(['redis-cli', '-p', String(hostRedisPort), 'PING'])).stdout.includes('PONG'),
-        20_000,
+        { timeoutMs: 20_000, intervalMs: POLL_MS },
       );
       await hostRedisCli('SET other-application-key still-here');
       hostRedisBefore = await hostRedis();
@@ -307,25 +295,28 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('spark.target starts all four services, each as its own user', async () => {
-      await until('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, 30_000);
+      await waitFor('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, {
+        timeoutMs: 30_000,
+        intervalMs: POLL_MS,
+      });
       // A unit is "active" from its fork on; its user is set up just before exec.
       const expected = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'];
       let users: string[] = [];
-      await until(
+      await waitFor(
         'each service running as its user',
         async () => {
           users = [];
           for (const unit of units) users.push((await m.exec(['ps', '-o', 'user=', '-p', String(await mainPid(unit))])).stdout.trim());
           return users.join() === expected.join();
         },
-        20_000,
+        { timeoutMs: 20_000, intervalMs: POLL_MS },
       ).catch((error: Error) => {
         throw new Error(`${error.message}: users ${users.join()}`);
       });
       return users.join(', ');
     });
 
-    // --- Redis as install.sh sets it up (issue 13): one ACL user per service, the default user off.
+    // --- Redis as install.sh sets it up: one ACL user per service, the default user off.
     const redisCli = (user: string, command: string) =>
       m.sh(
         `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -s ${REDIS_SOCKET} ${command}`,
@@ -363,14 +354,14 @@ MetricsPort = ${uploaderPort}
             .join(' ')}`,
         );
       let users: string[] = [];
-      await until(
+      await waitFor(
         'all four services connected with their users',
         async () => {
           const clients = await redisCli('spark-operator', 'CLIENT LIST');
           users = [...new Set([...clients.matchAll(/ user=(\S+)/g)].map((match) => match[1] ?? ''))].sort();
           return ['spark-builder', 'spark-connector', 'spark-signer', 'spark-uploader'].every((u) => users.includes(u));
         },
-        30_000,
+        { timeoutMs: 30_000, intervalMs: POLL_MS },
       ).catch((error: Error) => {
         throw new Error(`${error.message}: connected users ${users.join(', ')}`);
       });
@@ -466,14 +457,14 @@ MetricsPort = ${uploaderPort}
         };
         const seen: string[] = [];
         for (const [name, port] of Object.entries(ports)) {
-          const text = await until(
+          const text = await waitFor(
             `${name} metrics on ${port}`,
             () =>
               fetch(`http://127.0.0.1:${port}/metrics`).then(
                 (r) => (r.ok ? r.text() : null),
                 () => null,
               ),
-            20_000,
+            { timeoutMs: 20_000, intervalMs: POLL_MS },
           );
           if (!text.includes('spark_process_')) throw new Error(`${name} on ${port} answered without process metrics`);
           seen.push(`${name} ${port}`);
@@ -495,7 +486,7 @@ MetricsPort = ${uploaderPort}
       return seen.includes('job-success') || seen.includes('job-failed');
     };
     // A rejected job goes back to WAITING and would be handed out again at once; take it off the board.
-    void until(
+    void waitFor(
       'the refused job rejected',
       () => {
         if (!requestsFor(standIn.requests, refused.uuid).includes('job-rejected')) return false;
@@ -504,7 +495,7 @@ MetricsPort = ${uploaderPort}
         board.remove(refused.uuid);
         return true;
       },
-      300_000,
+      { timeoutMs: 300_000, intervalMs: POLL_MS },
     ).catch(() => undefined);
 
     const verified = async (uuid: string) => {
@@ -528,10 +519,10 @@ MetricsPort = ${uploaderPort}
     };
 
     await check('a package build succeeds: reported at Lighthouse, signed .changes and .dud in the archive', async () => {
-      await until('job-success', () => ended(success.uuid), 180_000);
+      await waitFor('job-success', () => ended(success.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
       const seen = requestsFor(standIn.requests, success.uuid);
       if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await until('the .dud in the archive', () => dudFor(success.uuid), 60_000);
+      const dud = await waitFor('the .dud in the archive', () => dudFor(success.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
       if (!/X-Spark-Result: success/.test(dud.text)) throw new Error(`${dud.name} does not say success`);
       const changes = (await readdir(uploads)).find((n) => n.startsWith('hello-deploy_1.0_') && n.endsWith('.changes'));
       if (!changes) throw new Error('no hello-deploy .changes in the archive');
@@ -544,10 +535,10 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('a build failure is reported failed, with only its signed .dud uploaded', async () => {
-      await until('job-failed', () => ended(ftbfs.uuid), 180_000);
+      await waitFor('job-failed', () => ended(ftbfs.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
       const seen = requestsFor(standIn.requests, ftbfs.uuid);
       if (!seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await until('the .dud in the archive', () => dudFor(ftbfs.uuid), 60_000);
+      const dud = await waitFor('the .dud in the archive', () => dudFor(ftbfs.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
       if (!/X-Spark-Result: failure/.test(dud.text)) throw new Error(`${dud.name} does not say failure`);
       await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
       const changes = (await readdir(uploads)).filter((n) => n.startsWith('broken-deploy_') && n.endsWith('.changes'));
@@ -556,7 +547,10 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('a job whose source does not match its hash is rejected back, nothing uploaded', async () => {
-      await until('job-rejected', () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), 120_000);
+      await waitFor('job-rejected', () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), {
+        timeoutMs: 120_000,
+        intervalMs: POLL_MS,
+      });
       const seen = requestsFor(standIn.requests, refused.uuid);
       if (seen.includes('job-success') || seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       if (await dudFor(refused.uuid)) throw new Error('a rejected job uploaded a .dud');
@@ -571,7 +565,7 @@ MetricsPort = ${uploaderPort}
     await check('systemctl stop spark-builder@1 mid-build drains: the job is rejected back, nothing is left running', async () => {
       const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildCommands: ['sleep 20'] });
       standIn.addJob(slow);
-      await until('the slow build running', buildRunning(20), 120_000);
+      await waitFor('the slow build running', buildRunning(20), { timeoutMs: 120_000, intervalMs: POLL_MS });
       const t0 = Date.now();
       await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
       const stopSeconds = ((Date.now() - t0) / 1000).toFixed(1);
@@ -580,7 +574,7 @@ MetricsPort = ${uploaderPort}
       const seen = requestsFor(standIn.requests, slow.uuid);
       if (!seen.includes('job-rejected') && !seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       await m.sh('systemctl start spark-builder@1');
-      await until('the slow job done after the builder is back', () => ended(slow.uuid), 180_000);
+      await waitFor('the slow job done after the builder is back', () => ended(slow.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
       const after = requestsFor(standIn.requests, slow.uuid);
       if (!after.includes('job-success')) throw new Error(`Lighthouse saw ${after.join(', ')}`);
       return `stopped in ${stopSeconds} s (DrainTimeout 5 s); ${seen.includes('job-rejected') ? 'rejected back' : 'finished'}, then built again: ${after.join(' → ')}`;
@@ -589,23 +583,23 @@ MetricsPort = ${uploaderPort}
     await check('kill -9 of each service mid-job: systemd restarts it, the job still succeeds once', async () => {
       const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildCommands: ['sleep 8'] });
       standIn.addJob(job);
-      await until('the build running', buildRunning(8), 120_000);
+      await waitFor('the build running', buildRunning(8), { timeoutMs: 120_000, intervalMs: POLL_MS });
       const restarted: string[] = [];
       // The builder first, while its build runs: the helper must end the build when its caller is gone.
       for (const unit of ['spark-builder@1', 'spark-connector', 'spark-signer', 'spark-uploader']) {
         const before = await mainPid(unit);
         await m.sh(`kill -9 ${before}`);
-        await until(
+        await waitFor(
           `${unit} restarted`,
           async () => {
             const now = await mainPid(unit);
             return now !== 0 && now !== before && (await m.exec(['systemctl', 'is-active', unit])).code === 0;
           },
-          60_000,
+          { timeoutMs: 60_000, intervalMs: POLL_MS },
         );
         restarted.push(unit);
       }
-      await until('the job done', () => ended(job.uuid), 300_000);
+      await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 300_000, intervalMs: POLL_MS });
       const seen = requestsFor(standIn.requests, job.uuid);
       if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
       const signed = await verified(job.uuid);
@@ -618,12 +612,12 @@ MetricsPort = ${uploaderPort}
     await check('systemctl restart spark-signer mid-job: the job is signed and uploaded once', async () => {
       const job = await archive.packageJob({ name: 'resigned-deploy', version: '1.0', buildCommands: ['sleep 3'] });
       standIn.addJob(job);
-      await until('the build running', buildRunning(3), 120_000);
+      await waitFor('the build running', buildRunning(3), { timeoutMs: 120_000, intervalMs: POLL_MS });
       await m.sh('systemctl restart spark-signer');
-      await until('the job done', () => ended(job.uuid), 180_000);
+      await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
       const seen = requestsFor(standIn.requests, job.uuid);
       if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await until('the .dud', () => dudFor(job.uuid), 60_000);
+      const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
       await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
     });
 
@@ -636,15 +630,16 @@ MetricsPort = ${uploaderPort}
     });
 
     await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
-      await until('workspaces removed', async () => (await m.sh(`ls -A ${WORKSPACES}`)).trim() === '', 60_000).catch(
-        async (error: Error) => {
-          throw new Error(`${error.message}: ${(await m.sh(`ls -la ${WORKSPACES}/*`)).trim()}`);
-        },
-      );
+      await waitFor('workspaces removed', async () => (await m.sh(`ls -A ${WORKSPACES}`)).trim() === '', {
+        timeoutMs: 60_000,
+        intervalMs: POLL_MS,
+      }).catch(async (error: Error) => {
+        throw new Error(`${error.message}: ${(await m.sh(`ls -la ${WORKSPACES}/*`)).trim()}`);
+      });
       const helperState = (await m.sh('ls -A /var/lib/spark-build-helper')).trim();
       if (helperState !== '') throw new Error(`the build helper left ${helperState} in /var/lib/spark-build-helper`);
       let hosts: { jobs: unknown[]; queues: Record<string, { waiting: number; active: number; delayed: number; failed: number }> }[] = [];
-      await until(
+      await waitFor(
         'the queues drained',
         async () => {
           hosts = JSON.parse(await m.sh('spark status --json --config /etc/laniakea/spark.toml || [ $? -ne 69 ]')) as typeof hosts;
@@ -655,7 +650,7 @@ MetricsPort = ${uploaderPort}
             Object.values(host.queues).every((q) => q.waiting + q.active + q.delayed + q.failed === 0)
           );
         },
-        30_000,
+        { timeoutMs: 30_000, intervalMs: POLL_MS },
       ).catch((error: Error) => {
         throw new Error(`${error.message}: ${JSON.stringify(hosts[0]?.queues)} ${JSON.stringify(hosts[0]?.jobs)}`);
       });
@@ -675,7 +670,7 @@ MetricsPort = ${uploaderPort}
       return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
     });
 
-    // --- The hostile builder (issue 13): tools/deploy-test/hostile-builder.ts, run in the machine as
+    // --- The hostile builder: tools/deploy-test/hostile-builder.ts, run in the machine as
     // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
     const asBuilder = async (args: string[], timeoutMs: number) => {
       const result = await inBuilderUnit(
@@ -713,7 +708,7 @@ MetricsPort = ${uploaderPort}
       if (rotated !== before) throw new Error(`${AUDIT_LOG}.1 holds ${rotated} lines, ${AUDIT_LOG} held ${before}`);
       const reopened = async () =>
         Number((await m.sh("journalctl -u spark-signer -o cat --no-pager | grep -c 'SIGHUP: reopened the audit log' || true")).trim()) > 0;
-      await until('the signer reopened its audit log', reopened, 20_000);
+      await waitFor('the signer reopened its audit log', reopened, { timeoutMs: 20_000, intervalMs: POLL_MS });
       const now = (await m.sh(`stat -c '%U %a %s' ${AUDIT_LOG}`)).trim();
       if (now !== 'spark-signer 600 0') throw new Error(`${AUDIT_LOG} after the rotation (owner, mode, size): ${now}`);
       if ((await mainPid('spark-signer')) !== signerPid) throw new Error('the signer was restarted, not reloaded');
@@ -821,7 +816,7 @@ MetricsPort = ${uploaderPort}
         const line = hostile.get(scenario);
         if (!line) throw new Error('the scenario never ran');
         const uuid = String(line['uuid']);
-        await until('the job ended at Lighthouse', () => ended(uuid), 60_000);
+        await waitFor('the job ended at Lighthouse', () => ended(uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
         const seen = requestsFor(standIn.requests, uuid);
         if (!seen.includes('job-failed') || seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
         const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
@@ -846,7 +841,7 @@ MetricsPort = ${uploaderPort}
         const line = hostile.get('swap');
         if (!line) throw new Error('the scenario never ran');
         const uuid = String(line['uuid']);
-        await until('the job ended at Lighthouse', () => ended(uuid), 120_000);
+        await waitFor('the job ended at Lighthouse', () => ended(uuid), { timeoutMs: 120_000, intervalMs: POLL_MS });
         const seen = requestsFor(standIn.requests, uuid);
         const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
         if (entries.some((e) => e.event === 'signed' && e.textSha256 === line['tamperedSha256'])) {
@@ -873,7 +868,10 @@ MetricsPort = ${uploaderPort}
           .split('\n')
           .filter(Boolean)
           .map((line) => String((JSON.parse(line) as { msg?: unknown }).msg));
-      const lines = await until(`${forged} reports dropped`, async () => ((await dropped()).length >= forged ? dropped() : null), 60_000);
+      const lines = await waitFor(`${forged} reports dropped`, async () => ((await dropped()).length >= forged ? dropped() : null), {
+        timeoutMs: 60_000,
+        intervalMs: POLL_MS,
+      });
       const why = new Map<string, number>();
       for (const line of lines) why.set(line, (why.get(line) ?? 0) + 1);
       for (const line of hostile.values()) {
@@ -891,10 +889,10 @@ MetricsPort = ${uploaderPort}
       await m.sh('systemctl start spark-builder@1');
       const honest = await archive.packageJob({ name: 'honest-after', version: '1.0' });
       standIn.addJob(honest);
-      await until('job-success', () => ended(honest.uuid), 180_000);
+      await waitFor('job-success', () => ended(honest.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
       const seen = requestsFor(standIn.requests, honest.uuid);
       if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await until('the .dud in the archive', () => dudFor(honest.uuid), 60_000);
+      const dud = await waitFor('the .dud in the archive', () => dudFor(honest.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
       const changes = (await readdir(uploads)).find((n) => n.startsWith('honest-after_1.0_') && n.endsWith('.changes'));
       if (!changes) throw new Error('no honest-after .changes in the archive');
       await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);

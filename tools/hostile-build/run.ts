@@ -40,10 +40,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { connectRedis, redisLogin, redisReady } from '@spark/service';
-import type { StandInJob } from '@spark/testing';
+import { waitFor, type StandInJob } from '@spark/testing';
 import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 import { FOREIGN_DEB } from './hostile-content.js';
-import { filesBelow, until, type JobEnd, type Suite } from './suite.js';
+import { filesBelow, type JobEnd, type Suite } from './suite.js';
 import {
   dashboardWithoutToken,
   foreignBinaries,
@@ -257,7 +257,8 @@ async function main(): Promise<number> {
     requestsOf,
     said: (uuid) => JSON.stringify(requestsOf(uuid)),
     endOf,
-    ending: (uuid, timeoutMs = 600_000) => until(`the end of ${uuid} at Lighthouse`, () => Promise.resolve(endOf(uuid)), timeoutMs, 500),
+    ending: (uuid, timeoutMs = 600_000) =>
+      waitFor(`the end of ${uuid} at Lighthouse`, () => Promise.resolve(endOf(uuid)), { timeoutMs, intervalMs: 500 }),
     async packageJob(spec) {
       const job = await chain.archive.packageJob(spec);
       chain.standIn.addJob(job);

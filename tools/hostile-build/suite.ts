@@ -1,6 +1,5 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourcePackageSpec, RecordedRequest } from '@spark/testing';
 import type { Redis } from '@spark/service';
 import type { Chain, ServiceName } from '../src/chain/chain.js';
@@ -42,15 +41,4 @@ export async function filesBelow(dir: string): Promise<string[]> {
     else if (info.isFile()) found.push(path);
   }
   return found;
-}
-
-/** Resolves with the first value `probe` gives that is not undefined, trying every `intervalMs`; throws after `timeoutMs`, naming `what`. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
-    await sleep(intervalMs);
-  }
 }

@@ -12,10 +12,10 @@ import { promisify } from 'node:util';
 import { Queue, QueueEvents } from 'bullmq';
 import { jobArtifactsDir, QUEUE_NAMES, QueueName, REPORT_QUEUES, reportJobId, stageJobId, type JobRound } from '@spark/protocol';
 import { readJobRecord, redisPasswordFile, type Redis } from '@spark/service';
-import { startServiceProcess } from '@spark/testing';
+import { startServiceProcess, waitFor } from '@spark/testing';
 import { listingCommands } from '../src/hostile/compromised-builder.js';
 import { FLOOD_UUID_PREFIX, floodReport, ORACLE_MARKERS, ROUND_SCENARIOS, type RoundScenario } from './hostile-content.js';
-import { filesBelow, until, type Suite } from './suite.js';
+import { filesBelow, type Suite } from './suite.js';
 
 const run = promisify(execFile);
 
@@ -189,7 +189,7 @@ export async function swappedAfterSigning(suite: Suite, rounds: HandedRounds): P
   try {
     for (const { scenario, how } of swaps) {
       const round = handed(rounds, scenario);
-      await until(
+      await waitFor(
         `${scenario} signed and waiting in the upload queue`,
         async () => {
           if (suite.endOf(round.uuid)) throw new Error(`${scenario} ended before it was signed: ${suite.said(round.uuid).slice(-300)}`);
@@ -198,7 +198,7 @@ export async function swappedAfterSigning(suite: Suite, rounds: HandedRounds): P
           );
           return job ?? undefined;
         },
-        120_000,
+        { timeoutMs: 120_000, intervalMs: 200 },
       );
       const dir = jobArtifactsDir(chain.config.workspacesDir, round);
       signedBytes.set(
@@ -260,7 +260,7 @@ export async function dashboardWithoutToken(suite: Suite): Promise<string> {
     const started = await dashboard.waitForLine('the dashboard serving', (line) => typeof line['url'] === 'string', 60_000);
     // The rounds before may still be finishing (a report completing after Lighthouse heard it): wait until nothing moves.
     let last = '';
-    const before = await until(
+    const before = await waitFor(
       'the queues settled',
       async () => {
         const now = await queueSnapshot(suite);
@@ -268,8 +268,7 @@ export async function dashboardWithoutToken(suite: Suite): Promise<string> {
         last = now;
         return settled ? now : undefined;
       },
-      60_000,
-      1_000,
+      { timeoutMs: 60_000, intervalMs: 1_000 },
     );
     const tries = await suite.asBuilder(['dashboard', String(started['url']), String(dashboard.pid)]);
     const after = await queueSnapshot(suite);
@@ -371,32 +370,31 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
     await onBuild((queue) => queue.pause());
     try {
       uuid = await suite.packageJob({ name: 'flood-honest', version: '1.0' });
-      round = await until(
+      round = await waitFor(
         'the honest job handed out into the paused build queue',
         async () => {
           const record = await readJobRecord(admin, prefix, uuid);
           return record && (await onBuild((queue) => queue.getJob(stageJobId(record, 'build')))) ? record : undefined;
         },
-        120_000,
+        { timeoutMs: 120_000, intervalMs: 200 },
       );
       await chain.stop('connector');
       await suite.asBuilder(['flood', String(count)], 300_000);
     } finally {
       await onBuild((queue) => queue.resume());
     }
-    await until(
+    await waitFor(
       'the honest job built, signed and waiting for the uploader',
       async () => (await withQueue(admin, prefix, QueueName.upload, (queue) => queue.getJob(stageJobId(round, 'upload')))) ?? undefined,
-      900_000,
-      500,
+      { timeoutMs: 900_000, intervalMs: 500 },
     );
     chain.start('uploader');
-    await until(
+    await waitFor(
       "the uploader's report of the honest job queued",
       async () =>
         (await withQueue(admin, prefix, REPORT_QUEUES.uploader, (queue) => queue.getJob(reportJobId(round, { kind: 'final' })))) ??
         undefined,
-      120_000,
+      { timeoutMs: 120_000, intervalMs: 200 },
     );
     const before = await pending();
     const watched = await watchFloodOutcomes(suite);
@@ -406,7 +404,7 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
     chain.start('connector');
     // The flood's last report: while it waits, flood reports are still queued ahead of nothing but each other.
     const lastFlood = floodReport(count - 1).opts.jobId;
-    const { end, left, last } = await until(
+    const { end, left, last } = await waitFor(
       'the honest job ending at Lighthouse',
       async () => {
         const ended = suite.endOf(uuid);
@@ -414,8 +412,7 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
         const state = await withQueue(admin, prefix, REPORT_QUEUES.builder, (queue) => queue.getJobState(lastFlood));
         return { end: ended, left: await pending(), last: state };
       },
-      900_000,
-      100,
+      { timeoutMs: 900_000, intervalMs: 100 },
     );
     const heardOfJob = suite.requestsOf(uuid).map((request) => String(request.request));
     if (end !== 'job-success' || heardOfJob[0] !== 'job-accepted')
@@ -425,12 +422,13 @@ export async function reportFlood(suite: Suite, count: number): Promise<string> 
         `job-success reached Lighthouse only once the flood had drained (its last report ${last}): the ${count} flood reports held the uploader's report`,
       );
     }
-    await until('the flood drained', async () => ((await pending()) === 0 ? true : undefined), 900_000, 1_000);
+    await waitFor('the flood drained', async () => ((await pending()) === 0 ? true : undefined), { timeoutMs: 900_000, intervalMs: 1_000 });
     const finished = () => [...outcomes.values()].reduce((sum, n) => sum + n, 0);
     // The last events may still be on their way.
-    await until('every flood report finished', () => Promise.resolve(finished() >= count ? true : undefined), 30_000).catch(
-      () => undefined,
-    );
+    await waitFor('every flood report finished', () => Promise.resolve(finished() >= count ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    }).catch(() => undefined);
     const dropped = [...outcomes].filter(([outcome]) => outcome.startsWith('dropped: ')).reduce((sum, [, n]) => sum + n, 0);
     if (dropped !== count) problems.push(`of the ${count} flood reports: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     const heard = chain.lighthouseRequests().filter((request) => String(request['uuid']).startsWith(FLOOD_UUID_PREFIX));

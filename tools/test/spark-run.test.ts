@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startChain, type Chain } from '../src/chain/chain.js';
 import { SERVICES } from '@spark/cli';
+import { waitFor } from '@spark/testing';
 
 const run = promisify(execFile);
 const spark = fileURLToPath(import.meta.resolve('@spark/cli/main'));
@@ -15,16 +15,6 @@ async function servicePid(name: string, configFile: string): Promise<number | nu
   const { stdout } = await run('pgrep', ['-f', `apps/${name}/src/main.ts --config ${configFile}`]).catch(() => ({ stdout: '' }));
   const pids = stdout.split('\n').filter(Boolean).map(Number);
   return pids[0] ?? null;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 describe('spark run', () => {
@@ -53,12 +43,16 @@ describe('spark run', () => {
     await success(first.uuid);
 
     for (const name of SERVICES) {
-      const pid = await until(`${name} to run`, () => servicePid(name, chain.configFile));
+      const pid = await waitFor(`${name} to run`, () => servicePid(name, chain.configFile), { timeoutMs: 60_000, intervalMs: 100 });
       process.kill(pid, 'SIGKILL');
-      const again = await until(`${name} to be restarted`, async () => {
-        const next = await servicePid(name, chain.configFile);
-        return next !== null && next !== pid ? next : null;
-      });
+      const again = await waitFor(
+        `${name} to be restarted`,
+        async () => {
+          const next = await servicePid(name, chain.configFile);
+          return next !== null && next !== pid ? next : null;
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
       assert.notEqual(again, pid);
     }
     assert.match(output, /"child":"connector".*connector exited \(SIGKILL\); restarting/);

@@ -1,6 +1,6 @@
-import { constants } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import { resolveDebspawn, SECURE_PATH } from '@spark/protocol';
 import { RefusedRequest } from './request.js';
 
 /** The configuration spark-builder and the helper share (`/etc/laniakea/spark.toml`). */
@@ -9,16 +9,13 @@ export const DEFAULT_CONFIG_FILE = '/etc/laniakea/spark.toml';
 /** Where the helper keeps its private copies of a build's inputs and outputs (root only). */
 export const DEFAULT_STATE_DIR = '/var/lib/spark-build-helper';
 
-/** The PATH the helper runs debspawn with (sudo's secure_path on Debian). */
-export const SECURE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
 /** What the helper takes from spark.toml. */
 export interface HelperConfig {
   /** `WorkspaceRoot` without a trailing slash (default `/var/lib/lkspark`). */
   workspaceRoot: string;
   /** `<WorkspaceRoot>/workspaces`: every path a request names lies in one workspace below it. */
   workspacesDir: string;
-  /** `[builder] Debspawn` resolved on {@link SECURE_PATH} to a root-owned executable. */
+  /** `[builder] Debspawn` resolved on sudo's secure_path (`resolveDebspawn` of @spark/protocol) to a root-owned executable. */
   debspawn: string;
 }
 
@@ -65,21 +62,6 @@ async function checkRootOwned(path: string, what: string): Promise<void> {
   }
 }
 
-/** Finds `name` on {@link SECURE_PATH} (or takes it as given when it is absolute). */
-async function resolveExecutable(name: string): Promise<string> {
-  const candidates = isAbsolute(name) ? [name] : name.includes('/') ? [] : SECURE_PATH.split(':').map((dir) => join(dir, name));
-  for (const candidate of candidates) {
-    if (
-      await access(candidate, constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return candidate;
-  }
-  throw new RefusedRequest(`[builder] Debspawn ${JSON.stringify(name)}: no such executable (names are looked up on ${SECURE_PATH})`);
-}
-
 /**
  * Loads the helper's settings from `file`, which must be root-owned and not
  * writable by others, like the debspawn it names.
@@ -89,7 +71,12 @@ export async function loadHelperConfig(file: string): Promise<HelperConfig> {
   const settings = parseHelperSettings(await readFile(file, 'utf8'), file);
   const workspaceRoot = settings.workspaceRoot.replace(/\/+$/, '') || '/';
   if (!isAbsolute(workspaceRoot)) throw new RefusedRequest(`${file}: WorkspaceRoot must be an absolute path`);
-  const debspawn = await resolveExecutable(settings.debspawn);
+  const debspawn = await resolveDebspawn(settings.debspawn);
+  if (debspawn === null) {
+    throw new RefusedRequest(
+      `[builder] Debspawn ${JSON.stringify(settings.debspawn)}: no such executable (names are looked up on ${SECURE_PATH})`,
+    );
+  }
   await checkRootOwned(debspawn, '[builder] Debspawn');
   return { workspaceRoot, workspacesDir: join(workspaceRoot, 'workspaces'), debspawn };
 }

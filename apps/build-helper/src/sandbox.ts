@@ -3,14 +3,16 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SECURE_PATH } from '@spark/protocol';
 import type { DebspawnDirs } from './debspawn-dirs.js';
-import { SECURE_PATH } from './helper-config.js';
 
 /**
  * The helper's sandbox support files, shipped beside `src/` and `dist/`:
- * `enter` (builds the new root and runs the command), `bin/` (the
- * systemd-nspawn, dpkg-source and dpkg-parsechangelog debspawn meets first on
- * its PATH) and `python/sitecustomize.py` (debspawn's build-output check).
+ * `enter` (builds the new root and runs the command), `unpack/` (the
+ * dpkg-source and dpkg-parsechangelog debspawn meets first on its PATH, run as
+ * the throwaway user), `bin/` (the systemd-nspawn it meets next; the package
+ * exports it as `./systemd-nspawn` for root debspawn runs outside the helper)
+ * and `python/sitecustomize.py` (debspawn's build-output check).
  */
 export const SANDBOX_DIR = fileURLToPath(new URL('../sandbox/', import.meta.url));
 
@@ -210,7 +212,7 @@ export function sandboxCommand(
       ...args,
     ],
     env: {
-      PATH: `${SUPPORT_MOUNT}/bin:${SECURE_PATH}`,
+      PATH: `${SUPPORT_MOUNT}/unpack:${SUPPORT_MOUNT}/bin:${SECURE_PATH}`,
       PYTHONPATH: `${SUPPORT_MOUNT}/python`,
       SPARK_SANDBOX_UID: String(uid),
       LANG: 'C.UTF-8',

@@ -6,9 +6,8 @@ import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { makeSourcePackage } from '@spark/testing';
+import { makeSourcePackage, waitFor } from '@spark/testing';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 // The debspawn stand-in that builds on the host (tools/host-runner, a plain script; no import).
@@ -54,14 +53,6 @@ function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
   }
 }
 
@@ -252,7 +243,7 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
 
   async function startTree(options: { stdin?: 'pipe' | 'ignore' } = {}) {
     const helper = startHelper([...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))], options);
-    await until('the tree started', async () => (await treePids()).length === 3);
+    await waitFor('the tree to start', async () => (await treePids()).length === 3, { timeoutMs: 20_000 });
     const pids = await treePids();
     assert.ok(pids.every(alive));
     return { ...helper, pids };
@@ -264,7 +255,7 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     const { code, stderr } = await outcome;
     assert.equal(code, 143);
     assert.match(stderr, /stopping debspawn and everything it started: received SIGTERM/);
-    await until('every member gone', () => pids.every((pid) => !alive(pid)), 5_000);
+    await waitFor('every member to be gone', () => pids.every((pid) => !alive(pid)), { timeoutMs: 5_000 });
   });
 
   it('ends the tree when its stdin (a pipe from the caller) closes', { timeout: 30_000 }, async () => {
@@ -273,17 +264,17 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
     const { code, stderr } = await outcome;
     assert.equal(code, 143);
     assert.match(stderr, /its stdin was closed/);
-    await until('every member gone', () => pids.every((pid) => !alive(pid)), 5_000);
+    await waitFor('every member to be gone', () => pids.every((pid) => !alive(pid)), { timeoutMs: 5_000 });
   });
 
   it('ends the tree when its caller dies (SIGKILL, nothing relayed)', { timeout: 30_000 }, async () => {
     // The caller: a shell that starts the helper and waits, like sudo does.
     const args = ['--conditions=@spark/source', '--import', 'tsx', main, ...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))];
     const caller = spawn('/bin/sh', ['-c', `"$0" "$@" </dev/null & wait`, process.execPath, ...args], { stdio: 'ignore' });
-    await until('the tree started', async () => (await treePids()).length === 3);
+    await waitFor('the tree to start', async () => (await treePids()).length === 3, { timeoutMs: 20_000 });
     const pids = await treePids();
     caller.kill('SIGKILL');
-    await until('every member gone', () => pids.every((pid) => !alive(pid)), 10_000);
+    await waitFor('every member to be gone', () => pids.every((pid) => !alive(pid)), { timeoutMs: 10_000 });
     assert.ok(!existsSync(join(dir, 'state', 'leftover')));
   });
 });

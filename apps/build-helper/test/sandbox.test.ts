@@ -82,12 +82,22 @@ describe('the sandbox debspawn runs in, as root on this host', { skip: process.g
     assert.doesNotMatch(out, /\bhome\b|\bboot\b/, 'the host root is not reachable');
   });
 
+  it("finds the helper's dpkg-source, dpkg-parsechangelog and systemd-nspawn before the host's", { timeout: 60_000 }, async () => {
+    const out = await inSandbox('for tool in dpkg-source dpkg-parsechangelog systemd-nspawn debspawn; do command -v $tool; done');
+    assert.deepEqual(out.trim().split('\n'), [
+      '/run/spark-build-helper/unpack/dpkg-source',
+      '/run/spark-build-helper/unpack/dpkg-parsechangelog',
+      '/run/spark-build-helper/bin/systemd-nspawn',
+      '/usr/bin/debspawn',
+    ]);
+  });
+
   it(
     "makes the run's own directory debspawn's temp dir, and runs the unprivileged steps as the throwaway user",
     { timeout: 60_000 },
     async () => {
       const out = await inSandbox(
-        'mkdir /var/tmp/debspawn/x && cd /var/tmp/debspawn/x && /run/spark-build-helper/bin/unprivileged id -u; stat -c %a /var/tmp',
+        'mkdir /var/tmp/debspawn/x && cd /var/tmp/debspawn/x && /run/spark-build-helper/unpack/unprivileged id -u; stat -c %a /var/tmp',
       );
       assert.match(out, /^1234567890$/m);
       assert.match(out, /^1777$/m);

@@ -163,7 +163,7 @@ export function createBuilder(deps: BuilderDeps): Builder {
         ['build worker', () => closing],
         ['heartbeat', () => heartbeat?.stop()],
         ['control channel', () => controlRedis.quit()],
-        ['report queue', () => reportQueue.close()],
+        [`${REPORT_QUEUES.builder} queue`, () => reportQueue.close()],
         ['sign queue', () => signQueue.close()],
         ['worker Redis', () => workerRedis.quit()],
         ['producer Redis', () => producerRedis.quit()],

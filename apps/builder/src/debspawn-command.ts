@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { delimiter } from 'node:path';
+import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SignalTree } from './process-tree.js';
 import type { Command } from './run-logged.js';
@@ -8,11 +8,15 @@ import type { Command } from './run-logged.js';
 export const SYSTEM_BUS_SOCKET = '/run/dbus/system_bus_socket';
 
 /**
- * The builder's own `nspawn-wrapper/` (a `systemd-nspawn` that adds
- * `--keep-unit`), shipped with this package: `src/` and `dist/` sit at the
- * same depth, so the same relative path serves dev runs and the installed build.
+ * The directory of the build helper's `systemd-nspawn` (it adds `--keep-unit
+ * --register=no`), the one wrapper every root debspawn run on a host without
+ * a system bus uses: the helper runs debspawn with it in its sandbox, and a
+ * builder running as root puts this directory first on debspawn's PATH.
+ * Resolved by package name: a file the builder uses at run time, no code.
  */
-export const NSPAWN_WRAPPER_DIR = fileURLToPath(new URL('../nspawn-wrapper/', import.meta.url));
+export function nspawnWrapperDir(): string {
+  return dirname(fileURLToPath(import.meta.resolve('@spark/build-helper/systemd-nspawn')));
+}
 
 /**
  * The root-owned build helper (apps/build-helper) that deploy/install.sh
@@ -45,12 +49,10 @@ export interface DebspawnEnvironment {
 
 /** Looks at the host: root or not, system bus or not. */
 export function detectDebspawnEnvironment(debspawn: string): DebspawnEnvironment {
-  const needsWrapper = !existsSync(SYSTEM_BUS_SOCKET) && existsSync(NSPAWN_WRAPPER_DIR);
-  return {
-    debspawn,
-    useSudo: typeof process.getuid === 'function' && process.getuid() !== 0,
-    pathPrefix: needsWrapper ? NSPAWN_WRAPPER_DIR : null,
-  };
+  const useSudo = typeof process.getuid === 'function' && process.getuid() !== 0;
+  // Through sudo, the helper brings the wrapper itself.
+  const needsWrapper = !useSudo && !existsSync(SYSTEM_BUS_SOCKET);
+  return { debspawn, useSudo, pathPrefix: needsWrapper ? nspawnWrapperDir() : null };
 }
 
 /** The command line running `debspawn <args>` on this host. */

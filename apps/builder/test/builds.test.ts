@@ -27,14 +27,14 @@ import {
   type ReportPayload,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
 import { debspawnCommand, detectDebspawnEnvironment } from '../src/debspawn-command.js';
 import { openJobLog } from '../src/job-log.js';
 import { JobStop } from '../src/job-stop.js';
 import { signalProcessGroup } from '../src/process-tree.js';
 import { runLogged } from '../src/run-logged.js';
-import { serveDirectory, testConfig, waitFor } from './fixtures.js';
+import { BUILD_WAIT, serveDirectory, testConfig } from './fixtures.js';
 
 /** The round of every job these tests hand the builder (as the connector would number it). */
 const R = '1764405000000';
@@ -89,15 +89,23 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
   });
 
   const manifestOf = (uuid: string) =>
-    waitFor(`the sign job of ${uuid}`, async () => {
-      const job = await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign'));
-      return job ? signPayloadSchema.parse(job.data).manifest : null;
-    });
+    waitFor(
+      `the sign job of ${uuid}`,
+      async () => {
+        const job = await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign'));
+        return job ? signPayloadSchema.parse(job.data).manifest : null;
+      },
+      BUILD_WAIT,
+    );
   const finalReport = (uuid: string) =>
-    waitFor(`the final report of ${uuid}`, async () => {
-      const job = await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' }));
-      return job ? reportPayloadSchema.parse(job.data) : null;
-    });
+    waitFor(
+      `the final report of ${uuid}`,
+      async () => {
+        const job = await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' }));
+        return job ? reportPayloadSchema.parse(job.data) : null;
+      },
+      BUILD_WAIT,
+    );
   const reportsOf = async (uuid: string): Promise<ReportPayload[]> => {
     const jobs = await reportQueue.getJobs(['waiting', 'delayed', 'completed']);
     return jobs.map((job) => reportPayloadSchema.parse(job.data)).filter((report) => report.uuid === uuid);

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import type { PackageBuildJob } from '@spark/protocol';
-import { debspawnCommand, signalSudo } from '../src/debspawn-command.js';
+import { debspawnCommand, nspawnWrapperDir, signalSudo } from '../src/debspawn-command.js';
 import { debspawnBuildArgs } from '../src/package-build.js';
 
 const job = (architecture: string, doIndep: boolean, maintainer: string | null = null): PackageBuildJob => ({
@@ -49,5 +53,17 @@ describe('debspawn command line', () => {
     const direct = debspawnCommand({ debspawn: 'debspawn', useSudo: false, pathPrefix: '/opt/wrapper' }, ['list']);
     assert.equal(direct.file, 'debspawn');
     assert.match(direct.env?.['PATH'] ?? '', /^\/opt\/wrapper:/);
+  });
+
+  it("puts only the build helper's systemd-nspawn ahead of the host's tools when it runs debspawn itself", async () => {
+    // The helper's dpkg-source and dpkg-parsechangelog work only in its sandbox: they must not be on this PATH.
+    assert.deepEqual(await readdir(nspawnWrapperDir()), ['systemd-nspawn']);
+    const direct = debspawnCommand({ debspawn: 'debspawn', useSudo: false, pathPrefix: nspawnWrapperDir() }, ['list']);
+    const found = await promisify(execFile)('/bin/sh', ['-c', 'command -v systemd-nspawn && systemd-nspawn --version'], {
+      env: { PATH: direct.env?.['PATH'] },
+    });
+    const [path, version] = found.stdout.split('\n');
+    assert.equal(path, join(nspawnWrapperDir(), 'systemd-nspawn'));
+    assert.match(version ?? '', /^systemd \d+/, "the wrapper runs the host's systemd-nspawn");
   });
 });

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { parseConfig, type SparkConfig } from '@spark/config';
+import type { WaitOptions } from '@spark/testing';
 
 /** A static file server over a directory, on a free loopback port: the archive the `.dsc` comes from. */
 export async function serveDirectory(dir: string): Promise<{ url: string; close(): Promise<void> }> {
@@ -60,13 +61,5 @@ export function testConfig(options: TestConfigOptions): SparkConfig {
   return parseConfig(testConfigToml(options), 'test-spark.toml').config;
 }
 
-/** Polls `check` until it returns a value, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | null | undefined>, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== null && value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
+/** How these tests wait for what a build does (waitFor of @spark/testing): up to 3 minutes, a debspawn build's time, looking every 200 ms. */
+export const BUILD_WAIT: WaitOptions = { timeoutMs: 180_000, intervalMs: 200 };

@@ -25,10 +25,10 @@ import {
   type BuilderControlMessage,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, type RedisServer } from '@spark/testing';
+import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
 import { mountTinyDisk, redisServerPid, startStallingServer } from './faults.js';
-import { serveDirectory, testConfig, testConfigToml, waitFor } from './fixtures.js';
+import { BUILD_WAIT, serveDirectory, testConfig, testConfigToml } from './fixtures.js';
 
 /** The round of every job these tests hand the builder (as the connector would number it). */
 const R = '1764405000000';
@@ -145,7 +145,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
         const job = await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' }));
         return job ? reportPayloadSchema.parse(job.data) : null;
       },
-      30_000,
+      { timeoutMs: 30_000, intervalMs: 200 },
     );
   const manifestOf = (uuid: string) =>
     waitFor(
@@ -154,15 +154,14 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
         const job = await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign'));
         return job ? signPayloadSchema.parse(job.data).manifest : null;
       },
-      30_000,
+      { timeoutMs: 30_000, intervalMs: 200 },
     );
   const logOf = (uuid: string) => readFile(jobLogFile(join(root, 'ws', 'logs'), { uuid, round: R }), 'utf8');
   const logShows = (uuid: string, pattern: RegExp) =>
-    waitFor(
-      `${String(pattern)} in the log of ${uuid}`,
-      async () => (pattern.test(await logOf(uuid).catch(() => '')) ? true : null),
-      30_000,
-    );
+    waitFor(`${String(pattern)} in the log of ${uuid}`, async () => pattern.test(await logOf(uuid).catch(() => '')), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
   const childrenAlive = async () => {
     const alive: number[] = [];
     for (const file of await readdir(pids)) {
@@ -215,11 +214,15 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     assert.match(report.kind === 'rejected' ? report.reason : '', /unknown job kind "firmware-build"/);
 
     const jobId = await addJob('../../etc', 'silent');
-    const dropped = await waitFor('the path-uuid job to complete', async () => {
-      const job = await buildQueue.getJob(jobId);
-      // Read it again once completed: the first read may predate its return value.
-      return (await job?.isCompleted()) ? ((await buildQueue.getJob(jobId)) ?? null) : null;
-    });
+    const dropped = await waitFor(
+      'the path-uuid job to complete',
+      async () => {
+        const job = await buildQueue.getJob(jobId);
+        // Read it again once completed: the first read may predate its return value.
+        return (await job?.isCompleted()) ? ((await buildQueue.getJob(jobId)) ?? null) : null;
+      },
+      BUILD_WAIT,
+    );
     const summary = dropped.returnvalue as { outcome: string; reason: string };
     assert.equal(summary.outcome, 'dropped');
     assert.match(summary.reason, /not a valid UUID/);
@@ -239,7 +242,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     const log = await logOf(uuid);
     assert.match(log, /stopping the command: no output for 1 s/);
     assert.match(log, /job finished: failure \(build stopped: no output for 1 s\)/);
-    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await waitFor('the stand-in build tree to be gone', async () => (await childrenAlive()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
     await closeBuilders();
     await startBuilder('limits-a', 'IdleOutputTimeout = 60');
   });
@@ -283,7 +289,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     assert.equal(report.kind === 'rejected' ? report.reason : '', 'cancelled by operator: requested by test');
     assert.match(await logOf(uuid), /job rejected back to Lighthouse: cancelled by operator/);
     assert.equal(await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign')), undefined);
-    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await waitFor('the stand-in build tree to be gone', async () => (await childrenAlive()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
   });
 
   it('spark logs -f goes on with the next round when the job is handed out to this worker again', async () => {
@@ -308,8 +317,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     await finalReport(uuid);
     await buildQueue.resume();
     const nextLog = jobLogFile(join(root, 'ws', 'logs'), { uuid, round: next });
-    await waitFor('the next round to build', async () =>
-      /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')) ? true : null,
+    await waitFor(
+      'the next round to build',
+      async () => /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')),
+      BUILD_WAIT,
     );
     const cancel = await runSparkCommand(['cancel', uuid, '--reason', 'second round', '--config', configFile], SPARK_COMMAND_GUARD);
     assert.equal(cancel.code, 0, cancel.stderr);
@@ -317,7 +328,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     assert.equal(followed.code, 0, followed.stderr);
     assert.equal(followed.stderr, `spark logs: job ${uuid} was handed out to this worker again; following round ${next}\n`);
     assert.match(followed.stdout, /cancelled by operator: first round\n[^]*still building[^]*cancelled by operator: second round\n$/);
-    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await waitFor('the stand-in build tree to be gone', async () => (await childrenAlive()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
   });
 
   it('a newer round of a running job stops the earlier one, which reports nothing, and builds', async () => {
@@ -326,18 +340,24 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     await addJob(uuid, 'chatty');
     await logShows(uuid, /still building/);
     await addJob(uuid, 'chatty', {}, next);
-    const earlier = await waitFor('the earlier round to end', async () => {
-      const job = await buildQueue.getJob(stageJobId({ uuid, round: R }, 'build'));
-      return (await job?.isCompleted()) ? ((await buildQueue.getJob(stageJobId({ uuid, round: R }, 'build'))) ?? null) : null;
-    });
+    const earlier = await waitFor(
+      'the earlier round to end',
+      async () => {
+        const job = await buildQueue.getJob(stageJobId({ uuid, round: R }, 'build'));
+        return (await job?.isCompleted()) ? ((await buildQueue.getJob(stageJobId({ uuid, round: R }, 'build'))) ?? null) : null;
+      },
+      BUILD_WAIT,
+    );
     assert.deepEqual(earlier.returnvalue, { outcome: 'dropped', reason: `Lighthouse handed the job out again (round ${next})` });
     assert.match(
       await logOf(uuid),
       /this round is over: Lighthouse handed the job out again \(round \d+\); nothing is reported from here\n$/,
     );
     const nextLog = jobLogFile(join(root, 'ws', 'logs'), { uuid, round: next });
-    await waitFor('the next round to build', async () =>
-      /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')) ? true : null,
+    await waitFor(
+      'the next round to build',
+      async () => /still building/.test(await readFile(nextLog, 'utf8').catch(() => '')),
+      BUILD_WAIT,
     );
     const reports = (await reportQueue.getJobs(['waiting'])).map((job) => reportPayloadSchema.parse(job.data));
     assert.ok(
@@ -346,10 +366,15 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     assert.ok(!existsSync(join(root, 'ws', 'workspaces', `${uuid}.${R}`)), "the earlier round's workspace is removed");
     const stop: BuilderControlMessage = { action: 'cancel', uuid, reason: 'test over' };
     await connection.publish(builderControlChannel(prefix), JSON.stringify(stop));
-    await waitFor('the next round to be rejected', async () =>
-      (await reportQueue.getJob(reportJobId({ uuid, round: next }, { kind: 'final' }))) ? true : null,
+    await waitFor(
+      'the next round to be rejected',
+      () => reportQueue.getJob(reportJobId({ uuid, round: next }, { kind: 'final' })),
+      BUILD_WAIT,
     );
-    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await waitFor('the stand-in build tree to be gone', async () => (await childrenAlive()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
   });
 
   it('drains on close: stops taking jobs, then stops and rejects what still runs after DrainTimeout', async () => {
@@ -359,10 +384,14 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     const uuid = randomUUID();
     await addJob(uuid, 'chatty');
     await logShows(uuid, /still building/);
-    await waitFor('the heartbeat to count the running job', async () => {
-      const heartbeat = JSON.parse((await connection.hget(builderHeartbeatsKey(prefix), 'limits-b')) ?? '{}') as { busy?: number };
-      return heartbeat.busy === 1 ? true : null;
-    });
+    await waitFor(
+      'the heartbeat to count the running job',
+      async () => {
+        const heartbeat = JSON.parse((await connection.hget(builderHeartbeatsKey(prefix), 'limits-b')) ?? '{}') as { busy?: number };
+        return heartbeat.busy === 1;
+      },
+      BUILD_WAIT,
+    );
     await builder.close();
     builders.pop();
     const report = await finalReport(uuid);
@@ -389,7 +418,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
       report.kind === 'rejected' ? report.reason : '',
       /the builder could not finish the job: job stalled more than allowable limit/,
     );
-    await waitFor('the leftover workspace to be removed', () => Promise.resolve(existsSync(leftover) ? null : true), 10_000);
+    await waitFor('the leftover workspace to be removed', () => !existsSync(leftover), {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
     // The next test's job must go to its own builder.
     builders.splice(builders.indexOf(builder), 1);
     await builder.close();
@@ -428,10 +460,15 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     const size = (await stat(jobLogFile(join(root, 'ws', 'logs'), { uuid, round: R }))).size;
     assert.ok(size > 1_000_000 && size < 1_010_000, `log of ${size} bytes`);
     // The run removes its directory just after the hand-over the manifest was read from.
-    await waitFor('the run directory removed once the artifacts are handed over', async () =>
-      (await runDirsOf(uuid)).length === 0 ? true : null,
+    await waitFor(
+      'the run directory removed once the artifacts are handed over',
+      async () => (await runDirsOf(uuid)).length === 0,
+      BUILD_WAIT,
     );
-    await waitFor('the stand-in build tree to be gone', async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await waitFor('the stand-in build tree to be gone', async () => (await childrenAlive()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
   });
 
   it('ends a build whose leader exits while a background process still holds its output: at once, no process left', async () => {
@@ -509,7 +546,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     const uuid = randomUUID();
     await addJob(uuid, 'lockloss');
     await logShows(uuid, /still building/);
-    await waitFor('a status excerpt of the first run', async () => ((await statusReportsOf(uuid)).length > 0 ? true : null), 10_000);
+    await waitFor('a status excerpt of the first run', async () => (await statusReportsOf(uuid)).length > 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
     const [firstRunDir] = await runDirsOf(uuid);
     assert.ok(firstRunDir);
     // Longer than the 10 s lock: once Redis runs again the lock has expired and the job is handed out anew.
@@ -525,7 +565,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     assert.doesNotMatch(log, /still building|first run/, 'the log is the second run only');
     assert.ok(!log.includes(firstRunDir), 'the second run builds in a directory of its own');
     // The run removes its directory just after the hand-over the manifest was read from.
-    await waitFor('the run directories removed', async () => ((await runDirsOf(uuid)).length === 0 ? true : null));
+    await waitFor('the run directories removed', async () => (await runDirsOf(uuid)).length === 0, BUILD_WAIT);
     assert.equal(
       await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' })),
       undefined,
@@ -541,6 +581,9 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
       (second[0]?.seq ?? 0) > Math.max(...firstRunSeqs),
       `second run's excerpt is #${second[0]?.seq}, after ${firstRunSeqs.join(',')}`,
     );
-    await waitFor("the first run's tree to be gone", async () => ((await childrenAlive()).length === 0 ? true : null), 10_000);
+    await waitFor("the first run's tree to be gone", async () => (await childrenAlive()).length === 0, {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
   });
 });

@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { builderHeartbeatsKey, builderHeartbeatSchema } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { randomQueuePrefix, runTsEntry, startRedisServer, type RedisServer } from '@spark/testing';
-import { testConfigToml, waitFor } from './fixtures.js';
+import { randomQueuePrefix, runTsEntry, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { testConfigToml } from './fixtures.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 /** How long the builder's main may take to start: a guard, far above what node with tsx needs on a busy machine. */
@@ -77,14 +77,17 @@ describe('spark-builder', () => {
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const key = builderHeartbeatsKey(prefix);
-    const raw = await waitFor('the heartbeat', () => connection.hget(key, 'main-test'), START_GUARD_MS);
+    const raw = await waitFor('the heartbeat', () => connection.hget(key, 'main-test'), { timeoutMs: START_GUARD_MS, intervalMs: 200 });
     const heartbeat = builderHeartbeatSchema.parse(JSON.parse(raw));
     assert.deepEqual(heartbeat.kinds, ['package-build', 'os-image-build']);
     assert.equal(heartbeat.accepting, true);
     // SIGHUP re-reads the config: the builder keeps running and names what needs a restart.
     await writeFile(config, testConfigToml({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix, builder: 'DrainTimeout = 5' }));
     child.kill('SIGHUP');
-    await waitFor('the reload', () => Promise.resolve(stdout.includes('apply only after a restart') ? true : null), START_GUARD_MS);
+    await waitFor('the reload', () => stdout.includes('apply only after a restart'), {
+      timeoutMs: START_GUARD_MS,
+      intervalMs: 200,
+    });
     assert.match(stdout, /"keys":\["\[builder\] DrainTimeout"\]/);
     assert.equal(child.exitCode, null, 'still running');
     assert.ok(await connection.hget(key, 'main-test'), 'still registered');

@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import {
   builderControlChannel,
@@ -10,6 +9,7 @@ import {
   stageJobId,
   type BuilderControlMessage,
 } from '@spark/protocol';
+import { openQueue } from '@spark/service';
 import { currentRound, jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
@@ -43,10 +43,8 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
   if (typeof config === 'number') return config;
   const redis = await openCliRedis(config, 'admin', io.stderr, 'cancel');
   if (typeof redis === 'number') return redis;
-  const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix });
-  const report = new Queue(REPORT_QUEUES.builder, { connection: redis, prefix: config.queuePrefix });
-  build.on('error', () => undefined);
-  report.on('error', () => undefined);
+  const build = openQueue(QueueName.build, redis, config.queuePrefix, null);
+  const report = openQueue(REPORT_QUEUES.builder, redis, config.queuePrefix, null);
   try {
     const round = await currentRound(redis, config.queuePrefix, uuid);
     const job = await build.getJob(stageJobId(round, 'build'));

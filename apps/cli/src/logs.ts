@@ -1,9 +1,8 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import { jobLogFile, parseJobId, QueueName, stageJobId, type JobRound } from '@spark/protocol';
-import { readJobRecord } from '@spark/service';
+import { openQueue, readJobRecord } from '@spark/service';
 import { jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
@@ -88,9 +87,8 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
     await log.close();
     return redis;
   }
-  // Read-only (the operator may not write): BullMQ would otherwise write the queue's meta key on opening it.
-  const build = new Queue(QueueName.build, { connection: redis, prefix: config.queuePrefix, skipMetasUpdate: true });
-  build.on('error', () => undefined);
+  // Read-only: it reads as the operator, who may not write.
+  const build = openQueue(QueueName.build, redis, config.queuePrefix, null, { readOnly: true });
   const buildState = async (of: JobRound) => (await build.getJob(stageJobId(of, 'build')))?.getState() ?? 'unknown';
   try {
     for (;;) {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { DEFAULT_CONFIG_FILE } from '@spark/config';
 import {
   QueueName,
@@ -11,6 +11,7 @@ import {
   uploadStateSchema,
   type JobRound,
 } from '@spark/protocol';
+import { openQueue } from '@spark/service';
 import { currentRound, jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
@@ -44,10 +45,8 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
   if (typeof config === 'number') return config;
   const redis = await openCliRedis(config, 'admin', io.stderr, 'retry-upload');
   if (typeof redis === 'number') return redis;
-  const queue = new Queue(QueueName.upload, { connection: redis, prefix: config.queuePrefix });
-  queue.on('error', () => undefined);
-  const reports = new Queue(REPORT_QUEUES.uploader, { connection: redis, prefix: config.queuePrefix });
-  reports.on('error', () => undefined);
+  const queue = openQueue(QueueName.upload, redis, config.queuePrefix, null);
+  const reports = openQueue(REPORT_QUEUES.uploader, redis, config.queuePrefix, null);
   try {
     const round = await currentRound(redis, config.queuePrefix, uuid);
     const jobId = stageJobId(round, 'upload');

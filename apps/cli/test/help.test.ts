@@ -1,19 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { runSparkCli } from '@spark/cli';
-
-async function spark(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  err.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await runSparkCli(argv, { stdout: out, stderr: err });
-  return { code, stdout, stderr };
-}
+import { runSpark } from './run-spark.js';
 
 /** Every command line `spark --help` lists: `config check`, `keytool key-new`, `run`, … */
 function listedCommands(help: string): string[][] {
@@ -24,7 +12,7 @@ function listedCommands(help: string): string[][] {
 
 describe('spark --help and --version', () => {
   it('lists every command and exits 0', async () => {
-    const { code, stdout } = await spark('--help');
+    const { code, stdout } = await runSpark(['--help']);
     assert.equal(code, 0);
     const listed = listedCommands(stdout).map((words) => words.join(' '));
     for (const command of [
@@ -45,14 +33,14 @@ describe('spark --help and --version', () => {
 
   it('prints the version of the installed package', async () => {
     const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    assert.deepEqual(await spark('--version'), { code: 0, stdout: `spark ${version}\n`, stderr: '' });
+    assert.deepEqual(await runSpark(['--version']), { code: 0, stdout: `spark ${version}\n`, stderr: '' });
   });
 
   it('answers --help for every command it lists, with that command usage, exit 0', async () => {
-    const { stdout } = await spark('--help');
+    const { stdout } = await runSpark(['--help']);
     for (const words of listedCommands(stdout)) {
       for (const flag of ['--help', '-h']) {
-        const result = await spark(...words, flag);
+        const result = await runSpark([...words, flag]);
         assert.equal(result.code, 0, `spark ${words.join(' ')} ${flag}: ${result.stderr}`);
         assert.match(result.stdout, new RegExp(`^usage:\\n {2}${words[0]} `), `spark ${words.join(' ')} ${flag}`);
         assert.equal(result.stderr, '');
@@ -61,9 +49,9 @@ describe('spark --help and --version', () => {
   });
 
   it('refuses an unknown option of every listed command with exit 64 and the usage', async () => {
-    const { stdout } = await spark('--help');
+    const { stdout } = await runSpark(['--help']);
     for (const words of listedCommands(stdout)) {
-      const result = await spark(...words, '--no-such-option');
+      const result = await runSpark([...words, '--no-such-option']);
       assert.equal(result.code, 64, `spark ${words.join(' ')} --no-such-option exited ${result.code}: ${result.stderr}`);
       assert.match(result.stderr, new RegExp(`^spark ${words[0]}[^:]*: .*no-such-option`), result.stderr);
       assert.match(result.stderr, new RegExp(`\\nusage:\\n {2}${words[0]} `));
@@ -71,7 +59,7 @@ describe('spark --help and --version', () => {
   });
 
   it('refuses an unknown command with exit 64', async () => {
-    const result = await spark('frobnicate');
+    const result = await runSpark(['frobnicate']);
     assert.equal(result.code, 64);
     assert.match(result.stderr, /^spark: unknown command "frobnicate"\nusage: spark <command>/);
   });

@@ -4,28 +4,13 @@ import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { PassThrough } from 'node:stream';
 import { parseCurveKeyFile } from '@spark/keys';
-import { runTsEntry } from '@spark/testing';
-import { runSparkCli } from '@spark/cli';
+import { runSpark } from './run-spark.js';
 
 const run = promisify(execFile);
-const spark = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 // Debian's python3 with python3-zmq, not whatever python3 comes first on PATH.
 const PYTHON = '/usr/bin/python3';
-
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const code = await runSparkCli(argv, { stdout, stderr });
-  return { code, stdout: out, stderr: err };
-}
 
 describe('spark keytool', () => {
   let dir: string;
@@ -38,7 +23,7 @@ describe('spark keytool', () => {
 
   it('key-new writes ID.key and ID.key_secret (0600) in the Laniakea keyfile format', async () => {
     const out = join(dir, 'out');
-    const result = await runTsEntry(spark, [
+    const result = await runSpark([
       'keytool',
       'key-new',
       '--id=hydrogen',
@@ -69,7 +54,7 @@ describe('spark keytool', () => {
 
   it('writes files that pyzmq zmq.auth.load_certificate reads, with matching Curve keys', async () => {
     const out = join(dir, 'py');
-    assert.equal((await cli(['keytool', 'key-new', '--id=w1', '--name=W', '--email=w@example.org', out])).code, 0);
+    assert.equal((await runSpark(['keytool', 'key-new', '--id=w1', '--name=W', '--email=w@example.org', out])).code, 0);
     const script = `import sys, zmq, zmq.auth
 pub, sec = zmq.auth.load_certificate(sys.argv[1])
 pub2, none = zmq.auth.load_certificate(sys.argv[2])
@@ -82,19 +67,19 @@ print(pub.decode())`;
   });
 
   it('key-new refuses an id that is a path (exit 1) and missing options (exit 64)', async () => {
-    const bad = await cli(['keytool', 'key-new', '--id=../evil', '--name=n', '--email=e', dir]);
+    const bad = await runSpark(['keytool', 'key-new', '--id=../evil', '--name=n', '--email=e', dir]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /--id "\.\.\/evil" cannot be a file name/);
-    const missing = await cli(['keytool', 'key-new', '--id=x', dir]);
+    const missing = await runSpark(['keytool', 'key-new', '--id=x', dir]);
     assert.equal(missing.code, 64);
     assert.match(missing.stderr, /missing --name, --email/);
   });
 
   it('key-new never overwrites an existing key', async () => {
     const out = join(dir, 'twice');
-    assert.equal((await cli(['keytool', 'key-new', '--id=a', '--name=n', '--email=e', out])).code, 0);
+    assert.equal((await runSpark(['keytool', 'key-new', '--id=a', '--name=n', '--email=e', out])).code, 0);
     const before = await readFile(join(out, 'a.key_secret'), 'utf8');
-    const again = await cli(['keytool', 'key-new', '--id=a', '--name=n', '--email=e', out]);
+    const again = await runSpark(['keytool', 'key-new', '--id=a', '--name=n', '--email=e', out]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /a\.key_secret already exists; not overwriting it/);
     assert.equal(await readFile(join(out, 'a.key_secret'), 'utf8'), before);
@@ -108,32 +93,35 @@ print(pub.decode())`;
       config,
       `LighthouseServer = 'tcp://127.0.0.1:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = 'hydrogen'\nCurveKeysDir = '${curveDir}'\n`,
     );
-    assert.equal((await cli(['keytool', 'key-new', '--id=hydrogen', '--name=n', '--email=e', keys])).code, 0);
-    assert.equal((await cli(['keytool', 'key-new', '--id=lighthouse', '--name=n', '--email=e', keys])).code, 0);
+    assert.equal((await runSpark(['keytool', 'key-new', '--id=hydrogen', '--name=n', '--email=e', keys])).code, 0);
+    assert.equal((await runSpark(['keytool', 'key-new', '--id=lighthouse', '--name=n', '--email=e', keys])).code, 0);
 
-    const worker = await cli(['keytool', 'install-worker-key', '--config', config, join(keys, 'hydrogen.key_secret')]);
+    const worker = await runSpark(['keytool', 'install-worker-key', '--config', config, join(keys, 'hydrogen.key_secret')]);
     assert.equal(worker.code, 0, worker.stderr);
     const secretTarget = join(curveDir, 'secret', 'hydrogen-spark_private.sec');
     assert.equal(worker.stdout, `installed ${join(keys, 'hydrogen.key_secret')} as ${secretTarget} (mode 0600)\n`);
     assert.equal((await stat(secretTarget)).mode & 0o777, 0o600);
     assert.equal((await stat(join(curveDir, 'secret'))).mode & 0o777, 0o700);
 
-    const refusedSecret = await cli(['keytool', 'install-server-key', '--config', config, join(keys, 'lighthouse.key_secret')]);
+    const refusedSecret = await runSpark(['keytool', 'install-server-key', '--config', config, join(keys, 'lighthouse.key_secret')]);
     assert.equal(refusedSecret.code, 1);
     assert.match(refusedSecret.stderr, /holds a secret key, which must never leave the Lighthouse host/);
 
-    const server = await cli(['keytool', 'install-server-key', '--config', config, join(keys, 'lighthouse.key')]);
+    const server = await runSpark(['keytool', 'install-server-key', '--config', config, join(keys, 'lighthouse.key')]);
     assert.equal(server.code, 0, server.stderr);
     const serverTarget = join(curveDir, 'hydrogen_lighthouse-server.pub');
     assert.equal((await stat(serverTarget)).mode & 0o777, 0o644);
     assert.equal(await readFile(serverTarget, 'utf8'), await readFile(join(keys, 'lighthouse.key'), 'utf8'));
 
-    const again = await cli(['keytool', 'install-worker-key', '--config', config, join(keys, 'hydrogen.key_secret')]);
+    const again = await runSpark(['keytool', 'install-worker-key', '--config', config, join(keys, 'hydrogen.key_secret')]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /already exists; not overwriting it/);
-    assert.equal((await cli(['keytool', 'install-worker-key', '--force', '--config', config, join(keys, 'hydrogen.key_secret')])).code, 0);
+    assert.equal(
+      (await runSpark(['keytool', 'install-worker-key', '--force', '--config', config, join(keys, 'hydrogen.key_secret')])).code,
+      0,
+    );
 
-    const publicAsWorker = await cli(['keytool', 'install-worker-key', '--force', '--config', config, join(keys, 'hydrogen.key')]);
+    const publicAsWorker = await runSpark(['keytool', 'install-worker-key', '--force', '--config', config, join(keys, 'hydrogen.key')]);
     assert.equal(publicAsWorker.code, 1);
     assert.match(publicAsWorker.stderr, /holds no Curve secret key; pass the <id>\.key_secret file/);
   });
@@ -142,7 +130,7 @@ print(pub.decode())`;
     const bad = join(dir, 'bad.key');
     await writeFile(bad, 'curve\n    public-key = "tooshort"\n');
     await chmod(bad, 0o644);
-    const result = await cli(['keytool', 'install-trusted-key', '--dir', join(dir, 'trusted'), 'x', bad]);
+    const result = await runSpark(['keytool', 'install-trusted-key', '--dir', join(dir, 'trusted'), 'x', bad]);
     assert.equal(result.code, 1);
     assert.equal(result.stderr, `spark keytool install-trusted-key: ${bad}: line 2: curve public-key is not a 40-character Z85 key\n`);
   });

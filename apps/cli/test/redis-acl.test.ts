@@ -2,25 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { QUEUE_NAMES } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { connectRedis, createLogger, redisLogin, redisReady, REDIS_USERS, type RedisRoleName } from '@spark/service';
-import { runRedisAcl } from '../src/redis-acl.js';
 import { startDashboard } from '../src/dashboard/dashboard.js';
-import { statusCommand } from '../src/status/status-command.js';
-
-async function capture(run: (io: { stdout: PassThrough; stderr: PassThrough }) => Promise<number>) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await run({ stdout, stderr });
-  return { code, out, err };
-}
+import { runSpark } from './run-spark.js';
 
 describe('spark redis-acl', () => {
   let tmp: string;
@@ -43,13 +30,13 @@ describe('spark redis-acl', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  const acl = () => capture((io) => runRedisAcl(['--credentials-dir', credentialsDir, '--acl-file', aclFile, '--prefix', prefix], io));
+  const acl = () => runSpark(['redis-acl', '--credentials-dir', credentialsDir, '--acl-file', aclFile, '--prefix', prefix]);
 
   it("writes one password file per user (0400, the operator's 0440 for spark-operators) and an ACL file with hashes only, printing no secret", async () => {
-    const { code, out, err } = await acl();
-    assert.equal(code, 0, err);
+    const { code, stdout, stderr } = await acl();
+    assert.equal(code, 0, stderr);
     assert.match(
-      out,
+      stdout,
       new RegExp(
         `^wrote ${aclFile} \\(users spark-connector, spark-builder, spark-signer, spark-uploader, spark-operator, spark-admin, spark-dashboard; default user off\\)\\n`,
       ),
@@ -63,7 +50,7 @@ describe('spark redis-acl', () => {
     const text = await readFile(aclFile, 'utf8');
     for (const secret of secrets) {
       assert.ok(!text.includes(secret), 'the ACL file holds no password');
-      assert.ok(!out.includes(secret) && !err.includes(secret), 'nothing printed a password');
+      assert.ok(!stdout.includes(secret) && !stderr.includes(secret), 'nothing printed a password');
     }
     assert.match(text, /^user default off /);
     assert.match(text, /\nuser spark-builder on resetpass #[0-9a-f]{64} resetkeys resetchannels /);
@@ -72,9 +59,9 @@ describe('spark redis-acl', () => {
 
   it('keeps the passwords when run again', async () => {
     const before = await passwords();
-    const { code, out } = await acl();
+    const { code, stdout } = await acl();
     assert.equal(code, 0);
-    assert.match(out, new RegExp(`kept the password files in ${credentialsDir}`));
+    assert.match(stdout, new RegExp(`kept the password files in ${credentialsDir}`));
     assert.deepEqual(await passwords(), before);
   });
 
@@ -94,28 +81,32 @@ describe('spark redis-acl', () => {
         `LighthouseServer = 'tcp://lh.example.org:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\nRedisUrl = '${server?.url}'\nQueuePrefix = '${prefix}'\n${extra}`,
       );
     await config(`RedisCredentialsDir = '${credentialsDir}'\n`);
-    const ok = await capture((io) => statusCommand(['--config', configFile, '--json'], io));
+    const ok = await runSpark(['status', '--config', configFile, '--json']);
     // Read as the operator; unhealthy only because no connector or builder runs here (exit 5, not 69).
-    assert.equal(ok.code, 5, ok.err);
-    assert.deepEqual((JSON.parse(ok.out) as { unreadable: string[] }[])[0]?.unreadable, []);
+    assert.equal(ok.code, 5, ok.stderr);
+    assert.deepEqual((JSON.parse(ok.stdout) as { unreadable: string[] }[])[0]?.unreadable, []);
     await config('');
-    const refused = await capture((io) => statusCommand(['--config', configFile], io));
+    const refused = await runSpark(['status', '--config', configFile]);
     assert.notEqual(refused.code, 0);
-    assert.match(refused.err, /NOAUTH/);
+    assert.match(refused.stderr, /NOAUTH/);
   });
 
   it('never prints the password of a Redis URL given on the command line', async () => {
     const operatorPassword = (await passwords())[roles.indexOf('operator')] ?? assert.fail('no operator password');
     const url = `redis://spark-operator:${operatorPassword}@127.0.0.1:${server?.port}`;
-    const shown = await capture((io) => statusCommand(['--redis', `here=${url}`, '--prefix', prefix], io));
-    assert.equal(shown.code, 5, shown.err); // read; only no connector runs here
-    assert.ok(shown.out.includes(`redis://spark-operator:***@127.0.0.1:${server?.port}`), shown.out);
-    const wrong = await capture((io) =>
-      statusCommand(['--redis', `redis://spark-operator:wrong-${operatorPassword}@127.0.0.1:${server?.port}`, '--prefix', prefix], io),
-    );
+    const shown = await runSpark(['status', '--redis', `here=${url}`, '--prefix', prefix]);
+    assert.equal(shown.code, 5, shown.stderr); // read; only no connector runs here
+    assert.ok(shown.stdout.includes(`redis://spark-operator:***@127.0.0.1:${server?.port}`), shown.stdout);
+    const wrong = await runSpark([
+      'status',
+      '--redis',
+      `redis://spark-operator:wrong-${operatorPassword}@127.0.0.1:${server?.port}`,
+      '--prefix',
+      prefix,
+    ]);
     assert.equal(wrong.code, 69);
-    for (const text of [shown.out, shown.err, wrong.out, wrong.err]) assert.ok(!text.includes(operatorPassword), text);
-    assert.match(wrong.err, /cannot read redis:\/\/spark-operator:\*\*\*@127\.0\.0\.1:\d+: .*WRONGPASS/);
+    for (const text of [shown.stdout, shown.stderr, wrong.stdout, wrong.stderr]) assert.ok(!text.includes(operatorPassword), text);
+    assert.match(wrong.stderr, /cannot read redis:\/\/spark-operator:\*\*\*@127\.0\.0\.1:\d+: .*WRONGPASS/);
   });
 
   it('serves the read-only dashboard as the operator, without showing the password', async () => {

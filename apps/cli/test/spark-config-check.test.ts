@@ -4,15 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runTsEntry } from '@spark/testing';
+import { runSpark } from './run-spark.js';
 
-const spark = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'spark-cli-test-'));
 
 describe('spark config check', () => {
   it('prints the effective config of the seed spark.toml as JSON, machine_id included, exit 0', async () => {
-    const result = await runTsEntry(spark, ['config', 'check', '--config', seed]);
+    const result = await runSpark(['config', 'check', '--config', seed]);
     assert.equal(result.code, 0, result.stderr);
     const config = JSON.parse(result.stdout) as Record<string, unknown>;
     assert.equal(config['lighthouseServer'], 'tcp://master.example.org:5570');
@@ -24,7 +23,7 @@ describe('spark config check', () => {
   it('prints each problem with file, line and key, exit 78 (EX_CONFIG)', async () => {
     const file = join(dir, 'bad.toml');
     writeFileSync(file, "LighthouseServer = 'tcp://lh:5570'\nAcceptedJob = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMaxJobs = 0\n");
-    const result = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    const result = await runSpark(['config', 'check', '--config', file]);
     assert.equal(result.code, 78);
     assert.equal(
       result.stderr,
@@ -42,18 +41,18 @@ describe('spark config check', () => {
     const file = join(dir, 'secret.toml');
     const base = "LighthouseServer = 'tcp://lh:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\n";
     writeFileSync(file, `${base}RedisUrl = 'redis://spark:s3cret-pw@127.0.0.1:6379/0'\n`);
-    const valid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    const valid = await runSpark(['config', 'check', '--config', file]);
     assert.equal(valid.code, 0, valid.stderr);
     assert.equal((JSON.parse(valid.stdout) as Record<string, unknown>)['redisUrl'], 'redis://spark:***@127.0.0.1:6379/0');
     writeFileSync(file, `${base}RedisUrl = 'http://spark:s3cret-pw@127.0.0.1:6379/0'\n`);
-    const invalid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    const invalid = await runSpark(['config', 'check', '--config', file]);
     assert.equal(invalid.code, 78);
     assert.match(invalid.stderr, /RedisUrl: expected .*, got "http:\/\/\*\*\*@127\.0\.0\.1:6379\/0"/);
     for (const text of [valid.stdout, valid.stderr, invalid.stdout, invalid.stderr]) assert.ok(!text.includes('s3cret-pw'), text);
   });
 
   it('names a missing config file, exit 66 (EX_NOINPUT)', async () => {
-    const result = await runTsEntry(spark, ['config', 'check', '--config', join(dir, 'absent.toml')]);
+    const result = await runSpark(['config', 'check', '--config', join(dir, 'absent.toml')]);
     assert.equal(result.code, 66);
     assert.match(result.stderr, /absent\.toml/);
     assert.equal(result.stdout, '');
@@ -63,7 +62,7 @@ describe('spark config check', () => {
     const file = join(dir, 'listen.toml');
     const base = "LighthouseServer = 'tcp://lh:5570'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEFDEADBEEF'\n";
     writeFileSync(file, `${base}MetricsListen = '0.0.0.0'\n[signer]\nMetricsListen = '127.0.0.1'\n`);
-    const valid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    const valid = await runSpark(['config', 'check', '--config', file]);
     assert.equal(valid.code, 0, valid.stderr);
     const config = JSON.parse(valid.stdout) as Record<string, Record<string, unknown>>;
     assert.deepEqual(
@@ -76,7 +75,7 @@ describe('spark config check', () => {
       ],
     );
     writeFileSync(file, `${base}[uploader]\nMetricsListen = 'metrics.example.org'\n`);
-    const invalid = await runTsEntry(spark, ['config', 'check', '--config', file]);
+    const invalid = await runSpark(['config', 'check', '--config', file]);
     assert.equal(invalid.code, 78);
     assert.match(
       invalid.stderr,
@@ -85,7 +84,7 @@ describe('spark config check', () => {
   });
 
   it('refuses an unknown command with usage, exit 64', async () => {
-    const result = await runTsEntry(spark, ['frobnicate']);
+    const result = await runSpark(['frobnicate']);
     assert.equal(result.code, 64);
     assert.match(result.stderr, /unknown command "frobnicate"/);
   });

@@ -5,35 +5,29 @@
  * a stuck stage, and Redis down.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { builderHeartbeatsKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
 import { connectRedis, redisReady, type Redis } from '@spark/service';
-import { randomQueuePrefix, startLighthouseStandIn, startRedisServer, type LighthouseStandIn, type RedisServer } from '@spark/testing';
-import { statusCommand } from '../src/status/status-command.js';
+import {
+  randomQueuePrefix,
+  startLighthouseStandIn,
+  startRedisServer,
+  startServiceProcess,
+  waitFor,
+  type LighthouseStandIn,
+  type RedisServer,
+  type ServiceProcess,
+} from '@spark/testing';
+import { runSpark } from './run-spark.js';
 
 const uuid = '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1';
-
-async function status(args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await statusCommand(args, { stdout, stderr });
-  return { code, out, err };
-}
 
 interface JsonHost {
   error?: string;
@@ -74,26 +68,26 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
       JSON.stringify({ server: 'tcp://lh:5570', lastContactAt: Date.now(), outageSince: null, lastError: null, ...fields }),
     );
   const json = async (prefix: string, extra: string[] = []) => {
-    const result = await status(['--redis', server.url, '--prefix', prefix, '--json', ...extra]);
-    return { code: result.code, hosts: JSON.parse(result.out) as JsonHost[], err: result.err };
+    const result = await runSpark(['status', '--redis', server.url, '--prefix', prefix, '--json', ...extra]);
+    return { code: result.code, hosts: JSON.parse(result.stdout) as JsonHost[] };
   };
 
   it('exits 0 for a healthy worker: a live builder, a recent Lighthouse reply, nothing stuck', async () => {
     const prefix = randomQueuePrefix();
     await heartbeat(prefix);
     await contact(prefix);
-    const result = await status(['--redis', server.url, '--prefix', prefix]);
-    assert.equal(result.code, 0, result.out);
-    assert.match(result.out, /\nhealth: ok\n/);
+    const result = await runSpark(['status', '--redis', server.url, '--prefix', prefix]);
+    assert.equal(result.code, 0, result.stdout);
+    assert.match(result.stdout, /\nhealth: ok\n/);
     assert.deepEqual((await json(prefix)).hosts[0]?.health, { exitCode: 0, problems: [] });
   });
 
   it('exits 4 when no builder is alive', async () => {
     const prefix = randomQueuePrefix();
     await contact(prefix);
-    const result = await status(['--redis', server.url, '--prefix', prefix]);
-    assert.equal(result.code, 4, result.out);
-    assert.match(result.out, /\nhealth: exit 4:\n {2}builders: none alive \(no heartbeat\)/);
+    const result = await runSpark(['status', '--redis', server.url, '--prefix', prefix]);
+    assert.equal(result.code, 4, result.stdout);
+    assert.match(result.stdout, /\nhealth: exit 4:\n {2}builders: none alive \(no heartbeat\)/);
   });
 
   it('exits 3 for a job stuck in a stage, with which job and why; 5 (the link) wins over 4 and 3 when all hold', async () => {
@@ -124,10 +118,10 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
   it('exits 69 when Redis is down, and --json says which Redis it could not read and why', async () => {
     const down = await startRedisServer();
     await down.kill();
-    const result = await status(['--redis', down.url, '--redis', server.url, '--prefix', randomQueuePrefix(), '--json']);
+    const result = await runSpark(['status', '--redis', down.url, '--redis', server.url, '--prefix', randomQueuePrefix(), '--json']);
     await down.stop();
     assert.equal(result.code, 69);
-    const hosts = JSON.parse(result.out) as JsonHost[];
+    const hosts = JSON.parse(result.stdout) as JsonHost[];
     assert.equal(hosts.length, 2);
     assert.match(hosts[0]?.error ?? '', /ECONNREFUSED/);
     assert.match(hosts[0]?.unreadable[0] ?? '', new RegExp(`^redis://127\\.0\\.0\\.1:${down.port}: .*ECONNREFUSED`));
@@ -147,7 +141,7 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
   describe('with a connector talking to Lighthouse', () => {
     let dir: string;
     let standIn: LighthouseStandIn;
-    let connector: ChildProcess;
+    let connector: ServiceProcess;
     const prefix = randomQueuePrefix();
     const lighthouseKeys = curveKeyPair();
     const worker = curveKeyPair();
@@ -180,40 +174,43 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
           `[connector]\nReplyTimeout = 0.5\nPollInterval = 0.1\nArchiveInfoInterval = 0.5\nMetricsPort = 0\n`,
       );
       const entry = fileURLToPath(import.meta.resolve('@spark/connector/main'));
-      connector = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', entry, '--config', config], {
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
+      connector = startServiceProcess(entry, ['--config', config]);
     });
     after(async () => {
-      connector.kill('SIGTERM');
-      if (connector.exitCode === null) await once(connector, 'exit');
+      await connector.stop();
       standIn.close();
       await rm(dir, { recursive: true, force: true });
     });
 
     it('exits 5 once Lighthouse stops answering, and says so', async () => {
-      await heartbeat(prefix);
-      // The connector has talked to Lighthouse: healthy.
-      for (let tries = 0; (await json(prefix)).code !== 0; tries++) {
-        assert.ok(tries < 200, 'the connector never recorded a reply from Lighthouse');
-        await sleep(100);
-      }
-      standIn.close();
-      let result = await json(prefix);
-      for (let tries = 0; result.code === 0; tries++) {
-        assert.ok(tries < 200, 'spark status never saw the outage');
-        await sleep(100);
+      // The builder's heartbeat is renewed on every probe: it counts as alive for 10 s only.
+      const probe = async () => {
         await heartbeat(prefix);
-        result = await json(prefix);
-      }
+        return json(prefix);
+      };
+      // The connector has talked to Lighthouse: healthy.
+      await waitFor('the connector to record a reply from Lighthouse', async () => (await probe()).code === 0, {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+        detail: async () => JSON.stringify(await json(prefix)),
+      });
+      standIn.close();
+      const result = await waitFor(
+        'spark status to see the outage',
+        async () => {
+          const seen = await probe();
+          return seen.code !== 0 && seen;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
       assert.equal(result.code, 5);
       assert.match(
         result.hosts[0]?.health.problems[0]?.message ?? '',
         /^Lighthouse link: outage for \d+s: no reply from Lighthouse at tcp:\/\/127\.0\.0\.1:\d+ within 500 ms/,
       );
-      const text = await status(['--redis', server.url, '--prefix', prefix]);
+      const text = await runSpark(['status', '--redis', server.url, '--prefix', prefix]);
       assert.equal(text.code, 5);
-      assert.match(text.out, /\n {2}OUTAGE for \d+s: no reply from Lighthouse/);
+      assert.match(text.stdout, /\n {2}OUTAGE for \d+s: no reply from Lighthouse/);
     });
   });
 });

@@ -1,26 +1,14 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
 import { blockedKindsKey, lighthouseStatusKey, stageJobId, type BlockedKind } from '@spark/protocol';
 import { connectRedis, redisReady, writeBuilderHeartbeat, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
-import { statusCommand } from '../src/status/status-command.js';
+import { runSpark } from './run-spark.js';
 
 const uuidA = '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1';
 const uuidB = '9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f';
-
-async function status(args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await statusCommand(args, { stdout, stderr });
-  return { code, out, err };
-}
 
 describe('spark status', () => {
   let server: RedisServer;
@@ -60,10 +48,10 @@ describe('spark status', () => {
       }),
     );
 
-    let result = await status(['--redis', server.url, '--prefix', prefix, '--json']);
+    let result = await runSpark(['status', '--redis', server.url, '--prefix', prefix, '--json']);
     // The outage makes it unhealthy (status-health.test.ts has the exit codes).
-    assert.equal(result.code, 5, result.err);
-    let [host] = JSON.parse(result.out) as {
+    assert.equal(result.code, 5, result.stderr);
+    let [host] = JSON.parse(result.stdout) as {
       queues: Record<string, { waiting: number }>;
       jobs: { uuid: string; stage: string; state: string }[];
       builders: { id: string; slots: number }[];
@@ -85,18 +73,18 @@ describe('spark status', () => {
     await build.remove(stageJobId({ uuid: uuidA, round: '1' }, 'build'));
     await sign.add('sign', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'sign') });
     await sign.add('sign', { x: 2 }, { jobId: stageJobId({ uuid: uuidB, round: '1' }, 'sign'), delay: 60_000 });
-    result = await status(['--redis', server.url, '--prefix', prefix, '--json']);
-    [host] = JSON.parse(result.out) as (typeof host)[];
+    result = await runSpark(['status', '--redis', server.url, '--prefix', prefix, '--json']);
+    [host] = JSON.parse(result.stdout) as (typeof host)[];
     assert.deepEqual(host?.jobs.map((j) => [j.uuid, j.stage, j.state]).sort(), [
       [uuidA, 'sign', 'waiting'],
       [uuidB, 'sign', 'delayed'],
     ]);
 
-    result = await status(['--redis', server.url, '--prefix', prefix]);
-    assert.match(result.out, /^sign\s+1\s+0\s+1\s+0$/m);
-    assert.match(result.out, /hydrogen@1: 1\/2 slots busy, amd64, package-build \(seen 0s ago\)/);
-    assert.match(result.out, /lighthouse: tcp:\/\/lh:5570, last reply 5s ago\n {2}OUTAGE for 4s: no reply within 15000 ms/);
-    assert.match(result.out, new RegExp(`${uuidA} {2}sign/waiting`));
+    result = await runSpark(['status', '--redis', server.url, '--prefix', prefix]);
+    assert.match(result.stdout, /^sign\s+1\s+0\s+1\s+0$/m);
+    assert.match(result.stdout, /hydrogen@1: 1\/2 slots busy, amd64, package-build \(seen 0s ago\)/);
+    assert.match(result.stdout, /lighthouse: tcp:\/\/lh:5570, last reply 5s ago\n {2}OUTAGE for 4s: no reply within 15000 ms/);
+    assert.match(result.stdout, new RegExp(`${uuidA} {2}sign/waiting`));
     await build.close();
     await sign.close();
   });
@@ -111,10 +99,10 @@ describe('spark status', () => {
       needsOperator: true,
     };
     await redis.hset(blockedKindsKey(own), block.kind, JSON.stringify(block));
-    const result = await status(['--redis', server.url, '--prefix', own]);
-    assert.equal(result.err, '');
+    const result = await runSpark(['status', '--redis', server.url, '--prefix', own]);
+    assert.equal(result.stderr, '');
     assert.match(
-      result.out,
+      result.stdout,
       new RegExp(
         `not asking for package-build jobs for 1m \\d+s: job ${uuidB} came back after this worker rejected it: this worker is missing an environment: bookworm \\(an operator must fix this host`,
       ),
@@ -122,10 +110,10 @@ describe('spark status', () => {
   });
 
   it('watches several hosts at once and says which Redis it cannot read', async () => {
-    const result = await status(['--redis', server.url, '--redis', 'redis://127.0.0.1:1', '--prefix', prefix, '--json']);
+    const result = await runSpark(['status', '--redis', server.url, '--redis', 'redis://127.0.0.1:1', '--prefix', prefix, '--json']);
     assert.equal(result.code, 69);
-    assert.match(result.err, /^spark status: cannot read redis:\/\/127\.0\.0\.1:1: Redis connection closed: connect ECONNREFUSED/);
-    const hosts = JSON.parse(result.out) as { redis: string; error?: string }[];
+    assert.match(result.stderr, /^spark status: cannot read redis:\/\/127\.0\.0\.1:1: Redis connection closed: connect ECONNREFUSED/);
+    const hosts = JSON.parse(result.stdout) as { redis: string; error?: string }[];
     assert.deepEqual(
       hosts.map((host) => [host.redis.split(' ')[0], host.error === undefined]),
       [
@@ -147,16 +135,16 @@ describe('spark status', () => {
       nextTryAt: now + 125_000,
       giveUpAt: now + 2 * 3600_000,
     });
-    const result = await status(['--redis', server.url, '--prefix', prefix]);
+    const result = await runSpark(['status', '--redis', server.url, '--prefix', prefix]);
     assert.match(
-      result.out,
+      result.stdout,
       new RegExp(
         `  ${uuidB} {2}upload/delayed .*\n {4}retrying: try 3 failed: the archive holds a possibly partial hello_1\\.0-1_amd64\\.deb: … ` +
           `Remove incoming/master/hello_1\\.0-1_amd64\\.deb on the archive; next try in 2m 0[45]s, gives up and reports the job failed in 1h 59m\n`,
       ),
     );
-    const json = await status(['--redis', server.url, '--prefix', prefix, '--json']);
-    const [host] = JSON.parse(json.out) as { jobs: { stage: string; upload: { phase: string; tries: number } | null }[] }[];
+    const json = await runSpark(['status', '--redis', server.url, '--prefix', prefix, '--json']);
+    const [host] = JSON.parse(json.stdout) as { jobs: { stage: string; upload: { phase: string; tries: number } | null }[] }[];
     assert.deepEqual(
       host?.jobs.filter((j) => j.stage === 'upload').map((j) => [j.upload?.phase, j.upload?.tries]),
       [['retrying', 3]],

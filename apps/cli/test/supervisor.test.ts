@@ -3,6 +3,7 @@ import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { builderStopTimeoutMs, superviseChildren, type ChildSpec } from '@spark/cli';
+import { waitFor } from '@spark/testing';
 
 /** A child that logs like a service and runs until SIGTERM, then exits 0. */
 function serviceLike(name: string): ChildSpec {
@@ -38,24 +39,22 @@ function ready(lines: Record<string, unknown>[], ...names: string[]): boolean {
   return names.every((name) => lines.some((line) => line['msg'] === 'ready' && line['service'] === name));
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 describe('superviseChildren', () => {
   it('restarts a child killed with SIGKILL and keeps the others running', async () => {
     const { out, lines } = collect();
     const supervisor = superviseChildren([serviceLike('connector'), serviceLike('signer')], { out, initialBackoffMs: 50 });
-    await until(() => lines.filter((l) => l['msg'] === 'started').length === 2, 'both children to start');
+    await waitFor('both children to start', () => lines.filter((l) => l['msg'] === 'started').length === 2, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
     const signerPid = supervisor.pid('signer');
     const connectorPid = supervisor.pid('connector');
     assert.ok(connectorPid);
     process.kill(connectorPid, 'SIGKILL');
-    await until(() => lines.filter((l) => l['msg'] === 'started').length === 3, 'the connector to restart');
+    await waitFor('the connector to restart', () => lines.filter((l) => l['msg'] === 'started').length === 3, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
     assert.equal(supervisor.starts('connector'), 2);
     assert.notEqual(supervisor.pid('connector'), connectorPid);
     assert.equal(supervisor.pid('signer'), signerPid);
@@ -67,7 +66,7 @@ describe('superviseChildren', () => {
   it('wraps plain output in JSON lines that name the service', async () => {
     const { out, lines } = collect();
     const supervisor = superviseChildren([serviceLike('uploader')], { out });
-    await until(() => lines.some((l) => l['msg'] === 'plain text on stderr'), 'stderr line');
+    await waitFor('the stderr line', () => lines.some((l) => l['msg'] === 'plain text on stderr'), { timeoutMs: 10_000, intervalMs: 20 });
     assert.deepEqual(
       lines.filter((l) => l['msg'] === 'plain text on stderr').map((l) => [l['service'], l['level']]),
       [['uploader', 50]],
@@ -99,7 +98,10 @@ describe('superviseChildren', () => {
     const flaky: ChildSpec = { name: 'uploader', command: process.execPath, args: ['-e', 'process.exit(69)'] };
     const crashing: ChildSpec = { name: 'builder', command: process.execPath, args: ['-e', 'process.exit(70)'] };
     const restarting = superviseChildren([flaky, crashing], { out: collect().out, initialBackoffMs: 20 });
-    await until(() => restarting.starts('uploader') >= 3 && restarting.starts('builder') >= 3, 'restarts of 69 and 70');
+    await waitFor('restarts of 69 and 70', () => restarting.starts('uploader') >= 3 && restarting.starts('builder') >= 3, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
     assert.equal(await restarting.stop(), 0);
   });
 
@@ -114,11 +116,12 @@ describe('superviseChildren', () => {
       ],
     });
     const supervisor = superviseChildren([reloading('connector'), reloading('uploader')], { out });
-    await until(() => ready(lines, 'connector', 'uploader'), 'the children to be ready');
+    await waitFor('the children to be ready', () => ready(lines, 'connector', 'uploader'), { timeoutMs: 10_000, intervalMs: 20 });
     supervisor.reload();
-    await until(
-      () => ['connector', 'uploader'].every((name) => lines.some((l) => l['msg'] === 'reloaded' && l['service'] === name)),
+    await waitFor(
       'both children to reload',
+      () => ['connector', 'uploader'].every((name) => lines.some((l) => l['msg'] === 'reloaded' && l['service'] === name)),
+      { timeoutMs: 10_000, intervalMs: 20 },
     );
     assert.equal(supervisor.pid('connector') !== null && supervisor.pid('uploader') !== null, true, 'both still run');
     assert.equal(await supervisor.stop(), 0);
@@ -128,7 +131,7 @@ describe('superviseChildren', () => {
     const { out, lines } = collect();
     const stubborn: ChildSpec = { name: 'builder', command: process.execPath, args: ['-e', childScript('builder', '() => {}')] };
     const supervisor = superviseChildren([stubborn], { out, stopTimeoutMs: 200 });
-    await until(() => ready(lines, 'builder'), 'the child to be ready');
+    await waitFor('the child to be ready', () => ready(lines, 'builder'), { timeoutMs: 10_000, intervalMs: 20 });
     assert.equal(await supervisor.stop(), 0);
     assert.equal(supervisor.pid('builder'), null);
     assert.ok(lines.some((line) => String(line['msg']).includes('builder did not stop within 200 ms: SIGKILL')));
@@ -144,7 +147,10 @@ describe('superviseChildren', () => {
       stopTimeoutMs: 30_000,
     };
     const supervisor = superviseChildren([draining, serviceLike('signer')], { out, stopTimeoutMs: 500 });
-    await until(() => ready(lines, 'builder') && lines.some((l) => l['msg'] === 'started'), 'both children to be ready');
+    await waitFor('both children to be ready', () => ready(lines, 'builder') && lines.some((l) => l['msg'] === 'started'), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
     assert.equal(await supervisor.stop(), 0);
     assert.ok(!lines.some((line) => String(line['msg']).includes('SIGKILL')), 'nothing was killed');
   });
@@ -170,7 +176,7 @@ describe('superviseChildren', () => {
       stopTimeoutMs: 60_000,
     };
     const supervisor = superviseChildren([stubborn, draining], { out });
-    await until(() => ready(lines, 'builder', 'connector'), 'both children to be ready');
+    await waitFor('both children to be ready', () => ready(lines, 'builder', 'connector'), { timeoutMs: 10_000, intervalMs: 20 });
     void supervisor.stop();
     await sleep(200);
     const t0 = Date.now();

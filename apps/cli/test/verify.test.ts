@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parseCurveKeyFile } from '@spark/keys';
 import { openpgp } from '@spark/keys/openpgp';
@@ -23,11 +22,11 @@ import {
   type RedisServer,
   type UploadReceiver,
 } from '@spark/testing';
-import { runKeytool } from '../src/keytool/keytool-cli.js';
 import { writeRedisAcl } from '../src/redis-acl.js';
 import { verifyCommand } from '../src/verify/verify-command.js';
 import type { WorkerAccounts } from '../src/verify/host-accounts.js';
 import type { VerifyHost } from '../src/verify/verify-worker.js';
+import { runSpark } from './run-spark.js';
 
 const MACHINE = 'hydrogen';
 const ROOT_ACCOUNTS: WorkerAccounts = {
@@ -39,17 +38,6 @@ const ROOT_ACCOUNTS: WorkerAccounts = {
   sharedGroup: 'root',
   operatorsGroup: 'root',
 };
-
-async function capture(run: (io: { stdout: PassThrough; stderr: PassThrough }) => Promise<number>) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await run({ stdout, stderr });
-  return { code, out, err };
-}
 
 interface JsonReport {
   ok: boolean;
@@ -70,13 +58,13 @@ describe('spark verify', { timeout: 120_000 }, () => {
   const prefix = randomQueuePrefix();
 
   const verifyWith = (host: VerifyHost, ...args: string[]) =>
-    capture((io) =>
+    runSpark((io) =>
       verifyCommand(['--config', configFile, ...args], io, { accounts: ROOT_ACCOUNTS, buildHelper: helper, isRoot: true, ...host }),
     );
   const verify = (...args: string[]) => verifyWith({}, ...args);
   const keytool = async (...args: string[]) => {
-    const result = await capture((io) => runKeytool(args, io));
-    assert.equal(result.code, 0, result.err);
+    const result = await runSpark(['keytool', ...args]);
+    assert.equal(result.code, 0, result.stderr);
   };
   /** The line of check `check`, which must be there exactly once. */
   const line = (out: string, check: string) => {
@@ -169,37 +157,37 @@ ${suites}
   it('passes on a good setup: every line OK, exit 0, and Lighthouse was asked for archive-info as the connector asks', async () => {
     const asked = standIn.requests.length;
     const result = await verify();
-    assert.equal(result.code, 0, result.out + result.err);
-    for (const text of result.out.trim().split('\n').slice(0, -1)) {
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    for (const text of result.stdout.trim().split('\n').slice(0, -1)) {
       assert.match(text, /^(OK {3}|SKIP systemd units: skipped: systemd is not running here)/, text);
     }
-    assert.match(result.out, /\nspark verify: all \d+ checks passed\n$/);
+    assert.match(result.stdout, /\nspark verify: all \d+ checks passed\n$/);
     assert.match(
-      line(result.out, 'Curve secret key'),
+      line(result.stdout, 'Curve secret key'),
       new RegExp(`^OK   Curve secret key: ${curveDir}/secret/${MACHINE}-spark_private\\.sec: root:root 0600$`),
     );
     assert.match(
-      line(result.out, 'Lighthouse'),
+      line(result.stdout, 'Lighthouse'),
       /^OK {3}Lighthouse: tcp:\/\/127\.0\.0\.1:\d+ accepted the CURVE handshake and answered archive-info in \d+ ms \(repositories: master\)$/,
     );
     assert.match(
-      line(result.out, 'archive upload master'),
+      line(result.stdout, 'archive upload master'),
       new RegExp(`^OK   archive upload master: http://127\\.0\\.0\\.1:${receiver.port}/_upload/master/ answers \\(HTTP 405\\)$`),
     );
     assert.match(
-      line(result.out, 'Redis user spark-builder'),
+      line(result.stdout, 'Redis user spark-builder'),
       /^OK {3}Redis user spark-builder: logs in; may DEL \(change the build queue\); refused GET \(read job records\) \(NOPERM\)$/,
     );
-    assert.match(line(result.out, 'Redis default user'), /refuses a client that does not log in \(NOAUTH\)/);
-    assert.match(line(result.out, 'debspawn image bookworm/amd64'), /^OK {3}debspawn image bookworm\/amd64: bookworm-\w+-amd64$/);
-    assert.match(line(result.out, 'sudo for root'), new RegExp(`^OK   sudo for root: may run ${helper} as root without a password$`));
-    assert.match(line(result.out, 'OpenPGP key'), /^OK {3}OpenPGP key: [0-9A-F]{40} is GpgKeyID [0-9A-F]{40} and can sign$/);
+    assert.match(line(result.stdout, 'Redis default user'), /refuses a client that does not log in \(NOAUTH\)/);
+    assert.match(line(result.stdout, 'debspawn image bookworm/amd64'), /^OK {3}debspawn image bookworm\/amd64: bookworm-\w+-amd64$/);
+    assert.match(line(result.stdout, 'sudo for root'), new RegExp(`^OK   sudo for root: may run ${helper} as root without a password$`));
+    assert.match(line(result.stdout, 'OpenPGP key'), /^OK {3}OpenPGP key: [0-9A-F]{40} is GpgKeyID [0-9A-F]{40} and can sign$/);
     assert.match(
-      line(result.out, 'Redis server'),
+      line(result.stdout, 'Redis server'),
       /^OK {3}Redis server: redis:\/\/127\.0\.0\.1:\d+: no config file, maxmemory none, maxmemory-policy noeviction$/,
     );
     assert.equal(
-      line(result.out, 'sudo for laniakea-spark'),
+      line(result.stdout, 'sudo for laniakea-spark'),
       "OK   sudo for laniakea-spark: no user lkspark or _lkspark (laniakea-spark's) on this host",
     );
     const requests = standIn.requests.slice(asked);
@@ -211,7 +199,7 @@ ${suites}
 
     const json = await verify('--json');
     assert.equal(json.code, 0);
-    const report = JSON.parse(json.out) as JsonReport;
+    const report = JSON.parse(json.stdout) as JsonReport;
     assert.equal(report.ok, true);
     assert.equal(report.exitCode, 0);
     assert.ok(report.checks.length > 20);
@@ -223,13 +211,13 @@ ${suites}
     try {
       const asked = standIn.requests.length;
       const result = await verify();
-      assert.equal(result.code, 66, result.out);
+      assert.equal(result.code, 66, result.stdout);
       assert.equal(
-        line(result.out, 'Curve secret key'),
+        line(result.stdout, 'Curve secret key'),
         `FAIL Curve secret key: ${file}: missing; install the worker's key: spark keytool install-worker-key <id>.key_secret, then deploy/install.sh`,
       );
-      assert.equal(line(result.out, 'Lighthouse'), 'SKIP Lighthouse: skipped: needs the Curve key files (see above)');
-      assert.match(result.out, /\nspark verify: 1 problem \(exit 66: a missing file\)\n$/);
+      assert.equal(line(result.stdout, 'Lighthouse'), 'SKIP Lighthouse: skipped: needs the Curve key files (see above)');
+      assert.match(result.stdout, /\nspark verify: 1 problem \(exit 66: a missing file\)\n$/);
       assert.equal(standIn.requests.length, asked);
     } finally {
       await rename(`${file}.away`, file);
@@ -241,14 +229,14 @@ ${suites}
     await chmod(file, 0o644);
     try {
       const result = await verify();
-      assert.equal(result.code, 78, result.out);
+      assert.equal(result.code, 78, result.stdout);
       assert.equal(
-        line(result.out, 'Curve secret key'),
+        line(result.stdout, 'Curve secret key'),
         `FAIL Curve secret key: ${file}: mode 0644, should be 0600; run: chmod 0600 ${file}`,
       );
       // The connector's own check refuses the key as well: verify uses its code.
       assert.match(
-        line(result.out, 'Lighthouse'),
+        line(result.stdout, 'Lighthouse'),
         /^FAIL Lighthouse: .*the secret key is readable by group or others \(mode 0644\); run: chmod 600 /,
       );
     } finally {
@@ -263,15 +251,15 @@ ${suites}
     await keytool('install-server-key', '--force', '--config', configFile, join(dir, 'impostor', 'impostor.key'));
     try {
       const result = await verify();
-      assert.equal(result.code, 78, result.out);
+      assert.equal(result.code, 78, result.stdout);
       assert.match(
-        line(result.out, 'Lighthouse'),
+        line(result.stdout, 'Lighthouse'),
         new RegExp(
           `^FAIL Lighthouse: no reply from Lighthouse at tcp://127\\.0\\.0\\.1:\\d+ within 2000 ms: the CURVE handshake did not complete.*; the server public key in ${pub} is probably not Lighthouse's$`,
         ),
       );
       assert.equal(
-        line(result.out, 'archive upload'),
+        line(result.stdout, 'archive upload'),
         "SKIP archive upload: skipped: needs Lighthouse's archive-info, which it did not give (see above)",
       );
     } finally {
@@ -287,15 +275,15 @@ ${suites}
     await chmod(file, 0o400);
     try {
       const result = await verify();
-      assert.equal(result.code, 78, result.out);
+      assert.equal(result.code, 78, result.stdout);
       assert.match(
-        line(result.out, 'Redis user spark-builder'),
+        line(result.stdout, 'Redis user spark-builder'),
         new RegExp(
           `^FAIL Redis user spark-builder: cannot log in with ${credentialsDir}/spark-builder\\.password: .*WRONGPASS .*; the password file and Redis's ACL file differ: run spark redis-acl, then systemctl restart redis-server@spark$`,
         ),
       );
-      assert.match(line(result.out, 'Redis user spark-signer'), /^OK /);
-      assert.ok(!result.out.includes('a-password-redis-does-not-know'), 'no password is printed');
+      assert.match(line(result.stdout, 'Redis user spark-signer'), /^OK /);
+      assert.ok(!result.stdout.includes('a-password-redis-does-not-know'), 'no password is printed');
     } finally {
       await chmod(file, 0o600);
       await writeFile(file, good);
@@ -307,13 +295,13 @@ ${suites}
     await writeConfig("Suites = ['bookworm', 'spark-verify-nosuchsuite']");
     try {
       const result = await verify();
-      assert.equal(result.code, 69, result.out);
-      assert.match(line(result.out, 'debspawn image bookworm/amd64'), /^OK /);
+      assert.equal(result.code, 69, result.stdout);
+      assert.match(line(result.stdout, 'debspawn image bookworm/amd64'), /^OK /);
       assert.equal(
-        line(result.out, 'debspawn image spark-verify-nosuchsuite/amd64'),
+        line(result.stdout, 'debspawn image spark-verify-nosuchsuite/amd64'),
         'FAIL debspawn image spark-verify-nosuchsuite/amd64: missing: jobs for spark-verify-nosuchsuite on amd64 would be rejected ("missing an environment"); run: debspawn create --arch=amd64 spark-verify-nosuchsuite',
       );
-      const report = JSON.parse((await verify('--json')).out) as JsonReport;
+      const report = JSON.parse((await verify('--json')).stdout) as JsonReport;
       assert.equal(report.exitCode, 69);
       assert.deepEqual(
         report.checks.filter((check) => check.status === 'problem').map((check) => [check.check, check.kind]),
@@ -328,31 +316,31 @@ ${suites}
     await redis.kill();
     try {
       const result = await verify();
-      assert.equal(result.code, 69, result.out);
+      assert.equal(result.code, 69, result.stdout);
       assert.match(
-        line(result.out, 'Redis'),
+        line(result.stdout, 'Redis'),
         /^FAIL Redis: redis:\/\/127\.0\.0\.1:\d+ does not answer: .*ECONNREFUSED.*; is it running\? \(for the worker's own Redis, redis-server@spark .*: systemctl status redis-server@spark\)$/,
       );
     } finally {
       await redis.restart();
     }
-    const missing = await capture((io) => verifyCommand(['--config', join(dir, 'nothing.toml')], io, { isRoot: true }));
+    const missing = await runSpark((io) => verifyCommand(['--config', join(dir, 'nothing.toml')], io, { isRoot: true }));
     assert.equal(missing.code, 66);
-    assert.match(missing.out, /^FAIL config: .*nothing\.toml: cannot read config: file not found$/m);
+    assert.match(missing.stdout, /^FAIL config: .*nothing\.toml: cannot read config: file not found$/m);
   });
   it("fails with exit 78 while sudo still lets laniakea-spark's user run debspawn as root, naming the rule's file", async () => {
     // Real sudo, asked about real users: root may run anything (the host's /etc/sudoers says so),
     // nobody may run nothing; a user that does not exist is not asked about.
     const left = await verifyWith({ laniakeaSparkUsers: ['root', 'spark-verify-no-such-user'] });
-    assert.equal(left.code, 78, left.out);
+    assert.equal(left.code, 78, left.stdout);
     assert.match(
-      line(left.out, 'sudo for laniakea-spark'),
+      line(left.stdout, 'sudo for laniakea-spark'),
       /^FAIL sudo for laniakea-spark: sudo still lets laniakea-spark's user run debspawn as root \(root may run \/usr\/bin\/debspawn\): whoever can act as that user is root \(debspawn login, debspawn run --build-dir \/\); remove that rule \(see \/etc\/sudoers\b.*\), spark-builder needs none of it$/,
     );
     const gone = await verifyWith({ laniakeaSparkUsers: ['nobody'] });
-    assert.equal(gone.code, 0, gone.out);
+    assert.equal(gone.code, 0, gone.stdout);
     assert.match(
-      line(gone.out, 'sudo for laniakea-spark'),
+      line(gone.stdout, 'sudo for laniakea-spark'),
       /^OK {3}sudo for laniakea-spark: sudo lets nobody run no debspawn \(\/usr\/bin\/debspawn.*\) as root$/,
     );
   });
@@ -367,10 +355,10 @@ ${suites}
         good.replace(/^RedisUrl = .*$/m, `RedisUrl = '${evicting.url}'`).replace(/^RedisCredentialsDir = .*\n/m, ''),
       );
       const result = await verify();
-      assert.equal(result.code, 78, result.out);
-      assert.match(line(result.out, 'Redis'), /^OK {3}Redis: redis:\/\/127\.0\.0\.1:\d+ answers$/);
+      assert.equal(result.code, 78, result.stdout);
+      assert.match(line(result.stdout, 'Redis'), /^OK {3}Redis: redis:\/\/127\.0\.0\.1:\d+ answers$/);
       assert.match(
-        line(result.out, 'Redis server'),
+        line(result.stdout, 'Redis server'),
         /^FAIL Redis server: redis:\/\/127\.0\.0\.1:\d+ \(no config file\) has maxmemory-policy allkeys-lru: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it \(deploy\/install\.sh sets it for the worker's own Redis, redis-server@spark .*\)$/,
       );
     } finally {

@@ -17,9 +17,9 @@ import {
   type ReportPayload,
 } from '@spark/protocol';
 import { readJobRecord } from '@spark/service';
-import { startRedisServer, type RedisServer } from '@spark/testing';
+import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { startLighthouseStandIn } from '@spark/testing';
-import { MACHINE, packageJob, startWorld, waitUntil, type World } from './harness.js';
+import { MACHINE, packageJob, startWorld, type World } from './harness.js';
 
 /** The round the tests' own reports belong to (no job record names another, so the relay takes it as current). */
 const R = '1';
@@ -54,7 +54,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 2 });
       await world.connector.start();
-      await waitUntil('the job is in build', async () => (await buildJob(world, uuid)) !== undefined);
+      await waitFor('the job in build', async () => (await buildJob(world, uuid)) !== undefined, { timeoutMs: 8_000 });
       const job = await buildJob(world, uuid);
       const payload = buildPayloadSchema.parse(job?.data);
       assert.equal(payload.job.uuid, uuid);
@@ -99,7 +99,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
 
       await world.heartbeat({ slots: 1, busy: 0 });
-      await waitUntil('the job is in build', async () => (await buildJob(world, uuid)) !== undefined);
+      await waitFor('the job in build', async () => (await buildJob(world, uuid)) !== undefined, { timeoutMs: 8_000 });
       // The job now waits in build and fills the only slot: no more requests.
       const count = world.standIn?.requests.filter((r) => r.request === 'job').length ?? 0;
       await sleep(300);
@@ -149,9 +149,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.replyNext('job-accepted', '['.repeat(300_000) + ']'.repeat(300_000));
       await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
       await world.connector.start();
-      await waitUntil(
-        'the report is completed',
+      await waitFor(
+        'the report to complete',
         async () => (await world.reportQueue.getJobState(reportJobId({ uuid, round: R }, { kind: 'accepted' }))) === 'completed',
+        { timeoutMs: 8_000 },
       );
       assert.equal(await world.reportQueue.getFailedCount(), 0);
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-accepted').length, 1, 'sent once');
@@ -168,7 +169,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.replyNext('archive-info', 'not json');
       world.standIn?.replyNext('archive-info', JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }));
       await world.connector.start();
-      await waitUntil('the upload targets are stored', async () => (await world.redis.get(archiveTargetsKey(world.prefix))) !== null);
+      await waitFor('the upload targets to be stored', async () => (await world.redis.get(archiveTargetsKey(world.prefix))) !== null, {
+        timeoutMs: 8_000,
+      });
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'archive-info').length, 3);
       const log = messages(world).join('\n');
       assert.match(log, /archive-info: Lighthouse sent an unreadable reply: reply is not JSON/);
@@ -201,7 +204,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(good));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('the good job after the hostile ones is in build', async () => (await buildJob(world, good)) !== undefined);
+      await waitFor('the good job after the hostile ones in build', async () => (await buildJob(world, good)) !== undefined, {
+        timeoutMs: 8_000,
+      });
       await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-failed').length === 4);
 
       // Malformed beyond use: no worker can run it, so it is failed (rejecting would put it first in line again).
@@ -290,7 +295,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
       await report(world, { kind: 'success', uuid, round: R, at: 2 });
       await world.connector.start();
-      await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
+      await waitFor('the outage to be logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')), {
+        timeoutMs: 8_000,
+      });
       const started = Date.now();
       await world.connector.close();
       assert.ok(Date.now() - started < 3000, 'close does not wait for Lighthouse');
@@ -316,7 +323,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
+      await waitFor('the outage to be logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')), {
+        timeoutMs: 8_000,
+      });
       const outage = messages(world).find((msg) => msg.startsWith('Lighthouse unreachable')) ?? '';
       assert.match(
         outage,
@@ -337,7 +346,9 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('the outage is logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')));
+      await waitFor('the outage to be logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')), {
+        timeoutMs: 8_000,
+      });
       const outage = messages(world).find((msg) => msg.startsWith('Lighthouse unreachable')) ?? '';
       assert.match(outage, /Lighthouse refused this worker's Curve key \(ZAP status 400\)/);
       assert.ok(world.standIn?.refused.includes(world.workerKeys.publicKey));
@@ -409,7 +420,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('the job is in build', async () => (await buildJob(world, uuid)) !== undefined);
+      await waitFor('the job in build', async () => (await buildJob(world, uuid)) !== undefined, { timeoutMs: 8_000 });
       // The builder is now busy with something else: the rejected job is not fetched again.
       await world.heartbeat({ slots: 1, busy: 1 });
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-rejected' && r['uuid'] === uuid));

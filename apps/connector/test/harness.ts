@@ -2,7 +2,6 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { curveKeyPair } from 'zeromq';
 import { parseConfig, type SparkConfig } from '@spark/config';
@@ -167,15 +166,6 @@ ${options.connectorToml ?? ''}
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Polls `predicate` every 20 ms; rejects with `what` after `timeoutMs`. */
-export async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 8_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
 }
 
 /** A valid package-build job as Lighthouse hands it out. */

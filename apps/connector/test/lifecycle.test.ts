@@ -13,7 +13,7 @@ import {
   reportSlot,
   type ReportPayload,
 } from '@spark/protocol';
-import { startRedisServer, type RedisServer } from '@spark/testing';
+import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { packageJob, startWorld, type World } from './harness.js';
 
 /*
@@ -225,11 +225,11 @@ describe('the job lifecycle Laniakea really has', () => {
     });
     try {
       await world.connector.start();
-      let stored: unknown = null;
-      for (let tries = 0; tries < 100 && stored === null; tries++) {
-        stored = JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null');
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      const stored = await waitFor(
+        'the upload targets to be stored',
+        async () => JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null') as unknown,
+        { timeoutMs: 5_000 },
+      );
       assert.deepEqual(Object.keys((stored as { archive_repos: object }).archive_repos), ['master']);
       assert.match(world.logs.map((line) => String(line['msg'])).join('\n'), /archive-info: skipping repository "odd": .*upload_method/);
     } finally {

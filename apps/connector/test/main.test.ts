@@ -21,7 +21,7 @@ import {
   type RedisServer,
   type ServiceProcess,
 } from '@spark/testing';
-import { startLighthouseStandIn, type LighthouseStandIn } from '@spark/testing';
+import { startLighthouseStandIn, waitFor, type LighthouseStandIn } from '@spark/testing';
 import { MACHINE, writeKeyFile } from './harness.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -272,13 +272,11 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
           children.push(child);
           return child;
         };
-        const startedTimes = async (times: number) => {
-          const deadline = Date.now() + 60_000;
-          while (((await reports.getJob(id))?.attemptsStarted ?? 0) < times) {
-            if (Date.now() > deadline) throw new Error(`the report was not taken up ${times} times`);
-            await sleep(100);
-          }
-        };
+        const startedTimes = (times: number) =>
+          waitFor(`the report to be taken up ${times} times`, async () => ((await reports.getJob(id))?.attemptsStarted ?? 0) >= times, {
+            timeoutMs: 60_000,
+            intervalMs: 100,
+          });
         for (let run = 1; run <= 2; run++) {
           const child = start();
           await startedTimes(run);
@@ -291,9 +289,11 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
         await startedTimes(3);
         standIn = await startLighthouseStandIn({ endpoint, serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
         await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' && r['uuid'] === report.uuid), 30_000);
-        const deadline = Date.now() + 10_000;
-        while ((await reports.getJobState(id)) !== 'completed' && Date.now() < deadline) await sleep(100);
-        assert.equal(await reports.getJobState(id), 'completed');
+        await waitFor('the report to complete', async () => (await reports.getJobState(id)) === 'completed', {
+          timeoutMs: 10_000,
+          intervalMs: 100,
+          detail: async () => `its state: ${await reports.getJobState(id)}`,
+        });
         await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
         // The later report waited for the one the killed connectors held.
         assert.deepEqual(

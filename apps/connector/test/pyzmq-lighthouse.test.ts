@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { archiveTargetsKey, storedArchiveTargetsSchema } from '@spark/protocol';
-import { startRedisServer, type RedisServer } from '@spark/testing';
+import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { createKeyFiles, installServerKey, installWorkerKey } from '@spark/keys';
-import { MACHINE, startWorld, waitUntil } from './harness.js';
+import { MACHINE, startWorld } from './harness.js';
 
 // Debian's python3 with python3-zmq; the server is set up as Laniakea's
 // jobs_server.py does it: ROUTER, curve_server, an authenticator trusting the
@@ -86,7 +86,7 @@ describe('spark-connector against a pyzmq Lighthouse, with keys from spark keyto
     try {
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitUntil('pyzmq got a job request', () => received.some((r) => r['request'] === 'job'));
+      await waitFor('pyzmq to get a job request', () => received.some((r) => r['request'] === 'job'), { timeoutMs: 8_000 });
       assert.deepEqual(received[0], { request: 'archive-info', machine_name: MACHINE, machine_id: world.config.machineId });
       const stored = storedArchiveTargetsSchema.parse(JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null'));
       assert.deepEqual(stored.archive_repos, { master: { upload_fqdn: 'py.example.org/_upload', upload_method: 'https' } });

@@ -13,8 +13,8 @@ import {
   type ReportPayload,
   type ReportSender,
 } from '@spark/protocol';
-import { startRedisServer, type RedisServer } from '@spark/testing';
-import { packageJob, startWorld, waitUntil, type World } from './harness.js';
+import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { packageJob, startWorld, type World } from './harness.js';
 
 /*
  * The report queues as the services write them: one per sender, each relayed
@@ -91,7 +91,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       await world.standIn?.waitFor(
         (requests) => requests.filter((r) => r.request === 'job-success' || r.request === 'job-failed').length === 2,
       );
-      await waitUntil('every report is done with', async () => (await queues.builder.getCompletedCount()) === 3);
+      await waitFor('every report is done with', async () => (await queues.builder.getCompletedCount()) === 3, { timeoutMs: 30_000 });
       const of = (label: string) =>
         heard(world, { [a]: 'A', [b]: 'B', [c]: 'C' })
           .filter(([, job]) => job === label)
@@ -135,7 +135,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       await report(queues.uploader, { kind: 'success', uuid: handedOn, round: R, at: 9 });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'));
-      await waitUntil('every report is done with', async () => (await queues.builder.getCompletedCount()) === 8);
+      await waitFor('every report is done with', async () => (await queues.builder.getCompletedCount()) === 8, { timeoutMs: 30_000 });
       const of = (uuid: string) =>
         heard(world, { [held]: 'held', [handedOn]: 'handedOn' })
           .filter(([, job]) => job === uuid)
@@ -194,7 +194,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
         ['job-accepted', 'H'],
         ['job-success', 'H'],
       ]);
-      await waitUntil('the flood is dropped', async () => (await queues.builder.getWaitingCount()) === 0, 120_000);
+      await waitFor('the flood is dropped', async () => (await queues.builder.getWaitingCount()) === 0, { timeoutMs: 120_000 });
       const oneByOne = messages(world).filter((message) => message.startsWith('dropping job-status')).length;
       assert.ok(oneByOne <= 20, `${oneByOne} drops logged one by one (at most 20 a minute)`);
       assert.equal(
@@ -226,7 +226,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
           "the builder's accepted report of this round stays in its queue where the relay cannot take it (paused, or held by something else); relaying the uploader's reports of the round without it",
         ),
       );
-      await waitUntil('the success report is completed', async () => (await queues.uploader.getCompletedCount()) === 1);
+      await waitFor('the success report to complete', async () => (await queues.uploader.getCompletedCount()) === 1, { timeoutMs: 8_000 });
     } finally {
       await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();

@@ -5,14 +5,14 @@ import { after, before, describe, it } from 'node:test';
 import { Queue, Worker } from 'bullmq';
 import { builderCapacityChannel, QueueName } from '@spark/protocol';
 import { readJobRecord } from '@spark/service';
-import { startRedisServer, type RedisServer } from '@spark/testing';
-import { packageJob, startWorld, waitUntil, type World } from './harness.js';
+import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { packageJob, startWorld, type World } from './harness.js';
 
 /**
- * Item 1 of issue 16: the connector asks Lighthouse the moment there is room,
- * not at the next poll. Every world here polls once an hour, so a job that
- * reaches `build` within the test got there because the connector was woken;
- * the assertions count the job requests it sent.
+ * The connector asks Lighthouse the moment there is room, not at its next
+ * poll. Every world here polls once an hour, so a job that reaches `build`
+ * within the test got there because the connector was woken; the assertions
+ * count the job requests it sent.
  */
 const HOUR = 3600;
 
@@ -45,7 +45,7 @@ describe('the connector asks for work the moment there is room (PollInterval one
       assert.equal(jobRequests(world), 0, 'no builder: no job request');
 
       await announce(world, 0);
-      await waitUntil('the job is queued for a builder', () => queued(world, uuid));
+      await waitFor('the job to be queued for a builder', () => queued(world, uuid), { timeoutMs: 8_000 });
       assert.equal(jobRequests(world), 1, 'the announcement, not a poll, sent the one job request');
     } finally {
       await world.close();
@@ -60,7 +60,7 @@ describe('the connector asks for work the moment there is room (PollInterval one
       world.standIn?.addJob(packageJob(first));
       await announce(world, 0);
       await world.connector.start();
-      await waitUntil('the first job is queued', () => queued(world, first));
+      await waitFor('the first job to be queued', () => queued(world, first), { timeoutMs: 8_000 });
       assert.equal(jobRequests(world), 1);
 
       // The builder takes it: its heartbeat says the slot is busy before the job leaves the build queue (a real
@@ -74,7 +74,7 @@ describe('the connector asks for work the moment there is room (PollInterval one
       assert.equal(jobRequests(world), 1, 'a busy slot is no room: no request');
 
       await announce(world, 0);
-      await waitUntil('the second job is queued', () => queued(world, second));
+      await waitFor('the second job to be queued', () => queued(world, second), { timeoutMs: 8_000 });
       assert.equal(jobRequests(world), 2, 'one request per freed slot');
       assert.equal(world.standIn?.board.get(second)?.status, 'SCHEDULED');
     } finally {
@@ -109,7 +109,7 @@ describe('the connector asks for work the moment there is room (PollInterval one
         },
         { connection: workerRedis, prefix: world.prefix },
       );
-      await waitUntil('the job is queued for a builder', () => queued(world, uuid));
+      await waitFor('the job to be queued for a builder', () => queued(world, uuid), { timeoutMs: 8_000 });
       assert.equal(jobRequests(world), 1);
     } finally {
       await worker?.close(true);

@@ -169,7 +169,7 @@ export function createSigner(deps: SignerDeps): Signer {
         [
           ['stop taking sign jobs', () => worker?.close()],
           ['close upload queue', () => uploadQueue.close()],
-          ['close report queue', () => reportQueue.close()],
+          [`close ${REPORT_QUEUES.signer} queue`, () => reportQueue.close()],
           ['close Redis', () => Promise.all([workerRedis.quit(), producerRedis.quit()])],
         ],
         logger,

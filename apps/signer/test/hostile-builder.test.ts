@@ -39,7 +39,7 @@ import {
   type Redis,
   type RedisRoleName,
 } from '@spark/service';
-import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { AuditLogError, openAuditLog, type AuditEntry, type RefusalEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
 import { loadSigningKey } from '@spark/keys/signing-key';
@@ -325,13 +325,11 @@ describe('a hostile builder against the signer', () => {
     return text.replace(pattern, `${field}: ${value}`);
   };
 
-  async function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
-    for (let i = 0; i < 300; i++) {
-      const job = (await queue.getJob(id)) as Job<T> | undefined;
-      if (job) return job;
-      await sleep(100);
-    }
-    throw new Error(`no job ${id} in ${queue.name} after 30 s`);
+  function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
+    return waitFor(`job ${id} in ${queue.name}`, async () => (await queue.getJob(id)) as Job<T> | undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
   }
 
   async function auditLines(uuid: string): Promise<AuditEntry[]> {
@@ -877,14 +875,17 @@ describe('a hostile builder against the signer', () => {
         await signQueue.add(QueueName.sign, { manifest: staged.manifest }, { jobId: stageJobId(staged.manifest, 'sign') });
         const upload = stageJobId(staged.manifest, 'upload');
         const final = reportJobId(staged.manifest, { kind: 'final' });
-        let outcome = '';
-        for (let tries = 0; tries < 300 && outcome === ''; tries++) {
-          if (await uploadQueue.getJob(upload)) outcome = 'signed';
-          else if (await reportQueue.getJob(final)) outcome = 'refused';
-          else await sleep(50);
+        let outcome: string;
+        try {
+          outcome = await waitFor(
+            `an upload job or a final report for ${staged.manifest.uuid}`,
+            async () => ((await uploadQueue.getJob(upload)) ? 'signed' : (await reportQueue.getJob(final)) ? 'refused' : null),
+            { timeoutMs: 15_000 },
+          );
+        } finally {
+          racing = false;
+          await race;
         }
-        racing = false;
-        await race;
         outcomes.push(outcome);
         assert.deepEqual(await snapshot(decoy), decoyBefore, 'nothing written where the link pointed');
         const events = (await auditLines(staged.manifest.uuid)).map((entry) => entry.event);

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { QueueName, stageJobId } from '@spark/protocol';
-import { freePort, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess } from '@spark/testing';
+import { freePort, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess, waitFor } from '@spark/testing';
 import { makeGpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -91,8 +90,7 @@ describe('spark-signer', () => {
       // SIGHUP: the signer keeps running and names the key it would only take on a restart.
       await writeFile(config, `${await readFile(config, 'utf8')}\n[signer]\nMetricsPort = 0\n`);
       child.kill('SIGHUP');
-      const deadline = Date.now() + 20_000;
-      while (!stdout.includes('apply only after a restart') && Date.now() < deadline) await sleep(50);
+      await waitFor('the reload message', () => stdout.includes('apply only after a restart'), { timeoutMs: 20_000 });
       assert.match(stdout, /"keys":\["\[signer\] MetricsPort"\]/);
       assert.equal(child.exitCode, null, 'still running');
       child.kill('SIGTERM');
@@ -150,23 +148,18 @@ describe('spark-signer', () => {
           .split('\n')
           .filter(Boolean)
           .map((line) => (JSON.parse(line) as { uuid: string }).uuid);
-      const until = async (what: string, probe: () => Promise<boolean>) => {
-        const deadline = Date.now() + 20_000;
-        while (!(await probe().catch(() => false))) {
-          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${signer.output()}`);
-          await sleep(50);
-        }
-      };
+      const auditHolds = (uuid: string) => async () => (await linesOf(audit).catch((): string[] => [])).includes(uuid);
+      const options = { timeoutMs: 20_000, detail: () => signer.output() };
 
       const first = await refuse();
-      await until('the first audit line', async () => (await linesOf(audit)).includes(first));
+      await waitFor('the first audit line', auditHolds(first), options);
       // What logrotate does: rename the file, then `systemctl reload spark-signer` (SIGHUP).
       await rename(audit, `${audit}.1`);
       const seen = signer.lines.length;
       signer.signal('SIGHUP');
       await signer.waitForLine('the reopen', (line) => String(line['msg']).startsWith('SIGHUP: reopened the audit log'), 20_000, seen);
       const second = await refuse();
-      await until('the second audit line in the new file', async () => (await linesOf(audit)).includes(second));
+      await waitFor('the second audit line in the new file', auditHolds(second), options);
       assert.deepEqual(await linesOf(`${audit}.1`), [first], 'the rotated file keeps what was written before');
       assert.deepEqual(await linesOf(audit), [second]);
       assert.equal((await stat(audit)).mode & 0o777, 0o600);
@@ -185,7 +178,7 @@ describe('spark-signer', () => {
       assert.equal(refused['level'], 50);
       assert.match(String(refused['msg']), /audit lines still go to the file opened before/);
       const third = await refuse();
-      await until('the third audit line in the file opened before', async () => (await linesOf(`${audit}.2`)).includes(third));
+      await waitFor('the third audit line in the file opened before', async () => (await linesOf(`${audit}.2`)).includes(third), options);
       await assert.rejects(stat(join(dir, 'elsewhere.log')), { code: 'ENOENT' });
       assert.equal(signer.exitCode(), undefined, 'still running');
       assert.equal(await signer.stop(), 0, signer.output());

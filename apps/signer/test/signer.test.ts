@@ -24,7 +24,7 @@ import {
   type UploadPayload,
 } from '@spark/protocol';
 import { connectRedis, createLogger, type Redis } from '@spark/service';
-import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { openAuditLog, type AuditEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
 import { loadSigningKey } from '@spark/keys/signing-key';
@@ -161,13 +161,11 @@ describe('spark-signer on the sign queue', () => {
     return { manifest: { uuid, round: R, repo: 'master', result: 'success', files: entries, changes, dud: dudName }, dir };
   }
 
-  async function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
-    for (let i = 0; i < 300; i++) {
-      const job = (await queue.getJob(id)) as Job<T> | undefined;
-      if (job) return job;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    throw new Error(`no job ${id} in ${queue.name} after 30 s`);
+  function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
+    return waitFor(`job ${id} in ${queue.name}`, async () => (await queue.getJob(id)) as Job<T> | undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
   }
 
   async function sign(manifest: Manifest): Promise<Job<UploadPayload>> {

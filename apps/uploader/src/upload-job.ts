@@ -16,7 +16,7 @@ export interface UploadJobDeps {
   redis: Redis;
   /** BullMQ key prefix (`QueuePrefix`). */
   prefix: string;
-  /** The `report` queue. */
+  /** The uploader's report queue (`REPORT_QUEUES.uploader`). */
   reports: Queue;
   /** `<WorkspaceRoot>/workspaces`. */
   workspacesDir: string;

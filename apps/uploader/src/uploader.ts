@@ -99,7 +99,7 @@ export function createUploader(deps: UploaderDeps): Uploader {
       await runCloseSteps(
         [
           ['stop taking jobs and finish the one in flight', () => worker?.close()],
-          ['close the report queue', () => reports?.close()],
+          [`close the ${REPORT_QUEUES.uploader} queue`, () => reports?.close()],
           ['disconnect from Redis', () => Promise.all([redis?.quit(), workerRedis?.quit()])],
         ],
         logger,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { reportJobId, stageJobId } from '@spark/protocol';
+import { waitFor } from '@spark/testing';
 import { startHarness, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey } from './signed-job.js';
 
@@ -45,11 +46,11 @@ describe('spark-uploader killed mid-job', () => {
       children.push(first.child);
       await h.addUpload(job.manifest);
       const stored = async () => (await readdir(join(h.archiveDir, 'master')).catch(() => [])).filter((f) => !f.startsWith('.'));
-      const deadline = Date.now() + 60_000;
-      while ((await stored()).length < 3) {
-        assert.ok(Date.now() < deadline, `the uploader stored fewer than 3 files in 60 s:\n${first.output()}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await waitFor('the uploader to store 3 files', async () => (await stored()).length >= 3, {
+        timeoutMs: 60_000,
+        intervalMs: 20,
+        detail: () => first.output(),
+      });
       // The third file is stored and its answer held back: the uploader dies not knowing it arrived.
       first.child.kill('SIGKILL');
       await first.exited;

@@ -16,7 +16,7 @@ import {
   type Manifest,
 } from '@spark/protocol';
 import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
-import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
 
 /** Everything an uploader test runs against: Redis, a receiver, a spark.toml, the queues. */
@@ -141,29 +141,24 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       await redis.set(jobRecordKey(prefix, manifest.uuid), JSON.stringify(record));
       await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest, 'upload') });
     },
-    async settled(uuid, timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
+    settled(uuid, timeoutMs = 60_000) {
       const id = stageJobId({ uuid, round: TEST_ROUND }, 'upload');
-      while (Date.now() < deadline) {
-        const state = await uploads.getJobState(id);
-        if (state === 'completed' || state === 'failed') return state;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      throw new Error(`upload ${id} did not settle within ${timeoutMs} ms`);
+      return waitFor(
+        `upload ${id} to settle`,
+        async () => {
+          const state = await uploads.getJobState(id);
+          return (state === 'completed' || state === 'failed') && state;
+        },
+        { timeoutMs },
+      );
     },
     statusExcerpts,
-    async excerptMatching(uuid, pattern, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = (await statusExcerpts(uuid)).find((excerpt) => pattern.test(excerpt.text));
-        if (found) return found.text;
-        if (Date.now() > deadline) {
-          throw new Error(
-            `no status excerpt of ${uuid} matched ${pattern} within ${timeoutMs} ms:\n${(await statusExcerpts(uuid)).map((e) => e.text).join('\n')}`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+    excerptMatching(uuid, pattern, timeoutMs = 30_000) {
+      return waitFor(
+        `a status excerpt of ${uuid} matching ${String(pattern)}`,
+        async () => (await statusExcerpts(uuid)).find((excerpt) => pattern.test(excerpt.text))?.text,
+        { timeoutMs, detail: async () => (await statusExcerpts(uuid)).map((e) => e.text).join('\n') },
+      );
     },
     async close() {
       await receiver.close();

@@ -3,7 +3,7 @@ import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { jobLogFile, jobRecordKey, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
-import { runSparkCommand } from '@spark/testing';
+import { runSparkCommand, waitFor } from '@spark/testing';
 import { createUploader, type Uploader } from '../src/uploader.js';
 import { startHarness, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
@@ -243,8 +243,7 @@ describe('spark-uploader', () => {
 
   it('fails a job whose payload is not a manifest, naming the problem', async () => {
     await h.uploads.add('upload', { manifest: { uuid: '../../etc' } }, { jobId: 'bogus' });
-    const deadline = Date.now() + 10_000;
-    while ((await h.uploads.getJobState('bogus')) !== 'failed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitFor('the bogus job to fail', async () => (await h.uploads.getJobState('bogus')) === 'failed', { timeoutMs: 10_000 });
     const failed = await h.uploads.getJob('bogus');
     assert.match(failed?.failedReason ?? '', /^invalid upload payload: manifest\.uuid: "\.\.\/\.\.\/etc" is not a valid UUID/);
   });
@@ -259,9 +258,7 @@ describe('spark-uploader', () => {
     await h.reports.remove(reportJobId(job.manifest, { kind: 'final' }));
     await h.uploads.add('upload', { manifest: other.manifest }, { jobId: stageJobId(job.manifest, 'upload') });
     assert.equal(await h.settled(job.uuid), 'failed');
-    const deadline = Date.now() + 10_000;
-    while ((await finalReport(job)) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const report = await finalReport(job);
+    const report = await waitFor('the final report', () => finalReport(job), { timeoutMs: 10_000 });
     assert.deepEqual(
       [report?.['kind'], report?.['reason']],
       [

@@ -490,8 +490,9 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     metricsPort: metricsPort(signerTable, 'signer', 9623),
     metricsListen: metricsListen(signerTable, 'signer'),
   };
-  // FileTimeout bounded a whole PUT, which cut large files on slow links part-way (issue 14); an old
-  // config's value is the closest thing it has to an idle timeout. Attempts gave way to GiveUpAfter.
+  // Deprecated keys of older configs. FileTimeout bounded a whole PUT whatever the file's size, so a
+  // large file on a slow link could never finish; its value is read as IdleTimeout, the nearest
+  // setting (no progress for that long). Attempts is ignored: uploads are retried until GiveUpAfter.
   const legacyFileTimeoutMs = seconds(uploaderTable, 'uploader', 'FileTimeout', 0);
   if (uploaderTable['FileTimeout'] !== undefined) {
     reader.warning(

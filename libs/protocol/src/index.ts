@@ -6,3 +6,4 @@ export * from './redis-keys.js';
 export * from './job-ids.js';
 export * from './builder-control.js';
 export * from './upload-state.js';
+export * from './debspawn-executable.js';

@@ -1,7 +1,9 @@
 /*
  * Debian's rules for the strings that later become file names, paths and
  * command arguments (Debian Policy §5.6.1 Source, §5.6.7 Package,
- * §5.6.12 Version; dpkg-architecture(1) for architecture names).
+ * §5.6.12 Version; dpkg-architecture(1) for architecture names). Without
+ * zod, like constants.ts: @spark/config imports it through
+ * `@spark/protocol/name-patterns`.
  */
 
 /** Source or binary package name (Policy §5.6.7): lowercase, digits, `+-.`, at least two chars, starting alphanumeric. */

@@ -128,9 +128,9 @@ export const MAX_LOG_EXCERPT_CHARS = 64 * 1024;
 const reasonSchema = z.string().max(4096);
 
 /**
- * Payload of the `report` queue: what a stage has to tell Lighthouse about a
- * job. The connector relays these as `job-accepted`, `job-status`,
- * `job-rejected`, `job-success`, `job-failed`, in order per job.
+ * Payload of every report queue ({@link REPORT_QUEUES}): what a service has to
+ * tell Lighthouse about a job. The connector relays these as `job-accepted`,
+ * `job-status`, `job-rejected`, `job-success`, `job-failed`, in order per job.
  */
 export const reportPayloadSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('accepted'), uuid: uuidSchema, round: roundSchema, at: z.number().int() }),
@@ -155,7 +155,7 @@ export const reportPayloadSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('success'), uuid: uuidSchema, round: roundSchema, at: z.number().int() }),
   z.object({ kind: z.literal('failed'), uuid: uuidSchema, round: roundSchema, at: z.number().int(), reason: reasonSchema }),
 ]);
-/** Payload of a `report` job. */
+/** Payload of a job in a report queue. */
 export type ReportPayload = z.infer<typeof reportPayloadSchema>;
 /** The kind of a report. */
 export type ReportKind = ReportPayload['kind'];
@@ -174,8 +174,9 @@ export const REPORT_REQUEST = {
  * sender's queue. The builder accepts a round, sends its log and may reject it
  * back; the signer only fails a round (it hands success on to the uploader);
  * the uploader sends excerpts while it retries and ends the round. The
- * connector's queue (its own reports, and whatever an older version of this
- * worker left in the one shared `report` queue) may hold every kind.
+ * connector's queue `report` may hold every kind: its own reports, and on a
+ * worker upgraded from a version whose stages all reported through `report`,
+ * theirs still waiting there.
  */
 export const REPORT_KINDS_OF = {
   connector: ['accepted', 'status', 'rejected', 'success', 'failed'],

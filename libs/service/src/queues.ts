@@ -21,14 +21,36 @@ export const KEEP_COMPLETED = { count: 1000, age: 7 * 24 * 3600 };
 /** Failed jobs are kept until an operator acts on them (`spark retry-upload` etc.). */
 export const KEEP_FAILED = false;
 
-/** Opens a pipeline queue for adding jobs, with an `error` listener that logs. */
-export function openQueue(name: QueueName, connection: Redis, prefix: string, logger: Logger): Queue {
+/** How {@link openQueue} opens a queue. */
+export interface OpenQueueOptions {
+  /**
+   * Only to read it (default false): BullMQ then does not write the queue's
+   * meta key as it opens it, which a read-only Redis user (`spark-operator`)
+   * may not do.
+   */
+  readOnly?: boolean;
+}
+
+/**
+ * Opens pipeline queue `name` under `prefix` on `connection`, with the kept
+ * jobs every queue has (KEEP_COMPLETED, KEEP_FAILED) and an `error` listener:
+ * it logs with `logger`, or drops the error when `logger` is null (a `spark`
+ * command, whose failed call says what went wrong).
+ */
+export function openQueue(
+  name: QueueName,
+  connection: Redis,
+  prefix: string,
+  logger: Logger | null,
+  options: OpenQueueOptions = {},
+): Queue {
   const queue = new Queue(name, {
     connection,
     prefix,
+    skipMetasUpdate: options.readOnly ?? false,
     defaultJobOptions: { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
   });
-  queue.on('error', (err) => logger.error({ err, queue: name }, `queue ${name}: Redis error`));
+  queue.on('error', (err) => logger?.error({ err, queue: name }, `queue ${name}: Redis error`));
   return queue;
 }
 

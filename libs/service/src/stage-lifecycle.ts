@@ -5,7 +5,7 @@ import { parseJobId, reportJobId, reportPayloadSchema, reportSlot, type JobRound
 /*
  * How a stage ends a round it cannot finish (docs/architecture.md, "Failure
  * model"): it reports the round to Lighthouse once, with the reason, through
- * the `report` queue. The terminal report has one fixed id per round, so a
+ * its own report queue. The terminal report has one fixed id per round, so a
  * stage that gives up twice (its processor, then BullMQ's `failed` event; or a
  * restarted stage) reports once.
  */

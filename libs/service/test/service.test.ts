@@ -13,7 +13,7 @@ import {
   runCloseSteps,
   sendReport,
 } from '@spark/service';
-import { reportJobId } from '@spark/protocol';
+import { prefixPattern, reportJobId } from '@spark/protocol';
 import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 
 function capture() {
@@ -63,6 +63,24 @@ describe('queues on a real Redis', () => {
     redis = await startRedisServer();
   });
   after(() => redis.stop());
+
+  it('opens a queue read-only without writing to Redis, and a writable one with its meta key', async () => {
+    const prefix = randomQueuePrefix();
+    const connection = connectRedis(redis.url, 'producer');
+    await redisReady(connection);
+    try {
+      const reader = openQueue('build', connection, prefix, null, { readOnly: true });
+      assert.equal((await reader.getJobCounts('waiting')).waiting, 0);
+      await reader.close();
+      assert.deepEqual(await connection.keys(prefixPattern(prefix)), [], 'a read-only queue writes nothing, not even its meta key');
+      const writer = openQueue('build', connection, prefix, null);
+      await writer.getJobCounts('waiting');
+      await writer.close();
+      assert.deepEqual(await connection.keys(prefixPattern(prefix)), [writer.keys.meta]);
+    } finally {
+      await connection.quit();
+    }
+  });
 
   it('hands a job from a queue to its worker', async () => {
     const { logger } = capture();

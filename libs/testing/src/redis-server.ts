@@ -4,6 +4,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { waitFor } from './wait-for.js';
 
 /** A private `redis-server` for one test file or one demo run. */
 export interface RedisServer {
@@ -126,12 +127,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
 }
 
 async function waitForPing(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await ping(port)) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
+  await waitFor(`redis-server on port ${port} to answer PING`, () => ping(port), { timeoutMs, intervalMs: 25 });
 }
 
 function ping(port: number): Promise<boolean> {

@@ -46,8 +46,13 @@ export function runTsEntry(entry: string, args: string[], options: RunOptions = 
 }
 
 /**
- * Runs the operator's `spark` command (the `@spark/cli` package's `./main`
- * entry, resolved by package name) from source, as a test would type it.
+ * Runs the operator's `spark` command from source as a process, as an
+ * operator types it, for the services' tests (`spark cancel` against a
+ * running builder, `spark retry-upload` against the uploader). The entry is
+ * `@spark/cli`'s `./main`, resolved by package name: a dependency this
+ * package declares, which its package.json keeps out of Nx's project graph
+ * (`implicitDependencies`), because the CLI's own tests use this package and
+ * the edge would make a cycle. The CLI is only run here, never imported.
  */
 export function runSparkCommand(args: string[], options: RunOptions = {}): Promise<CommandResult> {
   return runTsEntry(fileURLToPath(import.meta.resolve('@spark/cli/main')), args, options);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from './wait-for.js';
 
 /** A service's `main.ts` running as a real process, as systemd would run it. */
 export interface ServiceProcess {
@@ -60,15 +60,13 @@ export function startServiceProcess(entry: string, args: string[], env: NodeJS.P
     pid: child.pid ?? -1,
     lines,
     output: () => output,
-    async waitForLine(what, match, timeoutMs = 20_000, from = 0) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
+    waitForLine(what, match, timeoutMs = 20_000, from = 0) {
+      const probe = () => {
         const found = lines.slice(from).find(match);
-        if (found) return found;
-        if (code !== undefined) throw new Error(`exited (${code}) before ${what}:\n${output}`);
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${output}`);
-        await sleep(20);
-      }
+        if (found === undefined && code !== undefined) throw new Error(`exited (${code}) before ${what}:\n${output}`);
+        return found;
+      };
+      return waitFor(what, probe, { timeoutMs, intervalMs: 20, detail: () => output });
     },
     exitCode: () => code,
     signal: (signal) => child.kill(signal),

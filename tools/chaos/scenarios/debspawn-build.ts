@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 /**
  * Scenario 6: the chain with real debspawn container builds (the `bookworm`
@@ -17,7 +18,9 @@ export const debspawnScenario: Scenario = {
       const jobs = await chaos.submit(2, 'debspawn', {}, { reference: false });
       chaos.chain.start();
       const first = jobs[0]?.job.uuid ?? '';
-      await until(() => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), 60_000, 'first job accepted');
+      await waitFor('first job accepted', () => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), {
+        timeoutMs: 60_000,
+      });
       const delay = random.int(2_000, 5_000);
       await sleep(delay);
       await chaos.chain.stop('builder', 'SIGKILL');

@@ -14,13 +14,13 @@ import {
   chaosChain,
   emptyResult,
   retireWhenRejected,
-  until,
   type ChaosChain,
   type ChaosJob,
   type Random,
   type Scenario,
   type ScenarioResult,
 } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -125,28 +125,32 @@ async function runCase(chaos: ChaosChain, hostile: Case, completed: ChaosJob[]):
   try {
     if ('rejects' in expectation) {
       await retireWhenRejected(chaos, expectation.rejects, 20_000);
-      await until(
-        () => newLogs().some((line) => line.includes(expectation.rejects) && expectation.log.test(line)),
-        5_000,
+      await waitFor(
         `a log line matching ${expectation.log}`,
+        () => newLogs().some((line) => line.includes(expectation.rejects) && expectation.log.test(line)),
+        { timeoutMs: 5_000 },
       );
     } else if ('completes' in expectation) {
       completed.push(expectation.completes);
       await chaos.waitForEnd([expectation.completes], 30_000);
-      await until(() => newLogs().some((line) => expectation.log.test(line)), 5_000, `a log line matching ${expectation.log}`);
+      await waitFor(`a log line matching ${expectation.log}`, () => newLogs().some((line) => expectation.log.test(line)), {
+        timeoutMs: 5_000,
+      });
     } else if ('fails' in expectation) {
-      await until(
-        () => chaos.requestsOf(expectation.fails).some((request) => request.request === 'job-failed'),
-        20_000,
+      await waitFor(
         'job-failed at Lighthouse',
+        () => chaos.requestsOf(expectation.fails).some((request) => request.request === 'job-failed'),
+        { timeoutMs: 20_000 },
       );
-      await until(() => newLogs().some((line) => expectation.log.test(line)), 5_000, `a log line matching ${expectation.log}`);
+      await waitFor(`a log line matching ${expectation.log}`, () => newLogs().some((line) => expectation.log.test(line)), {
+        timeoutMs: 5_000,
+      });
       if (chaos.requestsOf(expectation.fails).some((request) => request.request === 'job-success')) return 'reported success';
     } else {
-      await until(
-        () => newLogs().some((line) => line.startsWith(`${expectation.service}: `) && expectation.log.test(line)),
-        20_000,
+      await waitFor(
         `a ${expectation.service} log line matching ${expectation.log}`,
+        () => newLogs().some((line) => line.startsWith(`${expectation.service}: `) && expectation.log.test(line)),
+        { timeoutMs: 20_000 },
       );
       await expectation.afterwards?.();
     }
@@ -244,10 +248,10 @@ function lighthouseReplyCases(chaos: ChaosChain, template: StandInJob, random: R
       const asked = chaos.chain.lighthouseRequests().filter((request) => request.request === 'job').length;
       chaos.chain.standIn.replyNext('job', frame());
       // Served once the connector asks again; a further request proves it carried on.
-      await until(
-        () => chaos.chain.lighthouseRequests().filter((request) => request.request === 'job').length >= asked + 2,
-        20_000,
+      await waitFor(
         'the connector asking for jobs again',
+        () => chaos.chain.lighthouseRequests().filter((request) => request.request === 'job').length >= asked + 2,
+        { timeoutMs: 20_000 },
       );
       return { log, service: 'connector' };
     },

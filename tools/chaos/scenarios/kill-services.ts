@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServiceName } from '../../src/chain/chain.js';
-import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 const SERVICES: readonly ServiceName[] = ['connector', 'builder', 'signer', 'uploader'];
 
@@ -36,12 +37,12 @@ export const killScenario: Scenario = {
       jobs.push(...target);
       const uuid = target[0]?.job.uuid ?? '';
       for (let round = 1; round <= 2; round++) {
-        await until(
+        await waitFor(
+          `build ${round} of ${uuid}`,
           () =>
             chaos.logs.filter((line) => line.startsWith('builder: ') && line.includes(uuid) && line.includes('"msg":"job accepted"'))
               .length >= round,
-          90_000,
-          `build ${round} of ${uuid}`,
+          { timeoutMs: 90_000 },
         );
         await sleep(random.int(100, 600));
         await chaos.chain.stop('builder', 'SIGKILL');

@@ -1,6 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 /**
  * Scenario: Laniakea's own lifecycle. Every job succeeds, then Lighthouse
@@ -28,11 +29,9 @@ export const lifecycleScenario: Scenario = {
       chaos.chain.standIn.failNext('job-success', errors.success);
       for (const job of jobs) chaos.chain.standIn.board.retry(job.job.uuid);
       const successes = (uuid: string) => chaos.requestsOf(uuid).filter((request) => request.request === 'job-success').length;
-      await until(
-        () => jobs.every((job) => chaos.chain.standIn.board.get(job.job.uuid)?.status === 'DONE'),
-        120_000,
-        'every job DONE again',
-      );
+      await waitFor('every job DONE again', () => jobs.every((job) => chaos.chain.standIn.board.get(job.job.uuid)?.status === 'DONE'), {
+        timeoutMs: 120_000,
+      });
       for (const job of jobs) {
         const uuid = job.job.uuid;
         const events = chaos

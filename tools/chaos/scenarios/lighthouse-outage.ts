@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 /**
  * Scenario 2: the Lighthouse stand-in goes away for a long spell (many reply
@@ -17,7 +18,9 @@ export const lighthouseOutageScenario: Scenario = {
       const jobs = await chaos.submit(3, 'outage');
       chaos.chain.start();
       const first = jobs[0]?.job.uuid ?? '';
-      await until(() => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), 30_000, 'first job accepted');
+      await waitFor('first job accepted', () => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), {
+        timeoutMs: 30_000,
+      });
       chaos.chain.stopLighthouse();
       const spell = random.int(12_000, 18_000);
       say(`Lighthouse down for ${spell} ms; the connector killed twice meanwhile`);

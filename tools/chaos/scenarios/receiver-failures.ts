@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chaosChain, emptyResult, until, workspaceLeft, type ChaosJob, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, workspaceLeft, type ChaosJob, type Scenario } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 /**
  * Scenario 4a: the upload receiver answers every other PUT with 503: the
@@ -58,7 +59,9 @@ export const receiverPartialFileScenario: Scenario = {
       const excerpts = (job: ChaosJob) =>
         chaos.requestsOf(job.job.uuid).flatMap((request) => (request.request === 'job-status' ? [String(request['log_excerpt'])] : []));
       const partial = (job: ChaosJob) => `Remove incoming/master/${changesOf(job)} on the archive`;
-      await until(() => excerpts(fixed).some((text) => text.includes(partial(fixed))), 120_000, 'an excerpt naming the partial file');
+      await waitFor('an excerpt naming the partial file', () => excerpts(fixed).some((text) => text.includes(partial(fixed))), {
+        timeoutMs: 120_000,
+      });
       say(`an excerpt names incoming/master/${changesOf(fixed)}; removing it as the operator would`);
       await chaos.waitForEnd([fixed], 120_000, { actAsOperator: true });
       if (chaos.removedByOperator.join() !== `incoming/master/${changesOf(fixed)}`)

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chaosChain, emptyResult, until, type Scenario } from '../harness.js';
+import { chaosChain, emptyResult, type Scenario } from '../harness.js';
+import { waitFor } from '@spark/testing';
 
 /**
  * Scenario 3: Redis (append-only file, fsync always) goes down while jobs are
@@ -16,7 +17,9 @@ export const redisRestartScenario: Scenario = {
       const jobs = await chaos.submit(5, 'redis');
       chaos.chain.start();
       const first = jobs[0]?.job.uuid ?? '';
-      await until(() => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), 30_000, 'first job accepted');
+      await waitFor('first job accepted', () => chaos.requestsOf(first).some((request) => request.request === 'job-accepted'), {
+        timeoutMs: 30_000,
+      });
       await sleep(random.int(500, 2500));
       await chaos.chain.redis.restart();
       say('Redis stopped (SIGTERM) and started again');

@@ -27,7 +27,8 @@ async function ensureImage(): Promise<void> {
   const { stdout } = await run('debspawn', ['list']).catch(() => ({ stdout: '' }));
   if (stdout.split('\n').some((line) => line.startsWith(`[${SUITE}-`))) return;
   out('demo', `no debspawn image for ${SUITE} yet: creating it with "debspawn create ${SUITE}" (about a minute)…`);
-  const wrapper = dirname(fileURLToPath(import.meta.resolve('@spark/builder/nspawn-wrapper')));
+  // Without a system bus, nspawn needs the build helper's wrapper (--keep-unit --register=no), as the builder does.
+  const wrapper = dirname(fileURLToPath(import.meta.resolve('@spark/build-helper/systemd-nspawn')));
   const env = existsSync('/run/dbus/system_bus_socket') ? process.env : { ...process.env, PATH: `${wrapper}:${process.env['PATH'] ?? ''}` };
   const creating = spawn('debspawn', ['create', SUITE], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   const ticker = setInterval(() => out('demo', 'still creating the image…'), 15_000);

@@ -4,11 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { QUEUE_NAMES } from '@spark/protocol';
-import { connectRedis, redactRedisUrl, type Redis, type RedisOptions } from '@spark/service';
+import { connectRedis, openQueue, redactRedisUrl, type Redis, type RedisOptions } from '@spark/service';
 
 /** One host's Redis to show. */
 export interface DashboardHost {
@@ -69,9 +69,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     connection.on('error', (err) => options.logger.warn({ err, redis: shown }, `dashboard: Redis ${host.label} unreachable`));
     connections.push(connection);
     return QUEUE_NAMES.map((name) => {
-      // A read-only dashboard writes nothing, not even the queue's meta key BullMQ writes on opening a queue.
-      const queue = new Queue(name, { connection, prefix: host.prefix, skipMetasUpdate: !options.readWrite });
-      queue.on('error', () => {});
+      // A read-only dashboard writes nothing. Redis errors are logged once, by the connection's listener above.
+      const queue = openQueue(name, connection, host.prefix, null, { readOnly: !options.readWrite });
       queues.push(queue);
       return new BullMQAdapter(queue, {
         readOnlyMode: !options.readWrite,

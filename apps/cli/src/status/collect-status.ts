@@ -1,6 +1,5 @@
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { readBuilderHeartbeats } from '@spark/service';
+import { openQueue, readBuilderHeartbeats } from '@spark/service';
 import {
   blockedKindSchema,
   blockedKindsKey,
@@ -63,9 +62,8 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
   const queues = {} as Record<QueueName, QueueCounts>;
   const jobs: JobInFlight[] = [];
   for (const name of QUEUE_NAMES) {
-    // Read-only (the operator may not write): BullMQ would otherwise write the queue's meta key on opening it.
-    const queue = new Queue(name, { connection: redis, prefix, skipMetasUpdate: true });
-    queue.on('error', () => {});
+    // Read-only: it reads as the operator, who may not write.
+    const queue = openQueue(name, redis, prefix, null, { readOnly: true });
     try {
       const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children');
       queues[name] = {

@@ -1,36 +1,12 @@
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { SparkConfig } from '@spark/config';
+import { resolveDebspawn, SECURE_PATH } from '@spark/protocol';
 import { ok, problem, skipped, type CheckResult } from './check-result.js';
 import { checkFile, type FileExpectation } from './file-checks.js';
 import type { AccountBook, WorkerAccounts } from './host-accounts.js';
 
 const run = promisify(execFile);
-
-/**
- * The PATH the build helper looks `[builder] Debspawn` up on (sudo's
- * secure_path on Debian; apps/build-helper helper-config.ts): the debspawn
- * builds run is the one found here, so it is the one checked.
- */
-const HELPER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** `[builder] Debspawn` resolved as the build helper resolves it, or null when there is no such executable. */
-export async function resolveDebspawn(name: string): Promise<string | null> {
-  const candidates = isAbsolute(name) ? [name] : name.includes('/') ? [] : HELPER_PATH.split(':').map((dir) => join(dir, name));
-  for (const candidate of candidates) {
-    if (
-      await access(candidate, constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return candidate;
-  }
-  return null;
-}
 
 /** One image as `debspawn list` shows it. */
 export interface DebspawnImage {
@@ -75,7 +51,7 @@ export async function checkDebspawnImages(config: SparkConfig, isRoot: boolean):
       problem(
         check,
         'unavailable',
-        `[builder] Debspawn ${JSON.stringify(config.builder.debspawn)}: no such executable on ${HELPER_PATH}; install debspawn (apt-get install debspawn)`,
+        `[builder] Debspawn ${JSON.stringify(config.builder.debspawn)}: no such executable on ${SECURE_PATH}; install debspawn (apt-get install debspawn)`,
       ),
     ];
   }

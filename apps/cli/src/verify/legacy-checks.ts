@@ -4,8 +4,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { SparkConfig } from '@spark/config';
+import { resolveDebspawn } from '@spark/protocol';
 import { ok, problem, skipped, type CheckResult } from './check-result.js';
-import { resolveDebspawn } from './host-checks.js';
 import type { AccountBook } from './host-accounts.js';
 
 const run = promisify(execFile);

@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Context, Router } from 'zeromq';
 import { JobBoard, type StandInJob } from './job-board.js';
 import { startZapHandler } from './zap-handler.js';
+import { waitFor } from '../wait-for.js';
 
 /** Options of {@link startLighthouseStandIn}. */
 export interface StandInOptions {
@@ -155,15 +155,11 @@ export async function startLighthouseStandIn(options: StandInOptions): Promise<L
       overrides.set(request, [...(overrides.get(request) ?? []), ...Array.from({ length: times }, () => frame)]);
     },
     async waitFor(predicate, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!predicate(requests)) {
-        if (Date.now() > deadline) {
-          throw new Error(
-            `stand-in: condition not met within ${timeoutMs} ms; requests: ${JSON.stringify(requests.map((r) => r.request ?? r['raw']))}`,
-          );
-        }
-        await sleep(20);
-      }
+      await waitFor("the stand-in's requests to meet the test's condition", () => predicate(requests), {
+        timeoutMs,
+        intervalMs: 20,
+        detail: () => `requests: ${JSON.stringify(requests.map((r) => r.request ?? r['raw']))}`,
+      });
     },
     close() {
       if (closed) return;
