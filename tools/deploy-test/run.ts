@@ -25,26 +25,25 @@
  * do not work inside nspawn here), installed as /usr/local/bin/debspawn.
  */
 import { execFile } from 'node:child_process';
-import { readdirSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
-import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, waitFor, type RecordedRequest } from '@spark/testing';
+import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, waitFor } from '@spark/testing';
 import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
 import { startPackageArchive } from '../src/chain/package-archive.js';
+import { checks, linkedDependencyDirs, POLL_MS, requestsFor, timeline } from './checks.js';
 import { bootMachine, type Machine } from './machine.js';
 import { cachedRootfs } from './rootfs.js';
 
 const run = promisify(execFile);
 const checkout = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
-const started = Date.now();
-const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s`;
-const say = (line: string) => console.log(`[${elapsed()}] ${line}`);
+const { say, elapsed } = timeline();
 
 /** The machine name; also in the worker's `MachineName`. */
 const MACHINE = 'spark-deploy-test';
@@ -58,44 +57,7 @@ const AUDIT_LOG = '/var/log/spark-signer/signer.log';
 /** The worker's own Redis (redis-server@spark), which install.sh names in spark.toml as RedisUrl. */
 const REDIS_SOCKET = '/run/redis-spark/redis-server.sock';
 
-const results: { name: string; ok: boolean; detail: string }[] = [];
-
-async function check(name: string, body: () => Promise<string | void>): Promise<boolean> {
-  const t0 = Date.now();
-  try {
-    const detail = (await body()) ?? '';
-    results.push({ name, ok: true, detail });
-    say(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)${detail ? ` — ${detail}` : ''}`);
-    return true;
-  } catch (error) {
-    const detail = (error as Error).message;
-    results.push({ name, ok: false, detail });
-    say(`FAIL ${name}: ${detail}`);
-    return false;
-  }
-}
-
-/** How often a wait in the machine looks again: each look runs a command in it. */
-const POLL_MS = 500;
-
-function requestsFor(requests: RecordedRequest[], uuid: string): string[] {
-  return requests.filter((r) => r['uuid'] === uuid).map((r) => String(r.request));
-}
-
-/**
- * Directories outside the checkout that its node_modules entries link to (a
- * git worktree may borrow another checkout's packages): bound at the same
- * path in the machine, so that the links resolve there too.
- */
-function linkedDependencyDirs(): string[] {
-  const modules = join(checkout, 'node_modules');
-  const dirs = new Set<string>();
-  for (const name of readdirSync(modules)) {
-    const target = dirname(realpathSync(join(modules, name)));
-    if (relative(checkout, target).startsWith('..')) dirs.add(target);
-  }
-  return [...dirs];
-}
+const { check, results } = checks(say);
 
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
@@ -204,7 +166,7 @@ MetricsPort = ${uploaderPort}
       bindReadOnly: {
         [checkout]: '/opt/spark-ts',
         [realpathSync(process.execPath)]: '/usr/bin/node',
-        ...Object.fromEntries(linkedDependencyDirs().map((dir) => [dir, dir])),
+        ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
       },
       bind: { [share]: SHARE },
       onOutput: (text) => (consoleTail = (consoleTail + text).slice(-8000)),
@@ -657,18 +619,26 @@ MetricsPort = ${uploaderPort}
       return `queues ${Object.keys(hosts[0]?.queues ?? {}).join(', ')}: nothing waiting, active, delayed or failed`;
     });
 
-    await check('service logs carry their severity to journald (journalctl -p warning shows warnings and errors only)', async () => {
-      const lines = (await m.sh("journalctl -u 'spark-*' -p warning -o cat --no-pager | grep '^{' || true"))
-        .trim()
-        .split('\n')
-        .filter(Boolean);
-      if (lines.length === 0) throw new Error('no warning or error lines from the services (a drain and kill -9 should have left some)');
-      const levels = lines.map((line) => (JSON.parse(line) as { level: number }).level);
-      if (levels.some((level) => level < 40)) throw new Error(`journalctl -p warning shows levels ${[...new Set(levels)].join(', ')}`);
-      const info = (await m.sh('journalctl -u spark-connector -p info -o cat --no-pager | grep -c \'^{"level":30\' || true')).trim();
-      if (info === '0') throw new Error('no info lines from the connector');
-      return `${lines.length} warning/error lines (levels ${[...new Set(levels)].join(', ')}), ${info} info lines from the connector`;
-    });
+    await check(
+      'service logs reach journald as text lines with their severity (journalctl -p warning shows warnings and errors only)',
+      async () => {
+        const journal = async (args: string) =>
+          (await m.sh(`journalctl ${args} -o cat --no-pager | grep -E '^(TRACE|DEBUG|INFO|WARN|ERROR|FATAL) ' || true`))
+            .split('\n')
+            .filter(Boolean);
+        const lines = await journal("-u 'spark-*' -p warning");
+        if (lines.length === 0) throw new Error('no warning or error lines from the services (a drain and kill -9 should have left some)');
+        const levels = new Set(lines.map((line) => line.split(' ')[0]));
+        if ([...levels].some((level) => !['WARN', 'ERROR', 'FATAL'].includes(level ?? '')))
+          throw new Error(`journalctl -p warning shows ${[...levels].join(', ')}`);
+        const info = (await journal('-u spark-connector -p info')).filter((line) => line.startsWith('INFO ')).length;
+        if (info === 0) throw new Error('no info lines from the connector');
+        const json = (await m.sh("journalctl -u 'spark-*' -o cat --no-pager | grep -c '^{' || true")).trim();
+        if (json !== '0') throw new Error(`${json} JSON lines in the journal`);
+        const sample = (await journal('-u spark-uploader -p info')).find((line) => / jobId=/.test(line)) ?? '';
+        return `${lines.length} warning/error lines (${[...levels].join(', ')}), ${info} info lines from the connector, e.g. ${sample}`;
+      },
+    );
 
     // --- The hostile builder: tools/deploy-test/hostile-builder.ts, run in the machine as
     // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
@@ -867,7 +837,8 @@ MetricsPort = ${uploaderPort}
         (await m.sh('journalctl -u spark-connector -o cat --no-pager | grep -F "from the builder\'s report queue" || true'))
           .split('\n')
           .filter(Boolean)
-          .map((line) => String((JSON.parse(line) as { msg?: unknown }).msg));
+          // The message: the line without its level and its fields (from jobId= on).
+          .map((line) => line.replace(/^[A-Z]+ /, '').replace(/ jobId=.*$/, ''));
       const lines = await waitFor(`${forged} reports dropped`, async () => ((await dropped()).length >= forged ? dropped() : null), {
         timeoutMs: 60_000,
         intervalMs: POLL_MS,

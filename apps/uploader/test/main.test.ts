@@ -32,6 +32,7 @@ describe('spark-uploader main', () => {
     assert.match(help.stdout, /^usage: spark-uploader \[--config FILE\]$/m);
     assert.match(help.stdout, /^ {2}SSL_CERT_FILE +CA bundle/m);
     assert.match(help.stdout, /^ {2}SPARK_LOG_LEVEL /m);
+    assert.match(help.stdout, /^ {2}SPARK_LOG_FORMAT +log lines, text or json/m);
   });
 
   it('exits 66 naming the file when the config is missing', async () => {
@@ -40,7 +41,7 @@ describe('spark-uploader main', () => {
     assert.equal(result.stderr, '/nonexistent/spark.toml: cannot read config: file not found\n');
   });
 
-  it('exits 78 when the config does not check, or SPARK_LOG_LEVEL is no level', async () => {
+  it('exits 78 when the config does not check, SPARK_LOG_LEVEL is no level or SPARK_LOG_FORMAT no format', async () => {
     const bad = join(dir, 'bad.toml');
     await writeFile(bad, toml(redis.url, "GiveUpAfter = 'soon'\n"));
     const result = await runTsEntry(main, ['--config', bad]);
@@ -55,6 +56,9 @@ describe('spark-uploader main', () => {
       level.stderr,
       'spark-uploader: SPARK_LOG_LEVEL="loud" is not a log level; use one of fatal, error, warn, info, debug, trace, silent\n',
     );
+    const format = await runTsEntry(main, ['--config', good], { env: { SPARK_LOG_FORMAT: 'logfmt' } });
+    assert.equal(format.code, 78);
+    assert.equal(format.stderr, 'spark-uploader: SPARK_LOG_FORMAT="logfmt" is not a log format; use one of text, json\n');
   });
 
   it('exits 69 when Redis does not answer at start', { timeout: 60_000 }, async () => {

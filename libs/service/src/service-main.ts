@@ -21,7 +21,7 @@ import {
   type SparkConfig,
 } from '@spark/config';
 import type { Logger } from 'pino';
-import { createLogger, setLogLevel } from './logger.js';
+import { createLogger, isLogFormat, LOG_FORMATS, setLogLevel } from './logger.js';
 import { RedisUnavailable } from './redis.js';
 
 /** What a service tells {@link startService} about itself. */
@@ -67,13 +67,14 @@ export interface StartedService {
 /** Environment variables every service reads. */
 const COMMON_ENVIRONMENT: readonly (readonly [string, string])[] = [
   ['SPARK_LOG_LEVEL', `log level, one of ${LOG_LEVELS.join(', ')}; overrides LogLevel in the config file (default info)`],
+  ['SPARK_LOG_FORMAT', `log lines, ${LOG_FORMATS.join(' or ')}; default text when stdout is the journal, json otherwise`],
   ['JOURNAL_STREAM', 'set by systemd: when stdout is the journal, each line carries its priority (<N>) for journalctl -p'],
 ];
 
 /**
  * The start of every service's `main.ts`, the same for all four: answers
  * `--help` and `--version` (exit 0) before anything is read, checks the
- * command line (64), `SPARK_LOG_LEVEL` (78) and the config file (66 when it
+ * command line (64), `SPARK_LOG_LEVEL` and `SPARK_LOG_FORMAT` (78) and the config file (66 when it
  * cannot be read, 78 when it does not parse or check), makes the logger, and
  * makes SIGHUP re-read the config file (see {@link reloadConfig}) and run the
  * service's reload listeners ({@link StartedService.onReload}) instead of
@@ -126,6 +127,10 @@ export function startService(program: ServiceProgram): StartedService {
   const envLevel = process.env['SPARK_LOG_LEVEL'];
   if (envLevel !== undefined && !isLogLevel(envLevel)) {
     return exit(EX_CONFIG, `SPARK_LOG_LEVEL=${JSON.stringify(envLevel)} is not a log level; use one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const envFormat = process.env['SPARK_LOG_FORMAT'];
+  if (envFormat !== undefined && !isLogFormat(envFormat)) {
+    return exit(EX_CONFIG, `SPARK_LOG_FORMAT=${JSON.stringify(envFormat)} is not a log format; use one of ${LOG_FORMATS.join(', ')}`);
   }
   const configFile = values.config ?? DEFAULT_CONFIG_FILE;
   let config: SparkConfig;
