@@ -11,7 +11,7 @@ export { isLogLevel, LOG_LEVELS, type LogLevel } from './log-level.js';
 export { ConfigError, formatProblem, type ConfigProblem } from './config-error.js';
 export { systemEnvironment, type ConfigEnvironment } from './config-environment.js';
 export { parseConfig, type LoadedConfig } from './parse-config.js';
-export { loadConfig } from './load-config.js';
+export { loadConfig, loadConfigOrExitCode } from './load-config.js';
 export { defaultArchitectures, machineIdOf, readHostname, uuidV5 } from './machine.js';
 export { nearestName } from './nearest-name.js';
 export * from './sysexits.js';
