@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
 import {
   builderControlChannel,
   QueueName,
@@ -10,7 +10,7 @@ import {
   type BuilderControlMessage,
 } from '@spark/protocol';
 import { openQueue } from '@spark/service';
-import { currentRound, jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
+import { currentRound, jobUuidArgument, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /** How long `spark cancel` waits for the builder to confirm, in ms. */
@@ -39,7 +39,7 @@ export async function runCancel(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     return usageError(io, 'cancel', (error as Error).message);
   }
-  const config = loadCliConfig(file, io.stderr);
+  const config = loadConfigOrExitCode(file, io.stderr);
   if (typeof config === 'number') return config;
   const redis = await openCliRedis(config, 'admin', io.stderr, 'cancel');
   if (typeof redis === 'number') return redis;

@@ -12,9 +12,6 @@ import {
   type RedisRoleName,
 } from '@spark/service';
 
-// `spark run` imports load-cli-config.ts alone, without the Redis and queue code here (docs/benchmarks.md, "Idle memory").
-export { loadCliConfig } from './load-cli-config.js';
-
 /**
  * How a CLI command logs in to this host's Redis: as `role` (`operator` to
  * read, `admin` to change) with its password file from `RedisCredentialsDir`,

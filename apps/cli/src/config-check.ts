@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
 import { redactRedisUrl } from '@spark/service';
-import { loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /** `spark config check [--config FILE]`: prints the effective config as JSON; exit 0; 78 on a bad config, 66 on a missing one, 64 on a bad command line. */
@@ -15,7 +14,7 @@ export function runConfig(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     return Promise.resolve(usageError(io, 'config check', (error as Error).message));
   }
-  const config = loadCliConfig(file, io.stderr);
+  const config = loadConfigOrExitCode(file, io.stderr);
   if (typeof config === 'number') return Promise.resolve(config);
   // A password in RedisUrl is a secret like the others, which live in files: never printed.
   io.stdout.write(`${JSON.stringify({ ...config, redisUrl: redactRedisUrl(config.redisUrl) }, null, 2)}\n`);

@@ -1,9 +1,9 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
 import { jobLogFile, parseJobId, QueueName, stageJobId, type JobRound } from '@spark/protocol';
 import { openQueue, readJobRecord } from '@spark/service';
-import { jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
+import { jobUuidArgument, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /** How often a followed log is read for new output, in ms. */
@@ -68,7 +68,7 @@ export async function runLogs(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     return usageError(io, 'logs', (error as Error).message);
   }
-  const config = loadCliConfig(file, io.stderr);
+  const config = loadConfigOrExitCode(file, io.stderr);
   if (typeof config === 'number') return config;
   let round = await latestLoggedRound(config.logsDir, uuid);
   const handle = round ? await open(jobLogFile(config.logsDir, round), 'r').catch(() => null) : null;

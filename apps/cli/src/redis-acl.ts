@@ -4,9 +4,8 @@ import { constants } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
 import { REDIS_USERS, redisAclFile, redisPasswordFile, type RedisRoleName } from '@spark/service';
-import { loadCliConfig } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 const run = promisify(execFile);
@@ -164,7 +163,7 @@ export async function runRedisAcl(argv: string[], io: CliIo): Promise<number> {
   let credentialsDir = values['credentials-dir'];
   let prefix = values.prefix;
   if (credentialsDir === undefined || prefix === undefined) {
-    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
+    const config = loadConfigOrExitCode(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
     if (typeof config === 'number') return config;
     credentialsDir ??= config.redisCredentialsDir ?? undefined;
     prefix ??= config.queuePrefix;

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
-import { DEFAULT_CONFIG_FILE, EX_NOINPUT } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, EX_NOINPUT, loadConfigOrExitCode } from '@spark/config';
 import type { RedisOptions, RedisRoleName } from '@spark/service';
-import { cliRedisLogin, loadCliConfig } from './cli-config.js';
+import { cliRedisLogin } from './cli-config.js';
 
 /** One host's Redis named on the command line. */
 export interface RedisTarget {
@@ -56,7 +56,7 @@ export function watchedHosts(
   let prefix = values.prefix;
   let login: WatchedHost['login'] = {};
   if (urls.length === 0 || prefix === undefined) {
-    const config = loadCliConfig(values.config ?? DEFAULT_CONFIG_FILE, stderr);
+    const config = loadConfigOrExitCode(values.config ?? DEFAULT_CONFIG_FILE, stderr);
     if (typeof config === 'number') return config;
     if (urls.length === 0) {
       urls = [config.redisUrl];

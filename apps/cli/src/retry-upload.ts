@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Queue } from 'bullmq';
-import { DEFAULT_CONFIG_FILE } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
 import {
   QueueName,
   REPORT_QUEUES,
@@ -12,7 +12,7 @@ import {
   type JobRound,
 } from '@spark/protocol';
 import { openQueue } from '@spark/service';
-import { currentRound, jobUuidArgument, loadCliConfig, openCliRedis } from './cli-config.js';
+import { currentRound, jobUuidArgument, openCliRedis } from './cli-config.js';
 import { usageError, type CliIo } from './commands.js';
 
 /**
@@ -41,7 +41,7 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
   } catch (error) {
     return usageError(io, 'retry-upload', (error as Error).message);
   }
-  const config = loadCliConfig(file, io.stderr);
+  const config = loadConfigOrExitCode(file, io.stderr);
   if (typeof config === 'number') return config;
   const redis = await openCliRedis(config, 'admin', io.stderr, 'retry-upload');
   if (typeof redis === 'number') return redis;

@@ -14,7 +14,7 @@ import { Queue } from 'bullmq';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { builderHeartbeatsKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
-import { connectRedis, redisReady, type Redis } from '@spark/service';
+import { connectRedis, redisReady, removeBuilderHeartbeat, writeBuilderHeartbeat, type Redis } from '@spark/service';
 import {
   randomQueuePrefix,
   startLighthouseStandIn,
@@ -49,19 +49,15 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
   });
 
   const heartbeat = (prefix: string) =>
-    redis.hset(
-      builderHeartbeatsKey(prefix),
-      'hydrogen@1',
-      JSON.stringify({
-        id: 'hydrogen@1',
-        slots: 1,
-        busy: 0,
-        kinds: ['package-build'],
-        architectures: ['amd64'],
-        accepting: true,
-        at: Date.now(),
-      }),
-    );
+    writeBuilderHeartbeat(redis, prefix, {
+      id: 'hydrogen@1',
+      slots: 1,
+      busy: 0,
+      kinds: ['package-build'],
+      architectures: ['amd64'],
+      accepting: true,
+      at: Date.now(),
+    });
   const contact = (prefix: string, fields: { lastContactAt?: number | null; outageSince?: number | null } = {}) =>
     redis.set(
       lighthouseStatusKey(prefix),
@@ -104,7 +100,7 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
     );
     // Not stuck yet with a longer limit.
     assert.equal((await json(prefix, ['--stuck-after', '3600'])).code, 0);
-    await redis.hdel(builderHeartbeatsKey(prefix), 'hydrogen@1');
+    await removeBuilderHeartbeat(redis, prefix, 'hydrogen@1');
     await contact(prefix, { outageSince: Date.now() - 30_000 });
     result = await json(prefix);
     assert.equal(result.code, 5);

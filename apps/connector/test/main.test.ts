@@ -22,9 +22,38 @@ import {
   type ServiceProcess,
 } from '@spark/testing';
 import { startLighthouseStandIn, waitFor, type LighthouseStandIn } from '@spark/testing';
-import { MACHINE, writeKeyFile } from './harness.js';
+import { MACHINE, writeKeyFile, type KeyPair } from './harness.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+
+/**
+ * Writes the Curve keys of a connector whose `CurveKeysDir` is `<dir>/curve`
+ * (the worker's secret key, Lighthouse's public key) and the worker's public
+ * key into `<dir>/trusted`. Returns what the Lighthouse stand-in needs to
+ * accept that worker: its key pair and that directory.
+ */
+async function writeCurveKeys(dir: string): Promise<{ serverKeys: KeyPair; trustedKeysDir: string }> {
+  const server = curveKeyPair();
+  const worker = curveKeyPair();
+  const trustedKeysDir = join(dir, 'trusted');
+  await writeKeyFile(join(trustedKeysDir, 'w.key'), worker, false);
+  await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
+  await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
+  return { serverKeys: server, trustedKeysDir };
+}
+
+/**
+ * spark.toml for a connector with the keys of {@link writeCurveKeys} in `dir`,
+ * talking to Lighthouse at `endpoint` with a 0.5 s reply timeout: `top` adds
+ * top-level lines, `connector` lines of the `[connector]` table (each line
+ * ending in a newline).
+ */
+function connectorToml(
+  dir: string,
+  options: { endpoint: string; redisUrl: string; prefix?: string; top?: string; connector?: string },
+): string {
+  return `LighthouseServer = '${options.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${options.redisUrl}'\nQueuePrefix = '${options.prefix ?? randomQueuePrefix()}'\n${options.top ?? ''}[connector]\nReplyTimeout = 0.5\n${options.connector ?? ''}`;
+}
 
 describe('spark-connector (the command)', () => {
   let dir: string;
@@ -37,17 +66,9 @@ describe('spark-connector (the command)', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'spark-connector-main-'));
     redis = await startRedisServer();
-    const server = curveKeyPair();
-    const worker = curveKeyPair();
-    await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
-    standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
-    await writeKeyFile(secretFile(), worker, true);
-    await writeKeyFile(serverFile(), server, false);
+    standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
     config = join(dir, 'spark.toml');
-    await writeFile(
-      config,
-      `LighthouseServer = '${standIn.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${randomQueuePrefix()}'\n[connector]\nReplyTimeout = 0.5\n`,
-    );
+    await writeFile(config, connectorToml(dir, { endpoint: standIn.endpoint, redisUrl: redis.url }));
   });
   after(async () => {
     standIn.close();
@@ -166,15 +187,17 @@ describe('spark-connector on SIGHUP', () => {
       let standIn: LighthouseStandIn | null = null;
       let service: ServiceProcess | null = null;
       try {
-        const server = curveKeyPair();
-        const worker = curveKeyPair();
-        await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
-        await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
-        await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
-        standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+        standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
+        const { endpoint } = standIn;
         const config = join(dir, 'spark.toml');
         const toml = (pollInterval: number, extra = '') =>
-          `LighthouseServer = '${standIn!.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n${extra}[connector]\nReplyTimeout = 0.5\nPollInterval = ${pollInterval}\nMetricsPort = 0\n`;
+          connectorToml(dir, {
+            endpoint,
+            redisUrl: redis.url,
+            prefix,
+            top: extra,
+            connector: `PollInterval = ${pollInterval}\nMetricsPort = 0\n`,
+          });
         await writeFile(config, toml(3600));
         // A live builder with a free slot: the connector asks for a job, gets none, and waits PollInterval.
         const heartbeat: Omit<BuilderHeartbeat, 'at'> = {
@@ -248,18 +271,11 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
       const children: ChildProcess[] = [];
       let standIn: LighthouseStandIn | null = null;
       try {
-        const server = curveKeyPair();
-        const worker = curveKeyPair();
-        await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
-        await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
-        await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
+        const keys = await writeCurveKeys(dir);
         // Lighthouse is away the whole time the connector is killed: the report stays in flight.
         const endpoint = `tcp://127.0.0.1:${await freePort()}`;
         const config = join(dir, 'spark.toml');
-        await writeFile(
-          config,
-          `LighthouseServer = '${endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\n[connector]\nReplyTimeout = 0.5\n`,
-        );
+        await writeFile(config, connectorToml(dir, { endpoint, redisUrl: redis.url, prefix }));
         const report: ReportPayload = { kind: 'accepted', uuid: randomUUID(), round: '1', at: Date.now() };
         const id = reportJobId(report, { kind: 'accepted' });
         await reports.add(report.kind, report, { jobId: id });
@@ -287,7 +303,7 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
         }
         start();
         await startedTimes(3);
-        standIn = await startLighthouseStandIn({ endpoint, serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+        standIn = await startLighthouseStandIn({ endpoint, ...keys });
         await standIn.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' && r['uuid'] === report.uuid), 30_000);
         await waitFor('the report to complete', async () => (await reports.getJobState(id)) === 'completed', {
           timeoutMs: 10_000,
@@ -324,12 +340,7 @@ describe('spark-connector metrics', () => {
       let standIn: LighthouseStandIn | null = null;
       let service: ServiceProcess | null = null;
       try {
-        const server = curveKeyPair();
-        const worker = curveKeyPair();
-        await writeKeyFile(join(dir, 'trusted', 'w.key'), worker, false);
-        await writeKeyFile(join(dir, 'curve', 'secret', `${MACHINE}-spark_private.sec`), worker, true);
-        await writeKeyFile(join(dir, 'curve', `${MACHINE}_lighthouse-server.pub`), server, false);
-        standIn = await startLighthouseStandIn({ serverKeys: server, trustedKeysDir: join(dir, 'trusted') });
+        standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
         await writeBuilderHeartbeat(connection, prefix, {
           id: 'b1',
           slots: 1,
@@ -343,7 +354,13 @@ describe('spark-connector metrics', () => {
         const config = join(dir, 'spark.toml');
         await writeFile(
           config,
-          `LighthouseServer = '${standIn.endpoint}'\nAcceptedJobs = ['package-build']\nGpgKeyID = 'DEADBEEF'\nMachineName = '${MACHINE}'\nCurveKeysDir = '${join(dir, 'curve')}'\nRedisUrl = '${redis.url}'\nQueuePrefix = '${prefix}'\nMetricsListen = '::1'\n[connector]\nReplyTimeout = 0.5\nMetricsPort = ${port}\nMetricsListen = '127.0.0.2'\n`,
+          connectorToml(dir, {
+            endpoint: standIn.endpoint,
+            redisUrl: redis.url,
+            prefix,
+            top: `MetricsListen = '::1'\n`,
+            connector: `MetricsPort = ${port}\nMetricsListen = '127.0.0.2'\n`,
+          }),
         );
         service = startServiceProcess(main, ['--config', config]);
         const serving = await service.waitForLine('the metrics endpoint', (l) => String(l['msg']).startsWith('metrics: serving'));

@@ -14,6 +14,33 @@ import { makeGpgHome } from './gpg-home.js';
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
 
+/**
+ * Writes `<dir>/spark.toml` for a signer that signs with `gpgKeyId`, its
+ * secret key in `<dir>/worker_secret.gpg`, its workspace under `<dir>/root`,
+ * using the Redis at `redisUrl` with `prefix` (default a random one);
+ * `signer` holds the lines of its `[signer]` table. Returns the file's path.
+ */
+async function writeSignerConfig(
+  dir: string,
+  options: { gpgKeyId: string; redisUrl: string; prefix?: string; signer?: string[] },
+): Promise<string> {
+  const config = join(dir, 'spark.toml');
+  await writeFile(
+    config,
+    [
+      `LighthouseServer = 'tcp://127.0.0.1:5570'`,
+      `AcceptedJobs = ['package-build']`,
+      `GpgKeyID = '${options.gpgKeyId}'`,
+      `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
+      `WorkspaceRoot = '${join(dir, 'root')}'`,
+      `RedisUrl = '${options.redisUrl}'`,
+      `QueuePrefix = '${options.prefix ?? randomQueuePrefix()}'`,
+      ...(options.signer ? ['[signer]', ...options.signer] : []),
+    ].join('\n'),
+  );
+  return config;
+}
+
 describe('spark-signer', () => {
   it('answers --version and --help with exit 0 without a config or Redis', async () => {
     const version = await runTsEntry(main, ['--version']);
@@ -56,20 +83,8 @@ describe('spark-signer', () => {
     try {
       const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
       await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
-      const config = join(dir, 'spark.toml');
+      const config = await writeSignerConfig(dir, { gpgKeyId: fingerprint.slice(-16), redisUrl: redis.url });
       const audit = join(dir, 'root', 'audit', 'signer.log');
-      await writeFile(
-        config,
-        [
-          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
-          `AcceptedJobs = ['package-build']`,
-          `GpgKeyID = '${fingerprint.slice(-16)}'`,
-          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
-          `WorkspaceRoot = '${join(dir, 'root')}'`,
-          `RedisUrl = '${redis.url}'`,
-          `QueuePrefix = '${randomQueuePrefix()}'`,
-        ].join('\n'),
-      );
       const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -116,23 +131,9 @@ describe('spark-signer', () => {
     try {
       const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
       await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
-      const config = join(dir, 'spark.toml');
+      const config = await writeSignerConfig(dir, { gpgKeyId: fingerprint, redisUrl: redis.url, prefix, signer: ['MetricsPort = 0'] });
       const logs = join(dir, 'logs');
       const audit = join(logs, 'signer.log');
-      await writeFile(
-        config,
-        [
-          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
-          `AcceptedJobs = ['package-build']`,
-          `GpgKeyID = '${fingerprint}'`,
-          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
-          `WorkspaceRoot = '${join(dir, 'root')}'`,
-          `RedisUrl = '${redis.url}'`,
-          `QueuePrefix = '${prefix}'`,
-          `[signer]`,
-          `MetricsPort = 0`,
-        ].join('\n'),
-      );
       // The audit log's default place under systemd's LogsDirectory= (spark-signer.service).
       service = startServiceProcess(main, ['--config', config], { LOGS_DIRECTORY: logs });
       const signer = service;
@@ -199,22 +200,11 @@ describe('spark-signer', () => {
       const fingerprint = await gpg.generate({ uid: 'Worker <w@example.org>', algo: 'ed25519', usage: 'sign' });
       await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
       const port = await freePort();
-      const config = join(dir, 'spark.toml');
-      await writeFile(
-        config,
-        [
-          `LighthouseServer = 'tcp://127.0.0.1:5570'`,
-          `AcceptedJobs = ['package-build']`,
-          `GpgKeyID = '${fingerprint.slice(-16)}'`,
-          `GpgSecretKeyFile = '${join(dir, 'worker_secret.gpg')}'`,
-          `WorkspaceRoot = '${join(dir, 'root')}'`,
-          `RedisUrl = '${redis.url}'`,
-          `QueuePrefix = '${randomQueuePrefix()}'`,
-          `[signer]`,
-          `MetricsPort = ${port}`,
-          `MetricsListen = '0.0.0.0'`,
-        ].join('\n'),
-      );
+      const config = await writeSignerConfig(dir, {
+        gpgKeyId: fingerprint.slice(-16),
+        redisUrl: redis.url,
+        signer: [`MetricsPort = ${port}`, `MetricsListen = '0.0.0.0'`],
+      });
       const service = startServiceProcess(main, ['--config', config]);
       try {
         await service.waitForLine('the start', (line) => String(line['msg']).includes('taking sign jobs'));

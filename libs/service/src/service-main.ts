@@ -6,16 +6,15 @@ import {
   changedConfigKeys,
   CONFIG_KEYS,
   configValue,
-  ConfigError,
   DEFAULT_CONFIG_FILE,
   EX_CONFIG,
-  EX_NOINPUT,
   EX_SOFTWARE,
   EX_UNAVAILABLE,
   EX_USAGE,
   formatProblem,
   isLogLevel,
   loadConfig,
+  loadConfigOrExitCode,
   LOG_LEVELS,
   setConfigValue,
   type SparkConfig,
@@ -133,16 +132,8 @@ export function startService(program: ServiceProgram): StartedService {
     return exit(EX_CONFIG, `SPARK_LOG_FORMAT=${JSON.stringify(envFormat)} is not a log format; use one of ${LOG_FORMATS.join(', ')}`);
   }
   const configFile = values.config ?? DEFAULT_CONFIG_FILE;
-  let config: SparkConfig;
-  try {
-    const loaded = loadConfig(configFile);
-    for (const warning of loaded.warnings) process.stderr.write(`${formatProblem(warning)}\n`);
-    config = loaded.config;
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`${error.message}\n`);
-    process.exit(error.unreadable ? EX_NOINPUT : EX_CONFIG);
-  }
+  const config = loadConfigOrExitCode(configFile, process.stderr);
+  if (typeof config === 'number') process.exit(config);
   const log = createLogger(program.service, { level: envLevel ?? config.logLevel });
   logger = log;
   const reloadListeners: (() => Promise<void> | void)[] = [];

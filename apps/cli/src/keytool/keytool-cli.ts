@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { usageError } from '../commands.js';
 import { join } from 'node:path';
-import { ConfigError, DEFAULT_CONFIG_FILE, EX_CONFIG, EX_NOINPUT, loadConfig } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
 import { readFile, mkdir } from 'node:fs/promises';
 import { createKeyFiles, writeNew } from '@spark/keys';
 import { installServerKey, installWorkerKey, readKeyFile } from '@spark/keys';
@@ -33,10 +33,6 @@ export async function runKeytool(argv: string[], io: KeytoolIo): Promise<number>
   } catch (error) {
     if (error instanceof UsageError) {
       return usageError(io, `keytool ${sub}`, error.message);
-    }
-    if (error instanceof ConfigError) {
-      io.stderr.write(`${error.message}\n`);
-      return error.unreadable ? EX_NOINPUT : EX_CONFIG;
     }
     io.stderr.write(`spark keytool ${sub}: ${(error as Error).message}\n`);
     return EXIT_FAILED;
@@ -80,7 +76,8 @@ async function installForWorker(sub: 'install-worker-key' | 'install-server-key'
   );
   const [source, ...extra] = positionals;
   if (!source || extra.length > 0) throw new UsageError('expected exactly one key file');
-  const { config } = loadConfig(values.config ?? DEFAULT_CONFIG_FILE);
+  const config = loadConfigOrExitCode(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
+  if (typeof config === 'number') return config;
   const force = values.force === true;
   if (sub === 'install-worker-key') {
     await installWorkerKey(source, config.curveSecretKeyFile, force);

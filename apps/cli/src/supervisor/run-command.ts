@@ -1,17 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  ConfigError,
-  DEFAULT_CONFIG_FILE,
-  EX_CONFIG,
-  EX_NOINPUT,
-  formatProblem,
-  loadConfig,
-  nodeFlags,
-  type NodeProgram,
-  type SparkConfig,
-} from '@spark/config';
+import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode, nodeFlags, type NodeProgram } from '@spark/config';
 import { usageError } from '../commands.js';
 import { superviseChildren, type ChildSpec } from './supervisor.js';
 
@@ -76,16 +66,8 @@ export async function runCommand(argv: string[], io: { stdout: NodeJS.WritableSt
     return usageError(io, 'run', (error as Error).message);
   }
   // The services' own codes for the file they will all read: 66 when it cannot be read, 78 when it does not check.
-  let config: SparkConfig;
-  try {
-    const loaded = loadConfig(configFile);
-    for (const warning of loaded.warnings) io.stderr.write(`${formatProblem(warning)}\n`);
-    config = loaded.config;
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    io.stderr.write(`${error.message}\n`);
-    return error.unreadable ? EX_NOINPUT : EX_CONFIG;
-  }
+  const config = loadConfigOrExitCode(configFile, io.stderr);
+  if (typeof config === 'number') return config;
   const children = serviceCommands(configFile).map((spec) =>
     spec.name === 'builder' ? { ...spec, stopTimeoutMs: builderStopTimeoutMs(config.builder.drainTimeoutMs) } : spec,
   );

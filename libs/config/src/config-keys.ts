@@ -1,0 +1,50 @@
+/** Keys spark reads, plus the legacy `DputHost` that old spark configs carry (unused: `archive-info` gives upload targets). */
+export const TOP_LEVEL_KEYS = [
+  'LighthouseServer',
+  'AcceptedJobs',
+  'MachineOwner',
+  'MachineName',
+  'GpgKeyID',
+  'MaxJobs',
+  'WorkspaceRoot',
+  'Architectures',
+  'DputHost',
+  'CurveKeysDir',
+  'RedisUrl',
+  'QueuePrefix',
+  'RedisCredentialsDir',
+  'RedisMaxMemory',
+  'GpgSecretKeyFile',
+  'LogLevel',
+  'MetricsListen',
+] as const;
+
+/** Keys of each service's table, `[connector]` and so on. */
+export const SERVICE_KEYS = {
+  connector: [
+    'ReplyTimeout',
+    'PollInterval',
+    'ArchiveInfoInterval',
+    'StartTimeout',
+    'GiveUpRejectedAfter',
+    'RejectedCooldown',
+    'MetricsPort',
+    'MetricsListen',
+  ],
+  builder: [
+    'StatusInterval',
+    'MaxBuildTime',
+    'IdleOutputTimeout',
+    'MaxLogSize',
+    'DownloadConnectTimeout',
+    'DownloadIdleTimeout',
+    'DrainTimeout',
+    'Debspawn',
+    'MetricsPort',
+    'MetricsListen',
+    'AllowFileUrls',
+    'Suites',
+  ],
+  signer: ['PassphraseFile', 'AuditLog', 'MetricsPort', 'MetricsListen'],
+  uploader: ['ConnectTimeout', 'IdleTimeout', 'GiveUpAfter', 'MetricsPort', 'MetricsListen', 'FileTimeout', 'Attempts'],
+} as const;
