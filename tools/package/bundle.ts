@@ -235,6 +235,9 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
       external: EXTERNAL,
       banner: { js: BANNER },
       define: { SPARK_PACKAGED_BUILD_HELPER: JSON.stringify(PACKAGED_BUILD_HELPER) },
+      // Folds what `define` decided (the checkout's build helper path is dead code here) and drops it.
+      minifySyntax: true,
+      absWorkingDir: root,
       legalComments: 'none',
       metafile: true,
       logLevel: 'warning',
