@@ -18,13 +18,18 @@ export function nspawnWrapperDir(): string {
   return dirname(fileURLToPath(import.meta.resolve('@spark/build-helper/systemd-nspawn')));
 }
 
+/** Defined by tools/package when it bundles the builder for the Debian package, which installs the helper elsewhere. */
+declare const SPARK_PACKAGED_BUILD_HELPER: string | undefined;
+
 /**
  * The root-owned build helper (apps/build-helper) that deploy/install.sh
  * installs and deploy/sudoers/10spark-builder names: the only thing
  * spark-builder may run as root. It takes debspawn's arguments, checks them,
- * and runs the `debspawn` that spark.toml names.
+ * and runs the `debspawn` that spark.toml names. The Debian package installs
+ * it as /usr/sbin/spark-build-helper, and its sudoers rule names that.
  */
-export const BUILD_HELPER = '/usr/local/sbin/spark-build-helper';
+export const BUILD_HELPER =
+  typeof SPARK_PACKAGED_BUILD_HELPER === 'string' ? SPARK_PACKAGED_BUILD_HELPER : '/usr/local/sbin/spark-build-helper';
 
 /** The {@link SignalTree} of a command run through sudo: the signal goes to sudo, which relays it. */
 export const signalSudo: SignalTree = (pid, signal) => {

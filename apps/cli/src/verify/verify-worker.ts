@@ -9,8 +9,16 @@ import { checkArchive, checkLighthouse } from './peer-checks.js';
 import { checkSigningKey } from './signer-key-check.js';
 import { checkSystemd } from './unit-checks.js';
 
-/** The build helper deploy/install.sh installs and the sudoers rule names (apps/builder debspawn-command.ts). */
-export const BUILD_HELPER = '/usr/local/sbin/spark-build-helper';
+/** Defined by tools/package when it bundles `spark` for the Debian package, which installs the helper elsewhere. */
+declare const SPARK_PACKAGED_BUILD_HELPER: string | undefined;
+
+/**
+ * The build helper the sudoers rule names (apps/builder debspawn-command.ts):
+ * /usr/local/sbin/spark-build-helper as deploy/install.sh installs it,
+ * /usr/sbin/spark-build-helper in the Debian package.
+ */
+export const BUILD_HELPER =
+  typeof SPARK_PACKAGED_BUILD_HELPER === 'string' ? SPARK_PACKAGED_BUILD_HELPER : '/usr/local/sbin/spark-build-helper';
 
 /** Facts of the host `spark verify` checks against; tests point them at their own set-up. */
 export interface VerifyHost {

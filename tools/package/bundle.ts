@@ -1,0 +1,267 @@
+/**
+ * The programs of the Debian package: each app's `main.ts` bundled by esbuild
+ * into one file with everything it imports, laid out as the workspace lays its
+ * packages out (`node_modules/@spark/<app>/dist/main.js` beside a
+ * `package.json` with the app's exports), so that what resolves by package
+ * name in the checkout — `spark run` finding `@spark/<service>/main`, the
+ * builder finding the build helper's `systemd-nspawn`, `--version` reading the
+ * nearest `package.json` — resolves the same way in the package. Only the
+ * modules esbuild cannot inline are shipped beside the bundles, trimmed to
+ * what runs.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { copyFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { build } from 'esbuild';
+
+/** The apps bundled, and what each is: every one of them an `apps/<name>/src/main.ts`. */
+export const APPS = ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper'] as const;
+export type App = (typeof APPS)[number];
+
+/** Where the build helper is installed by the package (the sudoers rule and the builder name this path). */
+export const PACKAGED_BUILD_HELPER = '/usr/sbin/spark-build-helper';
+
+/**
+ * Loaded at run time by name rather than bundled: zeromq's native addon, found
+ * through its own `build/manifest.json`; openpgp, which `@spark/keys` requires
+ * for its minified CommonJS build; msgpackr-extract, msgpackr's optional
+ * native accelerator (not shipped: msgpackr falls back to JavaScript).
+ */
+const EXTERNAL = ['zeromq', 'openpgp', 'msgpackr-extract'];
+
+/**
+ * ESM bundles of CommonJS code (express, ioredis …) call `require` for Node's
+ * own modules, and bull-board resolves its UI's directory with
+ * `require.resolve`: a `require` of the bundle's own location serves both.
+ */
+const BANNER =
+  "import { createRequire as __sparkCreateRequire } from 'node:module';\nconst require = __sparkCreateRequire(import.meta.url);";
+
+/** A package of the workspace's node_modules shipped beside the bundles, and the files of it that run (its license files come along). */
+interface ShippedModule {
+  name: string;
+  files: (dir: string, arch: string) => Promise<string[]>;
+  /** A file written instead of copied (zeromq's manifest, cut down to the one addon shipped). */
+  rewrite?: { file: string; content: (dir: string, arch: string) => string };
+}
+
+/** Node's `process.arch` for a Debian architecture. */
+const NODE_ARCH: Record<string, string> = { amd64: 'x64', arm64: 'arm64' };
+
+/**
+ * The newest glibc and libstdc++ symbol versions an addon may need: Debian 12's
+ * (glibc 2.36, GCC 12's libstdc++), the oldest release the package installs on.
+ */
+const MAX_GLIBC = [2, 36];
+const MAX_GLIBCXX = [3, 4, 30];
+
+/** The zeromq addon the package ships, and the newest glibc symbol version it needs. */
+export interface AddonEntry {
+  key: string;
+  path: string;
+  glibc: string;
+}
+
+function newestVersion(symbols: string, prefix: string): number[] {
+  const versions = [...symbols.matchAll(new RegExp(`\\b${prefix}_([0-9.]+)\\b`, 'g'))].map((match) => match[1]!.split('.').map(Number));
+  return versions.reduce((newest, version) => (compareVersions(version, newest) > 0 ? version : newest), [0]);
+}
+
+function compareVersions(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/**
+ * The linux/glibc zeromq addon for `arch` that Debian 12 can load (its glibc
+ * and libstdc++ symbol versions, read with objdump, no newer than Debian 12's),
+ * of those the one with the highest Node ABI, as zeromq's loader prefers.
+ * The addons are N-API: one built with a later Node runs on Node 20.
+ */
+export function zeromqAddon(dir: string, arch: string): AddonEntry {
+  const manifest = JSON.parse(readFileSync(join(dir, 'build/manifest.json'), 'utf8')) as Record<string, string>;
+  const nodeArch = NODE_ARCH[arch];
+  const loadable = Object.entries(manifest)
+    .map(([key, path]) => ({
+      key,
+      path,
+      config: JSON.parse(key) as { os: string; arch: string; libc: string; runtime: string; abi: number },
+    }))
+    .filter(({ config }) => config.os === 'linux' && config.arch === nodeArch && config.libc === 'glibc' && config.runtime === 'node')
+    .map((entry) => {
+      const symbols = execFileSync('objdump', ['-T', join(dir, 'build', entry.path)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      return { ...entry, glibc: newestVersion(symbols, 'GLIBC'), glibcxx: newestVersion(symbols, 'GLIBCXX') };
+    })
+    .filter(({ glibc, glibcxx }) => compareVersions(glibc, MAX_GLIBC) <= 0 && compareVersions(glibcxx, MAX_GLIBCXX) <= 0)
+    .sort((a, b) => b.config.abi - a.config.abi);
+  const best = loadable[0];
+  if (!best) {
+    throw new Error(
+      `node_modules/zeromq has no linux/glibc addon for ${arch} that Debian 12 can load (glibc ≤ ${MAX_GLIBC.join('.')}, GLIBCXX ≤ ${MAX_GLIBCXX.join('.')})`,
+    );
+  }
+  return { key: best.key, path: best.path, glibc: best.glibc.join('.') };
+}
+
+async function jsFiles(dir: string, sub: string): Promise<string[]> {
+  return (await readdir(join(dir, sub))).filter((name) => name.endsWith('.js')).map((name) => join(sub, name));
+}
+
+async function allFiles(dir: string, sub: string): Promise<string[]> {
+  const entries = await readdir(join(dir, sub), { withFileTypes: true, recursive: true });
+  return entries.filter((entry) => entry.isFile()).map((entry) => relative(dir, join(entry.parentPath, entry.name)));
+}
+
+const SHIPPED: readonly ShippedModule[] = [
+  {
+    name: 'zeromq',
+    files: async (dir, arch) => [
+      'package.json',
+      ...(await jsFiles(dir, 'lib')),
+      'build/manifest.json',
+      join('build', zeromqAddon(dir, arch).path),
+    ],
+    rewrite: {
+      file: 'build/manifest.json',
+      content: (dir, arch) => {
+        const { key, path } = zeromqAddon(dir, arch);
+        return `${JSON.stringify({ [key]: path })}\n`;
+      },
+    },
+  },
+  // zeromq's addon loader (the rest of cmake-ts builds addons from source).
+  { name: 'cmake-ts', files: () => Promise.resolve(['package.json', 'build/loader.js']) },
+  { name: 'openpgp', files: () => Promise.resolve(['package.json', 'dist/node/openpgp.min.cjs']) },
+  // The dashboard's pages and scripts, which bull-board serves from its directory.
+  { name: '@bull-board/ui', files: async (dir) => ['package.json', ...(await allFiles(dir, 'dist'))] },
+];
+
+/** A bundled or shipped npm package, for the copyright file. */
+export interface ThirdParty {
+  name: string;
+  version: string;
+  license: string;
+  /** Its license file, when it has one. */
+  licenseText: string | null;
+}
+
+/** What {@link bundlePrograms} made. */
+export interface Bundles {
+  /** Every npm package whose code is in a bundle or shipped beside them. */
+  thirdParty: ThirdParty[];
+}
+
+async function appPackageJson(root: string, app: App): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(root, 'apps', app, 'package.json'), 'utf8')) as {
+    name: string;
+    version: string;
+    description?: string;
+    exports?: Record<string, string | Record<string, string>>;
+  };
+  // The exports as the built package has them: without the source condition, only what exists here.
+  const exports: Record<string, string> = {};
+  for (const [key, target] of Object.entries(pkg.exports ?? {})) {
+    if (typeof target === 'string') exports[key] = target;
+    else if (key === './main' && target.default) exports[key] = target.default;
+  }
+  return `${JSON.stringify({ name: pkg.name, version: pkg.version, description: pkg.description, private: true, type: 'module', exports }, null, 2)}\n`;
+}
+
+/** The npm package a bundled input file belongs to (`node_modules/<name>/…`), or null for the workspace's own. */
+function packageOf(input: string): string | null {
+  const at = input.lastIndexOf('node_modules/');
+  if (at === -1) return null;
+  const name = /^(?:@[^/]+\/)?[^/]+/.exec(input.slice(at + 'node_modules/'.length))?.[0] ?? null;
+  return name?.startsWith('@spark/') ? null : name;
+}
+
+/**
+ * A license text, or where Debian keeps it when it is one of the common
+ * licenses in /usr/share/common-licenses (Debian Policy 12.5: referred to, not copied).
+ */
+function commonLicense(text: string): string {
+  if (/Apache License\s+Version 2\.0, January 2004/.test(text) && /END OF TERMS AND CONDITIONS/.test(text)) {
+    return 'The Apache License, Version 2.0: on Debian systems, its text is in /usr/share/common-licenses/Apache-2.0.';
+  }
+  if (/GNU LESSER GENERAL PUBLIC LICENSE\s+Version 3/.test(text)) {
+    return 'The GNU Lesser General Public License, version 3: on Debian systems, its text is in /usr/share/common-licenses/LGPL-3.';
+  }
+  if (/Mozilla Public License Version 2\.0/.test(text)) {
+    return 'The Mozilla Public License, version 2.0: on Debian systems, its text is in /usr/share/common-licenses/MPL-2.0.';
+  }
+  return text;
+}
+
+/** The license files at the top of a package's directory. */
+async function licenseFilesOf(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((file) => /^(licen[cs]e|copying)/i.test(file)).sort();
+}
+
+async function describe(root: string, name: string): Promise<ThirdParty> {
+  const dir = join(root, 'node_modules', name);
+  const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { version: string; license?: string };
+  const licenseFiles = await licenseFilesOf(dir);
+  const texts = await Promise.all(licenseFiles.map(async (file) => commonLicense(await readFile(join(dir, file), 'utf8'))));
+  return {
+    name,
+    version: pkg.version,
+    license: pkg.license ?? 'see its license text',
+    licenseText: texts.length > 0 ? texts.join('\n') : null,
+  };
+}
+
+/**
+ * Bundles every app into `<libDir>/node_modules/@spark/<app>/dist/main.js`
+ * (with its `package.json`; the build helper also gets its `sandbox/`), and
+ * copies the modules loaded by name (zeromq with the one addon for `arch`,
+ * its loader, openpgp, bull-board's UI) into `<libDir>/node_modules`.
+ */
+export async function bundlePrograms(root: string, libDir: string, arch: string): Promise<Bundles> {
+  const used = new Set<string>();
+  for (const app of APPS) {
+    const out = join(libDir, 'node_modules/@spark', app);
+    const result = await build({
+      entryPoints: [join(root, 'apps', app, 'src/main.ts')],
+      outfile: join(out, 'dist/main.js'),
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      conditions: ['@spark/source'],
+      external: EXTERNAL,
+      banner: { js: BANNER },
+      define: { SPARK_PACKAGED_BUILD_HELPER: JSON.stringify(PACKAGED_BUILD_HELPER) },
+      // Folds what `define` decided (the checkout's build helper path is dead code here) and drops it.
+      minifySyntax: true,
+      absWorkingDir: root,
+      legalComments: 'none',
+      metafile: true,
+      logLevel: 'warning',
+    });
+    for (const input of Object.keys(result.metafile.inputs)) {
+      const name = packageOf(input);
+      if (name) used.add(name);
+    }
+    await writeFile(join(out, 'package.json'), await appPackageJson(root, app));
+    if (app === 'build-helper') await cp(join(root, 'apps/build-helper/sandbox'), join(out, 'sandbox'), { recursive: true });
+  }
+  for (const module of SHIPPED) {
+    const from = join(root, 'node_modules', module.name);
+    const to = join(libDir, 'node_modules', module.name);
+    for (const file of [...(await module.files(from, arch)), ...(await licenseFilesOf(from))]) {
+      await mkdir(dirname(join(to, file)), { recursive: true });
+      if (module.rewrite?.file === file) await writeFile(join(to, file), module.rewrite.content(from, arch));
+      else await copyFile(join(from, file), join(to, file));
+      // Native code ships stripped of its debugging symbols, as Debian's packages do.
+      if (file.endsWith('.node'))
+        execFileSync('strip', ['--strip-unneeded', '--remove-section=.comment', '--remove-section=.note', join(to, file)]);
+    }
+    used.add(module.name);
+  }
+  const thirdParty = await Promise.all([...used].sort().map((name) => describe(root, name)));
+  return { thirdParty };
+}

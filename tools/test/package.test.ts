@@ -1,0 +1,176 @@
+/**
+ * `npm run package`: the .deb it builds holds the programs and the files a
+ * worker host needs with the right owners and modes, nothing of the
+ * development tree, control fields that pull in what the services run, passes
+ * lintian, and its bundled commands run from an unpacked tree on this host's node.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { buildPackage, type PackageResult } from '../package/build.js';
+
+interface Entry {
+  mode: string;
+  owner: string;
+  path: string;
+}
+
+function contents(deb: string): Map<string, Entry> {
+  const entries = new Map<string, Entry>();
+  for (const line of execFileSync('dpkg-deb', ['--contents', deb], { encoding: 'utf8', maxBuffer: 16 << 20 })
+    .trim()
+    .split('\n')) {
+    const [mode, owner, , , , path] = line.split(/\s+/);
+    const clean = path!.replace(/^\./, '').replace(/\/$/, '') || '/';
+    entries.set(clean, { mode: mode!, owner: owner!, path: clean });
+  }
+  return entries;
+}
+
+describe('npm run package', { timeout: 600_000 }, () => {
+  let out: string;
+  let result: PackageResult;
+  let files: Map<string, Entry>;
+  let unpacked: string;
+  const lib = '/usr/lib/spark-ts/node_modules/@spark';
+
+  before(async () => {
+    out = await mkdtemp(join(tmpdir(), 'spark-package-test-'));
+    result = await buildPackage({ revision: 7, outDir: out });
+    files = contents(result.deb);
+    unpacked = join(out, 'root');
+    execFileSync('dpkg-deb', ['-x', result.deb, unpacked]);
+  });
+  after(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('is named spark-ts_<version>-<revision>_<arch>.deb', () => {
+    const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
+    assert.equal(result.deb, join(out, `spark-ts_0.1.0-7_${arch}.deb`));
+  });
+
+  it('has the commands, units, sudoers rule, sysusers and tmpfiles snippets, pages and completion, with their owners and modes', () => {
+    const expected: [string, string][] = [
+      ['/', 'drwxr-xr-x'],
+      ['/etc/sudoers.d/10spark-builder', '-r--r-----'],
+      ['/usr/bin/spark', '-rwxr-xr-x'],
+      ['/usr/sbin/spark-build-helper', '-rwxr-xr-x'],
+      [`${lib}/build-helper/dist/main.js`, '-rwxr-xr-x'],
+      [`${lib}/build-helper/sandbox/bin/systemd-nspawn`, '-rwxr-xr-x'],
+      ['/usr/lib/spark-ts/setup-host', '-rwxr-xr-x'],
+      ['/usr/lib/systemd/system/spark.target', '-rw-r--r--'],
+      ['/usr/lib/systemd/system/spark-builder@.service', '-rw-r--r--'],
+      ['/usr/lib/sysusers.d/spark-ts.conf', '-rw-r--r--'],
+      ['/usr/lib/tmpfiles.d/spark-ts.conf', '-rw-r--r--'],
+      ['/usr/share/man/man1/spark.1.gz', '-rw-r--r--'],
+      ['/usr/share/bash-completion/completions/spark', '-rw-r--r--'],
+      ['/usr/share/doc/spark-ts/copyright', '-rw-r--r--'],
+      ['/usr/share/doc/spark-ts/changelog.Debian.gz', '-rw-r--r--'],
+    ];
+    for (const service of ['connector', 'builder', 'signer', 'uploader']) {
+      expected.push([`/usr/sbin/spark-${service}`, '-rwxr-xr-x'], [`/usr/share/man/man8/spark-${service}.8.gz`, '-rw-r--r--']);
+      expected.push([`/usr/lib/systemd/system/spark-${service}${service === 'builder' ? '@' : ''}.service`, '-rw-r--r--']);
+    }
+    for (const [path, mode] of expected) {
+      const entry = files.get(path);
+      assert.ok(entry, `${path} is not in the package`);
+      assert.equal(entry.mode, mode, path);
+    }
+    // dpkg-deb --root-owner-group: every file root's, the build helper's whole tree included.
+    const notRoot = [...files.values()].filter((entry) => entry.owner !== 'root/root');
+    assert.deepEqual(notRoot, []);
+  });
+
+  it('holds nothing of the development tree', () => {
+    const dev = [...files.keys()].filter((path) =>
+      /\/node_modules\/(nx|@nx|eslint|@eslint|typescript|tsx|esbuild|vitest|prettier|@spark\/(testing|tools))(\/|$)|\.ts$|\.map$/.test(
+        path,
+      ),
+    );
+    assert.deepEqual(dev, []);
+    // The npm packages in the package, each by its package.json: the six programs and what cannot be bundled.
+    const shipped = [...files.keys()].flatMap(
+      (path) => /^\/usr\/lib\/spark-ts\/node_modules\/((?:@[^/]+\/)?[^/]+)\/package\.json$/.exec(path)?.[1] ?? [],
+    );
+    const apps = ['build-helper', 'builder', 'cli', 'connector', 'signer', 'uploader'].map((app) => `@spark/${app}`);
+    assert.deepEqual(shipped.sort(), ['@bull-board/ui', ...apps, 'cmake-ts', 'openpgp', 'zeromq']);
+  });
+
+  it("bundles no module of libs/testing or tools/, and names the package's build helper", async () => {
+    for (const app of ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper']) {
+      const bundle = await readFile(join(unpacked, lib, app, 'dist/main.js'), 'utf8');
+      // esbuild heads each bundled module with a comment naming its path (relative to the repository).
+      assert.match(bundle, /^\/\/ libs\/protocol\/src\//m, app);
+      assert.doesNotMatch(bundle, /^\/\/ (libs\/testing|tools)\//m, app);
+      assert.doesNotMatch(bundle, /\/usr\/local\/sbin\/spark-build-helper/, app);
+    }
+    const builder = await readFile(join(unpacked, lib, 'builder/dist/main.js'), 'utf8');
+    assert.match(builder, /"\/usr\/sbin\/spark-build-helper"/);
+    const sudoers = await readFile(join(unpacked, 'etc/sudoers.d/10spark-builder'), 'utf8');
+    assert.match(sudoers, /^spark-builder ALL=\(root\) NOPASSWD: \/usr\/sbin\/spark-build-helper$/m);
+    const unit = await readFile(join(unpacked, 'usr/lib/systemd/system/spark-signer.service'), 'utf8');
+    assert.match(unit, /^ExecStart=\/usr\/sbin\/spark-signer --config \/etc\/laniakea\/spark.toml$/m);
+  });
+
+  it('ships the one zeromq addon, stripped, that Debian 12 can load', () => {
+    const addons = [...files.keys()].filter((path) => path.endsWith('.node'));
+    assert.equal(addons.length, 1, addons.join(', '));
+    const symbols = execFileSync('objdump', ['-T', join(unpacked, addons[0]!)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const glibc = [...symbols.matchAll(/GLIBC_2\.(\d+)/g)].map((match) => Number(match[1]));
+    assert.ok(Math.max(...glibc) <= 36, `needs GLIBC_2.${Math.max(...glibc)}`);
+  });
+
+  it('has control fields that pull in what the services run, and the sudoers rule as a conffile', () => {
+    const field = (name: string) => execFileSync('dpkg-deb', ['--field', result.deb, name], { encoding: 'utf8' }).trim();
+    assert.equal(field('Package'), 'spark-ts');
+    assert.equal(field('Version'), '0.1.0-7');
+    const depends = field('Depends').split(/,\s*/);
+    for (const needed of ['nodejs (>= 20.19)', 'redis-server (>= 5:7)', 'debspawn', 'sudo', 'dpkg-dev', 'systemd-container', 'git']) {
+      assert.ok(depends.includes(needed), `Depends lacks ${needed}: ${depends.join(', ')}`);
+    }
+    const info = execFileSync('dpkg-deb', ['--info', result.deb], { encoding: 'utf8' });
+    for (const script of ['postinst', 'prerm', 'postrm', 'conffiles', 'md5sums']) assert.match(info, new RegExp(`\\b${script}\\b`));
+    const conffiles = execFileSync('dpkg-deb', ['--info', result.deb, 'conffiles'], { encoding: 'utf8' });
+    assert.equal(conffiles, '/etc/sudoers.d/10spark-builder\n');
+  });
+
+  it('passes lintian (errors and warnings; overrides explained in deploy/debian/lintian-overrides)', () => {
+    assert.equal(result.lintian.status, 0, result.lintian.output);
+  });
+
+  it('runs spark --version and --help and each service --version from the unpacked tree with the system node', () => {
+    const node = (script: string, ...args: string[]) =>
+      execFileSync('/usr/bin/node', [join(unpacked, script), ...args], { encoding: 'utf8' });
+    assert.equal(node(`${lib}/cli/dist/main.js`, '--version'), 'spark 0.1.0\n');
+    assert.match(node(`${lib}/cli/dist/main.js`, '--help'), /^usage: spark <command> \[options\]/);
+    for (const service of ['connector', 'builder', 'signer', 'uploader']) {
+      assert.equal(node(`${lib}/${service}/dist/main.js`, '--version'), `spark-${service} 0.1.0\n`);
+    }
+    // The launchers name the installed tree: the same flags and entry, run here on the unpacked copy.
+    const launcher = execFileSync('cat', [join(unpacked, 'usr/bin/spark')], { encoding: 'utf8' });
+    assert.equal(
+      launcher,
+      `#!/bin/sh\nexec /usr/bin/node --lite-mode --no-expose-wasm --max-semi-space-size=1 ${lib}/cli/dist/main.js "$@"\n`,
+    );
+  });
+
+  it("finds the services the way spark run does, by package name from the CLI's bundle", () => {
+    // spark run resolves @spark/<service>/main from its own bundle (run-command.ts); the builder the helper's systemd-nspawn.
+    const probe = `for (const name of ['connector', 'builder', 'signer', 'uploader', 'build-helper/systemd-nspawn']) console.log(import.meta.resolve(name.includes('/') ? '@spark/' + name : '@spark/' + name + '/main'));`;
+    const cliDir = join(unpacked, lib, 'cli/dist');
+    const resolved = execFileSync('/usr/bin/node', ['--input-type=module', '-e', probe], { cwd: cliDir, encoding: 'utf8' })
+      .trim()
+      .split('\n');
+    assert.deepEqual(
+      resolved.map((url) => new URL(url).pathname.slice(unpacked.length)),
+      [
+        ...['connector', 'builder', 'signer', 'uploader'].map((name) => `${lib}/${name}/dist/main.js`),
+        `${lib}/build-helper/sandbox/bin/systemd-nspawn`,
+      ],
+    );
+  });
+});
