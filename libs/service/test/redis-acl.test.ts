@@ -295,9 +295,12 @@ describe('Redis ACL users', () => {
 
       it(`${role}: the channels`, async () => {
         const connection = as(role);
+        // A connection that subscribes can run nothing else: one of its own.
+        const listener = as(role);
         for (const name of channels) {
           const expected = grant.scope === 'read-write' || grant.channels.includes(name);
           assert.equal(await allowed(connection.publish(REDIS_CHANNELS[name](prefix), 'probe')), expected, `${role} publishes on ${name}`);
+          assert.equal(await allowed(listener.subscribe(REDIS_CHANNELS[name](prefix))), expected, `${role} listens on ${name}`);
         }
       });
     }
