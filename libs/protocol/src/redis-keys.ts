@@ -13,6 +13,8 @@ import type { QueueName } from './queues.js';
  * {@link queueKeysPattern}, so a key renamed here keeps its rule, and a test
  * (libs/protocol test/redis-keys.test.ts) fails when a key fragment is spelled
  * anywhere else, or a key is joined to the prefix by hand (`${prefix}:…`).
+ * docs/architecture.md has a row for each, which libs/service
+ * test/redis-keys-doc.test.ts checks against this module and the grants.
  */
 
 /** `<prefix>:*`: every key (and channel) of one worker; the connector's and the admin's ACL pattern. */
