@@ -40,8 +40,9 @@ import {
   jobWorkspaceDir,
   lighthouseStatusKey,
   parseJobId,
+  prefixPattern,
   QueueName,
-  queueKeysPattern,
+  queueKey,
   REDIS_KEY_FAMILIES,
   REPORT_QUEUES,
   signerRoundKey,
@@ -138,8 +139,8 @@ async function probe(config: SparkConfig, audit: string): Promise<void> {
   tries.push(await attempt('SCAN for job records', () => redis.scan('0', 'MATCH', REDIS_KEY_FAMILIES.jobRecords.pattern(p))));
   tries.push(await attempt('SET lighthouse status', () => redis.set(lighthouseStatusKey(p), '{}')));
   tries.push(await attempt('SET upload-progress', () => redis.set(uploadProgressKey(p, { uuid, round: '1' }), '{}')));
-  tries.push(await attempt('SET another prefix', () => redis.set(queueKeysPattern(`other-${p}`, QueueName.sign).replace('*', 'x'), '1')));
-  tries.push(await attempt('PUBLISH to the connector', () => redis.publish(`${p}:lighthouse-wake`, 'x')));
+  tries.push(await attempt('SET another prefix', () => redis.set(queueKey(`other-${p}`, QueueName.sign, 'x'), '1')));
+  tries.push(await attempt('PUBLISH on a channel not its own', () => redis.publish(prefixPattern(p).replace('*', 'unnamed'), 'x')));
   const commands = [
     ['FLUSHALL'],
     ['CONFIG', 'GET', 'aclfile'],
@@ -166,7 +167,7 @@ async function probe(config: SparkConfig, audit: string): Promise<void> {
         queue.add('success', { kind: 'success', uuid, round: '1', at: Date.now() }, { jobId: `${uuid}.1.final` }),
       ),
     );
-    tries.push(await attempt(`remove the ${sender}'s waiting reports`, () => redis.del(`${p}:${REPORT_QUEUES[sender]}:wait`)));
+    tries.push(await attempt(`remove the ${sender}'s waiting reports`, () => redis.del(queueKey(p, REPORT_QUEUES[sender], 'wait'))));
   }
   tries.push(await attempt("mark a round as the signer's", () => redis.set(signerRoundKey(p, uuid), '1')));
   await Promise.all([upload.close(), ...others.map(([, queue]) => queue.close())]);

@@ -718,7 +718,7 @@ MetricsPort = ${uploaderPort}
         'SET lighthouse status': NOPERM,
         'SET upload-progress': NOPERM,
         'SET another prefix': NOPERM,
-        'PUBLISH to the connector': NOPERM,
+        'PUBLISH on a channel not its own': NOPERM,
         FLUSHALL: NOPERM,
         'KEYS *': NOPERM,
         'CONFIG GET ACLFILE': NOPERM,

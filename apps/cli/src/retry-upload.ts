@@ -52,7 +52,7 @@ export async function runRetryUpload(argv: string[], io: CliIo): Promise<number>
     const jobId = stageJobId(round, 'upload');
     const job = await queue.getJob(jobId);
     if (!job) {
-      io.stderr.write(`spark retry-upload: no upload job ${jobId} in queue ${config.queuePrefix}:${QueueName.upload}\n`);
+      io.stderr.write(`spark retry-upload: no upload job ${jobId} in queue ${queue.qualifiedName}\n`);
       return 1;
     }
     const state = await job.getState();

@@ -298,7 +298,7 @@ describe('spark-signer on the sign queue', () => {
     await signQueue.pause();
     await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
     // What BullMQ's stalled-job check writes once a job stalled more than maxStalledCount times.
-    await connection.hset(`${signQueue.opts.prefix ?? ''}:${QueueName.sign}:${id}`, 'defa', 'job stalled more than allowable limit');
+    await connection.hset(signQueue.toKey(id), 'defa', 'job stalled more than allowable limit');
     await signQueue.resume();
     const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(manifest, { kind: 'final' }));
     assert.equal(report.data.kind, 'failed');

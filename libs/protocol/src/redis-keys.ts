@@ -12,7 +12,9 @@ import type { QueueName } from './queues.js';
  * from {@link REDIS_KEY_FAMILIES}, {@link REDIS_CHANNELS} and
  * {@link queueKeysPattern}, so a key renamed here keeps its rule, and a test
  * (libs/protocol test/redis-keys.test.ts) fails when a key fragment is spelled
- * anywhere else.
+ * anywhere else, or a key is joined to the prefix by hand (`${prefix}:…`).
+ * docs/architecture.md has a row for each, which libs/service
+ * test/redis-keys-doc.test.ts checks against this module and the grants.
  */
 
 /** `<prefix>:*`: every key (and channel) of one worker; the connector's and the admin's ACL pattern. */
@@ -27,7 +29,17 @@ export function prefixPattern(prefix: string): string {
  * fully and, since Redis checks every key a Lua script touches, no other.
  */
 export function queueKeysPattern(prefix: string, queue: QueueName): string {
-  return `${prefix}:${queue}:*`;
+  return queueKey(prefix, queue, '*');
+}
+
+/**
+ * `<prefix>:<queue>:<name>`: one of the keys BullMQ keeps for a queue (`wait`,
+ * `meta`, a job's hash under its id …). BullMQ builds these itself (a queue's
+ * `toKey`); this is for code that must name one without a queue at hand: the
+ * ACL probes of `spark verify` and the tests.
+ */
+export function queueKey(prefix: string, queue: QueueName, name: string): string {
+  return `${prefix}:${queue}:${name}`;
 }
 
 /** `<prefix>:archive-targets`: the last `archive-info` reply the connector stored, as JSON. */

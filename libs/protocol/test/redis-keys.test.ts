@@ -43,10 +43,14 @@ async function sourceFiles(): Promise<string[]> {
   return found.sort();
 }
 
-/** The code of a file without its comments: comments name keys to explain them, which is fine. */
+/**
+ * The code of a file without its comments (comments name keys to explain
+ * them, which is fine), each comment blanked out so that lines keep their
+ * numbers.
+ */
 function withoutComments(text: string, file: string): string {
   if (file.endsWith('.sh')) return text.replace(/^\s*#.*$/gm, '');
-  return text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+  return text.replace(/\/\*[\s\S]*?\*\//g, (comment) => comment.replace(/[^\n]/g, ' ')).replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
 }
 
 /**
@@ -60,8 +64,17 @@ function fragment(pattern: string): RegExp {
   assert.ok(pattern.startsWith(`${P}:`), `${pattern} is under the prefix`);
   const tail = pattern.slice(P.length).replace(/\*$/, '');
   const escaped = tail.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`(?<=[}\\w])${escaped}${tail.endsWith(':') ? '' : '(?![\\w-])'}`);
+  return new RegExp(`(?<=[}\\w])${escaped}${tail.endsWith(':') ? '' : '(?![\\w-])'}`, 'g');
 }
+
+/**
+ * A key built by hand from the prefix, whatever follows it: `${prefix}:`,
+ * `${config.queuePrefix}:`, `${queue.opts.prefix ?? ''}:`, `${p}:` in a
+ * template (a colon and a space is prose, not a key), or `prefix + ':'`. This catches the keys the fragments cannot:
+ * those whose name is itself interpolated (`${prefix}:${queue}:wait`), and
+ * keys of a name the module does not define at all.
+ */
+const PREFIX_JOINED = /\$\{\s*(?:[\w$?.]*\.)?(?:\w*[pP]refix|p)(?:\s*\?\?\s*[^}]*)?\s*\}:(?!\s)|\b\w*[pP]refix\s*\+\s*['"`]:/g;
 
 /** Every key pattern and channel the module defines, by a name for the message. */
 function definitions(): [string, string][] {
@@ -76,6 +89,24 @@ function definitions(): [string, string][] {
   ];
 }
 
+/** What to look for: each definition's fragment, and a key joined to the prefix by hand. */
+function detectors(): (readonly [string, RegExp])[] {
+  return [...definitions().map(([name, pattern]) => [name, fragment(pattern)] as const), ['a key built from the prefix', PREFIX_JOINED]];
+}
+
+/** Where in `code` (of `file`) a key is spelled: `file:line: what spelled as …code…`, one per hit. */
+function spelledKeys(code: string, file: string): string[] {
+  const found: string[] = [];
+  for (const [name, regex] of detectors()) {
+    for (const match of code.matchAll(regex)) {
+      const line = code.slice(0, match.index).split('\n').length;
+      const text = code.split('\n')[line - 1]?.trim() ?? '';
+      found.push(`${file}:${line}: ${name} spelled as ${match[0]} in: ${text}`);
+    }
+  }
+  return found;
+}
+
 describe('redis-keys.ts spells every Redis key', () => {
   it('defines every key, pattern and channel under the prefix, each with its own fragment', () => {
     const seen = new Map<string, string>();
@@ -88,27 +119,36 @@ describe('redis-keys.ts spells every Redis key', () => {
   });
 
   it('is the only file of any project that spells one', async () => {
-    const fragments = definitions().map(([name, pattern]) => [name, fragment(pattern)] as const);
     const found: string[] = [];
     for (const file of await sourceFiles()) {
       if (OWNERS.has(file)) continue;
-      const code = withoutComments(await readFile(join(REPO, file), 'utf8'), file);
-      for (const [name, regex] of fragments) {
-        const match = regex.exec(code);
-        if (match) found.push(`${file}: ${name} spelled as …${code.slice(Math.max(0, match.index - 20), match.index + 30)}…`);
-      }
+      found.push(...spelledKeys(withoutComments(await readFile(join(REPO, file), 'utf8'), file), file));
     }
-    assert.deepEqual(found, []);
+    assert.deepEqual(found, [], `spell these keys with the functions of libs/protocol/src/redis-keys.ts:\n${found.join('\n')}`);
   });
 
-  it('finds a key spelled outside the module (the check can fail)', () => {
-    const code = withoutComments('await redis.get(`${prefix}:signer-rounds:${uuid}`); // `${p}:jobs:x` in a comment is fine\n', 'x.ts');
-    const hits = definitions().filter(([, pattern]) => fragment(pattern).test(code));
-    assert.deepEqual(
-      hits.map(([name]) => name),
-      ['signerRounds'],
+  it('finds a key spelled outside the module, naming file and line (the check can fail)', () => {
+    const code = withoutComments(
+      '/* a comment\n * over `${p}:jobs:x` lines */\nawait redis.get(`${prefix}:signer-rounds:${uuid}`); // `${p}:jobs:x` in a comment is fine\n',
+      'x.ts',
     );
-    assert.ok(fragment(queueKeysPattern('PREFIX', 'build')).test("redis.hset('spark:build:1', 'a', 'b')"));
-    assert.ok(!fragment(REDIS_KEY_FAMILIES.lighthouseStatus.pattern('PREFIX')).test('`${p}:lighthouse-wake`'));
+    assert.deepEqual(spelledKeys(code, 'x.ts'), [
+      'x.ts:3: signerRounds spelled as :signer-rounds: in: await redis.get(`${prefix}:signer-rounds:${uuid}`);',
+      'x.ts:3: a key built from the prefix spelled as ${prefix}: in: await redis.get(`${prefix}:signer-rounds:${uuid}`);',
+    ]);
+    assert.equal(spelledKeys("redis.hset('spark:build:1', 'a', 'b')", 'y.ts').length, 1);
+    assert.deepEqual(spelledKeys('`${p}:lighthouse-wake`', 'z.ts'), [
+      'z.ts:1: a key built from the prefix spelled as ${p}: in: `${p}:lighthouse-wake`',
+    ]);
+    for (const joined of [
+      '`${config.queuePrefix}:${QueueName.upload}`',
+      "`${queue.opts.prefix ?? ''}:${QueueName.sign}:${id}`",
+      "prefix + ':wait'",
+    ]) {
+      assert.equal(spelledKeys(joined, 'j.ts').length, 1, joined);
+    }
+    for (const fine of ['`${prefix}`', '`${p.name}:`', '`spark ${prefix}: ${message}`.length', "'no prefix: here'"]) {
+      assert.deepEqual(spelledKeys(fine, 'f.ts'), [], fine);
+    }
   });
 });

@@ -13,8 +13,10 @@ import {
   builderHeartbeatsKey,
   jobRecordKey,
   lighthouseStatusKey,
+  prefixPattern,
   QUEUE_NAMES,
   QueueName,
+  queueKey,
   queueKeysPattern,
   REDIS_CHANNELS,
   REDIS_KEY_FAMILIES,
@@ -137,16 +139,16 @@ describe('Redis ACL users', () => {
     it('cannot add to, or change, the upload queue', async () => {
       const uploads = queue(QueueName.upload, builder);
       await assert.rejects(uploads.add(QueueName.upload, { forged: true }, { jobId: 'forged.upload' }), /NOPERM/);
-      await assert.rejects(builder.hset(`${prefix}:${QueueName.upload}:forged`, 'data', '{}'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.hset(queueKey(prefix, QueueName.upload, 'forged'), 'data', '{}'), /^ReplyError: NOPERM/);
     });
 
     it("cannot add, change or remove reports in another service's report queue, nor mark a round the signer's", async () => {
       for (const sender of ['connector', 'signer', 'uploader'] as const) {
         const reports = queue(REPORT_QUEUES[sender], builder);
         await assert.rejects(reports.add('success', { forged: true }, { jobId: 'forged.final' }), /NOPERM/, sender);
-        await assert.rejects(builder.hset(`${prefix}:${REPORT_QUEUES[sender]}:forged.final`, 'data', '{}'), /^ReplyError: NOPERM/);
-        await assert.rejects(builder.lpush(`${prefix}:${REPORT_QUEUES[sender]}:wait`, 'x'), /^ReplyError: NOPERM/);
-        await assert.rejects(builder.del(`${prefix}:${REPORT_QUEUES[sender]}:wait`), /^ReplyError: NOPERM/);
+        await assert.rejects(builder.hset(queueKey(prefix, REPORT_QUEUES[sender], 'forged.final'), 'data', '{}'), /^ReplyError: NOPERM/);
+        await assert.rejects(builder.lpush(queueKey(prefix, REPORT_QUEUES[sender], 'wait'), 'x'), /^ReplyError: NOPERM/);
+        await assert.rejects(builder.del(queueKey(prefix, REPORT_QUEUES[sender], 'wait')), /^ReplyError: NOPERM/);
       }
       await assert.rejects(builder.set(signerRoundKey(prefix, '00000000-0000-4000-8000-000000000000'), '1'), /^ReplyError: NOPERM/);
       await assert.rejects(builder.del(signerRoundKey(prefix, '00000000-0000-4000-8000-000000000000')), /^ReplyError: NOPERM/);
@@ -157,7 +159,7 @@ describe('Redis ACL users', () => {
       await assert.rejects(builder.eval(script, 1, archiveTargetsKey(prefix), '{}'), /^ReplyError: NOPERM/);
       // A script given an allowed key still cannot touch another one.
       const sneaky = "return redis.call('SET', ARGV[2], ARGV[1])";
-      const buildKey = queueKeysPattern(prefix, QueueName.build).replace('*', 'x');
+      const buildKey = queueKey(prefix, QueueName.build, 'x');
       await assert.rejects(builder.eval(sneaky, 1, buildKey, '{}', archiveTargetsKey(prefix)), /can't access at least one of the keys/);
     });
 
@@ -171,7 +173,7 @@ describe('Redis ACL users', () => {
       await assert.rejects(builder.config('SET', 'appendonly', 'no'), /^ReplyError: NOPERM/);
       await assert.rejects(builder.call('ACL', 'SETUSER', 'spark-builder', '+@all', '~*'), /^ReplyError: NOPERM/);
       await assert.rejects(builder.keys('*'), /^ReplyError: NOPERM/);
-      await assert.rejects(builder.publish(`${prefix}:other`, 'x'), /^ReplyError: NOPERM/);
+      await assert.rejects(builder.publish(prefixPattern(prefix).replace('*', 'other'), 'x'), /^ReplyError: NOPERM/);
     });
 
     it("cannot list key names with SCAN (the job records' uuids), nor can the signer", async () => {
@@ -200,7 +202,7 @@ describe('Redis ACL users', () => {
           ['pubsub', 'channels'],
           ['pubsub', 'numsub', builderControlChannel(prefix)],
           ['client', 'list'],
-          ['client', 'tracking', 'on', 'bcast', 'prefix', `${prefix}:`],
+          ['client', 'tracking', 'on', 'bcast', 'prefix', prefixPattern(prefix).replace('*', '')],
           ['client', 'kill', 'user', 'spark-signer'],
           ['client', 'pause', '10'],
           ['client', 'no-evict', 'on'],
@@ -227,7 +229,7 @@ describe('Redis ACL users', () => {
     /** A key the role may write, for the commands that name one. */
     function sample(role: RedisRoleName): string {
       const queues = REDIS_GRANTS[role].queues;
-      return queueKeysPattern(prefix, queues[0] ?? QueueName.build).replace('*', 'probe');
+      return queueKey(prefix, queues[0] ?? QueueName.build, 'probe');
     }
 
     it('the uploader finds its last status excerpt without SCAN', async () => {
@@ -284,14 +286,21 @@ describe('Redis ACL users', () => {
           if (mayWrite) await connection.del(key);
         }
         // A key under the prefix that no family names is only for the users granted everything.
-        assert.equal(await allowed(connection.exists(`${prefix}:unnamed`)), all, `${role} reads a key no family names`);
+        assert.equal(
+          await allowed(connection.exists(sample(prefixPattern(prefix)).replace('acl-probe', 'unnamed'))),
+          all,
+          `${role} reads a key no family names`,
+        );
       });
 
       it(`${role}: the channels`, async () => {
         const connection = as(role);
+        // A connection that subscribes can run nothing else: one of its own.
+        const listener = as(role);
         for (const name of channels) {
           const expected = grant.scope === 'read-write' || grant.channels.includes(name);
           assert.equal(await allowed(connection.publish(REDIS_CHANNELS[name](prefix), 'probe')), expected, `${role} publishes on ${name}`);
+          assert.equal(await allowed(listener.subscribe(REDIS_CHANNELS[name](prefix))), expected, `${role} listens on ${name}`);
         }
       });
     }

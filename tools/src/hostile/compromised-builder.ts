@@ -16,7 +16,7 @@ import {
   builderCapacityChannel,
   jobArtifactsDir,
   jobWorkspaceDir,
-  queueKeysPattern,
+  queueKey,
   QueueName,
   type JobRound,
   type Manifest,
@@ -77,7 +77,7 @@ export interface RedisTry {
  * channel it may use, so only the command itself can be what Redis refuses.
  */
 export function listingCommands(prefix: string): RedisTry[] {
-  const ownKey = queueKeysPattern(prefix, QueueName.build).replace(/\*$/, 'meta');
+  const ownKey = queueKey(prefix, QueueName.build, 'meta');
   const named = (...args: string[]): RedisTry => ({ name: args.join(' '), args });
   return [
     { name: 'SCAN', args: ['SCAN', '0', 'COUNT', '1000'] },

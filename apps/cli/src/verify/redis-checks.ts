@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SparkConfig } from '@spark/config';
-import { jobRecordKey, QueueName, queueKeysPattern, signerRoundKey } from '@spark/protocol';
+import { jobRecordKey, QueueName, queueKey, signerRoundKey } from '@spark/protocol';
 import {
   connectRedis,
   redactRedisUrl,
@@ -34,7 +34,7 @@ function probes(prefix: string): Record<RedisRoleName, { allowed: Probe; refused
   return {
     connector: { allowed: writeJobRecord, refused: config },
     builder: {
-      allowed: { what: 'change the build queue', command: ['DEL', queueKeysPattern(prefix, QueueName.build).replace('*', none)] },
+      allowed: { what: 'change the build queue', command: ['DEL', queueKey(prefix, QueueName.build, none)] },
       refused: { what: 'read job records', command: ['GET', jobRecord] },
     },
     signer: {
@@ -42,13 +42,13 @@ function probes(prefix: string): Record<RedisRoleName, { allowed: Probe; refused
       refused: writeJobRecord,
     },
     uploader: {
-      allowed: { what: 'change the upload queue', command: ['DEL', queueKeysPattern(prefix, QueueName.upload).replace('*', none)] },
+      allowed: { what: 'change the upload queue', command: ['DEL', queueKey(prefix, QueueName.upload, none)] },
       refused: writeJobRecord,
     },
     operator: { allowed: { what: 'read job records', command: ['EXISTS', jobRecord] }, refused: writeJobRecord },
     admin: { allowed: writeJobRecord, refused: config },
     dashboard: {
-      allowed: { what: 'change the build queue', command: ['DEL', queueKeysPattern(prefix, QueueName.build).replace('*', none)] },
+      allowed: { what: 'change the build queue', command: ['DEL', queueKey(prefix, QueueName.build, none)] },
       refused: { what: 'read job records', command: ['GET', jobRecord] },
     },
   };
