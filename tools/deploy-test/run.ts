@@ -968,11 +968,11 @@ MetricsPort = ${uploaderPort}
         const refusals: [root: string, reason: RegExp][] = [
           [
             '/home/builds',
-            /^install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
+            /^deploy\/install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
           ],
           [
             '/srv/builds-link',
-            /^install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
+            /^deploy\/install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
           ],
         ];
         await m.sh('ln -sfn /srv/spark-builds /srv/builds-link');
