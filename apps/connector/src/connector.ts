@@ -5,6 +5,9 @@ import { builderCapacityChannel, lighthouseStatusKey, QueueName, REPORT_QUEUES, 
 import { refreshArchiveTargets } from './archive-targets.js';
 import { runJobFetcher } from './job-fetcher.js';
 import { startReportRelay, type ReportRelay } from './report-relay.js';
+import { bullmqReportInbox } from './report-inbox.js';
+import { redisRelayRecords } from './relay-records.js';
+import { systemClock } from './clock.js';
 import { acquireConnectorLock, type ConnectorLock } from './connector-lock.js';
 import { createWaker } from './waker.js';
 import { runStartTimeout } from './start-timeout.js';
@@ -99,7 +102,17 @@ export function createConnector(deps: ConnectorDeps): Connector {
       });
       if (!lock) return;
       await subscriber.subscribe(builderCapacityChannel(prefix));
-      relay = startReportRelay({ link, connection: workerConnection, prefix, reportQueues, backoff, logger });
+      const inbox = (sender: ReportSender) =>
+        bullmqReportInbox(REPORT_QUEUES[sender], reportQueues[sender], workerConnection, prefix, logger);
+      const inboxes = { connector: inbox('connector'), builder: inbox('builder'), signer: inbox('signer'), uploader: inbox('uploader') };
+      relay = startReportRelay({
+        link,
+        inboxes,
+        records: redisRelayRecords(workerConnection, prefix),
+        clock: systemClock,
+        backoff,
+        logger,
+      });
       background('upload targets and job fetching', async () => {
         // Upload targets must be known before a job is taken (docs/architecture.md, The pipeline).
         for (let tries = 0; !(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal)); tries++) {

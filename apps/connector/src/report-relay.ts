@@ -1,8 +1,8 @@
-import { WaitingError, type Job, type Queue, type Worker } from 'bullmq';
-import { openWorker, readJobRecord, recordRoundEnd, type Logger, type Redis } from '@spark/service';
+import type { Logger } from '@spark/service';
 import {
   ackReplySchema,
   describeIssues,
+  excerptOrder,
   parseJobId,
   REPORT_KINDS_OF,
   REPORT_QUEUES,
@@ -10,8 +10,8 @@ import {
   REPORT_SENDERS,
   reportJobId,
   reportPayloadSchema,
-  signerRoundKey,
   UNKNOWN_JOB_ERROR,
+  type ExcerptPosition,
   type JobRound,
   type ReportPayload,
   type ReportSender,
@@ -19,22 +19,25 @@ import {
 import {
   backoffDelay,
   LighthouseUnreachable,
-  pause,
   UnreadableReply,
   type Backoff,
   type LighthouseLink,
   type RequestBody,
 } from '@spark/lighthouse';
+import type { Clock } from './clock.js';
 import { dropLog } from './drop-log.js';
+import { PUT_BACK, RELAY_LOCKS, type ReportInbox, type ReportOutcome, type TakenReport } from './report-inbox.js';
+import type { RelayRecords } from './relay-records.js';
 
 /** What the report relay needs. */
 export interface ReportRelayDeps {
-  link: LighthouseLink;
-  /** A `worker` Redis connection (maxRetriesPerRequest: null). */
-  connection: Redis;
-  prefix: string;
-  /** Each sender's report queue (REPORT_QUEUES), to count the reports waiting and look for newer status excerpts. */
-  reportQueues: Readonly<Record<ReportSender, Queue>>;
+  /** Lighthouse: one request at a time. */
+  link: Pick<LighthouseLink, 'request'>;
+  /** Each sender's report queue (REPORT_QUEUES). */
+  inboxes: Readonly<Record<ReportSender, ReportInbox>>;
+  /** The job records, and the rounds the signer took. */
+  records: RelayRecords;
+  clock: Clock;
   backoff: Backoff;
   logger: Logger;
 }
@@ -54,15 +57,26 @@ export function reportRequest(report: ReportPayload): RequestBody {
 }
 
 /**
+ * Where the status excerpt `id` of `report` stands among its round's excerpts,
+ * or null when `id` is no status excerpt id of that round (a hand-written one:
+ * such an excerpt is not put in order).
+ */
+function excerptPosition(sender: ReportSender, id: string, report: ReportPayload): ExcerptPosition | null {
+  const parsed = parseJobId(id);
+  if (parsed?.type !== 'report' || parsed.slot.kind !== 'status') return null;
+  if (parsed.uuid !== report.uuid.toLowerCase() || parsed.round !== report.round) return null;
+  return { sender, seq: parsed.slot.seq };
+}
+
+/**
  * True when a newer status excerpt of the same round is queued: Lighthouse keeps
  * only the latest excerpt, so this one need not be sent. Terminal reports are
  * never skipped.
  */
-export async function isSupersededStatus(reportQueue: Queue, jobId: string | undefined): Promise<boolean> {
-  const id = parseJobId(jobId);
-  if (id?.type !== 'report' || id.slot.kind !== 'status') return false;
+async function isSupersededStatus(inbox: ReportInbox, report: ReportPayload, position: ExcerptPosition | null): Promise<boolean> {
+  if (position === null) return false;
   try {
-    return (await reportQueue.getJob(reportJobId(id, { kind: 'status', seq: id.slot.seq + 1 }))) !== undefined;
+    return await inbox.holds(reportJobId(report, { kind: 'status', seq: position.seq + 1 }));
   } catch {
     // Redis trouble: sending a stale excerpt is harmless, failing the report is not.
     return false;
@@ -87,12 +101,17 @@ interface Refusal {
  * signer took the round, and Lighthouse shows only the latest.) Throws on a
  * Redis error.
  */
-export async function reportRefusal(redis: Redis, prefix: string, sender: ReportSender, report: ReportPayload): Promise<Refusal | null> {
+export async function reportRefusal(
+  records: RelayRecords,
+  sender: ReportSender,
+  report: ReportPayload,
+  position: ExcerptPosition | null = null,
+): Promise<Refusal | null> {
   const request = REPORT_REQUEST[report.kind];
   if (!(REPORT_KINDS_OF[sender] as readonly string[]).includes(report.kind)) {
     return { level: 'error', reason: `the ${sender} does not send ${request}` };
   }
-  const record = await readJobRecord(redis, prefix, report.uuid);
+  const record = await records.read(report.uuid);
   if (record === null) {
     // The connector's queue may hold reports of a hand-out it could not record (a malformed job).
     return sender === 'builder' ? { level: 'error', reason: 'Lighthouse never handed this job out here (no job record)' } : null;
@@ -102,32 +121,32 @@ export async function reportRefusal(redis: Redis, prefix: string, sender: Report
       ? { level: 'warn', reason: `it is of an earlier round: Lighthouse has handed the job out again since (round ${record.round})` }
       : { level: 'error', reason: `round ${report.round} is no hand-out here (the latest is ${record.round})` };
   }
-  if (report.kind === 'status' && record.endedRound === report.round) {
-    // A later sender's report of the round overtook it (the relay waits only for earlier senders' accepted and terminal reports).
+  if (report.kind === 'status' && (record.endedRound === report.round || record.endingRound === report.round)) {
+    // A later sender's report of the round overtook it (the relay waits only for earlier senders' accepted and terminal reports),
+    // or the relay was killed while it sent the end, which goes again before anything else of its queue.
     return { level: 'warn', reason: 'the round has ended at Lighthouse; an excerpt now would follow its end' };
   }
-  if (sender === 'builder' && report.kind === 'rejected' && (await redis.get(signerRoundKey(prefix, report.uuid))) === report.round) {
+  const shown = record.shownExcerpt;
+  if (position !== null && shown?.round === report.round && excerptOrder(position, shown) < 0) {
+    // A later stage's excerpt, or a later one of this queue, went first: a queue the relay read
+    // behind another (a backlog after an outage), or this one put back to the head after a kill.
+    return { level: 'warn', reason: `Lighthouse already shows a newer excerpt of the round (the ${shown.sender}'s excerpt ${shown.seq})` };
+  }
+  if (report.kind !== 'status' && report.kind !== 'accepted' && record.endedRound === report.round) {
+    // The relay was stopped after Lighthouse heard the end and before the report was done with.
+    return { level: 'warn', reason: 'Lighthouse has already heard the end of the round' };
+  }
+  if (sender === 'builder' && report.kind === 'rejected' && (await records.signerRound(report.uuid)) === report.round) {
     // An honest builder never rejects a round it handed on: it rejects instead of handing on.
     return { level: 'error', reason: 'the builder handed the round on to the signer; it is not the builder’s to reject' };
   }
   return null;
 }
 
-/*
- * A report in flight when the connector is killed (during an outage it is in
- * flight for as long as the outage lasts) is taken up again once its lock
- * expires: a short lock makes that seconds, and no number of kills may make
- * BullMQ fail it as stalled — a report dropped is a job Lighthouse never
- * hears the end of, while sending one twice is harmless.
- */
-const LOCK_DURATION_MS = 10_000;
-const STALLED_INTERVAL_MS = 5_000;
-const MAX_STALLED_COUNT = 1_000_000;
-
 /** ms between looks for a report a killed connector still holds. */
 const ORPHAN_RECHECK_MS = 500;
 /** Longest wait for those: past it, an active report is not a killed connector's (its lock would have expired). */
-const ORPHAN_WAIT_MS = LOCK_DURATION_MS + 2 * STALLED_INTERVAL_MS;
+const ORPHAN_WAIT_MS = RELAY_LOCKS.lockDurationMs + 2 * RELAY_LOCKS.stalledIntervalMs;
 /** ms between looks at the earlier senders' queues while a report waits for them. */
 const TURN_RECHECK_MS = 20;
 /** How long reports may wait in a sender's queue untaken before the relay stops holding later senders' reports for them. */
@@ -142,8 +161,6 @@ const STUCK_QUEUE_MS = 10_000;
 const PASSED_OVER_AFTER = 3;
 /** An earlier sender's reports of a round that a later sender's report of the round waits for. */
 const ORDERING_SLOTS = [{ kind: 'accepted' }, { kind: 'final' }] as const;
-/** States in which a report is still to be sent. */
-const UNSENT_STATES: readonly string[] = ['waiting', 'prioritized', 'active'];
 
 /**
  * Resolves once no report is active in any report queue. Called before the
@@ -156,18 +173,23 @@ const UNSENT_STATES: readonly string[] = ['waiting', 'prioritized', 'active'];
  * its queue's jobs active), and is not waited for. Resolves false if `signal`
  * aborts first.
  */
-async function orphanedReportsReturned(queues: readonly Queue[], logger: Logger, signal: AbortSignal): Promise<boolean> {
-  const giveUpAt = Date.now() + ORPHAN_WAIT_MS;
+async function orphanedReportsReturned(
+  inboxes: readonly ReportInbox[],
+  clock: Clock,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const giveUpAt = clock.now() + ORPHAN_WAIT_MS;
   let logged = false;
   for (;;) {
     let active: number;
     try {
-      active = (await Promise.all(queues.map((queue) => queue.getActiveCount()))).reduce((sum, count) => sum + count, 0);
+      active = (await Promise.all(inboxes.map((inbox) => inbox.activeCount()))).reduce((sum, count) => sum + count, 0);
     } catch {
       active = 1;
     }
     if (active === 0) return true;
-    if (Date.now() >= giveUpAt) {
+    if (clock.now() >= giveUpAt) {
       logger.warn({ active }, 'reports still active after every lock a stopped connector held has expired; starting the relay regardless');
       return true;
     }
@@ -175,7 +197,7 @@ async function orphanedReportsReturned(queues: readonly Queue[], logger: Logger,
       logger.info('waiting for the report a previous connector held when it stopped, so reports stay in order');
       logged = true;
     }
-    if (!(await pause(ORPHAN_RECHECK_MS, signal))) return false;
+    if (!(await clock.pause(ORPHAN_RECHECK_MS, signal))) return false;
   }
 }
 
@@ -212,6 +234,7 @@ const STOPPED = Symbol('stopped');
  * away is dropped too.
  */
 export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
+  const { clock, records } = deps;
   const stop = new AbortController();
   const drops = dropLog(deps.logger);
   // One report at a time across the queues: each send runs after the previous one ended.
@@ -224,7 +247,7 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
   // Per sender: the ids of the reports in hand, how many it finished, and when one was last taken or finished.
   const inHand = new Map<ReportSender, Set<string>>(REPORT_SENDERS.map((sender) => [sender, new Set()]));
   const finished = new Map<ReportSender, number>();
-  const lastSeen = new Map<ReportSender, number>(REPORT_SENDERS.map((sender) => [sender, Date.now()]));
+  const lastSeen = new Map<ReportSender, number>(REPORT_SENDERS.map((sender) => [sender, clock.now()]));
   // Per earlier report a later one waits for (`<sender>/<id>`): its sender's finished count when first seen.
   const awaited = new Map<string, number>();
   const stuckLogged = new Set<string>();
@@ -241,22 +264,22 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
    */
   const earlierUnsent = async (sender: ReportSender, round: JobRound, keys: Set<string>): Promise<ReportSender | null> => {
     for (const earlier of REPORT_SENDERS.slice(0, REPORT_SENDERS.indexOf(sender))) {
-      const queue = deps.reportQueues[earlier];
+      const inbox = deps.inboxes[earlier];
       for (const slot of ORDERING_SLOTS) {
         const id = reportJobId(round, slot);
         const key = `${earlier}/${id}`;
         keys.add(key);
-        const state = await queue.getJobState(id);
-        if (!UNSENT_STATES.includes(state)) continue;
+        const state = await inbox.state(id);
+        if (state === 'other') continue;
         if (inHand.get(earlier)?.has(id)) return earlier;
         const seen = awaited.get(key);
         if (seen === undefined) {
           awaited.set(key, finished.get(earlier) ?? 0);
-          if (state !== 'active') await (await queue.getJob(id))?.changePriority({ priority: 0, lifo: true });
+          if (state === 'waiting') await inbox.pullToHead(id);
           return earlier;
         }
         const passedOver = (finished.get(earlier) ?? 0) - seen >= PASSED_OVER_AFTER;
-        const idle = inHand.get(earlier)?.size === 0 && Date.now() - (lastSeen.get(earlier) ?? 0) > STUCK_QUEUE_MS;
+        const idle = inHand.get(earlier)?.size === 0 && clock.now() - (lastSeen.get(earlier) ?? 0) > STUCK_QUEUE_MS;
         if (!passedOver && !idle) return earlier;
         if (!stuckLogged.has(key)) {
           stuckLogged.add(key);
@@ -285,7 +308,7 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
           return waitFor === null ? { result: await send() } : null;
         });
         if (turn) return turn.result;
-        if (!(await pause(TURN_RECHECK_MS, stop.signal))) return STOPPED;
+        if (!(await clock.pause(TURN_RECHECK_MS, stop.signal))) return STOPPED;
       }
     } finally {
       for (const key of keys) {
@@ -295,17 +318,21 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
     }
   };
 
-  /** Checks and sends one report; returns what became of it. */
   /** Checks what `sender` may say ({@link reportRefusal}); returns why the report was dropped, null when it may go, STOPPED when the relay stops first. */
-  const refused = async (sender: ReportSender, report: ReportPayload, log: Logger): Promise<string | null | typeof STOPPED> => {
+  const refused = async (
+    sender: ReportSender,
+    report: ReportPayload,
+    position: ExcerptPosition | null,
+    log: Logger,
+  ): Promise<string | null | typeof STOPPED> => {
     let refusal: Refusal | null;
     for (let tries = 0; ; tries++) {
       try {
-        refusal = await reportRefusal(deps.connection, deps.prefix, sender, report);
+        refusal = await reportRefusal(records, sender, report, position);
         break;
       } catch (error) {
         log.warn({ err: error }, 'cannot read the job record to check the report; trying again');
-        if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
+        if (!(await clock.pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
       }
     }
     if (refusal === null) return null;
@@ -314,14 +341,37 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
   };
 
   /** Checks and sends one report in its turn (the check again: the round may have moved on while it waited); returns what became of it. */
-  const send = async (sender: ReportSender, job: Job, report: ReportPayload, log: Logger): Promise<string | typeof STOPPED> => {
-    const refusal = await refused(sender, report, log);
+  const send = async (
+    sender: ReportSender,
+    report: ReportPayload,
+    position: ExcerptPosition | null,
+    log: Logger,
+  ): Promise<string | typeof STOPPED> => {
+    const refusal = await refused(sender, report, position, log);
     if (refusal !== null) return refusal;
     let reply: unknown;
     for (let tries = 0; ; tries++) {
-      if (report.kind === 'status' && (await isSupersededStatus(deps.reportQueues[sender], job.id))) {
+      if (await isSupersededStatus(deps.inboxes[sender], report, position)) {
         log.info('dropping a status excerpt that a newer one superseded');
         return 'superseded';
+      }
+      const note =
+        position !== null
+          ? () => records.recordExcerpt(report, position)
+          : report.kind !== 'accepted' && report.kind !== 'status'
+            ? () => records.recordEnding(report)
+            : null;
+      if (note) {
+        // Noted before it is sent: once Lighthouse may have heard it, no older excerpt may follow,
+        // even if the relay is killed before it hears the reply.
+        const noted = await note().then(
+          () => true,
+          (err: unknown) => (log.warn({ err }, 'cannot note the report in the job record before sending it; trying again'), false),
+        );
+        if (!noted) {
+          if (!(await clock.pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
+          continue;
+        }
       }
       let passing: string | null = null;
       try {
@@ -342,7 +392,7 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
         const level = tries < 3 ? 'warn' : 'error';
         log[level](`Lighthouse answered ${REPORT_REQUEST[report.kind]} with an error (${passing}); asking again (try ${tries + 1})`);
       }
-      if (!(await pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
+      if (!(await clock.pause(backoffDelay(deps.backoff, tries), stop.signal))) return STOPPED;
     }
     if (report.kind === 'rejected') log.info(`rejected the job back to Lighthouse: ${report.reason}`);
     if (report.kind !== 'status') {
@@ -358,70 +408,62 @@ export function startReportRelay(deps: ReportRelayDeps): ReportRelay {
         report.kind === 'rejected' ? { kind: report.kind, reason: report.reason, needsOperator: report.needsOperator ?? false } : report;
       // A bounced rejection handed the job back without a try: it says nothing new about the job.
       if (end.kind !== 'accepted' && !(report.kind === 'rejected' && report.bounced)) {
-        await recordRoundEnd(deps.connection, deps.prefix, report, end, Date.now()).catch((err: unknown) =>
-          log.warn({ err }, 'cannot note the end of the round in the job record'),
-        );
+        await records
+          .recordEnd(report, end, clock.now())
+          .catch((err: unknown) => log.warn({ err }, 'cannot note the end of the round in the job record'));
       }
     }
     log.info(`relayed ${REPORT_REQUEST[report.kind]} to Lighthouse`);
     return 'delivered';
   };
 
-  const processorFor =
+  const handlerFor =
     (sender: ReportSender) =>
-    async (job: Job, token?: string): Promise<string> => {
-      const id = job.id ?? '';
+    async (taken: TakenReport): Promise<ReportOutcome> => {
+      const { id } = taken;
       inHand.get(sender)?.add(id);
-      lastSeen.set(sender, Date.now());
+      lastSeen.set(sender, clock.now());
       try {
-        const parsed = reportPayloadSchema.safeParse(job.data);
+        const parsed = reportPayloadSchema.safeParse(taken.data);
         if (!parsed.success) {
           drops.drop(
             sender,
             'error',
-            deps.logger.child({ report: job.id, queue: REPORT_QUEUES[sender] }),
+            deps.logger.child({ report: id, queue: REPORT_QUEUES[sender] }),
             `dropping a malformed report: ${describeIssues(parsed.error)}`,
           );
           return 'dropped: malformed';
         }
         const report = parsed.data;
+        const position = report.kind === 'status' ? excerptPosition(sender, id, report) : null;
         const log = deps.logger.child({ jobId: report.uuid, round: report.round, from: sender });
         // Checked before its turn too, so a flood of reports the relay drops costs no look at the other queues.
-        const outcome = (await refused(sender, report, log)) ?? (await inTurn(sender, report, () => send(sender, job, report, log)));
-        if (outcome === STOPPED) {
-          // Shutting down: the report goes back to the head of its queue, undelivered.
-          await job.moveToWait(token);
-          throw new WaitingError();
-        }
-        return outcome;
+        const outcome =
+          (await refused(sender, report, position, log)) ?? (await inTurn(sender, report, () => send(sender, report, position, log)));
+        // Shutting down: the report goes back to the head of its queue, undelivered.
+        return outcome === STOPPED ? PUT_BACK : outcome;
       } finally {
         inHand.get(sender)?.delete(id);
         finished.set(sender, (finished.get(sender) ?? 0) + 1);
-        lastSeen.set(sender, Date.now());
+        lastSeen.set(sender, clock.now());
       }
     };
 
-  const workers: Worker[] = REPORT_SENDERS.map((sender) =>
-    openWorker(REPORT_QUEUES[sender], processorFor(sender), deps.connection, deps.prefix, deps.logger, {
-      concurrency: 1,
-      lockDuration: LOCK_DURATION_MS,
-      stalledInterval: STALLED_INTERVAL_MS,
-      maxStalledCount: MAX_STALLED_COUNT,
-      autorun: false,
-    }),
-  );
-  const started = Promise.all(workers.map((worker) => worker.startStalledCheckTimer()))
-    .then(() => orphanedReportsReturned(Object.values(deps.reportQueues), deps.logger, stop.signal))
+  const inboxes = REPORT_SENDERS.map((sender) => [sender, deps.inboxes[sender]] as const);
+  const started = Promise.all(inboxes.map(([, inbox]) => inbox.watchStalled()))
+    .then(() => orphanedReportsReturned(Object.values(deps.inboxes), clock, deps.logger, stop.signal))
     .then((go) => {
       if (!go) return;
-      for (const worker of workers) void worker.run().catch((err: unknown) => deps.logger.error({ err }, 'report relay stopped'));
+      for (const [sender, inbox] of inboxes) {
+        void inbox.run(handlerFor(sender)).catch((err: unknown) => deps.logger.error({ err }, 'report relay stopped'));
+      }
     })
     .catch((err: unknown) => deps.logger.error({ err }, 'cannot start the report relay'));
   return {
     async close() {
       stop.abort();
       await started;
-      await Promise.all(workers.map((worker) => worker.close()));
+      await Promise.all(inboxes.map(([, inbox]) => inbox.close()));
       drops.close();
     },
   };

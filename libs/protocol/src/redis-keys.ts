@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { archiveInfoReplySchema, JOB_KINDS } from './lighthouse.js';
 import { architectureSchema, fileNameSchema, sha256Schema, uuidSchema } from './debian-names.js';
 import { roundKey, roundSchema, type JobRound } from './job-ids.js';
-import type { QueueName } from './queues.js';
+import { REPORT_SENDERS, type QueueName, type ReportSender } from './queues.js';
 
 /*
  * Every Redis key, key pattern and channel spark uses, all under the
@@ -179,9 +179,42 @@ export const jobRecordSchema = z.object({
   needsOperator: z.boolean().default(false),
   /** The round whose end (success, failure or rejection) reached Lighthouse, or null while the current one runs. */
   endedRound: roundSchema.nullable().default(null),
+  /**
+   * The round whose end the relay has begun to send Lighthouse (noted just
+   * before it is sent, so also when the relay is killed before the reply): no
+   * excerpt of the round is sent after it. Absent until then.
+   */
+  endingRound: roundSchema.nullable().optional(),
+  /**
+   * The latest status excerpt of the current round the relay sent Lighthouse
+   * (noted just before it is sent): whose report queue it came from and its
+   * sequence number there. Lighthouse shows only the latest excerpt, so the
+   * relay sends no excerpt that comes before it (see {@link excerptOrder}).
+   * Absent until the round's first excerpt.
+   */
+  shownExcerpt: z
+    .object({ round: roundSchema, sender: z.enum(REPORT_SENDERS as [ReportSender, ...ReportSender[]]), seq: z.number().int().positive() })
+    .nullable()
+    .optional(),
 });
 /** The job as Lighthouse handed it out to this worker, in its current round. */
 export type JobRecord = z.infer<typeof jobRecordSchema>;
+
+/** A status excerpt of a round: the sender whose report queue holds it and its sequence number there. */
+export interface ExcerptPosition {
+  sender: ReportSender;
+  seq: number;
+}
+
+/**
+ * Compares two excerpts of one round in the order Lighthouse must show them
+ * (negative when `a` comes first): a round passes the senders in the order of
+ * {@link REPORT_SENDERS}, and each numbers its excerpts of the round upwards,
+ * so a later stage's excerpt is newer than any earlier stage's.
+ */
+export function excerptOrder(a: ExcerptPosition, b: ExcerptPosition): number {
+  return REPORT_SENDERS.indexOf(a.sender) - REPORT_SENDERS.indexOf(b.sender) || a.seq - b.seq;
+}
 
 /**
  * `<prefix>:blocked-kinds`: a hash of job kind → JSON {@link BlockedKind}: the

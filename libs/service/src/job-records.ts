@@ -5,6 +5,7 @@ import {
   jobRecordKey,
   jobRecordSchema,
   newRound,
+  type ExcerptPosition,
   type Job,
   type JobRecord,
   type JobRound,
@@ -60,34 +61,66 @@ export async function readJobRecord(redis: Redis, prefix: string, uuid: string):
  * failure clears it. Only the record's current round is noted (an earlier
  * round's report says nothing about the new hand-out).
  */
-export async function recordRoundEnd(
-  redis: Redis,
-  prefix: string,
-  round: JobRound,
-  end: { kind: 'rejected'; reason: string; needsOperator: boolean } | { kind: 'success' | 'failed' },
-  at: number,
-): Promise<void> {
-  const record = await readJobRecord(redis, prefix, round.uuid);
-  if (!record || record.round !== round.round) return;
-  const next: JobRecord =
-    end.kind === 'rejected'
-      ? {
-          ...record,
-          rejections: record.rejections + 1,
-          firstRejectedAt: record.firstRejectedAt ?? at,
-          lastRejectedAt: at,
-          lastRejection: end.reason,
-          needsOperator: end.needsOperator,
-          endedRound: round.round,
-        }
-      : {
-          ...record,
-          rejections: 0,
-          firstRejectedAt: null,
-          lastRejectedAt: null,
-          lastRejection: null,
-          needsOperator: false,
-          endedRound: round.round,
-        };
-  await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+export async function recordRoundEnd(redis: Redis, prefix: string, round: JobRound, end: RoundEnd, at: number): Promise<void> {
+  const next = roundEndedRecord(await readJobRecord(redis, prefix, round.uuid), round, end, at);
+  if (next) await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+}
+
+/** How a round ended at Lighthouse. */
+export type RoundEnd = { kind: 'rejected'; reason: string; needsOperator: boolean } | { kind: 'success' | 'failed' };
+
+/** `record` with the end of `round` noted ({@link recordRoundEnd}), or null when `record` is not of that round. */
+export function roundEndedRecord(record: JobRecord | null, round: JobRound, end: RoundEnd, at: number): JobRecord | null {
+  if (!record || record.round !== round.round) return null;
+  return end.kind === 'rejected'
+    ? {
+        ...record,
+        rejections: record.rejections + 1,
+        firstRejectedAt: record.firstRejectedAt ?? at,
+        lastRejectedAt: at,
+        lastRejection: end.reason,
+        needsOperator: end.needsOperator,
+        endedRound: round.round,
+      }
+    : {
+        ...record,
+        rejections: 0,
+        firstRejectedAt: null,
+        lastRejectedAt: null,
+        lastRejection: null,
+        needsOperator: false,
+        endedRound: round.round,
+      };
+}
+
+/**
+ * Notes in the job record that the status excerpt at `position` of `round` is
+ * about to be sent to Lighthouse (the relay sends no excerpt that comes before
+ * it). Only the record's current round is noted.
+ */
+export async function recordExcerptShown(redis: Redis, prefix: string, round: JobRound, position: ExcerptPosition): Promise<void> {
+  const next = excerptShownRecord(await readJobRecord(redis, prefix, round.uuid), round, position);
+  if (next) await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+}
+
+/**
+ * Notes in the job record that the end of `round` is about to be sent to
+ * Lighthouse (the relay sends no excerpt of the round after it). Only the
+ * record's current round is noted.
+ */
+export async function recordRoundEnding(redis: Redis, prefix: string, round: JobRound): Promise<void> {
+  const next = roundEndingRecord(await readJobRecord(redis, prefix, round.uuid), round);
+  if (next) await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+}
+
+/** `record` with the end of `round` noted as being sent ({@link recordRoundEnding}), or null when `record` is not of that round. */
+export function roundEndingRecord(record: JobRecord | null, round: JobRound): JobRecord | null {
+  if (!record || record.round !== round.round) return null;
+  return { ...record, endingRound: round.round };
+}
+
+/** `record` with the excerpt at `position` of `round` noted ({@link recordExcerptShown}), or null when `record` is not of that round. */
+export function excerptShownRecord(record: JobRecord | null, round: JobRound, position: ExcerptPosition): JobRecord | null {
+  if (!record || record.round !== round.round) return null;
+  return { ...record, shownExcerpt: { round: round.round, sender: position.sender, seq: position.seq } };
 }
