@@ -250,7 +250,7 @@ MetricsPort = ${uploaderPort}
       const completion = await m.sh(
         'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
       );
-      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key') {
+      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key install-signer-key') {
         throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
       }
       return `${pages.length} pages; spark keytool ins<TAB> → ${completion.trim()}`;
