@@ -6,6 +6,7 @@ export {
   DEFAULT_REDIS_MAX_MEMORY,
   DEFAULT_REDIS_URL,
   DEFAULT_SIGNER_KEY_CREDENTIAL,
+  SIGNER_KEY_CREDSTORE,
   DEFAULT_WORKSPACE_ROOT,
 } from './defaults.js';
 export { isLogLevel, LOG_LEVELS, type LogLevel } from './log-level.js';

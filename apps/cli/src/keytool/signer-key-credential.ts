@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SIGNER_KEY_CREDSTORE } from '@spark/config';
 
 /*
  * The signer's OpenPGP key as an encrypted systemd credential: `systemd-creds
@@ -14,7 +15,7 @@ import { join } from 'node:path';
  */
 
 /** Where `spark keytool install-signer-key` writes the encrypted key: systemd's own place for encrypted credentials. */
-export const CREDSTORE_ENCRYPTED_DIR = '/etc/credstore.encrypted';
+export const CREDSTORE_ENCRYPTED_DIR = SIGNER_KEY_CREDSTORE;
 
 /** Directories whose `spark-signer.service.d/*.conf` drop-ins systemd reads, the operator's first. */
 export const SYSTEM_UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
