@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -141,13 +141,29 @@ describe('signing key from a systemd credential', () => {
       );
     });
 
-    it('exits 78 when the credential is readable by group or others', async () => {
-      await credentialsWith({});
-      await writeFile(join(credentials, CREDENTIAL), armoredPlain, { mode: 0o644 });
+    it('takes a credential whose group bits show an ACL mask (0440, as systemd leaves it on tmpfs), and exits 78 when others may read it', async () => {
+      const redis = await startRedisServer();
+      try {
+        await credentialsWith({});
+        await writeFile(join(credentials, CREDENTIAL), armoredPlain, { mode: 0o440 });
+        const config = await writeConfig(redis.url);
+        const signer = startServiceProcess(main, ['--config', config], { CREDENTIALS_DIRECTORY: credentials });
+        try {
+          await signer.waitForLine('taking sign jobs', (line) => String(line['msg']).includes('taking sign jobs'));
+        } finally {
+          assert.equal(await signer.stop(), 0, signer.output());
+        }
+      } finally {
+        await redis.stop();
+      }
+      await chmod(join(credentials, CREDENTIAL), 0o444);
       const config = await writeConfig('redis://127.0.0.1:1');
       const result = await runTsEntry(main, ['--config', config], { env: { CREDENTIALS_DIRECTORY: credentials } });
       assert.equal(result.code, 78, result.stderr);
-      assert.match(result.stderr, /secret key credential is accessible by group or others \(mode 0644\)/);
+      assert.equal(
+        result.stderr.trim(),
+        `spark-signer: ${join(credentials, CREDENTIAL)}: secret key credential is accessible by others (mode 0444); run: chmod o-rwx ${join(credentials, CREDENTIAL)}`,
+      );
     });
   });
 });

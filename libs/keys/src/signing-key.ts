@@ -45,7 +45,18 @@ export interface SigningKeySource {
   now?: Date;
 }
 
-async function readSecretFile(file: string, what: string): Promise<string> {
+/*
+ * A file of systemd's credentials directory is 0400, made readable to the
+ * service's user by a POSIX ACL where the file system has them (tmpfs), and
+ * stat then shows the ACL's mask in the group bits (0440) although the group
+ * has no access; the directory itself is the service's alone. So a credential
+ * is refused only when others may read it; a file the operator put in place,
+ * when group or others may.
+ */
+const LOOSE_FILE = { bits: 0o077, who: 'group or others', fix: 'go-rwx' };
+const LOOSE_CREDENTIAL = { bits: 0o007, who: 'others', fix: 'o-rwx' };
+
+async function readSecretFile(file: string, what: string, loose = LOOSE_FILE): Promise<string> {
   let mode: number;
   try {
     const info = await stat(file);
@@ -59,9 +70,9 @@ async function readSecretFile(file: string, what: string): Promise<string> {
       true,
     );
   }
-  if ((mode & 0o077) !== 0) {
+  if ((mode & loose.bits) !== 0) {
     throw new SigningKeyError(
-      `${file}: ${what} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod go-rwx ${file}`,
+      `${file}: ${what} is accessible by ${loose.who} (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod ${loose.fix} ${file}`,
     );
   }
   try {
@@ -92,7 +103,7 @@ async function readPassphrase(
       return null;
     }
   }
-  const text = await readSecretFile(file, 'passphrase file');
+  const text = await readSecretFile(file, 'passphrase file', source.passphraseFile === null ? LOOSE_CREDENTIAL : LOOSE_FILE);
   return { passphrase: text.replace(/\r?\n$/, ''), from: file };
 }
 
@@ -120,7 +131,7 @@ async function readArmoredKey(source: SigningKeySource): Promise<{ armored: stri
     }
     const file = join(source.credentialsDir, credential);
     try {
-      return { armored: await readSecretFile(file, 'secret key credential'), from: file };
+      return { armored: await readSecretFile(file, 'secret key credential', LOOSE_CREDENTIAL), from: file };
     } catch (error) {
       if (error instanceof SigningKeyError && error.unreadable && /not found$/.test(error.message)) {
         throw new SigningKeyError(
