@@ -597,11 +597,19 @@ MetricsPort = ${uploaderPort}
         if (!bodyLine) throw new Error(`no body line in ${key.secretKeyFile}`);
         const installed = await m.sh(`spark keytool install-signer-key ${keyFile}`);
         await m.sh(`shred -u ${keyFile}`);
-        const before = await mainPid('spark-signer');
         await m.sh('systemctl restart spark-signer');
-        await waitFor('the signer up again', async () => (await mainPid('spark-signer')) !== before, {
+        // This start's log (its invocation id) names the key it loaded.
+        const started = async () =>
+          (
+            await m.sh(
+              "journalctl -u spark-signer _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value spark-signer) -o cat --no-pager | grep 'taking sign jobs' || true",
+            )
+          ).includes(key.fingerprint);
+        await waitFor('the signer taking sign jobs with the key from its credential', started, {
           timeoutMs: 30_000,
           intervalMs: POLL_MS,
+        }).catch(async (error: Error) => {
+          throw new Error(`${error.message}\n${await m.sh('systemctl status --no-pager spark-signer 2>&1 || true')}`);
         });
         const job = await archive.packageJob({ name: 'credential-deploy', version: '1.0' });
         standIn.addJob(job);
