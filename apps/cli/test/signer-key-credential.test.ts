@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { loadConfig } from '@spark/config';
 import { openpgp } from '@spark/keys/openpgp';
 import { runKeytool } from '../src/keytool/keytool-cli.js';
+import { findCredentialDropIn } from '../src/keytool/signer-key-credential.js';
 import type { SignerKeyHost } from '../src/keytool/install-signer-key.js';
 import { AccountBook, type WorkerAccounts } from '../src/verify/host-accounts.js';
 import { checkSigningKey } from '../src/verify/signer-key-check.js';
@@ -239,5 +240,35 @@ MetricsPort = 0
       results[0]?.message,
       `${key.fingerprint} is GpgKeyID ${key.fingerprint} and can sign; installed as the file ${keyFile}, in clear on disk (spark keytool install-signer-key makes it an encrypted systemd credential)`,
     );
+  });
+});
+
+describe('the drop-in that passes the key credential', () => {
+  it('is found as systemd reads drop-ins: by file name across directories, the earlier directory hiding a same-named one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spark-drop-ins-'));
+    try {
+      const dirs = ['etc', 'run', 'lib'].map((name) => join(dir, name));
+      const dropIns = (name: string) => join(dir, name, 'spark-signer.service.d');
+      const [etc, run, lib] = [dropIns('etc'), dropIns('run'), dropIns('lib')];
+      for (const d of [etc, run, lib]) await mkdir(d, { recursive: true });
+      assert.equal(await findCredentialDropIn(dirs, NAME, '/store'), null);
+      // A name without a path is looked up in the credential store, as systemd does.
+      await writeFile(join(lib, 'key-credential.conf'), `[Service]\nLoadCredentialEncrypted=${NAME}\n`);
+      assert.deepEqual(await findCredentialDropIn(dirs, NAME, '/store'), {
+        dropIn: join(lib, 'key-credential.conf'),
+        file: `/store/${NAME}`,
+      });
+      // The same file name in /etc hides the one in /usr/lib; another credential's line is not this one.
+      await writeFile(join(etc, 'key-credential.conf'), `[Service]\nLoadCredentialEncrypted=other:/x\n`);
+      assert.equal(await findCredentialDropIn(dirs, NAME, '/store'), null);
+      // A later file name says the last word.
+      await writeFile(join(run, 'zz-override.conf'), `[Service]\nLoadCredentialEncrypted=${NAME}:/elsewhere/key\n`);
+      assert.deepEqual(await findCredentialDropIn(dirs, NAME, '/store'), {
+        dropIn: join(run, 'zz-override.conf'),
+        file: '/elsewhere/key',
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
