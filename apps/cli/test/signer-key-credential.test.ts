@@ -168,6 +168,19 @@ MetricsPort = 0
     assert.match(weak.stderr, /--with-key takes host, tpm2, host\+tpm2, not "tpm2-absent"/);
   });
 
+  it('leaves a drop-in of that name written by hand alone, and installs nothing', async () => {
+    await mkdir(join(unitDir, 'spark-signer.service.d'), { recursive: true });
+    await writeFile(dropIn(), '[Service]\nLoadCredential=other:/x\n');
+    const result = await keytool('--with-key=host');
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `spark keytool install-signer-key: ${dropIn()} exists and was not written by spark keytool install-signer-key: add LoadCredentialEncrypted=${NAME}:${encrypted()} to it by hand, or remove it\n`,
+    );
+    await assert.rejects(stat(encrypted()), { code: 'ENOENT' });
+    assert.equal(await readFile(dropIn(), 'utf8'), '[Service]\nLoadCredential=other:/x\n');
+  });
+
   it('spark verify says the key is the credential, and checks the drop-in, the file and what it decrypts to', async () => {
     assert.equal((await keytool('--with-key=host')).code, 0);
     await rm(keyFile);

@@ -36,8 +36,8 @@ export interface InstalledSignerKey {
   configChange: string | null;
 }
 
-/** Writes `content` to `path` through a new temp file beside it, with `mode` (and `owner`, if given), then renames it over. */
-async function replaceFile(path: string, content: string | Buffer, mode: number, owner?: { uid: number; gid: number }): Promise<void> {
+/** Writes `content` to a new temp file beside `path`, with `mode` (and `owner`, if given); resolves to its name. */
+async function writeTemp(path: string, content: string | Buffer, mode: number, owner?: { uid: number; gid: number }): Promise<string> {
   const tmp = join(dirname(path), `.${Date.now().toString(36)}.${process.pid}.tmp`);
   const handle = await open(tmp, 'wx', mode);
   try {
@@ -51,7 +51,12 @@ async function replaceFile(path: string, content: string | Buffer, mode: number,
     throw error;
   }
   await handle.close();
-  await rename(tmp, path);
+  return tmp;
+}
+
+/** Replaces `path` by `content` at once (a temp file renamed over it). */
+async function replaceFile(path: string, content: string | Buffer, mode: number, owner?: { uid: number; gid: number }): Promise<void> {
+  await rename(await writeTemp(path, content, mode, owner), path);
 }
 
 /**
@@ -124,6 +129,12 @@ export async function installSignerKey(
   if (exists && !options.force) {
     throw new Error(`${encryptedFile} exists: pass --force to replace the key it holds`);
   }
+  const existingDropIn = await readFile(dropIn, 'utf8').catch(() => null);
+  if (existingDropIn !== null && !existingDropIn.startsWith(DROP_IN_MARKER)) {
+    throw new Error(
+      `${dropIn} exists and was not written by spark keytool install-signer-key: add LoadCredentialEncrypted=${name}:${encryptedFile} to it by hand, or remove it`,
+    );
+  }
   const configText = await readFile(config.file, 'utf8');
   const changed = configWithCredential(configText, config, name);
   if (changed) {
@@ -143,17 +154,19 @@ export async function installSignerKey(
   }
   // systemd's own convention for this directory: root's alone (and the file is the creator's, root's, 0600).
   await mkdir(credstore, { recursive: true, mode: 0o700 });
-  await replaceFile(encryptedFile, encrypted.stdout, 0o600);
-  const decrypted = await decryptCredential(encryptedFile, name);
-  if (!decrypted.equals(armored)) throw new Error(`${encryptedFile}: decrypts to something else than ${keyFile}; nothing else was changed`);
+  // Decrypted once before it takes the place of a credential installed before (--force).
+  const sealed = await writeTemp(encryptedFile, encrypted.stdout, 0o600);
+  try {
+    if (!(await decryptCredential(sealed, name)).equals(armored)) {
+      throw new Error(`systemd-creds: ${keyFile} encrypted decrypts to something else; nothing was installed`);
+    }
+    await rename(sealed, encryptedFile);
+  } catch (error) {
+    await rm(sealed, { force: true });
+    throw error;
+  }
 
   await mkdir(dirname(dropIn), { recursive: true, mode: 0o755 });
-  const existingDropIn = await readFile(dropIn, 'utf8').catch(() => null);
-  if (existingDropIn !== null && !existingDropIn.startsWith(DROP_IN_MARKER)) {
-    throw new Error(
-      `${dropIn} exists and was not written by spark keytool install-signer-key: add LoadCredentialEncrypted=${name}:${encryptedFile} to it by hand`,
-    );
-  }
   await replaceFile(dropIn, dropInText(name, encryptedFile), 0o644);
   if (changed) {
     const info = await stat(config.file);
