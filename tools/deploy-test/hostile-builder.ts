@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
 import { Job as QueueJob, Queue } from 'bullmq';
-import { DEFAULT_CONFIG_FILE, loadConfig, type SparkConfig } from '@spark/config';
+import { DEFAULT_CONFIG_FILE, DEFAULT_SIGNER_KEY_CREDENTIAL, loadConfig, SIGNER_KEY_CREDSTORE, type SparkConfig } from '@spark/config';
 import {
   archiveTargetsKey,
   jobArtifactsDir,
@@ -71,6 +71,11 @@ const run = promisify(execFile);
 const HELPER = '/usr/local/sbin/spark-build-helper';
 /** A job Lighthouse never handed out to this worker, which the hostile builder still says it accepted. */
 const NEVER_HANDED_OUT = '33333333-3333-4333-8333-333333333333';
+
+/** The signer's key on disk: the file in clear, or the encrypted credential (`spark keytool install-signer-key`). */
+function signerKeyFile(config: SparkConfig): string {
+  return config.gpgSecretKeyFile ?? join(SIGNER_KEY_CREDSTORE, config.gpgSecretKeyCredential ?? DEFAULT_SIGNER_KEY_CREDENTIAL);
+}
 
 /** The escapes that need no job in hand; `audit` is the signer's audit log. */
 async function probe(config: SparkConfig, audit: string): Promise<void> {
@@ -120,7 +125,12 @@ async function probe(config: SparkConfig, audit: string): Promise<void> {
       await attempt(`read ${REDIS_USERS[role]}.password`, () => readFile(redisPasswordFile(config.redisCredentialsDir ?? '', role))),
     );
   }
-  tries.push(await attempt('read the OpenPGP key', () => readFile(config.gpgSecretKeyFile ?? '')));
+  tries.push(await attempt('read the OpenPGP key', () => readFile(signerKeyFile(config))));
+  if (config.gpgSecretKeyCredential !== null) {
+    // Decrypted, the key is in the signer's credentials directory alone.
+    const decrypted = join('/run/credentials/spark-signer.service', config.gpgSecretKeyCredential);
+    tries.push(await attempt("read the signer's decrypted key credential", () => readFile(decrypted)));
+  }
   tries.push(
     await attempt('open the audit log for writing', async () => (await open(audit, constants.O_WRONLY | constants.O_APPEND)).close()),
   );
@@ -226,11 +236,11 @@ async function build(config: SparkConfig, count: number): Promise<void> {
     if (scenario === 'symlink') {
       // The .changes is a link to the signer's key: a signer that followed it would sign (and upload) the key.
       await unlink(join(dir, changes.name));
-      await symlink(config.gpgSecretKeyFile ?? '/etc/laniakea/keys/none', join(dir, changes.name));
+      await symlink(signerKeyFile(config), join(dir, changes.name));
     }
     if (scenario === 'hardlink') {
       // A hard link to the key needs read access to it (fs.protected_hardlinks): refused here already.
-      notes['linkKey'] = (await attempt('hard link to the key', () => link(config.gpgSecretKeyFile ?? '', join(workspace, 'key')))).detail;
+      notes['linkKey'] = (await attempt('hard link to the key', () => link(signerKeyFile(config), join(workspace, 'key')))).detail;
       // A .deb that is also a file elsewhere: what the signer hands on must exist once, in the workspace.
       await link(join(dir, deb.name), join(workspace, 'second-name.deb'));
     }

@@ -9,7 +9,9 @@
  *   chain against the Lighthouse stand-in and the upload receiver on the host
  *   (the machine shares the host's loopback); then, in the same boot, a
  *   builder stopped mid-build, kill -9 of every service, a signer restart
- *   mid-job, and `spark status` as an operator.
+ *   mid-job, the signer's key moved into an encrypted systemd credential (the
+ *   clear file shredded; the rest of the run signs with it), and `spark
+ *   status` as an operator.
  *
  * Redis runs as install.sh sets it up: the worker's own instance,
  * redis-server@spark, one ACL user per service, the default user off; the
@@ -250,7 +252,7 @@ MetricsPort = ${uploaderPort}
       const completion = await m.sh(
         'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
       );
-      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key') {
+      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key install-signer-key') {
         throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
       }
       return `${pages.length} pages; spark keytool ins<TAB> → ${completion.trim()}`;
@@ -583,6 +585,79 @@ MetricsPort = ${uploaderPort}
       await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
     });
 
+    // README "The signer's key": from here on the key is an encrypted systemd credential, the clear file gone.
+    const keyInCredential = await check(
+      'the key as an encrypted systemd credential: the clear file shredded, the signer restarted, a job signed, no clear copy on disk',
+      async () => {
+        const keyFile = `/etc/laniakea/keys/${MACHINE}_secret.gpg`;
+        const credential = '/run/credentials/spark-signer.service/spark-signer-key';
+        // A line of the armored key's body: in any clear copy of this key, whatever its file.
+        const armor = (await readFile(key.secretKeyFile, 'utf8')).split('\n');
+        const bodyLine = armor.find((line, i) => i > 2 && /^[A-Za-z0-9+/]{60,}$/.test(line));
+        if (!bodyLine) throw new Error(`no body line in ${key.secretKeyFile}`);
+        const installed = await m.sh(`spark keytool install-signer-key ${keyFile}`);
+        await m.sh(`shred -u ${keyFile}`);
+        await m.sh('systemctl restart spark-signer');
+        // This start's log (its invocation id) names the key it loaded.
+        const started = async () =>
+          (
+            await m.sh(
+              "journalctl -u spark-signer _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value spark-signer) -o cat --no-pager | grep 'taking sign jobs' || true",
+            )
+          ).includes(key.fingerprint);
+        await waitFor('the signer taking sign jobs with the key from its credential', started, {
+          timeoutMs: 30_000,
+          intervalMs: POLL_MS,
+        }).catch(async (error: Error) => {
+          throw new Error(`${error.message}\n${await m.sh('systemctl status --no-pager spark-signer 2>&1 || true')}`);
+        });
+        const job = await archive.packageJob({ name: 'credential-deploy', version: '1.0' });
+        standIn.addJob(job);
+        await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+        const seen = requestsFor(standIn.requests, job.uuid);
+        if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+        const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+        await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+        // In clear only in the signer's credentials directory, which is memory; nowhere on disk.
+        const fsType = (await m.sh(`stat -f -c %T ${credential}`)).trim();
+        if (!['ramfs', 'tmpfs'].includes(fsType)) throw new Error(`${credential} is on ${fsType}, not in memory`);
+        if ((await m.exec(['grep', '-qxF', bodyLine, credential])).code !== 0) throw new Error(`${credential} does not hold the key`);
+        const copies = await m.exec(
+          [
+            'grep',
+            '-rlsI',
+            '--exclude-dir=deploy-share',
+            '-F',
+            '-e',
+            bodyLine,
+            '-e',
+            'BEGIN PGP PRIVATE KEY BLOCK',
+            '/etc',
+            '/var',
+            '/srv',
+            '/root',
+            '/home',
+            '/tmp',
+          ],
+          { timeoutMs: 300_000 },
+        );
+        if (copies.stdout.trim()) throw new Error(`an armored secret key on disk:\n${copies.stdout}`);
+        type Report = { checks: { check: string; status: string; message: string }[] };
+        const report = JSON.parse(
+          (await m.exec(['spark', 'verify', '--json', '--config', '/etc/laniakea/spark.toml'], { timeoutMs: 180_000 })).stdout,
+        ) as Report;
+        const keyChecks = report.checks.filter((c) => c.check.startsWith('OpenPGP key'));
+        if (
+          keyChecks.length !== 2 ||
+          keyChecks.some((c) => c.status !== 'ok') ||
+          !keyChecks.some((c) => /installed as the encrypted systemd credential spark-signer-key/.test(c.message))
+        ) {
+          throw new Error(`spark verify: ${JSON.stringify(keyChecks)}`);
+        }
+        return `${installed.split('\n')[0] ?? ''}; ${credential} on ${fsType}; ${dud.name} verified; spark verify: ${keyChecks.map((c) => c.message).join(' | ')}`;
+      },
+    );
+
     await check('spark status works for a member of spark-operators', async () => {
       await m.sh('id alice >/dev/null 2>&1 || useradd --create-home --groups spark-operators alice');
       const status = await m.exec(['runuser', '-u', 'alice', '--', 'spark', 'status', '--config', '/etc/laniakea/spark.toml']);
@@ -706,6 +781,7 @@ MetricsPort = ${uploaderPort}
         'read spark-admin.password': EACCES,
         'read spark-dashboard.password': EACCES,
         'read the OpenPGP key': EACCES,
+        ...(keyInCredential ? { "read the signer's decrypted key credential": EACCES } : {}),
         'open the audit log for writing': EACCES,
         'replace the audit log': EACCES,
         'remove the audit log': EACCES,

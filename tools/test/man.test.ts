@@ -66,7 +66,12 @@ describe('manual pages and bash completion, made from --help', () => {
     const commands = parseHelp(await helpOf('apps/cli/src/main.ts')).sections.find((section) => section.title === 'commands');
     const names = new Set(commands?.entries.map((entry) => entry.term[0]?.split(' ')[0] ?? ''));
     assert.deepEqual(new Set((await complete('spark', '')).filter((word) => !word.startsWith('-'))), names);
-    assert.deepEqual(await complete('spark', 'keytool', 'install-'), ['install-worker-key', 'install-server-key', 'install-trusted-key']);
+    assert.deepEqual(await complete('spark', 'keytool', 'install-'), [
+      'install-worker-key',
+      'install-server-key',
+      'install-trusted-key',
+      'install-signer-key',
+    ]);
     assert.deepEqual(await complete('spark', 'status', '--'), ['--config', '--redis', '--prefix', '--stuck-after', '--json', '--help']);
     assert.deepEqual(await complete('spark', 'dashboard', '--re'), ['--redis', '--read-write']);
     await writeFile(join(dir, 'spark.toml'), '');

@@ -63,7 +63,10 @@ export const COMMANDS: Record<string, Command> = {
   keytool install-server-key [--config FILE] [--force] KEYFILE
                                  install Lighthouse's public key file for this worker
   keytool install-trusted-key [--force] --dir DIR NAME KEYFILE
-                                 trust a worker's public key on a Lighthouse (or stand-in): DIR/NAME.pub.key`,
+                                 trust a worker's public key on a Lighthouse (or stand-in): DIR/NAME.pub.key
+  keytool install-signer-key [--config FILE] [--with-key host|tpm2|host+tpm2] [--force] [SECRETKEY]
+                                 (as root) encrypt the signer's OpenPGP key (default GpgSecretKeyFile) as a
+                                 systemd credential: /etc/credstore.encrypted, the unit's drop-in, spark.toml`,
     run: async (argv, io) => (await import('./keytool/keytool-cli.js')).runKeytool(argv, io),
   },
   'retry-upload': {

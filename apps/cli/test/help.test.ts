@@ -23,6 +23,7 @@ describe('spark --help and --version', () => {
       'dashboard',
       'keytool key-new',
       'keytool install-worker-key',
+      'keytool install-signer-key',
       'retry-upload',
       'cancel',
       'logs',

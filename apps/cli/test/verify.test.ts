@@ -181,7 +181,12 @@ ${suites}
     assert.match(line(result.stdout, 'Redis default user'), /refuses a client that does not log in \(NOAUTH\)/);
     assert.match(line(result.stdout, 'debspawn image bookworm/amd64'), /^OK {3}debspawn image bookworm\/amd64: bookworm-\w+-amd64$/);
     assert.match(line(result.stdout, 'sudo for root'), new RegExp(`^OK   sudo for root: may run ${helper} as root without a password$`));
-    assert.match(line(result.stdout, 'OpenPGP key'), /^OK {3}OpenPGP key: [0-9A-F]{40} is GpgKeyID [0-9A-F]{40} and can sign$/);
+    assert.match(
+      line(result.stdout, 'OpenPGP key'),
+      new RegExp(
+        `^OK   OpenPGP key: [0-9A-F]{40} is GpgKeyID [0-9A-F]{40} and can sign; installed as the file ${dir}/keys/hydrogen_secret\\.gpg, in clear on disk \\(spark keytool install-signer-key makes it an encrypted systemd credential\\)$`,
+      ),
+    );
     assert.match(
       line(result.stdout, 'Redis server'),
       /^OK {3}Redis server: redis:\/\/127\.0\.0\.1:\d+: no config file, maxmemory none, maxmemory-policy noeviction$/,

@@ -14,7 +14,7 @@ const service: StartedService = startService({
   environment: [
     [
       'CREDENTIALS_DIRECTORY',
-      "set by systemd's LoadCredential=: the key's passphrase is read from there when [signer] PassphraseFile is not set",
+      'set by systemd for LoadCredential= and LoadCredentialEncrypted=: the key is read from there when GpgSecretKeyCredential names it, its passphrase when [signer] PassphraseFile is not set',
     ],
     ['LOGS_DIRECTORY', "set by systemd's LogsDirectory=: the audit log goes there when [signer] AuditLog is not set"],
   ],
@@ -25,6 +25,7 @@ let signingKey: SigningKey;
 try {
   signingKey = await loadSigningKey({
     keyFile: config.gpgSecretKeyFile,
+    keyCredential: config.gpgSecretKeyCredential,
     keyId: config.gpgKeyId,
     passphraseFile: config.signer.passphraseFile,
     credentialsDir: process.env['CREDENTIALS_DIRECTORY'],

@@ -61,7 +61,10 @@ describe('spark-signer', () => {
   it('refuses to start, exit 78, on the seed config, which names no secret key file', async () => {
     const result = await runTsEntry(main, ['--config', seed]);
     assert.equal(result.code, 78, result.stderr);
-    assert.match(result.stderr, /^spark-signer: GpgSecretKeyFile is not set: the signer needs the armored secret key/m);
+    assert.match(
+      result.stderr,
+      /^spark-signer: neither GpgSecretKeyFile nor GpgSecretKeyCredential is set: the signer needs the armored secret key/m,
+    );
   });
 
   it('exits 66 naming the file when the config is missing, 78 for a bad SPARK_LOG_LEVEL', async () => {

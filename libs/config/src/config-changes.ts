@@ -21,6 +21,7 @@ export const CONFIG_KEYS: readonly { path: string; key: string }[] = [
   ['redisCredentialsDir', 'RedisCredentialsDir'],
   ['redisMaxMemory', 'RedisMaxMemory'],
   ['gpgSecretKeyFile', 'GpgSecretKeyFile'],
+  ['gpgSecretKeyCredential', 'GpgSecretKeyCredential'],
   ['logLevel', 'LogLevel'],
   ['metricsListen', 'MetricsListen'],
   ['connector.replyTimeoutMs', '[connector] ReplyTimeout'],

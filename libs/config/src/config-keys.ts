@@ -15,6 +15,7 @@ export const TOP_LEVEL_KEYS = [
   'RedisCredentialsDir',
   'RedisMaxMemory',
   'GpgSecretKeyFile',
+  'GpgSecretKeyCredential',
   'LogLevel',
   'MetricsListen',
 ] as const;

@@ -14,6 +14,18 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
  * (`MetricsListen`): loopback, so that only this host can scrape them.
  */
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1';
+/**
+ * The name `spark keytool install-signer-key` gives the signer's key as an
+ * encrypted systemd credential (`GpgSecretKeyCredential`), unless spark.toml
+ * names another.
+ */
+export const DEFAULT_SIGNER_KEY_CREDENTIAL = 'spark-signer-key';
+/**
+ * Where `spark keytool install-signer-key` puts that credential, encrypted:
+ * systemd's own directory for encrypted credentials (root's alone), which
+ * `LoadCredentialEncrypted=` also searches for a credential named without a path.
+ */
+export const SIGNER_KEY_CREDSTORE = '/etc/credstore.encrypted';
 
 /**
  * Default `RedisMaxMemory`: 1 GiB. A worker's Redis holds a few MiB while it

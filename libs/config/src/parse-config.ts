@@ -5,6 +5,7 @@ import { DEFAULT_QUEUE_PREFIX, JOB_KINDS } from '@spark/protocol/constants';
 import { ARCHITECTURE, isValidName, MAX_ARCHITECTURE_LENGTH } from '@spark/protocol/name-patterns';
 import { systemEnvironment, type ConfigEnvironment } from './config-environment.js';
 import { ConfigError, type ConfigProblem } from './config-error.js';
+import { isCredentialName } from './credential-name.js';
 import { SERVICE_KEYS, TOP_LEVEL_KEYS } from './config-keys.js';
 import {
   DEFAULT_CURVE_KEYS_DIR,
@@ -110,6 +111,21 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     reader.error(null, 'QueuePrefix', 'expected 1 to 64 letters, digits, "_" or "-"');
   }
   const gpgSecretKeyFile = reader.path(data, null, 'GpgSecretKeyFile') ?? null;
+  const gpgSecretKeyCredential = reader.string(data, null, 'GpgSecretKeyCredential') ?? null;
+  if (gpgSecretKeyCredential !== null && !isCredentialName(gpgSecretKeyCredential)) {
+    reader.error(
+      null,
+      'GpgSecretKeyCredential',
+      `expected a systemd credential name (letters, digits, ".", "_", "-"; at most 255), got ${JSON.stringify(gpgSecretKeyCredential)}`,
+    );
+  }
+  if (gpgSecretKeyFile !== null && gpgSecretKeyCredential !== null) {
+    reader.error(
+      null,
+      'GpgSecretKeyCredential',
+      'GpgSecretKeyFile is set too: the key is either a file in clear (GpgSecretKeyFile) or an encrypted systemd credential (GpgSecretKeyCredential); remove the other',
+    );
+  }
   const redisCredentialsDir = reader.path(data, null, 'RedisCredentialsDir') ?? null;
   const redisMaxMemory = reader.integer(data, null, 'RedisMaxMemory', { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_REDIS_MAX_MEMORY;
   if (redisMaxMemory !== 0 && redisMaxMemory < MIN_REDIS_MAX_MEMORY) {
@@ -156,6 +172,7 @@ export function parseConfig(source: string, file: string, env: ConfigEnvironment
     redisCredentialsDir,
     redisMaxMemory,
     gpgSecretKeyFile,
+    gpgSecretKeyCredential,
     logLevel: isLogLevel(logLevel) ? logLevel : 'info',
     metricsListen: globalMetricsListen,
     connector,

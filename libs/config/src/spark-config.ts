@@ -156,8 +156,20 @@ export interface SparkConfig {
    * instead of growing until the kernel's OOM killer picks a process.
    */
   redisMaxMemory: number;
-  /** Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`); only the signer requires it. */
+  /**
+   * Armored OpenPGP secret key the signer loads (`GpgSecretKeyFile`), in
+   * clear on disk; null when the key comes as {@link gpgSecretKeyCredential}.
+   * Only the signer requires one of the two.
+   */
   gpgSecretKeyFile: string | null;
+  /**
+   * Name of the systemd credential holding the armored secret key
+   * (`GpgSecretKeyCredential`, e.g. `spark-signer-key`): the signer reads
+   * `$CREDENTIALS_DIRECTORY/<name>`, which systemd decrypts for it from
+   * `LoadCredentialEncrypted=` (`spark keytool install-signer-key`). Null when
+   * the key is {@link gpgSecretKeyFile}; the two exclude each other.
+   */
+  gpgSecretKeyCredential: string | null;
   /**
    * Log level of every service (`LogLevel`, default `info`; one of
    * {@link LOG_LEVELS}). `SPARK_LOG_LEVEL` in a service's environment takes

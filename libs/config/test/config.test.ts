@@ -231,6 +231,26 @@ AllowFileUrls = 'yes'
     ]);
   });
 
+  it('reads GpgSecretKeyCredential, the key as an encrypted systemd credential, in place of GpgSecretKeyFile', () => {
+    const { config, warnings } = loadConfig(writeConfig(`${minimal}GpgSecretKeyCredential = 'spark-signer-key'\n`), env);
+    assert.deepEqual(warnings, []);
+    assert.equal(config.gpgSecretKeyCredential, 'spark-signer-key');
+    assert.equal(config.gpgSecretKeyFile, null);
+    assert.equal(loadConfig(writeConfig(minimal), env).config.gpgSecretKeyCredential, null);
+  });
+
+  it('refuses GpgSecretKeyCredential beside GpgSecretKeyFile, and a name that is no credential name', () => {
+    assert.deepEqual(
+      problemsOf(`${minimal}GpgSecretKeyFile = '/etc/laniakea/keys/h_secret.gpg'\nGpgSecretKeyCredential = 'spark-signer-key'\n`),
+      [
+        'FILE:5: GpgSecretKeyCredential: GpgSecretKeyFile is set too: the key is either a file in clear (GpgSecretKeyFile) or an encrypted systemd credential (GpgSecretKeyCredential); remove the other',
+      ],
+    );
+    assert.deepEqual(problemsOf(`${minimal}GpgSecretKeyCredential = '../key'\n`), [
+      'FILE:4: GpgSecretKeyCredential: expected a systemd credential name (letters, digits, ".", "_", "-"; at most 255), got "../key"',
+    ]);
+  });
+
   it('rejects a relative WorkspaceRoot and an architecture that could become a path', () => {
     assert.deepEqual(problemsOf(`${minimal}WorkspaceRoot = 'spark'\nArchitectures = ['../amd64']\n`), [
       'FILE:4: WorkspaceRoot: expected an absolute path, got "spark"',

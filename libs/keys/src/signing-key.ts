@@ -29,17 +29,34 @@ export interface SigningKey {
 export interface SigningKeySource {
   /** `GpgSecretKeyFile`: the armored secret key, as `gpg --export-secret-key -a` writes it. */
   keyFile: string | null;
+  /**
+   * `GpgSecretKeyCredential`: the name of the systemd credential holding that
+   * armored key, read from {@link credentialsDir}; null when the key is
+   * {@link keyFile} (the config allows only one of the two).
+   */
+  keyCredential?: string | null;
   /** `GpgKeyID`: a full fingerprint or a long (16) or short (8 hex digit) key id. */
   keyId: string;
   /** `[signer] PassphraseFile`, or null. */
   passphraseFile: string | null;
-  /** systemd's `$CREDENTIALS_DIRECTORY`, looked into when there is no passphrase file. */
+  /** systemd's `$CREDENTIALS_DIRECTORY`: the key credential's directory, and the passphrase's when there is no passphrase file. */
   credentialsDir?: string | undefined;
   /** The time the key must be valid at (default now). */
   now?: Date;
 }
 
-async function readSecretFile(file: string, what: string): Promise<string> {
+/*
+ * A file of systemd's credentials directory is 0400, made readable to the
+ * service's user by a POSIX ACL where the file system has them (tmpfs), and
+ * stat then shows the ACL's mask in the group bits (0440) although the group
+ * has no access; the directory itself is the service's alone. So a credential
+ * is refused only when others may read it; a file the operator put in place,
+ * when group or others may.
+ */
+const LOOSE_FILE = { bits: 0o077, who: 'group or others', fix: 'go-rwx' };
+const LOOSE_CREDENTIAL = { bits: 0o007, who: 'others', fix: 'o-rwx' };
+
+async function readSecretFile(file: string, what: string, loose = LOOSE_FILE): Promise<string> {
   let mode: number;
   try {
     const info = await stat(file);
@@ -53,9 +70,9 @@ async function readSecretFile(file: string, what: string): Promise<string> {
       true,
     );
   }
-  if ((mode & 0o077) !== 0) {
+  if ((mode & loose.bits) !== 0) {
     throw new SigningKeyError(
-      `${file}: ${what} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod go-rwx ${file}`,
+      `${file}: ${what} is accessible by ${loose.who} (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod ${loose.fix} ${file}`,
     );
   }
   try {
@@ -74,7 +91,9 @@ export function keyIdMatches(keyId: string, fingerprint: string): boolean {
   return wanted.length >= 40 ? wanted === fpr : fpr.endsWith(wanted) || (fpr.length === 64 && fpr.startsWith(wanted));
 }
 
-async function readPassphrase(source: SigningKeySource): Promise<{ passphrase: string; from: string } | null> {
+async function readPassphrase(
+  source: Pick<SigningKeySource, 'passphraseFile' | 'credentialsDir'>,
+): Promise<{ passphrase: string; from: string } | null> {
   const file = source.passphraseFile ?? (source.credentialsDir ? join(source.credentialsDir, PASSPHRASE_CREDENTIAL) : null);
   if (file === null) return null;
   if (source.passphraseFile === null) {
@@ -84,7 +103,7 @@ async function readPassphrase(source: SigningKeySource): Promise<{ passphrase: s
       return null;
     }
   }
-  const text = await readSecretFile(file, 'passphrase file');
+  const text = await readSecretFile(file, 'passphrase file', source.passphraseFile === null ? LOOSE_CREDENTIAL : LOOSE_FILE);
   return { passphrase: text.replace(/\r?\n$/, ''), from: file };
 }
 
@@ -95,29 +114,61 @@ function protectedWithArgon2(key: PrivateKey): boolean {
 }
 
 /**
- * Loads and unlocks the signing key, refusing (with a {@link SigningKeyError})
- * a missing or group/other-accessible file, a key that is not `GpgKeyID`, an
- * expired, revoked or sign-incapable key, and a missing or wrong passphrase.
+ * The armored key as the config says to read it: `GpgSecretKeyFile`, or the
+ * credential `GpgSecretKeyCredential` in `$CREDENTIALS_DIRECTORY`, which
+ * systemd fills for the unit from `LoadCredentialEncrypted=` (decrypted, in
+ * memory that is never swapped, readable by the service's user alone).
  */
-export async function loadSigningKey(source: SigningKeySource): Promise<SigningKey> {
+async function readArmoredKey(source: SigningKeySource): Promise<{ armored: string; from: string }> {
+  const credential = source.keyCredential ?? null;
+  if (credential !== null) {
+    if (!source.credentialsDir) {
+      throw new SigningKeyError(
+        `GpgSecretKeyCredential is ${credential}, but $CREDENTIALS_DIRECTORY is not set: the signer reads that credential only when systemd starts it ` +
+          `with LoadCredentialEncrypted=${credential}:… (spark keytool install-signer-key writes that drop-in for spark-signer.service); ` +
+          'to run it without systemd (spark run), name a key file with GpgSecretKeyFile instead',
+      );
+    }
+    const file = join(source.credentialsDir, credential);
+    try {
+      return { armored: await readSecretFile(file, 'secret key credential', LOOSE_CREDENTIAL), from: file };
+    } catch (error) {
+      if (error instanceof SigningKeyError && error.unreadable && /not found$/.test(error.message)) {
+        throw new SigningKeyError(
+          `${error.message}: the unit passes no credential ${credential}; add LoadCredentialEncrypted=${credential}:<encrypted file> to spark-signer.service ` +
+            '(spark keytool install-signer-key encrypts the key and writes that drop-in)',
+          true,
+        );
+      }
+      throw error;
+    }
+  }
   if (source.keyFile === null) {
     throw new SigningKeyError(
-      'GpgSecretKeyFile is not set: the signer needs the armored secret key (gpg --export-secret-key -a <GpgKeyID> > name_secret.gpg)',
+      'neither GpgSecretKeyFile nor GpgSecretKeyCredential is set: the signer needs the armored secret key (gpg --export-secret-key -a <GpgKeyID> > name_secret.gpg), ' +
+        'as a file (GpgSecretKeyFile) or an encrypted systemd credential (spark keytool install-signer-key)',
     );
   }
-  const armored = await readSecretFile(source.keyFile, 'secret key file');
+  return { armored: await readSecretFile(source.keyFile, 'secret key file'), from: source.keyFile };
+}
+
+/**
+ * Reads an armored secret key and checks it as the signer needs it, still
+ * locked: it is `keyId` (the primary key or a subkey), neither revoked nor
+ * expired at `now`, and can sign. `from` names where it came from in errors.
+ */
+export async function readSigningKey(armored: string, from: string, keyId: string, now = new Date()): Promise<SigningKey> {
   let key: PrivateKey;
   try {
     key = await openpgp.readPrivateKey({ armoredKey: armored });
   } catch (error) {
-    throw new SigningKeyError(`${source.keyFile}: not an armored OpenPGP secret key (${(error as Error).message})`);
+    throw new SigningKeyError(`${from}: not an armored OpenPGP secret key (${(error as Error).message})`);
   }
   const fingerprint = key.getFingerprint().toUpperCase();
   const named = [key.getFingerprint(), ...key.getSubkeys().map((subkey) => subkey.getFingerprint())];
-  if (!named.some((fpr) => keyIdMatches(source.keyId, fpr))) {
-    throw new SigningKeyError(`${source.keyFile}: holds key ${fingerprint}, which is not GpgKeyID ${source.keyId}`);
+  if (!named.some((fpr) => keyIdMatches(keyId, fpr))) {
+    throw new SigningKeyError(`${from}: holds key ${fingerprint}, which is not GpgKeyID ${keyId}`);
   }
-  const now = source.now ?? new Date();
   if (await key.isRevoked(undefined, undefined, now)) {
     throw new SigningKeyError(`key ${fingerprint} is revoked; make a new key and register it at the archive`);
   }
@@ -132,6 +183,29 @@ export async function loadSigningKey(source: SigningKeySource): Promise<SigningK
   } catch (error) {
     throw new SigningKeyError(`key ${fingerprint} cannot sign: ${(error as Error).message}`);
   }
+  return { key, fingerprint };
+}
+
+/**
+ * Loads and unlocks the signing key, refusing (with a {@link SigningKeyError})
+ * a missing or group/other-accessible file or credential, a key that is not
+ * `GpgKeyID`, an expired, revoked or sign-incapable key, and a missing or
+ * wrong passphrase. Reads the key once and writes it nowhere.
+ */
+export async function loadSigningKey(source: SigningKeySource): Promise<SigningKey> {
+  const { armored, from } = await readArmoredKey(source);
+  return unlockSigningKey(await readSigningKey(armored, from, source.keyId, source.now), source);
+}
+
+/**
+ * Unlocks a key {@link readSigningKey} read, with the passphrase from
+ * `[signer] PassphraseFile` or the credential {@link PASSPHRASE_CREDENTIAL};
+ * a key without a passphrase is returned as it is.
+ */
+export async function unlockSigningKey(
+  { key, fingerprint }: SigningKey,
+  source: Pick<SigningKeySource, 'passphraseFile' | 'credentialsDir'>,
+): Promise<SigningKey> {
   if (key.isDecrypted()) return { key, fingerprint };
   const passphrase = await readPassphrase(source);
   if (passphrase === null) {

@@ -1,10 +1,14 @@
-import { parseArgs } from 'node:util';
-import { usageError } from '../commands.js';
-import { join } from 'node:path';
-import { DEFAULT_CONFIG_FILE, loadConfigOrExitCode } from '@spark/config';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { DEFAULT_CONFIG_FILE, EX_CONFIG, loadConfigOrExitCode } from '@spark/config';
 import { createKeyFiles, writeNew } from '@spark/keys';
 import { installServerKey, installWorkerKey, readKeyFile } from '@spark/keys';
+import { usageError } from '../commands.js';
+import type { SignerKeyHost } from './install-signer-key.js';
+import { SEALING_KEYS, type SealingKey } from './signer-key-credential.js';
 
 /** Where a CLI command writes. */
 export interface KeytoolIo {
@@ -14,8 +18,16 @@ export interface KeytoolIo {
 
 const EXIT_FAILED = 1;
 
-/** Runs `spark keytool <subcommand>`; resolves to the exit code. */
-export async function runKeytool(argv: string[], io: KeytoolIo): Promise<number> {
+/** The host's systemd: `systemctl daemon-reload` after a drop-in changed, when systemd runs here. */
+const SYSTEM_HOST: SignerKeyHost = {
+  reloadSystemd: async () => {
+    if (!existsSync('/run/systemd/system')) return;
+    await promisify(execFile)('systemctl', ['daemon-reload'], { timeout: 60_000 });
+  },
+};
+
+/** Runs `spark keytool <subcommand>`; resolves to the exit code. `host` is where install-signer-key writes (tests give theirs). */
+export async function runKeytool(argv: string[], io: KeytoolIo, host: SignerKeyHost = SYSTEM_HOST): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     switch (sub) {
@@ -26,6 +38,8 @@ export async function runKeytool(argv: string[], io: KeytoolIo): Promise<number>
         return await installForWorker(sub, rest, io);
       case 'install-trusted-key':
         return await installTrusted(rest, io);
+      case 'install-signer-key':
+        return await installSigner(rest, io, host);
       case undefined:
       default:
         return usageError(io, 'keytool', `unknown subcommand ${JSON.stringify(sub ?? '')}`);
@@ -107,4 +121,42 @@ async function installTrusted(argv: string[], io: KeytoolIo): Promise<number> {
   await writeNew(target, await readFile(source, 'utf8'), 0o644, values.force === true);
   io.stdout.write(`installed ${source} as ${target}\n`);
   return 0;
+}
+
+async function installSigner(argv: string[], io: KeytoolIo, host: SignerKeyHost): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, 'with-key': { type: 'string' }, force: { type: 'boolean' } },
+      allowPositionals: true,
+    }),
+  );
+  const sealWith = values['with-key'];
+  if (sealWith !== undefined && !(SEALING_KEYS as readonly string[]).includes(sealWith)) {
+    throw new UsageError(`--with-key takes ${SEALING_KEYS.join(', ')}, not ${JSON.stringify(sealWith)}`);
+  }
+  if (positionals.length > 1) throw new UsageError('expected at most one key file');
+  const config = loadConfigOrExitCode(values.config ?? DEFAULT_CONFIG_FILE, io.stderr);
+  if (typeof config === 'number') return config;
+  const keyFile = positionals[0] ?? config.gpgSecretKeyFile;
+  if (keyFile === null || keyFile === undefined) {
+    throw new UsageError('expected the armored secret key file (gpg --export-secret-key -a <GpgKeyID>): spark.toml names none');
+  }
+  // Loaded here: only this subcommand needs openpgp.
+  const { installSignerKey, nextSteps, SigningKeyError } = await import('./install-signer-key.js');
+  try {
+    const installed = await installSignerKey(
+      config,
+      keyFile,
+      { ...(sealWith === undefined ? {} : { sealWith: sealWith as SealingKey }), force: values.force === true },
+      host,
+    );
+    io.stdout.write(nextSteps(installed, keyFile));
+    return 0;
+  } catch (error) {
+    if (!(error instanceof SigningKeyError)) throw error;
+    // The key is not one the signer could use: nothing was written.
+    io.stderr.write(`spark keytool install-signer-key: ${error.message}; nothing was installed\n`);
+    return EX_CONFIG;
+  }
 }

@@ -6,7 +6,7 @@ import { checkBuildHelper, checkDebspawnImages } from './host-checks.js';
 import { AccountBook, INSTALLED_ACCOUNTS, type WorkerAccounts } from './host-accounts.js';
 import { checkLaniakeaSparkSudo, LANIAKEA_SPARK_USERS } from './legacy-checks.js';
 import { checkArchive, checkLighthouse } from './peer-checks.js';
-import { checkSigningKey } from './signer-key-check.js';
+import { checkSigningKey, type SignerKeyPlaces } from './signer-key-check.js';
 import { checkSystemd } from './unit-checks.js';
 
 /** Defined by tools/package when it bundles `spark` for the Debian package, which installs the helper elsewhere. */
@@ -36,11 +36,14 @@ export interface VerifyHost {
   signerLogsDirectory?: string | null;
   /** The users laniakea-spark ran as, whose sudo rule must be gone (default {@link LANIAKEA_SPARK_USERS}). */
   laniakeaSparkUsers?: readonly string[];
+  /** Where the signer's key credential and its drop-in are (default the host's: /etc/credstore.encrypted, the unit directories). */
+  signerKey?: SignerKeyPlaces;
 }
 
 /**
  * Everything a worker needs before its first job, in the order one depends on
- * the other: the files the config names (owners, modes), the signer's key,
+ * the other: the files the config names (owners, modes), the signer's key (a file,
+ * or an encrypted systemd credential and the drop-in that passes it),
  * Redis and each service's login and rights, Lighthouse (one `archive-info`
  * over CURVE, as the connector asks), the archive's upload locations from that
  * reply, the debspawn images, sudo for the builder and none left for
@@ -53,7 +56,7 @@ export async function verifyWorker(config: SparkConfig, host: VerifyHost = {}): 
   const book = new AccountBook();
   const results: CheckResult[] = [];
   for (const expectation of workerFiles(config, accounts)) results.push(await checkFile(expectation, book, isRoot));
-  results.push(await checkSigningKey(config, isRoot));
+  results.push(...(await checkSigningKey(config, isRoot, { book, names: accounts }, host.signerKey)));
   results.push(...(await checkRedis(config, isRoot)));
   const curveKeysUnusable = results.some(
     (result) => (result.check === 'Curve secret key' || result.check === 'Lighthouse server key') && result.kind === 'missing',
