@@ -17,9 +17,14 @@ import {
  * round recorded before when the clock has not moved past it (job-ids.ts).
  */
 export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: number): Promise<JobRecord> {
-  const previous = await readJobRecord(redis, prefix, job.uuid);
+  const written = await updateJobRecord(redis, prefix, job.uuid, (previous) => handOutRecord(previous, job, at));
+  return written as JobRecord;
+}
+
+/** The record of a new hand-out of `job` at `at`, after `previous` ({@link recordHandOut}). */
+function handOutRecord(previous: JobRecord | null, job: Job, at: number): JobRecord {
   const { round } = newRound(job.uuid, at, previous?.round);
-  const record: JobRecord = {
+  return {
     uuid: job.uuid.toLowerCase(),
     round,
     kind: job.kind,
@@ -40,19 +45,55 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
     needsOperator: previous?.needsOperator ?? false,
     endedRound: null,
   };
-  await redis.set(jobRecordKey(prefix, job.uuid), JSON.stringify(record), 'EX', JOB_RECORD_TTL_S);
-  return record;
 }
 
-/** The job record of `uuid`, or null when there is none or it is unreadable. */
-export async function readJobRecord(redis: Redis, prefix: string, uuid: string): Promise<JobRecord | null> {
-  const text = await redis.get(jobRecordKey(prefix, uuid));
+/** Sets KEYS[1] to ARGV[2] (expiring in ARGV[3] s) only while it still holds ARGV[1] ('' for no key); 1 when set. */
+const COMPARE_AND_SET = `local now = redis.call('GET', KEYS[1])
+if (now == false and ARGV[1] == '') or now == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0`;
+
+/** How often {@link updateJobRecord} reads again after another write came between its read and its write. */
+const UPDATE_TRIES = 20;
+
+/**
+ * Reads the job record of `uuid`, passes it to `change` and writes what it
+ * returns (nothing when it returns null), only if the record is still as read:
+ * when another write came in between (a new hand-out while the relay notes a
+ * report), it reads again and asks `change` again, so that neither write is
+ * lost. Resolves with what was written, or null.
+ */
+export async function updateJobRecord(
+  redis: Redis,
+  prefix: string,
+  uuid: string,
+  change: (record: JobRecord | null) => JobRecord | null | Promise<JobRecord | null>,
+): Promise<JobRecord | null> {
+  const key = jobRecordKey(prefix, uuid);
+  for (let attempt = 1; ; attempt++) {
+    const text = await redis.get(key);
+    const next = await change(parseJobRecord(text));
+    if (!next) return null;
+    const set = await redis.eval(COMPARE_AND_SET, 1, key, text ?? '', JSON.stringify(next), JOB_RECORD_TTL_S);
+    if (set === 1) return next;
+    if (attempt >= UPDATE_TRIES) throw new Error(`job record ${uuid}: changed under every one of ${UPDATE_TRIES} updates`);
+  }
+}
+
+function parseJobRecord(text: string | null): JobRecord | null {
   if (text === null) return null;
   try {
     return jobRecordSchema.parse(JSON.parse(text));
   } catch {
     return null;
   }
+}
+
+/** The job record of `uuid`, or null when there is none or it is unreadable. */
+export async function readJobRecord(redis: Redis, prefix: string, uuid: string): Promise<JobRecord | null> {
+  return parseJobRecord(await redis.get(jobRecordKey(prefix, uuid)));
 }
 
 /**
@@ -62,8 +103,7 @@ export async function readJobRecord(redis: Redis, prefix: string, uuid: string):
  * round's report says nothing about the new hand-out).
  */
 export async function recordRoundEnd(redis: Redis, prefix: string, round: JobRound, end: RoundEnd, at: number): Promise<void> {
-  const next = roundEndedRecord(await readJobRecord(redis, prefix, round.uuid), round, end, at);
-  if (next) await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+  await updateJobRecord(redis, prefix, round.uuid, (record) => roundEndedRecord(record, round, end, at));
 }
 
 /** How a round ended at Lighthouse. */
@@ -99,8 +139,7 @@ export function roundEndedRecord(record: JobRecord | null, round: JobRound, end:
  * it). Only the record's current round is noted.
  */
 export async function recordExcerptShown(redis: Redis, prefix: string, round: JobRound, position: ExcerptPosition): Promise<void> {
-  const next = excerptShownRecord(await readJobRecord(redis, prefix, round.uuid), round, position);
-  if (next) await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+  await updateJobRecord(redis, prefix, round.uuid, (record) => excerptShownRecord(record, round, position));
 }
 
 /**
@@ -109,8 +148,7 @@ export async function recordExcerptShown(redis: Redis, prefix: string, round: Jo
  * record's current round is noted.
  */
 export async function recordRoundEnding(redis: Redis, prefix: string, round: JobRound): Promise<void> {
-  const next = roundEndingRecord(await readJobRecord(redis, prefix, round.uuid), round);
-  if (next) await redis.set(jobRecordKey(prefix, round.uuid), JSON.stringify(next), 'EX', JOB_RECORD_TTL_S);
+  await updateJobRecord(redis, prefix, round.uuid, (record) => roundEndingRecord(record, round));
 }
 
 /** `record` with the end of `round` noted as being sent ({@link recordRoundEnding}), or null when `record` is not of that round. */
