@@ -42,8 +42,8 @@ describe('job records', () => {
   const prefix = randomQueuePrefix();
   before(async () => {
     server = await startRedisServer();
-    redis = connectRedis(server.url, 'relay');
-    other = connectRedis(server.url, 'fetcher');
+    redis = connectRedis(server.url, 'producer');
+    other = connectRedis(server.url, 'producer');
     await Promise.all([redisReady(redis), redisReady(other)]);
   });
   after(async () => {
