@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -93,4 +93,51 @@ export async function cachedRootfs(log: (line: string) => void): Promise<string>
     }
   }
   return dir;
+}
+
+/** The Node.js the package depends on (`nodejs (>= 20.19)`): bookworm's own is 18. */
+const NODEJS_MINIMUM = '20.19';
+
+/**
+ * This host's installed `nodejs` package (NodeSource's, on a bookworm host)
+ * as a .deb, remade from the installed files with dpkg-repack once per
+ * version and kept beside the root file systems: the package test installs
+ * it in the machine first, as an operator on bookworm installs NodeSource's
+ * package before spark-ts.
+ */
+export async function cachedNodejsDeb(log: (line: string) => void): Promise<string> {
+  const { stdout } = await run('dpkg-query', ['-W', '-f', '${Status}\t${Version}\t${Architecture}', 'nodejs']).catch(() => ({
+    stdout: '',
+  }));
+  const [status, version, arch] = stdout.split('\t');
+  if (status !== 'install ok installed' || !version || !arch)
+    throw new Error('this host has no nodejs package installed: install Node.js 20.19 or newer as a package (NodeSource) first');
+  const newEnough = await run('dpkg', ['--compare-versions', version, 'ge', NODEJS_MINIMUM]).then(
+    () => true,
+    () => false,
+  );
+  if (!newEnough) throw new Error(`this host's nodejs is ${version}: the spark-ts package needs ${NODEJS_MINIMUM} or newer`);
+  const deb = join(ROOTFS_CACHE, `nodejs_${version.replace(/^\d+:/, '')}_${arch}.deb`);
+  if (existsSync(deb)) {
+    log(`nodejs: cached ${deb}`);
+    return deb;
+  }
+  const repack = await run('sh', ['-c', 'command -v dpkg-repack']).catch(() => null);
+  if (!repack) throw new Error('dpkg-repack is missing on this host: apt-get install dpkg-repack (scripts/setup.sh installs it)');
+  log(`nodejs: dpkg-repack nodejs ${version} into ${ROOTFS_CACHE} (a few minutes, once per version)`);
+  const partial = `${deb}.partial.d`;
+  await rm(partial, { recursive: true, force: true });
+  await mkdir(partial, { recursive: true });
+  // gzip rather than dpkg-deb's default xz: the file stays on this host, and xz takes minutes for node.
+  await run('dpkg-repack', ['--deb-option=-Zgzip', 'nodejs'], { cwd: partial, maxBuffer: 16 << 20 });
+  const made = (await readdir(partial)).find((name) => name.endsWith('.deb'));
+  if (!made) throw new Error(`dpkg-repack nodejs left no .deb in ${partial}`);
+  await rename(join(partial, made), deb);
+  await rm(partial, { recursive: true, force: true });
+  // Repacks of older versions are not used again.
+  for (const name of await readdir(ROOTFS_CACHE)) {
+    if (name.startsWith('nodejs_') && join(ROOTFS_CACHE, name) !== deb)
+      await rm(join(ROOTFS_CACHE, name), { recursive: true, force: true });
+  }
+  return deb;
 }
