@@ -1,18 +1,21 @@
 /*
- * npm run test:package — the worker installed from its Debian package in a
- * booted machine, with no checkout inside, under a real systemd as PID 1:
+ * npm run test:package [-- --suite trixie] — the worker installed from its
+ * Debian package in a booted bookworm (or trixie) machine, with no checkout
+ * inside, under a real systemd as PID 1:
  *
  *   `npm run package` builds revision 1 and revision 2 of spark-ts on the
- *   host (buildPackage, lintian clean); the host's own nodejs package
- *   (NodeSource's 20, remade with dpkg-repack: rootfs.ts, cachedNodejsDeb) is
- *   installed in the machine first, as an operator on bookworm does, then
+ *   host (buildPackage, lintian clean). On bookworm the host's own nodejs
+ *   package (NodeSource's 20, remade with dpkg-repack: rootfs.ts,
+ *   cachedNodejsDeb) is installed in the machine first, as an operator on
+ *   bookworm installs NodeSource's; trixie's own nodejs is new enough. Then
  *   `apt-get install ./spark-ts_….deb` takes the other Depends from the root
  *   file system and the Debian mirror. The README's "Install from the
  *   package" follows as an operator runs it (spark.toml, keys with `spark
  *   keytool`, `dpkg-reconfigure spark-ts`, `systemctl enable --now
  *   spark.target`); `spark verify`; a package job through the whole chain
  *   against the Lighthouse stand-in and the upload receiver on the host; an
- *   upgrade to revision 2 with a build in flight; and `apt-get purge`.
+ *   upgrade to revision 2 with a build in flight; `apt-get purge`; and an
+ *   install again onto the spark.toml and keys the purge kept.
  *
  * The only files the machine gets from the host are the two .debs, nodejs's,
  * the operator's spark.toml and keys, and the test's host runner: builds go
@@ -27,7 +30,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { REDIS_USERS } from '@spark/service';
@@ -37,13 +40,15 @@ import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
 import { startPackageArchive } from '../src/chain/package-archive.js';
 import { checks, POLL_MS, requestsFor, timeline } from './checks.js';
 import { bootMachine, type Machine } from './machine.js';
-import { cachedNodejsDeb, cachedRootfs } from './rootfs.js';
+import { cachedNodejsDeb, cachedRootfs, type Suite } from './rootfs.js';
 
 const run = promisify(execFile);
 const checkout = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
 const { say, elapsed } = timeline();
 const { check, results, allPassed } = checks(say);
 
+/** `--suite trixie`: a Debian 13 machine, whose own nodejs (20.19) apt installs as the package's dependency. */
+const SUITES: readonly Suite[] = ['bookworm', 'trixie'];
 const MACHINE = 'spark-package-test';
 /** The packages, read-only in the machine. */
 const DEBS = '/root/debs';
@@ -84,6 +89,12 @@ async function main(): Promise<number> {
     console.error('test:package: run as root (it builds packages and boots a machine with systemd-nspawn)');
     return 2;
   }
+  const { values } = parseArgs({ options: { suite: { type: 'string', default: 'bookworm' } }, strict: true });
+  const suite = values.suite as Suite;
+  if (!SUITES.includes(suite)) {
+    console.error(`test:package: --suite must be one of ${SUITES.join(', ')}, not ${JSON.stringify(values.suite)}`);
+    return 64;
+  }
   const work = await mkdtemp('/tmp/spark-package-test-');
   const debs = join(work, 'debs');
   const share = join(work, 'share');
@@ -100,13 +111,16 @@ async function main(): Promise<number> {
           throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
         built.push(basename(result.deb));
       }
-      const node = await cachedNodejsDeb(say);
-      await copyFile(node, join(debs, basename(node)));
-      built.push(basename(node));
+      // Bookworm's nodejs is 18: the host's NodeSource package comes along, as an operator adds NodeSource's repository.
+      if (suite === 'bookworm') {
+        const node = await cachedNodejsDeb(say);
+        await copyFile(node, join(debs, basename(node)));
+        built.push(basename(node));
+      }
       return built.join(', ');
     });
     if (!packaged) return 1;
-    const [first, second, nodejs] = built as [string, string, string];
+    const [first, second, nodejs] = built as [string, string, string | undefined];
     const version = (deb: string) => deb.split('_')[1] as string;
 
     // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
@@ -179,7 +193,7 @@ MetricsPort = ${uploaderPort}
     );
 
     // --- The machine: the packages and the share, nothing of this checkout, no node from the host.
-    const rootfs = await cachedRootfs(say);
+    const rootfs = await cachedRootfs(say, suite);
     let consoleTail = '';
     machine = await bootMachine({
       rootfs,
@@ -217,13 +231,17 @@ MetricsPort = ${uploaderPort}
     });
 
     // --- README "Install from the package", as an operator on bookworm.
-    const installed = await check(`nodejs first (the host's, repacked), then apt-get install ./${first}`, async () => {
+    const installing = nodejs
+      ? `nodejs first (the host's, repacked), then apt-get install ./${first}`
+      : `apt-get install ./${first} (nodejs from ${suite})`;
+    const installed = await check(`${suite}: ${installing}`, async () => {
       if (await exists('/opt/spark-ts')) throw new Error('the machine has a checkout at /opt/spark-ts');
+      if (await exists('/usr/bin/node')) throw new Error('the machine has a node before the packages are installed');
       // The root file system's package lists are as old as it is: an operator updates them first.
       await apt('update -qq');
-      await apt(`install -y -qq ${DEBS}/${nodejs}`);
-      const node = (await m.sh('node --version')).trim();
+      if (nodejs) await apt(`install -y -qq ${DEBS}/${nodejs}`);
       const output = await apt(`install -y ${DEBS}/${first}`);
+      const node = (await m.sh("node --version; dpkg-query -W -f '${Version}' nodejs")).trim().replace('\n', ', nodejs ');
       const state = (await m.sh("dpkg-query -W -f '${Status} ${Version}' spark-ts")).trim();
       if (state !== `install ok installed ${version(first)}`) throw new Error(`dpkg: spark-ts ${state}\n${output}`);
       // Without spark.toml, the postinst's setup-host says what to write and stops there.
@@ -274,7 +292,8 @@ MetricsPort = ${uploaderPort}
         'each service running as its user',
         async () => {
           seen = [];
-          for (const unit of UNITS) seen.push((await m.exec(['ps', '-o', 'user=,args=', '-p', String(await mainPid(unit))])).stdout.trim());
+          for (const unit of UNITS)
+            seen.push((await m.exec(['ps', '-o', 'user:32=,args=', '-p', String(await mainPid(unit))])).stdout.trim());
           return seen.every((line, i) => line.startsWith(`${expected[i]} `));
         },
         { timeoutMs: 20_000, intervalMs: POLL_MS },
@@ -372,6 +391,8 @@ MetricsPort = ${uploaderPort}
       const state = (await m.sh("dpkg-query -W -f '${Status} ${Version}' spark-ts")).trim();
       if (state !== `install ok installed ${version(second)}`) throw new Error(`dpkg: spark-ts ${state}\n${output}`);
       const { seen } = await succeeded('upgrade-package', job.uuid);
+      // DrainTimeout (600 s by default) outlasts the build: the builder finishes it before it restarts.
+      if (seen.includes('job-rejected')) throw new Error(`the job was handed back: ${seen.join(', ')}`);
       const after = await secrets();
       if (after !== before) throw new Error(`spark.toml or the Redis passwords changed:\nbefore ${before}\nafter ${after}`);
       if ((await mainPid('redis-server@spark')) !== redisPid) throw new Error('the upgrade restarted redis-server@spark');
@@ -382,7 +403,7 @@ MetricsPort = ${uploaderPort}
         timeoutMs: 30_000,
         intervalMs: POLL_MS,
       });
-      return `${version(first)} → ${version(second)}; the job: ${seen.join(' → ')}; services restarted, redis-server@spark kept (pid ${redisPid}); spark.toml and ${after.split('\n').length - 2} password files unchanged`;
+      return `${version(first)} → ${version(second)}; the job: ${seen.join(' → ')}; services restarted, redis-server@spark kept (pid ${redisPid}); spark.toml and ${after.split('\n').filter((line) => line.endsWith('.password')).length} password files unchanged`;
     });
 
     // --- Purge.
@@ -407,6 +428,24 @@ MetricsPort = ${uploaderPort}
       if (host !== hostRedisBefore) throw new Error(`the host's Redis: before ${hostRedisBefore}; after ${host}`);
       return `${MADE_BY_PACKAGE.length} paths gone, no spark unit loaded; kept ${CONFIG}, /etc/laniakea/keys; host Redis: same redis.conf, pid and key`;
     });
+
+    await check(
+      `apt-get install ./${second} again onto the kept spark.toml and keys: the postinst sets the worker up, a job succeeds`,
+      async () => {
+        const output = await apt(`install -y ${DEBS}/${second}`);
+        const redis = output.split('\n').find((line) => line.startsWith('redis-server@spark on '));
+        if (!redis) throw new Error(`the postinst did not set the worker's Redis up:\n${output.slice(-3000)}`);
+        await m.sh('systemctl enable --now spark.target');
+        await waitFor('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...UNITS])).code === 0, {
+          timeoutMs: 30_000,
+          intervalMs: POLL_MS,
+        });
+        const job = await archive.packageJob({ name: 'again-package', version: '1.0' });
+        standIn.addJob(job);
+        const { seen } = await succeeded('again-package', job.uuid);
+        return `${redis}; the job: ${seen.join(' → ')}`;
+      },
+    );
 
     return allPassed() ? 0 : 1;
   } finally {

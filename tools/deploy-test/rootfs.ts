@@ -52,26 +52,30 @@ export async function hostMirror(): Promise<string> {
   return 'http://deb.debian.org/debian';
 }
 
+/** The Debian releases a test machine can be: 12 (NodeSource's nodejs needed) and 13 (Debian's own nodejs 20). */
+export type Suite = 'bookworm' | 'trixie';
+
 /**
- * A bookworm root file system with {@link ROOTFS_PACKAGES}, made with
- * debootstrap once per package list and mirror and reused afterwards (the
- * test boots it with a volatile overlay, so it stays as made).
+ * A root file system of `suite` (bookworm unless named) with
+ * {@link ROOTFS_PACKAGES}, made with debootstrap from this host's mirror once
+ * per suite, package list and mirror and reused afterwards (the test boots it
+ * with a volatile overlay, so it stays as made).
  */
-export async function cachedRootfs(log: (line: string) => void): Promise<string> {
+export async function cachedRootfs(log: (line: string) => void, suite: Suite = 'bookworm'): Promise<string> {
   const mirror = await hostMirror();
   const key = createHash('sha256')
-    .update(JSON.stringify({ suite: 'bookworm', mirror, packages: ROOTFS_PACKAGES, revision: 1 }))
+    .update(JSON.stringify({ suite, mirror, packages: ROOTFS_PACKAGES, revision: 1 }))
     .digest('hex')
     .slice(0, 16);
-  const dir = join(ROOTFS_CACHE, `bookworm-${key}`);
+  const dir = join(ROOTFS_CACHE, `${suite}-${key}`);
   if (existsSync(join(dir, 'etc', 'spark-deploy-test-rootfs'))) {
     log(`root file system: cached ${dir}`);
     return dir;
   }
   const partial = `${dir}.partial`;
   await rm(partial, { recursive: true, force: true });
-  log(`root file system: debootstrap bookworm from ${mirror} into ${dir} (a few minutes, once)`);
-  const args = ['--variant=minbase', `--include=${ROOTFS_PACKAGES.join(',')}`, 'bookworm', partial, mirror];
+  log(`root file system: debootstrap ${suite} from ${mirror} into ${dir} (a few minutes, once)`);
+  const args = ['--variant=minbase', `--include=${ROOTFS_PACKAGES.join(',')}`, suite, partial, mirror];
   await new Promise<void>((resolve, reject) => {
     const child = spawn('debootstrap', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let tail = '';
@@ -87,7 +91,7 @@ export async function cachedRootfs(log: (line: string) => void): Promise<string>
   await rename(partial, dir);
   // Root file systems for older package lists are not used again.
   for (const name of await readdir(ROOTFS_CACHE)) {
-    if (name.startsWith('bookworm-') && join(ROOTFS_CACHE, name) !== dir) {
+    if (name.startsWith(`${suite}-`) && join(ROOTFS_CACHE, name) !== dir) {
       log(`root file system: removing the outdated ${name}`);
       await rm(join(ROOTFS_CACHE, name), { recursive: true, force: true });
     }
