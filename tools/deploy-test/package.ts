@@ -303,7 +303,7 @@ MetricsPort = ${uploaderPort}
       const execStart = (await m.sh(`systemctl show -p ExecStart --value ${UNITS.join(' ')}`)).match(/path=(\S+)/g) ?? [];
       if (execStart.some((path) => !/^path=\/usr\/sbin\/spark-(connector|builder|signer|uploader)$/.test(path)))
         throw new Error(`the units run ${execStart.join(', ')}`);
-      return seen.map((line) => line.split(' ').slice(0, 3).join(' ')).join('; ');
+      return seen.map((line) => line.split(/\s+/).slice(0, 3).join(' ')).join('; ');
     });
 
     const redisCli = (user: string, command: string) =>
