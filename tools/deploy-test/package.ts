@@ -206,7 +206,13 @@ MetricsPort = ${uploaderPort}
     });
     const m = machine;
     say(`machine booted (systemd pid ${m.leader} on the host)`);
-    const apt = (args: string) => m.sh(`DEBIAN_FRONTEND=noninteractive apt-get ${args} 2>&1`, { timeoutMs: 600_000 });
+    /** What apt, dpkg and the maintainer scripts printed, searched for Redis passwords before the purge. */
+    const outputs: string[] = [];
+    const apt = async (args: string) => {
+      const output = await m.sh(`DEBIAN_FRONTEND=noninteractive apt-get ${args} 2>&1`, { timeoutMs: 600_000 });
+      outputs.push(output);
+      return output;
+    };
     const mainPid = async (unit: string) => Number((await m.sh(`systemctl show -p MainPID --value ${unit}`)).trim());
     const exists = async (path: string) => (await m.exec(['test', '-e', path])).code === 0;
 
@@ -272,6 +278,7 @@ MetricsPort = ${uploaderPort}
         // Test only: the host runner is the debspawn the helper runs (sudo's secure_path finds /usr/local/bin first).
         await m.sh(`install -m 0755 ${SHARE}/host-runner-debspawn /usr/local/bin/debspawn`);
         const output = await m.sh('DEBIAN_FRONTEND=noninteractive dpkg-reconfigure spark-ts 2>&1', { timeoutMs: 300_000 });
+        outputs.push(output);
         await m.sh('systemctl enable --now spark.target');
         // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
         await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
@@ -406,7 +413,32 @@ MetricsPort = ${uploaderPort}
       return `${version(first)} → ${version(second)}; the job: ${seen.join(' → ')}; services restarted, redis-server@spark kept (pid ${redisPid}); spark.toml and ${after.split('\n').filter((line) => line.endsWith('.password')).length} password files unchanged`;
     });
 
-    // --- Purge.
+    await check('no Redis password in what apt, dpkg-reconfigure and the maintainer scripts printed, or in the journal', async () => {
+      const passwords = (await m.sh('cat /etc/laniakea/redis/*.password')).split('\n').filter(Boolean);
+      if (passwords.length !== Object.keys(REDIS_USERS).length) throw new Error(`read ${passwords.length} passwords`);
+      const journal = await m.sh('journalctl --no-pager -o cat');
+      for (const [where, text] of [...outputs.map((t, i) => [`output ${i + 1}`, t] as const), ['the journal', journal] as const]) {
+        if (passwords.some((password) => text.includes(password))) throw new Error(`a Redis password is in ${where}`);
+      }
+      return `${outputs.length} outputs, ${journal.split('\n').length} journal lines`;
+    });
+
+    // --- Remove, then purge.
+    await check("apt-get remove spark-ts: the services stop; the worker's Redis, its queues and every file stay", async () => {
+      const files = () => m.sh(`sha256sum ${CONFIG} /etc/laniakea/redis/*.password /etc/redis/redis-spark.conf /etc/redis/spark-users.acl`);
+      const before = await files();
+      const redisPid = await mainPid('redis-server@spark');
+      await apt('remove -y spark-ts');
+      const active = (await m.exec(['systemctl', 'is-active', 'spark.target', ...UNITS])).stdout.trim().split('\n');
+      if (active.some((state) => state === 'active')) throw new Error(`after the remove: ${active.join(', ')}`);
+      const state = (await m.sh("dpkg-query -W -f '${Status}' spark-ts")).trim();
+      if (state !== 'deinstall ok config-files') throw new Error(`dpkg: spark-ts ${state}`);
+      if ((await mainPid('redis-server@spark')) !== redisPid) throw new Error('the remove stopped or restarted redis-server@spark');
+      if ((await files()) !== before) throw new Error('the remove changed spark.toml or the Redis files');
+      const keys = (await redisCli('spark-admin', 'DBSIZE')).trim();
+      return `spark.target and the services ${[...new Set(active)].join('/')}; dpkg: ${state}; redis-server@spark pid ${redisPid} kept, ${keys} keys`;
+    });
+
     await check("apt-get purge spark-ts: what the package made is gone; spark.toml, keys and the host's Redis kept", async () => {
       const operatorsBefore = await m.sh(`sha256sum ${CONFIG} /etc/laniakea/keys/${MACHINE}_secret.gpg; ls -R /etc/laniakea/keys`);
       const output = await apt('purge -y spark-ts');
