@@ -288,7 +288,7 @@ MetricsPort = ${uploaderPort}
     );
     if (!configured) return 1;
 
-    await check('spark.target starts all four services, each as its own user, from /usr/sbin', async () => {
+    await check('spark.target starts all four services, each as its own user, from /usr/sbin and /usr/lib/spark-ts', async () => {
       await waitFor('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...UNITS])).code === 0, {
         timeoutMs: 30_000,
         intervalMs: POLL_MS,
@@ -301,7 +301,13 @@ MetricsPort = ${uploaderPort}
           seen = [];
           for (const unit of UNITS)
             seen.push((await m.exec(['ps', '-o', 'user:32=,args=', '-p', String(await mainPid(unit))])).stdout.trim());
-          return seen.every((line, i) => line.startsWith(`${expected[i]} `));
+          // Once exec'd: the packaged launcher's node running the service's bundle as the service's user.
+          return seen.every((line, i) => {
+            const service = expected[i] as string;
+            return new RegExp(
+              `^${service} +/usr/bin/node .*/usr/lib/spark-ts/node_modules/@spark/${service.slice(6)}/dist/main\\.js `,
+            ).test(line);
+          });
         },
         { timeoutMs: 20_000, intervalMs: POLL_MS },
       ).catch((error: Error) => {
@@ -310,7 +316,14 @@ MetricsPort = ${uploaderPort}
       const execStart = (await m.sh(`systemctl show -p ExecStart --value ${UNITS.join(' ')}`)).match(/path=(\S+)/g) ?? [];
       if (execStart.some((path) => !/^path=\/usr\/sbin\/spark-(connector|builder|signer|uploader)$/.test(path)))
         throw new Error(`the units run ${execStart.join(', ')}`);
-      return seen.map((line) => line.split(/\s+/).slice(0, 3).join(' ')).join('; ');
+      return seen
+        .map((line) =>
+          line
+            .split(/\s+/)
+            .filter((word, i) => i === 0 || word.endsWith('main.js'))
+            .join(' '),
+        )
+        .join('; ');
     });
 
     const redisCli = (user: string, command: string) =>
