@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -52,26 +52,30 @@ export async function hostMirror(): Promise<string> {
   return 'http://deb.debian.org/debian';
 }
 
+/** The Debian releases a test machine can be: 12 (NodeSource's nodejs needed) and 13 (Debian's own nodejs 20). */
+export type Suite = 'bookworm' | 'trixie';
+
 /**
- * A bookworm root file system with {@link ROOTFS_PACKAGES}, made with
- * debootstrap once per package list and mirror and reused afterwards (the
- * test boots it with a volatile overlay, so it stays as made).
+ * A root file system of `suite` (bookworm unless named) with
+ * {@link ROOTFS_PACKAGES}, made with debootstrap from this host's mirror once
+ * per suite, package list and mirror and reused afterwards (the test boots it
+ * with a volatile overlay, so it stays as made).
  */
-export async function cachedRootfs(log: (line: string) => void): Promise<string> {
+export async function cachedRootfs(log: (line: string) => void, suite: Suite = 'bookworm'): Promise<string> {
   const mirror = await hostMirror();
   const key = createHash('sha256')
-    .update(JSON.stringify({ suite: 'bookworm', mirror, packages: ROOTFS_PACKAGES, revision: 1 }))
+    .update(JSON.stringify({ suite, mirror, packages: ROOTFS_PACKAGES, revision: 1 }))
     .digest('hex')
     .slice(0, 16);
-  const dir = join(ROOTFS_CACHE, `bookworm-${key}`);
+  const dir = join(ROOTFS_CACHE, `${suite}-${key}`);
   if (existsSync(join(dir, 'etc', 'spark-deploy-test-rootfs'))) {
     log(`root file system: cached ${dir}`);
     return dir;
   }
   const partial = `${dir}.partial`;
   await rm(partial, { recursive: true, force: true });
-  log(`root file system: debootstrap bookworm from ${mirror} into ${dir} (a few minutes, once)`);
-  const args = ['--variant=minbase', `--include=${ROOTFS_PACKAGES.join(',')}`, 'bookworm', partial, mirror];
+  log(`root file system: debootstrap ${suite} from ${mirror} into ${dir} (a few minutes, once)`);
+  const args = ['--variant=minbase', `--include=${ROOTFS_PACKAGES.join(',')}`, suite, partial, mirror];
   await new Promise<void>((resolve, reject) => {
     const child = spawn('debootstrap', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let tail = '';
@@ -87,10 +91,57 @@ export async function cachedRootfs(log: (line: string) => void): Promise<string>
   await rename(partial, dir);
   // Root file systems for older package lists are not used again.
   for (const name of await readdir(ROOTFS_CACHE)) {
-    if (name.startsWith('bookworm-') && join(ROOTFS_CACHE, name) !== dir) {
+    if (name.startsWith(`${suite}-`) && join(ROOTFS_CACHE, name) !== dir) {
       log(`root file system: removing the outdated ${name}`);
       await rm(join(ROOTFS_CACHE, name), { recursive: true, force: true });
     }
   }
   return dir;
+}
+
+/** The Node.js the package depends on (`nodejs (>= 20.19)`): bookworm's own is 18. */
+const NODEJS_MINIMUM = '20.19';
+
+/**
+ * This host's installed `nodejs` package (NodeSource's, on a bookworm host)
+ * as a .deb, remade from the installed files with dpkg-repack once per
+ * version and kept beside the root file systems: the package test installs
+ * it in the machine first, as an operator on bookworm installs NodeSource's
+ * package before spark-ts.
+ */
+export async function cachedNodejsDeb(log: (line: string) => void): Promise<string> {
+  const { stdout } = await run('dpkg-query', ['-W', '-f', '${Status}\t${Version}\t${Architecture}', 'nodejs']).catch(() => ({
+    stdout: '',
+  }));
+  const [status, version, arch] = stdout.split('\t');
+  if (status !== 'install ok installed' || !version || !arch)
+    throw new Error('this host has no nodejs package installed: install Node.js 20.19 or newer as a package (NodeSource) first');
+  const newEnough = await run('dpkg', ['--compare-versions', version, 'ge', NODEJS_MINIMUM]).then(
+    () => true,
+    () => false,
+  );
+  if (!newEnough) throw new Error(`this host's nodejs is ${version}: the spark-ts package needs ${NODEJS_MINIMUM} or newer`);
+  const deb = join(ROOTFS_CACHE, `nodejs_${version.replace(/^\d+:/, '')}_${arch}.deb`);
+  if (existsSync(deb)) {
+    log(`nodejs: cached ${deb}`);
+    return deb;
+  }
+  const repack = await run('sh', ['-c', 'command -v dpkg-repack']).catch(() => null);
+  if (!repack) throw new Error('dpkg-repack is missing on this host: apt-get install dpkg-repack (scripts/setup.sh installs it)');
+  log(`nodejs: dpkg-repack nodejs ${version} into ${ROOTFS_CACHE} (a few minutes, once per version)`);
+  const partial = `${deb}.partial.d`;
+  await rm(partial, { recursive: true, force: true });
+  await mkdir(partial, { recursive: true });
+  // gzip rather than dpkg-deb's default xz: the file stays on this host, and xz takes minutes for node.
+  await run('dpkg-repack', ['--deb-option=-Zgzip', 'nodejs'], { cwd: partial, maxBuffer: 16 << 20 });
+  const made = (await readdir(partial)).find((name) => name.endsWith('.deb'));
+  if (!made) throw new Error(`dpkg-repack nodejs left no .deb in ${partial}`);
+  await rename(join(partial, made), deb);
+  await rm(partial, { recursive: true, force: true });
+  // Repacks of older versions are not used again.
+  for (const name of await readdir(ROOTFS_CACHE)) {
+    if (name.startsWith('nodejs_') && join(ROOTFS_CACHE, name) !== deb)
+      await rm(join(ROOTFS_CACHE, name), { recursive: true, force: true });
+  }
+  return deb;
 }
