@@ -18,21 +18,13 @@ import { openpgp } from '@spark/keys/openpgp';
 import { runKeytool } from '../src/keytool/keytool-cli.js';
 import { findCredentialDropIn } from '../src/keytool/signer-key-credential.js';
 import type { SignerKeyHost } from '../src/keytool/install-signer-key.js';
-import { AccountBook, type WorkerAccounts } from '../src/verify/host-accounts.js';
+import { AccountBook } from '../src/verify/host-accounts.js';
 import { checkSigningKey } from '../src/verify/signer-key-check.js';
+import { ROOT_ACCOUNTS } from './root-accounts.js';
 import { runSpark } from './run-spark.js';
 
 const run = promisify(execFile);
 const NAME = 'spark-signer-key';
-const ROOT_ACCOUNTS: WorkerAccounts = {
-  connector: 'root',
-  builder: 'root',
-  signer: 'root',
-  uploader: 'root',
-  root: 'root',
-  sharedGroup: 'root',
-  operatorsGroup: 'root',
-};
 
 async function armoredKey(name: string): Promise<{ armored: string; fingerprint: string }> {
   const { privateKey } = await openpgp.generateKey({

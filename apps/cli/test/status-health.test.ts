@@ -16,6 +16,7 @@ import { formatCurveKeyFile } from '@spark/keys';
 import { builderHeartbeatsKey, lighthouseStatusKey, stageJobId } from '@spark/protocol';
 import { connectRedis, redisReady, removeBuilderHeartbeat, writeBuilderHeartbeat, type Redis } from '@spark/service';
 import {
+  builderHeartbeat,
   randomQueuePrefix,
   startLighthouseStandIn,
   startRedisServer,
@@ -48,16 +49,7 @@ describe('spark status exit codes', { timeout: 120_000 }, () => {
     await server.stop();
   });
 
-  const heartbeat = (prefix: string) =>
-    writeBuilderHeartbeat(redis, prefix, {
-      id: 'hydrogen@1',
-      slots: 1,
-      busy: 0,
-      kinds: ['package-build'],
-      architectures: ['amd64'],
-      accepting: true,
-      at: Date.now(),
-    });
+  const heartbeat = (prefix: string) => writeBuilderHeartbeat(redis, prefix, builderHeartbeat({ id: 'hydrogen@1' }));
   const contact = (prefix: string, fields: { lastContactAt?: number | null; outageSince?: number | null } = {}) =>
     redis.set(
       lighthouseStatusKey(prefix),

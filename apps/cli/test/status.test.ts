@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
 import { blockedKindsKey, lighthouseStatusKey, stageJobId, type BlockedKind } from '@spark/protocol';
 import { connectRedis, redisReady, writeBuilderHeartbeat, type Redis } from '@spark/service';
-import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { builderHeartbeat, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 import { runSpark } from './run-spark.js';
 
 const uuidA = '3b4e0e3c-7d2a-4f44-9a46-0d52c2f1a6b1';
@@ -28,15 +28,7 @@ describe('spark status', () => {
     const build = new Queue('build', { connection: redis, prefix });
     const sign = new Queue('sign', { connection: redis, prefix });
     await build.add('package-build', { x: 1 }, { jobId: stageJobId({ uuid: uuidA, round: '1' }, 'build') });
-    await writeBuilderHeartbeat(redis, prefix, {
-      id: 'hydrogen@1',
-      slots: 2,
-      busy: 1,
-      kinds: ['package-build'],
-      architectures: ['amd64'],
-      accepting: true,
-      at: Date.now(),
-    });
+    await writeBuilderHeartbeat(redis, prefix, builderHeartbeat({ id: 'hydrogen@1', slots: 2, busy: 1 }));
     const now = Date.now();
     await redis.set(
       lighthouseStatusKey(prefix),

@@ -24,20 +24,11 @@ import {
 } from '@spark/testing';
 import { writeRedisAcl } from '../src/redis-acl.js';
 import { verifyCommand } from '../src/verify/verify-command.js';
-import type { WorkerAccounts } from '../src/verify/host-accounts.js';
 import type { VerifyHost } from '../src/verify/verify-worker.js';
+import { ROOT_ACCOUNTS } from './root-accounts.js';
 import { runSpark } from './run-spark.js';
 
 const MACHINE = 'hydrogen';
-const ROOT_ACCOUNTS: WorkerAccounts = {
-  connector: 'root',
-  builder: 'root',
-  signer: 'root',
-  uploader: 'root',
-  root: 'root',
-  sharedGroup: 'root',
-  operatorsGroup: 'root',
-};
 
 interface JsonReport {
   ok: boolean;

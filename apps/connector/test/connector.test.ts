@@ -17,9 +17,8 @@ import {
   type ReportPayload,
 } from '@spark/protocol';
 import { readJobRecord } from '@spark/service';
-import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { startLighthouseStandIn } from '@spark/testing';
-import { MACHINE, packageJob, startWorld, type World } from './harness.js';
+import { packageJob, startLighthouseStandIn, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { MACHINE, startWorld, type World } from './harness.js';
 
 /** The round the tests' own reports belong to (no job record names another, so the relay takes it as current). */
 const R = '1';

@@ -8,8 +8,7 @@ import { parseConfig, type SparkConfig } from '@spark/config';
 import type { BuilderHeartbeat } from '@spark/protocol';
 import { formatCurveKeyFile } from '@spark/keys';
 import { connectRedis, createLogger, writeBuilderHeartbeat, type Redis } from '@spark/service';
-import { randomQueuePrefix } from '@spark/testing';
-import { startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
+import { builderHeartbeat, randomQueuePrefix, startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
 import { createConnector, type Connector } from '../src/connector.js';
 import { loadConnectorKeys } from '@spark/lighthouse';
 
@@ -145,17 +144,7 @@ ${options.connectorToml ?? ''}
     logs,
     fatal,
     async heartbeat(beat) {
-      const full: BuilderHeartbeat = {
-        id: 'b1',
-        slots: 1,
-        busy: 0,
-        kinds: ['package-build'],
-        architectures: ['amd64'],
-        accepting: true,
-        at: Date.now(),
-        ...beat,
-      };
-      await writeBuilderHeartbeat(redis, prefix, full);
+      await writeBuilderHeartbeat(redis, prefix, builderHeartbeat(beat));
     },
     async close() {
       await connector.close();
@@ -165,31 +154,5 @@ ${options.connectorToml ?? ''}
       await redis.quit();
       await rm(dir, { recursive: true, force: true });
     },
-  };
-}
-
-/** A valid package-build job as Lighthouse hands it out. */
-export function packageJob(
-  uuid: string,
-  overrides: Record<string, unknown> = {},
-): Record<string, unknown> & { uuid: string; kind: string; architecture: string } {
-  return {
-    uuid,
-    module: 'core',
-    kind: 'package-build',
-    version: '1.0-1',
-    architecture: 'amd64',
-    time_created: '2026-11-26T00:00:00',
-    repo: 'master',
-    data: {
-      package_name: 'hello',
-      package_version: '1.0-1',
-      maintainer: 'A <a@example.org>',
-      suite: 'bookworm',
-      dsc_url: 'https://archive.example.org/master/pool/h/hello/hello_1.0-1.dsc',
-      sha256sum: 'a'.repeat(64),
-      do_indep: false,
-    },
-    ...overrides,
   };
 }

@@ -13,8 +13,8 @@ import {
   reportSlot,
   type ReportPayload,
 } from '@spark/protocol';
-import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { packageJob, startWorld, type World } from './harness.js';
+import { packageJob, startRedisServer, waitFor, type RedisServer, type WirePackageJob } from '@spark/testing';
+import { startWorld, type World } from './harness.js';
 
 /*
  * Laniakea's real job lifecycle against the stand-in (docs/architecture.md,
@@ -23,7 +23,7 @@ import { packageJob, startWorld, type World } from './harness.js';
  * `build`) reports what a builder would.
  */
 
-function imageJob(uuid: string): Record<string, unknown> & { uuid: string; kind: string; architecture: string } {
+function imageJob(uuid: string): WirePackageJob {
   return packageJob(uuid, {
     kind: 'os-image-build',
     data: {

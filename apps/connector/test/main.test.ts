@@ -10,9 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis as IORedis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
-import { builderCapacityChannel, QueueName, reportJobId, type BuilderHeartbeat, type ReportPayload } from '@spark/protocol';
+import { builderCapacityChannel, QueueName, reportJobId, type ReportPayload } from '@spark/protocol';
 import { connectRedis, writeBuilderHeartbeat } from '@spark/service';
 import {
+  builderHeartbeat,
   freePort,
   runTsEntry,
   startRedisServer,
@@ -200,15 +201,7 @@ describe('spark-connector on SIGHUP', () => {
           });
         await writeFile(config, toml(3600));
         // A live builder with a free slot: the connector asks for a job, gets none, and waits PollInterval.
-        const heartbeat: Omit<BuilderHeartbeat, 'at'> = {
-          id: 'b1',
-          slots: 1,
-          busy: 0,
-          kinds: ['package-build'],
-          architectures: ['amd64'],
-          accepting: true,
-        };
-        await writeBuilderHeartbeat(connection, prefix, { ...heartbeat, at: Date.now() });
+        await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
         const jobRequests = () => standIn!.requests.filter((r) => r.request === 'job').length;
         service = startServiceProcess(main, ['--config', config]);
         await standIn.waitFor(() => jobRequests() >= 1, 30_000);
@@ -232,7 +225,7 @@ describe('spark-connector on SIGHUP', () => {
         assert.match(String(restart['msg']), /apply only after a restart .*: MaxJobs$/);
         // The pause under way still has the old length; a builder announcing capacity ends it, and from then on
         // the connector asks every 0.2 s.
-        await writeBuilderHeartbeat(connection, prefix, { ...heartbeat, at: Date.now() });
+        await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
         await connection.publish(builderCapacityChannel(prefix), 'b1');
         const before = jobRequests();
         await standIn.waitFor(() => jobRequests() >= before + 5, 10_000);
@@ -341,15 +334,7 @@ describe('spark-connector metrics', () => {
       let service: ServiceProcess | null = null;
       try {
         standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
-        await writeBuilderHeartbeat(connection, prefix, {
-          id: 'b1',
-          slots: 1,
-          busy: 0,
-          kinds: ['package-build'],
-          architectures: ['amd64'],
-          accepting: true,
-          at: Date.now(),
-        });
+        await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
         const port = await freePort();
         const config = join(dir, 'spark.toml');
         await writeFile(

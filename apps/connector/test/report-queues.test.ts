@@ -13,8 +13,8 @@ import {
   type ReportPayload,
   type ReportSender,
 } from '@spark/protocol';
-import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { packageJob, startWorld, type World } from './harness.js';
+import { packageJob, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { startWorld, type World } from './harness.js';
 
 /*
  * The report queues as the services write them: one per sender, each relayed

@@ -5,8 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { Queue, Worker } from 'bullmq';
 import { builderCapacityChannel, QueueName } from '@spark/protocol';
 import { readJobRecord } from '@spark/service';
-import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { packageJob, startWorld, type World } from './harness.js';
+import { packageJob, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { startWorld, type World } from './harness.js';
 
 /**
  * The connector asks Lighthouse the moment there is room, not at its next

@@ -12,28 +12,9 @@ import {
   updateJobRecord,
   type Redis,
 } from '@spark/service';
-import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { packageJob as wirePackageJob, randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
 
-function packageJob(uuid: string): Job {
-  return jobSchema.parse({
-    uuid,
-    module: 'core',
-    kind: 'package-build',
-    version: '1.0-1',
-    architecture: 'amd64',
-    time_created: '2026-11-26T00:00:00',
-    repo: 'master',
-    data: {
-      package_name: 'hello',
-      package_version: '1.0-1',
-      maintainer: 'A <a@example.org>',
-      suite: 'bookworm',
-      dsc_url: 'https://archive.example.org/master/pool/h/hello/hello_1.0-1.dsc',
-      sha256sum: 'a'.repeat(64),
-      do_indep: false,
-    },
-  });
-}
+const packageJob = (uuid: string): Job => jobSchema.parse(wirePackageJob(uuid));
 
 describe('job records', () => {
   let server: RedisServer;
