@@ -3,15 +3,15 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { processMetrics, serveMetrics, type MetricsServer } from '@spark/service';
-import { freePort, startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
+import { freePort, startLighthouseStandIn, waitFor, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
 import { createLighthouseLink, LinkAborted, pause, type LighthouseLink } from '@spark/lighthouse';
 
 const silent = pino({ level: 'silent' });
+const WAIT = { timeoutMs: 15_000, intervalMs: 25 };
 
 /** One sample of a Prometheus text scrape. */
 interface Sample {
@@ -30,17 +30,6 @@ function parseSamples(text: string): Sample[] {
     samples.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
   return samples;
-}
-
-/** Polls `read` until `accept` holds for what it returns; fails after `timeoutMs` naming `what` and the last value seen. */
-async function until<T>(what: string, read: () => Promise<T>, accept: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (accept(value)) return value;
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms; last seen ${JSON.stringify(value)}`);
-    await sleep(25);
-  }
 }
 
 describe('the Lighthouse link gauges', () => {
@@ -122,28 +111,28 @@ describe('the Lighthouse link gauges', () => {
     })();
     try {
       const startedAt = Date.now() / 1000;
-      await until('link up', linkUp, (value) => value === 1);
+      await waitFor('link up', async () => (await linkUp()) === 1, WAIT);
       const firstContact = await lastContact();
       assert.ok(firstContact !== null && firstContact >= Math.floor(startedAt), `last contact ${firstContact} before the first request`);
 
       standIn.close();
-      await until('link down once Lighthouse is gone', linkUp, (value) => value === 0);
+      await waitFor('link down once Lighthouse is gone', async () => (await linkUp()) === 0, WAIT);
       const contactBeforeOutage = await lastContact();
       assert.ok(contactBeforeOutage !== null && contactBeforeOutage >= firstContact);
       // More requests go unanswered; the time of the last reply stays where it was.
       const failed = await noReplies();
-      await until('another unanswered request', noReplies, (value) => value >= failed + 2);
+      await waitFor('another unanswered request', async () => (await noReplies()) >= failed + 2, WAIT);
       assert.equal(await lastContact(), contactBeforeOutage);
       assert.equal(await linkUp(), 0);
 
       // Lighthouse comes back on the same endpoint (the port may take a moment to be free again).
-      const back = await until(
+      const back = await waitFor(
         'the stand-in bound again',
         () => startLighthouseStandIn({ ...standInOptions, endpoint: where }).catch(() => null),
-        (value) => value !== null,
+        WAIT,
       );
       standIn = back;
-      await until('link up again', linkUp, (value) => value === 1);
+      await waitFor('link up again', async () => (await linkUp()) === 1, WAIT);
       const contactAfter = await lastContact();
       assert.ok(
         contactAfter !== null && contactAfter > contactBeforeOutage,

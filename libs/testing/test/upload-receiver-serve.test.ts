@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runTsEntry } from '@spark/testing';
+import { runTsEntry, waitFor } from '@spark/testing';
+
+const WAIT = { timeoutMs: 15_000, intervalMs: 20 };
 
 const serve = fileURLToPath(new URL('../src/upload-receiver/serve.ts', import.meta.url));
 
@@ -25,7 +27,7 @@ describe('upload receiver as a process', () => {
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = once(child, 'exit');
     try {
-      while (!output.includes('\n')) await new Promise((resolve) => setTimeout(resolve, 20));
+      await waitFor('the receiver to print where it listens', () => output.includes('\n'), WAIT);
       const { listening } = JSON.parse(output.split('\n')[0] as string) as { listening: string };
       assert.match(listening, /^http:\/\/127\.0\.0\.1:\d+\/_upload$/);
       const status = await new Promise<number>((resolve, reject) => {
@@ -38,7 +40,7 @@ describe('upload receiver as a process', () => {
       });
       assert.equal(status, 201);
       assert.equal(await readFile(join(dir, 'master', 'a_1.0.dsc'), 'utf8'), 'hello');
-      while (output.split('\n').length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+      await waitFor('the receiver to print the PUT', () => output.split('\n').length >= 3, WAIT);
       assert.deepEqual(JSON.parse(output.split('\n')[1] as string), { method: 'PUT', url: '/_upload/master/a_1.0.dsc', status: 201 });
     } finally {
       child.kill('SIGTERM');

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
+import { startUploadReceiver, waitFor, type UploadReceiver } from '@spark/testing';
 
 function put(receiver: UploadReceiver, path: string, body: string | Buffer): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -22,6 +22,12 @@ function put(receiver: UploadReceiver, path: string, body: string | Buffer): Pro
 describe('upload receiver (Laniakea semantics)', () => {
   let dir: string;
   let receiver: UploadReceiver;
+  /** Waits until the receiver has recorded the PUT of `url` as cut off (status 0). */
+  const cutRecorded = (url: string) =>
+    waitFor(`the cut PUT of ${url} recorded`, () => receiver.requests.some((r) => r.url === url && r.status === 0), {
+      timeoutMs: 5_000,
+      intervalMs: 10,
+    });
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'spark-receiver-'));
@@ -83,7 +89,7 @@ describe('upload receiver (Laniakea semantics)', () => {
       req.write('only 17 bytes of ', () => setTimeout(() => req.destroy(), 50));
       req.on('close', () => resolve());
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await cutRecorded('/_upload/master/partial.deb');
     const files = await readdir(join(dir, 'master'));
     assert.ok(!files.some((f) => f.includes('partial')), files.join(' '));
     assert.deepEqual(receiver.requests.at(-1), { method: 'PUT', url: '/_upload/master/partial.deb', status: 0 });
@@ -105,7 +111,7 @@ describe('upload receiver (Laniakea semantics)', () => {
         req.write('only 17 bytes of ', () => setTimeout(() => req.destroy(), 50));
         req.on('close', () => resolve());
       });
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await cutRecorded('/_upload/master/cut.deb');
       assert.equal(await readFile(join(dir, 'master', 'cut.deb'), 'utf8'), 'only 17 bytes of ');
       assert.deepEqual(receiver.requests.at(-1), { method: 'PUT', url: '/_upload/master/cut.deb', status: 0 });
       const again = await put(receiver, '/_upload/master/cut.deb', 'x'.repeat(1000));
@@ -115,7 +121,7 @@ describe('upload receiver (Laniakea semantics)', () => {
 
       receiver.options.failFiles = new Map([['planned-cut.deb', { cutAfterBytes: 300, times: 1 }]]);
       await assert.rejects(put(receiver, '/_upload/master/planned-cut.deb', Buffer.alloc(100_000, 7)));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await cutRecorded('/_upload/master/planned-cut.deb');
       const partial = await readFile(join(dir, 'master', 'planned-cut.deb'));
       assert.ok(partial.length > 0 && partial.length <= 300, `partial file of ${partial.length} bytes`);
       assert.equal((await put(receiver, '/_upload/master/planned-cut.deb', Buffer.alloc(100_000, 7))).status, 403);
