@@ -271,8 +271,15 @@ $marker from WorkspaceRoot in $config: run $again after changing it.
 # systemd-tmpfiles-clean.timer (daily) removes what was last modified longer ago than the age.
 e $logs_dir - - - m:30d
 e $workspaces_dir - - - mM:${round_days}d
+# Members of spark-operators read the build logs (spark logs): they pass through $workspace_root
+# without listing it, list $logs_dir and read the logs written from now on (the default ACL; the
+# mode a log is created with still limits it to reading). The workspaces stay lkspark's alone.
+a+ $workspace_root - - - - group:spark-operators:--x
+a+ $logs_dir - - - - group:spark-operators:r-x,default:group:spark-operators:r-x
 EOF
-  echo "/etc/tmpfiles.d/spark.conf: build logs expire after 30 days, leftover workspaces after $round_days"
+  systemd-tmpfiles --create /etc/tmpfiles.d/spark.conf ||
+    fail "systemd-tmpfiles could not apply /etc/tmpfiles.d/spark.conf (see above): does the file system of $workspace_root support POSIX ACLs?"
+  echo "/etc/tmpfiles.d/spark.conf: build logs expire after 30 days, leftover workspaces after $round_days; spark-operators read the build logs"
 else
   echo "the units' drop-ins for WorkspaceRoot, log rotation and expiry: once $config is written"
 fi

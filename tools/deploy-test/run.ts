@@ -658,12 +658,20 @@ MetricsPort = ${uploaderPort}
       },
     );
 
-    await check('spark status works for a member of spark-operators', async () => {
+    await check('spark status and spark logs work for a member of spark-operators, who reads no workspace', async () => {
       await m.sh('id alice >/dev/null 2>&1 || useradd --create-home --groups spark-operators alice');
-      const status = await m.exec(['runuser', '-u', 'alice', '--', 'spark', 'status', '--config', '/etc/laniakea/spark.toml']);
+      const asAlice = (command: string[]) => m.exec(['runuser', '-u', 'alice', '--', ...command]);
+      const status = await asAlice(['spark', 'status', '--config', '/etc/laniakea/spark.toml']);
       // 0 is a healthy worker; 3-5 say what is unhealthy (README, spark status) — all read Redis as the operator.
       if (![0, 3, 4, 5].includes(status.code ?? -1)) throw new Error(`exit ${status.code}\n${status.stdout}${status.stderr}`);
-      return status.stdout.split('\n').slice(0, 3).join(' | ');
+      const logs = await asAlice(['spark', 'logs', '--config', '/etc/laniakea/spark.toml', success.uuid]);
+      const logFile = (await m.sh(`ls ${WORKSPACE_ROOT}/logs/${success.uuid}.*.log`)).trim();
+      if (logs.code !== 0 || logs.stdout !== (await m.sh(`cat ${logFile}`))) {
+        throw new Error(`spark logs ${success.uuid}: exit ${logs.code}, ${logs.stdout.length} bytes, not ${logFile}\n${logs.stderr}`);
+      }
+      const workspaces = await asAlice(['ls', WORKSPACES]);
+      if (workspaces.code === 0) throw new Error(`alice lists ${WORKSPACES}: ${workspaces.stdout}`);
+      return `${status.stdout.split('\n').slice(0, 3).join(' | ')}; spark logs: ${logs.stdout.length} bytes, the log as written; ls ${WORKSPACES}: ${workspaces.stderr.trim()}`;
     });
 
     await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
