@@ -9,3 +9,4 @@ export * from './lighthouse-standin/zap-handler.js';
 export * from './upload-receiver/upload-receiver.js';
 export * from './service-process.js';
 export * from './wait-for.js';
+export * from './fake-stage-queues.js';
