@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import {
   connectRedis,
   giveUpWhenFailed,
+  lastStatusSeq,
   once,
   openQueue,
   openWorker,
@@ -11,12 +12,15 @@ import {
   redisLogin,
   redisReady,
   runCloseSteps,
+  systemClock,
+  type Clock,
   type Logger,
   type Redis,
 } from '@spark/service';
 import { jobWorkspaceDir, QueueName, REPORT_QUEUES } from '@spark/protocol';
 import { exponentialBackoff, type UploadPolicy } from './upload-job.js';
 import { createUploadProcessor } from './upload-processor.js';
+import { redisUploadRecords } from './upload-records.js';
 
 /** What the uploader service needs. */
 export interface UploaderDeps {
@@ -24,6 +28,8 @@ export interface UploaderDeps {
   logger: Logger;
   /** Override the pause between tries (tests); default 5 s doubling to 5 min. */
   retryDelayMs?: UploadPolicy['retryDelayMs'];
+  /** The time tries, deadlines and reports go by; the wall clock by default. */
+  clock?: Clock;
 }
 
 /** The uploader service. */
@@ -60,12 +66,13 @@ export function createUploader(deps: UploaderDeps): Uploader {
         connection.on('error', (err) => logger.warn({ err }, `Redis ${redactRedisUrl(config.redisUrl)}: ${err.message}; reconnecting`));
       }
       await redisReady(redis);
-      reports = openQueue(REPORT_QUEUES.uploader, redis, config.queuePrefix, logger);
+      const queue = openQueue(REPORT_QUEUES.uploader, redis, config.queuePrefix, logger);
+      reports = queue;
       const processor = createUploadProcessor(
         {
-          redis,
-          prefix: config.queuePrefix,
-          reports,
+          records: redisUploadRecords(redis, config.queuePrefix),
+          reports: { add: (name, data, options) => queue.add(name, data, options), lastStatusSeq: (round) => lastStatusSeq(queue, round) },
+          clock: deps.clock ?? systemClock,
           workspacesDir: config.workspacesDir,
           policy: {
             timeouts: { connectMs: config.uploader.connectTimeoutMs, idleMs: config.uploader.idleTimeoutMs },
