@@ -1,4 +1,4 @@
-import type { Worker, WorkerOptions } from 'bullmq';
+import { DelayedError, type Worker, type WorkerOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import type { QueueName } from '@spark/protocol';
@@ -58,6 +58,54 @@ export function bullmqStageInbox(name: QueueName, connection: Redis, prefix: str
   return {
     run(handle, failed) {
       worker = openWorker(name, (job) => handle({ id: job.id, data: job.data }), connection, prefix, logger, { concurrency: 1, ...locks });
+      worker.on('failed', (job, error) => failed(job?.id, error));
+    },
+    close: async () => {
+      await worker?.close();
+    },
+  };
+}
+
+/** What a try at a job that may take several came to: done, with the job's result, or to be tried again from `retryAt` (ms). */
+export type JobTry = { done: unknown } | { retryAt: number };
+
+/**
+ * The queue of a stage whose jobs may take several tries (the uploader's):
+ * as a {@link StageInbox}, except that a job whose handler returns a
+ * `retryAt` is not done with: it waits, not counted as a failure, and is
+ * taken again once that time has come, the jobs behind it taken meanwhile.
+ * `setProgress` records on the job what it is doing, for `spark status`.
+ */
+export interface RetryingInbox {
+  run(
+    handle: (job: TakenJob, setProgress: (progress: object) => Promise<void>) => Promise<JobTry>,
+    failed: (jobId: string | undefined, error: Error) => void,
+  ): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The queue `name` under `prefix` as a {@link RetryingInbox}: a BullMQ worker
+ * of concurrency 1 on `connection` (a `worker` connection), opened by `run`;
+ * a try to be made again moves the job to `delayed` until its time.
+ */
+export function bullmqRetryingInbox(name: QueueName, connection: Redis, prefix: string, logger: Logger, locks: StageLocks): RetryingInbox {
+  let worker: Worker | null = null;
+  return {
+    run(handle, failed) {
+      worker = openWorker(
+        name,
+        async (job, token) => {
+          const outcome = await handle({ id: job.id, data: job.data }, (progress) => job.updateProgress(progress));
+          if ('done' in outcome) return outcome.done;
+          await job.moveToDelayed(outcome.retryAt, token);
+          throw new DelayedError();
+        },
+        connection,
+        prefix,
+        logger,
+        { concurrency: 1, ...locks },
+      );
       worker.on('failed', (job, error) => failed(job?.id, error));
     },
     close: async () => {

@@ -4,7 +4,17 @@ import { after, before, describe, it } from 'node:test';
 import { UnrecoverableError } from 'bullmq';
 import { QueueName } from '@spark/protocol';
 import { FakeQueue, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { bullmqStageInbox, connectRedis, createLogger, openQueue, type JobOutbox, type StageInbox, type TakenJob } from '../src/index.js';
+import {
+  bullmqRetryingInbox,
+  bullmqStageInbox,
+  connectRedis,
+  createLogger,
+  openQueue,
+  type JobOutbox,
+  type RetryingInbox,
+  type StageInbox,
+  type TakenJob,
+} from '../src/index.js';
 
 /*
  * The contract of a stage's queues (src/stage-queues.ts): the same cases run
@@ -16,8 +26,16 @@ import { bullmqStageInbox, connectRedis, createLogger, openQueue, type JobOutbox
 /** One queue, as a stage and a test see it. */
 interface Subject {
   outbox: JobOutbox;
-  /** The queue's worker (one per subject). */
+  /** The queue's worker (one per subject: this or {@link retrying}). */
   inbox: StageInbox;
+  /** The queue's worker for jobs that may take several tries. */
+  retrying(): RetryingInbox;
+  /** A time `ms` from now on the clock delayed jobs go by. */
+  later(ms: number): number;
+  /** Lets the time pass to `at`, so that delayed jobs due by then are taken. */
+  passTime(at: number): Promise<void>;
+  /** What the job's handler last recorded it doing. */
+  progress(id: string): Promise<unknown>;
   /** Where the job `id` is: waiting, active, completed, failed, or missing. */
   state(id: string): Promise<string>;
   /** Removes the job `id`, as an operator or a test does. */
@@ -31,10 +49,17 @@ function realSubject(redisUrl: string): Subject {
   const workerConnection = connectRedis(redisUrl, 'worker');
   const prefix = randomQueuePrefix();
   const queue = openQueue(QueueName.sign, connection, prefix, logger);
-  const inbox = bullmqStageInbox(QueueName.sign, workerConnection, prefix, logger, { lockDuration: 10_000, stalledInterval: 5_000 });
+  const locks = { lockDuration: 10_000, stalledInterval: 5_000 };
+  const inbox = bullmqStageInbox(QueueName.sign, workerConnection, prefix, logger, locks);
+  let retrying: RetryingInbox | null = null;
   return {
     outbox: queue,
     inbox,
+    retrying: () => (retrying = bullmqRetryingInbox(QueueName.sign, workerConnection, prefix, logger, locks)),
+    later: (ms) => Date.now() + ms,
+    // BullMQ promotes a delayed job by itself once Redis's clock passes its time.
+    passTime: () => Promise.resolve(),
+    progress: async (id) => (await queue.getJob(id))?.progress,
     async state(id) {
       const state = await queue.getJobState(id);
       return state === 'unknown' ? 'missing' : state;
@@ -44,6 +69,7 @@ function realSubject(redisUrl: string): Subject {
     },
     async close() {
       await inbox.close();
+      await retrying?.close();
       await queue.close();
       await Promise.all([connection.quit(), workerConnection.quit()]);
     },
@@ -53,12 +79,25 @@ function realSubject(redisUrl: string): Subject {
 function fakeSubject(): Subject {
   const queue = new FakeQueue();
   const inbox = queue.inbox();
+  let retrying: RetryingInbox | null = null;
+  const clock = { time: 1_700_000_000_000, now: () => clock.time };
   return {
     outbox: queue,
     inbox,
+    retrying: () => (retrying = queue.retryingInbox()),
+    later: (ms) => clock.time + ms,
+    passTime: (at) => {
+      clock.time = Math.max(clock.time, at);
+      queue.promoteDue(clock);
+      return Promise.resolve();
+    },
+    progress: (id) => Promise.resolve(queue.job(id)?.progress),
     state: (id) => Promise.resolve(queue.job(id)?.state ?? 'missing'),
     remove: (id) => Promise.resolve(queue.remove(id)),
-    close: () => inbox.close(),
+    close: async () => {
+      await inbox.close();
+      await retrying?.close();
+    },
   };
 }
 
@@ -197,6 +236,40 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
         assert.equal(await subject.state('next'), 'waiting');
       } finally {
         release();
+        await subject.close();
+      }
+    });
+
+    it('delays a job whose try asks for another, takes the others meanwhile, and tries it again once its time has come', async () => {
+      const subject = open();
+      try {
+        const inbox = subject.retrying();
+        const tries: string[] = [];
+        const failed: string[] = [];
+        let retryAt = 0;
+        await subject.outbox.add('job', {}, { jobId: 'again' });
+        inbox.run(
+          async (job, setProgress) => {
+            tries.push(job.id ?? '');
+            await setProgress({ try: tries.filter((id) => id === job.id).length });
+            if (job.id === 'again' && tries.length === 1) {
+              retryAt = subject.later(1_000);
+              return { retryAt };
+            }
+            return { done: { result: 'uploaded' } };
+          },
+          (id) => failed.push(id ?? ''),
+        );
+        await until('again delayed', async () => (await subject.state('again')) === 'delayed');
+        await subject.outbox.add('job', {}, { jobId: 'other' });
+        await until('other completed', async () => (await subject.state('other')) === 'completed');
+        assert.deepEqual(tries, ['again', 'other'], 'the delayed job is not taken before its time');
+        await subject.passTime(retryAt);
+        await until('again completed', async () => (await subject.state('again')) === 'completed');
+        assert.deepEqual(tries, ['again', 'other', 'again']);
+        assert.deepEqual(await subject.progress('again'), { try: 2 });
+        assert.deepEqual(failed, [], 'a delayed try is no failure');
+      } finally {
         await subject.close();
       }
     });

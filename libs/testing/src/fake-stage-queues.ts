@@ -24,7 +24,7 @@ export interface FakeInbox {
 }
 
 /** Where a job of a {@link FakeQueue} is. */
-export type FakeJobState = 'waiting' | 'active' | 'completed' | 'failed';
+export type FakeJobState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
 
 /** One job of a {@link FakeQueue}, as a test sees it. */
 export interface FakeJob {
@@ -34,12 +34,29 @@ export interface FakeJob {
   state: FakeJobState;
   /** Why it failed (the handler's error message), once failed. */
   failedReason?: string;
+  /** What its handler last recorded it doing (a retrying inbox's `setProgress`). */
+  progress?: unknown;
+  /** When a delayed job is due again (ms, on the retrying inbox's clock). */
+  retryAt?: number;
+}
+
+/** What a try at a job came to (@spark/service's JobTry). */
+export type FakeJobTry = { done: unknown } | { retryAt: number };
+
+/** The worker of a {@link FakeQueue} whose jobs may take several tries (@spark/service's RetryingInbox). */
+export interface FakeRetryingInbox {
+  run(
+    handle: (job: FakeTakenJob, setProgress: (progress: object) => Promise<void>) => Promise<FakeJobTry>,
+    failed: (jobId: string | undefined, error: Error) => void,
+  ): void;
+  close(): Promise<void>;
 }
 
 /** A queue in memory: where a stage adds jobs (@spark/service's JobOutbox), and the inbox of its one worker ({@link FakeQueue.inbox}). */
 export class FakeQueue {
   private readonly kept = new Map<string, FakeJob>();
   private readonly waiting: FakeJob[] = [];
+  private readonly delayed: FakeJob[] = [];
   private wake: (() => void) | null = null;
   private auto = 0;
   private changed: (() => void)[] = [];
@@ -94,8 +111,10 @@ export class FakeQueue {
     if (!job || job.state === 'active')
       throw new Error(`FakeQueue: job ${id} is ${job ? 'active' : 'not kept'}; only a kept job that is not active can be removed`);
     this.kept.delete(id);
-    const at = this.waiting.indexOf(job);
-    if (at >= 0) this.waiting.splice(at, 1);
+    for (const list of [this.waiting, this.delayed]) {
+      const at = list.indexOf(job);
+      if (at >= 0) list.splice(at, 1);
+    }
     this.notify();
   }
 
@@ -113,10 +132,53 @@ export class FakeQueue {
   }
 
   /**
+   * Moves the delayed jobs whose time has come on `clock` to the back of the
+   * waiting ones, as BullMQ promotes delayed jobs; a test calls it after it
+   * moved the clock. Returns how many it moved.
+   */
+  promoteDue(clock: { now(): number }): number {
+    const due = this.delayed.filter((job) => (job.retryAt ?? 0) <= clock.now());
+    for (const job of due) {
+      this.delayed.splice(this.delayed.indexOf(job), 1);
+      job.state = 'waiting';
+      this.waiting.push(job);
+    }
+    if (due.length > 0) {
+      this.wake?.();
+      this.notify();
+    }
+    return due.length;
+  }
+
+  /**
    * The queue's worker. Jobs are handed out one at a time, oldest first; after
    * `close` none is taken and `close` resolves once the job in hand is done with.
    */
   inbox(): FakeInbox {
+    return this.worker(async (handle, job) => {
+      await handle(job);
+      return { done: undefined };
+    });
+  }
+
+  /**
+   * The worker of a queue whose jobs may take several tries: a job whose try
+   * returns `retryAt` is delayed until {@link promoteDue} finds its time has
+   * come, not counted as failed.
+   */
+  retryingInbox(): FakeRetryingInbox {
+    return this.worker((handle, taken, job) =>
+      handle(taken, (progress) => {
+        job.progress = JSON.parse(JSON.stringify(progress)) as unknown;
+        return Promise.resolve();
+      }),
+    );
+  }
+
+  private worker<H>(tryJob: (handle: H, taken: FakeTakenJob, job: FakeJob) => Promise<FakeJobTry>): {
+    run(handle: H, failed: (jobId: string | undefined, error: Error) => void): void;
+    close(): Promise<void>;
+  } {
     let closing = false;
     let loop: Promise<void> = Promise.resolve();
     return {
@@ -131,8 +193,14 @@ export class FakeQueue {
             this.notify();
             const taken: FakeTakenJob = { id: job.id, data: JSON.parse(JSON.stringify(job.data)) as unknown };
             try {
-              await handle(taken);
-              job.state = 'completed';
+              const outcome = await tryJob(handle, taken, job);
+              if ('retryAt' in outcome) {
+                job.state = 'delayed';
+                job.retryAt = outcome.retryAt;
+                this.delayed.push(job);
+              } else {
+                job.state = 'completed';
+              }
             } catch (error) {
               const err = error instanceof Error ? error : new Error(String(error));
               job.state = 'failed';
