@@ -15,7 +15,7 @@ import { jobArtifactsDir, jobRecordSchema, jobSourceDir, type NewJobRecord, type
 // A benchmark, like a test, runs on the test support.
 import { machineDescription, median, secondsSince, timeCommand } from '@spark/testing';
 import { openAuditLog } from '../src/audit-log.js';
-import { digestBuffer, digestStream } from '@spark/service';
+import { digestBuffer, digestStream, systemClock } from '@spark/service';
 import { signArtifacts } from '../src/sign-artifacts.js';
 import { loadSigningKey } from '@spark/keys/signing-key';
 
@@ -138,7 +138,10 @@ try {
   // Signing again is what a retried sign job does: the signer kept the originals and verifies those.
   const sign = async () => {
     const start = process.hrtime.bigint();
-    await signArtifacts({ workspacesDir, signingKey, audit }, manifest, { record: jobRecordSchema.parse(record), uploadTarget: null });
+    await signArtifacts({ workspacesDir, signingKey, audit, clock: systemClock }, manifest, {
+      record: jobRecordSchema.parse(record),
+      uploadTarget: null,
+    });
     return secondsSince(start);
   };
   const sha256sum = () =>

@@ -1,8 +1,17 @@
 #!/usr/bin/env node
 import { EX_CONFIG, EX_NOINPUT } from '@spark/config';
-import { installShutdown, isLoopbackAddress, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
+import {
+  installShutdown,
+  isLoopbackAddress,
+  processMetrics,
+  serveMetrics,
+  startService,
+  systemClock,
+  type StartedService,
+} from '@spark/service';
 import { AuditLogError, openAuditLog, type AuditLog } from './audit-log.js';
 import { createSigner } from './signer.js';
+import { openSignerRedis } from './signer-redis.js';
 import { loadSigningKey, SigningKeyError, type SigningKey } from '@spark/keys/signing-key';
 
 // Typed, so that TypeScript knows `service.exit` does not return.
@@ -54,7 +63,20 @@ service.onReload(async () => {
     );
   }
 });
-const signer = createSigner({ config, logger, signingKey, audit });
+// The composition root: the signer's queues and records are opened here, on Redis, and handed to it.
+const redis = openSignerRedis(config, logger);
+const signer = createSigner({
+  config,
+  logger,
+  signingKey,
+  audit,
+  clock: systemClock,
+  signJobs: redis.signJobs,
+  uploads: redis.uploads,
+  reports: redis.reports,
+  records: redis.records,
+  ready: () => redis.ready(),
+});
 const metricsEndpoint = await serveMetrics(
   processMetrics('signer', { version: service.version }),
   config.signer.metricsPort,
@@ -71,6 +93,7 @@ if (metricsEndpoint.url && !isLoopbackAddress(config.signer.metricsListen)) {
 }
 installShutdown(logger, async () => {
   await signer.close();
+  await redis.close();
   await metricsEndpoint.close();
   await audit.close();
 });

@@ -10,7 +10,7 @@ import { checkListedFiles, controlFileText, listedFileNames, readControlFile, up
 import { checkChangesOrigin, checkDudOrigin, checkNothingUnlisted, checkRecord } from './job-origin.js';
 import { readJobSource } from './job-source.js';
 import { checkBuildinfo, checkChangesPackages } from './upload-contents.js';
-import { digestBuffer, type FileDigests } from '@spark/service';
+import { digestBuffer, type Clock, type FileDigests } from '@spark/service';
 import type { SigningKey } from '@spark/keys/signing-key';
 import { openJobDir, ORIGINALS_DIR, verifyArtifacts, type JobDir, type VerifiedArtifact } from './verify-artifacts.js';
 
@@ -20,6 +20,8 @@ export interface SignDeps {
   workspacesDir: string;
   signingKey: SigningKey;
   audit: AuditLog;
+  /** When each signature is made, as the audit log writes it. */
+  clock: Clock;
   /** Test hook: runs after every check passed, before anything is signed or written. */
   afterChecks?: () => Promise<void>;
 }
@@ -138,7 +140,7 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
     for (const signature of signatures) {
       await deps.audit.append({
         event: 'signed',
-        time: new Date().toISOString(),
+        time: new Date(deps.clock.now()).toISOString(),
         ...job,
         file: signature.name,
         textSha256: signature.textSha256,

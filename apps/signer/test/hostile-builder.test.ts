@@ -36,12 +36,14 @@ import {
   redisPasswordFile,
   redisReady,
   REDIS_USERS,
+  systemClock,
   type Redis,
   type RedisRoleName,
 } from '@spark/service';
 import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { AuditLogError, openAuditLog, type AuditEntry, type RefusalEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
+import { openSignerRedis, type SignerRedis } from '../src/signer-redis.js';
 import { loadSigningKey } from '@spark/keys/signing-key';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
@@ -101,6 +103,7 @@ describe('a hostile builder against the signer', () => {
   let uploadQueue: Queue;
   let reportQueue: Queue;
   let signer: Signer;
+  let signerRedis: SignerRedis;
   let prefix: string;
   /** Runs inside the signer after every check passed, before it signs: where a racing builder strikes. */
   let hook: (() => Promise<void>) | null = null;
@@ -161,11 +164,20 @@ describe('a hostile builder against the signer', () => {
     multi = Object.fromEntries(multiBuilds) as Record<(typeof builds)[number], Built>;
 
     const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const logger = createLogger('spark-signer', quiet);
+    // As main.ts puts the signer together: its queues and records on Redis, as the `signer` ACL user.
+    signerRedis = openSignerRedis({ redisUrl: redis.url, queuePrefix: prefix, redisCredentialsDir: credentialsDir }, logger);
     signer = createSigner({
-      config: { redisUrl: redis.url, queuePrefix: prefix, workspacesDir, redisCredentialsDir: credentialsDir },
-      logger: createLogger('spark-signer', quiet),
+      config: { workspacesDir },
+      logger,
       signingKey: await loadSigningKey({ keyFile: join(tmp, 'worker_secret.gpg'), keyId: fingerprint, passphraseFile: null }),
       audit: await openAuditLog(auditFile),
+      signJobs: signerRedis.signJobs,
+      uploads: signerRedis.uploads,
+      reports: signerRedis.reports,
+      records: signerRedis.records,
+      clock: systemClock,
+      ready: () => signerRedis.ready(),
       afterChecks: () => hook?.() ?? Promise.resolve(),
     });
     await signer.start();
@@ -180,6 +192,7 @@ describe('a hostile builder against the signer', () => {
 
   after(async () => {
     await signer.close();
+    await signerRedis.close();
     await Promise.all([signQueue.close(), uploadQueue.close(), reportQueue.close()]);
     await Promise.all([connector.quit(), builderRedis.quit(), operator.quit()]);
     await redis.stop();

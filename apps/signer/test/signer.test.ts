@@ -7,15 +7,12 @@ import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Queue, type Job } from 'bullmq';
 import {
   jobArtifactsDir,
-  jobRecordKey,
   jobSourceDir,
   parseControlFile,
   parseFileList,
   QueueName,
-  REPORT_QUEUES,
   reportJobId,
   stageJobId,
   type NewJobRecord,
@@ -23,22 +20,29 @@ import {
   type ReportPayload,
   type UploadPayload,
 } from '@spark/protocol';
-import { connectRedis, createLogger, type Redis } from '@spark/service';
-import { buildBinaryLocally, makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { createLogger } from '@spark/service';
+import { buildBinaryLocally, FakeQueue, makeSourcePackage, type FakeJob } from '@spark/testing';
 import { openAuditLog, type AuditEntry, type SignatureEntry } from '../src/audit-log.js';
 import { createSigner, type Signer } from '../src/signer.js';
 import { loadSigningKey } from '@spark/keys/signing-key';
+import { FakeSignerRecords } from './fake-signer-records.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
 /** The round of every job these tests hand the signer. */
 const R = '1764405000000';
 const run = promisify(execFile);
 const spec = { name: 'hello-signer', version: '1.0' };
+/** What the signer's clock says, in every audit line and report. */
+const NOW = Date.UTC(2026, 10, 30, 12, 0, 0);
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
+/*
+ * The signer's logic on in-memory queues and records (fake-stage-queues.ts,
+ * fake-signer-records.ts), with real gpg and real build results;
+ * signer-redis.test.ts runs it on BullMQ and real Redis.
+ */
 describe('spark-signer on the sign queue', () => {
-  let redis: RedisServer;
   let gpg: GpgHome;
   let tmp: string;
   let workspacesDir: string;
@@ -48,15 +52,13 @@ describe('spark-signer on the sign queue', () => {
   let binaryChanges: string[];
   /** The source package's `.dsc`, as the builder keeps it for the signer. */
   let dsc: string;
-  let connection: Redis;
-  let signQueue: Queue;
-  let uploadQueue: Queue;
-  let reportQueue: Queue;
+  const signQueue = new FakeQueue();
+  const uploadQueue = new FakeQueue();
+  const reportQueue = new FakeQueue();
+  const records = new FakeSignerRecords();
   let signer: Signer;
-  let prefix: string;
 
   before(async () => {
-    redis = await startRedisServer();
     gpg = await makeGpgHome();
     tmp = await mkdtemp(join(tmpdir(), 'spark-signer-'));
     workspacesDir = join(tmp, 'root', 'workspaces');
@@ -78,25 +80,23 @@ describe('spark-signer on the sign queue', () => {
     binaryChanges = await listed(changes);
 
     const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
-    prefix = randomQueuePrefix();
     signer = createSigner({
-      config: { redisUrl: redis.url, queuePrefix: prefix, workspacesDir },
+      config: { workspacesDir },
       logger: createLogger('spark-signer', quiet),
       signingKey: await loadSigningKey({ keyFile: join(tmp, 'worker_secret.gpg'), keyId: fingerprint, passphraseFile: null }),
       audit: await openAuditLog(auditFile),
+      signJobs: signQueue.inbox(),
+      uploads: uploadQueue,
+      reports: reportQueue,
+      records,
+      clock: { now: () => NOW },
+      ready: () => Promise.resolve(),
     });
     await signer.start();
-    connection = connectRedis(redis.url, 'worker');
-    signQueue = new Queue(QueueName.sign, { connection, prefix });
-    uploadQueue = new Queue(QueueName.upload, { connection, prefix });
-    reportQueue = new Queue(REPORT_QUEUES.signer, { connection, prefix });
   });
 
   after(async () => {
     await signer.close();
-    await Promise.all([signQueue.close(), uploadQueue.close(), reportQueue.close()]);
-    await connection.quit();
-    await redis.stop();
     await gpg.close();
     await rm(tmp, { recursive: true, force: true });
   });
@@ -157,20 +157,29 @@ describe('spark-signer on the sign queue', () => {
       dscSha256: sha256(await readFile(dsc)),
       receivedAt: Number(R),
     };
-    await connection.set(jobRecordKey(prefix, uuid), JSON.stringify(record));
+    records.write(record);
     return { manifest: { uuid, round: R, repo: 'master', result: 'success', files: entries, changes, dud: dudName }, dir };
   }
 
-  function waitForJob<T>(queue: Queue, id: string): Promise<Job<T>> {
-    return waitFor(`job ${id} in ${queue.name}`, async () => (await queue.getJob(id)) as Job<T> | undefined, {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-    });
+  /** Queues the sign job of `manifest` and waits until the signer is done with it; returns what it handed to upload. */
+  async function sign(manifest: Manifest): Promise<{ data: UploadPayload }> {
+    const id = stageJobId(manifest, 'sign');
+    await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
+    const done = await signQueue.settled(id);
+    assert.equal(done.state, 'completed', `sign job failed: ${done.failedReason ?? ''}`);
+    const upload = uploadQueue.job(stageJobId(manifest, 'upload')) ?? assert.fail('no upload job');
+    return { data: upload.data as UploadPayload };
   }
 
-  async function sign(manifest: Manifest): Promise<Job<UploadPayload>> {
-    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest, 'sign') });
-    return waitForJob<UploadPayload>(uploadQueue, stageJobId(manifest, 'upload'));
+  /** Queues `manifest`'s sign job as `jobId`, waits until it failed; returns the round's final report. */
+  async function refused(
+    manifest: unknown,
+    jobId: string,
+    round: { uuid: string; round: string },
+  ): Promise<FakeJob & { data: ReportPayload }> {
+    await signQueue.add(QueueName.sign, { manifest }, { jobId });
+    assert.equal((await signQueue.settled(jobId)).state, 'failed');
+    return (reportQueue.job(reportJobId(round, { kind: 'final' })) ?? assert.fail('no final report')) as FakeJob & { data: ReportPayload };
   }
 
   async function auditLines(uuid: string): Promise<AuditEntry[]> {
@@ -196,6 +205,7 @@ describe('spark-signer on the sign queue', () => {
     const { manifest, dir } = await stage(binaryChanges);
     const upload = await sign(manifest);
     const signed = upload.data.manifest;
+    assert.equal(records.signerRounds.get(manifest.uuid), R, 'the signer noted that it took the round');
     assert.deepEqual(
       signed.files.map((entry) => entry.name),
       manifest.files.map((entry) => entry.name),
@@ -227,6 +237,7 @@ describe('spark-signer on the sign queue', () => {
     );
     for (const entry of audit) {
       assert.equal(entry.fingerprint, fingerprint);
+      assert.equal(entry.time, new Date(NOW).toISOString(), 'the audit line has the signer clock’s time');
       assert.deepEqual(
         [entry.package, entry.version, entry.distribution, entry.repository, entry.round],
         [spec.name, spec.version, 'bookworm', 'master', R],
@@ -257,10 +268,10 @@ describe('spark-signer on the sign queue', () => {
 
   it('signs again from the kept originals when a job is retried after its files were signed', async () => {
     const { manifest, dir } = await stage(binaryChanges);
-    const first = await sign(manifest);
+    await sign(manifest);
     // As if the hand-off had failed: no upload job, and BullMQ runs the sign job again.
-    await first.remove();
-    await (await waitForJob(signQueue, stageJobId(manifest, 'sign'))).remove();
+    uploadQueue.remove(stageJobId(manifest, 'upload'));
+    signQueue.remove(stageJobId(manifest, 'sign'));
     const signed = (await sign(manifest)).data.manifest;
     await assertManifestMatchesDisk(dir, signed);
     for (const name of [signed.changes ?? assert.fail('no .changes'), signed.dud]) {
@@ -283,27 +294,13 @@ describe('spark-signer on the sign queue', () => {
       changes: null,
       dud: '../../etc/passwd',
     };
-    await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId({ uuid, round: R }, 'sign') });
-    const report = await waitForJob<ReportPayload>(reportQueue, reportJobId({ uuid, round: R }, { kind: 'final' }));
+    const report = await refused(manifest, stageJobId({ uuid, round: R }, 'sign'), { uuid, round: R });
     assert.equal(report.data.kind, 'failed');
+    assert.equal(report.data.at, NOW, 'the report has the signer clock’s time');
     assert.match(
       (report.data as { reason: string }).reason,
       /^signer refused the sign job: invalid payload: manifest\.files\.0\.name: "\.\.\/\.\.\/etc\/passwd" is not a valid file name/,
     );
-  });
-
-  it('reports failed a sign job BullMQ failed because signers were killed while signing it too often', async () => {
-    const { manifest } = await stage(binaryChanges);
-    const id = stageJobId(manifest, 'sign');
-    await signQueue.pause();
-    await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
-    // What BullMQ's stalled-job check writes once a job stalled more than maxStalledCount times.
-    await connection.hset(signQueue.toKey(id), 'defa', 'job stalled more than allowable limit');
-    await signQueue.resume();
-    const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(manifest, { kind: 'final' }));
-    assert.equal(report.data.kind, 'failed');
-    assert.equal((report.data as { reason: string }).reason, 'the signer could not finish the job: job stalled more than allowable limit');
-    assert.equal(await uploadQueue.getJob(stageJobId(manifest, 'upload')), undefined, 'nothing handed to upload');
   });
 
   describe('refuses, signs nothing and reports failed when', () => {
@@ -374,8 +371,7 @@ describe('spark-signer on the sign queue', () => {
             (await readdir(staged.dir)).map(async (name) => [name, await readFile(join(staged.dir, name)).catch(() => null)] as const),
           ),
         );
-        await signQueue.add(QueueName.sign, { manifest }, { jobId: stageJobId(manifest, 'sign') });
-        const report = await waitForJob<ReportPayload>(reportQueue, reportJobId(manifest, { kind: 'final' }));
+        const report = await refused(manifest, stageJobId(manifest, 'sign'), manifest);
         assert.equal(report.data.kind, 'failed');
         assert.match((report.data as { reason: string }).reason, /^signer refused the build results, nothing was signed: /);
         assert.match((report.data as { reason: string }).reason, testCase.reason(debOf(staged.manifest), manifest));
@@ -388,10 +384,7 @@ describe('spark-signer on the sign queue', () => {
         const refusals = await auditLines(manifest.uuid);
         assert.equal(refusals.length, 1);
         assert.equal(refusals[0]?.event, 'refused');
-        assert.equal(await uploadQueue.getJob(stageJobId(manifest, 'upload')), undefined);
-        const signJob = await waitForJob(signQueue, stageJobId(manifest, 'sign'));
-        for (let i = 0; i < 50 && !(await signJob.isFailed()); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-        assert.equal(await signQueue.getJobState(stageJobId(manifest, 'sign')), 'failed');
+        assert.equal(uploadQueue.job(stageJobId(manifest, 'upload')), undefined);
       });
     }
   });

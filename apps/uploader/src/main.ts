@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
+import { installShutdown, processMetrics, serveMetrics, startService, systemClock, type StartedService } from '@spark/service';
 import { createUploader } from './uploader.js';
+import { openUploaderRedis } from './uploader-redis.js';
 
 const service: StartedService = startService({
   service: 'uploader',
@@ -14,7 +15,17 @@ const service: StartedService = startService({
   ],
 });
 const { config, logger } = service;
-const uploader = createUploader({ config, logger });
+// The composition root: the uploader's queues and records are opened here, on Redis, and handed to it.
+const redis = openUploaderRedis(config, logger);
+const uploader = createUploader({
+  config,
+  logger,
+  clock: systemClock,
+  uploadJobs: redis.uploadJobs,
+  reports: redis.reports,
+  records: redis.records,
+  ready: () => redis.ready(),
+});
 const metricsEndpoint = await serveMetrics(
   processMetrics('uploader', { version: service.version }),
   config.uploader.metricsPort,
@@ -23,6 +34,7 @@ const metricsEndpoint = await serveMetrics(
 );
 installShutdown(logger, async () => {
   await uploader.close();
+  await redis.close();
   await metricsEndpoint.close();
 });
 await service.run(() => uploader.start());

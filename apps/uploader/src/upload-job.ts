@@ -1,23 +1,27 @@
 import { rm } from 'node:fs/promises';
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { dputUploadUrl, giveUp, lastStatusSeq, readJobRecord, reportReason, sendReport, type Logger } from '@spark/service';
+import { dputUploadUrl, giveUp, reportReason, sendReport, type Clock, type JobOutbox, type Logger } from '@spark/service';
 import { jobWorkspaceDir, type JobRound, type Manifest, type ReportPayload, type UploadOutcome, type UploadState } from '@spark/protocol';
 import type { PutTimeouts } from './put-file.js';
 import { NotAsSignedError, openArtifactsDir } from './signed-artifacts.js';
 import { uploadFiles } from './upload-files.js';
 import { UploadPlanError, uploadOrder } from './upload-order.js';
-import { uploadProgress, type UploadProgress } from './upload-progress.js';
-import { lookUpTarget } from './upload-target.js';
+import type { UploadProgress } from './upload-progress.js';
+import type { UploadRecords } from './upload-records.js';
+
+/** The uploader's report queue as it uses it. */
+export interface UploaderReports extends JobOutbox {
+  /** The highest sequence number of a status excerpt of `round` the queue keeps (0 when none): `lastStatusSeq`. */
+  lastStatusSeq(round: JobRound): Promise<number>;
+}
 
 /** What uploading a job needs. */
 export interface UploadJobDeps {
-  /** Redis for progress records and the upload targets (a `worker` connection: it waits out Redis restarts). */
-  redis: Redis;
-  /** BullMQ key prefix (`QueuePrefix`). */
-  prefix: string;
+  /** Job records, upload targets and progress (on a `worker` connection: it waits out Redis restarts). */
+  records: UploadRecords;
   /** The uploader's report queue (`REPORT_QUEUES.uploader`). */
-  reports: Queue;
+  reports: UploaderReports;
+  /** When tries start and fail, reports are made, and the deadline passes. */
+  clock: Clock;
   /** `<WorkspaceRoot>/workspaces`. */
   workspacesDir: string;
   policy: UploadPolicy;
@@ -105,7 +109,8 @@ export async function uploadJob(
   logger: Logger,
   setState: (state: UploadState) => Promise<void> = () => Promise.resolve(),
 ): Promise<UploadTry> {
-  const progress = uploadProgress(deps.redis, deps.prefix, manifest);
+  const { clock } = deps;
+  const progress = deps.records.progress(manifest);
   const workspace = jobWorkspaceDir(deps.workspacesDir, manifest);
   const removeWorkspace = async () => {
     await rm(workspace, { recursive: true, force: true });
@@ -116,7 +121,7 @@ export async function uploadJob(
     await removeWorkspace();
     return { ended: earlier };
   }
-  const { tries, firstTryAt } = await progress.startTry(Date.now());
+  const { tries, firstTryAt } = await progress.startTry(clock.now());
   const giveUpAt = firstTryAt + deps.policy.giveUpAfterMs;
   let uploadedThisTry = 0;
   // Lighthouse's job-failed carries no reason: the last excerpt before it says why.
@@ -128,23 +133,23 @@ export async function uploadJob(
       `spark-uploader: gave up uploading this job's results; reporting it failed:\n${reason}\n`,
       logger,
     );
-    await giveUp(deps.reports, manifest, 'failed', reason, logger);
-    return end({ result: 'gave-up', reason: reportReason(reason), at: Date.now() });
+    await giveUp(deps.reports, manifest, 'failed', reason, logger, { at: clock.now() });
+    return end({ result: 'gave-up', reason: reportReason(reason), at: clock.now() });
   };
   const end = async (outcome: UploadOutcome) => {
     await progress.markReported(outcome);
     await removeWorkspace();
     return { ended: outcome };
   };
-  const latest = await readJobRecord(deps.redis, deps.prefix, manifest.uuid);
+  const latest = await deps.records.read(manifest.uuid);
   if (latest && latest.round !== manifest.round) {
     // Lighthouse handed the job out again: this round's files are not the job's result any more
     // (docs/architecture.md, "Rounds and ids"), and its reports would be dropped.
     logger.warn({ latestRound: latest.round }, 'not uploading: the job was handed out again and this round is over; reporting nothing');
-    return end({ result: 'superseded', by: latest.round, at: Date.now() });
+    return end({ result: 'superseded', by: latest.round, at: clock.now() });
   }
   try {
-    const target = await lookUpTarget(deps.redis, deps.prefix, manifest.repo);
+    const target = await deps.records.target(manifest.repo);
     const artifacts = await openArtifactsDir(deps.workspacesDir, manifest);
     try {
       const items = (await uploadOrder(manifest, artifacts)).map((file) => ({
@@ -178,7 +183,7 @@ export async function uploadJob(
       return giveUpRound(`the uploader cannot upload the job's files: ${error.message}`);
     }
     const problem = (error as Error).message;
-    const now = Date.now();
+    const now = clock.now();
     if (now >= giveUpAt) {
       return giveUpRound(
         `the upload to the archive (repository ${manifest.repo}) still failed after ${tries} tries over ${span(now - firstTryAt)} ` +
@@ -203,7 +208,7 @@ export async function uploadJob(
     );
     return { retryAt };
   }
-  const report = finalReport(manifest, Date.now());
+  const report = finalReport(manifest, clock.now());
   await sendReport(deps.reports, report);
   logger.info({ report: report.kind }, `upload complete; reported ${report.kind} to Lighthouse`);
   return end({ result: 'uploaded', report: report.kind === 'success' ? 'success' : 'failed' });
@@ -223,8 +228,12 @@ async function sendUploadStatus(
   logger: Logger,
 ): Promise<void> {
   try {
-    const seq = ((await progress.statusSeq()) ?? (await lastStatusSeq(deps.reports, round))) + 1;
-    await sendReport(deps.reports, { kind: 'status', uuid: round.uuid, round: round.round, at: Date.now(), logExcerpt: excerpt }, seq);
+    const seq = ((await progress.statusSeq()) ?? (await deps.reports.lastStatusSeq(round))) + 1;
+    await sendReport(
+      deps.reports,
+      { kind: 'status', uuid: round.uuid, round: round.round, at: deps.clock.now(), logExcerpt: excerpt },
+      seq,
+    );
     await progress.setStatusSeq(seq);
   } catch (err) {
     logger.error({ err }, 'cannot queue a status excerpt for Lighthouse');

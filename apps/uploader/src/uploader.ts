@@ -1,71 +1,50 @@
-import type { Queue, Worker } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
 import { rm } from 'node:fs/promises';
-import {
-  connectRedis,
-  giveUpWhenFailed,
-  once,
-  openQueue,
-  openWorker,
-  redactRedisUrl,
-  redisLogin,
-  redisReady,
-  runCloseSteps,
-  type Logger,
-  type Redis,
-} from '@spark/service';
-import { jobWorkspaceDir, QueueName, REPORT_QUEUES } from '@spark/protocol';
-import { exponentialBackoff, type UploadPolicy } from './upload-job.js';
-import { createUploadProcessor } from './upload-processor.js';
+import { once, reportFailedJob, runCloseSteps, type Clock, type Logger, type RetryingInbox } from '@spark/service';
+import { jobWorkspaceDir, QueueName } from '@spark/protocol';
+import { exponentialBackoff, type UploaderReports, type UploadPolicy } from './upload-job.js';
+import { createUploadHandler } from './upload-processor.js';
+import type { UploadRecords } from './upload-records.js';
 
-/** What the uploader service needs. */
+/**
+ * What the uploader service needs. main.ts opens the queues and records on
+ * Redis (uploader-redis.ts) and hands them over.
+ */
 export interface UploaderDeps {
-  config: SparkConfig;
+  config: Pick<SparkConfig, 'workspacesDir' | 'uploader'>;
   logger: Logger;
-  /** Override the pause between tries (tests); default 5 s doubling to 5 min. */
+  /** The `upload` queue. */
+  uploadJobs: RetryingInbox;
+  /** The uploader's report queue (`REPORT_QUEUES.uploader`). */
+  reports: UploaderReports;
+  records: UploadRecords;
+  /** The time tries, deadlines and reports go by. */
+  clock: Clock;
+  /** Resolves once the queues and records can be reached (Redis is up). */
+  ready(): Promise<void>;
+  /** Override the pause between tries (tests); default 1 s doubling to 5 min. */
   retryDelayMs?: UploadPolicy['retryDelayMs'];
 }
 
 /** The uploader service. */
 export interface Uploader {
-  /** Connects to Redis and starts taking `upload` jobs. */
+  /** Waits for Redis and starts taking `upload` jobs. */
   start(): Promise<void>;
-  /** Stops taking jobs, waits for the one in flight, closes the queue and Redis. Safe to call twice. */
+  /** Stops taking jobs and waits for the one in flight. Safe to call twice. The caller closes what it gave. */
   close(): Promise<void>;
 }
-
-/*
- * A killed uploader's job is picked up again once its lock expires: a short
- * lock (renewed every lockDuration/2 while a file streams) makes a restart
- * resume within seconds; a few stalls are tolerated since each resume skips
- * what is done.
- */
-const LOCK_DURATION_MS = 10_000;
-const STALLED_INTERVAL_MS = 5_000;
-const MAX_STALLED_COUNT = 5;
 
 /** Creates the uploader: the one handler of the `upload` queue. */
 export function createUploader(deps: UploaderDeps): Uploader {
   const { config, logger } = deps;
-  let workerRedis: Redis | null = null;
-  let redis: Redis | null = null;
-  let reports: Queue | null = null;
-  let worker: Worker | null = null;
   return {
     async start() {
-      const login = redisLogin(config.redisCredentialsDir, 'uploader');
-      workerRedis = connectRedis(config.redisUrl, 'worker', login);
-      redis = connectRedis(config.redisUrl, 'worker', login);
-      for (const connection of [workerRedis, redis]) {
-        connection.on('error', (err) => logger.warn({ err }, `Redis ${redactRedisUrl(config.redisUrl)}: ${err.message}; reconnecting`));
-      }
-      await redisReady(redis);
-      reports = openQueue(REPORT_QUEUES.uploader, redis, config.queuePrefix, logger);
-      const processor = createUploadProcessor(
+      await deps.ready();
+      const handle = createUploadHandler(
         {
-          redis,
-          prefix: config.queuePrefix,
-          reports,
+          records: deps.records,
+          reports: deps.reports,
+          clock: deps.clock,
           workspacesDir: config.workspacesDir,
           policy: {
             timeouts: { connectMs: config.uploader.connectTimeoutMs, idleMs: config.uploader.idleTimeoutMs },
@@ -75,35 +54,23 @@ export function createUploader(deps: UploaderDeps): Uploader {
         },
         logger,
       );
-      worker = openWorker(QueueName.upload, processor, workerRedis, config.queuePrefix, logger, {
-        concurrency: 1,
-        lockDuration: LOCK_DURATION_MS,
-        stalledInterval: STALLED_INTERVAL_MS,
-        maxStalledCount: MAX_STALLED_COUNT,
-      });
-      // A job BullMQ fails (killed more often than MAX_STALLED_COUNT, an error no try turned into a
+      // A job the queue fails (killed more often than its maxStalledCount, an error no try turned into a
       // report) still ends at Lighthouse, reported failed; its files go.
-      giveUpWhenFailed(
-        worker,
-        reports,
+      const failed = reportFailedJob(
+        deps.reports,
         {
           outcome: 'failed',
           stage: 'uploader',
           cleanUp: (round) => rm(jobWorkspaceDir(config.workspacesDir, round), { recursive: true, force: true }),
         },
         logger,
+        () => deps.clock.now(),
       );
+      deps.uploadJobs.run(handle, failed);
       logger.info({ queue: QueueName.upload }, 'uploader started: taking upload jobs');
     },
     close: once(async () => {
-      await runCloseSteps(
-        [
-          ['stop taking jobs and finish the one in flight', () => worker?.close()],
-          [`close the ${REPORT_QUEUES.uploader} queue`, () => reports?.close()],
-          ['disconnect from Redis', () => Promise.all([redis?.quit(), workerRedis?.quit()])],
-        ],
-        logger,
-      );
+      await runCloseSteps([['stop taking jobs and finish the one in flight', () => deps.uploadJobs.close()]], logger);
     }),
   };
 }

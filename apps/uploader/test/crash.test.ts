@@ -67,7 +67,15 @@ describe('spark-uploader killed mid-job', () => {
         new RegExp(`the archive holds a possibly partial ${third.replace(/[.+]/g, '\\$&')}: .* Remove incoming/master/`),
         60_000,
       );
-      assert.equal(await h.uploads.getJobState(stageJobId(job.manifest, 'upload')), 'delayed');
+      // The excerpt is queued during the try, just before the job moves to delayed until its next try.
+      await waitFor(
+        'the upload job delayed until its next try',
+        async () => (await h.uploads.getJobState(stageJobId(job.manifest, 'upload'))) === 'delayed',
+        {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        },
+      );
       await rm(join(h.archiveDir, 'master', third));
       assert.equal(await h.settled(job.uuid, 90_000), 'completed', second.output());
 

@@ -15,9 +15,35 @@ import {
   type NewJobRecord,
   type Manifest,
 } from '@spark/protocol';
-import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
+import { connectRedis, createLogger, redisReady, systemClock, type Logger, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
+import type { UploadPolicy } from '../src/upload-job.js';
+import { createUploader, type Uploader } from '../src/uploader.js';
+import { openUploaderRedis } from '../src/uploader-redis.js';
+
+/**
+ * An uploader put together as main.ts does (its queues and records on Redis,
+ * the wall clock); `close` stops it and closes its connections.
+ */
+export function startUploaderOnRedis(config: SparkConfig, logger: Logger, retryDelayMs?: UploadPolicy['retryDelayMs']): Uploader {
+  const redis = openUploaderRedis(config, logger);
+  const uploader = createUploader({
+    config,
+    logger,
+    clock: systemClock,
+    uploadJobs: redis.uploadJobs,
+    reports: redis.reports,
+    records: redis.records,
+    ready: () => redis.ready(),
+    ...(retryDelayMs ? { retryDelayMs } : {}),
+  });
+  let closed: Promise<void> | null = null;
+  return {
+    start: () => uploader.start(),
+    close: () => (closed ??= uploader.close().then(() => redis.close())),
+  };
+}
 
 /** Everything an uploader test runs against: Redis, a receiver, a spark.toml, the queues. */
 /** The round of every job these tests hand the uploader. */

@@ -5,9 +5,8 @@ import { access, appendFile, chmod, cp, link, readdir, readFile, rename, rm, sym
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { jobWorkspaceDir, reportJobId } from '@spark/protocol';
-import { createUploader, type Uploader } from '../src/uploader.js';
-import { startHarness, type Harness } from './harness.js';
+import { jobWorkspaceDir } from '@spark/protocol';
+import { startFakeUploadWorld, type FakeUploadWorld } from './fake-upload-world.js';
 import { expectedOrder, makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
 
 const run = promisify(execFile);
@@ -27,30 +26,27 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
  * archive that keeps partial files as lkwebupload does: the uploader must
  * send no file whole that is not what was signed, no control file of such a
  * round, and report the round failed at once saying which file and why.
+ * The uploader's job logic runs on in-memory records and report queue
+ * (fake-upload-world.ts): the files, the archive and the HTTP are real.
  */
 describe('spark-uploader sends only what the signer signed', () => {
-  let h: Harness;
+  let h: FakeUploadWorld;
   let gnupgHome: string;
-  let uploader: Uploader;
   let secret: string;
 
   before(async () => {
-    [h, gnupgHome] = await Promise.all([startHarness({ writeInPlace: true }), makeSigningKey()]);
+    [h, gnupgHome] = await Promise.all([startFakeUploadWorld({ writeInPlace: true }), makeSigningKey()]);
     // Stands in for the uploader's Redis password file: readable by the uploader, not by the builder.
     secret = join(h.root, 'uploader.password');
     await writeFile(secret, `${randomBytes(24).toString('hex')}\n`);
     await chmod(secret, 0o400);
-    uploader = createUploader({ config: h.config, logger: h.logger, retryDelayMs: () => 20 });
-    await uploader.start();
   });
   after(async () => {
-    await uploader.close();
     await h.close();
     await rm(gnupgHome, { recursive: true, force: true });
   });
 
-  const newJob = (debSize?: number) =>
-    makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, debSize === undefined ? {} : { debSize });
+  const newJob = (debSize?: number) => makeSignedJob(gnupgHome, h.workspacesDir, h.logsDir, debSize === undefined ? {} : { debSize });
   const debOf = (job: SignedJob) => `${job.source}_1.0-1_amd64.deb`;
   const logOf = (job: SignedJob) => `${job.source}_1.0-1_amd64.${job.uuid}.log`;
   const changesOf = (job: SignedJob) => job.manifest.changes as string;
@@ -68,9 +64,8 @@ describe('spark-uploader sends only what the signer signed', () => {
    * signed one (a partial one is shorter), that the secret is nowhere in it, and that the workspace is gone.
    */
   const assertRefused = async (job: SignedJob, reason: string) => {
-    await h.addUpload(job.manifest);
-    assert.equal(await h.settled(job.uuid, 30_000), 'completed');
-    const report = (await h.reports.getJob(reportJobId(job.manifest, { kind: 'final' })))?.data as Record<string, unknown> | undefined;
+    assert.equal((await h.upload(job.manifest)).result, 'gave-up');
+    const report = h.finalReport(job.manifest) as Record<string, unknown> | undefined;
     assert.equal(report?.['kind'], 'failed');
     assert.equal(report?.['reason'], `the job's files are not what the signer signed: ${reason}`);
     const secretBytes = await readFile(secret);
@@ -81,7 +76,7 @@ describe('spark-uploader sends only what the signer signed', () => {
       assert.ok(held.equals(signed) || held.length < signed.length, `the archive holds a complete ${name} that is not the signed one`);
       assert.equal(held.indexOf(secretBytes), -1, `${name} in the archive holds the secret`);
     }
-    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.manifest)), false, 'the workspace is removed');
+    assert.equal(await exists(jobWorkspaceDir(h.workspacesDir, job.manifest)), false, 'the workspace is removed');
     return report;
   };
 
@@ -185,14 +180,14 @@ describe('spark-uploader sends only what the signer signed', () => {
 
   it('after all of these, an honest job is uploaded whole, byte-identical, in order, and reported a success', async () => {
     const job = await newJob(3 * 1024 * 1024 + 1000);
-    await h.addUpload(job.manifest);
-    assert.equal(await h.settled(job.uuid), 'completed');
+    assert.deepEqual(await h.upload(job.manifest), { result: 'uploaded', report: 'success' });
     assert.deepEqual(
       h.receiver.requests.filter((r) => r.url.includes(job.source)).map((r) => [r.url, r.status]),
       expectedOrder(job).map((name) => [`/_upload/master/${name}`, 201]),
     );
     for (const [name, data] of job.contents) assert.deepEqual(await readFile(join(h.archiveDir, 'master', name)), data, name);
-    const report = (await h.reports.getJob(reportJobId(job.manifest, { kind: 'final' })))?.data as Record<string, unknown> | undefined;
+    const report = h.finalReport(job.manifest) as Record<string, unknown> | undefined;
     assert.equal(report?.['kind'], 'success');
+    assert.equal(report?.['at'], h.clock.now(), 'the report has the uploader clock’s time');
   });
 });

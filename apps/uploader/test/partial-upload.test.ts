@@ -5,8 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { jobWorkspaceDir, reportJobId } from '@spark/protocol';
 import { sendReport } from '@spark/service';
 import { runSparkCommand } from '@spark/testing';
-import { createUploader, type Uploader } from '../src/uploader.js';
-import { startHarness, type Harness } from './harness.js';
+import type { Uploader } from '../src/uploader.js';
+import { startHarness, startUploaderOnRedis, type Harness } from './harness.js';
 import { makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
 
 async function exists(path: string): Promise<boolean> {
@@ -40,7 +40,7 @@ describe('spark-uploader against an archive that keeps partial files (lkwebuploa
 
   const startUploader = async (giveUpAfterMs?: number, retryDelayMs: (tries: number) => number = () => 200) => {
     const config = giveUpAfterMs === undefined ? h.config : { ...h.config, uploader: { ...h.config.uploader, giveUpAfterMs } };
-    const uploader = createUploader({ config, logger: h.logger, retryDelayMs });
+    const uploader = startUploaderOnRedis(config, h.logger, retryDelayMs);
     running.push(uploader);
     await uploader.start();
     return uploader;

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { jobLogFile, jobRecordKey, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
 import { runSparkCommand, waitFor } from '@spark/testing';
-import { createUploader, type Uploader } from '../src/uploader.js';
-import { startHarness, type Harness } from './harness.js';
+import type { Uploader } from '../src/uploader.js';
+import { startHarness, startUploaderOnRedis, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
 
 async function exists(path: string): Promise<boolean> {
@@ -22,7 +22,7 @@ describe('spark-uploader', () => {
 
   before(async () => {
     [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
-    uploader = createUploader({ config: h.config, logger: h.logger, retryDelayMs: () => 20 });
+    uploader = startUploaderOnRedis(h.config, h.logger, () => 20);
     await uploader.start();
   });
   after(async () => {

@@ -6,6 +6,8 @@ export * from './metrics.js';
 export * from './file-digests.js';
 export * from './job-records.js';
 export * from './stage-lifecycle.js';
+export * from './stage-queues.js';
+export * from './clock.js';
 export * from './redis-auth.js';
 export * from './redis-acl.js';
 export * from './status-seq.js';

@@ -1,6 +1,7 @@
-import type { Queue, Worker } from 'bullmq';
+import type { Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { parseJobId, reportJobId, reportPayloadSchema, reportSlot, type JobRound, type ReportPayload } from '@spark/protocol';
+import type { JobOutbox } from './stage-queues.js';
 
 /*
  * How a stage ends a round it cannot finish (docs/architecture.md, "Failure
@@ -27,7 +28,7 @@ const SEND_PAUSE_MS = 2_000;
  * its fixed id (`statusSeq` numbers status excerpts). Redis hiccups are
  * retried for about a minute before the error is passed on.
  */
-export async function sendReport(reports: Queue, report: ReportPayload, statusSeq = 0): Promise<void> {
+export async function sendReport(reports: JobOutbox, report: ReportPayload, statusSeq = 0): Promise<void> {
   const payload = reportPayloadSchema.parse(report);
   const jobId = reportJobId(payload, reportSlot(payload, statusSeq));
   for (let attempt = 1; ; attempt++) {
@@ -48,21 +49,26 @@ export async function sendReport(reports: Queue, report: ReportPayload, statusSe
  */
 export type GiveUp = 'rejected' | 'failed';
 
-/** Reports that a stage gave `round` up, once, with the reason; logs it on the stage's logger. */
+/**
+ * Reports that a stage gave `round` up, once, with the reason; logs it on the
+ * stage's logger. The report says it was made at `options.at` (ms), the wall
+ * clock's now by default.
+ */
 export async function giveUp(
-  reports: Queue,
+  reports: JobOutbox,
   round: JobRound,
   outcome: GiveUp,
   reason: string,
   logger: Logger,
-  options: { needsOperator?: boolean; bounced?: boolean } = {},
+  options: { needsOperator?: boolean; bounced?: boolean; at?: number } = {},
 ): Promise<void> {
   logger.warn(
     { jobId: round.uuid, round: round.round, reason },
     `${reason}; ${outcome === 'rejected' ? 'rejecting it back to Lighthouse' : 'reporting it failed to Lighthouse'}`,
   );
-  const report = { uuid: round.uuid, round: round.round, at: Date.now(), reason: reportReason(reason) };
-  await sendReport(reports, outcome === 'rejected' ? { kind: 'rejected', ...report, ...options } : { kind: 'failed', ...report });
+  const { at = Date.now(), ...flags } = options;
+  const report = { uuid: round.uuid, round: round.round, at, reason: reportReason(reason) };
+  await sendReport(reports, outcome === 'rejected' ? { kind: 'rejected', ...report, ...flags } : { kind: 'failed', ...report });
 }
 
 /** What {@link giveUpWhenFailed} needs to know about a stage. */
@@ -76,24 +82,35 @@ export interface StageGiveUp {
 }
 
 /**
- * Makes sure a queue job that BullMQ fails without the stage finishing it — its
+ * What to do with a queue job that failed without the stage finishing it — its
  * process killed more often than the worker's `maxStalledCount`, an exception
- * the processor did not turn into a report — still ends at Lighthouse: the
- * round is given up with the error as the reason. A round the processor already
- * reported keeps its first report (same id).
+ * the processor did not turn into a report: the round is given up with the
+ * error as the reason, so it still ends at Lighthouse. A round the processor
+ * already reported keeps its first report (same id). `now` says when (ms).
  */
-export function giveUpWhenFailed<T>(worker: Worker<T>, reports: Queue, stage: StageGiveUp, logger: Logger): void {
-  worker.on('failed', (job, error) => {
+export function reportFailedJob(
+  reports: JobOutbox,
+  stage: StageGiveUp,
+  logger: Logger,
+  now: () => number = Date.now,
+): (jobId: string | undefined, error: Error) => void {
+  return (jobId, error) => {
     // Every stage job's id names its round (job-ids.ts).
-    const round = parseJobId(job?.id);
+    const round = parseJobId(jobId);
     if (!round) {
-      logger.error({ queueJobId: job?.id, err: error }, `a ${stage.stage} job failed and names no job to report it by`);
+      logger.error({ queueJobId: jobId, err: error }, `a ${stage.stage} job failed and names no job to report it by`);
       return;
     }
     const reason = `the ${stage.stage} could not finish the job: ${error.message}`;
     void (async () => {
       await stage.cleanUp?.(round).catch((err: unknown) => logger.warn({ err, jobId: round.uuid }, 'cannot clean up after a failed job'));
-      await giveUp(reports, round, stage.outcome, reason, logger);
+      await giveUp(reports, round, stage.outcome, reason, logger, { at: now() });
     })().catch((err: unknown) => logger.error({ err, jobId: round.uuid }, `cannot report a failed ${stage.stage} job`));
-  });
+  };
+}
+
+/** Makes the BullMQ `worker` give up the round of every job it fails ({@link reportFailedJob}). */
+export function giveUpWhenFailed<T>(worker: Worker<T>, reports: JobOutbox, stage: StageGiveUp, logger: Logger): void {
+  const report = reportFailedJob(reports, stage, logger);
+  worker.on('failed', (job, error) => report(job?.id, error));
 }

@@ -10,3 +10,4 @@ export * from './upload-receiver/upload-receiver.js';
 export * from './service-process.js';
 export * from './wait-for.js';
 export * from './fixtures.js';
+export * from './fake-stage-queues.js';

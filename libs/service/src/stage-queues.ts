@@ -1,0 +1,115 @@
+import { DelayedError, type Worker, type WorkerOptions } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Redis } from 'ioredis';
+import type { QueueName } from '@spark/protocol';
+import { openWorker } from './queues.js';
+
+/*
+ * The pipeline queues as a stage uses them: what the stage relies on of
+ * BullMQ, and nothing else. main.ts opens the BullMQ-backed ones; unit tests
+ * use the in-memory ones of @spark/testing (fake-stage-queues.ts), which
+ * libs/service/test/stage-queues.contract.test.ts holds to the same behaviour.
+ */
+
+/**
+ * Where a stage adds jobs for another process: the next stage's queue, its
+ * report queue. A BullMQ `Queue` is one. Adding a job under an id the queue
+ * still keeps, in any state, adds nothing (BullMQ's rule): that makes every
+ * hand-off and report idempotent, so a stage that does its work twice (killed
+ * and restarted) hands on and reports once.
+ */
+export interface JobOutbox {
+  add(name: string, data: unknown, options: { jobId: string }): Promise<unknown>;
+}
+
+/** A job a stage took from its queue: its id and its payload, not yet checked. */
+export interface TakenJob {
+  readonly id: string | undefined;
+  readonly data: unknown;
+}
+
+/**
+ * The queue a stage takes its jobs from.
+ *
+ * - Jobs are taken one at a time, oldest first.
+ * - A job is done with once its handler resolves; it is then kept (completed),
+ *   so a job added again under its id adds nothing.
+ * - A job whose handler throws fails, without another try, and is kept
+ *   (failed); `failed` hears of it with the error. So does a job the queue
+ *   fails by itself (in BullMQ, one whose holder was killed more often than the
+ *   worker's `maxStalledCount`).
+ */
+export interface StageInbox {
+  /** Starts taking jobs, each handed to `handle`; `failed` hears of every job that failed. */
+  run(handle: (job: TakenJob) => Promise<unknown>, failed: (jobId: string | undefined, error: Error) => void): void;
+  /** Stops taking jobs; resolves once the job in hand is done with. Safe before {@link run}. */
+  close(): Promise<void>;
+}
+
+/** Lock and stalled-check timing of a stage's worker. */
+export type StageLocks = Pick<WorkerOptions, 'lockDuration' | 'stalledInterval' | 'maxStalledCount'>;
+
+/**
+ * The queue `name` under `prefix` as a {@link StageInbox}: a BullMQ worker of
+ * concurrency 1 on `connection` (a `worker` connection), opened by `run`.
+ */
+export function bullmqStageInbox(name: QueueName, connection: Redis, prefix: string, logger: Logger, locks: StageLocks): StageInbox {
+  let worker: Worker | null = null;
+  return {
+    run(handle, failed) {
+      worker = openWorker(name, (job) => handle({ id: job.id, data: job.data }), connection, prefix, logger, { concurrency: 1, ...locks });
+      worker.on('failed', (job, error) => failed(job?.id, error));
+    },
+    close: async () => {
+      await worker?.close();
+    },
+  };
+}
+
+/** What a try at a job that may take several came to: done, with the job's result, or to be tried again from `retryAt` (ms). */
+export type JobTry = { done: unknown } | { retryAt: number };
+
+/**
+ * The queue of a stage whose jobs may take several tries (the uploader's):
+ * as a {@link StageInbox}, except that a job whose handler returns a
+ * `retryAt` is not done with: it waits, not counted as a failure, and is
+ * taken again once that time has come, the jobs behind it taken meanwhile.
+ * `setProgress` records on the job what it is doing, for `spark status`.
+ */
+export interface RetryingInbox {
+  run(
+    handle: (job: TakenJob, setProgress: (progress: object) => Promise<void>) => Promise<JobTry>,
+    failed: (jobId: string | undefined, error: Error) => void,
+  ): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The queue `name` under `prefix` as a {@link RetryingInbox}: a BullMQ worker
+ * of concurrency 1 on `connection` (a `worker` connection), opened by `run`;
+ * a try to be made again moves the job to `delayed` until its time.
+ */
+export function bullmqRetryingInbox(name: QueueName, connection: Redis, prefix: string, logger: Logger, locks: StageLocks): RetryingInbox {
+  let worker: Worker | null = null;
+  return {
+    run(handle, failed) {
+      worker = openWorker(
+        name,
+        async (job, token) => {
+          const outcome = await handle({ id: job.id, data: job.data }, (progress) => job.updateProgress(progress));
+          if ('done' in outcome) return outcome.done;
+          await job.moveToDelayed(outcome.retryAt, token);
+          throw new DelayedError();
+        },
+        connection,
+        prefix,
+        logger,
+        { concurrency: 1, ...locks },
+      );
+      worker.on('failed', (job, error) => failed(job?.id, error));
+    },
+    close: async () => {
+      await worker?.close();
+    },
+  };
+}

@@ -1,0 +1,283 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { UnrecoverableError } from 'bullmq';
+import { QueueName } from '@spark/protocol';
+import { FakeQueue, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import {
+  bullmqRetryingInbox,
+  bullmqStageInbox,
+  connectRedis,
+  createLogger,
+  openQueue,
+  type JobOutbox,
+  type RetryingInbox,
+  type StageInbox,
+  type TakenJob,
+} from '../src/index.js';
+
+/*
+ * The contract of a stage's queues (src/stage-queues.ts): the same cases run
+ * against BullMQ on a real redis-server and against the in-memory queues the
+ * stages' unit tests use (@spark/testing's fake-stage-queues.ts), so those
+ * tests rely on nothing the real queue does not do.
+ */
+
+/** One queue, as a stage and a test see it. */
+interface Subject {
+  outbox: JobOutbox;
+  /** The queue's worker (one per subject: this or {@link retrying}). */
+  inbox: StageInbox;
+  /** The queue's worker for jobs that may take several tries. */
+  retrying(): RetryingInbox;
+  /** A time `ms` from now on the clock delayed jobs go by. */
+  later(ms: number): number;
+  /** Lets the time pass to `at`, so that delayed jobs due by then are taken. */
+  passTime(at: number): Promise<void>;
+  /** What the job's handler last recorded it doing. */
+  progress(id: string): Promise<unknown>;
+  /** Where the job `id` is: waiting, active, completed, failed, or missing. */
+  state(id: string): Promise<string>;
+  /** Removes the job `id`, as an operator or a test does. */
+  remove(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+function realSubject(redisUrl: string): Subject {
+  const logger = createLogger('contract', new Writable({ write: (_chunk, _encoding, done) => done() }));
+  const connection = connectRedis(redisUrl, 'worker');
+  const workerConnection = connectRedis(redisUrl, 'worker');
+  const prefix = randomQueuePrefix();
+  const queue = openQueue(QueueName.sign, connection, prefix, logger);
+  const locks = { lockDuration: 10_000, stalledInterval: 5_000 };
+  const inbox = bullmqStageInbox(QueueName.sign, workerConnection, prefix, logger, locks);
+  let retrying: RetryingInbox | null = null;
+  return {
+    outbox: queue,
+    inbox,
+    retrying: () => (retrying = bullmqRetryingInbox(QueueName.sign, workerConnection, prefix, logger, locks)),
+    later: (ms) => Date.now() + ms,
+    // BullMQ promotes a delayed job by itself once Redis's clock passes its time.
+    passTime: () => Promise.resolve(),
+    progress: async (id) => (await queue.getJob(id))?.progress,
+    async state(id) {
+      const state = await queue.getJobState(id);
+      return state === 'unknown' ? 'missing' : state;
+    },
+    async remove(id) {
+      await queue.remove(id);
+    },
+    async close() {
+      await inbox.close();
+      await retrying?.close();
+      await queue.close();
+      await Promise.all([connection.quit(), workerConnection.quit()]);
+    },
+  };
+}
+
+function fakeSubject(): Subject {
+  const queue = new FakeQueue();
+  const inbox = queue.inbox();
+  let retrying: RetryingInbox | null = null;
+  const clock = { time: 1_700_000_000_000, now: () => clock.time };
+  return {
+    outbox: queue,
+    inbox,
+    retrying: () => (retrying = queue.retryingInbox()),
+    later: (ms) => clock.time + ms,
+    passTime: (at) => {
+      clock.time = Math.max(clock.time, at);
+      queue.promoteDue(clock);
+      return Promise.resolve();
+    },
+    progress: (id) => Promise.resolve(queue.job(id)?.progress),
+    state: (id) => Promise.resolve(queue.job(id)?.state ?? 'missing'),
+    remove: (id) => Promise.resolve(queue.remove(id)),
+    close: async () => {
+      await inbox.close();
+      await retrying?.close();
+    },
+  };
+}
+
+/** What a worker's handler saw: the jobs it took, in order, and the most it held at once. */
+function recorder(gate: () => Promise<void> = () => Promise.resolve()) {
+  const taken: TakenJob[] = [];
+  const failed: { id: string | undefined; message: string }[] = [];
+  let holding = 0;
+  let most = 0;
+  return {
+    taken,
+    failed,
+    most: () => most,
+    handle: async (job: TakenJob) => {
+      taken.push(job);
+      most = Math.max(most, ++holding);
+      try {
+        await gate();
+        const data = job.data as { fail?: 'plain' | 'unrecoverable' };
+        if (data.fail === 'plain') throw new Error(`job ${job.id ?? ''} failed`);
+        if (data.fail === 'unrecoverable') throw new UnrecoverableError(`job ${job.id ?? ''} refused`);
+      } finally {
+        holding--;
+      }
+    },
+    onFailed: (id: string | undefined, error: Error) => failed.push({ id, message: error.message }),
+  };
+}
+
+const until = (what: string, done: () => boolean | Promise<boolean>) => waitFor(what, done, { timeoutMs: 10_000, intervalMs: 10 });
+
+for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
+  describe(`stage queues: ${kind}`, () => {
+    let redis: RedisServer | null = null;
+    const open = (): Subject => (redis ? realSubject(redis.url) : fakeSubject());
+
+    before(async () => {
+      if (kind === 'BullMQ on Redis') redis = await startRedisServer();
+    });
+    after(async () => {
+      await redis?.stop();
+    });
+
+    it('hands jobs to the one worker one at a time, oldest first, with their payload', async () => {
+      const subject = open();
+      try {
+        for (const id of ['a', 'b', 'c']) await subject.outbox.add('job', { id, n: [1, 2] }, { jobId: id });
+        const seen = recorder();
+        subject.inbox.run(seen.handle, seen.onFailed);
+        await until('three jobs taken', () => seen.taken.length === 3);
+        assert.deepEqual(seen.taken, [
+          { id: 'a', data: { id: 'a', n: [1, 2] } },
+          { id: 'b', data: { id: 'b', n: [1, 2] } },
+          { id: 'c', data: { id: 'c', n: [1, 2] } },
+        ]);
+        assert.equal(seen.most(), 1);
+        await until('c completed', async () => (await subject.state('c')) === 'completed');
+      } finally {
+        await subject.close();
+      }
+    });
+
+    it('adds nothing under an id the queue keeps, waiting or done with; a removed id may be added again', async () => {
+      const subject = open();
+      try {
+        await subject.outbox.add('job', { v: 1 }, { jobId: 'x' });
+        await subject.outbox.add('job', { v: 2 }, { jobId: 'x' });
+        const seen = recorder();
+        subject.inbox.run(seen.handle, seen.onFailed);
+        await until('x completed', async () => (await subject.state('x')) === 'completed');
+        await subject.outbox.add('job', { v: 3 }, { jobId: 'x' });
+        await subject.outbox.add('job', { v: 4 }, { jobId: 'y' });
+        await until('y completed', async () => (await subject.state('y')) === 'completed');
+        assert.deepEqual(
+          seen.taken.map((job) => job.data),
+          [{ v: 1 }, { v: 4 }],
+        );
+        await subject.remove('x');
+        assert.equal(await subject.state('x'), 'missing');
+        await subject.outbox.add('job', { v: 5 }, { jobId: 'x' });
+        await until('x taken again', () => seen.taken.length === 3);
+        assert.deepEqual(seen.taken[2], { id: 'x', data: { v: 5 } });
+      } finally {
+        await subject.close();
+      }
+    });
+
+    it('fails a job whose handler throws, with no other try, tells `failed`, and keeps it', async () => {
+      const subject = open();
+      try {
+        await subject.outbox.add('job', { fail: 'plain' }, { jobId: 'p' });
+        await subject.outbox.add('job', { fail: 'unrecoverable' }, { jobId: 'u' });
+        await subject.outbox.add('job', {}, { jobId: 'ok' });
+        const seen = recorder();
+        subject.inbox.run(seen.handle, seen.onFailed);
+        await until('two failures heard', () => seen.failed.length === 2);
+        await until('ok completed', async () => (await subject.state('ok')) === 'completed');
+        assert.deepEqual(seen.failed, [
+          { id: 'p', message: 'job p failed' },
+          { id: 'u', message: 'job u refused' },
+        ]);
+        assert.deepEqual(
+          seen.taken.map((job) => job.id),
+          ['p', 'u', 'ok'],
+        );
+        assert.equal(await subject.state('p'), 'failed');
+        assert.equal(await subject.state('u'), 'failed');
+        await subject.outbox.add('job', {}, { jobId: 'p' });
+        assert.equal(await subject.state('p'), 'failed', 'a failed job is kept: its id adds nothing');
+      } finally {
+        await subject.close();
+      }
+    });
+
+    it('closes once the job in hand is done with, and takes no other', async () => {
+      const subject = open();
+      let release = (): void => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const seen = recorder(() => gate);
+      try {
+        await subject.outbox.add('job', {}, { jobId: 'held' });
+        await subject.outbox.add('job', {}, { jobId: 'next' });
+        subject.inbox.run(seen.handle, seen.onFailed);
+        await until('held taken', () => seen.taken.length === 1);
+        let closed = false;
+        const closing = subject.inbox.close().then(() => (closed = true));
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(closed, false, 'close waits for the job in hand');
+        release();
+        await closing;
+        assert.equal(await subject.state('held'), 'completed');
+        assert.deepEqual(
+          seen.taken.map((job) => job.id),
+          ['held'],
+        );
+        assert.equal(await subject.state('next'), 'waiting');
+      } finally {
+        release();
+        await subject.close();
+      }
+    });
+
+    it('delays a job whose try asks for another, takes the others meanwhile, and tries it again once its time has come', async () => {
+      const subject = open();
+      try {
+        const inbox = subject.retrying();
+        const tries: string[] = [];
+        const failed: string[] = [];
+        let retryAt = 0;
+        await subject.outbox.add('job', {}, { jobId: 'again' });
+        inbox.run(
+          async (job, setProgress) => {
+            tries.push(job.id ?? '');
+            await setProgress({ try: tries.filter((id) => id === job.id).length });
+            if (job.id === 'again' && tries.length === 1) {
+              retryAt = subject.later(1_000);
+              return { retryAt };
+            }
+            return { done: { result: 'uploaded' } };
+          },
+          (id) => failed.push(id ?? ''),
+        );
+        await until('again delayed', async () => (await subject.state('again')) === 'delayed');
+        await subject.outbox.add('job', {}, { jobId: 'other' });
+        await until('other completed', async () => (await subject.state('other')) === 'completed');
+        assert.deepEqual(tries, ['again', 'other'], 'the delayed job is not taken before its time');
+        await subject.passTime(retryAt);
+        await until('again completed', async () => (await subject.state('again')) === 'completed');
+        assert.deepEqual(tries, ['again', 'other', 'again']);
+        assert.deepEqual(await subject.progress('again'), { try: 2 });
+        assert.deepEqual(failed, [], 'a delayed try is no failure');
+      } finally {
+        await subject.close();
+      }
+    });
+
+    it('closes at once when it never ran', async () => {
+      const subject = open();
+      await subject.inbox.close();
+      await subject.close();
+    });
+  });
+}

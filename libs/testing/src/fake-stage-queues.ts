@@ -1,0 +1,221 @@
+/*
+ * In-memory pipeline queues with the behaviour a stage relies on of BullMQ
+ * (stage-queues.ts in @spark/service): libs/service/test/stage-queues.contract.test.ts
+ * runs the same cases against these and against BullMQ on a real redis-server.
+ * What crosses processes (a killed stage's job taken up again after its lock
+ * expires, Redis ACLs) is left to the integration tests on real Redis.
+ *
+ * The types are spelled out here rather than imported: @spark/service's tests
+ * use this library, which therefore must not depend on it. They have the
+ * shape of its JobOutbox, TakenJob and StageInbox, which the contract test's
+ * typecheck holds them to.
+ */
+
+/** A job the worker took: its id and its payload (@spark/service's TakenJob). */
+export interface FakeTakenJob {
+  readonly id: string | undefined;
+  readonly data: unknown;
+}
+
+/** The worker of a {@link FakeQueue} (@spark/service's StageInbox). */
+export interface FakeInbox {
+  run(handle: (job: FakeTakenJob) => Promise<unknown>, failed: (jobId: string | undefined, error: Error) => void): void;
+  close(): Promise<void>;
+}
+
+/** Where a job of a {@link FakeQueue} is. */
+export type FakeJobState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
+
+/** One job of a {@link FakeQueue}, as a test sees it. */
+export interface FakeJob {
+  readonly id: string;
+  readonly name: string;
+  readonly data: unknown;
+  state: FakeJobState;
+  /** Why it failed (the handler's error message), once failed. */
+  failedReason?: string;
+  /** What its handler last recorded it doing (a retrying inbox's `setProgress`). */
+  progress?: unknown;
+  /** When a delayed job is due again (ms, on the retrying inbox's clock). */
+  retryAt?: number;
+}
+
+/** What a try at a job came to (@spark/service's JobTry). */
+export type FakeJobTry = { done: unknown } | { retryAt: number };
+
+/** The worker of a {@link FakeQueue} whose jobs may take several tries (@spark/service's RetryingInbox). */
+export interface FakeRetryingInbox {
+  run(
+    handle: (job: FakeTakenJob, setProgress: (progress: object) => Promise<void>) => Promise<FakeJobTry>,
+    failed: (jobId: string | undefined, error: Error) => void,
+  ): void;
+  close(): Promise<void>;
+}
+
+/** A queue in memory: where a stage adds jobs (@spark/service's JobOutbox), and the inbox of its one worker ({@link FakeQueue.inbox}). */
+export class FakeQueue {
+  private readonly kept = new Map<string, FakeJob>();
+  private readonly waiting: FakeJob[] = [];
+  private readonly delayed: FakeJob[] = [];
+  private wake: (() => void) | null = null;
+  private auto = 0;
+  private changed: (() => void)[] = [];
+
+  /** Resolves at the next change of a job (added, taken, done with, removed). */
+  private nextChange(): Promise<void> {
+    return new Promise((resolve) => this.changed.push(resolve));
+  }
+
+  private notify(): void {
+    const waiting = this.changed;
+    this.changed = [];
+    for (const resolve of waiting) resolve();
+  }
+
+  /** Resolves with the job `id` once the queue keeps it. */
+  async added(id: string): Promise<FakeJob> {
+    for (;;) {
+      const job = this.kept.get(id);
+      if (job) return job;
+      await this.nextChange();
+    }
+  }
+
+  /** Resolves with the job `id` once it is done with: completed or failed. */
+  async settled(id: string): Promise<FakeJob> {
+    for (;;) {
+      const job = this.kept.get(id);
+      if (job && (job.state === 'completed' || job.state === 'failed')) return job;
+      await this.nextChange();
+    }
+  }
+
+  /** Every job the queue keeps, in the order they were added. */
+  jobs(): FakeJob[] {
+    return [...this.kept.values()];
+  }
+
+  /** The job `id`, or undefined. */
+  job(id: string): FakeJob | undefined {
+    return this.kept.get(id);
+  }
+
+  /** The payloads of the jobs the queue keeps, in the order they were added. */
+  payloads(): unknown[] {
+    return this.jobs().map((job) => job.data);
+  }
+
+  /** Removes the job `id`, waiting or done with (as BullMQ's `Job.remove`): its id may be added again. */
+  remove(id: string): void {
+    const job = this.kept.get(id);
+    if (!job || job.state === 'active')
+      throw new Error(`FakeQueue: job ${id} is ${job ? 'active' : 'not kept'}; only a kept job that is not active can be removed`);
+    this.kept.delete(id);
+    for (const list of [this.waiting, this.delayed]) {
+      const at = list.indexOf(job);
+      if (at >= 0) list.splice(at, 1);
+    }
+    this.notify();
+  }
+
+  /** Adds a job, or nothing when the queue keeps one under `jobId` already. The payload is copied, as BullMQ stores JSON. */
+  add(name: string, data: unknown, options: { jobId?: string } = {}): Promise<unknown> {
+    const id = options.jobId ?? `auto-${++this.auto}`;
+    const kept = this.kept.get(id);
+    if (kept) return Promise.resolve(kept);
+    const job: FakeJob = { id, name, data: JSON.parse(JSON.stringify(data ?? null)) as unknown, state: 'waiting' };
+    this.kept.set(id, job);
+    this.waiting.push(job);
+    this.wake?.();
+    this.notify();
+    return Promise.resolve(job);
+  }
+
+  /**
+   * Moves the delayed jobs whose time has come on `clock` to the back of the
+   * waiting ones, as BullMQ promotes delayed jobs; a test calls it after it
+   * moved the clock. Returns how many it moved.
+   */
+  promoteDue(clock: { now(): number }): number {
+    const due = this.delayed.filter((job) => (job.retryAt ?? 0) <= clock.now());
+    for (const job of due) {
+      this.delayed.splice(this.delayed.indexOf(job), 1);
+      job.state = 'waiting';
+      this.waiting.push(job);
+    }
+    if (due.length > 0) {
+      this.wake?.();
+      this.notify();
+    }
+    return due.length;
+  }
+
+  /**
+   * The queue's worker. Jobs are handed out one at a time, oldest first; after
+   * `close` none is taken and `close` resolves once the job in hand is done with.
+   */
+  inbox(): FakeInbox {
+    return this.worker(async (handle, job) => {
+      await handle(job);
+      return { done: undefined };
+    });
+  }
+
+  /**
+   * The worker of a queue whose jobs may take several tries: a job whose try
+   * returns `retryAt` is delayed until {@link promoteDue} finds its time has
+   * come, not counted as failed.
+   */
+  retryingInbox(): FakeRetryingInbox {
+    return this.worker((handle, taken, job) =>
+      handle(taken, (progress) => {
+        job.progress = JSON.parse(JSON.stringify(progress)) as unknown;
+        return Promise.resolve();
+      }),
+    );
+  }
+
+  private worker<H>(tryJob: (handle: H, taken: FakeTakenJob, job: FakeJob) => Promise<FakeJobTry>): {
+    run(handle: H, failed: (jobId: string | undefined, error: Error) => void): void;
+    close(): Promise<void>;
+  } {
+    let closing = false;
+    let loop: Promise<void> = Promise.resolve();
+    return {
+      run: (handle, failed) => {
+        loop = (async () => {
+          for (;;) {
+            while (!closing && this.waiting.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
+            this.wake = null;
+            if (closing) return;
+            const job = this.waiting.shift() as FakeJob;
+            job.state = 'active';
+            this.notify();
+            const taken: FakeTakenJob = { id: job.id, data: JSON.parse(JSON.stringify(job.data)) as unknown };
+            try {
+              const outcome = await tryJob(handle, taken, job);
+              if ('retryAt' in outcome) {
+                job.state = 'delayed';
+                job.retryAt = outcome.retryAt;
+                this.delayed.push(job);
+              } else {
+                job.state = 'completed';
+              }
+            } catch (error) {
+              const err = error instanceof Error ? error : new Error(String(error));
+              job.state = 'failed';
+              job.failedReason = err.message;
+              failed(job.id, err);
+            }
+            this.notify();
+          }
+        })();
+      },
+      close: async () => {
+        closing = true;
+        this.wake?.();
+        await loop;
+      },
+    };
+  }
+}
