@@ -10,7 +10,7 @@ import { machineDescription, median } from '@spark/testing';
 import { benchIdleWorker } from './idle-worker.js';
 import { benchIdleRss } from './idle-rss.js';
 import { benchStart } from './start-time.js';
-import { buildBundles } from './bundles.js';
+import { buildBundles, environmentAsUnits } from './bundles.js';
 import { benchJobOverhead, benchThroughput } from './job-overhead.js';
 import { prebuild } from './chain-jobs.js';
 
@@ -22,6 +22,8 @@ const STARTS = 5;
 const dir = await mkdtemp(join(tmpdir(), 'spark-chain-bench-'));
 // What operators run (the Debian package's bundles) next to deploy/install.sh's dist/ builds.
 const bundles = await buildBundles();
+const unitsEnvironment = environmentAsUnits();
+if (unitsEnvironment) process.stdout.write(`${unitsEnvironment}\n`);
 try {
   process.stdout.write(`chain benchmarks; ${await machineDescription()}\n`);
   const prebuilt = await prebuild(dir, PACKAGES);

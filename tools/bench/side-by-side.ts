@@ -19,11 +19,13 @@ import { machineDescription, median, type RecordedRequest, type SourcePackageSpe
 import { HOST_RUNNER, startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 import { findLaniakeaSpark, startLaniakeaSpark } from './laniakea-spark.js';
 import { now } from './chain-jobs.js';
-import { buildBundles } from './bundles.js';
+import { buildBundles, environmentAsUnits } from './bundles.js';
 import { nodeFlags } from '@spark/config';
 
 /** What operators run: the Debian package's bundles (bundles.ts), the `spark` command's running the services' beside it. */
 const bundles = await buildBundles();
+const unitsEnvironment = environmentAsUnits();
+if (unitsEnvironment) process.stdout.write(`${unitsEnvironment}\n`);
 process.on('exit', () => rmSync(bundles.dir, { recursive: true, force: true }));
 /** Our default `PollInterval` and laniakea-spark's fixed pause after an empty job request (spark/worker.py), in s. */
 const OUR_POLL_INTERVAL = 5;
