@@ -1,14 +1,16 @@
 /*
- * Idle memory of the installed build: each service started from its `dist/`
- * entry with the flags production gives it (nodeFlags of @spark/config, as the
- * launchers deploy/install.sh writes for the systemd units), metrics on as by
- * default, against a bare `node` started in the same run; and `spark run`'s
- * supervisor (apps/cli/dist/main.js run), with the `spark` command's flags, as
- * its launcher starts it.
- * Needs `npm run build` first.
+ * Idle memory of what operators run: each service started from its esbuild
+ * bundle (as the Debian package installs it, tools/bench/bundles.ts) or from
+ * its `dist/` entry (deploy/install.sh's installation), with the flags
+ * production gives it (nodeFlags of @spark/config, as the launchers give
+ * them), metrics on as by default, against a bare `node` started in the same
+ * run; and `spark run`'s supervisor, with the `spark` command's flags, as its
+ * launcher starts it.
+ * `dist/` needs `npm run build` first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, procStatusKiB } from '@spark/testing';
@@ -17,7 +19,7 @@ import { nodeFlags as productionFlags } from '@spark/config';
 import { startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 import { chainJobs, clearUploads, untilPolling, untilSuccess, type Prebuilt } from './chain-jobs.js';
 
-/** The built `spark` command, as installed. */
+/** The built `spark` command, as deploy/install.sh installs it. */
 const CLI_DIST = fileURLToPath(new URL('../../apps/cli/dist/main.js', import.meta.url));
 
 /** What {@link measureIdleRss} measured, VmRSS in KiB. */
@@ -50,6 +52,8 @@ export interface IdleRssOptions {
   nodeFlags?: readonly string[];
   /** Node flags of `spark run`'s own process (default the `spark` command's, as its launcher starts it). */
   supervisorNodeFlags?: readonly string[];
+  /** A directory of bundles (bundles.ts): the services and `spark run` run from it (default: from `dist/`). */
+  bundles?: string;
 }
 
 function idleNode(flags: readonly string[]): ChildProcess {
@@ -84,6 +88,7 @@ export async function measureIdleRss(options: IdleRssOptions = {}): Promise<Idle
     runner: 'noop',
     pollInterval: 5,
     build: 'dist',
+    ...(options.bundles ? { bundles: options.bundles } : {}),
     metricsPorts,
     ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
   });
@@ -113,10 +118,11 @@ export async function measureIdleRss(options: IdleRssOptions = {}): Promise<Idle
     let supervisor = NaN;
     if (options.supervisor ?? true) {
       await Promise.all(SERVICES.map((name) => chain.stop(name)));
-      // `spark run` as an operator starts it: the built CLI through its launcher's flags; it starts the services from dist/.
+      // `spark run` as an operator starts it: the CLI through its launcher's flags; it starts the services beside it.
+      const cli = options.bundles ? join(options.bundles, 'node_modules/@spark/cli/dist/main.js') : CLI_DIST;
       const run = spawn(
         process.execPath,
-        [...(options.supervisorNodeFlags ?? options.nodeFlags ?? productionFlags('cli')), CLI_DIST, 'run', '--config', chain.configFile],
+        [...(options.supervisorNodeFlags ?? options.nodeFlags ?? productionFlags('cli')), cli, 'run', '--config', chain.configFile],
         {
           stdio: 'ignore',
         },
@@ -148,15 +154,19 @@ export async function idleRssOfWorkerKiB(idleSeconds = 30): Promise<number> {
 
 const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 
-/** The benchmark's lines: {@link measureIdleRss} with one job, each figure next to the bare node. */
-export async function benchIdleRss(prebuilt: Prebuilt): Promise<string[]> {
-  const rss = await measureIdleRss({ prebuilt });
-  const each = (values: Record<ServiceName, number>) =>
-    SERVICES.map((name) => `${name} ${mib(values[name])} (+${mib(values[name] - rss.bareNode)})`).join(', ');
-  const flags = SERVICES.map((name) => `${name} ${rss.nodeFlags[name].join(' ')}`).join('; ');
-  return [
-    `idle RSS (VmRSS after 30 s idle; built services from dist/ with their flags: ${flags}; metrics on): ${each(rss.services)}; whole worker ${mib(rss.worker)}; +: above a bare node in the same run, ${mib(rss.bareNode)} (${mib(rss.bareNodeWithFlags)} with the connector's flags)`,
-    ...(rss.afterJob ? [`  30 s after one job passed through: ${each(rss.afterJob)}`] : []),
-    `  spark run's supervisor (dist/, ${productionFlags('cli').join(' ')}): ${mib(rss.supervisor)} (+${mib(rss.supervisor - rss.bareNode)})`,
-  ];
+/** The benchmark's lines: {@link measureIdleRss} with one job, each figure next to the bare node, for each build. */
+export async function benchIdleRss(prebuilt: Prebuilt, builds: { label: string; bundles?: string }[]): Promise<string[]> {
+  const lines: string[] = [];
+  for (const { label, bundles } of builds) {
+    const rss = await measureIdleRss({ prebuilt, ...(bundles ? { bundles } : {}) });
+    const each = (values: Record<ServiceName, number>) =>
+      SERVICES.map((name) => `${name} ${mib(values[name])} (+${mib(values[name] - rss.bareNode)})`).join(', ');
+    const flags = SERVICES.map((name) => `${name} ${rss.nodeFlags[name].join(' ')}`).join('; ');
+    lines.push(
+      `idle RSS, ${label} (VmRSS after 30 s idle; production flags: ${flags}; metrics on): ${each(rss.services)}; whole worker ${mib(rss.worker)}; +: above a bare node in the same run, ${mib(rss.bareNode)} (${mib(rss.bareNodeWithFlags)} with the connector's flags)`,
+      ...(rss.afterJob ? [`  30 s after one job passed through: ${each(rss.afterJob)}`] : []),
+      `  spark run's supervisor (${productionFlags('cli').join(' ')}): ${mib(rss.supervisor)} (+${mib(rss.supervisor - rss.bareNode)})`,
+    );
+  }
+  return lines;
 }

@@ -10,19 +10,23 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { machineDescription, median, type RecordedRequest, type SourcePackageSpec, type StandInJob } from '@spark/testing';
-import { HOST_RUNNER, startChain, type Chain } from '../src/chain/chain.js';
+import { HOST_RUNNER, startChain, type Chain, type ServiceName } from '../src/chain/chain.js';
 import { findLaniakeaSpark, startLaniakeaSpark } from './laniakea-spark.js';
 import { now } from './chain-jobs.js';
+import { buildBundles, environmentAsUnits } from './bundles.js';
+import { nodeFlags } from '@spark/config';
 
-/** The `spark` command as installed: the built CLI (dist/), which runs the services' dist/ builds. */
-const SPARK_CLI = fileURLToPath(new URL('../../apps/cli/dist/main.js', import.meta.url));
+/** What operators run: the Debian package's bundles (bundles.ts), the `spark` command's running the services' beside it. */
+const bundles = await buildBundles();
+const unitsEnvironment = environmentAsUnits();
+if (unitsEnvironment) process.stdout.write(`${unitsEnvironment}\n`);
+process.on('exit', () => rmSync(bundles.dir, { recursive: true, force: true }));
 /** Our default `PollInterval` and laniakea-spark's fixed pause after an empty job request (spark/worker.py), in s. */
 const OUR_POLL_INTERVAL = 5;
 const SPARK_POLL_INTERVAL = 30;
@@ -184,7 +188,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
 /** Starts one worker against `chain`: ours as `spark run` (the built CLI), or laniakea-spark. */
 async function startWorker(kind: WorkerKind, chain: Chain, runnerDir: string, sparkSrc: string): Promise<RunningWorker> {
   if (kind === 'laniakea-spark') return { ...(await startLaniakeaSpark(chain, { src: sparkSrc, runnerDir })), ready: null };
-  const child: ChildProcess = spawn(process.execPath, [SPARK_CLI, 'run', '--config', chain.configFile], {
+  // As its launcher starts it: with the `spark` command's flags (each service gets its own from `spark run`).
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags('cli'), bundles.cli, 'run', '--config', chain.configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PATH: `${runnerDir}:${process.env['PATH'] ?? ''}`, SPARK_LOG_LEVEL: 'info' },
   });
@@ -194,10 +199,10 @@ async function startWorker(kind: WorkerKind, chain: Chain, runnerDir: string, sp
   return { pid: child.pid ?? 0, ready, stop: () => stopChild(child) };
 }
 
-/** Starts one of our services on its own from its dist/ build, as its systemd unit does. */
-function startService(chain: Chain, name: string, runnerDir: string): { child: ChildProcess; started: Promise<number> } {
-  const entry = fileURLToPath(new URL(`../../apps/${name}/dist/main.js`, import.meta.url));
-  const child = spawn(process.execPath, [entry, '--config', chain.configFile], {
+/** Starts one of our services on its own from its bundle with its flags, as its systemd unit's launcher does. */
+function startService(chain: Chain, name: ServiceName, runnerDir: string): { child: ChildProcess; started: Promise<number> } {
+  const entry = join(bundles.dir, 'node_modules/@spark', name, 'dist/main.js');
+  const child = spawn(process.execPath, [...nodeFlags(name), entry, '--config', chain.configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PATH: `${runnerDir}:${process.env['PATH'] ?? ''}`, SPARK_LOG_LEVEL: 'info', SPARK_BUILDER_ID: 'bench@1' },
   });
@@ -217,8 +222,8 @@ async function firstHandOutOnTheirOwn(order: 'connector-first' | 'builder-first'
     const runner = await timedRunner(join(chain.dir, 'runner'));
     const job = await chain.archive.packageJob({ name: `alone-${order}`, version: '1.0' });
     chain.standIn.addJob(job);
-    const early = order === 'connector-first' ? ['connector'] : ['builder', 'signer', 'uploader'];
-    const late = order === 'connector-first' ? ['builder', 'signer', 'uploader'] : ['connector'];
+    const early: ServiceName[] = order === 'connector-first' ? ['connector'] : ['builder', 'signer', 'uploader'];
+    const late: ServiceName[] = order === 'connector-first' ? ['builder', 'signer', 'uploader'] : ['connector'];
     for (const name of early) children.push(startService(chain, name, runner.dir).child);
     await sleep(GAP_SECONDS * 1000);
     const spawned = now();
@@ -356,9 +361,8 @@ const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 const out = (line: string) => process.stdout.write(`${line}\n`);
 out(`side by side with laniakea-spark; ${await machineDescription()}`);
 out(
-  `both on the same Lighthouse stand-in, archive and upload receiver, MaxJobs 1, runner: the host runner (tools/host-runner/debspawn, dpkg-buildpackage on the host) as \`debspawn\` first on PATH; ours under \`spark run\` (dist/ build), PollInterval ${OUR_POLL_INTERVAL} s (default)`,
+  `both on the same Lighthouse stand-in, archive and upload receiver, MaxJobs 1, runner: the host runner (tools/host-runner/debspawn, dpkg-buildpackage on the host) as \`debspawn\` first on PATH; ours under \`spark run\` (the Debian package's bundles, with their flags), PollInterval ${OUR_POLL_INTERVAL} s (default)`,
 );
-if (!existsSync(SPARK_CLI)) throw new Error(`${SPARK_CLI} is missing: run npm run build first (this benchmark runs the built services)`);
 const source = await findLaniakeaSpark();
 const ours = await measure('ours', '', PUT_DELAY_MS);
 const alone = {
@@ -420,7 +424,7 @@ for (const [label, show, compare] of rows) {
   if (theirs && compare) out(`  ours / laniakea-spark: ${compare(ours, theirs)}`);
 }
 out(
-  `first hand-out with our services started on their own (dist/ builds), a job waiting, the other side started ${GAP_SECONDS} s earlier: ` +
+  `first hand-out with our services started on their own (bundles), a job waiting, the other side started ${GAP_SECONDS} s earlier: ` +
     `connector first → ${sec(alone.connectorFirst.fromSpawn)} after spawning the builder (${sec(alone.connectorFirst.fromStarted)} after it logged "builder started"); ` +
     `builder first → ${sec(alone.builderFirst.fromSpawn)} after spawning the connector (${sec(alone.builderFirst.fromStarted)} after it logged "connector started")`,
 );

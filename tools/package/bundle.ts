@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { copyFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 /** The apps bundled, and what each is: every one of them an `apps/<name>/src/main.ts`. */
 export const APPS = ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper'] as const;
@@ -37,6 +37,27 @@ const EXTERNAL = ['zeromq', 'openpgp', 'msgpackr-extract'];
  */
 const BANNER =
   "import { createRequire as __sparkCreateRequire } from 'node:module';\nconst require = __sparkCreateRequire(import.meta.url);";
+
+/**
+ * zod (its classic entry and its core) re-exports its 64 locales as `z.locales`, and configures
+ * English: every bundle held all of them (400 KB of source to parse and run at
+ * each start). The programs use none but English, so the locales index
+ * resolves to English alone; `z.locales.en` stays, the others are absent.
+ */
+const ZOD_ENGLISH_ONLY: Plugin = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]v4[\\/](?:classic|core)$/.test(args.resolveDir)
+        ? { path: join(args.resolveDir, '../locales/index.js'), namespace: 'zod-english-only' }
+        : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(join(dirname(args.path), 'en.js'))};\n`,
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
 
 /** A package of the workspace's node_modules shipped beside the bundles, and the files of it that run (its license files come along). */
 interface ShippedModule {
@@ -241,6 +262,7 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
       legalComments: 'none',
       metafile: true,
       logLevel: 'warning',
+      plugins: [ZOD_ENGLISH_ONLY],
     });
     for (const input of Object.keys(result.metafile.inputs)) {
       const name = packageOf(input);

@@ -59,6 +59,14 @@ export interface ChainOptions {
   build?: 'installed' | 'dist';
   /** V8 flags for every service (default: production's, each its own: nodeFlags of @spark/config). */
   nodeFlags?: readonly string[];
+  /**
+   * A directory made by bundlePrograms (tools/package/bundle.ts), as the package
+   * installs it in /usr/lib/spark-ts: the services run from its esbuild bundles
+   * (what operators run) instead of `build`'s entries.
+   */
+  bundles?: string;
+  /** More node arguments for every service, before its entry (a benchmark's `--import` probe). */
+  nodeArgs?: readonly string[];
   /** Mount a tmpfs of this many bytes on the workspaces dir, to fill the disk on purpose (needs root or password-less sudo; unmounted by close()). */
   workspaceSizeBytes?: number;
   /**
@@ -241,7 +249,14 @@ ${options.extraToml ?? ''}`,
       serviceCommands(configFile, SERVICES, {
         build: options.build ?? 'installed',
         ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
-      }).map((spec) => [spec.name as ServiceName, spec]),
+      })
+        .map((spec) => {
+          // The entry is the argument before `--config`; a bundle takes its place, the extra node arguments go before it.
+          const at = spec.args.indexOf('--config') - 1;
+          const entry = options.bundles ? join(options.bundles, 'node_modules/@spark', spec.name, 'dist/main.js') : spec.args[at]!;
+          return { ...spec, args: [...spec.args.slice(0, at), ...(options.nodeArgs ?? []), entry, ...spec.args.slice(at + 1)] };
+        })
+        .map((spec) => [spec.name as ServiceName, spec]),
     );
     const children = new Map<ServiceName, ChildProcess>();
     const start = (...names: ServiceName[]) => {
