@@ -142,6 +142,7 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       return () => refusalListeners.delete(listener);
     },
     onLine(needles, listener) {
+      // Throws on a needle that could never match, before anything is changed.
       createLineMatcher(needles);
       const entry: LineListener = { needles: [...needles], listener, removed: false };
       lineListeners = [...lineListeners, entry];

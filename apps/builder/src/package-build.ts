@@ -72,7 +72,8 @@ export async function runPackageBuild(ctx: RunnerContext<PackageBuildJob>, debsp
     if (line.includes(UNMET_DEPENDENCIES)) seen.unmetDependencies = true;
     if (line.startsWith(BUILD_REFUSED)) seen.refusedOutput ??= line.slice(BUILD_REFUSED.length);
   });
-  // A build flooding warnings stops paying for them once the list is full (making each line plain is most of the relay's work).
+  // Once the list is full no line can change it: a build flooding warnings stops paying for finding them and making
+  // them plain (40 % of the relay's CPU in its bench, docs/benchmarks.md).
   const stopWarnings = log.onLine(WARNING_NEEDLES, (line) => {
     warnings.line(line);
     if (warnings.full) stopWarnings();
