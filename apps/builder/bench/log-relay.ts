@@ -12,6 +12,7 @@ import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeFlags } from '@spark/config';
+import { BUILD_REFUSED } from '@spark/protocol/constants';
 import { machineDescription, median, secondsSince } from '@spark/testing';
 import { createWarningCollector, MAX_WARNINGS, WARNING_NEEDLES } from '../src/compiler-warnings.js';
 import { openJobLog } from '../src/job-log.js';
@@ -61,10 +62,14 @@ async function throughBuilder(): Promise<number> {
   const log = await openJobLog(path);
   const seen = { missingImage: false, unmetDependencies: false };
   const warnings = createWarningCollector();
-  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, ...WARNING_NEEDLES], (line) => {
+  // As runPackageBuild watches: the warnings' listener is removed once the list is full.
+  log.onLine([MISSING_IMAGE_PREFIX, UNMET_DEPENDENCIES, BUILD_REFUSED], (line) => {
     if (line.startsWith(MISSING_IMAGE_PREFIX)) seen.missingImage = true;
     if (line.includes(UNMET_DEPENDENCIES)) seen.unmetDependencies = true;
+  });
+  const stopWarnings = log.onLine(WARNING_NEEDLES, (line) => {
     warnings.line(line);
+    if (warnings.full) stopWarnings();
   });
   const outcome = await runLogged({ file: 'sh', args: ['-c', SCRIPT, 'sh', BLOCK.text, String(BYTES)] }, log, {
     idleOutputTimeoutMs: 60_000,

@@ -22,11 +22,19 @@ export const WARNING_NEEDLES: readonly string[] = [': warning: ', ': In '];
 export const MAX_WARNINGS = 10_000;
 
 /** Collects warnings from plain log lines (terminal escapes removed), one line at a time. */
-export function createWarningCollector(maxWarnings = MAX_WARNINGS): { line(text: string): void; readonly warnings: CompilerWarning[] } {
+export function createWarningCollector(maxWarnings = MAX_WARNINGS): {
+  line(text: string): void;
+  readonly warnings: CompilerWarning[];
+  /** True once `maxWarnings` are kept: no line can change the list any more. */
+  readonly full: boolean;
+} {
   const warnings: CompilerWarning[] = [];
   let currentFunction: { file: string; name: string } | null = null;
   return {
     warnings,
+    get full() {
+      return warnings.length >= maxWarnings;
+    },
     line(text) {
       // Most lines are neither; skip the regular expressions for them.
       if (!WARNING_NEEDLES.some((needle) => text.includes(needle))) return;

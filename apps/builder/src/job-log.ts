@@ -29,9 +29,11 @@ export interface JobLog {
    * `needles` once terminal escapes are removed, as that plain text (a needle
    * broken by a bare CR is not found). Output is searched as bytes: lines
    * holding no needle are not decoded. Throws on an empty needle, or one
-   * holding LF, CR or ESC.
+   * holding LF, CR or ESC. Returns a function that removes the listener: its
+   * needles are no longer searched for unless another listener holds them (a
+   * listener that has seen enough stops costing anything).
    */
-  onLine(needles: readonly string[], listener: (line: string) => void): void;
+  onLine(needles: readonly string[], listener: (line: string) => void): () => void;
   /** The output since the last call, for a status report; null when nothing new. */
   takeExcerpt(): string | null;
   /** Flushes and closes the file; rejects with the write error if there was one. Never waits on a failed file. Safe to call twice. */
@@ -86,8 +88,13 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
 
   const scanner = createLineScanner();
   const excerpt = createExcerptBuffer();
-  const lineListeners: { needles: readonly string[]; listener: (line: string) => void }[] = [];
+  type LineListener = { needles: readonly string[]; listener: (line: string) => void; removed: boolean };
+  let lineListeners: LineListener[] = [];
   let matchLines: (lines: Buffer) => string[] = () => [];
+  // One search for the needles of every listener.
+  const rebuildMatcher = () => {
+    matchLines = createLineMatcher([...new Set(lineListeners.flatMap((entry) => entry.needles))]);
+  };
   let closed: Promise<void> | null = null;
   const writable = () => closed === null && writeError === null;
 
@@ -96,7 +103,9 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       excerpt.appendOutput(lines);
       if (lineListeners.length === 0) continue;
       for (const line of matchLines(lines)) {
-        for (const { needles, listener } of lineListeners) if (needles.some((needle) => line.includes(needle))) listener(line);
+        for (const entry of lineListeners) {
+          if (!entry.removed && entry.needles.some((needle) => line.includes(needle))) entry.listener(line);
+        }
       }
     }
   };
@@ -133,9 +142,18 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       return () => refusalListeners.delete(listener);
     },
     onLine(needles, listener) {
-      const matcher = createLineMatcher([...new Set([...lineListeners.flatMap((entry) => entry.needles), ...needles])]);
-      lineListeners.push({ needles: [...needles], listener });
-      matchLines = matcher;
+      // Throws on a needle that could never match, before anything is changed.
+      createLineMatcher(needles);
+      const entry: LineListener = { needles: [...needles], listener, removed: false };
+      lineListeners = [...lineListeners, entry];
+      rebuildMatcher();
+      return () => {
+        if (entry.removed) return;
+        // A new array: a run being handed out keeps going over the old one (the removed entry is skipped).
+        entry.removed = true;
+        lineListeners = lineListeners.filter((other) => other !== entry);
+        rebuildMatcher();
+      };
     },
     takeExcerpt() {
       return excerpt.take();

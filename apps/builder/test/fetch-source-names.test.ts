@@ -20,7 +20,7 @@ function noteLog(): JobLog & { notes: string[] } {
     note: (message) => notes.push(message),
     output: () => true,
     drained: () => Promise.resolve(),
-    onLine: () => undefined,
+    onLine: () => () => undefined,
     takeExcerpt: () => null,
     onRefusal: () => () => undefined,
     close: () => Promise.resolve(),

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { WARNING_NEEDLES } from '../src/compiler-warnings.js';
+import { createWarningCollector, WARNING_NEEDLES } from '../src/compiler-warnings.js';
 import { openJobLog } from '../src/job-log.js';
 import { createExcerptBuffer } from '../src/log-excerpt.js';
 import { createLineScanner, plainText } from '../src/terminal-text.js';
@@ -74,6 +74,31 @@ describe('job log: output relayed as bytes, lines decoded only for listeners and
       const file = await readFile(log.path);
       assert.ok(file.subarray(file.length - bytes.length).equals(bytes), 'the file holds the output byte for byte');
     }
+  });
+
+  it('stops calling a listener once it is removed, and searches no more for needles only it held', async () => {
+    const log = await openJobLog(join(dir, 'removed.log'));
+    const warnings = createWarningCollector(3);
+    const unmet: string[] = [];
+    let calls = 0;
+    log.onLine(['unmet dependencies'], (line) => unmet.push(line));
+    const stop = log.onLine(WARNING_NEEDLES, (line) => {
+      calls += 1;
+      warnings.line(line);
+      if (warnings.full) stop();
+    });
+    const output = Array.from({ length: 100 }, (_, i) => `${PTY_LINES[i % PTY_LINES.length]}\r\n`).join('');
+    // One run of many lines (all of it in one chunk), then more chunks: the removal holds within a run and after it.
+    log.output(Buffer.from(output));
+    for (const piece of pieces(Buffer.from(output), 4)) log.output(piece);
+    stop();
+    await log.close();
+    assert.equal(warnings.warnings.length, 3);
+    assert.ok(warnings.full);
+    // The third warning was the last line the listener saw: the first block's In function line and two warnings, then
+    // the second block's In function line and its first warning.
+    assert.equal(calls, 5);
+    assert.equal(unmet.length, 20, 'the other listener still gets every line of its own');
   });
 
   it('refuses a needle that could never be a piece of one plain line', async () => {

@@ -6,7 +6,9 @@
  * of each, interleaved; prints the median throughput of each, the uploader's
  * CPU time per upload, its peak RSS (VmHWM) and curl's. Not part of the test suite: run with
  * `npm run bench` (needs about 3 GiB free in the temp dir); with
- * SPARK_BENCH_SOURCE=1 it runs the source even when there is a build. The
+ * SPARK_BENCH_SOURCE=1 it runs the source even when there is a build, with
+ * SPARK_BENCH_MAIN=<main.js> that file (the bundle the Debian package installs:
+ * `lib/node_modules/@spark/uploader/dist/main.js` of tools/package/bundle.ts). The
  * service runs with the V8 flags production gives it (nodeFlags('uploader') of @spark/config);
  * SPARK_BENCH_NODE_FLAGS='…' replaces them (empty: none).
  */
@@ -77,8 +79,12 @@ try {
   );
 
   // The built service, as installed: its RSS is the one that counts (tsx adds its own).
-  const command =
-    existsSync(dist) && process.env['SPARK_BENCH_SOURCE'] !== '1' ? [dist] : ['--conditions=@spark/source', '--import', 'tsx', main];
+  const bundle = process.env['SPARK_BENCH_MAIN'];
+  const command = bundle
+    ? [bundle]
+    : existsSync(dist) && process.env['SPARK_BENCH_SOURCE'] !== '1'
+      ? [dist]
+      : ['--conditions=@spark/source', '--import', 'tsx', main];
   const flagsFromEnv = process.env['SPARK_BENCH_NODE_FLAGS'];
   const nodeFlags = flagsFromEnv === undefined ? productionFlags('uploader') : flagsFromEnv.split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeFlags, ...command, '--config', configFile], {
@@ -203,7 +209,7 @@ try {
   const runs = (list: number[]) => list.map((seconds) => seconds.toFixed(2)).join(' ');
   process.stdout.write(
     [
-      `upload: 1 GiB, ${RUNS} runs after a warm-up, medians; spark-uploader from ${command.length === 1 ? 'dist/' : 'src/ (tsx)'} with node flags [${nodeFlags.join(' ')}]; receiver: tools upload-receiver on 127.0.0.1 writing to ${tmpdir()}; ${await machineDescription()}`,
+      `upload: 1 GiB, ${RUNS} runs after a warm-up, medians; spark-uploader from ${bundle ?? (command.length === 1 ? 'dist/' : 'src/ (tsx)')} with node flags [${nodeFlags.join(' ')}]; receiver: tools upload-receiver on 127.0.0.1 writing to ${tmpdir()}; ${await machineDescription()}`,
       `spark-uploader: ${median(uploaderRuns).toFixed(2)} s, ${mbps(median(uploaderRuns)).toFixed(0)} MiB/s (×${(mbps(median(uploaderRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; job queued → completed, incl. the .dud and report); runs ${runs(uploaderRuns)}`,
       `  of which the PUT of the 1 GiB file: ${median(putRuns).toFixed(2)} s, ${mbps(median(putRuns)).toFixed(0)} MiB/s (×${(mbps(median(putRuns)) / mbps(median(curlRuns))).toFixed(2)} of curl; from the uploader's log); runs ${runs(putRuns)}`,
       `curl -T:        ${median(curlRuns).toFixed(2)} s, ${mbps(median(curlRuns)).toFixed(0)} MiB/s; runs ${runs(curlRuns)}`,
