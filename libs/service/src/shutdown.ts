@@ -34,11 +34,19 @@ export interface ShutdownOptions {
   timeoutMs?: number;
 }
 
+/** ioredis's error for a command on a connection that was closed (by `quit()` or `disconnect()`). */
+function isClosedConnection(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Connection is closed.';
+}
+
 /**
  * SIGTERM and SIGINT call `close()` once, then exit 0 (1 if it failed or took
  * longer than the timeout); a second signal exits at once. An uncaught
  * exception or unhandled rejection is logged and exits 70 (EX_SOFTWARE), so
- * systemd restarts the service: never "log and carry on".
+ * systemd restarts the service: never "log and carry on". The one exception
+ * is a Redis command failing because the connection is closed, once a signal
+ * started the shutdown: that is the shutdown's own doing, so it is logged as
+ * a warning and the shutdown goes on.
  */
 export function installShutdown(logger: Logger, close: () => Promise<void>, options: ShutdownOptions = {}): void {
   const timeoutMs = options.timeoutMs ?? 30_000;
@@ -69,6 +77,12 @@ export function installShutdown(logger: Logger, close: () => Promise<void>, opti
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const fatal = (kind: string) => (error: unknown) => {
+    if (signalled && isClosedConnection(error)) {
+      // close() quit the Redis connections while a library (BullMQ starting its worker, say) still
+      // had a command to send on one: that command fails, and nothing waits for it any more.
+      logger.warn({ err: error }, `${kind} while shutting down, from a Redis connection close() ended: ignored`);
+      return;
+    }
     logger.fatal({ err: error }, `${kind}: exiting so that the service manager restarts the service`);
     process.exit(EX_SOFTWARE);
   };

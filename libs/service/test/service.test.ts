@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { type Job } from 'bullmq';
 import {
@@ -14,7 +15,7 @@ import {
   sendReport,
 } from '@spark/service';
 import { prefixPattern, reportJobId } from '@spark/protocol';
-import { randomQueuePrefix, startRedisServer, type RedisServer } from '@spark/testing';
+import { randomQueuePrefix, startRedisServer, startServiceProcess, type RedisServer } from '@spark/testing';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -176,5 +177,33 @@ describe('lastStatusSeq', () => {
       await reports.close();
       connection.disconnect();
     }
+  });
+});
+
+describe('installShutdown', () => {
+  let server: RedisServer;
+  const fixture = fileURLToPath(new URL('./fixtures/shutdown-race.ts', import.meta.url));
+  before(async () => {
+    server = await startRedisServer();
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  it('goes on with the shutdown when a Redis command fails because close() ended its connection, and exits 0', async () => {
+    const child = startServiceProcess(fixture, [server.url, 'during-shutdown']);
+    await child.waitForLine('running', (line) => line['msg'] === 'running');
+    assert.equal(await child.stop(), 0, child.output());
+    assert.ok(
+      child.lines.some((line) => line['level'] === 40 && String(line['msg']).startsWith('unhandled promise rejection while shutting down')),
+      child.output(),
+    );
+  });
+
+  it('exits 70 when that failure comes while the service runs', async () => {
+    const child = startServiceProcess(fixture, [server.url, 'before-signal']);
+    const line = await child.waitForLine('the fatal line', (l) => l['level'] === 60);
+    assert.match(String(line['msg']), /^unhandled promise rejection: exiting/);
+    assert.equal(await child.stop(), 70, child.output());
   });
 });
