@@ -8,7 +8,6 @@ import {
   configValue,
   DEFAULT_CONFIG_FILE,
   EX_CONFIG,
-  EX_SOFTWARE,
   EX_UNAVAILABLE,
   EX_USAGE,
   formatProblem,
@@ -22,6 +21,7 @@ import {
 import type { Logger } from 'pino';
 import { createLogger, isLogFormat, LOG_FORMATS, setLogLevel } from './logger.js';
 import { RedisUnavailable } from './redis.js';
+import { exitOnUncaught, type UncaughtReport } from './shutdown.js';
 
 /** What a service tells {@link startService} about itself. */
 export interface ServiceProgram {
@@ -89,13 +89,13 @@ export function startService(program: ServiceProgram): StartedService {
     process.stderr.write(`${command}: ${message}\n`);
     process.exit(code);
   };
-  const fatal = (kind: string) => (error: unknown) => {
-    if (logger) logger.fatal({ err: error }, `${kind}: exiting so that the service manager restarts the service`);
-    else process.stderr.write(`${command}: ${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exit(EX_SOFTWARE);
-  };
-  process.on('uncaughtException', fatal('uncaught exception'));
-  process.on('unhandledRejection', fatal('unhandled promise rejection'));
+  const report =
+    (level: 'fatal' | 'warn'): UncaughtReport =>
+    (error, message) => {
+      if (logger) logger[level]({ err: error }, message);
+      else process.stderr.write(`${command}: ${message}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    };
+  exitOnUncaught(report('fatal'), report('warn'));
 
   const usage = `usage: ${command} [--config FILE]\n       ${command} --help | --version`;
   let values: { config?: string | undefined; help?: boolean | undefined; version?: boolean | undefined };

@@ -39,14 +39,43 @@ function isClosedConnection(error: unknown): boolean {
   return error instanceof Error && error.message === 'Connection is closed.';
 }
 
+/** Set once a signal started the shutdown ({@link installShutdown}). */
+let shuttingDown = false;
+let uncaughtHandled = false;
+
+/** How {@link exitOnUncaught} reports: the error and a message saying what happens. */
+export type UncaughtReport = (error: unknown, message: string) => void;
+
+/**
+ * An uncaught exception or unhandled rejection is reported (`fatal`) and
+ * exits 70 (EX_SOFTWARE), so systemd restarts the service: never "log and
+ * carry on". The one exception is a Redis command failing because its
+ * connection is closed once a signal started the shutdown: `close()` quit the
+ * connections while a library (BullMQ starting its worker, say) still had a
+ * command to send, and nothing waits for its answer any more. That is
+ * reported as a warning (`warn`) and the shutdown goes on. Installed once per
+ * process: later calls do nothing.
+ */
+export function exitOnUncaught(fatal: UncaughtReport, warn: UncaughtReport = fatal): void {
+  if (uncaughtHandled) return;
+  uncaughtHandled = true;
+  const handler = (kind: string) => (error: unknown) => {
+    if (shuttingDown && isClosedConnection(error)) {
+      warn(error, `${kind} while shutting down, from a Redis connection the shutdown closed: ignored`);
+      return;
+    }
+    fatal(error, `${kind}: exiting so that the service manager restarts the service`);
+    process.exit(EX_SOFTWARE);
+  };
+  process.on('uncaughtException', handler('uncaught exception'));
+  process.on('unhandledRejection', handler('unhandled promise rejection'));
+}
+
 /**
  * SIGTERM and SIGINT call `close()` once, then exit 0 (1 if it failed or took
- * longer than the timeout); a second signal exits at once. An uncaught
- * exception or unhandled rejection is logged and exits 70 (EX_SOFTWARE), so
- * systemd restarts the service: never "log and carry on". The one exception
- * is a Redis command failing because the connection is closed, once a signal
- * started the shutdown: that is the shutdown's own doing, so it is logged as
- * a warning and the shutdown goes on.
+ * longer than the timeout); a second signal exits at once. Uncaught errors
+ * exit 70 ({@link exitOnUncaught}, installed here unless the service's start
+ * did already).
  */
 export function installShutdown(logger: Logger, close: () => Promise<void>, options: ShutdownOptions = {}): void {
   const timeoutMs = options.timeoutMs ?? 30_000;
@@ -57,6 +86,7 @@ export function installShutdown(logger: Logger, close: () => Promise<void>, opti
       process.exit(1);
     }
     signalled = true;
+    shuttingDown = true;
     logger.info({ signal }, 'shutting down: no new work is taken; waiting for work in flight');
     const timer = setTimeout(() => {
       logger.error({ timeoutMs }, 'shutdown took too long; exiting');
@@ -76,16 +106,8 @@ export function installShutdown(logger: Logger, close: () => Promise<void>, opti
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  const fatal = (kind: string) => (error: unknown) => {
-    if (signalled && isClosedConnection(error)) {
-      // close() quit the Redis connections while a library (BullMQ starting its worker, say) still
-      // had a command to send on one: that command fails, and nothing waits for it any more.
-      logger.warn({ err: error }, `${kind} while shutting down, from a Redis connection close() ended: ignored`);
-      return;
-    }
-    logger.fatal({ err: error }, `${kind}: exiting so that the service manager restarts the service`);
-    process.exit(EX_SOFTWARE);
-  };
-  process.on('uncaughtException', fatal('uncaught exception'));
-  process.on('unhandledRejection', fatal('unhandled promise rejection'));
+  exitOnUncaught(
+    (error, message) => logger.fatal({ err: error }, message),
+    (error, message) => logger.warn({ err: error }, message),
+  );
 }
