@@ -37,11 +37,20 @@ if (files.length === 0) {
 }
 const resultsDir = join(root, '.test-results');
 mkdirSync(resultsDir, { recursive: true });
+// Test files mostly wait (on Redis, sockets, child processes, debspawn), each with its own
+// redis-server, ports and directories, so several run at once. Node's default is one fewer than
+// the CPUs: one file at a time on a two-core machine. SPARK_TEST_CONCURRENCY=1 runs them in turn.
+const concurrency = Number(process.env.SPARK_TEST_CONCURRENCY ?? 3);
+if (!Number.isInteger(concurrency) || concurrency < 1) {
+  console.error(`SPARK_TEST_CONCURRENCY=${process.env.SPARK_TEST_CONCURRENCY}: not a whole number of test files at once (≥ 1)`);
+  process.exit(2);
+}
 const args = [
   '--conditions=@spark/source',
   '--import',
   'tsx',
   '--test',
+  `--test-concurrency=${concurrency}`,
   '--test-reporter=spec',
   '--test-reporter-destination=stdout',
   '--test-reporter=tap',
