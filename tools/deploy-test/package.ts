@@ -13,9 +13,13 @@
  *   package" follows as an operator runs it (spark.toml, keys with `spark
  *   keytool`, `dpkg-reconfigure spark-ts`, `systemctl enable --now
  *   spark.target`); `spark verify`; a package job through the whole chain
- *   against the Lighthouse stand-in and the upload receiver on the host; an
- *   upgrade to revision 2 with a build in flight; `apt-get purge`; and an
- *   install again onto the spark.toml and keys the purge kept.
+ *   against the Lighthouse stand-in and the upload receiver on the host;
+ *   the signer's key made an encrypted systemd credential with the packaged
+ *   `spark keytool install-signer-key` (README step 3, "The key never on
+ *   disk in clear"; the clear file shredded; signer-credential.ts, shared
+ *   with run.ts); an upgrade to revision 2 with a build in flight; `apt-get
+ *   purge`; and an install again onto the spark.toml, keys and key
+ *   credential the purge kept.
  *
  * The only files the machine gets from the host are the two .debs, nodejs's,
  * the operator's spark.toml and keys, and the test's host runner: builds go
@@ -28,7 +32,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { REDIS_USERS } from '@spark/service';
 import { freePort, waitFor } from '@spark/testing';
@@ -36,6 +40,7 @@ import { buildPackage } from '../package/build.js';
 import { POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
 import { cachedNodejsDeb, cachedRootfs, type Suite } from './rootfs.js';
+import { CREDENTIAL_DROP_IN, ENCRYPTED_CREDENTIAL, keyToCredential } from './signer-credential.js';
 import { startWorld } from './world.js';
 
 const run = promisify(execFile);
@@ -68,14 +73,17 @@ const MADE_BY_PACKAGE = [
   '/etc/redis/spark-users.acl',
   '/var/lib/redis/spark',
   '/etc/laniakea/redis',
-  '/etc/systemd/system/spark-signer.service.d',
+  // Not its directory: the operator's key-credential.conf (README step 3) stays in it.
+  '/etc/systemd/system/spark-signer.service.d/workspace.conf',
   '/etc/systemd/system/spark-uploader.service.d',
   '/etc/logrotate.d/spark',
   '/etc/tmpfiles.d/spark.conf',
   '/var/lib/spark-build-helper',
 ];
-/** What is the operator's, which purge must keep. */
-const OPERATORS = [CONFIG, '/etc/laniakea/keys', `/etc/laniakea/keys/${MACHINE}_secret.gpg`];
+/** What is the operator's, which purge must keep: spark.toml, the keys, the signer's key as an encrypted credential. */
+const OPERATORS = [CONFIG, '/etc/laniakea/keys', ENCRYPTED_CREDENTIAL, CREDENTIAL_DROP_IN];
+/** Their contents, compared before and after the purge. */
+const OPERATORS_SUMS = `sha256sum ${CONFIG} ${ENCRYPTED_CREDENTIAL} ${CREDENTIAL_DROP_IN}; ls -R /etc/laniakea/keys`;
 
 await machineTest('package', { root: 'it builds packages and boots a machine with systemd-nspawn', dist: false }, async (t) => {
   const { say, check, allPassed, work, share } = t;
@@ -350,6 +358,25 @@ MetricsPort = ${uploaderPort}
     return `${seen.join(' → ')}; ${files} verified with gpgv`;
   });
 
+  // README step 3, "The key never on disk in clear": from here on (the upgrade, the purge, the install again)
+  // the key is an encrypted credential.
+  await check(
+    'the key as an encrypted systemd credential with the packaged spark keytool install-signer-key: the clear file shredded, a job signed, no clear copy on disk',
+    () =>
+      keyToCredential(m, {
+        armoredKey: key.secretKeyFile,
+        fingerprint: key.fingerprint,
+        config: CONFIG,
+        keyFile: `/etc/laniakea/keys/${MACHINE}_secret.gpg`,
+        shareName: basename(SHARE),
+        signJob: async () => {
+          const job = await archive.packageJob({ name: 'credential-package', version: '1.0' });
+          standIn.addJob(job);
+          return (await succeeded('credential-package', job.uuid)).files;
+        },
+      }),
+  );
+
   // --- Upgrade to revision 2 with a build in flight.
   const secrets = () => m.sh(`sha256sum ${CONFIG} /etc/laniakea/redis/*.password /etc/redis/spark-users.acl`);
   await check(`apt-get install ./${second} with a build in flight: the job succeeds once, secrets and spark.toml kept`, async () => {
@@ -407,30 +434,35 @@ MetricsPort = ${uploaderPort}
     return `spark.target and the services ${[...new Set(active)].join('/')}; dpkg: ${state}; redis-server@spark pid ${redisPid} kept, ${keys} keys`;
   });
 
-  await check("apt-get purge spark-ts: what the package made is gone; spark.toml, keys and the host's Redis kept", async () => {
-    const operatorsBefore = await m.sh(`sha256sum ${CONFIG} /etc/laniakea/keys/${MACHINE}_secret.gpg; ls -R /etc/laniakea/keys`);
-    const output = await apt('purge -y spark-ts');
-    const left = [];
-    for (const path of MADE_BY_PACKAGE) if (await exists(path)) left.push(path);
-    if (left.length > 0) throw new Error(`still there after the purge: ${left.join(', ')}\n${output.slice(-2000)}`);
-    const units = (await m.exec(['systemctl', 'list-units', '--all', '--no-legend', 'spark*', 'redis-server@spark*'])).stdout.trim();
-    const loaded = units.split('\n').filter((line) => line && !/not-found/.test(line));
-    if (loaded.length > 0) throw new Error(`units still loaded:\n${loaded.join('\n')}`);
-    // Nor a link that enabled one (spark.target, redis-server@spark) or a drop-in directory.
-    const links = (await m.sh("find /etc/systemd/system -name '*spark*'")).trim();
-    if (links) throw new Error(`left in /etc/systemd/system:\n${links}`);
-    const running = (await m.exec(['pgrep', '-a', '-u', 'spark-connector,spark-builder,spark-signer,spark-uploader'])).stdout.trim();
-    if (running) throw new Error(`still running: ${running}`);
-    for (const path of OPERATORS) if (!(await exists(path))) throw new Error(`${path} is gone`);
-    const operatorsAfter = await m.sh(`sha256sum ${CONFIG} /etc/laniakea/keys/${MACHINE}_secret.gpg; ls -R /etc/laniakea/keys`);
-    if (operatorsAfter !== operatorsBefore) throw new Error(`spark.toml or the keys changed:\n${operatorsBefore}\n${operatorsAfter}`);
-    const host = await hostRedis();
-    if (host !== hostRedisBefore) throw new Error(`the host's Redis: before ${hostRedisBefore}; after ${host}`);
-    return `${MADE_BY_PACKAGE.length} paths gone, no spark unit loaded; kept ${CONFIG}, /etc/laniakea/keys; host Redis: same redis.conf, pid and key`;
-  });
+  await check(
+    "apt-get purge spark-ts: what the package made is gone; spark.toml, keys, the key credential and the host's Redis kept",
+    async () => {
+      const operatorsBefore = await m.sh(OPERATORS_SUMS);
+      const output = await apt('purge -y spark-ts');
+      const left = [];
+      for (const path of MADE_BY_PACKAGE) if (await exists(path)) left.push(path);
+      if (left.length > 0) throw new Error(`still there after the purge: ${left.join(', ')}\n${output.slice(-2000)}`);
+      const units = (await m.exec(['systemctl', 'list-units', '--all', '--no-legend', 'spark*', 'redis-server@spark*'])).stdout.trim();
+      const loaded = units.split('\n').filter((line) => line && !/not-found/.test(line));
+      if (loaded.length > 0) throw new Error(`units still loaded:\n${loaded.join('\n')}`);
+      // Nor a link that enabled one (spark.target, redis-server@spark), nor a drop-in but the operator's key-credential.conf.
+      const links = (await m.sh("find /etc/systemd/system -name '*spark*' -o -path '*spark*.d/*'")).trim().split('\n').sort();
+      const kept = [dirname(CREDENTIAL_DROP_IN), CREDENTIAL_DROP_IN];
+      if (links.join('\n') !== kept.join('\n'))
+        throw new Error(`in /etc/systemd/system:\n${links.join('\n')}\nexpected only ${kept.join(', ')}`);
+      const running = (await m.exec(['pgrep', '-a', '-u', 'spark-connector,spark-builder,spark-signer,spark-uploader'])).stdout.trim();
+      if (running) throw new Error(`still running: ${running}`);
+      for (const path of OPERATORS) if (!(await exists(path))) throw new Error(`${path} is gone`);
+      const operatorsAfter = await m.sh(OPERATORS_SUMS);
+      if (operatorsAfter !== operatorsBefore) throw new Error(`spark.toml or the keys changed:\n${operatorsBefore}\n${operatorsAfter}`);
+      const host = await hostRedis();
+      if (host !== hostRedisBefore) throw new Error(`the host's Redis: before ${hostRedisBefore}; after ${host}`);
+      return `${MADE_BY_PACKAGE.length} paths gone, no spark unit loaded; kept ${OPERATORS.join(', ')}; host Redis: same redis.conf, pid and key`;
+    },
+  );
 
   await check(
-    `apt-get install ./${second} again onto the kept spark.toml and keys: the postinst sets the worker up, a job succeeds`,
+    `apt-get install ./${second} again onto the kept spark.toml, keys and key credential: the postinst sets the worker up, a job succeeds`,
     async () => {
       const output = await apt(`install -y ${DEBS}/${second}`);
       const redis = output.split('\n').find((line) => line.startsWith('redis-server@spark on '));

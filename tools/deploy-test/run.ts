@@ -29,7 +29,7 @@
 import { execFile } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
@@ -38,6 +38,7 @@ import { linkedDependencyDirs, POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
 import type { Machine } from './machine.js';
 import { cachedRootfs } from './rootfs.js';
+import { keyToCredential } from './signer-credential.js';
 import { startWorld } from './world.js';
 
 const run = promisify(execFile);
@@ -534,74 +535,24 @@ MetricsPort = ${uploaderPort}
   // README "The signer's key": from here on the key is an encrypted systemd credential, the clear file gone.
   const keyInCredential = await check(
     'the key as an encrypted systemd credential: the clear file shredded, the signer restarted, a job signed, no clear copy on disk',
-    async () => {
-      const keyFile = `/etc/laniakea/keys/${MACHINE}_secret.gpg`;
-      const credential = '/run/credentials/spark-signer.service/spark-signer-key';
-      // A line of the armored key's body: in any clear copy of this key, whatever its file.
-      const armor = (await readFile(key.secretKeyFile, 'utf8')).split('\n');
-      const bodyLine = armor.find((line, i) => i > 2 && /^[A-Za-z0-9+/]{60,}$/.test(line));
-      if (!bodyLine) throw new Error(`no body line in ${key.secretKeyFile}`);
-      const installed = await m.sh(`spark keytool install-signer-key ${keyFile}`);
-      await m.sh(`shred -u ${keyFile}`);
-      await m.sh('systemctl restart spark-signer');
-      // This start's log (its invocation id) names the key it loaded.
-      const started = async () =>
-        (
-          await m.sh(
-            "journalctl -u spark-signer _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value spark-signer) -o cat --no-pager | grep 'taking sign jobs' || true",
-          )
-        ).includes(key.fingerprint);
-      await waitFor('the signer taking sign jobs with the key from its credential', started, {
-        timeoutMs: 30_000,
-        intervalMs: POLL_MS,
-      }).catch(async (error: Error) => {
-        throw new Error(`${error.message}\n${await m.sh('systemctl status --no-pager spark-signer 2>&1 || true')}`);
-      });
-      const job = await archive.packageJob({ name: 'credential-deploy', version: '1.0' });
-      standIn.addJob(job);
-      await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-      const seen = requestsFor(standIn.requests, job.uuid);
-      if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-      // In clear only in the signer's credentials directory, which is memory; nowhere on disk.
-      const fsType = (await m.sh(`stat -f -c %T ${credential}`)).trim();
-      if (!['ramfs', 'tmpfs'].includes(fsType)) throw new Error(`${credential} is on ${fsType}, not in memory`);
-      if ((await m.exec(['grep', '-qxF', bodyLine, credential])).code !== 0) throw new Error(`${credential} does not hold the key`);
-      const copies = await m.exec(
-        [
-          'grep',
-          '-rlsI',
-          '--exclude-dir=deploy-share',
-          '-F',
-          '-e',
-          bodyLine,
-          '-e',
-          'BEGIN PGP PRIVATE KEY BLOCK',
-          '/etc',
-          '/var',
-          '/srv',
-          '/root',
-          '/home',
-          '/tmp',
-        ],
-        { timeoutMs: 300_000 },
-      );
-      if (copies.stdout.trim()) throw new Error(`an armored secret key on disk:\n${copies.stdout}`);
-      type Report = { checks: { check: string; status: string; message: string }[] };
-      const report = JSON.parse(
-        (await m.exec(['spark', 'verify', '--json', '--config', '/etc/laniakea/spark.toml'], { timeoutMs: 180_000 })).stdout,
-      ) as Report;
-      const keyChecks = report.checks.filter((c) => c.check.startsWith('OpenPGP key'));
-      if (
-        keyChecks.length !== 2 ||
-        keyChecks.some((c) => c.status !== 'ok') ||
-        !keyChecks.some((c) => /installed as the encrypted systemd credential spark-signer-key/.test(c.message))
-      ) {
-        throw new Error(`spark verify: ${JSON.stringify(keyChecks)}`);
-      }
-      return `${installed.split('\n')[0] ?? ''}; ${credential} on ${fsType}; ${dud.name} verified; spark verify: ${keyChecks.map((c) => c.message).join(' | ')}`;
-    },
+    () =>
+      keyToCredential(m, {
+        armoredKey: key.secretKeyFile,
+        fingerprint: key.fingerprint,
+        config: '/etc/laniakea/spark.toml',
+        keyFile: `/etc/laniakea/keys/${MACHINE}_secret.gpg`,
+        shareName: basename(SHARE),
+        signJob: async () => {
+          const job = await archive.packageJob({ name: 'credential-deploy', version: '1.0' });
+          standIn.addJob(job);
+          await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+          const seen = requestsFor(standIn.requests, job.uuid);
+          if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+          const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+          await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+          return dud.name;
+        },
+      }),
   );
 
   await check('spark status and spark logs work for a member of spark-operators, who reads no workspace', async () => {
