@@ -28,24 +28,20 @@
  */
 import { execFile } from 'node:child_process';
 import { realpathSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { curveKeyPair } from 'zeromq';
-import { formatCurveKeyFile } from '@spark/keys';
 import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
-import { freePort, JobBoard, startLighthouseStandIn, startUploadReceiver, waitFor } from '@spark/testing';
-import { makeThrowawayKey } from '../src/chain/openpgp-key.js';
-import { startPackageArchive } from '../src/chain/package-archive.js';
-import { checks, linkedDependencyDirs, POLL_MS, requestsFor, timeline } from './checks.js';
-import { bootMachine, type Machine } from './machine.js';
+import { freePort, waitFor } from '@spark/testing';
+import { linkedDependencyDirs, POLL_MS, requestsFor } from './checks.js';
+import { checkout, machineTest } from './frame.js';
+import type { Machine } from './machine.js';
 import { cachedRootfs } from './rootfs.js';
+import { keyToCredential } from './signer-credential.js';
+import { startWorld } from './world.js';
 
 const run = promisify(execFile);
-const checkout = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
-const { say, elapsed } = timeline();
 
 /** The machine name; also in the worker's `MachineName`. */
 const MACHINE = 'spark-deploy-test';
@@ -59,81 +55,40 @@ const AUDIT_LOG = '/var/log/spark-signer/signer.log';
 /** The worker's own Redis (redis-server@spark), which install.sh names in spark.toml as RedisUrl. */
 const REDIS_SOCKET = '/run/redis-spark/redis-server.sock';
 
-const { check, results } = checks(say);
-
-async function main(): Promise<number> {
-  if (process.getuid?.() !== 0) {
-    console.error('test:deploy: run as root (it boots a machine with systemd-nspawn)');
-    return 2;
+/** The unit's sandboxing settings that matter for sudo, to run a command under them with systemd-run. */
+async function unitProperties(m: Machine, unit: string): Promise<string[]> {
+  const fragment = (await m.sh(`systemctl show -p FragmentPath --value ${unit}`)).trim();
+  const text = await m.sh(`cat ${fragment}`);
+  const skip =
+    /^(Type|ExecStart|Restart|RestartSec|TimeoutStopSec|KillMode|User|Group|Environment|Description|Documentation|After|Wants|PartOf|WantedBy)=/;
+  const props: string[] = [];
+  for (const line of text.split('\n')) {
+    if (/^[A-Z][A-Za-z]+=/.test(line) && !skip.test(line)) props.push('-p', line);
   }
-  for (const app of ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper']) {
-    if (!(await readFile(join(checkout, 'apps', app, 'dist', 'main.js')).catch(() => null))) {
-      console.error(`test:deploy: apps/${app}/dist is missing: build first (npm run build)`);
-      return 2;
-    }
-  }
-  const work = await mkdtemp('/tmp/spark-deploy-test-');
-  const share = join(work, 'share');
-  await mkdir(share, { recursive: true });
-  const cleanup: (() => Promise<unknown> | void)[] = [];
-  let machine: Machine | null = null;
-  // Interrupted: power the machine off and remove what we made before exiting.
-  const emergency = (why: string) => {
-    say(`${why}: cleaning up`);
-    void (async () => {
-      await machine?.powerOff().catch(() => undefined);
-      for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => undefined);
-      await rm(work, { recursive: true, force: true });
-      process.exit(130);
-    })();
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => emergency(signal));
-  process.once('uncaughtException', (error) => {
-    console.error(error);
-    emergency('uncaught exception');
-  });
-  try {
-    // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
-    // hostRedisPort: the machine's own Redis (redis-server.service), as another application on the host uses it.
-    const [hostRedisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-    ]);
-    const receiver = await startUploadReceiver({ dir: join(work, 'uploads'), repos: ['master'], pathPrefix: '/_upload' });
-    cleanup.push(() => receiver.close());
-    const uploads = join(work, 'uploads', 'master');
-    const archive = await startPackageArchive(join(work, 'archive'));
-    cleanup.push(() => archive.close());
-    const key = await makeThrowawayKey(join(work, 'openpgp'), 'Spark Deploy Test <spark-deploy-test@example.invalid>');
-    const serverKeys = curveKeyPair();
-    const trusted = join(work, 'trusted');
-    await mkdir(trusted);
-    const lighthousePublic = formatCurveKeyFile({
-      metadata: { id: 'lighthouse' },
-      curvePublicKey: serverKeys.publicKey,
-      curveSecretKey: null,
-      edVerifyKey: null,
-      edSigningKey: null,
-    });
-    const board = new JobBoard();
-    const standIn = await startLighthouseStandIn({
-      serverKeys,
-      trustedKeysDir: trusted,
-      board,
-      archiveRepos: { master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'http' } },
-    });
-    cleanup.push(() => standIn.close());
-    say(`Lighthouse stand-in ${standIn.endpoint}, upload receiver ${receiver.url}, sources ${archive.url}`);
+  return props;
+}
 
-    // What the operator brings: the OpenPGP key export, Lighthouse's public key, spark.toml.
-    await writeFile(join(share, 'deploy-test_secret.gpg'), await readFile(key.secretKeyFile), { mode: 0o600 });
-    await writeFile(join(share, 'lighthouse.key'), lighthousePublic);
-    await writeFile(
-      join(share, 'spark.toml'),
-      `LighthouseServer = '${standIn.endpoint}'
+await machineTest('deploy', { root: 'it boots a machine with systemd-nspawn', dist: true }, async (t) => {
+  const { say, check, results, share } = t;
+  // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
+  // hostRedisPort: the machine's own Redis (redis-server.service), as another application on the host uses it.
+  const [hostRedisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
+  const { uploads, archive, key, trusted, board, standIn, lighthousePublic } = await startWorld(
+    t,
+    'Spark Deploy Test <spark-deploy-test@example.invalid>',
+  );
+  // What the operator brings: the OpenPGP key export, Lighthouse's public key, spark.toml.
+  await writeFile(join(share, 'deploy-test_secret.gpg'), await readFile(key.secretKeyFile), { mode: 0o600 });
+  await writeFile(join(share, 'lighthouse.key'), lighthousePublic);
+  await writeFile(
+    join(share, 'spark.toml'),
+    `LighthouseServer = '${standIn.endpoint}'
 AcceptedJobs = ['package-build']
 MachineOwner = 'Spark deployment test'
 MachineName = '${MACHINE}'
@@ -157,989 +112,898 @@ MetricsPort = ${signerPort}
 [uploader]
 MetricsPort = ${uploaderPort}
 `,
+  );
+
+  // --- The machine.
+  const rootfs = await cachedRootfs(say);
+  const m = await t.boot({
+    rootfs,
+    name: MACHINE,
+    bindReadOnly: {
+      [checkout]: '/opt/spark-ts',
+      [realpathSync(process.execPath)]: '/usr/bin/node',
+      ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
+    },
+    bind: { [share]: SHARE },
+  });
+
+  // --- The host's own Redis, as another application uses it: a port, its own eviction policy, a key.
+  // (The cached root file system's redis.conf says port 0, so that nothing listens before the test asks.)
+  const hostRedis = async () => ({
+    conf: (await m.sh('sha256sum /etc/redis/redis.conf')).trim(),
+    pid: (await m.sh('systemctl show -p MainPID --value redis-server')).trim(),
+  });
+  const hostRedisCli = (command: string) => m.sh(`redis-cli -p ${hostRedisPort} ${command}`);
+  let hostRedisBefore = { conf: '', pid: '' };
+  await check("the host's own Redis serves another application (redis-server.service, /etc/redis/redis.conf)", async () => {
+    await m.sh(
+      `sed -i -E 's/^port 0$/port ${hostRedisPort}/; s/^# *maxmemory-policy .*/maxmemory-policy allkeys-lru/' /etc/redis/redis.conf && systemctl restart redis-server`,
     );
+    await waitFor(
+      'the host Redis answers',
+      async () => (await m.exec(['redis-cli', '-p', String(hostRedisPort), 'PING'])).stdout.includes('PONG'),
+      { timeoutMs: 20_000, intervalMs: POLL_MS },
+    );
+    await hostRedisCli('SET other-application-key still-here');
+    hostRedisBefore = await hostRedis();
+    return `port ${hostRedisPort}, maxmemory-policy allkeys-lru, no password`;
+  });
 
-    // --- The machine.
-    const rootfs = await cachedRootfs(say);
-    let consoleTail = '';
-    machine = await bootMachine({
-      rootfs,
-      name: MACHINE,
-      bindReadOnly: {
-        [checkout]: '/opt/spark-ts',
-        [realpathSync(process.execPath)]: '/usr/bin/node',
-        ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
+  // --- README "Setting up a worker", step by step (keep the two in step).
+  const installOutput: string[] = [];
+  const installed = await check('the README install steps run in the machine', async () => {
+    installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh 2>&1', { timeoutMs: 600_000 }));
+    await m.sh(`install -d -m 0755 /etc/laniakea && install -m 0644 ${SHARE}/spark.toml /etc/laniakea/spark.toml`);
+    await m.sh('spark config check --config /etc/laniakea/spark.toml >/dev/null');
+    await m.sh(
+      `spark keytool key-new --id=${MACHINE} --name='Deploy Test Worker' --email=${MACHINE}@example.invalid --organization='Spark' ${SHARE}/keys`,
+    );
+    await m.sh(`spark keytool install-worker-key ${SHARE}/keys/${MACHINE}.key_secret`);
+    await m.sh(
+      `install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`,
+    );
+    await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
+    // Test only: the host runner is the debspawn the helper runs (docs/testing.md, the deployment test).
+    await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
+    installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
+    // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
+    await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
+  });
+  if (!installed) return 1;
+
+  const mainPid = async (unit: string) => Number((await m.sh(`systemctl show -p MainPID --value ${unit}`)).trim());
+  // `command` as spark-builder with the builder unit's own settings (a transient unit), in the checkout.
+  const inBuilderUnit = async (command: string[], timeoutMs?: number) =>
+    m.exec(
+      [
+        'systemd-run',
+        '--wait',
+        '--pipe',
+        '--quiet',
+        '-p',
+        'User=spark-builder',
+        '-p',
+        'Group=lkspark',
+        '-p',
+        'WorkingDirectory=/opt/spark-ts',
+        ...(await unitProperties(m, 'spark-builder@1')),
+        ...command,
+      ],
+      timeoutMs === undefined ? {} : { timeoutMs },
+    );
+  const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
+  await check('install.sh installed the manual pages and the bash completion of spark', async () => {
+    const pages = ['man1/spark.1', ...['connector', 'builder', 'signer', 'uploader'].map((service) => `man8/spark-${service}.8`)];
+    for (const page of pages) {
+      const head = await m.sh(`head -c 4096 /usr/local/share/man/${page}`);
+      if (!head.includes('.SH SYNOPSIS')) throw new Error(`/usr/local/share/man/${page}: ${head.slice(0, 200)}`);
+    }
+    const completion = await m.sh(
+      'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
+    );
+    if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key install-signer-key') {
+      throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
+    }
+    return `${pages.length} pages; spark keytool ins<TAB> → ${completion.trim()}`;
+  });
+
+  await check('spark.target starts all four services, each as its own user', async () => {
+    await waitFor('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, {
+      timeoutMs: 30_000,
+      intervalMs: POLL_MS,
+    });
+    // A unit is "active" from its fork on; its user is set up just before exec.
+    const expected = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'];
+    let users: string[] = [];
+    await waitFor(
+      'each service running as its user',
+      async () => {
+        users = [];
+        for (const unit of units) users.push((await m.exec(['ps', '-o', 'user=', '-p', String(await mainPid(unit))])).stdout.trim());
+        return users.join() === expected.join();
       },
-      bind: { [share]: SHARE },
-      onOutput: (text) => (consoleTail = (consoleTail + text).slice(-8000)),
-    }).catch((error: Error) => {
-      throw new Error(`${error.message}\n${consoleTail}`);
+      { timeoutMs: 20_000, intervalMs: POLL_MS },
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: users ${users.join()}`);
     });
-    const m = machine;
-    say(`machine booted (systemd pid ${m.leader} on the host)`);
+    return users.join(', ');
+  });
 
-    // --- The host's own Redis, as another application uses it: a port, its own eviction policy, a key.
-    // (The cached root file system's redis.conf says port 0, so that nothing listens before the test asks.)
-    const hostRedis = async () => ({
-      conf: (await m.sh('sha256sum /etc/redis/redis.conf')).trim(),
-      pid: (await m.sh('systemctl show -p MainPID --value redis-server')).trim(),
-    });
-    const hostRedisCli = (command: string) => m.sh(`redis-cli -p ${hostRedisPort} ${command}`);
-    let hostRedisBefore = { conf: '', pid: '' };
-    await check("the host's own Redis serves another application (redis-server.service, /etc/redis/redis.conf)", async () => {
-      await m.sh(
-        `sed -i -E 's/^port 0$/port ${hostRedisPort}/; s/^# *maxmemory-policy .*/maxmemory-policy allkeys-lru/' /etc/redis/redis.conf && systemctl restart redis-server`,
+  // --- Redis as install.sh sets it up: one ACL user per service, the default user off.
+  const redisCli = (user: string, command: string) =>
+    m.sh(
+      `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -s ${REDIS_SOCKET} ${command}`,
+    );
+  await check('Redis refuses the default user; each service is logged in as its own ACL user', async () => {
+    const anonymous = await m.exec(['redis-cli', '-s', REDIS_SOCKET, 'GET', archiveTargetsKey(DEFAULT_QUEUE_PREFIX)]);
+    if (!/NOAUTH Authentication required/.test(anonymous.stdout + anonymous.stderr))
+      throw new Error(`redis-cli without a password: exit ${anonymous.code} ${anonymous.stdout}${anonymous.stderr}`);
+    const defaultLogin = await m.exec(['redis-cli', '-s', REDIS_SOCKET, '--no-auth-warning', '--user', 'default', '--pass', 'x', 'PING']);
+    if (!/WRONGPASS|disabled/.test(defaultLogin.stdout + defaultLogin.stderr))
+      throw new Error(`AUTH default: exit ${defaultLogin.code} ${defaultLogin.stdout}${defaultLogin.stderr}`);
+    const toml = await m.sh('cat /etc/laniakea/spark.toml');
+    if (!/^RedisCredentialsDir = '\/etc\/laniakea\/redis'$/m.test(toml))
+      throw new Error('install.sh did not add RedisCredentialsDir to spark.toml');
+    if (!toml.includes(`\nRedisUrl = '${REDIS_SOCKET}'\n`))
+      throw new Error(`install.sh did not add RedisUrl = '${REDIS_SOCKET}' to spark.toml`);
+    const modes = (await m.sh('stat -c "%n %U:%G %a" /etc/laniakea/redis/*.password')).trim().split('\n');
+    const expected = [
+      '/etc/laniakea/redis/spark-admin.password root:root 400',
+      '/etc/laniakea/redis/spark-builder.password spark-builder:lkspark 400',
+      '/etc/laniakea/redis/spark-connector.password spark-connector:lkspark 400',
+      '/etc/laniakea/redis/spark-dashboard.password root:root 400',
+      '/etc/laniakea/redis/spark-operator.password root:spark-operators 440',
+      '/etc/laniakea/redis/spark-signer.password spark-signer:lkspark 400',
+      '/etc/laniakea/redis/spark-uploader.password spark-uploader:lkspark 400',
+    ];
+    if (modes.join('\n') !== expected.join('\n')) throw new Error(`password files:\n${modes.join('\n')}`);
+    // install.sh's memory limit: the default RedisMaxMemory (spark.toml here sets none), never evicting.
+    const memory = await redisCli('spark-operator', 'INFO memory');
+    if (!/^maxmemory:1073741824\r?$/m.test(memory) || !/^maxmemory_policy:noeviction\r?$/m.test(memory))
+      throw new Error(
+        `Redis memory settings: ${memory
+          .split('\n')
+          .filter((line) => line.startsWith('maxmemory'))
+          .join(' ')}`,
       );
-      await waitFor(
-        'the host Redis answers',
-        async () => (await m.exec(['redis-cli', '-p', String(hostRedisPort), 'PING'])).stdout.includes('PONG'),
-        { timeoutMs: 20_000, intervalMs: POLL_MS },
-      );
-      await hostRedisCli('SET other-application-key still-here');
-      hostRedisBefore = await hostRedis();
-      return `port ${hostRedisPort}, maxmemory-policy allkeys-lru, no password`;
+    let users: string[] = [];
+    await waitFor(
+      'all four services connected with their users',
+      async () => {
+        const clients = await redisCli('spark-operator', 'CLIENT LIST');
+        users = [...new Set([...clients.matchAll(/ user=(\S+)/g)].map((match) => match[1] ?? ''))].sort();
+        return ['spark-builder', 'spark-connector', 'spark-signer', 'spark-uploader'].every((u) => users.includes(u));
+      },
+      { timeoutMs: 30_000, intervalMs: POLL_MS },
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: connected users ${users.join(', ')}`);
     });
+    if (users.includes('default')) throw new Error(`a client is logged in as the default user: ${users.join(', ')}`);
+    return `unauthenticated GET: NOAUTH; connected users ${users.join(', ')}; password files ${modes.length}, 0400 (operator 0440 root:spark-operators)`;
+  });
 
-    // --- README "Setting up a worker", step by step (keep the two in step).
-    const installOutput: string[] = [];
-    const installed = await check('the README install steps run in the machine', async () => {
-      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh 2>&1', { timeoutMs: 600_000 }));
-      await m.sh(`install -d -m 0755 /etc/laniakea && install -m 0644 ${SHARE}/spark.toml /etc/laniakea/spark.toml`);
-      await m.sh('spark config check --config /etc/laniakea/spark.toml >/dev/null');
-      await m.sh(
-        `spark keytool key-new --id=${MACHINE} --name='Deploy Test Worker' --email=${MACHINE}@example.invalid --organization='Spark' ${SHARE}/keys`,
-      );
-      await m.sh(`spark keytool install-worker-key ${SHARE}/keys/${MACHINE}.key_secret`);
-      await m.sh(
-        `install -d -m 0755 /etc/laniakea/keys && install -m 0600 ${SHARE}/deploy-test_secret.gpg /etc/laniakea/keys/${MACHINE}_secret.gpg`,
-      );
-      await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
-      // Test only: the host runner is the debspawn the helper runs (docs/testing.md, the deployment test).
-      await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
-      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
-      // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
-      await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
-    });
-    if (!installed) return 1;
+  await check("the services use the worker's own Redis, redis-server@spark; the host's own Redis is as it was", async () => {
+    const server = await redisCli('spark-operator', 'INFO server');
+    if (!/^config_file:\/etc\/redis\/redis-spark\.conf\r?$/m.test(server)) throw new Error(`the services' Redis: ${server}`);
+    const enabled = await m.exec(['systemctl', 'is-enabled', 'redis-server@spark']);
+    if (enabled.stdout.trim() !== 'enabled') throw new Error(`redis-server@spark is ${enabled.stdout.trim()}`);
+    const persistence = await redisCli('spark-operator', 'INFO persistence');
+    if (!/^aof_enabled:1\r?$/m.test(persistence)) throw new Error("the worker's Redis keeps no append-only file");
+    const after = await hostRedis();
+    if (after.conf !== hostRedisBefore.conf) throw new Error('install.sh changed /etc/redis/redis.conf');
+    if (after.pid !== hostRedisBefore.pid) throw new Error(`install.sh restarted redis-server (pid ${hostRedisBefore.pid} → ${after.pid})`);
+    const key = (await hostRedisCli('GET other-application-key')).trim();
+    const policy = (await hostRedisCli('CONFIG GET maxmemory-policy')).split('\n')[1]?.trim();
+    if (key !== 'still-here' || policy !== 'allkeys-lru')
+      throw new Error(`the host's Redis without a password: key ${key}, maxmemory-policy ${policy}`);
+    return `${REDIS_SOCKET} (config /etc/redis/redis-spark.conf, append-only); the host's redis-server on ${hostRedisPort}: same redis.conf and pid, its key, allkeys-lru, no password`;
+  });
 
-    const mainPid = async (unit: string) => Number((await m.sh(`systemctl show -p MainPID --value ${unit}`)).trim());
-    // `command` as spark-builder with the builder unit's own settings (a transient unit), in the checkout.
-    const inBuilderUnit = async (command: string[], timeoutMs?: number) =>
-      m.exec(
-        [
-          'systemd-run',
-          '--wait',
-          '--pipe',
-          '--quiet',
-          '-p',
-          'User=spark-builder',
-          '-p',
-          'Group=lkspark',
-          '-p',
-          'WorkingDirectory=/opt/spark-ts',
-          ...(await unitProperties(m, 'spark-builder@1')),
-          ...command,
-        ],
-        timeoutMs === undefined ? {} : { timeoutMs },
-      );
-    const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
-    await check('install.sh installed the manual pages and the bash completion of spark', async () => {
-      const pages = ['man1/spark.1', ...['connector', 'builder', 'signer', 'uploader'].map((service) => `man8/spark-${service}.8`)];
-      for (const page of pages) {
-        const head = await m.sh(`head -c 4096 /usr/local/share/man/${page}`);
-        if (!head.includes('.SH SYNOPSIS')) throw new Error(`/usr/local/share/man/${page}: ${head.slice(0, 200)}`);
+  await check(
+    `WorkspaceRoot ${WORKSPACE_ROOT}: the signer and uploader may write its workspaces (install.sh's drop-ins); the audit log is under /var/log`,
+    async () => {
+      const paths: string[] = [];
+      for (const unit of ['spark-signer', 'spark-uploader']) {
+        const allowed = (await m.sh(`systemctl show -p ReadWritePaths --value ${unit}`)).trim();
+        if (allowed !== WORKSPACES) throw new Error(`${unit} ReadWritePaths=${allowed}, expected ${WORKSPACES}`);
+        paths.push(`${unit}: ${allowed}`);
       }
-      const completion = await m.sh(
-        'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
-      );
-      if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key install-signer-key') {
-        throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
-      }
-      return `${pages.length} pages; spark keytool ins<TAB> → ${completion.trim()}`;
-    });
+      const audit = (await m.sh(`stat -c '%U %a' ${AUDIT_LOG} $(dirname ${AUDIT_LOG})`)).trim().split('\n');
+      if (audit.join(', ') !== 'spark-signer 600, spark-signer 700') throw new Error(`${AUDIT_LOG} and its directory: ${audit.join(', ')}`);
+      const logsDirectory = (await m.sh('systemctl show -p LogsDirectory --value spark-signer')).trim();
+      if (logsDirectory !== 'spark-signer') throw new Error(`spark-signer LogsDirectory=${logsDirectory}`);
+      return `${paths.join('; ')}; ${AUDIT_LOG} spark-signer 0600 in a 0700 directory`;
+    },
+  );
 
-    await check('spark.target starts all four services, each as its own user', async () => {
-      await waitFor('the four services active', async () => (await m.exec(['systemctl', 'is-active', ...units])).code === 0, {
-        timeoutMs: 30_000,
-        intervalMs: POLL_MS,
-      });
-      // A unit is "active" from its fork on; its user is set up just before exec.
-      const expected = ['spark-connector', 'spark-builder', 'spark-signer', 'spark-uploader'];
-      let users: string[] = [];
-      await waitFor(
-        'each service running as its user',
-        async () => {
-          users = [];
-          for (const unit of units) users.push((await m.exec(['ps', '-o', 'user=', '-p', String(await mainPid(unit))])).stdout.trim());
-          return users.join() === expected.join();
-        },
-        { timeoutMs: 20_000, intervalMs: POLL_MS },
-      ).catch((error: Error) => {
-        throw new Error(`${error.message}: users ${users.join()}`);
-      });
-      return users.join(', ');
-    });
-
-    // --- Redis as install.sh sets it up: one ACL user per service, the default user off.
-    const redisCli = (user: string, command: string) =>
-      m.sh(
-        `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -s ${REDIS_SOCKET} ${command}`,
-      );
-    await check('Redis refuses the default user; each service is logged in as its own ACL user', async () => {
-      const anonymous = await m.exec(['redis-cli', '-s', REDIS_SOCKET, 'GET', archiveTargetsKey(DEFAULT_QUEUE_PREFIX)]);
-      if (!/NOAUTH Authentication required/.test(anonymous.stdout + anonymous.stderr))
-        throw new Error(`redis-cli without a password: exit ${anonymous.code} ${anonymous.stdout}${anonymous.stderr}`);
-      const defaultLogin = await m.exec(['redis-cli', '-s', REDIS_SOCKET, '--no-auth-warning', '--user', 'default', '--pass', 'x', 'PING']);
-      if (!/WRONGPASS|disabled/.test(defaultLogin.stdout + defaultLogin.stderr))
-        throw new Error(`AUTH default: exit ${defaultLogin.code} ${defaultLogin.stdout}${defaultLogin.stderr}`);
-      const toml = await m.sh('cat /etc/laniakea/spark.toml');
-      if (!/^RedisCredentialsDir = '\/etc\/laniakea\/redis'$/m.test(toml))
-        throw new Error('install.sh did not add RedisCredentialsDir to spark.toml');
-      if (!toml.includes(`\nRedisUrl = '${REDIS_SOCKET}'\n`))
-        throw new Error(`install.sh did not add RedisUrl = '${REDIS_SOCKET}' to spark.toml`);
-      const modes = (await m.sh('stat -c "%n %U:%G %a" /etc/laniakea/redis/*.password')).trim().split('\n');
-      const expected = [
-        '/etc/laniakea/redis/spark-admin.password root:root 400',
-        '/etc/laniakea/redis/spark-builder.password spark-builder:lkspark 400',
-        '/etc/laniakea/redis/spark-connector.password spark-connector:lkspark 400',
-        '/etc/laniakea/redis/spark-dashboard.password root:root 400',
-        '/etc/laniakea/redis/spark-operator.password root:spark-operators 440',
-        '/etc/laniakea/redis/spark-signer.password spark-signer:lkspark 400',
-        '/etc/laniakea/redis/spark-uploader.password spark-uploader:lkspark 400',
+  await check(
+    'install.sh run again changes nothing: same passwords and generated files, neither Redis nor a service restarted',
+    async () => {
+      const generatedFiles = [
+        '/etc/redis/redis-spark.conf',
+        '/etc/systemd/system/spark-signer.service.d/workspace.conf',
+        '/etc/systemd/system/spark-uploader.service.d/workspace.conf',
+        '/etc/logrotate.d/spark',
+        '/etc/tmpfiles.d/spark.conf',
       ];
-      if (modes.join('\n') !== expected.join('\n')) throw new Error(`password files:\n${modes.join('\n')}`);
-      // install.sh's memory limit: the default RedisMaxMemory (spark.toml here sets none), never evicting.
-      const memory = await redisCli('spark-operator', 'INFO memory');
-      if (!/^maxmemory:1073741824\r?$/m.test(memory) || !/^maxmemory_policy:noeviction\r?$/m.test(memory))
-        throw new Error(
-          `Redis memory settings: ${memory
-            .split('\n')
-            .filter((line) => line.startsWith('maxmemory'))
-            .join(' ')}`,
-        );
-      let users: string[] = [];
-      await waitFor(
-        'all four services connected with their users',
-        async () => {
-          const clients = await redisCli('spark-operator', 'CLIENT LIST');
-          users = [...new Set([...clients.matchAll(/ user=(\S+)/g)].map((match) => match[1] ?? ''))].sort();
-          return ['spark-builder', 'spark-connector', 'spark-signer', 'spark-uploader'].every((u) => users.includes(u));
-        },
-        { timeoutMs: 30_000, intervalMs: POLL_MS },
-      ).catch((error: Error) => {
-        throw new Error(`${error.message}: connected users ${users.join(', ')}`);
-      });
-      if (users.includes('default')) throw new Error(`a client is logged in as the default user: ${users.join(', ')}`);
-      return `unauthenticated GET: NOAUTH; connected users ${users.join(', ')}; password files ${modes.length}, 0400 (operator 0440 root:spark-operators)`;
-    });
-
-    await check("the services use the worker's own Redis, redis-server@spark; the host's own Redis is as it was", async () => {
-      const server = await redisCli('spark-operator', 'INFO server');
-      if (!/^config_file:\/etc\/redis\/redis-spark\.conf\r?$/m.test(server)) throw new Error(`the services' Redis: ${server}`);
-      const enabled = await m.exec(['systemctl', 'is-enabled', 'redis-server@spark']);
-      if (enabled.stdout.trim() !== 'enabled') throw new Error(`redis-server@spark is ${enabled.stdout.trim()}`);
-      const persistence = await redisCli('spark-operator', 'INFO persistence');
-      if (!/^aof_enabled:1\r?$/m.test(persistence)) throw new Error("the worker's Redis keeps no append-only file");
-      const after = await hostRedis();
-      if (after.conf !== hostRedisBefore.conf) throw new Error('install.sh changed /etc/redis/redis.conf');
-      if (after.pid !== hostRedisBefore.pid)
-        throw new Error(`install.sh restarted redis-server (pid ${hostRedisBefore.pid} → ${after.pid})`);
-      const key = (await hostRedisCli('GET other-application-key')).trim();
-      const policy = (await hostRedisCli('CONFIG GET maxmemory-policy')).split('\n')[1]?.trim();
-      if (key !== 'still-here' || policy !== 'allkeys-lru')
-        throw new Error(`the host's Redis without a password: key ${key}, maxmemory-policy ${policy}`);
-      return `${REDIS_SOCKET} (config /etc/redis/redis-spark.conf, append-only); the host's redis-server on ${hostRedisPort}: same redis.conf and pid, its key, allkeys-lru, no password`;
-    });
-
-    await check(
-      `WorkspaceRoot ${WORKSPACE_ROOT}: the signer and uploader may write its workspaces (install.sh's drop-ins); the audit log is under /var/log`,
-      async () => {
-        const paths: string[] = [];
-        for (const unit of ['spark-signer', 'spark-uploader']) {
-          const allowed = (await m.sh(`systemctl show -p ReadWritePaths --value ${unit}`)).trim();
-          if (allowed !== WORKSPACES) throw new Error(`${unit} ReadWritePaths=${allowed}, expected ${WORKSPACES}`);
-          paths.push(`${unit}: ${allowed}`);
-        }
-        const audit = (await m.sh(`stat -c '%U %a' ${AUDIT_LOG} $(dirname ${AUDIT_LOG})`)).trim().split('\n');
-        if (audit.join(', ') !== 'spark-signer 600, spark-signer 700')
-          throw new Error(`${AUDIT_LOG} and its directory: ${audit.join(', ')}`);
-        const logsDirectory = (await m.sh('systemctl show -p LogsDirectory --value spark-signer')).trim();
-        if (logsDirectory !== 'spark-signer') throw new Error(`spark-signer LogsDirectory=${logsDirectory}`);
-        return `${paths.join('; ')}; ${AUDIT_LOG} spark-signer 0600 in a 0700 directory`;
-      },
-    );
-
-    await check(
-      'install.sh run again changes nothing: same passwords and generated files, neither Redis nor a service restarted',
-      async () => {
-        const generatedFiles = [
-          '/etc/redis/redis-spark.conf',
-          '/etc/systemd/system/spark-signer.service.d/workspace.conf',
-          '/etc/systemd/system/spark-uploader.service.d/workspace.conf',
-          '/etc/logrotate.d/spark',
-          '/etc/tmpfiles.d/spark.conf',
-        ];
-        const state = async () =>
-          [
-            ...(await Promise.all(['redis-server@spark', 'redis-server', ...units].map(mainPid))),
-            (await m.sh(`cat /etc/laniakea/redis/*.password /etc/redis/spark-users.acl ${generatedFiles.join(' ')} | sha256sum`)).trim(),
-          ].join(' ');
-        const before = await state();
-        const output = await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 });
-        installOutput.push(output);
-        const after = await state();
-        if (before !== after)
-          throw new Error(`pids of the Redis instances and services, and the files' checksum: before ${before}, after ${after}`);
-        const written = output.split('\n').filter((line) => / written$|: added /.test(line));
-        if (written.length > 0) throw new Error(`install.sh wrote again:\n${written.join('\n')}`);
-        const toml = await m.sh('cat /etc/laniakea/spark.toml');
-        if ((toml.match(/RedisCredentialsDir/g) ?? []).length !== 1) throw new Error('RedisCredentialsDir is in spark.toml more than once');
-      },
-    );
-
-    await check('the builder unit has no no_new_privs, and sudo runs the helper in its settings', async () => {
-      const builder = await mainPid('spark-builder@1');
-      const status = await m.sh(`grep NoNewPrivs /proc/${builder}/status`);
-      if (!/NoNewPrivs:\s*0/.test(status)) throw new Error(`spark-builder@1 runs with ${status.trim()}`);
-      // Inside the unit's own context (same unit settings), as the builder does it; what the helper and
-      // sudo refuse is the hostile builder's probe, below.
-      // stdin from /dev/null: the helper stops what it runs when a piped stdin closes.
-      const inUnit = await inBuilderUnit(['/bin/sh', '-c', 'exec sudo -n /usr/local/sbin/spark-build-helper --version </dev/null']);
-      if (inUnit.code !== 0) throw new Error(`sudo helper --version in the unit's settings: exit ${inUnit.code} ${inUnit.stderr}`);
-      return `helper --version: ${inUnit.stdout.trim()}`;
-    });
-
-    await check('spark-builder@2 serves its metrics on MetricsPort + 1, beside @1 and the other services', async () => {
-      await m.sh('systemctl start spark-builder@2');
-      try {
-        const ports = {
-          'spark-builder@1': builderPort,
-          'spark-builder@2': builderPort + 1,
-          connector: connectorPort,
-          signer: signerPort,
-          uploader: uploaderPort,
-        };
-        const seen: string[] = [];
-        for (const [name, port] of Object.entries(ports)) {
-          const text = await waitFor(
-            `${name} metrics on ${port}`,
-            () =>
-              fetch(`http://127.0.0.1:${port}/metrics`).then(
-                (r) => (r.ok ? r.text() : null),
-                () => null,
-              ),
-            { timeoutMs: 20_000, intervalMs: POLL_MS },
-          );
-          if (!text.includes('spark_process_')) throw new Error(`${name} on ${port} answered without process metrics`);
-          seen.push(`${name} ${port}`);
-        }
-        return seen.join(', ');
-      } finally {
-        await m.sh('systemctl stop spark-builder@2');
-      }
-    });
-
-    // --- Jobs through the chain.
-    const success = await archive.packageJob({ name: 'hello-deploy', version: '1.0' });
-    const ftbfs = await archive.packageJob({ name: 'broken-deploy', version: '1.0', cSource: 'int main(void) { return missing; }\n' });
-    const refused = await archive.packageJob({ name: 'refused-deploy', version: '1.0' });
-    (refused.data as Record<string, unknown>)['sha256sum'] = '0'.repeat(64);
-    for (const job of [success, ftbfs, refused]) standIn.addJob(job);
-    const ended = (uuid: string) => {
-      const seen = requestsFor(standIn.requests, uuid);
-      return seen.includes('job-success') || seen.includes('job-failed');
-    };
-    // A rejected job goes back to WAITING and would be handed out again at once; take it off the board.
-    void waitFor(
-      'the refused job rejected',
-      () => {
-        if (!requestsFor(standIn.requests, refused.uuid).includes('job-rejected')) return false;
-        // Deleted, not marked DONE: a rejection still on its way (handed straight back within its
-        // cool-down) would put a DONE job back to WAITING, as at Lighthouse.
-        board.remove(refused.uuid);
-        return true;
-      },
-      { timeoutMs: 300_000, intervalMs: POLL_MS },
-    ).catch(() => undefined);
-
-    const verified = async (uuid: string) => {
-      const names = await readdir(uploads).catch(() => [] as string[]);
-      const signed: string[] = [];
-      for (const name of names.filter((n) => n.endsWith('.dud') || n.endsWith('.changes'))) {
-        const text = await readFile(join(uploads, name), 'utf8');
-        if (name.endsWith('.dud') && !text.includes(`X-Spark-Job: ${uuid}`)) continue;
-        if (name.endsWith('.changes') && !names.some((d) => d.endsWith('.dud') && name.startsWith(d.split('_')[0] ?? ''))) continue;
-        await run('gpgv', ['--keyring', key.keyring, join(uploads, name)]);
-        signed.push(name);
-      }
-      return signed;
-    };
-    const dudFor = async (uuid: string) => {
-      for (const name of (await readdir(uploads).catch(() => [] as string[])).filter((n) => n.endsWith('.dud'))) {
-        const text = await readFile(join(uploads, name), 'utf8');
-        if (text.includes(`X-Spark-Job: ${uuid}`)) return { name, text };
-      }
-      return null;
-    };
-
-    await check('a package build succeeds: reported at Lighthouse, signed .changes and .dud in the archive', async () => {
-      await waitFor('job-success', () => ended(success.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-      const seen = requestsFor(standIn.requests, success.uuid);
-      if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await waitFor('the .dud in the archive', () => dudFor(success.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-      if (!/X-Spark-Result: success/.test(dud.text)) throw new Error(`${dud.name} does not say success`);
-      const changes = (await readdir(uploads)).find((n) => n.startsWith('hello-deploy_1.0_') && n.endsWith('.changes'));
-      if (!changes) throw new Error('no hello-deploy .changes in the archive');
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-      const log = await m.sh(`cat ${WORKSPACE_ROOT}/logs/${success.uuid}*.log`);
-      if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build'))
-        throw new Error('the build log shows no build through sudo and the helper');
-      return `${changes}, ${dud.name} verified with gpgv; built through sudo and the helper`;
-    });
-
-    await check('a build failure is reported failed, with only its signed .dud uploaded', async () => {
-      await waitFor('job-failed', () => ended(ftbfs.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-      const seen = requestsFor(standIn.requests, ftbfs.uuid);
-      if (!seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await waitFor('the .dud in the archive', () => dudFor(ftbfs.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-      if (!/X-Spark-Result: failure/.test(dud.text)) throw new Error(`${dud.name} does not say failure`);
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-      const changes = (await readdir(uploads)).filter((n) => n.startsWith('broken-deploy_') && n.endsWith('.changes'));
-      if (changes.length > 0) throw new Error(`a failed build uploaded ${changes.join()}`);
-      return `${dud.name} verified`;
-    });
-
-    await check('a job whose source does not match its hash is rejected back, nothing uploaded', async () => {
-      await waitFor('job-rejected', () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), {
-        timeoutMs: 120_000,
-        intervalMs: POLL_MS,
-      });
-      const seen = requestsFor(standIn.requests, refused.uuid);
-      if (seen.includes('job-success') || seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      if (await dudFor(refused.uuid)) throw new Error('a rejected job uploaded a .dud');
-      const files = (await readdir(uploads)).filter((n) => n.startsWith('refused-deploy'));
-      if (files.length > 0) throw new Error(`uploaded ${files.join()}`);
-    });
-
-    const leftovers = async () =>
-      (await m.exec(['pgrep', '-a', '-f', 'spark-build-helper|host-runner|dpkg-buildpackage|sleep [0-9]'])).stdout.trim();
-    const buildRunning = (seconds: number) => async () => (await m.exec(['pgrep', '-f', `^sleep ${seconds}$`])).code === 0;
-
-    await check('systemctl stop spark-builder@1 mid-build drains: the job is rejected back, nothing is left running', async () => {
-      const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildCommands: ['sleep 20'] });
-      standIn.addJob(slow);
-      await waitFor('the slow build running', buildRunning(20), { timeoutMs: 120_000, intervalMs: POLL_MS });
-      const t0 = Date.now();
-      await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
-      const stopSeconds = ((Date.now() - t0) / 1000).toFixed(1);
-      const left = await leftovers();
-      if (left) throw new Error(`still running after the stop:\n${left}`);
-      const seen = requestsFor(standIn.requests, slow.uuid);
-      if (!seen.includes('job-rejected') && !seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      await m.sh('systemctl start spark-builder@1');
-      await waitFor('the slow job done after the builder is back', () => ended(slow.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-      const after = requestsFor(standIn.requests, slow.uuid);
-      if (!after.includes('job-success')) throw new Error(`Lighthouse saw ${after.join(', ')}`);
-      return `stopped in ${stopSeconds} s (DrainTimeout 5 s); ${seen.includes('job-rejected') ? 'rejected back' : 'finished'}, then built again: ${after.join(' → ')}`;
-    });
-
-    await check('kill -9 of each service mid-job: systemd restarts it, the job still succeeds once', async () => {
-      const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildCommands: ['sleep 8'] });
-      standIn.addJob(job);
-      await waitFor('the build running', buildRunning(8), { timeoutMs: 120_000, intervalMs: POLL_MS });
-      const restarted: string[] = [];
-      // The builder first, while its build runs: the helper must end the build when its caller is gone.
-      for (const unit of ['spark-builder@1', 'spark-connector', 'spark-signer', 'spark-uploader']) {
-        const before = await mainPid(unit);
-        await m.sh(`kill -9 ${before}`);
-        await waitFor(
-          `${unit} restarted`,
-          async () => {
-            const now = await mainPid(unit);
-            return now !== 0 && now !== before && (await m.exec(['systemctl', 'is-active', unit])).code === 0;
-          },
-          { timeoutMs: 60_000, intervalMs: POLL_MS },
-        );
-        restarted.push(unit);
-      }
-      await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 300_000, intervalMs: POLL_MS });
-      const seen = requestsFor(standIn.requests, job.uuid);
-      if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const signed = await verified(job.uuid);
-      if (!signed.some((n) => n.endsWith('.dud'))) throw new Error('no verified .dud for the job');
-      const left = await leftovers();
-      if (left) throw new Error(`still running:\n${left}`);
-      return `restarted ${restarted.join(', ')}; ${seen.join(' → ')}`;
-    });
-
-    await check('systemctl restart spark-signer mid-job: the job is signed and uploaded once', async () => {
-      const job = await archive.packageJob({ name: 'resigned-deploy', version: '1.0', buildCommands: ['sleep 3'] });
-      standIn.addJob(job);
-      await waitFor('the build running', buildRunning(3), { timeoutMs: 120_000, intervalMs: POLL_MS });
-      await m.sh('systemctl restart spark-signer');
-      await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-      const seen = requestsFor(standIn.requests, job.uuid);
-      if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-    });
-
-    // README "The signer's key": from here on the key is an encrypted systemd credential, the clear file gone.
-    const keyInCredential = await check(
-      'the key as an encrypted systemd credential: the clear file shredded, the signer restarted, a job signed, no clear copy on disk',
-      async () => {
-        const keyFile = `/etc/laniakea/keys/${MACHINE}_secret.gpg`;
-        const credential = '/run/credentials/spark-signer.service/spark-signer-key';
-        // A line of the armored key's body: in any clear copy of this key, whatever its file.
-        const armor = (await readFile(key.secretKeyFile, 'utf8')).split('\n');
-        const bodyLine = armor.find((line, i) => i > 2 && /^[A-Za-z0-9+/]{60,}$/.test(line));
-        if (!bodyLine) throw new Error(`no body line in ${key.secretKeyFile}`);
-        const installed = await m.sh(`spark keytool install-signer-key ${keyFile}`);
-        await m.sh(`shred -u ${keyFile}`);
-        await m.sh('systemctl restart spark-signer');
-        // This start's log (its invocation id) names the key it loaded.
-        const started = async () =>
-          (
-            await m.sh(
-              "journalctl -u spark-signer _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value spark-signer) -o cat --no-pager | grep 'taking sign jobs' || true",
-            )
-          ).includes(key.fingerprint);
-        await waitFor('the signer taking sign jobs with the key from its credential', started, {
-          timeoutMs: 30_000,
-          intervalMs: POLL_MS,
-        }).catch(async (error: Error) => {
-          throw new Error(`${error.message}\n${await m.sh('systemctl status --no-pager spark-signer 2>&1 || true')}`);
-        });
-        const job = await archive.packageJob({ name: 'credential-deploy', version: '1.0' });
-        standIn.addJob(job);
-        await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-        const seen = requestsFor(standIn.requests, job.uuid);
-        if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-        const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-        await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-        // In clear only in the signer's credentials directory, which is memory; nowhere on disk.
-        const fsType = (await m.sh(`stat -f -c %T ${credential}`)).trim();
-        if (!['ramfs', 'tmpfs'].includes(fsType)) throw new Error(`${credential} is on ${fsType}, not in memory`);
-        if ((await m.exec(['grep', '-qxF', bodyLine, credential])).code !== 0) throw new Error(`${credential} does not hold the key`);
-        const copies = await m.exec(
-          [
-            'grep',
-            '-rlsI',
-            '--exclude-dir=deploy-share',
-            '-F',
-            '-e',
-            bodyLine,
-            '-e',
-            'BEGIN PGP PRIVATE KEY BLOCK',
-            '/etc',
-            '/var',
-            '/srv',
-            '/root',
-            '/home',
-            '/tmp',
-          ],
-          { timeoutMs: 300_000 },
-        );
-        if (copies.stdout.trim()) throw new Error(`an armored secret key on disk:\n${copies.stdout}`);
-        type Report = { checks: { check: string; status: string; message: string }[] };
-        const report = JSON.parse(
-          (await m.exec(['spark', 'verify', '--json', '--config', '/etc/laniakea/spark.toml'], { timeoutMs: 180_000 })).stdout,
-        ) as Report;
-        const keyChecks = report.checks.filter((c) => c.check.startsWith('OpenPGP key'));
-        if (
-          keyChecks.length !== 2 ||
-          keyChecks.some((c) => c.status !== 'ok') ||
-          !keyChecks.some((c) => /installed as the encrypted systemd credential spark-signer-key/.test(c.message))
-        ) {
-          throw new Error(`spark verify: ${JSON.stringify(keyChecks)}`);
-        }
-        return `${installed.split('\n')[0] ?? ''}; ${credential} on ${fsType}; ${dud.name} verified; spark verify: ${keyChecks.map((c) => c.message).join(' | ')}`;
-      },
-    );
-
-    await check('spark status and spark logs work for a member of spark-operators, who reads no workspace', async () => {
-      await m.sh('id alice >/dev/null 2>&1 || useradd --create-home --groups spark-operators alice');
-      const asAlice = (command: string[]) => m.exec(['runuser', '-u', 'alice', '--', ...command]);
-      const status = await asAlice(['spark', 'status', '--config', '/etc/laniakea/spark.toml']);
-      // 0 is a healthy worker; 3-5 say what is unhealthy (README, spark status) — all read Redis as the operator.
-      if (![0, 3, 4, 5].includes(status.code ?? -1)) throw new Error(`exit ${status.code}\n${status.stdout}${status.stderr}`);
-      const logs = await asAlice(['spark', 'logs', '--config', '/etc/laniakea/spark.toml', success.uuid]);
-      const logFile = (await m.sh(`ls ${WORKSPACE_ROOT}/logs/${success.uuid}.*.log`)).trim();
-      if (logs.code !== 0 || logs.stdout !== (await m.sh(`cat ${logFile}`))) {
-        throw new Error(`spark logs ${success.uuid}: exit ${logs.code}, ${logs.stdout.length} bytes, not ${logFile}\n${logs.stderr}`);
-      }
-      const workspaces = await asAlice(['ls', WORKSPACES]);
-      if (workspaces.code === 0) throw new Error(`alice lists ${WORKSPACES}: ${workspaces.stdout}`);
-      return `${status.stdout.split('\n').slice(0, 3).join(' | ')}; spark logs: ${logs.stdout.length} bytes, the log as written; ls ${WORKSPACES}: ${workspaces.stderr.trim()}`;
-    });
-
-    await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
-      await waitFor('workspaces removed', async () => (await m.sh(`ls -A ${WORKSPACES}`)).trim() === '', {
-        timeoutMs: 60_000,
-        intervalMs: POLL_MS,
-      }).catch(async (error: Error) => {
-        throw new Error(`${error.message}: ${(await m.sh(`ls -la ${WORKSPACES}/*`)).trim()}`);
-      });
-      const helperState = (await m.sh('ls -A /var/lib/spark-build-helper')).trim();
-      if (helperState !== '') throw new Error(`the build helper left ${helperState} in /var/lib/spark-build-helper`);
-      let hosts: { jobs: unknown[]; queues: Record<string, { waiting: number; active: number; delayed: number; failed: number }> }[] = [];
-      await waitFor(
-        'the queues drained',
-        async () => {
-          hosts = JSON.parse(await m.sh('spark status --json --config /etc/laniakea/spark.toml || [ $? -ne 69 ]')) as typeof hosts;
-          const host = hosts[0];
-          return (
-            host !== undefined &&
-            host.jobs.length === 0 &&
-            Object.values(host.queues).every((q) => q.waiting + q.active + q.delayed + q.failed === 0)
-          );
-        },
-        { timeoutMs: 30_000, intervalMs: POLL_MS },
-      ).catch((error: Error) => {
-        throw new Error(`${error.message}: ${JSON.stringify(hosts[0]?.queues)} ${JSON.stringify(hosts[0]?.jobs)}`);
-      });
-      return `queues ${Object.keys(hosts[0]?.queues ?? {}).join(', ')}: nothing waiting, active, delayed or failed`;
-    });
-
-    await check(
-      'service logs reach journald as text lines with their severity (journalctl -p warning shows warnings and errors only)',
-      async () => {
-        const journal = async (args: string) =>
-          (await m.sh(`journalctl ${args} -o cat --no-pager | grep -E '^(TRACE|DEBUG|INFO|WARN|ERROR|FATAL) ' || true`))
-            .split('\n')
-            .filter(Boolean);
-        const lines = await journal("-u 'spark-*' -p warning");
-        if (lines.length === 0) throw new Error('no warning or error lines from the services (a drain and kill -9 should have left some)');
-        const levels = new Set(lines.map((line) => line.split(' ')[0]));
-        if ([...levels].some((level) => !['WARN', 'ERROR', 'FATAL'].includes(level ?? '')))
-          throw new Error(`journalctl -p warning shows ${[...levels].join(', ')}`);
-        const info = (await journal('-u spark-connector -p info')).filter((line) => line.startsWith('INFO ')).length;
-        if (info === 0) throw new Error('no info lines from the connector');
-        const json = (await m.sh("journalctl -u 'spark-*' -o cat --no-pager | grep -c '^{' || true")).trim();
-        if (json !== '0') throw new Error(`${json} JSON lines in the journal`);
-        const sample = (await journal('-u spark-uploader -p info')).find((line) => / jobId=/.test(line)) ?? '';
-        return `${lines.length} warning/error lines (${[...levels].join(', ')}), ${info} info lines from the connector, e.g. ${sample}`;
-      },
-    );
-
-    // --- The hostile builder: tools/deploy-test/hostile-builder.ts, run in the machine as
-    // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
-    const asBuilder = async (args: string[], timeoutMs: number) => {
-      const result = await inBuilderUnit(
+      const state = async () =>
         [
-          '/usr/bin/node',
-          '--conditions=@spark/source',
-          '--import',
-          'tsx',
-          'tools/deploy-test/hostile-builder.ts',
-          ...args,
-          '--config',
-          '/etc/laniakea/spark.toml',
-        ],
-        timeoutMs,
+          ...(await Promise.all(['redis-server@spark', 'redis-server', ...units].map(mainPid))),
+          (await m.sh(`cat /etc/laniakea/redis/*.password /etc/redis/spark-users.acl ${generatedFiles.join(' ')} | sha256sum`)).trim(),
+        ].join(' ');
+      const before = await state();
+      const output = await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 });
+      installOutput.push(output);
+      const after = await state();
+      if (before !== after)
+        throw new Error(`pids of the Redis instances and services, and the files' checksum: before ${before}, after ${after}`);
+      const written = output.split('\n').filter((line) => / written$|: added /.test(line));
+      if (written.length > 0) throw new Error(`install.sh wrote again:\n${written.join('\n')}`);
+      const toml = await m.sh('cat /etc/laniakea/spark.toml');
+      if ((toml.match(/RedisCredentialsDir/g) ?? []).length !== 1) throw new Error('RedisCredentialsDir is in spark.toml more than once');
+    },
+  );
+
+  await check('the builder unit has no no_new_privs, and sudo runs the helper in its settings', async () => {
+    const builder = await mainPid('spark-builder@1');
+    const status = await m.sh(`grep NoNewPrivs /proc/${builder}/status`);
+    if (!/NoNewPrivs:\s*0/.test(status)) throw new Error(`spark-builder@1 runs with ${status.trim()}`);
+    // Inside the unit's own context (same unit settings), as the builder does it; what the helper and
+    // sudo refuse is the hostile builder's probe, below.
+    // stdin from /dev/null: the helper stops what it runs when a piped stdin closes.
+    const inUnit = await inBuilderUnit(['/bin/sh', '-c', 'exec sudo -n /usr/local/sbin/spark-build-helper --version </dev/null']);
+    if (inUnit.code !== 0) throw new Error(`sudo helper --version in the unit's settings: exit ${inUnit.code} ${inUnit.stderr}`);
+    return `helper --version: ${inUnit.stdout.trim()}`;
+  });
+
+  await check('spark-builder@2 serves its metrics on MetricsPort + 1, beside @1 and the other services', async () => {
+    await m.sh('systemctl start spark-builder@2');
+    try {
+      const ports = {
+        'spark-builder@1': builderPort,
+        'spark-builder@2': builderPort + 1,
+        connector: connectorPort,
+        signer: signerPort,
+        uploader: uploaderPort,
+      };
+      const seen: string[] = [];
+      for (const [name, port] of Object.entries(ports)) {
+        const text = await waitFor(
+          `${name} metrics on ${port}`,
+          () =>
+            fetch(`http://127.0.0.1:${port}/metrics`).then(
+              (r) => (r.ok ? r.text() : null),
+              () => null,
+            ),
+          { timeoutMs: 20_000, intervalMs: POLL_MS },
+        );
+        if (!text.includes('spark_process_')) throw new Error(`${name} on ${port} answered without process metrics`);
+        seen.push(`${name} ${port}`);
+      }
+      return seen.join(', ');
+    } finally {
+      await m.sh('systemctl stop spark-builder@2');
+    }
+  });
+
+  // --- Jobs through the chain.
+  const success = await archive.packageJob({ name: 'hello-deploy', version: '1.0' });
+  const ftbfs = await archive.packageJob({ name: 'broken-deploy', version: '1.0', cSource: 'int main(void) { return missing; }\n' });
+  const refused = await archive.packageJob({ name: 'refused-deploy', version: '1.0' });
+  (refused.data as Record<string, unknown>)['sha256sum'] = '0'.repeat(64);
+  for (const job of [success, ftbfs, refused]) standIn.addJob(job);
+  const ended = (uuid: string) => {
+    const seen = requestsFor(standIn.requests, uuid);
+    return seen.includes('job-success') || seen.includes('job-failed');
+  };
+  // A rejected job goes back to WAITING and would be handed out again at once; take it off the board.
+  void waitFor(
+    'the refused job rejected',
+    () => {
+      if (!requestsFor(standIn.requests, refused.uuid).includes('job-rejected')) return false;
+      // Deleted, not marked DONE: a rejection still on its way (handed straight back within its
+      // cool-down) would put a DONE job back to WAITING, as at Lighthouse.
+      board.remove(refused.uuid);
+      return true;
+    },
+    { timeoutMs: 300_000, intervalMs: POLL_MS },
+  ).catch(() => undefined);
+
+  const verified = async (uuid: string) => {
+    const names = await readdir(uploads).catch(() => [] as string[]);
+    const signed: string[] = [];
+    for (const name of names.filter((n) => n.endsWith('.dud') || n.endsWith('.changes'))) {
+      const text = await readFile(join(uploads, name), 'utf8');
+      if (name.endsWith('.dud') && !text.includes(`X-Spark-Job: ${uuid}`)) continue;
+      if (name.endsWith('.changes') && !names.some((d) => d.endsWith('.dud') && name.startsWith(d.split('_')[0] ?? ''))) continue;
+      await run('gpgv', ['--keyring', key.keyring, join(uploads, name)]);
+      signed.push(name);
+    }
+    return signed;
+  };
+  const dudFor = async (uuid: string) => {
+    for (const name of (await readdir(uploads).catch(() => [] as string[])).filter((n) => n.endsWith('.dud'))) {
+      const text = await readFile(join(uploads, name), 'utf8');
+      if (text.includes(`X-Spark-Job: ${uuid}`)) return { name, text };
+    }
+    return null;
+  };
+
+  await check('a package build succeeds: reported at Lighthouse, signed .changes and .dud in the archive', async () => {
+    await waitFor('job-success', () => ended(success.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+    const seen = requestsFor(standIn.requests, success.uuid);
+    if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    const dud = await waitFor('the .dud in the archive', () => dudFor(success.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+    if (!/X-Spark-Result: success/.test(dud.text)) throw new Error(`${dud.name} does not say success`);
+    const changes = (await readdir(uploads)).find((n) => n.startsWith('hello-deploy_1.0_') && n.endsWith('.changes'));
+    if (!changes) throw new Error('no hello-deploy .changes in the archive');
+    await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
+    await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+    const log = await m.sh(`cat ${WORKSPACE_ROOT}/logs/${success.uuid}*.log`);
+    if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build'))
+      throw new Error('the build log shows no build through sudo and the helper');
+    return `${changes}, ${dud.name} verified with gpgv; built through sudo and the helper`;
+  });
+
+  await check('a build failure is reported failed, with only its signed .dud uploaded', async () => {
+    await waitFor('job-failed', () => ended(ftbfs.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+    const seen = requestsFor(standIn.requests, ftbfs.uuid);
+    if (!seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    const dud = await waitFor('the .dud in the archive', () => dudFor(ftbfs.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+    if (!/X-Spark-Result: failure/.test(dud.text)) throw new Error(`${dud.name} does not say failure`);
+    await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+    const changes = (await readdir(uploads)).filter((n) => n.startsWith('broken-deploy_') && n.endsWith('.changes'));
+    if (changes.length > 0) throw new Error(`a failed build uploaded ${changes.join()}`);
+    return `${dud.name} verified`;
+  });
+
+  await check('a job whose source does not match its hash is rejected back, nothing uploaded', async () => {
+    await waitFor('job-rejected', () => requestsFor(standIn.requests, refused.uuid).includes('job-rejected'), {
+      timeoutMs: 120_000,
+      intervalMs: POLL_MS,
+    });
+    const seen = requestsFor(standIn.requests, refused.uuid);
+    if (seen.includes('job-success') || seen.includes('job-failed')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    if (await dudFor(refused.uuid)) throw new Error('a rejected job uploaded a .dud');
+    const files = (await readdir(uploads)).filter((n) => n.startsWith('refused-deploy'));
+    if (files.length > 0) throw new Error(`uploaded ${files.join()}`);
+  });
+
+  const leftovers = async () =>
+    (await m.exec(['pgrep', '-a', '-f', 'spark-build-helper|host-runner|dpkg-buildpackage|sleep [0-9]'])).stdout.trim();
+  const buildRunning = (seconds: number) => async () => (await m.exec(['pgrep', '-f', `^sleep ${seconds}$`])).code === 0;
+
+  await check('systemctl stop spark-builder@1 mid-build drains: the job is rejected back, nothing is left running', async () => {
+    const slow = await archive.packageJob({ name: 'slow-deploy', version: '1.0', buildCommands: ['sleep 20'] });
+    standIn.addJob(slow);
+    await waitFor('the slow build running', buildRunning(20), { timeoutMs: 120_000, intervalMs: POLL_MS });
+    const t0 = Date.now();
+    await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
+    const stopSeconds = ((Date.now() - t0) / 1000).toFixed(1);
+    const left = await leftovers();
+    if (left) throw new Error(`still running after the stop:\n${left}`);
+    const seen = requestsFor(standIn.requests, slow.uuid);
+    if (!seen.includes('job-rejected') && !seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    await m.sh('systemctl start spark-builder@1');
+    await waitFor('the slow job done after the builder is back', () => ended(slow.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+    const after = requestsFor(standIn.requests, slow.uuid);
+    if (!after.includes('job-success')) throw new Error(`Lighthouse saw ${after.join(', ')}`);
+    return `stopped in ${stopSeconds} s (DrainTimeout 5 s); ${seen.includes('job-rejected') ? 'rejected back' : 'finished'}, then built again: ${after.join(' → ')}`;
+  });
+
+  await check('kill -9 of each service mid-job: systemd restarts it, the job still succeeds once', async () => {
+    const job = await archive.packageJob({ name: 'killed-deploy', version: '1.0', buildCommands: ['sleep 8'] });
+    standIn.addJob(job);
+    await waitFor('the build running', buildRunning(8), { timeoutMs: 120_000, intervalMs: POLL_MS });
+    const restarted: string[] = [];
+    // The builder first, while its build runs: the helper must end the build when its caller is gone.
+    for (const unit of ['spark-builder@1', 'spark-connector', 'spark-signer', 'spark-uploader']) {
+      const before = await mainPid(unit);
+      await m.sh(`kill -9 ${before}`);
+      await waitFor(
+        `${unit} restarted`,
+        async () => {
+          const now = await mainPid(unit);
+          return now !== 0 && now !== before && (await m.exec(['systemctl', 'is-active', unit])).code === 0;
+        },
+        { timeoutMs: 60_000, intervalMs: POLL_MS },
       );
-      const lines = result.stdout
-        .split('\n')
-        .filter((line) => line.startsWith('{'))
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
-      if (result.code !== 0) throw new Error(`hostile-builder.ts ${args.join(' ')}: exit ${result.code}\n${result.stdout}${result.stderr}`);
-      return lines;
+      restarted.push(unit);
+    }
+    await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 300_000, intervalMs: POLL_MS });
+    const seen = requestsFor(standIn.requests, job.uuid);
+    if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    const signed = await verified(job.uuid);
+    if (!signed.some((n) => n.endsWith('.dud'))) throw new Error('no verified .dud for the job');
+    const left = await leftovers();
+    if (left) throw new Error(`still running:\n${left}`);
+    return `restarted ${restarted.join(', ')}; ${seen.join(' → ')}`;
+  });
+
+  await check('systemctl restart spark-signer mid-job: the job is signed and uploaded once', async () => {
+    const job = await archive.packageJob({ name: 'resigned-deploy', version: '1.0', buildCommands: ['sleep 3'] });
+    standIn.addJob(job);
+    await waitFor('the build running', buildRunning(3), { timeoutMs: 120_000, intervalMs: POLL_MS });
+    await m.sh('systemctl restart spark-signer');
+    await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+    const seen = requestsFor(standIn.requests, job.uuid);
+    if (seen.filter((r) => r === 'job-success').length !== 1) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+    await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+  });
+
+  // README "The signer's key": from here on the key is an encrypted systemd credential, the clear file gone.
+  const keyInCredential = await check(
+    'the key as an encrypted systemd credential: the clear file shredded, the signer restarted, a job signed, no clear copy on disk',
+    () =>
+      keyToCredential(m, {
+        armoredKey: key.secretKeyFile,
+        fingerprint: key.fingerprint,
+        config: '/etc/laniakea/spark.toml',
+        keyFile: `/etc/laniakea/keys/${MACHINE}_secret.gpg`,
+        shareName: basename(SHARE),
+        signJob: async () => {
+          const job = await archive.packageJob({ name: 'credential-deploy', version: '1.0' });
+          standIn.addJob(job);
+          await waitFor('the job done', () => ended(job.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+          const seen = requestsFor(standIn.requests, job.uuid);
+          if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+          const dud = await waitFor('the .dud', () => dudFor(job.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+          await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+          return dud.name;
+        },
+      }),
+  );
+
+  await check('spark status and spark logs work for a member of spark-operators, who reads no workspace', async () => {
+    await m.sh('id alice >/dev/null 2>&1 || useradd --create-home --groups spark-operators alice');
+    const asAlice = (command: string[]) => m.exec(['runuser', '-u', 'alice', '--', ...command]);
+    const status = await asAlice(['spark', 'status', '--config', '/etc/laniakea/spark.toml']);
+    // 0 is a healthy worker; 3-5 say what is unhealthy (README, spark status) — all read Redis as the operator.
+    if (![0, 3, 4, 5].includes(status.code ?? -1)) throw new Error(`exit ${status.code}\n${status.stdout}${status.stderr}`);
+    const logs = await asAlice(['spark', 'logs', '--config', '/etc/laniakea/spark.toml', success.uuid]);
+    const logFile = (await m.sh(`ls ${WORKSPACE_ROOT}/logs/${success.uuid}.*.log`)).trim();
+    if (logs.code !== 0 || logs.stdout !== (await m.sh(`cat ${logFile}`))) {
+      throw new Error(`spark logs ${success.uuid}: exit ${logs.code}, ${logs.stdout.length} bytes, not ${logFile}\n${logs.stderr}`);
+    }
+    const workspaces = await asAlice(['ls', WORKSPACES]);
+    if (workspaces.code === 0) throw new Error(`alice lists ${WORKSPACES}: ${workspaces.stdout}`);
+    return `${status.stdout.split('\n').slice(0, 3).join(' | ')}; spark logs: ${logs.stdout.length} bytes, the log as written; ls ${WORKSPACES}: ${workspaces.stderr.trim()}`;
+  });
+
+  await check('uploaded workspaces are removed, no job is left in flight or failed in the queues', async () => {
+    await waitFor('workspaces removed', async () => (await m.sh(`ls -A ${WORKSPACES}`)).trim() === '', {
+      timeoutMs: 60_000,
+      intervalMs: POLL_MS,
+    }).catch(async (error: Error) => {
+      throw new Error(`${error.message}: ${(await m.sh(`ls -la ${WORKSPACES}/*`)).trim()}`);
+    });
+    const helperState = (await m.sh('ls -A /var/lib/spark-build-helper')).trim();
+    if (helperState !== '') throw new Error(`the build helper left ${helperState} in /var/lib/spark-build-helper`);
+    let hosts: { jobs: unknown[]; queues: Record<string, { waiting: number; active: number; delayed: number; failed: number }> }[] = [];
+    await waitFor(
+      'the queues drained',
+      async () => {
+        hosts = JSON.parse(await m.sh('spark status --json --config /etc/laniakea/spark.toml || [ $? -ne 69 ]')) as typeof hosts;
+        const host = hosts[0];
+        return (
+          host !== undefined &&
+          host.jobs.length === 0 &&
+          Object.values(host.queues).every((q) => q.waiting + q.active + q.delayed + q.failed === 0)
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: POLL_MS },
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(hosts[0]?.queues)} ${JSON.stringify(hosts[0]?.jobs)}`);
+    });
+    return `queues ${Object.keys(hosts[0]?.queues ?? {}).join(', ')}: nothing waiting, active, delayed or failed`;
+  });
+
+  await check(
+    'service logs reach journald as text lines with their severity (journalctl -p warning shows warnings and errors only)',
+    async () => {
+      const journal = async (args: string) =>
+        (await m.sh(`journalctl ${args} -o cat --no-pager | grep -E '^(TRACE|DEBUG|INFO|WARN|ERROR|FATAL) ' || true`))
+          .split('\n')
+          .filter(Boolean);
+      const lines = await journal("-u 'spark-*' -p warning");
+      if (lines.length === 0) throw new Error('no warning or error lines from the services (a drain and kill -9 should have left some)');
+      const levels = new Set(lines.map((line) => line.split(' ')[0]));
+      if ([...levels].some((level) => !['WARN', 'ERROR', 'FATAL'].includes(level ?? '')))
+        throw new Error(`journalctl -p warning shows ${[...levels].join(', ')}`);
+      const info = (await journal('-u spark-connector -p info')).filter((line) => line.startsWith('INFO ')).length;
+      if (info === 0) throw new Error('no info lines from the connector');
+      const json = (await m.sh("journalctl -u 'spark-*' -o cat --no-pager | grep -c '^{' || true")).trim();
+      if (json !== '0') throw new Error(`${json} JSON lines in the journal`);
+      const sample = (await journal('-u spark-uploader -p info')).find((line) => / jobId=/.test(line)) ?? '';
+      return `${lines.length} warning/error lines (${[...levels].join(', ')}), ${info} info lines from the connector, e.g. ${sample}`;
+    },
+  );
+
+  // --- The hostile builder: tools/deploy-test/hostile-builder.ts, run in the machine as
+  // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
+  const asBuilder = async (args: string[], timeoutMs: number) => {
+    const result = await inBuilderUnit(
+      [
+        '/usr/bin/node',
+        '--conditions=@spark/source',
+        '--import',
+        'tsx',
+        'tools/deploy-test/hostile-builder.ts',
+        ...args,
+        '--config',
+        '/etc/laniakea/spark.toml',
+      ],
+      timeoutMs,
+    );
+    const lines = result.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    if (result.code !== 0) throw new Error(`hostile-builder.ts ${args.join(' ')}: exit ${result.code}\n${result.stdout}${result.stderr}`);
+    return lines;
+  };
+  const auditEntries = async () =>
+    (await m.sh(`cat ${AUDIT_LOG}`))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { event: string; uuid: string; reason?: string; file?: string; textSha256?: string });
+
+  await check('logrotate rotates the audit log: the signer reopens it on reload, without a restart', async () => {
+    const signerPid = await mainPid('spark-signer');
+    const before = (await auditEntries()).length;
+    if (before === 0) throw new Error(`${AUDIT_LOG} is empty after the jobs`);
+    await m.sh('logrotate --force /etc/logrotate.d/spark');
+    const rotated = (await m.sh(`cat ${AUDIT_LOG}.1`)).split('\n').filter(Boolean).length;
+    if (rotated !== before) throw new Error(`${AUDIT_LOG}.1 holds ${rotated} lines, ${AUDIT_LOG} held ${before}`);
+    const reopened = async () =>
+      Number((await m.sh("journalctl -u spark-signer -o cat --no-pager | grep -c 'SIGHUP: reopened the audit log' || true")).trim()) > 0;
+    await waitFor('the signer reopened its audit log', reopened, { timeoutMs: 20_000, intervalMs: POLL_MS });
+    const now = (await m.sh(`stat -c '%U %a %s' ${AUDIT_LOG}`)).trim();
+    if (now !== 'spark-signer 600 0') throw new Error(`${AUDIT_LOG} after the rotation (owner, mode, size): ${now}`);
+    if ((await mainPid('spark-signer')) !== signerPid) throw new Error('the signer was restarted, not reloaded');
+    // The hostile builder's refusals below are read from the new file.
+    return `${before} lines in ${AUDIT_LOG}.1; a new, empty ${AUDIT_LOG} (spark-signer 0600); signer pid ${signerPid} kept`;
+  });
+
+  await check("hostile builder, no job needed: the helper, sudo, files and Redis refuse what is not the builder's", async () => {
+    const tries = await asBuilder(['probe', '--audit-log', AUDIT_LOG], 120_000);
+    // What each try must show: refused with this exact reason, or (the documented limit) allowed.
+    const NOPERM = /^refused: (code \S+: )?NOPERM /;
+    const EACCES = /^refused: code EACCES/;
+    const expected: Record<string, RegExp> = {
+      'helper login': /^refused: code 64: .*debspawn "login" is not allowed/,
+      'helper list': /^refused: code 64: .*debspawn "list" is not allowed/,
+      'helper build --results-dir=/etc': /^refused: code 64: .*is not inside a job workspace/,
+      'helper run --build-dir /etc/laniakea': /^refused: code 64: .*is not inside a job workspace/,
+      'helper build through a link in the workspace': /^refused: code 64: .*is a symbolic link; the helper follows none/,
+      'sudo debspawn': /^refused: code 1: sudo: a password is required/,
+      'sudo sh': /^refused: code 1: sudo: a password is required/,
+      'read spark-connector.password': EACCES,
+      'read spark-signer.password': EACCES,
+      'read spark-uploader.password': EACCES,
+      'read spark-operator.password': EACCES,
+      'read spark-admin.password': EACCES,
+      'read spark-dashboard.password': EACCES,
+      'read the OpenPGP key': EACCES,
+      ...(keyInCredential ? { "read the signer's decrypted key credential": EACCES } : {}),
+      'open the audit log for writing': EACCES,
+      'replace the audit log': EACCES,
+      'remove the audit log': EACCES,
+      'link over the audit log': EACCES,
+      ping: /^allowed: PONG$/,
+      'SET archive-targets': NOPERM,
+      'GET archive-targets': NOPERM,
+      'SET a job record': NOPERM,
+      'GET a job record': NOPERM,
+      'SET lighthouse status': NOPERM,
+      'SET upload-progress': NOPERM,
+      'SET another prefix': NOPERM,
+      'PUBLISH on a channel not its own': NOPERM,
+      FLUSHALL: NOPERM,
+      'KEYS *': NOPERM,
+      'CONFIG GET ACLFILE': NOPERM,
+      'ACL LIST': NOPERM,
+      'SCRIPT FLUSH': NOPERM,
+      'CLIENT KILL USER SPARK-SIGNER': NOPERM,
+      'CLIENT LIST': NOPERM,
+      'CLIENT TRACKING ON BCAST': NOPERM,
+      RANDOMKEY: NOPERM,
+      DBSIZE: NOPERM,
+      'PUBSUB CHANNELS': NOPERM,
+      'PUBSUB NUMSUB': NOPERM,
+      'MEMORY STATS': NOPERM,
+      'MEMORY USAGE': NOPERM,
+      'OBJECT ENCODING': NOPERM,
+      SCAN: NOPERM,
+      'add to the upload queue': NOPERM,
+      'SCAN for job records': NOPERM,
+      "add a report to the connector's report queue": NOPERM,
+      "remove the connector's waiting reports": NOPERM,
+      "add a report to the signer's report queue": NOPERM,
+      "remove the signer's waiting reports": NOPERM,
+      "add a report to the uploader's report queue": NOPERM,
+      "remove the uploader's waiting reports": NOPERM,
+      "mark a round as the signer's": NOPERM,
     };
-    const auditEntries = async () =>
-      (await m.sh(`cat ${AUDIT_LOG}`))
+    const seen = new Map(tries.map((t) => [String(t['name']), `${String(t['outcome'])}: ${String(t['detail'])}`]));
+    const wrong: string[] = [];
+    for (const [name, pattern] of Object.entries(expected)) {
+      const got = seen.get(name);
+      if (got === undefined || !pattern.test(got)) wrong.push(`${name}: ${got ?? 'not tried'} (expected ${pattern})`);
+    }
+    if (wrong.length > 0) throw new Error(wrong.join('\n'));
+    return `${Object.keys(expected).length - 1} refused as expected`;
+  });
+
+  const scenarios = ['package', 'version', 'suite', 'arch', 'dud', 'result', 'symlink', 'hardlink', 'swap'] as const;
+  const hostile = new Map<string, Record<string, unknown>>();
+  await check('hostile builder, with jobs: its results for the signer go through the build queue as spark-builder', async () => {
+    await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
+    for (const scenario of scenarios) standIn.addJob(await archive.packageJob({ name: `hostile-${scenario}`, version: '1.0' }));
+    const lines = await asBuilder(['build', String(scenarios.length)], 300_000);
+    for (const line of lines) if (typeof line['scenario'] === 'string' && line['changes']) hostile.set(line['scenario'], line);
+    const missing = [...scenarios, 'unheld'].filter((s) => !hostile.has(s));
+    if (missing.length > 0) throw new Error(`the stand-in builder got no job for ${missing.join(', ')}: ${JSON.stringify(lines)}`);
+    const swap = lines.find((line) => line['scenario'] === 'swap' && typeof line['swaps'] === 'number');
+    return `${hostile.size} jobs handed to the signer; the swap scenario swapped the artifacts dir ${String(swap?.['swaps'])} times`;
+  });
+
+  // `unheld`: a sign job for a uuid this worker never got; its failed report is relayed, and
+  // Lighthouse (the stand-in) answers that it knows no such job.
+  const refusals: Record<Exclude<(typeof scenarios)[number], 'swap'> | 'unheld', RegExp> = {
+    package: /Source is "coreutils", the job was handed out for "hostile-package"/,
+    version: /Version is "1\.0\+evil1", the job was handed out for "1\.0"/,
+    suite: /Distribution is "stable-security", the job was handed out for "[a-z-]+"/,
+    arch: /Architecture names source; a amd64 job/,
+    dud: /X-Spark-Job is "11111111-1111-4111-8111-111111111111", not this job/,
+    result: /X-Spark-Result is "accepted-by-lighthouse", not one of success, failure, depwait/,
+    symlink: /is a symbolic link; only regular files in the workspace are signed/,
+    hardlink: /has 2 hard links; only files that exist once, in the workspace, are signed/,
+    unheld: /no job record for 22222222-2222-4222-8222-222222222222: this worker's connector did not hand it out/,
+  };
+  for (const [scenario, reason] of Object.entries(refusals)) {
+    await check(`hostile builder: ${scenario} — refused, audit line written, reported failed, nothing signed or uploaded`, async () => {
+      const line = hostile.get(scenario);
+      if (!line) throw new Error('the scenario never ran');
+      const uuid = String(line['uuid']);
+      await waitFor('the job ended at Lighthouse', () => ended(uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+      const seen = requestsFor(standIn.requests, uuid);
+      if (!seen.includes('job-failed') || seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+      const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
+      const refusal = entries.find((e) => e.event === 'refused');
+      if (!refusal || !reason.test(refusal.reason ?? '')) throw new Error(`audit lines of the job: ${JSON.stringify(entries)}`);
+      if (entries.some((e) => e.event === 'signed')) throw new Error(`the signer signed: ${JSON.stringify(entries)}`);
+      const uploaded = (await readdir(uploads)).filter((n) => n.startsWith(`hostile-${scenario}_`));
+      if (uploaded.length > 0 || (await dudFor(uuid))) throw new Error(`uploaded ${uploaded.join(', ')}`);
+      const signedHere = (await m.exec(['grep', '-rl', 'BEGIN PGP SIGNED MESSAGE', `${WORKSPACES}/${uuid}.${String(line['round'])}`]))
+        .stdout;
+      if (signedHere.trim()) throw new Error(`signed files in the workspace: ${signedHere}`);
+      if (scenario === 'hardlink' && !/EPERM|EACCES/.test(String(line['linkKey']))) {
+        throw new Error(`a hard link to the OpenPGP key: ${String(line['linkKey'])}`);
+      }
+      return `${refusal.reason ?? ''}${scenario === 'hardlink' ? `; hard link to the key: ${String(line['linkKey'])}` : ''}`;
+    });
+  }
+
+  await check(
+    'hostile builder: the artifacts dir swapped for a link during signing — never the other .changes signed or uploaded',
+    async () => {
+      const line = hostile.get('swap');
+      if (!line) throw new Error('the scenario never ran');
+      const uuid = String(line['uuid']);
+      await waitFor('the job ended at Lighthouse', () => ended(uuid), { timeoutMs: 120_000, intervalMs: POLL_MS });
+      const seen = requestsFor(standIn.requests, uuid);
+      const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
+      if (entries.some((e) => e.event === 'signed' && e.textSha256 === line['tamperedSha256'])) {
+        throw new Error(`the tampered .changes was signed: ${JSON.stringify(entries)}`);
+      }
+      const changes = (await readdir(uploads)).filter((n) => n.startsWith('hostile-swap_') && n.endsWith('.changes'));
+      for (const name of changes) {
+        const text = await readFile(join(uploads, name), 'utf8');
+        if (!/^Source: hostile-swap$/m.test(text)) throw new Error(`uploaded ${name} for another source:\n${text}`);
+      }
+      const refusal = entries.find((e) => e.event === 'refused');
+      if (seen.includes('job-failed') && !refusal) throw new Error(`reported failed without an audit line: ${JSON.stringify(entries)}`);
+      if (seen.includes('job-success') && changes.length === 0) throw new Error('reported success with nothing uploaded');
+      return refusal ? `refused: ${refusal.reason ?? ''}` : `signed the bytes it checked (${changes.join(', ')}), the honest .changes`;
+    },
+  );
+
+  await check("hostile builder: the relay drops every report it queued that is not the builder's to send", async () => {
+    // Queued in its own report queue once the signer had taken each round (hostile-builder.ts, build):
+    // a success and a rejection of each round, an accepted for a job never handed out here.
+    const forged = 2 * hostile.size + 1;
+    const dropped = async () =>
+      (await m.sh('journalctl -u spark-connector -o cat --no-pager | grep -F "from the builder\'s report queue" || true'))
         .split('\n')
         .filter(Boolean)
-        .map((line) => JSON.parse(line) as { event: string; uuid: string; reason?: string; file?: string; textSha256?: string });
-
-    await check('logrotate rotates the audit log: the signer reopens it on reload, without a restart', async () => {
-      const signerPid = await mainPid('spark-signer');
-      const before = (await auditEntries()).length;
-      if (before === 0) throw new Error(`${AUDIT_LOG} is empty after the jobs`);
-      await m.sh('logrotate --force /etc/logrotate.d/spark');
-      const rotated = (await m.sh(`cat ${AUDIT_LOG}.1`)).split('\n').filter(Boolean).length;
-      if (rotated !== before) throw new Error(`${AUDIT_LOG}.1 holds ${rotated} lines, ${AUDIT_LOG} held ${before}`);
-      const reopened = async () =>
-        Number((await m.sh("journalctl -u spark-signer -o cat --no-pager | grep -c 'SIGHUP: reopened the audit log' || true")).trim()) > 0;
-      await waitFor('the signer reopened its audit log', reopened, { timeoutMs: 20_000, intervalMs: POLL_MS });
-      const now = (await m.sh(`stat -c '%U %a %s' ${AUDIT_LOG}`)).trim();
-      if (now !== 'spark-signer 600 0') throw new Error(`${AUDIT_LOG} after the rotation (owner, mode, size): ${now}`);
-      if ((await mainPid('spark-signer')) !== signerPid) throw new Error('the signer was restarted, not reloaded');
-      // The hostile builder's refusals below are read from the new file.
-      return `${before} lines in ${AUDIT_LOG}.1; a new, empty ${AUDIT_LOG} (spark-signer 0600); signer pid ${signerPid} kept`;
+        // The message: the line without its level and its fields (from jobId= on).
+        .map((line) => line.replace(/^[A-Z]+ /, '').replace(/ jobId=.*$/, ''));
+    const lines = await waitFor(`${forged} reports dropped`, async () => ((await dropped()).length >= forged ? dropped() : null), {
+      timeoutMs: 60_000,
+      intervalMs: POLL_MS,
     });
-
-    await check("hostile builder, no job needed: the helper, sudo, files and Redis refuse what is not the builder's", async () => {
-      const tries = await asBuilder(['probe', '--audit-log', AUDIT_LOG], 120_000);
-      // What each try must show: refused with this exact reason, or (the documented limit) allowed.
-      const NOPERM = /^refused: (code \S+: )?NOPERM /;
-      const EACCES = /^refused: code EACCES/;
-      const expected: Record<string, RegExp> = {
-        'helper login': /^refused: code 64: .*debspawn "login" is not allowed/,
-        'helper list': /^refused: code 64: .*debspawn "list" is not allowed/,
-        'helper build --results-dir=/etc': /^refused: code 64: .*is not inside a job workspace/,
-        'helper run --build-dir /etc/laniakea': /^refused: code 64: .*is not inside a job workspace/,
-        'helper build through a link in the workspace': /^refused: code 64: .*is a symbolic link; the helper follows none/,
-        'sudo debspawn': /^refused: code 1: sudo: a password is required/,
-        'sudo sh': /^refused: code 1: sudo: a password is required/,
-        'read spark-connector.password': EACCES,
-        'read spark-signer.password': EACCES,
-        'read spark-uploader.password': EACCES,
-        'read spark-operator.password': EACCES,
-        'read spark-admin.password': EACCES,
-        'read spark-dashboard.password': EACCES,
-        'read the OpenPGP key': EACCES,
-        ...(keyInCredential ? { "read the signer's decrypted key credential": EACCES } : {}),
-        'open the audit log for writing': EACCES,
-        'replace the audit log': EACCES,
-        'remove the audit log': EACCES,
-        'link over the audit log': EACCES,
-        ping: /^allowed: PONG$/,
-        'SET archive-targets': NOPERM,
-        'GET archive-targets': NOPERM,
-        'SET a job record': NOPERM,
-        'GET a job record': NOPERM,
-        'SET lighthouse status': NOPERM,
-        'SET upload-progress': NOPERM,
-        'SET another prefix': NOPERM,
-        'PUBLISH on a channel not its own': NOPERM,
-        FLUSHALL: NOPERM,
-        'KEYS *': NOPERM,
-        'CONFIG GET ACLFILE': NOPERM,
-        'ACL LIST': NOPERM,
-        'SCRIPT FLUSH': NOPERM,
-        'CLIENT KILL USER SPARK-SIGNER': NOPERM,
-        'CLIENT LIST': NOPERM,
-        'CLIENT TRACKING ON BCAST': NOPERM,
-        RANDOMKEY: NOPERM,
-        DBSIZE: NOPERM,
-        'PUBSUB CHANNELS': NOPERM,
-        'PUBSUB NUMSUB': NOPERM,
-        'MEMORY STATS': NOPERM,
-        'MEMORY USAGE': NOPERM,
-        'OBJECT ENCODING': NOPERM,
-        SCAN: NOPERM,
-        'add to the upload queue': NOPERM,
-        'SCAN for job records': NOPERM,
-        "add a report to the connector's report queue": NOPERM,
-        "remove the connector's waiting reports": NOPERM,
-        "add a report to the signer's report queue": NOPERM,
-        "remove the signer's waiting reports": NOPERM,
-        "add a report to the uploader's report queue": NOPERM,
-        "remove the uploader's waiting reports": NOPERM,
-        "mark a round as the signer's": NOPERM,
-      };
-      const seen = new Map(tries.map((t) => [String(t['name']), `${String(t['outcome'])}: ${String(t['detail'])}`]));
-      const wrong: string[] = [];
-      for (const [name, pattern] of Object.entries(expected)) {
-        const got = seen.get(name);
-        if (got === undefined || !pattern.test(got)) wrong.push(`${name}: ${got ?? 'not tried'} (expected ${pattern})`);
+    const why = new Map<string, number>();
+    for (const line of lines) why.set(line, (why.get(line) ?? 0) + 1);
+    for (const line of hostile.values()) {
+      const seen = requestsFor(standIn.requests, String(line['uuid']));
+      if (seen.includes('job-rejected') || (seen.includes('job-success') && line['scenario'] !== 'swap')) {
+        throw new Error(`Lighthouse heard ${seen.join(', ')} about ${String(line['scenario'])}`);
       }
-      if (wrong.length > 0) throw new Error(wrong.join('\n'));
-      return `${Object.keys(expected).length - 1} refused as expected`;
-    });
-
-    const scenarios = ['package', 'version', 'suite', 'arch', 'dud', 'result', 'symlink', 'hardlink', 'swap'] as const;
-    const hostile = new Map<string, Record<string, unknown>>();
-    await check('hostile builder, with jobs: its results for the signer go through the build queue as spark-builder', async () => {
-      await m.sh('systemctl stop spark-builder@1', { timeoutMs: 120_000 });
-      for (const scenario of scenarios) standIn.addJob(await archive.packageJob({ name: `hostile-${scenario}`, version: '1.0' }));
-      const lines = await asBuilder(['build', String(scenarios.length)], 300_000);
-      for (const line of lines) if (typeof line['scenario'] === 'string' && line['changes']) hostile.set(line['scenario'], line);
-      const missing = [...scenarios, 'unheld'].filter((s) => !hostile.has(s));
-      if (missing.length > 0) throw new Error(`the stand-in builder got no job for ${missing.join(', ')}: ${JSON.stringify(lines)}`);
-      const swap = lines.find((line) => line['scenario'] === 'swap' && typeof line['swaps'] === 'number');
-      return `${hostile.size} jobs handed to the signer; the swap scenario swapped the artifacts dir ${String(swap?.['swaps'])} times`;
-    });
-
-    // `unheld`: a sign job for a uuid this worker never got; its failed report is relayed, and
-    // Lighthouse (the stand-in) answers that it knows no such job.
-    const refusals: Record<Exclude<(typeof scenarios)[number], 'swap'> | 'unheld', RegExp> = {
-      package: /Source is "coreutils", the job was handed out for "hostile-package"/,
-      version: /Version is "1\.0\+evil1", the job was handed out for "1\.0"/,
-      suite: /Distribution is "stable-security", the job was handed out for "[a-z-]+"/,
-      arch: /Architecture names source; a amd64 job/,
-      dud: /X-Spark-Job is "11111111-1111-4111-8111-111111111111", not this job/,
-      result: /X-Spark-Result is "accepted-by-lighthouse", not one of success, failure, depwait/,
-      symlink: /is a symbolic link; only regular files in the workspace are signed/,
-      hardlink: /has 2 hard links; only files that exist once, in the workspace, are signed/,
-      unheld: /no job record for 22222222-2222-4222-8222-222222222222: this worker's connector did not hand it out/,
-    };
-    for (const [scenario, reason] of Object.entries(refusals)) {
-      await check(`hostile builder: ${scenario} — refused, audit line written, reported failed, nothing signed or uploaded`, async () => {
-        const line = hostile.get(scenario);
-        if (!line) throw new Error('the scenario never ran');
-        const uuid = String(line['uuid']);
-        await waitFor('the job ended at Lighthouse', () => ended(uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-        const seen = requestsFor(standIn.requests, uuid);
-        if (!seen.includes('job-failed') || seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-        const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
-        const refusal = entries.find((e) => e.event === 'refused');
-        if (!refusal || !reason.test(refusal.reason ?? '')) throw new Error(`audit lines of the job: ${JSON.stringify(entries)}`);
-        if (entries.some((e) => e.event === 'signed')) throw new Error(`the signer signed: ${JSON.stringify(entries)}`);
-        const uploaded = (await readdir(uploads)).filter((n) => n.startsWith(`hostile-${scenario}_`));
-        if (uploaded.length > 0 || (await dudFor(uuid))) throw new Error(`uploaded ${uploaded.join(', ')}`);
-        const signedHere = (await m.exec(['grep', '-rl', 'BEGIN PGP SIGNED MESSAGE', `${WORKSPACES}/${uuid}.${String(line['round'])}`]))
-          .stdout;
-        if (signedHere.trim()) throw new Error(`signed files in the workspace: ${signedHere}`);
-        if (scenario === 'hardlink' && !/EPERM|EACCES/.test(String(line['linkKey']))) {
-          throw new Error(`a hard link to the OpenPGP key: ${String(line['linkKey'])}`);
-        }
-        return `${refusal.reason ?? ''}${scenario === 'hardlink' ? `; hard link to the key: ${String(line['linkKey'])}` : ''}`;
-      });
     }
+    const never = requestsFor(standIn.requests, '33333333-3333-4333-8333-333333333333');
+    if (never.length > 0) throw new Error(`Lighthouse heard ${never.join(', ')} about a job never handed out`);
+    return [...why].map(([msg, count]) => `${count}× ${msg}`).join('; ');
+  });
 
-    await check(
-      'hostile builder: the artifacts dir swapped for a link during signing — never the other .changes signed or uploaded',
-      async () => {
-        const line = hostile.get('swap');
-        if (!line) throw new Error('the scenario never ran');
-        const uuid = String(line['uuid']);
-        await waitFor('the job ended at Lighthouse', () => ended(uuid), { timeoutMs: 120_000, intervalMs: POLL_MS });
-        const seen = requestsFor(standIn.requests, uuid);
-        const entries = (await auditEntries()).filter((e) => e.uuid === uuid);
-        if (entries.some((e) => e.event === 'signed' && e.textSha256 === line['tamperedSha256'])) {
-          throw new Error(`the tampered .changes was signed: ${JSON.stringify(entries)}`);
-        }
-        const changes = (await readdir(uploads)).filter((n) => n.startsWith('hostile-swap_') && n.endsWith('.changes'));
-        for (const name of changes) {
-          const text = await readFile(join(uploads, name), 'utf8');
-          if (!/^Source: hostile-swap$/m.test(text)) throw new Error(`uploaded ${name} for another source:\n${text}`);
-        }
-        const refusal = entries.find((e) => e.event === 'refused');
-        if (seen.includes('job-failed') && !refusal) throw new Error(`reported failed without an audit line: ${JSON.stringify(entries)}`);
-        if (seen.includes('job-success') && changes.length === 0) throw new Error('reported success with nothing uploaded');
-        return refusal ? `refused: ${refusal.reason ?? ''}` : `signed the bytes it checked (${changes.join(', ')}), the honest .changes`;
-      },
+  await check('after the hostile builder, an honest job still goes through: built, signed, uploaded, verified', async () => {
+    await m.sh('systemctl start spark-builder@1');
+    const honest = await archive.packageJob({ name: 'honest-after', version: '1.0' });
+    standIn.addJob(honest);
+    await waitFor('job-success', () => ended(honest.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
+    const seen = requestsFor(standIn.requests, honest.uuid);
+    if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
+    const dud = await waitFor('the .dud in the archive', () => dudFor(honest.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
+    const changes = (await readdir(uploads)).find((n) => n.startsWith('honest-after_1.0_') && n.endsWith('.changes'));
+    if (!changes) throw new Error('no honest-after .changes in the archive');
+    await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
+    await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
+    const signed = (await auditEntries()).filter((entry) => entry.uuid === honest.uuid && entry.event === 'signed');
+    if (signed.length === 0) throw new Error(`no signature of the job in ${AUDIT_LOG} (the file the signer reopened after the rotation)`);
+    return `${changes}, ${dud.name} verified with gpgv; ${signed.length} signatures in the rotated-to ${AUDIT_LOG}`;
+  });
+
+  await check('systemd-tmpfiles expires old build logs and leftover workspaces; recent ones stay', async () => {
+    const old = '00000000-0000-4000-8000-0000000000aa';
+    const recent = '00000000-0000-4000-8000-0000000000bb';
+    const logs = `${WORKSPACE_ROOT}/logs`;
+    await m.sh(
+      [
+        `touch -d '40 days ago' ${logs}/${old}.1.log`,
+        `touch ${logs}/${recent}.1.log`,
+        `mkdir -p ${WORKSPACES}/${old}.1/artifacts ${WORKSPACES}/${recent}.1/artifacts`,
+        `echo left > ${WORKSPACES}/${old}.1/artifacts/left_1.0_amd64.deb`,
+        `echo kept > ${WORKSPACES}/${recent}.1/artifacts/kept_1.0_amd64.deb`,
+        // Files first, then their directories: writing into a directory makes it new again.
+        `touch -d '100 days ago' ${WORKSPACES}/${old}.1/artifacts/left_1.0_amd64.deb ${WORKSPACES}/${old}.1/artifacts ${WORKSPACES}/${old}.1`,
+      ].join(' && '),
     );
+    try {
+      // What systemd-tmpfiles-clean.timer runs daily, for spark's file alone.
+      await m.sh('systemd-tmpfiles --clean /etc/tmpfiles.d/spark.conf');
+      const left = (await m.sh(`ls -A ${logs} ${WORKSPACES}`)).split('\n');
+      const problems = [
+        ...(left.includes(`${old}.1.log`) ? ['the 40-day-old build log is still there'] : []),
+        ...(left.includes(`${old}.1`) ? ['the 100-day-old workspace is still there'] : []),
+        ...(left.includes(`${recent}.1.log`) ? [] : ['the recent build log is gone']),
+        ...(left.includes(`${recent}.1`) ? [] : ['the recent workspace is gone']),
+      ];
+      if (problems.length > 0) throw new Error(`${problems.join('; ')}:\n${left.join('\n')}`);
+      const timer = (await m.exec(['systemctl', 'is-active', 'systemd-tmpfiles-clean.timer'])).stdout.trim();
+      if (timer !== 'active') throw new Error(`systemd-tmpfiles-clean.timer is ${timer}`);
+      return (await m.sh('grep -v "^#" /etc/tmpfiles.d/spark.conf')).trim().replaceAll('\n', '; ');
+    } finally {
+      await m.sh(`rm -rf ${logs}/${old}.1.log ${logs}/${recent}.1.log ${WORKSPACES}/${old}.1 ${WORKSPACES}/${recent}.1`);
+    }
+  });
 
-    await check("hostile builder: the relay drops every report it queued that is not the builder's to send", async () => {
-      // Queued in its own report queue once the signer had taken each round (hostile-builder.ts, build):
-      // a success and a rejection of each round, an accepted for a job never handed out here.
-      const forged = 2 * hostile.size + 1;
-      const dropped = async () =>
-        (await m.sh('journalctl -u spark-connector -o cat --no-pager | grep -F "from the builder\'s report queue" || true'))
-          .split('\n')
-          .filter(Boolean)
-          // The message: the line without its level and its fields (from jobId= on).
-          .map((line) => line.replace(/^[A-Z]+ /, '').replace(/ jobId=.*$/, ''));
-      const lines = await waitFor(`${forged} reports dropped`, async () => ((await dropped()).length >= forged ? dropped() : null), {
-        timeoutMs: 60_000,
-        intervalMs: POLL_MS,
+  await check(
+    "spark verify checks the units' write access, the audit log's directory and Redis, and flags laniakea-spark's sudo rule",
+    async () => {
+      type Report = { checks: { check: string; status: string; message: string }[] };
+      const verify = async () =>
+        JSON.parse(
+          (await m.exec(['spark', 'verify', '--json', '--config', '/etc/laniakea/spark.toml'], { timeoutMs: 180_000 })).stdout,
+        ) as Report;
+      const line = (report: Report, name: string) => {
+        const found = report.checks.find((c) => c.check === name);
+        if (!found) throw new Error(`spark verify has no check ${name}: ${JSON.stringify(report.checks.map((c) => c.check))}`);
+        return found;
+      };
+      const report = await verify();
+      const expected: Record<string, RegExp> = {
+        'systemd units': /^spark\.target is enabled$/,
+        'spark-signer write access': new RegExp(`^may write ${WORKSPACES}$`),
+        'spark-uploader write access': new RegExp(`^may write ${WORKSPACES}$`),
+        'workspaces directory': new RegExp(`^${WORKSPACES}: root:lkspark 02770$`),
+        'audit log directory': /^\/var\/log\/spark-signer: spark-signer:lkspark 0700$/,
+        'Redis default user': new RegExp(`^${REDIS_SOCKET} answers, and refuses a client that does not log in`),
+        'Redis server': new RegExp(
+          `^${REDIS_SOCKET}: config /etc/redis/redis-spark\\.conf, maxmemory 1073741824 bytes, maxmemory-policy noeviction$`,
+        ),
+        'sudo for laniakea-spark': /^no user lkspark or _lkspark/,
+      };
+      const wrong = Object.entries(expected).flatMap(([name, pattern]) => {
+        const found = line(report, name);
+        return found.status === 'ok' && pattern.test(found.message) ? [] : [`${found.status} ${name}: ${found.message}`];
       });
-      const why = new Map<string, number>();
-      for (const line of lines) why.set(line, (why.get(line) ?? 0) + 1);
-      for (const line of hostile.values()) {
-        const seen = requestsFor(standIn.requests, String(line['uuid']));
-        if (seen.includes('job-rejected') || (seen.includes('job-success') && line['scenario'] !== 'swap')) {
-          throw new Error(`Lighthouse heard ${seen.join(', ')} about ${String(line['scenario'])}`);
-        }
-      }
-      const never = requestsFor(standIn.requests, '33333333-3333-4333-8333-333333333333');
-      if (never.length > 0) throw new Error(`Lighthouse heard ${never.join(', ')} about a job never handed out`);
-      return [...why].map(([msg, count]) => `${count}× ${msg}`).join('; ');
-    });
-
-    await check('after the hostile builder, an honest job still goes through: built, signed, uploaded, verified', async () => {
-      await m.sh('systemctl start spark-builder@1');
-      const honest = await archive.packageJob({ name: 'honest-after', version: '1.0' });
-      standIn.addJob(honest);
-      await waitFor('job-success', () => ended(honest.uuid), { timeoutMs: 180_000, intervalMs: POLL_MS });
-      const seen = requestsFor(standIn.requests, honest.uuid);
-      if (!seen.includes('job-success')) throw new Error(`Lighthouse saw ${seen.join(', ')}`);
-      const dud = await waitFor('the .dud in the archive', () => dudFor(honest.uuid), { timeoutMs: 60_000, intervalMs: POLL_MS });
-      const changes = (await readdir(uploads)).find((n) => n.startsWith('honest-after_1.0_') && n.endsWith('.changes'));
-      if (!changes) throw new Error('no honest-after .changes in the archive');
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
-      await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
-      const signed = (await auditEntries()).filter((entry) => entry.uuid === honest.uuid && entry.event === 'signed');
-      if (signed.length === 0) throw new Error(`no signature of the job in ${AUDIT_LOG} (the file the signer reopened after the rotation)`);
-      return `${changes}, ${dud.name} verified with gpgv; ${signed.length} signatures in the rotated-to ${AUDIT_LOG}`;
-    });
-
-    await check('systemd-tmpfiles expires old build logs and leftover workspaces; recent ones stay', async () => {
-      const old = '00000000-0000-4000-8000-0000000000aa';
-      const recent = '00000000-0000-4000-8000-0000000000bb';
-      const logs = `${WORKSPACE_ROOT}/logs`;
+      if (wrong.length > 0) throw new Error(wrong.join('\n'));
+      // laniakea-spark's user and its rule, as spark-setup's Ansible wrote them.
       await m.sh(
-        [
-          `touch -d '40 days ago' ${logs}/${old}.1.log`,
-          `touch ${logs}/${recent}.1.log`,
-          `mkdir -p ${WORKSPACES}/${old}.1/artifacts ${WORKSPACES}/${recent}.1/artifacts`,
-          `echo left > ${WORKSPACES}/${old}.1/artifacts/left_1.0_amd64.deb`,
-          `echo kept > ${WORKSPACES}/${recent}.1/artifacts/kept_1.0_amd64.deb`,
-          // Files first, then their directories: writing into a directory makes it new again.
-          `touch -d '100 days ago' ${WORKSPACES}/${old}.1/artifacts/left_1.0_amd64.deb ${WORKSPACES}/${old}.1/artifacts ${WORKSPACES}/${old}.1`,
-        ].join(' && '),
+        "useradd --system --no-user-group --gid nogroup --no-create-home --shell /usr/sbin/nologin lkspark && printf 'lkspark ALL=(ALL) NOPASSWD: /usr/bin/debspawn\\n' >/etc/sudoers.d/lkspark && chmod 0440 /etc/sudoers.d/lkspark && visudo -cqf /etc/sudoers.d/lkspark",
       );
       try {
-        // What systemd-tmpfiles-clean.timer runs daily, for spark's file alone.
-        await m.sh('systemd-tmpfiles --clean /etc/tmpfiles.d/spark.conf');
-        const left = (await m.sh(`ls -A ${logs} ${WORKSPACES}`)).split('\n');
-        const problems = [
-          ...(left.includes(`${old}.1.log`) ? ['the 40-day-old build log is still there'] : []),
-          ...(left.includes(`${old}.1`) ? ['the 100-day-old workspace is still there'] : []),
-          ...(left.includes(`${recent}.1.log`) ? [] : ['the recent build log is gone']),
-          ...(left.includes(`${recent}.1`) ? [] : ['the recent workspace is gone']),
-        ];
-        if (problems.length > 0) throw new Error(`${problems.join('; ')}:\n${left.join('\n')}`);
-        const timer = (await m.exec(['systemctl', 'is-active', 'systemd-tmpfiles-clean.timer'])).stdout.trim();
-        if (timer !== 'active') throw new Error(`systemd-tmpfiles-clean.timer is ${timer}`);
-        return (await m.sh('grep -v "^#" /etc/tmpfiles.d/spark.conf')).trim().replaceAll('\n', '; ');
+        const flagged = line(await verify(), 'sudo for laniakea-spark');
+        if (flagged.status !== 'problem' || !/lkspark may run \/usr\/bin\/debspawn.*see \/etc\/sudoers\.d\/lkspark/.test(flagged.message))
+          throw new Error(`with the rule: ${flagged.status} ${flagged.message}`);
+        await m.sh('rm /etc/sudoers.d/lkspark');
+        const cleared = line(await verify(), 'sudo for laniakea-spark');
+        if (cleared.status !== 'ok') throw new Error(`without the rule: ${cleared.status} ${cleared.message}`);
+        return `${Object.keys(expected).length} checks OK; with the rule: ${flagged.message}; without: ${cleared.message}`;
       } finally {
-        await m.sh(`rm -rf ${logs}/${old}.1.log ${logs}/${recent}.1.log ${WORKSPACES}/${old}.1 ${WORKSPACES}/${recent}.1`);
+        await m.sh('rm -f /etc/sudoers.d/lkspark; userdel lkspark');
       }
-    });
+    },
+  );
 
-    await check(
-      "spark verify checks the units' write access, the audit log's directory and Redis, and flags laniakea-spark's sudo rule",
-      async () => {
-        type Report = { checks: { check: string; status: string; message: string }[] };
-        const verify = async () =>
-          JSON.parse(
-            (await m.exec(['spark', 'verify', '--json', '--config', '/etc/laniakea/spark.toml'], { timeoutMs: 180_000 })).stdout,
-          ) as Report;
-        const line = (report: Report, name: string) => {
-          const found = report.checks.find((c) => c.check === name);
-          if (!found) throw new Error(`spark verify has no check ${name}: ${JSON.stringify(report.checks.map((c) => c.check))}`);
-          return found;
-        };
-        const report = await verify();
-        const expected: Record<string, RegExp> = {
-          'systemd units': /^spark\.target is enabled$/,
-          'spark-signer write access': new RegExp(`^may write ${WORKSPACES}$`),
-          'spark-uploader write access': new RegExp(`^may write ${WORKSPACES}$`),
-          'workspaces directory': new RegExp(`^${WORKSPACES}: root:lkspark 02770$`),
-          'audit log directory': /^\/var\/log\/spark-signer: spark-signer:lkspark 0700$/,
-          'Redis default user': new RegExp(`^${REDIS_SOCKET} answers, and refuses a client that does not log in`),
-          'Redis server': new RegExp(
-            `^${REDIS_SOCKET}: config /etc/redis/redis-spark\\.conf, maxmemory 1073741824 bytes, maxmemory-policy noeviction$`,
-          ),
-          'sudo for laniakea-spark': /^no user lkspark or _lkspark/,
-        };
-        const wrong = Object.entries(expected).flatMap(([name, pattern]) => {
-          const found = line(report, name);
-          return found.status === 'ok' && pattern.test(found.message) ? [] : [`${found.status} ${name}: ${found.message}`];
-        });
-        if (wrong.length > 0) throw new Error(wrong.join('\n'));
-        // laniakea-spark's user and its rule, as spark-setup's Ansible wrote them.
-        await m.sh(
-          "useradd --system --no-user-group --gid nogroup --no-create-home --shell /usr/sbin/nologin lkspark && printf 'lkspark ALL=(ALL) NOPASSWD: /usr/bin/debspawn\\n' >/etc/sudoers.d/lkspark && chmod 0440 /etc/sudoers.d/lkspark && visudo -cqf /etc/sudoers.d/lkspark",
-        );
-        try {
-          const flagged = line(await verify(), 'sudo for laniakea-spark');
-          if (flagged.status !== 'problem' || !/lkspark may run \/usr\/bin\/debspawn.*see \/etc\/sudoers\.d\/lkspark/.test(flagged.message))
-            throw new Error(`with the rule: ${flagged.status} ${flagged.message}`);
-          await m.sh('rm /etc/sudoers.d/lkspark');
-          const cleared = line(await verify(), 'sudo for laniakea-spark');
-          if (cleared.status !== 'ok') throw new Error(`without the rule: ${cleared.status} ${cleared.message}`);
-          return `${Object.keys(expected).length} checks OK; with the rule: ${flagged.message}; without: ${cleared.message}`;
-        } finally {
-          await m.sh('rm -f /etc/sudoers.d/lkspark; userdel lkspark');
+  await check(
+    'install.sh refuses a WorkspaceRoot the units hide or one through a link, and leaves a file edited by hand alone',
+    async () => {
+      const install = async (env: string) => {
+        const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${env} bash deploy/install.sh 2>&1`], { timeoutMs: 600_000 });
+        installOutput.push(result.stdout);
+        return result;
+      };
+      const toml = await m.sh('cat /etc/laniakea/spark.toml');
+      const refusals: [root: string, reason: RegExp][] = [
+        [
+          '/home/builds',
+          /^deploy\/install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
+        ],
+        [
+          '/srv/builds-link',
+          /^deploy\/install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
+        ],
+      ];
+      await m.sh('ln -sfn /srv/spark-builds /srv/builds-link');
+      try {
+        for (const [root, reason] of refusals) {
+          // Through the share, as spark.toml came in: the machine's stdin is a socket, which /dev/stdin cannot open.
+          await writeFile(join(share, 'spark-other-root.toml'), toml.replace(/^WorkspaceRoot = .*$/m, `WorkspaceRoot = '${root}/'`));
+          await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
+          const result = await install('SPARK_CONFIG=/root/spark-other-root.toml');
+          if (result.code !== 1 || !reason.test(result.stdout))
+            throw new Error(`WorkspaceRoot ${root}: exit ${result.code}\n${result.stdout.slice(-1500)}`);
         }
-      },
-    );
-
-    await check(
-      'install.sh refuses a WorkspaceRoot the units hide or one through a link, and leaves a file edited by hand alone',
-      async () => {
-        const install = async (env: string) => {
-          const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${env} bash deploy/install.sh 2>&1`], { timeoutMs: 600_000 });
-          installOutput.push(result.stdout);
-          return result;
-        };
-        const toml = await m.sh('cat /etc/laniakea/spark.toml');
-        const refusals: [root: string, reason: RegExp][] = [
-          [
-            '/home/builds',
-            /^deploy\/install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
-          ],
-          [
-            '/srv/builds-link',
-            /^deploy\/install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
-          ],
-        ];
-        await m.sh('ln -sfn /srv/spark-builds /srv/builds-link');
-        try {
-          for (const [root, reason] of refusals) {
-            // Through the share, as spark.toml came in: the machine's stdin is a socket, which /dev/stdin cannot open.
-            await writeFile(join(share, 'spark-other-root.toml'), toml.replace(/^WorkspaceRoot = .*$/m, `WorkspaceRoot = '${root}/'`));
-            await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
-            const result = await install('SPARK_CONFIG=/root/spark-other-root.toml');
-            if (result.code !== 1 || !reason.test(result.stdout))
-              throw new Error(`WorkspaceRoot ${root}: exit ${result.code}\n${result.stdout.slice(-1500)}`);
-          }
-        } finally {
-          await m.sh('rm -f /srv/builds-link /root/spark-other-root.toml');
-        }
-        // Without its first line, the file is the operator's.
-        const file = '/etc/tmpfiles.d/spark.conf';
-        await m.sh(`sed -i 1d ${file}`);
-        const edited = await m.sh(`sha256sum ${file}`);
-        const kept = await install('');
-        if (
-          kept.code !== 0 ||
-          !kept.stdout.includes(`${file}: left as it is (its first line is not`) ||
-          (await m.sh(`sha256sum ${file}`)) !== edited
-        )
-          throw new Error(`install.sh with ${file} edited by hand: exit ${kept.code}\n${kept.stdout.slice(-1500)}`);
-        await m.sh(`rm ${file}`);
-        const restored = await install('');
-        if (restored.code !== 0 || !restored.stdout.includes(`${file} written`))
-          throw new Error(`install.sh after removing ${file}: exit ${restored.code}`);
-        return 'refused /home/builds and /srv/builds-link (exit 1, the reason); kept the edited tmpfiles file, wrote it again once removed';
-      },
-    );
-
-    await check('no Redis password in the install output, the journal or spark status', async () => {
-      const passwords = (await m.sh('cat /etc/laniakea/redis/*.password')).split('\n').filter(Boolean);
-      const users = Object.keys(REDIS_USERS).length;
-      if (passwords.length !== users) throw new Error(`expected ${users} password files (one per Redis user), read ${passwords.length}`);
-      const journal = await m.sh('journalctl --no-pager -o cat');
-      const status = await m.sh('spark status --config /etc/laniakea/spark.toml 2>&1 || true');
-      for (const [where, text] of [
-        ...installOutput.map((t, i) => [`install.sh run ${i + 1}`, t] as const),
-        ['the journal', journal] as const,
-        ['spark status', status] as const,
-      ]) {
-        if (passwords.some((password) => text.includes(password))) throw new Error(`a Redis password is in ${where}`);
+      } finally {
+        await m.sh('rm -f /srv/builds-link /root/spark-other-root.toml');
       }
-      return `checked ${installOutput.length} install outputs, ${journal.split('\n').length} journal lines, spark status`;
-    });
+      // Without its first line, the file is the operator's.
+      const file = '/etc/tmpfiles.d/spark.conf';
+      await m.sh(`sed -i 1d ${file}`);
+      const edited = await m.sh(`sha256sum ${file}`);
+      const kept = await install('');
+      if (
+        kept.code !== 0 ||
+        !kept.stdout.includes(`${file}: left as it is (its first line is not`) ||
+        (await m.sh(`sha256sum ${file}`)) !== edited
+      )
+        throw new Error(`install.sh with ${file} edited by hand: exit ${kept.code}\n${kept.stdout.slice(-1500)}`);
+      await m.sh(`rm ${file}`);
+      const restored = await install('');
+      if (restored.code !== 0 || !restored.stdout.includes(`${file} written`))
+        throw new Error(`install.sh after removing ${file}: exit ${restored.code}`);
+      return 'refused /home/builds and /srv/builds-link (exit 1, the reason); kept the edited tmpfiles file, wrote it again once removed';
+    },
+  );
 
-    const failed = results.filter((r) => !r.ok);
-    return failed.length === 0 ? 0 : 1;
-  } finally {
-    if (machine) {
-      if (results.some((r) => !r.ok)) {
-        const journal = await machine.exec(['journalctl', '-u', 'spark-*', '-n', '120', '--no-pager', '-o', 'cat']);
-        console.log(`--- journal of the spark units (last lines) ---\n${journal.stdout}`);
-      }
-      await machine.powerOff();
-      say('machine powered off');
+  await check('no Redis password in the install output, the journal or spark status', async () => {
+    const passwords = (await m.sh('cat /etc/laniakea/redis/*.password')).split('\n').filter(Boolean);
+    const users = Object.keys(REDIS_USERS).length;
+    if (passwords.length !== users) throw new Error(`expected ${users} password files (one per Redis user), read ${passwords.length}`);
+    const journal = await m.sh('journalctl --no-pager -o cat');
+    const status = await m.sh('spark status --config /etc/laniakea/spark.toml 2>&1 || true');
+    for (const [where, text] of [
+      ...installOutput.map((t, i) => [`install.sh run ${i + 1}`, t] as const),
+      ['the journal', journal] as const,
+      ['spark status', status] as const,
+    ]) {
+      if (passwords.some((password) => text.includes(password))) throw new Error(`a Redis password is in ${where}`);
     }
-    for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => undefined);
-    await rm(work, { recursive: true, force: true });
-  }
-}
+    return `checked ${installOutput.length} install outputs, ${journal.split('\n').length} journal lines, spark status`;
+  });
 
-/** The unit's sandboxing settings that matter for sudo, to run a command under them with systemd-run. */
-async function unitProperties(m: Machine, unit: string): Promise<string[]> {
-  const fragment = (await m.sh(`systemctl show -p FragmentPath --value ${unit}`)).trim();
-  const text = await m.sh(`cat ${fragment}`);
-  const skip =
-    /^(Type|ExecStart|Restart|RestartSec|TimeoutStopSec|KillMode|User|Group|Environment|Description|Documentation|After|Wants|PartOf|WantedBy)=/;
-  const props: string[] = [];
-  for (const line of text.split('\n')) {
-    if (/^[A-Z][A-Za-z]+=/.test(line) && !skip.test(line)) props.push('-p', line);
-  }
-  return props;
-}
-
-const code = await main().catch((error: unknown) => {
-  console.error(error);
-  return 1;
+  const failed = results.filter((r) => !r.ok);
+  return failed.length === 0 ? 0 : 1;
 });
-const passed = results.filter((r) => r.ok).length;
-console.log(`\ntest:deploy: ${passed} of ${results.length} checks passed in ${elapsed().trim()}`);
-process.exit(code);
