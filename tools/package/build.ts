@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { nodeFlags, type NodeProgram } from '@spark/config';
-import { bundlePrograms, PACKAGED_BUILD_HELPER, zeromqAddon } from './bundle.js';
+import { bundlePrograms, PACKAGED_BUILD_HELPER, zeromqAddon, type Bundles } from './bundle.js';
 import { changelog, control, copyright, md5sums, SERVICES } from './debian.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -49,6 +49,8 @@ function packagePaths(text: string): string {
 
 export interface PackageResult {
   deb: string;
+  /** The source files bundled into each program (bundlePrograms' `modules`). */
+  modules: Bundles['modules'];
   /** lintian's output and exit status. */
   lintian: { status: number; output: string };
 }
@@ -64,7 +66,7 @@ export async function buildPackage(options: { revision?: number; outDir?: string
   // The package's root is the host's /: mkdtemp made it 0700.
   await chmod(stage, 0o755);
   try {
-    const { thirdParty } = await bundlePrograms(ROOT, join(stage, LIB), arch);
+    const { thirdParty, modules } = await bundlePrograms(ROOT, join(stage, LIB), arch);
     const addon = zeromqAddon(join(ROOT, 'node_modules/zeromq'), arch);
 
     // Commands: spark for operators, the services and the build helper for the units and sudo.
@@ -134,7 +136,7 @@ export async function buildPackage(options: { revision?: number; outDir?: string
     const deb = join(outDir, `spark-ts_${version}_${arch}.deb`);
     run('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb]);
     const lintian = spawnSync('lintian', ['--fail-on', 'error,warning', '--info', deb], { encoding: 'utf8' });
-    return { deb, lintian: { status: lintian.status ?? 1, output: `${lintian.stdout}${lintian.stderr}` } };
+    return { deb, modules, lintian: { status: lintian.status ?? 1, output: `${lintian.stdout}${lintian.stderr}` } };
   } finally {
     await rm(stage, { recursive: true, force: true });
   }

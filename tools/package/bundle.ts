@@ -174,6 +174,8 @@ export interface ThirdParty {
 export interface Bundles {
   /** Every npm package whose code is in a bundle or shipped beside them. */
   thirdParty: ThirdParty[];
+  /** The source files bundled into each app's bundle (paths relative to the repository, from esbuild's metafile). */
+  modules: Record<App, string[]>;
 }
 
 async function appPackageJson(root: string, app: App): Promise<string> {
@@ -243,6 +245,7 @@ async function describe(root: string, name: string): Promise<ThirdParty> {
  */
 export async function bundlePrograms(root: string, libDir: string, arch: string): Promise<Bundles> {
   const used = new Set<string>();
+  const modules = {} as Record<App, string[]>;
   for (const app of APPS) {
     const out = join(libDir, 'node_modules/@spark', app);
     const result = await build({
@@ -258,13 +261,20 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
       define: { SPARK_PACKAGED_BUILD_HELPER: JSON.stringify(PACKAGED_BUILD_HELPER) },
       // Folds what `define` decided (the checkout's build helper path is dead code here) and drops it.
       minifySyntax: true,
+      // V8 keeps a script's source for compiling its functions lazily, two bytes a character if one of them is
+      // beyond Latin-1: comments (which minifyWhitespace drops) and strings or regular expressions (which the
+      // ascii charset escapes) held some, so each bundle's whole source took twice its size in memory.
+      // Names stay unminified, for readable stack traces.
+      minifyWhitespace: true,
+      charset: 'ascii',
       absWorkingDir: root,
       legalComments: 'none',
       metafile: true,
       logLevel: 'warning',
       plugins: [ZOD_ENGLISH_ONLY],
     });
-    for (const input of Object.keys(result.metafile.inputs)) {
+    modules[app] = Object.keys(result.metafile.inputs);
+    for (const input of modules[app]) {
       const name = packageOf(input);
       if (name) used.add(name);
     }
@@ -285,5 +295,5 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
     used.add(module.name);
   }
   const thirdParty = await Promise.all([...used].sort().map((name) => describe(root, name)));
-  return { thirdParty };
+  return { thirdParty, modules };
 }

@@ -12,8 +12,10 @@ export interface CompilerWarning {
 
 // `hello.c:2:22: warning: unused variable ‘x’ [-Wunused-variable]` (GCC and Clang alike).
 const WARNING = /^(?<file>[^\s:][^:]*):(?<line>\d+):(?:(?<column>\d+):)? warning: (?<message>.*?)(?: \[(?<option>-W[^\]]+)\])?\s*$/;
-// `hello.c: In function ‘main’:` — quotes are ‘’ in UTF-8 locales, '' in C.
-const IN_FUNCTION = /^(?<file>[^\s:][^:]*): In (?:member )?function [‘'`](?<name>[^’']+)[’']:/;
+// `hello.c: In function ‘main’:` — quotes are ‘’ in UTF-8 locales, '' in C. They are written as escapes
+// (\u2018 ‘, \u2019 ’) so that the bundles' source stays Latin-1 (tools/package/bundle.ts); esbuild's ascii
+// charset does not rewrite regular expressions.
+const IN_FUNCTION = /^(?<file>[^\s:][^:]*): In (?:member )?function [\u2018'`](?<name>[^\u2019']+)[\u2019']:/;
 
 /** What every line the collector reads holds: a line without one of these is neither a warning nor an `In function` line. */
 export const WARNING_NEEDLES: readonly string[] = [': warning: ', ': In '];
