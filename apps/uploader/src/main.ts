@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-import { installShutdown, processMetrics, serveMetrics, startService, systemClock, type StartedService } from '@spark/service';
-import { createUploader } from './uploader.js';
-import { openUploaderRedis } from './uploader-redis.js';
+import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
+
+import { createUploaderOnRedis } from './uploader-redis.js';
 
 const service: StartedService = startService({
   service: 'uploader',
@@ -15,17 +15,8 @@ const service: StartedService = startService({
   ],
 });
 const { config, logger } = service;
-// The composition root: the uploader's queues and records are opened here, on Redis, and handed to it.
-const redis = openUploaderRedis(config, logger);
-const uploader = createUploader({
-  config,
-  logger,
-  clock: systemClock,
-  uploadJobs: redis.uploadJobs,
-  reports: redis.reports,
-  records: redis.records,
-  ready: () => redis.ready(),
-});
+// The composition root: the uploader's queues and records are opened on Redis and handed to it.
+const uploader = createUploaderOnRedis(config, logger);
 const metricsEndpoint = await serveMetrics(
   processMetrics('uploader', { version: service.version }),
   config.uploader.metricsPort,
@@ -34,7 +25,6 @@ const metricsEndpoint = await serveMetrics(
 );
 installShutdown(logger, async () => {
   await uploader.close();
-  await redis.close();
   await metricsEndpoint.close();
 });
 await service.run(() => uploader.start());

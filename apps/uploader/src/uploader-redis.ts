@@ -4,6 +4,7 @@ import {
   bullmqRetryingInbox,
   connectRedis,
   lastStatusSeq,
+  systemClock,
   openQueue,
   redactRedisUrl,
   redisLogin,
@@ -13,6 +14,7 @@ import {
   type RetryingInbox,
 } from '@spark/service';
 import type { UploaderReports } from './upload-job.js';
+import { createUploader, type Uploader, type UploaderDeps } from './uploader.js';
 import { redisUploadRecords, type UploadRecords } from './upload-records.js';
 
 /*
@@ -65,5 +67,28 @@ export function openUploaderRedis(
         logger,
       );
     },
+  };
+}
+
+/**
+ * The uploader as main.ts runs it: its queues and records on Redis, the wall
+ * clock. Its `close` stops it, then closes the connections it opened.
+ */
+export function createUploaderOnRedis(config: SparkConfig, logger: Logger, options: Pick<UploaderDeps, 'retryDelayMs'> = {}): Uploader {
+  const redis = openUploaderRedis(config, logger);
+  const uploader = createUploader({
+    config,
+    logger,
+    clock: systemClock,
+    uploadJobs: redis.uploadJobs,
+    reports: redis.reports,
+    records: redis.records,
+    ready: () => redis.ready(),
+    ...options,
+  });
+  let closed: Promise<void> | null = null;
+  return {
+    start: () => uploader.start(),
+    close: () => (closed ??= uploader.close().then(() => redis.close())),
   };
 }

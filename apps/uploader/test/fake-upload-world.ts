@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '@spark/service';
 import { FakeQueue, startUploadReceiver, type UploadReceiver } from '@spark/testing';
 import { uploadJob, type UploadJobDeps } from '../src/upload-job.js';
 import { fakeUploaderReports, FakeUploadRecords } from './fake-upload-records.js';
+import { handOutRecord } from './hand-out-record.js';
 
 /** Most tries {@link FakeUploadWorld.upload} makes before it says the job never ends. */
 const MAX_TRIES = 50;
@@ -85,17 +86,7 @@ export async function startFakeUploadWorld(options: { writeInPlace?: boolean } =
     logLines,
     async upload(manifest) {
       // As the connector records each hand-out.
-      records.write({
-        uuid: manifest.uuid,
-        round: manifest.round,
-        kind: 'package-build',
-        architecture: 'amd64',
-        repo: manifest.repo,
-        package: null,
-        version: null,
-        suite: 'bookworm',
-        receivedAt: Number(manifest.round),
-      });
+      records.write(handOutRecord(manifest));
       const log = logger.child({ jobId: manifest.uuid, round: manifest.round });
       for (let tries = 0; tries < MAX_TRIES; tries++) {
         const outcome = await uploadJob(manifest, deps, log);

@@ -12,37 +12,19 @@ import {
   REPORT_QUEUES,
   stageJobId,
   type ArchiveTarget,
-  type NewJobRecord,
   type Manifest,
 } from '@spark/protocol';
-import { connectRedis, createLogger, redisReady, systemClock, type Logger, type Redis } from '@spark/service';
+import { connectRedis, createLogger, redisReady, type Logger, type Redis } from '@spark/service';
 import { randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
 import type { UploadPolicy } from '../src/upload-job.js';
-import { createUploader, type Uploader } from '../src/uploader.js';
-import { openUploaderRedis } from '../src/uploader-redis.js';
+import type { Uploader } from '../src/uploader.js';
+import { createUploaderOnRedis } from '../src/uploader-redis.js';
+import { handOutRecord } from './hand-out-record.js';
 
-/**
- * An uploader put together as main.ts does (its queues and records on Redis,
- * the wall clock); `close` stops it and closes its connections.
- */
+/** An uploader put together as main.ts does; `close` stops it and closes its connections. */
 export function startUploaderOnRedis(config: SparkConfig, logger: Logger, retryDelayMs?: UploadPolicy['retryDelayMs']): Uploader {
-  const redis = openUploaderRedis(config, logger);
-  const uploader = createUploader({
-    config,
-    logger,
-    clock: systemClock,
-    uploadJobs: redis.uploadJobs,
-    reports: redis.reports,
-    records: redis.records,
-    ready: () => redis.ready(),
-    ...(retryDelayMs ? { retryDelayMs } : {}),
-  });
-  let closed: Promise<void> | null = null;
-  return {
-    start: () => uploader.start(),
-    close: () => (closed ??= uploader.close().then(() => redis.close())),
-  };
+  return createUploaderOnRedis(config, logger, retryDelayMs ? { retryDelayMs } : {});
 }
 
 /** Everything an uploader test runs against: Redis, a receiver, a spark.toml, the queues. */
@@ -153,18 +135,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     target,
     async addUpload(manifest) {
       // As the connector records each hand-out: `spark retry-upload <uuid>` finds the round through it.
-      const record: NewJobRecord = {
-        uuid: manifest.uuid,
-        round: manifest.round,
-        kind: 'package-build',
-        architecture: 'amd64',
-        repo: manifest.repo,
-        package: null,
-        version: null,
-        suite: 'bookworm',
-        receivedAt: Number(manifest.round),
-      };
-      await redis.set(jobRecordKey(prefix, manifest.uuid), JSON.stringify(record));
+      await redis.set(jobRecordKey(prefix, manifest.uuid), JSON.stringify(handOutRecord(manifest)));
       await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest, 'upload') });
     },
     settled(uuid, timeoutMs = 60_000) {
