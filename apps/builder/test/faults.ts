@@ -1,14 +1,10 @@
-import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
-import { promisify } from 'node:util';
 
 /*
- * Faults the builder tests inject: an archive that stalls, a Redis that stops,
- * a disk that fills up.
+ * Faults the builder tests inject: an archive that stalls, a Redis that stops
+ * (a disk that fills up is @spark/testing's mountTinyDisk).
  */
-
-const run = promisify(execFile);
 
 /** A server that stalls downloads: `/silent/…` accepts and never answers, `/half/…` sends headers and half a body, then nothing. */
 export interface StallingServer {
@@ -50,18 +46,4 @@ export async function redisServerPid(port: number): Promise<number> {
     if (/redis-server/.test(cmdline) && cmdline.includes(`:${port}`)) return Number(entry);
   }
   throw new Error(`no redis-server on port ${port}`);
-}
-
-/**
- * Mounts a tmpfs of `bytes` on `dir` (a disk that fills up) and returns the
- * function that unmounts it. As root directly, otherwise through `sudo -n`
- * (password-less, as the chaos suite's full-disk scenario).
- */
-export async function mountTinyDisk(dir: string, bytes: number): Promise<() => Promise<void>> {
-  const asRoot = (command: string, args: string[]) =>
-    process.getuid?.() === 0 ? run(command, args) : run('sudo', ['-n', command, ...args]);
-  await asRoot('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'spark-test', dir]);
-  return async () => {
-    await asRoot('umount', ['-l', dir]);
-  };
 }

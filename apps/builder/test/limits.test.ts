@@ -25,9 +25,17 @@ import {
   type BuilderControlMessage,
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { makeSourcePackage, randomQueuePrefix, runSparkCommand, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import {
+  makeSourcePackage,
+  mountTinyDisk,
+  randomQueuePrefix,
+  runSparkCommand,
+  startRedisServer,
+  waitFor,
+  type RedisServer,
+} from '@spark/testing';
 import { createBuilder, type Builder } from '../src/builder.js';
-import { mountTinyDisk, redisServerPid, startStallingServer } from './faults.js';
+import { redisServerPid, startStallingServer } from './faults.js';
 import { BUILD_WAIT, serveDirectory, testConfig, testConfigToml } from './fixtures.js';
 
 /** The round of every job these tests hand the builder (as the connector would number it). */

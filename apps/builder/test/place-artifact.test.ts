@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { moveArtifact } from '../src/place-artifact.js';
-import { mountTinyDisk } from './faults.js';
+import { mountTinyDisk } from '@spark/testing';
 
 describe('moveArtifact: results are moved into the artifacts, copied only when they must be', () => {
   let root: string;

@@ -10,7 +10,7 @@ import { openJobLog, type JobLog } from '../src/job-log.js';
 import { JobStop } from '../src/job-stop.js';
 import { signalProcessGroup, type SignalTree } from '../src/process-tree.js';
 import { runLogged, type RunLoggedOptions } from '../src/run-logged.js';
-import { mountTinyDisk } from './faults.js';
+import { mountTinyDisk } from '@spark/testing';
 
 const run = promisify(execFile);
 

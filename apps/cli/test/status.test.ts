@@ -143,4 +143,49 @@ describe('spark status', () => {
     );
     await uploads.close();
   });
+  it('shows a sign job that waits for disk space: what it could not write, since when, the next try, when it gives up; stuck after 15 min', async () => {
+    const signs = new Queue('sign', { connection: redis, prefix });
+    const now = Date.now();
+    const job = await signs.add(
+      'sign',
+      { x: 1 },
+      { jobId: stageJobId({ uuid: uuidB, round: '3' }, 'sign'), delay: 60_000, timestamp: now - 20 * 60_000 },
+    );
+    await job.updateProgress({
+      phase: 'disk-full',
+      problem: 'the workspace disk is full (ENOSPC: no space left on device, write)',
+      tries: 4,
+      since: now - 75_000,
+      nextTryAt: now + 40_000,
+      giveUpAt: now + 3 * 3600_000,
+    });
+    const result = await runSpark(['status', '--redis', server.url, '--prefix', prefix]);
+    assert.match(
+      result.stdout,
+      new RegExp(
+        `  ${uuidB} {2}sign/delayed .*\n {4}waiting for disk space since 1m 1[456]s ago: the workspace disk is full \\(ENOSPC: no space left on device, write\\); ` +
+          `next try in 3[789]s, gives up and reports the job failed in (2h 59m|3h 00m)\n`,
+      ),
+    );
+    const json = await runSpark(['status', '--redis', server.url, '--prefix', prefix, '--json']);
+    const [host] = JSON.parse(json.stdout) as {
+      jobs: { stage: string; round: string; sign: { phase: string; tries: number } | null }[];
+      health: { problems: { code: number; message: string }[] };
+    }[];
+    assert.ok(
+      host?.health.problems.some(
+        (problem) =>
+          problem.code === 3 &&
+          new RegExp(
+            `^stuck: ${uuidB} in sign, delayed for 20m \\d\\ds: the workspace disk is full \\(ENOSPC: no space left on device, write\\)$`,
+          ).test(problem.message),
+      ),
+      JSON.stringify(host?.health),
+    );
+    assert.deepEqual(
+      host?.jobs.filter((j) => j.stage === 'sign' && j.round === '3').map((j) => [j.sign?.phase, j.sign?.tries]),
+      [['disk-full', 4]],
+    );
+    await signs.close();
+  });
 });

@@ -167,13 +167,20 @@ export async function signArtifacts(deps: SignDeps, manifest: Manifest, origin: 
   }
 }
 
-/** Creates a file that must not exist yet, never through a link (`O_EXCL` refuses one at the name). */
+/**
+ * Creates a file that must not exist yet, never through a link (`O_EXCL`
+ * refuses one at the name). A write that fails (a full disk) removes the
+ * file: cut short, it would be taken for a kept original on the next try.
+ */
 async function createFile(path: string, content: Buffer): Promise<void> {
   const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  let written = false;
   try {
     await handle.writeFile(content);
+    written = true;
   } finally {
     await handle.close();
+    if (!written) await rm(path, { force: true });
   }
 }
 

@@ -1,7 +1,7 @@
 import type { SparkConfig } from '@spark/config';
 import { QueueName, REPORT_QUEUES } from '@spark/protocol';
 import {
-  bullmqStageInbox,
+  bullmqRetryingInbox,
   connectRedis,
   openQueue,
   redisLogin,
@@ -9,7 +9,7 @@ import {
   runCloseSteps,
   type JobOutbox,
   type Logger,
-  type StageInbox,
+  type RetryingInbox,
 } from '@spark/service';
 import { redisSignerRecords, type SignerRecords } from './signer-records.js';
 
@@ -23,7 +23,7 @@ const SIGNER_LOCKS = { lockDuration: 10_000, stalledInterval: 5_000, maxStalledC
 
 /** The signer's queues and records on Redis, as `createSigner` takes them. */
 export interface SignerRedis {
-  signJobs: StageInbox;
+  signJobs: RetryingInbox;
   uploads: JobOutbox;
   reports: JobOutbox;
   records: SignerRecords;
@@ -45,7 +45,7 @@ export function openSignerRedis(
   const producerRedis = connectRedis(config.redisUrl, 'worker', login);
   const uploadQueue = openQueue(QueueName.upload, producerRedis, config.queuePrefix, logger);
   const reportQueue = openQueue(REPORT_QUEUES.signer, producerRedis, config.queuePrefix, logger);
-  const signJobs = bullmqStageInbox(QueueName.sign, workerRedis, config.queuePrefix, logger, SIGNER_LOCKS);
+  const signJobs = bullmqRetryingInbox(QueueName.sign, workerRedis, config.queuePrefix, logger, SIGNER_LOCKS);
   return {
     signJobs,
     uploads: uploadQueue,

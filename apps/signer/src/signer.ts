@@ -1,7 +1,17 @@
 import { UnrecoverableError } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
-import { parseJobId, QueueName, signPayloadSchema, stageJobId, type Manifest, type UploadPayload } from '@spark/protocol';
 import {
+  parseJobId,
+  QueueName,
+  signPayloadSchema,
+  signStateSchema,
+  stageJobId,
+  type Manifest,
+  type SignState,
+  type UploadPayload,
+} from '@spark/protocol';
+import {
+  exponentialBackoff,
   giveUp,
   once,
   reportFailedJob,
@@ -9,7 +19,8 @@ import {
   type Clock,
   type JobOutbox,
   type Logger,
-  type StageInbox,
+  type JobTry,
+  type RetryingInbox,
   type TakenJob,
 } from '@spark/service';
 import { ArtifactError } from './artifact-error.js';
@@ -27,8 +38,8 @@ export interface SignerDeps {
   logger: Logger;
   signingKey: SigningKey;
   audit: AuditLog;
-  /** The `sign` queue. */
-  signJobs: StageInbox;
+  /** The `sign` queue; a job is tried again later while the workspace disk is full. */
+  signJobs: RetryingInbox;
   /** The `upload` queue, where a signed round is handed on. */
   uploads: JobOutbox;
   /** The signer's report queue (`REPORT_QUEUES.signer`). */
@@ -39,6 +50,21 @@ export interface SignerDeps {
   ready(): Promise<void>;
   /** Test hook, see {@link SignDeps.afterChecks}. */
   afterChecks?: SignDeps['afterChecks'];
+}
+
+/**
+ * How long a round waits for space on a full workspace disk before it is
+ * reported failed, counted from the first try that found the disk full.
+ */
+export const DISK_FULL_GIVE_UP_MS = 6 * 3600_000;
+
+/** Waits between tries on a full disk: 5 s, 10 s, 20 s … 5 min. */
+const diskFullDelay = exponentialBackoff(5_000, 300_000);
+
+/** The error of a write that found no space left: the disk or the user's quota is full. */
+function isDiskFull(error: unknown): error is NodeJS.ErrnoException {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /** The running signer. */
@@ -54,7 +80,11 @@ export interface Signer {
  * connector wrote and verifies the job's files (see `signArtifacts`), signs
  * them, and adds the round's `upload` job with the signed manifest. A job that
  * fails a check is reported `failed` (in the signer's report queue) with the
- * reason, gets an audit line, and fails without retries, nothing signed.
+ * reason, gets an audit line, and fails without retries, nothing signed. A job
+ * whose signed files find the workspace disk full waits and is tried again
+ * with backoff (the build's results are kept, nothing half-written is left),
+ * and is reported failed only once the disk stayed full for
+ * {@link DISK_FULL_GIVE_UP_MS}.
  */
 export function createSigner(deps: SignerDeps): Signer {
   const { config, logger, clock, records } = deps;
@@ -77,7 +107,42 @@ export function createSigner(deps: SignerDeps): Signer {
     throw new UnrecoverableError(reason);
   };
 
-  const handle = async (job: TakenJob): Promise<void> => {
+  /** Another try later, or the round failed once the disk stayed full too long. */
+  const waitForSpace = async (
+    job: TakenJob,
+    error: NodeJS.ErrnoException,
+    setProgress: (progress: object) => Promise<void>,
+    log: Logger,
+  ): Promise<JobTry> => {
+    const now = clock.now();
+    const earlier = signStateSchema.safeParse(job.progress);
+    const since = earlier.success ? earlier.data.since : now;
+    const tries = (earlier.success ? earlier.data.tries : 0) + 1;
+    const problem = `the workspace disk is full (${error.message})`;
+    if (now - since >= DISK_FULL_GIVE_UP_MS) {
+      return fail(
+        job.id,
+        `signer could not write the signed files: ${problem}, and it stayed full for ${DISK_FULL_GIVE_UP_MS / 3600_000} h since the first try; the build's files were left as they were`,
+      );
+    }
+    const retryAt = now + diskFullDelay(tries);
+    // What `spark status` shows of the job while it waits.
+    await setProgress({
+      phase: 'disk-full',
+      problem,
+      tries,
+      since,
+      nextTryAt: retryAt,
+      giveUpAt: since + DISK_FULL_GIVE_UP_MS,
+    } satisfies SignState);
+    log.warn(
+      { err: error, try: tries, retryAt },
+      `cannot sign yet: ${problem}; the job waits, next try at ${new Date(retryAt).toISOString()}`,
+    );
+    return { retryAt };
+  };
+
+  const handle = async (job: TakenJob, setProgress: (progress: object) => Promise<void>): Promise<JobTry> => {
     const taken = parseJobId(job.id);
     // The round is the signer's from here: the relay takes no rejection of it from the builder any more.
     if (taken?.type === 'stage') await records.takeRound(taken);
@@ -107,12 +172,14 @@ export function createSigner(deps: SignerDeps): Signer {
         origin,
       );
     } catch (error) {
+      if (isDiskFull(error)) return waitForSpace(job, error, setProgress, log);
       if (!(error instanceof ArtifactError)) throw error;
       log.warn({ file: error.file, reason: error.reason }, `refused to sign: ${error.message}`);
       return fail(job.id, `signer refused the build results, nothing was signed: ${error.message}`, origin);
     }
     await deps.uploads.add(QueueName.upload, { manifest: signed } satisfies UploadPayload, { jobId: stageJobId(manifest, 'upload') });
     log.info({ files: signed.files.length, changes: signed.changes, dud: signed.dud }, 'signed; handed to upload');
+    return { done: undefined };
   };
 
   return {

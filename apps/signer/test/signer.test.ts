@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID, createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import {
   jobArtifactsDir,
   jobSourceDir,
+  jobWorkspaceDir,
   parseControlFile,
   parseFileList,
   QueueName,
@@ -21,9 +22,9 @@ import {
   type UploadPayload,
 } from '@spark/protocol';
 import { createLogger } from '@spark/service';
-import { buildBinaryLocally, FakeQueue, makeSourcePackage, type FakeJob } from '@spark/testing';
+import { buildBinaryLocally, FakeQueue, makeSourcePackage, mountTinyDisk, type FakeJob } from '@spark/testing';
 import { openAuditLog, type AuditEntry, type SignatureEntry } from '../src/audit-log.js';
-import { createSigner, type Signer } from '../src/signer.js';
+import { createSigner, DISK_FULL_GIVE_UP_MS, type Signer } from '../src/signer.js';
 import { loadSigningKey } from '@spark/keys/signing-key';
 import { FakeSignerRecords } from './fake-signer-records.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
@@ -34,6 +35,8 @@ const run = promisify(execFile);
 const spec = { name: 'hello-signer', version: '1.0' };
 /** What the signer's clock says, in every audit line and report. */
 const NOW = Date.UTC(2026, 10, 30, 12, 0, 0);
+/** What the signer's clock says now: NOW, except while a test lets time pass. */
+let now = NOW;
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -85,11 +88,11 @@ describe('spark-signer on the sign queue', () => {
       logger: createLogger('spark-signer', quiet),
       signingKey: await loadSigningKey({ keyFile: join(tmp, 'worker_secret.gpg'), keyId: fingerprint, passphraseFile: null }),
       audit: await openAuditLog(auditFile),
-      signJobs: signQueue.inbox(),
+      signJobs: signQueue.retryingInbox(),
       uploads: uploadQueue,
       reports: reportQueue,
       records,
-      clock: { now: () => NOW },
+      clock: { now: () => now },
       ready: () => Promise.resolve(),
     });
     await signer.start();
@@ -101,9 +104,8 @@ describe('spark-signer on the sign queue', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  /** Copies build results into a new job's artifacts dir, adds a log and a `.dud` listing it; returns the manifest. */
-  async function stage(files: string[]): Promise<{ manifest: Manifest; dir: string }> {
-    const uuid = randomUUID();
+  /** Copies build results into a new job's (or `uuid`'s) artifacts dir, adds a log and a `.dud` listing it; returns the manifest. */
+  async function stage(files: string[], uuid = randomUUID()): Promise<{ manifest: Manifest; dir: string }> {
     const dir = jobArtifactsDir(workspacesDir, { uuid, round: R });
     await mkdir(dir, { recursive: true });
     for (const file of files) await copyFile(file, join(dir, basename(file)));
@@ -387,6 +389,97 @@ describe('spark-signer on the sign queue', () => {
         assert.equal(uploadQueue.job(stageJobId(manifest, 'upload')), undefined);
       });
     }
+  });
+  describe('on a full workspace disk', () => {
+    /** Stages a job on a 1 MiB disk of its own and fills the disk; returns the job and what frees the space. */
+    async function stageOnFullDisk(): Promise<{
+      manifest: Manifest;
+      dir: string;
+      free: () => Promise<void>;
+      unmount: () => Promise<void>;
+    }> {
+      const uuid = randomUUID();
+      const workspace = jobWorkspaceDir(workspacesDir, { uuid, round: R });
+      await mkdir(workspace, { recursive: true });
+      const unmount = await mountTinyDisk(workspace, 1024 * 1024);
+      const staged = await stage(binaryChanges, uuid);
+      const filler = join(workspace, 'filler');
+      const file = await open(filler, 'w');
+      try {
+        for (;;) await file.write(Buffer.alloc(64 * 1024, 1));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+      } finally {
+        await file.close();
+      }
+      return { ...staged, free: () => rm(filler), unmount };
+    }
+
+    it('waits without failing the job, keeps the build, and signs it once there is space again', async () => {
+      const { manifest, dir, free, unmount } = await stageOnFullDisk();
+      try {
+        const id = stageJobId(manifest, 'sign');
+        await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
+        const waiting = await signQueue.reaches(id, 'delayed');
+        assert.deepEqual(waiting.progress, {
+          phase: 'disk-full',
+          problem: 'the workspace disk is full (ENOSPC: no space left on device, write)',
+          tries: 1,
+          since: NOW,
+          nextTryAt: NOW + 5_000,
+          giveUpAt: NOW + DISK_FULL_GIVE_UP_MS,
+        });
+        assert.equal(waiting.retryAt, NOW + 5_000, 'the first wait is 5 s');
+        assert.equal(uploadQueue.job(stageJobId(manifest, 'upload')), undefined, 'nothing is handed to upload');
+        assert.equal(reportQueue.job(reportJobId(manifest, { kind: 'final' })), undefined, 'nothing is reported');
+        await assertManifestMatchesDisk(dir, manifest);
+        assert.deepEqual(
+          (await readdir(dir)).filter((name) => name.startsWith('.')),
+          [],
+          'no half-written signed file is left',
+        );
+
+        await free();
+        now = NOW + 5_000;
+        signQueue.promoteDue({ now: () => now });
+        const signed = (await sign(manifest)).data.manifest;
+        await assertManifestMatchesDisk(dir, signed);
+        for (const name of [signed.changes ?? assert.fail('no .changes'), signed.dud]) await gpgv(join(dir, name));
+        const { stdout } = await dscverify(dir, signed.changes ?? '');
+        assert.match(stdout, /All files validated successfully\./);
+        // The audit also lists the signatures of the try that could not write them: the key made them.
+        const audited = new Map((await auditEntries(manifest.uuid)).map((entry) => [entry.file, entry.sha256]));
+        for (const name of [...audited.keys()]) assert.equal(audited.get(name), signed.files.find((entry) => entry.name === name)?.sha256);
+        assert.equal(audited.size, 3);
+      } finally {
+        now = NOW;
+        await unmount();
+      }
+    });
+
+    it('reports the job failed when the disk stays full for six hours, the build left as it was', async () => {
+      const { manifest, dir, unmount } = await stageOnFullDisk();
+      try {
+        const id = stageJobId(manifest, 'sign');
+        await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
+        await signQueue.reaches(id, 'delayed');
+        now = NOW + DISK_FULL_GIVE_UP_MS;
+        signQueue.promoteDue({ now: () => now });
+        const failed = await signQueue.settled(id);
+        assert.equal(failed.state, 'failed');
+        const report = reportQueue.job(reportJobId(manifest, { kind: 'final' })) ?? assert.fail('no final report');
+        assert.equal((report.data as ReportPayload).kind, 'failed');
+        assert.match(
+          JSON.stringify(report.data),
+          /signer could not write the signed files: the workspace disk is full \(ENOSPC: no space left on device, write\), and it stayed full for 6 h since the first try; the build's files were left as they were/,
+        );
+        await assertManifestMatchesDisk(dir, manifest);
+        assert.equal(uploadQueue.job(stageJobId(manifest, 'upload')), undefined);
+      } finally {
+        now = NOW;
+        await unmount();
+      }
+    });
   });
 });
 

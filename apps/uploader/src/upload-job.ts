@@ -61,17 +61,6 @@ export interface UploadPolicy {
   retryDelayMs: (failedInARow: number) => number;
 }
 
-/**
- * Exponential backoff by the number of tries that failed in a row without
- * uploading a file: 1 s, 2 s, 4 s … capped at 5 min (`baseMs`, `maxMs` change it).
- * A try that got some files through starts the count again, so an archive
- * that fails now and then costs seconds, one that is down costs a try every
- * 5 minutes.
- */
-export function exponentialBackoff(baseMs = 1_000, maxMs = 300_000): (failedInARow: number) => number {
-  return (failedInARow) => Math.min(baseMs * 2 ** Math.max(0, failedInARow - 1), maxMs);
-}
-
 /** What a try of an upload job came to: the job ended (reported to Lighthouse), or it is tried again at `retryAt`. */
 export type UploadTry = { ended: UploadOutcome } | { retryAt: number };
 

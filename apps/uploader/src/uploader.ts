@@ -1,8 +1,8 @@
 import type { SparkConfig } from '@spark/config';
 import { rm } from 'node:fs/promises';
-import { once, reportFailedJob, runCloseSteps, type Clock, type Logger, type RetryingInbox } from '@spark/service';
+import { exponentialBackoff, once, reportFailedJob, runCloseSteps, type Clock, type Logger, type RetryingInbox } from '@spark/service';
 import { jobWorkspaceDir, QueueName } from '@spark/protocol';
-import { exponentialBackoff, type UploaderReports, type UploadPolicy } from './upload-job.js';
+import type { UploaderReports, UploadPolicy } from './upload-job.js';
 import { createUploadHandler } from './upload-processor.js';
 import type { UploadRecords } from './upload-records.js';
 

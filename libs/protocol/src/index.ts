@@ -6,4 +6,5 @@ export * from './redis-keys.js';
 export * from './job-ids.js';
 export * from './builder-control.js';
 export * from './upload-state.js';
+export * from './sign-state.js';
 export * from './debspawn-executable.js';

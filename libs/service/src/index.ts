@@ -8,6 +8,7 @@ export * from './job-records.js';
 export * from './stage-lifecycle.js';
 export * from './stage-queues.js';
 export * from './clock.js';
+export * from './backoff.js';
 export * from './redis-auth.js';
 export * from './redis-acl.js';
 export * from './status-seq.js';

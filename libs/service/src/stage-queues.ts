@@ -26,6 +26,15 @@ export interface JobOutbox {
 export interface TakenJob {
   readonly id: string | undefined;
   readonly data: unknown;
+  /** What an earlier try recorded with a {@link RetryingInbox}'s `setProgress`; undefined before any. */
+  readonly progress?: unknown;
+}
+
+/** A BullMQ job as a {@link TakenJob}: its progress only once a try recorded one (BullMQ starts it at 0). */
+function taken(job: { id?: string; data: unknown; progress: unknown }): TakenJob {
+  return job.progress !== null && typeof job.progress === 'object'
+    ? { id: job.id, data: job.data, progress: job.progress }
+    : { id: job.id, data: job.data };
 }
 
 /**
@@ -57,7 +66,7 @@ export function bullmqStageInbox(name: QueueName, connection: Redis, prefix: str
   let worker: Worker | null = null;
   return {
     run(handle, failed) {
-      worker = openWorker(name, (job) => handle({ id: job.id, data: job.data }), connection, prefix, logger, { concurrency: 1, ...locks });
+      worker = openWorker(name, (job) => handle(taken(job)), connection, prefix, logger, { concurrency: 1, ...locks });
       worker.on('failed', (job, error) => failed(job?.id, error));
     },
     close: async () => {
@@ -96,7 +105,7 @@ export function bullmqRetryingInbox(name: QueueName, connection: Redis, prefix: 
       worker = openWorker(
         name,
         async (job, token) => {
-          const outcome = await handle({ id: job.id, data: job.data }, (progress) => job.updateProgress(progress));
+          const outcome = await handle(taken(job), (progress) => job.updateProgress(progress));
           if ('done' in outcome) return outcome.done;
           await job.moveToDelayed(outcome.retryAt, token);
           throw new DelayedError();

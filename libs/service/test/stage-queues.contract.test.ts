@@ -245,12 +245,14 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
       try {
         const inbox = subject.retrying();
         const tries: string[] = [];
+        const seen: unknown[] = [];
         const failed: string[] = [];
         let retryAt = 0;
         await subject.outbox.add('job', {}, { jobId: 'again' });
         inbox.run(
           async (job, setProgress) => {
             tries.push(job.id ?? '');
+            if (job.id === 'again') seen.push(job.progress);
             await setProgress({ try: tries.filter((id) => id === job.id).length });
             if (job.id === 'again' && tries.length === 1) {
               retryAt = subject.later(1_000);
@@ -268,6 +270,7 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
         await until('again completed', async () => (await subject.state('again')) === 'completed');
         assert.deepEqual(tries, ['again', 'other', 'again']);
         assert.deepEqual(await subject.progress('again'), { try: 2 });
+        assert.deepEqual(seen, [undefined, { try: 1 }], 'a try is taken with what the try before it recorded');
         assert.deepEqual(failed, [], 'a delayed try is no failure');
       } finally {
         await subject.close();

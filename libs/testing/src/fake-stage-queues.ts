@@ -15,6 +15,7 @@
 export interface FakeTakenJob {
   readonly id: string | undefined;
   readonly data: unknown;
+  readonly progress?: unknown;
 }
 
 /** The worker of a {@link FakeQueue} (@spark/service's StageInbox). */
@@ -81,13 +82,18 @@ export class FakeQueue {
     }
   }
 
-  /** Resolves with the job `id` once it is done with: completed or failed. */
-  async settled(id: string): Promise<FakeJob> {
+  /** Resolves with the job `id` once it is in one of `states`. */
+  async reaches(id: string, ...states: FakeJobState[]): Promise<FakeJob> {
     for (;;) {
       const job = this.kept.get(id);
-      if (job && (job.state === 'completed' || job.state === 'failed')) return job;
+      if (job && states.includes(job.state)) return job;
       await this.nextChange();
     }
+  }
+
+  /** Resolves with the job `id` once it is done with: completed or failed. */
+  settled(id: string): Promise<FakeJob> {
+    return this.reaches(id, 'completed', 'failed');
   }
 
   /** Every job the queue keeps, in the order they were added. */
@@ -191,7 +197,11 @@ export class FakeQueue {
             const job = this.waiting.shift() as FakeJob;
             job.state = 'active';
             this.notify();
-            const taken: FakeTakenJob = { id: job.id, data: JSON.parse(JSON.stringify(job.data)) as unknown };
+            const copy = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+            const taken: FakeTakenJob =
+              job.progress === undefined
+                ? { id: job.id, data: copy(job.data) }
+                : { id: job.id, data: copy(job.data), progress: copy(job.progress) };
             try {
               const outcome = await tryJob(handle, taken, job);
               if ('retryAt' in outcome) {

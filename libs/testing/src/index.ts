@@ -11,3 +11,4 @@ export * from './service-process.js';
 export * from './wait-for.js';
 export * from './fixtures.js';
 export * from './fake-stage-queues.js';
+export * from './tiny-disk.js';

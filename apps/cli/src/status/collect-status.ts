@@ -11,8 +11,10 @@ import {
   type BlockedKind,
   type BuilderHeartbeat,
   type LighthouseStatus,
+  signStateSchema,
   uploadStateSchema,
   type QueueName,
+  type SignState,
   type UploadState,
 } from '@spark/protocol';
 
@@ -38,6 +40,8 @@ export interface JobInFlight {
   failedReason: string | null;
   /** What an `upload` job is doing: sending which file, or why it failed and when it is tried next. */
   upload: UploadState | null;
+  /** What a `sign` job waits for: disk space, since when, when it is tried next. */
+  sign: SignState | null;
 }
 
 /** Everything `spark status` shows for one host. */
@@ -86,7 +90,8 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
               ageMs: Math.max(0, now - job.timestamp),
               attemptsMade: job.attemptsMade,
               failedReason: job.failedReason || null,
-              upload: name === 'upload' ? uploadState(job.progress) : null,
+              upload: name === 'upload' ? parsedOrNull(uploadStateSchema, job.progress) : null,
+              sign: name === 'sign' ? parsedOrNull(signStateSchema, job.progress) : null,
             });
           }
         }
@@ -123,8 +128,12 @@ export async function collectStatus(redis: Redis, redisLabel: string, prefix: st
   };
 }
 
-function uploadState(progress: unknown): UploadState | null {
-  const parsed = uploadStateSchema.safeParse(progress);
+/** A job's progress as its stage writes it, or null (not started, or not the stage's). */
+function parsedOrNull<T>(
+  schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } },
+  progress: unknown,
+): T | null {
+  const parsed = schema.safeParse(progress);
   return parsed.success ? parsed.data : null;
 }
 

@@ -25,6 +25,17 @@ function uploadLine(job: JobInFlight, now: number): string | null {
   return `retrying: try ${state.tries} failed: ${state.problem}; next try ${next}, ${givesUp}`;
 }
 
+/** What a `sign` job waits for, in one line; null when it waits for nothing. */
+function signLine(job: JobInFlight, now: number): string | null {
+  const state = job.sign;
+  if (!state || job.state !== 'delayed') return null;
+  const next = state.nextTryAt > now ? `in ${formatDuration(state.nextTryAt - now)}` : 'now';
+  return (
+    `waiting for disk space since ${formatDuration(Math.max(0, now - state.since))} ago: ${state.problem}; ` +
+    `next try ${next}, gives up and reports the job failed in ${formatDuration(Math.max(0, state.giveUpAt - now))}`
+  );
+}
+
 /** Width of the queue-name column: the longest queue name. */
 const QUEUE_COLUMN = Math.max(...QUEUE_NAMES.map((name) => name.length));
 
@@ -87,8 +98,8 @@ export function formatStatus(hosts: readonly HostReport[], now = Date.now()): st
         out.push(
           `  ${job.uuid}  ${job.stage}/${job.state}  ${formatDuration(job.ageMs)}${job.attemptsMade > 0 ? `  (attempts ${job.attemptsMade})` : ''}${failed}`,
         );
-        const upload = uploadLine(job, now);
-        if (upload) out.push(`    ${upload}`);
+        const doing = uploadLine(job, now) ?? signLine(job, now);
+        if (doing) out.push(`    ${doing}`);
       }
     }
     for (const what of host.unreadable) out.push(`could not read ${what}`);

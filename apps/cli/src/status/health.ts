@@ -82,7 +82,10 @@ export function assessHealth(host: HostStatus, limits: StuckLimits = DEFAULT_STU
     let why: string | null = null;
     if ((job.state === 'waiting' || job.state === 'delayed') && job.ageMs > limits.stuckAfterMs) {
       if (job.stage === 'upload' && job.upload?.phase === 'retrying' && job.upload.giveUpAt + limits.stuckAfterMs > now) continue;
-      why = `${job.state} for ${age}: ${job.stage === 'build' ? 'no builder takes it' : `spark-${job.stage === 'sign' ? 'signer' : 'uploader'} does not take it`}`;
+      // A sign job waiting for disk space is stuck too, until an operator frees some: the reason is the signer's.
+      if (job.stage === 'sign' && job.sign) why = `${job.state} for ${age}: ${job.sign.problem}`;
+      else
+        why = `${job.state} for ${age}: ${job.stage === 'build' ? 'no builder takes it' : `spark-${job.stage === 'sign' ? 'signer' : 'uploader'} does not take it`}`;
     } else if (job.state === 'active' && job.stage === 'build' && job.ageMs > limits.maxBuildTimeMs + limits.stuckAfterMs) {
       why = `building for ${age}, past MaxBuildTime (${formatDuration(limits.maxBuildTimeMs)}): the builder should have stopped it`;
     } else if (job.state === 'active' && job.stage === 'sign' && job.ageMs > limits.stuckAfterMs) {
