@@ -38,6 +38,8 @@ export interface FakeJob {
   progress?: unknown;
   /** When a delayed job is due again (ms, on the retrying inbox's clock). */
   retryAt?: number;
+  /** What its handler gave back, once completed (BullMQ's `Job.returnvalue`): a retrying inbox's `done`. */
+  returnValue?: unknown;
 }
 
 /** What a try at a job came to (@spark/service's JobTry). */
@@ -82,10 +84,15 @@ export class FakeQueue {
   }
 
   /** Resolves with the job `id` once it is done with: completed or failed. */
-  async settled(id: string): Promise<FakeJob> {
+  settled(id: string): Promise<FakeJob> {
+    return this.reached(id, ['completed', 'failed']);
+  }
+
+  /** Resolves with the job `id` once it is in one of `states`. */
+  async reached(id: string, states: readonly FakeJobState[]): Promise<FakeJob> {
     for (;;) {
       const job = this.kept.get(id);
-      if (job && (job.state === 'completed' || job.state === 'failed')) return job;
+      if (job && states.includes(job.state)) return job;
       await this.nextChange();
     }
   }
@@ -200,6 +207,7 @@ export class FakeQueue {
                 this.delayed.push(job);
               } else {
                 job.state = 'completed';
+                job.returnValue = JSON.parse(JSON.stringify(outcome.done ?? null)) as unknown;
               }
             } catch (error) {
               const err = error instanceof Error ? error : new Error(String(error));
