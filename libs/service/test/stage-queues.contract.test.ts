@@ -62,7 +62,7 @@ function realSubject(redisUrl: string): Subject {
     // BullMQ promotes a delayed job by itself once Redis's clock passes its time.
     passTime: () => Promise.resolve(),
     progress: async (id) => (await queue.getJob(id))?.progress,
-    returnValue: async (id) => (await queue.getJob(id))?.returnvalue,
+    returnValue: async (id): Promise<unknown> => (await queue.getJob(id))?.returnvalue as unknown,
     async state(id) {
       const state = await queue.getJobState(id);
       return state === 'unknown' ? 'missing' : state;
