@@ -19,6 +19,11 @@ export class FakeSignerRecords implements SignerRecords {
     this.records.set(record.uuid.toLowerCase(), JSON.stringify(record));
   }
 
+  /** Removes the job record, as when it expired or was never written. */
+  delete(uuid: string): void {
+    this.records.delete(uuid.toLowerCase());
+  }
+
   read(uuid: string): Promise<JobRecord | null> {
     const text = this.records.get(uuid.toLowerCase());
     if (text === undefined) return Promise.resolve(null);

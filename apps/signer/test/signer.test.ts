@@ -420,7 +420,7 @@ describe('spark-signer on the sign queue', () => {
       try {
         const id = stageJobId(manifest, 'sign');
         await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
-        const waiting = await signQueue.reaches(id, 'delayed');
+        const waiting = await signQueue.reached(id, ['delayed']);
         assert.deepEqual(waiting.progress, {
           phase: 'disk-full',
           problem: 'the workspace disk is full (ENOSPC: no space left on device, write)',
@@ -462,7 +462,7 @@ describe('spark-signer on the sign queue', () => {
       try {
         const id = stageJobId(manifest, 'sign');
         await signQueue.add(QueueName.sign, { manifest }, { jobId: id });
-        await signQueue.reaches(id, 'delayed');
+        await signQueue.reached(id, ['delayed']);
         now = NOW + DISK_FULL_GIVE_UP_MS;
         signQueue.promoteDue({ now: () => now });
         const failed = await signQueue.settled(id);

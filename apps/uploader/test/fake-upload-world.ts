@@ -2,10 +2,21 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { reportJobId, type ArchiveTarget, type Manifest, type ReportPayload, type UploadOutcome } from '@spark/protocol';
+import type { UploaderSettings } from '@spark/config';
+import {
+  parseJobId,
+  QueueName,
+  reportJobId,
+  stageJobId,
+  type ArchiveTarget,
+  type Manifest,
+  type ReportPayload,
+  type UploadOutcome,
+} from '@spark/protocol';
 import { createLogger, type Logger } from '@spark/service';
-import { FakeQueue, startUploadReceiver, type UploadReceiver } from '@spark/testing';
-import { uploadJob, type UploadJobDeps } from '../src/upload-job.js';
+import { FakeQueue, startUploadReceiver, type FakeJob, type UploadReceiver } from '@spark/testing';
+import { uploadJob, type UploadJobDeps, type UploadPolicy } from '../src/upload-job.js';
+import { createUploader, type Uploader } from '../src/uploader.js';
 import { fakeUploaderReports, FakeUploadRecords } from './fake-upload-records.js';
 import { handOutRecord } from './hand-out-record.js';
 
@@ -37,6 +48,33 @@ export interface FakeUploadWorld {
   upload(manifest: Manifest): Promise<UploadOutcome>;
   /** The round's final report in the report queue, or undefined. */
   finalReport(round: Manifest): ReportPayload | undefined;
+  /** The `upload` queue, which {@link startUploader}'s uploaders take their jobs from. */
+  uploads: FakeQueue;
+  /**
+   * Starts the uploader service as main.ts puts it together (`createUploader`),
+   * on {@link uploads}, {@link reports}, {@link records} and {@link clock};
+   * {@link close} stops it. `[uploader]` settings default to `IdleTimeout = 20`
+   * and the defaults otherwise; the pause between tries defaults to 20 ms.
+   */
+  startUploader(options?: {
+    settings?: Partial<Pick<UploaderSettings, 'connectTimeoutMs' | 'idleTimeoutMs' | 'giveUpAfterMs'>>;
+    retryDelayMs?: UploadPolicy['retryDelayMs'];
+  }): Promise<Uploader>;
+  /** Records the hand-out of `manifest`, as the connector does, and adds its `upload` job, as the signer does. */
+  addUpload(manifest: Manifest): Promise<void>;
+  /**
+   * Lets the tries of job `uuid` run, one after the other, the clock moved to
+   * each next try's time (as BullMQ promotes a delayed job once its time has
+   * come), until `enough` holds after a try or the job is done with; returns
+   * the job. Throws when neither happens within a bound number of tries.
+   */
+  runTries(uuid: string, enough?: () => boolean): Promise<FakeJob>;
+  /** Runs the job's tries until it is done with; returns whether it completed or failed. */
+  settled(uuid: string): Promise<'completed' | 'failed'>;
+  /** The job's status excerpts in the report queue, by sequence number. */
+  statusExcerpts(uuid: string): { seq: number; text: string }[];
+  /** Runs the job's tries until it has a status excerpt matching `pattern`; returns it. */
+  excerptMatching(uuid: string, pattern: RegExp): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -66,6 +104,33 @@ export async function startFakeUploadWorld(options: { writeInPlace?: boolean } =
   sink.on('data', (chunk: Buffer) => logLines.push(...chunk.toString().split('\n').filter(Boolean)));
   const logger: Logger = createLogger('spark-uploader', sink);
   const workspacesDir = join(root, 'lkspark', 'workspaces');
+  const uploads = new FakeQueue();
+  const running: Uploader[] = [];
+  const uploadId = (uuid: string) => {
+    const job = uploads.jobs().find((kept) => parseJobId(kept.id)?.uuid === uuid);
+    if (!job) throw new Error(`no upload job of ${uuid}`);
+    return job.id;
+  };
+  const statusExcerpts = (uuid: string) => {
+    const excerpts: { seq: number; text: string }[] = [];
+    for (const job of reports.jobs()) {
+      const id = parseJobId(job.id);
+      if (id?.type === 'report' && id.slot.kind === 'status' && id.uuid === uuid) {
+        excerpts.push({ seq: id.slot.seq, text: String((job.data as { logExcerpt?: unknown }).logExcerpt) });
+      }
+    }
+    return excerpts.sort((a, b) => a.seq - b.seq);
+  };
+  const runTries = async (uuid: string, enough: () => boolean = () => false): Promise<FakeJob> => {
+    const id = uploadId(uuid);
+    for (let tries = 0; tries < MAX_TRIES; tries++) {
+      const job = await uploads.reached(id, ['delayed', 'completed', 'failed']);
+      if (enough() || job.state !== 'delayed') return job;
+      clock.time = Math.max(clock.time, job.retryAt ?? clock.time);
+      uploads.promoteDue(clock);
+    }
+    throw new Error(`upload of ${uuid}: not done within ${MAX_TRIES} tries:\n${logLines.slice(-5).join('\n')}`);
+  };
   const deps: UploadJobDeps = {
     records,
     reports: fakeUploaderReports(reports),
@@ -96,7 +161,55 @@ export async function startFakeUploadWorld(options: { writeInPlace?: boolean } =
       throw new Error(`upload of ${manifest.uuid} did not end within ${MAX_TRIES} tries:\n${logLines.slice(-5).join('\n')}`);
     },
     finalReport: (round) => reportsPayload(reports, reportJobId(round, { kind: 'final' })),
+    uploads,
+    async startUploader(options = {}) {
+      const uploader = createUploader({
+        config: {
+          workspacesDir,
+          uploader: {
+            connectTimeoutMs: 30_000,
+            idleTimeoutMs: 20_000,
+            giveUpAfterMs: 6 * 3600_000,
+            metricsPort: 0,
+            metricsListen: '127.0.0.1',
+            ...options.settings,
+          },
+        },
+        logger,
+        uploadJobs: uploads.retryingInbox(),
+        reports: fakeUploaderReports(reports),
+        records,
+        clock,
+        ready: () => Promise.resolve(),
+        retryDelayMs: options.retryDelayMs ?? (() => 20),
+      });
+      running.push(uploader);
+      await uploader.start();
+      return uploader;
+    },
+    async addUpload(manifest) {
+      records.write(handOutRecord(manifest));
+      await uploads.add(QueueName.upload, { manifest }, { jobId: stageJobId(manifest, 'upload') });
+    },
+    runTries,
+    async settled(uuid) {
+      const job = await runTries(uuid);
+      if (job.state === 'delayed') throw new Error(`upload of ${uuid} is still delayed`);
+      return job.state as 'completed' | 'failed';
+    },
+    statusExcerpts,
+    async excerptMatching(uuid, pattern) {
+      const matching = () => statusExcerpts(uuid).find((excerpt) => pattern.test(excerpt.text))?.text;
+      await runTries(uuid, () => matching() !== undefined);
+      const found = matching();
+      if (found === undefined) {
+        const seen = statusExcerpts(uuid).map((excerpt) => excerpt.text);
+        throw new Error(`no status excerpt of ${uuid} matches ${String(pattern)}:\n${seen.join('\n')}`);
+      }
+      return found;
+    },
     async close() {
+      for (const uploader of running) await uploader.close();
       await receiver.close();
       await rm(root, { recursive: true, force: true });
     },

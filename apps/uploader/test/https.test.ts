@@ -1,28 +1,36 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startUploadReceiver, type UploadReceiver } from '@spark/testing';
-import { startHarness, type Harness } from './harness.js';
+import { startFakeUploadWorld, type FakeUploadWorld } from './fake-upload-world.js';
 import { expectedOrder, makeSignedJob, makeSigningKey } from './signed-job.js';
 
 const run = promisify(execFile);
-const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+/** What the uploader reads of its environment for HTTPS uploads (main.ts's --help lists them). */
+const ENV_NAMES = /^(https?_proxy|no_proxy|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE)$/i;
+
+/*
+ * The uploader service on in-memory queues and records (fake-upload-world.ts)
+ * against a real TLS receiver and a real CONNECT proxy. The CA store and the
+ * proxy are read from the process environment at each request
+ * (@spark/service's archive-connection.ts), so each upload runs with its
+ * environment set as spark-uploader would be started with it.
+ */
 
 describe('spark-uploader over https', () => {
-  let h: Harness;
+  let h: FakeUploadWorld;
   let gnupgHome: string;
   let receiver: UploadReceiver;
   let certFile: string;
 
   before(async () => {
-    [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
+    [h, gnupgHome] = await Promise.all([startFakeUploadWorld(), makeSigningKey()]);
+    await h.startUploader();
     const keyFile = join(h.root, 'receiver.key');
     certFile = join(h.root, 'receiver.pem');
     await run('openssl', [
@@ -58,28 +66,20 @@ describe('spark-uploader over https', () => {
     await rm(gnupgHome, { recursive: true, force: true });
   });
 
-  /** Runs one signed job through a spark-uploader started with `env`; returns the job's uuid and contents. */
+  /** Runs one signed job through the uploader with the environment `env` (and none of the other variables it reads); returns the job. */
   async function uploadWith(env: NodeJS.ProcessEnv) {
-    await h.setTargets({ master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'https' } });
-    const job = await makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir);
-    const clean = Object.fromEntries(
-      Object.entries(process.env).filter(([name]) => !/^(https?_proxy|no_proxy|NODE_EXTRA_CA_CERTS)$/i.test(name)),
-    );
-    const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', h.configFile], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...clean, ...env },
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = once(child, 'exit');
+    h.records.targets = { master: { upload_fqdn: `127.0.0.1:${receiver.port}/_upload`, upload_method: 'https' } };
+    const job = await makeSignedJob(gnupgHome, h.workspacesDir, h.logsDir);
+    const saved = Object.fromEntries(Object.entries(process.env).filter(([name]) => ENV_NAMES.test(name)));
+    for (const name of Object.keys(saved)) delete process.env[name];
+    Object.assign(process.env, env);
     try {
       await h.addUpload(job.manifest);
       const settled = await h.settled(job.uuid).catch((error: Error) => `${error.message}`);
-      assert.equal(settled, 'completed', output);
+      assert.equal(settled, 'completed', h.logLines.slice(-5).join('\n'));
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      for (const name of Object.keys(env)) delete process.env[name];
+      Object.assign(process.env, saved);
     }
     return job;
   }

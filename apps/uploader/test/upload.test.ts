@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { jobLogFile, jobRecordKey, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
-import { runSparkCommand, waitFor } from '@spark/testing';
-import type { Uploader } from '../src/uploader.js';
-import { startHarness, startUploaderOnRedis, type Harness } from './harness.js';
+import { jobLogFile, jobWorkspaceDir, reportJobId, stageJobId } from '@spark/protocol';
+import { startFakeUploadWorld, type FakeUploadWorld } from './fake-upload-world.js';
 import { expectedOrder, makeSignedJob, makeSigningKey, type SignedJob } from './signed-job.js';
 
 async function exists(path: string): Promise<boolean> {
@@ -15,36 +13,34 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/*
+ * The uploader service (createUploader) on in-memory queues and records
+ * (fake-upload-world.ts), its clock moved to each next try's time: the files,
+ * the archive and the HTTP are real. What `spark retry-upload` says of the
+ * queues in Redis is retry-upload.test.ts's.
+ */
 describe('spark-uploader', () => {
-  let h: Harness;
+  let h: FakeUploadWorld;
   let gnupgHome: string;
-  let uploader: Uploader;
 
   before(async () => {
-    [h, gnupgHome] = await Promise.all([startHarness(), makeSigningKey()]);
-    uploader = startUploaderOnRedis(h.config, h.logger, () => 20);
-    await uploader.start();
+    [h, gnupgHome] = await Promise.all([startFakeUploadWorld(), makeSigningKey()]);
+    await h.startUploader();
   });
   after(async () => {
-    await uploader.close();
     await h.close();
     await rm(gnupgHome, { recursive: true, force: true });
   });
 
-  const newJob = (options: Parameters<typeof makeSignedJob>[3] = {}) =>
-    makeSignedJob(gnupgHome, h.config.workspacesDir, h.config.logsDir, options);
+  const newJob = (options: Parameters<typeof makeSignedJob>[3] = {}) => makeSignedJob(gnupgHome, h.workspacesDir, h.logsDir, options);
   const urlsOf = (job: SignedJob) => h.receiver.requests.filter((r) => r.url.includes(job.source));
   const assertArchived = async (job: SignedJob, repo = 'master') => {
     for (const [name, data] of job.contents) {
       assert.deepEqual(await readFile(join(h.archiveDir, repo, name)), data, `${name} differs in the archive`);
     }
   };
-  const finalReport = async (job: SignedJob) =>
-    (await h.reports.getJob(reportJobId(job.manifest, { kind: 'final' })))?.data as Record<string, unknown> | undefined;
-  const retryUpload = async (uuid: string) => {
-    const { code, stdout, stderr } = await runSparkCommand(['retry-upload', uuid, '--config', h.configFile]);
-    return { code, text: stdout + stderr };
-  };
+  const finalReport = (job: SignedJob) =>
+    h.reports.job(reportJobId(job.manifest, { kind: 'final' }))?.data as Record<string, unknown> | undefined;
 
   it("uploads a signed job's files in dput-ng order to <fqdn path>/<repo>/, byte-identical, reports success, removes the workspace and keeps the log", async () => {
     const job = await newJob();
@@ -56,14 +52,15 @@ describe('spark-uploader', () => {
       expectedOrder(job).map((name) => [`/_upload/master/${name}`, 201]),
     );
     await assertArchived(job);
-    assert.deepEqual(await finalReport(job), {
+    assert.deepEqual(finalReport(job), {
       kind: 'success',
       uuid: job.uuid,
       round: job.manifest.round,
-      at: (await finalReport(job))?.['at'],
+      at: finalReport(job)?.['at'],
     });
-    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.manifest)), false);
-    assert.equal(await exists(jobLogFile(h.config.logsDir, job.manifest)), true);
+    assert.equal(finalReport(job)?.['at'], h.clock.now(), 'the report has the uploader clock’s time');
+    assert.equal(await exists(jobWorkspaceDir(h.workspacesDir, job.manifest)), false);
+    assert.equal(await exists(jobLogFile(h.logsDir, job.manifest)), true);
   });
 
   it('ends with every file exactly once when the archive fails half the PUTs with 503', async () => {
@@ -80,12 +77,12 @@ describe('spark-uploader', () => {
     const created = requests.filter((r) => r.status === 201).map((r) => r.url.split('/').pop());
     assert.deepEqual(created, expectedOrder(job));
     await assertArchived(job);
-    assert.equal((await finalReport(job))?.['kind'], 'success');
+    assert.equal(finalReport(job)?.['kind'], 'success');
   });
 
   it("keeps retrying a 422 with the archive's words in its status excerpts, keeps its files, and completes once the archive accepts", async () => {
     const job = await newJob({ repo: 'extra' });
-    await h.setTargets({ master: h.target, extra: h.target });
+    h.records.targets = { master: h.target, extra: h.target };
     await h.addUpload(job.manifest);
     const excerpt = await h.excerptMatching(job.uuid, /422/);
     assert.match(
@@ -97,35 +94,36 @@ describe('spark-uploader', () => {
       ),
     );
     assert.equal(await exists(job.artifactsDir), true);
-    assert.equal(await finalReport(job), undefined);
+    assert.equal(finalReport(job), undefined);
     assert.ok(urlsOf(job).every((r) => r.status === 422 && r.url.endsWith('.dsc')));
 
     h.receiver.options.repos = ['master', 'extra'];
     assert.equal(await h.settled(job.uuid), 'completed');
     await assertArchived(job, 'extra');
-    assert.equal((await finalReport(job))?.['kind'], 'success');
+    assert.equal(finalReport(job)?.['kind'], 'success');
   });
 
   it('stops retrying a round once Lighthouse has handed the job out again: uploads nothing more, reports nothing, removes its workspace', async () => {
     const job = await newJob({ repo: 'stale' });
-    await h.setTargets({ master: h.target, stale: h.target });
+    h.records.targets = { master: h.target, stale: h.target };
     await h.addUpload(job.manifest);
     await h.excerptMatching(job.uuid, /422 unknown repository: stale/);
     const next = String(Number(job.manifest.round) + 1);
-    const record = JSON.parse((await h.redis.get(jobRecordKey(h.prefix, job.uuid))) ?? '{}') as Record<string, unknown>;
-    await h.redis.set(jobRecordKey(h.prefix, job.uuid), JSON.stringify({ ...record, round: next }));
+    const record = (await h.records.read(job.uuid)) ?? assert.fail('no job record');
+    h.records.write({ ...record, round: next });
     assert.equal(await h.settled(job.uuid), 'completed');
-    const upload = await h.uploads.getJob(stageJobId(job.manifest, 'upload'));
-    assert.deepEqual({ ...(upload?.returnvalue as Record<string, unknown>), at: 0 }, { result: 'superseded', by: next, at: 0 });
-    assert.equal(await finalReport(job), undefined);
+    const upload = h.uploads.job(stageJobId(job.manifest, 'upload'));
+    assert.deepEqual({ ...(upload?.returnValue as Record<string, unknown>), at: 0 }, { result: 'superseded', by: next, at: 0 });
+    assert.equal(finalReport(job), undefined);
     assert.equal(await exists(job.artifactsDir), false);
     const tries = urlsOf(job).length;
     const repos = h.receiver.options.repos;
     h.receiver.options.repos = [...repos, 'stale'];
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    h.clock.time += 3600_000;
+    assert.equal(h.uploads.promoteDue(h.clock), 0, 'no try is left to come, however long one waits');
     assert.equal(urlsOf(job).length, tries, 'no PUT after the round was superseded');
     h.receiver.options.repos = repos;
-    await h.setTargets({ master: h.target, extra: h.target });
+    h.records.targets = { master: h.target, extra: h.target };
   });
 
   it('retries a 502 until the archive recovers, saying so, and sends no file twice', async () => {
@@ -134,7 +132,7 @@ describe('spark-uploader', () => {
     h.receiver.options.failFiles = new Map([[deb, { status: 502, message: 'bad gateway' }]]);
     await h.addUpload(job.manifest);
     assert.match(await h.excerptMatching(job.uuid, /502/), new RegExp(`/_upload/master/${deb} with 502 bad gateway\\n`));
-    const state = (await h.uploads.getJob(stageJobId(job.manifest, 'upload')))?.progress as Record<string, unknown>;
+    const state = h.uploads.job(stageJobId(job.manifest, 'upload'))?.progress as Record<string, unknown>;
     assert.equal(typeof state['tries'], 'number');
 
     h.receiver.options.failFiles = new Map();
@@ -146,11 +144,6 @@ describe('spark-uploader', () => {
     assert.ok(urlsOf(job).filter((r) => r.status === 502).length >= 1);
     assert.equal(urlsOf(job).filter((r) => r.status === 403).length, 0);
     await assertArchived(job);
-    const again = await retryUpload(job.uuid);
-    assert.deepEqual(
-      [again.code, again.text.trim()],
-      [1, `spark retry-upload: the upload of job ${job.uuid} completed already; nothing to retry`],
-    );
   });
 
   it('does not count a file another round left in the archive as uploaded, says so on every try, and sends its own once that file is gone', async () => {
@@ -172,8 +165,8 @@ describe('spark-uploader', () => {
     await rm(join(h.archiveDir, 'master', dsc));
     assert.equal(await h.settled(job.uuid), 'completed');
     await assertArchived(job);
-    assert.equal((await finalReport(job))?.['kind'], 'success');
-    const excerpts = await h.statusExcerpts(job.uuid);
+    assert.equal(finalReport(job)?.['kind'], 'success');
+    const excerpts = h.statusExcerpts(job.uuid);
     assert.ok(!excerpts.some((e) => e.text.includes('possibly partial')), 'a file it never sent is never called partial');
   });
 
@@ -186,7 +179,7 @@ describe('spark-uploader', () => {
       expectedOrder(job),
     );
     assert.equal(expectedOrder(job).length, 3);
-    const report = await finalReport(job);
+    const report = finalReport(job);
     assert.equal(report?.['kind'], 'failed');
     assert.match(String(report?.['reason']), /X-Spark-Result: failure/);
   });
@@ -195,14 +188,14 @@ describe('spark-uploader', () => {
     const job = await newJob({ result: 'depwait' });
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'completed');
-    assert.match(String((await finalReport(job))?.['reason']), /depwait/);
+    assert.match(String(finalReport(job)?.['reason']), /depwait/);
   });
 
   it('uploads nothing of a job whose .changes lists a path, and reports it failed at once saying so', async () => {
     const job = await newJob({ extraChangesNames: ['../../etc/passwd'] });
     await h.addUpload(job.manifest);
     assert.equal(await h.settled(job.uuid), 'completed');
-    const report = await finalReport(job);
+    const report = finalReport(job);
     assert.deepEqual(
       [report?.['kind'], report?.['reason']],
       [
@@ -211,7 +204,7 @@ describe('spark-uploader', () => {
       ],
     );
     assert.equal(urlsOf(job).length, 0);
-    assert.equal(await exists(jobWorkspaceDir(h.config.workspacesDir, job.manifest)), false);
+    assert.equal(await exists(jobWorkspaceDir(h.workspacesDir, job.manifest)), false);
   });
 
   it('keeps retrying a job whose repository has no upload target, saying so, and uploads it once Lighthouse names one', async () => {
@@ -223,58 +216,16 @@ describe('spark-uploader', () => {
     );
     assert.equal(await exists(job.artifactsDir), true);
     h.receiver.options.repos = ['master', 'extra', 'nowhere'];
-    await h.setTargets({ master: h.target, extra: h.target, nowhere: h.target });
+    h.records.targets = { master: h.target, extra: h.target, nowhere: h.target };
     assert.equal(await h.settled(job.uuid), 'completed');
     await assertArchived(job, 'nowhere');
-    assert.equal((await finalReport(job))?.['kind'], 'success');
-  });
-
-  it('spark retry-upload refuses what is not a job uuid and says when there is no such upload job', async () => {
-    const bad = await retryUpload('../../etc');
-    assert.equal(bad.code, 64);
-    assert.match(bad.text, /^spark retry-upload: expected one job uuid, got "\.\.\/\.\.\/etc"/);
-    const uuid = '0b7e4c1a-54f4-4f1c-9d2e-3a3c1f6a9e01';
-    const missing = await retryUpload(uuid);
-    assert.deepEqual(
-      [missing.code, missing.text.trim()],
-      [1, `spark retry-upload: job ${uuid} was not handed out to this worker (no record ${jobRecordKey(h.prefix, uuid)})`],
-    );
+    assert.equal(finalReport(job)?.['kind'], 'success');
   });
 
   it('fails a job whose payload is not a manifest, naming the problem', async () => {
     await h.uploads.add('upload', { manifest: { uuid: '../../etc' } }, { jobId: 'bogus' });
-    await waitFor('the bogus job to fail', async () => (await h.uploads.getJobState('bogus')) === 'failed', { timeoutMs: 10_000 });
-    const failed = await h.uploads.getJob('bogus');
-    assert.match(failed?.failedReason ?? '', /^invalid upload payload: manifest\.uuid: "\.\.\/\.\.\/etc" is not a valid UUID/);
-  });
-
-  it('reports a round failed when BullMQ fails its upload job, and spark retry-upload then says the round has ended', async () => {
-    const job = await newJob();
-    const other = await newJob();
-    // The record and queue id of `job`, carrying the manifest of `other`: the uploader refuses it.
-    await h.addUpload(job.manifest);
-    await h.settled(job.uuid);
-    await h.uploads.remove(stageJobId(job.manifest, 'upload'));
-    await h.reports.remove(reportJobId(job.manifest, { kind: 'final' }));
-    await h.uploads.add('upload', { manifest: other.manifest }, { jobId: stageJobId(job.manifest, 'upload') });
-    assert.equal(await h.settled(job.uuid), 'failed');
-    const report = await waitFor('the final report', () => finalReport(job), { timeoutMs: 10_000 });
-    assert.deepEqual(
-      [report?.['kind'], report?.['reason']],
-      [
-        'failed',
-        `the uploader could not finish the job: upload job ${stageJobId(job.manifest, 'upload')} carries the manifest of another job`,
-      ],
-    );
-    const retried = await retryUpload(job.uuid);
-    assert.equal(retried.code, 1);
-    assert.match(
-      retried.text,
-      new RegExp(
-        `^spark retry-upload: job ${job.uuid} \\(round ${job.manifest.round}\\) was already reported failed to Lighthouse at .*: the uploader could not finish the job: .*\\n` +
-          `Lighthouse has ended that round, so its upload cannot be retried\\. To build the job again, have Lighthouse hand it out again \\(lk-admin job retry ${job.uuid}\\)\\.\\n$`,
-      ),
-    );
-    assert.equal(await h.uploads.getJobState(stageJobId(job.manifest, 'upload')), 'failed', 'not re-queued');
+    const failed = await h.uploads.settled('bogus');
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.failedReason ?? '', /^invalid upload payload: manifest\.uuid: "\.\.\/\.\.\/etc" is not a valid UUID/);
   });
 });

@@ -36,6 +36,8 @@ interface Subject {
   passTime(at: number): Promise<void>;
   /** What the job's handler last recorded it doing. */
   progress(id: string): Promise<unknown>;
+  /** What the completed job's handler gave back. */
+  returnValue(id: string): Promise<unknown>;
   /** Where the job `id` is: waiting, active, completed, failed, or missing. */
   state(id: string): Promise<string>;
   /** Removes the job `id`, as an operator or a test does. */
@@ -60,6 +62,7 @@ function realSubject(redisUrl: string): Subject {
     // BullMQ promotes a delayed job by itself once Redis's clock passes its time.
     passTime: () => Promise.resolve(),
     progress: async (id) => (await queue.getJob(id))?.progress,
+    returnValue: async (id): Promise<unknown> => (await queue.getJob(id))?.returnvalue as unknown,
     async state(id) {
       const state = await queue.getJobState(id);
       return state === 'unknown' ? 'missing' : state;
@@ -92,6 +95,7 @@ function fakeSubject(): Subject {
       return Promise.resolve();
     },
     progress: (id) => Promise.resolve(queue.job(id)?.progress),
+    returnValue: (id) => Promise.resolve(queue.job(id)?.returnValue),
     state: (id) => Promise.resolve(queue.job(id)?.state ?? 'missing'),
     remove: (id) => Promise.resolve(queue.remove(id)),
     close: async () => {
@@ -271,6 +275,7 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
         assert.deepEqual(tries, ['again', 'other', 'again']);
         assert.deepEqual(await subject.progress('again'), { try: 2 });
         assert.deepEqual(seen, [undefined, { try: 1 }], 'a try is taken with what the try before it recorded');
+        assert.deepEqual(await subject.returnValue('again'), { result: 'uploaded' }, 'the completed job keeps what its last try gave back');
         assert.deepEqual(failed, [], 'a delayed try is no failure');
       } finally {
         await subject.close();

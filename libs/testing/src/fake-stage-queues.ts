@@ -39,6 +39,8 @@ export interface FakeJob {
   progress?: unknown;
   /** When a delayed job is due again (ms, on the retrying inbox's clock). */
   retryAt?: number;
+  /** What its handler gave back, once completed (BullMQ's `Job.returnvalue`): a retrying inbox's `done`. */
+  returnValue?: unknown;
 }
 
 /** What a try at a job came to (@spark/service's JobTry). */
@@ -82,18 +84,18 @@ export class FakeQueue {
     }
   }
 
+  /** Resolves with the job `id` once it is done with: completed or failed. */
+  settled(id: string): Promise<FakeJob> {
+    return this.reached(id, ['completed', 'failed']);
+  }
+
   /** Resolves with the job `id` once it is in one of `states`. */
-  async reaches(id: string, ...states: FakeJobState[]): Promise<FakeJob> {
+  async reached(id: string, states: readonly FakeJobState[]): Promise<FakeJob> {
     for (;;) {
       const job = this.kept.get(id);
       if (job && states.includes(job.state)) return job;
       await this.nextChange();
     }
-  }
-
-  /** Resolves with the job `id` once it is done with: completed or failed. */
-  settled(id: string): Promise<FakeJob> {
-    return this.reaches(id, 'completed', 'failed');
   }
 
   /** Every job the queue keeps, in the order they were added. */
@@ -210,6 +212,7 @@ export class FakeQueue {
                 this.delayed.push(job);
               } else {
                 job.state = 'completed';
+                job.returnValue = JSON.parse(JSON.stringify(outcome.done ?? null)) as unknown;
               }
             } catch (error) {
               const err = error instanceof Error ? error : new Error(String(error));
