@@ -28,7 +28,8 @@ import {
 } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
 import { makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { createBuilder, type Builder } from '../src/builder.js';
+import type { Builder } from '../src/builder.js';
+import { createBuilderOnRedis } from '../src/builder-redis.js';
 import { debspawnCommand, detectDebspawnEnvironment } from '../src/debspawn-command.js';
 import { openJobLog } from '../src/job-log.js';
 import { JobStop } from '../src/job-stop.js';
@@ -190,7 +191,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     await run('git', ['-C', recipe, 'add', '.']);
     await run('git', ['-C', recipe, '-c', 'user.name=t', '-c', 'user.email=t@example.org', 'commit', '-q', '-m', 'recipe']);
 
-    builder = createBuilder({ config, logger: pino({ level: 'silent' }), id: 'builder-test' });
+    builder = createBuilderOnRedis(config, pino({ level: 'silent' }), { id: 'builder-test' });
     await builder.start();
     await buildQueue.add('build', packageJob(jobs.success, 'hellow', success), {
       jobId: stageJobId({ uuid: jobs.success, round: R }, 'build'),
