@@ -9,7 +9,8 @@ import type { HeartbeatBoard } from '../src/heartbeat.js';
  * What the builder meets on Redis, in memory: the `build`, `sign` and report
  * queues (@spark/testing's FakeQueue, held to BullMQ's behaviour by
  * libs/service's stage-queues.contract.test.ts), the heartbeats hash and the
- * operator control channel. builder-redis.test.ts runs the builder on the real ones.
+ * operator control channel (held to Redis's by builder-world.contract.test.ts).
+ * builder-redis.test.ts runs the builder on the real ones.
  */
 
 /** The builders' heartbeats as the connector would read them, and the capacity announcements. */
@@ -70,6 +71,12 @@ export interface TestClock extends Clock {
   time: number;
 }
 
+/** A {@link TestClock} at `time`. */
+export function testClock(time: number): TestClock {
+  const clock: TestClock = { time, now: () => clock.time };
+  return clock;
+}
+
 /** The queues, heartbeats and control channel the builders of a test share. */
 export class FakeBuilderWorld {
   readonly buildQueue = new FakeQueue();
@@ -77,7 +84,9 @@ export class FakeBuilderWorld {
   readonly reportQueue = new FakeQueue();
   readonly heartbeats = new FakeHeartbeatBoard();
   readonly control = new FakeControlChannel();
-  readonly clock: TestClock = { time: Date.UTC(2026, 10, 30, 12, 0, 0), now: () => this.clock.time };
+
+  /** @param clock The builders' clock (default: a {@link TestClock} at 2026-11-30 12:00 UTC). */
+  constructor(readonly clock: Clock = testClock(Date.UTC(2026, 10, 30, 12, 0, 0))) {}
 
   /**
    * A builder on this world, as createBuilderOnRedis makes one on Redis: its

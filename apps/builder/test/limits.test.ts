@@ -15,27 +15,12 @@ import {
   stageJobId,
   type BuilderControlMessage,
 } from '@spark/protocol';
-import { STALLED_TOO_OFTEN, waitFor } from '@spark/testing';
+import { STALLED_TOO_OFTEN, waitFor, within } from '@spark/testing';
 import type { Builder } from '../src/builder.js';
 import { FakeBuilderWorld } from './fake-builder-world.js';
 import { mountTinyDisk, startStallingServer } from './faults.js';
 import { BUILD_WAIT, testConfig } from './fixtures.js';
 import { openStandIn, R, type StandIn } from './stand-in-debspawn.js';
-
-/** Resolves with what `promise` resolves to, or rejects once `ms` have passed: a guard against a job that never gets there. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>(
-        (_resolve, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms / 1000} s waiting for ${what}`)), ms)),
-      ),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /*
  * The builder's limits, draining and bad jobs, on in-memory queues, heartbeats
@@ -73,10 +58,10 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
   };
   const finalReport = async (uuid: string) =>
     reportPayloadSchema.parse(
-      (await within(30_000, `the final report of ${uuid}`, reportQueue.added(reportJobId({ uuid, round: R }, { kind: 'final' })))).data,
+      (await within(`the final report of ${uuid}`, reportQueue.added(reportJobId({ uuid, round: R }, { kind: 'final' })), 30_000)).data,
     );
   const manifestOf = async (uuid: string) =>
-    signPayloadSchema.parse((await within(30_000, `the sign job of ${uuid}`, signQueue.added(stageJobId({ uuid, round: R }, 'sign')))).data)
+    signPayloadSchema.parse((await within(`the sign job of ${uuid}`, signQueue.added(stageJobId({ uuid, round: R }, 'sign')), 30_000)).data)
       .manifest;
   const waitingReports = () => reportQueue.jobs().filter((job) => job.state === 'waiting');
   const logOf = (uuid: string) => standIn.logOf(uuid);
@@ -102,7 +87,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     assert.match(report.kind === 'rejected' ? report.reason : '', /unknown job kind "firmware-build"/);
 
     const jobId = await addJob('../../etc', 'silent');
-    const dropped = await within(BUILD_WAIT.timeoutMs, 'the path-uuid job to complete', buildQueue.settled(jobId));
+    const dropped = await within('the path-uuid job to complete', buildQueue.settled(jobId), BUILD_WAIT.timeoutMs);
     assert.equal(dropped.state, 'completed');
     const summary = dropped.returnvalue as { outcome: string; reason: string };
     assert.equal(summary.outcome, 'dropped');
@@ -154,9 +139,9 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     await logShows(uuid, /still building/);
     await addJob(uuid, 'chatty', {}, next);
     const earlier = await within(
-      BUILD_WAIT.timeoutMs,
       'the earlier round to end',
       buildQueue.settled(stageJobId({ uuid, round: R }, 'build')),
+      BUILD_WAIT.timeoutMs,
     );
     assert.equal(earlier.state, 'completed');
     assert.deepEqual(earlier.returnvalue, { outcome: 'dropped', reason: `Lighthouse handed the job out again (round ${next})` });
@@ -178,9 +163,9 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
     const stop: BuilderControlMessage = { action: 'cancel', uuid, reason: 'test over' };
     world.control.publish(JSON.stringify(stop));
     await within(
-      BUILD_WAIT.timeoutMs,
       'the next round to be rejected',
       reportQueue.added(reportJobId({ uuid, round: next }, { kind: 'final' })),
+      BUILD_WAIT.timeoutMs,
     );
     await waitFor('the stand-in build tree to be gone', async () => (await childrenAlive()).length === 0, {
       timeoutMs: 10_000,
