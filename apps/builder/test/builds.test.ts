@@ -152,6 +152,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'spark-builder-'));
     http = await serveDirectory(join(root, 'archive'));
+    // RedisUrl is never dialled: the queues, heartbeats and control channel are the world's, in memory.
     config = testConfig({ workspaceRoot: join(root, 'ws'), redisUrl: 'redis://127.0.0.1:1', prefix: 'builds' });
 
     const warning = '#include <stdio.h>\nint main(void) { int unused; puts("hi"); return 0; }\n';

@@ -39,6 +39,7 @@ describe('builder limits, cancellation, draining and bad jobs', { timeout: 600_0
   const startBuilder = async (id: string, builderToml: string, workspaceRoot = join(root, 'ws')) => {
     const config = testConfig({
       workspaceRoot,
+      // Never dialled: the queues, heartbeats and control channel are the world's, in memory.
       redisUrl: 'redis://127.0.0.1:1',
       prefix: 'limits',
       builder: `Debspawn = "${standIn.debspawn}"\n${builderToml}`,
