@@ -1,11 +1,24 @@
 import { hostname } from 'node:os';
-import { removeBuilderHeartbeat, writeBuilderHeartbeat, type Logger, type Redis } from '@spark/service';
-import { BUILDER_HEARTBEAT_INTERVAL_MS, builderCapacityChannel, builderHeartbeatSchema, type BuilderHeartbeat } from '@spark/protocol';
+import type { Logger } from '@spark/service';
+import { BUILDER_HEARTBEAT_INTERVAL_MS, builderHeartbeatSchema, type BuilderHeartbeat } from '@spark/protocol';
 
 /** This builder's heartbeat id: `SPARK_BUILDER_ID` (e.g. the systemd instance) or `<hostname>:<pid>`. */
 export function builderId(env: NodeJS.ProcessEnv = process.env): string {
   const raw = env['SPARK_BUILDER_ID'] ?? `${hostname()}:${process.pid}`;
   return raw.replace(/[^A-Za-z0-9@._:-]/g, '_').slice(0, 128);
+}
+
+/**
+ * Where builders' heartbeats are kept for the connector and `spark status`:
+ * on Redis, the heartbeats hash and the capacity channel (builder-redis.ts).
+ */
+export interface HeartbeatBoard {
+  /** Writes (replaces) this builder's heartbeat. */
+  write(heartbeat: BuilderHeartbeat): Promise<void>;
+  /** Removes the heartbeat of builder `id`, so it stops being counted at once. */
+  remove(id: string): Promise<void>;
+  /** Tells the connector that builder `id` has grown capacity (a slot freed), so it asks Lighthouse at once. */
+  announceCapacity(id: string): Promise<void>;
 }
 
 /** A running heartbeat. */
@@ -24,14 +37,14 @@ export interface Heartbeat {
  * builder that dies stops beating, and readers stop counting it once its
  * heartbeat is older than BUILDER_HEARTBEAT_TTL_MS.
  */
-export function startHeartbeat(redis: Redis, prefix: string, state: () => BuilderHeartbeat, logger: Logger): Heartbeat {
+export function startHeartbeat(board: HeartbeatBoard, state: () => BuilderHeartbeat, logger: Logger): Heartbeat {
   let stopped = false;
   let failing = false;
   const beat = async () => {
     if (stopped) return;
     const heartbeat = builderHeartbeatSchema.parse(state());
     try {
-      await writeBuilderHeartbeat(redis, prefix, heartbeat);
+      await board.write(heartbeat);
       if (failing) logger.info('heartbeat written again');
       failing = false;
     } catch (err) {
@@ -42,9 +55,7 @@ export function startHeartbeat(redis: Redis, prefix: string, state: () => Builde
   const announce = async () => {
     await beat();
     if (stopped || failing) return;
-    await redis
-      .publish(builderCapacityChannel(prefix), state().id)
-      .catch((err: unknown) => logger.warn({ err }, 'cannot announce a free slot'));
+    await board.announceCapacity(state().id).catch((err: unknown) => logger.warn({ err }, 'cannot announce a free slot'));
   };
   const timer = setInterval(() => void beat(), BUILDER_HEARTBEAT_INTERVAL_MS);
   // A builder that registers is capacity the connector should use at once.
@@ -55,7 +66,7 @@ export function startHeartbeat(redis: Redis, prefix: string, state: () => Builde
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await removeBuilderHeartbeat(redis, prefix, state().id);
+      await board.remove(state().id);
     },
   };
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { installShutdown, processMetrics, serveMetrics, startService, type StartedService } from '@spark/service';
-import { createBuilder } from './builder.js';
+import { createBuilderOnRedis } from './builder-redis.js';
 
 const service: StartedService = startService({
   service: 'builder',
@@ -9,7 +9,7 @@ const service: StartedService = startService({
   environment: [['SPARK_BUILDER_ID', 'set by spark-builder@N (%n): instance N serves its metrics on [builder] MetricsPort + N - 1']],
 });
 const { config, logger } = service;
-const builder = createBuilder({ config, logger });
+const builder = createBuilderOnRedis(config, logger);
 // Draining may take DrainTimeout, then stopped builds get their kill grace period.
 // spark-builder@N serves its metrics on MetricsPort + N - 1, so instances on one host do not collide.
 const instance = Number(/@(\d+)$/.exec(process.env['SPARK_BUILDER_ID'] ?? '')?.[1] ?? 1);

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { Queue } from 'bullmq';
 import {
   isSafeFileName,
   jobArtifactsDir,
@@ -20,7 +19,7 @@ import {
 } from '@spark/protocol';
 import { writeDud } from './dud.js';
 import { moveArtifact } from './place-artifact.js';
-import { digestFile, giveUp, sendReport, type FileDigests, type Logger } from '@spark/service';
+import { digestFile, giveUp, sendReport, type Clock, type FileDigests, type JobOutbox, type Logger } from '@spark/service';
 import { openJobLog, type JobLog } from './job-log.js';
 import { JobStop, stopReason } from './job-stop.js';
 import type { RunnerContext, RunnerOutcome } from './runner.js';
@@ -36,9 +35,13 @@ export interface JobDeps {
   architectures: readonly string[];
   /** The runner of each job kind this builder takes. */
   runners: Partial<Record<JobKind, Runner>>;
-  reportQueue: Queue;
-  signQueue: Queue;
+  /** The builder's report queue. */
+  reportQueue: JobOutbox;
+  /** The `sign` queue, where a built round's artifacts are handed on. */
+  signQueue: JobOutbox;
   logger: Logger;
+  /** The time every report says it was made at. */
+  clock: Clock;
   statusIntervalMs: number;
   maxBuildTimeMs: number;
   /** Bytes of build output a job's log may hold (`[builder] MaxLogSize`). */
@@ -190,7 +193,7 @@ async function runJob(
     await rm(workspace, { recursive: true, force: true }).catch(() => undefined);
     return reject(deps, round, `cannot prepare the workspace: ${(error as Error).message}`, logger);
   }
-  await sendReport(deps.reportQueue, { kind: 'accepted', ...round, at: Date.now() });
+  await sendReport(deps.reportQueue, { kind: 'accepted', ...round, at: deps.clock.now() });
   logger.info({ kind: job.kind, architecture: job.architecture }, 'job accepted');
   log.note(`job ${uuid}: ${job.kind} for ${job.architecture}, repository ${job.repo}`);
 
@@ -202,7 +205,7 @@ async function runJob(
     if (excerpt === null || reportsNothing()) return statusChain;
     const seq = ++statusSeq;
     statusChain = statusChain
-      .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: excerpt }, seq))
+      .then(() => sendReport(deps.reportQueue, { kind: 'status', ...round, at: deps.clock.now(), logExcerpt: excerpt }, seq))
       .catch((err: unknown) => logger.error({ err }, 'cannot queue a log excerpt for Lighthouse'));
     return statusChain;
   };
@@ -331,6 +334,6 @@ async function collectArtifacts(
 }
 
 async function reject(deps: JobDeps, round: JobRound, reason: string, logger: Logger, needsOperator = false): Promise<JobSummary> {
-  await giveUp(deps.reportQueue, round, 'rejected', reason, logger, needsOperator ? { needsOperator } : {});
+  await giveUp(deps.reportQueue, round, 'rejected', reason, logger, { at: deps.clock.now(), ...(needsOperator ? { needsOperator } : {}) });
   return { outcome: 'rejected', reason };
 }

@@ -7,11 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Queue } from 'bullmq';
 import { pino } from 'pino';
 import {
   reportJobId,
-  builderHeartbeatsKey,
   builderHeartbeatSchema,
   jobArtifactsDir,
   jobLogFile,
@@ -19,21 +17,21 @@ import {
   jobWorkspaceDir,
   parseControlFile,
   parseFileList,
-  REPORT_QUEUES,
   reportPayloadSchema,
   signPayloadSchema,
   stageJobId,
   type Manifest,
   type ReportPayload,
 } from '@spark/protocol';
-import { connectRedis, type Redis } from '@spark/service';
-import { makeSourcePackage, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
-import { createBuilder, type Builder } from '../src/builder.js';
+import { systemClock } from '@spark/service';
+import { makeSourcePackage, within } from '@spark/testing';
+import type { Builder } from '../src/builder.js';
 import { debspawnCommand, detectDebspawnEnvironment } from '../src/debspawn-command.js';
 import { openJobLog } from '../src/job-log.js';
 import { JobStop } from '../src/job-stop.js';
 import { signalProcessGroup } from '../src/process-tree.js';
 import { runLogged } from '../src/run-logged.js';
+import { FakeBuilderWorld } from './fake-builder-world.js';
 import { BUILD_WAIT, serveDirectory, testConfig } from './fixtures.js';
 
 /** The round of every job these tests hand the builder (as the connector would number it). */
@@ -46,16 +44,13 @@ interface Served {
 }
 
 describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
-  let redis: RedisServer;
-  let connection: Redis;
   let root: string;
   let http: Awaited<ReturnType<typeof serveDirectory>>;
   let builder: Builder;
-  let buildQueue: Queue;
-  let signQueue: Queue;
-  let reportQueue: Queue;
+  // The queues on the wall clock: the builder's heartbeat says when it was beaten.
+  const world = new FakeBuilderWorld(systemClock);
+  const { buildQueue, signQueue, reportQueue } = world;
   let config: ReturnType<typeof testConfig>;
-  const prefix = randomQueuePrefix();
 
   const serve = async (name: string, spec: Parameters<typeof makeSourcePackage>[1]): Promise<Served> => {
     const dir = join(root, 'archive', name);
@@ -88,27 +83,23 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     receivedAt: Date.now(),
   });
 
-  const manifestOf = (uuid: string) =>
-    waitFor(
-      `the sign job of ${uuid}`,
-      async () => {
-        const job = await signQueue.getJob(stageJobId({ uuid, round: R }, 'sign'));
-        return job ? signPayloadSchema.parse(job.data).manifest : null;
-      },
-      BUILD_WAIT,
+  const manifestOf = async (uuid: string) =>
+    signPayloadSchema.parse(
+      (await within(`the sign job of ${uuid}`, signQueue.added(stageJobId({ uuid, round: R }, 'sign')), BUILD_WAIT.timeoutMs)).data,
+    ).manifest;
+  const finalReport = async (uuid: string) =>
+    reportPayloadSchema.parse(
+      (
+        await within(
+          `the final report of ${uuid}`,
+          reportQueue.added(reportJobId({ uuid, round: R }, { kind: 'final' })),
+          BUILD_WAIT.timeoutMs,
+        )
+      ).data,
     );
-  const finalReport = (uuid: string) =>
-    waitFor(
-      `the final report of ${uuid}`,
-      async () => {
-        const job = await reportQueue.getJob(reportJobId({ uuid, round: R }, { kind: 'final' }));
-        return job ? reportPayloadSchema.parse(job.data) : null;
-      },
-      BUILD_WAIT,
-    );
-  const reportsOf = async (uuid: string): Promise<ReportPayload[]> => {
-    const jobs = await reportQueue.getJobs(['waiting', 'delayed', 'completed']);
-    return jobs.map((job) => reportPayloadSchema.parse(job.data)).filter((report) => report.uuid === uuid);
+  const reportsOf = (uuid: string): Promise<ReportPayload[]> => {
+    const jobs = reportQueue.jobs().filter((job) => ['waiting', 'delayed', 'completed'].includes(job.state));
+    return Promise.resolve(jobs.map((job) => reportPayloadSchema.parse(job.data)).filter((report) => report.uuid === uuid));
   };
   const artifact = (uuid: string, name: string) => join(jobArtifactsDir(config.workspacesDir, { uuid, round: R }), name);
 
@@ -159,14 +150,10 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
   };
 
   before(async () => {
-    redis = await startRedisServer();
-    connection = connectRedis(redis.url, 'worker');
     root = await mkdtemp(join(tmpdir(), 'spark-builder-'));
     http = await serveDirectory(join(root, 'archive'));
-    config = testConfig({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix });
-    buildQueue = new Queue('build', { connection, prefix });
-    signQueue = new Queue('sign', { connection, prefix });
-    reportQueue = new Queue(REPORT_QUEUES.builder, { connection, prefix });
+    // RedisUrl is never dialled: the queues, heartbeats and control channel are the world's, in memory.
+    config = testConfig({ workspaceRoot: join(root, 'ws'), redisUrl: 'redis://127.0.0.1:1', prefix: 'builds' });
 
     const warning = '#include <stdio.h>\nint main(void) { int unused; puts("hi"); return 0; }\n';
     const success = await serve('hellow', { name: 'hellow', version: '1.0', cSource: warning });
@@ -190,7 +177,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     await run('git', ['-C', recipe, 'add', '.']);
     await run('git', ['-C', recipe, '-c', 'user.name=t', '-c', 'user.email=t@example.org', 'commit', '-q', '-m', 'recipe']);
 
-    builder = createBuilder({ config, logger: pino({ level: 'silent' }), id: 'builder-test' });
+    builder = world.builder(config, pino({ level: 'silent' }), { id: 'builder-test' });
     await builder.start();
     await buildQueue.add('build', packageJob(jobs.success, 'hellow', success), {
       jobId: stageJobId({ uuid: jobs.success, round: R }, 'build'),
@@ -233,19 +220,14 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
 
   after(async () => {
     await builder?.close();
-    await buildQueue?.close();
-    await signQueue?.close();
-    await reportQueue?.close();
-    await connection?.quit();
     await http?.close();
-    await redis?.stop();
     if (root) await rm(root, { recursive: true, force: true });
   });
 
-  it('publishes a heartbeat with its slots, kinds and architectures', async () => {
-    const raw = await connection.hget(builderHeartbeatsKey(prefix), 'builder-test');
+  it('publishes a heartbeat with its slots, kinds and architectures', () => {
+    const raw = world.heartbeats.get('builder-test');
     assert.ok(raw, 'heartbeat written');
-    const heartbeat = builderHeartbeatSchema.parse(JSON.parse(raw));
+    const heartbeat = builderHeartbeatSchema.parse(raw);
     assert.equal(heartbeat.slots, 2);
     assert.deepEqual(heartbeat.kinds, ['package-build', 'os-image-build']);
     assert.deepEqual(heartbeat.architectures, ['amd64']);
@@ -263,7 +245,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     const log = await readFile(jobLogFile(config.logsDir, { uuid: jobs.tampered, round: R }), 'utf8');
     assert.doesNotMatch(log, /\$ debspawn/);
     assert.match(log, /job rejected back to Lighthouse: source refused/);
-    assert.equal(await signQueue.getJob(stageJobId({ uuid: jobs.tampered, round: R }, 'sign')), undefined);
+    assert.equal(signQueue.job(stageJobId({ uuid: jobs.tampered, round: R }, 'sign')), undefined);
     assert.ok(!existsSync(jobWorkspaceDir(config.workspacesDir, { uuid: jobs.tampered, round: R })), 'workspace removed');
     assert.ok((await reportsOf(jobs.tampered)).some((r) => r.kind === 'accepted'));
   });
@@ -277,7 +259,7 @@ describe('builder with real debspawn builds', { timeout: 300_000 }, () => {
     );
     const log = await readFile(jobLogFile(config.logsDir, { uuid: jobs.noImage, round: R }), 'utf8');
     assert.match(log, /ERROR: The container image for/);
-    assert.equal(await signQueue.getJob(stageJobId({ uuid: jobs.noImage, round: R }, 'sign')), undefined);
+    assert.equal(signQueue.job(stageJobId({ uuid: jobs.noImage, round: R }, 'sign')), undefined);
   });
 
   it('builds a package: .changes with .deb and .buildinfo, warnings in the Firehose report, .dud, manifest to sign', async () => {

@@ -113,7 +113,7 @@ describe('spark-uploader', () => {
     h.records.write({ ...record, round: next });
     assert.equal(await h.settled(job.uuid), 'completed');
     const upload = h.uploads.job(stageJobId(job.manifest, 'upload'));
-    assert.deepEqual({ ...(upload?.returnValue as Record<string, unknown>), at: 0 }, { result: 'superseded', by: next, at: 0 });
+    assert.deepEqual({ ...(upload?.returnvalue as Record<string, unknown>), at: 0 }, { result: 'superseded', by: next, at: 0 });
     assert.equal(finalReport(job), undefined);
     assert.equal(await exists(job.artifactsDir), false);
     const tries = urlsOf(job).length;

@@ -1,4 +1,3 @@
-import type { Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { parseJobId, reportJobId, reportPayloadSchema, reportSlot, type JobRound, type ReportPayload } from '@spark/protocol';
 import type { JobOutbox } from './stage-queues.js';
@@ -71,7 +70,7 @@ export async function giveUp(
   await sendReport(reports, outcome === 'rejected' ? { kind: 'rejected', ...report, ...flags } : { kind: 'failed', ...report });
 }
 
-/** What {@link giveUpWhenFailed} needs to know about a stage. */
+/** What {@link reportFailedJob} needs to know about a stage. */
 export interface StageGiveUp {
   /** How the stage ends a round it cannot finish. */
   outcome: GiveUp;
@@ -107,10 +106,4 @@ export function reportFailedJob(
       await giveUp(reports, round, stage.outcome, reason, logger, { at: now() });
     })().catch((err: unknown) => logger.error({ err, jobId: round.uuid }, `cannot report a failed ${stage.stage} job`));
   };
-}
-
-/** Makes the BullMQ `worker` give up the round of every job it fails ({@link reportFailedJob}). */
-export function giveUpWhenFailed<T>(worker: Worker<T>, reports: JobOutbox, stage: StageGiveUp, logger: Logger): void {
-  const report = reportFailedJob(reports, stage, logger);
-  worker.on('failed', (job, error) => report(job?.id, error));
 }

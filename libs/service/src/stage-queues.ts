@@ -122,3 +122,94 @@ export function bullmqRetryingInbox(name: QueueName, connection: Redis, prefix: 
     },
   };
 }
+
+/** A job a worker holds under a lock while it works on it (BullMQ's, renewed as the job runs). */
+export interface LockedJob extends TakenJob {
+  /** How often the job was taken, this time included (BullMQ's `attemptsStarted`): 1 the first time, more once a holder lost it. */
+  readonly attemptsStarted: number;
+  /** Whether this worker still holds the job's lock (renewing it); false once the job may be another worker's. */
+  holdsLock(): Promise<boolean>;
+  /** Aborted when the lock could not be renewed (Redis away for longer than it lasts): the job may be another worker's by now. */
+  readonly lockLost: AbortSignal;
+}
+
+/**
+ * The queue of a stage that works on several jobs at once, each under a lock
+ * (the builder's):
+ *
+ * - Up to `concurrency` jobs are held at once, taken oldest first.
+ * - A job whose handler resolves is completed and keeps what it resolved to;
+ *   one whose handler throws is failed, without another try. So is a job the
+ *   queue fails by itself as it takes it (in BullMQ, one whose holders were
+ *   killed more often than the worker's `maxStalledCount`), without reaching
+ *   the handler. `failed` hears of every failed job, `settled` of every job
+ *   moved on (completed or failed): a slot is free.
+ * - `close` takes no other job and resolves once the jobs in hand are done
+ *   with (draining).
+ */
+export interface LockingInbox {
+  run(handle: (job: LockedJob) => Promise<unknown>, failed: (jobId: string | undefined, error: Error) => void, settled?: () => void): void;
+  /** Stops taking jobs; resolves once the jobs in hand are done with. Safe before {@link LockingInbox.run}. */
+  close(): Promise<void>;
+}
+
+/** How {@link bullmqLockingInbox} opens its worker: its locks, how many jobs it holds at once, how many completed ones the queue keeps. */
+export type LockingInboxOptions = StageLocks &
+  Required<Pick<WorkerOptions, 'concurrency' | 'lockDuration'>> &
+  Pick<WorkerOptions, 'removeOnComplete'>;
+
+/**
+ * The queue `name` under `prefix` as a {@link LockingInbox}: a BullMQ worker
+ * on `connection` (a `worker` connection), opened by `run`. A job's lock
+ * counts as lost when BullMQ reports it could not renew it (`lockRenewalFailed`).
+ */
+export function bullmqLockingInbox(
+  name: QueueName,
+  connection: Redis,
+  prefix: string,
+  logger: Logger,
+  options: LockingInboxOptions,
+): LockingInbox {
+  let worker: Worker | null = null;
+  // Per BullMQ job id: aborted when the job's lock could not be renewed.
+  const lockWatch = new Map<string, AbortController>();
+  return {
+    run(handle, failed, settled) {
+      worker = openWorker(
+        name,
+        async (job, token) => {
+          const jobId = job.id ?? '';
+          const lockLost = new AbortController();
+          lockWatch.set(jobId, lockLost);
+          try {
+            return await handle({
+              id: job.id,
+              data: job.data,
+              attemptsStarted: job.attemptsStarted,
+              holdsLock: async () => token !== undefined && (await job.extendLock(token, options.lockDuration)) === 1,
+              lockLost: lockLost.signal,
+            });
+          } finally {
+            // A later attempt at the same job (its lock lost here) may have registered its own watch meanwhile.
+            if (lockWatch.get(jobId) === lockLost) lockWatch.delete(jobId);
+          }
+        },
+        connection,
+        prefix,
+        logger,
+        options,
+      );
+      worker.on('failed', (job, error) => {
+        failed(job?.id, error);
+        settled?.();
+      });
+      worker.on('completed', () => settled?.());
+      worker.on('lockRenewalFailed', (jobIds: string[]) => {
+        for (const jobId of jobIds) lockWatch.get(jobId)?.abort();
+      });
+    },
+    close: async () => {
+      await worker?.close();
+    },
+  };
+}

@@ -3,14 +3,17 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { UnrecoverableError } from 'bullmq';
 import { QueueName } from '@spark/protocol';
-import { FakeQueue, randomQueuePrefix, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { FakeQueue, randomQueuePrefix, STALLED_TOO_OFTEN, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import {
+  bullmqLockingInbox,
   bullmqRetryingInbox,
   bullmqStageInbox,
   connectRedis,
   createLogger,
   openQueue,
   type JobOutbox,
+  type LockedJob,
+  type LockingInbox,
   type RetryingInbox,
   type StageInbox,
   type TakenJob,
@@ -30,14 +33,18 @@ interface Subject {
   inbox: StageInbox;
   /** The queue's worker for jobs that may take several tries. */
   retrying(): RetryingInbox;
+  /** The queue's worker that holds up to `concurrency` jobs at once, each under a lock. */
+  locking(concurrency: number): LockingInbox;
+  /** Makes the waiting job `id` fail as it is next taken, as a job whose holders were killed more often than `maxStalledCount`. */
+  stalledTooOften(id: string): Promise<void>;
+  /** What the completed job `id`'s handler resolved to. */
+  result(id: string): Promise<unknown>;
   /** A time `ms` from now on the clock delayed jobs go by. */
   later(ms: number): number;
   /** Lets the time pass to `at`, so that delayed jobs due by then are taken. */
   passTime(at: number): Promise<void>;
   /** What the job's handler last recorded it doing. */
   progress(id: string): Promise<unknown>;
-  /** What the completed job's handler gave back. */
-  returnValue(id: string): Promise<unknown>;
   /** Where the job `id` is: waiting, active, completed, failed, or missing. */
   state(id: string): Promise<string>;
   /** Removes the job `id`, as an operator or a test does. */
@@ -54,15 +61,21 @@ function realSubject(redisUrl: string): Subject {
   const locks = { lockDuration: 10_000, stalledInterval: 5_000 };
   const inbox = bullmqStageInbox(QueueName.sign, workerConnection, prefix, logger, locks);
   let retrying: RetryingInbox | null = null;
+  let locking: LockingInbox | null = null;
   return {
     outbox: queue,
     inbox,
     retrying: () => (retrying = bullmqRetryingInbox(QueueName.sign, workerConnection, prefix, logger, locks)),
+    locking: (concurrency) => (locking = bullmqLockingInbox(QueueName.sign, workerConnection, prefix, logger, { ...locks, concurrency })),
+    async stalledTooOften(id) {
+      // What BullMQ's stalled-job check (moveStalledJobsToWait) writes on such a job as it puts it back to wait.
+      await connection.hset(queue.toKey(id), 'defa', 'job stalled more than allowable limit');
+    },
+    result: async (id): Promise<unknown> => (await queue.getJob(id))?.returnvalue as unknown,
     later: (ms) => Date.now() + ms,
     // BullMQ promotes a delayed job by itself once Redis's clock passes its time.
     passTime: () => Promise.resolve(),
     progress: async (id) => (await queue.getJob(id))?.progress,
-    returnValue: async (id): Promise<unknown> => (await queue.getJob(id))?.returnvalue as unknown,
     async state(id) {
       const state = await queue.getJobState(id);
       return state === 'unknown' ? 'missing' : state;
@@ -73,6 +86,7 @@ function realSubject(redisUrl: string): Subject {
     async close() {
       await inbox.close();
       await retrying?.close();
+      await locking?.close();
       await queue.close();
       await Promise.all([connection.quit(), workerConnection.quit()]);
     },
@@ -83,11 +97,15 @@ function fakeSubject(): Subject {
   const queue = new FakeQueue();
   const inbox = queue.inbox();
   let retrying: RetryingInbox | null = null;
+  let locking: LockingInbox | null = null;
   const clock = { time: 1_700_000_000_000, now: () => clock.time };
   return {
     outbox: queue,
     inbox,
     retrying: () => (retrying = queue.retryingInbox()),
+    locking: (concurrency) => (locking = queue.lockingInbox(concurrency)),
+    stalledTooOften: (id) => Promise.resolve(queue.stalledTooOften(id)),
+    result: (id) => Promise.resolve(queue.job(id)?.returnvalue),
     later: (ms) => clock.time + ms,
     passTime: (at) => {
       clock.time = Math.max(clock.time, at);
@@ -95,12 +113,12 @@ function fakeSubject(): Subject {
       return Promise.resolve();
     },
     progress: (id) => Promise.resolve(queue.job(id)?.progress),
-    returnValue: (id) => Promise.resolve(queue.job(id)?.returnValue),
     state: (id) => Promise.resolve(queue.job(id)?.state ?? 'missing'),
     remove: (id) => Promise.resolve(queue.remove(id)),
     close: async () => {
       await inbox.close();
       await retrying?.close();
+      await locking?.close();
     },
   };
 }
@@ -275,9 +293,121 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
         assert.deepEqual(tries, ['again', 'other', 'again']);
         assert.deepEqual(await subject.progress('again'), { try: 2 });
         assert.deepEqual(seen, [undefined, { try: 1 }], 'a try is taken with what the try before it recorded');
-        assert.deepEqual(await subject.returnValue('again'), { result: 'uploaded' }, 'the completed job keeps what its last try gave back');
+        assert.deepEqual(await subject.result('again'), { result: 'uploaded' }, 'the completed job keeps what its last try gave back');
         assert.deepEqual(failed, [], 'a delayed try is no failure');
       } finally {
+        await subject.close();
+      }
+    });
+
+    it('holds up to `concurrency` jobs at once, each under a lock it holds; keeps what the handler resolved to; hears of each job moved on', async () => {
+      const subject = open();
+      let release = (): void => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      try {
+        for (const id of ['a', 'b', 'c']) await subject.outbox.add('job', { id }, { jobId: id });
+        await subject.outbox.add('job', { fail: 'plain' }, { jobId: 'f' });
+        const held: LockedJob[] = [];
+        const failed: { id: string | undefined; message: string }[] = [];
+        let settled = 0;
+        let holding = 0;
+        let most = 0;
+        const inbox = subject.locking(2);
+        inbox.run(
+          async (job) => {
+            held.push(job);
+            most = Math.max(most, ++holding);
+            try {
+              await gate;
+              if ((job.data as { fail?: string }).fail) throw new Error(`job ${job.id ?? ''} failed`);
+              return { built: job.id, locked: await job.holdsLock() };
+            } finally {
+              holding--;
+            }
+          },
+          (id, error) => failed.push({ id, message: error.message }),
+          () => settled++,
+        );
+        await until('two jobs held', () => held.length === 2);
+        assert.deepEqual(
+          held.map((job) => [job.id, job.data, job.attemptsStarted, job.lockLost.aborted]),
+          [
+            ['a', { id: 'a' }, 1, false],
+            ['b', { id: 'b' }, 1, false],
+          ],
+        );
+        assert.equal(await subject.state('c'), 'waiting', 'a third job waits for a free slot');
+        release();
+        await until('four jobs moved on', () => settled === 4);
+        assert.equal(most, 2);
+        assert.deepEqual(
+          held.map((job) => job.id),
+          ['a', 'b', 'c', 'f'],
+        );
+        for (const id of ['a', 'b', 'c']) assert.deepEqual(await subject.result(id), { built: id, locked: true });
+        assert.deepEqual(failed, [{ id: 'f', message: 'job f failed' }]);
+        assert.equal(await subject.state('f'), 'failed');
+      } finally {
+        release();
+        await subject.close();
+      }
+    });
+
+    it('fails a job found stalled too often as it is taken, without reaching the handler, and tells `failed`', async () => {
+      const subject = open();
+      try {
+        await subject.outbox.add('job', {}, { jobId: 'worn-out' });
+        await subject.stalledTooOften('worn-out');
+        await subject.outbox.add('job', {}, { jobId: 'fine' });
+        const taken: (string | undefined)[] = [];
+        const failed: { id: string | undefined; message: string }[] = [];
+        let settled = 0;
+        subject.locking(2).run(
+          (job) => {
+            taken.push(job.id);
+            return Promise.resolve();
+          },
+          (id, error) => failed.push({ id, message: error.message }),
+          () => settled++,
+        );
+        await until('both jobs moved on', () => settled === 2);
+        assert.deepEqual(taken, ['fine']);
+        assert.deepEqual(failed, [{ id: 'worn-out', message: STALLED_TOO_OFTEN }]);
+        assert.equal(await subject.state('worn-out'), 'failed');
+        assert.equal(await subject.state('fine'), 'completed');
+      } finally {
+        await subject.close();
+      }
+    });
+
+    it('drains on close: takes no other job, resolves once every job in hand is done with', async () => {
+      const subject = open();
+      let release = (): void => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      try {
+        for (const id of ['one', 'two', 'three']) await subject.outbox.add('job', {}, { jobId: id });
+        const taken: (string | undefined)[] = [];
+        const inbox = subject.locking(2);
+        inbox.run(
+          async (job) => {
+            taken.push(job.id);
+            await gate;
+          },
+          () => undefined,
+        );
+        await until('two jobs held', () => taken.length === 2);
+        let closed = false;
+        const closing = inbox.close().then(() => (closed = true));
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(closed, false, 'close waits for the jobs in hand');
+        release();
+        await closing;
+        assert.equal(await subject.state('one'), 'completed');
+        assert.equal(await subject.state('two'), 'completed');
+        assert.equal(await subject.state('three'), 'waiting');
+        assert.deepEqual(taken, ['one', 'two']);
+      } finally {
+        release();
         await subject.close();
       }
     });

@@ -3,12 +3,13 @@
  * (stage-queues.ts in @spark/service): libs/service/test/stage-queues.contract.test.ts
  * runs the same cases against these and against BullMQ on a real redis-server.
  * What crosses processes (a killed stage's job taken up again after its lock
- * expires, Redis ACLs) is left to the integration tests on real Redis.
+ * expires, a lock lost to a Redis pause, Redis ACLs) is left to the
+ * integration tests on real Redis.
  *
  * The types are spelled out here rather than imported: @spark/service's tests
  * use this library, which therefore must not depend on it. They have the
- * shape of its JobOutbox, TakenJob and StageInbox, which the contract test's
- * typecheck holds them to.
+ * shape of its JobOutbox, TakenJob, StageInbox, RetryingInbox, LockedJob and
+ * LockingInbox, which the contract test's typecheck holds them to.
  */
 
 /** A job the worker took: its id and its payload (@spark/service's TakenJob). */
@@ -23,6 +24,26 @@ export interface FakeInbox {
   run(handle: (job: FakeTakenJob) => Promise<unknown>, failed: (jobId: string | undefined, error: Error) => void): void;
   close(): Promise<void>;
 }
+
+/** A job a locking worker holds (@spark/service's LockedJob); the fake never loses a lock. */
+export interface FakeLockedJob extends FakeTakenJob {
+  readonly attemptsStarted: number;
+  holdsLock(): Promise<boolean>;
+  readonly lockLost: AbortSignal;
+}
+
+/** The worker of a {@link FakeQueue} that holds several jobs at once (@spark/service's LockingInbox). */
+export interface FakeLockingInbox {
+  run(
+    handle: (job: FakeLockedJob) => Promise<unknown>,
+    failed: (jobId: string | undefined, error: Error) => void,
+    settled?: () => void,
+  ): void;
+  close(): Promise<void>;
+}
+
+/** Why BullMQ fails a job whose holders were killed more often than its worker's `maxStalledCount` (its moveStalledJobsToWait script). */
+export const STALLED_TOO_OFTEN = 'job stalled more than allowable limit';
 
 /** Where a job of a {@link FakeQueue} is. */
 export type FakeJobState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
@@ -39,8 +60,12 @@ export interface FakeJob {
   progress?: unknown;
   /** When a delayed job is due again (ms, on the retrying inbox's clock). */
   retryAt?: number;
-  /** What its handler gave back, once completed (BullMQ's `Job.returnvalue`): a retrying inbox's `done`. */
-  returnValue?: unknown;
+  /** What its handler resolved to, once completed (BullMQ's `returnvalue`). */
+  returnvalue?: unknown;
+  /** How often a worker took it (BullMQ's `attemptsStarted`). */
+  attemptsStarted: number;
+  /** The reason it fails with as it is next taken, without reaching the handler (BullMQ's deferred failure). */
+  failWhenTaken?: string;
 }
 
 /** What a try at a job came to (@spark/service's JobTry). */
@@ -60,13 +85,18 @@ export class FakeQueue {
   private readonly kept = new Map<string, FakeJob>();
   private readonly waiting: FakeJob[] = [];
   private readonly delayed: FakeJob[] = [];
-  private wake: (() => void) | null = null;
+  /** The workers waiting for a job (or for their close). */
+  private readonly wakers = new Set<() => void>();
   private auto = 0;
   private changed: (() => void)[] = [];
 
   /** Resolves at the next change of a job (added, taken, done with, removed). */
   private nextChange(): Promise<void> {
     return new Promise((resolve) => this.changed.push(resolve));
+  }
+
+  private wake(): void {
+    for (const wake of [...this.wakers]) wake();
   }
 
   private notify(): void {
@@ -131,10 +161,10 @@ export class FakeQueue {
     const id = options.jobId ?? `auto-${++this.auto}`;
     const kept = this.kept.get(id);
     if (kept) return Promise.resolve(kept);
-    const job: FakeJob = { id, name, data: JSON.parse(JSON.stringify(data ?? null)) as unknown, state: 'waiting' };
+    const job: FakeJob = { id, name, data: JSON.parse(JSON.stringify(data ?? null)) as unknown, state: 'waiting', attemptsStarted: 0 };
     this.kept.set(id, job);
     this.waiting.push(job);
-    this.wake?.();
+    this.wake();
     this.notify();
     return Promise.resolve(job);
   }
@@ -152,10 +182,22 @@ export class FakeQueue {
       this.waiting.push(job);
     }
     if (due.length > 0) {
-      this.wake?.();
+      this.wake();
       this.notify();
     }
     return due.length;
+  }
+
+  /**
+   * Makes the waiting job `id` fail as it is next taken, without reaching the
+   * handler, as BullMQ's stalled-job check does with a job whose holders were
+   * killed more often than the worker's `maxStalledCount` ({@link STALLED_TOO_OFTEN}).
+   */
+  stalledTooOften(id: string): void {
+    const job = this.kept.get(id);
+    if (job?.state !== 'waiting')
+      throw new Error(`FakeQueue: job ${id} is ${job ? job.state : 'not kept'}; only a waiting job can be marked stalled`);
+    job.failWhenTaken = STALLED_TOO_OFTEN;
   }
 
   /**
@@ -163,10 +205,7 @@ export class FakeQueue {
    * `close` none is taken and `close` resolves once the job in hand is done with.
    */
   inbox(): FakeInbox {
-    return this.worker(async (handle, job) => {
-      await handle(job);
-      return { done: undefined };
-    });
+    return this.worker(async (handle, job) => ({ done: await handle(job) }));
   }
 
   /**
@@ -183,51 +222,95 @@ export class FakeQueue {
     );
   }
 
-  private worker<H>(tryJob: (handle: H, taken: FakeTakenJob, job: FakeJob) => Promise<FakeJobTry>): {
-    run(handle: H, failed: (jobId: string | undefined, error: Error) => void): void;
+  /**
+   * The worker of a queue whose jobs run several at once, each under a lock:
+   * up to `concurrency` jobs are held at once; `settled` hears of every job
+   * moved on (completed or failed). A lock held here is never lost: losing
+   * one to a Redis pause is left to the integration tests on real Redis.
+   */
+  lockingInbox(concurrency: number): FakeLockingInbox {
+    return this.worker(
+      async (handle, taken, job) => ({
+        done: await handle({
+          ...taken,
+          attemptsStarted: job.attemptsStarted,
+          holdsLock: () => Promise.resolve(true),
+          lockLost: new AbortController().signal,
+        }),
+      }),
+      concurrency,
+    );
+  }
+
+  private worker<H>(
+    tryJob: (handle: H, taken: FakeTakenJob, job: FakeJob) => Promise<FakeJobTry>,
+    concurrency = 1,
+  ): {
+    run(handle: H, failed: (jobId: string | undefined, error: Error) => void, settled?: () => void): void;
     close(): Promise<void>;
   } {
     let closing = false;
     let loop: Promise<void> = Promise.resolve();
+    const held = new Set<Promise<void>>();
+    let wake: () => void = () => undefined;
+    const change = async () => {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        this.wakers.add(resolve);
+      });
+      this.wakers.delete(wake);
+    };
+    const work = async (handle: H, job: FakeJob, failed: (jobId: string | undefined, error: Error) => void, settled?: () => void) => {
+      const copy = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+      const taken: FakeTakenJob =
+        job.progress === undefined
+          ? { id: job.id, data: copy(job.data) }
+          : { id: job.id, data: copy(job.data), progress: copy(job.progress) };
+      try {
+        if (job.failWhenTaken !== undefined) throw new Error(job.failWhenTaken);
+        const outcome = await tryJob(handle, taken, job);
+        if ('retryAt' in outcome) {
+          job.state = 'delayed';
+          job.retryAt = outcome.retryAt;
+          this.delayed.push(job);
+        } else {
+          job.state = 'completed';
+          // Kept as BullMQ keeps it: as JSON.
+          job.returnvalue = outcome.done === undefined ? undefined : (JSON.parse(JSON.stringify(outcome.done)) as unknown);
+          settled?.();
+        }
+      } catch (error) {
+        const err = error instanceof Error ? error : new Error(String(error));
+        job.state = 'failed';
+        job.failedReason = err.message;
+        failed(job.id, err);
+        settled?.();
+      }
+      this.notify();
+    };
     return {
-      run: (handle, failed) => {
+      run: (handle, failed, settled) => {
         loop = (async () => {
           for (;;) {
-            while (!closing && this.waiting.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
-            this.wake = null;
+            while (!closing && (this.waiting.length === 0 || held.size >= concurrency)) await change();
             if (closing) return;
             const job = this.waiting.shift() as FakeJob;
             job.state = 'active';
+            job.attemptsStarted++;
             this.notify();
-            const copy = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
-            const taken: FakeTakenJob =
-              job.progress === undefined
-                ? { id: job.id, data: copy(job.data) }
-                : { id: job.id, data: copy(job.data), progress: copy(job.progress) };
-            try {
-              const outcome = await tryJob(handle, taken, job);
-              if ('retryAt' in outcome) {
-                job.state = 'delayed';
-                job.retryAt = outcome.retryAt;
-                this.delayed.push(job);
-              } else {
-                job.state = 'completed';
-                job.returnValue = JSON.parse(JSON.stringify(outcome.done ?? null)) as unknown;
-              }
-            } catch (error) {
-              const err = error instanceof Error ? error : new Error(String(error));
-              job.state = 'failed';
-              job.failedReason = err.message;
-              failed(job.id, err);
-            }
-            this.notify();
+            const holding: Promise<void> = work(handle, job, failed, settled).finally(() => {
+              held.delete(holding);
+              wake();
+            });
+            held.add(holding);
           }
         })();
       },
       close: async () => {
         closing = true;
-        this.wake?.();
+        wake();
         await loop;
+        await Promise.all(held);
       },
     };
   }

@@ -32,3 +32,22 @@ export async function waitFor<T>(what: string, probe: () => Probe<T> | Promise<P
     await sleep(options.intervalMs ?? 50);
   }
 }
+
+/**
+ * Resolves with what `promise` resolves to (an awaited event, such as a fake
+ * queue's job being added), or rejects with `timed out after <s> s waiting for
+ * <what>` once `timeoutMs` have passed: a guard against waiting for ever.
+ */
+export async function within<T>(what: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
