@@ -22,6 +22,8 @@ import type { JobRecords } from '../src/relay-records.js';
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
 interface Timer {
+  /** How long the pause was asked to be, in ms. */
+  ms: number;
   at: number;
   seq: number;
   fire: () => void;
@@ -62,6 +64,7 @@ export class FakeClock implements Clock {
     if (signal.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer: Timer = {
+        ms,
         at: this.now() + Math.max(0, ms),
         seq: this.seq++,
         fire: () => {
@@ -89,6 +92,11 @@ export class FakeClock implements Clock {
   /** Moves the time to `at` (never back). */
   private moveTo(at: number): void {
     if (at > this.now()) this.time += at - this.now();
+  }
+
+  /** True while a pause of `ms` runs: what waits that long is waiting now. */
+  pausing(ms: number): boolean {
+    return this.timers.some((timer) => timer.ms === ms);
   }
 
   /** Moves the time to the earliest timer and fires it; false when no timer is set. */

@@ -7,7 +7,14 @@ import { parseConfig, type SparkConfig } from '@spark/config';
 import type { BuilderHeartbeat, JobRecord, ReportSender } from '@spark/protocol';
 import { formatCurveKeyFile } from '@spark/keys';
 import { connectRedis, createLogger, writeBuilderHeartbeat, type JobOutbox, type Logger, type Redis } from '@spark/service';
-import { builderHeartbeat, randomQueuePrefix, startLighthouseStandIn, type LighthouseStandIn, type StandInOptions } from '@spark/testing';
+import {
+  builderHeartbeat,
+  randomQueuePrefix,
+  startLighthouseStandIn,
+  waitFor,
+  type LighthouseStandIn,
+  type StandInOptions,
+} from '@spark/testing';
 import { createConnector, type Connector } from '../src/connector.js';
 import { createConnectorOnRedis } from '../src/connector-redis.js';
 import type { ReportInbox } from '../src/report-inbox.js';
@@ -89,6 +96,8 @@ export interface World extends WorldBase {
    * time, it has asked for.
    */
   pollsPass(times: number): Promise<void>;
+  /** Resolves once the job fetcher waits out a PollInterval: it has asked for everything it would ask for now. */
+  idle(): Promise<void>;
 }
 
 /** A connector on a real redis-server, as main.ts opens it. */
@@ -205,6 +214,10 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     reportQueues: store.relay.queues,
     record: (uuid) => store.relay.records.records.get(uuid.toLowerCase()) ?? null,
     announce: () => store.builders.announce(),
+    async idle() {
+      const pollMs = world.config.connector.pollIntervalMs;
+      await waitFor('the job fetcher to wait a PollInterval', () => store.clock.pausing(pollMs), { timeoutMs: 8_000, intervalMs: 5 });
+    },
     async pollsPass(times) {
       for (let poll = 0; poll < times; poll++) {
         const looked = store.builders.nextRead();
