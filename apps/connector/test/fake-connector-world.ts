@@ -149,7 +149,7 @@ export class FakeLockStore implements LockStore {
  */
 export class FakeConnectorStore {
   readonly clock = FakeClock.running();
-  readonly relay = new FakeRelayWorld(undefined, this.clock);
+  readonly relay = new FakeRelayWorld(undefined, this.clock, () => new Promise((resolve) => setImmediate(resolve)));
   readonly build = new FakeQueue(this.clock);
   readonly sign = new FakeQueue(this.clock);
   readonly upload = new FakeQueue(this.clock);

@@ -226,8 +226,8 @@ export class Life {
     const result = effect();
     this.steps += 1;
     if (this.steps === this.crashAfter) this.kill();
-    // A step's caller goes on after a turn of the event loop, as after a round trip to Redis.
-    await Promise.resolve();
+    // A step's caller goes on after a round trip, as after one to Redis.
+    await this.world.roundTrip();
     if (this.dead) return never();
     return result;
   }
@@ -399,9 +399,16 @@ export class FakeRelayWorld {
   readonly queues: Record<ReportSender, FakeReportQueue>;
   private lives = 0;
 
+  /**
+   * `roundTrip` is what a step waits for before its caller goes on: a
+   * microtask by default (a relay alone with the fake world); a turn of the
+   * event loop when real sockets share the process, so a busy queue does not
+   * starve their I/O and timers, as Redis round trips would not.
+   */
   constructor(
     locks: InboxLocks = RELAY_LOCKS,
     readonly clock: FakeClock = new FakeClock(),
+    readonly roundTrip: () => Promise<void> = () => Promise.resolve(),
   ) {
     this.queues = {
       connector: new FakeReportQueue(locks),
