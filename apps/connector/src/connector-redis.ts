@@ -13,7 +13,6 @@ import {
   runCloseSteps,
   type Logger,
 } from '@spark/service';
-import type { ConnectorKeys } from '@spark/lighthouse';
 import { redisBuilderBoard } from './builder-capacity.js';
 import { systemClock } from './clock.js';
 import { createConnector, type Connector, type ConnectorDeps } from './connector.js';
@@ -123,13 +122,12 @@ export type ConnectorOnRedisOptions = Pick<ConnectorDeps, 'keys' | 'logger' | 'o
  */
 export function createConnectorOnRedis(config: SparkConfig, options: ConnectorOnRedisOptions): Connector {
   const redis = openConnectorRedis(config, options.logger);
-  const { close: closeRedis, ...parts } = redis;
-  const connector = createConnector({ config, clock: systemClock, ...parts, ...options });
+  const connector = createConnector({ config, clock: systemClock, ...redis, ...options });
   return {
     start: () => connector.start(),
     close: once(async () => {
       await connector.close();
-      await closeRedis();
+      await redis.close();
     }),
   };
 }

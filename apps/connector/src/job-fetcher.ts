@@ -58,7 +58,11 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
   while (!signal.aborted) {
     let capacity;
     try {
-      capacity = await readBuilderCapacity(deps.builders, { build: deps.buildQueue, sign: deps.signQueue, upload: deps.uploadQueue }, clock.now());
+      capacity = await readBuilderCapacity(
+        deps.builders,
+        { build: deps.buildQueue, sign: deps.signQueue, upload: deps.uploadQueue },
+        clock.now(),
+      );
     } catch (error) {
       logger.error({ err: error }, 'cannot read builder capacity from Redis; asking for no job until it answers');
       await pause(deps.pollIntervalMs);

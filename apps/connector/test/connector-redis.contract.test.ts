@@ -117,7 +117,7 @@ function handedOut(uuid: string): Job {
   return (reply as { job: Job }).job;
 }
 
-describe("what the connector keeps in Redis, on redis-server and in memory alike", () => {
+describe('what the connector keeps in Redis, on redis-server and in memory alike', () => {
   let redis: RedisServer;
   before(async () => {
     redis = await startRedisServer();
@@ -191,7 +191,10 @@ describe("what the connector keeps in Redis, on redis-server and in memory alike
         const subject = make();
         try {
           assert.equal(await subject.notes.storedTargets(), null);
-          const targets = { archive_repos: { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' as const } }, receivedAt: 5 };
+          const targets = {
+            archive_repos: { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' as const } },
+            receivedAt: 5,
+          };
           await subject.notes.storeTargets(targets);
           assert.deepEqual(await subject.notes.storedTargets(), targets);
           const status: LighthouseStatus = { server: 'tcp://127.0.0.1:1', lastContactAt: 7, outageSince: null, lastError: null };
@@ -240,7 +243,10 @@ describe("what the connector keeps in Redis, on redis-server and in memory alike
           // A hand-out at the same time is still a later round.
           const second = await records.recordHandOut(job, 1_000);
           assert.equal(second.round, '1001');
-          assert.deepEqual([second.rejections, second.firstRejectedAt, second.lastRejection, second.endedRound], [1, 1_500, 'disk full', null]);
+          assert.deepEqual(
+            [second.rejections, second.firstRejectedAt, second.lastRejection, second.endedRound],
+            [1, 1_500, 'disk full', null],
+          );
           // A note of the earlier round changes nothing.
           await records.recordEnd(first, { kind: 'success' }, 2_000);
           await records.recordEnding(first);

@@ -350,7 +350,10 @@ describe('spark-connector against the Lighthouse stand-in (queues and records in
         const at = world.clock.now();
         await report(world, { kind: 'accepted', uuid, round, at });
         await report(world, { kind: 'status', uuid, round, at, logExcerpt: `round ${handOuts}` }, 1);
-        await report(world, handOuts === 1 ? { kind: 'rejected', uuid, round, at, reason: 'disk full' } : { kind: 'success', uuid, round, at });
+        await report(
+          world,
+          handOuts === 1 ? { kind: 'rejected', uuid, round, at, reason: 'disk full' } : { kind: 'success', uuid, round, at },
+        );
       },
       () => undefined,
     );

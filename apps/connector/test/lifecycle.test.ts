@@ -243,9 +243,13 @@ describe('the job lifecycle Laniakea really has (queues and records in memory)',
       try {
         const starting = second.connector.start();
         const log = () => second.logs.map((line) => String(line['msg'])).join('\n');
-        await waitFor('the second connector to wait', () => /another connector \(.+:\d+\) runs on this Redis; waiting until it stops/.test(log()), {
-          timeoutMs: 8_000,
-        });
+        await waitFor(
+          'the second connector to wait',
+          () => /another connector \(.+:\d+\) runs on this Redis; waiting until it stops/.test(log()),
+          {
+            timeoutMs: 8_000,
+          },
+        );
         assert.match(log(), /another connector \(.+:\d+\) runs on this Redis; waiting until it stops/);
         assert.equal(second.standIn?.requests.length, 0, 'the waiting connector asks Lighthouse nothing');
         await world.connector.close();

@@ -26,7 +26,7 @@ function completed(queue: FakeReportQueue): number {
 }
 
 /** Writes the job record the connector writes when Lighthouse hands `uuid` out as round `round`, and gives it to the stand-in. */
-async function handedOut(world: World, uuid: string, round = R, more: Partial<NewJobRecord> = {}): Promise<void> {
+function handedOut(world: World, uuid: string, round = R, more: Partial<NewJobRecord> = {}): void {
   const record: NewJobRecord = {
     ...more,
     uuid,
@@ -61,7 +61,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
     const queues = world.reportQueues;
     try {
       const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-      for (const uuid of [a, b, c]) await handedOut(world, uuid);
+      for (const uuid of [a, b, c]) handedOut(world, uuid);
       // Queued latest stage first: the order of adding is not the order of sending.
       await report(queues.uploader, { kind: 'success', uuid: a, round: R, at: 6 });
       await report(queues.signer, { kind: 'failed', uuid: b, round: R, at: 5, reason: 'signer refused the build results' });
@@ -97,9 +97,9 @@ describe('the report queues: one per sender, relayed in stage order and checked'
     const queues = world.reportQueues;
     try {
       const [held, handedOn, never, other, ended] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
-      for (const uuid of [held, handedOn, other]) await handedOut(world, uuid);
+      for (const uuid of [held, handedOn, other]) handedOut(world, uuid);
       // Lighthouse has heard the end of ended's round: an excerpt now would follow it.
-      await handedOut(world, ended, R, { endedRound: R });
+      handedOut(world, ended, R, { endedRound: R });
       await report(queues.builder, { kind: 'status', uuid: ended, round: R, at: 1, logExcerpt: 'too late' }, 3);
       // The signer took handedOn's round: the builder handed it on.
       world.store.relay.records.signerRounds.set(handedOn, R);
@@ -150,8 +150,8 @@ describe('the report queues: one per sender, relayed in stage order and checked'
     const queues = world.reportQueues;
     try {
       const [honest, other] = [randomUUID(), randomUUID()];
-      await handedOut(world, honest);
-      await handedOut(world, other);
+      handedOut(world, honest);
+      handedOut(world, other);
       await report(queues.builder, { kind: 'accepted', uuid: other, round: R, at: 1 });
       // The flood comes before the honest round's accepted: excerpts of jobs never handed out here, each dropped.
       const flood = 5_000;
@@ -187,7 +187,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
     const queues = world.reportQueues;
     try {
       const uuid = randomUUID();
-      await handedOut(world, uuid);
+      handedOut(world, uuid);
       // A hostile builder pauses its own queue with a report in it: the relay can never take that report.
       queues.builder.pause();
       await report(queues.builder, { kind: 'accepted', uuid, round: R, at: 1 });
