@@ -335,13 +335,15 @@ class FakeInbox implements ReportInbox {
     const { queue, life } = this;
     while (!this.closed) {
       if (life.dead) return never();
+      // Listening before the look: a report added, or a close, while the look's round trip runs is not missed.
+      const changed = queue.waitForChange();
       const id = await life.step(() => {
         const head = queue.paused ? undefined : queue.waiting.shift();
         if (head !== undefined) queue.active.set(head, { life, lockedUntil: Infinity });
         return head;
       });
       if (id === undefined) {
-        await queue.waitForChange();
+        await changed;
         continue;
       }
       let outcome: ReportOutcome;
