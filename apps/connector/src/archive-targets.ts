@@ -1,27 +1,19 @@
-import type { Redis } from '@spark/service';
 import type { Logger } from '@spark/service';
 import { z } from 'zod';
-import {
-  archiveInfoReplySchema,
-  archiveTargetsKey,
-  describeIssues,
-  errorReplySchema,
-  storedArchiveTargetsSchema,
-  type ArchiveInfo,
-  type StoredArchiveTargets,
-} from '@spark/protocol';
+import { archiveInfoReplySchema, describeIssues, errorReplySchema, type ArchiveInfo, type StoredArchiveTargets } from '@spark/protocol';
 import { UnreadableReply, type LighthouseLink } from '@spark/lighthouse';
+import type { LighthouseNotes } from './lighthouse-notes.js';
 
 /**
  * Asks Lighthouse for `archive-info` until it answers and stores a valid
- * reply at `<prefix>:archive-targets` for the uploader. Resolves true when
+ * reply in `notes` (at `<prefix>:archive-targets`) for the uploader, received at `now()`. Resolves true when
  * targets were stored; an error, malformed or unreadable reply is logged and
  * leaves the stored targets as they were (false).
  */
 export async function refreshArchiveTargets(
   link: LighthouseLink,
-  redis: Redis,
-  prefix: string,
+  notes: LighthouseNotes,
+  now: () => number,
   logger: Logger,
   signal: AbortSignal,
 ): Promise<boolean> {
@@ -57,16 +49,14 @@ export async function refreshArchiveTargets(
     logger.error('archive-info names no repository with a usable upload target: keeping the stored upload targets, if any');
     return false;
   }
-  const stored: StoredArchiveTargets = { archive_repos: usable, receivedAt: Date.now() };
-  await redis.set(archiveTargetsKey(prefix), JSON.stringify(stored));
+  const stored: StoredArchiveTargets = { archive_repos: usable, receivedAt: now() };
+  await notes.storeTargets(stored);
   logger.info({ repos: Object.keys(usable) }, 'stored the upload targets from archive-info');
   return true;
 }
 
 /** True when the stored upload targets name at least one repository (no job is taken before). */
-export async function haveUploadTargets(redis: Redis, prefix: string): Promise<boolean> {
-  const text = await redis.get(archiveTargetsKey(prefix));
-  if (text === null) return false;
-  const stored = storedArchiveTargetsSchema.safeParse(JSON.parse(text));
-  return stored.success && Object.keys(stored.data.archive_repos).length > 0;
+export async function haveUploadTargets(notes: LighthouseNotes): Promise<boolean> {
+  const stored = await notes.storedTargets();
+  return stored !== null && Object.keys(stored.archive_repos).length > 0;
 }

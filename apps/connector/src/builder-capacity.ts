@@ -1,6 +1,5 @@
-import type { Queue } from 'bullmq';
-import { readBuilderHeartbeats, type Logger, type Redis } from '@spark/service';
-import type { BuilderHeartbeat } from '@spark/protocol';
+import { builderCapacityChannel, type BuilderHeartbeat } from '@spark/protocol';
+import { readBuilderHeartbeats, type Logger, type Redis, type WatchedQueue } from '@spark/service';
 
 /** What the live builders can take now. */
 export interface BuilderCapacity {
@@ -12,12 +11,36 @@ export interface BuilderCapacity {
   architectures: string[];
 }
 
-/** Reads every live heartbeat; removes malformed ones (logged) and those of builders long gone. */
-export async function readHeartbeats(redis: Redis, prefix: string, logger: Logger): Promise<BuilderHeartbeat[]> {
-  return readBuilderHeartbeats(redis, prefix, {
-    prune: true,
-    onMalformed: (id, error) => logger.warn({ builder: id, err: error }, 'removing a malformed builder heartbeat'),
-  });
+/**
+ * The builders as the connector hears of them: their heartbeats, and their
+ * announcements that a slot freed or a builder registered. Rejects on a
+ * Redis error.
+ */
+export interface BuilderBoard {
+  /** The heartbeats of the live builders at `now` (ms); malformed ones and those of builders long gone are removed. */
+  heartbeats(now: number): Promise<BuilderHeartbeat[]>;
+  /** Calls `listener` on each capacity announcement from now on; resolves once listening. */
+  listen(listener: () => void): Promise<void>;
+}
+
+/**
+ * The builders' heartbeats in Redis under `prefix` (read on `redis`), and
+ * their announcements on the capacity channel, heard on `subscriber` (a
+ * connection of its own: it is in subscriber mode once listening).
+ */
+export function redisBuilderBoard(redis: Redis, subscriber: Redis, prefix: string, logger: Logger): BuilderBoard {
+  return {
+    heartbeats: (now) =>
+      readBuilderHeartbeats(redis, prefix, {
+        now,
+        prune: true,
+        onMalformed: (id, error) => logger.warn({ builder: id, err: error }, 'removing a malformed builder heartbeat'),
+      }),
+    async listen(listener) {
+      subscriber.on('message', () => listener());
+      await subscriber.subscribe(builderCapacityChannel(prefix));
+    },
+  };
 }
 
 /** Job counts the capacity rule needs, from the queues. */
@@ -57,24 +80,17 @@ export function computeCapacity(beats: readonly BuilderHeartbeat[], counts: Pipe
   };
 }
 
-const UNFINISHED = ['waiting', 'prioritized', 'delayed', 'paused', 'active'] as const;
-
-/** Reads the heartbeats and queue counts and applies {@link computeCapacity}. */
+/** Reads the heartbeats at `now` and the queues' loads and applies {@link computeCapacity}. */
 export async function readBuilderCapacity(
-  redis: Redis,
-  prefix: string,
-  queues: { build: Queue; sign: Queue; upload: Queue },
-  logger: Logger,
+  builders: BuilderBoard,
+  queues: { build: WatchedQueue; sign: WatchedQueue; upload: WatchedQueue },
+  now: number,
 ): Promise<BuilderCapacity> {
-  const beats = await readHeartbeats(redis, prefix, logger);
-  const [build, sign, upload] = await Promise.all(
-    [queues.build, queues.sign, queues.upload].map((queue) => queue.getJobCounts(...UNFINISHED)),
-  );
-  const sum = (counts: Record<string, number> | undefined, states: readonly string[]) =>
-    states.reduce((total, state) => total + (counts?.[state] ?? 0), 0);
+  const beats = await builders.heartbeats(now);
+  const [build, sign, upload] = await Promise.all([queues.build, queues.sign, queues.upload].map((queue) => queue.load()));
   return computeCapacity(beats, {
-    buildWaiting: sum(build, ['waiting', 'prioritized', 'delayed', 'paused']),
-    buildActive: sum(build, ['active']),
-    pastBuild: sum(sign, UNFINISHED) + sum(upload, UNFINISHED),
+    buildWaiting: build?.unstarted ?? 0,
+    buildActive: build?.active ?? 0,
+    pastBuild: (sign ? sign.unstarted + sign.active : 0) + (upload ? upload.unstarted + upload.active : 0),
   });
 }

@@ -1,12 +1,13 @@
+import type { Clock as ServiceClock } from '@spark/service';
 import { pause } from '@spark/lighthouse';
 
 /**
- * Time as the report relay reads it: the wall clock in production, a clock the
- * test moves by hand in unit tests (so a 10 s lock expiry costs no 10 s).
+ * Time as the connector reads it and waits on it: @spark/service's Clock,
+ * with pauses. The wall clock and real timers in production; in unit tests a
+ * clock the test moves (so a 10 s lock expiry or a poll interval costs no
+ * wait).
  */
-export interface Clock {
-  /** ms since the epoch. */
-  now(): number;
+export interface Clock extends ServiceClock {
   /** Waits `ms`; resolves true then, or false as soon as `signal` aborts. */
   pause(ms: number, signal: AbortSignal): Promise<boolean>;
 }

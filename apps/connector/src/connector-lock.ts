@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger, Redis } from '@spark/service';
 import { connectorLockKey } from '@spark/protocol';
-import { pause } from '@spark/lighthouse';
+import type { Clock } from './clock.js';
 
 /** Lifetime of the lock in ms: a connector that died releases it this long after its last renewal. */
 export const CONNECTOR_LOCK_TTL_MS = 15_000;
@@ -12,6 +12,37 @@ export const CONNECTOR_LOCK_RENEW_MS = 5_000;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 /** Releases the lock only while it is still ours. */
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+/**
+ * A lock that expires unless renewed, held under a holder's name. Each
+ * method is one atomic step; all reject on a Redis error.
+ */
+export interface LockStore {
+  /** Where the lock is, for log lines (the Redis key). */
+  readonly name: string;
+  /** Takes the lock for `ttlMs` when no one holds it; true when taken. */
+  take(holder: string, ttlMs: number): Promise<boolean>;
+  /** Who holds the lock, or null. */
+  holder(): Promise<string | null>;
+  /** Extends the lock to `ttlMs` from now only while `holder` holds it; true when renewed. */
+  renew(holder: string, ttlMs: number): Promise<boolean>;
+  /** Releases the lock only while `holder` holds it. */
+  release(holder: string): Promise<void>;
+}
+
+/** The connector lock in Redis under `prefix` (one key with an expiry). */
+export function redisConnectorLock(redis: Redis, prefix: string): LockStore {
+  const key = connectorLockKey(prefix);
+  return {
+    name: key,
+    take: async (holder, ttlMs) => (await redis.set(key, holder, 'PX', ttlMs, 'NX')) === 'OK',
+    holder: () => redis.get(key),
+    renew: async (holder, ttlMs) => (await redis.eval(RENEW, 1, key, holder, ttlMs)) === 1,
+    async release(holder) {
+      await redis.eval(RELEASE, 1, key, holder);
+    },
+  };
+}
 
 /** The held lock. */
 export interface ConnectorLock {
@@ -27,39 +58,41 @@ export interface ConnectorLock {
  * `onLost` if another process took it (this process must stop: systemd starts it again).
  */
 export async function acquireConnectorLock(
-  redis: Redis,
-  prefix: string,
+  store: LockStore,
+  clock: Clock,
   logger: Logger,
   signal: AbortSignal,
   onLost: (error: Error) => void,
+  me = `${hostname()}:${process.pid}`,
 ): Promise<ConnectorLock | null> {
-  const key = connectorLockKey(prefix);
-  const me = `${hostname()}:${process.pid}`;
   let told = false;
   for (;;) {
-    if ((await redis.set(key, me, 'PX', CONNECTOR_LOCK_TTL_MS, 'NX')) === 'OK') break;
+    if (await store.take(me, CONNECTOR_LOCK_TTL_MS)) break;
     if (!told) {
-      const holder = await redis.get(key);
+      const holder = await store.holder();
       logger.warn(
         `another connector (${holder ?? 'just gone'}) runs on this Redis; waiting until it stops (one connector per host keeps reports in order)`,
       );
       told = true;
     }
-    if (!(await pause(CONNECTOR_LOCK_RENEW_MS, signal))) return null;
+    if (!(await clock.pause(CONNECTOR_LOCK_RENEW_MS, signal))) return null;
   }
   if (told) logger.info('the other connector stopped: taking over');
-  const timer = setInterval(() => {
-    redis
-      .eval(RENEW, 1, key, me, CONNECTOR_LOCK_TTL_MS)
-      .then((renewed) => {
-        if (renewed !== 1) onLost(new Error(`another process took the connector lock ${key}`));
-      })
-      .catch((err: unknown) => logger.warn({ err }, 'cannot renew the connector lock (Redis); trying again'));
-  }, CONNECTOR_LOCK_RENEW_MS);
+  const stop = new AbortController();
+  void (async () => {
+    while (await clock.pause(CONNECTOR_LOCK_RENEW_MS, stop.signal)) {
+      await store.renew(me, CONNECTOR_LOCK_TTL_MS).then(
+        (renewed) => {
+          if (!renewed) onLost(new Error(`another process took the connector lock ${store.name}`));
+        },
+        (err: unknown) => logger.warn({ err }, 'cannot renew the connector lock (Redis); trying again'),
+      );
+    }
+  })();
   return {
     async release() {
-      clearInterval(timer);
-      await redis.eval(RELEASE, 1, key, me).catch(() => undefined);
+      stop.abort();
+      await store.release(me).catch(() => undefined);
     },
   };
 }

@@ -1,23 +1,48 @@
-import type { Queue } from 'bullmq';
 import type { SparkConfig } from '@spark/config';
-import { connectRedis, once, openQueue, openQueueEvents, redisLogin, redisReady, runCloseSteps, type Logger } from '@spark/service';
-import { builderCapacityChannel, lighthouseStatusKey, QueueName, REPORT_QUEUES, REPORT_SENDERS, type ReportSender } from '@spark/protocol';
+import { once, runCloseSteps, type JobOutbox, type Logger, type SettledFeed, type WatchedQueue } from '@spark/service';
+import type { ReportSender } from '@spark/protocol';
+import { backoffDelay, createLighthouseLink, DEFAULT_BACKOFF, type Backoff, type ConnectorKeys } from '@spark/lighthouse';
 import { refreshArchiveTargets } from './archive-targets.js';
+import type { BuilderBoard } from './builder-capacity.js';
+import type { Clock } from './clock.js';
+import { acquireConnectorLock, type ConnectorLock, type LockStore } from './connector-lock.js';
 import { runJobFetcher } from './job-fetcher.js';
+import type { KindBlockStore } from './kind-blocks.js';
+import type { LighthouseNotes } from './lighthouse-notes.js';
+import type { JobRecords } from './relay-records.js';
+import type { ReportInbox } from './report-inbox.js';
 import { startReportRelay, type ReportRelay } from './report-relay.js';
-import { bullmqReportInbox } from './report-inbox.js';
-import { redisRelayRecords } from './relay-records.js';
-import { systemClock } from './clock.js';
-import { acquireConnectorLock, type ConnectorLock } from './connector-lock.js';
-import { createWaker } from './waker.js';
 import { runStartTimeout } from './start-timeout.js';
-import { backoffDelay, createLighthouseLink, DEFAULT_BACKOFF, pause, type Backoff, type ConnectorKeys } from '@spark/lighthouse';
+import { createWaker } from './waker.js';
 
-/** What {@link createConnector} needs. */
+/**
+ * What {@link createConnector} needs. main.ts opens the Redis-backed parts
+ * (connector-redis.ts); unit tests hand in-memory ones.
+ */
 export interface ConnectorDeps {
   config: SparkConfig;
   keys: ConnectorKeys;
   logger: Logger;
+  clock: Clock;
+  /** `build`: where a handed-out job goes, and whose unstarted jobs are taken back after `StartTimeout`. */
+  buildQueue: JobOutbox & WatchedQueue;
+  /** `sign` and `upload`, counted against capacity. */
+  signQueue: WatchedQueue;
+  uploadQueue: WatchedQueue;
+  /** Hears uploads end: no builder announces that, yet it can make room (builder-capacity.ts). */
+  uploadsSettled: SettledFeed;
+  /** The connector's own report queue (the relay reads it as `inboxes.connector`). */
+  reports: JobOutbox;
+  /** Each sender's report queue, as the relay reads it. */
+  inboxes: Readonly<Record<ReportSender, ReportInbox>>;
+  records: JobRecords;
+  builders: BuilderBoard;
+  kindBlocks: KindBlockStore;
+  notes: LighthouseNotes;
+  /** The one-connector-per-Redis lock. */
+  lock: LockStore;
+  /** Resolves once Redis answers. */
+  ready(): Promise<void>;
   /** Backoff while Lighthouse is unreachable (default 0.5 s doubling to 30 s). */
   backoff?: Backoff;
   /** Cool-down of a job this worker rejected (default `[connector] RejectedCooldown`, doubling to 30 min). */
@@ -28,44 +53,18 @@ export interface ConnectorDeps {
 
 /** The connector service. */
 export interface Connector {
-  /** Connects Redis, waits to be the one connector on it, starts the report relay, asks `archive-info`, then asks for jobs while builders have room. */
+  /** Waits for Redis and to be the one connector on it, starts the report relay, asks `archive-info`, then asks for jobs while builders have room. */
   start(): Promise<void>;
-  /** Stops asking for jobs, lets the relay finish its report in flight, closes Lighthouse and Redis. Safe to call twice. */
+  /** Stops asking for jobs, lets the relay finish its report in flight, closes Lighthouse. Safe to call twice. */
   close(): Promise<void>;
 }
 
-/** Builds the connector from its config and keys. */
+/** Builds the connector from its config, keys and the queues and records it is handed. */
 export function createConnector(deps: ConnectorDeps): Connector {
-  const { config, logger } = deps;
+  const { config, logger, clock } = deps;
   const settings = config.connector;
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
-  const prefix = config.queuePrefix;
-  // A job Lighthouse handed out must reach the build queue even if Redis is restarting:
-  // this connection waits for Redis (queues commands) rather than failing fast.
-  const login = redisLogin(config.redisCredentialsDir, 'connector');
-  const producer = connectRedis(config.redisUrl, 'worker', login);
-  const workerConnection = connectRedis(config.redisUrl, 'worker', login);
-  // Builders announce freed slots on a pub/sub channel: a connection in subscriber mode of its own.
-  const subscriber = connectRedis(config.redisUrl, 'worker', login);
-  subscriber.on('error', (err) => logger.error({ err }, 'Redis connection error (capacity announcements)'));
-  const waker = createWaker();
-  subscriber.on('message', () => waker.wake());
-  producer.on('error', (err) => logger.error({ err }, 'Redis connection error'));
-  workerConnection.on('error', (err) => logger.error({ err }, 'Redis connection error (report relay)'));
-  const buildQueue = openQueue(QueueName.build, producer, prefix, logger);
-  const signQueue = openQueue(QueueName.sign, producer, prefix, logger);
-  const uploadQueue = openQueue(QueueName.upload, producer, prefix, logger);
-  // Jobs past their build count against capacity beyond one per slot (builder-capacity.ts), and no
-  // builder announces when an upload ends: hear it from the upload queue's events (a connection of
-  // their own, duplicated from the producer's) so a worker held back by uploads asks at once too.
-  const uploadEvents = openQueueEvents(QueueName.upload, producer, prefix, logger);
-  uploadEvents.on('completed', () => waker.wake());
-  uploadEvents.on('failed', () => waker.wake());
-  // The relay reads every sender's report queue; the connector's own reports go to its own.
-  const reportQueues = Object.fromEntries(
-    REPORT_SENDERS.map((sender) => [sender, openQueue(REPORT_QUEUES[sender], producer, prefix, logger)]),
-  ) as Record<ReportSender, Queue>;
-  const reportQueue = reportQueues.connector;
+  const waker = createWaker(clock);
   const link = createLighthouseLink({
     endpoint: config.lighthouseServer,
     keys: deps.keys,
@@ -75,7 +74,7 @@ export function createConnector(deps: ConnectorDeps): Connector {
     serverKeyFile: config.lighthouseServerKeyFile,
     logger,
     onStatus: (status) => {
-      producer.set(lighthouseStatusKey(prefix), JSON.stringify(status)).catch(() => undefined);
+      deps.notes.noteStatus(status).catch(() => undefined);
     },
   });
   const stop = new AbortController();
@@ -95,34 +94,28 @@ export function createConnector(deps: ConnectorDeps): Connector {
 
   return {
     async start() {
-      await redisReady(producer);
-      lock = await acquireConnectorLock(producer, prefix, logger, stop.signal, (error) => {
+      await deps.ready();
+      lock = await acquireConnectorLock(deps.lock, clock, logger, stop.signal, (error) => {
         logger.fatal({ err: error }, 'lost the connector lock: another connector runs on this Redis');
         deps.onFatal(error);
       });
       if (!lock) return;
-      await subscriber.subscribe(builderCapacityChannel(prefix));
-      const inbox = (sender: ReportSender) =>
-        bullmqReportInbox(REPORT_QUEUES[sender], reportQueues[sender], workerConnection, prefix, logger);
-      const inboxes = { connector: inbox('connector'), builder: inbox('builder'), signer: inbox('signer'), uploader: inbox('uploader') };
-      relay = startReportRelay({
-        link,
-        inboxes,
-        records: redisRelayRecords(workerConnection, prefix),
-        clock: systemClock,
-        backoff,
-        logger,
-      });
+      // Builders announce freed slots; jobs past their build count against capacity beyond one per
+      // slot, and no builder announces when an upload ends: either makes a waiting worker ask at once.
+      await deps.builders.listen(() => waker.wake());
+      await deps.uploadsSettled.listen(() => waker.wake());
+      relay = startReportRelay({ link, inboxes: deps.inboxes, records: deps.records, clock, backoff, logger });
       background('upload targets and job fetching', async () => {
+        const now = () => clock.now();
         // Upload targets must be known before a job is taken (docs/architecture.md, The pipeline).
-        for (let tries = 0; !(await refreshArchiveTargets(link, producer, prefix, logger, stop.signal)); tries++) {
+        for (let tries = 0; !(await refreshArchiveTargets(link, deps.notes, now, logger, stop.signal)); tries++) {
           // A refused or malformed answer is often a moment's trouble at Lighthouse: ask again
           // with backoff rather than idling a whole refresh interval without taking jobs.
-          if (!(await pause(Math.min(backoffDelay(backoff, tries), settings.archiveInfoIntervalMs), stop.signal))) return;
+          if (!(await clock.pause(Math.min(backoffDelay(backoff, tries), settings.archiveInfoIntervalMs), stop.signal))) return;
         }
         background('archive-info refresh', async () => {
-          while (await pause(settings.archiveInfoIntervalMs, stop.signal)) {
-            await refreshArchiveTargets(link, producer, prefix, logger, stop.signal).catch((error: unknown) => {
+          while (await clock.pause(settings.archiveInfoIntervalMs, stop.signal)) {
+            await refreshArchiveTargets(link, deps.notes, now, logger, stop.signal).catch((error: unknown) => {
               if (!stop.signal.aborted) logger.error({ err: error }, 'cannot refresh the upload targets');
             });
           }
@@ -130,12 +123,15 @@ export function createConnector(deps: ConnectorDeps): Connector {
         await runJobFetcher(
           {
             link,
-            redis: producer,
-            prefix,
-            buildQueue,
-            signQueue,
-            uploadQueue,
-            reportQueue,
+            clock,
+            buildQueue: deps.buildQueue,
+            signQueue: deps.signQueue,
+            uploadQueue: deps.uploadQueue,
+            reports: deps.reports,
+            builders: deps.builders,
+            records: deps.records,
+            kindBlocks: deps.kindBlocks,
+            notes: deps.notes,
             logger,
             acceptedJobs: config.acceptedJobs,
             architectures: config.architectures,
@@ -157,10 +153,11 @@ export function createConnector(deps: ConnectorDeps): Connector {
       });
       background('start timeout', () =>
         runStartTimeout(
-          buildQueue,
-          reportQueue,
+          deps.buildQueue,
+          deps.reports,
           settings.startTimeoutMs,
           Math.max(50, Math.min(settings.startTimeoutMs / 4, 10_000)),
+          clock,
           logger,
           stop.signal,
         ),
@@ -175,15 +172,6 @@ export function createConnector(deps: ConnectorDeps): Connector {
           ['finish the report in flight', () => relay?.close()],
           ['close the Lighthouse link', () => link.close()],
           ['release the connector lock', () => lock?.release()],
-          [
-            'close queues',
-            () =>
-              Promise.all([
-                ...[buildQueue, signQueue, uploadQueue, ...Object.values(reportQueues)].map((queue) => queue.close()),
-                uploadEvents.close(),
-              ]),
-          ],
-          ['close Redis', () => Promise.all([producer.quit(), workerConnection.quit(), subscriber.quit()])],
         ],
         logger,
       );

@@ -1,22 +1,30 @@
-import type { Queue } from 'bullmq';
-import { giveUp, recordHandOut, sendReport, type Logger, type Redis } from '@spark/service';
+import { giveUp, sendReport, type JobOutbox, type Logger, type WatchedQueue } from '@spark/service';
 import { newRound, readJobReply, stageJobId, type BuildPayload, type Job, type JobReply, type JobRound } from '@spark/protocol';
-import { backoffDelay, LighthouseUnreachable, pause, UnreadableReply, type Backoff, type LighthouseLink } from '@spark/lighthouse';
-import { readBuilderCapacity } from './builder-capacity.js';
+import { backoffDelay, LighthouseUnreachable, UnreadableReply, type Backoff, type LighthouseLink } from '@spark/lighthouse';
+import { readBuilderCapacity, type BuilderBoard } from './builder-capacity.js';
 import { haveUploadTargets } from './archive-targets.js';
+import type { Clock } from './clock.js';
+import type { LighthouseNotes } from './lighthouse-notes.js';
+import type { JobRecords } from './relay-records.js';
 import type { Waker } from './waker.js';
-import { blockKind, inCooldown, readBlockedKinds, rejectionCooldownMs } from './kind-blocks.js';
+import { blockKind, inCooldown, readBlockedKinds, rejectionCooldownMs, type KindBlockStore } from './kind-blocks.js';
 
 /** What the job fetcher needs. */
 export interface JobFetcherDeps {
   link: LighthouseLink;
-  redis: Redis;
-  prefix: string;
-  buildQueue: Queue;
+  clock: Clock;
+  /** Where a job goes for a builder; counted against capacity too. */
+  buildQueue: JobOutbox & WatchedQueue;
   /** The `sign` and `upload` queues, counted against capacity (see computeCapacity). */
-  signQueue: Queue;
-  uploadQueue: Queue;
-  reportQueue: Queue;
+  signQueue: WatchedQueue;
+  uploadQueue: WatchedQueue;
+  /** The connector's report queue. */
+  reports: JobOutbox;
+  builders: BuilderBoard;
+  records: JobRecords;
+  kindBlocks: KindBlockStore;
+  /** Where the upload targets are stored (no job is taken without one). */
+  notes: LighthouseNotes;
   logger: Logger;
   /** `AcceptedJobs`. */
   acceptedJobs: readonly string[];
@@ -44,33 +52,33 @@ export interface JobFetcherDeps {
  * on the wire is finished first, so a job handed out is never dropped.
  */
 export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): Promise<void> {
-  const { logger } = deps;
+  const { clock, logger } = deps;
+  const pause = (ms: number) => clock.pause(ms, signal);
   let failures = 0;
   while (!signal.aborted) {
     let capacity;
     try {
       capacity = await readBuilderCapacity(
-        deps.redis,
-        deps.prefix,
+        deps.builders,
         { build: deps.buildQueue, sign: deps.signQueue, upload: deps.uploadQueue },
-        logger,
+        clock.now(),
       );
     } catch (error) {
       logger.error({ err: error }, 'cannot read builder capacity from Redis; asking for no job until it answers');
-      await pause(deps.pollIntervalMs, signal);
+      await pause(deps.pollIntervalMs);
       continue;
     }
     let blocked: string[];
     try {
-      blocked = (await readBlockedKinds(deps.redis, deps.prefix, Date.now(), logger)).map((block) => block.kind);
+      blocked = (await readBlockedKinds(deps.kindBlocks, clock.now(), logger)).map((block) => block.kind);
     } catch (error) {
       logger.error({ err: error }, 'cannot read the blocked job kinds from Redis; asking for no job until it answers');
-      await pause(deps.pollIntervalMs, signal);
+      await pause(deps.pollIntervalMs);
       continue;
     }
-    if (!(await haveUploadTargets(deps.redis, deps.prefix).catch(() => false))) {
+    if (!(await haveUploadTargets(deps.notes).catch(() => false))) {
       // archive-info named no usable repository (logged where it was read): nowhere to upload to.
-      await pause(deps.pollIntervalMs, signal);
+      await pause(deps.pollIntervalMs);
       continue;
     }
     const kinds = deps.acceptedJobs.filter((kind) => capacity.kinds.includes(kind) && !blocked.includes(kind));
@@ -86,11 +94,11 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
     } catch (error) {
       if (error instanceof UnreadableReply) {
         logger.error(`job request: ${error.message}; nothing enqueued`);
-        await pause(deps.pollIntervalMs, signal);
+        await pause(deps.pollIntervalMs);
         continue;
       }
       if (!(error instanceof LighthouseUnreachable)) throw error;
-      await pause(backoffDelay(deps.backoff, failures++), signal);
+      await pause(backoffDelay(deps.backoff, failures++));
       continue;
     }
     const outcome = readJobReply(reply);
@@ -98,7 +106,7 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
       await handleReply(deps, outcome, signal);
     } catch (error) {
       logger.error({ err: error }, 'cannot act on the job reply (Redis error)');
-      await pause(deps.pollIntervalMs, signal);
+      await pause(deps.pollIntervalMs);
     }
   }
 }
@@ -109,28 +117,29 @@ export async function runJobFetcher(deps: JobFetcherDeps, signal: AbortSignal): 
  * capacity ends the wait at once (docs/architecture.md, "Capacity").
  */
 function idle(deps: JobFetcherDeps, signal: AbortSignal): Promise<boolean> {
-  return deps.waker ? deps.waker.pause(deps.pollIntervalMs, signal) : pause(deps.pollIntervalMs, signal);
+  return deps.waker ? deps.waker.pause(deps.pollIntervalMs, signal) : deps.clock.pause(deps.pollIntervalMs, signal);
 }
 
 async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: AbortSignal): Promise<void> {
   const { logger } = deps;
+  const pause = (ms: number) => deps.clock.pause(ms, signal);
   switch (outcome.type) {
     case 'none':
       await idle(deps, signal);
       break;
     case 'error':
       logger.warn(`Lighthouse answered the job request with an error: ${outcome.message}`);
-      await pause(deps.pollIntervalMs, signal);
+      await pause(deps.pollIntervalMs);
       break;
     case 'invalid':
       if (outcome.uuid) {
         // Malformed beyond use: no worker can run it, and rejecting it would put it first in line
         // again. Failing it ends it at Lighthouse, with the reason as its log excerpt.
-        await failWithExcerpt(deps, newRound(outcome.uuid, Date.now()), `this worker cannot run the job: ${outcome.reason}`);
+        await failWithExcerpt(deps, newRound(outcome.uuid, deps.clock.now()), `this worker cannot run the job: ${outcome.reason}`);
       } else {
         logger.error(`ignoring a job reply without a usable uuid (cannot reject it): ${outcome.reason}`);
       }
-      await pause(deps.pollIntervalMs, signal);
+      await pause(deps.pollIntervalMs);
       break;
     case 'job':
       await enqueueBuild(deps, outcome.job);
@@ -140,8 +149,9 @@ async function handleReply(deps: JobFetcherDeps, outcome: JobReply, signal: Abor
 
 /** Reports a round failed with `reason` also as its log excerpt (Lighthouse shows the excerpt on the job's page). */
 async function failWithExcerpt(deps: JobFetcherDeps, round: JobRound, reason: string): Promise<void> {
-  await sendReport(deps.reportQueue, { kind: 'status', ...round, at: Date.now(), logExcerpt: reason }, 1);
-  await giveUp(deps.reportQueue, round, 'failed', reason, deps.logger);
+  const at = deps.clock.now();
+  await sendReport(deps.reports, { kind: 'status', ...round, at, logExcerpt: reason }, 1);
+  await giveUp(deps.reports, round, 'failed', reason, deps.logger, { at });
 }
 
 /**
@@ -152,10 +162,10 @@ async function failWithExcerpt(deps: JobFetcherDeps, round: JobRound, reason: st
  */
 async function enqueueBuild(deps: JobFetcherDeps, job: Job): Promise<void> {
   const log = deps.logger.child({ jobId: job.uuid });
-  const receivedAt = Date.now();
+  const receivedAt = deps.clock.now();
   try {
     // The new record carries the job's rejection history over from the round before.
-    const record = await recordHandOut(deps.redis, deps.prefix, job, receivedAt);
+    const record = await deps.records.recordHandOut(job, receivedAt);
     const round = { uuid: record.uuid, round: record.round };
     if (record.needsOperator && record.firstRejectedAt !== null && receivedAt - record.firstRejectedAt >= deps.giveUpRejectedAfterMs) {
       const hours = ((receivedAt - record.firstRejectedAt) / 3600_000).toFixed(1);
@@ -167,14 +177,15 @@ async function enqueueBuild(deps: JobFetcherDeps, job: Job): Promise<void> {
       const cause = record.lastRejection ?? 'rejected';
       const until = record.lastRejectedAt + rejectionCooldownMs(record.rejections, deps.rejectionCooldown);
       await blockKind(
-        deps.redis,
-        deps.prefix,
+        deps.kindBlocks,
         { kind: job.kind, until, uuid: round.uuid, reason: cause, needsOperator: record.needsOperator },
+        deps.clock.now(),
         log,
       );
-      await giveUp(deps.reportQueue, round, 'rejected', `rejected again within its back-off: ${cause}`, log, {
+      await giveUp(deps.reports, round, 'rejected', `rejected again within its back-off: ${cause}`, log, {
         needsOperator: record.needsOperator,
         bounced: true,
+        at: deps.clock.now(),
       });
       return;
     }

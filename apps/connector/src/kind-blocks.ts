@@ -19,9 +19,34 @@ export function inCooldown(record: JobRecord | null, now: number, cooldown?: Bac
   return record?.lastRejectedAt != null && now < record.lastRejectedAt + rejectionCooldownMs(record.rejections, cooldown);
 }
 
-/** The kinds left out of job requests now; expired blocks are removed. */
-export async function readBlockedKinds(redis: Redis, prefix: string, now: number, logger: Logger): Promise<BlockedKind[]> {
-  const all = await redis.hgetall(blockedKindsKey(prefix));
+/**
+ * Where the kinds left out of job requests are kept, one entry (a JSON
+ * BlockedKind, as written) per kind. Rejects on a Redis error.
+ */
+export interface KindBlockStore {
+  /** Every entry, by kind. */
+  all(): Promise<Record<string, string>>;
+  set(kind: string, entry: string): Promise<void>;
+  remove(kind: string): Promise<void>;
+}
+
+/** The kind blocks in Redis under `prefix` (one hash). */
+export function redisKindBlocks(redis: Redis, prefix: string): KindBlockStore {
+  const key = blockedKindsKey(prefix);
+  return {
+    all: () => redis.hgetall(key),
+    async set(kind, entry) {
+      await redis.hset(key, kind, entry);
+    },
+    async remove(kind) {
+      await redis.hdel(key, kind);
+    },
+  };
+}
+
+/** The kinds left out of job requests at `now` (ms); expired blocks are removed. */
+export async function readBlockedKinds(store: KindBlockStore, now: number, logger: Logger): Promise<BlockedKind[]> {
+  const all = await store.all();
   const blocked: BlockedKind[] = [];
   for (const [kind, text] of Object.entries(all)) {
     let entry: BlockedKind | null = null;
@@ -33,18 +58,18 @@ export async function readBlockedKinds(redis: Redis, prefix: string, now: number
     if (entry && entry.until > now) {
       blocked.push(entry);
     } else {
-      await redis.hdel(blockedKindsKey(prefix), kind);
+      await store.remove(kind);
       if (entry) logger.info({ kind }, `asking for ${kind} jobs again`);
     }
   }
   return blocked;
 }
 
-/** Leaves `block.kind` out of job requests until `block.until`. */
-export async function blockKind(redis: Redis, prefix: string, block: BlockedKind, logger: Logger): Promise<void> {
-  await redis.hset(blockedKindsKey(prefix), block.kind, JSON.stringify(block));
+/** Leaves `block.kind` out of job requests until `block.until`; `now` (ms) is for the log line. */
+export async function blockKind(store: KindBlockStore, block: BlockedKind, now: number, logger: Logger): Promise<void> {
+  await store.set(block.kind, JSON.stringify(block));
   logger.warn(
     { kind: block.kind, jobId: block.uuid, until: new Date(block.until).toISOString() },
-    `not asking for ${block.kind} jobs for ${Math.round((block.until - Date.now()) / 1000)} s: job ${block.uuid} came back after this worker rejected it (${block.reason}); other kinds go on`,
+    `not asking for ${block.kind} jobs for ${Math.round((block.until - now) / 1000)} s: job ${block.uuid} came back after this worker rejected it (${block.reason}); other kinds go on`,
   );
 }

@@ -12,7 +12,7 @@ import {
   type StartedService,
 } from '@spark/service';
 import { KeySetupError, loadConnectorKeys } from '@spark/lighthouse';
-import { createConnector } from './connector.js';
+import { createConnectorOnRedis } from './connector-redis.js';
 
 // Typed, so that TypeScript knows `service.exit` does not return.
 const service: StartedService = startService({
@@ -31,8 +31,7 @@ try {
   if (!(error instanceof KeySetupError)) throw error;
   service.exit(error.unreadable ? EX_NOINPUT : EX_CONFIG, error.message);
 }
-const connector = createConnector({
-  config,
+const connector = createConnectorOnRedis(config, {
   keys,
   logger,
   onFatal: (error) => {

@@ -1,5 +1,13 @@
-import { readJobRecord, recordExcerptShown, recordRoundEnd, recordRoundEnding, type Redis, type RoundEnd } from '@spark/service';
-import { signerRoundKey, type ExcerptPosition, type JobRecord, type JobRound } from '@spark/protocol';
+import {
+  readJobRecord,
+  recordExcerptShown,
+  recordHandOut,
+  recordRoundEnd,
+  recordRoundEnding,
+  type Redis,
+  type RoundEnd,
+} from '@spark/service';
+import { signerRoundKey, type ExcerptPosition, type Job, type JobRecord, type JobRound } from '@spark/protocol';
 
 /**
  * What the report relay reads and notes about the jobs Lighthouse handed out
@@ -19,9 +27,21 @@ export interface RelayRecords {
   recordExcerpt(round: JobRound, position: ExcerptPosition): Promise<void>;
 }
 
+/**
+ * The job records as the connector keeps them: what the relay reads and
+ * notes, and the hand-outs the job fetcher records. Each change is a
+ * compare-and-set on the record (`updateJobRecord`), so a hand-out and a note
+ * of the relay that come at once both hold.
+ */
+export interface JobRecords extends RelayRecords {
+  /** Records a hand-out of `job` received at `at` (ms) as its new round, after the rounds before; resolves with the new record. */
+  recordHandOut(job: Job, at: number): Promise<JobRecord>;
+}
+
 /** The job records and signer rounds in Redis under `prefix`. */
-export function redisRelayRecords(redis: Redis, prefix: string): RelayRecords {
+export function redisJobRecords(redis: Redis, prefix: string): JobRecords {
   return {
+    recordHandOut: (job, at) => recordHandOut(redis, prefix, job, at),
     read: (uuid) => readJobRecord(redis, prefix, uuid),
     signerRound: (uuid) => redis.get(signerRoundKey(prefix, uuid)),
     recordEnding: (round) => recordRoundEnding(redis, prefix, round),

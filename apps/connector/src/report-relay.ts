@@ -149,8 +149,8 @@ const ORPHAN_RECHECK_MS = 500;
 const ORPHAN_WAIT_MS = RELAY_LOCKS.lockDurationMs + 2 * RELAY_LOCKS.stalledIntervalMs;
 /** ms between looks at the earlier senders' queues while a report waits for them. */
 const TURN_RECHECK_MS = 20;
-/** How long reports may wait in a sender's queue untaken before the relay stops holding later senders' reports for them. */
-const STUCK_QUEUE_MS = 10_000;
+/** How long reports may wait in a sender's queue untaken before the relay stops holding later senders' reports for them (ms). */
+export const STUCK_QUEUE_MS = 10_000;
 /**
  * Reports an earlier sender's queue may finish while one of its reports that a
  * later sender's report waits for stays in it. That report was pulled to the

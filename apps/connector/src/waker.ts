@@ -1,17 +1,19 @@
+import type { Clock } from './clock.js';
+
 /** A pause that ends early when something worth asking Lighthouse about happened. */
 export interface Waker {
   /** Ends the current (or the next) wakeable pause at once; several calls before it ends count as one. */
   wake(): void;
-  /** Sleeps `ms`; resolves true early on {@link Waker.wake}, false when `signal` aborts. */
+  /** Sleeps `ms` on the clock; resolves true early on {@link Waker.wake}, false when `signal` aborts. */
   pause(ms: number, signal: AbortSignal): Promise<boolean>;
 }
 
 /**
- * Creates a {@link Waker}. A wake that comes while no pause runs is kept for the
- * next one, so a slot freed while a request is on the wire is not missed; the
- * fetch loop still sends one request at a time.
+ * Creates a {@link Waker} whose pauses run on `clock`. A wake that comes while
+ * no pause runs is kept for the next one, so a slot freed while a request is
+ * on the wire is not missed; the fetch loop still sends one request at a time.
  */
-export function createWaker(): Waker {
+export function createWaker(clock: Clock): Waker {
   let pending = false;
   let wakeUp: (() => void) | null = null;
   return {
@@ -19,25 +21,28 @@ export function createWaker(): Waker {
       pending = true;
       wakeUp?.();
     },
-    pause(ms, signal) {
-      if (signal.aborted) return Promise.resolve(false);
+    async pause(ms, signal) {
+      if (signal.aborted) return false;
       if (pending) {
         pending = false;
-        return Promise.resolve(true);
+        return true;
       }
-      return new Promise((resolve) => {
-        const done = (value: boolean) => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
-          wakeUp = null;
-          pending = false;
-          resolve(value);
-        };
-        const onAbort = () => done(false);
-        const timer = setTimeout(() => done(true), ms);
-        signal.addEventListener('abort', onAbort, { once: true });
-        wakeUp = () => done(true);
-      });
+      // The clock's pause ends at its time, or when this controller aborts: on a wake or on `signal`.
+      const ended = new AbortController();
+      let woken = false;
+      const onAbort = () => ended.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      wakeUp = () => {
+        woken = true;
+        ended.abort();
+      };
+      try {
+        return (await clock.pause(ms, ended.signal)) || woken;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        wakeUp = null;
+        pending = false;
+      }
     },
   };
 }

@@ -1,32 +1,25 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
-import { Worker } from 'bullmq';
-import { Redis as IORedis } from 'ioredis';
+import { describe, it } from 'node:test';
 import {
-  archiveTargetsKey,
   buildPayloadSchema,
   lighthouseStatusSchema,
-  lighthouseStatusKey,
-  QueueName,
   reportJobId,
   reportSlot,
   stageJobId,
   storedArchiveTargetsSchema,
   type ReportPayload,
 } from '@spark/protocol';
-import { readJobRecord } from '@spark/service';
-import { packageJob, startLighthouseStandIn, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { packageJob, startLighthouseStandIn, waitFor } from '@spark/testing';
 import { MACHINE, startWorld, type World } from './harness.js';
 
 /** The round the tests' own reports belong to (no job record names another, so the relay takes it as current). */
 const R = '1';
 
 /** The build job of the latest hand-out of `uuid`, as the connector recorded it. */
-async function buildJob(world: World, uuid: string) {
-  const record = await readJobRecord(world.redis, world.prefix, uuid);
-  return record ? world.buildQueue.getJob(stageJobId(record, 'build')) : undefined;
+function buildJob(world: World, uuid: string) {
+  const record = world.record(uuid);
+  return record ? world.store.build.job(stageJobId(record, 'build')) : undefined;
 }
 
 function messages(world: World): string[] {
@@ -34,35 +27,27 @@ function messages(world: World): string[] {
 }
 
 async function report(world: World, payload: ReportPayload, seq = 0): Promise<void> {
-  await world.reportQueue.add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
+  await world.reports.add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
 }
 
-describe('spark-connector against the Lighthouse stand-in', () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedisServer();
-  });
-  after(async () => {
-    await redis.stop();
-  });
-
+describe('spark-connector against the Lighthouse stand-in (queues and records in memory)', () => {
   it('stores the upload targets, then puts a handed-out job on build with its uuid as job id', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 2 });
       await world.connector.start();
-      await waitFor('the job in build', async () => (await buildJob(world, uuid)) !== undefined, { timeoutMs: 8_000 });
-      const job = await buildJob(world, uuid);
+      await waitFor('the job in build', () => buildJob(world, uuid) !== undefined, { timeoutMs: 8_000 });
+      const job = buildJob(world, uuid);
       const payload = buildPayloadSchema.parse(job?.data);
       assert.equal(payload.job.uuid, uuid);
       assert.equal(payload.job.kind === 'package-build' ? payload.job.data.package_name : null, 'hello');
       // The signer trusts the builder's .dsc only when it has this digest, from the hand-out itself.
-      const record = await readJobRecord(world.redis, world.prefix, uuid);
+      const record = world.record(uuid);
       assert.deepEqual([record?.package, record?.dscName, record?.dscSha256], ['hello', 'hello_1.0-1.dsc', 'a'.repeat(64)]);
 
-      const stored = storedArchiveTargetsSchema.parse(JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null'));
+      const stored = storedArchiveTargetsSchema.parse(world.store.notes.targets);
       assert.deepEqual(stored.archive_repos, { master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' } });
 
       const requests = world.standIn?.requests ?? [];
@@ -77,7 +62,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
         machine_id: world.config.machineId,
       });
       assert.equal(world.standIn?.board.get(uuid)?.status, 'SCHEDULED');
-      const status = lighthouseStatusSchema.parse(JSON.parse((await world.redis.get(lighthouseStatusKey(world.prefix))) ?? 'null'));
+      const status = lighthouseStatusSchema.parse(world.store.notes.status);
       assert.equal(status.outageSince, null);
       assert.ok(status.lastContactAt !== null);
     } finally {
@@ -86,22 +71,22 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('asks for no job while no builder has a free slot, and for one once a slot frees up', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1, busy: 1 });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
-      await sleep(400);
+      await world.pollsPass(8);
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job').length, 0, 'no job request without capacity');
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
 
       await world.heartbeat({ slots: 1, busy: 0 });
-      await waitFor('the job in build', async () => (await buildJob(world, uuid)) !== undefined, { timeoutMs: 8_000 });
+      await waitFor('the job in build', () => buildJob(world, uuid) !== undefined, { timeoutMs: 8_000 });
       // The job now waits in build and fills the only slot: no more requests.
       const count = world.standIn?.requests.filter((r) => r.request === 'job').length ?? 0;
-      await sleep(300);
+      await world.pollsPass(6);
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job').length, count, 'no hoarding');
     } finally {
       await world.close();
@@ -109,7 +94,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('relays each report kind to Lighthouse in queue order, and Lighthouse moves the job through its states', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       const uuid = randomUUID();
       const other = randomUUID();
@@ -142,18 +127,17 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('completes a report whose reply nests too deep to print (the log says so; the report does not end up failed)', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       const uuid = randomUUID();
       world.standIn?.replyNext('job-accepted', '['.repeat(300_000) + ']'.repeat(300_000));
       await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
       await world.connector.start();
-      await waitFor(
-        'the report to complete',
-        async () => (await world.reportQueue.getJobState(reportJobId({ uuid, round: R }, { kind: 'accepted' }))) === 'completed',
-        { timeoutMs: 8_000 },
-      );
-      assert.equal(await world.reportQueue.getFailedCount(), 0);
+      const reports = world.reportQueues.connector;
+      await waitFor('the report to be done with', () => reports.finished.includes(reportJobId({ uuid, round: R }, { kind: 'accepted' })), {
+        timeoutMs: 8_000,
+      });
+      assert.deepEqual(reports.failed, [], 'completed, not failed');
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-accepted').length, 1, 'sent once');
       assert.match(messages(world).join('\n'), /job-accepted: unexpected reply \(not printable: Maximum call stack size exceeded\)/);
       assert.deepEqual(world.fatal, []);
@@ -163,14 +147,12 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('keeps running when Lighthouse answers archive-info with a frame that is not JSON or too large, and asks again with backoff (not after the 300 s refresh interval)', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       world.standIn?.replyNext('archive-info', 'not json');
       world.standIn?.replyNext('archive-info', JSON.stringify({ padding: 'x'.repeat(2 * 1024 * 1024) }));
       await world.connector.start();
-      await waitFor('the upload targets to be stored', async () => (await world.redis.get(archiveTargetsKey(world.prefix))) !== null, {
-        timeoutMs: 8_000,
-      });
+      await waitFor('the upload targets to be stored', () => world.store.notes.targets !== null, { timeoutMs: 8_000 });
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'archive-info').length, 3);
       const log = messages(world).join('\n');
       assert.match(log, /archive-info: Lighthouse sent an unreadable reply: reply is not JSON/);
@@ -182,7 +164,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('never enqueues a hostile or malformed job: fails it by uuid when usable, with the reason as its log excerpt, logs why, keeps running', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       const traversal = randomUUID();
       const wrongTypes = randomUUID();
@@ -203,7 +185,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       world.standIn?.addJob(packageJob(good));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitFor('the good job after the hostile ones in build', async () => (await buildJob(world, good)) !== undefined, {
+      await waitFor('the good job after the hostile ones in build', () => buildJob(world, good) !== undefined, {
         timeoutMs: 8_000,
       });
       await world.standIn?.waitFor((requests) => requests.filter((r) => r.request === 'job-failed').length === 4);
@@ -214,12 +196,8 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job-rejected').length, 0);
       const excerpt = world.standIn?.requests.find((r) => r.request === 'job-status' && r['uuid'] === noRepo)?.['log_excerpt'];
       assert.equal(excerpt, 'this worker cannot run the job: job names no repository to upload to');
-      const counts = await world.buildQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      assert.equal(
-        Object.values(counts).reduce((a, b) => a + b, 0),
-        1,
-        'only the good job was enqueued',
-      );
+      const load = await world.store.build.load();
+      assert.equal(load.unstarted + load.active, 1, 'only the good job was enqueued');
       const log = messages(world).join('\n');
       assert.match(
         log,
@@ -240,7 +218,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('holds reports while Lighthouse is down, logs the outage once, and delivers them in order when it is back (superseded excerpts coalesced)', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
+    const world = await startWorld();
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
@@ -256,7 +234,10 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       await report(world, { kind: 'status', uuid, round: R, at: 3, logExcerpt: 'two' }, 2);
       await report(world, { kind: 'status', uuid, round: R, at: 4, logExcerpt: 'three' }, 3);
       await report(world, { kind: 'failed', uuid, round: R, at: 5, reason: 'FTBFS' });
-      await sleep(1500);
+      // The relay has tried the first report and found Lighthouse away: the others wait behind it.
+      await waitFor('the outage to be logged', () => messages(world).some((msg) => msg.startsWith('Lighthouse unreachable')), {
+        timeoutMs: 8_000,
+      });
       const revived = await startLighthouseStandIn({
         endpoint,
         serverKeys: world.serverKeys,
@@ -288,7 +269,7 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('on shutdown puts the undelivered report back at the head of the queue without waiting for Lighthouse', async () => {
-    const world = await startWorld({ redisUrl: redis.url, endpoint: 'tcp://127.0.0.1:9' });
+    const world = await startWorld({ endpoint: 'tcp://127.0.0.1:9' });
     try {
       const uuid = randomUUID();
       await report(world, { kind: 'accepted', uuid, round: R, at: 1 });
@@ -300,23 +281,19 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       const started = Date.now();
       await world.connector.close();
       assert.ok(Date.now() - started < 3000, 'close does not wait for Lighthouse');
-      assert.deepEqual(await world.reportQueue.getJobCounts('waiting', 'active', 'failed', 'completed', 'delayed'), {
-        waiting: 2,
-        active: 0,
-        failed: 0,
-        completed: 0,
-        delayed: 0,
-        paused: 0,
-      });
-      const [head] = await world.reportQueue.getJobs(['waiting'], 0, 0, true);
-      assert.equal(head?.id, reportJobId({ uuid, round: R }, { kind: 'accepted' }), 'the accepted report is still first in line');
+      const reports = world.reportQueues.connector;
+      assert.deepEqual(
+        { waiting: reports.waiting.length, active: reports.active.size, done: reports.finished.length, paused: reports.paused },
+        { waiting: 2, active: 0, done: 0, paused: false },
+      );
+      assert.equal(reports.waiting[0], reportJobId({ uuid, round: R }, { kind: 'accepted' }), 'the accepted report is still first in line');
     } finally {
       await world.close();
     }
   });
 
   it('with a wrong server public key: says so, takes no job', async () => {
-    const world = await startWorld({ redisUrl: redis.url, wrongServerKey: true });
+    const world = await startWorld({ wrongServerKey: true });
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
@@ -332,14 +309,14 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       );
       assert.equal(world.standIn?.requests.length, 0);
       assert.equal(world.standIn?.board.get(uuid)?.status, 'WAITING');
-      assert.equal(await buildJob(world, uuid), undefined);
+      assert.equal(buildJob(world, uuid), undefined);
     } finally {
       await world.close();
     }
   });
 
   it('with a worker key Lighthouse does not trust: refused by the ZAP handler, says so, takes no job', async () => {
-    const world = await startWorld({ redisUrl: redis.url, untrusted: true });
+    const world = await startWorld({ untrusted: true });
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
@@ -359,28 +336,26 @@ describe('spark-connector against the Lighthouse stand-in', () => {
   });
 
   it('takes a job it rejected before again once its cool-down has passed, as a new round, and relays the reports of the new round', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
-    const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
+    const world = await startWorld();
     const uuid = randomUUID();
     let handOuts = 0;
     const rounds: string[] = [];
     // A stand-in builder: rejects the first round (say, a full disk), builds the second.
-    const builder = new Worker(
-      QueueName.build,
+    const builder = world.store.build.inbox();
+    builder.run(
       async (job) => {
         handOuts += 1;
         const { round } = buildPayloadSchema.parse(job.data);
         rounds.push(round);
-        await report(world, { kind: 'accepted', uuid, round, at: Date.now() });
-        await report(world, { kind: 'status', uuid, round, at: Date.now(), logExcerpt: `round ${handOuts}` }, 1);
+        const at = world.clock.now();
+        await report(world, { kind: 'accepted', uuid, round, at });
+        await report(world, { kind: 'status', uuid, round, at, logExcerpt: `round ${handOuts}` }, 1);
         await report(
           world,
-          handOuts === 1
-            ? { kind: 'rejected', uuid, round, at: Date.now(), reason: 'disk full' }
-            : { kind: 'success', uuid, round, at: Date.now() },
+          handOuts === 1 ? { kind: 'rejected', uuid, round, at, reason: 'disk full' } : { kind: 'success', uuid, round, at },
         );
       },
-      { connection, prefix: world.prefix },
+      () => undefined,
     );
     try {
       world.standIn?.addJob(packageJob(uuid));
@@ -407,23 +382,22 @@ describe('spark-connector against the Lighthouse stand-in', () => {
       assert.equal(new Set(rounds).size, 2, 'each hand-out is a round of its own');
     } finally {
       await builder.close();
-      connection.disconnect();
       await world.close();
     }
   });
 
   it('rejects back a job no builder started within StartTimeout', async () => {
-    const world = await startWorld({ redisUrl: redis.url, connectorToml: 'StartTimeout = 0.3' });
+    const world = await startWorld({ connectorToml: 'StartTimeout = 0.3' });
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1 });
       await world.connector.start();
-      await waitFor('the job in build', async () => (await buildJob(world, uuid)) !== undefined, { timeoutMs: 8_000 });
+      await waitFor('the job in build', () => buildJob(world, uuid) !== undefined, { timeoutMs: 8_000 });
       // The builder is now busy with something else: the rejected job is not fetched again.
       await world.heartbeat({ slots: 1, busy: 1 });
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-rejected' && r['uuid'] === uuid));
-      assert.equal(await buildJob(world, uuid), undefined, 'the job left the build queue');
+      assert.equal(buildJob(world, uuid), undefined, 'the job left the build queue');
       assert.match(messages(world).join('\n'), /no builder started the job within 0\.3 s; rejecting it back to Lighthouse/);
     } finally {
       await world.close();

@@ -1,9 +1,9 @@
-import { excerptShownRecord, roundEndedRecord, roundEndingRecord } from '@spark/service';
+import { excerptShownRecord, handOutRecord, roundEndedRecord, roundEndingRecord } from '@spark/service';
 import type { JobRecord, ReportSender } from '@spark/protocol';
 import type { RequestBody } from '@spark/lighthouse';
 import type { Clock } from '../src/clock.js';
 import { PUT_BACK, RELAY_LOCKS, type InboxLocks, type ReportInbox, type ReportOutcome, type TakenReport } from '../src/report-inbox.js';
-import type { RelayRecords } from '../src/relay-records.js';
+import type { JobRecords } from '../src/relay-records.js';
 
 /*
  * In-memory stand-ins for what the report relay is given (report-inbox.ts,
@@ -22,30 +22,50 @@ import type { RelayRecords } from '../src/relay-records.js';
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
 interface Timer {
+  /** How long the pause was asked to be, in ms. */
+  ms: number;
   at: number;
   seq: number;
   fire: () => void;
+  /** The real timer behind it, on a running clock. */
+  real?: NodeJS.Timeout;
 }
 
-/** A clock that moves only when told: {@link FakeClock.fireNext} jumps to the next timer and fires it. */
+/**
+ * A clock the test moves. A stopped clock (the default) moves only when told:
+ * {@link FakeClock.fireNext} jumps to the next timer and fires it. A
+ * {@link FakeClock.running} one goes with the wall clock as well, its pauses
+ * ending on real timers, for tests that also wait on real sockets; either
+ * moves ahead on {@link FakeClock.advance}, which ends at once the pauses due
+ * by then.
+ */
 export class FakeClock implements Clock {
   private time: number;
   private seq = 0;
   private timers: Timer[] = [];
 
-  constructor(start = 1_700_000_000_000) {
-    this.time = start;
+  constructor(
+    start = 1_700_000_000_000,
+    private readonly realTime = false,
+  ) {
+    this.time = realTime ? 0 : start;
+  }
+
+  /** A clock that runs with the wall clock (from its time now) until moved ahead. */
+  static running(): FakeClock {
+    return new FakeClock(0, true);
   }
 
   now(): number {
-    return this.time;
+    return this.realTime ? Date.now() + this.time : this.time;
   }
 
   pause(ms: number, signal: AbortSignal): Promise<boolean> {
     if (signal.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer: Timer = {
-        at: this.time + Math.max(0, ms),
+        ms,
+        at: this.now() + Math.max(0, ms),
         seq: this.seq++,
         fire: () => {
           signal.removeEventListener('abort', onAbort);
@@ -54,21 +74,53 @@ export class FakeClock implements Clock {
       };
       const onAbort = () => {
         this.timers = this.timers.filter((t) => t !== timer);
+        clearTimeout(timer.real);
         resolve(false);
       };
       signal.addEventListener('abort', onAbort, { once: true });
+      if (this.realTime) timer.real = setTimeout(() => this.fire(timer), Math.max(0, ms));
       this.timers.push(timer);
     });
+  }
+
+  private fire(timer: Timer): void {
+    this.timers = this.timers.filter((t) => t !== timer);
+    clearTimeout(timer.real);
+    timer.fire();
+  }
+
+  /** Moves the time to `at` (never back). */
+  private moveTo(at: number): void {
+    if (at > this.now()) this.time += at - this.now();
+  }
+
+  /** True while a pause of `ms` runs: what waits that long is waiting now. */
+  pausing(ms: number): boolean {
+    return this.timers.some((timer) => timer.ms === ms);
   }
 
   /** Moves the time to the earliest timer and fires it; false when no timer is set. */
   fireNext(): boolean {
     if (this.timers.length === 0) return false;
     const next = this.timers.reduce((a, b) => (b.at < a.at || (b.at === a.at && b.seq < a.seq) ? b : a));
-    this.timers = this.timers.filter((t) => t !== next);
-    this.time = Math.max(this.time, next.at);
-    next.fire();
+    this.moveTo(next.at);
+    this.fire(next);
     return true;
+  }
+
+  /** Moves the time `ms` ahead, firing in order the timers due by then, and lets what they woke run. */
+  async advance(ms: number): Promise<void> {
+    const until = this.now() + ms;
+    for (;;) {
+      const due = this.timers.filter((t) => t.at <= until);
+      if (due.length === 0) break;
+      const next = due.reduce((a, b) => (b.at < a.at || (b.at === a.at && b.seq < a.seq) ? b : a));
+      this.moveTo(next.at);
+      this.fire(next);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    this.moveTo(until);
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
@@ -86,6 +138,10 @@ export class FakeReportQueue {
   readonly active = new Map<string, Held>();
   /** Reports done with (completed or failed), in the order they were finished. */
   readonly finished: string[] = [];
+  /** Those of {@link finished} that failed (their handler threw). */
+  readonly failed: string[] = [];
+  /** A paused queue keeps its waiting reports waiting: no inbox takes one (BullMQ's `Queue.pause`). */
+  paused = false;
   readonly data = new Map<string, unknown>();
   /** Active reports seen at the last stalled check: moved back at the next one if their lock has expired. */
   stalledCandidates = new Set<string>();
@@ -99,6 +155,20 @@ export class FakeReportQueue {
     this.data.set(id, data);
     this.waiting.push(id);
     this.wake();
+  }
+
+  /** Where a sender adds reports, as its BullMQ queue (@spark/service's JobOutbox): by job id, the payload stored as JSON. */
+  outbox(): { add(name: string, data: unknown, options: { jobId: string }): Promise<unknown> } {
+    return {
+      add: (_name, data, options) => {
+        this.add(options.jobId, JSON.parse(JSON.stringify(data ?? null)) as unknown);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  pause(): void {
+    this.paused = true;
   }
 
   wake(): void {
@@ -156,8 +226,8 @@ export class Life {
     const result = effect();
     this.steps += 1;
     if (this.steps === this.crashAfter) this.kill();
-    // A step's caller goes on after a turn of the event loop, as after a round trip to Redis.
-    await Promise.resolve();
+    // A step's caller goes on after a round trip, as after one to Redis.
+    await this.world.roundTrip();
     if (this.dead) return never();
     return result;
   }
@@ -192,9 +262,15 @@ export class Life {
     return new FakeInbox(this.world.queues[sender], this, this.world.clock);
   }
 
-  get records(): RelayRecords {
+  get records(): JobRecords {
     const store = this.world.records;
     return {
+      recordHandOut: (job, at) =>
+        this.step(() => {
+          const next = handOutRecord(store.records.get(job.uuid.toLowerCase()) ?? null, job, at);
+          store.records.set(next.uuid, next);
+          return next;
+        }),
       read: (uuid) => this.step(() => store.records.get(uuid.toLowerCase()) ?? null),
       signerRound: (uuid) => this.step(() => store.signerRounds.get(uuid.toLowerCase()) ?? null),
       recordEnding: (round) =>
@@ -259,26 +335,31 @@ class FakeInbox implements ReportInbox {
     const { queue, life } = this;
     while (!this.closed) {
       if (life.dead) return never();
+      // Listening before the look: a report added, or a close, while the look's round trip runs is not missed.
+      const changed = queue.waitForChange();
       const id = await life.step(() => {
-        const head = queue.waiting.shift();
+        const head = queue.paused ? undefined : queue.waiting.shift();
         if (head !== undefined) queue.active.set(head, { life, lockedUntil: Infinity });
         return head;
       });
       if (id === undefined) {
-        await queue.waitForChange();
+        await changed;
         continue;
       }
       let outcome: ReportOutcome;
+      let failed = false;
       try {
         outcome = await handle({ id, data: queue.data.get(id) });
       } catch {
         // A handler that throws fails the report: done with, as a completed one is.
         outcome = 'failed';
+        failed = true;
       }
       await life.step(() => {
         queue.active.delete(id);
         if (outcome === PUT_BACK) queue.waiting.unshift(id);
         else queue.finished.push(id);
+        if (failed) queue.failed.push(id);
         queue.wake();
       });
     }
@@ -315,13 +396,22 @@ class FakeInbox implements ReportInbox {
 
 /** The queues, records and Lighthouse a relay works on, and the clock; lives of the relay come and go. */
 export class FakeRelayWorld {
-  readonly clock = new FakeClock();
   readonly records = new FakeRecordStore();
   readonly heard: Heard[] = [];
   readonly queues: Record<ReportSender, FakeReportQueue>;
   private lives = 0;
 
-  constructor(locks: InboxLocks = RELAY_LOCKS) {
+  /**
+   * `roundTrip` is what a step waits for before its caller goes on: a
+   * microtask by default (a relay alone with the fake world); a turn of the
+   * event loop when real sockets share the process, so a busy queue does not
+   * starve their I/O and timers, as Redis round trips would not.
+   */
+  constructor(
+    locks: InboxLocks = RELAY_LOCKS,
+    readonly clock: FakeClock = new FakeClock(),
+    readonly roundTrip: () => Promise<void> = () => Promise.resolve(),
+  ) {
     this.queues = {
       connector: new FakeReportQueue(locks),
       builder: new FakeReportQueue(locks),

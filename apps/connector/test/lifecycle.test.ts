@@ -1,26 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { Worker, type Job } from 'bullmq';
-import { Redis as IORedis } from 'ioredis';
-import {
-  archiveTargetsKey,
-  blockedKindsKey,
-  builderCapacityChannel,
-  buildPayloadSchema,
-  QueueName,
-  reportJobId,
-  reportSlot,
-  type ReportPayload,
-} from '@spark/protocol';
-import { packageJob, startRedisServer, waitFor, type RedisServer, type WirePackageJob } from '@spark/testing';
+import { describe, it } from 'node:test';
+import { buildPayloadSchema, reportJobId, reportSlot, type ReportPayload } from '@spark/protocol';
+import { packageJob, waitFor, type WirePackageJob } from '@spark/testing';
+import { CONNECTOR_LOCK_RENEW_MS } from '../src/connector-lock.js';
 import { startWorld, type World } from './harness.js';
 
 /*
  * Laniakea's real job lifecycle against the stand-in (docs/architecture.md,
  * "Rounds and ids"): re-handed-out uuids, jobs that can never run, jobs this
- * worker rejects, and `{error}` replies. A stand-in builder (a BullMQ worker on
- * `build`) reports what a builder would.
+ * worker rejects, and `{error}` replies. A stand-in builder (the worker of the
+ * in-memory `build` queue) reports what a builder would.
  */
 
 function imageJob(uuid: string): WirePackageJob {
@@ -40,57 +30,43 @@ function imageJob(uuid: string): WirePackageJob {
 
 type Outcome = 'success' | 'failed' | { rejected: string; needsOperator?: boolean };
 
-/** A stand-in builder that ends each round as `decide` says, reporting accepted, one excerpt, and the end. */
-function standInBuilder(
-  world: World,
-  connection: IORedis,
-  decide: (job: Job, hand: number) => Outcome,
-): { rounds: string[]; close(): Promise<void> } {
+/** A stand-in builder that ends each round of a job of `kind` as `decide` says, reporting accepted, one excerpt, and the end. */
+function standInBuilder(world: World, decide: (kind: string, hand: number) => Outcome): { rounds: string[]; close(): Promise<void> } {
   const rounds: string[] = [];
   const report = (payload: ReportPayload, seq = 0) =>
-    world.reportQueue.add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
-  const worker = new Worker(
-    QueueName.build,
+    world.reports.add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
+  const worker = world.store.build.inbox();
+  worker.run(
     async (job) => {
       const { job: handed, round } = buildPayloadSchema.parse(job.data);
       rounds.push(`${handed.uuid}.${round}`);
-      const outcome = decide(job, rounds.length);
-      const base = { uuid: handed.uuid, round, at: Date.now() };
+      const outcome = decide(handed.kind, rounds.length);
+      const base = { uuid: handed.uuid, round, at: world.clock.now() };
       await report({ kind: 'accepted', ...base });
       await report({ kind: 'status', ...base, logExcerpt: `hand-out ${rounds.length}` }, 1);
       if (outcome === 'success') await report({ kind: 'success', ...base });
       else if (outcome === 'failed') await report({ kind: 'failed', ...base, reason: 'FTBFS' });
       else await report({ kind: 'rejected', ...base, reason: outcome.rejected, ...(outcome.needsOperator ? { needsOperator: true } : {}) });
     },
-    { connection, prefix: world.prefix, concurrency: 2 },
+    () => undefined,
   );
   return { rounds, close: () => worker.close() };
 }
 
-describe('the job lifecycle Laniakea really has', () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedisServer();
-  });
-  after(async () => {
-    await redis.stop();
-  });
-
-  const withWorld = async (connectorToml: string, body: (world: World, connection: IORedis) => Promise<void>): Promise<void> => {
-    const world = await startWorld({ redisUrl: redis.url, connectorToml });
-    const connection = new IORedis(redis.url, { maxRetriesPerRequest: null });
+describe('the job lifecycle Laniakea really has (queues and records in memory)', () => {
+  const withWorld = async (connectorToml: string, body: (world: World) => Promise<void>): Promise<void> => {
+    const world = await startWorld({ connectorToml });
     try {
-      await body(world, connection);
+      await body(world);
     } finally {
-      connection.disconnect();
       await world.close();
     }
   };
 
   it('builds a job again when Lighthouse hands it out again after it succeeded here (lk-admin job retry), and it ends DONE', async () => {
-    await withWorld('', async (world, connection) => {
+    await withWorld('', async (world) => {
       const uuid = randomUUID();
-      const builder = standInBuilder(world, connection, () => 'success');
+      const builder = standInBuilder(world, () => 'success');
       try {
         world.standIn?.addJob(packageJob(uuid));
         await world.heartbeat({ slots: 1 });
@@ -118,10 +94,10 @@ describe('the job lifecycle Laniakea really has', () => {
   });
 
   it('fails a never-runnable job first in line once, with its reason, and runs the jobs behind it', async () => {
-    await withWorld('', async (world, connection) => {
+    await withWorld('', async (world) => {
       const poison = randomUUID();
       const good = randomUUID();
-      const builder = standInBuilder(world, connection, () => 'success');
+      const builder = standInBuilder(world, () => 'success');
       try {
         world.standIn?.addJob(packageJob(poison, { data: { ...(packageJob(poison)['data'] as object), package_name: '../../x' } }));
         world.standIn?.addJob(packageJob(good));
@@ -147,11 +123,11 @@ describe('the job lifecycle Laniakea really has', () => {
   });
 
   it('keeps other kinds going while a job it rejected for a missing image is first in line, and fails that job after GiveUpRejectedAfter', async () => {
-    await withWorld('GiveUpRejectedAfter = 2', async (world, connection) => {
+    await withWorld('GiveUpRejectedAfter = 2', async (world) => {
       const noImage = randomUUID();
       const image = randomUUID();
-      const builder = standInBuilder(world, connection, (job) =>
-        job.name === 'package-build' ? { rejected: 'this worker is missing an environment: bookworm', needsOperator: true } : 'success',
+      const builder = standInBuilder(world, (kind) =>
+        kind === 'package-build' ? { rejected: 'this worker is missing an environment: bookworm', needsOperator: true } : 'success',
       );
       try {
         world.standIn?.addJob(packageJob(noImage));
@@ -159,12 +135,7 @@ describe('the job lifecycle Laniakea really has', () => {
         // The kind stays blocked from the rejection's delivery until the job is failed (at least GiveUpRejectedAfter):
         // looked at all along, as the image job's success and the rejection's delivery come in either order.
         let sawBlocked = false;
-        const sampler = setInterval(() => {
-          void connection
-            .hexists(blockedKindsKey(world.prefix), 'package-build')
-            .then((held) => (sawBlocked ||= held === 1))
-            .catch(() => undefined);
-        }, 20);
+        const sampler = setInterval(() => (sawBlocked ||= world.store.kindBlocks.entries.has('package-build')), 20);
         try {
           await world.heartbeat({ slots: 1, kinds: ['package-build', 'os-image-build'] });
           await world.connector.start();
@@ -195,11 +166,11 @@ describe('the job lifecycle Laniakea really has', () => {
   });
 
   it('asks again after {error} replies (a Lighthouse database hiccup): nothing is lost or reordered', async () => {
-    await withWorld('', async (world, connection) => {
+    await withWorld('', async (world) => {
       const uuid = randomUUID();
       world.standIn?.failNext('job-accepted', 2);
       world.standIn?.failNext('job-success', 3);
-      const builder = standInBuilder(world, connection, () => 'success');
+      const builder = standInBuilder(world, () => 'success');
       try {
         world.standIn?.addJob(packageJob(uuid));
         await world.heartbeat({ slots: 1 });
@@ -227,7 +198,6 @@ describe('the job lifecycle Laniakea really has', () => {
 
   it('skips an archive repository with an unusable upload target and keeps the others', async () => {
     const world = await startWorld({
-      redisUrl: redis.url,
       standIn: {
         archiveRepos: {
           master: { upload_fqdn: 'archive.example.org/_upload', upload_method: 'https' },
@@ -237,12 +207,8 @@ describe('the job lifecycle Laniakea really has', () => {
     });
     try {
       await world.connector.start();
-      const stored = await waitFor(
-        'the upload targets to be stored',
-        async () => JSON.parse((await world.redis.get(archiveTargetsKey(world.prefix))) ?? 'null') as unknown,
-        { timeoutMs: 5_000 },
-      );
-      assert.deepEqual(Object.keys((stored as { archive_repos: object }).archive_repos), ['master']);
+      const stored = await waitFor('the upload targets to be stored', () => world.store.notes.targets, { timeoutMs: 5_000 });
+      assert.deepEqual(Object.keys(stored.archive_repos), ['master']);
       assert.match(world.logs.map((line) => String(line['msg'])).join('\n'), /archive-info: skipping repository "odd": .*upload_method/);
     } finally {
       await world.close();
@@ -250,17 +216,17 @@ describe('the job lifecycle Laniakea really has', () => {
   });
 
   it('asks Lighthouse at once when a builder announces a free slot, not at its next poll', async () => {
-    const world = await startWorld({ redisUrl: redis.url, pollInterval: 60 });
+    const world = await startWorld({ pollInterval: 60 });
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
       await world.heartbeat({ slots: 1, busy: 1 });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await world.idle();
       assert.equal(world.standIn?.requests.filter((r) => r.request === 'job').length, 0, 'no slot: no job request');
       await world.heartbeat({ slots: 1, busy: 0 });
-      await world.redis.publish(builderCapacityChannel(world.prefix), 'b1');
+      world.announce();
       // The next poll would be a minute away: the job request comes from the announcement.
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job'), 10_000);
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-accepted' || r.request === 'job'), 1_000);
@@ -273,14 +239,22 @@ describe('the job lifecycle Laniakea really has', () => {
   it('is the one connector of its Redis: a second one waits until the first stops', async () => {
     await withWorld('', async (world) => {
       await world.connector.start();
-      const second = await startWorld({ redisUrl: redis.url, connectorToml: '', prefix: world.prefix });
+      const second = await startWorld({ connectorToml: '', share: world });
       try {
         const starting = second.connector.start();
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        const log = second.logs.map((line) => String(line['msg'])).join('\n');
-        assert.match(log, /another connector \(.+:\d+\) runs on this Redis; waiting until it stops/);
+        const log = () => second.logs.map((line) => String(line['msg'])).join('\n');
+        await waitFor(
+          'the second connector to wait',
+          () => /another connector \(.+:\d+\) runs on this Redis; waiting until it stops/.test(log()),
+          {
+            timeoutMs: 8_000,
+          },
+        );
+        assert.match(log(), /another connector \(.+:\d+\) runs on this Redis; waiting until it stops/);
         assert.equal(second.standIn?.requests.length, 0, 'the waiting connector asks Lighthouse nothing');
         await world.connector.close();
+        // The waiting connector tries the lock again one renewal interval later.
+        await world.clock.advance(CONNECTOR_LOCK_RENEW_MS);
         await starting;
         await second.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'), 20_000);
         assert.match(second.logs.map((line) => String(line['msg'])).join('\n'), /the other connector stopped: taking over/);

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { archiveTargetsKey, storedArchiveTargetsSchema } from '@spark/protocol';
 import { startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import { createKeyFiles, installServerKey, installWorkerKey } from '@spark/keys';
-import { MACHINE, startWorld } from './harness.js';
+import { MACHINE, startWorldOnRedis } from './harness.js';
 
 // Debian's python3 with python3-zmq; the server is set up as Laniakea's
 // jobs_server.py does it: ROUTER, curve_server, an authenticator trusting the
@@ -75,7 +75,7 @@ describe('spark-connector against a pyzmq Lighthouse, with keys from spark keyto
   });
 
   it('talks CURVE to it with the installed key-new files and stores its upload targets', async () => {
-    const world = await startWorld({
+    const world = await startWorldOnRedis({
       redisUrl: redis.url,
       endpoint: `tcp://127.0.0.1:${port}`,
       installKeys: async (config) => {

@@ -26,6 +26,10 @@ interface Subject {
   open(): ReportInbox;
   /** Kills the process `inbox` belongs to, mid-report. */
   kill(inbox: ReportInbox): Promise<void>;
+  /** The reports that failed (their handler threw). */
+  failed(): Promise<string[]>;
+  /** Pauses the queue, as a sender with its credentials can (BullMQ's `Queue.pause`). */
+  pause(): Promise<void>;
   /** Lets time pass until `done` holds. */
   until(what: string, done: () => Promise<boolean>): Promise<void>;
   close(): Promise<void>;
@@ -50,6 +54,12 @@ function realSubject(redisUrl: string): Subject {
     async kill(inbox) {
       await inboxes.get(inbox)?.kill();
       inboxes.delete(inbox);
+    },
+    async failed() {
+      return (await queue.getJobs(['failed'])).map((job) => job.id ?? '');
+    },
+    async pause() {
+      await queue.pause();
     },
     async until(what, done) {
       await waitFor(what, done, { timeoutMs: 10_000, intervalMs: 20 });
@@ -79,6 +89,11 @@ function fakeSubject(): Subject {
     kill(inbox) {
       lives.get(inbox)?.kill();
       lives.delete(inbox);
+      return Promise.resolve();
+    },
+    failed: () => Promise.resolve([...world.queues.builder.failed]),
+    pause() {
+      world.queues.builder.pause();
       return Promise.resolve();
     },
     async until(what, done) {
@@ -168,6 +183,40 @@ describe('a report inbox, on BullMQ and in memory alike', () => {
           assert.deepEqual(taken, ['r1', 'r2']);
           assert.equal(await inbox.state('r1'), 'other');
           assert.deepEqual([await inbox.holds('r1'), await inbox.holds('r2'), await inbox.holds('nope')], [true, true, false]);
+        } finally {
+          await subject.close();
+        }
+      });
+
+      it('counts a report in a paused queue as waiting, and does not hand it out', async () => {
+        const subject = make();
+        try {
+          await subject.pause();
+          await subject.add('r1');
+          const inbox = subject.open();
+          const { taken, handle } = recorder();
+          void inbox.run(handle);
+          await inbox.pullToHead('r1');
+          assert.deepEqual([await inbox.state('r1'), await inbox.holds('r1'), await inbox.activeCount()], ['waiting', true, 0]);
+          assert.deepEqual(taken, []);
+        } finally {
+          await subject.close();
+        }
+      });
+
+      it('fails a report whose handler throws: done with, and the next one taken', async () => {
+        const subject = make();
+        try {
+          for (const id of ['r1', 'r2']) await subject.add(id);
+          const inbox = subject.open();
+          const taken: string[] = [];
+          void inbox.run(({ id }) => {
+            taken.push(id);
+            return id === 'r1' ? Promise.reject(new Error('broken handler')) : Promise.resolve('sent');
+          });
+          await subject.until('both done with', async () => taken.length === 2 && (await inbox.state('r2')) === 'other');
+          assert.deepEqual(await subject.failed(), ['r1']);
+          assert.equal(await inbox.state('r1'), 'other');
         } finally {
           await subject.close();
         }

@@ -1,42 +1,32 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { Queue } from 'bullmq';
-import {
-  jobRecordKey,
-  REPORT_QUEUES,
-  REPORT_SENDERS,
-  reportJobId,
-  reportSlot,
-  signerRoundKey,
-  type NewJobRecord,
-  type ReportPayload,
-  type ReportSender,
-} from '@spark/protocol';
-import { packageJob, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { describe, it } from 'node:test';
+import { jobRecordSchema, reportJobId, reportSlot, type NewJobRecord, type ReportPayload } from '@spark/protocol';
+import { packageJob, waitFor } from '@spark/testing';
+import { STUCK_QUEUE_MS } from '../src/report-relay.js';
+import type { FakeReportQueue } from './fake-relay-world.js';
 import { startWorld, type World } from './harness.js';
 
 /*
  * The report queues as the services write them: one per sender, each relayed
  * in the order a round passes the stages, and what each sender may say
  * checked against what Lighthouse handed out (docs/architecture.md, "The report relay").
+ * The queues and records are in memory; Lighthouse is the stand-in.
  */
 
 const R = '1000';
 
-/** Each sender's report queue on the world's Redis (the connector's is `world.reportQueue`'s). */
-function senderQueues(world: World): Record<ReportSender, Queue> {
-  return Object.fromEntries(
-    REPORT_SENDERS.map((sender) => [sender, new Queue(REPORT_QUEUES[sender], { connection: world.redis, prefix: world.prefix })]),
-  ) as Record<ReportSender, Queue>;
+async function report(queue: FakeReportQueue, payload: ReportPayload, seq = 0): Promise<void> {
+  await queue.outbox().add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
 }
 
-async function report(queue: Queue, payload: ReportPayload, seq = 0): Promise<void> {
-  await queue.add(payload.kind, payload, { jobId: reportJobId(payload, reportSlot(payload, seq)) });
+/** How many reports of `queue` completed (done with, not failed). */
+function completed(queue: FakeReportQueue): number {
+  return queue.finished.filter((id) => !queue.failed.includes(id)).length;
 }
 
 /** Writes the job record the connector writes when Lighthouse hands `uuid` out as round `round`, and gives it to the stand-in. */
-async function handedOut(world: World, uuid: string, round = R, more: Partial<NewJobRecord> = {}): Promise<void> {
+function handedOut(world: World, uuid: string, round = R, more: Partial<NewJobRecord> = {}): void {
   const record: NewJobRecord = {
     ...more,
     uuid,
@@ -49,7 +39,7 @@ async function handedOut(world: World, uuid: string, round = R, more: Partial<Ne
     suite: 'bookworm',
     receivedAt: Number(round),
   };
-  await world.redis.set(jobRecordKey(world.prefix, uuid), JSON.stringify(record));
+  world.store.relay.records.records.set(uuid.toLowerCase(), jobRecordSchema.parse(record));
   world.standIn?.addJob(packageJob(uuid));
   world.standIn?.board.assign(['package-build'], ['amd64'], 'w');
 }
@@ -66,20 +56,12 @@ function messages(world: World): string[] {
 }
 
 describe('the report queues: one per sender, relayed in stage order and checked', () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedisServer();
-  });
-  after(async () => {
-    await redis.stop();
-  });
-
   it("sends a later stage's report of a round only after the earlier stages' accepted and end of it, whatever order they were queued in", async () => {
-    const world = await startWorld({ redisUrl: redis.url });
-    const queues = senderQueues(world);
+    const world = await startWorld();
+    const queues = world.reportQueues;
     try {
       const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-      for (const uuid of [a, b, c]) await handedOut(world, uuid);
+      for (const uuid of [a, b, c]) handedOut(world, uuid);
       // Queued latest stage first: the order of adding is not the order of sending.
       await report(queues.uploader, { kind: 'success', uuid: a, round: R, at: 6 });
       await report(queues.signer, { kind: 'failed', uuid: b, round: R, at: 5, reason: 'signer refused the build results' });
@@ -91,7 +73,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       await world.standIn?.waitFor(
         (requests) => requests.filter((r) => r.request === 'job-success' || r.request === 'job-failed').length === 2,
       );
-      await waitFor('every report is done with', async () => (await queues.builder.getCompletedCount()) === 3, { timeoutMs: 30_000 });
+      await waitFor('every report is done with', () => completed(queues.builder) === 3, { timeoutMs: 30_000 });
       const of = (label: string) =>
         heard(world, { [a]: 'A', [b]: 'B', [c]: 'C' })
           .filter(([, job]) => job === label)
@@ -106,22 +88,21 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       assert.deepEqual([world.standIn?.board.get(a)?.status, world.standIn?.board.get(a)?.result], ['DONE', 'success']);
       assert.deepEqual([world.standIn?.board.get(b)?.status, world.standIn?.board.get(b)?.result], ['DONE', 'failure']);
     } finally {
-      await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();
     }
   });
 
   it('drops, naming why, what a sender may not say: another stage’s kind of report, and the builder on a job it does not hold', async () => {
-    const world = await startWorld({ redisUrl: redis.url });
-    const queues = senderQueues(world);
+    const world = await startWorld();
+    const queues = world.reportQueues;
     try {
       const [held, handedOn, never, other, ended] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
-      for (const uuid of [held, handedOn, other]) await handedOut(world, uuid);
+      for (const uuid of [held, handedOn, other]) handedOut(world, uuid);
       // Lighthouse has heard the end of ended's round: an excerpt now would follow it.
-      await handedOut(world, ended, R, { endedRound: R });
+      handedOut(world, ended, R, { endedRound: R });
       await report(queues.builder, { kind: 'status', uuid: ended, round: R, at: 1, logExcerpt: 'too late' }, 3);
       // The signer took handedOn's round: the builder handed it on.
-      await world.redis.set(signerRoundKey(world.prefix, handedOn), R);
+      world.store.relay.records.signerRounds.set(handedOn, R);
       await report(queues.builder, { kind: 'success', uuid: other, round: R, at: 1 });
       await report(queues.builder, { kind: 'accepted', uuid: never, round: R, at: 2 });
       await report(queues.builder, { kind: 'rejected', uuid: held, round: '2000', at: 3, reason: 'a round never handed out' });
@@ -135,7 +116,7 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       await report(queues.uploader, { kind: 'success', uuid: handedOn, round: R, at: 9 });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'));
-      await waitFor('every report is done with', async () => (await queues.builder.getCompletedCount()) === 8, { timeoutMs: 30_000 });
+      await waitFor('every report is done with', () => completed(queues.builder) === 8, { timeoutMs: 30_000 });
       const of = (uuid: string) =>
         heard(world, { [held]: 'held', [handedOn]: 'handedOn' })
           .filter(([, job]) => job === uuid)
@@ -158,43 +139,37 @@ describe('the report queues: one per sender, relayed in stage order and checked'
       ]) {
         assert.ok(log.includes(expected), `logged: ${expected}`);
       }
-      assert.equal(await queues.builder.getFailedCount(), 0, 'dropped reports are done with, not failed');
+      assert.equal(queues.builder.failed.length, 0, 'dropped reports are done with, not failed');
     } finally {
-      await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();
     }
   });
 
   it("does not let a builder flooding its queue hold the other senders' reports, nor the journal", async () => {
-    const world = await startWorld({ redisUrl: redis.url });
-    const queues = senderQueues(world);
+    const world = await startWorld();
+    const queues = world.reportQueues;
     try {
       const [honest, other] = [randomUUID(), randomUUID()];
-      await handedOut(world, honest);
-      await handedOut(world, other);
+      handedOut(world, honest);
+      handedOut(world, other);
       await report(queues.builder, { kind: 'accepted', uuid: other, round: R, at: 1 });
       // The flood comes before the honest round's accepted: excerpts of jobs never handed out here, each dropped.
       const flood = 5_000;
-      for (let start = 0; start < flood; start += 500) {
-        await queues.builder.addBulk(
-          Array.from({ length: 500 }, (_, i) => {
-            const payload: ReportPayload = { kind: 'status', uuid: randomUUID(), round: R, at: 2, logExcerpt: `flood ${start + i}` };
-            return { name: 'status', data: payload, opts: { jobId: reportJobId(payload, reportSlot(payload, 1)) } };
-          }),
-        );
+      for (let i = 0; i < flood; i++) {
+        await report(queues.builder, { kind: 'status', uuid: randomUUID(), round: R, at: 2, logExcerpt: `flood ${i}` }, 1);
       }
       await report(queues.builder, { kind: 'accepted', uuid: honest, round: R, at: 3 });
       await report(queues.uploader, { kind: 'success', uuid: honest, round: R, at: 4 });
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
-      const left = await queues.builder.getWaitingCount();
+      const left = queues.builder.waiting.length;
       assert.ok(left > flood / 2, `the success went while the flood was still queued (${left} of ${flood} reports left)`);
       assert.deepEqual(heard(world, { [honest]: 'H', [other]: 'O' }), [
         ['job-accepted', 'O'],
         ['job-accepted', 'H'],
         ['job-success', 'H'],
       ]);
-      await waitFor('the flood is dropped', async () => (await queues.builder.getWaitingCount()) === 0, { timeoutMs: 120_000 });
+      await waitFor('the flood is dropped', () => queues.builder.waiting.length === 0, { timeoutMs: 120_000 });
       const oneByOne = messages(world).filter((message) => message.startsWith('dropping job-status')).length;
       assert.ok(oneByOne <= 20, `${oneByOne} drops logged one by one (at most 20 a minute)`);
       assert.equal(
@@ -203,22 +178,24 @@ describe('the report queues: one per sender, relayed in stage order and checked'
         'no flood report reached Lighthouse',
       );
     } finally {
-      await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();
     }
   });
 
   it("does not let a builder queue that is never emptied hold the later stages' reports: they go once it is seen stuck", async () => {
-    const world = await startWorld({ redisUrl: redis.url });
-    const queues = senderQueues(world);
+    const world = await startWorld();
+    const queues = world.reportQueues;
     try {
       const uuid = randomUUID();
-      await handedOut(world, uuid);
+      handedOut(world, uuid);
       // A hostile builder pauses its own queue with a report in it: the relay can never take that report.
-      await queues.builder.pause();
+      queues.builder.pause();
       await report(queues.builder, { kind: 'accepted', uuid, round: R, at: 1 });
       await report(queues.uploader, { kind: 'success', uuid, round: R, at: 2 });
       await world.connector.start();
+      // The success waits for the builder's accepted; then the builder's queue stays idle that long.
+      await waitFor('the success to be in hand', () => queues.uploader.active.size === 1, { timeoutMs: 8_000 });
+      await world.clock.advance(STUCK_QUEUE_MS);
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'job-success'), 30_000);
       assert.deepEqual(heard(world, { [uuid]: 'J' }), [['job-success', 'J']]);
       assert.ok(
@@ -226,9 +203,8 @@ describe('the report queues: one per sender, relayed in stage order and checked'
           "the builder's accepted report of this round stays in its queue where the relay cannot take it (paused, or held by something else); relaying the uploader's reports of the round without it",
         ),
       );
-      await waitFor('the success report to complete', async () => (await queues.uploader.getCompletedCount()) === 1, { timeoutMs: 8_000 });
+      await waitFor('the success report to complete', () => completed(queues.uploader) === 1, { timeoutMs: 8_000 });
     } finally {
-      await Promise.all(Object.values(queues).map((queue) => queue.close()));
       await world.close();
     }
   });

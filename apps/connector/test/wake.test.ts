@@ -1,47 +1,35 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
-import { Queue, Worker } from 'bullmq';
-import { builderCapacityChannel, QueueName } from '@spark/protocol';
-import { readJobRecord } from '@spark/service';
-import { packageJob, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { describe, it } from 'node:test';
+import { packageJob, waitFor } from '@spark/testing';
 import { startWorld, type World } from './harness.js';
 
 /**
  * The connector asks Lighthouse the moment there is room, not at its next
  * poll. Every world here polls once an hour, so a job that reaches `build`
  * within the test got there because the connector was woken; the assertions
- * count the job requests it sent.
+ * count the job requests it sent. The queues and records are in memory.
  */
 const HOUR = 3600;
 
 const jobRequests = (world: World) => world.standIn?.requests.filter((r) => r.request === 'job').length ?? 0;
-const queued = async (world: World, uuid: string) => (await readJobRecord(world.redis, world.prefix, uuid)) !== null;
+const queued = (world: World, uuid: string) => world.record(uuid) !== null;
 
 /** What a builder does when a slot frees or it registers: heartbeat, then a message on the capacity channel. */
 async function announce(world: World, busy: number): Promise<void> {
   await world.heartbeat({ slots: 1, busy });
-  await world.redis.publish(builderCapacityChannel(world.prefix), 'b1');
+  world.announce();
 }
 
 describe('the connector asks for work the moment there is room (PollInterval one hour)', () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedisServer();
-  });
-  after(async () => {
-    await redis.stop();
-  });
-
   it('a builder that registers after the connector started gets the waiting job with one request', async () => {
-    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
+    const world = await startWorld({ pollInterval: HOUR });
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
-      await sleep(300);
+      await world.idle();
       assert.equal(jobRequests(world), 0, 'no builder: no job request');
 
       await announce(world, 0);
@@ -53,7 +41,7 @@ describe('the connector asks for work the moment there is room (PollInterval one
   });
 
   it('a slot that frees gets the next waiting job, and an announcement that finds no room sends nothing', async () => {
-    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
+    const world = await startWorld({ pollInterval: HOUR });
     try {
       const first = randomUUID();
       const second = randomUUID();
@@ -67,10 +55,12 @@ describe('the connector asks for work the moment there is room (PollInterval one
       // builder's job stays in the queue, active, while it runs). In the other order the connector, looking again
       // after queueing the first job, could see a free slot and an empty queue, and rightly ask for the second.
       await announce(world, 1);
-      await world.buildQueue.obliterate({ force: true });
+      for (const job of world.store.build.jobs()) world.store.build.remove(job.id);
       world.standIn?.addJob(packageJob(second));
+      const looked = world.store.builders.nextRead();
       await announce(world, 1);
-      await sleep(300);
+      await looked;
+      await world.idle();
       assert.equal(jobRequests(world), 1, 'a busy slot is no room: no request');
 
       await announce(world, 0);
@@ -83,10 +73,8 @@ describe('the connector asks for work the moment there is room (PollInterval one
   });
 
   it('an upload that ends makes room when uploads held the worker back, and the connector asks at once', async () => {
-    const world = await startWorld({ redisUrl: redis.url, pollInterval: HOUR });
-    const uploads = new Queue(QueueName.upload, { connection: world.redis, prefix: world.prefix });
-    const workerRedis = world.redis.duplicate();
-    let worker: Worker | null = null;
+    const world = await startWorld({ pollInterval: HOUR });
+    const uploads = world.store.upload;
     try {
       const uuid = randomUUID();
       world.standIn?.addJob(packageJob(uuid));
@@ -96,25 +84,21 @@ describe('the connector asks for work the moment there is room (PollInterval one
       await announce(world, 0);
       await world.connector.start();
       await world.standIn?.waitFor((requests) => requests.some((r) => r.request === 'archive-info'));
-      await sleep(300);
+      await world.idle();
       assert.equal(jobRequests(world), 0, 'uploads hold the worker back: no request');
 
       // The uploader finishes one upload (and announces nothing: it is not a builder).
       let done = 0;
-      worker = new Worker(
-        QueueName.upload,
+      // The uploader's worker, never closed: the second upload never ends (a promise with no timer behind it, so the test process can exit).
+      uploads.inbox().run(
         async () => {
-          // The second upload never ends (a promise with no timer behind it, so the test process can exit).
           if (++done > 1) await new Promise(() => undefined);
         },
-        { connection: workerRedis, prefix: world.prefix },
+        () => undefined,
       );
       await waitFor('the job to be queued for a builder', () => queued(world, uuid), { timeoutMs: 8_000 });
       assert.equal(jobRequests(world), 1);
     } finally {
-      await worker?.close(true);
-      await uploads.close();
-      await workerRedis.quit();
       await world.close();
     }
   });

@@ -22,7 +22,7 @@ export async function recordHandOut(redis: Redis, prefix: string, job: Job, at: 
 }
 
 /** The record of a new hand-out of `job` at `at`, after `previous` ({@link recordHandOut}). */
-function handOutRecord(previous: JobRecord | null, job: Job, at: number): JobRecord {
+export function handOutRecord(previous: JobRecord | null, job: Job, at: number): JobRecord {
   const { round } = newRound(job.uuid, at, previous?.round);
   return {
     uuid: job.uuid.toLowerCase(),

@@ -1,4 +1,4 @@
-import { DelayedError, type Worker, type WorkerOptions } from 'bullmq';
+import { DelayedError, type Queue, type QueueEvents, type Worker, type WorkerOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import type { QueueName } from '@spark/protocol';
@@ -210,6 +210,79 @@ export function bullmqLockingInbox(
     },
     close: async () => {
       await worker?.close();
+    },
+  };
+}
+
+/** How many jobs of a queue are not finished. */
+export interface QueueLoad {
+  /** Jobs no worker has started: waiting, prioritized, delayed or paused. */
+  unstarted: number;
+  /** Jobs a worker is running. */
+  active: number;
+}
+
+/** A job no worker has started, and when it was added (ms since the epoch, on the adder's clock). */
+export interface UnstartedJob {
+  readonly id: string;
+  readonly addedAt: number;
+}
+
+/**
+ * A pipeline queue as a process that watches it (not its worker) uses it:
+ * the connector counts it against capacity and takes back jobs no worker
+ * started in time.
+ */
+export interface WatchedQueue {
+  load(): Promise<QueueLoad>;
+  /** The jobs no worker has started, in no particular order. */
+  unstarted(): Promise<UnstartedJob[]>;
+  /** Removes job `id` unless a worker holds it (BullMQ refuses to remove a locked job); true when removed. */
+  removeUnstarted(id: string): Promise<boolean>;
+}
+
+const UNSTARTED_STATES = ['waiting', 'prioritized', 'delayed', 'paused'] as const;
+
+/** `queue` as a {@link WatchedQueue}. */
+export function bullmqWatchedQueue(queue: Queue): WatchedQueue {
+  return {
+    async load() {
+      const counts = await queue.getJobCounts(...UNSTARTED_STATES, 'active');
+      return {
+        unstarted: UNSTARTED_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0),
+        active: counts['active'] ?? 0,
+      };
+    },
+    async unstarted() {
+      const jobs = await queue.getJobs([...UNSTARTED_STATES]);
+      return jobs.flatMap((job) => (job.id === undefined ? [] : [{ id: job.id, addedAt: job.timestamp }]));
+    },
+    async removeUnstarted(id) {
+      const job = await queue.getJob(id);
+      if (!job) return false;
+      try {
+        await job.remove();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+/** Hears when jobs of a queue are done with, whoever ran them. */
+export interface SettledFeed {
+  /** Calls `listener` each time a job of the queue completes or fails from now on. */
+  listen(listener: () => void): Promise<void>;
+}
+
+/** `events` (a BullMQ QueueEvents, on a connection of its own) as a {@link SettledFeed}. */
+export function bullmqSettledFeed(events: QueueEvents): SettledFeed {
+  return {
+    listen(listener) {
+      events.on('completed', () => listener());
+      events.on('failed', () => listener());
+      return Promise.resolve();
     },
   };
 }

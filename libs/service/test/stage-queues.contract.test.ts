@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { UnrecoverableError } from 'bullmq';
+import { QueueEvents, UnrecoverableError } from 'bullmq';
 import { QueueName } from '@spark/protocol';
 import { FakeQueue, randomQueuePrefix, STALLED_TOO_OFTEN, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
 import {
   bullmqLockingInbox,
   bullmqRetryingInbox,
+  bullmqSettledFeed,
   bullmqStageInbox,
+  bullmqWatchedQueue,
   connectRedis,
   createLogger,
   openQueue,
@@ -15,8 +17,10 @@ import {
   type LockedJob,
   type LockingInbox,
   type RetryingInbox,
+  type SettledFeed,
   type StageInbox,
   type TakenJob,
+  type WatchedQueue,
 } from '../src/index.js';
 
 /*
@@ -39,6 +43,12 @@ interface Subject {
   stalledTooOften(id: string): Promise<void>;
   /** What the completed job `id`'s handler resolved to. */
   result(id: string): Promise<unknown>;
+  /** The queue as a process that watches it sees it. */
+  watched: WatchedQueue;
+  /** Hears the queue's jobs done with. */
+  settled: SettledFeed;
+  /** The time on the clock jobs are stamped with when added. */
+  now(): number;
   /** A time `ms` from now on the clock delayed jobs go by. */
   later(ms: number): number;
   /** Lets the time pass to `at`, so that delayed jobs due by then are taken. */
@@ -62,6 +72,9 @@ function realSubject(redisUrl: string): Subject {
   const inbox = bullmqStageInbox(QueueName.sign, workerConnection, prefix, logger, locks);
   let retrying: RetryingInbox | null = null;
   let locking: LockingInbox | null = null;
+  // From the stream's start, so no event is missed between opening and the first read (the queue is new).
+  const eventsConnection = connectRedis(redisUrl, 'worker');
+  const events = new QueueEvents(QueueName.sign, { connection: eventsConnection, prefix, lastEventId: '0-0' });
   return {
     outbox: queue,
     inbox,
@@ -72,6 +85,9 @@ function realSubject(redisUrl: string): Subject {
       await connection.hset(queue.toKey(id), 'defa', 'job stalled more than allowable limit');
     },
     result: async (id): Promise<unknown> => (await queue.getJob(id))?.returnvalue as unknown,
+    watched: bullmqWatchedQueue(queue),
+    settled: bullmqSettledFeed(events),
+    now: () => Date.now(),
     later: (ms) => Date.now() + ms,
     // BullMQ promotes a delayed job by itself once Redis's clock passes its time.
     passTime: () => Promise.resolve(),
@@ -88,17 +104,18 @@ function realSubject(redisUrl: string): Subject {
       await retrying?.close();
       await locking?.close();
       await queue.close();
-      await Promise.all([connection.quit(), workerConnection.quit()]);
+      await events.close();
+      await Promise.all([connection.quit(), workerConnection.quit(), eventsConnection.quit()]);
     },
   };
 }
 
 function fakeSubject(): Subject {
-  const queue = new FakeQueue();
+  const clock = { time: 1_700_000_000_000, now: () => clock.time };
+  const queue = new FakeQueue(clock);
   const inbox = queue.inbox();
   let retrying: RetryingInbox | null = null;
   let locking: LockingInbox | null = null;
-  const clock = { time: 1_700_000_000_000, now: () => clock.time };
   return {
     outbox: queue,
     inbox,
@@ -106,6 +123,9 @@ function fakeSubject(): Subject {
     locking: (concurrency) => (locking = queue.lockingInbox(concurrency)),
     stalledTooOften: (id) => Promise.resolve(queue.stalledTooOften(id)),
     result: (id) => Promise.resolve(queue.job(id)?.returnvalue),
+    watched: queue,
+    settled: queue,
+    now: () => clock.now(),
     later: (ms) => clock.time + ms,
     passTime: (at) => {
       clock.time = Math.max(clock.time, at);
@@ -353,6 +373,40 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
       }
     });
 
+    it('counts the unstarted and active jobs, lists the unstarted ones with when they were added, and removes one unless a worker holds it', async () => {
+      const subject = open();
+      let release = (): void => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const seen = recorder(() => gate);
+      try {
+        const before = subject.now();
+        for (const id of ['a', 'b', 'c']) await subject.outbox.add('job', {}, { jobId: id });
+        const after = subject.now();
+        assert.deepEqual(await subject.watched.load(), { unstarted: 3, active: 0 });
+        subject.inbox.run(seen.handle, seen.onFailed);
+        await until('a in hand', async () => (await subject.state('a')) === 'active');
+        assert.deepEqual(await subject.watched.load(), { unstarted: 2, active: 1 });
+        const unstarted = (await subject.watched.unstarted()).sort((x, y) => x.id.localeCompare(y.id));
+        assert.deepEqual(
+          unstarted.map((job) => job.id),
+          ['b', 'c'],
+        );
+        for (const job of unstarted) assert.ok(job.addedAt >= before && job.addedAt <= after, `${job.id} stamped when added`);
+        assert.equal(await subject.watched.removeUnstarted('a'), false, 'a job in hand is not removed');
+        assert.equal(await subject.watched.removeUnstarted('b'), true);
+        assert.equal(await subject.watched.removeUnstarted('nope'), false);
+        assert.equal(await subject.state('b'), 'missing');
+        assert.equal(await subject.state('a'), 'active');
+        assert.deepEqual(await subject.watched.load(), { unstarted: 1, active: 1 });
+        release();
+        await until('c completed', async () => (await subject.state('c')) === 'completed');
+        assert.deepEqual(await subject.watched.load(), { unstarted: 0, active: 0 });
+      } finally {
+        release();
+        await subject.close();
+      }
+    });
+
     it('fails a job found stalled too often as it is taken, without reaching the handler, and tells `failed`', async () => {
       const subject = open();
       try {
@@ -375,6 +429,23 @@ for (const kind of ['BullMQ on Redis', 'in memory'] as const) {
         assert.deepEqual(failed, [{ id: 'worn-out', message: STALLED_TOO_OFTEN }]);
         assert.equal(await subject.state('worn-out'), 'failed');
         assert.equal(await subject.state('fine'), 'completed');
+      } finally {
+        await subject.close();
+      }
+    });
+
+    it('tells a listener each time a job is done with, completed or failed', async () => {
+      const subject = open();
+      try {
+        let heard = 0;
+        await subject.settled.listen(() => heard++);
+        await subject.outbox.add('job', {}, { jobId: 'ok' });
+        await subject.outbox.add('job', { fail: 'plain' }, { jobId: 'bad' });
+        const seen = recorder();
+        subject.inbox.run(seen.handle, seen.onFailed);
+        await until('both heard', () => heard === 2);
+        await subject.outbox.add('job', {}, { jobId: 'more' });
+        await until('the third heard', () => heard === 3);
       } finally {
         await subject.close();
       }

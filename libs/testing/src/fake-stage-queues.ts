@@ -8,8 +8,9 @@
  *
  * The types are spelled out here rather than imported: @spark/service's tests
  * use this library, which therefore must not depend on it. They have the
- * shape of its JobOutbox, TakenJob, StageInbox, RetryingInbox, LockedJob and
- * LockingInbox, which the contract test's typecheck holds them to.
+ * shape of its JobOutbox, TakenJob, StageInbox, RetryingInbox, LockedJob,
+ * LockingInbox, WatchedQueue and SettledFeed, which the contract test's
+ * typecheck holds them to.
  */
 
 /** A job the worker took: its id and its payload (@spark/service's TakenJob). */
@@ -66,6 +67,14 @@ export interface FakeJob {
   attemptsStarted: number;
   /** The reason it fails with as it is next taken, without reaching the handler (BullMQ's deferred failure). */
   failWhenTaken?: string;
+  /** When it was added (ms, on the queue's clock). */
+  readonly addedAt: number;
+}
+
+/** The unfinished jobs of a {@link FakeQueue} (@spark/service's QueueLoad). */
+export interface FakeQueueLoad {
+  unstarted: number;
+  active: number;
 }
 
 /** What a try at a job came to (@spark/service's JobTry). */
@@ -89,6 +98,10 @@ export class FakeQueue {
   private readonly wakers = new Set<() => void>();
   private auto = 0;
   private changed: (() => void)[] = [];
+  private settledListeners: (() => void)[] = [];
+
+  /** `clock` stamps each job with the time it was added (default the wall clock, as BullMQ's producer does). */
+  constructor(private readonly clock: { now(): number } = { now: () => Date.now() }) {}
 
   /** Resolves at the next change of a job (added, taken, done with, removed). */
   private nextChange(): Promise<void> {
@@ -161,12 +174,48 @@ export class FakeQueue {
     const id = options.jobId ?? `auto-${++this.auto}`;
     const kept = this.kept.get(id);
     if (kept) return Promise.resolve(kept);
-    const job: FakeJob = { id, name, data: JSON.parse(JSON.stringify(data ?? null)) as unknown, state: 'waiting', attemptsStarted: 0 };
+    const job: FakeJob = {
+      id,
+      name,
+      data: JSON.parse(JSON.stringify(data ?? null)) as unknown,
+      state: 'waiting',
+      attemptsStarted: 0,
+      addedAt: this.clock.now(),
+    };
     this.kept.set(id, job);
     this.waiting.push(job);
     this.wake();
     this.notify();
     return Promise.resolve(job);
+  }
+
+  /** How many jobs are not started (waiting or delayed) and how many a worker holds (@spark/service's WatchedQueue). */
+  load(): Promise<FakeQueueLoad> {
+    const count = (states: FakeJobState[]) => this.jobs().filter((job) => states.includes(job.state)).length;
+    return Promise.resolve({ unstarted: count(['waiting', 'delayed']), active: count(['active']) });
+  }
+
+  /** The jobs no worker has started, with when each was added. */
+  unstarted(): Promise<{ id: string; addedAt: number }[]> {
+    return Promise.resolve(
+      this.jobs()
+        .filter((job) => job.state === 'waiting' || job.state === 'delayed')
+        .map((job) => ({ id: job.id, addedAt: job.addedAt })),
+    );
+  }
+
+  /** Removes job `id` unless the worker holds it; true when removed. */
+  removeUnstarted(id: string): Promise<boolean> {
+    const job = this.kept.get(id);
+    if (!job || job.state === 'active') return Promise.resolve(false);
+    this.remove(id);
+    return Promise.resolve(true);
+  }
+
+  /** Calls `listener` each time a job completes or fails from now on (@spark/service's SettledFeed). */
+  listen(listener: () => void): Promise<void> {
+    this.settledListeners.push(listener);
+    return Promise.resolve();
   }
 
   /**
@@ -287,6 +336,7 @@ export class FakeQueue {
         settled?.();
       }
       this.notify();
+      if (job.state !== 'delayed') for (const listener of this.settledListeners) listener();
     };
     return {
       run: (handle, failed, settled) => {
