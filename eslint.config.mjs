@@ -51,6 +51,7 @@ export default tseslint.config(
         {
           enforceBuildableLibDependency: false,
           allowCircularSelfDependency: true,
+          banTransitiveDependencies: true,
           depConstraints: [
             { sourceTag: 'type:service', onlyDependOnLibsWithTags: ['type:lib', 'type:testing'] },
             { sourceTag: 'type:cli', onlyDependOnLibsWithTags: ['type:lib', 'type:testing'] },
