@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { request as httpRequest, type ClientRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
@@ -81,7 +82,11 @@ function tunnel(target: URL, proxy: URL, ca: string[] | undefined, timeoutMs: nu
       }
       // No agent: ClientRequest then takes its socket from createConnection.
       resolve({
-        createConnection: () => tlsConnect({ socket, servername: target.hostname, ...(ca ? { ca } : {}) }),
+        // The certificate is checked against `host`; SNI names a host name only (RFC 6066: never an address).
+        createConnection: () => {
+          const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+          return tlsConnect({ socket, host, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
+        },
       });
     });
     connect.end();
