@@ -16,7 +16,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** A directory holding the bundles, like /usr/lib/spark-ts; `close` removes it. */
 export interface BenchBundles {
   dir: string;
-  /** The `spark` command's bundle. */
+  /** The `spark` command's bundle: its entry (its commands' chunks are in `dist/chunks/` beside it). */
   cli: string;
   close(): Promise<void>;
 }

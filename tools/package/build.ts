@@ -3,7 +3,7 @@
  * `spark-ts_<version>-<N>_<arch>.deb` (default revision 1, into dist/package)
  * with `dpkg-deb --root-owner-group`, then runs lintian on it (its exit
  * status is this command's). The programs are esbuild bundles
- * (tools/package/bundle.ts); units, sudoers rule, logrotate template and
+ * (tools/package/bundle.ts; `spark`'s entry with its commands' chunks beside it); units, sudoers rule, logrotate template and
  * setup-host come from deploy/, the maintainer scripts and the sysusers.d and
  * tmpfiles.d snippets from deploy/debian/, the manual pages and completion
  * from tools/src/man.
@@ -51,6 +51,8 @@ export interface PackageResult {
   deb: string;
   /** The source files bundled into each program (bundlePrograms' `modules`). */
   modules: Bundles['modules'];
+  /** The files of each program's bundle, its entry and chunks (bundlePrograms' `outputs`). */
+  outputs: Bundles['outputs'];
   /** lintian's output and exit status. */
   lintian: { status: number; output: string };
 }
@@ -66,7 +68,7 @@ export async function buildPackage(options: { revision?: number; outDir?: string
   // The package's root is the host's /: mkdtemp made it 0700.
   await chmod(stage, 0o755);
   try {
-    const { thirdParty, modules } = await bundlePrograms(ROOT, join(stage, LIB), arch);
+    const { thirdParty, modules, outputs } = await bundlePrograms(ROOT, join(stage, LIB), arch);
     const addon = zeromqAddon(join(ROOT, 'node_modules/zeromq'), arch);
 
     // Commands: spark for operators, the services and the build helper for the units and sudo.
@@ -136,7 +138,7 @@ export async function buildPackage(options: { revision?: number; outDir?: string
     const deb = join(outDir, `spark-ts_${version}_${arch}.deb`);
     run('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb]);
     const lintian = spawnSync('lintian', ['--fail-on', 'error,warning', '--info', deb], { encoding: 'utf8' });
-    return { deb, modules, lintian: { status: lintian.status ?? 1, output: `${lintian.stdout}${lintian.stderr}` } };
+    return { deb, modules, outputs, lintian: { status: lintian.status ?? 1, output: `${lintian.stdout}${lintian.stderr}` } };
   } finally {
     await rm(stage, { recursive: true, force: true });
   }

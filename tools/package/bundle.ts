@@ -1,7 +1,8 @@
 /**
  * The programs of the Debian package: each app's `main.ts` bundled by esbuild
- * into one file with everything it imports, laid out as the workspace lays its
- * packages out (`node_modules/@spark/<app>/dist/main.js` beside a
+ * into one file with everything it imports (`spark`'s split by command: its
+ * entry and a chunk for what each command's `import()` loads), laid out as the
+ * workspace lays its packages out (`node_modules/@spark/<app>/dist/main.js` beside a
  * `package.json` with the app's exports), so that what resolves by package
  * name in the checkout — `spark run` finding `@spark/<service>/main`, the
  * builder finding the build helper's `systemd-nspawn`, `--version` reading the
@@ -13,11 +14,21 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { copyFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { build, type Plugin } from 'esbuild';
+import { build, type Metafile, type Plugin } from 'esbuild';
 
 /** The apps bundled, and what each is: every one of them an `apps/<name>/src/main.ts`. */
 export const APPS = ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper'] as const;
 export type App = (typeof APPS)[number];
+
+/**
+ * The apps whose bundle esbuild splits at their `import()`s: `spark` loads each
+ * command's code when that command runs (apps/cli/src/commands.ts), so that
+ * `spark run`, a long-lived supervisor, parses and holds its own command's code
+ * and what it shares with others, not the dashboard's express and bull-board or
+ * the queue library. The services and the build helper import everything they
+ * run as they start: one file each.
+ */
+const SPLIT: ReadonlySet<App> = new Set(['cli']);
 
 /** Where the build helper is installed by the package (the sudoers rule and the builder name this path). */
 export const PACKAGED_BUILD_HELPER = '/usr/sbin/spark-build-helper';
@@ -176,6 +187,31 @@ export interface Bundles {
   thirdParty: ThirdParty[];
   /** The source files bundled into each app's bundle (paths relative to the repository, from esbuild's metafile). */
   modules: Record<App, string[]>;
+  /** The files each app's bundle is made of: `dist/main.js`, and for a split bundle its chunks (esbuild's metafile). */
+  outputs: Record<App, BundleOutput[]>;
+}
+
+/** One file of a bundle, from esbuild's metafile. */
+export interface BundleOutput {
+  /** Relative to the app's package directory: `dist/main.js`, `dist/chunks/<name>-<hash>.js`. */
+  file: string;
+  /** The bundle's files it imports as it loads (`import` statements), by `file`. */
+  imports: string[];
+  /** The bundle's files it loads when its code calls `import()`, by `file`. */
+  dynamicImports: string[];
+  /** The source files whose code it holds (relative to the repository). */
+  inputs: string[];
+}
+
+function outputsOf(metafile: Metafile, root: string, out: string): BundleOutput[] {
+  // The metafile names outputs relative to absWorkingDir (the repository).
+  const local = (path: string) => relative(out, join(root, path));
+  return Object.entries(metafile.outputs).map(([path, output]) => ({
+    file: local(path),
+    imports: output.imports.filter((i) => !i.external && i.kind === 'import-statement').map((i) => local(i.path)),
+    dynamicImports: output.imports.filter((i) => !i.external && i.kind === 'dynamic-import').map((i) => local(i.path)),
+    inputs: Object.keys(output.inputs),
+  }));
 }
 
 async function appPackageJson(root: string, app: App): Promise<string> {
@@ -239,18 +275,24 @@ async function describe(root: string, name: string): Promise<ThirdParty> {
 
 /**
  * Bundles every app into `<libDir>/node_modules/@spark/<app>/dist/main.js`
- * (with its `package.json`; the build helper also gets its `sandbox/`), and
+ * (`spark`'s with its commands' chunks in `dist/chunks/`; with its
+ * `package.json`; the build helper also gets its `sandbox/`), and
  * copies the modules loaded by name (zeromq with the one addon for `arch`,
  * its loader, openpgp, bull-board's UI) into `<libDir>/node_modules`.
  */
 export async function bundlePrograms(root: string, libDir: string, arch: string): Promise<Bundles> {
   const used = new Set<string>();
   const modules = {} as Record<App, string[]>;
+  const outputs = {} as Record<App, BundleOutput[]>;
   for (const app of APPS) {
     const out = join(libDir, 'node_modules/@spark', app);
     const result = await build({
       entryPoints: [join(root, 'apps', app, 'src/main.ts')],
-      outfile: join(out, 'dist/main.js'),
+      // The entry stays `dist/main.js`; what it imports with `import()` goes, split by esbuild, into `dist/chunks/`.
+      outdir: join(out, 'dist'),
+      entryNames: '[name]',
+      chunkNames: 'chunks/[name]-[hash]',
+      splitting: SPLIT.has(app),
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -274,6 +316,7 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
       plugins: [ZOD_ENGLISH_ONLY],
     });
     modules[app] = Object.keys(result.metafile.inputs);
+    outputs[app] = outputsOf(result.metafile, root, out);
     for (const input of modules[app]) {
       const name = packageOf(input);
       if (name) used.add(name);
@@ -295,5 +338,5 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
     used.add(module.name);
   }
   const thirdParty = await Promise.all([...used].sort().map((name) => describe(root, name)));
-  return { thirdParty, modules };
+  return { thirdParty, modules, outputs };
 }

@@ -5,7 +5,7 @@
  * lintian, and its bundled commands run from an unpacked tree on this host's node.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +80,14 @@ describe('npm run package', { timeout: 600_000 }, () => {
       assert.ok(entry, `${path} is not in the package`);
       assert.equal(entry.mode, mode, path);
     }
+    // spark's entry runs (it starts with #!); the chunks it imports are data to it, as every other module.
+    assert.equal(files.get(`${lib}/cli/dist/main.js`)?.mode, '-rwxr-xr-x');
+    const chunks = [...files.values()].filter((entry) => entry.path.startsWith(`${lib}/cli/dist/chunks/`));
+    assert.ok(chunks.length > 1, 'spark has no chunks');
+    assert.deepEqual(
+      chunks.filter((entry) => !entry.path.endsWith('.js') || entry.mode !== '-rw-r--r--'),
+      [],
+    );
     // dpkg-deb --root-owner-group: every file root's, the build helper's whole tree included.
     const notRoot = [...files.values()].filter((entry) => entry.owner !== 'root/root');
     assert.deepEqual(notRoot, []);
@@ -113,8 +121,10 @@ describe('npm run package', { timeout: 600_000 }, () => {
         [],
         app,
       );
-      const bundle = await readFile(join(unpacked, lib, app, 'dist/main.js'), 'utf8');
-      assert.doesNotMatch(bundle, /\/usr\/local\/sbin\/spark-build-helper/, app);
+      for (const { file } of result.outputs[app]) {
+        const bundle = await readFile(join(unpacked, lib, app, file), 'utf8');
+        assert.doesNotMatch(bundle, /\/usr\/local\/sbin\/spark-build-helper/, `${app} ${file}`);
+      }
     }
     const builder = await readFile(join(unpacked, lib, 'builder/dist/main.js'), 'utf8');
     assert.match(builder, /"\/usr\/sbin\/spark-build-helper"/);
@@ -127,15 +137,59 @@ describe('npm run package', { timeout: 600_000 }, () => {
   it('has bundles of Latin-1 text only, which V8 holds one byte a character', async () => {
     // One character beyond Latin-1 anywhere (a comment, a string, a regular expression) makes V8 hold the whole
     // source, which it keeps for lazy compilation, as UTF-16: twice the memory, in every process.
-    for (const app of ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper']) {
-      const bundle = await readFile(join(unpacked, lib, app, 'dist/main.js'), 'utf8');
+    // Every .js the package ships of the programs: each bundle's entry and spark's chunks.
+    const scripts = [...files.keys()].filter((path) => path.startsWith(`${lib}/`) && path.endsWith('.js'));
+    assert.ok(
+      scripts.some((path) => path.startsWith(`${lib}/cli/dist/chunks/`)),
+      scripts.join(', '),
+    );
+    for (const path of scripts) {
+      const bundle = await readFile(join(unpacked, path), 'utf8');
       const beyond = /[\u0100-\u{10ffff}]/u.exec(bundle);
       if (beyond) {
         const code = beyond[0].codePointAt(0)!.toString(16).toUpperCase();
         const around = bundle.slice(Math.max(0, beyond.index - 60), beyond.index + 20);
-        assert.fail(`${app}'s bundle has U+${code} at offset ${beyond.index}, beyond Latin-1: …${around}…`);
+        assert.fail(`${path} has U+${code} at offset ${beyond.index}, beyond Latin-1: …${around}…`);
       }
     }
+  });
+
+  it("splits spark's bundle by command: spark run loads neither the dashboard's nor the queue library's code", () => {
+    const outputs = new Map(result.outputs.cli.map((output) => [output.file, output]));
+    // Every file of the bundle is in the package, and the package holds no other file of it.
+    const shipped = [...files.keys()].filter((path) => path.startsWith(`${lib}/cli/dist/`) && path.endsWith('.js'));
+    assert.deepEqual(shipped.map((path) => path.slice(`${lib}/cli/`.length)).sort(), [...outputs.keys()].sort());
+    // What node loads for a command: the entry, the chunk its import() names, and what they import, transitively.
+    const loaded = (...files: string[]) => {
+      const seen = new Set<string>();
+      const next = [...files];
+      for (let file = next.pop(); file !== undefined; file = next.pop()) {
+        if (seen.has(file)) continue;
+        seen.add(file);
+        next.push(...outputs.get(file)!.imports);
+      }
+      return [...seen].flatMap((file) => outputs.get(file)!.inputs);
+    };
+    // The chunk holding a command's module: the one its import() loads (each source file is in one output).
+    const commandChunk = (source: string) => {
+      const file = [...outputs.values()].find((output) => output.inputs.includes(source))?.file;
+      assert.ok(file && file !== 'dist/main.js', `no chunk of its own holds ${source}`);
+      return file;
+    };
+    const heavy = /node_modules\/(express|@bull-board|bullmq|ioredis)\//;
+    const run = loaded('dist/main.js', commandChunk('apps/cli/src/supervisor/run-command.ts'));
+    assert.ok(run.includes('apps/cli/src/supervisor/run-command.ts'));
+    assert.deepEqual(
+      run.filter((input) => heavy.test(input)),
+      [],
+    );
+    assert.deepEqual(
+      loaded('dist/main.js').filter((input) => heavy.test(input)),
+      [],
+      '--help and --version',
+    );
+    const dashboard = loaded('dist/main.js', commandChunk('apps/cli/src/dashboard/dashboard-command.ts'));
+    assert.ok(dashboard.some((input) => /node_modules\/express\//.test(input)));
   });
 
   it('ships the one zeromq addon, stripped, that Debian 12 can load', () => {
@@ -169,6 +223,17 @@ describe('npm run package', { timeout: 600_000 }, () => {
       execFileSync('/usr/bin/node', [join(unpacked, script), ...args], { encoding: 'utf8' });
     assert.equal(node(`${lib}/cli/dist/main.js`, '--version'), 'spark 0.1.0\n');
     assert.match(node(`${lib}/cli/dist/main.js`, '--help'), /^usage: spark <command> \[options\]/);
+    assert.match(node(`${lib}/cli/dist/main.js`, 'status', '--help'), /^usage:\n {2}status \[--config FILE\]/);
+    // A command from its chunk: config check of a missing file exits 66 (EX_NOINPUT) naming it.
+    const missing = spawnSync(
+      '/usr/bin/node',
+      [join(unpacked, lib, 'cli/dist/main.js'), 'config', 'check', '--config', join(out, 'none.toml')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(missing.status, 66, missing.stderr);
+    assert.match(missing.stderr, /none\.toml: cannot read config: file not found/);
     for (const service of ['connector', 'builder', 'signer', 'uploader']) {
       assert.equal(node(`${lib}/${service}/dist/main.js`, '--version'), `spark-${service} 0.1.0\n`);
     }
