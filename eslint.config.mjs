@@ -3,12 +3,14 @@ import nx from '@nx/eslint-plugin';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '.nx/**', 'scripts/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '.nx/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+      // One program for the whole workspace (the root tsconfig.json holds every project's files):
+      // a third of the time of one program per project.
+      parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname },
     },
     plugins: { '@nx': nx },
     rules: {
@@ -63,5 +65,12 @@ export default tseslint.config(
         },
       ],
     },
+  },
+  {
+    // The repository's own scripts (npm test, the test runner) and this file: plain JavaScript for
+    // node, outside the TypeScript program.
+    files: ['**/*.mjs'],
+    extends: [tseslint.configs.disableTypeChecked],
+    languageOptions: { globals: { console: 'readonly', process: 'readonly' } },
   },
 );
