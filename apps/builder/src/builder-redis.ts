@@ -4,6 +4,7 @@ import {
   bullmqLockingInbox,
   connectRedis,
   KEEP_COMPLETED,
+  once,
   openQueue,
   redisLogin,
   redisReady,
@@ -125,10 +126,9 @@ export function createBuilderOnRedis(
     ready: () => redis.ready(),
     ...options,
   });
-  let closed: Promise<void> | null = null;
   return {
     id: builder.id,
     start: () => builder.start(),
-    close: () => (closed ??= builder.close().then(() => redis.close())),
+    close: once(() => builder.close().then(() => redis.close())),
   };
 }

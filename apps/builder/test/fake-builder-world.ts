@@ -1,6 +1,6 @@
 import type { SparkConfig } from '@spark/config';
 import type { BuilderHeartbeat } from '@spark/protocol';
-import type { Clock, Logger } from '@spark/service';
+import { once, type Clock, type Logger } from '@spark/service';
 import { FakeQueue } from '@spark/testing';
 import { createBuilder, type Builder, type BuilderDeps } from '../src/builder.js';
 import type { HeartbeatBoard } from '../src/heartbeat.js';
@@ -107,11 +107,10 @@ export class FakeBuilderWorld {
       ready: () => Promise.resolve(),
       ...options,
     });
-    let closed: Promise<void> | null = null;
     return {
       id: builder.id,
       start: () => builder.start(),
-      close: () => (closed ??= builder.close().then(() => subscription.close())),
+      close: once(() => builder.close().then(() => subscription.close())),
     };
   }
 }

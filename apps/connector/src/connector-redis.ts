@@ -73,14 +73,8 @@ export function openConnectorRedis(
   const inbox = (sender: ReportSender): ReportInbox =>
     bullmqReportInbox(REPORT_QUEUES[sender], reportQueues[sender], workerConnection, prefix, logger);
   const inboxes = { connector: inbox('connector'), builder: inbox('builder'), signer: inbox('signer'), uploader: inbox('uploader') };
-  const watchedBuild = bullmqWatchedQueue(buildQueue);
   return {
-    buildQueue: {
-      add: (name, data, options) => buildQueue.add(name, data, options),
-      load: () => watchedBuild.load(),
-      unstarted: () => watchedBuild.unstarted(),
-      removeUnstarted: (id) => watchedBuild.removeUnstarted(id),
-    },
+    buildQueue: { add: (name, data, options) => buildQueue.add(name, data, options), ...bullmqWatchedQueue(buildQueue) },
     signQueue: bullmqWatchedQueue(signQueue),
     uploadQueue: bullmqWatchedQueue(uploadQueue),
     uploadsSettled: bullmqSettledFeed(uploadEvents),

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,4 +72,15 @@ export async function makeGpgHome(): Promise<GpgHome> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Stands in for a unit's $CREDENTIALS_DIRECTORY at `path`, laid out as systemd
+ * lays it out: emptied, then `files` (name → content) written, each mode 0400,
+ * in a directory of mode 0700.
+ */
+export async function fillCredentials(path: string, files: Record<string, string>): Promise<void> {
+  await rm(path, { recursive: true, force: true });
+  await mkdir(path, { mode: 0o700 });
+  for (const [name, content] of Object.entries(files)) await writeFile(join(path, name), content, { mode: 0o400 });
 }

@@ -19,8 +19,9 @@ import { buildBinaryLocally, makeSourcePackage } from '@spark/testing';
 import type { AuditEntry } from '../src/audit-log.js';
 
 /*
- * The build results a hostile builder starts from, and the edits it makes to
- * them: shared by hostile-builder.test.ts (the signer's checks, on in-memory
+ * Build results staged as the builder leaves them for the signer, and the
+ * edits a hostile builder makes to them: shared by signer.test.ts (signing
+ * honest results), hostile-builder.test.ts (the signer's checks, on in-memory
  * queues and records) and builder-redis-acl.test.ts (what the builder's Redis
  * credentials cannot do, on a real redis-server).
  */
@@ -52,7 +53,7 @@ export interface Built {
 }
 
 /** The `.changes` at `file` and every file its `Files` lists. */
-async function listed(file: string): Promise<string[]> {
+export async function listed(file: string): Promise<string[]> {
   return [
     file,
     ...parseFileList(parseControlFile(await readFile(file, 'utf8')).paragraphs[0]?.get('Files')).map((entry) =>
@@ -94,8 +95,9 @@ export async function entryOf(dir: string, name: string) {
   return { name, size: data.length, sha256: sha256(data) };
 }
 
-/** Options of a staged job: another build, other files of it, record fields, the `.dud`'s Architecture. */
+/** Options of a staged job: its uuid, another build, other files of it, record fields, the `.dud`'s Architecture. */
 export interface StageOptions {
+  uuid?: string;
   build?: Built;
   files?: string[];
   record?: Partial<JobRecord>;
@@ -114,7 +116,7 @@ export function jobStager(
   writeRecord: (record: JobRecord) => Promise<void>,
 ): (options?: StageOptions) => Promise<Staged> {
   return async (options = {}) => {
-    const uuid = randomUUID();
+    const uuid = options.uuid ?? randomUUID();
     const workspace = jobWorkspaceDir(workspacesDir, { uuid, round: R });
     const dir = jobArtifactsDir(workspacesDir, { uuid, round: R });
     await mkdir(dir, { recursive: true });

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { DEFAULT_SIGNER_KEY_CREDENTIAL } from '@spark/config';
 import { loadSigningKey, PASSPHRASE_CREDENTIAL } from '@spark/keys/signing-key';
-import { makeGpgHome, type GpgHome } from './gpg-home.js';
+import { fillCredentials, makeGpgHome, type GpgHome } from './gpg-home.js';
 
-const CREDENTIAL = 'spark-signer-key';
+const CREDENTIAL = DEFAULT_SIGNER_KEY_CREDENTIAL;
 
 /*
  * The key as an encrypted systemd credential (GpgSecretKeyCredential): systemd
@@ -38,12 +39,7 @@ describe('signing key from a systemd credential', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** A fresh credentials directory holding `files` (name → content), each mode 0400 as systemd writes them. */
-  const credentialsWith = async (files: Record<string, string>) => {
-    await rm(credentials, { recursive: true, force: true });
-    await mkdir(credentials, { mode: 0o700 });
-    for (const [name, content] of Object.entries(files)) await writeFile(join(credentials, name), content, { mode: 0o400 });
-  };
+  const credentialsWith = (files: Record<string, string>) => fillCredentials(credentials, files);
 
   it('loads the key from $CREDENTIALS_DIRECTORY/<GpgSecretKeyCredential>, with no key file', async () => {
     await credentialsWith({ [CREDENTIAL]: armoredPlain });

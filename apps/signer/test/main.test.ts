@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
+import { DEFAULT_SIGNER_KEY_CREDENTIAL } from '@spark/config';
 import { QueueName, stageJobId } from '@spark/protocol';
 import { freePort, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess, waitFor } from '@spark/testing';
 import { PASSPHRASE_CREDENTIAL } from '@spark/keys/signing-key';
-import { makeGpgHome, type GpgHome } from './gpg-home.js';
+import { fillCredentials, makeGpgHome, type GpgHome } from './gpg-home.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const seed = fileURLToPath(new URL('../../../libs/config/test/fixtures/seed-spark.toml', import.meta.url));
@@ -237,7 +238,7 @@ describe('spark-signer', () => {
  * $CREDENTIALS_DIRECTORY, laid out as systemd lays it out (key-credential.test.ts
  * loads keys from one).
  */
-const CREDENTIAL = 'spark-signer-key';
+const CREDENTIAL = DEFAULT_SIGNER_KEY_CREDENTIAL;
 
 describe('spark-signer with GpgSecretKeyCredential', () => {
   let gpg: GpgHome;
@@ -260,12 +261,7 @@ describe('spark-signer with GpgSecretKeyCredential', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** A fresh credentials directory holding `files` (name → content), each mode 0400 as systemd writes them. */
-  const credentialsWith = async (files: Record<string, string>) => {
-    await rm(credentials, { recursive: true, force: true });
-    await mkdir(credentials, { mode: 0o700 });
-    for (const [name, content] of Object.entries(files)) await writeFile(join(credentials, name), content, { mode: 0o400 });
-  };
+  const credentialsWith = (files: Record<string, string>) => fillCredentials(credentials, files);
 
   const writeConfig = async (redisUrl: string, prefix = randomQueuePrefix()) => {
     const config = join(dir, 'spark.toml');

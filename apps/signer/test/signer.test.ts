@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { randomUUID, createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import {
-  jobArtifactsDir,
-  jobSourceDir,
   jobWorkspaceDir,
-  parseControlFile,
-  parseFileList,
   QueueName,
   reportJobId,
   stageJobId,
-  type NewJobRecord,
   type Manifest,
   type ReportPayload,
   type UploadPayload,
@@ -28,17 +21,13 @@ import { createSigner, DISK_FULL_GIVE_UP_MS, type Signer } from '../src/signer.j
 import { loadSigningKey } from '@spark/keys/signing-key';
 import { FakeSignerRecords } from './fake-signer-records.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
+import { jobStager, listed, R, run, sha256, type StageOptions } from './hostile-jobs.js';
 
-/** The round of every job these tests hand the signer. */
-const R = '1764405000000';
-const run = promisify(execFile);
 const spec = { name: 'hello-signer', version: '1.0' };
 /** What the signer's clock says, in every audit line and report. */
 const NOW = Date.UTC(2026, 10, 30, 12, 0, 0);
 /** What the signer's clock says now: NOW, except while a test lets time pass. */
 let now = NOW;
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /*
  * The signer's logic on in-memory queues and records (fake-stage-queues.ts,
@@ -75,12 +64,7 @@ describe('spark-signer on the sign queue', () => {
     await mkdir(pkgDir);
     const pkg = await makeSourcePackage(pkgDir, spec);
     dsc = pkg.dsc;
-    const changes = await buildBinaryLocally(pkg, spec);
-    const listed = async (file: string) => [
-      file,
-      ...parseFileList(parseControlFile(await readFile(file, 'utf8')).paragraphs[0]?.get('Files')).map((entry) => join(pkgDir, entry.name)),
-    ];
-    binaryChanges = await listed(changes);
+    binaryChanges = await listed(await buildBinaryLocally(pkg, spec));
 
     const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
     signer = createSigner({
@@ -104,64 +88,13 @@ describe('spark-signer on the sign queue', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  /** Copies build results into a new job's (or `uuid`'s) artifacts dir, adds a log and a `.dud` listing it; returns the manifest. */
-  async function stage(files: string[], uuid = randomUUID()): Promise<{ manifest: Manifest; dir: string }> {
-    const dir = jobArtifactsDir(workspacesDir, { uuid, round: R });
-    await mkdir(dir, { recursive: true });
-    for (const file of files) await copyFile(file, join(dir, basename(file)));
-    const logName = `${spec.name}_${spec.version}_amd64.log`;
-    const log = Buffer.from('dpkg-buildpackage: info: binary-only upload\n');
-    await writeFile(join(dir, logName), log);
-    const md5 = createHash('md5').update(log).digest('hex');
-    const sha1 = createHash('sha1').update(log).digest('hex');
-    const dudName = `${spec.name}_${spec.version}_amd64.dud`;
-    await writeFile(
-      join(dir, dudName),
-      [
-        'Format: 1.8',
-        'Date: Thu, 26 Nov 2026 00:00:00 +0000',
-        'Architecture: amd64',
-        `X-Spark-Job: ${uuid}`,
-        'X-Spark-Result: success',
-        'Files:',
-        ` ${md5} ${log.length} spark spark ${logName}`,
-        'Checksums-Sha1:',
-        ` ${sha1} ${log.length} ${logName}`,
-        'Checksums-Sha256:',
-        ` ${sha256(log)} ${log.length} ${logName}`,
-        '',
-      ].join('\n'),
-    );
-    const names = [...files.map((file) => basename(file)), logName, dudName];
-    const entries = await Promise.all(
-      names.map(async (name) => {
-        const data = await readFile(join(dir, name));
-        return { name, size: data.length, sha256: sha256(data) };
-      }),
-    );
-    const changes = names.find((name) => name.endsWith('.changes')) ?? null;
-    // The builder keeps the .dsc it fetched; the signer reads the source's binary packages from it.
-    const sourceDir = jobSourceDir(workspacesDir, { uuid, round: R });
-    await mkdir(sourceDir, { recursive: true });
-    await copyFile(dsc, join(sourceDir, basename(dsc)));
-    // What the connector records when Lighthouse hands the job out: the signer signs only what matches it.
-    const record: NewJobRecord = {
-      uuid,
-      round: R,
-      kind: 'package-build',
-      architecture: 'amd64',
-      repo: 'master',
-      package: spec.name,
-      version: spec.version,
-      suite: 'bookworm',
-      doIndep: true,
-      dscName: basename(dsc),
-      dscSha256: sha256(await readFile(dsc)),
-      receivedAt: Number(R),
-    };
-    records.write(record);
-    return { manifest: { uuid, round: R, repo: 'master', result: 'success', files: entries, changes, dud: dudName }, dir };
-  }
+  /** Stages a new job (or `uuid`'s) as the builder leaves it for the signer: the build's files (or `files`), a log and a `.dud`, the job record. */
+  const stage = (options: StageOptions = {}) =>
+    jobStager(
+      workspacesDir,
+      () => ({ spec, dsc, files: binaryChanges }),
+      (record) => Promise.resolve(records.write(record)),
+    )(options);
 
   /** Queues the sign job of `manifest` and waits until the signer is done with it; returns what it handed to upload. */
   async function sign(manifest: Manifest): Promise<{ data: UploadPayload }> {
@@ -204,7 +137,7 @@ describe('spark-signer on the sign queue', () => {
   }
 
   it('signs a dpkg-made binary .changes, its .buildinfo and the .dud so that gpgv and dscverify accept them', async () => {
-    const { manifest, dir } = await stage(binaryChanges);
+    const { manifest, dir } = await stage();
     const upload = await sign(manifest);
     const signed = upload.data.manifest;
     assert.equal(records.signerRounds.get(manifest.uuid), R, 'the signer noted that it took the round');
@@ -249,13 +182,13 @@ describe('spark-signer on the sign queue', () => {
   });
 
   it('replaces the signatures of files that were signed before, leaving one signature each', async () => {
-    const first = await stage(binaryChanges);
+    const first = await stage();
     const signedOnce = (await sign(first.manifest)).data.manifest;
-    const again = await stage(
-      signedOnce.files
+    const again = await stage({
+      files: signedOnce.files
         .filter((entry) => !entry.name.endsWith('.dud') && !entry.name.endsWith('.log'))
         .map((entry) => join(first.dir, entry.name)),
-    );
+    });
     const signedTwice = (await sign(again.manifest)).data.manifest;
     await assertManifestMatchesDisk(again.dir, signedTwice);
     for (const name of [signedTwice.changes ?? assert.fail('no .changes'), signedTwice.dud]) {
@@ -269,7 +202,7 @@ describe('spark-signer on the sign queue', () => {
   });
 
   it('signs again from the kept originals when a job is retried after its files were signed', async () => {
-    const { manifest, dir } = await stage(binaryChanges);
+    const { manifest, dir } = await stage();
     await sign(manifest);
     // As if the hand-off had failed: no upload job, and BullMQ runs the sign job again.
     uploadQueue.remove(stageJobId(manifest, 'upload'));
@@ -366,7 +299,7 @@ describe('spark-signer on the sign queue', () => {
 
     for (const testCase of cases) {
       it(testCase.name, async () => {
-        const staged = await stage(binaryChanges);
+        const staged = await stage();
         const manifest = await testCase.spoil(staged.manifest, staged.dir);
         const before = new Map(
           await Promise.all(
@@ -402,7 +335,7 @@ describe('spark-signer on the sign queue', () => {
       const workspace = jobWorkspaceDir(workspacesDir, { uuid, round: R });
       await mkdir(workspace, { recursive: true });
       const unmount = await mountTinyDisk(workspace, 1024 * 1024);
-      const staged = await stage(binaryChanges, uuid);
+      const staged = await stage({ uuid });
       const filler = join(workspace, 'filler');
       const file = await open(filler, 'w');
       try {

@@ -4,6 +4,7 @@ import {
   bullmqRetryingInbox,
   connectRedis,
   lastStatusSeq,
+  once,
   systemClock,
   openQueue,
   redactRedisUrl,
@@ -86,9 +87,8 @@ export function createUploaderOnRedis(config: SparkConfig, logger: Logger, optio
     ready: () => redis.ready(),
     ...options,
   });
-  let closed: Promise<void> | null = null;
   return {
     start: () => uploader.start(),
-    close: () => (closed ??= uploader.close().then(() => redis.close())),
+    close: once(() => uploader.close().then(() => redis.close())),
   };
 }

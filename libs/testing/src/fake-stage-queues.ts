@@ -89,6 +89,11 @@ export interface FakeRetryingInbox {
   close(): Promise<void>;
 }
 
+/** A value as BullMQ hands it back: it stores payloads, progress and return values as JSON, so the holder gets a copy. */
+function asStored(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
 /** A queue in memory: where a stage adds jobs (@spark/service's JobOutbox), and the inbox of its one worker ({@link FakeQueue.inbox}). */
 export class FakeQueue {
   private readonly kept = new Map<string, FakeJob>();
@@ -177,7 +182,7 @@ export class FakeQueue {
     const job: FakeJob = {
       id,
       name,
-      data: JSON.parse(JSON.stringify(data ?? null)) as unknown,
+      data: asStored(data ?? null),
       state: 'waiting',
       attemptsStarted: 0,
       addedAt: this.clock.now(),
@@ -265,7 +270,7 @@ export class FakeQueue {
   retryingInbox(): FakeRetryingInbox {
     return this.worker((handle, taken, job) =>
       handle(taken, (progress) => {
-        job.progress = JSON.parse(JSON.stringify(progress)) as unknown;
+        job.progress = asStored(progress);
         return Promise.resolve();
       }),
     );
@@ -310,11 +315,10 @@ export class FakeQueue {
       this.wakers.delete(wake);
     };
     const work = async (handle: H, job: FakeJob, failed: (jobId: string | undefined, error: Error) => void, settled?: () => void) => {
-      const copy = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
       const taken: FakeTakenJob =
         job.progress === undefined
-          ? { id: job.id, data: copy(job.data) }
-          : { id: job.id, data: copy(job.data), progress: copy(job.progress) };
+          ? { id: job.id, data: asStored(job.data) }
+          : { id: job.id, data: asStored(job.data), progress: asStored(job.progress) };
       try {
         if (job.failWhenTaken !== undefined) throw new Error(job.failWhenTaken);
         const outcome = await tryJob(handle, taken, job);
@@ -324,8 +328,7 @@ export class FakeQueue {
           this.delayed.push(job);
         } else {
           job.state = 'completed';
-          // Kept as BullMQ keeps it: as JSON.
-          job.returnvalue = outcome.done === undefined ? undefined : (JSON.parse(JSON.stringify(outcome.done)) as unknown);
+          job.returnvalue = outcome.done === undefined ? undefined : asStored(outcome.done);
           settled?.();
         }
       } catch (error) {
