@@ -23,35 +23,15 @@ export default tseslint.config(
       '@typescript-eslint/switch-exhaustiveness-check': 'error',
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
-      // The system's shape (docs/architecture.md, Layout): services and the CLI use libs only (services never
-      // import each other); libs use libs; nothing installed imports libs/testing or tools; tools may use everything.
+      // The system's shape (docs/architecture.md, Layout), one rule for sources and tests alike:
+      // services and the CLI use libs only (services never import each other); libs use libs;
+      // nothing imports tools. libs/testing is the test support: every project's tests may use it,
+      // and the next block keeps it out of every src/.
       '@nx/enforce-module-boundaries': [
         'error',
         {
           enforceBuildableLibDependency: false,
           // Tests import their own package by name: they test the public entry, as users see it.
-          allowCircularSelfDependency: true,
-          banTransitiveDependencies: true,
-          depConstraints: [
-            { sourceTag: 'type:service', onlyDependOnLibsWithTags: ['type:lib'] },
-            { sourceTag: 'type:cli', onlyDependOnLibsWithTags: ['type:lib'] },
-            { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:lib'] },
-            { sourceTag: 'type:testing', onlyDependOnLibsWithTags: ['type:lib'] },
-            { sourceTag: 'type:deploy', onlyDependOnLibsWithTags: [] },
-            { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:service', 'type:cli', 'type:lib', 'type:testing'] },
-          ],
-        },
-      ],
-    },
-  },
-  {
-    // Tests and benchmarks may also use the test support in libs/testing.
-    files: ['**/test/**/*.ts', '**/bench/**/*.ts'],
-    rules: {
-      '@nx/enforce-module-boundaries': [
-        'error',
-        {
-          enforceBuildableLibDependency: false,
           allowCircularSelfDependency: true,
           banTransitiveDependencies: true,
           depConstraints: [
@@ -63,6 +43,17 @@ export default tseslint.config(
             { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:service', 'type:cli', 'type:lib', 'type:testing'] },
           ],
         },
+      ],
+    },
+  },
+  {
+    // What is installed never imports the test support.
+    files: ['{apps,libs}/*/src/**/*.ts'],
+    ignores: ['libs/testing/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['@spark/testing', '@spark/testing/*'], message: 'test support: for tests and benchmarks only' }] },
       ],
     },
   },
