@@ -57,5 +57,11 @@ const args = [
   `--test-reporter-destination=${join(resultsDir, `${basename(project)}.tap`)}`,
   ...files.map((file) => relative(process.cwd(), file)),
 ];
-const { status, signal } = spawnSync(process.execPath, args, { stdio: 'inherit' });
+// The tests run in the environment the units give the services, without NODE_EXTRA_CA_CERTS: set on
+// some machines, it makes every node process parse that CA bundle as it starts (60 ms of CPU and
+// 2 MiB each, docs/benchmarks.md), and the tests start several hundred. The tests of TLS name their
+// own certificates.
+const env = { ...process.env };
+delete env.NODE_EXTRA_CA_CERTS;
+const { status, signal } = spawnSync(process.execPath, args, { stdio: 'inherit', env });
 process.exit(status ?? (signal ? 1 : 0));
