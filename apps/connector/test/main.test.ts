@@ -187,6 +187,7 @@ describe('spark-connector on SIGHUP', () => {
       const connection = connectRedis(redis.url, 'worker');
       let standIn: LighthouseStandIn | null = null;
       let service: ServiceProcess | null = null;
+      let beating: NodeJS.Timeout | undefined;
       try {
         standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
         const { endpoint } = standIn;
@@ -200,8 +201,11 @@ describe('spark-connector on SIGHUP', () => {
             connector: `PollInterval = ${pollInterval}\nMetricsPort = 0\n`,
           });
         await writeFile(config, toml(3600));
-        // A live builder with a free slot: the connector asks for a job, gets none, and waits PollInterval.
+        // A live builder with a free slot, beating as a builder does (a heartbeat goes stale after 10 s, which a
+        // connector started on a loaded machine can take to get going): the connector asks for a job, gets none,
+        // and waits PollInterval.
         await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
+        beating = setInterval(() => void writeBuilderHeartbeat(connection, prefix, builderHeartbeat()), 2_000);
         const jobRequests = () => standIn!.requests.filter((r) => r.request === 'job').length;
         service = startServiceProcess(main, ['--config', config]);
         await standIn.waitFor(() => jobRequests() >= 1, 30_000);
@@ -241,6 +245,7 @@ describe('spark-connector on SIGHUP', () => {
         assert.equal(service.exitCode(), undefined, 'still running');
         assert.equal(await service.stop(), 0, service.output());
       } finally {
+        clearInterval(beating);
         if (service && service.exitCode() === undefined) service.signal('SIGKILL');
         standIn?.close();
         connection.disconnect();
