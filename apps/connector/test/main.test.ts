@@ -11,7 +11,7 @@ import { Queue } from 'bullmq';
 import { Redis as IORedis } from 'ioredis';
 import { curveKeyPair } from 'zeromq';
 import { builderCapacityChannel, QueueName, reportJobId, type ReportPayload } from '@spark/protocol';
-import { connectRedis, writeBuilderHeartbeat } from '@spark/service';
+import { connectRedis, writeBuilderHeartbeat, type Redis } from '@spark/service';
 import {
   builderHeartbeat,
   freePort,
@@ -176,6 +176,20 @@ describe('spark-connector (the command)', () => {
   });
 });
 
+/**
+ * A live builder with a free slot, beating every 2 s as a builder does: a heartbeat goes stale after 10 s, which a
+ * connector started on a loaded machine can take to get going. Returns what stops it.
+ */
+async function beatLikeABuilder(connection: Redis, prefix: string): Promise<() => void> {
+  await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
+  // A beat still in flight when the test closes the connection fails, harmlessly.
+  const beat = () => {
+    writeBuilderHeartbeat(connection, prefix, builderHeartbeat()).catch(() => undefined);
+  };
+  const beating = setInterval(beat, 2_000);
+  return () => clearInterval(beating);
+}
+
 describe('spark-connector on SIGHUP', () => {
   it(
     'keeps running, applies a new PollInterval and LogLevel, names a restart-only key, and keeps its config when the file breaks',
@@ -187,7 +201,7 @@ describe('spark-connector on SIGHUP', () => {
       const connection = connectRedis(redis.url, 'worker');
       let standIn: LighthouseStandIn | null = null;
       let service: ServiceProcess | null = null;
-      let beating: NodeJS.Timeout | undefined;
+      let stopBeating = (): void => undefined;
       try {
         standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
         const { endpoint } = standIn;
@@ -201,11 +215,8 @@ describe('spark-connector on SIGHUP', () => {
             connector: `PollInterval = ${pollInterval}\nMetricsPort = 0\n`,
           });
         await writeFile(config, toml(3600));
-        // A live builder with a free slot, beating as a builder does (a heartbeat goes stale after 10 s, which a
-        // connector started on a loaded machine can take to get going): the connector asks for a job, gets none,
-        // and waits PollInterval.
-        await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
-        beating = setInterval(() => void writeBuilderHeartbeat(connection, prefix, builderHeartbeat()), 2_000);
+        // A live builder with a free slot: the connector asks for a job, gets none, and waits PollInterval.
+        stopBeating = await beatLikeABuilder(connection, prefix);
         const jobRequests = () => standIn!.requests.filter((r) => r.request === 'job').length;
         service = startServiceProcess(main, ['--config', config]);
         await standIn.waitFor(() => jobRequests() >= 1, 30_000);
@@ -245,7 +256,7 @@ describe('spark-connector on SIGHUP', () => {
         assert.equal(service.exitCode(), undefined, 'still running');
         assert.equal(await service.stop(), 0, service.output());
       } finally {
-        clearInterval(beating);
+        stopBeating();
         if (service && service.exitCode() === undefined) service.signal('SIGKILL');
         standIn?.close();
         connection.disconnect();
@@ -337,9 +348,10 @@ describe('spark-connector metrics', () => {
       const connection = connectRedis(redis.url, 'worker');
       let standIn: LighthouseStandIn | null = null;
       let service: ServiceProcess | null = null;
+      let stopBeating = (): void => undefined;
       try {
         standIn = await startLighthouseStandIn(await writeCurveKeys(dir));
-        await writeBuilderHeartbeat(connection, prefix, builderHeartbeat());
+        stopBeating = await beatLikeABuilder(connection, prefix);
         const port = await freePort();
         const config = join(dir, 'spark.toml');
         await writeFile(
@@ -375,6 +387,7 @@ describe('spark-connector metrics', () => {
         }
         assert.equal(await service.stop(), 0, service.output());
       } finally {
+        stopBeating();
         if (service && service.exitCode() === undefined) service.signal('SIGKILL');
         standIn?.close();
         connection.disconnect();
