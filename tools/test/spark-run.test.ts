@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startChain, type Chain } from '../src/chain/chain.js';
 import { SERVICES } from '@spark/cli';
-import { waitFor } from '@spark/testing';
+import { nodeEntryArgs, waitFor } from '@spark/testing';
 
 const run = promisify(execFile);
 const spark = fileURLToPath(import.meta.resolve('@spark/cli/main'));
@@ -23,7 +23,7 @@ describe('spark run', () => {
   let output = '';
   before(async () => {
     chain = await startChain();
-    supervisor = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', spark, 'run', '--config', chain.configFile], {
+    supervisor = spawn(process.execPath, [...nodeEntryArgs(spark), 'run', '--config', chain.configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     supervisor.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { makeSourcePackage, waitFor } from '@spark/testing';
+import { makeSourcePackage, nodeEntryArgs, waitFor } from '@spark/testing';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 // The debspawn stand-in that builds on the host (tools/host-runner, a plain script; no import).
@@ -21,7 +21,7 @@ interface Outcome {
 }
 
 function startHelper(args: string[], options: { stdin?: 'pipe' | 'ignore' } = {}): { child: ChildProcess; outcome: Promise<Outcome> } {
-  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, ...args], {
+  const child = spawn(process.execPath, [...nodeEntryArgs(main), ...args], {
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -269,7 +269,7 @@ describe('spark-build-helper on disk, as root', { skip: process.getuid?.() !== 0
 
   it('ends the tree when its caller dies (SIGKILL, nothing relayed)', { timeout: 30_000 }, async () => {
     // The caller: a shell that starts the helper and waits, like sudo does.
-    const args = ['--conditions=@spark/source', '--import', 'tsx', main, ...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))];
+    const args = [...nodeEntryArgs(main), ...own(treeConfig), ...buildArgs(dsc, join(ws, 'results'))];
     const caller = spawn('/bin/sh', ['-c', `"$0" "$@" </dev/null & wait`, process.execPath, ...args], { stdio: 'ignore' });
     await waitFor('the tree to start', async () => (await treePids()).length === 3, { timeoutMs: 20_000 });
     const pids = await treePids();

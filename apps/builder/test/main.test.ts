@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { builderHeartbeatsKey, builderHeartbeatSchema } from '@spark/protocol';
 import { connectRedis, type Redis } from '@spark/service';
-import { randomQueuePrefix, runTsEntry, startRedisServer, waitFor, type RedisServer } from '@spark/testing';
+import { nodeEntryArgs, randomQueuePrefix, type RedisServer, runTsEntry, startRedisServer, waitFor } from '@spark/testing';
 import { testConfigToml } from './fixtures.js';
 
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url));
@@ -69,7 +69,7 @@ describe('spark-builder', () => {
     const prefix = randomQueuePrefix();
     const config = join(root, 'spark.toml');
     await writeFile(config, testConfigToml({ workspaceRoot: join(root, 'ws'), redisUrl: redis.url, prefix }));
-    const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+    const child = spawn(process.execPath, [...nodeEntryArgs(main), '--config', config], {
       env: { ...process.env, SPARK_BUILDER_ID: 'main-test' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -15,12 +15,13 @@ import { connectRedis, writeBuilderHeartbeat, type Redis } from '@spark/service'
 import {
   builderHeartbeat,
   freePort,
-  runTsEntry,
-  startRedisServer,
-  startServiceProcess,
+  nodeEntryArgs,
   randomQueuePrefix,
   type RedisServer,
+  runTsEntry,
   type ServiceProcess,
+  startRedisServer,
+  startServiceProcess,
 } from '@spark/testing';
 import { startLighthouseStandIn, waitFor, type LighthouseStandIn } from '@spark/testing';
 import { MACHINE, writeKeyFile, type KeyPair } from './harness.js';
@@ -158,7 +159,7 @@ describe('spark-connector (the command)', () => {
   });
 
   it('talks to Lighthouse, and on SIGTERM stops and exits 0', async () => {
-    const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+    const child = spawn(process.execPath, [...nodeEntryArgs(main), '--config', config], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -291,7 +292,7 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
         const success: ReportPayload = { kind: 'success', uuid: report.uuid, round: '1', at: Date.now() };
         await reports.add(success.kind, success, { jobId: reportJobId(success, { kind: 'final' }) });
         const start = () => {
-          const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+          const child = spawn(process.execPath, [...nodeEntryArgs(main), '--config', config], {
             stdio: 'ignore',
           });
           children.push(child);

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { DEFAULT_SIGNER_KEY_CREDENTIAL } from '@spark/config';
 import { QueueName, stageJobId } from '@spark/protocol';
-import { freePort, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess, waitFor } from '@spark/testing';
+import { freePort, nodeEntryArgs, randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess, waitFor } from '@spark/testing';
 import { PASSPHRASE_CREDENTIAL } from '@spark/keys/signing-key';
 import { fillCredentials, makeGpgHome, type GpgHome } from './gpg-home.js';
 
@@ -90,7 +90,7 @@ describe('spark-signer', () => {
       await gpg.exportSecret(fingerprint, join(dir, 'worker_secret.gpg'));
       const config = await writeSignerConfig(dir, { gpgKeyId: fingerprint.slice(-16), redisUrl: redis.url });
       const audit = join(dir, 'root', 'audit', 'signer.log');
-      const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config], {
+      const child = spawn(process.execPath, [...nodeEntryArgs(main), '--config', config], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';

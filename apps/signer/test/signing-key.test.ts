@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
 import { nodeFlags } from '@spark/config';
-import { runTsEntry } from '@spark/testing';
+import { nodeEntryArgs, runTsEntry } from '@spark/testing';
 import { loadSigningKey, PASSPHRASE_CREDENTIAL } from '@spark/keys/signing-key';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
 
@@ -113,7 +113,7 @@ describe('signing key', () => {
       const result =
         nodeFlags.length === 0
           ? await runTsEntry(main, ['--config', config], { env: { CREDENTIALS_DIRECTORY: '' } })
-          : await runWithFlags(nodeFlags, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', config]);
+          : await runWithFlags(nodeFlags, [...nodeEntryArgs(main), '--config', config]);
       assert.equal(result.code, existsSync(keyFile) ? 78 : 66, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
       return result.stderr.trim();
     };

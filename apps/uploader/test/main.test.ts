@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { reportJobId, stageJobId } from '@spark/protocol';
-import { randomQueuePrefix, runTsEntry, startRedisServer, startServiceProcess, waitFor, type RedisServer } from '@spark/testing';
+import {
+  nodeEntryArgs,
+  randomQueuePrefix,
+  type RedisServer,
+  runTsEntry,
+  startRedisServer,
+  startServiceProcess,
+  waitFor,
+} from '@spark/testing';
 import { startHarness, type Harness } from './harness.js';
 import { expectedOrder, makeSignedJob, makeSigningKey } from './signed-job.js';
 
@@ -103,7 +111,7 @@ describe('spark-uploader main', () => {
 });
 
 function startUploader(configFile: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', main, '--config', configFile], {
+  const child = spawn(process.execPath, [...nodeEntryArgs(main), '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,6 +1,7 @@
 export * from './redis-server.js';
 export * from './source-package.js';
 export * from './run-entry.js';
+export * from './entry-bundle.js';
 export * from './free-port.js';
 export * from './bench-stats.js';
 export * from './lighthouse-standin/lighthouse-stand-in.js';

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { nodeEntryArgs } from './entry-bundle.js';
 
 /** What a finished command printed and how it ended. */
 export interface CommandResult {
@@ -20,12 +21,12 @@ export interface RunOptions {
 
 /**
  * Runs a TypeScript entry point (a service's `src/main.ts`, the `spark` CLI)
- * the way tests run everything: node with tsx and the `@spark/source`
- * condition, so no build is needed. Resolves when the process exits.
+ * from its sources, as {@link nodeEntryArgs} starts it, so no build is
+ * needed. Resolves when the process exits.
  */
 export function runTsEntry(entry: string, args: string[], options: RunOptions = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', entry, ...args], {
+    const child = spawn(process.execPath, [...nodeEntryArgs(entry), ...args], {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

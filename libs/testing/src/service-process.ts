@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { nodeEntryArgs } from './entry-bundle.js';
 import { waitFor } from './wait-for.js';
 
 /** A service's `main.ts` running as a real process, as systemd would run it. */
@@ -23,12 +24,11 @@ export interface ServiceProcess {
 }
 
 /**
- * Starts a TypeScript entry (a service's `src/main.ts`) with tsx and the
- * `@spark/source` condition, as {@link runTsEntry} does, but keeps it running
- * and collects its JSON log lines.
+ * Starts a TypeScript entry (a service's `src/main.ts`) from its sources, as
+ * {@link runTsEntry} does, but keeps it running and collects its JSON log lines.
  */
 export function startServiceProcess(entry: string, args: string[], env: NodeJS.ProcessEnv = {}): ServiceProcess {
-  const child = spawn(process.execPath, ['--conditions=@spark/source', '--import', 'tsx', entry, ...args], {
+  const child = spawn(process.execPath, [...nodeEntryArgs(entry), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -10,7 +10,7 @@ import { curveKeyPair } from 'zeromq';
 import { loadConfig, type SparkConfig } from '@spark/config';
 import { formatCurveKeyFile } from '@spark/keys';
 import { connectRedis, redisReady } from '@spark/service';
-import { startRedisServer, type RedisServer } from '@spark/testing';
+import { nodeEntryArgs, startRedisServer, type RedisServer } from '@spark/testing';
 import { installServerKey, installWorkerKey } from '@spark/keys';
 import { createKeyFiles } from '@spark/keys';
 import { startLighthouseStandIn, type LighthouseStandIn, type RecordedRequest } from '@spark/testing';
@@ -249,6 +249,7 @@ ${options.extraToml ?? ''}`,
       serviceCommands(configFile, SERVICES, {
         build: options.build ?? 'installed',
         ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
+        sourceEntryArgs: nodeEntryArgs,
       })
         .map((spec) => {
           // The entry is the argument before `--config`; a bundle takes its place, the extra node arguments go before it.

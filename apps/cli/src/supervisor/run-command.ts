@@ -19,6 +19,8 @@ export interface ServiceCommandOptions {
   build?: 'installed' | 'dist';
   /** V8 flags for every service (default: each its own, {@link nodeFlags}). */
   nodeFlags?: readonly string[];
+  /** Node's arguments that run a TypeScript source entry (default: the entry through tsx). */
+  sourceEntryArgs?: (entry: string) => string[];
 }
 
 /**
@@ -36,8 +38,10 @@ export function serviceCommands(
     const flags = options.nodeFlags ?? nodeFlags(name as NodeProgram);
     let entry = fileURLToPath(import.meta.resolve(`@spark/${name}/main`));
     if (options.build === 'dist') entry = join(dirname(dirname(entry)), 'dist', 'main.js');
-    const loader = entry.endsWith('.ts') ? ['--conditions=@spark/source', '--import', 'tsx'] : [];
-    return { name, command: process.execPath, args: [...flags, ...loader, entry, '--config', configFile] };
+    const run = !entry.endsWith('.ts')
+      ? [entry]
+      : (options.sourceEntryArgs?.(entry) ?? ['--conditions=@spark/source', '--import', 'tsx', entry]);
+    return { name, command: process.execPath, args: [...flags, ...run, '--config', configFile] };
   });
 }
 
