@@ -33,6 +33,27 @@ describe('service node flags', () => {
     }
   });
 
+  it('runs a service whose entry is TypeScript source through tsx, or as sourceEntryArgs says, after its flags', () => {
+    const [viaTsx] = serviceCommands('/etc/laniakea/spark.toml', ['signer']);
+    const flags = nodeFlags('signer');
+    assert.ok(viaTsx);
+    const entry = viaTsx.args.at(-3);
+    assert.match(entry ?? '', /apps\/signer\/src\/main\.ts$/, 'these tests run from source');
+    assert.deepEqual(viaTsx.args, [
+      ...flags,
+      '--conditions=@spark/source',
+      '--import',
+      'tsx',
+      entry,
+      '--config',
+      '/etc/laniakea/spark.toml',
+    ]);
+    const [asked] = serviceCommands('/etc/laniakea/spark.toml', ['signer'], {
+      sourceEntryArgs: (source) => ['--bundled', `${source}.mjs`],
+    });
+    assert.deepEqual(asked?.args, [...flags, '--bundled', `${entry}.mjs`, '--config', '/etc/laniakea/spark.toml']);
+  });
+
   it("install.sh writes the services' launchers and the spark command's with them", async () => {
     const script = await readFile(installSh, 'utf8');
     // install.sh's own lines, run as they are (install(1) without the root ownership).
