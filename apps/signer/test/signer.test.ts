@@ -21,7 +21,7 @@ import { createSigner, DISK_FULL_GIVE_UP_MS, type Signer } from '../src/signer.j
 import { loadSigningKey } from '@spark/keys/signing-key';
 import { FakeSignerRecords } from './fake-signer-records.js';
 import { makeGpgHome, type GpgHome } from './gpg-home.js';
-import { jobStager, listed, R, run, sha256, type StageOptions } from './hostile-jobs.js';
+import { jobStager, listed, R, run, sha256, type Staged, type StageOptions } from './hostile-jobs.js';
 
 const spec = { name: 'hello-signer', version: '1.0' };
 /** What the signer's clock says, in every audit line and report. */
@@ -38,6 +38,8 @@ describe('spark-signer on the sign queue', () => {
   let gpg: GpgHome;
   let tmp: string;
   let workspacesDir: string;
+  /** Stages a new job (or `uuid`'s) as the builder leaves it for the signer: the build's files (or `files`), a log and a `.dud`, the job record. */
+  let stage: (options?: StageOptions) => Promise<Staged>;
   let auditFile: string;
   let keyring: string;
   let fingerprint: string;
@@ -65,6 +67,11 @@ describe('spark-signer on the sign queue', () => {
     const pkg = await makeSourcePackage(pkgDir, spec);
     dsc = pkg.dsc;
     binaryChanges = await listed(await buildBinaryLocally(pkg, spec));
+    stage = jobStager(
+      workspacesDir,
+      () => ({ spec, dsc, files: binaryChanges }),
+      (record) => Promise.resolve(records.write(record)),
+    );
 
     const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
     signer = createSigner({
@@ -87,14 +94,6 @@ describe('spark-signer on the sign queue', () => {
     await gpg.close();
     await rm(tmp, { recursive: true, force: true });
   });
-
-  /** Stages a new job (or `uuid`'s) as the builder leaves it for the signer: the build's files (or `files`), a log and a `.dud`, the job record. */
-  const stage = (options: StageOptions = {}) =>
-    jobStager(
-      workspacesDir,
-      () => ({ spec, dsc, files: binaryChanges }),
-      (record) => Promise.resolve(records.write(record)),
-    )(options);
 
   /** Queues the sign job of `manifest` and waits until the signer is done with it; returns what it handed to upload. */
   async function sign(manifest: Manifest): Promise<{ data: UploadPayload }> {
