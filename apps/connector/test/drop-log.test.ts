@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, it } from 'node:test';
+import { setImmediate as turn } from 'node:timers/promises';
+import { describe, it, mock } from 'node:test';
 import { createLogger } from '@spark/service';
 import { DROPS_LOGGED_PER_WINDOW, dropLog } from '../src/drop-log.js';
 
@@ -19,12 +19,18 @@ function capture(): { logger: ReturnType<typeof createLogger>; lines: Array<Reco
 }
 
 describe('the log of dropped reports', () => {
-  it('logs the first drops of a window one by one per sender, then counts the rest in one line', async () => {
+  it('logs the first drops of a window one by one per sender, then counts the rest in one line', async (t) => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    t.after(() => mock.timers.reset());
     const { logger, lines } = capture();
     const drops = dropLog(logger, 200);
     for (let i = 0; i < 500; i++) drops.drop('builder', i === 300 ? 'error' : 'warn', logger, `dropping report ${i}`);
     drops.drop('uploader', 'warn', logger, 'dropping the uploader’s report');
-    await sleep(400);
+    mock.timers.tick(199);
+    await turn();
+    assert.ok(!lines.some((line) => String(line['msg']).startsWith('dropped ')), 'the window is still open');
+    mock.timers.tick(1);
+    await turn();
     const messages = lines.map((line) => String(line['msg']));
     assert.equal(messages.filter((message) => message.startsWith('dropping report ')).length, DROPS_LOGGED_PER_WINDOW);
     assert.ok(messages.includes('dropping the uploader’s report'), 'another sender has its own window');

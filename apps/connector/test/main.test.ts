@@ -369,13 +369,12 @@ describe('spark-connector metrics', () => {
         const serving = await service.waitForLine('the metrics endpoint', (l) => String(l['msg']).startsWith('metrics: serving'));
         assert.equal(serving['url'], `http://127.0.0.2:${port}/metrics`);
         const linkUp = new RegExp(`^spark_lighthouse_link_up\\{server="${standIn.endpoint}",service="connector"\\} 1$`, 'm');
-        const deadline = Date.now() + 30_000;
         let text = '';
-        while (!linkUp.test(text)) {
-          assert.ok(Date.now() < deadline, `the link is not up in the scrape:\n${text}`);
-          await sleep(50);
-          text = await (await fetch(`http://127.0.0.2:${port}/metrics`)).text();
-        }
+        await waitFor(
+          'the link to be up in the scrape',
+          async () => linkUp.test((text = await (await fetch(`http://127.0.0.2:${port}/metrics`)).text())),
+          { timeoutMs: 30_000, intervalMs: 50, detail: () => text },
+        );
         assert.match(text, /^spark_build_info\{version="0\.1\.0",node="[0-9.]+",service="connector"\} 1$/m);
         assert.match(text, /^spark_lighthouse_last_contact_seconds\{server="[^"]+",service="connector"\} \d+(\.\d+)?$/m);
         assert.match(text, /^spark_builders_alive\{accepting="true",service="connector"\} 1$/m);
