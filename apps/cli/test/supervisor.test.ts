@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { builderStopTimeoutMs, superviseChildren, type ChildSpec } from '@spark/cli';
 import { waitFor } from '@spark/testing';
 
@@ -162,11 +161,12 @@ describe('superviseChildren', () => {
   it('stops the children on a second request: SIGTERM again, then SIGKILL after the short grace', async () => {
     const { out, lines } = collect();
     // Drains forever on the first SIGTERM, exits on the second (as the services do).
-    const script = childScript('connector', '() => { n += 1; if (n > 1) process.exit(0); }');
+    const said = (name: string) => `console.log(JSON.stringify({ service: "${name}", msg: "SIGTERM " + n }))`;
+    const script = childScript('connector', `() => { n += 1; ${said('connector')}; if (n > 1) process.exit(0); }`);
     const stubborn: ChildSpec = {
       name: 'builder',
       command: process.execPath,
-      args: ['-e', childScript('builder', '() => {}')],
+      args: ['-e', `let n = 0; ${childScript('builder', `() => { n += 1; ${said('builder')}; }`)}`],
       stopTimeoutMs: 60_000,
     };
     const draining: ChildSpec = {
@@ -178,7 +178,14 @@ describe('superviseChildren', () => {
     const supervisor = superviseChildren([stubborn, draining], { out });
     await waitFor('both children to be ready', () => ready(lines, 'builder', 'connector'), { timeoutMs: 10_000, intervalMs: 20 });
     void supervisor.stop();
-    await sleep(200);
+    await waitFor(
+      'both children to get the first SIGTERM',
+      () => ['builder', 'connector'].every((name) => lines.some((line) => line['service'] === name && line['msg'] === 'SIGTERM 1')),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      },
+    );
     const t0 = Date.now();
     assert.equal(await supervisor.hurry(300), 0);
     assert.ok(Date.now() - t0 < 5_000);

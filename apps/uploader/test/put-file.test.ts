@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@spark/testing';
 import { BodyMismatchError, putFile, PutTimeoutError, type PutBody, type PutTimeouts } from '../src/put-file.js';
 
 function listen(server: Server | ReturnType<typeof createTcpServer>): Promise<number> {
@@ -115,15 +116,16 @@ describe('putFile sends only the expected bytes', () => {
   let dir: string;
   let server: Server;
   let port: number;
-  /** What the server received of each PUT, and whether the body ended (all of Content-Length arrived). */
-  const received: { bytes: number; complete: boolean }[] = [];
+  /** What the server received of each PUT, whether the body ended (all of Content-Length arrived), and whether the request is over (ended or cut). */
+  const received: { bytes: number; complete: boolean; over: boolean }[] = [];
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'spark-put-file-'));
     server = createHttpServer((req, res) => {
-      const seen = { bytes: 0, complete: false };
+      const seen = { bytes: 0, complete: false, over: false };
       received.push(seen);
       req.on('data', (chunk: Buffer) => (seen.bytes += chunk.length));
+      req.on('close', () => (seen.over = true));
       req.on('end', () => {
         seen.complete = true;
         res.writeHead(201).end('stored');
@@ -139,7 +141,14 @@ describe('putFile sends only the expected bytes', () => {
   });
 
   const timeouts = { connectMs: 2_000, idleMs: 5_000 };
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
+  /** Resolves once the server saw the one PUT that reached it end or be cut. */
+  const cutOrEnded = () =>
+    waitFor('the PUT to be over at the server', () => received.length === 1 && received[0]!.over, {
+      timeoutMs: 5_000,
+      detail: () => JSON.stringify(received),
+    });
+  /** That no request came cannot be awaited: 200 ms, far longer than one takes to arrive over loopback. */
+  const noRequestYet = () => new Promise((resolve) => setTimeout(resolve, 200));
 
   it('holds back the last 1 MiB chunk of a file whose SHA-256 is not the expected one and cuts the PUT: the server never gets all of it', async () => {
     const size = 5 * 1024 * 1024 + 4321;
@@ -156,7 +165,7 @@ describe('putFile sends only the expected bytes', () => {
       assert.equal(error.bytesSent, 5 * 1024 * 1024);
       return true;
     });
-    await settle();
+    await cutOrEnded();
     assert.equal(received.length, 1);
     assert.ok(received[0]!.bytes <= 5 * 1024 * 1024 && !received[0]!.complete, JSON.stringify(received));
   });
@@ -169,7 +178,7 @@ describe('putFile sends only the expected bytes', () => {
       assert.ok(error instanceof BodyMismatchError && error.bytesSent === 0 && 'sha256' in error.found);
       return true;
     });
-    await settle();
+    await noRequestYet();
     assert.deepEqual(received, [], 'no request reached the server');
   });
 
@@ -200,7 +209,7 @@ describe('putFile sends only the expected bytes', () => {
       await writer.close();
       await handle.close();
     }
-    await settle();
+    await cutOrEnded();
     assert.ok(received.every((r) => !r.complete) && received.length === 1, JSON.stringify(received));
   });
 
@@ -220,9 +229,12 @@ describe('putFile sends only the expected bytes', () => {
       message: 'stored',
       bodySent: true,
     });
-    assert.deepEqual(received, [
-      { bytes: size, complete: true },
-      { bytes: 0, complete: true },
-    ]);
+    assert.deepEqual(
+      received.map(({ bytes, complete }) => ({ bytes, complete })),
+      [
+        { bytes: size, complete: true },
+        { bytes: 0, complete: true },
+      ],
+    );
   });
 });
