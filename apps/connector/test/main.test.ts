@@ -303,10 +303,10 @@ describe('spark-connector killed while a report waits for Lighthouse', () => {
             timeoutMs: 60_000,
             intervalMs: 100,
           });
+        // Taken up: the connector holds the report's lock and is sending it to a Lighthouse that is not there.
         for (let run = 1; run <= 2; run++) {
           const child = start();
           await startedTimes(run);
-          await sleep(300);
           const exited = new Promise((resolve) => child.once('exit', resolve));
           child.kill('SIGKILL');
           await exited;
