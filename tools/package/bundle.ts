@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { copyFile, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { build, type Metafile, type Plugin } from 'esbuild';
+import { PROGRAM_BUNDLE_OPTIONS } from '@spark/testing';
 
 /** The apps bundled, and what each is: every one of them an `apps/<name>/src/main.ts`. */
 export const APPS = ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper'] as const;
@@ -32,22 +33,6 @@ const SPLIT: ReadonlySet<App> = new Set(['cli']);
 
 /** Where the build helper is installed by the package (the sudoers rule and the builder name this path). */
 export const PACKAGED_BUILD_HELPER = '/usr/sbin/spark-build-helper';
-
-/**
- * Loaded at run time by name rather than bundled: zeromq's native addon, found
- * through its own `build/manifest.json`; openpgp, which `@spark/keys` requires
- * for its minified CommonJS build; msgpackr-extract, msgpackr's optional
- * native accelerator (not shipped: msgpackr falls back to JavaScript).
- */
-const EXTERNAL = ['zeromq', 'openpgp', 'msgpackr-extract'];
-
-/**
- * ESM bundles of CommonJS code (express, ioredis …) call `require` for Node's
- * own modules, and bull-board resolves its UI's directory with
- * `require.resolve`: a `require` of the bundle's own location serves both.
- */
-const BANNER =
-  "import { createRequire as __sparkCreateRequire } from 'node:module';\nconst require = __sparkCreateRequire(import.meta.url);";
 
 /**
  * zod (its classic entry and its core) re-exports its 64 locales as `z.locales`, and configures
@@ -293,13 +278,7 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
       entryNames: '[name]',
       chunkNames: 'chunks/[name]-[hash]',
       splitting: SPLIT.has(app),
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      conditions: ['@spark/source'],
-      external: EXTERNAL,
-      banner: { js: BANNER },
+      ...PROGRAM_BUNDLE_OPTIONS,
       define: { SPARK_PACKAGED_BUILD_HELPER: JSON.stringify(PACKAGED_BUILD_HELPER) },
       // Folds what `define` decided (the checkout's build helper path is dead code here) and drops it.
       minifySyntax: true,

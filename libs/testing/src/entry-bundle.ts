@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { buildSync } from 'esbuild';
+import { buildSync, type BuildOptions } from 'esbuild';
 
 /**
  * How tests start a workspace program's TypeScript entry as a process (a
@@ -28,12 +28,31 @@ export function nodeEntryArgs(entry: string): string[] {
   return ['--conditions=@spark/source', freshBundle(resolve(entry), bundle)];
 }
 
-/** Loaded by name at run time, as the package ships them (tools/package/bundle.ts): zeromq's native addon, openpgp's CommonJS build, msgpackr's optional addon. */
-const EXTERNAL = ['zeromq', 'openpgp', 'msgpackr-extract'];
-
-/** CommonJS code inside an ESM bundle calls `require`: one of the bundle's own location serves it. */
-const BANNER =
-  "import { createRequire as __sparkCreateRequire } from 'node:module';\nconst require = __sparkCreateRequire(import.meta.url);";
+/**
+ * What every bundle of a program has, the Debian package's
+ * (tools/package/bundle.ts, which adds its own minifying and splitting) and
+ * the tests': ESM for node 20 from the workspace's sources.
+ *
+ * Loaded at run time by name rather than bundled: zeromq's native addon, found
+ * through its own `build/manifest.json`; openpgp, which `@spark/keys` requires
+ * for its minified CommonJS build; msgpackr-extract, msgpackr's optional
+ * native accelerator (not shipped: msgpackr falls back to JavaScript).
+ *
+ * ESM bundles of CommonJS code (express, ioredis …) call `require` for Node's
+ * own modules, and bull-board resolves its UI's directory with
+ * `require.resolve`: a `require` of the bundle's own location serves both.
+ */
+export const PROGRAM_BUNDLE_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  conditions: ['@spark/source'],
+  external: ['zeromq', 'openpgp', 'msgpackr-extract'],
+  banner: {
+    js: "import { createRequire as __sparkCreateRequire } from 'node:module';\nconst require = __sparkCreateRequire(import.meta.url);",
+  },
+} as const satisfies BuildOptions;
 
 /** `<package>/src/<path>.ts` → `<package>/dist/<path>.bundle.mjs`; undefined for an entry outside a `src/`. */
 function bundlePath(entry: string): string | undefined {
@@ -58,20 +77,17 @@ interface Manifest {
 function freshBundle(entry: string, bundle: string): string {
   const manifestFile = `${bundle}.json`;
   const current = readManifest(manifestFile);
-  if (current && upToDate(current) && existsSync(join(dirname(bundle), current.bundle))) return join(dirname(bundle), current.bundle);
+  if (current && upToDate(current)) {
+    const built = join(dirname(bundle), current.bundle);
+    if (existsSync(built)) return built;
+  }
 
   mkdirSync(dirname(bundle), { recursive: true });
   const name = `${basename(bundle, '.mjs')}-${process.pid}-${Date.now()}.mjs`;
   const result = buildSync({
     entryPoints: [entry],
     outfile: join(dirname(bundle), name),
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    conditions: ['@spark/source'],
-    external: EXTERNAL,
-    banner: { js: BANNER },
+    ...PROGRAM_BUNDLE_OPTIONS,
     metafile: true,
     logLevel: 'error',
   });
