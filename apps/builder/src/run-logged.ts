@@ -40,8 +40,8 @@ export type RunOutcome = { stopped: null; exitCode: number } | { stopped: JobSto
 
 /*
  * Once the command's tree is gone, whatever still holds the output pipe escaped
- * the tree (a daemon in a session of its own): the pipe is closed from our side
- * after this long. And a process that SIGKILL did not end (stuck in the kernel)
+ * the tree (a daemon in a session of its own): the copier is ended after this
+ * long (the escaped process gets EPIPE). And a process that SIGKILL did not end (stuck in the kernel)
  * is given up on after this long, so the job still ends.
  */
 const PIPE_CLOSE_MS = 2_000;
@@ -50,7 +50,7 @@ const AFTER_KILL_MS = 5_000;
 /**
  * Runs `command` with its stdout and stderr as one pipe (`2>&1` in the
  * command's own shell, as spark's `stderr=STDOUT`: one order, no fused
- * lines) into the job log as it comes. The command leads its own process
+ * lines) into the job log as it comes ({@link JobLog.openOutput}). The command leads its own process
  * group. However the command ends — its exit, no output for
  * `idleOutputTimeoutMs`, the log refusing more (full, or failing to write),
  * or `signal` (time limit, cancel, drain, lost lock) — the whole tree is
@@ -62,12 +62,19 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
   if (signal.aborted) return { stopped: stopReason(signal), exitCode: null };
   log.note(`$ ${[command.file, ...command.args].join(' ')}`);
   const signalTree = command.signalTree ?? signalProcessGroup;
-  const child = spawn('/bin/sh', ['-c', 'exec 2>&1; exec "$@"', 'sh', command.file, ...command.args], {
-    cwd: options.cwd,
-    env: { ...process.env, ...command.env },
-    stdio: ['ignore', 'pipe', 'ignore'],
-    detached: true,
-  });
+  const output = await log.openOutput();
+  let child;
+  try {
+    child = spawn('/bin/sh', ['-c', 'exec 2>&1; exec "$@"', 'sh', command.file, ...command.args], {
+      cwd: options.cwd,
+      env: { ...process.env, ...command.env },
+      stdio: ['ignore', output.input, 'ignore'],
+      detached: true,
+    });
+  } finally {
+    // The command holds the pipe now: once it and all it started close it, the copier ends.
+    output.release();
+  }
   const pid = child.pid;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: Error }>((resolve) => {
     child.once('exit', (code, exitSignal) => resolve({ code, signal: exitSignal }));
@@ -91,11 +98,10 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
     stopRequested();
   };
 
-  // One timer for the idle limit, moved on only when it fires: output just notes its time (no timer work per chunk).
-  let lastOutput = performance.now();
+  // One timer for the idle limit, moved on only when it fires: the log notes when output last came.
   let idleTimer: NodeJS.Timeout | undefined;
   const checkIdle = () => {
-    const quiet = performance.now() - lastOutput;
+    const quiet = performance.now() - output.lastOutputAt;
     if (quiet >= options.idleOutputTimeoutMs) {
       stop(new JobStop('idle-output', `no output for ${Math.round(options.idleOutputTimeoutMs / 1000)} s`));
     } else {
@@ -107,30 +113,18 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
   const stopOnRefusal = log.onRefusal(stop);
   idleTimer = setTimeout(checkIdle, options.idleOutputTimeoutMs);
 
-  const output = child.stdout;
-  const pipeClosed = new Promise<void>((resolve) => output.once('close', resolve));
-  output.on('data', (chunk: Buffer) => {
-    // Output past a stop does not prove the command is alive: the idle limit is for a command still running.
-    if (!stopped) lastOutput = performance.now();
-    if (!log.output(chunk)) {
-      output.pause();
-      void log.drained().then(() => output.resume());
-    }
-  });
-
   try {
     // A leader that even SIGKILL does not end (stuck in the kernel) is given up on once the tree was ended.
     const givenUp = stopping.then(endTree).then(() => timeout(1_000).then(() => null));
     let ended = await Promise.race([exited, givenUp]);
     if (ended === null) {
+      await output.finish(0);
       log.note(`the command (pid ${pid}) did not exit after SIGKILL; giving up on it`);
-      output.destroy();
       return { stopped: stopped ?? new JobStop('cancelled', 'the command did not exit'), exitCode: null };
     }
     // The leader is gone; whatever it started is not allowed to outlive it.
     await endTree();
-    if (!(await Promise.race([pipeClosed.then(() => true), timeout(PIPE_CLOSE_MS).then(() => false)]))) {
-      output.destroy();
+    if (!(await output.finish(PIPE_CLOSE_MS))) {
       log.note('the output pipe stayed open after the command ended (a process outside its process group holds it); closed it');
     }
     if ('error' in ended) {
@@ -143,6 +137,8 @@ export async function runLogged(command: Command, log: JobLog, options: RunLogge
     // The shell's convention for a command killed by a signal.
     return { stopped: null, exitCode: 128 + (ended.signal ? constants.signals[ended.signal] : 0) };
   } finally {
+    // However this ended (a throw on the way), the copier does not outlive the run.
+    await output.finish(0);
     if (pid !== undefined) liveTrees.delete(pid);
     clearTimeout(idleTimer);
     stopOnRefusal();

@@ -72,6 +72,9 @@ export function createLineScanner(maxLineBytes = 64 * 1024): { push(chunk: Buffe
 // One escape sequence as in ESCAPES, never across a line end (OSC bodies stop at LF).
 const ESCAPE_IN_LINE = String.raw`(?:\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_])`;
 
+/** Bytes of lines searched at a time, far under V8's large-object size (128 KiB). */
+const SEARCH_PIECE_BYTES = 64 * 1024;
+
 // eslint-disable-next-line no-control-regex
 const NOT_ASCII = /[^\x00-\x7f]/;
 
@@ -98,9 +101,8 @@ export function createLineMatcher(needles: readonly string[]): (lines: Buffer) =
     [...Buffer.from(needle).toString('latin1')].map((char) => char.replace(/[\\^$.*+?()[\]{}|/-]/, '\\$&')).join(`${ESCAPE_IN_LINE}*`),
   );
   const pattern = new RegExp(alternatives.join('|'), 'g');
-  return (lines) => {
+  const search = (lines: Buffer, found: string[]) => {
     const text = lines.toString('latin1');
-    const found: string[] = [];
     pattern.lastIndex = 0;
     for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
       const start = match.index === 0 ? 0 : text.lastIndexOf('\n', match.index - 1) + 1;
@@ -111,6 +113,21 @@ export function createLineMatcher(needles: readonly string[]): (lines: Buffer) =
       // One line is found once, whatever it holds.
       pattern.lastIndex = end + 1;
     }
+  };
+  return (lines) => {
+    const found: string[] = [];
+    // In pieces of whole lines: a string of more than SEARCH_PIECE_BYTES would be a large object for V8 (each one a
+    // garbage collection's work of its own), and a relay reads output 1 MiB at a time.
+    let from = 0;
+    while (lines.length - from > SEARCH_PIECE_BYTES) {
+      const cut = lines.lastIndexOf(LF, from + SEARCH_PIECE_BYTES - 1);
+      // A longer line (the scanner cuts none past 64 KiB) is searched whole.
+      const next = cut >= from ? cut + 1 : lines.indexOf(LF, from + SEARCH_PIECE_BYTES) + 1;
+      const to = next > from ? next : lines.length;
+      search(lines.subarray(from, to), found);
+      from = to;
+    }
+    search(lines.subarray(from), found);
     return found;
   };
 }

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createWarningCollector, WARNING_NEEDLES } from '../src/compiler-warnings.js';
 import { openJobLog } from '../src/job-log.js';
 import { createExcerptBuffer } from '../src/log-excerpt.js';
+import { createOutputWatch } from '../src/output-watch.js';
 import { createLineScanner, plainText } from '../src/terminal-text.js';
 
 const E = '\x1b';
@@ -53,31 +56,58 @@ describe('job log: output relayed as bytes, lines decoded only for listeners and
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('passes a listener exactly the plain lines holding its needles, however the output is cut into chunks, and keeps every byte in the file', async () => {
+  it('passes a listener exactly the plain lines holding its needles, however the output is cut into chunks', () => {
     const needles = [...WARNING_NEEDLES, 'The following packages have unmet dependencies:'];
     const output =
       Array.from({ length: 400 }, (_, i) => `${PTY_LINES[i % PTY_LINES.length]}\r\n`).join('') + 'last line: warning: unterminated';
     const bytes = Buffer.from(output);
     for (const seed of [1, 2, 3]) {
-      const log = await openJobLog(join(dir, `chunks-${seed}.log`));
+      const watch = createOutputWatch();
       const seen: string[] = [];
       const unmet: string[] = [];
-      log.onLine(needles, (line) => seen.push(line));
-      log.onLine(['unmet dependencies'], (line) => unmet.push(line));
-      for (const piece of pieces(bytes, seed)) log.output(piece);
-      await log.close();
+      watch.onLine(needles, (line) => seen.push(line));
+      watch.onLine(['unmet dependencies'], (line) => unmet.push(line));
+      for (const piece of pieces(bytes, seed)) watch.output(piece);
+      watch.end();
       assert.deepEqual(seen, expectedLines(output, needles));
       assert.equal(seen.filter((line) => line.includes(': warning: ')).length, 2 * 40 + 1);
       assert.ok(seen.includes('src/parser.c:42:13: warning: unused variable ‘length’ [-Wunused-variable]'));
       assert.ok(!seen.some((line) => line.includes('link.sh')), 'a needle inside an escape sequence is not a match');
       assert.equal(unmet.length, 40);
-      const file = await readFile(log.path);
-      assert.ok(file.subarray(file.length - bytes.length).equals(bytes), 'the file holds the output byte for byte');
     }
   });
 
-  it('stops calling a listener once it is removed, and searches no more for needles only it held', async () => {
-    const log = await openJobLog(join(dir, 'removed.log'));
+  it("relays a command's output into the file byte for byte, reads it back for the listeners and the excerpt, and keeps the notes in order around it", async () => {
+    const needles = [...WARNING_NEEDLES, 'The following packages have unmet dependencies:'];
+    const output = Array.from({ length: 4000 }, (_, i) => `${PTY_LINES[i % PTY_LINES.length]}\r\n`).join('');
+    const source = join(dir, 'relayed.out');
+    await writeFile(source, output);
+    const log = await openJobLog(join(dir, 'relayed.log'));
+    const seen: string[] = [];
+    log.onLine(needles, (line) => seen.push(line));
+    log.note('before');
+    const pipe = await log.openOutput();
+    // Twice, with a pause between: the reader catches up with the file, naps, and is behind again.
+    const child = spawn('sh', ['-c', 'cat "$1"; sleep 0.3; cat "$1"', 'sh', source], { stdio: ['ignore', pipe.input, 'ignore'] });
+    pipe.release();
+    log.note('while it runs');
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 0);
+    assert.equal(await pipe.finish(5_000), true, 'the copier ends once the command closed the pipe');
+    log.note('after');
+    const excerpt = log.takeExcerpt() ?? '';
+    await log.close();
+    const file = await readFile(log.path, 'utf8');
+    assert.equal(file, `[spark-builder] before\n${output}${output}[spark-builder] while it runs\n[spark-builder] after\n`);
+    assert.deepEqual(seen, expectedLines(output + output, needles));
+    assert.ok(excerpt.startsWith('[… '), 'the excerpt is bounded');
+    // The excerpt takes notes as they are made, output as it is read back: the note made while the command ran went out
+    // before most of the output.
+    assert.ok(excerpt.endsWith(`${plainText(PTY_LINES[9] as string)}\n[spark-builder] after\n`), excerpt.slice(-300));
+  });
+
+  it('stops calling a listener once it is removed, and searches no more for needles only it held', () => {
+    const log = createOutputWatch();
     const warnings = createWarningCollector(3);
     const unmet: string[] = [];
     let calls = 0;
@@ -92,7 +122,7 @@ describe('job log: output relayed as bytes, lines decoded only for listeners and
     log.output(Buffer.from(output));
     for (const piece of pieces(Buffer.from(output), 4)) log.output(piece);
     stop();
-    await log.close();
+    log.end();
     assert.equal(warnings.warnings.length, 3);
     assert.ok(warnings.full);
     // The third warning was the last line the listener saw: the first block's In function line and two warnings, then
@@ -122,18 +152,17 @@ describe('job log: output relayed as bytes, lines decoded only for listeners and
     assert.equal(runs.map((run) => run.toString('utf8').slice(0, -1)).join(''), line.toString('utf8'));
   });
 
-  it('sends excerpts as plain text in the order of notes and output, bounded, saying how many bytes were left out', async () => {
-    const log = await openJobLog(join(dir, 'excerpt.log'));
-    log.note('building hello');
-    log.output(Buffer.from(`${E}[1mdpkg-buildpackage: ${E}[32minfo${E}[0m: source package hello\r\npartial `));
-    log.note('a note while a line is open');
-    log.output(Buffer.from('line\r\n'));
+  it('sends excerpts as plain text in the order of notes and output, bounded, saying how many bytes were left out', () => {
+    const watch = createOutputWatch();
+    watch.note('[spark-builder] building hello\n');
+    watch.output(Buffer.from(`${E}[1mdpkg-buildpackage: ${E}[32minfo${E}[0m: source package hello\r\npartial `));
+    watch.note('[spark-builder] a note while a line is open\n');
+    watch.output(Buffer.from('line\r\n'));
     assert.equal(
-      log.takeExcerpt(),
+      watch.takeExcerpt(),
       '[spark-builder] building hello\ndpkg-buildpackage: info: source package hello\n[spark-builder] a note while a line is open\npartial line\n',
     );
-    assert.equal(log.takeExcerpt(), null);
-    await log.close();
+    assert.equal(watch.takeExcerpt(), null);
 
     const excerpt = createExcerptBuffer(1000, 4000);
     const line = `${E}[32mok${E}[0m ${'x'.repeat(90)}\r\n`;
