@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:fs';
-import { open, readFile, rm, type FileHandle } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
-import { getSystemErrorMap } from 'node:util';
+import { mkdtemp, open, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getSystemErrorMap, promisify } from 'node:util';
 import { JobStop } from './job-stop.js';
 import { createOutputWatch } from './output-watch.js';
 
@@ -56,8 +57,8 @@ export interface JobLog {
 
 /** One command's way into the log, from {@link JobLog.openOutput}. */
 export interface LogOutput {
-  /** The pipe's writing end: the command's stdout (and stderr), as spawn's stdio. */
-  readonly input: Writable;
+  /** The pipe's writing end (a descriptor): the command's stdout (and stderr), as spawn's stdio. */
+  readonly input: number;
   /** Closes the builder's own copy of the writing end; call once the command was started with it (or could not be). */
   release(): void;
   /** `performance.now()` when output last reached the file (the command's sign of life for the idle limit). */
@@ -159,14 +160,21 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
     const room = maxOutputBytes - outputBytes;
     const limit = Number.isFinite(room) ? position + Math.max(0, room) : null;
     const inherited = await fileSizeLimit();
-    // The file may grow to `limit` at most; a lower limit the builder inherited is the copier's as it is (EFBIG).
-    const copier: ChildProcess =
-      limit !== null && (inherited === null || limit < inherited)
-        ? spawn('/bin/sh', ['-c', 'exec prlimit --fsize="$1": /bin/sh -c "$2"', 'sh', String(limit), COPY], {
-            stdio: ['pipe', file.fd, 'pipe'],
-            detached: true,
-          })
-        : spawn('/bin/sh', ['-c', COPY], { stdio: ['pipe', file.fd, 'pipe'], detached: true });
+    const pipe = await openPipe();
+    let copier: ChildProcess;
+    try {
+      // The file may grow to `limit` at most; a lower limit the builder inherited is the copier's as it is (EFBIG).
+      copier =
+        limit !== null && (inherited === null || limit < inherited)
+          ? spawn('/bin/sh', ['-c', 'exec prlimit --fsize="$1": /bin/sh -c "$2"', 'sh', String(limit), COPY], {
+              stdio: [pipe.read.fd, file.fd, 'pipe'],
+              detached: true,
+            })
+          : spawn('/bin/sh', ['-c', COPY], { stdio: [pipe.read.fd, file.fd, 'pipe'], detached: true });
+    } catch (error) {
+      await Promise.all([pipe.read.close(), pipe.write.close()]);
+      throw error;
+    }
     const pid = copier.pid;
     if (pid !== undefined) liveCopiers.add(pid);
     let copierEnded = false;
@@ -199,6 +207,8 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
         () => failWrite(copierError(message)),
       );
     });
+    // The copier holds the reading end now; the builder never reads the pipe.
+    await pipe.read.close();
 
     // The reader naps when it has caught up with the file; the copier's end wakes it.
     let wake = () => {};
@@ -210,13 +220,12 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
           resolve();
         };
       });
-    const input = copier.stdin;
-    if (input === null) throw new Error('the log copier has no stdin');
+    let released: Promise<void> | null = null;
     let finishing: Promise<boolean> | null = null;
     const output = {
-      input,
+      input: pipe.write.fd,
       lastOutputAt: performance.now(),
-      release: () => input.destroy(),
+      release: () => void (released ??= pipe.write.close()),
       finish: (withinMs: number) => (finishing ??= finish(withinMs)),
     };
     current = output;
@@ -308,6 +317,35 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       return closed;
     },
   };
+}
+
+const run = promisify(execFile);
+
+/**
+ * A pipe, both ends opened blocking: a FIFO made in a private directory and
+ * unlinked once open. Node's own pipes for a child's stdio are socket pairs,
+ * which carry a flood of output a third slower (docs/benchmarks.md).
+ */
+async function openPipe(): Promise<{ read: FileHandle; write: FileHandle }> {
+  const dir = await mkdtemp(join(tmpdir(), 'spark-log-pipe-'));
+  try {
+    const path = join(dir, 'pipe');
+    await run('mkfifo', ['-m', '0600', path]);
+    // Neither open blocks: the first end is opened for both (a reader and a writer exist), then let go.
+    const both = await open(path, constants.O_RDWR);
+    try {
+      const read = await open(path, constants.O_RDONLY);
+      const write = await open(path, constants.O_WRONLY).catch(async (error: unknown) => {
+        await read.close();
+        throw error;
+      });
+      return { read, write };
+    } finally {
+      await both.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** The soft limit on file size this process passes on to its children (`ulimit -f`), in bytes; null when unlimited. */
