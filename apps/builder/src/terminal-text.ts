@@ -10,6 +10,7 @@
 const ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]/g;
 
 const LF = 0x0a;
+const ESC = 0x1b;
 
 /** `text` without terminal escape sequences and carriage returns. */
 export function plainText(text: string): string {
@@ -101,15 +102,43 @@ export function createLineMatcher(needles: readonly string[]): (lines: Buffer) =
     [...Buffer.from(needle).toString('latin1')].map((char) => char.replace(/[\\^$.*+?()[\]{}|/-]/, '\\$&')).join(`${ESCAPE_IN_LINE}*`),
   );
   const pattern = new RegExp(alternatives.join('|'), 'g');
+  const needleBytes = needles.map((needle) => Buffer.from(needle));
+  const foundLine = (line: string) => {
+    // Made plain as Latin-1 (escapes and CRs are ASCII: no UTF-8 character is cut), then decoded if it is not ASCII.
+    const plain = plainText(line);
+    return NOT_ASCII.test(plain) ? Buffer.from(plain, 'latin1').toString('utf8') : plain;
+  };
+  // Lines without an escape sequence hold a needle only as it is: found with Buffer.indexOf, no string made of them.
+  const searchPlain = (lines: Buffer, found: string[]) => {
+    const starts: number[] = [];
+    for (const needle of needleBytes) {
+      for (let at = lines.indexOf(needle); at !== -1;) {
+        const start = at === 0 ? 0 : lines.lastIndexOf(LF, at - 1) + 1;
+        const end = lines.indexOf(LF, at);
+        starts.push(start);
+        at = end === -1 ? -1 : lines.indexOf(needle, end + 1);
+      }
+    }
+    if (starts.length === 0) return;
+    // In order, one line once whatever it holds.
+    starts.sort((a, b) => a - b);
+    for (let i = 0; i < starts.length; i++) {
+      const start = starts[i] as number;
+      if (i > 0 && start === starts[i - 1]) continue;
+      found.push(foundLine(lines.toString('latin1', start, lines.indexOf(LF, start))));
+    }
+  };
   const search = (lines: Buffer, found: string[]) => {
+    if (!lines.includes(ESC)) {
+      searchPlain(lines, found);
+      return;
+    }
     const text = lines.toString('latin1');
     pattern.lastIndex = 0;
     for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
       const start = match.index === 0 ? 0 : text.lastIndexOf('\n', match.index - 1) + 1;
       const end = text.indexOf('\n', match.index);
-      // Made plain as Latin-1 (escapes and CRs are ASCII: no UTF-8 character is cut), then decoded if it is not ASCII.
-      const plain = plainText(text.slice(start, end));
-      found.push(NOT_ASCII.test(plain) ? Buffer.from(plain, 'latin1').toString('utf8') : plain);
+      found.push(foundLine(text.slice(start, end)));
       // One line is found once, whatever it holds.
       pattern.lastIndex = end + 1;
     }

@@ -9,7 +9,7 @@ import { createWarningCollector, WARNING_NEEDLES } from '../src/compiler-warning
 import { openJobLog } from '../src/job-log.js';
 import { createExcerptBuffer } from '../src/log-excerpt.js';
 import { createOutputWatch } from '../src/output-watch.js';
-import { createLineScanner, plainText } from '../src/terminal-text.js';
+import { createLineMatcher, createLineScanner, plainText } from '../src/terminal-text.js';
 
 const E = '\x1b';
 // GCC's coloured diagnostics as on a terminal: `:` and `warning:` coloured apart, the option an OSC 8 link.
@@ -104,6 +104,23 @@ describe('job log: output relayed as bytes, lines decoded only for listeners and
     // The excerpt takes notes as they are made, output as it is read back: the note made while the command ran went out
     // before most of the output.
     assert.ok(excerpt.endsWith(`${plainText(PTY_LINES[9] as string)}\n[spark-builder] after\n`), excerpt.slice(-300));
+  });
+
+  it('finds the same lines in a run without escape sequences (searched as bytes) as in one with them', () => {
+    const match = createLineMatcher(['warning: ', 'unmet dependencies', 'ünïcödé']);
+    const plain = [
+      'gcc -c a.c',
+      'a.c:1:2: warning: one warning: two ünïcödé',
+      'Reading... 50%\rThe following packages have unmet dependencies:',
+      'warning: at the start',
+      'warn\ring: broken by a bare CR',
+      'ünïcödé at the end: warning: ',
+    ];
+    const expected = [plain[1], plain[2], plain[3], plain[5]].map((line) => plainText(line as string));
+    const bytes = Buffer.from(`${plain.join('\n')}\n`);
+    assert.deepEqual(match(bytes), expected);
+    // The same lines with one escape sequence in the run: the regular expression's way, the same lines found.
+    assert.deepEqual(match(Buffer.from(`\x1b[0m${plain.join('\n')}\n`)), expected);
   });
 
   it('stops calling a listener once it is removed, and searches no more for needles only it held', () => {
