@@ -10,7 +10,11 @@
  *   debspawn as root — and the host's own Redis configured for another
  *   application. The README's migration runs in it: its shell blocks as
  *   written, the steps it states in prose (stop the unit, name the key file in
- *   spark.toml) as an operator does them. Then: `spark verify` passes, and
+ *   spark.toml) as an operator does them. spark-ts comes as an operator gets
+ *   it: `npm run package` builds the Debian package on the host, and the
+ *   README's step 5 installs it with apt (on bookworm the host's NodeSource
+ *   nodejs first, as package.ts does); nothing of this checkout is in the
+ *   machine. Then: `spark verify` passes, and
  *   fails with the right line and exit code for a missing key file, a wrong
  *   Curve server key, a changed Redis password and a suite without an image;
  *   `spark status` exit codes follow a Lighthouse outage and a stopped
@@ -23,15 +27,16 @@
  * deployment test (run.ts); its `list` is the real debspawn's, reading the
  * host's images, bound read-only.
  */
-import { realpathSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { waitFor, type LighthouseStandIn } from '@spark/testing';
-import { linkedDependencyDirs, POLL_MS, requestsFor } from './checks.js';
+import { buildPackage } from '../package/build.js';
+import { POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
-import { cachedRootfs } from './rootfs.js';
+import { cachedNodejsDeb, cachedRootfs } from './rootfs.js';
 import { startWorld } from './world.js';
 
 /** The worker's MachineName, as Lighthouse knows it. */
@@ -72,7 +77,7 @@ install -d -m 0750 -g lkspark ${CURVE_DIR}/secret
 install -m 0640 -g lkspark ${SHARE}/worker.sec ${CURVE_SECRET}
 install -m 0644 ${SHARE}/lighthouse.pub ${LIGHTHOUSE_KEY}
 install -m 0644 ${SHARE}/spark.toml ${CONFIG}
-install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn
+install -m 0755 ${SHARE}/debspawn /usr/local/bin/debspawn
 printf 'lkspark ALL=(ALL) NOPASSWD: /usr/local/bin/debspawn\\n' >/etc/sudoers.d/lkspark
 chmod 0440 /etc/sudoers.d/lkspark && visudo -cqf /etc/sudoers.d/lkspark
 cat >/etc/systemd/system/laniakea-spark.service <<'UNIT'
@@ -99,7 +104,7 @@ const keyFile = (id: string, pair: { publicKey: string; secretKey: string | null
     edSigningKey: null,
   });
 
-await machineTest('migrate', { root: 'it boots a machine with systemd-nspawn', dist: true }, async (t) => {
+await machineTest('migrate', { root: 'it builds a package and boots a machine with systemd-nspawn', dist: false }, async (t) => {
   const { say, check, allPassed, share } = t;
   const blocks = await migrationBlocks();
   if (blocks.length !== 4) {
@@ -110,6 +115,24 @@ await machineTest('migrate', { root: 'it boots a machine with systemd-nspawn', d
   }
   const [backupBlock, keyBlock, sudoersBlock, installBlock] = blocks as [string, string, string, string];
   const installLines = installBlock.split('\n').filter((line) => line.trim() !== '');
+
+  // --- spark-ts as an operator gets it: the package, and (bookworm) the host's NodeSource nodejs.
+  let deb = '';
+  let nodejs = '';
+  const packaged = await check('npm run package builds spark-ts, lintian clean; nodejs as NodeSource ships it', async () => {
+    const result = await buildPackage({ revision: 1, outDir: share });
+    if (result.lintian.status !== 0)
+      throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
+    deb = basename(result.deb);
+    const node = await cachedNodejsDeb(say);
+    nodejs = basename(node);
+    await copyFile(node, join(share, nodejs));
+    await copyFile(join(checkout, 'tools/host-runner/debspawn'), join(share, 'debspawn'));
+    // The README's step 5 names the file an operator copied to the worker: the one built here.
+    if (!installLines[0]?.includes(`./${deb}`)) throw new Error(`README step 5 installs ${JSON.stringify(installLines[0])}, not ./${deb}`);
+    return `${deb}, ${nodejs}`;
+  });
+  if (!packaged) return 1;
 
   // --- The world outside the worker: Lighthouse (trusting laniakea-spark's key), the archive, the sources.
   const workerKeys = curveKeyPair();
@@ -139,12 +162,7 @@ GpgKeyID = '${key.fingerprint}'
   const m = await t.boot({
     rootfs,
     name: MACHINE,
-    bindReadOnly: {
-      [checkout]: '/opt/spark-ts',
-      [realpathSync(process.execPath)]: '/usr/bin/node',
-      [DEBSPAWN_IMAGES]: DEBSPAWN_IMAGES,
-      ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
-    },
+    bindReadOnly: existsSync(DEBSPAWN_IMAGES) ? { [DEBSPAWN_IMAGES]: DEBSPAWN_IMAGES } : {},
     bind: { [share]: SHARE },
   });
   const sums = (files: string) => m.sh(`sha256sum ${files}`);
@@ -178,13 +196,21 @@ GpgKeyID = '${key.fingerprint}'
     ran.push('3 OpenPGP key');
     const holder = (await m.sh(sudoersBlock)).trim().split('\n')[0];
     ran.push(`4 sudoers (${holder})`);
-    // Step 5: install and start, then check: verify at once; status once the services have reported in.
-    const [install, ...checkLines] = installLines;
-    await m.sh(install ?? '', { timeoutMs: 600_000 });
+    // Step 5: install and start, in the directory the package was copied to (bookworm's operator added NodeSource's
+    // nodejs first, and the root file system's package lists are as old as it is), then check: verify at once;
+    // status once the services have reported in.
+    const [install, start, ...checkLines] = installLines;
+    // apt asks before it installs the dependencies: the operator answers yes.
+    await m.sh(`echo 'APT::Get::Assume-Yes "true";' >/etc/apt/apt.conf.d/90operator-says-yes`);
+    await m.sh(`export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq ${SHARE}/${nodejs}`, {
+      timeoutMs: 600_000,
+    });
+    await m.sh(`cd ${SHARE} && DEBIAN_FRONTEND=noninteractive ${install ?? ''} 2>&1`, { timeoutMs: 600_000 });
+    await m.sh(start ?? '', { timeoutMs: 120_000 });
     await waitFor('spark status healthy after the start', async () => (await status()) === 0, { timeoutMs: 90_000, intervalMs: POLL_MS });
     const checked = await m.exec(['/bin/sh', '-ec', checkLines.join('\n')], { timeoutMs: 180_000 });
     if (checked.code !== 0) throw new Error(`${checkLines.join('; ')}: exit ${checked.code}\n${checked.stdout}${checked.stderr}`);
-    ran.push('5 install.sh --enable, spark verify && spark status');
+    ran.push(`5 ${install}; ${start}; spark verify && spark status`);
     return ran.join('; ');
   });
   if (!migrated) return 1;
