@@ -68,7 +68,8 @@ import {
 } from '../src/hostile/compromised-builder.js';
 
 const run = promisify(execFile);
-const HELPER = '/usr/local/sbin/spark-build-helper';
+/** The build helper the builder's sudo rule names (`--helper`): the package's, or install.sh's from a checkout. */
+let helperPath = '/usr/sbin/spark-build-helper';
 /** A job Lighthouse never handed out to this worker, which the hostile builder still says it accepted. */
 const NEVER_HANDED_OUT = '33333333-3333-4333-8333-333333333333';
 
@@ -80,7 +81,7 @@ function signerKeyFile(config: SparkConfig): string {
 /** The escapes that need no job in hand; `audit` is the signer's audit log. */
 async function probe(config: SparkConfig, audit: string): Promise<void> {
   const p = config.queuePrefix;
-  const helper = (...args: string[]) => run('sudo', ['-n', HELPER, ...args], { timeout: 30_000 });
+  const helper = (...args: string[]) => run('sudo', ['-n', helperPath, ...args], { timeout: 30_000 });
   const tries: Attempt[] = [];
   // The build helper: other debspawn subcommands, paths outside the workspaces, links.
   tries.push(await attempt('helper login', () => helper('login', 'bookworm')));
@@ -333,15 +334,16 @@ async function swapUntilDone(signQueue: Queue, signId: string, dir: string, othe
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
-    options: { config: { type: 'string' }, 'audit-log': { type: 'string' } },
+    options: { config: { type: 'string' }, 'audit-log': { type: 'string' }, helper: { type: 'string' } },
     allowPositionals: true,
   });
+  helperPath = values.helper ?? helperPath;
   const config = loadConfig(values.config ?? DEFAULT_CONFIG_FILE).config;
   const [command, countText] = positionals;
   if (command === 'probe') await probe(config, values['audit-log'] ?? config.signer.auditLog);
   else if (command === 'build' && Number(countText) > 0) await build(config, Number(countText));
   else {
-    process.stderr.write('usage: hostile-builder.ts probe [--audit-log FILE] | build COUNT [--config FILE]\n');
+    process.stderr.write('usage: hostile-builder.ts probe [--audit-log FILE] [--helper FILE] | build COUNT [--config FILE]\n');
     return 64;
   }
   return 0;

@@ -1,11 +1,15 @@
 /*
- * npm run test:deploy — the worker installed and run the way the README tells
- * an operator, under a real systemd as PID 1:
+ * npm run test:deploy [-- --from checkout] — the worker installed and run the
+ * way the README tells an operator, under a real systemd as PID 1:
  *
- *   a cached bookworm root file system booted with systemd-nspawn; this
- *   checkout (built) bound read-only at /opt/spark-ts and the host's node at
- *   /usr/bin/node; the README's install steps run inside (deploy/install.sh,
- *   spark.toml, keys, install.sh --enable); jobs pushed through the whole
+ *   a cached bookworm root file system booted with systemd-nspawn; the
+ *   worker installed from its Debian package (`npm run package` on the host;
+ *   in the machine the host's NodeSource nodejs, then `apt-get install
+ *   ./spark-ts_….deb`, spark.toml, keys, `dpkg-reconfigure spark-ts`,
+ *   `systemctl enable --now spark.target`: nothing of this checkout in the
+ *   machine) — or, with `--from checkout`, this checkout (built) bound
+ *   read-only at /opt/spark-ts with the host's node, and deploy/install.sh,
+ *   spark.toml, keys, `install.sh --enable`; jobs pushed through the whole
  *   chain against the Lighthouse stand-in and the upload receiver on the host
  *   (the machine shares the host's loopback); then, in the same boot, a
  *   builder stopped mid-build, kill -9 of every service, a signer restart
@@ -13,7 +17,7 @@
  *   clear file shredded; the rest of the run signs with it), and `spark
  *   status` as an operator.
  *
- * Redis runs as install.sh sets it up: the worker's own instance,
+ * Redis runs as setup-host sets it up (install.sh and the package share it): the worker's own instance,
  * redis-server@spark, one ACL user per service, the default user off; the
  * host's own Redis, serving "another application", stays as it was.
  * WorkspaceRoot is not the default (a separate build disk), and the signer's
@@ -28,16 +32,18 @@
  */
 import { execFile } from 'node:child_process';
 import { realpathSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
+import { build } from 'esbuild';
 import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
-import { freePort, waitFor } from '@spark/testing';
+import { freePort, PROGRAM_BUNDLE_OPTIONS, waitFor } from '@spark/testing';
+import { buildPackage } from '../package/build.js';
 import { linkedDependencyDirs, POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
 import type { Machine } from './machine.js';
-import { cachedRootfs } from './rootfs.js';
+import { cachedNodejsDeb, cachedRootfs } from './rootfs.js';
 import { keyToCredential } from './signer-credential.js';
 import { startWorld } from './world.js';
 
@@ -47,13 +53,62 @@ const run = promisify(execFile);
 const MACHINE = 'spark-deploy-test';
 /** Where the test and the machine exchange files (keys, spark.toml). */
 const SHARE = '/root/deploy-share';
-/** WorkspaceRoot: not the default, as on a host with a separate build disk; install.sh's drop-ins follow it. */
+/** WorkspaceRoot: not the default, as on a host with a separate build disk; setup-host's drop-ins follow it. */
 const WORKSPACE_ROOT = '/srv/spark-builds';
 const WORKSPACES = `${WORKSPACE_ROOT}/workspaces`;
 /** The signer's audit log: the default in its unit's LogsDirectory=. */
 const AUDIT_LOG = '/var/log/spark-signer/signer.log';
-/** The worker's own Redis (redis-server@spark), which install.sh names in spark.toml as RedisUrl. */
+/** The worker's own Redis (redis-server@spark), which setup-host names in spark.toml as RedisUrl. */
 const REDIS_SOCKET = '/run/redis-spark/redis-server.sock';
+
+/** Where the package way puts the hostile builder's bundle in the machine (the builder unit hides /root). */
+const HOSTILE_BUNDLE = '/usr/local/lib/spark-deploy-test/hostile-builder.mjs';
+
+/** How the worker is installed: from its Debian package (the README's first way), or from a checkout with install.sh. */
+type From = 'package' | 'checkout';
+
+/** What differs between the two ways, as an operator sees it. */
+interface Installation {
+  /** What sets the host up again after spark.toml changed, as the checks name it. */
+  again: string;
+  /** The writer named in the files setup-host writes and in its messages. */
+  writer: string;
+  helper: string;
+  manDir: string;
+  completion: string;
+  /** The hostile builder's command line before its arguments, run in the builder unit. */
+  hostile: string[];
+  workingDirectory: string;
+}
+
+const INSTALLATIONS: Record<From, Installation> = {
+  package: {
+    again: 'dpkg-reconfigure spark-ts',
+    writer: '/usr/lib/spark-ts/setup-host',
+    helper: '/usr/sbin/spark-build-helper',
+    manDir: '/usr/share/man',
+    completion: '/usr/share/bash-completion/completions/spark',
+    hostile: ['/usr/bin/node', HOSTILE_BUNDLE],
+    workingDirectory: '/',
+  },
+  checkout: {
+    again: 'install.sh',
+    writer: 'deploy/install.sh',
+    helper: '/usr/local/sbin/spark-build-helper',
+    manDir: '/usr/local/share/man',
+    completion: '/usr/local/share/bash-completion/completions/spark',
+    hostile: ['/usr/bin/node', '--conditions=@spark/source', '--import', 'tsx', 'tools/deploy-test/hostile-builder.ts'],
+    workingDirectory: '/opt/spark-ts',
+  },
+};
+
+const { values: options } = parseArgs({ options: { from: { type: 'string', default: 'package' } }, strict: true });
+if (options.from !== 'package' && options.from !== 'checkout') {
+  console.error(`test:deploy: --from must be package or checkout, not ${JSON.stringify(options.from)}`);
+  process.exit(64);
+}
+const from: From = options.from;
+const way = INSTALLATIONS[from];
 
 /** The unit's sandboxing settings that matter for sudo, to run a command under them with systemd-run. */
 async function unitProperties(m: Machine, unit: string): Promise<string[]> {
@@ -68,8 +123,34 @@ async function unitProperties(m: Machine, unit: string): Promise<string[]> {
   return props;
 }
 
-await machineTest('deploy', { root: 'it boots a machine with systemd-nspawn', dist: true }, async (t) => {
+await machineTest('deploy', { root: 'it boots a machine with systemd-nspawn', dist: from === 'checkout' }, async (t) => {
   const { say, check, results, share } = t;
+  say(`installed from ${from === 'package' ? 'the Debian package' : 'this checkout with deploy/install.sh'}`);
+  // --- The package way: the .deb, the host's NodeSource nodejs (bookworm's is 18), the hostile builder as one file.
+  let deb = '';
+  let nodejs = '';
+  if (from === 'package') {
+    const packaged = await check('npm run package builds spark-ts, lintian clean; nodejs as NodeSource ships it', async () => {
+      const result = await buildPackage({ revision: 1, outDir: share });
+      if (result.lintian.status !== 0)
+        throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
+      deb = basename(result.deb);
+      const node = await cachedNodejsDeb(say);
+      nodejs = basename(node);
+      await copyFile(node, join(share, nodejs));
+      await copyFile(join(checkout, 'tools/host-runner/debspawn'), join(share, 'debspawn'));
+      await build({
+        ...PROGRAM_BUNDLE_OPTIONS,
+        entryPoints: [join(checkout, 'tools/deploy-test/hostile-builder.ts')],
+        outfile: join(share, 'hostile-builder.mjs'),
+        logLevel: 'error',
+      });
+      return `${deb}, ${nodejs}`;
+    });
+    if (!packaged) return 1;
+  } else {
+    await copyFile(join(checkout, 'tools/host-runner/debspawn'), join(share, 'debspawn'));
+  }
   // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
   // hostRedisPort: the machine's own Redis (redis-server.service), as another application on the host uses it.
   const [hostRedisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
@@ -119,11 +200,14 @@ MetricsPort = ${uploaderPort}
   const m = await t.boot({
     rootfs,
     name: MACHINE,
-    bindReadOnly: {
-      [checkout]: '/opt/spark-ts',
-      [realpathSync(process.execPath)]: '/usr/bin/node',
-      ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
-    },
+    bindReadOnly:
+      from === 'checkout'
+        ? {
+            [checkout]: '/opt/spark-ts',
+            [realpathSync(process.execPath)]: '/usr/bin/node',
+            ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
+          }
+        : {},
     bind: { [share]: SHARE },
   });
 
@@ -151,8 +235,26 @@ MetricsPort = ${uploaderPort}
 
   // --- README "Setting up a worker", step by step (keep the two in step).
   const installOutput: string[] = [];
+  /** setup-host again, the way this installation runs it (`env` for install.sh's environment); its exit code and output. */
+  const setUpAgain = async (env = '') => {
+    const command =
+      from === 'package'
+        ? 'DEBIAN_FRONTEND=noninteractive dpkg-reconfigure spark-ts'
+        : `cd /opt/spark-ts && ${env} bash deploy/install.sh --enable`;
+    const result = await m.exec(['sh', '-c', `${command} 2>&1`], { timeoutMs: 600_000 });
+    installOutput.push(result.stdout);
+    return result;
+  };
   const installed = await check('the README install steps run in the machine', async () => {
-    installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh 2>&1', { timeoutMs: 600_000 }));
+    if (from === 'package') {
+      // The root file system's package lists are as old as it is: an operator updates them first.
+      const apt = (args: string) => m.sh(`DEBIAN_FRONTEND=noninteractive apt-get ${args} 2>&1`, { timeoutMs: 600_000 });
+      await apt('update -qq');
+      await apt(`install -y -qq ${SHARE}/${nodejs}`);
+      installOutput.push(await apt(`install -y ${SHARE}/${deb}`));
+    } else {
+      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh 2>&1', { timeoutMs: 600_000 }));
+    }
     await m.sh(`install -d -m 0755 /etc/laniakea && install -m 0644 ${SHARE}/spark.toml /etc/laniakea/spark.toml`);
     await m.sh('spark config check --config /etc/laniakea/spark.toml >/dev/null');
     await m.sh(
@@ -164,8 +266,15 @@ MetricsPort = ${uploaderPort}
     );
     await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
     // Test only: the host runner is the debspawn the helper runs (docs/testing.md, the deployment test).
-    await m.sh('install -m 0755 /opt/spark-ts/tools/host-runner/debspawn /usr/local/bin/debspawn');
-    installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
+    await m.sh(`install -m 0755 ${SHARE}/debspawn /usr/local/bin/debspawn`);
+    if (from === 'package') {
+      await m.sh(`install -D -m 0644 ${SHARE}/hostile-builder.mjs ${HOSTILE_BUNDLE}`);
+      const again = await setUpAgain();
+      if (again.code !== 0) throw new Error(`${way.again}: exit ${again.code}\n${again.stdout.slice(-3000)}`);
+      await m.sh('systemctl enable --now spark.target');
+    } else {
+      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
+    }
     // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
     await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
   });
@@ -185,21 +294,22 @@ MetricsPort = ${uploaderPort}
         '-p',
         'Group=lkspark',
         '-p',
-        'WorkingDirectory=/opt/spark-ts',
+        `WorkingDirectory=${way.workingDirectory}`,
         ...(await unitProperties(m, 'spark-builder@1')),
         ...command,
       ],
       timeoutMs === undefined ? {} : { timeoutMs },
     );
   const units = ['spark-connector', 'spark-builder@1', 'spark-signer', 'spark-uploader'];
-  await check('install.sh installed the manual pages and the bash completion of spark', async () => {
+  await check('the manual pages and the bash completion of spark are installed', async () => {
     const pages = ['man1/spark.1', ...['connector', 'builder', 'signer', 'uploader'].map((service) => `man8/spark-${service}.8`)];
     for (const page of pages) {
-      const head = await m.sh(`head -c 4096 /usr/local/share/man/${page}`);
-      if (!head.includes('.SH SYNOPSIS')) throw new Error(`/usr/local/share/man/${page}: ${head.slice(0, 200)}`);
+      // The package's pages are compressed, as Debian's policy wants them.
+      const head = await m.sh(`{ zcat -f ${way.manDir}/${page}.gz 2>/dev/null || cat ${way.manDir}/${page}; } | head -c 4096`);
+      if (!head.includes('.SH SYNOPSIS')) throw new Error(`${way.manDir}/${page}: ${head.slice(0, 200)}`);
     }
     const completion = await m.sh(
-      'bash -c \'source /usr/local/share/bash-completion/completions/spark; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "${COMPREPLY[*]}"\'',
+      `bash -c 'source ${way.completion}; COMP_WORDS=(spark keytool ins); COMP_CWORD=2; _spark; echo "\${COMPREPLY[*]}"'`,
     );
     if (completion.trim() !== 'install-worker-key install-server-key install-trusted-key install-signer-key') {
       throw new Error(`completion of "spark keytool ins": ${JSON.stringify(completion)}`);
@@ -229,7 +339,7 @@ MetricsPort = ${uploaderPort}
     return users.join(', ');
   });
 
-  // --- Redis as install.sh sets it up: one ACL user per service, the default user off.
+  // --- Redis as setup-host sets it up: one ACL user per service, the default user off.
   const redisCli = (user: string, command: string) =>
     m.sh(
       `REDISCLI_AUTH=$(cat /etc/laniakea/redis/${user}.password) redis-cli --no-auth-warning --user ${user} -s ${REDIS_SOCKET} ${command}`,
@@ -243,9 +353,9 @@ MetricsPort = ${uploaderPort}
       throw new Error(`AUTH default: exit ${defaultLogin.code} ${defaultLogin.stdout}${defaultLogin.stderr}`);
     const toml = await m.sh('cat /etc/laniakea/spark.toml');
     if (!/^RedisCredentialsDir = '\/etc\/laniakea\/redis'$/m.test(toml))
-      throw new Error('install.sh did not add RedisCredentialsDir to spark.toml');
+      throw new Error(`${way.writer} did not add RedisCredentialsDir to spark.toml`);
     if (!toml.includes(`\nRedisUrl = '${REDIS_SOCKET}'\n`))
-      throw new Error(`install.sh did not add RedisUrl = '${REDIS_SOCKET}' to spark.toml`);
+      throw new Error(`${way.writer} did not add RedisUrl = '${REDIS_SOCKET}' to spark.toml`);
     const modes = (await m.sh('stat -c "%n %U:%G %a" /etc/laniakea/redis/*.password')).trim().split('\n');
     const expected = [
       '/etc/laniakea/redis/spark-admin.password root:root 400',
@@ -257,7 +367,7 @@ MetricsPort = ${uploaderPort}
       '/etc/laniakea/redis/spark-uploader.password spark-uploader:lkspark 400',
     ];
     if (modes.join('\n') !== expected.join('\n')) throw new Error(`password files:\n${modes.join('\n')}`);
-    // install.sh's memory limit: the default RedisMaxMemory (spark.toml here sets none), never evicting.
+    // setup-host's memory limit: the default RedisMaxMemory (spark.toml here sets none), never evicting.
     const memory = await redisCli('spark-operator', 'INFO memory');
     if (!/^maxmemory:1073741824\r?$/m.test(memory) || !/^maxmemory_policy:noeviction\r?$/m.test(memory))
       throw new Error(
@@ -291,8 +401,9 @@ MetricsPort = ${uploaderPort}
     const persistence = await redisCli('spark-operator', 'INFO persistence');
     if (!/^aof_enabled:1\r?$/m.test(persistence)) throw new Error("the worker's Redis keeps no append-only file");
     const after = await hostRedis();
-    if (after.conf !== hostRedisBefore.conf) throw new Error('install.sh changed /etc/redis/redis.conf');
-    if (after.pid !== hostRedisBefore.pid) throw new Error(`install.sh restarted redis-server (pid ${hostRedisBefore.pid} → ${after.pid})`);
+    if (after.conf !== hostRedisBefore.conf) throw new Error(`${way.writer} changed /etc/redis/redis.conf`);
+    if (after.pid !== hostRedisBefore.pid)
+      throw new Error(`${way.writer} restarted redis-server (pid ${hostRedisBefore.pid} → ${after.pid})`);
     const key = (await hostRedisCli('GET other-application-key')).trim();
     const policy = (await hostRedisCli('CONFIG GET maxmemory-policy')).split('\n')[1]?.trim();
     if (key !== 'still-here' || policy !== 'allkeys-lru')
@@ -301,7 +412,7 @@ MetricsPort = ${uploaderPort}
   });
 
   await check(
-    `WorkspaceRoot ${WORKSPACE_ROOT}: the signer and uploader may write its workspaces (install.sh's drop-ins); the audit log is under /var/log`,
+    `WorkspaceRoot ${WORKSPACE_ROOT}: the signer and uploader may write its workspaces (setup-host's drop-ins); the audit log is under /var/log`,
     async () => {
       const paths: string[] = [];
       for (const unit of ['spark-signer', 'spark-uploader']) {
@@ -318,7 +429,7 @@ MetricsPort = ${uploaderPort}
   );
 
   await check(
-    'install.sh run again changes nothing: same passwords and generated files, neither Redis nor a service restarted',
+    `${way.again} run again changes nothing: same passwords and generated files, neither Redis nor a service restarted`,
     async () => {
       const generatedFiles = [
         '/etc/redis/redis-spark.conf',
@@ -333,13 +444,13 @@ MetricsPort = ${uploaderPort}
           (await m.sh(`cat /etc/laniakea/redis/*.password /etc/redis/spark-users.acl ${generatedFiles.join(' ')} | sha256sum`)).trim(),
         ].join(' ');
       const before = await state();
-      const output = await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 });
-      installOutput.push(output);
+      const { code, stdout: output } = await setUpAgain();
+      if (code !== 0) throw new Error(`${way.again}: exit ${code}\n${output.slice(-3000)}`);
       const after = await state();
       if (before !== after)
         throw new Error(`pids of the Redis instances and services, and the files' checksum: before ${before}, after ${after}`);
       const written = output.split('\n').filter((line) => / written$|: added /.test(line));
-      if (written.length > 0) throw new Error(`install.sh wrote again:\n${written.join('\n')}`);
+      if (written.length > 0) throw new Error(`${way.again} wrote again:\n${written.join('\n')}`);
       const toml = await m.sh('cat /etc/laniakea/spark.toml');
       if ((toml.match(/RedisCredentialsDir/g) ?? []).length !== 1) throw new Error('RedisCredentialsDir is in spark.toml more than once');
     },
@@ -352,7 +463,7 @@ MetricsPort = ${uploaderPort}
     // Inside the unit's own context (same unit settings), as the builder does it; what the helper and
     // sudo refuse is the hostile builder's probe, below.
     // stdin from /dev/null: the helper stops what it runs when a piped stdin closes.
-    const inUnit = await inBuilderUnit(['/bin/sh', '-c', 'exec sudo -n /usr/local/sbin/spark-build-helper --version </dev/null']);
+    const inUnit = await inBuilderUnit(['/bin/sh', '-c', `exec sudo -n ${way.helper} --version </dev/null`]);
     if (inUnit.code !== 0) throw new Error(`sudo helper --version in the unit's settings: exit ${inUnit.code} ${inUnit.stderr}`);
     return `helper --version: ${inUnit.stdout.trim()}`;
   });
@@ -441,8 +552,7 @@ MetricsPort = ${uploaderPort}
     await run('gpgv', ['--keyring', key.keyring, join(uploads, changes)]);
     await run('gpgv', ['--keyring', key.keyring, join(uploads, dud.name)]);
     const log = await m.sh(`cat ${WORKSPACE_ROOT}/logs/${success.uuid}*.log`);
-    if (!log.includes('sudo -n /usr/local/sbin/spark-build-helper build'))
-      throw new Error('the build log shows no build through sudo and the helper');
+    if (!log.includes(`sudo -n ${way.helper} build`)) throw new Error('the build log shows no build through sudo and the helper');
     return `${changes}, ${dud.name} verified with gpgv; built through sudo and the helper`;
   });
 
@@ -625,16 +735,7 @@ MetricsPort = ${uploaderPort}
   // spark-builder with the builder unit's settings, its own Redis password and its sudo rule.
   const asBuilder = async (args: string[], timeoutMs: number) => {
     const result = await inBuilderUnit(
-      [
-        '/usr/bin/node',
-        '--conditions=@spark/source',
-        '--import',
-        'tsx',
-        'tools/deploy-test/hostile-builder.ts',
-        ...args,
-        '--config',
-        '/etc/laniakea/spark.toml',
-      ],
+      [...way.hostile, ...args, '--helper', way.helper, '--config', '/etc/laniakea/spark.toml'],
       timeoutMs,
     );
     const lines = result.stdout
@@ -939,22 +1040,25 @@ MetricsPort = ${uploaderPort}
   );
 
   await check(
-    'install.sh refuses a WorkspaceRoot the units hide or one through a link, and leaves a file edited by hand alone',
+    `${way.again} refuses a WorkspaceRoot the units hide or one through a link, and leaves a file edited by hand alone`,
     async () => {
-      const install = async (env: string) => {
-        const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${env} bash deploy/install.sh 2>&1`], { timeoutMs: 600_000 });
-        installOutput.push(result.stdout);
-        return result;
-      };
-      const toml = await m.sh('cat /etc/laniakea/spark.toml');
+      const config = '/etc/laniakea/spark.toml';
+      const toml = await m.sh(`cat ${config}`);
+      const writer = way.writer.replace(/[/.]/g, '\\$&');
       const refusals: [root: string, reason: RegExp][] = [
         [
           '/home/builds',
-          /^deploy\/install\.sh: WorkspaceRoot \/home\/builds is below \/home, \/root, \/run\/user, \/tmp or \/var\/tmp, which the services' units hide from them/m,
+          new RegExp(
+            `^${writer}: WorkspaceRoot /home/builds is below /home, /root, /run/user, /tmp or /var/tmp, which the services' units hide from them`,
+            'm',
+          ),
         ],
         [
           '/srv/builds-link',
-          /^deploy\/install\.sh: WorkspaceRoot \/srv\/builds-link passes through a symbolic link \(it resolves to \/srv\/spark-builds\)/m,
+          new RegExp(
+            `^${writer}: WorkspaceRoot /srv/builds-link passes through a symbolic link \\(it resolves to /srv/spark-builds\\)`,
+            'm',
+          ),
         ],
       ];
       await m.sh('ln -sfn /srv/spark-builds /srv/builds-link');
@@ -962,30 +1066,52 @@ MetricsPort = ${uploaderPort}
         for (const [root, reason] of refusals) {
           // Through the share, as spark.toml came in: the machine's stdin is a socket, which /dev/stdin cannot open.
           await writeFile(join(share, 'spark-other-root.toml'), toml.replace(/^WorkspaceRoot = .*$/m, `WorkspaceRoot = '${root}/'`));
-          await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
-          const result = await install('SPARK_CONFIG=/root/spark-other-root.toml');
-          if (result.code !== 1 || !reason.test(result.stdout))
+          let result;
+          if (from === 'package') {
+            // The operator's own spark.toml names the root; dpkg leaves the package half-configured.
+            await m.sh(`cp ${config} /root/spark.toml.good && install -m 0644 ${SHARE}/spark-other-root.toml ${config}`);
+            result = await setUpAgain();
+          } else {
+            await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
+            result = await setUpAgain('SPARK_CONFIG=/root/spark-other-root.toml');
+          }
+          if (result.code === 0 || !reason.test(result.stdout))
             throw new Error(`WorkspaceRoot ${root}: exit ${result.code}\n${result.stdout.slice(-1500)}`);
+          if (from === 'package') {
+            // README: fix what it names, then dpkg --configure -a.
+            await m.sh(`install -m 0644 /root/spark.toml.good ${config}`);
+            const configured = await m.exec(['sh', '-c', 'DEBIAN_FRONTEND=noninteractive dpkg --configure -a 2>&1'], {
+              timeoutMs: 600_000,
+            });
+            installOutput.push(configured.stdout);
+            const state = (await m.sh("dpkg-query -W -f '${Status}' spark-ts")).trim();
+            if (configured.code !== 0 || state !== 'install ok installed')
+              throw new Error(
+                `dpkg --configure -a after the refusal: exit ${configured.code}, ${state}\n${configured.stdout.slice(-1500)}`,
+              );
+          }
         }
       } finally {
-        await m.sh('rm -f /srv/builds-link /root/spark-other-root.toml');
+        await m.sh(
+          `rm -f /srv/builds-link /root/spark-other-root.toml; test ! -f /root/spark.toml.good || mv /root/spark.toml.good ${config}`,
+        );
       }
       // Without its first line, the file is the operator's.
       const file = '/etc/tmpfiles.d/spark.conf';
       await m.sh(`sed -i 1d ${file}`);
       const edited = await m.sh(`sha256sum ${file}`);
-      const kept = await install('');
+      const kept = await setUpAgain();
       if (
         kept.code !== 0 ||
         !kept.stdout.includes(`${file}: left as it is (its first line is not`) ||
         (await m.sh(`sha256sum ${file}`)) !== edited
       )
-        throw new Error(`install.sh with ${file} edited by hand: exit ${kept.code}\n${kept.stdout.slice(-1500)}`);
+        throw new Error(`${way.again} with ${file} edited by hand: exit ${kept.code}\n${kept.stdout.slice(-1500)}`);
       await m.sh(`rm ${file}`);
-      const restored = await install('');
+      const restored = await setUpAgain();
       if (restored.code !== 0 || !restored.stdout.includes(`${file} written`))
-        throw new Error(`install.sh after removing ${file}: exit ${restored.code}`);
-      return 'refused /home/builds and /srv/builds-link (exit 1, the reason); kept the edited tmpfiles file, wrote it again once removed';
+        throw new Error(`${way.again} after removing ${file}: exit ${restored.code}`);
+      return `refused /home/builds and /srv/builds-link (a failing exit, the reason${from === 'package' ? '; dpkg --configure -a recovered' : ''}); kept the edited tmpfiles file, wrote it again once removed`;
     },
   );
 
@@ -996,7 +1122,7 @@ MetricsPort = ${uploaderPort}
     const journal = await m.sh('journalctl --no-pager -o cat');
     const status = await m.sh('spark status --config /etc/laniakea/spark.toml 2>&1 || true');
     for (const [where, text] of [
-      ...installOutput.map((t, i) => [`install.sh run ${i + 1}`, t] as const),
+      ...installOutput.map((t, i) => [`install output ${i + 1}`, t] as const),
       ['the journal', journal] as const,
       ['spark status', status] as const,
     ]) {
