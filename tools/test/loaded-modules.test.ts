@@ -90,7 +90,6 @@ async function loadedPackages(dir: string, register: string, command: string, ar
 /** Packages only one service (or the dashboard) may load. */
 const OWNED: Record<string, ServiceName | 'dashboard'> = {
   zeromq: 'connector',
-  execa: 'builder',
   openpgp: 'signer',
   express: 'dashboard',
   '@bull-board/api': 'dashboard',
@@ -141,7 +140,7 @@ describe('loaded modules', () => {
       /connector started/,
     );
     assert.ok(loaded.has('smol-toml'), `the record is incomplete: ${[...loaded].join(' ')}`);
-    for (const name of ['bullmq', 'ioredis', 'prom-client', 'pino', 'zod', 'zeromq', 'openpgp', 'execa', 'express', '@bull-board/api']) {
+    for (const name of ['bullmq', 'ioredis', 'prom-client', 'pino', 'zod', 'zeromq', 'openpgp', 'express', '@bull-board/api']) {
       assert.ok(!loaded.has(name), `the supervisor loads ${name}`);
     }
   });
