@@ -15,11 +15,13 @@ export type NodeProgram = 'cli' | 'connector' | 'builder' | 'signer' | 'uploader
 const LEAN = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-size=1'] as const;
 
 /**
- * The builder's hot path is JavaScript: it relays every byte a build prints
- * (line scanning, excerpts, warning patterns). Under `--lite-mode` its relay
- * ran at a third of its speed (310 → 116 MB/s), under `--no-opt` at about half,
- * so it keeps the optimising compilers and pays 10–13 MiB of idle RSS for them
- * (docs/benchmarks.md, "Idle memory").
+ * The builder's hot path is JavaScript: it reads back every byte a build
+ * prints (line scanning, excerpts, warning patterns). Under `--lite-mode` its
+ * relay ran at a third of its speed when it passed the output through itself
+ * (310 → 116 MB/s), and at two thirds since a copier writes the log (262 →
+ * 192 and 219 → 140 MB/s, docs/benchmarks.md, "Log relay through a copier"),
+ * so it keeps the optimising compilers and pays a few MiB of idle RSS for
+ * them (docs/benchmarks.md, "Idle memory").
  */
 const BUILDER = ['--max-semi-space-size=1'] as const;
 
