@@ -155,6 +155,18 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
     if (held !== null) throw new Error(`the job log ${path} takes one command's output at a time`);
     if (closed !== null) throw new Error(`the job log ${path} is closed`);
     held = [];
+    try {
+      return await startCopier();
+    } catch (error) {
+      // No copier: what was noted meanwhile goes into the file now, and the next command may try again.
+      const notes = held;
+      held = null;
+      for (const text of notes) append(text);
+      throw error;
+    }
+  };
+
+  const startCopier = async (): Promise<LogOutput> => {
     await writes;
     let position = (await file.stat()).size;
     const room = maxOutputBytes - outputBytes;
@@ -175,6 +187,16 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       await Promise.all([pipe.read.close(), pipe.write.close()]);
       throw error;
     }
+    // The reader naps when it has caught up with the file; the copier's end wakes it.
+    let wake = () => {};
+    const nap = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     const pid = copier.pid;
     if (pid !== undefined) liveCopiers.add(pid);
     let copierEnded = false;
@@ -208,18 +230,8 @@ export async function openJobLog(path: string, options: JobLogOptions = {}): Pro
       );
     });
     // The copier holds the reading end now; the builder never reads the pipe.
-    await pipe.read.close();
+    await pipe.read.close().catch(() => undefined);
 
-    // The reader naps when it has caught up with the file; the copier's end wakes it.
-    let wake = () => {};
-    const nap = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
     let released: Promise<void> | null = null;
     let finishing: Promise<boolean> | null = null;
     const output = {

@@ -123,6 +123,27 @@ describe('job log: output relayed as bytes, lines decoded only for listeners and
     assert.deepEqual(match(Buffer.from(`\x1b[0m${plain.join('\n')}\n`)), expected);
   });
 
+  it('a command whose output cannot be opened leaves the log usable: notes still go to the file, the next command gets its output', async () => {
+    const log = await openJobLog(join(dir, 'no-copier.log'));
+    const tmp = process.env['TMPDIR'];
+    // The FIFO is made in a private directory under TMPDIR: one that does not exist stops it.
+    process.env['TMPDIR'] = join(dir, 'missing');
+    try {
+      await assert.rejects(log.openOutput(), /ENOENT/);
+    } finally {
+      if (tmp === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = tmp;
+    }
+    log.note('after the failed start');
+    const pipe = await log.openOutput();
+    const child = spawn('sh', ['-c', 'echo from the next command'], { stdio: ['ignore', pipe.input, 'ignore'] });
+    pipe.release();
+    await once(child, 'exit');
+    await pipe.finish(5_000);
+    await log.close();
+    assert.equal(await readFile(log.path, 'utf8'), '[spark-builder] after the failed start\nfrom the next command\n');
+  });
+
   it('stops calling a listener once it is removed, and searches no more for needles only it held', () => {
     const log = createOutputWatch();
     const warnings = createWarningCollector(3);
