@@ -28,15 +28,15 @@
  * host's images, bound read-only.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { curveKeyPair } from 'zeromq';
 import { formatCurveKeyFile } from '@spark/keys';
 import { waitFor, type LighthouseStandIn } from '@spark/testing';
-import { buildPackage } from '../package/build.js';
 import { POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
-import { cachedNodejsDeb, cachedRootfs } from './rootfs.js';
+import { packageIntoShare } from './package-share.js';
+import { cachedRootfs } from './rootfs.js';
 import { startWorld } from './world.js';
 
 /** The worker's MachineName, as Lighthouse knows it. */
@@ -120,14 +120,7 @@ await machineTest('migrate', { root: 'it builds a package and boots a machine wi
   let deb = '';
   let nodejs = '';
   const packaged = await check('npm run package builds spark-ts, lintian clean; nodejs as NodeSource ships it', async () => {
-    const result = await buildPackage({ revision: 1, outDir: share });
-    if (result.lintian.status !== 0)
-      throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
-    deb = basename(result.deb);
-    const node = await cachedNodejsDeb(say);
-    nodejs = basename(node);
-    await copyFile(node, join(share, nodejs));
-    await copyFile(join(checkout, 'tools/host-runner/debspawn'), join(share, 'debspawn'));
+    ({ deb, nodejs } = await packageIntoShare(share, say));
     // The README's step 5 names the file an operator copied to the worker: the one built here.
     if (!installLines[0]?.includes(`./${deb}`)) throw new Error(`README step 5 installs ${JSON.stringify(installLines[0])}, not ./${deb}`);
     return `${deb}, ${nodejs}`;

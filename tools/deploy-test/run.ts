@@ -39,11 +39,11 @@ import { build } from 'esbuild';
 import { REDIS_USERS } from '@spark/service';
 import { archiveTargetsKey, DEFAULT_QUEUE_PREFIX } from '@spark/protocol';
 import { freePort, PROGRAM_BUNDLE_OPTIONS, waitFor } from '@spark/testing';
-import { buildPackage } from '../package/build.js';
 import { linkedDependencyDirs, POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
 import type { Machine } from './machine.js';
-import { cachedNodejsDeb, cachedRootfs } from './rootfs.js';
+import { packageIntoShare } from './package-share.js';
+import { cachedRootfs } from './rootfs.js';
 import { keyToCredential } from './signer-credential.js';
 import { startWorld } from './world.js';
 
@@ -131,14 +131,7 @@ await machineTest('deploy', { root: 'it boots a machine with systemd-nspawn', di
   let nodejs = '';
   if (from === 'package') {
     const packaged = await check('npm run package builds spark-ts, lintian clean; nodejs as NodeSource ships it', async () => {
-      const result = await buildPackage({ revision: 1, outDir: share });
-      if (result.lintian.status !== 0)
-        throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
-      deb = basename(result.deb);
-      const node = await cachedNodejsDeb(say);
-      nodejs = basename(node);
-      await copyFile(node, join(share, nodejs));
-      await copyFile(join(checkout, 'tools/host-runner/debspawn'), join(share, 'debspawn'));
+      ({ deb, nodejs } = await packageIntoShare(share, say));
       await build({
         ...PROGRAM_BUNDLE_OPTIONS,
         entryPoints: [join(checkout, 'tools/deploy-test/hostile-builder.ts')],
