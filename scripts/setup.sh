@@ -23,6 +23,7 @@ apt_packages=(
   gnupg                   # gpgv to verify signatures; gpg to make keys
   devscripts              # dscverify, dget
   dpkg-dev build-essential fakeroot             # dpkg-source/dpkg-buildpackage for test packages
+  lintian                 # npm run package checks the .deb with it (tools/test/package.test.ts, the deploy tests)
   dpkg-repack             # test:package installs this host's nodejs (NodeSource's) in its bookworm machine as a .deb
   dput-ng                 # reference uploader the tests compare against
   python3-zmq             # pyzmq: checks our Curve key files as Laniakea reads them
