@@ -1,8 +1,11 @@
 /**
- * `npm run package [-- --revision N] [--out DIR]`: builds
- * `spark-ts_<version>-<N>_<arch>.deb` (default revision 1, into dist/package)
- * with `dpkg-deb --root-owner-group`, then runs lintian on it (its exit
- * status is this command's). The programs are esbuild bundles
+ * `npm run package [-- --revision N] [--snapshot] [--no-lintian] [--out DIR]`:
+ * builds `spark-ts_<version>-<N>_<arch>.deb` (default revision 1, into
+ * dist/package) with `dpkg-deb --root-owner-group`, then runs lintian on it
+ * (its exit status is this command's). `--snapshot` adds the commit built to
+ * the version (`0.1.0-1+git20261208.005707.618a62b`: later commits sort
+ * later, so each is an upgrade; deploy/install.sh builds these), and
+ * `--no-lintian` skips lintian (a build host need not have it). The programs are esbuild bundles
  * (tools/package/bundle.ts; `spark`'s entry with its commands' chunks beside it); units, sudoers rule, logrotate template and
  * setup-host come from deploy/, the maintainer scripts and the sysusers.d and
  * tmpfiles.d snippets from deploy/debian/, the manual pages and completion
@@ -11,7 +14,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -40,6 +43,12 @@ function launcher(program: NodeProgram | null, entry: string): string {
   return `#!/bin/sh\nexec /usr/bin/node ${flags}${entry} "$@"\n`;
 }
 
+/** `+git<date>.<time>.<commit>`, in UTC from the commit's time: a later commit is a later version. */
+export function snapshotSuffix(commit: string, epochSeconds: number): string {
+  const stamp = new Date(epochSeconds * 1000).toISOString().replace(/[-:]/g, '').slice(0, 15).replace('T', '.');
+  return `+git${stamp}.${commit.slice(0, 12)}`;
+}
+
 /** Rewrites a file of deploy/ for the package's paths (/usr/sbin instead of /usr/local). */
 function packagePaths(text: string): string {
   return text
@@ -53,16 +62,26 @@ export interface PackageResult {
   modules: Bundles['modules'];
   /** The files of each program's bundle, its entry and chunks (bundlePrograms' `outputs`). */
   outputs: Bundles['outputs'];
-  /** lintian's output and exit status. */
-  lintian: { status: number; output: string };
+  /** lintian's output and exit status; null when it was skipped. */
+  lintian: { status: number; output: string } | null;
+}
+
+/** Throws with lintian's output unless it ran on the package and found no error or warning. */
+export function assertLintianClean(result: PackageResult): void {
+  if (!result.lintian) throw new Error(`lintian was not run on ${basename(result.deb)}`);
+  if (result.lintian.status !== 0)
+    throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
 }
 
 /** Builds the package into `outDir` and runs lintian on it. */
-export async function buildPackage(options: { revision?: number; outDir?: string } = {}): Promise<PackageResult> {
+export async function buildPackage(
+  options: { revision?: number; outDir?: string; snapshot?: boolean; lintian?: boolean } = {},
+): Promise<PackageResult> {
   const revision = options.revision ?? 1;
   const outDir = options.outDir ?? join(ROOT, 'dist/package');
   const { version: upstream } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  const version = `${upstream}-${revision}`;
+  const [commit, committed] = run('git', ['log', '-1', '--format=%H %ct']).trim().split(' ') as [string, string];
+  const version = `${upstream}-${revision}${options.snapshot ? snapshotSuffix(commit, Number(committed)) : ''}`;
   const arch = run('dpkg', ['--print-architecture']).trim();
   const stage = await mkdtemp(join(tmpdir(), 'spark-ts-deb-'));
   // The package's root is the host's /: mkdtemp made it 0700.
@@ -120,8 +139,7 @@ export async function buildPackage(options: { revision?: number; outDir?: string
     const doc = '/usr/share/doc/spark-ts';
     await put(stage, `${doc}/README.md.gz`, gzipSync(await readFile(join(ROOT, 'README.md')), { level: 9 }));
     await put(stage, `${doc}/copyright`, copyright(upstream, thirdParty));
-    const commit = run('git', ['log', '-1', '--format=%H %ct']).trim().split(' ');
-    await put(stage, `${doc}/changelog.Debian.gz`, gzipSync(changelog(version, commit[0]!, Number(commit[1])), { level: 9 }));
+    await put(stage, `${doc}/changelog.Debian.gz`, gzipSync(changelog(version, commit, Number(committed)), { level: 9 }));
     await put(stage, '/usr/share/lintian/overrides/spark-ts', await readFile(join(ROOT, 'deploy/debian/lintian-overrides')));
 
     // DEBIAN/: control, conffiles, maintainer scripts, md5sums.
@@ -137,23 +155,40 @@ export async function buildPackage(options: { revision?: number; outDir?: string
     await mkdir(outDir, { recursive: true });
     const deb = join(outDir, `spark-ts_${version}_${arch}.deb`);
     run('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb]);
+    if (options.lintian === false) return { deb, modules, outputs, lintian: null };
     const lintian = spawnSync('lintian', ['--fail-on', 'error,warning', '--info', deb], { encoding: 'utf8' });
-    return { deb, modules, outputs, lintian: { status: lintian.status ?? 1, output: `${lintian.stdout}${lintian.stderr}` } };
+    const output = lintian.error ? `lintian: ${lintian.error.message}` : `${lintian.stdout}${lintian.stderr}`;
+    return { deb, modules, outputs, lintian: { status: lintian.status ?? 1, output } };
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { revision: { type: 'string' }, out: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    options: {
+      revision: { type: 'string' },
+      out: { type: 'string' },
+      snapshot: { type: 'boolean', default: false },
+      'no-lintian': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
   const revision = values.revision === undefined ? 1 : Number(values.revision);
   if (!Number.isInteger(revision) || revision < 1) {
     console.error(`npm run package: --revision must be a whole number ≥ 1, not ${JSON.stringify(values.revision)}`);
     process.exit(64);
   }
-  const result = await buildPackage({ revision, outDir: values.out === undefined ? undefined : resolve(values.out) });
+  const result = await buildPackage({
+    revision,
+    outDir: values.out === undefined ? undefined : resolve(values.out),
+    snapshot: values.snapshot,
+    lintian: !values['no-lintian'],
+  });
   console.log(result.deb);
-  if (result.lintian.output) console.log(result.lintian.output.trimEnd());
-  console.log(result.lintian.status === 0 ? 'lintian: no errors or warnings' : `lintian: exit ${result.lintian.status}`);
-  process.exitCode = result.lintian.status;
+  if (result.lintian) {
+    if (result.lintian.output) console.log(result.lintian.output.trimEnd());
+    console.log(result.lintian.status === 0 ? 'lintian: no errors or warnings' : `lintian: exit ${result.lintian.status}`);
+    process.exitCode = result.lintian.status;
+  }
 }
