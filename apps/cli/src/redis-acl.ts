@@ -13,7 +13,7 @@ const run = promisify(execFile);
 /** Where `spark redis-acl` writes the ACL file unless told otherwise (`aclfile` of the worker's Redis, /etc/redis/redis-spark.conf). */
 export const DEFAULT_ACL_FILE = '/etc/redis/spark-users.acl';
 
-/** The group whose members may read the operator's Redis password (deploy/install.sh creates it). */
+/** The group whose members may read the operator's Redis password (the Debian package creates it, deploy/debian/sysusers.conf). */
 export const OPERATORS_GROUP = 'spark-operators';
 
 /**
@@ -177,7 +177,7 @@ export async function runRedisAcl(argv: string[], io: CliIo): Promise<number> {
     [
       `wrote ${result.aclFile} (users ${Object.values(REDIS_USERS).join(', ')}; default user off)`,
       result.created.length > 0 ? `new password files: ${result.created.join(', ')}` : `kept the password files in ${credentialsDir}`,
-      `Redis reads it with "aclfile ${result.aclFile}" in its config (the worker's own Redis: /etc/redis/redis-spark.conf, which deploy/install.sh writes):`,
+      `Redis reads it with "aclfile ${result.aclFile}" in its config (the worker's own Redis: /etc/redis/redis-spark.conf, which dpkg-reconfigure spark-ts writes):`,
       `restart it (systemctl restart redis-server@spark), or run ACL LOAD if it is configured already;`,
       `then restart the services (they log in with RedisCredentialsDir = '${credentialsDir}').`,
       '',

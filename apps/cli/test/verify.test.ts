@@ -120,7 +120,7 @@ ${suites}
       await chmod(configFile, 0o644);
     };
 
-    // Redis as deploy/install.sh sets it up: spark redis-acl, then redis-server with the ACL file.
+    // Redis as setup-host sets it up: spark redis-acl, then redis-server with the ACL file.
     const aclFile = join(dir, 'spark-users.acl');
     await writeRedisAcl({ credentialsDir, aclFile, prefix, chown: false });
     redis = await startRedisServer({ args: ['--aclfile', aclFile] });
@@ -128,7 +128,7 @@ ${suites}
     await keytool('install-worker-key', '--config', configFile, join(dir, 'new', `${MACHINE}.key_secret`));
     await keytool('install-server-key', '--config', configFile, join(dir, 'new', 'lighthouse.key'));
 
-    // The workspace root as install.sh makes it.
+    // The workspace root as setup-host makes it.
     for (const sub of ['workspaces', 'logs']) {
       await mkdir(join(workspaceRoot, sub), { recursive: true });
       await chmod(join(workspaceRoot, sub), 0o2770);
@@ -210,7 +210,7 @@ ${suites}
       assert.equal(result.code, 66, result.stdout);
       assert.equal(
         line(result.stdout, 'Curve secret key'),
-        `FAIL Curve secret key: ${file}: missing; install the worker's key: spark keytool install-worker-key <id>.key_secret, then deploy/install.sh`,
+        `FAIL Curve secret key: ${file}: missing; install the worker's key: spark keytool install-worker-key <id>.key_secret, then dpkg-reconfigure spark-ts`,
       );
       assert.equal(line(result.stdout, 'Lighthouse'), 'SKIP Lighthouse: skipped: needs the Curve key files (see above)');
       assert.match(result.stdout, /\nspark verify: 1 problem \(exit 66: a missing file\)\n$/);
@@ -355,7 +355,7 @@ ${suites}
       assert.match(line(result.stdout, 'Redis'), /^OK {3}Redis: redis:\/\/127\.0\.0\.1:\d+ answers$/);
       assert.match(
         line(result.stdout, 'Redis server'),
-        /^FAIL Redis server: redis:\/\/127\.0\.0\.1:\d+ \(no config file\) has maxmemory-policy allkeys-lru: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it \(deploy\/install\.sh sets it for the worker's own Redis, redis-server@spark .*\)$/,
+        /^FAIL Redis server: redis:\/\/127\.0\.0\.1:\d+ \(no config file\) has maxmemory-policy allkeys-lru: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it \(dpkg-reconfigure spark-ts sets it for the worker's own Redis, redis-server@spark .*\)$/,
       );
     } finally {
       await writeFile(configFile, good);

@@ -6,17 +6,17 @@ import { FILE_OWNERS } from '../redis-acl.js';
 import { ok, problem, skipped, type CheckResult } from './check-result.js';
 import type { AccountBook, WorkerAccounts } from './host-accounts.js';
 
-/** What a file or directory of the worker must look like (deploy/install.sh makes it so). */
+/** What a file or directory of the worker must look like (setup-host, deploy/setup-host.sh, makes it so). */
 export interface FileExpectation {
   /** What it is, the check's name: `Curve secret key`. */
   what: string;
   path: string;
   type: 'file' | 'dir';
-  /** Account names that may own it (the first is the one install.sh sets). */
+  /** Account names that may own it (the first is the one setup-host sets). */
   owners: string[];
   /** Group it must have, if any. */
   group?: string;
-  /** The mode install.sh sets, named in the fix. */
+  /** The mode setup-host sets, named in the fix. */
   mode: number;
   /** Permission bits it may have beyond none (default `mode`): more is a problem. */
   allowed?: number;
@@ -49,7 +49,8 @@ export async function checkFile(expect: FileExpectation, accounts: AccountBook, 
     const uid = await accounts.uid(name);
     if (uid !== null) uids.push(uid);
   }
-  if (uids.length === 0) return problem(what, 'config', `system user ${owner} does not exist: run deploy/install.sh, which creates it`);
+  if (uids.length === 0)
+    return problem(what, 'config', `system user ${owner} does not exist: run dpkg-reconfigure spark-ts, which creates it`);
   const ownerName = await accounts.nameOf('passwd', info.uid);
   const groupName = await accounts.nameOf('group', info.gid);
   const fixOwner = `run: chown ${owner}${expect.group ? `:${expect.group}` : ''} ${path}`;
@@ -58,7 +59,7 @@ export async function checkFile(expect: FileExpectation, accounts: AccountBook, 
   if (expect.group !== undefined) {
     const gid = await accounts.gid(expect.group);
     if (gid === null)
-      return problem(what, 'config', `system group ${expect.group} does not exist: run deploy/install.sh, which creates it`);
+      return problem(what, 'config', `system group ${expect.group} does not exist: run dpkg-reconfigure spark-ts, which creates it`);
     if (info.gid !== gid) return problem(what, 'config', `${path}: group ${groupName}, should be ${expect.group}; ${fixOwner}`);
   }
   const mode = info.mode & 0o7777;
@@ -82,7 +83,7 @@ function passwordOwner(role: RedisRoleName, accounts: WorkerAccounts): { owner: 
 }
 
 /**
- * Every file and directory the config names, as deploy/install.sh sets them
+ * Every file and directory the config names, as setup-host sets them
  * up: spark.toml (root's, readable by the services, writable by nobody else:
  * the build helper trusts it), the Curve keys (the secret one and its
  * directory the connector's alone), the OpenPGP key and passphrase (the
@@ -107,7 +108,7 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
       type: 'dir',
       owners: [accounts.connector],
       mode: 0o700,
-      create: 'spark keytool install-worker-key makes it (then deploy/install.sh gives it to spark-connector)',
+      create: 'spark keytool install-worker-key makes it (then dpkg-reconfigure spark-ts gives it to spark-connector)',
     },
     {
       what: 'Curve secret key',
@@ -116,7 +117,7 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
       owners: [accounts.connector],
       mode: 0o600,
       required: 0o400,
-      create: "install the worker's key: spark keytool install-worker-key <id>.key_secret, then deploy/install.sh",
+      create: "install the worker's key: spark keytool install-worker-key <id>.key_secret, then dpkg-reconfigure spark-ts",
     },
     {
       what: 'Lighthouse server key',
@@ -137,7 +138,7 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
       owners: [accounts.signer],
       mode: 0o600,
       required: 0o400,
-      create: 'export it: gpg --export-secret-key -a <GpgKeyID> > FILE, install -m 0600 it there, then deploy/install.sh',
+      create: 'export it: gpg --export-secret-key -a <GpgKeyID> > FILE, install -m 0600 it there, then dpkg-reconfigure spark-ts',
     });
   }
   if (config.signer.passphraseFile !== null) {
@@ -161,7 +162,7 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
         owners: [owner],
         ...(group === undefined ? {} : { group }),
         mode: FILE_OWNERS[role].mode,
-        create: 'run deploy/install.sh (spark redis-acl writes it)',
+        create: 'run dpkg-reconfigure spark-ts (spark redis-acl writes it)',
       });
     }
   }
@@ -173,7 +174,7 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
       owners: [accounts.root],
       group: accounts.sharedGroup,
       mode: 0o2770,
-      create: 'run deploy/install.sh, which makes it',
+      create: 'run dpkg-reconfigure spark-ts, which makes it',
     });
   }
   files.push({
@@ -184,7 +185,7 @@ export function workerFiles(config: SparkConfig, accounts: WorkerAccounts): File
     mode: 0o700,
     // The unit's LogsDirectoryMode=0700; nobody else may write it either way.
     allowed: 0o755,
-    create: `run deploy/install.sh, which makes it (0700 spark-signer); systemd also does when spark-signer starts, for its LogsDirectory=`,
+    create: `run dpkg-reconfigure spark-ts, which makes it (0700 spark-signer); systemd also does when spark-signer starts, for its LogsDirectory=`,
   });
   return files;
 }

@@ -4,7 +4,7 @@ import { OPERATORS_GROUP, systemGroup, systemUser } from '../redis-acl.js';
 
 const run = promisify(execFile);
 
-/** The system accounts a worker's files belong to (deploy/install.sh creates them). */
+/** The system accounts a worker's files belong to (the Debian package creates them, deploy/debian/sysusers.conf). */
 export interface WorkerAccounts {
   connector: string;
   builder: string;

@@ -122,7 +122,9 @@ export async function checkBuildHelper(
     required: 0o500,
     create,
   });
-  const results = [await checkFile(rootOwned('build helper', helper, 'run deploy/install.sh, which writes it'), book, isRoot)];
+  const results = [
+    await checkFile(rootOwned('build helper', helper, 'the spark-ts package installs it: apt install --reinstall spark-ts'), book, isRoot),
+  ];
   const debspawn = await resolveDebspawn(config.builder.debspawn);
   if (debspawn !== null) {
     results.push(await checkFile(rootOwned('debspawn executable', debspawn, 'install debspawn'), book, isRoot));
@@ -131,7 +133,9 @@ export async function checkBuildHelper(
   if (!isRoot) {
     results.push(skipped(check, 'not-root', `only root may ask sudo what ${accounts.builder} may run`));
   } else if ((await book.uid(accounts.builder)) === null) {
-    results.push(problem(check, 'config', `system user ${accounts.builder} does not exist: run deploy/install.sh, which creates it`));
+    results.push(
+      problem(check, 'config', `system user ${accounts.builder} does not exist: run dpkg-reconfigure spark-ts, which creates it`),
+    );
   } else {
     try {
       await run('sudo', ['-n', '-l', '-U', accounts.builder, helper], { timeout: 30_000 });
@@ -142,7 +146,7 @@ export async function checkBuildHelper(
         problem(
           check,
           'config',
-          `may not run ${helper} through sudo without a password${stderr ? ` (${stderr})` : ''}: install deploy/sudoers/10spark-builder as /etc/sudoers.d/10spark-builder (deploy/install.sh does)`,
+          `may not run ${helper} through sudo without a password${stderr ? ` (${stderr})` : ''}: the spark-ts package installs /etc/sudoers.d/10spark-builder (a conffile; restore it with apt install --reinstall -o Dpkg::Options::=--force-confmiss spark-ts)`,
         ),
       );
     }

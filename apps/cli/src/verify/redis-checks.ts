@@ -56,8 +56,8 @@ function probes(prefix: string): Record<RedisRoleName, { allowed: Probe; refused
 
 const describe = (probe: Probe) => `${probe.command[0]} (${probe.what})`;
 
-/** How to reach the Redis deploy/install.sh sets up, for the fixes the checks name. */
-const INSTANCE = "the worker's own Redis, redis-server@spark (its config /etc/redis/redis-spark.conf, written by deploy/install.sh)";
+/** How to reach the Redis setup-host (deploy/setup-host.sh) sets up, for the fixes the checks name. */
+const INSTANCE = "the worker's own Redis, redis-server@spark (its config /etc/redis/redis-spark.conf)";
 const RESTART = 'systemctl restart redis-server@spark';
 
 /**
@@ -75,7 +75,7 @@ async function checkServer(redis: Redis, shown: string): Promise<CheckResult> {
     return problem(
       'Redis server',
       'config',
-      `${shown} (${from}) has maxmemory-policy ${policy}: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it (deploy/install.sh sets it for ${INSTANCE})`,
+      `${shown} (${from}) has maxmemory-policy ${policy}: it may evict BullMQ's keys, losing jobs; set maxmemory-policy noeviction there and restart it (dpkg-reconfigure spark-ts sets it for ${INSTANCE})`,
     );
   }
   const max = field('maxmemory');
@@ -113,7 +113,7 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
       problem(
         'Redis users',
         'config',
-        `RedisCredentialsDir is not set: every service logs in as Redis's default user, and the builder can write what only the connector and signer may; run deploy/install.sh (it sets it up with spark redis-acl)`,
+        `RedisCredentialsDir is not set: every service logs in as Redis's default user, and the builder can write what only the connector and signer may; run dpkg-reconfigure spark-ts (it sets it up with spark redis-acl)`,
       ),
     );
     let anonymous: Redis;
@@ -144,7 +144,7 @@ export async function checkRedis(config: SparkConfig, isRoot: boolean): Promise<
       problem(
         'Redis default user',
         'config',
-        `${shown} lets a client in without a password: put "aclfile /etc/redis/spark-users.acl" in its config and restart it (deploy/install.sh does both for ${INSTANCE})`,
+        `${shown} lets a client in without a password: put "aclfile /etc/redis/spark-users.acl" in its config and restart it (dpkg-reconfigure spark-ts does both for ${INSTANCE})`,
       ),
     );
   } catch (error) {

@@ -47,8 +47,8 @@ const HIDDEN_FROM_UNITS = ['/home', '/root', '/run/user', '/tmp', '/var/tmp'];
  * enabled; `WorkspaceRoot` lies where the units let the services see it; and
  * the signer and the uploader, under `ProtectSystem=strict`, may write the
  * workspaces (the signer also its audit log, unless that is in its
- * `LogsDirectory=`, `signerLogs`), which the drop-ins deploy/install.sh
- * writes from spark.toml allow.
+ * `LogsDirectory=`, `signerLogs`), which the drop-ins setup-host
+ * (deploy/setup-host.sh) writes from spark.toml allow.
  */
 export async function checkSystemd(config: SparkConfig, signerLogs: string | null): Promise<CheckResult[]> {
   if (!systemdRunning()) {
@@ -60,7 +60,7 @@ export async function checkSystemd(config: SparkConfig, signerLogs: string | nul
     results.push(ok('systemd units', `spark.target is ${stdout.trim()}`));
   } catch (error) {
     const state = (error as { stdout?: string }).stdout?.trim() || 'not installed';
-    results.push(problem('systemd units', 'config', `spark.target is ${state}: run deploy/install.sh --enable`));
+    results.push(problem('systemd units', 'config', `spark.target is ${state}: run systemctl enable --now spark.target`));
   }
   const hidden = HIDDEN_FROM_UNITS.find((dir) => within(config.workspaceRoot, dir));
   if (hidden !== undefined) {
@@ -68,7 +68,7 @@ export async function checkSystemd(config: SparkConfig, signerLogs: string | nul
       problem(
         'WorkspaceRoot',
         'config',
-        `${config.workspaceRoot} is below ${hidden}, which the units hide from the services (ProtectHome=yes, PrivateTmp=yes): move it elsewhere (e.g. /srv/lkspark), set WorkspaceRoot, and run deploy/install.sh`,
+        `${config.workspaceRoot} is below ${hidden}, which the units hide from the services (ProtectHome=yes, PrivateTmp=yes): move it elsewhere (e.g. /srv/lkspark), set WorkspaceRoot, and run dpkg-reconfigure spark-ts`,
       ),
     );
   }
@@ -91,7 +91,7 @@ export async function checkSystemd(config: SparkConfig, signerLogs: string | nul
         : problem(
             check,
             'config',
-            `may not write ${missing.join(', ')} (ProtectSystem=strict, ReadWritePaths=${allowed.join(' ') || 'none'}): run deploy/install.sh, which writes /etc/systemd/system/${unit}.service.d/workspace.conf from spark.toml`,
+            `may not write ${missing.join(', ')} (ProtectSystem=strict, ReadWritePaths=${allowed.join(' ') || 'none'}): run dpkg-reconfigure spark-ts, which writes /etc/systemd/system/${unit}.service.d/workspace.conf from spark.toml`,
           ),
     );
   }

@@ -14,15 +14,15 @@ declare const SPARK_PACKAGED_BUILD_HELPER: string | undefined;
 
 /**
  * The build helper the sudoers rule names (apps/builder debspawn-command.ts):
- * /usr/local/sbin/spark-build-helper as deploy/install.sh installs it,
- * /usr/sbin/spark-build-helper in the Debian package.
+ * /usr/sbin/spark-build-helper in the Debian package,
+ * /usr/local/sbin/spark-build-helper when `spark` runs from a checkout.
  */
 export const BUILD_HELPER =
   typeof SPARK_PACKAGED_BUILD_HELPER === 'string' ? SPARK_PACKAGED_BUILD_HELPER : '/usr/local/sbin/spark-build-helper';
 
 /** Facts of the host `spark verify` checks against; tests point them at their own set-up. */
 export interface VerifyHost {
-  /** Who owns what (default the accounts deploy/install.sh creates). */
+  /** Who owns what (default the accounts the Debian package creates). */
   accounts?: WorkerAccounts;
   /** The build helper's path (default {@link BUILD_HELPER}). */
   buildHelper?: string;
