@@ -1,148 +1,147 @@
 #!/usr/bin/env bash
-# Installs a spark worker on a Debian 12 host for production, from a
-# root-owned checkout (we suggest /opt/spark-ts). The Debian package
-# (npm run package; README, "Install from the package") installs the same
-# without a checkout; this script stays for hosts run from one. Idempotent:
-# run it again after changing spark.toml (WorkspaceRoot, RedisUrl,
-# RedisMaxMemory, [signer] AuditLog …) or the keys.
-#   1. runtime Debian packages only (no compilers, browsers or test tools)
-#   2. the build (npm ci and nx build, skipped when dist/ is already there)
-#   3. the commands: spark, spark-connector, spark-builder, spark-signer,
-#      spark-uploader in /usr/local/bin, the build helper in /usr/local/sbin,
-#      their manual pages and spark's bash completion
-#   4. one system user per service in the group lkspark
-#   5. the sudoers rule (the builder may run the build helper as root, nothing else)
-#   6. the systemd units and spark.target
-#   7. deploy/setup-host.sh, which does what depends on spark.toml: the
-#      directories, the key files' owners, the worker's own Redis instance
-#      (redis-server@spark) with one ACL user per service, the units'
-#      drop-ins for WorkspaceRoot, log rotation and expiry (--enable also
-#      starts spark.target)
-# Files setup-host.sh generates start with "# Written by deploy/install.sh";
-# remove that line from one to keep your own version (it is then left alone).
+# Installs a spark worker from a root-owned git checkout (we suggest
+# /opt/spark-ts) the way the Debian package does, because it is the package:
+#   1. builds spark-ts from the commit checked out (npm run package --
+#      --snapshot: version 0.1.0-1+git<date>.<time>.<commit>, so each later
+#      commit is an upgrade) into /var/cache/spark-ts, with `npm ci` first
+#      when the checkout has no node_modules
+#   2. moves a host an earlier install.sh set up (launchers in /usr/local,
+#      units in /etc/systemd/system, the sudoers rule) out of the package's
+#      way: its running services are stopped (each builder drains first),
+#      the files go to /var/backups/spark-ts-install.sh/<time>/, the users,
+#      Redis, passwords, drop-ins and spark.toml stay
+#   3. apt-get install of the package: its postinst sets the host up
+#      (setup-host, as `dpkg-reconfigure spark-ts` runs it again) and
+#      restarts running services when the version changed
+#   4. starts again what step 2 stopped; with --enable, enables and starts
+#      spark.target
+# Run it again after pulling a newer commit. When this commit's package is
+# installed already it installs nothing: after changing spark.toml or the
+# keys run `dpkg-reconfigure spark-ts` (README, "Install from the package").
 # The development/test machine setup is scripts/setup.sh, not this.
 #   bash deploy/install.sh [--enable]
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-unitdir=/etc/systemd/system
-bindir=/usr/local/bin
-helper=/usr/local/sbin/spark-build-helper
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=/var/cache/spark-ts
+services=(spark-connector.service 'spark-builder@*.service' spark-signer.service spark-uploader.service)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
   echo "install.sh: $*" >&2
   exit 1
 }
+enable=false
+case "${1:-}" in
+  --enable) enable=true ;;
+  "") ;;
+  *) fail "unknown argument '$1' (usage: bash deploy/install.sh [--enable])" ;;
+esac
 systemd=false
 [ -d /run/systemd/system ] && systemd=true
 [ "$(id -u)" -eq 0 ] || fail "run as root"
 
-step "Debian packages (runtime)"
-packages=(
-  redis-server                                 # the queues (the worker's own instance, redis-server@spark)
-  logrotate                                    # rotates the signer's audit log
-  debspawn systemd-container debootstrap zstd  # builds in containers, image creation
-  sudo                                         # the builder reaches the build helper through sudo
-  gnupg ca-certificates git                    # key export, the host CA store for HTTPS, image recipes
-)
-missing=()
-for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-else
-  echo "all present"
-fi
-# A host that had no Redis before: the package started its default instance, which nothing uses.
-if $systemd && [[ " ${missing[*]} " == *" redis-server "* ]]; then
-  systemctl disable --now --quiet redis-server.service
-  echo "redis-server.service (the host's default instance, started by the package) stopped and disabled: the worker runs its own, redis-server@spark"
-fi
-
-step "Node.js"
-node=$(command -v node) || fail "Node.js 20.19 or newer is required (node is not on PATH)"
-"$node" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' ||
-  fail "Node.js 20.19 or newer is required, $node is $("$node" --version)"
-echo "$node $("$node" --version)"
-
 step "checkout $root"
-# Root runs the build helper from here: nobody else may be able to change it.
-for path in "$root" "$root/apps" "$root/apps/build-helper" "$root/libs" "$root/node_modules"; do
+# Root builds the package from here: nobody else may be able to change it.
+for path in "$root" "$root/apps" "$root/libs" "$root/tools" "$root/deploy" "$root/node_modules"; do
   [ -e "$path" ] || continue
   [ "$(stat -c %u "$path")" = 0 ] && [ $((0$(stat -c %a "$path") & 022)) -eq 0 ] ||
     fail "$path must be owned by root and not writable by group or others"
 done
-services=(connector builder signer uploader)
-built=true
-for app in cli build-helper "${services[@]}"; do [ -f "$root/apps/$app/dist/main.js" ] || built=false; done
-if $built && [ -d "$root/node_modules" ]; then
-  echo "built already (to rebuild: npm ci && npx nx run-many -t build)"
-else
-  (cd "$root" && npm ci --no-audit --no-fund && NX_DAEMON=false NX_TUI=false npx nx run-many -t build --outputStyle=static)
+git -C "$root" rev-parse --verify -q HEAD >/dev/null || fail "$root is not a git checkout (the package's version names the commit it is built from)"
+node=$(command -v node) || fail "Node.js 20.19 or newer is required to build the package (node is not on PATH)"
+"$node" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' ||
+  fail "Node.js 20.19 or newer is required to build the package, $node is $("$node" --version)"
+echo "commit $(git -C "$root" log -1 --format='%h %cs %s'), built with $node $("$node" --version)"
+[ -z "$(git -C "$root" status --porcelain --untracked-files=no)" ] ||
+  echo "note: the checkout has uncommitted changes; they are built, but the version names only the commit"
+
+step "the package"
+# The dependencies the lock file names: again after a pull that changed it.
+if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
+  (cd "$root" && npm ci --no-audit --no-fund)
+fi
+install -d -o root -g root -m 0755 "$cache"
+built=$(cd "$root" && "$node" --conditions=@spark/source --import tsx tools/package/build.ts --snapshot --no-lintian --out "$cache")
+deb=${built%%$'\n'*}
+[ -f "$deb" ] || fail "the package build named no file: '$deb'"
+version=$(dpkg-deb -f "$deb" Version)
+installed=$(dpkg-query -W -f '${db:Status-Status} ${Version}' spark-ts 2>/dev/null || true)
+echo "$deb"
+if [ "$installed" = "installed $version" ]; then
+  echo "spark-ts $version (this commit) is installed already: nothing to install."
+  echo "After changing spark.toml or the keys: dpkg-reconfigure spark-ts"
+  if $enable && $systemd; then systemctl enable --now spark.target; fi
+  exit 0
 fi
 
-step "commands"
-launcher() {
-  # A small launcher rather than a symlink: it names this node and survives rebuilds.
-  # Node flags may follow the script (the services' V8 flags).
-  local target=$1 script=$2 tmp
-  shift 2
-  tmp=$(mktemp)
-  { printf '#!/bin/sh\nexec %q' "$node"; [ $# -eq 0 ] || printf ' %q' "$@"; printf ' %q "$@"\n' "$script"; } >"$tmp"
-  install -o root -g root -m 0755 "$tmp" "$target"
-  rm -f "$tmp"
-  echo "$target runs $script"
-}
-# Each program's V8 flags: nodeFlags() in libs/config/src/node-flags.ts (docs/benchmarks.md, "Idle memory").
-# The builder keeps V8's optimising compilers for its log relay; spark's `spark run` supervisor idles at 44 MiB with the lean set.
-node_flags() {
-  case "$1" in
-    builder) echo --max-semi-space-size=1 ;;
-    *) echo --lite-mode --no-expose-wasm --max-semi-space-size=1 ;;
-  esac
-}
-# shellcheck disable=SC2046 # the flags hold no spaces
-launcher "$bindir/spark" "$root/apps/cli/dist/main.js" $(node_flags cli)
-# shellcheck disable=SC2046
-for service in "${services[@]}"; do launcher "$bindir/spark-$service" "$root/apps/$service/dist/main.js" $(node_flags "$service"); done
-install -d -o root -g root -m 0755 "$(dirname "$helper")"
-launcher "$helper" "$root/apps/build-helper/dist/main.js"
-# Manual pages and bash completion, made from the commands' own --help (tools/src/man).
-mandir=/usr/local/share/man
-pages=$(mktemp -d)
-(cd "$root" && "$node" --conditions=@spark/source --import tsx tools/src/man/build.ts "$pages" >/dev/null)
-install -D -o root -g root -m 0644 "$pages/spark.1" "$mandir/man1/spark.1"
-for service in "${services[@]}"; do install -D -o root -g root -m 0644 "$pages/spark-$service.8" "$mandir/man8/spark-$service.8"; done
-install -D -o root -g root -m 0644 "$pages/spark.bash-completion" /usr/local/share/bash-completion/completions/spark
-rm -rf "$pages"
-echo "manual pages in $mandir (man spark, man 8 spark-signer …); bash completion for spark"
+# Before anything changes: apt can install it (nodejs >= 20.19 and the other dependencies found).
+apt-get update -qq
+apt-get install -s -qq --no-install-recommends "$deb" >/dev/null ||
+  fail "apt cannot install $deb (above: what it lacks; on Debian 12 nodejs >= 20.19 comes from NodeSource, README \"Install from the package\"); nothing was changed"
 
-step "users"
-getent group lkspark >/dev/null || groupadd --system lkspark
-getent group spark-operators >/dev/null || groupadd --system spark-operators
-for user in spark-connector spark-builder spark-signer spark-uploader; do
-  if ! id "$user" >/dev/null 2>&1; then
-    useradd --system --gid lkspark --home-dir /var/lib/lkspark --no-create-home --shell /usr/sbin/nologin "$user"
-    echo "user $user created"
+step "an earlier install.sh's files"
+# What install.sh wrote before it built the package, where the package's files would be shadowed:
+# /usr/local/bin comes first on PATH, and units in /etc/systemd/system override /usr/lib/systemd/system.
+old=(
+  /usr/local/bin/spark /usr/local/bin/spark-connector /usr/local/bin/spark-builder /usr/local/bin/spark-signer
+  /usr/local/bin/spark-uploader /usr/local/sbin/spark-build-helper
+  /etc/systemd/system/spark-connector.service /etc/systemd/system/spark-builder@.service
+  /etc/systemd/system/spark-signer.service /etc/systemd/system/spark-uploader.service /etc/systemd/system/spark.target
+  /etc/sudoers.d/10spark-builder
+  /usr/local/share/man/man1/spark.1 /usr/local/share/man/man8/spark-connector.8 /usr/local/share/man/man8/spark-builder.8
+  /usr/local/share/man/man8/spark-signer.8 /usr/local/share/man/man8/spark-uploader.8
+  /usr/local/share/bash-completion/completions/spark
+)
+found=()
+for file in "${old[@]}"; do
+  # The package's own sudoers rule (a conffile) is the one file of this list it installs in place.
+  if [ -e "$file" ] && ! dpkg-query -S "$file" >/dev/null 2>&1; then found+=("$file"); fi
+done
+stopped=()
+if [ ${#found[@]} -eq 0 ]; then
+  echo "none"
+else
+  if $systemd; then
+    mapfile -t stopped < <(systemctl list-units --state=active --plain --no-legend "${services[@]}" spark.target | awk '{print $1}')
+    if [ ${#stopped[@]} -gt 0 ]; then
+      echo "stopping ${stopped[*]} (each builder drains first, for DrainTimeout; queued jobs stay in Redis)"
+      systemctl stop "${stopped[@]}"
+    fi
   fi
-done
-step "sudoers"
-install -d -m 0750 /etc/sudoers.d
-visudo -cqf "$here/sudoers/10spark-builder" >/dev/null || fail "the sudoers rule does not parse"
-install -o root -g root -m 0440 "$here/sudoers/10spark-builder" /etc/sudoers.d/10spark-builder
-echo "spark-builder may run $helper as root, nothing else"
+  backup=/var/backups/spark-ts-install.sh/$(date -u +%Y%m%dT%H%M%SZ)
+  for file in "${found[@]}"; do
+    install -d -m 0700 "$backup$(dirname "$file")"
+    mv "$file" "$backup$file"
+  done
+  chmod 0700 /var/backups/spark-ts-install.sh
+  echo "moved to $backup: ${found[*]}"
+  # What `systemctl enable` linked to a moved unit (spark.target in multi-user.target.wants, a
+  # spark-builder@N in spark.target.wants) now names the package's unit of that name: enabled stays enabled.
+  for link in /etc/systemd/system/*.wants/* /etc/systemd/system/*.requires/*; do
+    [ -L "$link" ] || continue
+    target=$(readlink "$link")
+    case "$target" in
+      /etc/systemd/system/spark-*.service | /etc/systemd/system/spark.target)
+        ln -sfn "/usr/lib/systemd/system/${target##*/}" "$link"
+        echo "$link now links to /usr/lib/systemd/system/${target##*/}"
+        ;;
+    esac
+  done
+  if $systemd; then systemctl daemon-reload; fi
+fi
 
-step "systemd units"
-for unit in spark-connector.service spark-builder@.service spark-signer.service spark-uploader.service spark.target; do
-  install -o root -g root -m 0644 "$here/systemd/$unit" "$unitdir/$unit"
-done
-echo "units installed in $unitdir"
+step "apt-get install $deb"
+if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$deb"; then
+  echo "install.sh: apt-get install failed (above: why). When the package is unpacked but not configured (dpkg -l spark-ts shows iF), fix what setup-host names in spark.toml, then: dpkg --configure -a" >&2
+  [ ${#stopped[@]} -eq 0 ] || echo "install.sh: still stopped: ${stopped[*]}; start them once it is installed: systemctl start ${stopped[*]}" >&2
+  exit 1
+fi
 
-# What depends on spark.toml: directories, keys' owners, Redis, drop-ins, log rotation, start.
-SPARK_NODE=$node SPARK_CLI=$root/apps/cli/dist/main.js SPARK_LOGROTATE=$here/logrotate/spark SPARK_WRITER=deploy/install.sh \
-  SPARK_AGAIN='bash deploy/install.sh' bash "$here/setup-host.sh" "$@"
-echo "spark worker installed from $root"
+if $systemd; then
+  if $enable; then
+    systemctl enable --now spark.target
+  elif [ ${#stopped[@]} -gt 0 ]; then
+    systemctl start "${stopped[@]}"
+  fi
+fi
+echo "spark-ts $version installed from $root"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Sets a spark worker host up from its spark.toml: what depends on the
-# configuration, for both installations — deploy/install.sh (from a
-# checkout) runs it, and so does the Debian package's postinst (as
-# /usr/lib/spark-ts/setup-host, again on `dpkg-reconfigure spark-ts`).
-# Idempotent: run it again after changing spark.toml (WorkspaceRoot,
-# RedisUrl, RedisMaxMemory, [signer] AuditLog …) or the keys.
+# configuration. The Debian package installs it as
+# /usr/lib/spark-ts/setup-host and its postinst runs it (at each install and
+# upgrade, and again on `dpkg-reconfigure spark-ts`); deploy/install.sh, which
+# builds the package from a checkout and installs it, reaches it only that
+# way. Idempotent: run it again (dpkg-reconfigure spark-ts) after changing
+# spark.toml (WorkspaceRoot, RedisUrl, RedisMaxMemory, [signer] AuditLog …)
+# or the keys.
 #   1. the workspace root, the audit log's directory, the key files' owners
 #   2. the worker's own Redis instance, redis-server@spark (Debian's template
 #      unit, its config in /etc/redis/redis-spark.conf; the host's
@@ -15,9 +17,11 @@
 #   4. log rotation of the signer's audit log (logrotate) and expiry of old
 #      build logs and leftover workspaces (systemd-tmpfiles)
 #   5. (--enable) enables and starts spark.target
-# The users, the units, the sudoers rule and the commands are the caller's.
-# Files it generates start with "# Written by <the caller>"; remove that
-# line from one to keep your own version (it is then left alone).
+# The users, the units, the sudoers rule and the commands are the package's.
+# Files it generates start with "# Written by $SPARK_WRITER" (the package:
+# /usr/lib/spark-ts/setup-host; those an earlier install.sh had it write say
+# deploy/install.sh, and are its own too); remove that line from one to keep
+# your own version (it is then left alone).
 #   SPARK_NODE=node SPARK_CLI=.../cli/dist/main.js SPARK_LOGROTATE=.../logrotate/spark SPARK_WRITER=name \
 #     [SPARK_AGAIN='how to run it again'] setup-host [--enable]
 set -euo pipefail
@@ -25,7 +29,7 @@ node=${SPARK_NODE:?the node executable}
 cli=${SPARK_CLI:?the entry of the spark command, .../cli/dist/main.js}
 logrotate_template=${SPARK_LOGROTATE:?the logrotate template, deploy/logrotate/spark}
 writer=${SPARK_WRITER:?the name the files it writes give as their writer}
-# How the operator runs this again (bash deploy/install.sh, dpkg-reconfigure spark-ts).
+# How the operator runs this again (the package: dpkg-reconfigure spark-ts).
 again=${SPARK_AGAIN:-$writer}
 config=${SPARK_CONFIG:-/etc/laniakea/spark.toml}
 enable=false

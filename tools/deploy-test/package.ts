@@ -36,7 +36,7 @@ import { basename, dirname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { REDIS_USERS } from '@spark/service';
 import { freePort, waitFor } from '@spark/testing';
-import { buildPackage } from '../package/build.js';
+import { assertLintianClean, buildPackage } from '../package/build.js';
 import { POLL_MS, requestsFor } from './checks.js';
 import { checkout, machineTest } from './frame.js';
 import { cachedNodejsDeb, cachedRootfs, type Suite } from './rootfs.js';
@@ -99,8 +99,7 @@ await machineTest('package', { root: 'it builds packages and boots a machine wit
   const packaged = await check('npm run package builds revisions 1 and 2, lintian clean', async () => {
     for (const revision of [1, 2]) {
       const result = await buildPackage({ revision, outDir: debs });
-      if (result.lintian.status !== 0)
-        throw new Error(`lintian on ${basename(result.deb)}: exit ${result.lintian.status}\n${result.lintian.output}`);
+      assertLintianClean(result);
       built.push(basename(result.deb));
     }
     // Bookworm's nodejs is 18: the host's NodeSource package comes along, as an operator adds NodeSource's repository.

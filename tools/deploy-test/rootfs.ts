@@ -11,9 +11,9 @@ const run = promisify(execFile);
 export const ROOTFS_CACHE = process.env['SPARK_DEPLOY_TEST_CACHE'] ?? '/var/cache/spark-deploy-test';
 
 /**
- * What the test machine has besides minbase: systemd as PID 1, what
- * deploy/install.sh installs (so its package step finds them present and the
- * test needs no network for apt), and what the host runner builds with.
+ * What the test machine has besides minbase: systemd as PID 1, most of what
+ * the package depends on (so that installing it, or the install.sh of before
+ * it, fetches little), and what the host runner builds with.
  */
 export const ROOTFS_PACKAGES = [
   'systemd',
@@ -22,7 +22,7 @@ export const ROOTFS_PACKAGES = [
   'procps',
   // resolves the machine's own host name, as on any installed Debian host (sudo looks it up)
   'libnss-myhostname',
-  // deploy/install.sh's runtime packages
+  // the package's Depends (earlier-install.sh's runtime packages)
   'redis-server',
   'logrotate',
   'debspawn',

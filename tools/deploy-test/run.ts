@@ -8,8 +8,11 @@
  *   ./spark-ts_….deb`, spark.toml, keys, `dpkg-reconfigure spark-ts`,
  *   `systemctl enable --now spark.target`: nothing of this checkout in the
  *   machine) — or, with `--from checkout`, this checkout (built) bound
- *   read-only at /opt/spark-ts with the host's node, and deploy/install.sh,
- *   spark.toml, keys, `install.sh --enable`; jobs pushed through the whole
+ *   read-only at /opt/spark-ts, a host set up by the install.sh of before
+ *   the package (earlier-install.sh: launchers in /usr/local, units in
+ *   /etc/systemd/system, services running), then today's
+ *   `deploy/install.sh` (no --enable: what ran still runs), which builds the package from the
+ *   checkout in the machine and moves the host onto it; jobs pushed through the whole
  *   chain against the Lighthouse stand-in and the upload receiver on the host
  *   (the machine shares the host's loopback); then, in the same boot, a
  *   builder stopped mid-build, kill -9 of every service, a signer restart
@@ -31,7 +34,6 @@
  * do not work inside nspawn here), installed as /usr/local/bin/debspawn.
  */
 import { execFile } from 'node:child_process';
-import { realpathSync } from 'node:fs';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -64,43 +66,37 @@ const REDIS_SOCKET = '/run/redis-spark/redis-server.sock';
 /** Where the package way puts the hostile builder's bundle in the machine (the builder unit hides /root). */
 const HOSTILE_BUNDLE = '/usr/local/lib/spark-deploy-test/hostile-builder.mjs';
 
-/** How the worker is installed: from its Debian package (the README's first way), or from a checkout with install.sh. */
+/**
+ * How the worker is installed: from its Debian package (the README's first
+ * way), or from a checkout with install.sh, which builds that package and
+ * installs it. Either way the host ends with the package's files.
+ */
 type From = 'package' | 'checkout';
 
-/** What differs between the two ways, as an operator sees it. */
-interface Installation {
+/** The installed worker as an operator sees it: the package's paths and commands. */
+const way = {
   /** What sets the host up again after spark.toml changed, as the checks name it. */
-  again: string;
+  again: 'dpkg-reconfigure spark-ts',
   /** The writer named in the files setup-host writes and in its messages. */
-  writer: string;
-  helper: string;
-  manDir: string;
-  completion: string;
+  writer: '/usr/lib/spark-ts/setup-host',
+  helper: '/usr/sbin/spark-build-helper',
+  manDir: '/usr/share/man',
+  completion: '/usr/share/bash-completion/completions/spark',
   /** The hostile builder's command line before its arguments, run in the builder unit. */
-  hostile: string[];
-  workingDirectory: string;
-}
-
-const INSTALLATIONS: Record<From, Installation> = {
-  package: {
-    again: 'dpkg-reconfigure spark-ts',
-    writer: '/usr/lib/spark-ts/setup-host',
-    helper: '/usr/sbin/spark-build-helper',
-    manDir: '/usr/share/man',
-    completion: '/usr/share/bash-completion/completions/spark',
-    hostile: ['/usr/bin/node', HOSTILE_BUNDLE],
-    workingDirectory: '/',
-  },
-  checkout: {
-    again: 'install.sh',
-    writer: 'deploy/install.sh',
-    helper: '/usr/local/sbin/spark-build-helper',
-    manDir: '/usr/local/share/man',
-    completion: '/usr/local/share/bash-completion/completions/spark',
-    hostile: ['/usr/bin/node', '--conditions=@spark/source', '--import', 'tsx', 'tools/deploy-test/hostile-builder.ts'],
-    workingDirectory: '/opt/spark-ts',
-  },
+  hostile: ['/usr/bin/node', HOSTILE_BUNDLE],
 };
+
+/** What an earlier install.sh wrote that the package's files replace (deploy/install.sh moves them aside). */
+const EARLIER_FILES = [
+  '/usr/local/bin/spark',
+  ...['connector', 'builder', 'signer', 'uploader'].map((service) => `/usr/local/bin/spark-${service}`),
+  '/usr/local/sbin/spark-build-helper',
+  '/etc/systemd/system/spark-signer.service',
+  '/etc/systemd/system/spark-builder@.service',
+  '/etc/systemd/system/spark.target',
+  '/usr/local/share/man/man8/spark-signer.8',
+  '/usr/local/share/bash-completion/completions/spark',
+];
 
 const { values: options } = parseArgs({ options: { from: { type: 'string', default: 'package' } }, strict: true });
 if (options.from !== 'package' && options.from !== 'checkout') {
@@ -108,7 +104,6 @@ if (options.from !== 'package' && options.from !== 'checkout') {
   process.exit(64);
 }
 const from: From = options.from;
-const way = INSTALLATIONS[from];
 
 /** The unit's sandboxing settings that matter for sudo, to run a command under them with systemd-run. */
 async function unitProperties(m: Machine, unit: string): Promise<string[]> {
@@ -126,24 +121,25 @@ async function unitProperties(m: Machine, unit: string): Promise<string[]> {
 await machineTest('deploy', { root: 'it boots a machine with systemd-nspawn', dist: from === 'checkout' }, async (t) => {
   const { say, check, results, share } = t;
   say(`installed from ${from === 'package' ? 'the Debian package' : 'this checkout with deploy/install.sh'}`);
-  // --- The package way: the .deb, the host's NodeSource nodejs (bookworm's is 18), the hostile builder as one file.
+  // --- The host's NodeSource nodejs (bookworm's is 18), the hostile builder as one file, and the package
+  // (the package way) or the install.sh of before it (the checkout way, which builds the package in the machine).
   let deb = '';
   let nodejs = '';
-  if (from === 'package') {
-    const packaged = await check('npm run package builds spark-ts, lintian clean; nodejs as NodeSource ships it', async () => {
-      ({ deb, nodejs } = await packageIntoShare(share, say));
+  const packaged = await check(
+    from === 'package' ? 'npm run package builds spark-ts, lintian clean; nodejs as NodeSource ships it' : 'nodejs as NodeSource ships it',
+    async () => {
+      ({ deb, nodejs } = await packageIntoShare(share, say, { spark: from === 'package' }));
+      if (from === 'checkout') await copyFile(join(checkout, 'tools/deploy-test/earlier-install.sh'), join(share, 'earlier-install.sh'));
       await build({
         ...PROGRAM_BUNDLE_OPTIONS,
         entryPoints: [join(checkout, 'tools/deploy-test/hostile-builder.ts')],
         outfile: join(share, 'hostile-builder.mjs'),
         logLevel: 'error',
       });
-      return `${deb}, ${nodejs}`;
-    });
-    if (!packaged) return 1;
-  } else {
-    await copyFile(join(checkout, 'tools/host-runner/debspawn'), join(share, 'debspawn'));
-  }
+      return [deb, nodejs].filter(Boolean).join(', ');
+    },
+  );
+  if (!packaged) return 1;
   // --- The world outside the worker, on the host: Lighthouse, the archive, the package mirror.
   // hostRedisPort: the machine's own Redis (redis-server.service), as another application on the host uses it.
   const [hostRedisPort, connectorPort, builderPort, signerPort, uploaderPort] = await Promise.all([
@@ -197,7 +193,6 @@ MetricsPort = ${uploaderPort}
       from === 'checkout'
         ? {
             [checkout]: '/opt/spark-ts',
-            [realpathSync(process.execPath)]: '/usr/bin/node',
             ...Object.fromEntries(linkedDependencyDirs(checkout).map((dir) => [dir, dir])),
           }
         : {},
@@ -228,26 +223,34 @@ MetricsPort = ${uploaderPort}
 
   // --- README "Setting up a worker", step by step (keep the two in step).
   const installOutput: string[] = [];
-  /** setup-host again, the way this installation runs it (`env` for install.sh's environment); its exit code and output. */
-  const setUpAgain = async (env = '') => {
-    const command =
-      from === 'package'
-        ? 'DEBIAN_FRONTEND=noninteractive dpkg-reconfigure spark-ts'
-        : `cd /opt/spark-ts && ${env} bash deploy/install.sh --enable`;
-    const result = await m.exec(['sh', '-c', `${command} 2>&1`], { timeoutMs: 600_000 });
+  /** setup-host again, as the operator runs it (`dpkg-reconfigure spark-ts`); its exit code and output. */
+  const setUpAgain = async () => {
+    const result = await m.exec(['sh', '-c', 'DEBIAN_FRONTEND=noninteractive dpkg-reconfigure spark-ts 2>&1'], {
+      timeoutMs: 600_000,
+    });
     installOutput.push(result.stdout);
     return result;
   };
+  /** The checkout way: a shell command in the checkout, its output kept; throws on a failing exit. */
+  const inCheckout = async (command: string) => {
+    const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${command} 2>&1`], { timeoutMs: 900_000 });
+    installOutput.push(result.stdout);
+    if (result.code !== 0) throw new Error(`${command}: exit ${result.code}\n${result.stdout.slice(-3000)}`);
+    return result.stdout;
+  };
+  const earlierInstall = (args = '') => inCheckout(`SPARK_CHECKOUT=/opt/spark-ts bash ${SHARE}/earlier-install.sh ${args}`);
+  /** The host as the earlier install.sh left it, for the move's check: Redis passwords, services' PIDs. */
+  let beforeMove = { passwords: '', pids: '' };
+  /** The main PIDs of connector, signer and uploader, in that order ("0" for one not running). */
+  const servicePids = async () =>
+    (await m.sh('systemctl show -p MainPID --value spark-connector spark-signer spark-uploader')).split(/\s+/).filter(Boolean).join(' ');
   const installed = await check('the README install steps run in the machine', async () => {
-    if (from === 'package') {
-      // The root file system's package lists are as old as it is: an operator updates them first.
-      const apt = (args: string) => m.sh(`DEBIAN_FRONTEND=noninteractive apt-get ${args} 2>&1`, { timeoutMs: 600_000 });
-      await apt('update -qq');
-      await apt(`install -y -qq ${SHARE}/${nodejs}`);
-      installOutput.push(await apt(`install -y ${SHARE}/${deb}`));
-    } else {
-      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh 2>&1', { timeoutMs: 600_000 }));
-    }
+    // The root file system's package lists are as old as it is: an operator updates them first.
+    const apt = (args: string) => m.sh(`DEBIAN_FRONTEND=noninteractive apt-get ${args} 2>&1`, { timeoutMs: 600_000 });
+    await apt('update -qq');
+    await apt(`install -y -qq ${SHARE}/${nodejs}`);
+    if (from === 'package') installOutput.push(await apt(`install -y ${SHARE}/${deb}`));
+    else await earlierInstall();
     await m.sh(`install -d -m 0755 /etc/laniakea && install -m 0644 ${SHARE}/spark.toml /etc/laniakea/spark.toml`);
     await m.sh('spark config check --config /etc/laniakea/spark.toml >/dev/null');
     await m.sh(
@@ -260,18 +263,64 @@ MetricsPort = ${uploaderPort}
     await m.sh(`spark keytool install-server-key ${SHARE}/lighthouse.key`);
     // Test only: the host runner is the debspawn the helper runs (docs/testing.md, the deployment test).
     await m.sh(`install -m 0755 ${SHARE}/debspawn /usr/local/bin/debspawn`);
+    await m.sh(`install -D -m 0644 ${SHARE}/hostile-builder.mjs ${HOSTILE_BUNDLE}`);
     if (from === 'package') {
-      await m.sh(`install -D -m 0644 ${SHARE}/hostile-builder.mjs ${HOSTILE_BUNDLE}`);
       const again = await setUpAgain();
       if (again.code !== 0) throw new Error(`${way.again}: exit ${again.code}\n${again.stdout.slice(-3000)}`);
       await m.sh('systemctl enable --now spark.target');
     } else {
-      installOutput.push(await m.sh('cd /opt/spark-ts && bash deploy/install.sh --enable 2>&1', { timeoutMs: 600_000 }));
+      // A worker as the earlier install.sh ran it, then today's install.sh on the same checkout.
+      await earlierInstall('--enable');
+      await waitFor("the earlier installation's services run", async () => !(await servicePids()).split(' ').includes('0'), {
+        timeoutMs: 30_000,
+        intervalMs: POLL_MS,
+      });
+      beforeMove = { passwords: await m.sh('sha256sum /etc/laniakea/redis/*.password'), pids: await servicePids() };
+      // Without --enable: what was enabled and running before must be so after.
+      await inCheckout('bash deploy/install.sh');
     }
     // Lighthouse trusts the worker's public key (lk-keytool install-trusted-key on the master).
     await writeFile(join(trusted, `${MACHINE}.key`), await readFile(join(share, 'keys', `${MACHINE}.key`)));
   });
   if (!installed) return 1;
+
+  if (from === 'checkout') {
+    await check(
+      'install.sh builds the package from the checkout and moves the earlier installation onto it: its files set aside, spark.target still enabled, Redis passwords kept, services restarted from /usr/sbin',
+      async () => {
+        const version = (await m.sh("dpkg-query -W -f '${Version}' spark-ts")).trim();
+        const commit = (await run('git', ['-C', checkout, 'rev-parse', 'HEAD'])).stdout.trim().slice(0, 12);
+        if (!new RegExp(`^0\\.1\\.0-1\\+git\\d{8}\\.\\d{6}\\.${commit}$`).test(version))
+          throw new Error(`spark-ts ${version} installed, not a snapshot of ${commit}`);
+        const left = (await m.sh(`for f in ${EARLIER_FILES.join(' ')}; do [ ! -e "$f" ] || echo "$f"; done`)).trim();
+        if (left) throw new Error(`still there: ${left}`);
+        const backups = (await m.sh('ls /var/backups/spark-ts-install.sh')).trim().split('\n');
+        const backup = `/var/backups/spark-ts-install.sh/${backups[0]}`;
+        const setAside = (await m.sh(`for f in ${EARLIER_FILES.join(' ')}; do [ -f "${backup}$f" ] || echo "$f"; done`)).trim();
+        if (backups.length !== 1 || setAside) throw new Error(`${backup}: ${backups.join(' ')}; missing: ${setAside}`);
+        const fragment = (await m.sh('readlink -f "$(systemctl show -p FragmentPath --value spark-signer.service)"')).trim();
+        const execStart = await m.sh('systemctl show -p ExecStart --value spark-signer.service');
+        if (fragment !== '/usr/lib/systemd/system/spark-signer.service' || !execStart.includes('path=/usr/sbin/spark-signer'))
+          throw new Error(`spark-signer.service: ${fragment}, ${execStart}`);
+        if ((await m.sh('command -v spark')).trim() !== '/usr/bin/spark') throw new Error('spark is not /usr/bin/spark');
+        const wants = (await m.sh('readlink /etc/systemd/system/multi-user.target.wants/spark.target')).trim();
+        const enabled = (await m.exec(['systemctl', 'is-enabled', 'spark.target'])).stdout.trim();
+        if (wants !== '/usr/lib/systemd/system/spark.target' || enabled !== 'enabled')
+          throw new Error(`spark.target: ${enabled}, multi-user.target.wants/spark.target → ${wants}`);
+        if ((await m.sh('sha256sum /etc/laniakea/redis/*.password')) !== beforeMove.passwords)
+          throw new Error('the Redis passwords changed');
+        const pids = await servicePids();
+        for (const [before, after] of pids.split(' ').map((pid, i) => [beforeMove.pids.split(' ')[i], pid]))
+          if (after === '0' || after === before) throw new Error(`services' PIDs ${beforeMove.pids} → ${pids}`);
+        // Again on the same commit: the package is built, found installed, and nothing changes.
+        const again = await inCheckout('bash deploy/install.sh');
+        if (!again.includes(`spark-ts ${version} (this commit) is installed already: nothing to install`))
+          throw new Error(`install.sh again:\n${again.slice(-1500)}`);
+        if ((await servicePids()) !== pids) throw new Error('install.sh again restarted a service');
+        return `spark-ts ${version}; ${EARLIER_FILES.length} files checked in ${backup}`;
+      },
+    );
+  }
 
   const mainPid = async (unit: string) => Number((await m.sh(`systemctl show -p MainPID --value ${unit}`)).trim());
   // `command` as spark-builder with the builder unit's own settings (a transient unit), in the checkout.
@@ -287,7 +336,7 @@ MetricsPort = ${uploaderPort}
         '-p',
         'Group=lkspark',
         '-p',
-        `WorkingDirectory=${way.workingDirectory}`,
+        'WorkingDirectory=/',
         ...(await unitProperties(m, 'spark-builder@1')),
         ...command,
       ],
@@ -1059,35 +1108,23 @@ MetricsPort = ${uploaderPort}
         for (const [root, reason] of refusals) {
           // Through the share, as spark.toml came in: the machine's stdin is a socket, which /dev/stdin cannot open.
           await writeFile(join(share, 'spark-other-root.toml'), toml.replace(/^WorkspaceRoot = .*$/m, `WorkspaceRoot = '${root}/'`));
-          let result;
-          if (from === 'package') {
-            // The operator's own spark.toml names the root; dpkg leaves the package half-configured.
-            await m.sh(`cp ${config} /root/spark.toml.good && install -m 0644 ${SHARE}/spark-other-root.toml ${config}`);
-            result = await setUpAgain();
-          } else {
-            await m.sh(`install -m 0644 ${SHARE}/spark-other-root.toml /root/spark-other-root.toml`);
-            result = await setUpAgain('SPARK_CONFIG=/root/spark-other-root.toml');
-          }
+          // The operator's own spark.toml names the root; dpkg leaves the package half-configured.
+          await m.sh(`cp ${config} /root/spark.toml.good && install -m 0644 ${SHARE}/spark-other-root.toml ${config}`);
+          const result = await setUpAgain();
           if (result.code === 0 || !reason.test(result.stdout))
             throw new Error(`WorkspaceRoot ${root}: exit ${result.code}\n${result.stdout.slice(-1500)}`);
-          if (from === 'package') {
-            // README: fix what it names, then dpkg --configure -a.
-            await m.sh(`install -m 0644 /root/spark.toml.good ${config}`);
-            const configured = await m.exec(['sh', '-c', 'DEBIAN_FRONTEND=noninteractive dpkg --configure -a 2>&1'], {
-              timeoutMs: 600_000,
-            });
-            installOutput.push(configured.stdout);
-            const state = (await m.sh("dpkg-query -W -f '${Status}' spark-ts")).trim();
-            if (configured.code !== 0 || state !== 'install ok installed')
-              throw new Error(
-                `dpkg --configure -a after the refusal: exit ${configured.code}, ${state}\n${configured.stdout.slice(-1500)}`,
-              );
-          }
+          // README: fix what it names, then dpkg --configure -a.
+          await m.sh(`install -m 0644 /root/spark.toml.good ${config}`);
+          const configured = await m.exec(['sh', '-c', 'DEBIAN_FRONTEND=noninteractive dpkg --configure -a 2>&1'], {
+            timeoutMs: 600_000,
+          });
+          installOutput.push(configured.stdout);
+          const state = (await m.sh("dpkg-query -W -f '${Status}' spark-ts")).trim();
+          if (configured.code !== 0 || state !== 'install ok installed')
+            throw new Error(`dpkg --configure -a after the refusal: exit ${configured.code}, ${state}\n${configured.stdout.slice(-1500)}`);
         }
       } finally {
-        await m.sh(
-          `rm -f /srv/builds-link /root/spark-other-root.toml; test ! -f /root/spark.toml.good || mv /root/spark.toml.good ${config}`,
-        );
+        await m.sh(`rm -f /srv/builds-link; test ! -f /root/spark.toml.good || mv /root/spark.toml.good ${config}`);
       }
       // Without its first line, the file is the operator's.
       const file = '/etc/tmpfiles.d/spark.conf';
@@ -1104,7 +1141,7 @@ MetricsPort = ${uploaderPort}
       const restored = await setUpAgain();
       if (restored.code !== 0 || !restored.stdout.includes(`${file} written`))
         throw new Error(`${way.again} after removing ${file}: exit ${restored.code}`);
-      return `refused /home/builds and /srv/builds-link (a failing exit, the reason${from === 'package' ? '; dpkg --configure -a recovered' : ''}); kept the edited tmpfiles file, wrote it again once removed`;
+      return `refused /home/builds and /srv/builds-link (a failing exit, the reason; dpkg --configure -a recovered); kept the edited tmpfiles file, wrote it again once removed`;
     },
   );
 

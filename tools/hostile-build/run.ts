@@ -5,8 +5,9 @@
  * `sudo -n` and the installed build helper, and the helper runs the real
  * debspawn (its `bookworm` image) in its sandbox. Everything runs on this host
  * (nested containers do not work in the deployment test's machine), so the
- * suite sets up what deploy/install.sh would — the users,
- * /usr/local/sbin/spark-build-helper, the sudoers rule,
+ * suite sets up what the package would — the users, the build helper (at
+ * /usr/local/sbin/spark-build-helper, the path deploy/ names for a host
+ * without the package), the sudoers rule,
  * /etc/laniakea/spark.toml — and removes it again.
  *
  * First what a package's build scripts and an image recipe can do through
@@ -99,7 +100,7 @@ async function ids(user: string): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid.stdout), gid: Number(gid.stdout) };
 }
 
-/** What deploy/install.sh sets up that the builder's path to debspawn needs: users, the helper, the sudoers rule. */
+/** What the package sets up that the builder's path to debspawn needs: users, the helper, the sudoers rule. */
 async function deployOnHost(): Promise<void> {
   if (existsSync(CONFIG) && !(await readFile(CONFIG, 'utf8')).includes(MARK)) {
     throw new Error(`${CONFIG} exists and is not this suite's: run it on a test host only`);

@@ -3,7 +3,7 @@
  * builds `spark-ts_<version>-<N>_<arch>.deb` (default revision 1, into
  * dist/package) with `dpkg-deb --root-owner-group`, then runs lintian on it
  * (its exit status is this command's). `--snapshot` adds the commit built to
- * the version (`0.1.0-1+git20261208.005707.618a62b`: later commits sort
+ * the version (`0.1.0-1+git20261208.005707.618a62b0c3d1`: later commits sort
  * later, so each is an upgrade; deploy/install.sh builds these), and
  * `--no-lintian` skips lintian (a build host need not have it). The programs are esbuild bundles
  * (tools/package/bundle.ts; `spark`'s entry with its commands' chunks beside it); units, sudoers rule, logrotate template and

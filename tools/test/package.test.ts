@@ -6,10 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { nodeFlags } from '@spark/config';
 import { buildPackage, snapshotSuffix, type PackageResult } from '../package/build.js';
 
 interface Entry {
@@ -237,12 +239,18 @@ describe('npm run package', { timeout: 600_000 }, () => {
     for (const service of ['connector', 'builder', 'signer', 'uploader']) {
       assert.equal(node(`${lib}/${service}/dist/main.js`, '--version'), `spark-${service} 0.1.0\n`);
     }
-    // The launchers name the installed tree: the same flags and entry, run here on the unpacked copy.
-    const launcher = execFileSync('cat', [join(unpacked, 'usr/bin/spark')], { encoding: 'utf8' });
+    // The launchers name the installed tree, each with its program's flags (libs/config nodeFlags: what spark run gives them).
     assert.equal(
-      launcher,
+      readFileSync(join(unpacked, 'usr/bin/spark'), 'utf8'),
       `#!/bin/sh\nexec /usr/bin/node --lite-mode --no-expose-wasm --max-semi-space-size=1 ${lib}/cli/dist/main.js "$@"\n`,
     );
+    for (const service of ['connector', 'builder', 'signer', 'uploader'] as const) {
+      assert.equal(
+        readFileSync(join(unpacked, `usr/sbin/spark-${service}`), 'utf8'),
+        `#!/bin/sh\nexec /usr/bin/node ${nodeFlags(service).join(' ')} ${lib}/${service}/dist/main.js "$@"\n`,
+        service,
+      );
+    }
   });
 
   it("finds the services the way spark run does, by package name from the CLI's bundle", () => {

@@ -22,11 +22,13 @@ export function nspawnWrapperDir(): string {
 declare const SPARK_PACKAGED_BUILD_HELPER: string | undefined;
 
 /**
- * The root-owned build helper (apps/build-helper) that deploy/install.sh
- * installs and deploy/sudoers/10spark-builder names: the only thing
- * spark-builder may run as root. It takes debspawn's arguments, checks them,
- * and runs the `debspawn` that spark.toml names. The Debian package installs
- * it as /usr/sbin/spark-build-helper, and its sudoers rule names that.
+ * The root-owned build helper (apps/build-helper) that
+ * deploy/sudoers/10spark-builder names: the only thing spark-builder may run
+ * as root. It takes debspawn's arguments, checks them, and runs the
+ * `debspawn` that spark.toml names. The Debian package installs it as
+ * /usr/sbin/spark-build-helper, and its sudoers rule names that. Run from a
+ * checkout (development, tests) it is /usr/local/sbin/spark-build-helper, the
+ * path deploy/sudoers/10spark-builder names before tools/package rewrites it.
  */
 export const BUILD_HELPER =
   typeof SPARK_PACKAGED_BUILD_HELPER === 'string' ? SPARK_PACKAGED_BUILD_HELPER : '/usr/local/sbin/spark-build-helper';

@@ -28,9 +28,8 @@ const BUILDER = ['--max-semi-space-size=1'] as const;
 /**
  * The V8 flags `program` runs with, chosen by measurement (docs/benchmarks.md,
  * "Idle memory"): `spark run`'s supervisor gives them to its children, and the
- * launchers deploy/install.sh writes (for the systemd units and `spark`)
- * carry the same — install.sh's `node_flags` spells this table again, and a
- * test holds the two equal.
+ * Debian package's launchers (for the systemd units and `spark`), which
+ * tools/package/build.ts writes from this function, carry the same.
  */
 export function nodeFlags(program: NodeProgram): readonly string[] {
   return program === 'builder' ? BUILDER : LEAN;

@@ -136,8 +136,8 @@ export interface SparkConfig {
   lighthouseServerKeyFile: string;
   /**
    * Redis shared by this host's services (`RedisUrl`, default
-   * `redis://127.0.0.1:6379`; deploy/install.sh adds the socket of the
-   * worker's own instance, `/run/redis-spark/redis-server.sock`, when unset).
+   * `redis://127.0.0.1:6379`; setup-host, deploy/setup-host.sh, adds the socket
+   * of the worker's own instance, `/run/redis-spark/redis-server.sock`, when unset).
    */
   redisUrl: string;
   /** BullMQ key prefix (`QueuePrefix`, default `spark`). */
@@ -150,7 +150,7 @@ export interface SparkConfig {
    */
   redisCredentialsDir: string | null;
   /**
-   * `maxmemory` that deploy/install.sh gives this host's redis-server
+   * `maxmemory` that setup-host (deploy/setup-host.sh) gives the worker's own Redis
    * (`RedisMaxMemory`, bytes; default {@link DEFAULT_REDIS_MAX_MEMORY}; 0: no
    * limit). With `maxmemory-policy noeviction`, Redis refuses writes past it
    * instead of growing until the kernel's OOM killer picks a process.

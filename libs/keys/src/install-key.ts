@@ -26,8 +26,8 @@ export async function readKeyFile(file: string): Promise<CurveKeyFile> {
  * Installs the worker's secret keyfile (from `key-new`'s `<id>.key_secret`)
  * where spark and the connector read it, `CurveKeysDir/secret/<machine>-spark_private.sec`:
  * the directory mode 0700, the file 0600. Run as root, the file takes the
- * owner of its directory (deploy/install.sh gives `secret/` to
- * spark-connector), so the connector can read a key installed after it.
+ * owner of its directory (setup-host, deploy/setup-host.sh, gives `secret/`
+ * to spark-connector), so the connector can read a key installed after it.
  * Refuses a file without a Curve secret key, and an existing target unless `force`.
  */
 export async function installWorkerKey(source: string, target: string, force: boolean): Promise<void> {
