@@ -55,6 +55,29 @@ const ZOD_ENGLISH_ONLY: Plugin = {
   },
 };
 
+/**
+ * Packages a bundled library imports at load time for features no program
+ * uses, replaced by a few lines (docs/benchmarks.md, "Idle memory"):
+ * - `@opentelemetry/api`: prom-client's process CPU metric asks it for the
+ *   active span, and only when exemplars are enabled, which no metric here
+ *   enables. Nothing registers a tracer, so the stub answers as the API does
+ *   without one: no span.
+ * - `cron-parser` (with luxon): bullmq's repeatable jobs and job schedulers.
+ *   No queue here repeats a job; should one, the stub throws, saying why.
+ */
+const UNUSED_PACKAGES: Plugin = {
+  name: 'unused-packages',
+  setup(build) {
+    const stubs: Record<string, string> = {
+      '@opentelemetry/api': 'exports.trace = { getSpan: () => undefined };\nexports.context = { active: () => undefined };\n',
+      'cron-parser':
+        "exports.parseExpression = () => { throw new Error('cron-parser is not in the spark-ts package: its programs schedule no repeatable BullMQ job (tools/package/bundle.ts)'); };\n",
+    };
+    build.onResolve({ filter: /^(?:@opentelemetry\/api|cron-parser)$/ }, (args) => ({ path: args.path, namespace: 'unused-package' }));
+    build.onLoad({ filter: /.*/, namespace: 'unused-package' }, (args) => ({ contents: stubs[args.path] ?? '', loader: 'js' }));
+  },
+};
+
 /** A package of the workspace's node_modules shipped beside the bundles, and the files of it that run (its license files come along). */
 interface ShippedModule {
   name: string;
@@ -292,7 +315,7 @@ export async function bundlePrograms(root: string, libDir: string, arch: string)
       legalComments: 'none',
       metafile: true,
       logLevel: 'warning',
-      plugins: [ZOD_ENGLISH_ONLY],
+      plugins: [ZOD_ENGLISH_ONLY, UNUSED_PACKAGES],
     });
     modules[app] = Object.keys(result.metafile.inputs);
     outputs[app] = outputsOf(result.metafile, root, out);

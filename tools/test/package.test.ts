@@ -110,6 +110,23 @@ describe('npm run package', { timeout: 600_000 }, () => {
     assert.deepEqual(shipped.sort(), ['@bull-board/ui', ...apps, 'cmake-ts', 'openpgp', 'zeromq']);
   });
 
+  it('leaves out what no program runs: @opentelemetry/api, cron-parser and luxon (tools/package/bundle.ts UNUSED_PACKAGES)', async () => {
+    for (const app of ['connector', 'builder', 'signer', 'uploader'] as const) {
+      const modules = result.modules[app];
+      assert.ok(
+        modules.some((path) => /node_modules\/(bullmq|prom-client)\//.test(path)),
+        `${app} bundles bullmq and prom-client`,
+      );
+      assert.deepEqual(
+        modules.filter((path) => /node_modules\/(@opentelemetry\/api|cron-parser|luxon)\//.test(path)),
+        [],
+        app,
+      );
+      const bundle = await readFile(join(unpacked, lib, app, 'dist/main.js'), 'utf8');
+      assert.match(bundle, /cron-parser is not in the spark-ts package: its programs schedule no repeatable BullMQ job/, app);
+    }
+  });
+
   it("bundles no module of libs/testing or tools/, and names the package's build helper", async () => {
     for (const app of ['cli', 'connector', 'builder', 'signer', 'uploader', 'build-helper'] as const) {
       // The bundled source files, from esbuild's metafile (paths relative to the repository).
