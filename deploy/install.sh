@@ -73,6 +73,9 @@ if [ "$installed" = "installed $version" ]; then
   if $enable && $systemd; then systemctl enable --now spark.target; fi
   exit 0
 fi
+if [ "${installed%% *}" = installed ] && dpkg --compare-versions "${installed#* }" gt "$version"; then
+  fail "spark-ts ${installed#* } is installed, newer than this commit's $version: to go back to it, apt install --allow-downgrades $deb (README, \"Upgrading\"); nothing was changed"
+fi
 
 # Before anything changes: apt can install it (nodejs >= 20.19 and the other dependencies found).
 apt-get update -qq

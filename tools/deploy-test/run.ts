@@ -317,7 +317,18 @@ MetricsPort = ${uploaderPort}
         if (!again.includes(`spark-ts ${version} (this commit) is installed already: nothing to install`))
           throw new Error(`install.sh again:\n${again.slice(-1500)}`);
         if ((await servicePids()) !== pids) throw new Error('install.sh again restarted a service');
-        return `spark-ts ${version}; ${EARLIER_FILES.length} files checked in ${backup}`;
+        // An older commit than what is installed (here: dpkg is told a later version is): refused, nothing changed.
+        const status = '/var/lib/dpkg/status';
+        await m.sh(`sed -i 's/^Version: ${version.replaceAll('.', '\\.')}$/Version: 0.1.0-2/' ${status}`);
+        try {
+          const older = await m.exec(['sh', '-c', 'cd /opt/spark-ts && bash deploy/install.sh 2>&1'], { timeoutMs: 900_000 });
+          if (older.code === 0 || !older.stdout.includes(`spark-ts 0.1.0-2 is installed, newer than this commit's ${version}`))
+            throw new Error(`install.sh with a later version installed: exit ${older.code}\n${older.stdout.slice(-1500)}`);
+        } finally {
+          await m.sh(`sed -i 's/^Version: 0.1.0-2$/Version: ${version}/' ${status}`);
+        }
+        if ((await servicePids()) !== pids) throw new Error('install.sh with a later version installed restarted a service');
+        return `spark-ts ${version}; ${EARLIER_FILES.length} files checked in ${backup}; again: nothing to install; below a later version: refused`;
       },
     );
   }
