@@ -58,6 +58,7 @@ echo "commit $(git -C "$root" log -1 --format='%h %cs %s'), built with $node $("
 step "the package"
 # The dependencies the lock file names: again after a pull that changed it.
 if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || fail "npm is needed to install the checkout's build dependencies (npm ci): NodeSource's nodejs has it; on Debian 13, apt install npm"
   (cd "$root" && npm ci --no-audit --no-fund)
 fi
 install -d -o root -g root -m 0755 "$cache"
