@@ -4,17 +4,15 @@
 #   1. builds spark-ts from the commit checked out (npm run package --
 #      --snapshot: version 0.1.0-1+git<date>.<time>.<commit>, so each later
 #      commit is an upgrade) into /var/cache/spark-ts, with `npm ci` first
-#      when the checkout has no node_modules
-#   2. moves a host an earlier install.sh set up (launchers in /usr/local,
-#      units in /etc/systemd/system, the sudoers rule) out of the package's
-#      way: its running services are stopped (each builder drains first),
-#      the files go to /var/backups/spark-ts-install.sh/<time>/, the users,
-#      Redis, passwords, drop-ins and spark.toml stay
-#   3. apt-get install of the package: its postinst sets the host up
-#      (setup-host, as `dpkg-reconfigure spark-ts` runs it again) and
-#      restarts running services when the version changed
-#   4. starts again what step 2 stopped; with --enable, enables and starts
-#      spark.target
+#      when package-lock.json changed since node_modules was installed
+#   2. refuses, changing nothing, when apt cannot install it or a later
+#      version is installed
+#   3. apt-get install of the package: its preinst moves a host an earlier
+#      install.sh set up out of the package's way (deploy/debian/preinst),
+#      its postinst sets the host up (setup-host, as `dpkg-reconfigure
+#      spark-ts` runs it again) and restarts running services when the
+#      version changed
+#   4. with --enable, enables and starts spark.target
 # Run it again after pulling a newer commit. When this commit's package is
 # installed already it installs nothing: after changing spark.toml or the
 # keys run `dpkg-reconfigure spark-ts` (README, "Install from the package").
@@ -23,7 +21,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=/var/cache/spark-ts
-services=(spark-connector.service 'spark-builder@*.service' spark-signer.service spark-uploader.service)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -83,69 +80,9 @@ apt-get update -qq
 apt-get install -s -qq --no-install-recommends "$deb" >/dev/null ||
   fail "apt cannot install $deb (above: what it lacks; on Debian 12 nodejs >= 20.19 comes from NodeSource, README \"Install from the package\"); nothing was changed"
 
-step "an earlier install.sh's files"
-# What install.sh wrote before it built the package, where the package's files would be shadowed:
-# /usr/local/bin comes first on PATH, and units in /etc/systemd/system override /usr/lib/systemd/system.
-old=(
-  /usr/local/bin/spark /usr/local/bin/spark-connector /usr/local/bin/spark-builder /usr/local/bin/spark-signer
-  /usr/local/bin/spark-uploader /usr/local/sbin/spark-build-helper
-  /etc/systemd/system/spark-connector.service /etc/systemd/system/spark-builder@.service
-  /etc/systemd/system/spark-signer.service /etc/systemd/system/spark-uploader.service /etc/systemd/system/spark.target
-  /etc/sudoers.d/10spark-builder
-  /usr/local/share/man/man1/spark.1 /usr/local/share/man/man8/spark-connector.8 /usr/local/share/man/man8/spark-builder.8
-  /usr/local/share/man/man8/spark-signer.8 /usr/local/share/man/man8/spark-uploader.8
-  /usr/local/share/bash-completion/completions/spark
-)
-found=()
-for file in "${old[@]}"; do
-  # The package's own sudoers rule (a conffile) is the one file of this list it installs in place.
-  if [ -e "$file" ] && ! dpkg-query -S "$file" >/dev/null 2>&1; then found+=("$file"); fi
-done
-stopped=()
-if [ ${#found[@]} -eq 0 ]; then
-  echo "none"
-else
-  if $systemd; then
-    mapfile -t stopped < <(systemctl list-units --state=active --plain --no-legend "${services[@]}" spark.target | awk '{print $1}')
-    if [ ${#stopped[@]} -gt 0 ]; then
-      echo "stopping ${stopped[*]} (each builder drains first, for DrainTimeout; queued jobs stay in Redis)"
-      systemctl stop "${stopped[@]}"
-    fi
-  fi
-  backup=/var/backups/spark-ts-install.sh/$(date -u +%Y%m%dT%H%M%SZ)
-  for file in "${found[@]}"; do
-    install -d -m 0700 "$backup$(dirname "$file")"
-    mv "$file" "$backup$file"
-  done
-  chmod 0700 /var/backups/spark-ts-install.sh
-  echo "moved to $backup: ${found[*]}"
-  # What `systemctl enable` linked to a moved unit (spark.target in multi-user.target.wants, a
-  # spark-builder@N in spark.target.wants) now names the package's unit of that name: enabled stays enabled.
-  for link in /etc/systemd/system/*.wants/* /etc/systemd/system/*.requires/*; do
-    [ -L "$link" ] || continue
-    target=$(readlink "$link")
-    case "$target" in
-      /etc/systemd/system/spark-*.service | /etc/systemd/system/spark.target)
-        ln -sfn "/usr/lib/systemd/system/${target##*/}" "$link"
-        echo "$link now links to /usr/lib/systemd/system/${target##*/}"
-        ;;
-    esac
-  done
-  if $systemd; then systemctl daemon-reload; fi
-fi
-
 step "apt-get install $deb"
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$deb"; then
-  echo "install.sh: apt-get install failed (above: why). When the package is unpacked but not configured (dpkg -l spark-ts shows iF), fix what setup-host names in spark.toml, then: dpkg --configure -a" >&2
-  [ ${#stopped[@]} -eq 0 ] || echo "install.sh: still stopped: ${stopped[*]}; start them once it is installed: systemctl start ${stopped[*]}" >&2
-  exit 1
-fi
-
-if $systemd; then
-  if $enable; then
-    systemctl enable --now spark.target
-  elif [ ${#stopped[@]} -gt 0 ]; then
-    systemctl start "${stopped[@]}"
-  fi
-fi
+# The package's preinst moves an earlier install.sh installation aside (README, "Install from a checkout").
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$deb" ||
+  fail "apt-get install failed (above: why). When the package is unpacked but not configured (dpkg -l spark-ts shows iF), fix what setup-host names in spark.toml, then: dpkg --configure -a"
+if $enable && $systemd; then systemctl enable --now spark.target; fi
 echo "spark-ts $version installed from $root"

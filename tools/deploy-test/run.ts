@@ -11,8 +11,9 @@
  *   read-only at /opt/spark-ts, a host set up by the install.sh of before
  *   the package (earlier-install.sh: launchers in /usr/local, units in
  *   /etc/systemd/system, services running), then today's
- *   `deploy/install.sh` (no --enable: what ran still runs), which builds the package from the
- *   checkout in the machine and moves the host onto it; jobs pushed through the whole
+ *   `deploy/install.sh` (no --enable: what ran still runs), which builds
+ *   the package from the checkout in the machine and installs it, its
+ *   preinst moving the earlier files aside; jobs pushed through the whole
  *   chain against the Lighthouse stand-in and the upload receiver on the host
  *   (the machine shares the host's loopback); then, in the same boot, a
  *   builder stopped mid-build, kill -9 of every service, a signer restart
@@ -86,7 +87,7 @@ const way = {
   hostile: ['/usr/bin/node', HOSTILE_BUNDLE],
 };
 
-/** What an earlier install.sh wrote that the package's files replace (deploy/install.sh moves them aside). */
+/** What an earlier install.sh wrote that the package's files replace (its preinst moves them aside). */
 const EARLIER_FILES = [
   '/usr/local/bin/spark',
   ...['connector', 'builder', 'signer', 'uploader'].map((service) => `/usr/local/bin/spark-${service}`),

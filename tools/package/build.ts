@@ -146,7 +146,7 @@ export async function buildPackage(
     const installedKiB = Number(run('du', ['-sk', '--apparent-size', stage]).split('\t')[0]);
     await put(stage, '/DEBIAN/control', control({ version, arch, installedKiB, glibc: addon.glibc }));
     await put(stage, '/DEBIAN/conffiles', '/etc/sudoers.d/10spark-builder\n');
-    for (const script of ['postinst', 'prerm', 'postrm']) {
+    for (const script of ['preinst', 'postinst', 'prerm', 'postrm']) {
       await copyFile(join(ROOT, 'deploy/debian', script), join(stage, 'DEBIAN', script));
       await chmod(join(stage, 'DEBIAN', script), 0o755);
     }
