@@ -228,7 +228,8 @@ describe('npm run package', { timeout: 600_000 }, () => {
       assert.ok(depends.includes(needed), `Depends lacks ${needed}: ${depends.join(', ')}`);
     }
     const info = execFileSync('dpkg-deb', ['--info', result.deb], { encoding: 'utf8' });
-    for (const script of ['preinst', 'postinst', 'prerm', 'postrm', 'conffiles', 'md5sums']) assert.match(info, new RegExp(`\\b${script}\\b`));
+    for (const script of ['preinst', 'postinst', 'prerm', 'postrm', 'conffiles', 'md5sums'])
+      assert.match(info, new RegExp(`\\b${script}\\b`));
     const conffiles = execFileSync('dpkg-deb', ['--info', result.deb, 'conffiles'], { encoding: 'utf8' });
     assert.equal(conffiles, '/etc/sudoers.d/10spark-builder\n');
   });
