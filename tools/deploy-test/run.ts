@@ -232,10 +232,15 @@ MetricsPort = ${uploaderPort}
     installOutput.push(result.stdout);
     return result;
   };
-  /** The checkout way: a shell command in the checkout, its output kept; throws on a failing exit. */
-  const inCheckout = async (command: string) => {
+  /** The checkout way: a shell command in the checkout, its output kept (for the password check); its exit code and output. */
+  const runInCheckout = async (command: string) => {
     const result = await m.exec(['sh', '-c', `cd /opt/spark-ts && ${command} 2>&1`], { timeoutMs: 900_000 });
     installOutput.push(result.stdout);
+    return result;
+  };
+  /** The same, throwing on a failing exit; its output. */
+  const inCheckout = async (command: string) => {
+    const result = await runInCheckout(command);
     if (result.code !== 0) throw new Error(`${command}: exit ${result.code}\n${result.stdout.slice(-3000)}`);
     return result.stdout;
   };
@@ -322,7 +327,7 @@ MetricsPort = ${uploaderPort}
         const status = '/var/lib/dpkg/status';
         await m.sh(`sed -i 's/^Version: ${version.replaceAll('.', '\\.')}$/Version: 0.1.0-2/' ${status}`);
         try {
-          const older = await m.exec(['sh', '-c', 'cd /opt/spark-ts && bash deploy/install.sh 2>&1'], { timeoutMs: 900_000 });
+          const older = await runInCheckout('bash deploy/install.sh');
           if (older.code === 0 || !older.stdout.includes(`spark-ts 0.1.0-2 is installed, newer than this commit's ${version}`))
             throw new Error(`install.sh with a later version installed: exit ${older.code}\n${older.stdout.slice(-1500)}`);
         } finally {
